@@ -1,0 +1,214 @@
+"""`authserver` command line: serve, migrate, users, clients, keys.
+
+Every command reads the same settings as the server and, on bad input, exits non-zero with one
+clear line per problem on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from authserver import __version__
+from authserver.app import SchemaNotReady, build_services, prepare_schema
+from authserver.clients import Client, check_client_fields, hash_secret, new_secret
+from authserver.config import Settings, SettingsError, load_settings
+from authserver.db import migrate
+from authserver.db.engine import make_engine
+from authserver.db.stores import SqlClientStore, SqlKeyStore, SqlUserStore
+from authserver.errors import OAuthError
+from authserver.keys import public_record
+from authserver.passwords import Passwords
+from authserver.scopes import valid_scope_tokens
+from authserver.users import MAX_PASSWORD, MAX_USERNAME, new_user
+
+T = TypeVar("T")
+
+
+class CommandError(Exception):
+    """A problem to report as one line, exit status 1."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        return int(args.run(args, settings) or 0)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"authserver: {problem}", file=sys.stderr)
+        return 2
+    except (CommandError, SchemaNotReady) as exc:
+        print(f"authserver: {exc}", file=sys.stderr)
+        return 1
+    except OAuthError as exc:
+        print(f"authserver: {exc.description}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # database unreachable, key file unreadable, ...
+        print(f"authserver: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="authserver", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"authserver {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(run=_serve)
+
+    commands.add_parser("migrate", help="bring the database schema to the latest version").set_defaults(
+        run=_migrate
+    )
+
+    users = commands.add_parser("users", help="manage users").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    create_user = users.add_parser("create", help="create a user")
+    create_user.add_argument("username")
+    create_user.add_argument("--admin", action="store_true", help="grant the admin scope")
+    create_user.add_argument("--scope", action="append", default=[], metavar="S")
+    create_user.add_argument(
+        "--password-stdin", action="store_true", help="read the password from one line of stdin"
+    )
+    create_user.set_defaults(run=_create_user)
+
+    clients = commands.add_parser("clients", help="manage clients").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    create_client = clients.add_parser("create", help="register a client")
+    create_client.add_argument("client_id")
+    create_client.add_argument("--public", action="store_true", help="a client with no secret")
+    create_client.add_argument("--grant", action="append", default=[], metavar="G")
+    create_client.add_argument("--scope", action="append", default=[], metavar="S")
+    create_client.add_argument("--refresh-delivery", choices=["body", "cookie"], default="body")
+    create_client.set_defaults(run=_create_client)
+
+    keys = commands.add_parser("keys", help="signing keys").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    keys.add_parser("list", help="list every signing key").set_defaults(run=_list_keys)
+    return parser
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    # Migrate (SQLite) or check the schema (Postgres) once, before any worker starts.
+    _with_engine(settings, prepare_schema)
+    uvicorn.run(
+        "authserver.app:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=False,
+        server_header=False,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    _with_engine(settings, migrate.upgrade)
+    print(f"database is at revision {migrate.head_revision()}", file=sys.stderr)
+    return 0
+
+
+def _create_user(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.password_stdin:
+        raise CommandError("pass the password on stdin with --password-stdin")
+    password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise CommandError("the password on stdin is empty")
+    if len(password) > MAX_PASSWORD or len(args.username) > MAX_USERNAME or not args.username:
+        raise CommandError(
+            f"username must be 1 to {MAX_USERNAME} characters, password at most {MAX_PASSWORD}"
+        )
+    if not valid_scope_tokens(args.scope):
+        raise CommandError("a scope is malformed (RFC 6749 §3.3)")
+    password_hash = Passwords(settings).hash_sync(password)
+    user = new_user(args.username, password_hash, args.scope, args.admin)
+
+    async def create(engine: AsyncEngine) -> bool:
+        await prepare_schema(engine)
+        return await SqlUserStore(engine).create(user, int(time.time()))
+
+    if not _with_engine(settings, create):
+        raise CommandError(f"the username {args.username!r} is taken")
+    print(user.id)
+    return 0
+
+
+def _create_client(args: argparse.Namespace, settings: Settings) -> int:
+    grants = args.grant or (["refresh_token"] if args.public else ["client_credentials"])
+    check_client_fields(args.client_id, grants, args.refresh_delivery)
+    if not valid_scope_tokens(args.scope):
+        raise CommandError("a scope is malformed (RFC 6749 §3.3)")
+    if args.public and "client_credentials" in grants:
+        raise CommandError("a public client cannot use client_credentials (RFC 6749 §4.4)")
+    secret = None if args.public else new_secret()
+    client = Client(
+        client_id=args.client_id,
+        secret_hash=hash_secret(secret) if secret else None,
+        grant_types=tuple(dict.fromkeys(grants)),
+        scopes=tuple(dict.fromkeys(args.scope)),
+        refresh_delivery=args.refresh_delivery,
+    )
+
+    async def create(engine: AsyncEngine) -> bool:
+        await prepare_schema(engine)
+        return await SqlClientStore(engine).create(client, int(time.time()))
+
+    if not _with_engine(settings, create):
+        raise CommandError(f"the client_id {args.client_id!r} is taken")
+    kind = "public" if args.public else "confidential"
+    print(f"created {kind} client {args.client_id} ({' '.join(client.grant_types)})", file=sys.stderr)
+    if secret:
+        print("its secret, shown only now, is on the next line of stdout", file=sys.stderr)
+        print(secret)
+    return 0
+
+
+def _list_keys(args: argparse.Namespace, settings: Settings) -> int:
+    async def records(engine: AsyncEngine) -> list[dict[str, object]]:
+        await prepare_schema(engine)
+        services = build_services(settings, engine)
+        await services.keys.start()  # a fresh install gets its first keys here too
+        return [public_record(r) for r in await SqlKeyStore(engine).all()]
+
+    rows = _with_engine(settings, records)
+    print(f"{'kid':<44} {'alg':<6} {'state':<8} {'created':<20} {'activated':<20} retired")
+    for row in rows:
+        print(
+            f"{row['kid']!s:<44} {row['alg']!s:<6} {row['state']!s:<8} "
+            f"{_when(row['created_at']):<20} {_when(row['activated_at']):<20} "
+            f"{_when(row['retired_at'])}"
+        )
+    return 0
+
+
+def _when(epoch: object) -> str:
+    if not isinstance(epoch, int):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
+
+
+def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    async def run() -> T:
+        engine = make_engine(settings)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())

@@ -1,0 +1,199 @@
+"""Settings: one typed, frozen object built once from an environment mapping.
+
+`load_settings` checks every value and reports all bad ones together, one line each, so an
+operator fixes a broken deployment in one go. Tests pass a plain dict.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+SIGNING_ALGS = ("RS256", "EdDSA")
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """Raised with every problem found, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite+aiosqlite:///./authserver.db"
+    issuer: str = "http://127.0.0.1:8000"
+    audience: str = "authserver-api"
+    signing_alg: str = "RS256"  # for newly made keys
+    access_token_ttl: int = 900
+    refresh_token_ttl: int = 1_209_600  # idle lifetime of one refresh token (14 days)
+    session_ttl: int = 2_592_000  # absolute lifetime of a family (30 days)
+    refresh_reuse_grace: int = 0  # 0 = strict: any re-presented token kills its family
+    jwks_max_age: int = 300
+    allowed_origins: tuple[str, ...] = ()
+    cookie_secure: bool = True
+    # 32 raw bytes; None means "make one once in keys_dir".
+    key_encryption_key: bytes | None = field(default=None, repr=False)
+    keys_dir: Path = Path("keys")
+    # Clock skew tolerated when checking exp/iat of tokens presented back to us.
+    clock_leeway: int = 30
+    # argon2id cost. Defaults are RFC 9106's second recommended option (64 MiB, t=3, p=4).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65_536
+    argon2_parallelism: int = 4
+    # How many hashes may run at once: each holds argon2_memory_kib of RAM.
+    password_hash_concurrency: int = 2
+    db_pool_size: int = 10
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    defaults = Settings()
+
+    def read(name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = env.get(f"AUTHSERVER_{name}")
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            problems.append(f"AUTHSERVER_{name}: {exc}")
+            return default
+
+    settings = Settings(
+        database_url=read("DATABASE_URL", _database_url, defaults.database_url),
+        issuer=read("ISSUER", _issuer, defaults.issuer),
+        audience=read("AUDIENCE", _nonempty, defaults.audience),
+        signing_alg=read("SIGNING_ALG", _signing_alg, defaults.signing_alg),
+        access_token_ttl=read("ACCESS_TOKEN_TTL", _seconds(60, 86_400), defaults.access_token_ttl),
+        refresh_token_ttl=read(
+            "REFRESH_TOKEN_TTL", _seconds(60, 31_536_000), defaults.refresh_token_ttl
+        ),
+        session_ttl=read("SESSION_TTL", _seconds(60, 31_536_000), defaults.session_ttl),
+        refresh_reuse_grace=read("REFRESH_REUSE_GRACE", _seconds(0, 60), 0),
+        jwks_max_age=read("JWKS_MAX_AGE", _seconds(0, 86_400), defaults.jwks_max_age),
+        allowed_origins=read("ALLOWED_ORIGINS", _origins, ()),
+        cookie_secure=read("COOKIE_SECURE", _boolean, True),
+        key_encryption_key=read("KEY_ENCRYPTION_KEY", _kek, None),
+        keys_dir=read("KEYS_DIR", Path, defaults.keys_dir),
+        clock_leeway=read("CLOCK_LEEWAY", _seconds(0, 300), defaults.clock_leeway),
+        argon2_time_cost=read("ARGON2_TIME_COST", _int_between(1, 20), defaults.argon2_time_cost),
+        argon2_memory_kib=read(
+            "ARGON2_MEMORY_KIB", _int_between(1024, 4_194_304), defaults.argon2_memory_kib
+        ),
+        argon2_parallelism=read(
+            "ARGON2_PARALLELISM", _int_between(1, 16), defaults.argon2_parallelism
+        ),
+        password_hash_concurrency=read(
+            "PASSWORD_HASH_CONCURRENCY", _int_between(1, 64), defaults.password_hash_concurrency
+        ),
+        db_pool_size=read("DB_POOL_SIZE", _int_between(1, 200), defaults.db_pool_size),
+    )
+    if settings.refresh_token_ttl > settings.session_ttl:
+        problems.append(
+            "AUTHSERVER_REFRESH_TOKEN_TTL: must not exceed AUTHSERVER_SESSION_TTL "
+            f"({settings.refresh_token_ttl} > {settings.session_ttl})"
+        )
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _nonempty(raw: str) -> str:
+    if not raw:
+        raise ValueError("must not be empty")
+    return raw
+
+
+def _database_url(raw: str) -> str:
+    if not raw.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ValueError(
+            "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+            "(the async drivers authserver ships with)"
+        )
+    return raw
+
+
+def _issuer(raw: str) -> str:
+    parts = urlsplit(raw)
+    # RFC 8414 §2: the issuer is an https URL with no query or fragment; plain http is
+    # tolerated for local development.
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"must be an http(s) URL, got {raw!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("must have no query or fragment (RFC 8414 §2)")
+    return raw.rstrip("/")
+
+
+def _signing_alg(raw: str) -> str:
+    if raw not in SIGNING_ALGS:
+        raise ValueError(f"must be one of {', '.join(SIGNING_ALGS)}, got {raw!r}")
+    return raw
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be a whole number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _seconds(low: int, high: int) -> Callable[[str], int]:
+    parse = _int_between(low, high)
+
+    def seconds(raw: str) -> int:
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (seconds)") from None
+
+    return seconds
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {raw!r}")
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if item == "*" or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"each origin must be scheme://host[:port], got {item!r}")
+        if parts.path or parts.query or parts.fragment:
+            raise ValueError(f"an origin has no path, query or fragment, got {item!r}")
+        origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+    return tuple(origins)
+
+
+def _kek(raw: str) -> bytes:
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be base64 (the value is not shown)") from None
+    if len(key) != 32:
+        raise ValueError(f"must decode to 32 bytes, got {len(key)}")
+    return key

@@ -1,0 +1,103 @@
+"""Tables. Behaviour lives in the domain modules; the schema is made by the migrations only.
+
+Times are whole seconds since the epoch in BIGINT columns: one representation that SQLite
+and Postgres compare identically, with no time-zone handling in either driver.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, LargeBinary, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    username: Mapped[str] = mapped_column(String(256), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(512))
+    scopes: Mapped[str] = mapped_column(Text, default="")  # space-separated
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ClientRow(Base):
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(64))  # SHA-256 hex; NULL = public
+    grant_types: Mapped[str] = mapped_column(Text)  # space-separated
+    scopes: Mapped[str] = mapped_column(Text)  # space-separated
+    refresh_delivery: Mapped[str] = mapped_column(String(8), default="body")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class SigningKeyRow(Base):
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[str] = mapped_column(Text)
+    sealed_private_key: Mapped[bytes] = mapped_column(LargeBinary)  # AES-GCM under the KEK
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    activated_at: Mapped[int | None] = mapped_column(BigInteger)
+    retired_at: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        # At most one active key, whatever instances race to make or rotate them.
+        Index(
+            "uq_signing_keys_one_active",
+            "state",
+            unique=True,
+            sqlite_where=state == "active",
+            postgresql_where=state == "active",
+        ),
+    )
+
+
+class FamilyRow(Base):
+    __tablename__ = "refresh_families"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class RefreshTokenRow(Base):
+    __tablename__ = "refresh_tokens"
+
+    # Spent rows are kept until their family is purged, so a replay is recognised as reuse.
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str] = mapped_column(
+        ForeignKey("refresh_families.id", ondelete="CASCADE"), index=True
+    )
+    parent_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    issued_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    spent_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class DeniedAccessTokenRow(Base):
+    __tablename__ = "denied_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -1,0 +1,385 @@
+"""SQL implementations of the domain's storage ports.
+
+Each method is one short transaction. The refresh hot path is written in plain SQL so it stays
+one round trip on Postgres (a data-modifying CTE) and one locked transaction on SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import exists, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from authserver.clients import Client
+from authserver.db.engine import is_postgres
+from authserver.db.models import ClientRow, FamilyRow, SigningKeyRow, UserRow
+from authserver.keys import KeyRecord
+from authserver.sessions import Family, TokenState
+from authserver.users import User
+
+_FAMILY_COLUMNS = "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.expires_at, f.revoked_at"
+
+# Postgres: spend and insert the successor in one statement. A racing UPDATE on the same row
+# waits for the winner, re-checks `spent_at IS NULL` on the new row version, and matches nothing.
+_SPEND_POSTGRES = text(f"""
+WITH spent AS (
+    UPDATE refresh_tokens AS t SET spent_at = :now
+    FROM refresh_families AS f
+    WHERE t.token_hash = :token_hash AND t.spent_at IS NULL AND t.expires_at > :now
+      AND f.id = t.family_id AND f.client_id = :client_id
+      AND f.revoked_at IS NULL AND f.expires_at > :now
+    RETURNING {_FAMILY_COLUMNS}
+), successor AS (
+    INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
+    SELECT :new_hash, id, :token_hash, :now, LEAST(:new_expires_at, expires_at) FROM spent
+)
+SELECT * FROM spent
+""")
+
+# Portable: spend only if the family is alive and the client's; RETURNING names the family.
+_SPEND = text("""
+UPDATE refresh_tokens SET spent_at = :now
+WHERE token_hash = :token_hash AND spent_at IS NULL AND expires_at > :now
+  AND family_id IN (SELECT id FROM refresh_families
+                    WHERE client_id = :client_id AND revoked_at IS NULL AND expires_at > :now)
+RETURNING family_id
+""")
+
+_SPEND_SUCCESSOR = text("""
+UPDATE refresh_tokens SET spent_at = :now
+WHERE parent_hash = :parent_hash AND spent_at IS NULL AND expires_at > :now
+  AND family_id IN (SELECT id FROM refresh_families
+                    WHERE client_id = :client_id AND revoked_at IS NULL AND expires_at > :now)
+  AND EXISTS (SELECT 1 FROM refresh_tokens AS p
+              WHERE p.token_hash = :parent_hash AND p.spent_at >= :parent_spent_after)
+RETURNING family_id
+""")
+
+_INSERT_TOKEN = text("""
+INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
+VALUES (:token_hash, :family_id, :parent_hash, :issued_at, :expires_at)
+""")
+
+_FAMILY_BY_ID = text(f"SELECT {_FAMILY_COLUMNS} FROM refresh_families AS f WHERE f.id = :id")
+
+_FIND = text(f"""
+SELECT t.issued_at AS t_issued_at, t.expires_at AS t_expires_at, t.spent_at AS t_spent_at,
+       {_FAMILY_COLUMNS}
+FROM refresh_tokens AS t JOIN refresh_families AS f ON f.id = t.family_id
+WHERE t.token_hash = :token_hash
+""")
+
+_DENIED = "EXISTS (SELECT 1 FROM denied_access_tokens WHERE jti = :jti)"
+_ACCESS_REVOKED = text(f"SELECT {_DENIED}")
+# A session that is revoked, over, or gone takes its access tokens with it.
+_ACCESS_REVOKED_IN_SESSION = text(f"""
+SELECT {_DENIED} OR NOT EXISTS (
+    SELECT 1 FROM refresh_families
+    WHERE id = :sid AND revoked_at IS NULL AND expires_at > :now)
+""")
+
+
+def _family(row: Any) -> Family:
+    return Family(
+        id=row.id,
+        user_id=row.user_id,
+        client_id=row.client_id,
+        scope=row.scope,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+class SqlSessionStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._postgres = is_postgres(engine)
+
+    async def start(self, family: Family, token_hash: str, expires_at: int) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(FamilyRow).values(
+                    id=family.id,
+                    user_id=family.user_id,
+                    client_id=family.client_id,
+                    scope=family.scope,
+                    created_at=family.created_at,
+                    expires_at=family.expires_at,
+                )
+            )
+            await conn.execute(
+                _INSERT_TOKEN,
+                {
+                    "token_hash": token_hash,
+                    "family_id": family.id,
+                    "parent_hash": None,
+                    "issued_at": family.created_at,
+                    "expires_at": expires_at,
+                },
+            )
+
+    async def spend(
+        self, token_hash: str, client_id: str, now: int, new_hash: str, new_expires_at: int
+    ) -> Family | None:
+        params = {
+            "token_hash": token_hash,
+            "client_id": client_id,
+            "now": now,
+            "new_hash": new_hash,
+            "new_expires_at": new_expires_at,
+        }
+        async with self._engine.begin() as conn:
+            if self._postgres:
+                row = (await conn.execute(_SPEND_POSTGRES, params)).first()
+                return _family(row) if row else None
+            family_id = (await conn.execute(_SPEND, params)).scalar()
+            if family_id is None:
+                return None
+            return await self._add_successor(conn, family_id, token_hash, new_hash, now, params)
+
+    async def spend_successor(
+        self,
+        parent_hash: str,
+        client_id: str,
+        now: int,
+        parent_spent_after: int,
+        new_hash: str,
+        new_expires_at: int,
+    ) -> Family | None:
+        params = {
+            "parent_hash": parent_hash,
+            "client_id": client_id,
+            "now": now,
+            "parent_spent_after": parent_spent_after,
+            "new_expires_at": new_expires_at,
+        }
+        async with self._engine.begin() as conn:
+            family_id = (await conn.execute(_SPEND_SUCCESSOR, params)).scalar()
+            if family_id is None:
+                return None
+            return await self._add_successor(conn, family_id, parent_hash, new_hash, now, params)
+
+    async def _add_successor(
+        self,
+        conn: Any,
+        family_id: str,
+        parent_hash: str,
+        new_hash: str,
+        now: int,
+        params: dict[str, Any],
+    ) -> Family:
+        family = _family((await conn.execute(_FAMILY_BY_ID, {"id": family_id})).one())
+        await conn.execute(
+            _INSERT_TOKEN,
+            {
+                "token_hash": new_hash,
+                "family_id": family_id,
+                "parent_hash": parent_hash,
+                "issued_at": now,
+                "expires_at": min(params["new_expires_at"], family.expires_at),
+            },
+        )
+        return family
+
+    async def find(self, token_hash: str) -> TokenState | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_FIND, {"token_hash": token_hash})).first()
+        if row is None:
+            return None
+        return TokenState(_family(row), row.t_issued_at, row.t_expires_at, row.t_spent_at)
+
+    async def revoke(self, family_id: str, reason: str, now: int) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(FamilyRow)
+                .where(FamilyRow.id == family_id, FamilyRow.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=reason)
+            )
+
+    async def revoke_user(self, user_id: str, reason: str, now: int) -> int:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(FamilyRow)
+                .where(FamilyRow.user_id == user_id, FamilyRow.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=reason)
+            )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def deny(self, jti: str, expires_at: int, now: int) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                text("DELETE FROM denied_access_tokens WHERE expires_at <= :now"), {"now": now}
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO denied_access_tokens (jti, expires_at) VALUES (:jti, :expires_at)"
+                    " ON CONFLICT (jti) DO NOTHING"
+                ),
+                {"jti": jti, "expires_at": expires_at},
+            )
+
+    async def access_revoked(self, jti: str, sid: str | None, now: int) -> bool:
+        async with self._engine.connect() as conn:
+            if sid is None:
+                result = await conn.execute(_ACCESS_REVOKED, {"jti": jti})
+            else:
+                result = await conn.execute(
+                    _ACCESS_REVOKED_IN_SESSION, {"jti": jti, "sid": sid, "now": now}
+                )
+            return bool(result.scalar())
+
+
+class SqlUserStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def by_username(self, username: str) -> User | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(select(UserRow.__table__).where(UserRow.username == username))
+            ).first()
+        return _user(row) if row else None
+
+    async def by_id(self, user_id: str) -> User | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(select(UserRow.__table__).where(UserRow.id == user_id))
+            ).first()
+        return _user(row) if row else None
+
+    async def create(self, user: User, now: int) -> bool:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    insert(UserRow).values(
+                        id=user.id,
+                        username=user.username,
+                        password_hash=user.password_hash,
+                        scopes=" ".join(user.scopes),
+                        disabled=user.disabled,
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(UserRow)
+                .where(UserRow.id == user_id, UserRow.password_hash == old_hash)
+                .values(password_hash=new_hash)
+            )
+
+
+def _user(row: Any) -> User:
+    return User(row.id, row.username, row.password_hash, tuple(row.scopes.split()), row.disabled)
+
+
+class SqlClientStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def get(self, client_id: str) -> Client | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(ClientRow.__table__).where(ClientRow.client_id == client_id)
+                )
+            ).first()
+        if row is None:
+            return None
+        return Client(
+            client_id=row.client_id,
+            secret_hash=row.secret_hash,
+            grant_types=tuple(row.grant_types.split()),
+            scopes=tuple(row.scopes.split()),
+            refresh_delivery=row.refresh_delivery,
+        )
+
+    async def create(self, client: Client, now: int) -> bool:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    insert(ClientRow).values(
+                        client_id=client.client_id,
+                        secret_hash=client.secret_hash,
+                        grant_types=" ".join(client.grant_types),
+                        scopes=" ".join(client.scopes),
+                        refresh_delivery=client.refresh_delivery,
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def scopes_in_use(self) -> list[str]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(ClientRow.scopes))).scalars().all()
+        return sorted({scope for row in rows for scope in row.split()})
+
+
+# Any constant works; it names the lock that serialises first-start key creation.
+_KEY_INIT_LOCK = 0x61757468  # "auth"
+
+
+class SqlKeyStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def all(self) -> list[KeyRecord]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(SigningKeyRow.__table__))).all()
+        return [
+            KeyRecord(
+                kid=row.kid,
+                alg=row.alg,
+                state=row.state,
+                public_jwk=json.loads(row.public_jwk),
+                sealed_private_key=row.sealed_private_key,
+                created_at=row.created_at,
+                activated_at=row.activated_at,
+                retired_at=row.retired_at,
+                revoked_at=row.revoked_at,
+            )
+            for row in rows
+        ]
+
+    async def initialize(self, records: list[KeyRecord]) -> bool:
+        try:
+            async with self._engine.begin() as conn:
+                if is_postgres(self._engine):
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _KEY_INIT_LOCK}
+                    )
+                has_active = await conn.scalar(
+                    select(exists().where(SigningKeyRow.state == "active"))
+                )
+                if has_active:
+                    return False
+                for record in records:
+                    await conn.execute(
+                        insert(SigningKeyRow).values(
+                            kid=record.kid,
+                            alg=record.alg,
+                            state=record.state,
+                            public_jwk=json.dumps(record.public_jwk),
+                            sealed_private_key=record.sealed_private_key,
+                            created_at=record.created_at,
+                            activated_at=record.activated_at,
+                        )
+                    )
+        except IntegrityError:  # the partial unique index caught a racing instance
+            return False
+        return True
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))

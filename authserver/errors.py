@@ -1,0 +1,118 @@
+"""Errors the server answers with, shaped by RFC 6749 §5.2 and RFC 6750 §3.1.
+
+    OAuthError                      code, status, public description (+ private detail, logged only)
+    ├── InvalidRequest              400 invalid_request
+    │   ├── UnsupportedMediaType    415 invalid_request
+    │   └── PayloadTooLarge         413 invalid_request
+    ├── InvalidClient               401 invalid_client
+    ├── InvalidGrant                400 invalid_grant (one sentence for every cause)
+    ├── UnauthorizedClient          400 unauthorized_client
+    ├── UnsupportedGrantType        400 unsupported_grant_type
+    ├── UnsupportedTokenType        400 unsupported_token_type (RFC 7009 §2.2.1)
+    ├── InvalidScope                400 invalid_scope
+    ├── InvalidToken                401 invalid_token (bearer token on a protected endpoint)
+    ├── InsufficientScope           403 insufficient_scope
+    ├── Conflict                    409 conflict
+    ├── NotFound                    404 not_found
+    └── TemporarilyUnavailable      503 temporarily_unavailable
+
+`description` is what the client reads; `detail` is for the log and never leaves the server.
+"""
+
+from __future__ import annotations
+
+
+class OAuthError(Exception):
+    code = "server_error"
+    status = 500
+    description = "The server met an unexpected condition."
+
+    def __init__(self, description: str | None = None, *, detail: str | None = None) -> None:
+        if description is not None:
+            self.description = description
+        self.detail = detail
+        super().__init__(detail or self.description)
+
+
+class InvalidRequest(OAuthError):
+    code = "invalid_request"
+    status = 400
+    description = "The request is malformed."
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status = 415
+    description = "Send application/x-www-form-urlencoded or application/json."
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    description = "The request body is too large."
+
+
+class InvalidClient(OAuthError):
+    code = "invalid_client"
+    status = 401
+    description = "Client authentication failed."
+
+
+class InvalidGrant(OAuthError):
+    code = "invalid_grant"
+    status = 400
+    # RFC 6749 §5.2 lets us say more, but one sentence for every cause tells an attacker
+    # nothing about which usernames exist or which tokens were ever valid.
+    description = "The credentials or refresh token are invalid, expired or revoked."
+
+
+class UnauthorizedClient(OAuthError):
+    code = "unauthorized_client"
+    status = 400
+    description = "This client is not allowed to use this grant type."
+
+
+class UnsupportedGrantType(OAuthError):
+    code = "unsupported_grant_type"
+    status = 400
+    description = "The grant type is not supported."
+
+
+class UnsupportedTokenType(OAuthError):
+    code = "unsupported_token_type"
+    status = 400
+    description = "The token type is not supported."
+
+
+class InvalidScope(OAuthError):
+    code = "invalid_scope"
+    status = 400
+    description = "The requested scope is invalid or not allowed for this client."
+
+
+class InvalidToken(OAuthError):
+    code = "invalid_token"
+    status = 401
+    description = "The access token is missing, invalid, expired or revoked."
+
+
+class InsufficientScope(OAuthError):
+    code = "insufficient_scope"
+    status = 403
+    description = "The access token does not carry the scope this request needs."
+
+
+class Conflict(OAuthError):
+    code = "conflict"
+    status = 409
+    description = "The resource already exists."
+
+
+class NotFound(OAuthError):
+    code = "not_found"
+    status = 404
+    description = "Nothing is here."
+
+
+class TemporarilyUnavailable(OAuthError):
+    code = "temporarily_unavailable"
+    status = 503
+    description = "The server is temporarily unable to handle the request."

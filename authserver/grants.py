@@ -1,0 +1,134 @@
+"""The token endpoint's grants (RFC 6749 §4.3, §4.4, §6), found by their wire name."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from authserver.clients import Client, ClientCredentials, authenticate_client
+from authserver.errors import InvalidRequest, InvalidScope, UnauthorizedClient, UnsupportedGrantType
+from authserver.scopes import grant, parse_scope
+from authserver.services import Services
+from authserver.sessions import Rotation, hash_token, rotate, start_family
+from authserver.users import authenticate
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    access_token: str
+    expires_in: int
+    scope: str
+    refresh_token: str | None = None
+    refresh_expires_at: int | None = None
+    refresh_delivery: str = "body"
+
+
+Fields = Mapping[str, str]
+Grant = Callable[[Services, ClientCredentials, Fields], Awaitable[TokenResponse]]
+
+
+async def issue(
+    services: Services, grant_type: str | None, credentials: ClientCredentials, fields: Fields
+) -> TokenResponse:
+    if not grant_type:
+        raise InvalidRequest("grant_type is required.")
+    handler = GRANTS.get(grant_type)
+    if handler is None:
+        raise UnsupportedGrantType()
+    return await handler(services, credentials, fields)
+
+
+async def password_grant(
+    services: Services, credentials: ClientCredentials, fields: Fields
+) -> TokenResponse:
+    client = await authenticate_client(services.clients, credentials)
+    # RFC 9700 §2.4: the password grant MUST NOT be used; we allow it only for first-party
+    # clients registered with it explicitly.
+    if "password" not in client.grant_types:
+        raise UnauthorizedClient()
+    username, password = _required(fields, "username"), _required(fields, "password")
+    requested = parse_scope(fields.get("scope"))
+    if requested is not None and not set(requested) <= set(client.scopes):
+        raise InvalidScope()
+    user = await authenticate(services.users, services.passwords, username, password)
+    scope = grant(requested, client.scopes, user.scopes)
+    settings = services.settings
+    rotation = await start_family(
+        services.sessions,
+        user_id=user.id,
+        client_id=client.client_id,
+        scope=scope,
+        now=services.clock(),
+        refresh_ttl=settings.refresh_token_ttl,
+        session_ttl=settings.session_ttl,
+    )
+    return _with_refresh(services, client, rotation, scope)
+
+
+async def refresh_token_grant(
+    services: Services, credentials: ClientCredentials, fields: Fields
+) -> TokenResponse:
+    client = await authenticate_client(services.clients, credentials)
+    presented = _required(fields, "refresh_token")
+    requested = parse_scope(fields.get("scope"))
+    if requested is not None:
+        # RFC 6749 §6: the requested scope MUST NOT include any scope not originally granted.
+        # Checked before rotating so a bad request does not spend the token.
+        state = await services.sessions.find(hash_token(presented))
+        if state is not None and not set(requested) <= set(state.family.scope.split()):
+            raise InvalidScope()
+    settings = services.settings
+    rotation = await rotate(
+        services.sessions,
+        presented,
+        client_id=client.client_id,
+        now=services.clock(),
+        refresh_ttl=settings.refresh_token_ttl,
+        grace=settings.refresh_reuse_grace,
+    )
+    scope = " ".join(requested) if requested is not None else rotation.family.scope
+    return _with_refresh(services, client, rotation, scope)
+
+
+async def client_credentials_grant(
+    services: Services, credentials: ClientCredentials, fields: Fields
+) -> TokenResponse:
+    client = await authenticate_client(services.clients, credentials)
+    # RFC 6749 §4.4: the client credentials grant MUST only be used by confidential clients.
+    if client.is_public or "client_credentials" not in client.grant_types:
+        raise UnauthorizedClient()
+    scope = grant(parse_scope(fields.get("scope")), client.scopes, None)
+    # RFC 9068 §2.2: with no resource owner, sub is the client's own identifier.
+    access = services.mint(sub=client.client_id, client_id=client.client_id, scope=scope, sid=None)
+    return TokenResponse(access.token, services.settings.access_token_ttl, scope)
+
+
+def _with_refresh(
+    services: Services, client: Client, rotation: Rotation, scope: str
+) -> TokenResponse:
+    family = rotation.family
+    access = services.mint(
+        sub=family.user_id, client_id=client.client_id, scope=scope, sid=family.id
+    )
+    return TokenResponse(
+        access.token,
+        services.settings.access_token_ttl,
+        scope,
+        refresh_token=rotation.refresh_token,
+        refresh_expires_at=rotation.expires_at,
+        refresh_delivery=client.refresh_delivery,
+    )
+
+
+def _required(fields: Fields, name: str) -> str:
+    value = fields.get(name)
+    if not value:
+        raise InvalidRequest(f"{name} is required.")
+    return value
+
+
+GRANTS: dict[str, Grant] = {
+    "password": password_grant,
+    "refresh_token": refresh_token_grant,
+    "client_credentials": client_credentials_grant,
+}

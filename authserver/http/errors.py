@@ -1,0 +1,58 @@
+"""Exception handlers: every error leaves as the JSON of API.md, never as a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from authserver.errors import InsufficientScope, InvalidClient, InvalidToken, OAuthError
+from authserver.http.responses import no_store_json
+
+logger = logging.getLogger("authserver")
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def oauth_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OAuthError)
+    if exc.detail:
+        logger.info("%s %s: %s: %s", request.method, request.url.path, exc.code, exc.detail)
+    headers: dict[str, str] = {}
+    if isinstance(exc, InvalidToken | InsufficientScope):
+        # RFC 6750 §3: a protected resource answers with a Bearer challenge.
+        headers["WWW-Authenticate"] = f'Bearer realm="authserver", error="{exc.code}"'
+    elif isinstance(exc, InvalidClient) and _used_basic(request):
+        # RFC 6749 §5.2: if the client authenticated via the Authorization header, the server
+        # MUST answer 401 with a WWW-Authenticate matching the scheme it used.
+        headers["WWW-Authenticate"] = 'Basic realm="authserver"'
+    return no_store_json(
+        {"error": exc.code, "error_description": exc.description}, exc.status, headers
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "invalid_request")
+    description = (
+        "Nothing is here." if exc.status_code == 404 else "The request is not allowed here."
+    )
+    return no_store_json(
+        {"error": code, "error_description": description}, exc.status_code, dict(exc.headers or {})
+    )
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return no_store_json(
+        {"error": "server_error", "error_description": OAuthError.description}, 500
+    )
+
+
+def _used_basic(request: Request) -> bool:
+    return request.headers.get("authorization", "")[:6].lower() == "basic "
+
+
+HANDLERS = {OAuthError: oauth_error, HTTPException: http_error, Exception: server_error}

@@ -1,0 +1,28 @@
+"""GET /healthz (the process answers) and GET /readyz (it can do its job)."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from authserver.http.responses import no_store_json
+
+logger = logging.getLogger("authserver")
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+async def readyz(request: Request) -> Response:
+    ready = request.app.state.readiness
+    try:
+        await ready()
+    except Exception as exc:  # any failure means "not ready", whatever its cause
+        logger.warning("not ready: %s", type(exc).__name__)
+        return no_store_json(
+            {"error": "temporarily_unavailable", "error_description": "Not ready to serve."}, 503
+        )
+    return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,50 @@
+"""POST /logout, /logout/all, /revoke (RFC 7009) and /introspect (RFC 7662)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from authserver import introspection, revocation
+from authserver.errors import InvalidRequest
+from authserver.http.forms import bearer_token, client_credentials, read_fields
+from authserver.http.responses import no_content, no_store_json
+from authserver.http.token import services
+
+
+async def logout(request: Request) -> Response:
+    fields = await read_fields(request, allow_empty=True)
+    await revocation.logout(services(request), fields.get("refresh_token"), bearer_token(request))
+    return no_content()
+
+
+async def logout_all(request: Request) -> Response:
+    await revocation.logout_all(services(request), bearer_token(request))
+    return no_content()
+
+
+async def revoke(request: Request) -> Response:
+    fields = await read_fields(request)
+    credentials = client_credentials(request, fields)
+    await revocation.revoke(
+        services(request), credentials, _token(fields), fields.get("token_type_hint")
+    )
+    # RFC 7009 §2.2: the server responds with HTTP status code 200 ... the content of the
+    # response body is ignored by the client.
+    return no_store_json({})
+
+
+async def introspect(request: Request) -> Response:
+    fields = await read_fields(request)
+    credentials = client_credentials(request, fields)
+    answer = await introspection.introspect(
+        services(request), credentials, _token(fields), fields.get("token_type_hint")
+    )
+    return no_store_json(answer)
+
+
+def _token(fields: dict[str, str]) -> str:
+    token = fields.get("token")
+    if not token:
+        raise InvalidRequest("token is required.")
+    return token

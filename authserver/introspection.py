@@ -1,0 +1,73 @@
+"""Is a token live? For bearer-protected endpoints and for RFC 7662 introspection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authserver.clients import ClientCredentials, authenticate_client
+from authserver.errors import InvalidToken
+from authserver.services import Services
+from authserver.sessions import hash_token
+from authserver.tokens import TokenRejected
+
+INACTIVE: dict[str, Any] = {"active": False}
+
+
+async def live_access_claims(services: Services, token: str) -> dict[str, Any] | None:
+    """The claims of a valid, unrevoked access token of ours; None otherwise."""
+    try:
+        claims = services.verify(token)
+    except TokenRejected:
+        return None
+    sid = claims.get("sid")
+    if sid is not None and not isinstance(sid, str):
+        return None
+    if await services.sessions.access_revoked(claims["jti"], sid, services.clock()):
+        return None
+    return claims
+
+
+async def authenticate_bearer(services: Services, token: str | None) -> dict[str, Any]:
+    """RFC 6750: the claims of the bearer token, or InvalidToken (401)."""
+    claims = await live_access_claims(services, token) if token else None
+    if claims is None:
+        raise InvalidToken()
+    return claims
+
+
+async def introspect(
+    services: Services, credentials: ClientCredentials, token: str, hint: str | None
+) -> dict[str, Any]:
+    # RFC 7662 §2.1: the endpoint MUST require some form of authorization; we take the
+    # credentials of a confidential client (a resource server).
+    client = await authenticate_client(services.clients, credentials, require_confidential=True)
+    if token.count(".") == 2:
+        claims = await live_access_claims(services, token)
+        if claims is None:
+            return INACTIVE
+        return {"active": True, "token_type": "Bearer", "token_use": "access_token", **claims}
+    # Refresh tokens are the holder's secret: only the client they were issued to may ask.
+    state = await services.sessions.find(hash_token(token))
+    now = services.clock()
+    if (
+        state is None
+        or state.family.client_id != client.client_id
+        or state.spent_at is not None
+        or state.expires_at <= now
+        or state.family.revoked_at is not None
+        or state.family.expires_at <= now
+    ):
+        return INACTIVE
+    family = state.family
+    return {
+        "active": True,
+        "token_type": "refresh_token",
+        "token_use": "refresh_token",
+        "iss": services.settings.issuer,
+        "sub": family.user_id,
+        "client_id": family.client_id,
+        "scope": family.scope,
+        "sid": family.id,
+        "iat": state.issued_at,
+        "exp": state.expires_at,
+    }

@@ -1,0 +1,63 @@
+"""Ending sessions: logout, log out everywhere, and RFC 7009 revocation."""
+
+from __future__ import annotations
+
+from authserver.clients import ClientCredentials, authenticate_client
+from authserver.errors import UnauthorizedClient
+from authserver.introspection import authenticate_bearer
+from authserver.services import Services
+from authserver.sessions import hash_token
+from authserver.tokens import TokenRejected
+
+
+async def logout(services: Services, refresh_token: str | None, bearer: str | None) -> None:
+    """Ends the refresh token's family and denies the bearer token; quiet when either is dead."""
+    now = services.clock()
+    if refresh_token:
+        state = await services.sessions.find(hash_token(refresh_token))
+        if state is not None:
+            await services.sessions.revoke(state.family.id, "logout", now)
+    if bearer:
+        try:
+            claims = services.verify(bearer)
+        except TokenRejected:
+            return
+        await services.sessions.deny(claims["jti"], claims["exp"], now)
+
+
+async def logout_all(services: Services, bearer: str | None) -> int:
+    """Revokes every family of the bearer token's subject; returns how many were live."""
+    claims = await authenticate_bearer(services, bearer)
+    return await services.sessions.revoke_user(claims["sub"], "logout_all", services.clock())
+
+
+async def revoke(
+    services: Services, credentials: ClientCredentials, token: str, hint: str | None
+) -> None:
+    """RFC 7009 §2.2: unknown, invalid or already revoked tokens are answered 200 like the rest.
+
+    Hints are only an optimisation (§2.1), so we recognise the token by its shape instead:
+    our access tokens are JWTs, our refresh tokens are not.
+    """
+    client = await authenticate_client(services.clients, credentials)
+    now = services.clock()
+    if token.count(".") == 2:
+        try:
+            claims = services.verify(token)
+        except TokenRejected:
+            return
+        _same_client(claims["client_id"], client.client_id)
+        await services.sessions.deny(claims["jti"], claims["exp"], now)
+        return
+    state = await services.sessions.find(hash_token(token))
+    if state is None:
+        return
+    _same_client(state.family.client_id, client.client_id)
+    await services.sessions.revoke(state.family.id, "revoked", now)
+
+
+def _same_client(owner: str, caller: str) -> None:
+    # RFC 7009 §2.1: the server verifies whether the token was issued to the client making the
+    # revocation request; if this validation fails, the request is refused.
+    if owner != caller:
+        raise UnauthorizedClient("The token was not issued to this client.")

@@ -1,0 +1,44 @@
+"""Scope strings (RFC 6749 §3.3): space-delimited, case-sensitive tokens."""
+
+from __future__ import annotations
+
+import re
+
+from authserver.errors import InvalidScope
+
+# scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+ADMIN = "admin"
+
+
+def parse_scope(raw: str | None) -> tuple[str, ...] | None:
+    """None when absent; the distinct tokens, in order, otherwise."""
+    if raw is None:
+        return None
+    tokens = raw.split(" ")
+    if not all(_SCOPE_TOKEN.match(token) for token in tokens):
+        raise InvalidScope("The scope is malformed.")
+    return tuple(dict.fromkeys(tokens))
+
+
+def valid_scope_tokens(tokens: list[str] | tuple[str, ...]) -> bool:
+    return all(isinstance(t, str) and _SCOPE_TOKEN.match(t) for t in tokens)
+
+
+def grant(
+    requested: tuple[str, ...] | None, allowed: tuple[str, ...], held: tuple[str, ...] | None
+) -> str:
+    """The scope to issue.
+
+    `allowed` is what the client may ask for; asking beyond it is `invalid_scope`. `held` is
+    what the user has (None for a client acting for itself); RFC 6749 §3.3 lets the server
+    issue less than was asked, so scopes the user lacks are dropped. Without a request the
+    client gets its defaults, except `admin`, which must always be asked for by name.
+    """
+    if requested is None:
+        requested = tuple(s for s in allowed if s != ADMIN)
+    elif not set(requested) <= set(allowed):
+        raise InvalidScope()
+    if held is not None:
+        requested = tuple(s for s in requested if s in held)
+    return " ".join(requested)

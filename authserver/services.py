@@ -1,0 +1,55 @@
+"""What the use cases work with: settings, stores, keys, the password hasher and a clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from authserver.clients import ClientStore
+from authserver.config import Settings
+from authserver.passwords import Passwords
+from authserver.sessions import SessionStore
+from authserver.signing import SigningKeys
+from authserver.tokens import AccessToken, mint_access_token, verify_access_token
+from authserver.users import UserStore
+
+
+def wall_clock() -> int:
+    return int(time.time())
+
+
+@dataclass
+class Services:
+    settings: Settings
+    users: UserStore
+    clients: ClientStore
+    sessions: SessionStore
+    keys: SigningKeys
+    passwords: Passwords
+    clock: Callable[[], int] = field(default=wall_clock)
+
+    def mint(self, *, sub: str, client_id: str, scope: str, sid: str | None) -> AccessToken:
+        settings = self.settings
+        return mint_access_token(
+            self.keys.ring,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            ttl=settings.access_token_ttl,
+            now=self.clock(),
+            sub=sub,
+            client_id=client_id,
+            scope=scope,
+            sid=sid,
+        )
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """Signature and claims only; raises TokenRejected. See `introspection` for revocation."""
+        return verify_access_token(
+            token,
+            self.keys.ring,
+            issuer=self.settings.issuer,
+            audience=self.settings.audience,
+            leeway=self.settings.clock_leeway,
+        )

@@ -1,0 +1,163 @@
+"""Refresh-token families and revoked access tokens.
+
+A login starts a family (its id is the `sid` of every access token issued in it). Each use of a
+refresh token spends it and issues the next one, in one compare-and-set in the database.
+Presenting a spent token means two parties hold the family, so the whole family is revoked:
+that revocation is committed before the request is answered with `invalid_grant`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from authserver.errors import InvalidGrant
+
+
+@dataclass(frozen=True)
+class Family:
+    id: str
+    user_id: str
+    client_id: str
+    scope: str
+    created_at: int
+    expires_at: int  # absolute end of the session
+    revoked_at: int | None = None
+
+
+@dataclass(frozen=True)
+class TokenState:
+    """What the store knows of one refresh token, found by its hash."""
+
+    family: Family
+    issued_at: int
+    expires_at: int  # idle end: issued_at + refresh TTL, never past the family's end
+    spent_at: int | None
+
+
+@dataclass(frozen=True)
+class Rotation:
+    family: Family
+    refresh_token: str
+    expires_at: int
+
+
+class SessionStore(Protocol):
+    """Storage for families, refresh tokens and denied access tokens.
+
+    Every method is one transaction of its own; `spend` and `spend_successor` are each a
+    single compare-and-set, so any number of racing requests see at most one winner.
+    """
+
+    async def start(self, family: Family, token_hash: str, expires_at: int) -> None: ...
+
+    async def spend(
+        self, token_hash: str, client_id: str, now: int, new_hash: str, new_expires_at: int
+    ) -> Family | None:
+        """Marks the token spent and stores its successor, only if the token is unspent,
+        unexpired, of `client_id`, and its family is alive. None when any of that fails."""
+        ...
+
+    async def spend_successor(
+        self,
+        parent_hash: str,
+        client_id: str,
+        now: int,
+        parent_spent_after: int,
+        new_hash: str,
+        new_expires_at: int,
+    ) -> Family | None:
+        """Grace: spends the live child of `parent_hash` (spent after `parent_spent_after`)
+        and stores a new child of the parent. None when no such child is live."""
+        ...
+
+    async def find(self, token_hash: str) -> TokenState | None: ...
+
+    async def revoke(self, family_id: str, reason: str, now: int) -> None: ...
+
+    async def revoke_user(self, user_id: str, reason: str, now: int) -> int: ...
+
+    async def deny(self, jti: str, expires_at: int, now: int) -> None:
+        """Denies an access token until it expires; expired entries are cleared on the way."""
+        ...
+
+    async def access_revoked(self, jti: str, sid: str | None, now: int) -> bool:
+        """True when the jti is denied or the session `sid` is revoked or over."""
+        ...
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)  # 256 random bits
+
+
+def hash_token(token: str) -> str:
+    # The token is 256 random bits: a plain SHA-256 cannot be brute-forced and keeps lookups
+    # a single index probe.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_family_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def start_family(
+    store: SessionStore,
+    *,
+    user_id: str,
+    client_id: str,
+    scope: str,
+    now: int,
+    refresh_ttl: int,
+    session_ttl: int,
+) -> Rotation:
+    family = Family(new_family_id(), user_id, client_id, scope, now, now + session_ttl)
+    token = new_refresh_token()
+    expires_at = min(now + refresh_ttl, family.expires_at)
+    await store.start(family, hash_token(token), expires_at)
+    return Rotation(family, token, expires_at)
+
+
+async def rotate(
+    store: SessionStore,
+    presented: str,
+    *,
+    client_id: str,
+    now: int,
+    refresh_ttl: int,
+    grace: int,
+) -> Rotation:
+    """Spends `presented` and returns its successor, or raises InvalidGrant.
+
+    Reuse of a spent token revokes its family (and that is committed) before raising. With
+    `grace` > 0, the immediate parent of the newest token, spent less than `grace` seconds
+    ago, is answered with a fresh token instead (lost responses, several browser tabs).
+    """
+    presented_hash = hash_token(presented)
+    new_token = new_refresh_token()
+    new_hash = hash_token(new_token)
+    expires_at = now + refresh_ttl
+    family = await store.spend(presented_hash, client_id, now, new_hash, expires_at)
+    if family is not None:
+        return Rotation(family, new_token, min(expires_at, family.expires_at))
+
+    state = await store.find(presented_hash)
+    if state is None or state.family.client_id != client_id:
+        raise InvalidGrant(detail="unknown refresh token or other client's")
+    if state.spent_at is None:
+        raise InvalidGrant(detail="refresh token expired or family dead")
+    if state.family.revoked_at is not None:
+        raise InvalidGrant(detail="refresh token of a revoked family")
+    if grace > 0 and now - state.spent_at <= grace:
+        family = await store.spend_successor(
+            presented_hash, client_id, now, now - grace, new_hash, expires_at
+        )
+        if family is not None:
+            return Rotation(family, new_token, min(expires_at, family.expires_at))
+    # RFC 9700 §4.14.2: if a refresh token is compromised and subsequently used by both the
+    # attacker and the legitimate client, one of them presents an invalidated token, which
+    # informs the server of the breach; it revokes the active refresh token.
+    await store.revoke(state.family.id, "reuse", now)
+    raise InvalidGrant(detail="refresh token reuse: family revoked")

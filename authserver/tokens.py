@@ -1,0 +1,143 @@
+"""Access tokens (RFC 9068): minting, and checking the ones presented back to us.
+
+PyJWT checks signature, exp, iss and aud; it does not check `typ`, reject duplicate JSON
+members or bound the token's size, so `verify_access_token` does those first, and it refuses
+every header that would let a token choose its own key (RFC 8725 §3.1, §3.10).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from authserver.keys import KeyRing
+
+MAX_TOKEN_BYTES = 8192
+ACCEPTED_ALGS = frozenset({"RS256", "EdDSA"})
+# Headers that name a key or demand extensions we do not implement (RFC 7515 §4.1.11: a
+# `crit` the recipient does not understand makes the JWS invalid).
+FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "crit"})
+_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class TokenRejected(Exception):
+    """The token is not one of ours, or no longer valid; `reason` is for logs only."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    claims: dict[str, Any]
+
+
+def mint_access_token(
+    ring: KeyRing,
+    *,
+    issuer: str,
+    audience: str,
+    ttl: int,
+    now: int,
+    sub: str,
+    client_id: str,
+    scope: str,
+    sid: str | None,
+) -> AccessToken:
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": sub,
+        "aud": audience,
+        "exp": now + ttl,
+        "iat": now,
+        # RFC 9068 §2.2 asks for a unique jti; 128 random bits make collisions negligible.
+        "jti": secrets.token_urlsafe(16),
+        "client_id": client_id,
+        "scope": scope,
+    }
+    if sid is not None:
+        claims["sid"] = sid
+    key = ring.signing
+    token = jwt.encode(
+        claims,
+        key.private_key,
+        algorithm=key.alg,
+        headers={"kid": key.kid, "typ": "at+jwt"},
+    )
+    return AccessToken(token, claims)
+
+
+def verify_access_token(
+    token: str, ring: KeyRing, *, issuer: str, audience: str, leeway: int
+) -> dict[str, Any]:
+    if len(token) > MAX_TOKEN_BYTES:
+        raise TokenRejected("token too large")
+    segments = token.split(".")
+    if len(segments) != 3 or not all(_SEGMENT.match(s) for s in segments):
+        raise TokenRejected("not a compact JWS")
+    header = _json_segment(segments[0], "header")
+    _json_segment(segments[1], "payload")  # only for the duplicate-member check
+
+    forbidden = FORBIDDEN_HEADERS.intersection(header)
+    if forbidden:
+        raise TokenRejected(f"forbidden header {sorted(forbidden)}")
+    alg = header.get("alg")
+    if alg not in ACCEPTED_ALGS:
+        raise TokenRejected(f"algorithm {alg!r} not accepted")
+    # RFC 9068 §4: resource servers MUST verify that the typ header value is "at+jwt" or
+    # "application/at+jwt" and reject tokens carrying any other value.
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() not in ("at+jwt", "application/at+jwt"):
+        raise TokenRejected("typ is not at+jwt")
+    kid = header.get("kid")
+    key = ring.verification.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise TokenRejected("unknown kid")
+    if key.alg != alg:
+        raise TokenRejected("alg does not match the key")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key.public_key,
+            algorithms=[key.alg],
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": ["exp", "iat", "iss", "aud", "sub", "jti", "client_id"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise TokenRejected(type(exc).__name__) from None
+    if not isinstance(claims.get("jti"), str) or not isinstance(claims.get("sub"), str):
+        raise TokenRejected("jti and sub must be strings")
+    return claims
+
+
+def _json_segment(segment: str, what: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        value = json.loads(raw, object_pairs_hook=reject_duplicate_members)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise TokenRejected(f"{what} is not base64url JSON") from None
+    if not isinstance(value, dict):
+        raise TokenRejected(f"{what} is not a JSON object")
+    return value
+
+
+def reject_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object_pairs_hook: RFC 7515 §5.2 and RFC 8259 §4 leave duplicates undefined,
+    and parsers disagree on which one wins, so we refuse them."""
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise ValueError(f"duplicate member {name!r}")
+        result[name] = value
+    return result

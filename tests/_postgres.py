@@ -1,0 +1,142 @@
+"""A real, fresh Postgres database for the test session.
+
+Tried in order: a URL the caller provides (AUTHSERVER_TEST_DATABASE_URL), a running server
+(AUTHSERVER_TEST_PG_PROBE, default 127.0.0.1:5432, trust auth as user postgres), a throwaway
+cluster made with the initdb/pg_ctl found on this machine. Outside CI, with none of these,
+the Postgres tests are skipped; in CI that is an error, so a broken setup cannot pass quietly.
+A throwaway cluster that fails to start is an error everywhere, with the output that says why.
+
+Call it from synchronous code (e.g. a session-scoped sync fixture): it runs its own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str | None]:
+    """Yields an SQLAlchemy URL 'postgresql+asyncpg://...' of a fresh, empty database, dropped
+    afterwards; None when no Postgres can be had outside CI."""
+    if url := os.environ.get("AUTHSERVER_TEST_DATABASE_URL"):
+        yield url  # the caller made it and will drop it
+        return
+    probe = os.environ.get("AUTHSERVER_TEST_PG_PROBE", "127.0.0.1:5432")
+    host, _, port = probe.rpartition(":")
+    if _answers(host, int(port)):
+        with _fresh_database(host, int(port)) as url:
+            yield url
+        return
+    if (bindir := _pg_bindir()) is not None:
+        with _throwaway_cluster(bindir) as own_port, _fresh_database("127.0.0.1", own_port) as url:
+            yield url
+        return
+    if os.environ.get("CI"):
+        raise RuntimeError(
+            f"No Postgres could be found or started (nothing answered at {probe} and no "
+            "initdb/pg_ctl was found), and the Postgres tests must not be skipped in CI."
+        )
+    yield None
+
+
+async def _execute(host: str, port: int, sql: str) -> None:
+    conn = await asyncpg.connect(
+        host=host, port=port, user="postgres", database="postgres", timeout=3
+    )
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        asyncio.run(_execute(host, port, "SELECT 1"))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):  # OSError covers timeouts
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _fresh_database(host: str, port: int) -> Iterator[str]:
+    # pid + random suffix: parallel runs (and a crashed earlier run) never collide.
+    name = f"authserver_test_{os.getpid()}_{secrets.token_hex(4)}"
+    asyncio.run(_execute(host, port, f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+asyncpg://postgres@{host}:{port}/{name}"
+    finally:
+        # FORCE: a leaked pool connection must not keep the database alive.
+        asyncio.run(_execute(host, port, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _pg_bindir() -> Path | None:
+    """The directory holding initdb and pg_ctl: the ones on PATH, else Debian's, newest first."""
+    candidates = []
+    if found := shutil.which("initdb"):
+        candidates.append(Path(found).resolve().parent)  # /usr/local/bin/initdb may be a link
+
+    def version(bindir: str) -> list[int]:
+        return [int(part) for part in Path(bindir).parent.name.split(".") if part.isdigit()]
+
+    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version, reverse=True)
+    candidates += [Path(d) for d in debian]
+    for bindir in candidates:
+        if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file():
+            return bindir
+    return None
+
+
+@contextlib.contextmanager
+def _throwaway_cluster(bindir: Path) -> Iterator[int]:
+    """Starts a private cluster on a free port of 127.0.0.1; yields the port."""
+    # Postgres refuses to run as root, so root runs it as the postgres system user, in a
+    # directory under /tmp that user can reach (mkdtemp makes it 0700; it is chowned below).
+    as_root = os.geteuid() == 0
+    tmp = Path(tempfile.mkdtemp(prefix="authserver-pg-", dir="/tmp" if as_root else None))
+    runuser = shutil.which("runuser") or "/usr/sbin/runuser"  # sbin may be off PATH
+    prefix = [runuser, "-u", "postgres", "--"] if as_root else []
+    data, log = tmp / "data", tmp / "postgres.log"
+
+    def run(*args: str) -> None:
+        done = subprocess.run([*prefix, *args], cwd=tmp, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}{done.stderr}{tail}")
+
+    try:
+        if as_root:
+            user = pwd.getpwnam("postgres")
+            os.chown(tmp, user.pw_uid, user.pw_gid)
+        # UTF8 and the C locale whatever this machine's locale is (it may be plain POSIX).
+        settings = ["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]
+        run(str(bindir / "initdb"), "-D", str(data), *settings)
+        with socket.socket() as s:  # ask the kernel for a free port
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        # The socket lives in tmp, not /var/run/postgresql, which may not exist or be writable;
+        # fsync=off because the data is thrown away anyway. -w waits until it accepts connections.
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={tmp} -c fsync=off"
+        )
+        pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "60"]
+        try:
+            run(*pg_ctl, "-l", str(log), "-o", options, "start")
+            yield port
+        finally:
+            if (data / "postmaster.pid").exists():  # also after a start that timed out
+                run(*pg_ctl, "-m", "immediate", "stop")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
