@@ -1,0 +1,233 @@
+"""Shared fixtures: every database test runs on SQLite and on a real Postgres.
+
+The schema comes from the migrations (once per database per session); each test starts from
+empty tables (signing keys are kept: making RSA keys per test would dominate the run). Requests
+go through the real ASGI app with httpx, its lifespan run as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+from starlette.applications import Starlette
+
+from authserver.app import create_app
+from authserver.clients import Client, hash_secret, new_secret
+from authserver.config import Settings, load_settings
+from authserver.db import migrate
+from authserver.services import Services
+from authserver.users import new_user
+from tests._postgres import postgres_database
+
+ISSUER = "http://authserver.test"
+KEK = base64.b64encode(b"k" * 32).decode()
+# Tables emptied before every test, children first.
+TABLES = ("refresh_tokens", "refresh_families", "denied_access_tokens", "users", "clients")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """Every `async def test_*` runs under anyio, without a marker on each."""
+    if name.startswith("test") and inspect.iscoroutinefunction(obj):
+        pytest.mark.anyio(obj)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    # Session scope: one event loop for the whole run, so session fixtures can share engines.
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'authserver.db'}"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, sqlite_url: str, postgres_url: str | None) -> str:
+    """A migrated database URL, once per backend."""
+    url = sqlite_url if request.param == "sqlite" else postgres_url
+    if url is None:
+        pytest.skip("no Postgres could be found or started (set AUTHSERVER_TEST_DATABASE_URL)")
+
+    async def upgrade() -> None:
+        engine = create_async_engine(url, poolclass=NullPool)
+        await migrate.upgrade(engine)
+        await engine.dispose()
+
+    asyncio.run(upgrade())
+    return url
+
+
+def make_settings(database_url: str, keys_dir: Path, **overrides: str) -> Settings:
+    environ = {
+        "AUTHSERVER_DATABASE_URL": database_url,
+        "AUTHSERVER_ISSUER": ISSUER,
+        "AUTHSERVER_KEY_ENCRYPTION_KEY": KEK,
+        "AUTHSERVER_KEYS_DIR": str(keys_dir),
+        # Cheap argon2 keeps the suite fast; test_passwords covers the real parameters.
+        "AUTHSERVER_ARGON2_TIME_COST": "1",
+        "AUTHSERVER_ARGON2_MEMORY_KIB": "1024",
+        "AUTHSERVER_ARGON2_PARALLELISM": "1",
+    }
+    environ.update({f"AUTHSERVER_{name.upper()}": value for name, value in overrides.items()})
+    return load_settings(environ)
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, str]:
+    """Override in a test module (or parametrize) to change settings, e.g. {"refresh_reuse_grace": "5"}."""
+    return {}
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, settings_overrides: dict[str, str]) -> Settings:
+    return make_settings(database_url, tmp_path / "keys", **settings_overrides)
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(settings.database_url, poolclass=NullPool)
+    async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+        else:
+            for table in TABLES:
+                await conn.execute(text(f"DELETE FROM {table}"))
+    yield engine
+    await engine.dispose()
+
+
+class Clock:
+    """The server's clock, which a test can move; starts at the real time."""
+
+    def __init__(self) -> None:
+        self.now = int(time.time())
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: int) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def app(settings: Settings, engine: AsyncEngine, clock: Clock) -> AsyncIterator[Starlette]:
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+def services(app: Starlette) -> Services:
+    found: Services = app.state.services
+    return found
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+        yield http
+
+
+@dataclass
+class Registry:
+    """Makes users and clients through the same stores the server reads."""
+
+    services: Services
+
+    async def user(
+        self,
+        username: str = "alice",
+        password: str = "correct horse",
+        scopes: tuple[str, ...] = ("profile",),
+        admin: bool = False,
+    ) -> str:
+        password_hash = await self.services.passwords.hash(password)
+        user = new_user(username, password_hash, list(scopes), admin)
+        assert await self.services.users.create(user, self.services.clock())
+        return user.id
+
+    async def client(
+        self,
+        client_id: str,
+        *,
+        public: bool = False,
+        grant_types: tuple[str, ...] = ("client_credentials",),
+        scopes: tuple[str, ...] = ("profile",),
+        refresh_delivery: str = "body",
+    ) -> str | None:
+        """Registers a client; returns its secret (None for a public one)."""
+        secret = None if public else new_secret()
+        client = Client(
+            client_id=client_id,
+            secret_hash=hash_secret(secret) if secret else None,
+            grant_types=grant_types,
+            scopes=scopes,
+            refresh_delivery=refresh_delivery,  # type: ignore[arg-type]
+        )
+        assert await self.services.clients.create(client, self.services.clock())
+        return secret
+
+
+@pytest.fixture
+def registry(services: Services) -> Registry:
+    return Registry(services)
+
+
+@dataclass
+class Login:
+    access_token: str
+    refresh_token: str
+    body: dict[str, Any]
+
+
+@pytest.fixture
+async def spa(registry: Registry) -> str:
+    """A first-party public client allowed the password grant; returns its client_id."""
+    await registry.client(
+        "spa", public=True, grant_types=("password", "refresh_token"), scopes=("profile", "admin")
+    )
+    return "spa"
+
+
+@pytest.fixture
+async def login(client: httpx.AsyncClient, registry: Registry, spa: str) -> Login:
+    """alice, logged in through the spa client."""
+    await registry.user("alice", "correct horse")
+    response = await client.post(
+        "/token",
+        data={
+            "grant_type": "password",
+            "username": "alice",
+            "password": "correct horse",
+            "client_id": spa,
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return Login(body["access_token"], body["refresh_token"], body)
