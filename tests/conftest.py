@@ -94,7 +94,7 @@ def make_settings(database_url: str, keys_dir: Path, **overrides: str) -> Settin
 
 @pytest.fixture
 def settings_overrides() -> dict[str, str]:
-    """Override in a test module (or parametrize) to change settings, e.g. {"refresh_reuse_grace": "5"}."""
+    """Override in a module to change settings, e.g. {"refresh_reuse_grace": "5"}."""
     return {}
 
 
