@@ -77,7 +77,7 @@ def create_app(
         finally:
             await engine.dispose()
 
-    return Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    return Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan)
 
 
 def app_from_environment() -> Starlette:

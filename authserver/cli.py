@@ -67,9 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(run=_serve)
 
-    commands.add_parser("migrate", help="bring the database schema to the latest version").set_defaults(
-        run=_migrate
-    )
+    migrate_help = "bring the database schema to the latest version"
+    commands.add_parser("migrate", help=migrate_help).set_defaults(run=_migrate)
 
     users = commands.add_parser("users", help="manage users").add_subparsers(
         required=True, metavar="ACTION"
@@ -172,7 +171,8 @@ def _create_client(args: argparse.Namespace, settings: Settings) -> int:
     if not _with_engine(settings, create):
         raise CommandError(f"the client_id {args.client_id!r} is taken")
     kind = "public" if args.public else "confidential"
-    print(f"created {kind} client {args.client_id} ({' '.join(client.grant_types)})", file=sys.stderr)
+    grants_text = " ".join(client.grant_types)
+    print(f"created {kind} client {args.client_id} ({grants_text})", file=sys.stderr)
     if secret:
         print("its secret, shown only now, is on the next line of stdout", file=sys.stderr)
         print(secret)

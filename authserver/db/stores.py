@@ -207,7 +207,7 @@ class SqlSessionStore:
                 .where(FamilyRow.user_id == user_id, FamilyRow.revoked_at.is_(None))
                 .values(revoked_at=now, revoked_reason=reason)
             )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return int(result.rowcount)
 
     async def deny(self, jti: str, expires_at: int, now: int) -> None:
         async with self._engine.begin() as conn:
