@@ -183,9 +183,12 @@ def _origins(raw: str) -> tuple[str, ...]:
         parts = urlsplit(item)
         if item == "*" or parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"each origin must be scheme://host[:port], got {item!r}")
-        if parts.path or parts.query or parts.fragment:
-            raise ValueError(f"an origin has no path, query or fragment, got {item!r}")
-        origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+        # A bare trailing slash is common in configuration; a browser's Origin never has one.
+        if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+            raise ValueError(f"an origin has no user, path, query or fragment, got {item!r}")
+        # RFC 6454 §6.1: the serialised origin omits the scheme's default port.
+        netloc = parts.netloc.lower().removesuffix({"http": ":80", "https": ":443"}[parts.scheme])
+        origins.append(f"{parts.scheme}://{netloc}")
     return tuple(origins)
 
 

@@ -172,7 +172,9 @@ class KeyRing:
     def __init__(
         self, records: Iterable[KeyRecord], sealer: KeySealer, *, now: int, retired_ttl: int
     ) -> None:
-        self.records = sorted(records, key=lambda r: r.created_at)
+        # kid breaks ties (active and next are made in the same second), so every instance
+        # serves the same JWKS body and ETag whatever order the store returned the rows in.
+        self.records = sorted(records, key=lambda r: (r.created_at, r.kid))
         active = [r for r in self.records if r.state == "active"]
         if not active:
             raise LookupError("no active signing key")

@@ -1,0 +1,221 @@
+"""Settings: the defaults of API.md, every variable parsed, and bad values reported clearly."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from authserver.config import Settings, SettingsError, load_settings
+
+KEK_BYTES = bytes(range(32))
+KEK = base64.b64encode(KEK_BYTES).decode()
+
+
+def problems_for(environ: dict[str, str]) -> list[str]:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ)
+    return caught.value.problems
+
+
+def test_defaults_are_the_table_in_api_md() -> None:
+    settings = load_settings({})
+    assert settings.database_url == "sqlite+aiosqlite:///./authserver.db"
+    assert settings.issuer == "http://127.0.0.1:8000"
+    assert settings.audience == "authserver-api"
+    assert settings.signing_alg == "RS256"
+    assert settings.access_token_ttl == 900
+    assert settings.refresh_token_ttl == 1_209_600
+    assert settings.session_ttl == 2_592_000
+    assert settings.refresh_reuse_grace == 0
+    assert settings.jwks_max_age == 300
+    assert settings.allowed_origins == ()
+    assert settings.cookie_secure is True
+    assert settings.key_encryption_key is None
+    assert settings == Settings()
+
+
+def test_unrelated_and_blank_variables_leave_defaults() -> None:
+    environ = {"AUTHSERVER_AUDIENCE": "   ", "AUTHSERVER_ISSUER": "", "HOME": "/root"}
+    assert load_settings(environ) == Settings()
+
+
+def test_every_setting_is_read_from_the_mapping() -> None:
+    environ = {
+        "AUTHSERVER_DATABASE_URL": "postgresql+asyncpg://auth:pw@db:5432/auth",
+        "AUTHSERVER_ISSUER": "https://login.example.com",
+        "AUTHSERVER_AUDIENCE": "orders-api",
+        "AUTHSERVER_SIGNING_ALG": "EdDSA",
+        "AUTHSERVER_ACCESS_TOKEN_TTL": "600",
+        "AUTHSERVER_REFRESH_TOKEN_TTL": "3600",
+        "AUTHSERVER_SESSION_TTL": "86400",
+        "AUTHSERVER_REFRESH_REUSE_GRACE": "5",
+        "AUTHSERVER_JWKS_MAX_AGE": "120",
+        "AUTHSERVER_ALLOWED_ORIGINS": "https://app.example.com, http://localhost:5173",
+        "AUTHSERVER_COOKIE_SECURE": "false",
+        "AUTHSERVER_KEY_ENCRYPTION_KEY": KEK,
+        "AUTHSERVER_KEYS_DIR": "/var/lib/authserver/keys",
+        "AUTHSERVER_CLOCK_LEEWAY": "10",
+        "AUTHSERVER_ARGON2_TIME_COST": "2",
+        "AUTHSERVER_ARGON2_MEMORY_KIB": "19456",
+        "AUTHSERVER_ARGON2_PARALLELISM": "1",
+        "AUTHSERVER_PASSWORD_HASH_CONCURRENCY": "8",
+        "AUTHSERVER_DB_POOL_SIZE": "20",
+    }
+    assert load_settings(environ) == Settings(
+        database_url="postgresql+asyncpg://auth:pw@db:5432/auth",
+        issuer="https://login.example.com",
+        audience="orders-api",
+        signing_alg="EdDSA",
+        access_token_ttl=600,
+        refresh_token_ttl=3600,
+        session_ttl=86400,
+        refresh_reuse_grace=5,
+        jwks_max_age=120,
+        allowed_origins=("https://app.example.com", "http://localhost:5173"),
+        cookie_secure=False,
+        key_encryption_key=KEK_BYTES,
+        keys_dir=Path("/var/lib/authserver/keys"),
+        clock_leeway=10,
+        argon2_time_cost=2,
+        argon2_memory_kib=19456,
+        argon2_parallelism=1,
+        password_hash_concurrency=8,
+        db_pool_size=20,
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("true", True), ("1", True), ("YES", True), ("off", False), ("False", False), ("0", False)],
+)
+def test_cookie_secure_reads_common_spellings(raw: str, expected: bool) -> None:
+    assert load_settings({"AUTHSERVER_COOKIE_SECURE": raw}).cookie_secure is expected
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("DATABASE_URL", "postgresql://db/auth"),
+        ("DATABASE_URL", "sqlite:///./authserver.db"),
+        ("ISSUER", "login.example.com"),
+        ("ISSUER", "ftp://login.example.com"),
+        ("SIGNING_ALG", "HS256"),
+        ("SIGNING_ALG", "none"),
+        ("ACCESS_TOKEN_TTL", "fifteen minutes"),
+        ("ACCESS_TOKEN_TTL", "0"),
+        ("ACCESS_TOKEN_TTL", "-900"),
+        ("ACCESS_TOKEN_TTL", "9e9"),
+        ("REFRESH_TOKEN_TTL", "1.5"),
+        ("SESSION_TTL", "10"),
+        ("REFRESH_REUSE_GRACE", "-1"),
+        ("REFRESH_REUSE_GRACE", "3600"),
+        ("JWKS_MAX_AGE", "forever"),
+        ("ALLOWED_ORIGINS", "*"),
+        ("ALLOWED_ORIGINS", "app.example.com"),
+        ("ALLOWED_ORIGINS", "https://app.example.com/callback"),
+        ("ALLOWED_ORIGINS", "https://app.example.com?x=1"),
+        ("ALLOWED_ORIGINS", "https://user@app.example.com"),
+        ("ALLOWED_ORIGINS", "https://ok.example.com,null"),
+        ("COOKIE_SECURE", "maybe"),
+        ("KEY_ENCRYPTION_KEY", base64.b64encode(b"short").decode()),
+        ("ARGON2_MEMORY_KIB", "8"),
+        ("ARGON2_TIME_COST", "0"),
+        ("PASSWORD_HASH_CONCURRENCY", "0"),
+        ("DB_POOL_SIZE", "lots"),
+    ],
+)
+def test_a_bad_value_gives_one_line_naming_the_variable(name: str, raw: str) -> None:
+    problems = problems_for({f"AUTHSERVER_{name}": raw})
+    assert len(problems) == 1
+    assert problems[0].startswith(f"AUTHSERVER_{name}: ")
+    assert "\n" not in problems[0]
+    assert len(problems[0]) > len(f"AUTHSERVER_{name}: ") + 10  # says what is wrong
+
+
+def test_several_bad_values_are_reported_together() -> None:
+    environ = {
+        "AUTHSERVER_SIGNING_ALG": "HS256",
+        "AUTHSERVER_ACCESS_TOKEN_TTL": "soon",
+        "AUTHSERVER_COOKIE_SECURE": "perhaps",
+        "AUTHSERVER_AUDIENCE": "fine",
+    }
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ)
+    named = sorted(problem.split(":", 1)[0] for problem in caught.value.problems)
+    assert named == [
+        "AUTHSERVER_ACCESS_TOKEN_TTL",
+        "AUTHSERVER_COOKIE_SECURE",
+        "AUTHSERVER_SIGNING_ALG",
+    ]
+    # The exception's text is the same lines, so a plain `print(exc)` is readable.
+    assert str(caught.value).splitlines() == caught.value.problems
+
+
+def test_refresh_token_ttl_may_not_outlive_the_session() -> None:
+    problems = problems_for(
+        {"AUTHSERVER_REFRESH_TOKEN_TTL": "7200", "AUTHSERVER_SESSION_TTL": "3600"}
+    )
+    assert len(problems) == 1
+    assert problems[0].startswith("AUTHSERVER_REFRESH_TOKEN_TTL: ")
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "c2VjcmV0LWtleS10aGF0LWlzLXRvby1zaG9ydA==",  # valid base64, wrong length
+        "not base64 but a passphrase!",
+        "hunter2hunter2hunter2hunter2hunter2hunter2==",
+    ],
+)
+def test_a_bad_key_encryption_key_is_never_echoed(secret: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"AUTHSERVER_KEY_ENCRYPTION_KEY": secret})
+    assert caught.value.problems[0].startswith("AUTHSERVER_KEY_ENCRYPTION_KEY: ")
+    for text in (str(caught.value), repr(caught.value), *caught.value.problems):
+        assert secret not in text
+        assert secret.strip("=") not in text
+
+
+def test_the_key_encryption_key_is_not_in_the_settings_repr() -> None:
+    settings = load_settings({"AUTHSERVER_KEY_ENCRYPTION_KEY": KEK})
+    assert settings.key_encryption_key == KEK_BYTES
+    assert KEK not in repr(settings)
+    assert repr(KEK_BYTES) not in repr(settings)
+
+
+def test_origins_are_normalised_to_what_browsers_send() -> None:
+    raw = " HTTPS://App.Example.COM/ ,,http://localhost:5173 , https://api.example.com:443,"
+    settings = load_settings({"AUTHSERVER_ALLOWED_ORIGINS": raw + "http://a.example.com:80"})
+    assert settings.allowed_origins == (
+        "https://app.example.com",
+        "http://localhost:5173",
+        "https://api.example.com",
+        "http://a.example.com",
+    )
+
+
+def test_origins_keep_a_port_that_is_not_the_default() -> None:
+    raw = "https://app.example.com:8443,http://app.example.com:443"
+    settings = load_settings({"AUTHSERVER_ALLOWED_ORIGINS": raw})
+    assert settings.allowed_origins == (
+        "https://app.example.com:8443",
+        "http://app.example.com:443",
+    )
+
+
+def test_issuer_trailing_slash_is_stripped() -> None:
+    settings = load_settings({"AUTHSERVER_ISSUER": "https://login.example.com/"})
+    assert settings.issuer == "https://login.example.com"
+    settings = load_settings({"AUTHSERVER_ISSUER": "https://example.com/auth/"})
+    assert settings.issuer == "https://example.com/auth"
+
+
+@pytest.mark.parametrize(
+    "issuer", ["https://login.example.com/?tenant=a", "https://login.example.com/#top"]
+)
+def test_issuer_with_query_or_fragment_is_refused(issuer: str) -> None:
+    problems = problems_for({"AUTHSERVER_ISSUER": issuer})
+    assert len(problems) == 1
+    assert problems[0].startswith("AUTHSERVER_ISSUER: ")
