@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from authserver.clients import ClientCredentials, authenticate_client
 from authserver.errors import UnauthorizedClient
 from authserver.introspection import authenticate_bearer
@@ -22,7 +24,7 @@ async def logout(services: Services, refresh_token: str | None, bearer: str | No
             claims = services.verify(bearer)
         except TokenRejected:
             return
-        await services.sessions.deny(claims["jti"], claims["exp"], now)
+        await _deny(services, claims, now)
 
 
 async def logout_all(services: Services, bearer: str | None) -> int:
@@ -47,13 +49,20 @@ async def revoke(
         except TokenRejected:
             return
         _same_client(claims["client_id"], client.client_id)
-        await services.sessions.deny(claims["jti"], claims["exp"], now)
+        await _deny(services, claims, now)
         return
     state = await services.sessions.find(hash_token(token))
     if state is None:
         return
     _same_client(state.family.client_id, client.client_id)
     await services.sessions.revoke(state.family.id, "revoked", now)
+
+
+async def _deny(services: Services, claims: dict[str, Any], now: int) -> None:
+    # Verification grants `clock_leeway` past exp, so the entry must outlive exp by as much:
+    # swept at exp, a denied token would verify again for the rest of the leeway.
+    until = claims["exp"] + services.settings.clock_leeway
+    await services.sessions.deny(claims["jti"], until, now)
 
 
 def _same_client(owner: str, caller: str) -> None:

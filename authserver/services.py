@@ -30,13 +30,15 @@ class Services:
     passwords: Passwords
     clock: Callable[[], int] = field(default=wall_clock)
 
-    def mint(self, *, sub: str, client_id: str, scope: str, sid: str | None) -> AccessToken:
+    def mint(
+        self, *, sub: str, client_id: str, scope: str, sid: str | None, ttl: int | None = None
+    ) -> AccessToken:
         settings = self.settings
         return mint_access_token(
             self.keys.ring,
             issuer=settings.issuer,
             audience=settings.audience,
-            ttl=settings.access_token_ttl,
+            ttl=settings.access_token_ttl if ttl is None else ttl,
             now=self.clock(),
             sub=sub,
             client_id=client_id,
@@ -52,4 +54,5 @@ class Services:
             issuer=self.settings.issuer,
             audience=self.settings.audience,
             leeway=self.settings.clock_leeway,
+            now=self.clock(),
         )

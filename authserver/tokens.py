@@ -1,7 +1,8 @@
 """Access tokens (RFC 9068): minting, and checking the ones presented back to us.
 
-PyJWT checks signature, exp, iss and aud; it does not check `typ`, reject duplicate JSON
-members or bound the token's size, so `verify_access_token` does those first, and it refuses
+PyJWT checks signature, iss and aud; it does not check `typ`, reject duplicate JSON members
+or bound the token's size, so `verify_access_token` does those first; it checks exp and iat
+itself, against the server's clock rather than PyJWT's wall clock; and it refuses
 every header that would let a token choose its own key (RFC 8725 §3.1, §3.10).
 """
 
@@ -12,6 +13,7 @@ import binascii
 import json
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,8 +79,16 @@ def mint_access_token(
 
 
 def verify_access_token(
-    token: str, ring: KeyRing, *, issuer: str, audience: str, leeway: int
+    token: str,
+    ring: KeyRing,
+    *,
+    issuer: str,
+    audience: str,
+    leeway: int,
+    now: int | None = None,
 ) -> dict[str, Any]:
+    """`now` is the clock the tokens were minted with (default: the wall clock); exp and iat
+    are checked against it here, because PyJWT only knows the wall clock."""
     if len(token) > MAX_TOKEN_BYTES:
         raise TokenRejected("token too large")
     segments = token.split(".")
@@ -112,13 +122,28 @@ def verify_access_token(
             audience=audience,
             issuer=issuer,
             leeway=leeway,
-            options={"require": ["exp", "iat", "iss", "aud", "sub", "jti", "client_id"]},
+            options={
+                "require": ["exp", "iat", "iss", "aud", "sub", "jti", "client_id"],
+                "verify_exp": False,
+                "verify_iat": False,
+            },
         )
     except jwt.PyJWTError as exc:
         raise TokenRejected(type(exc).__name__) from None
+    _check_times(claims, int(time.time()) if now is None else now, leeway)
     if not isinstance(claims.get("jti"), str) or not isinstance(claims.get("sub"), str):
         raise TokenRejected("jti and sub must be strings")
     return claims
+
+
+def _check_times(claims: dict[str, Any], now: int, leeway: int) -> None:
+    exp, iat = claims["exp"], claims["iat"]
+    if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in (exp, iat)):
+        raise TokenRejected("exp and iat must be NumericDate")
+    if exp <= now - leeway:
+        raise TokenRejected("expired")
+    if iat > now + leeway:
+        raise TokenRejected("issued in the future")
 
 
 def _json_segment(segment: str, what: str) -> dict[str, Any]:
