@@ -74,8 +74,13 @@ async def refresh_token_grant(
     if requested is not None:
         # RFC 6749 §6: the requested scope MUST NOT include any scope not originally granted.
         # Checked before rotating so a bad request does not spend the token.
+        # A spent token goes on to `rotate`, so reuse is still detected and punished.
         state = await services.sessions.find(hash_token(presented))
-        if state is not None and not set(requested) <= set(state.family.scope.split()):
+        if (
+            state is not None
+            and state.spent_at is None
+            and not set(requested) <= set(state.family.scope.split())
+        ):
             raise InvalidScope()
     settings = services.settings
     rotation = await rotate(
@@ -107,12 +112,15 @@ def _with_refresh(
     services: Services, client: Client, rotation: Rotation, scope: str
 ) -> TokenResponse:
     family = rotation.family
+    # An access token never outlives its session, so verifiers that only read the JWT stop
+    # accepting it when the family's absolute lifetime ends.
+    ttl = min(services.settings.access_token_ttl, family.expires_at - services.clock())
     access = services.mint(
-        sub=family.user_id, client_id=client.client_id, scope=scope, sid=family.id
+        sub=family.user_id, client_id=client.client_id, scope=scope, sid=family.id, ttl=ttl
     )
     return TokenResponse(
         access.token,
-        services.settings.access_token_ttl,
+        ttl,
         scope,
         refresh_token=rotation.refresh_token,
         refresh_expires_at=rotation.expires_at,

@@ -16,8 +16,6 @@ from typing import Protocol
 
 from authserver.errors import InvalidGrant
 
-GRACE_ATTEMPTS = 3
-
 
 @dataclass(frozen=True)
 class Family:
@@ -153,14 +151,11 @@ async def rotate(
     if state.family.revoked_at is not None:
         raise InvalidGrant(detail="refresh token of a revoked family")
     if grace > 0 and now - state.spent_at <= grace:
-        # Tabs racing with one token each take a turn; one that loses the compare-and-set
-        # tries again, since the presented token is still the parent of the newest one.
-        for _ in range(GRACE_ATTEMPTS):
-            family = await store.spend_successor(
-                presented_hash, client_id, now, now - grace, new_hash, expires_at
-            )
-            if family is not None:
-                return Rotation(family, new_token, min(expires_at, family.expires_at))
+        family = await store.spend_successor(
+            presented_hash, client_id, now, now - grace, new_hash, expires_at
+        )
+        if family is not None:
+            return Rotation(family, new_token, min(expires_at, family.expires_at))
     # RFC 9700 §4.14.2: if a refresh token is compromised and subsequently used by both the
     # attacker and the legitimate client, one of them presents an invalidated token, which
     # informs the server of the breach; it revokes the active refresh token.

@@ -58,6 +58,8 @@ WHERE parent_hash = :parent_hash AND spent_at IS NULL AND expires_at > :now
 RETURNING family_id
 """)
 
+_LOCK_PARENT = text("SELECT 1 FROM refresh_tokens WHERE token_hash = :parent_hash FOR UPDATE")
+
 _INSERT_TOKEN = text("""
 INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
 VALUES (:token_hash, :family_id, :parent_hash, :issued_at, :expires_at)
@@ -158,6 +160,11 @@ class SqlSessionStore:
             "new_expires_at": new_expires_at,
         }
         async with self._engine.begin() as conn:
+            if self._postgres:
+                # Racing grace retries queue here, so each UPDATE (a fresh READ COMMITTED
+                # snapshot) sees the child the previous one inserted, rather than none at all,
+                # which would be taken for theft. SQLite's BEGIN IMMEDIATE already serialises.
+                await conn.execute(_LOCK_PARENT, params)
             family_id = (await conn.execute(_SPEND_SUCCESSOR, params)).scalar()
             if family_id is None:
                 return None

@@ -23,10 +23,11 @@ FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 
 
-async def read_fields(request: Request, *, allow_empty: bool = False) -> dict[str, str]:
-    """The body's fields from a form or JSON object; every value a string."""
+async def read_fields(request: Request) -> dict[str, str]:
+    """The body's fields from a form or JSON object; every value a string. An empty body has
+    no fields, whatever its media type, so the endpoint can say which one is missing."""
     body = await _read_body(request)
-    if not body and allow_empty:
+    if not body:
         return {}
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == FORM:
@@ -38,6 +39,8 @@ async def read_fields(request: Request, *, allow_empty: bool = False) -> dict[st
     for name, value in fields.items():
         if len(value) > MAX_FIELD_CHARS:
             raise InvalidRequest(f"The field {_safe(name)} is too long.")
+        if not (_storable(name) and _storable(value)):
+            raise InvalidRequest(f"The field {_safe(name)} contains a character not allowed.")
     return fields
 
 
@@ -102,6 +105,8 @@ def client_credentials(request: Request, fields: dict[str, str]) -> ClientCreden
         raise InvalidClient(detail="Basic header without a colon")
     # The id and secret are form-urlencoded before they are joined (RFC 6749 §2.3.1).
     client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+    if not (_storable(client_id) and _storable(secret)):
+        raise InvalidClient(detail="Basic credentials with a NUL character")
     if fields.get("client_id", client_id) != client_id:
         raise InvalidRequest("The client_id in the body differs from the one in the header.")
     return ClientCredentials(client_id or None, secret)
@@ -115,6 +120,18 @@ def bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def _storable(text: str) -> bool:
+    """False for NUL (Postgres text cannot hold it) and lone surrogates (JSON can escape them,
+    but they are not UTF-8): either would otherwise fail in a driver, as a 500."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _safe(name: str) -> str:

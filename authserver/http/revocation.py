@@ -13,7 +13,7 @@ from authserver.http.token import services
 
 
 async def logout(request: Request) -> Response:
-    fields = await read_fields(request, allow_empty=True)
+    fields = await read_fields(request)
     await revocation.logout(services(request), fields.get("refresh_token"), bearer_token(request))
     return no_content()
 
