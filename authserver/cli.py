@@ -13,6 +13,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from cryptography.exceptions import InvalidTag
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver import __version__
@@ -53,6 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as exc:  # database unreachable, key file unreadable, ...
         print(f"authserver: {exc}", file=sys.stderr)
+        return 1
+    except DBAPIError as exc:  # no such database or file, login refused, ...: the driver's words
+        # asyncpg's own error sits under SQLAlchemy's adapter; only its first line is the problem.
+        driver_error = (exc.orig.__cause__ if exc.orig is not None else None) or exc.orig or exc
+        problem = str(driver_error).strip().partition("\n")[0] or type(driver_error).__name__
+        print(f"authserver: AUTHSERVER_DATABASE_URL: {problem}", file=sys.stderr)
+        return 1
+    except InvalidTag:  # AES-GCM: the signing keys were sealed under another KEK
+        print(
+            "authserver: the signing keys cannot be decrypted: AUTHSERVER_KEY_ENCRYPTION_KEY "
+            "(or the kek file in AUTHSERVER_KEYS_DIR) is not the key they were sealed with",
+            file=sys.stderr,
+        )
         return 1
 
 
@@ -103,8 +118,14 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    # Migrate (SQLite) or check the schema (Postgres) once, before any worker starts.
-    _with_engine(settings, prepare_schema)
+    async def check(engine: AsyncEngine) -> None:
+        # Once, before any worker starts: migrate (SQLite) or check the schema (Postgres), and
+        # open the signing keys (made here on first start), so a wrong KEK is one line, not a
+        # traceback from every worker.
+        await prepare_schema(engine)
+        await build_services(settings, engine).keys.start()
+
+    _with_engine(settings, check)
     uvicorn.run(
         "authserver.app:app_from_environment",
         factory=True,

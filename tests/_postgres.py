@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -72,11 +73,22 @@ def _answers(host: str, port: int) -> bool:
 
 @contextlib.contextmanager
 def _fresh_database(host: str, port: int) -> Iterator[str]:
+    with scratch_database(f"postgresql+asyncpg://postgres@{host}:{port}/authserver_test") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str, label: str = "") -> Iterator[str]:
+    """A new, empty database on the server of `server_url` (as user postgres), dropped
+    afterwards: for tests that need a schema-less database of their own. Call from sync code."""
+    parts = urlsplit(server_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 5432
     # pid + random suffix: parallel runs (and a crashed earlier run) never collide.
-    name = f"authserver_test_{os.getpid()}_{secrets.token_hex(4)}"
+    base = parts.path.lstrip("/") or "authserver_test"
+    name = "_".join(filter(None, [base, label, str(os.getpid()), secrets.token_hex(4)]))
     asyncio.run(_execute(host, port, f'CREATE DATABASE "{name}"'))
     try:
-        yield f"postgresql+asyncpg://postgres@{host}:{port}/{name}"
+        yield urlunsplit(parts._replace(path=f"/{name}"))
     finally:
         # FORCE: a leaked pool connection must not keep the database alive.
         asyncio.run(_execute(host, port, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

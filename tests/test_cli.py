@@ -1,0 +1,505 @@
+"""The `authserver` console script, run for real in a subprocess, as an operator would.
+
+Every command reads the same settings as the server and answers bad input with one line per
+problem on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import socket
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+from starlette.applications import Starlette
+
+from authserver.app import create_app
+from authserver.db import migrate
+from tests._postgres import scratch_database
+from tests.conftest import ISSUER, KEK, make_settings
+
+AUTHSERVER = str(Path(sys.executable).with_name("authserver"))
+NO_POSTGRES = "no Postgres could be found or started (set AUTHSERVER_TEST_DATABASE_URL)"
+
+
+@dataclass
+class Cli:
+    """Runs the console script with a fixed environment, in a directory of its own."""
+
+    database_url: str
+    keys_dir: Path
+    cwd: Path
+
+    def env(self, overrides: Mapping[str, str | None]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
+        env.update(
+            {
+                "AUTHSERVER_DATABASE_URL": self.database_url,
+                "AUTHSERVER_KEYS_DIR": str(self.keys_dir),
+                "AUTHSERVER_KEY_ENCRYPTION_KEY": KEK,
+                "AUTHSERVER_ARGON2_TIME_COST": "1",
+                "AUTHSERVER_ARGON2_MEMORY_KIB": "1024",
+                "AUTHSERVER_ARGON2_PARALLELISM": "1",
+            }
+        )
+        for name, value in overrides.items():  # None unsets the variable
+            env.pop(f"AUTHSERVER_{name}", None)
+            if value is not None:
+                env[f"AUTHSERVER_{name}"] = value
+        return env
+
+    def __call__(
+        self, *args: str, stdin: str = "", env: Mapping[str, str | None] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`env` adds to or (with None) removes from the settings, named without the prefix."""
+        return subprocess.run(
+            [AUTHSERVER, *args],
+            input=stdin,
+            env=self.env(env or {}),
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def popen(self, *args: str, log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                [AUTHSERVER, *args],
+                env=self.env({}),
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("authserver: "), lines
+    for word in words:
+        assert word in lines[0]
+    assert result.stdout == ""
+    return lines[0]
+
+
+def revision_of(database_url: str) -> str | None:
+    async def current() -> str | None:
+        engine = create_async_engine(database_url, poolclass=NullPool)
+        try:
+            return await migrate.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(current())
+
+
+def upgrade(database_url: str) -> None:
+    async def run() -> None:
+        engine = create_async_engine(database_url, poolclass=NullPool)
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def sqlite_url_in(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'authserver.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str | None
+) -> Iterator[str]:
+    """A database of this test's own, with no schema yet."""
+    if request.param == "sqlite":
+        yield sqlite_url_in(tmp_path)
+        return
+    if postgres_url is None:
+        pytest.skip(NO_POSTGRES)
+    with scratch_database(postgres_url, "cli") as url:
+        yield url
+
+
+@pytest.fixture
+def empty_postgres(postgres_url: str | None) -> Iterator[str]:
+    if postgres_url is None:
+        pytest.skip(NO_POSTGRES)
+    with scratch_database(postgres_url, "cli") as url:
+        yield url
+
+
+@pytest.fixture
+def migrated_url(empty_url: str) -> str:
+    upgrade(empty_url)
+    return empty_url
+
+
+def make_cli(tmp_path: Path, database_url: str) -> Cli:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir(exist_ok=True)
+    return Cli(database_url, tmp_path / "keys", cwd)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, migrated_url: str) -> Cli:
+    """The CLI on a migrated database of its own (SQLite, then Postgres)."""
+    return make_cli(tmp_path, migrated_url)
+
+
+@pytest.fixture
+def sqlite_cli(tmp_path: Path) -> Cli:
+    """The CLI on a fresh SQLite file, for what does not depend on the database."""
+    return make_cli(tmp_path, sqlite_url_in(tmp_path))
+
+
+@pytest.fixture
+async def http(cli: Cli) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app on the CLI's database and keys, to check what the CLI wrote works."""
+    app: Starlette = create_app(make_settings(cli.database_url, cli.keys_dir))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
+            yield client
+
+
+async def password_login(
+    http: httpx.AsyncClient, username: str, password: str, **fields: str
+) -> httpx.Response:
+    data = {"grant_type": "password", "username": username, "password": password}
+    return await http.post("/token", data={**data, "client_id": "spa", **fields})
+
+
+def claims(access_token: str) -> dict[str, object]:
+    found: dict[str, object] = jwt.decode(access_token, options={"verify_signature": False})
+    return found
+
+
+def key_rows(result: subprocess.CompletedProcess[str]) -> list[list[str]]:
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:3] == ["kid", "alg", "state"]
+    return [row.split() for row in rows]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# migrate
+
+
+def test_migrate_brings_a_fresh_database_to_head(tmp_path: Path, empty_url: str) -> None:
+    cli = make_cli(tmp_path, empty_url)
+    assert revision_of(empty_url) is None
+
+    first = cli("migrate")
+    assert first.returncode == 0, first.stderr
+    assert revision_of(empty_url) == migrate.head_revision()
+
+    again = cli("migrate")  # every replica may run it on start
+    assert again.returncode == 0, again.stderr
+    assert revision_of(empty_url) == migrate.head_revision()
+    assert "Traceback" not in first.stderr + again.stderr
+
+
+# users create
+
+
+async def test_a_created_user_can_log_in(cli: Cli, http: httpx.AsyncClient) -> None:
+    spa = cli(
+        "clients", "create", "spa", "--public", "--grant", "password", "--grant", "refresh_token",
+        "--scope", "profile",
+    )  # fmt: skip
+    assert spa.returncode == 0, spa.stderr
+    assert spa.stdout == ""  # a public client has no secret to show
+
+    created = cli(
+        "users", "create", "alice", "--scope", "profile", "--password-stdin",
+        stdin="correct horse\n",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    sub = created.stdout.strip()
+    assert created.stdout == f"{sub}\n"
+    assert str(uuid.UUID(sub)) == sub
+
+    login = await password_login(http, "alice", "correct horse")
+    assert login.status_code == 200, login.text
+    body = login.json()
+    assert claims(body["access_token"])["sub"] == sub
+    assert body["scope"] == "profile"
+    assert body["refresh_token"]
+
+    # The newline ended the line; it is not part of the password.
+    with_newline = await password_login(http, "alice", "correct horse\n")
+    assert with_newline.status_code == 400
+    assert with_newline.json()["error"] == "invalid_grant"
+
+
+async def test_admin_flag_grants_the_admin_scope(cli: Cli, http: httpx.AsyncClient) -> None:
+    spa = cli(
+        "clients", "create", "spa", "--public", "--grant", "password",
+        "--scope", "profile", "--scope", "admin",
+    )  # fmt: skip
+    assert spa.returncode == 0, spa.stderr
+    root = cli("users", "create", "root", "--admin", "--password-stdin", stdin="root pw\n")
+    alice = cli(
+        "users", "create", "alice", "--scope", "profile", "--password-stdin", stdin="alice pw\n"
+    )
+    assert root.returncode == 0, root.stderr
+    assert alice.returncode == 0, alice.stderr
+
+    as_root = await password_login(http, "root", "root pw", scope="admin")
+    assert as_root.status_code == 200, as_root.text
+    assert "admin" in str(claims(as_root.json()["access_token"])["scope"]).split()
+
+    as_alice = await password_login(http, "alice", "alice pw", scope="admin")
+    assert "admin" not in as_alice.json().get("scope", "").split()
+    if as_alice.status_code == 200:
+        token_scope = claims(as_alice.json()["access_token"])["scope"]
+        assert "admin" not in str(token_scope).split()
+
+
+def test_users_create_refuses_bad_input(cli: Cli) -> None:
+    first = cli("users", "create", "alice", "--password-stdin", stdin="pw one\n")
+    assert first.returncode == 0, first.stderr
+
+    taken = cli("users", "create", "alice", "--password-stdin", stdin="pw two\n")
+    assert_one_line_error(taken, "alice", "taken")
+
+    no_flag = cli("users", "create", "bob", stdin="pw\n")
+    assert_one_line_error(no_flag, "--password-stdin")
+
+    empty = cli("users", "create", "bob", "--password-stdin", stdin="\n")
+    assert_one_line_error(empty, "empty")
+
+    # None of the refusals made bob.
+    bob = cli("users", "create", "bob", "--password-stdin", stdin="pw\n")
+    assert bob.returncode == 0, bob.stderr
+
+
+# clients create
+
+
+async def test_a_created_client_gets_a_working_secret(cli: Cli, http: httpx.AsyncClient) -> None:
+    created = cli("clients", "create", "svc", "--scope", "read")
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.splitlines()[-1]
+    assert created.stdout == f"{secret}\n"  # the secret alone, on its own line
+    assert len(secret) >= 32 and " " not in secret
+    assert secret not in created.stderr
+
+    token = await http.post(
+        "/token", data={"grant_type": "client_credentials"}, auth=("svc", secret)
+    )
+    assert token.status_code == 200, token.text
+    assert token.json()["scope"] == "read"
+    assert claims(token.json()["access_token"])["client_id"] == "svc"
+
+    wrong = await http.post(
+        "/token", data={"grant_type": "client_credentials"}, auth=("svc", secret[:-1] + "x")
+    )
+    assert wrong.status_code == 401
+
+
+def test_clients_create_refuses_bad_input(cli: Cli) -> None:
+    assert cli("clients", "create", "svc").returncode == 0
+
+    taken = cli("clients", "create", "svc")
+    assert_one_line_error(taken, "svc", "taken")
+
+    unknown = cli("clients", "create", "other", "--grant", "implicit")
+    assert_one_line_error(unknown, "implicit")
+
+    public_cc = cli("clients", "create", "other", "--public", "--grant", "client_credentials")
+    assert_one_line_error(public_cc, "client_credentials")
+
+    bad_scope = cli("clients", "create", "other", "--scope", 'quo"te')
+    assert_one_line_error(bad_scope, "scope")
+
+    # None of the refusals registered "other".
+    other = cli("clients", "create", "other", "--public", "--grant", "password")
+    assert other.returncode == 0, other.stderr
+    assert other.stdout == ""
+
+
+# keys list
+
+
+@pytest.mark.parametrize("alg", ["RS256", "EdDSA"])
+def test_keys_list_makes_an_active_and_a_next_key(cli: Cli, alg: str) -> None:
+    env = {} if alg == "RS256" else {"SIGNING_ALG": alg}  # RS256 is the default
+    listed = cli("keys", "list", env=env)
+    rows = key_rows(listed)
+    assert sorted(row[2] for row in rows) == ["active", "next"]
+    assert {row[1] for row in rows} == {alg}
+    assert all(len(row[0]) == 43 for row in rows)  # RFC 7638 SHA-256 thumbprint
+    for private in ("PRIVATE", "BEGIN", '"d"'):
+        assert private not in listed.stdout + listed.stderr
+
+    # A second listing shows the same keys: it makes keys only when there are none.
+    assert key_rows(cli("keys", "list", env=env)) == rows
+
+
+# settings
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("migrate",),
+        ("serve", "--port", "0"),
+        ("users", "create", "alice", "--password-stdin"),
+        ("clients", "create", "svc"),
+        ("keys", "list"),
+    ],
+)
+def test_bad_settings_are_one_line_each(sqlite_cli: Cli, command: tuple[str, ...]) -> None:
+    result = sqlite_cli(
+        *command, stdin="pw\n", env={"ACCESS_TOKEN_TTL": "abc", "SIGNING_ALG": "HS256"}
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert sum("AUTHSERVER_ACCESS_TOKEN_TTL" in line for line in lines) == 1
+    assert sum("AUTHSERVER_SIGNING_ALG" in line for line in lines) == 1
+    assert result.stdout == ""
+    assert not (sqlite_cli.cwd.parent / "authserver.db").exists()  # nothing was touched
+
+
+@pytest.mark.parametrize("kek", ["not base64 at all!", base64.b64encode(b"short").decode()])
+def test_a_bad_key_encryption_key_is_named_but_not_shown(sqlite_cli: Cli, kek: str) -> None:
+    result = sqlite_cli("keys", "list", env={"KEY_ENCRYPTION_KEY": kek})
+    assert result.returncode == 2
+    line = assert_one_line_error(result, "AUTHSERVER_KEY_ENCRYPTION_KEY")
+    assert kek not in line
+
+
+def test_keys_sealed_under_another_key_are_one_line(sqlite_cli: Cli) -> None:
+    assert sqlite_cli("keys", "list").returncode == 0
+    other = base64.b64encode(b"o" * 32).decode()
+    refused = sqlite_cli("keys", "list", env={"KEY_ENCRYPTION_KEY": other})
+    assert_one_line_error(refused, "AUTHSERVER_KEY_ENCRYPTION_KEY", "decrypted")
+
+
+def test_an_unreachable_database_is_one_line(sqlite_cli: Cli, tmp_path: Path) -> None:
+    missing_dir = f"sqlite+aiosqlite:///{tmp_path / 'no such dir' / 'authserver.db'}"
+    assert_one_line_error(sqlite_cli("migrate", env={"DATABASE_URL": missing_dir}))
+
+    closed = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/authserver"
+    assert_one_line_error(sqlite_cli("migrate", env={"DATABASE_URL": closed}))
+
+
+def test_a_missing_postgres_database_is_one_line(sqlite_cli: Cli, postgres_url: str | None) -> None:
+    if postgres_url is None:
+        pytest.skip(NO_POSTGRES)
+    missing = make_url(postgres_url).set(database=f"missing_{secrets.token_hex(4)}")
+    url = missing.render_as_string(hide_password=False)
+    assert_one_line_error(sqlite_cli("migrate", env={"DATABASE_URL": url}), "does not exist")
+
+
+# the key encryption key file
+
+
+def test_the_kek_file_is_made_once_with_mode_0600(sqlite_cli: Cli) -> None:
+    # With no AUTHSERVER_KEY_ENCRYPTION_KEY and the default keys dir, keys/ under the cwd.
+    unset: dict[str, str | None] = {"KEY_ENCRYPTION_KEY": None, "KEYS_DIR": None}
+    kek = sqlite_cli.cwd / "keys" / "kek"
+    rows = key_rows(sqlite_cli("keys", "list", env=unset))
+    assert stat.S_IMODE(kek.stat().st_mode) == 0o600
+    made = kek.read_bytes()
+    assert len(base64.b64decode(made.strip(), validate=True)) == 32
+
+    # The next run reuses it, so the keys sealed under it still open.
+    assert key_rows(sqlite_cli("keys", "list", env=unset)) == rows
+    assert kek.read_bytes() == made
+
+    kek.chmod(0o644)
+    assert_one_line_error(sqlite_cli("keys", "list", env=unset), "kek")
+
+
+# serve
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("serve", "--port", "0"),
+        ("users", "create", "alice", "--password-stdin"),
+        ("clients", "create", "svc"),
+        ("keys", "list"),
+    ],
+)
+def test_an_unmigrated_postgres_is_refused(
+    tmp_path: Path, empty_postgres: str, command: tuple[str, ...]
+) -> None:
+    cli = make_cli(tmp_path, empty_postgres)
+    refused = cli(*command, stdin="pw\n")
+    assert_one_line_error(refused, "authserver migrate")
+    assert revision_of(empty_postgres) is None  # refused, not migrated behind the operator's back
+
+
+def test_serve_on_a_fresh_sqlite_file_migrates_and_serves(sqlite_cli: Cli, tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    server = sqlite_cli.popen("serve", "--port", str(port), log=log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                health = httpx.get(f"{base}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        assert health.status_code == 200
+        assert health.json() == {"status": "ok"}
+
+        jwks = httpx.get(f"{base}/.well-known/jwks.json", timeout=5)
+        assert jwks.status_code == 200
+        keys = jwks.json()["keys"]
+        assert len(keys) == 2  # the active key and the next one
+        for key in keys:
+            assert key["alg"] == "RS256"
+            assert key["use"] == "sig"
+            assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
+
+        assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    assert "Traceback" not in log.read_text()
+    assert revision_of(sqlite_cli.database_url) == migrate.head_revision()
+    # The keys the server made are in the database the CLI reads.
+    listed = key_rows(sqlite_cli("keys", "list"))
+    assert {row[0] for row in listed} == {key["kid"] for key in keys}
