@@ -65,6 +65,7 @@ def create_app(
             await prepare_schema(engine)
             services = build_services(settings, engine, clock)
             await services.keys.start()
+            await services.passwords.prepare()
 
             async def readiness() -> None:
                 await ping(engine)

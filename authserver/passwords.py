@@ -53,6 +53,10 @@ class Passwords:
         """For the command line, where no event loop runs."""
         return self._hasher.hash(password)
 
+    async def prepare(self) -> None:
+        """Makes the dummy hash now, so even the first unknown username costs one verify."""
+        await self._dummy()
+
     async def _dummy(self) -> str:
         if self._dummy_hash is None:
             self._dummy_hash = await self.hash("dummy password that matches no one")

@@ -215,19 +215,31 @@ async def spa(registry: Registry) -> str:
     return "spa"
 
 
+async def password_login(
+    http: httpx.AsyncClient,
+    username: str = "alice",
+    password: str = "correct horse",
+    client_id: str = "spa",
+    **extra: str,
+) -> httpx.Response:
+    """POST /token with the password grant, as the SPA's login form does."""
+    return await http.post(
+        "/token",
+        data={
+            "grant_type": "password",
+            "username": username,
+            "password": password,
+            "client_id": client_id,
+            **extra,
+        },
+    )
+
+
 @pytest.fixture
 async def login(client: httpx.AsyncClient, registry: Registry, spa: str) -> Login:
     """alice, logged in through the spa client."""
     await registry.user("alice", "correct horse")
-    response = await client.post(
-        "/token",
-        data={
-            "grant_type": "password",
-            "username": "alice",
-            "password": "correct horse",
-            "client_id": spa,
-        },
-    )
+    response = await password_login(client, client_id=spa)
     assert response.status_code == 200, response.text
     body = response.json()
     return Login(body["access_token"], body["refresh_token"], body)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.app import build_services, create_app
 from authserver.config import Settings
-from tests.conftest import Registry, make_settings
+from tests.conftest import Registry, make_settings, password_login
 
 
 @dataclass
@@ -79,15 +79,7 @@ async def test_token_from_real_http_verifies_with_pyjwt_and_the_published_jwks(
     await registry.client("spa", public=True, grant_types=("password", "refresh_token"))
     await registry.user("alice", "correct horse")
 
-    response = await http.post(
-        "/token",
-        data={
-            "grant_type": "password",
-            "username": "alice",
-            "password": "correct horse",
-            "client_id": "spa",
-        },
-    )
+    response = await password_login(http)
     assert response.status_code == 200, response.text
     token = response.json()["access_token"]
     # Discovery as a resource server does it: from the metadata to the key set.

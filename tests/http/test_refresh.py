@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.sessions import hash_token
-from tests.conftest import Clock, Login, Registry
+from tests.conftest import Clock, Login, Registry, password_login
 
 REFRESH_TTL = 1_209_600  # the default AUTHSERVER_REFRESH_TOKEN_TTL
 GRACE = {"refresh_reuse_grace": "10"}
@@ -159,17 +159,7 @@ async def test_reuse_does_not_touch_other_sessions_of_the_user(
     login: Login,
     introspect: Callable[[str], Awaitable[dict[str, Any]]],
 ) -> None:
-    other = ok(
-        await client.post(
-            "/token",
-            data={
-                "grant_type": "password",
-                "username": "alice",
-                "password": "correct horse",
-                "client_id": "spa",
-            },
-        )
-    )
+    other = ok(await password_login(client))
     ok(await refresh(login.refresh_token))
     assert_invalid_grant(await refresh(login.refresh_token))
 
@@ -324,17 +314,7 @@ async def wide_login(client: httpx.AsyncClient, registry: Registry) -> dict[str,
         "spa", public=True, grant_types=("password", "refresh_token"), scopes=("profile", "email")
     )
     await registry.user("bob", "battery staple", scopes=("profile", "email"))
-    body = ok(
-        await client.post(
-            "/token",
-            data={
-                "grant_type": "password",
-                "username": "bob",
-                "password": "battery staple",
-                "client_id": "spa",
-            },
-        )
-    )
+    body = ok(await password_login(client, "bob", "battery staple"))
     assert body["scope"] == "profile email"
     return body
 

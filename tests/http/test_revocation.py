@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.services import Services
-from tests.conftest import Clock, Login, Registry
+from tests.conftest import Clock, Login, Registry, password_login
 from tests.http.hostile import HOSTILE, forge, hostile_token
 
 Credentials = tuple[str, str]
@@ -25,22 +25,14 @@ async def rs(registry: Registry) -> Credentials:
     return ("rs", secret)
 
 
-async def password_login(
+async def log_in(
     client: httpx.AsyncClient,
     username: str = "alice",
     password: str = "correct horse",
     client_id: str = "spa",
-    client_secret: str | None = None,
+    **extra: str,
 ) -> Login:
-    data = {
-        "grant_type": "password",
-        "username": username,
-        "password": password,
-        "client_id": client_id,
-    }
-    if client_secret is not None:
-        data["client_secret"] = client_secret
-    response = await client.post("/token", data=data)
+    response = await password_login(client, username, password, client_id, **extra)
     assert response.status_code == 200, response.text
     body = response.json()
     return Login(body["access_token"], body["refresh_token"], body)
@@ -142,7 +134,7 @@ async def test_logout_with_refresh_token_and_bearer_ends_both(
     client: httpx.AsyncClient, login: Login, rs: Credentials, registry: Registry
 ) -> None:
     await registry.user("bob", "bob's password")
-    bob = await password_login(client, "bob", "bob's password")
+    bob = await log_in(client, "bob", "bob's password")
 
     response = await client.post(
         "/logout", data={"refresh_token": login.refresh_token}, headers=bearer(login.access_token)
@@ -215,13 +207,13 @@ async def test_denied_tokens_are_forgotten_once_no_verifier_could_accept_them(
     # Past exp but inside the leeway the server itself grants: the first token would still
     # verify, so a second denial must not sweep its row away.
     clock.advance(ttl + leeway // 2)
-    second = await password_login(client)
+    second = await log_in(client)
     await client.post("/logout", headers=bearer(second.access_token))
     assert await introspect(client, rs, first) == {"active": False}
     assert jti(services, first) in await denied_jtis(engine)
 
     clock.advance(leeway)
-    third = await password_login(client)
+    third = await log_in(client)
     await client.post("/logout", headers=bearer(third.access_token))
     assert await denied_jtis(engine) == {
         jti(services, second.access_token),
@@ -236,9 +228,9 @@ async def test_logout_all_revokes_every_family_of_the_user(
     client: httpx.AsyncClient, login: Login, rs: Credentials, registry: Registry
 ) -> None:
     laptop = login
-    phone = await password_login(client)
+    phone = await log_in(client)
     await registry.user("bob", "bob's password")
-    bob = await password_login(client, "bob", "bob's password")
+    bob = await log_in(client, "bob", "bob's password")
 
     response = await client.post("/logout/all", headers=bearer(laptop.access_token))
 
@@ -282,7 +274,7 @@ async def test_logout_all_refuses_the_refresh_token_as_bearer(
 async def test_logout_all_refuses_hostile_tokens(
     client: httpx.AsyncClient, login: Login, services: Services, kind: str
 ) -> None:
-    other_session = await password_login(client)
+    other_session = await log_in(client)
     token = hostile_token(kind, services, login.access_token)
 
     response = await client.post("/logout/all", headers=bearer(token))
@@ -305,7 +297,7 @@ async def test_logout_all_accepts_the_forging_control(
 async def test_logout_all_refuses_a_token_of_a_revoked_family(
     client: httpx.AsyncClient, login: Login
 ) -> None:
-    other_session = await password_login(client)
+    other_session = await log_in(client)
     await client.post("/logout", data={"refresh_token": login.refresh_token})
 
     response = await client.post("/logout/all", headers=bearer(login.access_token))
@@ -571,7 +563,7 @@ async def test_introspect_refresh_token_of_the_asking_client(
     secret = await registry.client("webapp", grant_types=("password", "refresh_token"))
     assert secret is not None
     user_id = await registry.user("alice", "correct horse")
-    session = await password_login(client, client_id="webapp", client_secret=secret)
+    session = await log_in(client, client_id="webapp", client_secret=secret)
 
     body = await introspect(client, ("webapp", secret), session.refresh_token)
 
@@ -608,7 +600,7 @@ async def test_introspect_spent_and_idle_expired_refresh_tokens_are_inactive(
     secret = await registry.client("webapp", grant_types=("password", "refresh_token"))
     assert secret is not None
     await registry.user("alice", "correct horse")
-    session = await password_login(client, client_id="webapp", client_secret=secret)
+    session = await log_in(client, client_id="webapp", client_secret=secret)
     webapp = ("webapp", secret)
     rotated = await client.post(
         "/token",
@@ -627,7 +619,7 @@ async def test_introspect_spent_and_idle_expired_refresh_tokens_are_inactive(
 async def test_introspect_revoked_family_and_denied_jti_are_inactive(
     client: httpx.AsyncClient, login: Login, rs: Credentials
 ) -> None:
-    other = await password_login(client)
+    other = await log_in(client)
     await client.post("/revoke", data={"token": login.refresh_token, "client_id": "spa"})
     await client.post("/revoke", data={"token": other.access_token, "client_id": "spa"})
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.services import Services
 from authserver.users import new_user
-from tests.conftest import ISSUER, Clock, Registry
+from tests.conftest import ISSUER, Clock, Registry, password_login
 
 AUDIENCE = "authserver-api"
 PASSWORD = "correct horse"
@@ -86,7 +86,7 @@ async def service(registry: Registry) -> tuple[str, str]:
 async def test_password_grant_issues_a_verifiable_access_token_and_a_refresh_token(
     client: httpx.AsyncClient, spa: str, alice: str, clock: Clock
 ) -> None:
-    response = await client.post("/token", data=password_form())
+    response = await password_login(client)
 
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
@@ -119,8 +119,8 @@ async def test_password_grant_issues_a_verifiable_access_token_and_a_refresh_tok
 async def test_each_login_gets_its_own_session_and_jti(
     client: httpx.AsyncClient, spa: str, alice: str
 ) -> None:
-    first = (await client.post("/token", data=password_form())).json()
-    second = (await client.post("/token", data=password_form())).json()
+    first = (await password_login(client)).json()
+    second = (await password_login(client)).json()
     one = jwt.decode(first["access_token"], options={"verify_signature": False})
     two = jwt.decode(second["access_token"], options={"verify_signature": False})
     assert one["jti"] != two["jti"]
@@ -131,8 +131,8 @@ async def test_each_login_gets_its_own_session_and_jti(
 async def test_wrong_password_and_unknown_user_answer_byte_for_byte_the_same(
     client: httpx.AsyncClient, spa: str, alice: str
 ) -> None:
-    wrong = await client.post("/token", data=password_form(password="wrong horse"))
-    unknown = await client.post("/token", data=password_form(username="mallory"))
+    wrong = await password_login(client, password="wrong horse")
+    unknown = await password_login(client, username="mallory")
 
     assert_error(wrong, 400, "invalid_grant")
     assert unknown.status_code == wrong.status_code
@@ -145,7 +145,7 @@ async def test_disabled_user_cannot_log_in_and_cannot_be_told_apart(
 ) -> None:
     bob = new_user("bob", await services.passwords.hash(PASSWORD), ["profile"], False)
     assert await services.users.create(bob, services.clock())
-    ok = await client.post("/token", data=password_form(username="bob"))
+    ok = await password_login(client, username="bob")
     assert ok.status_code == 200, ok.text
 
     async with engine.begin() as conn:
@@ -153,8 +153,8 @@ async def test_disabled_user_cannot_log_in_and_cannot_be_told_apart(
             text("UPDATE users SET disabled = :yes WHERE id = :id"), {"yes": True, "id": bob.id}
         )
 
-    refused = await client.post("/token", data=password_form(username="bob"))
-    unknown = await client.post("/token", data=password_form(username="nobody"))
+    refused = await password_login(client, username="bob")
+    unknown = await password_login(client, username="nobody")
     assert_error(refused, 400, "invalid_grant")
     assert refused.content == unknown.content
 
@@ -163,14 +163,14 @@ async def test_password_grant_refused_for_a_client_not_registered_with_it(
     client: httpx.AsyncClient, registry: Registry, alice: str
 ) -> None:
     await registry.client("cli", public=True, grant_types=("refresh_token",))
-    response = await client.post("/token", data=password_form("cli"))
+    response = await password_login(client, client_id="cli")
     assert_error(response, 400, "unauthorized_client")
 
 
 async def test_password_grant_with_an_unknown_client_is_invalid_client(
     client: httpx.AsyncClient, alice: str
 ) -> None:
-    response = await client.post("/token", data=password_form("nobody"))
+    response = await password_login(client, client_id="nobody")
     assert_error(response, 401, "invalid_client")
     assert "www-authenticate" not in response.headers
 
@@ -190,7 +190,7 @@ async def test_password_grant_needs_username_and_password(
 async def test_asking_beyond_the_client_scopes_is_invalid_scope(
     client: httpx.AsyncClient, spa: str, alice: str
 ) -> None:
-    response = await client.post("/token", data=password_form(scope="profile email"))
+    response = await password_login(client, scope="profile email")
     assert_error(response, 400, "invalid_scope")
 
 
@@ -198,7 +198,7 @@ async def test_scopes_the_user_lacks_are_dropped(
     client: httpx.AsyncClient, spa: str, alice: str
 ) -> None:
     # spa may ask for admin, but alice is no admin: she gets what she holds.
-    response = await client.post("/token", data=password_form(scope="profile admin"))
+    response = await password_login(client, scope="profile admin")
     assert response.status_code == 200, response.text
     assert response.json()["scope"] == "profile"
     claims = jwt.decode(response.json()["access_token"], options={"verify_signature": False})
@@ -210,11 +210,11 @@ async def test_admin_is_granted_only_when_asked_for(
 ) -> None:
     await registry.user("root", PASSWORD, scopes=("profile",), admin=True)
 
-    default = await client.post("/token", data=password_form(username="root"))
+    default = await password_login(client, username="root")
     assert default.status_code == 200, default.text
     assert default.json()["scope"] == "profile"
 
-    asked = await client.post("/token", data=password_form(username="root", scope="admin"))
+    asked = await password_login(client, username="root", scope="admin")
     assert asked.status_code == 200, asked.text
     assert asked.json()["scope"] == "admin"
     claims = await verified_claims(client, asked.json()["access_token"])
@@ -227,7 +227,7 @@ async def test_admin_is_granted_only_when_asked_for(
 async def test_malformed_scope_is_invalid_scope(
     client: httpx.AsyncClient, spa: str, alice: str, scope: str
 ) -> None:
-    response = await client.post("/token", data=password_form(scope=scope))
+    response = await password_login(client, scope=scope)
     assert_error(response, 400, "invalid_scope")
 
 
@@ -691,16 +691,16 @@ async def test_old_argon2_parameters_are_upgraded_on_the_next_login(
     user = new_user("carol", old, ["profile"], False)
     assert await services.users.create(user, services.clock())
 
-    wrong = await client.post("/token", data=password_form(username="carol", password="nope"))
+    wrong = await password_login(client, username="carol", password="nope")
     assert_error(wrong, 400, "invalid_grant")
     assert await stored_password_hash(engine, "carol") == old  # no upgrade without the password
 
-    ok = await client.post("/token", data=password_form(username="carol"))
+    ok = await password_login(client, username="carol")
     assert ok.status_code == 200, ok.text
     upgraded = await stored_password_hash(engine, "carol")
     assert upgraded != old
     assert upgraded.startswith("$argon2id$v=19$m=1024,t=1,p=1$")
 
-    again = await client.post("/token", data=password_form(username="carol"))
+    again = await password_login(client, username="carol")
     assert again.status_code == 200, again.text
     assert await stored_password_hash(engine, "carol") == upgraded  # current: left alone

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from authserver.app import create_app
 from authserver.config import Settings
 from authserver.services import Services
-from tests.conftest import ISSUER, Clock, Login, Registry
+from tests.conftest import ISSUER, Clock, Login, Registry, password_login
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 METADATA_PATHS = ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]
@@ -239,17 +239,7 @@ async def test_eddsa_keys_are_published_advertised_and_used(
 
     keys = await jwks(client)
     meta = (await client.get("/.well-known/oauth-authorization-server")).json()
-    token = (
-        await client.post(
-            "/token",
-            data={
-                "grant_type": "password",
-                "username": "alice",
-                "password": "correct horse",
-                "client_id": "spa",
-            },
-        )
-    ).json()["access_token"]
+    token = (await password_login(client)).json()["access_token"]
 
     assert len(keys) == 2
     for key in keys:

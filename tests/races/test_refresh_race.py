@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.sessions import hash_token
-from tests.conftest import Registry
+from tests.conftest import Registry, password_login
 
 ROUNDS = 5
 RACERS = 20
@@ -29,15 +29,7 @@ async def alice(registry: Registry, spa: str) -> None:
 
 
 async def log_in(client: httpx.AsyncClient) -> dict[str, Any]:
-    response = await client.post(
-        "/token",
-        data={
-            "grant_type": "password",
-            "username": "alice",
-            "password": "correct horse",
-            "client_id": "spa",
-        },
-    )
+    response = await password_login(client)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
