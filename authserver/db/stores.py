@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import exists, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authserver.clients import Client
 from authserver.db.engine import is_postgres
@@ -96,6 +96,29 @@ def _family(row: Any) -> Family:
     )
 
 
+async def _add_successor(
+    conn: AsyncConnection,
+    family_id: str,
+    parent_hash: str,
+    new_hash: str,
+    now: int,
+    new_expires_at: int,
+) -> Family:
+    """Stores the token that follows `parent_hash`; it never outlives its family."""
+    family = _family((await conn.execute(_FAMILY_BY_ID, {"id": family_id})).one())
+    await conn.execute(
+        _INSERT_TOKEN,
+        {
+            "token_hash": new_hash,
+            "family_id": family_id,
+            "parent_hash": parent_hash,
+            "issued_at": now,
+            "expires_at": min(new_expires_at, family.expires_at),
+        },
+    )
+    return family
+
+
 class SqlSessionStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -141,7 +164,7 @@ class SqlSessionStore:
             family_id = (await conn.execute(_SPEND, params)).scalar()
             if family_id is None:
                 return None
-            return await self._add_successor(conn, family_id, token_hash, new_hash, now, params)
+            return await _add_successor(conn, family_id, token_hash, new_hash, now, new_expires_at)
 
     async def spend_successor(
         self,
@@ -168,29 +191,7 @@ class SqlSessionStore:
             family_id = (await conn.execute(_SPEND_SUCCESSOR, params)).scalar()
             if family_id is None:
                 return None
-            return await self._add_successor(conn, family_id, parent_hash, new_hash, now, params)
-
-    async def _add_successor(
-        self,
-        conn: Any,
-        family_id: str,
-        parent_hash: str,
-        new_hash: str,
-        now: int,
-        params: dict[str, Any],
-    ) -> Family:
-        family = _family((await conn.execute(_FAMILY_BY_ID, {"id": family_id})).one())
-        await conn.execute(
-            _INSERT_TOKEN,
-            {
-                "token_hash": new_hash,
-                "family_id": family_id,
-                "parent_hash": parent_hash,
-                "issued_at": now,
-                "expires_at": min(params["new_expires_at"], family.expires_at),
-            },
-        )
-        return family
+            return await _add_successor(conn, family_id, parent_hash, new_hash, now, new_expires_at)
 
     async def find(self, token_hash: str) -> TokenState | None:
         async with self._engine.connect() as conn:
