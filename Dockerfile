@@ -1,12 +1,48 @@
-# Minimal image; issue 6 turns this into the multi-stage production build.
-FROM python:3.11-slim
-WORKDIR /app
-COPY pyproject.toml README.md ./
+# authserver as a container: docker build -t authserver .
+#
+# Two stages: `build` makes a virtualenv with the dependencies and the wheel; the runtime stage
+# copies only that virtualenv onto a clean slim image and runs it as an unprivileged user.
+# tests/test_dockerfile.py lints this file with hadolint and runs the build stage's steps in a
+# fresh virtualenv (no Docker engine runs on our machines).
+#
+# The schema is not made by `serve` on Postgres: run `authserver migrate` once per release
+# first, as its own step (deploy/compose.yaml: the `migrate` service; Kubernetes: a Job or an
+# init container running the same image with the argument `migrate`). It is safe to run from
+# every replica at once (a Postgres advisory lock).
+
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# The dependencies alone first, read from pyproject.toml: this layer is rebuilt only when they
+# change, not on every change to the code.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.txt \
+    && pip install --no-cache-dir -r requirements.txt
+# Then the project itself, as the same wheel `pip install` would make, migrations inside.
+COPY README.md ./
 COPY authserver ./authserver
 COPY migrations ./migrations
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 authserver \
-    && mkdir -p /app/keys && chown authserver /app/keys
-USER authserver
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir dist . \
+    && pip install --no-cache-dir --no-deps dist/*.whl
+
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/authserver --create-home \
+        --shell /usr/sbin/nologin authserver
+COPY --from=build /opt/venv /opt/venv
+# The embedded SQLite default (./authserver.db) and the keys/ folder live here; in production
+# set AUTHSERVER_DATABASE_URL to Postgres and AUTHSERVER_KEY_ENCRYPTION_KEY from a secret.
+WORKDIR /var/lib/authserver
+USER 10001:10001
 EXPOSE 8000
+# slim has no curl: Python's own urllib asks /healthz (urlopen raises, so exits 1, on non-2xx).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
 ENTRYPOINT ["authserver"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -5,16 +5,31 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from authserver.config import Settings, load_settings
 from authserver.db import migrate
 from authserver.db.engine import make_engine
-from authserver.db.stores import SqlClientStore, SqlKeyStore, SqlSessionStore, SqlUserStore, ping
+from authserver.db.failures import fail_closed
+from authserver.db.stores import (
+    SqlAuditLog,
+    SqlClientStore,
+    SqlKeyStore,
+    SqlSessionStore,
+    SqlUserStore,
+    ping,
+)
+from authserver.db.throttle import SqlThrottleStore
+from authserver.http.cors import cors_middleware
 from authserver.http.errors import HANDLERS
+from authserver.http.headers import security_headers
+from authserver.http.observe import Observe
 from authserver.http.routes import routes
 from authserver.keys import KeySealer, key_encryption_key
+from authserver.metrics import observed_sessions
 from authserver.passwords import Passwords
 from authserver.services import Services, wall_clock
 from authserver.signing import SigningKeys
@@ -30,11 +45,14 @@ def build_services(
     sealer = KeySealer(key_encryption_key(settings))
     return Services(
         settings=settings,
-        users=SqlUserStore(engine),
-        clients=SqlClientStore(engine),
-        sessions=SqlSessionStore(engine),
-        keys=SigningKeys(SqlKeyStore(engine), sealer, settings, clock),
+        # fail_closed: a database outage reaches the use cases as TemporarilyUnavailable (503).
+        users=fail_closed(SqlUserStore(engine)),
+        clients=fail_closed(SqlClientStore(engine)),
+        sessions=observed_sessions(fail_closed(SqlSessionStore(engine))),
+        keys=SigningKeys(fail_closed(SqlKeyStore(engine)), sealer, settings, clock),
         passwords=Passwords(settings),
+        audit=fail_closed(SqlAuditLog(engine)),
+        throttle=fail_closed(SqlThrottleStore(engine)),
         clock=clock,
     )
 
@@ -74,11 +92,21 @@ def create_app(
 
             app.state.services = services
             app.state.readiness = readiness
-            yield
+            # Picks up key changes other instances make (bound: signing.reload_interval).
+            async with anyio.create_task_group() as background:
+                background.start_soon(services.keys.keep_fresh)
+                yield
+                background.cancel_scope.cancel()
         finally:
             await engine.dispose()
 
-    return Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan)
+    # Outermost first. Security headers wrap everything, so they land on CORS preflights and
+    # on Observe's own 500 answer too; Observe (access log, request id, metrics) comes next and
+    # times and sees everything else.
+    middleware = [security_headers(settings), Middleware(Observe), cors_middleware(settings)]
+    return Starlette(
+        routes=routes, exception_handlers=HANDLERS, lifespan=lifespan, middleware=middleware
+    )
 
 
 def app_from_environment() -> Starlette:

@@ -20,14 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from authserver import __version__
 from authserver.app import SchemaNotReady, build_services, prepare_schema
 from authserver.clients import Client, check_client_fields, hash_secret, new_secret
-from authserver.config import Settings, SettingsError, load_settings
+from authserver.config import SIGNING_ALGS, Settings, SettingsError, load_settings
 from authserver.db import migrate
 from authserver.db.engine import make_engine
 from authserver.db.stores import SqlClientStore, SqlKeyStore, SqlUserStore
 from authserver.errors import OAuthError
 from authserver.keys import public_record
+from authserver.logs import log_config
 from authserver.passwords import Passwords
+from authserver.rotation import KeyNotReady
 from authserver.scopes import valid_scope_tokens
+from authserver.signing import reload_interval
 from authserver.users import MAX_PASSWORD, MAX_USERNAME, new_user
 
 T = TypeVar("T")
@@ -80,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(run=_serve)
 
     migrate_help = "bring the database schema to the latest version"
@@ -112,6 +116,15 @@ def _parser() -> argparse.ArgumentParser:
         required=True, metavar="ACTION"
     )
     keys.add_parser("list", help="list every signing key").set_defaults(run=_list_keys)
+    rotate = keys.add_parser("rotate", help="promote the next key and publish a new one")
+    rotate.add_argument("--alg", choices=list(SIGNING_ALGS), help="for the new next key")
+    rotate.add_argument(
+        "--force", action="store_true", help="promote a next key verifiers may not know yet"
+    )
+    rotate.set_defaults(run=_rotate_keys)
+    revoke = keys.add_parser("revoke", help="withdraw a key at once (compromise)")
+    revoke.add_argument("kid")
+    revoke.set_defaults(run=_revoke_key)
     return parser
 
 
@@ -134,6 +147,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         proxy_headers=False,
         server_header=False,
+        # JSON lines on stderr, one per request, from authserver.logs; uvicorn's own access
+        # log is off: ours replaces it, and it would print query strings.
+        log_config=log_config(args.log_level),
+        access_log=False,
     )
     return 0
 
@@ -216,6 +233,42 @@ def _list_keys(args: argparse.Namespace, settings: Settings) -> int:
             f"{_when(row['retired_at'])}"
         )
     return 0
+
+
+def _rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
+    async def rotate(engine: AsyncEngine) -> None:
+        await prepare_schema(engine)
+        keys = build_services(settings, engine).keys
+        await keys.start()
+        await keys.rotate("cli", alg=args.alg, force=args.force)
+
+    try:
+        _with_engine(settings, rotate)
+    except KeyNotReady as exc:
+        raise CommandError(
+            f"the next key is not ready: verifiers may not know it for {exc.retry_after} s "
+            "more; retry then, or pass --force"
+        ) from None
+    print(
+        f"rotated; running servers sign with the new key within {reload_interval(settings)} s",
+        file=sys.stderr,
+    )
+    return _list_keys(args, settings)
+
+
+def _revoke_key(args: argparse.Namespace, settings: Settings) -> int:
+    async def revoke(engine: AsyncEngine) -> None:
+        await prepare_schema(engine)
+        keys = build_services(settings, engine).keys
+        await keys.start()
+        await keys.revoke(args.kid, "cli")
+
+    _with_engine(settings, revoke)
+    print(
+        f"revoked {args.kid}; running servers drop it within {reload_interval(settings)} s",
+        file=sys.stderr,
+    )
+    return _list_keys(args, settings)
 
 
 def _when(epoch: object) -> str:

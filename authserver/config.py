@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 SIGNING_ALGS = ("RS256", "EdDSA")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 T = TypeVar("T")
 
@@ -41,6 +43,9 @@ class Settings:
     jwks_max_age: int = 300
     allowed_origins: tuple[str, ...] = ()
     cookie_secure: bool = True
+    # Peers whose X-Forwarded-For is believed (addresses or networks); empty = the socket's
+    # peer is the client, and X-Forwarded-For is ignored.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     # 32 raw bytes; None means "make one once in keys_dir".
     key_encryption_key: bytes | None = field(default=None, repr=False)
     keys_dir: Path = Path("keys")
@@ -84,6 +89,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         jwks_max_age=read("JWKS_MAX_AGE", _seconds(0, 86_400), defaults.jwks_max_age),
         allowed_origins=read("ALLOWED_ORIGINS", _origins, ()),
         cookie_secure=read("COOKIE_SECURE", _boolean, True),
+        trusted_proxies=read("TRUSTED_PROXIES", _networks, ()),
         key_encryption_key=read("KEY_ENCRYPTION_KEY", _kek, None),
         keys_dir=read("KEYS_DIR", Path, defaults.keys_dir),
         clock_leeway=read("CLOCK_LEEWAY", _seconds(0, 300), defaults.clock_leeway),
@@ -190,6 +196,18 @@ def _origins(raw: str) -> tuple[str, ...]:
         netloc = parts.netloc.lower().removesuffix({"http": ":80", "https": ":443"}[parts.scheme])
         origins.append(f"{parts.scheme}://{netloc}")
     return tuple(origins)
+
+
+def _networks(raw: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"each entry must be an IP address or network, got {item!r}") from None
+    return tuple(networks)
 
 
 def _kek(raw: str) -> bytes:

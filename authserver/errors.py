@@ -3,7 +3,8 @@
     OAuthError                      code, status, public description (+ private detail, logged only)
     ├── InvalidRequest              400 invalid_request
     │   ├── UnsupportedMediaType    415 invalid_request
-    │   └── PayloadTooLarge         413 invalid_request
+    │   ├── PayloadTooLarge         413 invalid_request
+    │   └── ForbiddenOrigin         403 invalid_request (refresh cookie from a foreign origin)
     ├── InvalidClient               401 invalid_client
     ├── InvalidGrant                400 invalid_grant (one sentence for every cause)
     ├── UnauthorizedClient          400 unauthorized_client
@@ -14,6 +15,7 @@
     ├── InsufficientScope           403 insufficient_scope
     ├── Conflict                    409 conflict
     ├── NotFound                    404 not_found
+    ├── SlowDown                    429 slow_down (login throttling, with Retry-After)
     └── TemporarilyUnavailable      503 temporarily_unavailable
 
 `description` is what the client reads; `detail` is for the log and never leaves the server.
@@ -48,6 +50,11 @@ class UnsupportedMediaType(InvalidRequest):
 class PayloadTooLarge(InvalidRequest):
     status = 413
     description = "The request body is too large."
+
+
+class ForbiddenOrigin(InvalidRequest):
+    status = 403
+    description = "This origin may not use the refresh cookie."
 
 
 class InvalidClient(OAuthError):
@@ -110,6 +117,16 @@ class NotFound(OAuthError):
     code = "not_found"
     status = 404
     description = "Nothing is here."
+
+
+class SlowDown(OAuthError):
+    code = "slow_down"
+    status = 429
+    description = "Too many failed logins; try again later."
+
+    def __init__(self, retry_after: int, *, detail: str | None = None) -> None:
+        super().__init__(detail=detail)
+        self.retry_after = max(1, retry_after)
 
 
 class TemporarilyUnavailable(OAuthError):

@@ -21,6 +21,7 @@ class TokenResponse:
     refresh_token: str | None = None
     refresh_expires_at: int | None = None
     refresh_delivery: str = "body"
+    session_expires_at: int | None = None  # the family's absolute end
 
 
 Fields = Mapping[str, str]
@@ -125,6 +126,7 @@ def _with_refresh(
         refresh_token=rotation.refresh_token,
         refresh_expires_at=rotation.expires_at,
         refresh_delivery=client.refresh_delivery,
+        session_expires_at=family.expires_at,
     )
 
 

@@ -7,11 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from authserver.audit import AuditLog
 from authserver.clients import ClientStore
 from authserver.config import Settings
 from authserver.passwords import Passwords
 from authserver.sessions import SessionStore
 from authserver.signing import SigningKeys
+from authserver.throttle import ThrottleStore
 from authserver.tokens import AccessToken, mint_access_token, verify_access_token
 from authserver.users import UserStore
 
@@ -28,6 +30,8 @@ class Services:
     sessions: SessionStore
     keys: SigningKeys
     passwords: Passwords
+    audit: AuditLog
+    throttle: ThrottleStore
     clock: Callable[[], int] = field(default=wall_clock)
 
     def mint(

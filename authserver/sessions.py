@@ -88,6 +88,10 @@ class SessionStore(Protocol):
         """True when the jti is denied or the session `sid` is revoked or over."""
         ...
 
+    async def recent_revocations(self, since: int, now: int) -> tuple[list[str], list[str]]:
+        """The ids of families revoked at or after `since`, and the jtis denied past `now`."""
+        ...
+
 
 def new_refresh_token() -> str:
     return secrets.token_urlsafe(32)  # 256 random bits

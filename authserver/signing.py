@@ -1,14 +1,28 @@
-"""The process's view of the signing keys: made at first start, reloaded from the store."""
+"""The process's view of the signing keys: made at first start, reloaded from the store.
+
+Several instances share one database; each signs with the key the database calls active, as
+of its last reload. Reloads happen after every key change made here and every
+`reload_interval` seconds (`keep_fresh`, run by the app's lifespan), so another instance's
+rotation or revocation takes effect here within one interval. The timing rules account for
+that lag (`publication_lag`): a next key is promoted only once it has been published for
+`jwks_max_age` plus the lag (every instance has then served it for a full cache lifetime), and
+a retired key stays published the lag longer than its last token can live.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Protocol
 
+import anyio
 import anyio.to_thread
 
+from authserver import rotation
 from authserver.config import Settings
 from authserver.keys import KeyRecord, KeyRing, KeySealer, make_key
+
+logger = logging.getLogger("authserver")
 
 
 class KeyStore(Protocol):
@@ -18,6 +32,25 @@ class KeyStore(Protocol):
         """Stores `records` only if no active key exists yet, atomically across instances.
         False when another process got there first."""
         ...
+
+    async def change(
+        self, decide: Callable[[list[KeyRecord]], rotation.Transition], actor: str, now: int
+    ) -> rotation.Transition:
+        """Applies `decide(current keys)` and audits its events, atomically and serialised
+        across instances; an exception from `decide` changes nothing."""
+        ...
+
+
+def reload_interval(settings: Settings) -> int:
+    """Seconds between reloads: a quarter of the JWKS cache lifetime, at most 30, at least 1."""
+    return max(1, min(settings.jwks_max_age // 4, 30))
+
+
+def publication_lag(settings: Settings) -> int:
+    """How long after a key change every instance serves it, with margin: one reload
+    interval, a second for whole-second timestamps (a key made at 10.9 s is stamped 10), and
+    a second for the reload itself to finish."""
+    return reload_interval(settings) + 2
 
 
 class SigningKeys:
@@ -60,5 +93,55 @@ class SigningKeys:
             records,
             self._sealer,
             now=self._clock(),
-            retired_ttl=self._settings.access_token_ttl + self._settings.clock_leeway,
+            retired_ttl=self._settings.access_token_ttl
+            + self._settings.clock_leeway
+            + publication_lag(self._settings),
         )
+
+    @property
+    def min_next_age(self) -> int:
+        """A next key this old has been in every instance's JWKS for a full cache lifetime."""
+        return self._settings.jwks_max_age + publication_lag(self._settings)
+
+    async def records(self) -> list[KeyRecord]:
+        return await self._store.all()
+
+    async def rotate(self, actor: str, *, alg: str | None = None, force: bool = False) -> None:
+        """next → active → retired and a new next key; KeyNotReady if the next key is young."""
+        candidate = await self._candidate(alg or self._settings.signing_alg)
+        now = self._clock()
+        try:
+            await self._store.change(
+                lambda records: rotation.rotate(
+                    records, candidate, now=now, min_age=self.min_next_age, force=force
+                ),
+                actor,
+                now,
+            )
+        finally:
+            # Also after a refusal: another instance may have rotated meanwhile.
+            await self.reload()
+
+    async def revoke(self, kid: str, actor: str) -> None:
+        """The key leaves JWKS and stops signing here at once (elsewhere within an interval)."""
+        candidate = await self._candidate(self._settings.signing_alg)
+        now = self._clock()
+        await self._store.change(
+            lambda records: rotation.revoke(records, kid, candidate, now=now), actor, now
+        )
+        await self.reload()
+
+    async def keep_fresh(self) -> None:
+        """Reloads every `reload_interval` seconds, forever; a failed reload keeps the last
+        good ring (the database may be briefly away) and is retried next time."""
+        while True:
+            await anyio.sleep(reload_interval(self._settings))
+            try:
+                await self.reload()
+            except Exception:
+                logger.exception("reloading the signing keys failed; keeping the last ones")
+
+    async def _candidate(self, alg: str) -> KeyRecord:
+        # Made before the transaction (RSA takes ~0.1 s), and only stored if the change uses it.
+        new = await anyio.to_thread.run_sync(make_key, alg, "next", self._sealer, self._clock())
+        return new.record

@@ -34,7 +34,15 @@ from tests._postgres import postgres_database
 ISSUER = "http://authserver.test"
 KEK = base64.b64encode(b"k" * 32).decode()
 # Tables emptied before every test, children first.
-TABLES = ("refresh_tokens", "refresh_families", "denied_access_tokens", "users", "clients")
+TABLES = (
+    "refresh_tokens",
+    "refresh_families",
+    "denied_access_tokens",
+    "users",
+    "clients",
+    "audit_events",
+    "login_throttle",
+)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -19,9 +19,16 @@ def make_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=True,
-        pool_timeout=5,
-        # Server-side statement timeout: no request waits on a stuck lock forever.
-        connect_args={"server_settings": {"statement_timeout": "5000"}, "timeout": 5},
+        pool_timeout=5,  # seconds a request waits for a free connection
+        connect_args={
+            # Server-side statement timeout: no request waits on a stuck lock forever.
+            "server_settings": {"statement_timeout": "5000"},
+            "timeout": 5,  # to connect
+            # Client-side bound on every query, pings included: a database host that stops
+            # answering (no reset, no refusal) would otherwise hold a request for as long as
+            # TCP keeps the connection open. Past statement_timeout, so that fires first.
+            "command_timeout": 6,
+        },
     )
 
 

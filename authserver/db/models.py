@@ -6,7 +6,17 @@ and Postgres compare identically, with no time-zone handling in either driver.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, LargeBinary, MetaData, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -101,3 +111,25 @@ class DeniedAccessTokenRow(Base):
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class AuditEventRow(Base):
+    __tablename__ = "audit_events"
+
+    # Integer, not BigInteger: only SQLite's INTEGER PRIMARY KEY numbers rows by itself.
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[int] = mapped_column(BigInteger, index=True)
+    actor: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(256), index=True)
+    detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON object, never secrets
+
+
+class LoginThrottleRow(Base):
+    __tablename__ = "login_throttle"
+
+    # "user:" or "addr:" + SHA-256 hex of the username or client address.
+    bucket: Mapped[str] = mapped_column(String(80), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    blocked_until: Mapped[int] = mapped_column(BigInteger)

@@ -7,16 +7,19 @@ one round trip on Postgres (a data-modifying CTE) and one locked transaction on 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import exists, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from authserver.audit import AuditEvent
 from authserver.clients import Client
 from authserver.db.engine import is_postgres
-from authserver.db.models import ClientRow, FamilyRow, SigningKeyRow, UserRow
+from authserver.db.models import AuditEventRow, ClientRow, FamilyRow, SigningKeyRow, UserRow
 from authserver.keys import KeyRecord
+from authserver.rotation import Transition
 from authserver.sessions import Family, TokenState
 from authserver.users import User
 
@@ -240,6 +243,17 @@ class SqlSessionStore:
                 )
             return bool(result.scalar())
 
+    async def recent_revocations(self, since: int, now: int) -> tuple[list[str], list[str]]:
+        # TODO(next migration): an index on refresh_families.revoked_at keeps this a range
+        # scan; today it reads every family.
+        async with self._engine.connect() as conn:
+            sids = await conn.execute(select(FamilyRow.id).where(FamilyRow.revoked_at >= since))
+            jtis = await conn.execute(
+                text("SELECT jti FROM denied_access_tokens WHERE expires_at > :now"),
+                {"now": now},
+            )
+            return list(sids.scalars()), list(jtis.scalars())
+
 
 class SqlUserStore:
     def __init__(self, engine: AsyncEngine) -> None:
@@ -283,6 +297,13 @@ class SqlUserStore:
                 .where(UserRow.id == user_id, UserRow.password_hash == old_hash)
                 .values(password_hash=new_hash)
             )
+
+    async def disable(self, user_id: str) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(UserRow).where(UserRow.id == user_id).values(disabled=True)
+            )
+        return bool(result.rowcount)
 
 
 def _user(row: Any) -> User:
@@ -343,21 +364,47 @@ class SqlKeyStore:
 
     async def all(self) -> list[KeyRecord]:
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(select(SigningKeyRow.__table__))).all()
-        return [
-            KeyRecord(
-                kid=row.kid,
-                alg=row.alg,
-                state=row.state,
-                public_jwk=json.loads(row.public_jwk),
-                sealed_private_key=row.sealed_private_key,
-                created_at=row.created_at,
-                activated_at=row.activated_at,
-                retired_at=row.retired_at,
-                revoked_at=row.revoked_at,
+            return await _key_records(conn)
+
+    async def change(
+        self, decide: Callable[[list[KeyRecord]], Transition], actor: str, now: int
+    ) -> Transition:
+        """Runs `decide` over the keys as they are now and writes its transition and audit
+        events, in one transaction that instances take one at a time (Postgres: the advisory
+        lock `initialize` takes too; SQLite: BEGIN IMMEDIATE). So the second of two racing
+        rotations decides on the first one's result, and one key ends active."""
+        async with self._engine.begin() as conn:
+            if is_postgres(self._engine):
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _KEY_INIT_LOCK}
+                )
+            records = await _key_records(conn)
+            transition = decide(records)
+            stored = {record.kid for record in records}
+            # In the transition's order: a key leaves "active" before another enters it, or
+            # the partial unique index uq_signing_keys_one_active refuses the statement.
+            for record in transition.changed:
+                if record.kid in stored:
+                    await conn.execute(
+                        update(SigningKeyRow)
+                        .where(SigningKeyRow.kid == record.kid)
+                        .values(
+                            state=record.state,
+                            activated_at=record.activated_at,
+                            retired_at=record.retired_at,
+                            revoked_at=record.revoked_at,
+                        )
+                    )
+                else:
+                    await conn.execute(insert(SigningKeyRow).values(**_key_row(record)))
+            await _append_audit(
+                conn,
+                [
+                    AuditEvent(now, actor, event.action, event.kid, {"alg": event.alg})
+                    for event in transition.events
+                ],
             )
-            for row in rows
-        ]
+        return transition
 
     async def initialize(self, records: list[KeyRecord]) -> bool:
         try:
@@ -383,9 +430,88 @@ class SqlKeyStore:
                             activated_at=record.activated_at,
                         )
                     )
+                await _append_audit(
+                    conn,
+                    [
+                        AuditEvent(r.created_at, "system", action, r.kid, {"alg": r.alg})
+                        for r in records
+                        for action in ("key.made", "key.activated")
+                        if action == "key.made" or r.state == "active"
+                    ],
+                )
         except IntegrityError:  # the partial unique index caught a racing instance
             return False
         return True
+
+
+async def _key_records(conn: AsyncConnection) -> list[KeyRecord]:
+    rows = (await conn.execute(select(SigningKeyRow.__table__))).all()
+    return [
+        KeyRecord(
+            kid=row.kid,
+            alg=row.alg,
+            state=row.state,
+            public_jwk=json.loads(row.public_jwk),
+            sealed_private_key=row.sealed_private_key,
+            created_at=row.created_at,
+            activated_at=row.activated_at,
+            retired_at=row.retired_at,
+            revoked_at=row.revoked_at,
+        )
+        for row in rows
+    ]
+
+
+def _key_row(record: KeyRecord) -> dict[str, Any]:
+    return {
+        "kid": record.kid,
+        "alg": record.alg,
+        "state": record.state,
+        "public_jwk": json.dumps(record.public_jwk),
+        "sealed_private_key": record.sealed_private_key,
+        "created_at": record.created_at,
+        "activated_at": record.activated_at,
+        "retired_at": record.retired_at,
+        "revoked_at": record.revoked_at,
+    }
+
+
+async def _append_audit(conn: AsyncConnection, events: Sequence[AuditEvent]) -> None:
+    if events:
+        await conn.execute(
+            insert(AuditEventRow),
+            [
+                {
+                    "at": e.at,
+                    "actor": e.actor,
+                    "action": e.action,
+                    "target": e.target,
+                    "detail": json.dumps(e.detail, sort_keys=True),
+                }
+                for e in events
+            ],
+        )
+
+
+class SqlAuditLog:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def record(self, events: Sequence[AuditEvent]) -> None:
+        async with self._engine.begin() as conn:
+            await _append_audit(conn, events)
+
+    async def recent(self, limit: int = 100) -> list[AuditEvent]:
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(AuditEventRow.__table__).order_by(AuditEventRow.id.desc()).limit(limit)
+                )
+            ).all()
+        return [
+            AuditEvent(row.at, row.actor, row.action, row.target, json.loads(row.detail))
+            for row in reversed(rows)
+        ]
 
 
 async def ping(engine: AsyncEngine) -> None:

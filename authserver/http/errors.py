@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver.errors import InsufficientScope, InvalidClient, InvalidToken, OAuthError
+from authserver.errors import InsufficientScope, InvalidClient, InvalidToken, OAuthError, SlowDown
 from authserver.http.responses import no_store_json
 
 logger = logging.getLogger("authserver")
@@ -28,6 +28,9 @@ async def oauth_error(request: Request, exc: Exception) -> Response:
         # RFC 6749 §5.2: if the client authenticated via the Authorization header, the server
         # MUST answer 401 with a WWW-Authenticate matching the scheme it used.
         headers["WWW-Authenticate"] = 'Basic realm="authserver"'
+    elif isinstance(exc, SlowDown):
+        # RFC 9110 §10.2.3: how many seconds to wait before trying again.
+        headers["Retry-After"] = str(exc.retry_after)
     return no_store_json(
         {"error": exc.code, "error_description": exc.description}, exc.status, headers
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from starlette.requests import Request
@@ -11,6 +12,8 @@ from authserver.http.responses import no_store_json
 
 logger = logging.getLogger("authserver")
 
+READINESS_TIMEOUT = 1.0  # seconds: the default timeoutSeconds of a Kubernetes probe
+
 
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
@@ -19,7 +22,9 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     ready = request.app.state.readiness
     try:
-        await ready()
+        # A probe must answer in time even when the database host has stopped answering.
+        async with asyncio.timeout(READINESS_TIMEOUT):
+            await ready()
     except Exception as exc:  # any failure means "not ready", whatever its cause
         logger.warning("not ready: %s", type(exc).__name__)
         return no_store_json(

@@ -7,15 +7,23 @@ from starlette.responses import Response
 
 from authserver import introspection, revocation
 from authserver.errors import InvalidRequest
+from authserver.http.cookies import clear_refresh_cookie
+from authserver.http.cors import refresh_cookie
 from authserver.http.forms import bearer_token, client_credentials, read_fields
 from authserver.http.responses import no_content, no_store_json
 from authserver.http.token import services
 
 
 async def logout(request: Request) -> Response:
+    found = services(request)
+    cookie = refresh_cookie(request, found.settings)  # a foreign origin revokes nothing
     fields = await read_fields(request)
-    await revocation.logout(services(request), fields.get("refresh_token"), bearer_token(request))
-    return no_content()
+    presented = fields.get("refresh_token") or cookie
+    await revocation.logout(found, presented, bearer_token(request))
+    response = no_content()
+    if cookie is not None:  # then the Origin was checked: no foreign page clears it
+        clear_refresh_cookie(response, found.settings)
+    return response
 
 
 async def logout_all(request: Request) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from authserver.http import health, revocation, token, wellknown
+from authserver.http import admin, health, observe, revocation, revocation_feed, token, wellknown
 
 routes = [
     Route("/.well-known/jwks.json", wellknown.jwks, methods=["GET"]),
@@ -16,6 +16,15 @@ routes = [
     Route("/logout/all", revocation.logout_all, methods=["POST"]),
     Route("/revoke", revocation.revoke, methods=["POST"]),
     Route("/introspect", revocation.introspect, methods=["POST"]),
+    Route("/revocations", revocation_feed.revocations, methods=["GET"]),
+    Route("/admin/keys", admin.list_keys, methods=["GET"]),
+    Route("/admin/keys/rotate", admin.rotate_keys, methods=["POST"]),
+    Route("/admin/keys/{kid}/revoke", admin.revoke_key, methods=["POST"]),
+    Route("/admin/users", admin.create_user, methods=["POST"]),
+    Route("/admin/users/{sub}/logout-all", admin.logout_user_everywhere, methods=["POST"]),
+    Route("/admin/users/{sub}/disable", admin.disable_user, methods=["POST"]),
+    Route("/admin/clients", admin.create_client, methods=["POST"]),
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/readyz", health.readyz, methods=["GET"]),
+    Route("/metrics", observe.metrics_endpoint, methods=["GET"]),
 ]

@@ -5,9 +5,14 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver import grants
+from authserver import grants, throttle
+from authserver.clients import ClientCredentials
 from authserver.grants import TokenResponse
+from authserver.http.addresses import client_address
+from authserver.http.cookies import set_refresh_cookie
+from authserver.http.cors import refresh_cookie, require_allowed_origin
 from authserver.http.forms import client_credentials, read_fields
+from authserver.http.observe import observe_grant
 from authserver.http.responses import no_store_json
 from authserver.services import Services
 
@@ -18,26 +23,78 @@ def services(request: Request) -> Services:
 
 
 async def token(request: Request) -> Response:
+    found = services(request)
     fields = await read_fields(request)
+    if fields.get("grant_type") == "refresh_token":
+        fields = _with_cookie(request, found, fields)
     credentials = client_credentials(request, fields)
-    issued = await grants.issue(services(request), fields.get("grant_type"), credentials, fields)
-    return _render(issued)
+    grant_type = fields.get("grant_type")
+    if grant_type in ("password", "refresh_token"):
+        await _check_cookie_client(request, found, credentials)
+
+    async def attempt() -> TokenResponse:
+        with observe_grant(grant_type):  # metrics: tokens issued, logins failed
+            return await grants.issue(found, grant_type, credentials, fields)
+
+    if grant_type == "password":
+        address = client_address(request, found.settings.trusted_proxies)
+        username = fields.get("username")
+        issued = await throttle.guard(
+            found.throttle, username=username, address=address, clock=found.clock, attempt=attempt
+        )
+    else:
+        issued = await attempt()
+    return _render(found, issued)
 
 
 async def refresh(request: Request) -> Response:
-    fields = await read_fields(request)
+    found = services(request)
+    fields = _with_cookie(request, found, await read_fields(request))
     credentials = client_credentials(request, fields)
-    issued = await grants.refresh_token_grant(services(request), credentials, fields)
-    return _render(issued)
+    await _check_cookie_client(request, found, credentials)
+    with observe_grant("refresh_token"):
+        issued = await grants.refresh_token_grant(found, credentials, fields)
+    return _render(found, issued)
 
 
-def _render(issued: TokenResponse) -> Response:
+def _with_cookie(request: Request, found: Services, fields: dict[str, str]) -> dict[str, str]:
+    """The refresh token from the cookie unless the body names one (non-browser clients).
+    A cookie from a foreign origin is refused here, before anything rotates."""
+    cookie = refresh_cookie(request, found.settings)
+    if cookie is None or fields.get("refresh_token"):
+        return fields
+    return {**fields, "refresh_token": cookie}
+
+
+async def _check_cookie_client(
+    request: Request, found: Services, credentials: ClientCredentials
+) -> None:
+    """Login CSRF: a page on any site could make the browser log in (or refresh) with the
+    attacker's own credentials, and the cookie set in the answer would silently put the victim
+    in the attacker's account. So a request that would set the cookie needs an allowed Origin
+    too, checked before the grant runs."""
+    if credentials.client_id is None:
+        return
+    client = await found.clients.get(credentials.client_id)
+    if client is not None and client.refresh_delivery == "cookie":
+        require_allowed_origin(request, found.settings)
+
+
+def _render(found: Services, issued: TokenResponse) -> Response:
     body: dict[str, object] = {
         "access_token": issued.access_token,
         "token_type": "Bearer",
         "expires_in": issued.expires_in,
         "scope": issued.scope,
     }
-    if issued.refresh_token is not None:
+    in_cookie = issued.refresh_delivery == "cookie" and issued.refresh_token is not None
+    if issued.refresh_token is not None and not in_cookie:
         body["refresh_token"] = issued.refresh_token
-    return no_store_json(body)
+    response = no_store_json(body)
+    if in_cookie:
+        assert issued.refresh_token is not None and issued.session_expires_at is not None
+        # The cookie lives as long as the session: a token the browser keeps past that is
+        # dead anyway, and one it drops earlier would log the user out early.
+        max_age = issued.session_expires_at - found.clock()
+        set_refresh_cookie(response, found.settings, issued.refresh_token, max_age)
+    return response

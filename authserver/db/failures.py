@@ -1,0 +1,87 @@
+"""Fail closed: a database that is down, unreachable or overloaded becomes TemporarilyUnavailable.
+
+The stores raise SQLAlchemy's and the drivers' own errors. `fail_closed` wraps a store so that
+the ones meaning "the database cannot answer now" (connection refused or lost, a timeout on
+connect, on a statement or on the pool, SQLite's "database is locked") reach the use cases as the
+domain's `TemporarilyUnavailable` (503 `temporarily_unavailable`), the driver's words kept as
+its private detail for the log. Anything else (a bug in a statement, a constraint) is left as
+it is: that is a 500, not a reason to tell clients to retry.
+
+Nothing is retried here: every store method is one transaction, so a failed one changed nothing
+(the refresh rotation is one statement), and the client's retry finds the database as it was.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar, cast
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from authserver.errors import TemporarilyUnavailable
+
+T = TypeVar("T")
+
+
+def unavailable(exc: BaseException) -> TemporarilyUnavailable | None:
+    """The domain error for `exc` when it means the database cannot answer now; else None."""
+    if isinstance(exc, PoolTimeout):
+        return TemporarilyUnavailable(detail=f"database pool exhausted: {_first_line(exc)}")
+    # OperationalError: the database's own "cannot now" (refused, timed out, locked, shutting
+    # down); a lost connection is flagged by SQLAlchemy whatever the class. An InterfaceError
+    # without that flag is misuse (a parameter of the wrong type): a bug, so a 500.
+    if isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError)
+    ):
+        return TemporarilyUnavailable(detail=f"database unavailable: {_driver_words(exc)}")
+    # Raised by the drivers outside SQLAlchemy's wrapping: refused or reset connections, and
+    # connect timeouts (TimeoutError is an OSError).
+    if isinstance(exc, OSError):
+        return TemporarilyUnavailable(
+            detail=f"database unreachable: {type(exc).__name__}: {_first_line(exc)}"
+        )
+    return None
+
+
+def fail_closed(store: T) -> T:
+    """`store`, with every coroutine method translating database outages (see `unavailable`)."""
+    return cast(T, _FailClosed(store))
+
+
+class _FailClosed:
+    def __init__(self, store: object) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._store, name)
+        if not inspect.iscoroutinefunction(found):
+            return found
+        method = cast(Callable[..., Coroutine[Any, Any, Any]], found)
+
+        @functools.wraps(method)
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(*args, **kwargs)
+            except Exception as exc:
+                translated = unavailable(exc)
+                if translated is None:
+                    raise
+                raise translated from exc
+
+        return guarded
+
+    def __repr__(self) -> str:
+        return f"fail_closed({self._store!r})"
+
+
+def _driver_words(exc: DBAPIError) -> str:
+    # asyncpg's own error sits under SQLAlchemy's adapter; its first line names the problem.
+    driver_error = (exc.orig.__cause__ if exc.orig is not None else None) or exc.orig or exc
+    return f"{type(driver_error).__name__}: {_first_line(driver_error)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().partition("\n")[0]

@@ -1,0 +1,125 @@
+"""What operators see of each request: a JSON access line, a request id, metrics; GET /metrics.
+
+`Observe` is plain ASGI (no BaseHTTPMiddleware: it would buffer bodies and cost a task per
+request). It takes the caller's X-Request-ID when it looks like an id, else makes one, echoes it
+in the response and stamps every log line of the request with it (authserver.logs). An error no
+handler answered is logged here with its traceback and answered 500 as http/errors.py does, so
+that line too carries the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from authserver import logs, metrics
+from authserver.errors import InvalidGrant
+from authserver.http.errors import server_error
+
+access_logger = logging.getLogger("authserver.access")
+
+# Ids from load balancers and tracers (UUIDs, hex, AWS "Root=1-...") fit this; anything else
+# (too long, spaces, quotes, control characters) is replaced rather than logged.
+_SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:;=+/-]{0,127}")
+_UNMATCHED = "<unmatched>"
+
+
+class Observe:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        rid = _request_id(scope)
+        token = logs.request_id.set(rid)
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if response_started:
+                raise
+            # Logs the traceback (with the request id) and answers the contract's 500.
+            response = await server_error(Request(scope), exc)
+            await response(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            route = _route(scope)
+            method = scope["method"]
+            metrics.REQUESTS.labels(method, route, str(status)).inc()
+            metrics.LATENCY.labels(method, route, str(status)).observe(seconds)
+            if route == "/token" and status == 429:
+                metrics.LOGINS_THROTTLED.inc()
+            access_logger.info(
+                "%s %s %d",
+                method,
+                route,
+                status,
+                extra={
+                    "method": method,
+                    # Never the query string, nor an unknown path whole: either may carry a token.
+                    "path": scope["path"] if route != _UNMATCHED else _first_segment(scope["path"]),
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                },
+            )
+            logs.request_id.reset(token)
+
+
+@contextmanager
+def observe_grant(grant_type: str | None) -> Iterator[None]:
+    """Around one grant: counts the access token issued, or the password login refused."""
+    try:
+        yield
+    except InvalidGrant:
+        if grant_type == "password":
+            metrics.LOGINS_FAILED.inc()
+        raise
+    metrics.TOKENS_ISSUED.labels(metrics.grant_label(grant_type)).inc()
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text: str = value.decode("latin-1")
+            if _SANE_ID.fullmatch(text):
+                return text
+            break
+    return logs.new_request_id()
+
+
+def _first_segment(path: str) -> str:
+    head, slash, rest = path.lstrip("/").partition("/")
+    return f"/{head[:32]}" + ("/…" if slash or len(head) > 32 else "")
+
+
+def _route(scope: Scope) -> str:
+    path: object = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else _UNMATCHED

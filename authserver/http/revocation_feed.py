@@ -1,0 +1,29 @@
+"""GET /revocations: the revocation feed for resource servers (see authserver.revocation_feed)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from authserver.http.forms import client_credentials
+from authserver.http.token import services
+from authserver.revocation_feed import revocation_feed
+
+
+async def revocations(request: Request) -> Response:
+    feed = await revocation_feed(services(request), client_credentials(request, {}))
+    headers = {
+        # private: the answer depends on the client's credentials, no shared cache may keep it.
+        "Cache-Control": f"private, max-age={feed.max_age}",
+        "ETag": feed.etag,
+        "Vary": "Authorization",
+    }
+    if _etag_matches(request.headers.get("if-none-match"), feed.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(feed.body, media_type="application/json", headers=headers)
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if header is None:
+        return False
+    return etag in {tag.strip().removeprefix("W/") for tag in header.split(",")}

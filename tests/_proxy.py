@@ -1,0 +1,87 @@
+"""A TCP proxy of our own between the app and the real Postgres, to take the database away.
+
+`cut` is the database host going away: every connection reset, new ones refused.
+`black_hole` is the worse case, a host that stops answering: connections stay open and new ones
+are accepted, but nothing gets through in either direction, so only timeouts can end a wait.
+`restore` forwards again (connections held in the black hole are dropped then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class FaultyProxy:
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._holding = False
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Stops listening and resets every connection."""
+        if self._server is not None:
+            self._server.close()
+            await self._close_all()
+            await self._server.wait_closed()
+            self._server = None
+        await self._close_all()
+
+    def black_hole(self) -> None:
+        """Keeps every connection open (and accepts new ones) but lets nothing through."""
+        self._holding = True
+
+    async def restore(self) -> None:
+        if self._holding:
+            self._holding = False
+            await self._close_all()
+        if self._server is None:
+            await self.start()
+
+    async def _close_all(self) -> None:
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._writers.add(writer)
+        if self._holding:
+            await self._pipe(reader, None)
+            return
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.add(upstream_writer)
+        await asyncio.gather(
+            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
+        )
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if writer is None or self._holding:
+                    continue  # swallowed: the far end never hears of it
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            if writer is not None:
+                writer.close()
+                self._writers.discard(writer)

@@ -1,0 +1,255 @@
+"""Structured logs: one JSON line per request with its request id, and never a secret.
+
+The secrets test drives logins (good and bad), refreshes, a refresh-token theft, revocation,
+introspection, logouts, malformed requests, a request with secrets in its query string and path,
+an unexpected crash and a database outage whose SQL parameters carry a token; then it searches
+every line the server logged (formatted exactly as in production, tracebacks included) for
+the password, the tokens, the client secret, the KEK and the private signing key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import logging.config
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy.exc import OperationalError
+
+from authserver.db.stores import SqlSessionStore
+from authserver.logs import JsonFormatter, RequestIdFilter, log_config
+from authserver.services import Services
+from tests.conftest import KEK, Registry, password_login
+
+PASSWORD = "correct horse battery staple"
+
+
+class Captured(logging.Handler):
+    """Formats every record as production does and keeps the lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.addFilter(RequestIdFilter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def parsed(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]
+
+    def access(self) -> list[dict[str, Any]]:
+        return [line for line in self.parsed() if line["logger"] == "authserver.access"]
+
+
+@pytest.fixture
+def captured() -> Iterator[Captured]:
+    handler = Captured()
+    root, package = logging.getLogger(), logging.getLogger("authserver")
+    old_level = package.level
+    package.setLevel(logging.DEBUG)  # everything the package could ever say
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        package.setLevel(old_level)
+
+
+def private_key_lines(services: Services) -> list[str]:
+    pem = services.keys.ring.signing.private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    body = [line for line in pem.decode().splitlines() if not line.startswith("-----")]
+    return [line[:24] for line in body if len(line) >= 24]
+
+
+async def test_no_secret_reaches_a_log_line(
+    client: httpx.AsyncClient,
+    registry: Registry,
+    services: Services,
+    spa: str,
+    captured: Captured,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await registry.user("alice", PASSWORD, scopes=("profile",))
+    secret = await registry.client("svc", scopes=("profile",))
+    assert secret is not None
+    basic = ("svc", secret)
+
+    login = (await password_login(client, password=PASSWORD)).json()
+    access, refresh1 = login["access_token"], login["refresh_token"]
+    rotated = await client.post("/refresh", data={"client_id": spa, "refresh_token": refresh1})
+    refresh2 = rotated.json()["refresh_token"]
+    # Theft: the spent token again, which revokes the family.
+    assert (
+        await client.post("/refresh", data={"client_id": spa, "refresh_token": refresh1})
+    ).status_code == 400
+    # Wrong password, unknown user, bad client secret, malformed Basic credentials.
+    assert (await password_login(client, password=PASSWORD + "!")).status_code == 400
+    assert (await password_login(client, username="mallory", password=PASSWORD)).status_code == 400
+    assert (
+        await client.post(
+            "/token", data={"grant_type": "client_credentials"}, auth=("svc", secret + "x")
+        )
+    ).status_code == 401
+    nul = base64.b64encode(f"svc:{secret}\0".encode()).decode()
+    assert (
+        await client.post(
+            "/token",
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": f"Basic {nul}"},
+        )
+    ).status_code == 401
+    service = await client.post("/token", data={"grant_type": "client_credentials"}, auth=basic)
+    service_token = service.json()["access_token"]
+    # Introspection, revocation and logouts.
+    await client.post("/introspect", data={"token": access}, auth=basic)
+    await client.post("/introspect", data={"token": refresh2}, auth=basic)
+    await client.post("/revoke", data={"token": service_token}, auth=basic)
+    login2 = (await password_login(client, password=PASSWORD)).json()
+    await client.post(
+        "/logout",
+        data={"refresh_token": login2["refresh_token"]},
+        headers={"Authorization": f"Bearer {login2['access_token']}"},
+    )
+    await client.post("/logout/all", headers={"Authorization": f"Bearer {access}"})
+    # Malformed requests, and secrets where they do not belong: a query string, a path, JSON.
+    await client.post(
+        f"/token?password={PASSWORD}&refresh_token={refresh2}&client_secret={secret}",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    await client.post(f"/refresh/{refresh2}", data={"refresh_token": refresh2})
+    await client.get(f"/introspect/{access}")
+    await client.post(
+        "/token", json={"grant_type": "password", "password": PASSWORD, "username": 7}
+    )
+    await client.post(
+        "/token",
+        data={"grant_type": "password", "client_id": spa, "username": "a", "password": "x" * 9999},
+    )
+
+    # An unexpected crash in the middle of a refresh: a 500, logged with its traceback.
+    async def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("unexpected failure in the store")
+
+    monkeypatch.setattr(SqlSessionStore, "spend", crash)
+    login3 = (await password_login(client, password=PASSWORD)).json()
+    crashed = await client.post(
+        "/refresh", data={"client_id": spa, "refresh_token": login3["refresh_token"]}
+    )
+    assert crashed.status_code == 500
+    assert crashed.json()["error"] == "server_error"
+
+    # A database outage whose error carries the statement's parameters (SQLAlchemy's str()
+    # of it does): a 503, and only the driver's first line is logged.
+    async def outage(self: SqlSessionStore, token_hash: str, *args: Any, **kwargs: Any) -> None:
+        raise OperationalError(
+            "UPDATE refresh_tokens ...",
+            {"token_hash": token_hash, "leak": login3["refresh_token"], "pw": PASSWORD},
+            ConnectionResetError("connection reset by peer"),
+        )
+
+    monkeypatch.setattr(SqlSessionStore, "spend", outage)
+    down = await client.post(
+        "/refresh", data={"client_id": spa, "refresh_token": login3["refresh_token"]}
+    )
+    assert down.status_code == 503
+
+    secrets = {
+        "password": PASSWORD,
+        "access token": access,
+        "access token signature": access.rsplit(".", 1)[1],
+        "service access token": service_token,
+        "refresh token": refresh1,
+        "rotated refresh token": refresh2,
+        "third refresh token": login3["refresh_token"],
+        "client secret": secret,
+        "key encryption key": KEK,
+        **{f"private key line {i}": line for i, line in enumerate(private_key_lines(services))},
+    }
+    assert len(captured.lines) > 20
+    for line in captured.lines:
+        for name, value in secrets.items():
+            assert value not in line, f"the {name} is in a log line: {line}"
+
+    # What should be there is: the crash with its traceback, the outage with its detail.
+    parsed = captured.parsed()
+    crash_lines = [p for p in parsed if p.get("exc_type") == "RuntimeError"]
+    assert crash_lines and "unexpected failure in the store" in crash_lines[0]["exc"]
+    assert crash_lines[0]["request_id"] == crashed.headers["x-request-id"]
+    assert any("connection reset by peer" in p["msg"] for p in parsed)
+
+
+async def test_one_json_line_per_request_with_its_request_id(
+    client: httpx.AsyncClient, captured: Captured
+) -> None:
+    given = await client.get("/healthz", headers={"X-Request-ID": "req-42.abc"})
+    made = await client.get("/.well-known/jwks.json")
+    refused = await client.get("/healthz", headers={"X-Request-ID": 'bad id "with" spaces'})
+    too_long = await client.get("/healthz", headers={"X-Request-ID": "a" * 200})
+    missing = await client.get("/nothing/here/at/all")
+
+    assert given.headers["x-request-id"] == "req-42.abc"
+    generated = [made, refused, too_long, missing]
+    ids = [r.headers["x-request-id"] for r in generated]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids) and len(set(ids)) == 4
+
+    lines = captured.access()
+    assert [line["request_id"] for line in lines] == [given.headers["x-request-id"], *ids]
+    first = lines[0]
+    assert first["method"] == "GET" and first["path"] == "/healthz"
+    assert first["route"] == "/healthz" and first["status"] == 200
+    assert isinstance(first["duration_ms"], float) and first["duration_ms"] >= 0
+    assert first["level"] == "info" and first["ts"].endswith("Z")
+    assert lines[1]["route"] == "/.well-known/jwks.json"
+    # An unknown path is neither a route label nor logged whole (it could be a token).
+    assert lines[4]["route"] == "<unmatched>" and lines[4]["status"] == 404
+    assert lines[4]["path"] == "/nothing/…"
+
+
+async def test_oauth_errors_are_logged_with_their_private_detail_and_request_id(
+    client: httpx.AsyncClient, spa: str, captured: Captured
+) -> None:
+    response = await client.post(
+        "/refresh",
+        data={"client_id": spa, "refresh_token": "never-issued"},
+        headers={"X-Request-ID": "trace-1"},
+    )
+
+    assert response.status_code == 400
+    details = [p for p in captured.parsed() if p["logger"] != "authserver.access"]
+    assert any(
+        "unknown refresh token" in p["msg"] and p["request_id"] == "trace-1" for p in details
+    )
+    assert "unknown refresh token" not in response.text  # the detail stays on the server
+
+
+def test_the_server_log_config_writes_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    names = ["authserver", "uvicorn", "uvicorn.error", "uvicorn.access"]
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, [logging.getLogger(n).level for n in names])
+    logging.config.dictConfig(log_config("info"))
+    try:
+        logging.getLogger("authserver.test").info("hello %s", "there", extra={"answer": 42})
+        logging.getLogger("uvicorn.error").info("started", extra={"color_message": "\x1b[1m"})
+        logging.getLogger("uvicorn.access").info("uvicorn's own access line")
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        for name, level in zip(names, saved[2], strict=True):
+            logging.getLogger(name).setLevel(level)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    ours = next(line for line in lines if line["logger"] == "authserver.test")
+    assert ours["msg"] == "hello there" and ours["answer"] == 42 and ours["level"] == "info"
+    uvicorn = next(line for line in lines if line["logger"] == "uvicorn.error")
+    assert uvicorn["msg"] == "started" and "color_message" not in uvicorn
+    assert not [line for line in lines if line["logger"] == "uvicorn.access"]
