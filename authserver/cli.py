@@ -24,7 +24,7 @@ from authserver.config import SIGNING_ALGS, Settings, SettingsError, load_settin
 from authserver.db import migrate
 from authserver.db.engine import make_engine
 from authserver.db.stores import SqlClientStore, SqlKeyStore, SqlUserStore
-from authserver.errors import OAuthError
+from authserver.errors import OAuthError, TemporarilyUnavailable
 from authserver.keys import public_record
 from authserver.logs import log_config
 from authserver.passwords import Passwords
@@ -52,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (CommandError, SchemaNotReady) as exc:
         print(f"authserver: {exc}", file=sys.stderr)
+        return 1
+    except TemporarilyUnavailable as exc:  # the operator needs the driver's words here
+        print(
+            f"authserver: AUTHSERVER_DATABASE_URL: {exc.detail or exc.description}", file=sys.stderr
+        )
         return 1
     except OAuthError as exc:
         print(f"authserver: {exc.description}", file=sys.stderr)

@@ -20,6 +20,7 @@ import anyio.to_thread
 
 from authserver import rotation
 from authserver.config import Settings
+from authserver.errors import TemporarilyUnavailable
 from authserver.keys import KeyRecord, KeyRing, KeySealer, make_key
 
 logger = logging.getLogger("authserver")
@@ -138,6 +139,8 @@ class SigningKeys:
             await anyio.sleep(reload_interval(self._settings))
             try:
                 await self.reload()
+            except TemporarilyUnavailable as exc:  # an outage: one line, not a traceback a tick
+                logger.warning("cannot reload the signing keys (%s); keeping the last ones", exc)
             except Exception:
                 logger.exception("reloading the signing keys failed; keeping the last ones")
 

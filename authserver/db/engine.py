@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from authserver.config import Settings
@@ -37,6 +38,12 @@ def is_postgres(engine: AsyncEngine) -> bool:
 
 
 def _sqlite_engine(url: str) -> AsyncEngine:
+    path = make_url(url).database
+    if path and path != ":memory:" and not Path(path).parent.is_dir():
+        # Said here, in one line: aiosqlite's own failure surfaces from its thread, late.
+        raise FileNotFoundError(
+            f"AUTHSERVER_DATABASE_URL: the folder {Path(path).parent} does not exist"
+        )
     engine = create_async_engine(url, connect_args={"timeout": 10})
 
     @event.listens_for(engine.sync_engine, "connect")
