@@ -75,6 +75,7 @@ FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "c
 DEFAULT_REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti")
 # With no key set at all, a failed fetch is retried at most this often (seconds).
 _EMPTY_RETRY = 1.0
+_TO_STANDARD = str.maketrans("-_", "+/")
 _B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
@@ -649,15 +650,18 @@ def _split(token: str) -> tuple[str, str, str]:
 
 
 def _b64decode(segment: str) -> bytes:
+    # _split has checked the alphabet: straight to binascii, without base64's wrappers.
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return binascii.a2b_base64(
+            (segment + "=" * (-len(segment) % 4)).translate(_TO_STANDARD), strict_mode=True
+        )
     except (binascii.Error, ValueError):
         raise MalformedToken() from None
 
 
 def _json_object(segment: str) -> dict[str, Any]:
     try:
-        value = json.loads(_b64decode(segment), object_pairs_hook=_reject_duplicates)
+        value = _DECODER.decode(_b64decode(segment).decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise MalformedToken() from None
     if not isinstance(value, dict):
@@ -672,6 +676,11 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(result) != len(pairs):
         raise ValueError("duplicate member")
     return result
+
+
+# One decoder for every token: json.loads(..., object_pairs_hook=...) builds a new JSONDecoder
+# per call, which showed up in the cold-path profile (bench/verify.py).
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates)
 
 
 def _check_signature(key: _Key, signing_input: bytes, signature_b64: str) -> None:

@@ -21,8 +21,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authserver.verify import InvalidToken, KeySetUnavailable, Verifier
+from authserver.verify_introspect import IntrospectionUnavailable, Introspector
 
-__all__ = ["BearerAuthMiddleware", "authenticate", "require_scope"]
+__all__ = ["BearerAuthMiddleware", "authenticate", "require_active", "require_scope"]
 
 logger = logging.getLogger("authserver.verify")
 
@@ -109,6 +110,37 @@ def require_scope(*needed: str) -> Callable[[Endpoint], Endpoint]:
                     "The access token lacks a scope this request needs.",
                     None,
                     scope=" ".join(needed),
+                )
+            return await endpoint(request)
+
+        return checked
+
+    return decorate
+
+
+def require_active(introspector: Introspector) -> Callable[[Endpoint], Endpoint]:
+    """Decorates an endpoint that needs instant revocation: after the offline checks (the
+    middleware or `authenticate` must have run), asks the issuer's /introspect whether the
+    token is still active (cached `introspector.cache_seconds`). 401 invalid_token when it
+    is not, 503 when the issuer cannot be asked."""
+
+    def decorate(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def checked(request: Request) -> Response:
+            token = _bearer(request)
+            if token is None or not isinstance(getattr(request.state, "claims", None), dict):
+                return _challenge(401, None, "A bearer token is required.", None)
+            try:
+                await introspector.check_async(token)
+            except InvalidToken as exc:
+                logger.info("bearer token refused by introspection: %s", type(exc).__name__)
+                return _challenge(401, "invalid_token", str(exc), None)
+            except IntrospectionUnavailable:
+                logger.warning("bearer token not checked: introspection is unavailable")
+                return JSONResponse(
+                    {"error": "temporarily_unavailable", "error_description": "Try again later."},
+                    status_code=503,
+                    headers={"Retry-After": "5", "Cache-Control": "no-store"},
                 )
             return await endpoint(request)
 

@@ -30,6 +30,20 @@ def test_the_starlette_glue_adds_only_starlette_and_the_verifier() -> None:
             f"authserver.verify.{name}"
             for name in ("InvalidToken", "KeySetUnavailable", "Verifier")
         ),
+        "authserver.verify_introspect",
+        *(
+            f"authserver.verify_introspect.{name}"
+            for name in ("IntrospectionUnavailable", "Introspector")
+        ),
+    }
+
+
+def test_the_introspector_adds_nothing_but_the_verifier() -> None:
+    found = imports(PACKAGE / "verify_introspect.py")
+    assert _top_level(found) <= {"authserver"}
+    assert {n.rsplit(".", 1)[0] for n in found if n.startswith("authserver.")} <= {
+        "authserver",
+        "authserver.verify",
     }
 
 
@@ -48,5 +62,6 @@ def test_importing_the_kit_loads_nothing_of_the_server() -> None:
     assert result.stdout.split() == [
         "authserver",
         "authserver.verify",
+        "authserver.verify_introspect",
         "authserver.verify_starlette",
     ]

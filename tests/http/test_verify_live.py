@@ -23,12 +23,19 @@ import jwt
 import pytest
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from authserver import verify
 from authserver.app import build_services, create_app
 from authserver.config import Settings
 from authserver.services import Services
 from authserver.verify import Fetched, Verifier, urllib_fetch
+from authserver.verify_introspect import IntrospectionUnavailable, Introspector
+from authserver.verify_starlette import BearerAuthMiddleware, require_active
 from tests.conftest import Registry, make_settings, password_login
 from tests.http.hostile import HOSTILE, forge, hostile_token
 from tests.http.test_live_server import delete_signing_keys
@@ -336,3 +343,73 @@ async def test_tokens_verify_with_jwcrypto(live: Live, http: httpx.AsyncClient) 
     # With a key set, jwcrypto reports a bad signature as "no working key".
     with pytest.raises(jwcrypto.jwt.JWTMissingKey):
         jwcrypto.jwt.JWT(jwt=forged, key=key_set, algs=[live.settings.signing_alg])
+
+
+async def test_the_introspector_sees_a_logout_within_its_cache_seconds(
+    live: Live, http: httpx.AsyncClient
+) -> None:
+    secret = await Registry(live.services).client("orders-api")
+    assert secret is not None
+    cache = 0.5
+    introspector = Introspector(f"{live.url}/introspect", "orders-api", secret, cache_seconds=cache)
+    session, other = await log_in(http), await log_in(http)
+    token = session["access_token"]
+
+    answer = await introspector.check_async(token)
+    assert answer["active"] is True
+    assert (
+        answer["sub"]
+        == (await Verifier(live.url, live.settings.audience).verify_async(token))["sub"]
+    )
+    await introspector.check_async(token)
+    assert introspector.requests == 1  # the second answer came from the cache
+
+    response = await http.post("/logout", data={"refresh_token": session["refresh_token"]})
+    assert response.status_code == 204
+    started = time.monotonic()
+    with anyio.fail_after(cache * 10):
+        while True:
+            try:
+                await introspector.check_async(token)
+            except verify.Revoked:
+                break
+            await anyio.sleep(0.02)
+    assert time.monotonic() - started <= cache + 0.5
+    assert (await introspector.check_async(other["access_token"]))["active"] is True
+
+    # Wrong credentials or a server that is down: unavailable (503), never "active".
+    wrong = Introspector(f"{live.url}/introspect", "orders-api", "wrong", cache_seconds=0)
+    with pytest.raises(IntrospectionUnavailable):
+        await wrong.check_async(other["access_token"])
+    await live.stop()
+    with pytest.raises(IntrospectionUnavailable):
+        await Introspector(f"{live.url}/introspect", "orders-api", secret).check_async(token)
+
+
+async def test_require_active_answers_401_for_a_session_revoked_a_moment_ago(
+    live: Live, http: httpx.AsyncClient
+) -> None:
+    secret = await Registry(live.services).client("orders-api")
+    assert secret is not None
+    verifier = Verifier(live.url, live.settings.audience)  # no feed: offline checks only
+    introspector = Introspector(f"{live.url}/introspect", "orders-api", secret, cache_seconds=0)
+
+    @require_active(introspector)
+    async def transfer(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    app = Starlette(
+        routes=[Route("/transfer", transfer, methods=["POST"])],
+        middleware=[Middleware(BearerAuthMiddleware, verifier=verifier)],
+    )
+    session = await log_in(http)
+    headers = {"Authorization": f"Bearer {session['access_token']}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as service:
+        assert (await service.post("/transfer", headers=headers)).status_code == 200
+        await http.post("/logout", data={"refresh_token": session["refresh_token"]})
+
+        response = await service.post("/transfer", headers=headers)
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'

@@ -1,0 +1,167 @@
+"""examples/service/ against a live authserver: both under uvicorn, talking over loopback HTTP.
+
+A real token with the scope → 200; no token → 401 with a bare Bearer challenge; a token lacking
+the scope → 403 insufficient_scope; a session logged out → 401 once the revocation feed polls.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
+
+import anyio
+import httpx
+import pytest
+import uvicorn
+
+from tests.conftest import Registry, password_login
+from tests.http.test_verify_live import Live, log_in
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "service" / "app.py"
+SPA_ORIGIN = "http://127.0.0.1:5173"
+POLL = 0.2
+
+
+def load_example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("example_service", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+async def service(live: Live) -> AsyncIterator[httpx.AsyncClient]:
+    """The example service under uvicorn, configured as its README says, through app_from_env."""
+    secret = await Registry(live.services).client("orders-api")
+    assert secret is not None
+    app = load_example().app_from_env(
+        {
+            "AUTHSERVER_ISSUER": live.url,
+            "SERVICE_AUDIENCE": live.settings.audience,
+            "SERVICE_CORS_ORIGIN": SPA_ORIGIN,
+            "SERVICE_CLIENT_ID": "orders-api",
+            "SERVICE_CLIENT_SECRET": secret,
+            "SERVICE_POLL_INTERVAL": str(POLL),
+        }
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        with anyio.fail_after(30):
+            while not server.started:
+                assert thread.is_alive(), "uvicorn stopped during startup"
+                await anyio.sleep(0.02)
+        async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=10) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await anyio.to_thread.run_sync(thread.join, 30)
+        sock.close()
+    assert not thread.is_alive(), "uvicorn did not shut down"
+
+
+@pytest.fixture
+async def orders_user(live: Live, http: httpx.AsyncClient) -> dict[str, str]:
+    """bob, allowed orders:read, logged in through a public client that may ask for it."""
+    registry = Registry(live.services)
+    scopes = ("profile", "orders:read")
+    await registry.client(
+        "spa-orders", public=True, grant_types=("password", "refresh_token"), scopes=scopes
+    )
+    await registry.user("bob", "battery staple", scopes=scopes)
+    response = await password_login(
+        http, "bob", "battery staple", "spa-orders", scope="profile orders:read"
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, str] = response.json()
+    return body
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Origin": SPA_ORIGIN}
+
+
+async def test_a_token_with_the_scope_is_served(
+    service: httpx.AsyncClient, orders_user: dict[str, str]
+) -> None:
+    response = await service.get("/api/orders", headers=bearer(orders_user["access_token"]))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["orders"]
+    assert response.headers["access-control-allow-origin"] == SPA_ORIGIN
+    me = await service.get("/api/me", headers=bearer(orders_user["access_token"]))
+    assert me.status_code == 200
+    assert set(me.json()["scope"].split()) == {"profile", "orders:read"}
+
+
+async def test_no_token_is_401_with_a_bearer_challenge(service: httpx.AsyncClient) -> None:
+    response = await service.get("/api/orders", headers={"Origin": SPA_ORIGIN})
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    # The SPA can read the status and the challenge across origins.
+    assert response.headers["access-control-allow-origin"] == SPA_ORIGIN
+    assert "www-authenticate" in response.headers["access-control-expose-headers"].lower()
+    garbage = await service.get("/api/me", headers=bearer("not.a.token"))
+    assert garbage.status_code == 401
+    assert garbage.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_a_token_lacking_the_scope_is_403(
+    service: httpx.AsyncClient, http: httpx.AsyncClient
+) -> None:
+    token = (await log_in(http))["access_token"]  # alice: profile only
+
+    response = await service.get("/api/orders", headers=bearer(token))
+
+    assert response.status_code == 403
+    assert response.headers["www-authenticate"] == (
+        'Bearer error="insufficient_scope", scope="orders:read"'
+    )
+    assert (await service.get("/api/me", headers=bearer(token))).status_code == 200
+
+
+async def test_a_logged_out_session_is_refused_once_the_feed_polls(
+    service: httpx.AsyncClient, http: httpx.AsyncClient, orders_user: dict[str, str]
+) -> None:
+    headers = bearer(orders_user["access_token"])
+    assert (await service.get("/api/orders", headers=headers)).status_code == 200  # now cached
+
+    logout = await http.post("/logout", data={"refresh_token": orders_user["refresh_token"]})
+    assert logout.status_code == 204
+
+    with anyio.fail_after(POLL * 20):
+        while (response := await service.get("/api/orders", headers=headers)).status_code == 200:
+            await anyio.sleep(0.05)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_a_cors_preflight_from_the_spa_is_answered_without_a_token(
+    service: httpx.AsyncClient,
+) -> None:
+    response = await service.options(
+        "/api/orders",
+        headers={
+            "Origin": SPA_ORIGIN,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == SPA_ORIGIN
+    other = await service.options(
+        "/api/orders",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert other.status_code == 400
