@@ -14,6 +14,7 @@ from authserver.config import Settings, load_settings
 from authserver.db import migrate
 from authserver.db.engine import make_engine
 from authserver.db.failures import fail_closed
+from authserver.db.purge import purge_periodically
 from authserver.db.stores import (
     SqlAuditLog,
     SqlClientStore,
@@ -28,7 +29,7 @@ from authserver.http.errors import HANDLERS
 from authserver.http.headers import security_headers
 from authserver.http.observe import Observe
 from authserver.http.routes import routes
-from authserver.keys import KeySealer, key_encryption_key
+from authserver.keys import key_sealer
 from authserver.metrics import observed_sessions
 from authserver.passwords import Passwords
 from authserver.services import Services, wall_clock
@@ -42,7 +43,7 @@ class SchemaNotReady(RuntimeError):
 def build_services(
     settings: Settings, engine: AsyncEngine, clock: Callable[[], int] = wall_clock
 ) -> Services:
-    sealer = KeySealer(key_encryption_key(settings))
+    sealer = key_sealer(settings)
     return Services(
         settings=settings,
         # fail_closed: a database outage reaches the use cases as TemporarilyUnavailable (503).
@@ -95,6 +96,10 @@ def create_app(
             # Picks up key changes other instances make (bound: signing.reload_interval).
             async with anyio.create_task_group() as background:
                 background.start_soon(services.keys.keep_fresh)
+                # Cleanup every AUTHSERVER_PURGE_INTERVAL s; one instance at a time (db/purge.py).
+                background.start_soon(purge_periodically, engine, settings, clock)
+                if settings.key_rotation_interval:
+                    background.start_soon(services.keys.rotate_on_schedule)
                 yield
                 background.cancel_scope.cancel()
         finally:

@@ -1,4 +1,4 @@
-"""`authserver` command line: serve, migrate, users, clients, keys.
+"""`authserver` command line: serve, migrate, purge, users, clients, keys.
 
 Every command reads the same settings as the server and, on bad input, exits non-zero with one
 clear line per problem on stderr.
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from cryptography.exceptions import InvalidTag
@@ -23,9 +25,10 @@ from authserver.clients import Client, check_client_fields, hash_secret, new_sec
 from authserver.config import SIGNING_ALGS, Settings, SettingsError, load_settings
 from authserver.db import migrate
 from authserver.db.engine import make_engine
+from authserver.db.purge import purge
 from authserver.db.stores import SqlClientStore, SqlKeyStore, SqlUserStore
 from authserver.errors import OAuthError, TemporarilyUnavailable
-from authserver.keys import public_record
+from authserver.keys import decode_kek, public_record, read_kek_file
 from authserver.logs import log_config
 from authserver.passwords import Passwords
 from authserver.rotation import KeyNotReady
@@ -94,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     migrate_help = "bring the database schema to the latest version"
     commands.add_parser("migrate", help=migrate_help).set_defaults(run=_migrate)
 
+    purge_help = "delete expired sessions, denylist entries, throttle counters and old audit"
+    commands.add_parser("purge", help=purge_help).set_defaults(run=_purge)
+
     users = commands.add_parser("users", help="manage users").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -130,6 +136,14 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="withdraw a key at once (compromise)")
     revoke.add_argument("kid")
     revoke.set_defaults(run=_revoke_key)
+    rewrap = keys.add_parser(
+        "rewrap",
+        help="re-encrypt every private key under a new KEK (AUTHSERVER_NEW_KEY_ENCRYPTION_KEY)",
+    )
+    rewrap.add_argument(
+        "--new-kek-file", type=Path, help="read the new KEK (base64, mode 0600) from this file"
+    )
+    rewrap.set_defaults(run=_rewrap_keys)
     return parser
 
 
@@ -156,6 +170,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         # log is off: ours replaces it, and it would print query strings.
         log_config=log_config(args.log_level),
         access_log=False,
+        # On SIGTERM, requests in flight get this long to finish; then they are closed.
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
     return 0
 
@@ -163,6 +179,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     _with_engine(settings, migrate.upgrade)
     print(f"database is at revision {migrate.head_revision()}", file=sys.stderr)
+    return 0
+
+
+def _purge(args: argparse.Namespace, settings: Settings) -> int:
+    async def run(engine: AsyncEngine) -> str:
+        await prepare_schema(engine)
+        purged = await purge(engine, settings, int(time.time()))
+        return "skipped: another instance is purging" if purged is None else f"purged {purged}"
+
+    print(_with_engine(settings, run), file=sys.stderr)
     return 0
 
 
@@ -270,10 +296,52 @@ def _revoke_key(args: argparse.Namespace, settings: Settings) -> int:
 
     _with_engine(settings, revoke)
     print(
-        f"revoked {args.kid}; running servers drop it within {reload_interval(settings)} s",
+        f"revoked {args.kid}; its tokens are refused at once, and running servers drop it "
+        f"from the JWKS within {reload_interval(settings)} s",
         file=sys.stderr,
     )
     return _list_keys(args, settings)
+
+
+def _rewrap_keys(args: argparse.Namespace, settings: Settings) -> int:
+    if args.new_kek_file is not None:
+        new_kek = read_kek_file(args.new_kek_file)
+    else:
+        raw = os.environ.get("AUTHSERVER_NEW_KEY_ENCRYPTION_KEY")
+        if not raw:
+            raise CommandError(
+                "give the new KEK in AUTHSERVER_NEW_KEY_ENCRYPTION_KEY or --new-kek-file"
+            )
+        try:
+            new_kek = decode_kek(raw.encode())
+        except ValueError as exc:
+            raise CommandError(f"AUTHSERVER_NEW_KEY_ENCRYPTION_KEY: {exc}") from None
+
+    async def rewrap(engine: AsyncEngine) -> int:
+        await prepare_schema(engine)
+        return await build_services(settings, engine).keys.rewrap(new_kek, "cli")
+
+    try:
+        count = _with_engine(settings, rewrap)
+    except InvalidTag:
+        raise CommandError(
+            "a signing key opens under none of AUTHSERVER_KEY_ENCRYPTION_KEY (or the kek file), "
+            "AUTHSERVER_KEY_ENCRYPTION_KEY_PREVIOUS and the new KEK; nothing was changed"
+        ) from None
+    where = (
+        "AUTHSERVER_KEY_ENCRYPTION_KEY"
+        if settings.key_encryption_key is not None
+        else f"the kek file in {settings.keys_dir} (or AUTHSERVER_KEY_ENCRYPTION_KEY)"
+    )
+    print(
+        f"rewrapped {count} signing keys under the new KEK, in one transaction.\n"
+        f"Every instance must now run with {where} set to the new KEK; restart any that still "
+        "have only the old one with the new KEK there and the old one in "
+        "AUTHSERVER_KEY_ENCRYPTION_KEY_PREVIOUS (running instances keep the keys they loaded).\n"
+        "Once all do, unset AUTHSERVER_KEY_ENCRYPTION_KEY_PREVIOUS and destroy the old KEK.",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _when(epoch: object) -> str:

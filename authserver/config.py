@@ -48,6 +48,11 @@ class Settings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     # 32 raw bytes; None means "make one once in keys_dir".
     key_encryption_key: bytes | None = field(default=None, repr=False)
+    # During a KEK switch: the other KEK, tried when the first does not open a key (README,
+    # "Rotating keys"). Never used to seal.
+    key_encryption_key_previous: bytes | None = field(default=None, repr=False)
+    # Seconds an active key signs before an instance rotates it by the rules; 0 = never.
+    key_rotation_interval: int = 0
     keys_dir: Path = Path("keys")
     # Clock skew tolerated when checking exp/iat of tokens presented back to us.
     clock_leeway: int = 30
@@ -58,6 +63,12 @@ class Settings:
     # How many hashes may run at once: each holds argon2_memory_kib of RAM.
     password_hash_concurrency: int = 2
     db_pool_size: int = 10
+    # Cleanup (authserver/db/purge.py): seconds between in-process purges (0 = off; run
+    # `authserver purge` from cron instead), and how long audit events are kept.
+    purge_interval: int = 3600
+    audit_retention_days: int = 90
+    # Seconds `serve` lets requests in flight finish after SIGTERM before closing them.
+    shutdown_timeout: int = 10
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +102,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cookie_secure=read("COOKIE_SECURE", _boolean, True),
         trusted_proxies=read("TRUSTED_PROXIES", _networks, ()),
         key_encryption_key=read("KEY_ENCRYPTION_KEY", _kek, None),
+        key_encryption_key_previous=read("KEY_ENCRYPTION_KEY_PREVIOUS", _kek, None),
+        key_rotation_interval=read("KEY_ROTATION_INTERVAL", _rotation_interval, 0),
         keys_dir=read("KEYS_DIR", Path, defaults.keys_dir),
         clock_leeway=read("CLOCK_LEEWAY", _seconds(0, 300), defaults.clock_leeway),
         argon2_time_cost=read("ARGON2_TIME_COST", _int_between(1, 20), defaults.argon2_time_cost),
@@ -104,6 +117,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "PASSWORD_HASH_CONCURRENCY", _int_between(1, 64), defaults.password_hash_concurrency
         ),
         db_pool_size=read("DB_POOL_SIZE", _int_between(1, 200), defaults.db_pool_size),
+        purge_interval=read("PURGE_INTERVAL", _seconds(0, 604_800), defaults.purge_interval),
+        audit_retention_days=read(
+            "AUDIT_RETENTION_DAYS", _int_between(1, 36_500), defaults.audit_retention_days
+        ),
+        shutdown_timeout=read("SHUTDOWN_TIMEOUT", _seconds(1, 600), defaults.shutdown_timeout),
     )
     if settings.refresh_token_ttl > settings.session_ttl:
         problems.append(
@@ -169,6 +187,13 @@ def _seconds(low: int, high: int) -> Callable[[str], int]:
         except ValueError as exc:
             raise ValueError(f"{exc} (seconds)") from None
 
+    return seconds
+
+
+def _rotation_interval(raw: str) -> int:
+    seconds = _int_between(0, 315_360_000)(raw)
+    if 0 < seconds < 3600:
+        raise ValueError(f"must be 0 (off) or at least 3600 seconds, got {seconds}")
     return seconds
 
 

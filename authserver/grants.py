@@ -5,8 +5,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from authserver.audit import ANONYMOUS, AuditEvent, username_digest
 from authserver.clients import Client, ClientCredentials, authenticate_client
-from authserver.errors import InvalidRequest, InvalidScope, UnauthorizedClient, UnsupportedGrantType
+from authserver.errors import (
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+)
 from authserver.scopes import grant, parse_scope
 from authserver.services import Services
 from authserver.sessions import Rotation, hash_token, rotate, start_family
@@ -51,7 +58,17 @@ async def password_grant(
     requested = parse_scope(fields.get("scope"))
     if requested is not None and not set(requested) <= set(client.scopes):
         raise InvalidScope()
-    user = await authenticate(services.users, services.passwords, username, password)
+    try:
+        user = await authenticate(services.users, services.passwords, username, password)
+    except InvalidGrant:
+        # The username is hashed (it may be a password typed in the wrong field); the
+        # password never leaves `authenticate`. Success is audited with the new family.
+        detail = {"client_id": client.client_id}
+        event = AuditEvent(
+            services.clock(), ANONYMOUS, "login.failed", username_digest(username), detail
+        )
+        await services.audit.record([event])
+        raise
     scope = grant(requested, client.scopes, user.scopes)
     settings = services.settings
     rotation = await start_family(
@@ -91,6 +108,7 @@ async def refresh_token_grant(
         now=services.clock(),
         refresh_ttl=settings.refresh_token_ttl,
         grace=settings.refresh_reuse_grace,
+        audit=services.audit,
     )
     scope = " ".join(requested) if requested is not None else rotation.family.scope
     return _with_refresh(services, client, rotation, scope)

@@ -8,7 +8,7 @@ from authserver.clients import ClientCredentials, authenticate_client
 from authserver.errors import InvalidToken
 from authserver.services import Services
 from authserver.sessions import hash_token
-from authserver.tokens import TokenRejected
+from authserver.tokens import TokenRejected, signing_kid
 
 INACTIVE: dict[str, Any] = {"active": False}
 
@@ -22,7 +22,10 @@ async def live_access_claims(services: Services, token: str) -> dict[str, Any] |
     sid = claims.get("sid")
     if sid is not None and not isinstance(sid, str):
         return None
-    if await services.sessions.access_revoked(claims["jti"], sid, services.clock()):
+    # One query covers the jti, the session and the signing key: a key revoked on another
+    # instance counts at once, not after this instance's next key reload.
+    kid = signing_kid(token)
+    if await services.sessions.access_revoked(claims["jti"], sid, services.clock(), kid):
         return None
     return claims
 

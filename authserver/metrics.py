@@ -77,12 +77,14 @@ class _ObservedSessions:
             ROTATIONS.inc()
         return family
 
-    async def revoke(self, *args: Any, **kwargs: Any) -> None:
-        await self._store.revoke(*args, **kwargs)
-        reason = _reason(args, kwargs)
-        if reason == "reuse":
-            REUSE_DETECTED.inc()
-        FAMILIES_REVOKED.labels(reason).inc()
+    async def revoke(self, *args: Any, **kwargs: Any) -> bool:
+        changed = bool(await self._store.revoke(*args, **kwargs))
+        if changed:  # a family already revoked (a racing logout, a second reuse) counts once
+            reason = _reason(args, kwargs)
+            if reason == "reuse":
+                REUSE_DETECTED.inc()
+            FAMILIES_REVOKED.labels(reason).inc()
+        return changed
 
     async def revoke_user(self, *args: Any, **kwargs: Any) -> int:
         count = await self._store.revoke_user(*args, **kwargs)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from authserver.audit import AuditEvent
 from authserver.clients import ClientCredentials, authenticate_client
 from authserver.errors import UnauthorizedClient
 from authserver.introspection import authenticate_bearer
 from authserver.services import Services
-from authserver.sessions import hash_token
+from authserver.sessions import family_revoked, hash_token
 from authserver.tokens import TokenRejected
 
 
@@ -18,7 +19,18 @@ async def logout(services: Services, refresh_token: str | None, bearer: str | No
     if refresh_token:
         state = await services.sessions.find(hash_token(refresh_token))
         if state is not None:
-            await services.sessions.revoke(state.family.id, "logout", now)
+            family = state.family
+            ended = AuditEvent(
+                now,
+                family.user_id,
+                "logout",
+                family.user_id,
+                {"client_id": family.client_id},
+                user=family.user_id,
+                family=family.id,
+            )
+            events = [ended, family_revoked(family, "logout", family.user_id, now)]
+            await services.sessions.revoke(family.id, "logout", now, events)
     if bearer:
         try:
             claims = services.verify(bearer)
@@ -30,7 +42,8 @@ async def logout(services: Services, refresh_token: str | None, bearer: str | No
 async def logout_all(services: Services, bearer: str | None) -> int:
     """Revokes every family of the bearer token's subject; returns how many were live."""
     claims = await authenticate_bearer(services, bearer)
-    return await services.sessions.revoke_user(claims["sub"], "logout_all", services.clock())
+    sub = str(claims["sub"])
+    return await services.sessions.revoke_user(sub, "logout_all", services.clock(), actor=sub)
 
 
 async def revoke(
@@ -55,7 +68,8 @@ async def revoke(
     if state is None:
         return
     _same_client(state.family.client_id, client.client_id)
-    await services.sessions.revoke(state.family.id, "revoked", now)
+    event = family_revoked(state.family, "revoked", client.client_id, now)
+    await services.sessions.revoke(state.family.id, "revoked", now, [event])
 
 
 async def _deny(services: Services, claims: dict[str, Any], now: int) -> None:

@@ -89,6 +89,32 @@ def rotate(
     return _promote(active, promoted, staged, now, made=(staged,))
 
 
+def rotate_if_due(
+    records: Sequence[KeyRecord],
+    candidate: KeyRecord,
+    *,
+    now: int,
+    interval: int,
+    min_age: int,
+) -> Transition:
+    """Scheduled rotation: `rotate` by the rules once the active key has signed for
+    `interval` seconds; nothing while it is younger, or while the next key is not ready (it
+    waits, never forced). Run in the store's serialised transaction, so of two instances
+    racing the second sees the first one's fresh active key and does nothing."""
+    if not is_due(records, now=now, interval=interval, min_age=min_age):
+        return Transition((), ())
+    return rotate(records, candidate, now=now, min_age=min_age)
+
+
+def is_due(records: Sequence[KeyRecord], *, now: int, interval: int, min_age: int) -> bool:
+    """The active key has signed for `interval` seconds and the next key is ready."""
+    active, nxt = _newest(records, "active"), _newest(records, "next")
+    if active is None or nxt is None:
+        return False
+    since = active.activated_at if active.activated_at is not None else active.created_at
+    return now - since >= interval and now - nxt.created_at >= min_age
+
+
 def revoke(records: Sequence[KeyRecord], kid: str, candidate: KeyRecord, *, now: int) -> Transition:
     """`kid` → revoked, whatever its state; revoking the active key rotates first (forced),
     revoking the next key publishes `candidate` in its place. Revoking twice changes nothing."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from authserver.audit import AuditEvent, AuditLog
 from authserver.errors import InvalidGrant
 
 
@@ -52,7 +54,11 @@ class SessionStore(Protocol):
     single compare-and-set, so any number of racing requests see at most one winner.
     """
 
-    async def start(self, family: Family, token_hash: str, expires_at: int) -> None: ...
+    async def start(
+        self, family: Family, token_hash: str, expires_at: int, audit: Sequence[AuditEvent] = ()
+    ) -> None:
+        """Stores the family and its first token, and appends `audit`, in one transaction."""
+        ...
 
     async def spend(
         self, token_hash: str, client_id: str, now: int, new_hash: str, new_expires_at: int
@@ -76,16 +82,27 @@ class SessionStore(Protocol):
 
     async def find(self, token_hash: str) -> TokenState | None: ...
 
-    async def revoke(self, family_id: str, reason: str, now: int) -> None: ...
+    async def revoke(
+        self, family_id: str, reason: str, now: int, audit: Sequence[AuditEvent] = ()
+    ) -> bool:
+        """Revokes the family if it is not already; True when this call did. `audit` is
+        appended in the same transaction, and only then."""
+        ...
 
-    async def revoke_user(self, user_id: str, reason: str, now: int) -> int: ...
+    async def revoke_user(
+        self, user_id: str, reason: str, now: int, actor: str | None = None
+    ) -> int:
+        """Revokes every live family of the user; returns how many. With `actor`, one
+        `family.revoked` audit event per family, in the same transaction."""
+        ...
 
     async def deny(self, jti: str, expires_at: int, now: int) -> None:
         """Denies an access token until it expires; expired entries are cleared on the way."""
         ...
 
-    async def access_revoked(self, jti: str, sid: str | None, now: int) -> bool:
-        """True when the jti is denied or the session `sid` is revoked or over."""
+    async def access_revoked(self, jti: str, sid: str | None, now: int, kid: str = "") -> bool:
+        """True when the jti is denied, the key `kid` that signed it is revoked, or the
+        session `sid` is revoked or over."""
         ...
 
     async def recent_revocations(self, since: int, now: int) -> tuple[list[str], list[str]]:
@@ -107,6 +124,19 @@ def new_family_id() -> str:
     return str(uuid.uuid4())
 
 
+def family_revoked(family: Family, reason: str, actor: str, now: int) -> AuditEvent:
+    """The audit event of a family's revocation (logout, logout_all, revoked, reuse, ...)."""
+    return AuditEvent(
+        now,
+        actor,
+        "family.revoked",
+        family.id,
+        {"reason": reason, "client_id": family.client_id},
+        user=family.user_id,
+        family=family.id,
+    )
+
+
 async def start_family(
     store: SessionStore,
     *,
@@ -117,10 +147,20 @@ async def start_family(
     refresh_ttl: int,
     session_ttl: int,
 ) -> Rotation:
+    """Starts a session; its `login.succeeded` audit event commits with it."""
     family = Family(new_family_id(), user_id, client_id, scope, now, now + session_ttl)
     token = new_refresh_token()
     expires_at = min(now + refresh_ttl, family.expires_at)
-    await store.start(family, hash_token(token), expires_at)
+    login = AuditEvent(
+        now,
+        user_id,
+        "login.succeeded",
+        user_id,
+        {"client_id": client_id, "scope": scope},
+        user=user_id,
+        family=family.id,
+    )
+    await store.start(family, hash_token(token), expires_at, [login])
     return Rotation(family, token, expires_at)
 
 
@@ -132,12 +172,17 @@ async def rotate(
     now: int,
     refresh_ttl: int,
     grace: int,
+    audit: AuditLog | None = None,
 ) -> Rotation:
     """Spends `presented` and returns its successor, or raises InvalidGrant.
 
     Reuse of a spent token revokes its family (and that is committed) before raising. With
     `grace` > 0, the immediate parent of the newest token, spent less than `grace` seconds
     ago, is answered with a fresh token instead (lost responses, several browser tabs).
+
+    Every reuse is audited here, where it is decided: `refresh.reuse_detected` with the
+    decision (`revoked`, committed with the revocation itself; or `tolerated` under grace,
+    written to `audit`). A plain rotation writes nothing: it is the hot path.
     """
     presented_hash = hash_token(presented)
     new_token = new_refresh_token()
@@ -159,9 +204,35 @@ async def rotate(
             presented_hash, client_id, now, now - grace, new_hash, expires_at
         )
         if family is not None:
+            if audit is not None:
+                await audit.record([_reuse(state, client_id, now, "tolerated", "within grace")])
             return Rotation(family, new_token, min(expires_at, family.expires_at))
     # RFC 9700 §4.14.2: if a refresh token is compromised and subsequently used by both the
     # attacker and the legitimate client, one of them presents an invalidated token, which
     # informs the server of the breach; it revokes the active refresh token.
-    await store.revoke(state.family.id, "reuse", now)
+    if grace <= 0:
+        why = "grace is off"
+    elif now - state.spent_at > grace:
+        why = f"spent {now - state.spent_at} s ago, past the {grace} s grace"
+    else:
+        why = "within grace but not the parent of the live token"
+    events = [
+        _reuse(state, client_id, now, "revoked", why),
+        family_revoked(state.family, "reuse", client_id, now),
+    ]
+    await store.revoke(state.family.id, "reuse", now, events)
     raise InvalidGrant(detail="refresh token reuse: family revoked")
+
+
+def _reuse(state: TokenState, actor: str, now: int, decision: str, why: str) -> AuditEvent:
+    family = state.family
+    detail = {"decision": decision, "reason": why, "spent_at": state.spent_at}
+    return AuditEvent(
+        now,
+        actor,
+        "refresh.reuse_detected",
+        family.id,
+        {**detail, "client_id": family.client_id},
+        user=family.user_id,
+        family=family.id,
+    )

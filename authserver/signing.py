@@ -17,6 +17,7 @@ from typing import Protocol
 
 import anyio
 import anyio.to_thread
+from cryptography.exceptions import InvalidTag
 
 from authserver import rotation
 from authserver.config import Settings
@@ -39,6 +40,17 @@ class KeyStore(Protocol):
     ) -> rotation.Transition:
         """Applies `decide(current keys)` and audits its events, atomically and serialised
         across instances; an exception from `decide` changes nothing."""
+        ...
+
+    async def rewrap(
+        self,
+        reseal: Callable[[list[KeyRecord]], list[KeyRecord]],
+        check: Callable[[list[KeyRecord]], None],
+        actor: str,
+        now: int,
+    ) -> int:
+        """Stores `reseal(current keys)` and runs `check` over the rows as written, atomically
+        and serialised like `change`; an exception from either changes nothing."""
         ...
 
 
@@ -124,7 +136,8 @@ class SigningKeys:
             await self.reload()
 
     async def revoke(self, kid: str, actor: str) -> None:
-        """The key leaves JWKS and stops signing here at once (elsewhere within an interval)."""
+        """The key leaves JWKS and stops signing here at once (elsewhere within an interval);
+        its tokens are refused everywhere at once (the revocation check reads its state)."""
         candidate = await self._candidate(self._settings.signing_alg)
         now = self._clock()
         await self._store.change(
@@ -141,8 +154,66 @@ class SigningKeys:
                 await self.reload()
             except TemporarilyUnavailable as exc:  # an outage: one line, not a traceback a tick
                 logger.warning("cannot reload the signing keys (%s); keeping the last ones", exc)
+            except InvalidTag:  # the rows were rewrapped under a KEK this process lacks
+                logger.error(
+                    "cannot reload the signing keys: the active key does not open under "
+                    "AUTHSERVER_KEY_ENCRYPTION_KEY or AUTHSERVER_KEY_ENCRYPTION_KEY_PREVIOUS "
+                    "(rewrapped under another KEK?); keeping the last ones"
+                )
             except Exception:
                 logger.exception("reloading the signing keys failed; keeping the last ones")
+
+    async def rewrap(self, new_kek: bytes, actor: str) -> int:
+        """Re-seals every private key under `new_kek`, in one transaction: each must open
+        under the KEKs this process has (or already under the new one) and, once written,
+        under the new KEK alone; else nothing changes (InvalidTag). Returns how many."""
+        new = KeySealer(new_kek)
+        opener = KeySealer(self._sealer.kek, *self._sealer.older_keks, new_kek)
+
+        def check(records: list[KeyRecord]) -> None:
+            for record in records:
+                new.open(record.kid, record.sealed_private_key)
+
+        return await self._store.rewrap(
+            lambda records: [opener.rewrap(record, new) for record in records],
+            check,
+            actor,
+            self._clock(),
+        )
+
+    async def rotate_if_due(self, actor: str = "scheduler") -> bool:
+        """One scheduled rotation (AUTHSERVER_KEY_ROTATION_INTERVAL), if the active key is
+        that old and the next key ready; True if this call rotated."""
+        interval = self._settings.key_rotation_interval
+        if not interval or not rotation.is_due(
+            self.ring.records, now=self._clock(), interval=interval, min_age=self.min_next_age
+        ):
+            return False  # the common case (as this instance last saw the keys): no key made
+        candidate = await self._candidate(self._settings.signing_alg)
+        now = self._clock()
+        transition = await self._store.change(
+            lambda records: rotation.rotate_if_due(
+                records, candidate, now=now, interval=interval, min_age=self.min_next_age
+            ),
+            actor,
+            now,
+        )
+        await self.reload()
+        if transition.events:
+            logger.info("scheduled key rotation: %s now signs", self.ring.signing.kid)
+        return bool(transition.events)
+
+    async def rotate_on_schedule(self) -> None:
+        """Checks every `reload_interval` seconds whether a scheduled rotation is due; runs
+        in every instance, and the store's serialised transaction lets one rotate."""
+        while True:
+            await anyio.sleep(reload_interval(self._settings))
+            try:
+                await self.rotate_if_due()
+            except TemporarilyUnavailable as exc:
+                logger.warning("cannot check the scheduled key rotation (%s)", exc)
+            except Exception:
+                logger.exception("the scheduled key rotation failed; retrying later")
 
     async def _candidate(self, alg: str) -> KeyRecord:
         # Made before the transaction (RSA takes ~0.1 s), and only stored if the change uses it.

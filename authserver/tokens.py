@@ -136,6 +136,12 @@ def verify_access_token(
     return claims
 
 
+def signing_kid(token: str) -> str:
+    """The kid in a token's header; only for a token `verify_access_token` accepted."""
+    kid = _json_segment(token.split(".")[0], "header").get("kid")
+    return kid if isinstance(kid, str) else ""
+
+
 def _check_times(claims: dict[str, Any], now: int, leeway: int) -> None:
     exp, iat = claims["exp"], claims["iat"]
     if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in (exp, iat)):

@@ -87,8 +87,9 @@ class FamilyRow(Base):
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
     scope: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
-    expires_at: Mapped[int] = mapped_column(BigInteger)
-    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    # Indexed (0004) for the purge and the revocation feed's range scans.
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, index=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
 
 
@@ -120,9 +121,12 @@ class AuditEventRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[int] = mapped_column(BigInteger, index=True)
     actor: Mapped[str] = mapped_column(String(256))
-    action: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
     target: Mapped[str] = mapped_column(String(256), index=True)
     detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON object, never secrets
+    # Whom and which session the event concerns (0004), for GET /admin/audit's filters.
+    user_id: Mapped[str | None] = mapped_column(String(256), index=True)
+    family_id: Mapped[str | None] = mapped_column(String(36), index=True)
 
 
 class LoginThrottleRow(Base):

@@ -14,7 +14,7 @@ from sqlalchemy import exists, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from authserver.audit import AuditEvent
+from authserver.audit import AuditEvent, AuditQuery
 from authserver.clients import Client
 from authserver.db.engine import is_postgres
 from authserver.db.models import AuditEventRow, ClientRow, FamilyRow, SigningKeyRow, UserRow
@@ -77,7 +77,12 @@ FROM refresh_tokens AS t JOIN refresh_families AS f ON f.id = t.family_id
 WHERE t.token_hash = :token_hash
 """)
 
-_DENIED = "EXISTS (SELECT 1 FROM denied_access_tokens WHERE jti = :jti)"
+# A token signed by a revoked key dies with it at once, on every instance, whatever that
+# instance's key ring still holds (it drops the key only at its next reload).
+_DENIED = (
+    "(EXISTS (SELECT 1 FROM denied_access_tokens WHERE jti = :jti)"
+    " OR EXISTS (SELECT 1 FROM signing_keys WHERE kid = :kid AND state = 'revoked'))"
+)
 _ACCESS_REVOKED = text(f"SELECT {_DENIED}")
 # A session that is revoked, over, or gone takes its access tokens with it.
 _ACCESS_REVOKED_IN_SESSION = text(f"""
@@ -127,7 +132,9 @@ class SqlSessionStore:
         self._engine = engine
         self._postgres = is_postgres(engine)
 
-    async def start(self, family: Family, token_hash: str, expires_at: int) -> None:
+    async def start(
+        self, family: Family, token_hash: str, expires_at: int, audit: Sequence[AuditEvent] = ()
+    ) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(
                 insert(FamilyRow).values(
@@ -149,6 +156,7 @@ class SqlSessionStore:
                     "expires_at": expires_at,
                 },
             )
+            await _append_audit(conn, audit)
 
     async def spend(
         self, token_hash: str, client_id: str, now: int, new_hash: str, new_expires_at: int
@@ -203,22 +211,49 @@ class SqlSessionStore:
             return None
         return TokenState(_family(row), row.t_issued_at, row.t_expires_at, row.t_spent_at)
 
-    async def revoke(self, family_id: str, reason: str, now: int) -> None:
+    async def revoke(
+        self, family_id: str, reason: str, now: int, audit: Sequence[AuditEvent] = ()
+    ) -> bool:
         async with self._engine.begin() as conn:
-            await conn.execute(
+            result = await conn.execute(
                 update(FamilyRow)
                 .where(FamilyRow.id == family_id, FamilyRow.revoked_at.is_(None))
                 .values(revoked_at=now, revoked_reason=reason)
             )
+            changed = bool(result.rowcount)
+            if changed:  # a racing revocation already wrote its own events
+                await _append_audit(conn, audit)
+        return changed
 
-    async def revoke_user(self, user_id: str, reason: str, now: int) -> int:
+    async def revoke_user(
+        self, user_id: str, reason: str, now: int, actor: str | None = None
+    ) -> int:
         async with self._engine.begin() as conn:
-            result = await conn.execute(
-                update(FamilyRow)
-                .where(FamilyRow.user_id == user_id, FamilyRow.revoked_at.is_(None))
-                .values(revoked_at=now, revoked_reason=reason)
-            )
-        return int(result.rowcount)
+            revoked = (
+                await conn.execute(
+                    update(FamilyRow)
+                    .where(FamilyRow.user_id == user_id, FamilyRow.revoked_at.is_(None))
+                    .values(revoked_at=now, revoked_reason=reason)
+                    .returning(FamilyRow.id, FamilyRow.client_id)
+                )
+            ).all()
+            if actor is not None:
+                await _append_audit(
+                    conn,
+                    [
+                        AuditEvent(
+                            now,
+                            actor,
+                            "family.revoked",
+                            row.id,
+                            {"reason": reason, "client_id": row.client_id},
+                            user=user_id,
+                            family=row.id,
+                        )
+                        for row in revoked
+                    ],
+                )
+        return len(revoked)
 
     async def deny(self, jti: str, expires_at: int, now: int) -> None:
         async with self._engine.begin() as conn:
@@ -233,19 +268,18 @@ class SqlSessionStore:
                 {"jti": jti, "expires_at": expires_at},
             )
 
-    async def access_revoked(self, jti: str, sid: str | None, now: int) -> bool:
+    async def access_revoked(self, jti: str, sid: str | None, now: int, kid: str = "") -> bool:
         async with self._engine.connect() as conn:
             if sid is None:
-                result = await conn.execute(_ACCESS_REVOKED, {"jti": jti})
+                result = await conn.execute(_ACCESS_REVOKED, {"jti": jti, "kid": kid})
             else:
                 result = await conn.execute(
-                    _ACCESS_REVOKED_IN_SESSION, {"jti": jti, "sid": sid, "now": now}
+                    _ACCESS_REVOKED_IN_SESSION, {"jti": jti, "kid": kid, "sid": sid, "now": now}
                 )
             return bool(result.scalar())
 
     async def recent_revocations(self, since: int, now: int) -> tuple[list[str], list[str]]:
-        # TODO(next migration): an index on refresh_families.revoked_at keeps this a range
-        # scan; today it reads every family.
+        # A range scan on ix_refresh_families_revoked_at (0004).
         async with self._engine.connect() as conn:
             sids = await conn.execute(select(FamilyRow.id).where(FamilyRow.revoked_at >= since))
             jtis = await conn.execute(
@@ -406,6 +440,34 @@ class SqlKeyStore:
             )
         return transition
 
+    async def rewrap(
+        self,
+        reseal: Callable[[list[KeyRecord]], list[KeyRecord]],
+        check: Callable[[list[KeyRecord]], None],
+        actor: str,
+        now: int,
+    ) -> int:
+        """Replaces every sealed private key with `reseal(current keys)`, then hands the rows
+        as written to `check`, in one transaction serialised like `change`: an exception from
+        either leaves every row as it was. Audited as one keys.rewrapped event."""
+        async with self._engine.begin() as conn:
+            if is_postgres(self._engine):
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _KEY_INIT_LOCK}
+                )
+            resealed = reseal(await _key_records(conn))
+            for record in resealed:
+                await conn.execute(
+                    update(SigningKeyRow)
+                    .where(SigningKeyRow.kid == record.kid)
+                    .values(sealed_private_key=record.sealed_private_key)
+                )
+            check(await _key_records(conn))
+            await _append_audit(
+                conn, [AuditEvent(now, actor, "keys.rewrapped", "*", {"keys": len(resealed)})]
+            )
+        return len(resealed)
+
     async def initialize(self, records: list[KeyRecord]) -> bool:
         try:
             async with self._engine.begin() as conn:
@@ -487,6 +549,8 @@ async def _append_audit(conn: AsyncConnection, events: Sequence[AuditEvent]) -> 
                     "action": e.action,
                     "target": e.target,
                     "detail": json.dumps(e.detail, sort_keys=True),
+                    "user_id": e.user,
+                    "family_id": e.family,
                 }
                 for e in events
             ],
@@ -508,10 +572,35 @@ class SqlAuditLog:
                     select(AuditEventRow.__table__).order_by(AuditEventRow.id.desc()).limit(limit)
                 )
             ).all()
-        return [
-            AuditEvent(row.at, row.actor, row.action, row.target, json.loads(row.detail))
-            for row in reversed(rows)
-        ]
+        return [_audit_event(row) for row in reversed(rows)]
+
+    async def page(self, query: AuditQuery) -> list[AuditEvent]:
+        table = AuditEventRow.__table__
+        statement = select(table).order_by(AuditEventRow.id.desc()).limit(query.limit)
+        if query.before is not None:
+            statement = statement.where(AuditEventRow.id < query.before)
+        if query.user is not None:
+            statement = statement.where(AuditEventRow.user_id == query.user)
+        if query.family is not None:
+            statement = statement.where(AuditEventRow.family_id == query.family)
+        if query.action is not None:
+            statement = statement.where(AuditEventRow.action == query.action)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [_audit_event(row) for row in rows]
+
+
+def _audit_event(row: Any) -> AuditEvent:
+    return AuditEvent(
+        row.at,
+        row.actor,
+        row.action,
+        row.target,
+        json.loads(row.detail),
+        user=row.user_id,
+        family=row.family_id,
+        id=row.id,
+    )
 
 
 async def ping(engine: AsyncEngine) -> None:

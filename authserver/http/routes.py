@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from authserver.http import admin, health, observe, revocation, revocation_feed, token, wellknown
+from authserver.http import (
+    admin,
+    audit,
+    health,
+    observe,
+    revocation,
+    revocation_feed,
+    token,
+    wellknown,
+)
 
 routes = [
     Route("/.well-known/jwks.json", wellknown.jwks, methods=["GET"]),
@@ -24,6 +33,7 @@ routes = [
     Route("/admin/users/{sub}/logout-all", admin.logout_user_everywhere, methods=["POST"]),
     Route("/admin/users/{sub}/disable", admin.disable_user, methods=["POST"]),
     Route("/admin/clients", admin.create_client, methods=["POST"]),
+    Route("/admin/audit", audit.audit, methods=["GET"]),
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/readyz", health.readyz, methods=["GET"]),
     Route("/metrics", observe.metrics_endpoint, methods=["GET"]),

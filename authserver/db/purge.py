@@ -1,0 +1,117 @@
+"""Cleanup: what no request can need any more is deleted, so tables stay bounded.
+
+- refresh families (their tokens go with them) whose session ended or was revoked more than
+  access TTL + clock leeway ago: their last access tokens have expired even for a verifier
+  with skewed clock, so neither introspection nor the revocation feed (which lists families
+  revoked in that same window) needs them;
+- denied access tokens past their expiry (already `exp` + leeway when written);
+- login throttle buckets quiet for longer than the throttle forgets;
+- audit events older than the retention (AUTHSERVER_AUDIT_RETENTION_DAYS).
+
+One purge is one transaction. On Postgres it first takes a transaction-scoped advisory lock
+with `pg_try_advisory_xact_lock`: an instance that finds another one purging skips this round
+(the lock goes with the transaction, even if the process dies). SQLite has one writer anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from authserver.config import Settings
+from authserver.db.engine import is_postgres
+from authserver.db.failures import unavailable
+from authserver.throttle import ADDRESS, USERNAME
+
+log = logging.getLogger("authserver.purge")
+
+# Any constant other than the key store's; it names the purge's lock.
+PURGE_LOCK = 0x70757267  # "purg"
+
+# A family is kept while either end is recent: revoked_at within the window keeps it in the
+# revocation feed even if its absolute end passed long ago.
+_DEAD_FAMILIES = """
+    SELECT id FROM refresh_families
+    WHERE (expires_at < :cutoff OR revoked_at < :cutoff)
+      AND (revoked_at IS NULL OR revoked_at < :cutoff)
+"""
+# Explicit rather than ON DELETE CASCADE alone: same result, and it does not depend on
+# SQLite's foreign_keys pragma being on for the connection.
+_TOKENS = text(f"DELETE FROM refresh_tokens WHERE family_id IN ({_DEAD_FAMILIES})")
+_FAMILIES = text(f"DELETE FROM refresh_families WHERE id IN ({_DEAD_FAMILIES})")
+_DENIED = text("DELETE FROM denied_access_tokens WHERE expires_at <= :now")
+_THROTTLE = text(
+    "DELETE FROM login_throttle WHERE last_failure_at < :before AND blocked_until < :before"
+)
+_AUDIT = text("DELETE FROM audit_events WHERE at < :before")
+
+
+@dataclass(frozen=True)
+class Purged:
+    families: int
+    refresh_tokens: int
+    denied_access_tokens: int
+    throttle_buckets: int
+    audit_events: int
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in vars(self).items())
+
+
+async def purge(engine: AsyncEngine, settings: Settings, now: int) -> Purged | None:
+    """Deletes what is no longer needed; None when another instance is purging (Postgres)."""
+    async with engine.begin() as conn:
+        if is_postgres(engine):
+            locked = await conn.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": PURGE_LOCK}
+            )
+            if not locked:
+                return None
+        return await _delete(conn, settings, now)
+
+
+async def _delete(conn: AsyncConnection, settings: Settings, now: int) -> Purged:
+    cutoff = now - settings.access_token_ttl - settings.clock_leeway
+    tokens = await conn.execute(_TOKENS, {"cutoff": cutoff})
+    families = await conn.execute(_FAMILIES, {"cutoff": cutoff})
+    denied = await conn.execute(_DENIED, {"now": now})
+    quiet = now - max(USERNAME.forget, ADDRESS.forget)
+    throttle = await conn.execute(_THROTTLE, {"before": quiet})
+    retention = now - settings.audit_retention_days * 86_400
+    audit = await conn.execute(_AUDIT, {"before": retention})
+    return Purged(
+        families=int(families.rowcount),
+        refresh_tokens=int(tokens.rowcount),
+        denied_access_tokens=int(denied.rowcount),
+        throttle_buckets=int(throttle.rowcount),
+        audit_events=int(audit.rowcount),
+    )
+
+
+async def purge_periodically(
+    engine: AsyncEngine, settings: Settings, clock: Callable[[], int]
+) -> None:
+    """The in-process job: one purge every `purge_interval` seconds (never when it is 0).
+    A database outage skips the round with a warning; the next one tries again."""
+    if settings.purge_interval <= 0:
+        return
+    while True:
+        await anyio.sleep(settings.purge_interval)
+        try:
+            purged = await purge(engine, settings, clock())
+        except Exception as exc:
+            translated = unavailable(exc)
+            if translated is None:
+                log.exception("purge failed")
+            else:
+                log.warning("purge skipped: %s", translated.detail)
+            continue
+        if purged is None:
+            log.info("purge skipped: another instance is purging")
+        else:
+            log.info("purged %s", purged)

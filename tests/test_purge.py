@@ -1,0 +1,188 @@
+"""Cleanup keeps tables bounded: what no request needs is purged, what one may need survives."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from authserver.audit import AuditEvent
+from authserver.clients import ClientCredentials
+from authserver.config import Settings
+from authserver.db.purge import PURGE_LOCK, purge, purge_periodically
+from authserver.revocation_feed import revocation_feed
+from authserver.services import Services
+from authserver.sessions import start_family
+from tests.conftest import KEK, Clock, Registry
+
+DAY = 86_400
+
+
+async def count(engine: AsyncEngine, table: str) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text(f"SELECT COUNT(*) FROM {table}"))).scalar_one())
+
+
+async def family(services: Services, user_id: str) -> str:
+    settings = services.settings
+    rotation = await start_family(
+        services.sessions,
+        user_id=user_id,
+        client_id="spa",
+        scope="profile",
+        now=services.clock(),
+        refresh_ttl=settings.refresh_token_ttl,
+        session_ttl=settings.session_ttl,
+    )
+    return rotation.family.id
+
+
+async def family_ids(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        return set((await conn.execute(text("SELECT id FROM refresh_families"))).scalars())
+
+
+async def test_purge_deletes_the_dead_and_keeps_the_live(
+    services: Services,
+    registry: Registry,
+    spa: str,
+    engine: AsyncEngine,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    alice = await registry.user()
+    window = settings.access_token_ttl + settings.clock_leeway
+    start = clock.now
+
+    # Born at `start`: one ends by age, one is revoked long ago, one is revoked just now
+    # though its session ended long ago (the feed still lists it), one lives.
+    expired = await family(services, alice)
+    revoked_long_ago = await family(services, alice)
+    clock.advance(DAY)
+    assert await services.sessions.revoke(revoked_long_ago, "logout", clock.now)
+    assert not await services.sessions.revoke(revoked_long_ago, "logout", clock.now)
+    revoked_late = await family(services, alice)
+    clock.advance(settings.session_ttl + window + 1)
+    live = await family(services, alice)
+    assert await services.sessions.revoke(revoked_late, "revoked", clock.now)
+    # (deny sweeps expired entries as of its `now`: the expired one goes in last.)
+    await services.sessions.deny("live-jti", clock.now + window, clock.now)
+    await services.sessions.deny("old-jti", clock.now - 1, clock.now - 2 * window)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO login_throttle (bucket, failures, last_failure_at, blocked_until)"
+                " VALUES ('user:old', 3, :old, :old), ('user:new', 3, :now, :now)"
+            ),
+            {"old": start - 2 * DAY, "now": clock.now},
+        )
+    old_event = AuditEvent(clock.now - (settings.audit_retention_days + 1) * DAY, "x", "old", "t")
+    await services.audit.record([old_event, AuditEvent(clock.now, "x", "new", "t")])
+    tokens_before = await count(engine, "refresh_tokens")
+    assert tokens_before == 4
+
+    purged = await purge(engine, settings, clock.now)
+
+    assert purged is not None
+    assert await family_ids(engine) == {revoked_late, live}
+    assert expired not in await family_ids(engine)
+    assert purged.families == 2 and purged.refresh_tokens == 2
+    assert await count(engine, "refresh_tokens") == 2
+    assert purged.denied_access_tokens == 1 and purged.throttle_buckets == 1
+    async with engine.connect() as conn:
+        jtis = set((await conn.execute(text("SELECT jti FROM denied_access_tokens"))).scalars())
+        buckets = set((await conn.execute(text("SELECT bucket FROM login_throttle"))).scalars())
+        actions = set((await conn.execute(text("SELECT action FROM audit_events"))).scalars())
+    assert jtis == {"live-jti"} and buckets == {"user:new"}
+    assert "old" not in actions and "new" in actions
+    # The revocation feed still names the family revoked within the window.
+    secret = await registry.client("rs")
+    assert secret is not None
+    feed = await revocation_feed(services, ClientCredentials("rs", secret))
+    assert revoked_late.encode() in feed.body
+
+    # Once the window has passed, it goes too; the live session stays.
+    clock.advance(window + 1)
+    again = await purge(engine, settings, clock.now)
+    assert again is not None and again.families == 1
+    assert await family_ids(engine) == {live}
+    assert await purge(engine, settings, clock.now) is not None  # idempotent
+
+
+async def test_tables_stay_bounded_under_constant_traffic(
+    services: Services,
+    registry: Registry,
+    spa: str,
+    engine: AsyncEngine,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    """A session a day, each logged out, for many session lifetimes: the table stays at what
+    the window needs, not at the number of days."""
+    alice = await registry.user()
+    step = settings.session_ttl // 4
+    for _ in range(20):
+        fid = await family(services, alice)
+        clock.advance(step)
+        await services.sessions.revoke(fid, "logout", clock.now)
+        await purge(engine, settings, clock.now)
+    assert await count(engine, "refresh_families") <= 2
+    assert await count(engine, "refresh_tokens") <= 2
+
+
+async def test_one_instance_purges_at_a_time(
+    engine: AsyncEngine, settings: Settings, clock: Clock
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: no lock to take")
+    async with engine.connect() as holder:
+        await holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PURGE_LOCK})
+        try:
+            assert await purge(engine, settings, clock.now) is None
+        finally:
+            await holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PURGE_LOCK})
+    assert await purge(engine, settings, clock.now) is not None
+
+
+async def test_the_periodic_job_runs_at_its_interval_and_is_off_at_zero(
+    engine: AsyncEngine, settings: Settings, clock: Clock, services: Services
+) -> None:
+    await services.sessions.deny("old-jti", clock.now - 1, clock.now)
+    off = Settings(**{**vars(settings), "purge_interval": 0})
+    with anyio.fail_after(1):
+        await purge_periodically(engine, off, clock)  # returns at once
+    fast = Settings(**{**vars(settings), "purge_interval": 1})
+    with anyio.move_on_after(1.5):
+        await purge_periodically(engine, fast, clock)
+    assert await count(engine, "denied_access_tokens") == 0
+
+
+async def test_the_purge_command(
+    engine: AsyncEngine, settings: Settings, services: Services, tmp_path: Path
+) -> None:
+    now = services.clock()
+    await services.sessions.deny("old-jti", now - 1, now)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
+    env.update(
+        {
+            "AUTHSERVER_DATABASE_URL": settings.database_url,
+            "AUTHSERVER_KEYS_DIR": str(tmp_path / "keys"),
+            "AUTHSERVER_KEY_ENCRYPTION_KEY": KEK,
+        }
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("authserver")), "purge"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "denied access tokens: 1" in result.stderr
+    assert await count(engine, "denied_access_tokens") == 0
