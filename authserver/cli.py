@@ -45,7 +45,7 @@ class CommandError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_kid_as_operand(list(sys.argv[1:] if argv is None else argv)))
     try:
         settings = load_settings()
         return int(args.run(args, settings) or 0)
@@ -80,6 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _kid_as_operand(argv: list[str]) -> list[str]:
+    """A kid is base64url and may begin with "-", which argparse would take for an option:
+    `keys revoke -abc…` means the key -abc…, not a flag."""
+    if len(argv) == 3 and argv[:2] == ["keys", "revoke"] and argv[2] not in ("-h", "--help"):
+        return [*argv[:2], "--", argv[2]]
+    return argv
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -52,3 +52,5 @@ def test_revoke_withdraws_a_key_and_an_unknown_kid_is_one_line(cli: Cli, tmp_pat
     assert list(after.values()).count("active") == 1
     assert ("cli", "key.revoked", active) in audit(tmp_path)
     assert_one_line_error(cli("keys", "revoke", "no-such-kid"), "kid")
+    # A kid may begin with "-" (base64url): it is the key's name, not an option.
+    assert_one_line_error(cli("keys", "revoke", "-no-such-kid"), "kid")
