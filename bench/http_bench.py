@@ -1,0 +1,663 @@
+"""HTTP throughput of a real `authserver serve` on Postgres, driven by wrk over loopback.
+
+    .venv/bin/python bench/http_bench.py [--duration 10] [--threads 2] [--connections 32]
+
+(Not named http.py: run as a script, bench/ comes first on sys.path and a bench/http.py
+would shadow the standard library's `http` package that uvicorn and Starlette import.)
+
+Needs Postgres on 127.0.0.1:5432 (user postgres, trust auth) and `wrk` (Debian: apt-get
+install -y wrk). uvloop and httptools (uvicorn's speed extras) are installed into this venv
+with pip when missing, and the output says so.
+
+For each signing algorithm (RS256, then EdDSA) it makes a fresh database, runs `authserver
+migrate`, creates a user and two clients with the CLI, starts `authserver serve` (one worker)
+on a free port and runs wrk against it; at the end every server is stopped and every
+database dropped. Printed per endpoint: requests/s, p50 and p99 latency, errors, and the
+ceiling measured in the same run:
+
+- JWKS GET against a bare Starlette endpoint (same uvicorn options) returning the same bytes;
+- client_credentials and introspection against raw access-token signing (one thread);
+- password login against raw argon2id verify at the server's parameters on
+  AUTHSERVER_PASSWORD_HASH_CONCURRENCY threads (the server's cap);
+- refresh rotation: a pool of families made by logins, each wrk connection spending its
+  current token and reading the successor from the response (Lua `response()`), so every
+  token is presented once.
+
+Also: p99 of a JWKS GET at ~100 requests/s (a second wrk) while logins saturate the CPU,
+and the peak RSS of the worker under that login load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+AUTHSERVER = str(VENV_BIN / "authserver")
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PASSWORD = "correct horse battery staple"
+FAMILIES = 64  # refresh-token families in the rotation pool (twice the connections)
+
+# --- Lua scripts for wrk ---------------------------------------------------------------------
+
+STATIC_POST = """
+wrk.method = "POST"
+wrk.body = "{body}"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+{extra}
+"""
+
+PACED_GET = """
+-- one request every {ms} ms per connection: a light, steady probe
+function delay() return {ms} end
+"""
+
+ROTATE = """
+-- Each thread takes every n-th refresh token of the file; a connection pops one, spends it,
+-- and response() pushes the successor. Every token is presented exactly once.
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+
+local queue = {}
+function init(args)
+  local n, i = tonumber(args[2]), 0
+  for line in io.lines(args[1]) do
+    if i % n == id then queue[#queue + 1] = line end
+    i = i + 1
+  end
+end
+
+local headers = {["Content-Type"] = "application/x-www-form-urlencoded"}
+function request()
+  local token = table.remove(queue) or "pool-exhausted"
+  return wrk.format("POST", "/token", headers,
+    "grant_type=refresh_token&client_id=app&refresh_token=" .. token)
+end
+
+function response(status, hdrs, body)
+  local token = body:match('"refresh_token"%s*:%s*"([^"]+)"')
+  if token then queue[#queue + 1] = token end
+end
+"""
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def ensure_speedups() -> str:
+    missing = []
+    for module in ("uvloop", "httptools"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+        return f"installed into the venv: {' '.join(missing)}"
+    return "uvloop and httptools already installed"
+
+
+def db_exec(sql: str, database: str = "postgres") -> str:
+    import asyncpg
+
+    async def run() -> str:
+        conn = await asyncpg.connect(ADMIN_URL.rsplit("/", 1)[0] + "/" + database)
+        try:
+            return str(await conn.fetchval(sql))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def machine() -> list[str]:
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")
+    return [
+        f"machine: {os.cpu_count()} cores ({model}), {platform.platform()}",
+        f"Python {platform.python_version()}, Postgres {db_exec('SHOW server_version')}, "
+        f"{wrk_version[0].strip()}",
+    ]
+
+
+def http(method: str, url: str, body: str | None = None, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    data = body.encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if body is not None:
+        req.add_header("Content-Type", "application/x-www-form-urlencoded")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return resp.read()
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early:\n{log.read_text()[-2000:]}")
+        try:
+            http("GET", url)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"server not ready after 30 s: {url}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- wrk -------------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    raw: str = field(repr=False)
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def wrk(
+    url: str,
+    script: Path | None,
+    args: argparse.Namespace,
+    *,
+    threads: int | None = None,
+    connections: int | None = None,
+    duration: float | None = None,
+    script_args: list[str] | None = None,
+) -> WrkResult:
+    threads = threads or args.threads
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections or args.connections}",
+        f"-d{int(duration or args.duration)}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
+    if script is not None:
+        command += ["-s", str(script)]
+    command.append(url)
+    if script_args:
+        command += ["--", *script_args]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(m.group(1))
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(g) for g in m.groups())
+    return WrkResult(rps, p50, p99, requests, errors, out)
+
+
+# --- ceilings measured in this process -------------------------------------------------------
+
+
+def signing_rate(alg: str, seconds: float) -> float:
+    from authserver.keys import KeyRing, KeySealer, make_key
+    from authserver.tokens import mint_access_token
+
+    sealer = KeySealer(secrets.token_bytes(32))
+    ring = KeyRing([make_key(alg, "active", sealer, 0).record], sealer, now=0, retired_ttl=0)
+    done, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        mint_access_token(
+            ring,
+            issuer="i",
+            audience="a",
+            ttl=900,
+            now=0,
+            sub="s",
+            client_id="c",
+            scope="profile",
+            sid="x",
+        )
+        done += 1
+    return done / (time.perf_counter() - start)
+
+
+def argon2_rate(seconds: float) -> tuple[float, int, str]:
+    from argon2 import PasswordHasher, Type
+
+    from authserver.config import load_settings
+
+    s = load_settings({})
+    threads = s.password_hash_concurrency
+    hasher = PasswordHasher(
+        time_cost=s.argon2_time_cost,
+        memory_cost=s.argon2_memory_kib,
+        parallelism=s.argon2_parallelism,
+        type=Type.ID,
+    )
+    stored = hasher.hash(PASSWORD)
+    counts = [0] * threads
+    deadline = time.perf_counter() + seconds
+
+    def run(i: int) -> None:
+        while time.perf_counter() < deadline:
+            hasher.verify(stored, PASSWORD)
+            counts[i] += 1
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    params = f"m={s.argon2_memory_kib} KiB, t={s.argon2_time_cost}, p={s.argon2_parallelism}"
+    return sum(counts) / (time.perf_counter() - start), threads, params
+
+
+# --- one server run --------------------------------------------------------------------------
+
+
+class Stack:
+    """A fresh database, migrated and seeded through the CLI, and `authserver serve` on it."""
+
+    def __init__(self, alg: str, workdir: Path) -> None:
+        self.alg = alg
+        self.workdir = workdir / alg
+        self.workdir.mkdir()
+        self.db = f"authserver_httpbench_{os.getpid()}_{alg.lower()}"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "AUTHSERVER_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.db}",
+            "AUTHSERVER_KEY_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "AUTHSERVER_KEYS_DIR": str(self.workdir / "keys"),
+            "AUTHSERVER_SIGNING_ALG": alg,
+            "AUTHSERVER_ISSUER": self.base,
+            "AUTHSERVER_PURGE_INTERVAL": "0",
+        }
+        self.server: subprocess.Popen[bytes] | None = None
+        self.created = False
+        self.secret = ""
+
+    def cli(self, *argv: str, stdin: str | None = None) -> str:
+        done = subprocess.run(
+            [AUTHSERVER, *argv], env=self.env, input=stdin, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"authserver {' '.join(argv)}: {done.stderr}")
+        return done.stdout.strip()
+
+    def start(self) -> None:
+        db_exec(f"CREATE DATABASE {self.db}")
+        self.created = True
+        self.cli("migrate")
+        self.cli(
+            "users", "create", "bench", "--scope", "profile", "--password-stdin", stdin=PASSWORD
+        )
+        self.cli(
+            "clients",
+            "create",
+            "app",
+            "--public",
+            "--grant",
+            "password",
+            "--grant",
+            "refresh_token",
+            "--scope",
+            "profile",
+        )
+        self.secret = self.cli(
+            "clients", "create", "svc", "--grant", "client_credentials", "--scope", "profile"
+        )
+        log = self.workdir / "server.log"
+        with log.open("wb") as sink:
+            self.server = subprocess.Popen(
+                [AUTHSERVER, "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
+        wait_ready(f"{self.base}/healthz", self.server, log)
+
+    def close(self) -> None:
+        if self.server is not None:
+            stop(self.server)
+        if self.created:
+            db_exec(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
+
+    @property
+    def basic(self) -> str:
+        raw = f"svc:{urllib.parse.quote_plus(self.secret)}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+    def script(self, name: str, text: str) -> Path:
+        path = self.workdir / f"{name}.lua"
+        path.write_text(text)
+        return path
+
+    def post_script(self, name: str, body: str, basic: bool = False) -> Path:
+        extra = f'wrk.headers["Authorization"] = "{self.basic}"' if basic else ""
+        return self.script(name, STATIC_POST.format(body=body, extra=extra))
+
+    def login_body(self) -> str:
+        return urllib.parse.urlencode(
+            {
+                "grant_type": "password",
+                "client_id": "app",
+                "username": "bench",
+                "password": PASSWORD,
+            }
+        )
+
+    def refresh_pool(self, count: int) -> Path:
+        def login(_: int) -> str:
+            answer = json.loads(http("POST", f"{self.base}/token", self.login_body()))
+            return str(answer["refresh_token"])
+
+        with ThreadPoolExecutor(4) as pool:
+            tokens = list(pool.map(login, range(count)))
+        path = self.workdir / "refresh_tokens.txt"
+        path.write_text("\n".join(tokens) + "\n")
+        return path
+
+    def rss_kib(self) -> int:
+        assert self.server is not None
+        out = subprocess.run(
+            ["ps", "-o", "rss=", "-p", str(self.server.pid)], capture_output=True, text=True
+        ).stdout
+        return int(out.strip() or 0)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+Row = tuple[str, WrkResult | None, str]
+
+
+def bare_server(body: Path, port: int) -> None:
+    """`--bare PORT FILE`: a Starlette app returning FILE's bytes, under the same uvicorn."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    payload = body.read_bytes()
+
+    async def jwks(request: object) -> Response:
+        return Response(payload, media_type="application/json")
+
+    app = Starlette(routes=[Route("/.well-known/jwks.json", jwks), Route("/healthz", jwks)])
+    uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
+
+
+def run_rs256(stack: Stack, args: argparse.Namespace, rows: list[Row], notes: list[str]) -> None:
+    base = stack.base
+    jwks_body = stack.workdir / "jwks.json"
+    jwks_body.write_bytes(http("GET", f"{base}/.well-known/jwks.json"))
+
+    # JWKS, and its ceiling: the same bytes from a bare Starlette endpoint.
+    jwks = wrk(f"{base}/.well-known/jwks.json", None, args)
+    port = free_port()
+    log = stack.workdir / "bare.log"
+    with log.open("wb") as sink:
+        bare = subprocess.Popen(
+            [sys.executable, __file__, "--bare", str(port), str(jwks_body)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/healthz", bare, log)
+        ceiling = wrk(f"http://127.0.0.1:{port}/.well-known/jwks.json", None, args)
+    finally:
+        stop(bare)
+    rows.append(("JWKS GET", jwks, f"bare Starlette, same JSON: {ceiling.rps:,.0f} rps"))
+    rows.append(("  (ceiling) bare Starlette JWKS-sized JSON", ceiling, ""))
+
+    sign = signing_rate("RS256", 3)
+    cc_script = stack.post_script("cc", "grant_type=client_credentials", basic=True)
+    cc = wrk(f"{base}/token", cc_script, args)
+    rows.append(("client_credentials RS256", cc, f"raw RS256 signing, 1 thread: {sign:,.0f}/s"))
+
+    auth = {"Authorization": stack.basic}
+    access = json.loads(http("POST", f"{base}/token", "grant_type=client_credentials", auth))
+    access = access["access_token"]
+    intro_script = stack.post_script("introspect", f"token={access}", basic=True)
+    intro = wrk(f"{base}/introspect", intro_script, args)
+    rows.append(("introspection (access token)", intro, ""))
+
+    tokens = stack.refresh_pool(FAMILIES)
+    rotate_script = stack.script("rotate", ROTATE)
+    rot = wrk(f"{base}/token", rotate_script, args, script_args=[str(tokens), str(args.threads)])
+    rows.append((f"refresh rotation RS256 ({FAMILIES} families)", rot, ""))
+
+    # Password login, with a paced JWKS probe and RSS sampling alongside.
+    raw, threads, params = argon2_rate(5)
+    login_script = stack.post_script("login", stack.login_body())
+    probe_script = stack.script("probe", PACED_GET.format(ms=10))
+    rss_before = stack.rss_kib()
+    peak = [rss_before]
+    probe_result: list[WrkResult] = []
+    stop_sampling = threading.Event()
+
+    def sample() -> None:
+        while not stop_sampling.wait(0.25):
+            peak.append(stack.rss_kib())
+
+    def probe() -> None:
+        time.sleep(1)  # let the logins saturate first
+        probe_result.append(
+            wrk(
+                f"{base}/.well-known/jwks.json",
+                probe_script,
+                args,
+                threads=1,
+                connections=1,
+                duration=max(args.duration - 2, 1),
+            )
+        )
+
+    sampler = threading.Thread(target=sample)
+    prober = threading.Thread(target=probe)
+    sampler.start()
+    prober.start()
+    login = wrk(f"{base}/token", login_script, args)
+    prober.join()
+    stop_sampling.set()
+    sampler.join()
+    share = login.rps / raw
+    rows.append(
+        (
+            "password login (argon2id default cost)",
+            login,
+            f"raw argon2id verify, {threads} threads: {raw:,.1f}/s ({share:.0%})",
+        )
+    )
+    rows.append(("  JWKS GET, 1 conn paced 10 ms, during logins", probe_result[0], ""))
+    notes.append(f"argon2id parameters: {params}, server cap {threads} concurrent hashes")
+    notes.append(
+        f"worker RSS: {rss_before / 1024:.0f} MiB idle before logins, "
+        f"peak {max(peak) / 1024:.0f} MiB under login load (sampled every 0.25 s)"
+    )
+
+
+def run_eddsa(stack: Stack, args: argparse.Namespace, rows: list[Row]) -> None:
+    base = stack.base
+    sign = signing_rate("EdDSA", 3)
+    cc_script = stack.post_script("cc", "grant_type=client_credentials", basic=True)
+    cc = wrk(f"{base}/token", cc_script, args)
+    rows.append(("client_credentials EdDSA", cc, f"raw EdDSA signing, 1 thread: {sign:,.0f}/s"))
+    tokens = stack.refresh_pool(FAMILIES)
+    rotate_script = stack.script("rotate", ROTATE)
+    rot = wrk(f"{base}/token", rotate_script, args, script_args=[str(tokens), str(args.threads)])
+    rows.append((f"refresh rotation EdDSA ({FAMILIES} families)", rot, ""))
+
+
+def profile(stack: Stack, args: argparse.Namespace, target: str) -> None:
+    """py-spy on the worker during one wrk run of `target`; prints where the CPU goes."""
+    assert stack.server is not None
+    base = stack.base
+    if target == "rotation":
+        tokens = stack.refresh_pool(FAMILIES)
+        script: Path | None = stack.script("rotate", ROTATE)
+        url, extra = f"{base}/token", [str(tokens), str(args.threads)]
+    elif target == "client_credentials":
+        script = stack.post_script("cc", "grant_type=client_credentials", basic=True)
+        url, extra = f"{base}/token", []
+    else:
+        script, url, extra = None, f"{base}/.well-known/jwks.json", []
+    raw = stack.workdir / "profile.txt"
+    spy = subprocess.Popen(
+        [str(VENV_BIN / "py-spy"), "record", "-f", "raw", "-r", "200", "-o", str(raw)]
+        + ["-d", str(int(args.duration)), "-p", str(stack.server.pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    result = wrk(url, script, args, script_args=extra)
+    spy.wait()
+    print(f"{target}: {result.rps:,.0f} rps while profiled (py-spy -r 200, idle excluded)")
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack_text, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        total += count
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack_text.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    print(f"{total} samples; self time, top 25:")
+    for frame, count in sorted(own.items(), key=lambda kv: -kv[1])[:25]:
+        print(f"  {count / total:6.1%}  {frame}")
+    print("inclusive time, top 40:")
+    for frame, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:40]:
+        print(f"  {count / total:6.1%}  {frame}")
+
+
+def print_rows(rows: list[Row]) -> None:
+    print(f"{'endpoint':<44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  ceiling")
+    for name, r, ceiling in rows:
+        if r is None:
+            print(f"{name:<44} {'-':>8} {'-':>8} {'-':>8} {'-':>7}  {ceiling}")
+        else:
+            print(
+                f"{name:<44} {r.rps:>8,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
+                f"{r.errors:>7}  {ceiling}"
+            )
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--bare":
+        bare_server(Path(sys.argv[3]), int(sys.argv[2]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--only", choices=["RS256", "EdDSA"], help="one algorithm only")
+    parser.add_argument(
+        "--profile",
+        choices=["rotation", "client_credentials", "jwks"],
+        help="instead of the benchmark: py-spy the RS256 worker under this load",
+    )
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: apt-get install -y wrk")
+    sys.path.insert(0, str(ROOT))
+
+    print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
+    print(f"started: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+    print(f"uvicorn speed extras: {ensure_speedups()}")
+    for line in machine():
+        print(line)
+    load = os.getloadavg()
+    print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"wrk -t{args.threads} -c{args.connections} -d{int(args.duration)}s per run; "
+        "one uvicorn worker; wrk, server and Postgres share the cores"
+    )
+    if args.profile:
+        with tempfile.TemporaryDirectory(prefix="authserver-httpbench-") as tmp:
+            stack = Stack("RS256", Path(tmp))
+            try:
+                stack.start()
+                profile(stack, args, args.profile)
+            finally:
+                stack.close()
+        return
+    rows: list[Row] = []
+    notes: list[str] = []
+    runs: list[tuple[str, Callable[[Stack], None]]] = [
+        ("RS256", lambda s: run_rs256(s, args, rows, notes)),
+        ("EdDSA", lambda s: run_eddsa(s, args, rows)),
+    ]
+    with tempfile.TemporaryDirectory(prefix="authserver-httpbench-") as tmp:
+        for alg, run in runs:
+            if args.only and alg != args.only:
+                continue
+            stack = Stack(alg, Path(tmp))
+            try:
+                stack.start()
+                run(stack)
+            finally:
+                stack.close()
+    print()
+    print_rows(rows)
+    for note in notes:
+        print(note)
+    load = os.getloadavg()
+    print(f"load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
