@@ -124,6 +124,23 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+async def reset_keys(engine: AsyncEngine) -> None:
+    """Forgets every signing key (and the audit rows about them)."""
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM audit_events"))
+        await conn.execute(text("DELETE FROM signing_keys"))
+
+
+@pytest.fixture
+async def fresh_keys(engine: AsyncEngine) -> AsyncIterator[None]:
+    """For tests that make, rotate or revoke keys (keys are otherwise kept across tests).
+    Request it before `app` (or with usefixtures), so the app starts by making new keys; it
+    clears them again afterwards, so later tests never meet a rotated or revoked set."""
+    await reset_keys(engine)
+    yield
+    await reset_keys(engine)
+
+
 class Clock:
     """The server's clock, which a test can move; starts at the real time."""
 

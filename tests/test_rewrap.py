@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -35,21 +34,6 @@ async def sealed_rows(engine: AsyncEngine) -> dict[str, bytes]:
     async with engine.connect() as conn:
         rows = await conn.execute(text("SELECT kid, sealed_private_key FROM signing_keys"))
         return {row.kid: bytes(row.sealed_private_key) for row in rows}
-
-
-async def reset_keys(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM audit_events"))
-        await conn.execute(text("DELETE FROM signing_keys"))
-
-
-@pytest.fixture
-async def fresh_keys(engine: AsyncEngine) -> AsyncIterator[None]:
-    """Named first by the tests that use it: before the app starts, so it makes keys sealed
-    under the test KEK; after, so other tests do not meet keys sealed under another one."""
-    await reset_keys(engine)
-    yield
-    await reset_keys(engine)
 
 
 def test_a_sealer_opens_under_its_kek_or_an_older_one_and_seals_under_its_own() -> None:

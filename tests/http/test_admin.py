@@ -6,7 +6,6 @@ tests keep the keys the first app made) and its own audit rows.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,21 +19,10 @@ from authserver.services import Services
 from authserver.signing import publication_lag
 from tests.conftest import Clock, Registry, password_login
 
+# Every test here makes, rotates or revokes keys: start each from none (see conftest).
+pytestmark = pytest.mark.usefixtures("fresh_keys")
+
 Credentials = tuple[str, str]
-
-
-async def reset_keys(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM audit_events"))
-        await conn.execute(text("DELETE FROM signing_keys"))
-
-
-@pytest.fixture(autouse=True)
-async def fresh_keys(engine: AsyncEngine) -> AsyncIterator[None]:
-    """Runs before the app starts (autouse fixtures come first), so the app makes new keys."""
-    await reset_keys(engine)
-    yield
-    await reset_keys(engine)
 
 
 async def login_token(client: httpx.AsyncClient, username: str, **extra: str) -> str:

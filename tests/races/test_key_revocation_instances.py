@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator
 import httpx
 import jwt
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from authserver.app import create_app
@@ -21,18 +19,8 @@ from authserver.config import Settings
 from authserver.services import Services
 from tests.conftest import ISSUER, Clock, Registry, password_login
 
-
-async def reset_keys(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM audit_events"))
-        await conn.execute(text("DELETE FROM signing_keys"))
-
-
-@pytest.fixture(autouse=True)
-async def fresh_keys(engine: AsyncEngine) -> AsyncIterator[None]:
-    await reset_keys(engine)
-    yield
-    await reset_keys(engine)
+# Every test here makes, rotates or revokes keys: start each from none (see conftest).
+pytestmark = pytest.mark.usefixtures("fresh_keys")
 
 
 @pytest.fixture

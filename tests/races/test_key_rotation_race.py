@@ -27,21 +27,11 @@ from authserver.services import Services
 from authserver.signing import publication_lag, reload_interval
 from tests.conftest import ISSUER, Clock, Registry, password_login
 
+# Every test here makes, rotates or revokes keys: start each from none (see conftest).
+pytestmark = pytest.mark.usefixtures("fresh_keys")
+
 ROUNDS = 3
 RACERS = 6
-
-
-async def reset_keys(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM audit_events"))
-        await conn.execute(text("DELETE FROM signing_keys"))
-
-
-@pytest.fixture(autouse=True)
-async def fresh_keys(engine: AsyncEngine) -> AsyncIterator[None]:
-    await reset_keys(engine)
-    yield
-    await reset_keys(engine)
 
 
 @pytest.fixture

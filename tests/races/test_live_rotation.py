@@ -20,21 +20,14 @@ import anyio
 import httpx
 import jwt
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.app import build_services
-from tests.conftest import ISSUER, KEK, Registry, make_settings
+from tests.conftest import ISSUER, KEK, Registry, make_settings, reset_keys
 from tests.test_cli import AUTHSERVER, free_port
 
 JWKS_MAX_AGE = 4  # reload every second, promote a next key after 4 + 1 + 2 s
 DURATION = 18.0  # seconds of issuing and verifying: room for two rotations
-
-
-async def reset_keys(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM audit_events"))
-        await conn.execute(text("DELETE FROM signing_keys"))
 
 
 @dataclass

@@ -26,20 +26,6 @@ from tests.conftest import Clock
 HOUR = 3600
 
 
-async def reset_keys(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM audit_events"))
-        await conn.execute(text("DELETE FROM signing_keys"))
-
-
-@pytest.fixture
-async def fresh_keys(engine: AsyncEngine) -> AsyncIterator[None]:
-    """Named first by each test, so it runs before the app makes its keys."""
-    await reset_keys(engine)
-    yield
-    await reset_keys(engine)
-
-
 @pytest.fixture
 async def other(app: Starlette, settings: Settings, clock: Clock) -> AsyncIterator[Services]:
     second = create_app(settings, clock=clock)
