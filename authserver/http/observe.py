@@ -1,4 +1,4 @@
-"""What operators see of each request: a JSON access line, a request id, metrics; GET /metrics.
+"""What operators see of each request: a JSON access line, a request id, metrics.
 
 `Observe` is plain ASGI (no BaseHTTPMiddleware: it would buffer bodies and cost a task per
 request). It takes the caller's X-Request-ID when it looks like an id, else makes one, echoes it
@@ -15,9 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authserver import logs, metrics
@@ -99,10 +97,6 @@ def observe_grant(grant_type: str | None) -> Iterator[None]:
             metrics.LOGINS_FAILED.inc()
         raise
     metrics.TOKENS_ISSUED.labels(metrics.grant_label(grant_type)).inc()
-
-
-async def metrics_endpoint(request: Request) -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 def _request_id(scope: Scope) -> str:

@@ -8,7 +8,7 @@ from authserver.http import (
     admin,
     audit,
     health,
-    observe,
+    metrics_endpoint,
     revocation,
     revocation_feed,
     token,
@@ -36,5 +36,5 @@ routes = [
     Route("/admin/audit", audit.audit, methods=["GET"]),
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/readyz", health.readyz, methods=["GET"]),
-    Route("/metrics", observe.metrics_endpoint, methods=["GET"]),
+    Route("/metrics", metrics_endpoint.metrics_endpoint, methods=["GET"]),
 ]
