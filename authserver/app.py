@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from authserver.clients import CachedClients
 from authserver.config import Settings, load_settings
 from authserver.db import migrate
 from authserver.db.engine import make_engine
@@ -48,7 +49,8 @@ def build_services(
         settings=settings,
         # fail_closed: a database outage reaches the use cases as TemporarilyUnavailable (503).
         users=fail_closed(SqlUserStore(engine)),
-        clients=fail_closed(SqlClientStore(engine)),
+        # Remembered for 5 s: one lookup per client, not per request (clients.CachedClients).
+        clients=CachedClients(fail_closed(SqlClientStore(engine)), clock),
         sessions=observed_sessions(fail_closed(SqlSessionStore(engine))),
         keys=SigningKeys(fail_closed(SqlKeyStore(engine)), sealer, settings, clock),
         passwords=Passwords(settings),

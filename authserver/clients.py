@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -47,6 +48,45 @@ class ClientStore(Protocol):
     async def scopes_in_use(self) -> list[str]:
         """Every scope some client may ask for, sorted (for the metadata document)."""
         ...
+
+
+class CachedClients:
+    """A ClientStore that remembers the clients it found for a few seconds.
+
+    Every token, introspection and revocation request authenticates its client, and a lookup
+    costs a database round trip; registrations only ever add clients, so a short memory is
+    safe. The bound is for rows an operator edits by hand: seen everywhere within `ttl`
+    seconds. Unknown ids are not remembered, so made-up ids cannot fill the memory.
+    """
+
+    def __init__(
+        self, store: ClientStore, clock: Callable[[], int], ttl: int = 5, size: int = 1024
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._ttl = ttl
+        self._size = size
+        self._found: dict[str, tuple[int, Client]] = {}
+
+    async def get(self, client_id: str) -> Client | None:
+        now = self._clock()
+        hit = self._found.get(client_id)
+        if hit is not None and now < hit[0]:
+            return hit[1]
+        client = await self._store.get(client_id)
+        if client is None:
+            self._found.pop(client_id, None)
+            return None
+        if len(self._found) >= self._size and client_id not in self._found:
+            del self._found[next(iter(self._found))]  # the oldest entry
+        self._found[client_id] = (now + self._ttl, client)
+        return client
+
+    async def create(self, client: Client, now: int) -> bool:
+        return await self._store.create(client, now)
+
+    async def scopes_in_use(self) -> list[str]:
+        return await self._store.scopes_in_use()
 
 
 def new_secret() -> str:

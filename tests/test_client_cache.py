@@ -1,0 +1,67 @@
+"""The client memory in front of the database: fresh within its few seconds, never stale past
+them, and never remembering an id that does not exist."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from authserver.clients import CachedClients, Client, hash_secret
+from authserver.db.stores import SqlClientStore
+from tests.conftest import Clock
+
+
+def confidential(client_id: str, secret: str = "s3cret") -> Client:
+    return Client(client_id, hash_secret(secret), ("client_credentials",), ("profile",))
+
+
+async def set_scopes(engine: AsyncEngine, client_id: str, scopes: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE clients SET scopes = :scopes WHERE client_id = :id"),
+            {"scopes": scopes, "id": client_id},
+        )
+
+
+async def test_a_found_client_is_remembered_for_the_ttl_then_read_again(
+    engine: AsyncEngine, clock: Clock
+) -> None:
+    store = SqlClientStore(engine)
+    await store.create(confidential("svc"), clock())
+    cached = CachedClients(store, clock, ttl=5)
+
+    first = await cached.get("svc")
+    assert first is not None and first.scopes == ("profile",)
+    # An operator edits the row by hand: within the TTL the memory answers, without a query.
+    await set_scopes(engine, "svc", "profile admin")
+    clock.advance(4)
+    assert await cached.get("svc") == first
+    clock.advance(1)
+    again = await cached.get("svc")
+    assert again is not None and again.scopes == ("profile", "admin")
+
+
+async def test_an_unknown_client_is_not_remembered(engine: AsyncEngine, clock: Clock) -> None:
+    store = SqlClientStore(engine)
+    cached = CachedClients(store, clock)
+
+    assert await cached.get("late") is None
+    await cached.create(confidential("late"), clock())
+    found = await cached.get("late")  # registered a moment later: found at once
+    assert found is not None and found.client_id == "late"
+
+
+async def test_the_memory_is_bounded(engine: AsyncEngine, clock: Clock) -> None:
+    store = SqlClientStore(engine)
+    for n in range(3):
+        await store.create(confidential(f"c{n}"), clock())
+    cached = CachedClients(store, clock, ttl=60, size=2)
+    for n in range(3):
+        assert await cached.get(f"c{n}") is not None
+
+    # c0 was dropped to make room for c2: a change to it shows at once; c2's does not.
+    await set_scopes(engine, "c0", "changed")
+    await set_scopes(engine, "c2", "changed")
+    c0, c2 = await cached.get("c0"), await cached.get("c2")
+    assert c0 is not None and c0.scopes == ("changed",)
+    assert c2 is not None and c2.scopes == ("profile",)
