@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from authserver import logs
 from authserver.clients import CachedClients
 from authserver.config import Settings, load_settings
 from authserver.db import migrate
@@ -107,10 +108,12 @@ def create_app(
         finally:
             await engine.dispose()
 
-    # Outermost first. Security headers wrap everything, so they land on CORS preflights and
-    # on Observe's own 500 answer too; Observe (access log, request id, metrics) comes next and
-    # times and sees everything else.
-    middleware = [security_headers(settings), Middleware(Observe), cors_middleware(settings)]
+    # Outermost first. Observe (access log, request id, metrics, security headers) times and
+    # sees everything else, CORS preflights and its own 500 answer included.
+    middleware = [
+        Middleware(Observe, headers=security_headers(settings)),
+        cors_middleware(settings),
+    ]
     return Starlette(
         routes=routes, exception_handlers=HANDLERS, lifespan=lifespan, middleware=middleware
     )
@@ -118,4 +121,5 @@ def create_app(
 
 def app_from_environment() -> Starlette:
     """The factory uvicorn calls in each worker (`authserver serve`)."""
+    logs.skip_unused_record_fields()
     return create_app(load_settings())

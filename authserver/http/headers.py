@@ -1,38 +1,27 @@
-"""Security headers on every response, errors and preflights included (pure ASGI)."""
+"""The security headers every response carries, errors and preflights included.
+
+They are added by the outermost middleware (http/observe.py) as it starts each response, so
+they land on CORS preflights and on its own 500 answer too.
+"""
 
 from __future__ import annotations
-
-from starlette.datastructures import MutableHeaders
-from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authserver.config import Settings
 
 # RFC 6797 §6.1: HSTS over https only; two years is the preload list's floor.
 HSTS = "max-age=63072000; includeSubDomains"
 
-
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
-        self.app = app
-        self.headers = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
-        if hsts:
-            self.headers["Strict-Transport-Security"] = HSTS
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.headers.items():
-                    headers.setdefault(name, value)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+RawHeaders = list[tuple[bytes, bytes]]
 
 
-def security_headers(settings: Settings) -> Middleware:
-    return Middleware(SecurityHeaders, hsts=settings.issuer.startswith("https://"))
+def security_headers(settings: Settings) -> RawHeaders:
+    headers = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+    if settings.issuer.startswith("https://"):
+        headers.append((b"strict-transport-security", HSTS.encode()))
+    return headers
+
+
+def with_headers(headers: RawHeaders, extra: RawHeaders) -> RawHeaders:
+    """`headers` plus each of `extra` whose name the response has not set itself."""
+    present = {name.lower() for name, _ in headers}
+    return [*headers, *(item for item in extra if item[0] not in present)]

@@ -1,4 +1,5 @@
-"""What operators see of each request: a JSON access line, a request id, metrics.
+"""What operators see of each request: a JSON access line, a request id, metrics; and the
+security headers every response carries (http/headers.py), added in the same pass.
 
 `Observe` is plain ASGI (no BaseHTTPMiddleware: it would buffer bodies and cost a task per
 request). It takes the caller's X-Request-ID when it looks like an id, else makes one, echoes it
@@ -15,12 +16,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authserver import logs, metrics
 from authserver.errors import InvalidGrant
 from authserver.http.errors import server_error
+from authserver.http.headers import RawHeaders, with_headers
 
 access_logger = logging.getLogger("authserver.access")
 
@@ -31,8 +34,20 @@ _UNMATCHED = "<unmatched>"
 
 
 class Observe:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, headers: RawHeaders | None = None) -> None:
         self.app = app
+        self.headers = headers or []
+        self._by_labels: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def _series(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+        """The request counter and histogram for these labels (labels() costs a lookup under
+        a lock; the set is bounded: methods httptools knows, route templates, statuses)."""
+        found = self._by_labels.get((method, route, status))
+        if found is None:
+            labels = (method, route, str(status))
+            found = (metrics.REQUESTS.labels(*labels), metrics.LATENCY.labels(*labels))
+            self._by_labels[(method, route, status)] = found
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,9 +64,8 @@ class Observe:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", rid.encode()))
-                message = {**message, "headers": headers}
+                extra = [*self.headers, (b"x-request-id", rid.encode())]
+                message = {**message, "headers": with_headers(message.get("headers", []), extra)}
             await send(message)
 
         try:
@@ -66,8 +80,9 @@ class Observe:
             seconds = time.perf_counter() - started
             route = _route(scope)
             method = scope["method"]
-            metrics.REQUESTS.labels(method, route, str(status)).inc()
-            metrics.LATENCY.labels(method, route, str(status)).observe(seconds)
+            count, latency = self._series(method, route, status)
+            count.inc()
+            latency.observe(seconds)
             if route == "/token" and status == 429:
                 metrics.LOGINS_THROTTLED.inc()
             access_logger.info(

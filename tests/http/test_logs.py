@@ -10,9 +10,11 @@ the password, the tokens, the client secret, the KEK and the private signing key
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import logging.config
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import OperationalError
 
 from authserver.db.stores import SqlSessionStore
-from authserver.logs import JsonFormatter, RequestIdFilter, log_config
+from authserver.logs import BatchedStreamHandler, JsonFormatter, RequestIdFilter, log_config
 from authserver.services import Services
 from tests.conftest import KEK, Registry, password_login
 
@@ -243,6 +245,8 @@ def test_the_server_log_config_writes_json_lines(capsys: pytest.CaptureFixture[s
         logging.getLogger("authserver.test").info("hello %s", "there", extra={"answer": 42})
         logging.getLogger("uvicorn.error").info("started", extra={"color_message": "\x1b[1m"})
         logging.getLogger("uvicorn.access").info("uvicorn's own access line")
+        for handler in root.handlers:
+            handler.flush()  # lines are written in batches
     finally:
         root.handlers[:], root.level = saved[0], saved[1]
         for name, level in zip(names, saved[2], strict=True):
@@ -253,3 +257,28 @@ def test_the_server_log_config_writes_json_lines(capsys: pytest.CaptureFixture[s
     uvicorn = next(line for line in lines if line["logger"] == "uvicorn.error")
     assert uvicorn["msg"] == "started" and "color_message" not in uvicorn
     assert not [line for line in lines if line["logger"] == "uvicorn.access"]
+
+
+def test_batched_lines_are_written_soon_at_once_for_warnings_and_all_at_close() -> None:
+    stream = io.StringIO()
+    handler = BatchedStreamHandler(stream, interval=0.05)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("authserver.test.batched")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        logger.warning("loud")  # a warning is not kept waiting
+        assert stream.getvalue() == "loud\n"
+        logger.info("quiet")
+        deadline = time.monotonic() + 2
+        while "quiet" not in stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stream.getvalue() == "loud\nquiet\n"  # written by the background writer
+        handler.interval = 3600
+        logger.info("last")
+        handler.close()
+        assert stream.getvalue().endswith("quiet\nlast\n")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
