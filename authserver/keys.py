@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from authserver.config import Settings
@@ -208,6 +208,13 @@ class SigningKey:
     kid: str
     alg: str
     private_key: PrivateKey
+
+    def sign(self, data: bytes) -> bytes:
+        """The JWS signature of `data`: RS256 is RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518
+        §3.3); EdDSA is Ed25519 over the bytes themselves (RFC 8037 §3.1)."""
+        if isinstance(self.private_key, rsa.RSAPrivateKey):
+            return self.private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        return self.private_key.sign(data)
 
 
 class KeyRing:
