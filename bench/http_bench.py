@@ -1,6 +1,8 @@
 """HTTP throughput of a real `authserver serve` on Postgres, driven by wrk over loopback.
 
     .venv/bin/python bench/http_bench.py [--duration 10] [--threads 2] [--connections 32]
+                                         [--workers N] [--only RS256|EdDSA]
+    .venv/bin/python bench/http_bench.py --profile client_credentials|rotation|jwks
 
 (Not named http.py: run as a script, bench/ comes first on sys.path and a bench/http.py
 would shadow the standard library's `http` package that uvicorn and Starlette import.)
@@ -10,21 +12,25 @@ install -y wrk). uvloop and httptools (uvicorn's speed extras) are installed int
 with pip when missing, and the output says so.
 
 For each signing algorithm (RS256, then EdDSA) it makes a fresh database, runs `authserver
-migrate`, creates a user and two clients with the CLI, starts `authserver serve` (one worker)
-on a free port and runs wrk against it; at the end every server is stopped and every
-database dropped. Printed per endpoint: requests/s, p50 and p99 latency, errors, and the
-ceiling measured in the same run:
+migrate`, creates a user and two clients with the CLI, starts `authserver serve --workers N`
+(default: one worker per CPU core) on a free port and runs wrk against it; at the end every
+server is stopped and every database dropped. Printed per endpoint: requests/s, p50 and p99
+latency, errors, and the ceiling measured in the same run, sized to the same N workers:
 
-- JWKS GET against a bare Starlette endpoint (same uvicorn options) returning the same bytes;
-- client_credentials and introspection against raw access-token signing (one thread);
+- JWKS GET against a bare Starlette app returning the same bytes, under uvicorn with N
+  workers, uvloop and httptools, no access log;
+- client_credentials and introspection against raw access-token signing in N processes
+  (total signatures/s);
 - password login against raw argon2id verify at the server's parameters on
-  AUTHSERVER_PASSWORD_HASH_CONCURRENCY threads (the server's cap);
+  AUTHSERVER_PASSWORD_HASH_CONCURRENCY threads per worker x N (the server's cap);
 - refresh rotation: a pool of families made by logins, each wrk connection spending its
   current token and reading the successor from the response (Lua `response()`), so every
-  token is presented once.
+  token is presented once. Its ceiling is the server's own rotate statement
+  (`_SPEND_POSTGRES`, compiled as SQLAlchemy hands it to asyncpg) run alone on up to 32
+  asyncpg connections, each spending a chain of tokens, one autocommit statement at a time.
 
 Also: p99 of a JWKS GET at ~100 requests/s (a second wrk) while logins saturate the CPU,
-and the peak RSS of the worker under that login load.
+and the RSS of the worker processes (summed) under that login load.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import platform
@@ -47,10 +54,12 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -58,6 +67,9 @@ AUTHSERVER = str(VENV_BIN / "authserver")
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "correct horse battery staple"
 FAMILIES = 64  # refresh-token families in the rotation pool (twice the connections)
+MONTH = 30 * 86_400
+
+T = TypeVar("T")
 
 # --- Lua scripts for wrk ---------------------------------------------------------------------
 
@@ -102,6 +114,25 @@ function response(status, hdrs, body)
   local token = body:match('"refresh_token"%s*:%s*"([^"]+)"')
   if token then queue[#queue + 1] = token end
 end
+"""
+
+# The JWKS ceiling: run by `python -m uvicorn` from the temp dir, as multiple workers need an
+# import string rather than an app object.
+BARE_APP = """
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+PAYLOAD = Path({path!r}).read_bytes()
+
+
+async def jwks(request):
+    return Response(PAYLOAD, media_type="application/json")
+
+
+app = Starlette(routes=[Route("/.well-known/jwks.json", jwks), Route("/healthz", jwks)])
 """
 
 
@@ -164,40 +195,84 @@ def http(method: str, url: str, body: str | None = None, headers: dict[str, str]
         return resp.read()
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+def run_on_uvloop(coro: Coroutine[Any, Any, T]) -> T:
+    """The event loop the server runs on, so client and server pay the same per-call costs."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, workers: int) -> None:
+    """Waits until every uvicorn worker has finished its startup and `url` answers."""
     deadline = time.time() + 30
     while time.time() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited early:\n{log.read_text()[-2000:]}")
-        try:
-            http("GET", url)
-            return
-        except OSError:
-            time.sleep(0.1)
+        if log.read_text(errors="replace").count("Application startup complete") >= workers:
+            try:
+                http("GET", url)
+                return
+            except OSError:
+                pass
+        time.sleep(0.1)
     raise SystemExit(f"server not ready after 30 s: {url}")
 
 
+def children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of each child of `pid`."""
+    out = subprocess.run(
+        ["ps", "--ppid", str(pid), "-o", "pid=,args="], capture_output=True, text=True
+    ).stdout
+    return [
+        (int(child), args)
+        for child, _, args in (line.strip().partition(" ") for line in out.splitlines())
+    ]
+
+
+def worker_pids(parent: int, workers: int) -> list[int]:
+    """uvicorn's worker processes: the server process itself when it runs one worker, else the
+    children its supervisor spawned (not multiprocessing's resource tracker, also a child)."""
+    if workers == 1:
+        return [parent]
+    return [pid for pid, args in children(parent) if "spawn_main" in args]
+
+
+def rss_kib(pids: list[int]) -> list[int]:
+    out = subprocess.run(
+        ["ps", "-o", "rss=", "-p", ",".join(map(str, pids))], capture_output=True, text=True
+    ).stdout
+    return [int(size) for size in out.split()]
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """SIGTERM, and uvicorn's supervisor stops its workers; if it hangs, kill it and them."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        stragglers = [pid for pid, _ in children(proc.pid)]
+        proc.kill()
+        proc.wait()
+        for pid in stragglers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 # --- wrk -------------------------------------------------------------------------------------
 
 
 @dataclass
-class WrkResult:
+class Measurement:
+    """One load: its rate, latency percentiles and failures, from wrk or timed here."""
+
     rps: float
     p50_ms: float
     p99_ms: float
-    requests: int
     errors: int
-    raw: str = field(repr=False)
+    raw: str = field(default="", repr=False)
 
 
 def _ms(text: str) -> float:
@@ -214,7 +289,7 @@ def wrk(
     connections: int | None = None,
     duration: float | None = None,
     script_args: list[str] | None = None,
-) -> WrkResult:
+) -> Measurement:
     threads = threads or args.threads
     command = [
         "wrk",
@@ -234,24 +309,25 @@ def wrk(
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = 0
     if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         errors += int(m.group(1))
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(g) for g in m.groups())
-    return WrkResult(rps, p50, p99, requests, errors, out)
+    return Measurement(rps, p50, p99, errors, out)
 
 
-# --- ceilings measured in this process -------------------------------------------------------
+# --- ceilings measured outside the server ----------------------------------------------------
 
 
-def signing_rate(alg: str, seconds: float) -> float:
+def signing_rate(alg: str, start_at: float, seconds: float) -> float:
+    """Access tokens this process signs per second, over `seconds` from wall time `start_at`."""
     from authserver.keys import KeyRing, KeySealer, make_key
     from authserver.tokens import mint_access_token
 
     sealer = KeySealer(secrets.token_bytes(32))
     ring = KeyRing([make_key(alg, "active", sealer, 0).record], sealer, now=0, retired_ttl=0)
+    time.sleep(max(0.0, start_at - time.time()))
     done, start = 0, time.perf_counter()
     deadline = start + seconds
     while time.perf_counter() < deadline:
@@ -270,13 +346,25 @@ def signing_rate(alg: str, seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
-def argon2_rate(seconds: float) -> tuple[float, int, str]:
+def parallel_signing_rate(alg: str, processes: int, seconds: float) -> float:
+    """Signatures/s of `processes` processes signing at once, as many as the server's workers."""
+    start_at = time.time() + 1  # once every process has made its key
+    with ProcessPoolExecutor(processes) as pool:
+        rates = pool.map(
+            signing_rate, [alg] * processes, [start_at] * processes, [seconds] * processes
+        )
+        return sum(rates)
+
+
+def argon2_rate(seconds: float, workers: int) -> tuple[float, int, str]:
+    """Verifies/s at the server's argon2id parameters on as many threads as `workers` workers
+    may hash at once; also returns the cap per worker and the parameters."""
     from argon2 import PasswordHasher, Type
 
     from authserver.config import load_settings
 
     s = load_settings({})
-    threads = s.password_hash_concurrency
+    threads = s.password_hash_concurrency * workers
     hasher = PasswordHasher(
         time_cost=s.argon2_time_cost,
         memory_cost=s.argon2_memory_kib,
@@ -293,13 +381,116 @@ def argon2_rate(seconds: float) -> tuple[float, int, str]:
             counts[i] += 1
 
     start = time.perf_counter()
-    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    hashers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for h in hashers:
+        h.start()
+    for h in hashers:
+        h.join()
     params = f"m={s.argon2_memory_kib} KiB, t={s.argon2_time_cost}, p={s.argon2_parallelism}"
-    return sum(counts) / (time.perf_counter() - start), threads, params
+    return sum(counts) / (time.perf_counter() - start), s.password_hash_concurrency, params
+
+
+def rotate_statement() -> tuple[str, list[str]]:
+    """The server's spend-and-insert-successor statement as SQLAlchemy hands it to asyncpg
+    ($n placeholders, each bind once), and the bind names in $n order."""
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+    from sqlalchemy.sql.compiler import SQLCompiler
+
+    from authserver.db.stores import _SPEND_POSTGRES
+
+    compiled = _SPEND_POSTGRES.compile(dialect=PGDialect_asyncpg())  # type: ignore[no-untyped-call]
+    assert isinstance(compiled, SQLCompiler) and compiled.positiontup is not None
+    return compiled.string, list(compiled.positiontup)
+
+
+async def rotate_chains(dsn: str, chains: int, seconds: float) -> Measurement:
+    """`chains` connections, each spending a token of its own family with the rotate statement
+    and then the successor that statement inserted, in autocommit, for `seconds`."""
+    import asyncpg
+
+    sql, binds = rotate_statement()
+    latencies: list[float] = []
+
+    async def chain(spend: Any, token_hash: str, deadline: float) -> int:
+        """Spends down one chain until `deadline`; 1 if the chain broke, else 0."""
+        while time.perf_counter() < deadline:
+            successor = secrets.token_hex(32)
+            now = int(time.time())
+            values = {
+                "token_hash": token_hash,
+                "client_id": "app",
+                "now": now,
+                "new_hash": successor,
+                "new_expires_at": now + MONTH,
+            }
+            began = time.perf_counter()
+            row = await spend.fetchrow(*(values[name] for name in binds))
+            latencies.append(time.perf_counter() - began)
+            if row is None:  # nothing spent, so no successor to go on with
+                return 1
+            token_hash = successor
+        return 0
+
+    now = int(time.time())
+    families = [str(uuid.uuid4()) for _ in range(chains)]
+    heads = [secrets.token_hex(32) for _ in range(chains)]
+    async with asyncpg.create_pool(dsn, min_size=chains, max_size=chains) as pool:
+        user_id = await pool.fetchval("SELECT id FROM users WHERE username = 'bench'")
+        await pool.executemany(
+            "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at)"
+            " VALUES ($1, $2, 'app', 'profile', $3, $4)",
+            [(family, user_id, now, now + MONTH) for family in families],
+        )
+        await pool.executemany(
+            "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at)"
+            " VALUES ($1, $2, $3, $4)",
+            [
+                (head, family, now, now + MONTH)
+                for head, family in zip(heads, families, strict=True)
+            ],
+        )
+        connections = [await pool.acquire() for _ in range(chains)]
+        try:
+            # Prepared before the clock starts, once per connection, as SQLAlchemy's adapter does.
+            statements = [await conn.prepare(sql) for conn in connections]
+            began = time.perf_counter()
+            deadline = began + seconds
+            broken = await asyncio.gather(
+                *(chain(s, head, deadline) for s, head in zip(statements, heads, strict=True))
+            )
+            elapsed = time.perf_counter() - began
+        finally:
+            for conn in connections:
+                await pool.release(conn)
+    latencies.sort()
+    return Measurement(
+        rps=len(latencies) / elapsed,
+        p50_ms=1000 * latencies[len(latencies) // 2],
+        p99_ms=1000 * latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)],
+        errors=sum(broken),
+    )
+
+
+def bare_jwks(workdir: Path, body: Path, args: argparse.Namespace) -> Measurement:
+    """wrk against a bare Starlette app serving `body` on as many uvicorn workers as the server,
+    with the server's uvicorn options."""
+    (workdir / "bare_jwks.py").write_text(BARE_APP.format(path=str(body)))
+    port = free_port()
+    log = workdir / "bare.log"
+    with log.open("wb") as sink:
+        bare = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bare_jwks:app", "--app-dir", str(workdir)]
+            + ["--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)]
+            + ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+            + ["--no-proxy-headers", "--no-server-header"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/healthz", bare, log, args.workers)
+        return wrk(f"http://127.0.0.1:{port}/.well-known/jwks.json", None, args)
+    finally:
+        stop(bare)
 
 
 # --- one server run --------------------------------------------------------------------------
@@ -308,11 +499,13 @@ def argon2_rate(seconds: float) -> tuple[float, int, str]:
 class Stack:
     """A fresh database, migrated and seeded through the CLI, and `authserver serve` on it."""
 
-    def __init__(self, alg: str, workdir: Path) -> None:
+    def __init__(self, alg: str, workdir: Path, workers: int) -> None:
         self.alg = alg
+        self.workers = workers
         self.workdir = workdir / alg
         self.workdir.mkdir()
         self.db = f"authserver_httpbench_{os.getpid()}_{alg.lower()}"
+        self.dsn = f"postgresql://postgres@127.0.0.1:5432/{self.db}"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -361,19 +554,23 @@ class Stack:
         log = self.workdir / "server.log"
         with log.open("wb") as sink:
             self.server = subprocess.Popen(
-                [AUTHSERVER, "serve", "--port", str(self.port)],
+                [AUTHSERVER, "serve", "--port", str(self.port), "--workers", str(self.workers)],
                 env=self.env,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
             )
-        wait_ready(f"{self.base}/healthz", self.server, log)
+        wait_ready(f"{self.base}/healthz", self.server, log, self.workers)
 
     def close(self) -> None:
         if self.server is not None:
             stop(self.server)
         if self.created:
             db_exec(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
+
+    def worker_pids(self) -> list[int]:
+        assert self.server is not None
+        return worker_pids(self.server.pid, self.workers)
 
     @property
     def basic(self) -> str:
@@ -410,33 +607,44 @@ class Stack:
         path.write_text("\n".join(tokens) + "\n")
         return path
 
-    def rss_kib(self) -> int:
-        assert self.server is not None
-        out = subprocess.run(
-            ["ps", "-o", "rss=", "-p", str(self.server.pid)], capture_output=True, text=True
-        ).stdout
-        return int(out.strip() or 0)
-
 
 # --- the run ---------------------------------------------------------------------------------
 
-Row = tuple[str, WrkResult | None, str]
+Row = tuple[str, Measurement | None, str]
 
 
-def bare_server(body: Path, port: int) -> None:
-    """`--bare PORT FILE`: a Starlette app returning FILE's bytes, under the same uvicorn."""
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.responses import Response
-    from starlette.routing import Route
+def processes(n: int) -> str:
+    return f"{n} process" if n == 1 else f"{n} processes"
 
-    payload = body.read_bytes()
 
-    async def jwks(request: object) -> Response:
-        return Response(payload, media_type="application/json")
+def run_client_credentials(stack: Stack, args: argparse.Namespace, rows: list[Row]) -> None:
+    sign = parallel_signing_rate(stack.alg, args.workers, 3)
+    cc_script = stack.post_script("cc", "grant_type=client_credentials", basic=True)
+    cc = wrk(f"{stack.base}/token", cc_script, args)
+    rows.append(
+        (
+            f"client_credentials {stack.alg}",
+            cc,
+            f"raw {stack.alg} signing, {processes(args.workers)}: {sign:,.0f}/s",
+        )
+    )
 
-    app = Starlette(routes=[Route("/.well-known/jwks.json", jwks), Route("/healthz", jwks)])
-    uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
+
+def run_rotation(stack: Stack, args: argparse.Namespace, rows: list[Row]) -> None:
+    tokens = stack.refresh_pool(FAMILIES)
+    rotate_script = stack.script("rotate", ROTATE)
+    script_args = [str(tokens), str(args.threads)]
+    rotation = wrk(f"{stack.base}/token", rotate_script, args, script_args=script_args)
+    chains = min(args.connections, 32)
+    alone = run_on_uvloop(rotate_chains(stack.dsn, chains, args.duration))
+    rows.append(
+        (
+            f"refresh rotation {stack.alg} ({FAMILIES} families)",
+            rotation,
+            f"rotate statement alone, asyncpg, {chains} conns: {alone.rps:,.0f}/s",
+        )
+    )
+    rows.append(("  (ceiling) rotate statement alone, asyncpg", alone, ""))
 
 
 def run_rs256(stack: Stack, args: argparse.Namespace, rows: list[Row], notes: list[str]) -> None:
@@ -446,26 +654,11 @@ def run_rs256(stack: Stack, args: argparse.Namespace, rows: list[Row], notes: li
 
     # JWKS, and its ceiling: the same bytes from a bare Starlette endpoint.
     jwks = wrk(f"{base}/.well-known/jwks.json", None, args)
-    port = free_port()
-    log = stack.workdir / "bare.log"
-    with log.open("wb") as sink:
-        bare = subprocess.Popen(
-            [sys.executable, __file__, "--bare", str(port), str(jwks_body)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/healthz", bare, log)
-        ceiling = wrk(f"http://127.0.0.1:{port}/.well-known/jwks.json", None, args)
-    finally:
-        stop(bare)
+    ceiling = bare_jwks(stack.workdir, jwks_body, args)
     rows.append(("JWKS GET", jwks, f"bare Starlette, same JSON: {ceiling.rps:,.0f} rps"))
     rows.append(("  (ceiling) bare Starlette JWKS-sized JSON", ceiling, ""))
 
-    sign = signing_rate("RS256", 3)
-    cc_script = stack.post_script("cc", "grant_type=client_credentials", basic=True)
-    cc = wrk(f"{base}/token", cc_script, args)
-    rows.append(("client_credentials RS256", cc, f"raw RS256 signing, 1 thread: {sign:,.0f}/s"))
+    run_client_credentials(stack, args, rows)
 
     auth = {"Authorization": stack.basic}
     access = json.loads(http("POST", f"{base}/token", "grant_type=client_credentials", auth))
@@ -474,23 +667,22 @@ def run_rs256(stack: Stack, args: argparse.Namespace, rows: list[Row], notes: li
     intro = wrk(f"{base}/introspect", intro_script, args)
     rows.append(("introspection (access token)", intro, ""))
 
-    tokens = stack.refresh_pool(FAMILIES)
-    rotate_script = stack.script("rotate", ROTATE)
-    rot = wrk(f"{base}/token", rotate_script, args, script_args=[str(tokens), str(args.threads)])
-    rows.append((f"refresh rotation RS256 ({FAMILIES} families)", rot, ""))
+    run_rotation(stack, args, rows)
 
-    # Password login, with a paced JWKS probe and RSS sampling alongside.
-    raw, threads, params = argon2_rate(5)
+    # Password login, with a paced JWKS probe and the workers' RSS sampled alongside.
+    raw, cap, params = argon2_rate(5, args.workers)
     login_script = stack.post_script("login", stack.login_body())
     probe_script = stack.script("probe", PACED_GET.format(ms=10))
-    rss_before = stack.rss_kib()
-    peak = [rss_before]
-    probe_result: list[WrkResult] = []
+    idle = rss_kib(stack.worker_pids())
+    totals, singles = [sum(idle)], [max(idle, default=0)]
+    probe_result: list[Measurement] = []
     stop_sampling = threading.Event()
 
     def sample() -> None:
         while not stop_sampling.wait(0.25):
-            peak.append(stack.rss_kib())
+            sizes = rss_kib(stack.worker_pids())  # asked again: a worker may have been replaced
+            totals.append(sum(sizes))
+            singles.append(max(sizes, default=0))
 
     def probe() -> None:
         time.sleep(1)  # let the logins saturate first
@@ -514,36 +706,41 @@ def run_rs256(stack: Stack, args: argparse.Namespace, rows: list[Row], notes: li
     stop_sampling.set()
     sampler.join()
     share = login.rps / raw
+    threads = f"{cap * args.workers} threads ({cap}/worker x {args.workers})"
     rows.append(
         (
             "password login (argon2id default cost)",
             login,
-            f"raw argon2id verify, {threads} threads: {raw:,.1f}/s ({share:.0%})",
+            f"raw argon2id verify, {threads}: {raw:,.1f}/s ({share:.0%})",
         )
     )
     rows.append(("  JWKS GET, 1 conn paced 10 ms, during logins", probe_result[0], ""))
-    notes.append(f"argon2id parameters: {params}, server cap {threads} concurrent hashes")
     notes.append(
-        f"worker RSS: {rss_before / 1024:.0f} MiB idle before logins, "
-        f"peak {max(peak) / 1024:.0f} MiB under login load (sampled every 0.25 s)"
+        f"argon2id parameters: {params}, server cap {cap} concurrent hashes per worker "
+        f"x {args.workers} workers"
     )
+    mib = 1024
+    if args.workers == 1:
+        notes.append(
+            f"worker RSS (the one server process): {totals[0] / mib:.0f} MiB idle before "
+            f"logins, peak {max(totals) / mib:.0f} MiB under login load (sampled every 0.25 s)"
+        )
+    else:
+        notes.append(
+            f"worker RSS, summed over the {args.workers} workers (children of the uvicorn parent; "
+            f"the parent and the resource tracker not counted): {totals[0] / mib:.0f} MiB idle "
+            f"before logins, peak {max(totals) / mib:.0f} MiB under login load, largest single "
+            f"worker {max(singles) / mib:.0f} MiB (sampled every 0.25 s)"
+        )
 
 
 def run_eddsa(stack: Stack, args: argparse.Namespace, rows: list[Row]) -> None:
-    base = stack.base
-    sign = signing_rate("EdDSA", 3)
-    cc_script = stack.post_script("cc", "grant_type=client_credentials", basic=True)
-    cc = wrk(f"{base}/token", cc_script, args)
-    rows.append(("client_credentials EdDSA", cc, f"raw EdDSA signing, 1 thread: {sign:,.0f}/s"))
-    tokens = stack.refresh_pool(FAMILIES)
-    rotate_script = stack.script("rotate", ROTATE)
-    rot = wrk(f"{base}/token", rotate_script, args, script_args=[str(tokens), str(args.threads)])
-    rows.append((f"refresh rotation EdDSA ({FAMILIES} families)", rot, ""))
+    run_client_credentials(stack, args, rows)
+    run_rotation(stack, args, rows)
 
 
 def profile(stack: Stack, args: argparse.Namespace, target: str) -> None:
-    """py-spy on the worker during one wrk run of `target`; prints where the CPU goes."""
-    assert stack.server is not None
+    """py-spy on one worker during one wrk run of `target`; prints where the CPU goes."""
     base = stack.base
     if target == "rotation":
         tokens = stack.refresh_pool(FAMILIES)
@@ -554,17 +751,26 @@ def profile(stack: Stack, args: argparse.Namespace, target: str) -> None:
         url, extra = f"{base}/token", []
     else:
         script, url, extra = None, f"{base}/.well-known/jwks.json", []
+    pid = stack.worker_pids()[0]
     raw = stack.workdir / "profile.txt"
     spy = subprocess.Popen(
         [str(VENV_BIN / "py-spy"), "record", "-f", "raw", "-r", "200", "-o", str(raw)]
-        + ["-d", str(int(args.duration)), "-p", str(stack.server.pid)],
+        + ["--threads", "-d", str(int(args.duration)), "-p", str(pid)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     time.sleep(0.5)
     result = wrk(url, script, args, script_args=extra)
     spy.wait()
+    if args.workers == 1:
+        print(f"profiled: the server process (pid {pid})")
+    else:
+        print(
+            f"profiled: worker pid {pid}, 1 of {args.workers} "
+            f"(it serves about 1/{args.workers} of the requests)"
+        )
     print(f"{target}: {result.rps:,.0f} rps while profiled (py-spy -r 200, idle excluded)")
+    by_thread: dict[str, int] = {}
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
     total = 0
@@ -572,10 +778,17 @@ def profile(stack: Stack, args: argparse.Namespace, target: str) -> None:
         stack_text, _, count_text = line.rpartition(" ")
         count = int(count_text)
         total += count
-        frames = [re.sub(r":\d+\)$", ")", f) for f in stack_text.split(";")]
+        # --threads puts "thread (TID): NAME" first: the event loop is MainThread; the
+        # others (log writer, AnyIO pool, uvicorn's supervisor pong) sometimes show as busy.
+        thread, *frames = stack_text.split(";")
+        thread = thread.partition(": ")[2]
+        by_thread[thread] = by_thread.get(thread, 0) + count
+        frames = [re.sub(r":\d+\)$", ")", f) for f in frames]
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + count
+    threads = sorted(by_thread.items(), key=lambda kv: -kv[1])
+    print("samples by thread: " + ", ".join(f"{name} {n / total:.1%}" for name, n in threads))
     print(f"{total} samples; self time, top 25:")
     for frame, count in sorted(own.items(), key=lambda kv: -kv[1])[:25]:
         print(f"  {count / total:6.1%}  {frame}")
@@ -597,20 +810,25 @@ def print_rows(rows: list[Row]) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--bare":
-        bare_server(Path(sys.argv[3]), int(sys.argv[2]))
-        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="uvicorn workers of the server, and of every ceiling (default: one per core)",
+    )
     parser.add_argument("--only", choices=["RS256", "EdDSA"], help="one algorithm only")
     parser.add_argument(
         "--profile",
         choices=["rotation", "client_credentials", "jwks"],
-        help="instead of the benchmark: py-spy the RS256 worker under this load",
+        help="instead of the benchmark: py-spy one RS256 worker under this load",
     )
     args = parser.parse_args()
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
     sys.path.insert(0, str(ROOT))
@@ -622,13 +840,15 @@ def main() -> None:
         print(line)
     load = os.getloadavg()
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    workers = f"{args.workers} uvicorn worker{'s' if args.workers > 1 else ''}"
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{int(args.duration)}s per run; "
-        "one uvicorn worker; wrk, server and Postgres share the cores"
+        f"{workers} (serve --workers {args.workers}; the ceilings sized to match); "
+        "wrk, server and Postgres share the cores"
     )
     if args.profile:
         with tempfile.TemporaryDirectory(prefix="authserver-httpbench-") as tmp:
-            stack = Stack("RS256", Path(tmp))
+            stack = Stack("RS256", Path(tmp), args.workers)
             try:
                 stack.start()
                 profile(stack, args, args.profile)
@@ -645,7 +865,7 @@ def main() -> None:
         for alg, run in runs:
             if args.only and alg != args.only:
                 continue
-            stack = Stack(alg, Path(tmp))
+            stack = Stack(alg, Path(tmp), args.workers)
             try:
                 stack.start()
                 run(stack)
