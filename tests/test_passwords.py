@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from typing import Literal
@@ -11,7 +13,7 @@ import pytest
 from argon2 import PasswordHasher, Type
 
 from authserver.config import Settings
-from authserver.passwords import Passwords, Verdict
+from authserver.passwords import HASHING_NICENESS, Passwords, Verdict
 
 # Cheap parameters: these tests are about behaviour, not cost.
 CHEAP = Settings(argon2_memory_kib=1024, argon2_time_cost=1, argon2_parallelism=1)
@@ -200,3 +202,29 @@ async def test_at_most_the_configured_number_of_hashes_run_at_once() -> None:
 async def test_hashes_do_run_in_parallel_up_to_the_cap() -> None:
     # Shows the measure above can see an overlap: with room for 3, more than one runs at once.
     assert 2 <= await most_hashes_at_once(3) <= 3
+
+
+class NiceRecordingHasher(PasswordHasher):
+    """The real argon2, noting the OS priority (nice) of each thread it runs in."""
+
+    def __init__(self) -> None:
+        super().__init__(memory_cost=1024, time_cost=1, parallelism=1, type=Type.ID)
+        self.niceness: list[int] = []
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        self.niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return super().hash(password, salt=salt)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux")
+async def test_hashes_run_at_a_lower_priority_than_the_event_loop() -> None:
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    passwords = Passwords(CHEAP)
+    recording = NiceRecordingHasher()
+    passwords._hasher = recording
+    await passwords.hash("correct horse")
+    await passwords.hash("correct horse")
+
+    assert recording.niceness == [min(loop_nice + HASHING_NICENESS, 19)] * 2
+    # ...and the event loop's own thread is left as it was.
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == loop_nice
