@@ -783,7 +783,7 @@ def profile(stack: Stack, args: argparse.Namespace, target: str) -> None:
         thread, *frames = stack_text.split(";")
         thread = thread.partition(": ")[2]
         by_thread[thread] = by_thread.get(thread, 0) + count
-        frames = [re.sub(r":\d+\)$", ")", f) for f in frames]
+        frames = [re.sub(r":\d+\)$", ")", f) for f in frames] or ["(no Python frame)"]
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + count
