@@ -203,8 +203,8 @@ async def test_a_silent_database_gets_503_within_the_timeouts_then_recovers(rig:
 async def test_requests_queued_for_a_stuck_pool_get_503_too(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A pool of 1 (+1 overflow): both connections hang in the black hole, and the requests
-    # queued behind them give up after pool_timeout rather than waiting for them.
+    # A pool of 1: its connection hangs in the black hole, and the requests queued behind it
+    # give up after pool_timeout rather than waiting for it.
     caplog.set_level(logging.INFO, "authserver")
     rig.proxy.black_hole()
 
