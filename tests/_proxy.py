@@ -9,6 +9,12 @@ are accepted, but nothing gets through in either direction, so only timeouts can
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
 class FaultyProxy:
@@ -85,3 +91,28 @@ class FaultyProxy:
             if writer is not None:
                 writer.close()
                 self._writers.discard(writer)
+
+
+@asynccontextmanager
+async def engine_through_proxy(
+    database_url: str, **engine_args: object
+) -> AsyncIterator[tuple[AsyncEngine, FaultyProxy]]:
+    """A Postgres engine whose connections all pass through a FaultyProxy (skips SQLite)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("an embedded SQLite database has no connection to lose")
+    proxy = FaultyProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    engine = create_async_engine(via_proxy, **engine_args)
+    try:
+        yield engine, proxy
+    finally:
+        await engine.dispose()
+        await proxy.cut()
+
+
+async def lose_every_connection(proxy: FaultyProxy) -> None:
+    """What a database restart does to a pool: every open connection is reset."""
+    await proxy.cut()
+    await proxy.restore()

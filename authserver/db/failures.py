@@ -18,12 +18,19 @@ import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from authserver.errors import TemporarilyUnavailable
 
 T = TypeVar("T")
+
+_ASYNCPG_CANNOT_NOW = (
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: canceled, shutting down
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
+)
 
 
 def unavailable(exc: BaseException) -> TemporarilyUnavailable | None:
@@ -37,6 +44,12 @@ def unavailable(exc: BaseException) -> TemporarilyUnavailable | None:
         exc.connection_invalidated or isinstance(exc, OperationalError)
     ):
         return TemporarilyUnavailable(detail=f"database unavailable: {_driver_words(exc)}")
+    # asyncpg's own, from statements run on the driver directly (db/direct.py): the server
+    # cancelled the statement (statement_timeout) or is shutting down, or has no room.
+    if isinstance(exc, _ASYNCPG_CANNOT_NOW):
+        return TemporarilyUnavailable(
+            detail=f"database unavailable: {type(exc).__name__}: {_first_line(exc)}"
+        )
     # Raised by the drivers outside SQLAlchemy's wrapping: refused or reset connections, and
     # connect timeouts (TimeoutError is an OSError).
     if isinstance(exc, OSError):

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authserver.audit import AuditEvent, AuditQuery
 from authserver.clients import Client
+from authserver.db.direct import fetch_row
 from authserver.db.engine import is_postgres
 from authserver.db.models import AuditEventRow, ClientRow, FamilyRow, SigningKeyRow, UserRow
 from authserver.keys import KeyRecord
@@ -112,6 +113,18 @@ def _family(row: Any) -> Family:
     )
 
 
+def _family_from_record(record: Any) -> Family:
+    return Family(
+        id=record["id"],
+        user_id=record["user_id"],
+        client_id=record["client_id"],
+        scope=record["scope"],
+        created_at=record["created_at"],
+        expires_at=record["expires_at"],
+        revoked_at=record["revoked_at"],
+    )
+
+
 async def _add_successor(
     conn: AsyncConnection,
     family_id: str,
@@ -178,9 +191,9 @@ class SqlSessionStore:
             "new_expires_at": new_expires_at,
         }
         if self._postgres:
-            async with self._single.connect() as conn:
-                row = (await conn.execute(_SPEND_POSTGRES, params)).first()
-            return _family(row) if row else None
+            # The statement every refresh runs: straight through asyncpg (db/direct.py).
+            row = await fetch_row(self._engine, _SPEND_POSTGRES, params)
+            return _family_from_record(row) if row else None
         async with self._engine.begin() as conn:
             family_id = (await conn.execute(_SPEND, params)).scalar()
             if family_id is None:

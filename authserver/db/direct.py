@@ -1,0 +1,57 @@
+"""One statement straight through asyncpg, on a connection from SQLAlchemy's pool.
+
+For the statement every refresh runs. SQLAlchemy's connection, execution context and result
+layers cost 0.35 ms of CPU around a 0.07 ms asyncpg call (measured on the rotation CTE; the
+whole rotation request costs ~0.8 ms), so here the statement is compiled once for asyncpg
+and run on the pooled driver connection itself, outside any transaction: one statement, its
+own transaction, atomic as before. The pool, its liveness checks and its limits stay
+SQLAlchemy's.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.elements import TextClause
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]  # the bind parameters in $1, $2, ... order
+
+
+@functools.cache
+def _compiled(statement: TextClause, dialect: Dialect) -> _Compiled:
+    compiled = statement.compile(dialect=dialect)
+    return _Compiled(str(compiled), tuple(compiled.positiontup or ()))
+
+
+async def fetch_row(
+    engine: AsyncEngine, statement: TextClause, params: dict[str, Any]
+) -> asyncpg.Record | None:
+    """The first row `statement` returns with `params`, or None."""
+    compiled = _compiled(statement, engine.dialect)
+    args = [params[name] for name in compiled.names]
+    pooled = await engine.raw_connection()
+    try:
+        driver: asyncpg.Connection = pooled.driver_connection
+        try:
+            row: asyncpg.Record | None = await driver.fetchrow(compiled.sql, *args)
+            return row
+        except BaseException as exc:
+            # An error the server answered leaves the connection fit for the next request;
+            # anything else (lost, timed out, cancelled mid-statement) does not.
+            if driver.is_closed() or not isinstance(exc, asyncpg.PostgresError):
+                pooled.invalidate(exc if isinstance(exc, Exception) else None)
+            if driver.is_closed() and isinstance(exc, Exception):
+                # Said as an OSError, as SQLAlchemy's own lost connections are: a 503.
+                raise ConnectionResetError(f"database connection lost: {exc}") from exc
+            raise
+    finally:
+        pooled.close()
