@@ -292,14 +292,18 @@ class SqlSessionStore:
             )
 
     async def access_revoked(self, jti: str, sid: str | None, now: int, kid: str = "") -> bool:
+        params: dict[str, object]
+        if sid is None:
+            statement, params = _ACCESS_REVOKED, {"jti": jti, "kid": kid}
+        else:
+            statement = _ACCESS_REVOKED_IN_SESSION
+            params = {"jti": jti, "kid": kid, "sid": sid, "now": now}
+        if self._postgres:
+            # Asked by every introspection and admin request: straight through asyncpg.
+            row = await fetch_row(self._engine, statement, params)
+            return bool(row is not None and row[0])
         async with self._single.connect() as conn:
-            if sid is None:
-                result = await conn.execute(_ACCESS_REVOKED, {"jti": jti, "kid": kid})
-            else:
-                result = await conn.execute(
-                    _ACCESS_REVOKED_IN_SESSION, {"jti": jti, "kid": kid, "sid": sid, "now": now}
-                )
-            return bool(result.scalar())
+            return bool((await conn.execute(statement, params)).scalar())
 
     async def recent_revocations(self, since: int, now: int) -> tuple[list[str], list[str]]:
         # A range scan on ix_refresh_families_revoked_at (0004).
