@@ -186,3 +186,32 @@ async def test_the_purge_command(
     assert result.returncode == 0, result.stderr
     assert "denied access tokens: 1" in result.stderr
     assert await count(engine, "denied_access_tokens") == 0
+
+
+async def test_a_backlog_larger_than_a_batch_is_purged_in_one_round(
+    services: Services,
+    registry: Registry,
+    spa: str,
+    engine: AsyncEngine,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    """Each batch is one short transaction; the round goes on until a batch is not full."""
+    alice = await registry.user()
+    for n in range(7):
+        await family(services, alice)
+        async with engine.begin() as conn:  # (deny itself sweeps the expired ones)
+            await conn.execute(
+                text("INSERT INTO denied_access_tokens (jti, expires_at) VALUES (:jti, :at)"),
+                {"jti": f"jti-{n}", "at": clock.now},
+            )
+    clock.advance(settings.session_ttl + settings.access_token_ttl + settings.clock_leeway + 1)
+    live = await family(services, alice)
+
+    purged = await purge(engine, settings, clock.now, batch=3)
+
+    assert purged is not None
+    assert (purged.families, purged.refresh_tokens) == (7, 7)
+    assert purged.denied_access_tokens == 7
+    assert await family_ids(engine) == {live}
+    assert await count(engine, "denied_access_tokens") == 0

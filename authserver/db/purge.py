@@ -8,9 +8,13 @@
 - login throttle buckets quiet for longer than the throttle forgets;
 - audit events older than the retention (AUTHSERVER_AUDIT_RETENTION_DAYS).
 
-One purge is one transaction. On Postgres it first takes a transaction-scoped advisory lock
-with `pg_try_advisory_xact_lock`: an instance that finds another one purging skips this round
-(the lock goes with the transaction, even if the process dies). SQLite has one writer anyway.
+A purge deletes in batches of at most `BATCH` rows per table, each batch one short
+transaction, until a batch finds less than a full one: a backlog (purging was off, or the
+database was down for a while) would otherwise be one huge DELETE that runs into the
+statement timeout every round and never shrinks. On Postgres each batch first takes a
+transaction-scoped advisory lock with `pg_try_advisory_xact_lock`: an instance that finds
+another one purging skips this round (the lock goes with the transaction, even if the process
+dies). SQLite has one writer anyway.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authserver.config import Settings
@@ -33,22 +37,37 @@ log = logging.getLogger("authserver.purge")
 # Any constant other than the key store's; it names the purge's lock.
 PURGE_LOCK = 0x70757267  # "purg"
 
+BATCH = 1000
+
 # A family is kept while either end is recent: revoked_at within the window keeps it in the
 # revocation feed even if its absolute end passed long ago.
-_DEAD_FAMILIES = """
+_DEAD_FAMILIES = text("""
     SELECT id FROM refresh_families
     WHERE (expires_at < :cutoff OR revoked_at < :cutoff)
       AND (revoked_at IS NULL OR revoked_at < :cutoff)
-"""
+    LIMIT :batch
+""")
 # Explicit rather than ON DELETE CASCADE alone: same result, and it does not depend on
 # SQLite's foreign_keys pragma being on for the connection.
-_TOKENS = text(f"DELETE FROM refresh_tokens WHERE family_id IN ({_DEAD_FAMILIES})")
-_FAMILIES = text(f"DELETE FROM refresh_families WHERE id IN ({_DEAD_FAMILIES})")
-_DENIED = text("DELETE FROM denied_access_tokens WHERE expires_at <= :now")
-_THROTTLE = text(
-    "DELETE FROM login_throttle WHERE last_failure_at < :before AND blocked_until < :before"
+_TOKENS = text("DELETE FROM refresh_tokens WHERE family_id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
 )
-_AUDIT = text("DELETE FROM audit_events WHERE at < :before")
+_FAMILIES = text("DELETE FROM refresh_families WHERE id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
+)
+_DENIED = text("""
+    DELETE FROM denied_access_tokens WHERE jti IN (
+        SELECT jti FROM denied_access_tokens WHERE expires_at <= :now LIMIT :batch)
+""")
+_THROTTLE = text("""
+    DELETE FROM login_throttle WHERE bucket IN (
+        SELECT bucket FROM login_throttle
+        WHERE last_failure_at < :before AND blocked_until < :before LIMIT :batch)
+""")
+_AUDIT = text("""
+    DELETE FROM audit_events WHERE id IN (
+        SELECT id FROM audit_events WHERE at < :before LIMIT :batch)
+""")
 
 
 @dataclass(frozen=True)
@@ -62,31 +81,52 @@ class Purged:
     def __str__(self) -> str:
         return ", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in vars(self).items())
 
+    def __add__(self, other: Purged) -> Purged:
+        pairs = zip(vars(self).values(), vars(other).values(), strict=True)
+        return Purged(*(mine + theirs for mine, theirs in pairs))
 
-async def purge(engine: AsyncEngine, settings: Settings, now: int) -> Purged | None:
+    @property
+    def most_in_one_table(self) -> int:
+        # Tokens are not counted: a batch of families may carry any number of them.
+        return max(
+            self.families, self.denied_access_tokens, self.throttle_buckets, self.audit_events
+        )
+
+
+async def purge(
+    engine: AsyncEngine, settings: Settings, now: int, batch: int = BATCH
+) -> Purged | None:
     """Deletes what is no longer needed; None when another instance is purging (Postgres)."""
-    async with engine.begin() as conn:
-        if is_postgres(engine):
-            locked = await conn.scalar(
-                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": PURGE_LOCK}
-            )
-            if not locked:
-                return None
-        return await _delete(conn, settings, now)
+    total: Purged | None = None
+    while True:
+        async with engine.begin() as conn:
+            if is_postgres(engine):
+                locked = await conn.scalar(
+                    text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": PURGE_LOCK}
+                )
+                if not locked:  # another instance purges (it takes over a backlog too)
+                    return total
+            done = await _delete_batch(conn, settings, now, batch)
+        total = done if total is None else total + done
+        if done.most_in_one_table < batch:
+            return total
 
 
-async def _delete(conn: AsyncConnection, settings: Settings, now: int) -> Purged:
+async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, batch: int) -> Purged:
     cutoff = now - settings.access_token_ttl - settings.clock_leeway
-    tokens = await conn.execute(_TOKENS, {"cutoff": cutoff})
-    families = await conn.execute(_FAMILIES, {"cutoff": cutoff})
-    denied = await conn.execute(_DENIED, {"now": now})
+    ids = list((await conn.execute(_DEAD_FAMILIES, {"cutoff": cutoff, "batch": batch})).scalars())
+    tokens = families = 0
+    if ids:
+        tokens = (await conn.execute(_TOKENS, {"ids": ids})).rowcount
+        families = (await conn.execute(_FAMILIES, {"ids": ids})).rowcount
+    denied = await conn.execute(_DENIED, {"now": now, "batch": batch})
     quiet = now - max(USERNAME.forget, ADDRESS.forget)
-    throttle = await conn.execute(_THROTTLE, {"before": quiet})
+    throttle = await conn.execute(_THROTTLE, {"before": quiet, "batch": batch})
     retention = now - settings.audit_retention_days * 86_400
-    audit = await conn.execute(_AUDIT, {"before": retention})
+    audit = await conn.execute(_AUDIT, {"before": retention, "batch": batch})
     return Purged(
-        families=int(families.rowcount),
-        refresh_tokens=int(tokens.rowcount),
+        families=int(families),
+        refresh_tokens=int(tokens),
         denied_access_tokens=int(denied.rowcount),
         throttle_buckets=int(throttle.rowcount),
         audit_events=int(audit.rowcount),
