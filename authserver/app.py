@@ -32,7 +32,7 @@ from authserver.http.headers import security_headers
 from authserver.http.observe import Observe
 from authserver.http.routes import routes
 from authserver.keys import key_sealer
-from authserver.metrics import observed_sessions
+from authserver.metrics import observed_keys, observed_sessions
 from authserver.passwords import Passwords
 from authserver.services import Services, wall_clock
 from authserver.signing import SigningKeys
@@ -53,7 +53,7 @@ def build_services(
         # Remembered for 5 s: one lookup per client, not per request (clients.CachedClients).
         clients=CachedClients(fail_closed(SqlClientStore(engine)), clock),
         sessions=observed_sessions(fail_closed(SqlSessionStore(engine))),
-        keys=SigningKeys(fail_closed(SqlKeyStore(engine)), sealer, settings, clock),
+        keys=SigningKeys(observed_keys(fail_closed(SqlKeyStore(engine))), sealer, settings, clock),
         passwords=Passwords(settings),
         audit=fail_closed(SqlAuditLog(engine)),
         throttle=fail_closed(SqlThrottleStore(engine)),

@@ -158,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from authserver.multiprocess_metrics import shared_directory
+
     async def check(engine: AsyncEngine) -> None:
         # Once, before any worker starts: migrate (SQLite) or check the schema (Postgres), and
         # open the signing keys (made here on first start), so a wrong KEK is one line, not a
@@ -166,21 +168,23 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         await build_services(settings, engine).keys.start()
 
     _with_engine(settings, check)
-    uvicorn.run(
-        "authserver.app:app_from_environment",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        proxy_headers=False,
-        server_header=False,
-        # JSON lines on stderr, one per request, from authserver.logs; uvicorn's own access
-        # log is off: ours replaces it, and it would print query strings.
-        log_config=log_config(args.log_level),
-        access_log=False,
-        # On SIGTERM, requests in flight get this long to finish; then they are closed.
-        timeout_graceful_shutdown=settings.shutdown_timeout,
-    )
+    # Several workers share their metrics through files; set up before uvicorn spawns them.
+    with shared_directory(args.workers):
+        uvicorn.run(
+            "authserver.app:app_from_environment",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            proxy_headers=False,
+            server_header=False,
+            # JSON lines on stderr, one per request, from authserver.logs; uvicorn's own access
+            # log is off: ours replaces it, and it would print query strings.
+            log_config=log_config(args.log_level),
+            access_log=False,
+            # On SIGTERM, requests in flight get this long to finish; then they are closed.
+            timeout_graceful_shutdown=settings.shutdown_timeout,
+        )
     return 0
 
 

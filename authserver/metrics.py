@@ -1,23 +1,31 @@
-"""Prometheus metrics: what operators watch. Served at GET /metrics (authserver/http/observe.py).
+"""Prometheus metrics: what operators watch. Served at GET /metrics (http/metrics_endpoint.py).
 
 The domain does not count anything itself. Requests, grants and failed logins are counted in
 the HTTP layer; rotations, reuse detections and revoked families by `observed_sessions`, a
-wrapper around the session store the use cases already call (wired in app.py).
+wrapper around the session store the use cases already call; the signing keys' age and changes
+by `observed_keys`, a wrapper around the key store (both wired in app.py); connections in use by
+pool events (db/pool_metrics.py).
 
 Labels are bounded: routes are templates (`/admin/keys/{kid}/revoke`, not the kid), unknown
 paths are one `<unmatched>` route, grant names outside the three we serve are `other`.
 
-One process, one registry: with `serve --workers N` each worker counts on its own and a scrape
-sees one of them (prometheus-client's multiprocess mode is the later fix; see README).
+With `serve --workers N` every worker keeps its values in files of a shared directory
+(prometheus-client's multiprocess mode, multiprocess_metrics.py), and a scrape merges them; so
+each gauge says how workers combine: connections in use add up over the live workers, a key
+timestamp is the one a worker read last.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
+from authserver.keys import KeyRecord
+from authserver.rotation import Transition
 from authserver.sessions import Family, SessionStore
+from authserver.signing import KeyStore
 
 REQUESTS = Counter(
     "authserver_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
@@ -46,7 +54,32 @@ FAMILIES_REVOKED = Counter(
     ["reason"],
 )
 
+SIGNING_KEY_CREATED = Gauge(
+    "authserver_signing_key_created_timestamp_seconds",
+    "When the active signing key was made, in Unix seconds: its age is time() minus this.",
+    multiprocess_mode="mostrecent",
+)
+SIGNING_KEY_ACTIVATED = Gauge(
+    "authserver_signing_key_activated_timestamp_seconds",
+    "When the active signing key began to sign, in Unix seconds (scheduled rotation counts "
+    "AUTHSERVER_KEY_ROTATION_INTERVAL from here).",
+    multiprocess_mode="mostrecent",
+)
+SIGNING_KEY_CHANGES = Counter(
+    "authserver_signing_key_changes_total",
+    "Signing-key changes this server made, by action: rotate (admin API), scheduled, revoke.",
+    ["action"],
+)
+DB_CONNECTIONS_IN_USE = Gauge(
+    "authserver_db_pool_connections_in_use",
+    "Database connections checked out of the pool: requests and tasks using one right now.",
+    multiprocess_mode="livesum",
+)
+
 GRANTS = frozenset({"password", "refresh_token", "client_credentials"})
+KEY_ACTIONS = ("rotate", "scheduled", "revoke")
+for _action in KEY_ACTIONS:  # at 0 from the start, so rate() and increase() see the first one
+    SIGNING_KEY_CHANGES.labels(_action)
 
 
 def grant_label(grant_type: str | None) -> str:
@@ -97,3 +130,37 @@ def _reason(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     # revoke(family_id, reason, now) and revoke_user(user_id, reason, now)
     reason = kwargs.get("reason", args[1] if len(args) > 1 else None)
     return str(reason) if reason else "unknown"
+
+
+def observed_keys(store: KeyStore) -> KeyStore:
+    """`store`, setting the active key's timestamps whenever the keys are read (every reload)
+    and counting the rotations and revocations made through it."""
+    return _ObservedKeys(store)
+
+
+class _ObservedKeys:
+    def __init__(self, store: KeyStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def all(self) -> list[KeyRecord]:
+        records = await self._store.all()
+        active = next((r for r in records if r.state == "active"), None)  # one at most (index)
+        if active is not None:
+            SIGNING_KEY_CREATED.set(active.created_at)
+            SIGNING_KEY_ACTIVATED.set(active.activated_at or active.created_at)
+        return records
+
+    async def change(
+        self, decide: Callable[[list[KeyRecord]], Transition], actor: str, now: int
+    ) -> Transition:
+        transition = await self._store.change(decide, actor, now)
+        actions = {event.action for event in transition.events}
+        if "key.revoked" in actions:
+            SIGNING_KEY_CHANGES.labels("revoke").inc()
+        elif "key.activated" in actions:
+            # "scheduler" is the actor SigningKeys.rotate_if_due writes (and audits) as.
+            SIGNING_KEY_CHANGES.labels("scheduled" if actor == "scheduler" else "rotate").inc()
+        return transition  # no events: nothing changed (not due, or revoked already)

@@ -10,14 +10,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from authserver.config import Settings
 from authserver.db.liveness import ping_when_idle
+from authserver.db.pool_metrics import count_connections_in_use
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
-    if url.startswith("sqlite"):
-        return _sqlite_engine(url)
+    engine = _sqlite_engine(url) if url.startswith("sqlite") else _postgres_engine(settings)
+    count_connections_in_use(engine)
+    return engine
+
+
+def is_postgres(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def _postgres_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
-        url,
+        settings.database_url,
         pool_size=settings.db_pool_size,
         # No overflow: connections past the pool size were closed as soon as they were given
         # back and opened again on the next burst (a Postgres backend forked each time).
@@ -37,10 +46,6 @@ def make_engine(settings: Settings) -> AsyncEngine:
     # Instead of pool_pre_ping's three round trips on every checkout (db/liveness.py).
     ping_when_idle(engine)
     return engine
-
-
-def is_postgres(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "postgresql"
 
 
 def _sqlite_engine(url: str) -> AsyncEngine:

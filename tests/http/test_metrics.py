@@ -1,4 +1,5 @@
-"""GET /metrics: requests by route template and status, grants, rotations, theft, revocations.
+"""GET /metrics: requests by route template and status, grants, rotations, theft, revocations,
+the signing keys' age and changes, database connections in use.
 
 Counters are process-wide and every test of the run adds to them, so each assertion is on the
 change a test's own requests made.
@@ -6,11 +7,31 @@ change a test's own requests made.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
 import httpx
+import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import Login, Registry, password_login
+from authserver.app import create_app
+from authserver.config import Settings
+from authserver.services import Services
+from authserver.signing import publication_lag
+from tests._proxy import FaultyProxy
+from tests.conftest import ISSUER, Clock, Login, Registry, make_settings, password_login
+
+CREATED = "authserver_signing_key_created_timestamp_seconds"
+ACTIVATED = "authserver_signing_key_activated_timestamp_seconds"
+CHANGES = "authserver_signing_key_changes_total"
+IN_USE = "authserver_db_pool_connections_in_use"
+HOUR = 3600
 
 
 def value(name: str, **labels: str) -> float:
@@ -113,6 +134,10 @@ async def test_metrics_endpoint_speaks_the_prometheus_text_format(
         "authserver_families_revoked",
         "authserver_logins_failed",
         "authserver_logins_throttled",
+        "authserver_signing_key_created_timestamp_seconds",
+        "authserver_signing_key_activated_timestamp_seconds",
+        "authserver_signing_key_changes",
+        "authserver_db_pool_connections_in_use",
     } <= names
     # Templates, never raw paths: no token, user id or kid can become a label.
     assert login.access_token not in response.text
@@ -135,3 +160,149 @@ async def test_failed_and_throttled_logins_are_counted_apart(
 
     assert 429 in statuses, statuses
     assert deltas() == [statuses.count(400), statuses.count(429)]
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    with anyio.fail_after(seconds):
+        while not condition():
+            await anyio.sleep(0.01)
+
+
+def key_changes() -> Deltas:
+    """Rotations, scheduled rotations and revocations, in that order."""
+    return Deltas(*((CHANGES, {"action": action}) for action in ("rotate", "scheduled", "revoke")))
+
+
+async def active_key(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:
+    response = await client.get("/admin/keys", headers=admin)
+    assert response.status_code == 200, response.text
+    (active,) = [key for key in response.json()["keys"] if key["state"] == "active"]
+    return dict(active)
+
+
+@pytest.mark.usefixtures("fresh_keys")
+async def test_signing_key_timestamps_follow_the_active_key_and_changes_are_counted(
+    client: httpx.AsyncClient, registry: Registry, spa: str, clock: Clock, settings: Settings
+) -> None:
+    await registry.user("root", "correct horse", admin=True)
+    login = await password_login(client, "root", scope="admin")
+    admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    deltas = key_changes()
+    started = clock.now
+    ready = settings.jwks_max_age + publication_lag(settings)  # a next key this old is promoted
+
+    first = await active_key(client, admin)
+    assert (first["created_at"], first["activated_at"]) == (started, started)
+    assert (value(CREATED), value(ACTIVATED)) == (started, started)
+
+    clock.advance(ready)
+    assert (await client.post("/admin/keys/rotate", headers=admin)).status_code == 200
+    # The next key made at start now signs: made then, active since now.
+    assert (value(CREATED), value(ACTIVATED)) == (started, started + ready)
+    clock.advance(ready)
+    assert (await client.post("/admin/keys/rotate", headers=admin)).status_code == 200
+    second = await active_key(client, admin)
+    assert (value(CREATED), value(ACTIVATED)) == (started + ready, started + 2 * ready)
+    assert (second["created_at"], second["activated_at"]) == (started + ready, started + 2 * ready)
+
+    clock.advance(1)
+    revoke = f"/admin/keys/{second['kid']}/revoke"
+    assert (await client.post(revoke, headers=admin)).status_code == 200
+    assert (await client.post(revoke, headers=admin)).status_code == 200  # changes nothing
+    third = await active_key(client, admin)
+    assert (value(CREATED), value(ACTIVATED)) == (third["created_at"], third["activated_at"])
+    assert value(ACTIVATED) == started + 2 * ready + 1
+
+    assert deltas() == [2, 0, 1]
+
+
+@pytest.mark.usefixtures("fresh_keys")
+@pytest.mark.parametrize("settings_overrides", [{"key_rotation_interval": str(HOUR)}])
+async def test_a_scheduled_rotation_is_counted_as_scheduled(
+    services: Services, clock: Clock
+) -> None:
+    deltas = key_changes()
+    assert not await services.keys.rotate_if_due()
+    clock.advance(HOUR)
+
+    await services.keys.rotate_if_due()  # or the app's own schedule got there first: one rotates
+
+    await wait_until(lambda: deltas() != [0, 0, 0])
+    assert deltas() == [0, 1, 0]
+    await wait_until(lambda: value(ACTIVATED) == clock.now)
+
+
+def connections_in_use() -> float:
+    return value(IN_USE)
+
+
+async def test_a_connection_counts_as_in_use_while_a_request_waits_on_the_database(
+    client: httpx.AsyncClient, login: Login, engine: AsyncEngine
+) -> None:
+    await wait_until(lambda: connections_in_use() == 0)  # the app's reload may hold one briefly
+    answers: list[httpx.Response] = []
+
+    async def log_in() -> None:
+        answers.append(await password_login(client))
+
+    # The test's own engine (not counted) takes a lock the login's queries must wait for.
+    blocker = await engine.connect()
+    try:
+        if engine.dialect.name == "postgresql":
+            await blocker.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+        else:  # a write takes the SQLite file's one write lock; the app begins IMMEDIATE
+            await blocker.execute(text("DELETE FROM login_throttle"))
+        async with anyio.create_task_group() as requests:
+            requests.start_soon(log_in)
+            # Asserted once the login is done: cancelling it mid-query would hang SQLite.
+            with anyio.move_on_after(4):
+                await wait_until(lambda: connections_in_use() >= 1)
+            held = connections_in_use()
+            await blocker.rollback()
+    finally:
+        await blocker.close()
+
+    assert held >= 1
+    assert [answer.status_code for answer in answers] == [200]
+    await wait_until(lambda: connections_in_use() == 0)
+
+
+async def test_connections_in_use_come_back_to_zero_after_an_outage(
+    database_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # A checkout that fails (the pooled connection is dead and so is the reconnect) hands its
+    # entry back without ever having been counted out: it must not push the gauge below zero.
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("an embedded SQLite database cannot be made unreachable from outside")
+    proxy = FaultyProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    app = create_app(make_settings(via_proxy, tmp_path / "keys"))
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+
+                async def readiness(count: int) -> list[int]:
+                    statuses: list[int] = []
+
+                    async def one() -> None:
+                        statuses.append((await http.get("/readyz")).status_code)
+
+                    async with anyio.create_task_group() as group:
+                        for _ in range(count):
+                            group.start_soon(one)
+                    return statuses
+
+                assert await readiness(4) == [200] * 4  # a few connections now sit in the pool
+                await wait_until(lambda: connections_in_use() == 0)
+                await proxy.cut()
+                assert await readiness(4) == [503] * 4
+                assert connections_in_use() == 0
+                await proxy.restore()
+                assert await readiness(4) == [200] * 4
+                await wait_until(lambda: connections_in_use() == 0)
+    finally:
+        await proxy.restore()
+        await proxy.cut()
