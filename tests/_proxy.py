@@ -11,10 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from starlette.applications import Starlette
+
+from authserver.app import create_app
+from tests.conftest import ISSUER, make_settings
 
 
 class FaultyProxy:
@@ -93,22 +99,51 @@ class FaultyProxy:
                 self._writers.discard(writer)
 
 
+def _through_proxy(database_url: str) -> tuple[FaultyProxy, str]:
+    """A proxy to `database_url`'s Postgres (not yet started) and the URL that goes through it;
+    skips the test on SQLite."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("an embedded SQLite database cannot be made unreachable from outside")
+    proxy = FaultyProxy(url.host or "127.0.0.1", url.port or 5432)
+    return proxy, url.render_as_string(hide_password=False)
+
+
+def _via(proxy: FaultyProxy, database_url: str) -> str:
+    url = make_url(database_url).set(host="127.0.0.1", port=proxy.port)
+    return url.render_as_string(hide_password=False)
+
+
 @asynccontextmanager
 async def engine_through_proxy(
     database_url: str, **engine_args: object
 ) -> AsyncIterator[tuple[AsyncEngine, FaultyProxy]]:
-    """A Postgres engine whose connections all pass through a FaultyProxy (skips SQLite)."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "postgresql":
-        pytest.skip("an embedded SQLite database has no connection to lose")
-    proxy = FaultyProxy(url.host or "127.0.0.1", url.port or 5432)
+    """A Postgres engine whose connections all pass through a FaultyProxy."""
+    proxy, url = _through_proxy(database_url)
     await proxy.start()
-    via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    engine = create_async_engine(via_proxy, **engine_args)
+    engine = create_async_engine(_via(proxy, url), **engine_args)
     try:
         yield engine, proxy
     finally:
         await engine.dispose()
+        await proxy.cut()
+
+
+@asynccontextmanager
+async def app_through_proxy(
+    database_url: str, keys_dir: Path, **settings_overrides: str
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, FaultyProxy]]:
+    """The server, started, with its database behind a FaultyProxy; and a client for it."""
+    proxy, url = _through_proxy(database_url)
+    await proxy.start()
+    app = create_app(make_settings(_via(proxy, url), keys_dir, **settings_overrides))
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+                yield app, http, proxy
+    finally:
+        await proxy.restore()
         await proxy.cut()
 
 

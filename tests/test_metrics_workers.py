@@ -23,6 +23,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ISSUER, KEK
+from tests.races._instances import ready, stop
 from tests.test_cli import AUTHSERVER, free_port
 
 REQUESTS = "authserver_http_requests_total"
@@ -69,7 +70,7 @@ async def serving(env: dict[str, str], tmp_path: Path) -> AsyncIterator[Server]:
     try:
         async with httpx.AsyncClient(trust_env=False, timeout=2) as http:
             with anyio.fail_after(60):
-                while not await _ready(http, url):
+                while not await ready(http, url):
                     assert process.poll() is None, log.read_text()
                     await anyio.sleep(0.1)
         given = env.get("PROMETHEUS_MULTIPROC_DIR")
@@ -78,19 +79,7 @@ async def serving(env: dict[str, str], tmp_path: Path) -> AsyncIterator[Server]:
         assert len(made) == (0 if given else 1), made
         yield Server(url, process, log, metrics_dir)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-async def _ready(http: httpx.AsyncClient, url: str) -> bool:
-    try:
-        return (await http.get(f"{url}/readyz")).status_code == 200
-    except httpx.TransportError:
-        return False
+        stop([process], grace=20)
 
 
 def fresh_connections() -> httpx.AsyncClient:

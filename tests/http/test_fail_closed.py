@@ -20,19 +20,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.applications import Starlette
 
-from authserver.app import build_services, create_app
+from authserver.app import build_services
 from authserver.config import Settings
 from authserver.db.failures import fail_closed
 from authserver.db.stores import SqlUserStore
 from authserver.errors import TemporarilyUnavailable
 from authserver.services import Services
-from tests._proxy import FaultyProxy
-from tests.conftest import ISSUER, Registry, make_settings, password_login
+from tests._proxy import FaultyProxy, app_through_proxy
+from tests.conftest import Registry, password_login
 
 # Worst case with a silent host: a pooled connection's ping runs into command_timeout (6 s),
 # then a fresh connection into the connect timeout (5 s). Anything past this is a hang.
@@ -53,35 +52,24 @@ class Rig:
 async def rig(
     database_url: str, engine: AsyncEngine, tmp_path: Path, settings_overrides: dict[str, str]
 ) -> AsyncIterator[Rig]:
-    url = make_url(database_url)
-    if url.get_backend_name() != "postgresql":
-        pytest.skip("an embedded SQLite database cannot be made unreachable from outside")
-    proxy = FaultyProxy(url.host or "127.0.0.1", url.port or 5432)
-    await proxy.start()
-    via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    app = create_app(make_settings(via_proxy, tmp_path / "keys", **settings_overrides))
-    try:
-        async with app.router.lifespan_context(app):
-            services: Services = app.state.services
-            registry = Registry(services)
-            await registry.client(
-                "spa",
-                public=True,
-                grant_types=("password", "refresh_token"),
-                scopes=("profile", "admin"),
-            )
-            secret = await registry.client("svc", scopes=("profile",))
-            assert secret is not None
-            await registry.user("alice", "correct horse", scopes=("profile", "admin"))
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
-                login = await password_login(http)
-                assert login.status_code == 200, login.text
-                body = login.json()
-                yield Rig(http, proxy, app, secret, body["access_token"], body["refresh_token"])
-    finally:
-        await proxy.restore()
-        await proxy.cut()
+    overrides = settings_overrides
+    async with app_through_proxy(database_url, tmp_path / "keys", **overrides) as found:
+        app, http, proxy = found
+        services: Services = app.state.services
+        registry = Registry(services)
+        await registry.client(
+            "spa",
+            public=True,
+            grant_types=("password", "refresh_token"),
+            scopes=("profile", "admin"),
+        )
+        secret = await registry.client("svc", scopes=("profile",))
+        assert secret is not None
+        await registry.user("alice", "correct horse", scopes=("profile", "admin"))
+        login = await password_login(http)
+        assert login.status_code == 200, login.text
+        body = login.json()
+        yield Rig(http, proxy, app, secret, body["access_token"], body["refresh_token"])
 
 
 def requests(rig: Rig) -> dict[str, tuple[str, str, dict[str, str], dict[str, str]]]:

@@ -17,15 +17,13 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver.app import create_app
 from authserver.config import Settings
 from authserver.services import Services
 from authserver.signing import publication_lag
-from tests._proxy import FaultyProxy
-from tests.conftest import ISSUER, Clock, Login, Registry, make_settings, password_login
+from tests._proxy import app_through_proxy
+from tests.conftest import Clock, Login, Registry, password_login
 
 CREATED = "authserver_signing_key_created_timestamp_seconds"
 ACTIVATED = "authserver_signing_key_activated_timestamp_seconds"
@@ -272,37 +270,24 @@ async def test_connections_in_use_come_back_to_zero_after_an_outage(
 ) -> None:
     # A checkout that fails (the pooled connection is dead and so is the reconnect) hands its
     # entry back without ever having been counted out: it must not push the gauge below zero.
-    url = make_url(database_url)
-    if url.get_backend_name() != "postgresql":
-        pytest.skip("an embedded SQLite database cannot be made unreachable from outside")
-    proxy = FaultyProxy(url.host or "127.0.0.1", url.port or 5432)
-    await proxy.start()
-    via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    app = create_app(make_settings(via_proxy, tmp_path / "keys"))
-    try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+    async with app_through_proxy(database_url, tmp_path / "keys") as (_, http, proxy):
 
-                async def readiness(count: int) -> list[int]:
-                    statuses: list[int] = []
+        async def readiness(count: int) -> list[int]:
+            statuses: list[int] = []
 
-                    async def one() -> None:
-                        statuses.append((await http.get("/readyz")).status_code)
+            async def one() -> None:
+                statuses.append((await http.get("/readyz")).status_code)
 
-                    async with anyio.create_task_group() as group:
-                        for _ in range(count):
-                            group.start_soon(one)
-                    return statuses
+            async with anyio.create_task_group() as group:
+                for _ in range(count):
+                    group.start_soon(one)
+            return statuses
 
-                assert await readiness(4) == [200] * 4  # a few connections now sit in the pool
-                await wait_until(lambda: connections_in_use() == 0)
-                await proxy.cut()
-                assert await readiness(4) == [503] * 4
-                assert connections_in_use() == 0
-                await proxy.restore()
-                assert await readiness(4) == [200] * 4
-                await wait_until(lambda: connections_in_use() == 0)
-    finally:
-        await proxy.restore()
+        assert await readiness(4) == [200] * 4  # a few connections now sit in the pool
+        await wait_until(lambda: connections_in_use() == 0)
         await proxy.cut()
+        assert await readiness(4) == [503] * 4
+        assert connections_in_use() == 0
+        await proxy.restore()
+        assert await readiness(4) == [200] * 4
+        await wait_until(lambda: connections_in_use() == 0)

@@ -80,23 +80,29 @@ async def serving(
         async with httpx.AsyncClient(trust_env=False, timeout=2) as http:
             for instance, process in zip(instances, processes, strict=True):
                 with anyio.fail_after(60):
-                    while not await _ready(http, instance.url):
+                    while not await ready(http, instance.url):
                         assert process.poll() is None, instance.log_tail()
                         await anyio.sleep(0.1)
         yield instances
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(processes)
 
 
-async def _ready(http: httpx.AsyncClient, url: str) -> bool:
+async def ready(http: httpx.AsyncClient, url: str) -> bool:
+    """Whether the server at `url` answers /readyz with 200 (not yet listening: False)."""
     try:
         return (await http.get(f"{url}/readyz")).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def stop(processes: list[subprocess.Popen[bytes]], grace: float = 15) -> None:
+    """SIGTERM to every process at once, then SIGKILL to any still there after `grace` s."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.app import build_services
 from tests.conftest import ISSUER, KEK, Registry, make_settings, reset_keys
+from tests.races._instances import ready, stop
 from tests.test_cli import AUTHSERVER, free_port
 
 JWKS_MAX_AGE = 4  # reload every second, promote a next key after 4 + 1 + 2 s
@@ -78,27 +79,13 @@ async def instances(
         async with httpx.AsyncClient(trust_env=False, timeout=2) as http:
             for url, process, log in zip(urls, processes, logs, strict=True):
                 with anyio.fail_after(60):
-                    while not await _ready(http, url):
+                    while not await ready(http, url):
                         assert process.poll() is None, log.read_text()
                         await anyio.sleep(0.1)
         yield Instances(urls, secret)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(processes)
         await reset_keys(engine)
-
-
-async def _ready(http: httpx.AsyncClient, url: str) -> bool:
-    try:
-        return (await http.get(f"{url}/readyz")).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @dataclass
