@@ -107,6 +107,7 @@ def create_app(
                 background.cancel_scope.cancel()
         finally:
             await engine.dispose()
+            logs.flush_handlers()  # the access lines of the last requests (logs.py)
 
     # Outermost first. Observe (access log, request id, metrics, security headers) times and
     # sees everything else, CORS preflights and its own 500 answer included.

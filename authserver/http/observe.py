@@ -25,7 +25,7 @@ from authserver.errors import InvalidGrant
 from authserver.http.errors import server_error
 from authserver.http.headers import RawHeaders, with_headers
 
-access_logger = logging.getLogger("authserver.access")
+access_logger = logging.getLogger(logs.ACCESS_LOGGER)
 
 # Ids from load balancers and tracers (UUIDs, hex, AWS "Root=1-...") fit this; anything else
 # (too long, spaces, quotes, control characters) is replaced rather than logged.

@@ -24,7 +24,13 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import OperationalError
 
 from authserver.db.stores import SqlSessionStore
-from authserver.logs import BatchedStreamHandler, JsonFormatter, RequestIdFilter, log_config
+from authserver.logs import (
+    ACCESS_LOGGER,
+    BatchedStreamHandler,
+    JsonFormatter,
+    RequestIdFilter,
+    log_config,
+)
 from authserver.services import Services
 from tests.conftest import KEK, Registry, password_login
 
@@ -259,26 +265,32 @@ def test_the_server_log_config_writes_json_lines(capsys: pytest.CaptureFixture[s
     assert not [line for line in lines if line["logger"] == "uvicorn.access"]
 
 
-def test_batched_lines_are_written_soon_at_once_for_warnings_and_all_at_close() -> None:
+def test_access_lines_are_batched_and_every_other_line_written_at_once() -> None:
     stream = io.StringIO()
     handler = BatchedStreamHandler(stream, interval=0.05)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("authserver.test.batched")
-    logger.addHandler(handler)
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+    access, other = logging.getLogger(ACCESS_LOGGER), logging.getLogger("authserver.test.other")
+    saved = [(logger, logger.propagate, logger.level) for logger in (access, other)]
+    for logger in (access, other):
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
     try:
-        logger.warning("loud")  # a warning is not kept waiting
-        assert stream.getvalue() == "loud\n"
-        logger.info("quiet")
+        access.info("GET /one 200")
+        other.info("started")  # written at once, after the access line that waited
+        assert stream.getvalue() == "GET /one 200\nstarted\n"
+        access.info("GET /two 200")
         deadline = time.monotonic() + 2
-        while "quiet" not in stream.getvalue() and time.monotonic() < deadline:
+        while "two" not in stream.getvalue() and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert stream.getvalue() == "loud\nquiet\n"  # written by the background writer
+        assert stream.getvalue().endswith("started\nGET /two 200\n")  # by the background writer
         handler.interval = 3600
-        logger.info("last")
-        handler.close()
-        assert stream.getvalue().endswith("quiet\nlast\n")
+        access.info("GET /three 200")
+        assert "three" not in stream.getvalue()
+        handler.flush()  # what the lifespan does at shutdown
+        assert stream.getvalue().endswith("GET /two 200\nGET /three 200\n")
     finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
+        handler.close()
+        for logger, propagate, level in saved:
+            logger.removeHandler(handler)
+            logger.propagate, logger.level = propagate, level
