@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from authserver import throttle
 from authserver.audit import ANONYMOUS, AuditEvent, username_digest
 from authserver.clients import Client, ClientCredentials, authenticate_client
 from authserver.errors import (
@@ -32,21 +33,44 @@ class TokenResponse:
 
 
 Fields = Mapping[str, str]
-Grant = Callable[[Services, ClientCredentials, Fields], Awaitable[TokenResponse]]
 
 
-async def issue(
-    services: Services, grant_type: str | None, credentials: ClientCredentials, fields: Fields
-) -> TokenResponse:
+@dataclass(frozen=True)
+class GrantRequest:
+    """What a token request said: the client's credentials and the body's fields, and where
+    it came from (the address login throttling counts; None when unknown)."""
+
+    credentials: ClientCredentials
+    fields: Fields
+    address: str | None = None
+
+
+Grant = Callable[[Services, GrantRequest], Awaitable[TokenResponse]]
+
+
+async def issue(services: Services, request: GrantRequest) -> TokenResponse:
+    grant_type = request.fields.get("grant_type")
     if not grant_type:
         raise InvalidRequest("grant_type is required.")
     handler = GRANTS.get(grant_type)
     if handler is None:
         raise UnsupportedGrantType()
-    return await handler(services, credentials, fields)
+    return await handler(services, request)
 
 
-async def password_grant(
+async def password_grant(services: Services, request: GrantRequest) -> TokenResponse:
+    """Throttled per username and per address (throttle.py): a blocked login is refused with
+    slow_down before anything is checked, and every wrong password counts."""
+    return await throttle.guard(
+        services.throttle,
+        username=request.fields.get("username"),
+        address=request.address,
+        clock=services.clock,
+        attempt=lambda: _password_login(services, request.credentials, request.fields),
+    )
+
+
+async def _password_login(
     services: Services, credentials: ClientCredentials, fields: Fields
 ) -> TokenResponse:
     client = await authenticate_client(services.clients, credentials)
@@ -83,9 +107,8 @@ async def password_grant(
     return _with_refresh(services, client, rotation, scope)
 
 
-async def refresh_token_grant(
-    services: Services, credentials: ClientCredentials, fields: Fields
-) -> TokenResponse:
+async def refresh_token_grant(services: Services, request: GrantRequest) -> TokenResponse:
+    credentials, fields = request.credentials, request.fields
     client = await authenticate_client(services.clients, credentials)
     presented = _required(fields, "refresh_token")
     requested = parse_scope(fields.get("scope"))
@@ -114,9 +137,8 @@ async def refresh_token_grant(
     return _with_refresh(services, client, rotation, scope)
 
 
-async def client_credentials_grant(
-    services: Services, credentials: ClientCredentials, fields: Fields
-) -> TokenResponse:
+async def client_credentials_grant(services: Services, request: GrantRequest) -> TokenResponse:
+    credentials, fields = request.credentials, request.fields
     client = await authenticate_client(services.clients, credentials)
     # RFC 6749 §4.4: the client credentials grant MUST only be used by confidential clients.
     if client.is_public or "client_credentials" not in client.grant_types:

@@ -27,7 +27,7 @@ from authserver.clients import Client, ClientCredentials, hash_secret
 from authserver.config import load_settings
 from authserver.db import migrate
 from authserver.db.engine import make_engine
-from authserver.grants import client_credentials_grant
+from authserver.grants import GrantRequest, client_credentials_grant
 from authserver.introspection import introspect
 from authserver.keys import KeyRing, KeySealer, make_key
 from authserver.services import Services
@@ -96,7 +96,7 @@ async def database_benchmarks(url: str, seconds: float, concurrency: int) -> Non
 
     await measure(
         "client_credentials grant (RS256)",
-        lambda: client_credentials_grant(services, creds, {}),
+        lambda: client_credentials_grant(services, GrantRequest(creds, {})),
         seconds,
         concurrency,
     )

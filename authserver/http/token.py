@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver import grants, throttle
+from authserver import grants
 from authserver.clients import ClientCredentials
-from authserver.grants import TokenResponse
+from authserver.grants import GrantRequest, TokenResponse
 from authserver.http.addresses import client_address
 from authserver.http.cookies import set_refresh_cookie
 from authserver.http.cors import refresh_cookie, require_allowed_origin
@@ -25,25 +25,15 @@ def services(request: Request) -> Services:
 async def token(request: Request) -> Response:
     found = services(request)
     fields = await read_fields(request)
-    if fields.get("grant_type") == "refresh_token":
+    grant_type = fields.get("grant_type")
+    if grant_type == "refresh_token":
         fields = _with_cookie(request, found, fields)
     credentials = client_credentials(request, fields)
-    grant_type = fields.get("grant_type")
     if grant_type in ("password", "refresh_token"):
         await _check_cookie_client(request, found, credentials)
-
-    async def attempt() -> TokenResponse:
-        with observe_grant(grant_type):  # metrics: tokens issued, logins failed
-            return await grants.issue(found, grant_type, credentials, fields)
-
-    if grant_type == "password":
-        address = client_address(request, found.settings.trusted_proxies)
-        username = fields.get("username")
-        issued = await throttle.guard(
-            found.throttle, username=username, address=address, clock=found.clock, attempt=attempt
-        )
-    else:
-        issued = await attempt()
+    address = client_address(request, found.settings.trusted_proxies)
+    with observe_grant(grant_type):  # metrics: tokens issued, logins failed
+        issued = await grants.issue(found, GrantRequest(credentials, fields, address))
     return _render(found, issued)
 
 
@@ -53,7 +43,7 @@ async def refresh(request: Request) -> Response:
     credentials = client_credentials(request, fields)
     await _check_cookie_client(request, found, credentials)
     with observe_grant("refresh_token"):
-        issued = await grants.refresh_token_grant(found, credentials, fields)
+        issued = await grants.refresh_token_grant(found, GrantRequest(credentials, fields))
     return _render(found, issued)
 
 
