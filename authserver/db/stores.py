@@ -102,26 +102,15 @@ SELECT {_DENIED} OR NOT EXISTS (
 
 
 def _family(row: Any) -> Family:
+    """From a row by column name: a SQLAlchemy row's `_mapping`, or an asyncpg record."""
     return Family(
-        id=row.id,
-        user_id=row.user_id,
-        client_id=row.client_id,
-        scope=row.scope,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        revoked_at=row.revoked_at,
-    )
-
-
-def _family_from_record(record: Any) -> Family:
-    return Family(
-        id=record["id"],
-        user_id=record["user_id"],
-        client_id=record["client_id"],
-        scope=record["scope"],
-        created_at=record["created_at"],
-        expires_at=record["expires_at"],
-        revoked_at=record["revoked_at"],
+        id=row["id"],
+        user_id=row["user_id"],
+        client_id=row["client_id"],
+        scope=row["scope"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
     )
 
 
@@ -134,7 +123,7 @@ async def _add_successor(
     new_expires_at: int,
 ) -> Family:
     """Stores the token that follows `parent_hash`; it never outlives its family."""
-    family = _family((await conn.execute(_FAMILY_BY_ID, {"id": family_id})).one())
+    family = _family((await conn.execute(_FAMILY_BY_ID, {"id": family_id})).one()._mapping)
     await conn.execute(
         _INSERT_TOKEN,
         {
@@ -193,7 +182,7 @@ class SqlSessionStore:
         if self._postgres:
             # The statement every refresh runs: straight through asyncpg (db/direct.py).
             row = await fetch_row(self._engine, _SPEND_POSTGRES, params)
-            return _family_from_record(row) if row else None
+            return _family(row) if row else None
         async with self._engine.begin() as conn:
             family_id = (await conn.execute(_SPEND, params)).scalar()
             if family_id is None:
@@ -232,7 +221,7 @@ class SqlSessionStore:
             row = (await conn.execute(_FIND, {"token_hash": token_hash})).first()
         if row is None:
             return None
-        return TokenState(_family(row), row.t_issued_at, row.t_expires_at, row.t_spent_at)
+        return TokenState(_family(row._mapping), row.t_issued_at, row.t_expires_at, row.t_spent_at)
 
     async def revoke(
         self, family_id: str, reason: str, now: int, audit: Sequence[AuditEvent] = ()
