@@ -53,11 +53,15 @@ async def measure(
     print(f"{name:<42} {done / (time.perf_counter() - start):>9,.0f} /s")
 
 
-def signing(alg: str, seconds: float) -> None:
+def signing_rate(alg: str, seconds: float, start_at: float | None = None) -> float:
+    """Access tokens this process signs per second over `seconds`, from wall time `start_at`
+    if given (several processes starting together: bench/http_bench.py)."""
     sealer = KeySealer(secrets.token_bytes(32))
     ring = KeyRing([make_key(alg, "active", sealer, 0).record], sealer, now=0, retired_ttl=0)
-    done, deadline = 0, time.perf_counter() + seconds
-    start = time.perf_counter()
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
+    done, start = 0, time.perf_counter()
+    deadline = start + seconds
     while time.perf_counter() < deadline:
         mint_access_token(
             ring,
@@ -71,7 +75,11 @@ def signing(alg: str, seconds: float) -> None:
             sid="x",
         )
         done += 1
-    print(f"{'sign access token ' + alg:<42} {done / (time.perf_counter() - start):>9,.0f} /s")
+    return done / (time.perf_counter() - start)
+
+
+def signing(alg: str, seconds: float) -> None:
+    print(f"{'sign access token ' + alg:<42} {signing_rate(alg, seconds):>9,.0f} /s")
 
 
 async def database_benchmarks(url: str, seconds: float, concurrency: int) -> None:
