@@ -17,7 +17,7 @@ from authserver.errors import (
 )
 from authserver.scopes import grant, parse_scope
 from authserver.services import Services
-from authserver.sessions import Rotation, hash_token, rotate, start_family
+from authserver.sessions import Rotation, rotate, start_family
 from authserver.users import authenticate
 
 
@@ -104,25 +104,13 @@ async def _password_login(
         refresh_ttl=settings.refresh_token_ttl,
         session_ttl=settings.session_ttl,
     )
-    return _with_refresh(services, client, rotation, scope)
+    return _with_refresh(services, client, rotation)
 
 
 async def refresh_token_grant(services: Services, request: GrantRequest) -> TokenResponse:
     credentials, fields = request.credentials, request.fields
     client = await authenticate_client(services.clients, credentials)
     presented = _required(fields, "refresh_token")
-    requested = parse_scope(fields.get("scope"))
-    if requested is not None:
-        # RFC 6749 §6: the requested scope MUST NOT include any scope not originally granted.
-        # Checked before rotating so a bad request does not spend the token.
-        # A spent token goes on to `rotate`, so reuse is still detected and punished.
-        state = await services.sessions.find(hash_token(presented))
-        if (
-            state is not None
-            and state.spent_at is None
-            and not set(requested) <= set(state.family.scope.split())
-        ):
-            raise InvalidScope()
     settings = services.settings
     rotation = await rotate(
         services.sessions,
@@ -131,10 +119,10 @@ async def refresh_token_grant(services: Services, request: GrantRequest) -> Toke
         now=services.clock(),
         refresh_ttl=settings.refresh_token_ttl,
         grace=settings.refresh_reuse_grace,
+        requested=parse_scope(fields.get("scope")),
         audit=services.audit,
     )
-    scope = " ".join(requested) if requested is not None else rotation.family.scope
-    return _with_refresh(services, client, rotation, scope)
+    return _with_refresh(services, client, rotation)
 
 
 async def client_credentials_grant(services: Services, request: GrantRequest) -> TokenResponse:
@@ -149,20 +137,18 @@ async def client_credentials_grant(services: Services, request: GrantRequest) ->
     return TokenResponse(access.token, services.settings.access_token_ttl, scope)
 
 
-def _with_refresh(
-    services: Services, client: Client, rotation: Rotation, scope: str
-) -> TokenResponse:
+def _with_refresh(services: Services, client: Client, rotation: Rotation) -> TokenResponse:
     family = rotation.family
     # An access token never outlives its session, so verifiers that only read the JWT stop
     # accepting it when the family's absolute lifetime ends.
     ttl = min(services.settings.access_token_ttl, family.expires_at - services.clock())
     access = services.mint(
-        sub=family.user_id, client_id=client.client_id, scope=scope, sid=family.id, ttl=ttl
+        sub=family.user_id, client_id=client.client_id, scope=rotation.scope, sid=family.id, ttl=ttl
     )
     return TokenResponse(
         access.token,
         ttl,
-        scope,
+        rotation.scope,
         refresh_token=rotation.refresh_token,
         refresh_expires_at=rotation.expires_at,
         refresh_delivery=client.refresh_delivery,

@@ -42,3 +42,17 @@ def grant(
     if held is not None:
         requested = tuple(s for s in requested if s in held)
     return " ".join(requested)
+
+
+def narrow(requested: tuple[str, ...] | None, granted: str) -> str:
+    """The scope of a refresh: `granted` (the session's) unless a subset of it is asked for.
+
+    RFC 6749 §6: the requested scope MUST NOT include any scope not originally granted by the
+    resource owner, and if omitted is treated as equal to the scope originally granted.
+    Every refresh path (rotation, grace) takes its scope from here, never from the request.
+    """
+    if requested is None:
+        return granted
+    if not set(requested) <= set(granted.split()):
+        raise InvalidScope()
+    return " ".join(requested)

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from authserver.audit import AuditEvent, AuditLog
 from authserver.errors import InvalidGrant
+from authserver.scopes import narrow
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Rotation:
     family: Family
     refresh_token: str
     expires_at: int
+    scope: str  # of the access token to issue with it: the family's, or a subset of it
 
 
 class SessionStore(Protocol):
@@ -161,7 +163,7 @@ async def start_family(
         family=family.id,
     )
     await store.start(family, hash_token(token), expires_at, [login])
-    return Rotation(family, token, expires_at)
+    return Rotation(family, token, expires_at, scope)
 
 
 async def rotate(
@@ -172,6 +174,7 @@ async def rotate(
     now: int,
     refresh_ttl: int,
     grace: int,
+    requested: tuple[str, ...] | None = None,
     audit: AuditLog | None = None,
 ) -> Rotation:
     """Spends `presented` and returns its successor, or raises InvalidGrant.
@@ -179,6 +182,9 @@ async def rotate(
     Reuse of a spent token revokes its family (and that is committed) before raising. With
     `grace` > 0, the immediate parent of the newest token, spent less than `grace` seconds
     ago, is answered with a fresh token instead (lost responses, several browser tabs).
+    `requested` narrows the scope (`scopes.narrow`) on every path, checked before anything
+    is spent: a wider scope is InvalidScope and spends nothing, except that a spent token
+    outside the grace rule is reuse whatever it asks for.
 
     Every reuse is audited here, where it is decided: `refresh.reuse_detected` with the
     decision (`revoked`, committed with the revocation itself; or `tolerated` under grace,
@@ -188,9 +194,16 @@ async def rotate(
     new_token = new_refresh_token()
     new_hash = hash_token(new_token)
     expires_at = now + refresh_ttl
+    if requested is not None:
+        # Before spending, so a bad request does not cost the holder their token. A spent
+        # token goes on below, so asking for more never shields a replay from detection.
+        unspent = await store.find(presented_hash)
+        if unspent is not None and unspent.spent_at is None:
+            narrow(requested, unspent.family.scope)
     family = await store.spend(presented_hash, client_id, now, new_hash, expires_at)
     if family is not None:
-        return Rotation(family, new_token, min(expires_at, family.expires_at))
+        scope = narrow(requested, family.scope)
+        return Rotation(family, new_token, min(expires_at, family.expires_at), scope)
 
     state = await store.find(presented_hash)
     if state is None or state.family.client_id != client_id:
@@ -200,13 +213,15 @@ async def rotate(
     if state.family.revoked_at is not None:
         raise InvalidGrant(detail="refresh token of a revoked family")
     if grace > 0 and now - state.spent_at <= grace:
+        # The tolerated retry gets no more than the session holds: checked before its spend.
+        scope = narrow(requested, state.family.scope)
         family = await store.spend_successor(
             presented_hash, client_id, now, now - grace, new_hash, expires_at
         )
         if family is not None:
             if audit is not None:
                 await audit.record([_reuse(state, client_id, now, "tolerated", "within grace")])
-            return Rotation(family, new_token, min(expires_at, family.expires_at))
+            return Rotation(family, new_token, min(expires_at, family.expires_at), scope)
     # RFC 9700 §4.14.2: if a refresh token is compromised and subsequently used by both the
     # attacker and the legitimate client, one of them presents an invalidated token, which
     # informs the server of the breach; it revokes the active refresh token.

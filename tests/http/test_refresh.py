@@ -415,3 +415,48 @@ async def test_a_spent_token_with_a_wider_scope_is_still_caught_as_reuse(
     assert_invalid_grant(await refresh(newest))
     row = await family_row(engine, sid_of(wide_login["access_token"]))
     assert row.revoked_reason == "reuse"
+
+
+@pytest.mark.parametrize("settings_overrides", [GRACE])
+@pytest.mark.parametrize("scope", ["admin anything", "admin", "profile admin"])
+async def test_within_grace_a_wider_scope_is_refused_and_grants_nothing(
+    refresh: Refresh,
+    login: Login,
+    clock: Clock,
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    scope: str,
+) -> None:
+    """The attack: alice (scope profile, no admin) through a client that may ask for admin
+    re-presents her just-rotated token within the grace window, asking for admin. RFC 6749
+    §6: the requested scope MUST NOT include any scope not originally granted — on the
+    tolerated path too."""
+    first = ok(await refresh(login.refresh_token))
+    clock.advance(1)
+
+    response = await refresh(login.refresh_token, scope=scope)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_scope"
+
+    # Nothing was spent: the legitimate newest token rotates on, with the original scope.
+    after = ok(await refresh(first["refresh_token"]))
+    assert after["scope"] == "profile"
+    denied = await client.post(
+        "/admin/users",
+        json={"username": "mallory", "password": "a long enough password"},
+        headers={"Authorization": f"Bearer {after['access_token']}"},
+    )
+    assert denied.status_code == 403, denied.text
+    assert (await family_row(engine, sid_of(login.access_token))).revoked_at is None
+
+
+@pytest.mark.parametrize("settings_overrides", [GRACE])
+async def test_within_grace_a_narrower_scope_is_honoured(
+    refresh: Refresh, wide_login: dict[str, Any], clock: Clock
+) -> None:
+    ok(await refresh(wide_login["refresh_token"]))
+    clock.advance(1)
+    retry = ok(await refresh(wide_login["refresh_token"], scope="email"))
+    assert retry["scope"] == "email"
+    claims = jwt.decode(retry["access_token"], options={"verify_signature": False})
+    assert claims["scope"] == "email"
