@@ -58,15 +58,18 @@ class SessionStore(Protocol):
 
     async def start(
         self, family: Family, token_hash: str, expires_at: int, audit: Sequence[AuditEvent] = ()
-    ) -> None:
-        """Stores the family and its first token, and appends `audit`, in one transaction."""
+    ) -> bool:
+        """Stores the family and its first token, and appends `audit`, in one transaction,
+        only if the user is enabled as it commits (a concurrent disable either waits for it
+        and then revokes it, or wins and this stores nothing). False when it stored nothing."""
         ...
 
     async def spend(
         self, token_hash: str, client_id: str, now: int, new_hash: str, new_expires_at: int
     ) -> Family | None:
         """Marks the token spent and stores its successor, only if the token is unspent,
-        unexpired, of `client_id`, and its family is alive. None when any of that fails."""
+        unexpired, of `client_id`, its family alive and its user enabled. None when any of
+        that fails."""
         ...
 
     async def spend_successor(
@@ -149,7 +152,9 @@ async def start_family(
     refresh_ttl: int,
     session_ttl: int,
 ) -> Rotation:
-    """Starts a session; its `login.succeeded` audit event commits with it."""
+    """Starts a session; its `login.succeeded` audit event commits with it. InvalidGrant when
+    the user was disabled or deleted meanwhile (the password was checked before, in a thread:
+    the store decides, as it commits)."""
     family = Family(new_family_id(), user_id, client_id, scope, now, now + session_ttl)
     token = new_refresh_token()
     expires_at = min(now + refresh_ttl, family.expires_at)
@@ -162,7 +167,8 @@ async def start_family(
         user=user_id,
         family=family.id,
     )
-    await store.start(family, hash_token(token), expires_at, [login])
+    if not await store.start(family, hash_token(token), expires_at, [login]):
+        raise InvalidGrant(detail="user disabled or deleted during the login")
     return Rotation(family, token, expires_at, scope)
 
 

@@ -34,6 +34,10 @@ def single_statements(engine: AsyncEngine) -> AsyncEngine:
 
 _FAMILY_COLUMNS = "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.expires_at, f.revoked_at"
 
+# A disabled or deleted user's family does not rotate, decided in the rotating statement itself
+# (disabling also revokes the families; this holds whatever escaped that).
+_USER_ENABLED = "EXISTS (SELECT 1 FROM users AS u WHERE u.id = f.user_id AND NOT u.disabled)"
+
 # Postgres: spend and insert the successor in one statement. A racing UPDATE on the same row
 # waits for the winner, re-checks `spent_at IS NULL` on the new row version, and matches nothing.
 _SPEND_POSTGRES = text(f"""
@@ -42,7 +46,7 @@ WITH spent AS (
     FROM refresh_families AS f
     WHERE t.token_hash = :token_hash AND t.spent_at IS NULL AND t.expires_at > :now
       AND f.id = t.family_id AND f.client_id = :client_id
-      AND f.revoked_at IS NULL AND f.expires_at > :now
+      AND f.revoked_at IS NULL AND f.expires_at > :now AND {_USER_ENABLED}
     RETURNING {_FAMILY_COLUMNS}
 ), successor AS (
     INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
@@ -51,24 +55,35 @@ WITH spent AS (
 SELECT * FROM spent
 """)
 
-# Portable: spend only if the family is alive and the client's; RETURNING names the family.
-_SPEND = text("""
+# The family a token may still rotate in: alive, the client's, its user enabled.
+_LIVE_FAMILIES = f"""SELECT f.id FROM refresh_families AS f
+                    WHERE f.client_id = :client_id AND f.revoked_at IS NULL
+                      AND f.expires_at > :now AND {_USER_ENABLED}"""
+
+# Portable: spend only in a live family; RETURNING names the family.
+_SPEND = text(f"""
 UPDATE refresh_tokens SET spent_at = :now
 WHERE token_hash = :token_hash AND spent_at IS NULL AND expires_at > :now
-  AND family_id IN (SELECT id FROM refresh_families
-                    WHERE client_id = :client_id AND revoked_at IS NULL AND expires_at > :now)
+  AND family_id IN ({_LIVE_FAMILIES})
 RETURNING family_id
 """)
 
-_SPEND_SUCCESSOR = text("""
+_SPEND_SUCCESSOR = text(f"""
 UPDATE refresh_tokens SET spent_at = :now
 WHERE parent_hash = :parent_hash AND spent_at IS NULL AND expires_at > :now
-  AND family_id IN (SELECT id FROM refresh_families
-                    WHERE client_id = :client_id AND revoked_at IS NULL AND expires_at > :now)
+  AND family_id IN ({_LIVE_FAMILIES})
   AND EXISTS (SELECT 1 FROM refresh_tokens AS p
               WHERE p.token_hash = :parent_hash AND p.spent_at >= :parent_spent_after)
 RETURNING family_id
 """)
+
+# A login starts a family only for a user who is still enabled when it commits. FOR SHARE (on
+# Postgres) holds the user row until then: a concurrent disable waits for this login and then
+# revokes its family with the rest, or commits first and this finds no row. The foreign key's
+# own lock (FOR KEY SHARE) would not do: it lets a disable through.
+_ENABLED_USER = "SELECT 1 FROM users WHERE id = :user_id AND NOT disabled"
+_LOCK_ENABLED_USER = text(_ENABLED_USER + " FOR SHARE")
+_CHECK_ENABLED_USER = text(_ENABLED_USER)  # SQLite: BEGIN IMMEDIATE already serialises
 
 _LOCK_PARENT = text("SELECT 1 FROM refresh_tokens WHERE token_hash = :parent_hash FOR UPDATE")
 
@@ -145,8 +160,11 @@ class SqlSessionStore:
 
     async def start(
         self, family: Family, token_hash: str, expires_at: int, audit: Sequence[AuditEvent] = ()
-    ) -> None:
+    ) -> bool:
+        check = _LOCK_ENABLED_USER if self._postgres else _CHECK_ENABLED_USER
         async with self._engine.begin() as conn:
+            if (await conn.execute(check, {"user_id": family.user_id})).first() is None:
+                return False
             await conn.execute(
                 insert(FamilyRow).values(
                     id=family.id,
@@ -168,6 +186,7 @@ class SqlSessionStore:
                 },
             )
             await _append_audit(conn, audit)
+        return True
 
     async def spend(
         self, token_hash: str, client_id: str, now: int, new_hash: str, new_expires_at: int
