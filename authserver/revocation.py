@@ -6,7 +6,6 @@ from typing import Any
 
 from authserver.audit import AuditEvent
 from authserver.clients import ClientCredentials, authenticate_client
-from authserver.errors import UnauthorizedClient
 from authserver.introspection import authenticate_bearer
 from authserver.services import Services
 from authserver.sessions import family_revoked, hash_token
@@ -51,6 +50,10 @@ async def revoke(
 ) -> None:
     """RFC 7009 §2.2: unknown, invalid or already revoked tokens are answered 200 like the rest.
 
+    So is another client's token, which is left alone: "a client cannot revoke another
+    client's tokens" (API.md), and an error would tell the caller that the token is live and
+    whose it is. §2.1's refusal is kept in effect (nothing is revoked), not in the answer.
+
     Hints are only an optimisation (§2.1), so we recognise the token by its shape instead:
     our access tokens are JWTs, our refresh tokens are not.
     """
@@ -61,13 +64,12 @@ async def revoke(
             claims = services.verify(token)
         except TokenRejected:
             return
-        _same_client(claims["client_id"], client.client_id)
-        await _deny(services, claims, now)
+        if claims["client_id"] == client.client_id:
+            await _deny(services, claims, now)
         return
     state = await services.sessions.find(hash_token(token))
-    if state is None:
+    if state is None or state.family.client_id != client.client_id:
         return
-    _same_client(state.family.client_id, client.client_id)
     event = family_revoked(state.family, "revoked", client.client_id, now)
     await services.sessions.revoke(state.family.id, "revoked", now, [event])
 
@@ -77,10 +79,3 @@ async def _deny(services: Services, claims: dict[str, Any], now: int) -> None:
     # swept at exp, a denied token would verify again for the rest of the leeway.
     until = claims["exp"] + services.settings.clock_leeway
     await services.sessions.deny(claims["jti"], until, now)
-
-
-def _same_client(owner: str, caller: str) -> None:
-    # RFC 7009 §2.1: the server verifies whether the token was issued to the client making the
-    # revocation request; if this validation fails, the request is refused.
-    if owner != caller:
-        raise UnauthorizedClient("The token was not issued to this client.")
