@@ -13,6 +13,7 @@ from authserver.audit import AuditEvent
 from authserver.clients import Client, check_client_fields, hash_secret, new_secret
 from authserver.config import SIGNING_ALGS
 from authserver.errors import Conflict, InsufficientScope, InvalidRequest, NotFound
+from authserver.inputs import storable
 from authserver.introspection import authenticate_bearer
 from authserver.keys import public_record
 from authserver.scopes import ADMIN, valid_scope_tokens
@@ -162,6 +163,8 @@ def _string(body: dict[str, Any], name: str, limit: int) -> str:
         raise InvalidRequest(f"{name} is required and must be a string.")
     if len(value) > limit:
         raise InvalidRequest(f"{name} is longer than {limit} characters.")
+    if not storable(value):
+        raise InvalidRequest(f"{name} contains a character not allowed.")
     return value
 
 
@@ -171,6 +174,8 @@ def _string_list(body: dict[str, Any], name: str) -> list[str]:
         raise InvalidRequest(f"{name} must be a list of strings.")
     if len(value) > 64:
         raise InvalidRequest(f"{name} has too many members.")
+    if not all(storable(item) for item in value):
+        raise InvalidRequest(f"{name} contains a character not allowed.")
     return list(value)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import jwt
 
+from authserver.inputs import storable
 from authserver.keys import KeyRing, SigningKey
 
 MAX_TOKEN_BYTES = 8192
@@ -146,8 +147,14 @@ def verify_access_token(
     except jwt.PyJWTError as exc:
         raise TokenRejected(type(exc).__name__) from None
     _check_times(claims, int(time.time()) if now is None else now, leeway)
-    if not isinstance(claims.get("jti"), str) or not isinstance(claims.get("sub"), str):
-        raise TokenRejected("jti and sub must be strings")
+    # Each of these goes on to a database query (denylist, session, revocation): a value no
+    # store can hold makes the token invalid, not the query a 500.
+    for name in ("jti", "sub", "client_id", "sid"):
+        value = claims.get(name)
+        if name == "sid" and value is None:
+            continue
+        if not isinstance(value, str) or not value or len(value) > 256 or not storable(value):
+            raise TokenRejected(f"{name} must be a short string of storable characters")
     return claims
 
 

@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from authserver.clients import ClientCredentials
 from authserver.errors import InvalidClient, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from authserver.inputs import storable
 from authserver.tokens import reject_duplicate_members
 
 MAX_BODY_BYTES = 16 * 1024
@@ -39,7 +40,7 @@ async def read_fields(request: Request) -> dict[str, str]:
     for name, value in fields.items():
         if len(value) > MAX_FIELD_CHARS:
             raise InvalidRequest(f"The field {_safe(name)} is too long.")
-        if not (_storable(name) and _storable(value)):
+        if not (storable(name) and storable(value)):
             raise InvalidRequest(f"The field {_safe(name)} contains a character not allowed.")
     return fields
 
@@ -105,7 +106,7 @@ def client_credentials(request: Request, fields: dict[str, str]) -> ClientCreden
         raise InvalidClient(detail="Basic header without a colon")
     # The id and secret are form-urlencoded before they are joined (RFC 6749 §2.3.1).
     client_id, secret = unquote_plus(client_id), unquote_plus(secret)
-    if not (_storable(client_id) and _storable(secret)):
+    if not (storable(client_id) and storable(secret)):
         raise InvalidClient(detail="Basic credentials with a NUL character")
     if fields.get("client_id", client_id) != client_id:
         raise InvalidRequest("The client_id in the body differs from the one in the header.")
@@ -120,18 +121,6 @@ def bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
-
-
-def _storable(text: str) -> bool:
-    """False for NUL (Postgres text cannot hold it) and lone surrogates (JSON can escape them,
-    but they are not UTF-8): either would otherwise fail in a driver, as a 500."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _safe(name: str) -> str:

@@ -1,0 +1,115 @@
+"""Strings no store can hold (a lone surrogate, NUL) refused as 4xx wherever they enter: in the
+claims of a validly signed token, and in the admin API's JSON, as the token endpoint already
+refuses them in its fields. Before, each reached a database driver and came back as a 500
+(Postgres) or was stored (SQLite)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from authserver.services import Services
+from tests.conftest import Login, Registry, password_login
+from tests.http.hostile import forge
+
+BAD = {"lone_surrogate": "abc\ud800def", "nul": "abc\x00def"}
+
+
+@pytest.fixture
+async def rs(registry: Registry) -> tuple[str, str]:
+    secret = await registry.client("rs")
+    assert secret is not None
+    return ("rs", secret)
+
+
+@pytest.fixture
+async def admin(client: httpx.AsyncClient, registry: Registry, spa: str) -> str:
+    await registry.user("root", "root password", scopes=(), admin=True)
+    response = await password_login(client, "root", "root password", scope="admin")
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def escaped_json(admin: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The request's keyword arguments: JSON with every non-ASCII character escaped, as an
+    attacker would send a lone surrogate (httpx's `json=` cannot encode one)."""
+    return {
+        "content": json.dumps(body).encode("ascii"),
+        "headers": {**bearer(admin), "Content-Type": "application/json"},
+    }
+
+
+@pytest.mark.parametrize("claim", ["jti", "sid"])
+@pytest.mark.parametrize("bad", BAD.values(), ids=BAD.keys())
+async def test_a_signed_token_with_an_unstorable_claim_is_simply_not_valid(
+    client: httpx.AsyncClient,
+    services: Services,
+    admin: str,
+    rs: tuple[str, str],
+    claim: str,
+    bad: str,
+) -> None:
+    token = forge(services, admin, claims={claim: bad})
+    control = forge(services, admin)
+
+    introspected = await client.post("/introspect", data={"token": token}, auth=rs)
+    assert introspected.status_code == 200, introspected.text
+    assert introspected.json() == {"active": False}
+    assert (await client.post("/introspect", data={"token": control}, auth=rs)).json()[
+        "active"
+    ] is True
+
+    for method, path in [("POST", "/logout/all"), ("GET", "/admin/keys")]:
+        response = await client.request(method, path, headers=bearer(token))
+        assert response.status_code == 401, response.text
+        assert response.json()["error"] == "invalid_token"
+    # Logout is quiet about a dead bearer token, and must not try to deny its jti.
+    response = await client.post("/logout", headers=bearer(token))
+    assert response.status_code == 204, response.text
+    response = await client.post("/revoke", data={"token": token, "client_id": "spa"})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("field", ["username", "password"])
+@pytest.mark.parametrize("bad", BAD.values(), ids=BAD.keys())
+async def test_the_admin_api_refuses_unstorable_strings(
+    client: httpx.AsyncClient, admin: str, engine: AsyncEngine, field: str, bad: str
+) -> None:
+    body: dict[str, Any] = {"username": "mallory", "password": "a long enough password"}
+    body[field] = bad
+    response = await client.post("/admin/users", **escaped_json(admin, body))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert bad not in response.text
+    async with engine.connect() as conn:
+        count = (await conn.execute(text("SELECT count(*) FROM users"))).scalar_one()
+    assert count == 1  # root alone: nothing half-written
+
+
+@pytest.mark.parametrize("bad", BAD.values(), ids=BAD.keys())
+async def test_the_admin_api_refuses_unstorable_client_ids_and_scopes(
+    client: httpx.AsyncClient, admin: str, bad: str
+) -> None:
+    for body in ({"client_id": bad}, {"client_id": "svc", "scopes": [bad]}):
+        response = await client.post("/admin/clients", **escaped_json(admin, body))
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_request"
+
+
+async def test_the_forged_control_is_accepted(
+    client: httpx.AsyncClient, services: Services, login: Login, rs: tuple[str, str]
+) -> None:
+    response = await client.post(
+        "/introspect", data={"token": forge(services, login.access_token)}, auth=rs
+    )
+    assert response.json()["active"] is True
