@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.config import Settings
-from authserver.errors import ForbiddenOrigin
+from authserver.errors import ForbiddenOrigin, InvalidRequest
 from authserver.http.cookies import read_refresh_cookie
 from authserver.http.responses import no_store_json
 
@@ -64,6 +64,19 @@ def refresh_cookie(request: Request, settings: Settings) -> str | None:
     if cookie is not None:
         require_allowed_origin(request, settings)
     return cookie
+
+
+def presented_refresh_token(
+    request: Request, settings: Settings, fields: dict[str, str]
+) -> str | None:
+    """The refresh token of the request: the cookie's (origin-checked) or the body's field.
+    Both at once is refused (API.md): picking either would let whoever planted the other
+    choose which session is rotated or ended."""
+    cookie = refresh_cookie(request, settings)
+    body = fields.get("refresh_token")
+    if cookie is not None and body:
+        raise InvalidRequest("Send the refresh token in the cookie or in the body, not both.")
+    return cookie or body or None
 
 
 def require_allowed_origin(request: Request, settings: Settings) -> None:

@@ -7,8 +7,8 @@ from starlette.responses import Response
 
 from authserver import introspection, revocation
 from authserver.errors import InvalidRequest
-from authserver.http.cookies import clear_refresh_cookie
-from authserver.http.cors import refresh_cookie
+from authserver.http.cookies import clear_refresh_cookie, read_refresh_cookie
+from authserver.http.cors import presented_refresh_token
 from authserver.http.forms import bearer_token, client_credentials, read_fields
 from authserver.http.responses import no_content, no_store_json
 from authserver.http.token import services
@@ -16,9 +16,10 @@ from authserver.http.token import services
 
 async def logout(request: Request) -> Response:
     found = services(request)
-    cookie = refresh_cookie(request, found.settings)  # a foreign origin revokes nothing
     fields = await read_fields(request)
-    presented = fields.get("refresh_token") or cookie
+    # A foreign origin, or a cookie beside a body token, revokes nothing.
+    presented = presented_refresh_token(request, found.settings, fields)
+    cookie = read_refresh_cookie(request, found.settings)
     await revocation.logout(found, presented, bearer_token(request))
     response = no_content()
     if cookie is not None:  # then the Origin was checked: no foreign page clears it

@@ -10,7 +10,7 @@ from authserver.clients import ClientCredentials
 from authserver.grants import GrantRequest, TokenResponse
 from authserver.http.addresses import client_address
 from authserver.http.cookies import set_refresh_cookie
-from authserver.http.cors import refresh_cookie, require_allowed_origin
+from authserver.http.cors import presented_refresh_token, require_allowed_origin
 from authserver.http.forms import client_credentials, read_fields
 from authserver.http.observe import observe_grant
 from authserver.http.responses import no_store_json
@@ -48,12 +48,10 @@ async def refresh(request: Request) -> Response:
 
 
 def _with_cookie(request: Request, found: Services, fields: dict[str, str]) -> dict[str, str]:
-    """The refresh token from the cookie unless the body names one (non-browser clients).
-    A cookie from a foreign origin is refused here, before anything rotates."""
-    cookie = refresh_cookie(request, found.settings)
-    if cookie is None or fields.get("refresh_token"):
-        return fields
-    return {**fields, "refresh_token": cookie}
+    """The refresh token from the cookie, or the body's (non-browser clients). A cookie from a
+    foreign origin, or beside a body token, is refused here, before anything rotates."""
+    presented = presented_refresh_token(request, found.settings, fields)
+    return fields if presented is None else {**fields, "refresh_token": presented}
 
 
 async def _check_cookie_client(

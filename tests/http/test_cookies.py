@@ -389,3 +389,22 @@ class TestInsecureCookie:
         response = await refresh_with_cookie(client, "/refresh", headers)
         assert response.status_code == 400
         assert response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("path", ["/refresh", "/token", "/logout"])
+async def test_a_cookie_and_a_different_body_token_are_refused_and_change_nothing(
+    client: httpx.AsyncClient, browser: str, engine: AsyncEngine, path: str
+) -> None:
+    """Two tokens in one request: picking either would let whoever planted the other choose
+    which session is rotated or ended. API.md: 400 invalid_request, and nothing happens."""
+    mine = (await log_in(client)).value
+    other = (await log_in(client)).value
+    data = {"client_id": browser, "refresh_token": other}
+    if path == "/token":
+        data["grant_type"] = "refresh_token"
+    response = await client.post(path, data=data, headers=sent(mine))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request"
+    for token in (mine, other):
+        assert await spent_at(engine, token) is None
+        assert await family_revoked_at(engine, token) is None
