@@ -15,7 +15,8 @@ any number of instances, thus meet the budget one after another, exactly as a se
 a burst of wrong passwords gets free + 1 of them checked, the rest wait. Nothing is decided
 from a row read before argon2's ~150 ms, so those milliseconds open no window. Then:
 
-- A wrong password (InvalidGrant) keeps the reservation: that is the failure, counted already.
+- A wrong password (InvalidGrant, or an error raised while handling one, such as its audit
+  write failing) keeps the reservation: that is the failure, counted already.
 - A success clears the username's count and gives the address's back its one failure. Only
   that one: an attacker must not reset their own address's budget by logging into an account
   of their own between guesses.
@@ -163,7 +164,7 @@ async def guard(
     try:
         result = await attempt()
     except Exception as exc:
-        if isinstance(exc, InvalidGrant):
+        if _wrong_password(exc):
             await store.purge(now - max(USERNAME.forget, ADDRESS.forget))
         else:
             await _give_back_or_log(store, reservation.held)
@@ -171,6 +172,18 @@ async def guard(
     keep = [held for held in reservation.held if user is None or held.key != user.key]
     await store.give_back(keep, clear=[user.key] if user else [])
     return result
+
+
+def _wrong_password(exc: BaseException) -> bool:
+    # The password grant audits a wrong password before re-raising it; when that write fails,
+    # the InvalidGrant is in the new error's context. Giving that attempt back would let a
+    # guesser who keeps the audit write failing guess for free (503 wrong, 200 right).
+    found: BaseException | None = exc
+    while found is not None:
+        if isinstance(found, InvalidGrant):
+            return True
+        found = found.__context__
+    return False
 
 
 async def _give_back_or_log(store: ThrottleStore, held: Sequence[Held]) -> None:

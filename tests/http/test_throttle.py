@@ -213,7 +213,6 @@ async def test_a_database_error_costs_no_attempt(
     assert response.status_code == 200, response.text
 
 
-@pytest.mark.xfail(strict=True, reason="guard gives back all but a bare InvalidGrant")
 async def test_a_wrong_password_counts_even_when_its_audit_event_cannot_be_written(
     client: httpx.AsyncClient, alice: None, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
