@@ -1,31 +1,31 @@
-"""SQL implementation of the login throttle's store: one row per bucket, upserted atomically."""
+"""SQL implementation of the login throttle's store: one row per bucket, changed only under
+its row lock, decided by authserver.throttle."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-# ON CONFLICT … DO UPDATE is atomic on both databases: racing instances each add their one.
-_COUNT = text("""
+from authserver.throttle import Bucket, Count, Held, Reservation, reserve
+
+# Reads a bucket's row and locks it until the transaction ends, making an empty one when the
+# bucket is new: ON CONFLICT … DO UPDATE locks the row it meets on Postgres, and one racing
+# for a row still being inserted waits for that insert's outcome. (SQLite needs no row lock:
+# every transaction begins IMMEDIATE, holding the database's one write lock; db/engine.py.)
+_LOCK = text("""
 INSERT INTO login_throttle (bucket, failures, last_failure_at, blocked_until)
-VALUES (:bucket, 1, :now, 0)
-ON CONFLICT (bucket) DO UPDATE SET
-    failures = CASE WHEN login_throttle.last_failure_at < :forget_before THEN 1
-                    ELSE login_throttle.failures + 1 END,
-    last_failure_at = :now
-RETURNING failures
+VALUES (:bucket, 0, 0, 0)
+ON CONFLICT (bucket) DO UPDATE SET failures = login_throttle.failures
+RETURNING failures, last_failure_at, blocked_until
 """)
 
-_BLOCK = text("""
-UPDATE login_throttle SET blocked_until = :until
-WHERE bucket = :bucket AND blocked_until < :until
+_WRITE = text("""
+UPDATE login_throttle
+SET failures = :failures, last_failure_at = :last_failure_at, blocked_until = :blocked_until
+WHERE bucket = :bucket
 """)
-
-_BLOCKED_UNTIL = text(
-    "SELECT MAX(blocked_until) FROM login_throttle WHERE bucket IN :buckets"
-).bindparams(bindparam("buckets", expanding=True))
 
 _CLEAR = text("DELETE FROM login_throttle WHERE bucket = :bucket")
 
@@ -38,28 +38,46 @@ class SqlThrottleStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def blocked_until(self, buckets: Sequence[str]) -> int:
-        if not buckets:
-            return 0
-        async with self._engine.connect() as conn:
-            found = (await conn.execute(_BLOCKED_UNTIL, {"buckets": list(buckets)})).scalar()
-        return int(found or 0)
+    async def reserve(self, buckets: Sequence[Bucket], now: int) -> Reservation:
+        # Key order: every transaction takes the rows in the same order, so none deadlocks.
+        ordered = sorted(buckets, key=lambda bucket: bucket.key)
+        async with self._engine.connect() as conn, conn.begin() as transaction:
+            counts = [await _lock(conn, bucket.key) for bucket in ordered]
+            reservation = reserve(ordered, counts, now)
+            if reservation.blocked_until > now:  # refused: not even the empty rows stay
+                await transaction.rollback()
+                return reservation
+            for held in reservation.held:
+                await _write(conn, held.key, held.after)
+        return reservation
 
-    async def record_failure(
-        self, bucket: str, now: int, forget_before: int, delay: Callable[[int], int]
-    ) -> int:
+    async def give_back(self, held: Sequence[Held], clear: Sequence[str] = ()) -> None:
+        if not held and not clear:
+            return
+        changes: dict[str, Held | None] = {one.key: one for one in held}
+        changes.update({key: None for key in clear})
         async with self._engine.begin() as conn:
-            params = {"bucket": bucket, "now": now, "forget_before": forget_before}
-            failures = int((await conn.execute(_COUNT, params)).scalar_one())
-            wait = delay(failures)
-            if wait > 0:
-                await conn.execute(_BLOCK, {"bucket": bucket, "until": now + wait})
-        return failures
-
-    async def clear(self, bucket: str) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(_CLEAR, {"bucket": bucket})
+            for key, one in sorted(changes.items()):
+                if one is None:
+                    await conn.execute(_CLEAR, {"bucket": key})
+                else:
+                    await _write(conn, key, one.given_back(await _lock(conn, key)))
 
     async def purge(self, before: int) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(_PURGE, {"before": before})
+
+
+async def _lock(conn: AsyncConnection, key: str) -> Count:
+    row = (await conn.execute(_LOCK, {"bucket": key})).one()
+    return Count(int(row.failures), int(row.last_failure_at), int(row.blocked_until))
+
+
+async def _write(conn: AsyncConnection, key: str, count: Count) -> None:
+    params = {
+        "bucket": key,
+        "failures": count.failures,
+        "last_failure_at": count.last_failure_at,
+        "blocked_until": count.blocked_until,
+    }
+    await conn.execute(_WRITE, params)

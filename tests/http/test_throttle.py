@@ -14,8 +14,11 @@ from starlette.requests import Request
 from authserver.app import create_app
 from authserver.config import Settings, load_settings
 from authserver.db.throttle import SqlThrottleStore
+from authserver.errors import TemporarilyUnavailable
 from authserver.http.addresses import client_address
-from authserver.throttle import ADDRESS, USERNAME, username_bucket
+from authserver.passwords import Verdict
+from authserver.services import Services
+from authserver.throttle import ADDRESS, USERNAME, Bucket, Reservation, username_bucket
 from tests.conftest import ISSUER, Clock, Registry, password_login
 
 WRONG = "wrong horse"
@@ -38,10 +41,11 @@ async def attempt(
     username: str = "alice",
     password: str = WRONG,
     address: str = "203.0.113.7",
+    **extra: str,
 ) -> httpx.Response:
     client.headers["X-Forwarded-For"] = address
     try:
-        return await password_login(client, username, password)
+        return await password_login(client, username, password, **extra)
     finally:
         del client.headers["X-Forwarded-For"]
 
@@ -175,31 +179,83 @@ async def test_the_block_holds_across_instances(
         assert_slow_down(await attempt(client), 1)
 
 
+async def test_attempts_refused_for_another_reason_cost_nothing(
+    client: httpx.AsyncClient, alice: None, registry: Registry
+) -> None:
+    # Each attempt is reserved before anything is checked, and given back when it fails
+    # otherwise than on the password: a wrong client, a missing field, a scope not allowed.
+    await registry.client("service", grant_types=("client_credentials",))
+    for _ in range(ADDRESS.free + 1):
+        assert (await attempt(client, client_id="nobody")).status_code == 401
+        assert (await attempt(client, client_id="service")).status_code == 401
+        response = await attempt(client, password="")
+        assert response.json()["error"] == "invalid_request", response.text
+        response = await attempt(client, scope="nothing-granted")
+        assert response.json()["error"] == "invalid_scope", response.text
+    # The username's free failures and the address's are all still there.
+    await fail(client, USERNAME.free)
+    response = await attempt(client, password="correct horse")
+    assert response.status_code == 200, response.text
+
+
+async def test_a_database_error_costs_no_attempt(
+    client: httpx.AsyncClient, alice: None, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down(username: str) -> None:
+        raise TemporarilyUnavailable(detail="database unavailable: test")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services.users, "by_username", down)
+        for _ in range(USERNAME.free + 1):
+            assert (await attempt(client)).status_code == 503
+    await fail(client, USERNAME.free)
+    response = await attempt(client, password="correct horse")
+    assert response.status_code == 200, response.text
+
+
+async def test_a_wrong_password_counts_even_when_its_audit_event_cannot_be_written(
+    client: httpx.AsyncClient, alice: None, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Else a guesser who keeps the audit table busy would get answers (503 for wrong, 200 for
+    # right) without ever spending the budget.
+    async def down(events: object) -> None:
+        raise TemporarilyUnavailable(detail="database unavailable: test")
+
+    monkeypatch.setattr(services.audit, "record", down)
+    for _ in range(USERNAME.free + 1):
+        assert (await attempt(client)).status_code == 503
+    assert_slow_down(await attempt(client, password="correct horse"), 1)
+
+
 def second_client(app: Starlette) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER)
 
 
-async def test_concurrent_failures_are_each_counted(engine: AsyncEngine, clock: Clock) -> None:
-    """The upsert is atomic: racing instances each add their own failure."""
+async def test_concurrent_reservations_meet_the_budget_one_after_another(
+    engine: AsyncEngine, clock: Clock
+) -> None:
+    """Racing reservations (each on its own connection, as instances would be) lock the rows:
+    free + 1 are let in and counted, the rest are refused and count nothing. Half of them name
+    the buckets in the other order, which must not deadlock."""
     store = SqlThrottleStore(engine)
     now = clock()
+    user, addr = Bucket("user:race", USERNAME), Bucket("addr:race", ADDRESS)
+    reservations: list[Reservation] = []
 
-    async def one() -> None:
-        await store.record_failure("user:race", now, now - 60, USERNAME.delay)
+    async def one(buckets: list[Bucket]) -> None:
+        reservations.append(await store.reserve(buckets, now))
 
     async with anyio.create_task_group() as group:
-        for _ in range(12):
-            group.start_soon(one)
+        for i in range(12):
+            group.start_soon(one, [user, addr] if i % 2 else [addr, user])
+    let_in = [r for r in reservations if r.blocked_until <= now]
+    assert len(let_in) == USERNAME.free + 1
+    until = now + USERNAME.delay(USERNAME.free + 1)
+    assert [r.blocked_until for r in reservations if r not in let_in] == [until] * 6
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT failures, blocked_until FROM login_throttle WHERE bucket = 'user:race'"
-                )
-            )
-        ).one()
-    assert row.failures == 12
-    assert row.blocked_until == now + USERNAME.delay(12)
+        found = await conn.execute(text("SELECT bucket, failures FROM login_throttle"))
+        rows = {bucket: failures for bucket, failures in found}
+    assert rows == {"user:race": USERNAME.free + 1, "addr:race": USERNAME.free + 1}
 
 
 # --- the client's address -------------------------------------------------------------------
@@ -246,3 +302,90 @@ def test_client_address(peer: str, forwarded: tuple[str, ...], expected: str) ->
 def test_trusted_proxies_setting_is_validated() -> None:
     with pytest.raises(ValueError, match="AUTHSERVER_TRUSTED_PROXIES"):
         load_settings({"AUTHSERVER_TRUSTED_PROXIES": "10.0.0.0/8, proxy.local"})
+
+
+# --- concurrency: a burst gets no more tries than a sequence --------------------------------
+
+BURST = 40
+TRIALS = 5  # the unfixed guard let all 40 through on the first, every time
+FREE_TRIES = USERNAME.free + 1  # what a sequence of wrong passwords gets evaluated
+
+
+class TestBursts:
+    """Many attempts at once, through the app, with an argon2 slow enough that they overlap:
+    the throttle must have decided on each before any password is checked."""
+
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        # ~50 ms a verify on this machine's cores: dozens of requests are in flight together.
+        return {"trusted_proxies": "127.0.0.1", "argon2_memory_kib": "32768"}
+
+    async def test_a_burst_of_wrong_passwords_gets_no_more_tries_than_a_sequence(
+        self, client: httpx.AsyncClient, alice: None, clock: Clock, engine: AsyncEngine
+    ) -> None:
+        for trial in range(TRIALS):
+            statuses = await burst(client, [WRONG] * BURST)
+            evaluated = statuses.count(400)
+            assert sorted(statuses) == [400] * evaluated + [429] * (BURST - evaluated), statuses
+            assert evaluated == FREE_TRIES, f"trial {trial}: {evaluated} wrong passwords checked"
+            clock.advance(ADDRESS.forget + 1)  # a quiet period: the next trial starts afresh
+        async with engine.connect() as conn:
+            failed = await conn.scalar(
+                text("SELECT COUNT(*) FROM audit_events WHERE action = 'login.failed'")
+            )
+        assert failed == TRIALS * FREE_TRIES
+
+    async def test_the_right_password_inside_a_burst_waits_like_the_rest(
+        self,
+        client: httpx.AsyncClient,
+        alice: None,
+        clock: Clock,
+        services: Services,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # Counts the passwords whose check has begun: once a sequence's worth of the burst's
+        # wrong ones are being checked, the budget is spent, however slow argon2 is.
+        checks = 0
+        verify = services.passwords.verify
+
+        async def counted(stored_hash: str | None, password: str) -> Verdict:
+            nonlocal checks
+            checks += 1
+            return await verify(stored_hash, password)
+
+        monkeypatch.setattr(services.passwords, "verify", counted)
+        for trial in range(TRIALS):
+            checks = 0
+            statuses: list[int] = []
+            async with anyio.create_task_group() as group:
+                for _ in range(BURST):
+                    group.start_soon(send, client, WRONG, statuses)
+                with anyio.fail_after(10):
+                    while checks < FREE_TRIES:
+                        await anyio.sleep(0.001)
+                await send(client, "correct horse", statuses)
+            assert 200 not in statuses, f"trial {trial}: the right password got in mid-burst"
+            assert statuses.count(400) == FREE_TRIES, statuses
+            clock.advance(ADDRESS.forget + 1)
+
+
+async def send(client: httpx.AsyncClient, password: str, statuses: list[int]) -> None:
+    response = await client.post(
+        "/token",
+        data={
+            "grant_type": "password",
+            "client_id": "spa",
+            "username": "alice",
+            "password": password,
+        },
+        headers={"X-Forwarded-For": "203.0.113.7"},
+    )
+    statuses.append(response.status_code)
+
+
+async def burst(client: httpx.AsyncClient, passwords: list[str]) -> list[int]:
+    statuses: list[int] = []
+    async with anyio.create_task_group() as group:
+        for password in passwords:
+            group.start_soon(send, client, password, statuses)
+    return statuses
