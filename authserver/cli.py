@@ -100,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--http",
+        default="auto",
+        choices=["auto", "h11", "httptools"],
+        help="HTTP/1.1 parser (auto: httptools when installed, else h11)",
+    )
     serve.set_defaults(run=_serve)
 
     migrate_help = "bring the database schema to the latest version"
@@ -176,6 +182,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             host=args.host,
             port=args.port,
             workers=args.workers,
+            http=args.http,
             proxy_headers=False,
             server_header=False,
             # JSON lines on stderr, one per request, from authserver.logs; uvicorn's own access
