@@ -115,9 +115,13 @@ def create_app(
         Middleware(Observe, headers=security_headers(settings)),
         cors_middleware(settings),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes, exception_handlers=HANDLERS, lifespan=lifespan, middleware=middleware
     )
+    # No "/token/" -> "/token" redirect: its Location is built from the Host header, and a
+    # client following a 307 re-posts its credentials there. Such paths are a plain 404.
+    app.router.redirect_slashes = False
+    return app
 
 
 def app_from_environment() -> Starlette:
