@@ -195,3 +195,31 @@ def test_a_trailing_slash_is_not_found_and_never_redirected(
     assert_oauth_error(answer, 404, "not_found")
     assert "location" not in answer.headers
     assert b"evil.example" not in answer.body
+
+
+# 5. A client that leaves in the middle of its body
+
+
+def test_a_client_gone_mid_body_is_one_quiet_access_line(server: Served) -> None:
+    with connect(server.port) as sock:
+        sock.sendall(
+            request_head(
+                "/token",
+                "POST",
+                "Content-Type: application/x-www-form-urlencoded",
+                "Content-Length: 100",
+                "X-Request-ID: gone-mid-body",
+            )
+            + b"grant_type=pass"
+        )
+        time.sleep(0.2)  # the handler is reading the body now
+    lines = server.lines_of("gone-mid-body")
+    [access] = [line for line in lines if line["logger"] == "authserver.access"]
+    assert access["status"] == 499
+    assert access["level"] == "info"
+    assert "disconnected" in str(access["msg"])
+    assert [line["logger"] for line in lines] == ["authserver.access"], lines
+    assert_quiet(server)
+    metrics = httpx.get(f"{server.url}/metrics", timeout=5, trust_env=False).text
+    assert 'route="/token",status="499"' in metrics
+    assert 'status="500"' not in metrics
