@@ -31,6 +31,7 @@ from authserver.http.errors import HANDLERS
 from authserver.http.headers import security_headers
 from authserver.http.observe import Observe
 from authserver.http.routes import routes
+from authserver.http.server import BodyDeadline
 from authserver.keys import key_sealer
 from authserver.metrics import observed_keys, observed_sessions
 from authserver.passwords import Passwords
@@ -110,9 +111,11 @@ def create_app(
             logs.flush_handlers()  # the access lines of the last requests (logs.py)
 
     # Outermost first. Observe (access log, request id, metrics, security headers) times and
-    # sees everything else, CORS preflights and its own 500 answer included.
+    # sees everything else, CORS preflights and its own 500 answer included; so it logs the
+    # 408 of a body that did not arrive in time (BodyDeadline).
     middleware = [
         Middleware(Observe, headers=security_headers(settings)),
+        Middleware(BodyDeadline, seconds=settings.body_timeout),
         cors_middleware(settings),
     ]
     app = Starlette(

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from cryptography.exceptions import InvalidTag
 from sqlalchemy.exc import DBAPIError
@@ -164,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from authserver.http.server import protocol, raise_open_files_limit
     from authserver.multiprocess_metrics import shared_directory
 
     async def check(engine: AsyncEngine) -> None:
@@ -174,6 +175,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         await build_services(settings, engine).keys.start()
 
     _with_engine(settings, check)
+    # Every connection is a file descriptor: take all the OS allows (the workers inherit it),
+    # and cap connections below it (AUTHSERVER_MAX_CONNECTIONS, http/server.py).
+    open_files = raise_open_files_limit()
     # Several workers share their metrics through files; set up before uvicorn spawns them.
     with shared_directory(args.workers):
         uvicorn.run(
@@ -182,7 +186,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             host=args.host,
             port=args.port,
             workers=args.workers,
-            http=args.http,
+            # uvicorn's protocols with time and size bounds on requests and a connection cap
+            # (http/server.py); uvicorn calls it as it would a protocol class.
+            http=cast("type[asyncio.Protocol]", protocol(args.http, settings, open_files)),
             proxy_headers=False,
             server_header=False,
             # JSON lines on stderr, one per request, from authserver.logs; uvicorn's own access

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -165,6 +166,242 @@ def assert_quiet(served: Served) -> None:
     for line in served.log_lines():
         assert line.get("level") not in ("error", "critical"), line
         assert "exc" not in line and "Traceback" not in str(line.get("msg")), line
+
+
+# 1. Slowloris: bounds on the time to receive a request's head and body
+
+
+def test_a_connection_that_sends_nothing_is_closed(server: Served) -> None:
+    with connect(server.port) as sock:
+        started = time.monotonic()
+        assert closed_by_server(sock, PATIENCE), "an idle new connection was kept open"
+        assert time.monotonic() - started < 3
+
+
+def test_a_head_sent_slowly_is_answered_408_and_closed(server: Served) -> None:
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        started = time.monotonic()
+        answer = None
+        # One header line every 0.2 s: each byte arrives long before any idle timeout.
+        for index in range(int(PATIENCE / 0.2)):
+            try:
+                sock.sendall(f"X-Slow-{index}: a\r\n".encode())
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sock.settimeout(0.2)
+            try:
+                answer = read_answer(sock)
+                break
+            except TimeoutError:
+                continue
+        assert answer is not None, "the server waited for the head as long as it was fed"
+        assert_oauth_error(answer, 408)
+        assert answer.headers.get("connection") == "close"
+        assert closed_by_server(sock)
+        assert time.monotonic() - started < 3
+
+
+def test_a_keep_alive_connection_gets_the_same_bound_for_its_next_head(server: Served) -> None:
+    with connect(server.port) as sock:
+        sock.sendall(request_head("/healthz"))
+        assert read_answer(sock).status == 200
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # ... and nothing more
+        started = time.monotonic()
+        answer = read_answer(sock)
+        assert_oauth_error(answer, 408)
+        assert closed_by_server(sock)
+        assert time.monotonic() - started < 3
+
+
+def test_a_body_sent_slowly_is_answered_408_and_closed(server: Served) -> None:
+    with connect(server.port) as sock:
+        sock.sendall(
+            request_head(
+                "/token",
+                "POST",
+                "Content-Type: application/x-www-form-urlencoded",
+                "Content-Length: 100",
+                "X-Request-ID: slow-body",
+            )
+        )
+        started = time.monotonic()
+        answer = None
+        for _ in range(int(PATIENCE / 0.2)):
+            try:
+                sock.sendall(b"a")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sock.settimeout(0.2)
+            try:
+                answer = read_answer(sock)
+                break
+            except TimeoutError:
+                continue
+        assert answer is not None, "the server waited for the body as long as it was fed"
+        assert_oauth_error(answer, 408)
+        assert answer.headers.get("connection") == "close"
+        assert closed_by_server(sock)
+        assert time.monotonic() - started < 3
+    [access] = [
+        line for line in server.lines_of("slow-body") if line["logger"] == "authserver.access"
+    ]
+    assert access["status"] == 408
+
+
+def test_connections_beyond_the_cap_get_503_and_the_server_recovers(
+    tmp_path: Path, http: str
+) -> None:
+    # 128 file descriptors: the default cap becomes 64 connections (http/server.py).
+    served = start(tmp_path, http, TIMEOUTS, nofile=128)
+    sockets = []
+    try:
+        for _ in range(100):
+            sockets.append(connect(served.port))  # each sends nothing: the cheapest Slowloris
+        time.sleep(0.3)
+        refused = []
+        for sock in sockets:
+            sock.setblocking(False)
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue  # held open, waiting for a head
+            finally:
+                sock.setblocking(True)
+            refused.append(data)
+        assert 30 <= len(refused) <= 100 - 50, len(refused)
+        for data in refused:
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503 "), data
+            assert b"\r\nretry-after: 1\r\n" in head.lower() + b"\r\n"
+            assert json.loads(body)["error"] == "temporarily_unavailable"
+        # The held ones time out (1 s) and free their descriptors: the server answers again.
+        time.sleep(1.5)
+        health = httpx.get(f"{served.url}/healthz", timeout=PATIENCE, trust_env=False)
+        assert health.status_code == 200
+        assert served.process.poll() is None
+        text = served.log.read_text()
+        assert "out of system resource" not in text
+        refusals = [line for line in served.log_lines() if "connection refused" in str(line["msg"])]
+        assert len(refusals) == 1, refusals  # one line per 10 s, however many (logs.py)
+    finally:
+        for sock in sockets:
+            sock.close()
+        stop([served.process])
+
+
+@pytest.fixture(params=["h11", "httptools"])
+def http(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+ACCEPT_FLOOD = """
+import asyncio, resource, socket, sys
+from authserver import logs
+
+logs.configure("info")
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+async def main():
+    async def handle(reader, writer):
+        await asyncio.sleep(10)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    clients = []
+    for _ in range(80):  # past the 64 descriptors: accept() fails and asyncio logs it
+        try:
+            client = socket.socket()
+        except OSError:
+            break
+        client.setblocking(False)
+        try:
+            client.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        clients.append(client)
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(2)
+    logs.flush_handlers()
+    sys.stderr.flush()
+    import os
+    os._exit(0)
+
+asyncio.run(main())
+"""
+
+
+def test_accept_out_of_resource_is_logged_once_per_interval() -> None:
+    # A real asyncio server out of file descriptors, with the server's logging configuration.
+    done = subprocess.run(
+        [sys.executable, "-c", ACCEPT_FLOOD], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if "out of system resource" in line]
+    assert len(lines) == 1, f"{len(lines)} lines: {lines[:3]}"
+    assert "Traceback" not in done.stderr
+
+
+# 2. Limits on the request head
+
+
+def test_too_many_headers_are_answered_431_and_closed(server: Served) -> None:
+    headers = [f"X-Many-{index}: a" for index in range(150)]
+    with connect(server.port) as sock:
+        sock.sendall(request_head("/healthz", "GET", *headers))
+        assert_oauth_error(read_answer(sock), 431)
+        assert closed_by_server(sock)
+
+
+def test_a_large_head_in_one_read_is_answered_431_and_closed(server: Served) -> None:
+    headers = [f"X-Big-{index}: {'a' * 1000}" for index in range(64)]  # 64 KiB of headers
+    with connect(server.port) as sock:
+        sock.sendall(request_head("/healthz", "GET", *headers))
+        assert_oauth_error(read_answer(sock), 431)
+        assert closed_by_server(sock)
+
+
+def test_a_large_head_that_never_ends_is_answered_431_and_closed(server: Served) -> None:
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
+        answer = None
+        for _ in range(64):  # 1 KiB at a time, one header line that never ends
+            try:
+                sock.sendall(b"a" * 1024)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        answer = read_answer(sock)
+        assert_oauth_error(answer, 431)
+        assert closed_by_server(sock)
+
+
+def test_a_long_url_is_answered_414_and_closed(server: Served) -> None:
+    with connect(server.port) as sock:
+        sock.sendall(request_head("/healthz?" + "a" * 100_000))
+        assert_oauth_error(read_answer(sock), 414)
+        assert closed_by_server(sock)
+
+
+def test_heads_within_the_limits_are_served(server: Served) -> None:
+    headers = [f"X-Fine-{index}: {'a' * 100}" for index in range(90)]
+    with connect(server.port) as sock:
+        sock.sendall(request_head("/healthz?" + "a" * 4000, "GET", *headers))
+        assert read_answer(sock).status == 200
+        sock.sendall(request_head("/healthz"))  # and the connection is kept
+        assert read_answer(sock).status == 200
+
+
+# 3. Content-Length with Transfer-Encoding
+
+
+def test_content_length_with_transfer_encoding_is_answered_400_and_closed(server: Served) -> None:
+    # On /healthz, which answers 200 to anything it is given: a 400 can only be the framing.
+    with connect(server.port) as sock:
+        sock.sendall(
+            request_head("/healthz", "GET", "Content-Length: 5", "Transfer-Encoding: chunked")
+            + b"0\r\n\r\n"
+        )
+        assert_oauth_error(read_answer(sock), 400)
+        assert closed_by_server(sock)
 
 
 # 4. No redirects, and no URL built from the Host header
