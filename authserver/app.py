@@ -31,6 +31,7 @@ from authserver.http.errors import HANDLERS
 from authserver.http.headers import security_headers
 from authserver.http.observe import Observe
 from authserver.http.routes import routes
+from authserver.http.server import BodyDeadline
 from authserver.keys import key_sealer
 from authserver.metrics import observed_keys, observed_sessions
 from authserver.passwords import Passwords
@@ -110,14 +111,20 @@ def create_app(
             logs.flush_handlers()  # the access lines of the last requests (logs.py)
 
     # Outermost first. Observe (access log, request id, metrics, security headers) times and
-    # sees everything else, CORS preflights and its own 500 answer included.
+    # sees everything else, CORS preflights and its own 500 answer included; so it logs the
+    # 408 of a body that did not arrive in time (BodyDeadline).
     middleware = [
         Middleware(Observe, headers=security_headers(settings)),
+        Middleware(BodyDeadline, seconds=settings.body_timeout),
         cors_middleware(settings),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes, exception_handlers=HANDLERS, lifespan=lifespan, middleware=middleware
     )
+    # No "/token/" -> "/token" redirect: its Location is built from the Host header, and a
+    # client following a 307 re-posts its credentials there. Such paths are a plain 404.
+    app.router.redirect_slashes = False
+    return app
 
 
 def app_from_environment() -> Starlette:

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from cryptography.exceptions import InvalidTag
 from sqlalchemy.exc import DBAPIError
@@ -100,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--http",
+        default="auto",
+        choices=["auto", "h11", "httptools"],
+        help="HTTP/1.1 parser (auto: httptools when installed, else h11)",
+    )
     serve.set_defaults(run=_serve)
 
     migrate_help = "bring the database schema to the latest version"
@@ -158,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from authserver.http.server import protocol, raise_open_files_limit
     from authserver.multiprocess_metrics import shared_directory
 
     async def check(engine: AsyncEngine) -> None:
@@ -168,6 +175,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         await build_services(settings, engine).keys.start()
 
     _with_engine(settings, check)
+    # Every connection is a file descriptor: take all the OS allows (the workers inherit it),
+    # and cap connections below it (AUTHSERVER_MAX_CONNECTIONS, http/server.py).
+    open_files = raise_open_files_limit()
     # Several workers share their metrics through files; set up before uvicorn spawns them.
     with shared_directory(args.workers):
         uvicorn.run(
@@ -176,6 +186,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             host=args.host,
             port=args.port,
             workers=args.workers,
+            # uvicorn's protocols with time and size bounds on requests and a connection cap
+            # (http/server.py); uvicorn calls it as it would a protocol class.
+            http=cast("type[asyncio.Protocol]", protocol(args.http, settings, open_files)),
             proxy_headers=False,
             server_header=False,
             # JSON lines on stderr, one per request, from authserver.logs; uvicorn's own access

@@ -69,6 +69,14 @@ class Settings:
     audit_retention_days: int = 90
     # Seconds `serve` lets requests in flight finish after SIGTERM before closing them.
     shutdown_timeout: int = 10
+    # Slowloris bounds (http/server.py): seconds to receive a request's whole head, counted
+    # from the connection's opening or the end of the previous response; seconds to receive
+    # its body, counted from the end of its head.
+    header_timeout: int = 10
+    body_timeout: int = 30
+    # Open connections per process; beyond it a new one is answered 503 and closed. `serve`
+    # lowers it to fit the file descriptors the process may open (http/server.py).
+    max_connections: int = 1000
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -122,6 +130,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "AUDIT_RETENTION_DAYS", _int_between(1, 36_500), defaults.audit_retention_days
         ),
         shutdown_timeout=read("SHUTDOWN_TIMEOUT", _seconds(1, 600), defaults.shutdown_timeout),
+        header_timeout=read("HEADER_TIMEOUT", _seconds(1, 300), defaults.header_timeout),
+        body_timeout=read("BODY_TIMEOUT", _seconds(1, 3600), defaults.body_timeout),
+        max_connections=read(
+            "MAX_CONNECTIONS", _int_between(16, 1_000_000), defaults.max_connections
+        ),
     )
     if settings.refresh_token_ttl > settings.session_ttl:
         problems.append(

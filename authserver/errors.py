@@ -4,6 +4,7 @@
     ├── InvalidRequest              400 invalid_request
     │   ├── UnsupportedMediaType    415 invalid_request
     │   ├── PayloadTooLarge         413 invalid_request
+    │   ├── RequestTimeout          408 invalid_request (the body did not arrive in time)
     │   └── ForbiddenOrigin         403 invalid_request (refresh cookie from a foreign origin)
     ├── InvalidClient               401 invalid_client
     ├── InvalidGrant                400 invalid_grant (one sentence for every cause)
@@ -50,6 +51,11 @@ class UnsupportedMediaType(InvalidRequest):
 class PayloadTooLarge(InvalidRequest):
     status = 413
     description = "The request body is too large."
+
+
+class RequestTimeout(InvalidRequest):
+    status = 408
+    description = "The request body did not arrive in time."
 
 
 class ForbiddenOrigin(InvalidRequest):

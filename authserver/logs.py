@@ -116,6 +116,44 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 pass  # a closed or broken stream: those lines are lost, later ones may not be
 
 
+class RateLimitFilter(logging.Filter):
+    """Lets through one record per `interval` seconds of those whose message contains one of
+    `messages`, and says how many were dropped in between; every other record passes.
+
+    For lines a flood repeats as fast as it can: asyncio logs "socket.accept() out of system
+    resource" at every retry once the process has no file descriptor left (hundreds of MB of
+    log in seconds), and http/server.py logs each connection refused past
+    AUTHSERVER_MAX_CONNECTIONS.
+    """
+
+    def __init__(self, messages: list[str], interval: float = 10.0) -> None:
+        super().__init__()
+        self.messages = tuple(messages)
+        self.interval = interval
+        self._next = 0.0
+        self._dropped = 0
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        if not any(message in text for message in self.messages):
+            return True
+        with self._lock:
+            now = time.monotonic()
+            if now < self._next:
+                self._dropped += 1
+                return False
+            self._next = now + self.interval
+            dropped, self._dropped = self._dropped, 0
+        if dropped:
+            record.suppressed = dropped
+            record.msg = f"{record.msg} ({dropped} more like it in the last {self.interval:g} s)"
+        # The traceback of an accept error says nothing the message does not.
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
 def new_request_id() -> str:
     # An id to find a request's lines by, not a secret: the Mersenne Twister is enough (and
     # is reseeded in forked children), where uuid4 spent a system call per request.
@@ -134,10 +172,14 @@ def log_config(level: str = "info") -> dict[str, Any]:
         "formatter": "json",
         "filters": ["request_id"],
     }
+    flood = {
+        "()": RateLimitFilter,
+        "messages": ["out of system resource", "connection refused:"],
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": RequestIdFilter}},
+        "filters": {"request_id": {"()": RequestIdFilter}, "flood": flood},
         "formatters": {"json": {"()": JsonFormatter}},
         "handlers": {"stderr": handler},
         # Everything reaches the root's one handler (uvicorn's own config would stop its
@@ -147,6 +189,9 @@ def log_config(level: str = "info") -> dict[str, Any]:
             "uvicorn": {"level": level.upper(), "propagate": True},
             "uvicorn.error": {"level": level.upper(), "propagate": True},
             "uvicorn.access": {"level": "WARNING", "propagate": True},
+            # Lines a flood repeats: at most one per 10 s each (RateLimitFilter).
+            "asyncio": {"filters": ["flood"], "propagate": True},
+            "authserver.http.busy": {"filters": ["flood"], "propagate": True},
         },
         "root": {"handlers": ["stderr"], "level": "WARNING"},
     }

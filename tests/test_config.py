@@ -219,3 +219,29 @@ def test_issuer_with_query_or_fragment_is_refused(issuer: str) -> None:
     problems = problems_for({"AUTHSERVER_ISSUER": issuer})
     assert len(problems) == 1
     assert problems[0].startswith("AUTHSERVER_ISSUER: ")
+
+
+def test_connection_bounds_are_read_and_checked() -> None:
+    settings = load_settings(
+        {
+            "AUTHSERVER_HEADER_TIMEOUT": "5",
+            "AUTHSERVER_BODY_TIMEOUT": "60",
+            "AUTHSERVER_MAX_CONNECTIONS": "4096",
+        }
+    )
+    assert (settings.header_timeout, settings.body_timeout, settings.max_connections) == (
+        5,
+        60,
+        4096,
+    )
+    assert (Settings().header_timeout, Settings().body_timeout) == (10, 30)
+    for name, raw in [
+        ("HEADER_TIMEOUT", "0"),
+        ("HEADER_TIMEOUT", "forever"),
+        ("BODY_TIMEOUT", "0"),
+        ("BODY_TIMEOUT", "86400"),
+        ("MAX_CONNECTIONS", "1"),
+        ("MAX_CONNECTIONS", "many"),
+    ]:
+        [problem] = problems_for({f"AUTHSERVER_{name}": raw})
+        assert problem.startswith(f"AUTHSERVER_{name}: must be")

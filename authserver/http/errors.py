@@ -8,7 +8,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver.errors import InsufficientScope, InvalidClient, InvalidToken, OAuthError, SlowDown
+from authserver.errors import (
+    InsufficientScope,
+    InvalidClient,
+    InvalidToken,
+    OAuthError,
+    RequestTimeout,
+    SlowDown,
+)
 from authserver.http.responses import no_store_json
 
 logger = logging.getLogger("authserver")
@@ -31,6 +38,11 @@ async def oauth_error(request: Request, exc: Exception) -> Response:
     elif isinstance(exc, SlowDown):
         # RFC 9110 §10.2.3: how many seconds to wait before trying again.
         headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, RequestTimeout):
+        # RFC 9110 §15.5.9: "A server SHOULD send the "close" connection option [...] since 408
+        # implies that the server has decided to close the connection rather than continue
+        # waiting." (uvicorn closes it after a response that says so.)
+        headers["Connection"] = "close"
     return no_store_json(
         {"error": exc.code, "error_description": exc.description}, exc.status, headers
     )

@@ -5,7 +5,8 @@ security headers every response carries (http/headers.py), added in the same pas
 request). It takes the caller's X-Request-ID when it looks like an id, else makes one, echoes it
 in the response and stamps every log line of the request with it (authserver.logs). An error no
 handler answered is logged here with its traceback and answered 500 as http/errors.py does, so
-that line too carries the request id.
+that line too carries the request id. A client that left before its request was read is no
+error of ours: its access line says so with status 499 (nginx's "client closed request").
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import Counter, Histogram
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authserver import logs, metrics
@@ -31,6 +32,7 @@ access_logger = logging.getLogger(logs.ACCESS_LOGGER)
 # (too long, spaces, quotes, control characters) is replaced rather than logged.
 _SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:;=+/-]{0,127}")
 _UNMATCHED = "<unmatched>"
+CLIENT_GONE = 499
 
 
 class Observe:
@@ -70,6 +72,8 @@ class Observe:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            status = CLIENT_GONE  # nobody is left to answer
         except Exception as exc:
             if response_started:
                 raise
@@ -86,10 +90,11 @@ class Observe:
             if route == "/token" and status == 429:
                 metrics.LOGINS_THROTTLED.inc()
             access_logger.info(
-                "%s %s %d",
+                "%s %s %d%s",
                 method,
                 route,
                 status,
+                " client disconnected" if status == CLIENT_GONE else "",
                 extra={
                     "method": method,
                     # Never the query string, nor an unknown path whole: either may carry a token.
