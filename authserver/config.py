@@ -73,7 +73,7 @@ class Settings:
     # from the connection's opening or the end of the previous response; seconds to receive
     # its body, counted from the end of its head.
     header_timeout: int = 10
-    body_timeout: int = 30
+    body_timeout: int = 10
     # Open connections per process; beyond it a new one is answered 503 and closed. `serve`
     # lowers it to fit the file descriptors the process may open (http/server.py).
     max_connections: int = 1000

@@ -234,7 +234,7 @@ def test_connection_bounds_are_read_and_checked() -> None:
         60,
         4096,
     )
-    assert (Settings().header_timeout, Settings().body_timeout) == (10, 30)
+    assert (Settings().header_timeout, Settings().body_timeout) == (10, 10)
     for name, raw in [
         ("HEADER_TIMEOUT", "0"),
         ("HEADER_TIMEOUT", "forever"),

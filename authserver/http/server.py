@@ -349,8 +349,9 @@ def connection_cap(wanted: int, open_files: int | None) -> int:
 
 
 class BodyDeadline:
-    """Bounds the time from the start of a request to the end of its body: a receive still
-    waiting at the deadline raises RequestTimeout, which the app answers 408 (and closes)."""
+    """Bounds the body: a receive that brings nothing for `seconds` (a stall, API.md) or that
+    is still waiting `3 × seconds` after the request began (a trickle of a byte now and then)
+    raises RequestTimeout, which the app answers 408 (and closes)."""
 
     def __init__(self, app: ASGIApp, *, seconds: float) -> None:
         self.app = app
@@ -360,14 +361,14 @@ class BodyDeadline:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        deadline = anyio.current_time() + self.seconds
+        deadline = anyio.current_time() + 3 * self.seconds
         body_done = False
 
         async def bounded_receive() -> Message:
             nonlocal body_done
             if body_done:  # a wait for the disconnect, not for the body: not ours to bound
                 return await receive()
-            with anyio.move_on_after(deadline - anyio.current_time()):
+            with anyio.move_on_after(min(self.seconds, deadline - anyio.current_time())):
                 message = await receive()
                 body_done = message["type"] != "http.request" or not message.get("more_body")
                 return message
