@@ -158,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from authserver.key_epoch import shared_epoch
     from authserver.multiprocess_metrics import shared_directory
 
     async def check(engine: AsyncEngine) -> None:
@@ -168,8 +169,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         await build_services(settings, engine).keys.start()
 
     _with_engine(settings, check)
-    # Several workers share their metrics through files; set up before uvicorn spawns them.
-    with shared_directory(args.workers):
+    # Several workers share their metrics and the key epoch (a key changed in one reloads the
+    # others before they sign again) through files; set up before uvicorn spawns them.
+    with shared_directory(args.workers), shared_epoch(args.workers):
         uvicorn.run(
             "authserver.app:app_from_environment",
             factory=True,
