@@ -32,6 +32,7 @@ from authserver.http.headers import security_headers
 from authserver.http.observe import Observe
 from authserver.http.routes import routes
 from authserver.http.server import BodyDeadline
+from authserver.key_epoch import KeyEpoch, epoch_from_environment
 from authserver.keys import key_sealer
 from authserver.metrics import observed_keys, observed_sessions
 from authserver.passwords import Passwords
@@ -44,9 +45,13 @@ class SchemaNotReady(RuntimeError):
 
 
 def build_services(
-    settings: Settings, engine: AsyncEngine, clock: Callable[[], int] = wall_clock
+    settings: Settings,
+    engine: AsyncEngine,
+    clock: Callable[[], int] = wall_clock,
+    key_epoch: KeyEpoch | None = None,
 ) -> Services:
     sealer = key_sealer(settings)
+    key_store = observed_keys(fail_closed(SqlKeyStore(engine)))
     return Services(
         settings=settings,
         # fail_closed: a database outage reaches the use cases as TemporarilyUnavailable (503).
@@ -54,7 +59,8 @@ def build_services(
         # Remembered for 5 s: one lookup per client, not per request (clients.CachedClients).
         clients=CachedClients(fail_closed(SqlClientStore(engine)), clock),
         sessions=observed_sessions(fail_closed(SqlSessionStore(engine))),
-        keys=SigningKeys(observed_keys(fail_closed(SqlKeyStore(engine))), sealer, settings, clock),
+        # key_epoch: shared by the workers of one `serve` (key_epoch.py); else this process's.
+        keys=SigningKeys(key_store, sealer, settings, clock, key_epoch),
         passwords=Passwords(settings),
         audit=fail_closed(SqlAuditLog(engine)),
         throttle=fail_closed(SqlThrottleStore(engine)),
@@ -77,7 +83,10 @@ async def prepare_schema(engine: AsyncEngine) -> None:
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Callable[[], int] = wall_clock
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], int] = wall_clock,
+    key_epoch: KeyEpoch | None = None,
 ) -> Starlette:
     settings = settings or load_settings()
 
@@ -86,7 +95,7 @@ def create_app(
         engine = make_engine(settings)
         try:
             await prepare_schema(engine)
-            services = build_services(settings, engine, clock)
+            services = build_services(settings, engine, clock, key_epoch)
             await services.keys.start()
             await services.passwords.prepare()
 
@@ -130,4 +139,4 @@ def create_app(
 def app_from_environment() -> Starlette:
     """The factory uvicorn calls in each worker (`authserver serve`)."""
     logs.skip_unused_record_fields()
-    return create_app(load_settings())
+    return create_app(load_settings(), key_epoch=epoch_from_environment())

@@ -165,6 +165,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from authserver.http.server import protocol, raise_open_files_limit
+    from authserver.key_epoch import shared_epoch
     from authserver.multiprocess_metrics import shared_directory
 
     async def check(engine: AsyncEngine) -> None:
@@ -178,8 +179,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # Every connection is a file descriptor: take all the OS allows (the workers inherit it),
     # and cap connections below it (AUTHSERVER_MAX_CONNECTIONS, http/server.py).
     open_files = raise_open_files_limit()
-    # Several workers share their metrics through files; set up before uvicorn spawns them.
-    with shared_directory(args.workers):
+    # Several workers share their metrics and the key epoch (a key changed in one reloads the
+    # others before they sign again) through files; set up before uvicorn spawns them.
+    with shared_directory(args.workers), shared_epoch(args.workers):
         uvicorn.run(
             "authserver.app:app_from_environment",
             factory=True,

@@ -104,7 +104,7 @@ async def _password_login(
         refresh_ttl=settings.refresh_token_ttl,
         session_ttl=settings.session_ttl,
     )
-    return _with_refresh(services, client, rotation)
+    return await _with_refresh(services, client, rotation)
 
 
 async def refresh_token_grant(services: Services, request: GrantRequest) -> TokenResponse:
@@ -122,7 +122,7 @@ async def refresh_token_grant(services: Services, request: GrantRequest) -> Toke
         requested=parse_scope(fields.get("scope")),
         audit=services.audit,
     )
-    return _with_refresh(services, client, rotation)
+    return await _with_refresh(services, client, rotation)
 
 
 async def client_credentials_grant(services: Services, request: GrantRequest) -> TokenResponse:
@@ -133,16 +133,18 @@ async def client_credentials_grant(services: Services, request: GrantRequest) ->
         raise UnauthorizedClient()
     scope = grant(parse_scope(fields.get("scope")), client.scopes, None)
     # RFC 9068 §2.2: with no resource owner, sub is the client's own identifier.
-    access = services.mint(sub=client.client_id, client_id=client.client_id, scope=scope, sid=None)
+    access = await services.mint(
+        sub=client.client_id, client_id=client.client_id, scope=scope, sid=None
+    )
     return TokenResponse(access.token, services.settings.access_token_ttl, scope)
 
 
-def _with_refresh(services: Services, client: Client, rotation: Rotation) -> TokenResponse:
+async def _with_refresh(services: Services, client: Client, rotation: Rotation) -> TokenResponse:
     family = rotation.family
     # An access token never outlives its session, so verifiers that only read the JWT stop
     # accepting it when the family's absolute lifetime ends.
     ttl = min(services.settings.access_token_ttl, family.expires_at - services.clock())
-    access = services.mint(
+    access = await services.mint(
         sub=family.user_id, client_id=client.client_id, scope=rotation.scope, sid=family.id, ttl=ttl
     )
     return TokenResponse(

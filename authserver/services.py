@@ -34,12 +34,14 @@ class Services:
     throttle: ThrottleStore
     clock: Callable[[], int] = field(default=wall_clock)
 
-    def mint(
+    async def mint(
         self, *, sub: str, client_id: str, scope: str, sid: str | None, ttl: int | None = None
     ) -> AccessToken:
+        """Every token is signed here, with the ring as of the latest key change (a key
+        revoked in another worker of this `serve` signs nothing more: SigningKeys.current)."""
         settings = self.settings
         return mint_access_token(
-            self.keys.ring,
+            await self.keys.current(),
             issuer=settings.issuer,
             audience=settings.audience,
             ttl=settings.access_token_ttl if ttl is None else ttl,

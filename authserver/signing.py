@@ -3,7 +3,10 @@
 Several instances share one database; each signs with the key the database calls active, as
 of its last reload. Reloads happen after every key change made here and every
 `reload_interval` seconds (`keep_fresh`, run by the app's lifespan), so another instance's
-rotation or revocation takes effect here within one interval. The timing rules account for
+rotation or revocation takes effect here within one interval. The workers of one `serve` do
+better: a key change bumps the epoch they share (key_epoch.py), and a worker that sees it moved
+reloads before it signs again (`current`), so a revoked key signs nothing more on any of them
+once the revocation has answered. The timing rules account for
 that lag (`publication_lag`): a next key is promoted only once it has been published for
 `jwks_max_age` plus the lag (every instance has then served it for a full cache lifetime), and
 a retired key stays published the lag longer than its last token can live.
@@ -22,6 +25,7 @@ from cryptography.exceptions import InvalidTag
 from authserver import rotation
 from authserver.config import Settings
 from authserver.errors import TemporarilyUnavailable
+from authserver.key_epoch import KeyEpoch, LocalEpoch
 from authserver.keys import KeyRecord, KeyRing, KeySealer, make_key
 
 logger = logging.getLogger("authserver")
@@ -68,13 +72,21 @@ def publication_lag(settings: Settings) -> int:
 
 class SigningKeys:
     def __init__(
-        self, store: KeyStore, sealer: KeySealer, settings: Settings, clock: Callable[[], int]
+        self,
+        store: KeyStore,
+        sealer: KeySealer,
+        settings: Settings,
+        clock: Callable[[], int],
+        epoch: KeyEpoch | None = None,
     ) -> None:
         self._store = store
         self._sealer = sealer
         self._settings = settings
         self._clock = clock
         self._ring: KeyRing | None = None
+        self._epoch = epoch or LocalEpoch()
+        self._seen = -1  # the epoch as of the ring's load; none loaded yet
+        self._reloading = anyio.Lock()
 
     @property
     def ring(self) -> KeyRing:
@@ -100,7 +112,21 @@ class SigningKeys:
             await self._store.initialize([key.record for key in new])
         await self.reload()
 
+    async def current(self) -> KeyRing:
+        """The ring to sign with: reloaded first if the keys changed in another worker of this
+        `serve` since it was loaded. One memory read when nothing changed; when something did,
+        the requests that notice share one reload, and a failed reload fails them (a 503 if
+        the database is away) rather than let them sign with a key that may be revoked."""
+        if self._epoch.read() != self._seen:
+            async with self._reloading:
+                if self._epoch.read() != self._seen:  # else another request just reloaded
+                    await self.reload()
+        return self.ring
+
     async def reload(self) -> None:
+        # Read before the keys: a change committed after this read moves the epoch again,
+        # and the next `current` reloads once more.
+        epoch = self._epoch.read()
         records = await self._store.all()
         self._ring = KeyRing(
             records,
@@ -110,6 +136,13 @@ class SigningKeys:
             + self._settings.clock_leeway
             + publication_lag(self._settings),
         )
+        self._seen = epoch
+
+    async def _changed(self) -> None:
+        """After a key change committed here: the other workers reload before they sign
+        again, and this one reloads now (after the bump, so it need not reload twice)."""
+        self._epoch.bump()
+        await self.reload()
 
     @property
     def min_next_age(self) -> int:
@@ -131,19 +164,22 @@ class SigningKeys:
                 actor,
                 now,
             )
-        finally:
+        except Exception:
             # Also after a refusal: another instance may have rotated meanwhile.
             await self.reload()
+            raise
+        await self._changed()
 
     async def revoke(self, kid: str, actor: str) -> None:
-        """The key leaves JWKS and stops signing here at once (elsewhere within an interval);
-        its tokens are refused everywhere at once (the revocation check reads its state)."""
+        """The key leaves JWKS and stops signing in this `serve` at once (in other instances
+        within an interval); its tokens are refused everywhere at once (the revocation check
+        reads its state)."""
         candidate = await self._candidate(self._settings.signing_alg)
         now = self._clock()
         await self._store.change(
             lambda records: rotation.revoke(records, kid, candidate, now=now), actor, now
         )
-        await self.reload()
+        await self._changed()
 
     async def keep_fresh(self) -> None:
         """Reloads every `reload_interval` seconds, forever; a failed reload keeps the last
@@ -198,10 +234,12 @@ class SigningKeys:
             actor,
             now,
         )
-        await self.reload()
-        if transition.events:
-            logger.info("scheduled key rotation: %s now signs", self.ring.signing.kid)
-        return bool(transition.events)
+        if not transition.events:
+            await self.reload()  # another instance rotated first: its keys, here now
+            return False
+        await self._changed()
+        logger.info("scheduled key rotation: %s now signs", self.ring.signing.kid)
+        return True
 
     async def rotate_on_schedule(self) -> None:
         """Checks every `reload_interval` seconds whether a scheduled rotation is due; runs

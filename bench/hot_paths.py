@@ -152,7 +152,7 @@ async def database_benchmarks(url: str, seconds: float, concurrency: int) -> Non
     rate = done / (time.perf_counter() - start)
     print(f"{'refresh rotation (spend + successor)':<42} {rate:>9,.0f} /s")
 
-    token = services.mint(sub=user.id, client_id="svc", scope="profile", sid=None).token
+    token = (await services.mint(sub=user.id, client_id="svc", scope="profile", sid=None)).token
     await measure(
         "introspect access token",
         lambda: introspect(services, creds, token, None),

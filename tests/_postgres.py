@@ -13,19 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import glob
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
+import anyio.to_thread
 import asyncpg
+import pytest
 
 
 @contextlib.contextmanager
@@ -111,6 +117,10 @@ def _pg_bindir() -> Path | None:
     return None
 
 
+# UTF8 and the C locale whatever this machine's locale is (it may be plain POSIX).
+_INITDB_SETTINGS = ["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]
+
+
 @contextlib.contextmanager
 def _throwaway_cluster(bindir: Path) -> Iterator[int]:
     """Starts a private cluster on a free port of 127.0.0.1; yields the port."""
@@ -132,9 +142,7 @@ def _throwaway_cluster(bindir: Path) -> Iterator[int]:
         if as_root:
             user = pwd.getpwnam("postgres")
             os.chown(tmp, user.pw_uid, user.pw_gid)
-        # UTF8 and the C locale whatever this machine's locale is (it may be plain POSIX).
-        settings = ["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]
-        run(str(bindir / "initdb"), "-D", str(data), *settings)
+        run(str(bindir / "initdb"), "-D", str(data), *_INITDB_SETTINGS)
         with socket.socket() as s:  # ask the kernel for a free port
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -150,5 +158,113 @@ def _throwaway_cluster(bindir: Path) -> Iterator[int]:
         finally:
             if (data / "postmaster.pid").exists():  # also after a start that timed out
                 run(*pg_ctl, "-m", "immediate", "stop")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Cluster:
+    """A Postgres cluster of a test's own, its postmaster this process's child, so the test can
+    restart it or kill -9 it (and reap it: a killed postmaster left to an init that does not
+    reap would hold its lock file and the next start would refuse to run)."""
+
+    def __init__(self, bindir: Path, tmp: Path, port: int) -> None:
+        self.bindir, self.tmp, self.port = bindir, tmp, port
+        self.data, self.log = tmp / "data", tmp / "postgres.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        # Postgres refuses to run as root: root runs it as the postgres system user.
+        self._user = "postgres" if os.geteuid() == 0 else None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        """Starts the postmaster and returns at once: it accepts connections while it starts
+        up and recovers, refusing them with 57P03 until it is ready."""
+        assert self.process is None, "already running"
+        options = [
+            *("-D", str(self.data), "-p", str(self.port)),
+            *("-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.tmp}"),
+            *("-c", "fsync=off"),  # thrown away afterwards; a killed postmaster loses nothing
+        ]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [str(self.bindir / "postgres"), *options],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                user=self._user,
+                group=self._user,
+                extra_groups=[] if self._user else None,
+            )
+
+    def stop(self) -> None:
+        """A fast shutdown (SIGINT): sessions are ended (57P01), the postmaster exits cleanly."""
+        self._end(signal.SIGINT)
+
+    def kill(self) -> None:
+        """kill -9 of the postmaster alone; its backends notice and exit on their own."""
+        self._end(signal.SIGKILL)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Blocks until a connection succeeds (call it in a thread from async code)."""
+        deadline = time.monotonic() + timeout
+        while not _answers("127.0.0.1", self.port):
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"postgres exited:\n{self.log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"postgres not ready in {timeout} s:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:]
+
+    def _end(self, sig: signal.Signals) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(sig)
+        self.process.wait(timeout=30)
+        self.process = None
+
+
+@contextlib.asynccontextmanager
+async def own_cluster() -> AsyncIterator[Cluster]:
+    """A new cluster on a free port of 127.0.0.1, started and ready; skipped (outside CI)
+    where no initdb is found. Stopped and removed afterwards."""
+    if (bindir := _pg_bindir()) is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("no initdb/pg_ctl was found, and this test must not skip in CI")
+        pytest.skip("no initdb/postgres found to make a cluster of the test's own")
+    as_root = os.geteuid() == 0
+    tmp = Path(tempfile.mkdtemp(prefix="authserver-pg-", dir="/tmp" if as_root else None))
+    user = "postgres" if as_root else None
+    try:
+        if as_root:
+            entry = pwd.getpwnam("postgres")
+            os.chown(tmp, entry.pw_uid, entry.pw_gid)
+        done = await anyio.to_thread.run_sync(
+            functools.partial(
+                subprocess.run,
+                [str(bindir / "initdb"), "-D", str(tmp / "data"), *_INITDB_SETTINGS],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                user=user,
+                group=user,
+                extra_groups=[] if user else None,
+            )
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{done.stdout}{done.stderr}")
+        with socket.socket() as s:  # ask the kernel for a free port
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cluster = Cluster(bindir, tmp, port)
+        cluster.start()
+        try:
+            await anyio.to_thread.run_sync(cluster.wait_ready)
+            yield cluster
+        finally:
+            await anyio.to_thread.run_sync(cluster.stop)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

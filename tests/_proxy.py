@@ -3,12 +3,15 @@
 `cut` is the database host going away: every connection reset, new ones refused.
 `black_hole` is the worse case, a host that stops answering: connections stay open and new ones
 are accepted, but nothing gets through in either direction, so only timeouts can end a wait.
-`restore` forwards again (connections held in the black hole are dropped then).
+`starting_up` is a restart's first moments: every connection reset, and every new one answered
+as Postgres answers while it starts or recovers (FATAL 57P03, "the database system is starting
+up"). `restore` forwards again (connections held in the black hole are dropped then).
 """
 
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +25,24 @@ from starlette.applications import Starlette
 from authserver.app import create_app
 from tests.conftest import ISSUER, make_settings
 
+# The protocol's SSLRequest code (a client asking for TLS before its startup message).
+_SSL_REQUEST = 80877103
+
+
+def _starting_up_error() -> bytes:
+    """The ErrorResponse Postgres sends a new connection while it starts (protocol §55.7)."""
+    fields = b"".join(
+        kind + text + b"\0"
+        for kind, text in (
+            (b"S", b"FATAL"),
+            (b"V", b"FATAL"),
+            (b"C", b"57P03"),
+            (b"M", b"the database system is starting up"),
+        )
+    )
+    body = fields + b"\0"
+    return b"E" + struct.pack("!I", len(body) + 4) + body
+
 
 class FaultyProxy:
     def __init__(self, host: str, port: int) -> None:
@@ -30,6 +51,7 @@ class FaultyProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._holding = False
+        self._starting = False
         self.port = 0
 
     async def start(self) -> None:
@@ -49,7 +71,14 @@ class FaultyProxy:
         """Keeps every connection open (and accepts new ones) but lets nothing through."""
         self._holding = True
 
+    async def starting_up(self) -> None:
+        """Resets every connection; new ones are refused with 57P03 until `restore`."""
+        await self.cut()
+        self._starting = True
+        await self.start()
+
     async def restore(self) -> None:
+        self._starting = False
         if self._holding:
             self._holding = False
             await self._close_all()
@@ -72,6 +101,9 @@ class FaultyProxy:
         if self._holding:
             await self._pipe(reader, None)
             return
+        if self._starting:
+            await self._refuse_as_starting_up(reader, writer)
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
         except OSError:
@@ -81,6 +113,23 @@ class FaultyProxy:
         await asyncio.gather(
             self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
         )
+
+    async def _refuse_as_starting_up(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            length, code = struct.unpack("!II", await reader.readexactly(8))
+            if code == _SSL_REQUEST:
+                writer.write(b"N")  # no TLS here; the client sends its startup message next
+                length, code = struct.unpack("!II", await reader.readexactly(8))
+            await reader.readexactly(length - 8)  # the rest of the startup message
+            writer.write(_starting_up_error())
+            await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            self._writers.discard(writer)
 
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None

@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "authserver"
 DOMAIN = (
     "config errors passwords keys tokens scopes users clients sessions signing services grants "
-    "revocation introspection revocation_feed throttle rotation audit admin inputs"
+    "revocation introspection revocation_feed throttle rotation audit admin inputs key_epoch"
 ).split()
 DATABASE = ("sqlalchemy", "alembic")
 

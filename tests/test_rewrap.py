@@ -139,7 +139,7 @@ async def test_an_instance_left_with_the_old_kek_keeps_serving_and_says_why(
                 await anyio.sleep(0.05)
         assert services.keys.ring.signing.kid == kid
         assert "Traceback" not in caplog.text
-        minted = services.mint(sub="u", client_id="c", scope="", sid=None)
+        minted = await services.mint(sub="u", client_id="c", scope="", sid=None)
         assert other.verify(minted.token)["sub"] == "u"
 
 

@@ -2,7 +2,8 @@
 
 The stores raise SQLAlchemy's and the drivers' own errors. `fail_closed` wraps a store so that
 the ones meaning "the database cannot answer now" (connection refused or lost, a timeout on
-connect, on a statement or on the pool, SQLite's "database is locked") reach the use cases as the
+connect, on a statement or on the pool, SQLite's "database is locked", Postgres starting up or
+shutting down) reach the use cases as the
 domain's `TemporarilyUnavailable` (503 `temporarily_unavailable`), the driver's words kept as
 its private detail for the log. Anything else (a bug in a statement, a constraint) is left as
 it is: that is a 500, not a reason to tell clients to retry.
@@ -28,9 +29,11 @@ T = TypeVar("T")
 
 _ASYNCPG_CANNOT_NOW = (
     asyncpg.PostgresConnectionError,  # class 08
-    asyncpg.exceptions.OperatorInterventionError,  # class 57: canceled, shutting down
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: canceled, starting, shutting down
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
 )
+# The same classes by SQLSTATE, for a driver error seen through an adapter that keeps the code.
+_SQLSTATE_CLASSES_CANNOT_NOW = ("08", "53", "57")
 
 
 def unavailable(exc: BaseException) -> TemporarilyUnavailable | None:
@@ -38,15 +41,20 @@ def unavailable(exc: BaseException) -> TemporarilyUnavailable | None:
     if isinstance(exc, PoolTimeout):
         return TemporarilyUnavailable(detail=f"database pool exhausted: {_first_line(exc)}")
     # OperationalError: the database's own "cannot now" (refused, timed out, locked, shutting
-    # down); a lost connection is flagged by SQLAlchemy whatever the class. An InterfaceError
-    # without that flag is misuse (a parameter of the wrong type): a bug, so a 500.
+    # down); a lost connection is flagged by SQLAlchemy whatever the class. SQLAlchemy's
+    # asyncpg adapter wraps every other server error as a plain DBAPIError, at checkout too
+    # ("the database system is starting up", 57P03, while Postgres restarts or recovers), so
+    # the driver's error under it decides. An InterfaceError without any of these is misuse (a
+    # parameter of the wrong type): a bug, so a 500.
     if isinstance(exc, DBAPIError) and (
-        exc.connection_invalidated or isinstance(exc, OperationalError)
+        exc.connection_invalidated
+        or isinstance(exc, OperationalError)
+        or _cannot_answer_now(exc.orig)
     ):
         return TemporarilyUnavailable(detail=f"database unavailable: {_driver_words(exc)}")
     # asyncpg's own, from statements run on the driver directly (db/direct.py): the server
-    # cancelled the statement (statement_timeout) or is shutting down, or has no room.
-    if isinstance(exc, _ASYNCPG_CANNOT_NOW):
+    # cancelled the statement (statement_timeout), is starting or shutting down, or has no room.
+    if _cannot_answer_now(exc):
         return TemporarilyUnavailable(
             detail=f"database unavailable: {type(exc).__name__}: {_first_line(exc)}"
         )
@@ -88,6 +96,22 @@ class _FailClosed:
 
     def __repr__(self) -> str:
         return f"fail_closed({self._store!r})"
+
+
+def _cannot_answer_now(error: BaseException | None) -> bool:
+    """Whether a driver's error, or one it was raised from, is the server saying it cannot
+    answer now: asyncpg's classes for SQLSTATE classes 08, 53 and 57, or any error carrying
+    such a SQLSTATE (SQLAlchemy's adapter copies it as `sqlstate`)."""
+    for _ in range(4):  # the adapter's error, the driver's under it; never a long chain
+        if error is None:
+            return False
+        if isinstance(error, _ASYNCPG_CANNOT_NOW):
+            return True
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate[:2] in _SQLSTATE_CLASSES_CANNOT_NOW:
+            return True
+        error = error.__cause__
+    return False
 
 
 def _driver_words(exc: DBAPIError) -> str:

@@ -18,15 +18,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.applications import Starlette
 
 from authserver.app import build_services
 from authserver.config import Settings
-from authserver.db.failures import fail_closed
+from authserver.db.failures import fail_closed, unavailable
 from authserver.db.stores import SqlUserStore
 from authserver.errors import TemporarilyUnavailable
 from authserver.services import Services
@@ -187,6 +189,27 @@ async def test_a_silent_database_gets_503_within_the_timeouts_then_recovers(rig:
     await assert_recovered(rig)
 
 
+async def test_a_database_starting_up_gets_503_then_recovers(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A restart: the pool's connections are reset, and every new one is refused with 57P03
+    # ("the database system is starting up"), which SQLAlchemy raises at checkout as a plain
+    # DBAPIError, neither an OperationalError nor flagged as a lost connection.
+    caplog.set_level(logging.INFO, "authserver")
+    await rig.proxy.starting_up()
+
+    # Twice: the first round may meet the reset connections, the second only the refusals.
+    for _ in range(2):
+        for name, (response, seconds) in (await hit_everything(rig)).items():
+            assert_unavailable(name, response)
+            assert seconds < 2.0, f"{name} took {seconds:.1f} s"
+    assert (await rig.http.get("/readyz")).status_code == 503
+    assert any("starting up" in record.getMessage() for record in caplog.records)
+
+    await rig.proxy.restore()
+    await assert_recovered(rig)
+
+
 @pytest.mark.parametrize("settings_overrides", [{"db_pool_size": "1"}])
 async def test_requests_queued_for_a_stuck_pool_get_503_too(
     rig: Rig, caplog: pytest.LogCaptureFixture
@@ -242,6 +265,63 @@ async def test_other_database_errors_are_left_alone() -> None:
         await store.create()
     with pytest.raises(ValueError):
         await store.crash()
+
+
+def as_sqlalchemy_raises_it(driver_error: Exception) -> DBAPIError:
+    """`driver_error` wrapped as SQLAlchemy's asyncpg adapter wraps a server error it has no
+    narrower class for (57P03 on connecting, for one): the adapter's Error, its SQLSTATE copied,
+    raised from the driver's, inside a plain DBAPIError."""
+    dbapi = AsyncAdapt_asyncpg_dbapi(asyncpg)  # type: ignore[no-untyped-call]
+    adapted = dbapi._asyncpg_error_translate[asyncpg.PostgresError](str(driver_error), driver_error)
+    adapted.__cause__ = driver_error
+    wrapped = DBAPIError.instance(None, None, adapted, dbapi.Error)
+    assert isinstance(wrapped, DBAPIError)
+    return wrapped
+
+
+@pytest.mark.parametrize(
+    ("driver_error", "outage"),
+    [
+        pytest.param(
+            asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+            True,
+            id="57P03 starting up",
+        ),
+        pytest.param(
+            asyncpg.exceptions.AdminShutdownError("terminating connection"),
+            True,
+            id="57P01 shutting down",
+        ),
+        pytest.param(
+            asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
+            True,
+            id="53300 too many clients",
+        ),
+        pytest.param(
+            asyncpg.exceptions.PostgresSyntaxError("syntax error at or near"),
+            False,
+            id="42601 a bug",
+        ),
+        pytest.param(
+            asyncpg.exceptions.UniqueViolationError("duplicate key value"),
+            False,
+            id="23505 a constraint",
+        ),
+    ],
+)
+def test_a_wrapped_driver_error_is_judged_by_what_it_wraps(
+    driver_error: Exception, outage: bool
+) -> None:
+    wrapped = as_sqlalchemy_raises_it(driver_error)
+    assert type(wrapped) is DBAPIError  # not an OperationalError, nor flagged as lost
+    assert not wrapped.connection_invalidated
+
+    translated = unavailable(wrapped)
+
+    assert (translated is not None) == outage
+    if translated is not None:
+        assert translated.status == 503
+        assert translated.detail is not None and str(driver_error) in translated.detail
 
 
 def layers(value: object) -> list[object]:
