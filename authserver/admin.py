@@ -15,7 +15,7 @@ from authserver.config import SIGNING_ALGS
 from authserver.errors import Conflict, InsufficientScope, InvalidRequest, NotFound
 from authserver.inputs import storable
 from authserver.introspection import authenticate_bearer
-from authserver.keys import public_record
+from authserver.keys.records import public_record
 from authserver.scopes import ADMIN, valid_scope_tokens
 from authserver.services import Services
 from authserver.users import MAX_PASSWORD, MAX_USERNAME, new_user

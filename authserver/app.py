@@ -10,21 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from authserver import logs
 from authserver.clients import CachedClients
 from authserver.config import Settings, load_settings
 from authserver.db import migrate
-from authserver.db.engine import make_engine
+from authserver.db.accounts import SqlClientStore, SqlUserStore
+from authserver.db.audit import SqlAuditLog
+from authserver.db.engine import make_engine, ping
 from authserver.db.failures import fail_closed
+from authserver.db.families import SqlSessionStore
+from authserver.db.keys import SqlKeyStore
 from authserver.db.purge import purge_periodically
-from authserver.db.stores import (
-    SqlAuditLog,
-    SqlClientStore,
-    SqlKeyStore,
-    SqlSessionStore,
-    SqlUserStore,
-    ping,
-)
 from authserver.db.throttle import SqlThrottleStore
 from authserver.http.cors import cors_middleware
 from authserver.http.errors import HANDLERS
@@ -32,12 +27,13 @@ from authserver.http.headers import security_headers
 from authserver.http.observe import Observe
 from authserver.http.routes import routes
 from authserver.http.server import BodyDeadline
-from authserver.key_epoch import KeyEpoch, epoch_from_environment
-from authserver.keys import key_sealer
-from authserver.metrics import observed_keys, observed_sessions
+from authserver.keys.epoch import KeyEpoch, epoch_from_environment
+from authserver.keys.manager import SigningKeys
+from authserver.keys.sealing import key_sealer
 from authserver.passwords import Passwords
 from authserver.services import Services, wall_clock
-from authserver.signing import SigningKeys
+from authserver.telemetry import logs
+from authserver.telemetry.metrics import observed_keys, observed_sessions
 
 
 class SchemaNotReady(RuntimeError):
@@ -59,7 +55,7 @@ def build_services(
         # Remembered for 5 s: one lookup per client, not per request (clients.CachedClients).
         clients=CachedClients(fail_closed(SqlClientStore(engine)), clock),
         sessions=observed_sessions(fail_closed(SqlSessionStore(engine))),
-        # key_epoch: shared by the workers of one `serve` (key_epoch.py); else this process's.
+        # key_epoch: shared by the workers of one `serve` (keys/epoch.py); else this process's.
         keys=SigningKeys(key_store, sealer, settings, clock, key_epoch),
         passwords=Passwords(settings),
         audit=fail_closed(SqlAuditLog(engine)),
@@ -117,7 +113,7 @@ def create_app(
                 background.cancel_scope.cancel()
         finally:
             await engine.dispose()
-            logs.flush_handlers()  # the access lines of the last requests (logs.py)
+            logs.flush_handlers()  # the access lines of the last requests (telemetry/logs.py)
 
     # Outermost first. Observe (access log, request id, metrics, security headers) times and
     # sees everything else, CORS preflights and its own 500 answer included; so it logs the

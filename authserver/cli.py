@@ -24,16 +24,18 @@ from authserver.app import SchemaNotReady, build_services, prepare_schema
 from authserver.clients import Client, check_client_fields, hash_secret, new_secret
 from authserver.config import SIGNING_ALGS, Settings, SettingsError, load_settings
 from authserver.db import migrate
+from authserver.db.accounts import SqlClientStore, SqlUserStore
 from authserver.db.engine import make_engine
+from authserver.db.keys import SqlKeyStore
 from authserver.db.purge import purge
-from authserver.db.stores import SqlClientStore, SqlKeyStore, SqlUserStore
 from authserver.errors import OAuthError, TemporarilyUnavailable
-from authserver.keys import decode_kek, public_record, read_kek_file
-from authserver.logs import log_config
+from authserver.keys.lifecycle import KeyNotReady
+from authserver.keys.manager import reload_interval
+from authserver.keys.records import public_record
+from authserver.keys.sealing import decode_kek, read_kek_file
 from authserver.passwords import Passwords
-from authserver.rotation import KeyNotReady
 from authserver.scopes import valid_scope_tokens
-from authserver.signing import reload_interval
+from authserver.telemetry.logs import log_config
 from authserver.users import MAX_PASSWORD, MAX_USERNAME, new_user
 
 T = TypeVar("T")
@@ -165,8 +167,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from authserver.http.server import protocol, raise_open_files_limit
-    from authserver.key_epoch import shared_epoch
-    from authserver.multiprocess_metrics import shared_directory
+    from authserver.keys.epoch import shared_epoch
+    from authserver.telemetry.multiprocess import shared_directory
 
     async def check(engine: AsyncEngine) -> None:
         # Once, before any worker starts: migrate (SQLite) or check the schema (Postgres), and

@@ -15,9 +15,9 @@ from authserver.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from authserver.refresh import Rotation, rotate, start_family
 from authserver.scopes import grant, parse_scope
 from authserver.services import Services
-from authserver.sessions import Rotation, rotate, start_family
 from authserver.users import authenticate
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from authserver.access_tokens import TokenRejected, signing_kid
 from authserver.clients import ClientCredentials, authenticate_client
 from authserver.errors import InvalidToken
+from authserver.refresh import hash_token
 from authserver.services import Services
-from authserver.sessions import hash_token
-from authserver.tokens import TokenRejected, signing_kid
 
 INACTIVE: dict[str, Any] = {"active": False}
 

@@ -7,14 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from authserver.access_tokens import AccessToken, mint_access_token, verify_access_token
 from authserver.audit import AuditLog
 from authserver.clients import ClientStore
 from authserver.config import Settings
+from authserver.keys.manager import SigningKeys
 from authserver.passwords import Passwords
-from authserver.sessions import SessionStore
-from authserver.signing import SigningKeys
+from authserver.refresh import SessionStore
 from authserver.throttle import ThrottleStore
-from authserver.tokens import AccessToken, mint_access_token, verify_access_token
 from authserver.users import UserStore
 
 

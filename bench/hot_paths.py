@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from authserver.access_tokens import mint_access_token
 from authserver.app import build_services, prepare_schema
 from authserver.clients import Client, ClientCredentials, hash_secret
 from authserver.config import load_settings
@@ -29,10 +30,10 @@ from authserver.db import migrate
 from authserver.db.engine import make_engine
 from authserver.grants import GrantRequest, client_credentials_grant
 from authserver.introspection import introspect
-from authserver.keys import KeyRing, KeySealer, make_key
+from authserver.keys.ring import KeyRing, make_key
+from authserver.keys.sealing import KeySealer
+from authserver.refresh import rotate, start_family
 from authserver.services import Services
-from authserver.sessions import rotate, start_family
-from authserver.tokens import mint_access_token
 from authserver.users import new_user
 
 

@@ -372,7 +372,7 @@ def rotate_statement() -> tuple[str, list[str]]:
     from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
     from sqlalchemy.sql.compiler import SQLCompiler
 
-    from authserver.db.stores import _SPEND_POSTGRES
+    from authserver.db.families import _SPEND_POSTGRES
 
     compiled = _SPEND_POSTGRES.compile(dialect=PGDialect_asyncpg())  # type: ignore[no-untyped-call]
     assert isinstance(compiled, SQLCompiler) and compiled.positiontup is not None

@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.clients import CachedClients, Client, hash_secret
-from authserver.db.stores import SqlClientStore
+from authserver.db.accounts import SqlClientStore
 from tests.conftest import Clock
 
 

@@ -1,4 +1,4 @@
-"""The key epoch the workers of one `serve` share (authserver/key_epoch.py): a key changed in
+"""The key epoch the workers of one `serve` share (authserver/keys/epoch.py): a key changed in
 one worker is what every worker signs with from the next token on, on every issuing path.
 
 Two apps in this process sharing one epoch file stand in for two workers here (the real
@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 
 from authserver.app import create_app
 from authserver.config import Settings
-from authserver.key_epoch import (
+from authserver.keys.epoch import (
     ENVIRONMENT,
     LocalEpoch,
     SharedEpoch,

@@ -14,18 +14,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from authserver.config import Settings
-from authserver.keys import (
-    KeyRecord,
+from authserver.keys.records import KeyRecord
+from authserver.keys.ring import (
     KeyRing,
-    KeySealer,
     NewKey,
-    key_encryption_key,
     load_private_key,
     load_public_key,
     make_key,
     public_jwk,
     thumbprint,
 )
+from authserver.keys.sealing import KeySealer, key_encryption_key
 
 NOW = 1_700_000_000
 TTL = 930

@@ -1,5 +1,6 @@
 """`authserver serve --workers 2`, for real: whichever worker answers a scrape, /metrics reports
-what every worker counted (prometheus-client's multiprocess mode, authserver/multiprocess_metrics).
+what every worker counted (prometheus-client's multiprocess mode,
+authserver/telemetry/multiprocess.py).
 
 Requests go out on a new connection each, so both workers take some; the per-worker files in
 the shared directory show that they did, and that a scrape is not one worker's share.

@@ -19,9 +19,10 @@ from starlette.applications import Starlette
 
 from authserver.app import create_app
 from authserver.config import Settings
-from authserver.keys import KeySealer, make_key
+from authserver.keys.manager import reload_interval
+from authserver.keys.ring import make_key
+from authserver.keys.sealing import KeySealer
 from authserver.services import Services
-from authserver.signing import reload_interval
 from tests.conftest import KEK, Clock, make_settings
 from tests.test_cli import Cli, assert_one_line_error, key_rows, make_cli, sqlite_url_in
 

@@ -7,8 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from authserver.keys import KeyRecord, KeyRing, KeySealer, make_key
-from authserver.rotation import KeyNotReady, Transition, UnknownKey, revoke, rotate
+from authserver.keys.lifecycle import KeyNotReady, Transition, UnknownKey, revoke, rotate
+from authserver.keys.records import KeyRecord
+from authserver.keys.ring import KeyRing, make_key
+from authserver.keys.sealing import KeySealer
 
 SEALER = KeySealer(b"k" * 32)
 NOW = 1_900_000_000

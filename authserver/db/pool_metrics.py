@@ -14,7 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from authserver.metrics import DB_CONNECTIONS_IN_USE
+from authserver.telemetry.metrics import DB_CONNECTIONS_IN_USE
 
 _COUNTED = "authserver.in_use"
 

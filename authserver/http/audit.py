@@ -15,9 +15,9 @@ from starlette.responses import Response
 from authserver import admin
 from authserver.audit import AuditEvent, AuditQuery
 from authserver.errors import InvalidRequest
+from authserver.http.context import services
 from authserver.http.forms import bearer_token
 from authserver.http.responses import no_store_json
-from authserver.http.token import services
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100

@@ -12,10 +12,10 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from starlette.requests import Request
 
+from authserver.access_tokens import reject_duplicate_members
 from authserver.clients import ClientCredentials
 from authserver.errors import InvalidClient, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from authserver.inputs import storable
-from authserver.tokens import reject_duplicate_members
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_FIELD_CHARS = 8 * 1024
@@ -88,6 +88,13 @@ def _json_fields(body: bytes) -> dict[str, str]:
         if not isinstance(item, str):
             raise InvalidRequest(f"The field {_safe(name)} must be a string.")
     return value
+
+
+def token_field(fields: dict[str, str]) -> str:
+    token = fields.get("token")
+    if not token:
+        raise InvalidRequest("token is required.")
+    return token
 
 
 def client_credentials(request: Request, fields: dict[str, str]) -> ClientCredentials:

@@ -1,5 +1,5 @@
-"""GET /metrics: the Prometheus text exposition of authserver/metrics.py, merged over every
-worker when `serve` runs several (authserver/multiprocess_metrics.py)."""
+"""GET /metrics: the Prometheus text exposition of authserver/telemetry/metrics.py, merged
+over every worker when `serve` runs several (authserver/telemetry/multiprocess.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver.multiprocess_metrics import scraped_registry
+from authserver.telemetry.multiprocess import scraped_registry
 
 
 async def metrics_endpoint(request: Request) -> Response:

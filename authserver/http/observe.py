@@ -21,10 +21,10 @@ from prometheus_client import Counter, Histogram
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from authserver import logs, metrics
 from authserver.errors import InvalidGrant
 from authserver.http.errors import server_error
 from authserver.http.headers import RawHeaders, with_headers
+from authserver.telemetry import logs, metrics
 
 access_logger = logging.getLogger(logs.ACCESS_LOGGER)
 

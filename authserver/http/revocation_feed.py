@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authserver.http.context import services
 from authserver.http.forms import client_credentials
-from authserver.http.token import services
 from authserver.revocation_feed import revocation_feed
 
 

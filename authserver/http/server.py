@@ -39,7 +39,7 @@ from authserver.config import Settings
 from authserver.errors import RequestTimeout
 
 logger = logging.getLogger("authserver.http")
-# Its lines can come once per connection under a flood: logs.py rate-limits them.
+# Its lines can come once per connection under a flood: telemetry/logs.py rate-limits them.
 BUSY_LOGGER = "authserver.http.busy"
 busy_logger = logging.getLogger(BUSY_LOGGER)
 

@@ -9,17 +9,13 @@ from authserver import grants
 from authserver.clients import ClientCredentials
 from authserver.grants import GrantRequest, TokenResponse
 from authserver.http.addresses import client_address
+from authserver.http.context import services
 from authserver.http.cookies import set_refresh_cookie
 from authserver.http.cors import presented_refresh_token, require_allowed_origin
 from authserver.http.forms import client_credentials, read_fields
 from authserver.http.observe import observe_grant
 from authserver.http.responses import no_store_json
 from authserver.services import Services
-
-
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
-    return found
 
 
 async def token(request: Request) -> Response:

@@ -18,7 +18,7 @@ import jwt
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from authserver.keys import PrivateKey, public_jwk
+from authserver.keys.ring import PrivateKey, public_jwk
 from authserver.services import Services
 
 HOSTILE = (

@@ -15,8 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.config import Settings
+from authserver.keys.manager import publication_lag
 from authserver.services import Services
-from authserver.signing import publication_lag
 from tests.conftest import Clock, Registry, password_login
 
 # Every test here makes, rotates or revokes keys: start each from none (see conftest).

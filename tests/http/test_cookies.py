@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver.sessions import hash_token
+from authserver.refresh import hash_token
 from tests.conftest import Clock, Registry, password_login
 
 APP = "https://app.example"

@@ -28,8 +28,8 @@ from starlette.applications import Starlette
 
 from authserver.app import build_services
 from authserver.config import Settings
+from authserver.db.accounts import SqlUserStore
 from authserver.db.failures import fail_closed, unavailable
-from authserver.db.stores import SqlUserStore
 from authserver.errors import TemporarilyUnavailable
 from authserver.services import Services
 from tests._proxy import FaultyProxy, app_through_proxy

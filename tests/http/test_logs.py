@@ -23,15 +23,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import OperationalError
 
-from authserver.db.stores import SqlSessionStore
-from authserver.logs import (
+from authserver.db.families import SqlSessionStore
+from authserver.services import Services
+from authserver.telemetry.logs import (
     ACCESS_LOGGER,
     BatchedStreamHandler,
     JsonFormatter,
     RequestIdFilter,
     log_config,
 )
-from authserver.services import Services
 from tests.conftest import KEK, Registry, password_login
 
 PASSWORD = "correct horse battery staple"

@@ -20,8 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.config import Settings
+from authserver.keys.manager import publication_lag
 from authserver.services import Services
-from authserver.signing import publication_lag
 from tests._proxy import app_through_proxy
 from tests.conftest import Clock, Login, Registry, password_login
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver.sessions import hash_token
+from authserver.refresh import hash_token
 from tests.conftest import Clock, Login, Registry, password_login
 
 REFRESH_TTL = 1_209_600  # the default AUTHSERVER_REFRESH_TOKEN_TTL

@@ -48,7 +48,7 @@ class Served:
         return lines
 
     def lines_of(self, request_id: str, wait: float = 3.0) -> list[dict[str, object]]:
-        """The log lines of one request, waiting for the batched access line (logs.py)."""
+        """The log lines of one request, waiting for the batched access line (telemetry/logs.py)."""
         deadline = time.monotonic() + wait
         while True:
             found = [line for line in self.log_lines() if line.get("request_id") == request_id]
@@ -303,7 +303,7 @@ def test_connections_beyond_the_cap_get_503_and_the_server_recovers(
         text = served.log.read_text()
         assert "out of system resource" not in text
         refusals = [line for line in served.log_lines() if "connection refused" in str(line["msg"])]
-        assert len(refusals) == 1, refusals  # one line per 10 s, however many (logs.py)
+        assert len(refusals) == 1, refusals  # one line per 10 s, however many (telemetry/logs.py)
     finally:
         for sock in sockets:
             sock.close()
@@ -317,7 +317,7 @@ def http(request: pytest.FixtureRequest) -> str:
 
 ACCEPT_FLOOD = """
 import asyncio, resource, socket, sys
-from authserver import logs
+from authserver.telemetry import logs
 
 logs.configure("info")
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))

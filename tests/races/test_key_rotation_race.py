@@ -23,8 +23,8 @@ from starlette.applications import Starlette
 
 from authserver.app import create_app
 from authserver.config import Settings
+from authserver.keys.manager import publication_lag, reload_interval
 from authserver.services import Services
-from authserver.signing import publication_lag, reload_interval
 from tests.conftest import ISSUER, Clock, Registry, password_login
 
 # Every test here makes, rotates or revokes keys: start each from none (see conftest).

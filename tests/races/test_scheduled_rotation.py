@@ -19,8 +19,8 @@ from starlette.applications import Starlette
 
 from authserver.app import create_app
 from authserver.config import Settings, SettingsError, load_settings
+from authserver.keys.manager import publication_lag
 from authserver.services import Services
-from authserver.signing import publication_lag
 from tests.conftest import Clock
 
 HOUR = 3600

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from authserver.errors import NotFound, OAuthError
-from authserver.keys import KeyRecord
+from authserver.keys.records import KeyRecord
 
 
 class KeyNotReady(OAuthError):

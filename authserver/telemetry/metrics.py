@@ -10,7 +10,7 @@ Labels are bounded: routes are templates (`/admin/keys/{kid}/revoke`, not the ki
 paths are one `<unmatched>` route, grant names outside the three we serve are `other`.
 
 With `serve --workers N` every worker keeps its values in files of a shared directory
-(prometheus-client's multiprocess mode, multiprocess_metrics.py), and a scrape merges them; so
+(prometheus-client's multiprocess mode, telemetry/multiprocess.py), and a scrape merges them; so
 each gauge says how workers combine: connections in use add up over the live workers, a key
 timestamp is the one a worker read last.
 """
@@ -22,10 +22,10 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from authserver.keys import KeyRecord
-from authserver.rotation import Transition
-from authserver.sessions import Family, SessionStore
-from authserver.signing import KeyStore
+from authserver.keys.lifecycle import Transition
+from authserver.keys.manager import KeyStore
+from authserver.keys.records import KeyRecord
+from authserver.refresh import Family, SessionStore
 
 REQUESTS = Counter(
     "authserver_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]

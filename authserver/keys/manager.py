@@ -4,7 +4,7 @@ Several instances share one database; each signs with the key the database calls
 of its last reload. Reloads happen after every key change made here and every
 `reload_interval` seconds (`keep_fresh`, run by the app's lifespan), so another instance's
 rotation or revocation takes effect here within one interval. The workers of one `serve` do
-better: a key change bumps the epoch they share (key_epoch.py), and a worker that sees it moved
+better: a key change bumps the epoch they share (keys/epoch.py), and a worker that sees it moved
 reloads before it signs again (`current`), so a revoked key signs nothing more on any of them
 once the revocation has answered. The timing rules account for
 that lag (`publication_lag`): a next key is promoted only once it has been published for
@@ -22,11 +22,13 @@ import anyio
 import anyio.to_thread
 from cryptography.exceptions import InvalidTag
 
-from authserver import rotation
 from authserver.config import Settings
 from authserver.errors import TemporarilyUnavailable
-from authserver.key_epoch import KeyEpoch, LocalEpoch
-from authserver.keys import KeyRecord, KeyRing, KeySealer, make_key
+from authserver.keys import lifecycle
+from authserver.keys.epoch import KeyEpoch, LocalEpoch
+from authserver.keys.records import KeyRecord
+from authserver.keys.ring import KeyRing, make_key
+from authserver.keys.sealing import KeySealer
 
 logger = logging.getLogger("authserver")
 
@@ -40,8 +42,8 @@ class KeyStore(Protocol):
         ...
 
     async def change(
-        self, decide: Callable[[list[KeyRecord]], rotation.Transition], actor: str, now: int
-    ) -> rotation.Transition:
+        self, decide: Callable[[list[KeyRecord]], lifecycle.Transition], actor: str, now: int
+    ) -> lifecycle.Transition:
         """Applies `decide(current keys)` and audits its events, atomically and serialised
         across instances; an exception from `decide` changes nothing."""
         ...
@@ -158,7 +160,7 @@ class SigningKeys:
         now = self._clock()
         try:
             await self._store.change(
-                lambda records: rotation.rotate(
+                lambda records: lifecycle.rotate(
                     records, candidate, now=now, min_age=self.min_next_age, force=force
                 ),
                 actor,
@@ -177,7 +179,7 @@ class SigningKeys:
         candidate = await self._candidate(self._settings.signing_alg)
         now = self._clock()
         await self._store.change(
-            lambda records: rotation.revoke(records, kid, candidate, now=now), actor, now
+            lambda records: lifecycle.revoke(records, kid, candidate, now=now), actor, now
         )
         await self._changed()
 
@@ -221,14 +223,14 @@ class SigningKeys:
         """One scheduled rotation (AUTHSERVER_KEY_ROTATION_INTERVAL), if the active key is
         that old and the next key ready; True if this call rotated."""
         interval = self._settings.key_rotation_interval
-        if not interval or not rotation.is_due(
+        if not interval or not lifecycle.is_due(
             self.ring.records, now=self._clock(), interval=interval, min_age=self.min_next_age
         ):
             return False  # the common case (as this instance last saw the keys): no key made
         candidate = await self._candidate(self._settings.signing_alg)
         now = self._clock()
         transition = await self._store.change(
-            lambda records: rotation.rotate_if_due(
+            lambda records: lifecycle.rotate_if_due(
                 records, candidate, now=now, interval=interval, min_age=self.min_next_age
             ),
             actor,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from authserver.access_tokens import TokenRejected
 from authserver.audit import AuditEvent
 from authserver.clients import ClientCredentials, authenticate_client
 from authserver.introspection import authenticate_bearer
+from authserver.refresh import family_revoked, hash_token
 from authserver.services import Services
-from authserver.sessions import family_revoked, hash_token
-from authserver.tokens import TokenRejected
 
 
 async def logout(services: Services, refresh_token: str | None, bearer: str | None) -> None:

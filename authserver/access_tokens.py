@@ -21,7 +21,7 @@ from typing import Any
 import jwt
 
 from authserver.inputs import storable
-from authserver.keys import KeyRing, SigningKey
+from authserver.keys.ring import KeyRing, SigningKey
 
 MAX_TOKEN_BYTES = 8192
 ACCEPTED_ALGS = frozenset({"RS256", "EdDSA"})

@@ -4,8 +4,9 @@ Each uvicorn worker is a process with values of its own, and a scrape reaches on
 multiprocess mode every process writes its values to files in PROMETHEUS_MULTIPROC_DIR instead,
 one set per pid, and /metrics merges the files: counters and histograms add up over every worker
 that ever ran in this `serve` (a worker restarted keeps its counts), gauges combine as each says
-(metrics.py). prometheus-client picks its storage when it is first imported, so the variable must
-be set before the workers start: uvicorn spawns them as fresh interpreters, which inherit it.
+(telemetry/metrics.py). prometheus-client picks its storage when it is first imported, so
+the variable must be set before the workers start: uvicorn spawns them as fresh interpreters,
+which inherit it.
 """
 
 from __future__ import annotations

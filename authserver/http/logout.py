@@ -1,17 +1,16 @@
-"""POST /logout, /logout/all, /revoke (RFC 7009) and /introspect (RFC 7662)."""
+"""POST /logout, /logout/all and /revoke (RFC 7009)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver import introspection, revocation
-from authserver.errors import InvalidRequest
+from authserver import logout as ending
+from authserver.http.context import services
 from authserver.http.cookies import clear_refresh_cookie, read_refresh_cookie
 from authserver.http.cors import presented_refresh_token
-from authserver.http.forms import bearer_token, client_credentials, read_fields
+from authserver.http.forms import bearer_token, client_credentials, read_fields, token_field
 from authserver.http.responses import no_content, no_store_json
-from authserver.http.token import services
 
 
 async def logout(request: Request) -> Response:
@@ -20,7 +19,7 @@ async def logout(request: Request) -> Response:
     # A foreign origin, or a cookie beside a body token, revokes nothing.
     presented = presented_refresh_token(request, found.settings, fields)
     cookie = read_refresh_cookie(request, found.settings)
-    await revocation.logout(found, presented, bearer_token(request))
+    await ending.logout(found, presented, bearer_token(request))
     response = no_content()
     if cookie is not None:  # then the Origin was checked: no foreign page clears it
         clear_refresh_cookie(response, found.settings)
@@ -28,32 +27,16 @@ async def logout(request: Request) -> Response:
 
 
 async def logout_all(request: Request) -> Response:
-    await revocation.logout_all(services(request), bearer_token(request))
+    await ending.logout_all(services(request), bearer_token(request))
     return no_content()
 
 
 async def revoke(request: Request) -> Response:
     fields = await read_fields(request)
     credentials = client_credentials(request, fields)
-    await revocation.revoke(
-        services(request), credentials, _token(fields), fields.get("token_type_hint")
+    await ending.revoke(
+        services(request), credentials, token_field(fields), fields.get("token_type_hint")
     )
     # RFC 7009 §2.2: the server responds with HTTP status code 200 ... the content of the
     # response body is ignored by the client.
     return no_store_json({})
-
-
-async def introspect(request: Request) -> Response:
-    fields = await read_fields(request)
-    credentials = client_credentials(request, fields)
-    answer = await introspection.introspect(
-        services(request), credentials, _token(fields), fields.get("token_type_hint")
-    )
-    return no_store_json(answer)
-
-
-def _token(fields: dict[str, str]) -> str:
-    token = fields.get("token")
-    if not token:
-        raise InvalidRequest("token is required.")
-    return token

@@ -1,0 +1,331 @@
+"""SQL behind refresh families: starting them, rotating their tokens, revoking them, and
+asking whether an access token's session, jti or signing key is revoked.
+
+Each method is one short transaction. The refresh hot path is written in plain SQL so it stays
+one round trip on Postgres (a data-modifying CTE) and one locked transaction on SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from authserver.audit import AuditEvent
+from authserver.db.audit import append_audit
+from authserver.db.direct import fetch_row
+from authserver.db.engine import is_postgres, single_statements
+from authserver.db.models import FamilyRow
+from authserver.refresh import Family, TokenState
+
+_FAMILY_COLUMNS = "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.expires_at, f.revoked_at"
+
+
+# A disabled or deleted user's family does not rotate, decided in the rotating statement itself
+# (disabling also revokes the families; this holds whatever escaped that).
+_USER_ENABLED = "EXISTS (SELECT 1 FROM users AS u WHERE u.id = f.user_id AND NOT u.disabled)"
+
+
+# Postgres: spend and insert the successor in one statement. A racing UPDATE on the same row
+# waits for the winner, re-checks `spent_at IS NULL` on the new row version, and matches nothing.
+_SPEND_POSTGRES = text(f"""
+WITH spent AS (
+    UPDATE refresh_tokens AS t SET spent_at = :now
+    FROM refresh_families AS f
+    WHERE t.token_hash = :token_hash AND t.spent_at IS NULL AND t.expires_at > :now
+      AND f.id = t.family_id AND f.client_id = :client_id
+      AND f.revoked_at IS NULL AND f.expires_at > :now AND {_USER_ENABLED}
+    RETURNING {_FAMILY_COLUMNS}
+), successor AS (
+    INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
+    SELECT :new_hash, id, :token_hash, :now, LEAST(:new_expires_at, expires_at) FROM spent
+)
+SELECT * FROM spent
+""")
+
+
+# The family a token may still rotate in: alive, the client's, its user enabled.
+_LIVE_FAMILIES = f"""SELECT f.id FROM refresh_families AS f
+                    WHERE f.client_id = :client_id AND f.revoked_at IS NULL
+                      AND f.expires_at > :now AND {_USER_ENABLED}"""
+
+
+# Portable: spend only in a live family; RETURNING names the family.
+_SPEND = text(f"""
+UPDATE refresh_tokens SET spent_at = :now
+WHERE token_hash = :token_hash AND spent_at IS NULL AND expires_at > :now
+  AND family_id IN ({_LIVE_FAMILIES})
+RETURNING family_id
+""")
+
+
+_SPEND_SUCCESSOR = text(f"""
+UPDATE refresh_tokens SET spent_at = :now
+WHERE parent_hash = :parent_hash AND spent_at IS NULL AND expires_at > :now
+  AND family_id IN ({_LIVE_FAMILIES})
+  AND EXISTS (SELECT 1 FROM refresh_tokens AS p
+              WHERE p.token_hash = :parent_hash AND p.spent_at >= :parent_spent_after)
+RETURNING family_id
+""")
+
+
+# A login starts a family only for a user who is still enabled when it commits. FOR SHARE (on
+# Postgres) holds the user row until then: a concurrent disable waits for this login and then
+# revokes its family with the rest, or commits first and this finds no row. The foreign key's
+# own lock (FOR KEY SHARE) would not do: it lets a disable through.
+_ENABLED_USER = "SELECT 1 FROM users WHERE id = :user_id AND NOT disabled"
+
+
+_LOCK_ENABLED_USER = text(_ENABLED_USER + " FOR SHARE")
+
+
+_CHECK_ENABLED_USER = text(_ENABLED_USER)  # SQLite: BEGIN IMMEDIATE already serialises
+
+
+_LOCK_PARENT = text("SELECT 1 FROM refresh_tokens WHERE token_hash = :parent_hash FOR UPDATE")
+
+
+_INSERT_TOKEN = text("""
+INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
+VALUES (:token_hash, :family_id, :parent_hash, :issued_at, :expires_at)
+""")
+
+
+_FAMILY_BY_ID = text(f"SELECT {_FAMILY_COLUMNS} FROM refresh_families AS f WHERE f.id = :id")
+
+
+_FIND = text(f"""
+SELECT t.issued_at AS t_issued_at, t.expires_at AS t_expires_at, t.spent_at AS t_spent_at,
+       {_FAMILY_COLUMNS}
+FROM refresh_tokens AS t JOIN refresh_families AS f ON f.id = t.family_id
+WHERE t.token_hash = :token_hash
+""")
+
+
+# A token signed by a revoked key dies with it at once, on every instance, whatever that
+# instance's key ring still holds (it drops the key only at its next reload).
+_DENIED = (
+    "(EXISTS (SELECT 1 FROM denied_access_tokens WHERE jti = :jti)"
+    " OR EXISTS (SELECT 1 FROM signing_keys WHERE kid = :kid AND state = 'revoked'))"
+)
+
+
+_ACCESS_REVOKED = text(f"SELECT {_DENIED}")
+
+
+# A session that is revoked, over, or gone takes its access tokens with it.
+_ACCESS_REVOKED_IN_SESSION = text(f"""
+SELECT {_DENIED} OR NOT EXISTS (
+    SELECT 1 FROM refresh_families
+    WHERE id = :sid AND revoked_at IS NULL AND expires_at > :now)
+""")
+
+
+def _family(row: Any) -> Family:
+    """From a row by column name: a SQLAlchemy row's `_mapping`, or an asyncpg record."""
+    return Family(
+        id=row["id"],
+        user_id=row["user_id"],
+        client_id=row["client_id"],
+        scope=row["scope"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+async def _add_successor(
+    conn: AsyncConnection,
+    family_id: str,
+    parent_hash: str,
+    new_hash: str,
+    now: int,
+    new_expires_at: int,
+) -> Family:
+    """Stores the token that follows `parent_hash`; it never outlives its family."""
+    family = _family((await conn.execute(_FAMILY_BY_ID, {"id": family_id})).one()._mapping)
+    await conn.execute(
+        _INSERT_TOKEN,
+        {
+            "token_hash": new_hash,
+            "family_id": family_id,
+            "parent_hash": parent_hash,
+            "issued_at": now,
+            "expires_at": min(new_expires_at, family.expires_at),
+        },
+    )
+    return family
+
+
+class SqlSessionStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._single = single_statements(engine)
+        self._postgres = is_postgres(engine)
+
+    async def start(
+        self, family: Family, token_hash: str, expires_at: int, audit: Sequence[AuditEvent] = ()
+    ) -> bool:
+        check = _LOCK_ENABLED_USER if self._postgres else _CHECK_ENABLED_USER
+        async with self._engine.begin() as conn:
+            if (await conn.execute(check, {"user_id": family.user_id})).first() is None:
+                return False
+            await conn.execute(
+                insert(FamilyRow).values(
+                    id=family.id,
+                    user_id=family.user_id,
+                    client_id=family.client_id,
+                    scope=family.scope,
+                    created_at=family.created_at,
+                    expires_at=family.expires_at,
+                )
+            )
+            await conn.execute(
+                _INSERT_TOKEN,
+                {
+                    "token_hash": token_hash,
+                    "family_id": family.id,
+                    "parent_hash": None,
+                    "issued_at": family.created_at,
+                    "expires_at": expires_at,
+                },
+            )
+            await append_audit(conn, audit)
+        return True
+
+    async def spend(
+        self, token_hash: str, client_id: str, now: int, new_hash: str, new_expires_at: int
+    ) -> Family | None:
+        params = {
+            "token_hash": token_hash,
+            "client_id": client_id,
+            "now": now,
+            "new_hash": new_hash,
+            "new_expires_at": new_expires_at,
+        }
+        if self._postgres:
+            # The statement every refresh runs: straight through asyncpg (db/direct.py).
+            row = await fetch_row(self._engine, _SPEND_POSTGRES, params)
+            return _family(row) if row else None
+        async with self._engine.begin() as conn:
+            family_id = (await conn.execute(_SPEND, params)).scalar()
+            if family_id is None:
+                return None
+            return await _add_successor(conn, family_id, token_hash, new_hash, now, new_expires_at)
+
+    async def spend_successor(
+        self,
+        parent_hash: str,
+        client_id: str,
+        now: int,
+        parent_spent_after: int,
+        new_hash: str,
+        new_expires_at: int,
+    ) -> Family | None:
+        params = {
+            "parent_hash": parent_hash,
+            "client_id": client_id,
+            "now": now,
+            "parent_spent_after": parent_spent_after,
+            "new_expires_at": new_expires_at,
+        }
+        async with self._engine.begin() as conn:
+            if self._postgres:
+                # Racing grace retries queue here, so each UPDATE (a fresh READ COMMITTED
+                # snapshot) sees the child the previous one inserted, rather than none at all,
+                # which would be taken for theft. SQLite's BEGIN IMMEDIATE already serialises.
+                await conn.execute(_LOCK_PARENT, params)
+            family_id = (await conn.execute(_SPEND_SUCCESSOR, params)).scalar()
+            if family_id is None:
+                return None
+            return await _add_successor(conn, family_id, parent_hash, new_hash, now, new_expires_at)
+
+    async def find(self, token_hash: str) -> TokenState | None:
+        async with self._single.connect() as conn:
+            row = (await conn.execute(_FIND, {"token_hash": token_hash})).first()
+        if row is None:
+            return None
+        return TokenState(_family(row._mapping), row.t_issued_at, row.t_expires_at, row.t_spent_at)
+
+    async def revoke(
+        self, family_id: str, reason: str, now: int, audit: Sequence[AuditEvent] = ()
+    ) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(FamilyRow)
+                .where(FamilyRow.id == family_id, FamilyRow.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=reason)
+            )
+            changed = bool(result.rowcount)
+            if changed:  # a racing revocation already wrote its own events
+                await append_audit(conn, audit)
+        return changed
+
+    async def revoke_user(
+        self, user_id: str, reason: str, now: int, actor: str | None = None
+    ) -> int:
+        async with self._engine.begin() as conn:
+            revoked = (
+                await conn.execute(
+                    update(FamilyRow)
+                    .where(FamilyRow.user_id == user_id, FamilyRow.revoked_at.is_(None))
+                    .values(revoked_at=now, revoked_reason=reason)
+                    .returning(FamilyRow.id, FamilyRow.client_id)
+                )
+            ).all()
+            if actor is not None:
+                await append_audit(
+                    conn,
+                    [
+                        AuditEvent(
+                            now,
+                            actor,
+                            "family.revoked",
+                            row.id,
+                            {"reason": reason, "client_id": row.client_id},
+                            user=user_id,
+                            family=row.id,
+                        )
+                        for row in revoked
+                    ],
+                )
+        return len(revoked)
+
+    async def deny(self, jti: str, expires_at: int, now: int) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                text("DELETE FROM denied_access_tokens WHERE expires_at <= :now"), {"now": now}
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO denied_access_tokens (jti, expires_at) VALUES (:jti, :expires_at)"
+                    " ON CONFLICT (jti) DO NOTHING"
+                ),
+                {"jti": jti, "expires_at": expires_at},
+            )
+
+    async def access_revoked(self, jti: str, sid: str | None, now: int, kid: str = "") -> bool:
+        params: dict[str, object]
+        if sid is None:
+            statement, params = _ACCESS_REVOKED, {"jti": jti, "kid": kid}
+        else:
+            statement = _ACCESS_REVOKED_IN_SESSION
+            params = {"jti": jti, "kid": kid, "sid": sid, "now": now}
+        if self._postgres:
+            # Asked by every introspection and admin request: straight through asyncpg.
+            row = await fetch_row(self._engine, statement, params)
+            return bool(row is not None and row[0])
+        async with self._single.connect() as conn:
+            return bool((await conn.execute(statement, params)).scalar())
+
+    async def recent_revocations(self, since: int, now: int) -> tuple[list[str], list[str]]:
+        # A range scan on ix_refresh_families_revoked_at (0004).
+        async with self._single.connect() as conn:
+            sids = await conn.execute(select(FamilyRow.id).where(FamilyRow.revoked_at >= since))
+            jtis = await conn.execute(
+                text("SELECT jti FROM denied_access_tokens WHERE expires_at > :now"),
+                {"now": now},
+            )
+            return list(sids.scalars()), list(jtis.scalars())

@@ -1,0 +1,1 @@
+"""What the server tells operators: JSON log lines and Prometheus metrics."""
