@@ -15,9 +15,10 @@ from authserver.config import Settings, load_settings
 from authserver.db import migrate
 from authserver.db.accounts import SqlClientStore, SqlUserStore
 from authserver.db.audit import SqlAuditLog
+from authserver.db.denylist import SqlDenylist
 from authserver.db.engine import make_engine, ping
 from authserver.db.failures import fail_closed
-from authserver.db.families import SqlSessionStore
+from authserver.db.families import SqlFamilyStore
 from authserver.db.keys import SqlKeyStore
 from authserver.db.purge import purge_periodically
 from authserver.db.throttle import SqlThrottleStore
@@ -33,7 +34,7 @@ from authserver.keys.sealing import key_sealer
 from authserver.passwords import Passwords
 from authserver.services import Services, wall_clock
 from authserver.telemetry import logs
-from authserver.telemetry.metrics import observed_keys, observed_sessions
+from authserver.telemetry.metrics import observed_families, observed_keys
 
 
 class SchemaNotReady(RuntimeError):
@@ -54,7 +55,8 @@ def build_services(
         users=fail_closed(SqlUserStore(engine)),
         # Remembered for 5 s: one lookup per client, not per request (clients.CachedClients).
         clients=CachedClients(fail_closed(SqlClientStore(engine)), clock),
-        sessions=observed_sessions(fail_closed(SqlSessionStore(engine))),
+        families=observed_families(fail_closed(SqlFamilyStore(engine))),
+        denylist=fail_closed(SqlDenylist(engine)),
         # key_epoch: shared by the workers of one `serve` (keys/epoch.py); else this process's.
         keys=SigningKeys(key_store, sealer, settings, clock, key_epoch),
         passwords=Passwords(settings),

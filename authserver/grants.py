@@ -96,7 +96,7 @@ async def _password_login(
     scope = grant(requested, client.scopes, user.scopes)
     settings = services.settings
     rotation = await start_family(
-        services.sessions,
+        services.families,
         user_id=user.id,
         client_id=client.client_id,
         scope=scope,
@@ -113,7 +113,7 @@ async def refresh_token_grant(services: Services, request: GrantRequest) -> Toke
     presented = _required(fields, "refresh_token")
     settings = services.settings
     rotation = await rotate(
-        services.sessions,
+        services.families,
         presented,
         client_id=client.client_id,
         now=services.clock(),

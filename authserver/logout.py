@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from authserver.access_tokens import TokenRejected
 from authserver.audit import AuditEvent
 from authserver.clients import ClientCredentials, authenticate_client
+from authserver.denylist import deny_until_expiry
 from authserver.introspection import authenticate_bearer
 from authserver.refresh import family_revoked, hash_token
 from authserver.services import Services
@@ -16,7 +15,7 @@ async def logout(services: Services, refresh_token: str | None, bearer: str | No
     """Ends the refresh token's family and denies the bearer token; quiet when either is dead."""
     now = services.clock()
     if refresh_token:
-        state = await services.sessions.find(hash_token(refresh_token))
+        state = await services.families.find(hash_token(refresh_token))
         if state is not None:
             family = state.family
             ended = AuditEvent(
@@ -29,20 +28,22 @@ async def logout(services: Services, refresh_token: str | None, bearer: str | No
                 family=family.id,
             )
             events = [ended, family_revoked(family, "logout", family.user_id, now)]
-            await services.sessions.revoke(family.id, "logout", now, events)
+            await services.families.revoke(family.id, "logout", now, events)
     if bearer:
         try:
             claims = services.verify(bearer)
         except TokenRejected:
             return
-        await _deny(services, claims, now)
+        await deny_until_expiry(
+            services.denylist, claims, leeway=services.settings.clock_leeway, now=now
+        )
 
 
 async def logout_all(services: Services, bearer: str | None) -> int:
     """Revokes every family of the bearer token's subject; returns how many were live."""
     claims = await authenticate_bearer(services, bearer)
     sub = str(claims["sub"])
-    return await services.sessions.revoke_user(sub, "logout_all", services.clock(), actor=sub)
+    return await services.families.revoke_user(sub, "logout_all", services.clock(), actor=sub)
 
 
 async def revoke(
@@ -65,17 +66,12 @@ async def revoke(
         except TokenRejected:
             return
         if claims["client_id"] == client.client_id:
-            await _deny(services, claims, now)
+            await deny_until_expiry(
+                services.denylist, claims, leeway=services.settings.clock_leeway, now=now
+            )
         return
-    state = await services.sessions.find(hash_token(token))
+    state = await services.families.find(hash_token(token))
     if state is None or state.family.client_id != client.client_id:
         return
     event = family_revoked(state.family, "revoked", client.client_id, now)
-    await services.sessions.revoke(state.family.id, "revoked", now, [event])
-
-
-async def _deny(services: Services, claims: dict[str, Any], now: int) -> None:
-    # Verification grants `clock_leeway` past exp, so the entry must outlive exp by as much:
-    # swept at exp, a denied token would verify again for the rest of the leeway.
-    until = claims["exp"] + services.settings.clock_leeway
-    await services.sessions.deny(claims["jti"], until, now)
+    await services.families.revoke(state.family.id, "revoked", now, [event])

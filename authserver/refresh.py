@@ -1,4 +1,4 @@
-"""Refresh-token families and revoked access tokens.
+"""Refresh-token families: started by a login, rotated by every refresh, revoked on reuse.
 
 A login starts a family (its id is the `sid` of every access token issued in it). Each use of a
 refresh token spends it and issues the next one, in one compare-and-set in the database.
@@ -49,8 +49,8 @@ class Rotation:
     scope: str  # of the access token to issue with it: the family's, or a subset of it
 
 
-class SessionStore(Protocol):
-    """Storage for families, refresh tokens and denied access tokens.
+class FamilyStore(Protocol):
+    """Storage for families and their refresh tokens.
 
     Every method is one transaction of its own; `spend` and `spend_successor` are each a
     single compare-and-set, so any number of racing requests see at most one winner.
@@ -101,19 +101,6 @@ class SessionStore(Protocol):
         `family.revoked` audit event per family, in the same transaction."""
         ...
 
-    async def deny(self, jti: str, expires_at: int, now: int) -> None:
-        """Denies an access token until it expires; expired entries are cleared on the way."""
-        ...
-
-    async def access_revoked(self, jti: str, sid: str | None, now: int, kid: str = "") -> bool:
-        """True when the jti is denied, the key `kid` that signed it is revoked, or the
-        session `sid` is revoked or over."""
-        ...
-
-    async def recent_revocations(self, since: int, now: int) -> tuple[list[str], list[str]]:
-        """The ids of families revoked at or after `since`, and the jtis denied past `now`."""
-        ...
-
 
 def new_refresh_token() -> str:
     return secrets.token_urlsafe(32)  # 256 random bits
@@ -143,7 +130,7 @@ def family_revoked(family: Family, reason: str, actor: str, now: int) -> AuditEv
 
 
 async def start_family(
-    store: SessionStore,
+    store: FamilyStore,
     *,
     user_id: str,
     client_id: str,
@@ -173,7 +160,7 @@ async def start_family(
 
 
 async def rotate(
-    store: SessionStore,
+    store: FamilyStore,
     presented: str,
     *,
     client_id: str,

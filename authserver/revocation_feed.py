@@ -34,7 +34,7 @@ async def revocation_feed(services: Services, credentials: ClientCredentials) ->
     # An access token lives at most access_token_ttl after its family was revoked, and
     # verifiers accept it for clock_leeway more.
     since = now - settings.access_token_ttl - settings.clock_leeway
-    sids, jtis = await services.sessions.recent_revocations(since, now)
+    sids, jtis = await services.denylist.recent_revocations(since, now)
     body = json.dumps({"sids": sorted(sids), "jtis": sorted(jtis)}, separators=(",", ":")).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     return Feed(body, etag, FEED_MAX_AGE)

@@ -11,9 +11,10 @@ from authserver.access_tokens import AccessToken, mint_access_token, verify_acce
 from authserver.audit import AuditLog
 from authserver.clients import ClientStore
 from authserver.config import Settings
+from authserver.denylist import Denylist
 from authserver.keys.manager import SigningKeys
 from authserver.passwords import Passwords
-from authserver.refresh import SessionStore
+from authserver.refresh import FamilyStore
 from authserver.throttle import ThrottleStore
 from authserver.users import UserStore
 
@@ -27,7 +28,8 @@ class Services:
     settings: Settings
     users: UserStore
     clients: ClientStore
-    sessions: SessionStore
+    families: FamilyStore
+    denylist: Denylist
     keys: SigningKeys
     passwords: Passwords
     audit: AuditLog

@@ -113,7 +113,7 @@ async def database_benchmarks(url: str, seconds: float, concurrency: int) -> Non
     async def one_chain() -> Callable[[], Awaitable[object]]:
         now = int(time.time())
         first = await start_family(
-            services.sessions,
+            services.families,
             user_id=user.id,
             client_id="svc",
             scope="profile",
@@ -126,7 +126,7 @@ async def database_benchmarks(url: str, seconds: float, concurrency: int) -> Non
         async def step() -> None:
             nonlocal current
             rotation = await rotate(
-                services.sessions,
+                services.families,
                 current,
                 client_id="svc",
                 now=int(time.time()),

@@ -32,7 +32,7 @@ async def count(engine: AsyncEngine, table: str) -> int:
 async def family(services: Services, user_id: str) -> str:
     settings = services.settings
     rotation = await start_family(
-        services.sessions,
+        services.families,
         user_id=user_id,
         client_id="spa",
         scope="profile",
@@ -65,15 +65,15 @@ async def test_purge_deletes_the_dead_and_keeps_the_live(
     expired = await family(services, alice)
     revoked_long_ago = await family(services, alice)
     clock.advance(DAY)
-    assert await services.sessions.revoke(revoked_long_ago, "logout", clock.now)
-    assert not await services.sessions.revoke(revoked_long_ago, "logout", clock.now)
+    assert await services.families.revoke(revoked_long_ago, "logout", clock.now)
+    assert not await services.families.revoke(revoked_long_ago, "logout", clock.now)
     revoked_late = await family(services, alice)
     clock.advance(settings.session_ttl + window + 1)
     live = await family(services, alice)
-    assert await services.sessions.revoke(revoked_late, "revoked", clock.now)
+    assert await services.families.revoke(revoked_late, "revoked", clock.now)
     # (deny sweeps expired entries as of its `now`: the expired one goes in last.)
-    await services.sessions.deny("live-jti", clock.now + window, clock.now)
-    await services.sessions.deny("old-jti", clock.now - 1, clock.now - 2 * window)
+    await services.denylist.deny("live-jti", clock.now + window, clock.now)
+    await services.denylist.deny("old-jti", clock.now - 1, clock.now - 2 * window)
     async with engine.begin() as conn:
         await conn.execute(
             text(
@@ -130,7 +130,7 @@ async def test_tables_stay_bounded_under_constant_traffic(
     for _ in range(20):
         fid = await family(services, alice)
         clock.advance(step)
-        await services.sessions.revoke(fid, "logout", clock.now)
+        await services.families.revoke(fid, "logout", clock.now)
         await purge(engine, settings, clock.now)
     assert await count(engine, "refresh_families") <= 2
     assert await count(engine, "refresh_tokens") <= 2
@@ -153,7 +153,7 @@ async def test_one_instance_purges_at_a_time(
 async def test_the_periodic_job_runs_at_its_interval_and_is_off_at_zero(
     engine: AsyncEngine, settings: Settings, clock: Clock, services: Services
 ) -> None:
-    await services.sessions.deny("old-jti", clock.now - 1, clock.now)
+    await services.denylist.deny("old-jti", clock.now - 1, clock.now)
     off = Settings(**{**vars(settings), "purge_interval": 0})
     with anyio.fail_after(1):
         await purge_periodically(engine, off, clock)  # returns at once
@@ -167,7 +167,7 @@ async def test_the_purge_command(
     engine: AsyncEngine, settings: Settings, services: Services, tmp_path: Path
 ) -> None:
     now = services.clock()
-    await services.sessions.deny("old-jti", now - 1, now)
+    await services.denylist.deny("old-jti", now - 1, now)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
     env.update(
         {

@@ -1,5 +1,4 @@
-"""SQL behind refresh families: starting them, rotating their tokens, revoking them, and
-asking whether an access token's session, jti or signing key is revoked.
+"""SQL behind refresh families: starting them, rotating their tokens, revoking them.
 
 Each method is one short transaction. The refresh hot path is written in plain SQL so it stays
 one round trip on Postgres (a data-modifying CTE) and one locked transaction on SQLite.
@@ -10,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import insert, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authserver.audit import AuditEvent
@@ -104,25 +103,6 @@ WHERE t.token_hash = :token_hash
 """)
 
 
-# A token signed by a revoked key dies with it at once, on every instance, whatever that
-# instance's key ring still holds (it drops the key only at its next reload).
-_DENIED = (
-    "(EXISTS (SELECT 1 FROM denied_access_tokens WHERE jti = :jti)"
-    " OR EXISTS (SELECT 1 FROM signing_keys WHERE kid = :kid AND state = 'revoked'))"
-)
-
-
-_ACCESS_REVOKED = text(f"SELECT {_DENIED}")
-
-
-# A session that is revoked, over, or gone takes its access tokens with it.
-_ACCESS_REVOKED_IN_SESSION = text(f"""
-SELECT {_DENIED} OR NOT EXISTS (
-    SELECT 1 FROM refresh_families
-    WHERE id = :sid AND revoked_at IS NULL AND expires_at > :now)
-""")
-
-
 def _family(row: Any) -> Family:
     """From a row by column name: a SQLAlchemy row's `_mapping`, or an asyncpg record."""
     return Family(
@@ -159,7 +139,7 @@ async def _add_successor(
     return family
 
 
-class SqlSessionStore:
+class SqlFamilyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._single = single_statements(engine)
@@ -292,40 +272,3 @@ class SqlSessionStore:
                     ],
                 )
         return len(revoked)
-
-    async def deny(self, jti: str, expires_at: int, now: int) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                text("DELETE FROM denied_access_tokens WHERE expires_at <= :now"), {"now": now}
-            )
-            await conn.execute(
-                text(
-                    "INSERT INTO denied_access_tokens (jti, expires_at) VALUES (:jti, :expires_at)"
-                    " ON CONFLICT (jti) DO NOTHING"
-                ),
-                {"jti": jti, "expires_at": expires_at},
-            )
-
-    async def access_revoked(self, jti: str, sid: str | None, now: int, kid: str = "") -> bool:
-        params: dict[str, object]
-        if sid is None:
-            statement, params = _ACCESS_REVOKED, {"jti": jti, "kid": kid}
-        else:
-            statement = _ACCESS_REVOKED_IN_SESSION
-            params = {"jti": jti, "kid": kid, "sid": sid, "now": now}
-        if self._postgres:
-            # Asked by every introspection and admin request: straight through asyncpg.
-            row = await fetch_row(self._engine, statement, params)
-            return bool(row is not None and row[0])
-        async with self._single.connect() as conn:
-            return bool((await conn.execute(statement, params)).scalar())
-
-    async def recent_revocations(self, since: int, now: int) -> tuple[list[str], list[str]]:
-        # A range scan on ix_refresh_families_revoked_at (0004).
-        async with self._single.connect() as conn:
-            sids = await conn.execute(select(FamilyRow.id).where(FamilyRow.revoked_at >= since))
-            jtis = await conn.execute(
-                text("SELECT jti FROM denied_access_tokens WHERE expires_at > :now"),
-                {"now": now},
-            )
-            return list(sids.scalars()), list(jtis.scalars())

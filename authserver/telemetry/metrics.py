@@ -1,7 +1,7 @@
 """Prometheus metrics: what operators watch. Served at GET /metrics (http/metrics_endpoint.py).
 
 The domain does not count anything itself. Requests, grants and failed logins are counted in
-the HTTP layer; rotations, reuse detections and revoked families by `observed_sessions`, a
+the HTTP layer; rotations, reuse detections and revoked families by `observed_families`, a
 wrapper around the session store the use cases already call; the signing keys' age and changes
 by `observed_keys`, a wrapper around the key store (both wired in app.py); connections in use by
 pool events (db/pool_metrics.py).
@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from authserver.keys.lifecycle import Transition
 from authserver.keys.manager import KeyStore
 from authserver.keys.records import KeyRecord
-from authserver.refresh import Family, SessionStore
+from authserver.refresh import Family, FamilyStore
 
 REQUESTS = Counter(
     "authserver_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
@@ -86,13 +86,13 @@ def grant_label(grant_type: str | None) -> str:
     return grant_type if grant_type in GRANTS else "other"
 
 
-def observed_sessions(store: SessionStore) -> SessionStore:
+def observed_families(store: FamilyStore) -> FamilyStore:
     """`store`, counting rotations, reuse detections and revoked families as they happen."""
-    return _ObservedSessions(store)
+    return _ObservedFamilies(store)
 
 
-class _ObservedSessions:
-    def __init__(self, store: SessionStore) -> None:
+class _ObservedFamilies:
+    def __init__(self, store: FamilyStore) -> None:
         self._store = store
 
     def __getattr__(self, name: str) -> Any:

@@ -325,7 +325,7 @@ def test_a_wrapped_driver_error_is_judged_by_what_it_wraps(
 
 
 def layers(value: object) -> list[object]:
-    """`value` and every store it wraps (fail_closed, observed_sessions, SigningKeys)."""
+    """`value` and every store it wraps (fail_closed, observed_families, SigningKeys)."""
     chain = [value]
     while isinstance(getattr(chain[-1], "__dict__", None), dict) and "_store" in vars(chain[-1]):
         chain.append(vars(chain[-1])["_store"])

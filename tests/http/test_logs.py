@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import OperationalError
 
-from authserver.db.families import SqlSessionStore
+from authserver.db.families import SqlFamilyStore
 from authserver.services import Services
 from authserver.telemetry.logs import (
     ACCESS_LOGGER,
@@ -150,7 +150,7 @@ async def test_no_secret_reaches_a_log_line(
     async def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("unexpected failure in the store")
 
-    monkeypatch.setattr(SqlSessionStore, "spend", crash)
+    monkeypatch.setattr(SqlFamilyStore, "spend", crash)
     login3 = (await password_login(client, password=PASSWORD)).json()
     crashed = await client.post(
         "/refresh", data={"client_id": spa, "refresh_token": login3["refresh_token"]}
@@ -160,14 +160,14 @@ async def test_no_secret_reaches_a_log_line(
 
     # A database outage whose error carries the statement's parameters (SQLAlchemy's str()
     # of it does): a 503, and only the driver's first line is logged.
-    async def outage(self: SqlSessionStore, token_hash: str, *args: Any, **kwargs: Any) -> None:
+    async def outage(self: SqlFamilyStore, token_hash: str, *args: Any, **kwargs: Any) -> None:
         raise OperationalError(
             "UPDATE refresh_tokens ...",
             {"token_hash": token_hash, "leak": login3["refresh_token"], "pw": PASSWORD},
             ConnectionResetError("connection reset by peer"),
         )
 
-    monkeypatch.setattr(SqlSessionStore, "spend", outage)
+    monkeypatch.setattr(SqlFamilyStore, "spend", outage)
     down = await client.post(
         "/refresh", data={"client_id": spa, "refresh_token": login3["refresh_token"]}
     )
