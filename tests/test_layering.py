@@ -1,4 +1,18 @@
-"""Imports point one way (STYLE.md): web and SQL libraries stay at the edges of the package."""
+"""Imports point one way (STYLE.md), and every module's place says which way that is.
+
+A module's layer comes from where it lives, so a new module is checked the day it is added:
+
+    rank 0  foundation   config errors inputs scopes: imports nothing else of ours
+    rank 1  domain       any other module at the package root, and keys/
+    rank 2  use cases    services grants logout introspection revocation_feed admin
+    rank 3  telemetry    telemetry/
+    rank 4  adapters     db/ (SQLAlchemy, asyncpg) and http/ (Starlette), which never meet
+    rank 5  roots        app cli __main__: compose the rest; nothing else imports them
+
+No module imports one of a higher rank. The first three ranks import no web, database or
+server library. The verifier kit's re-exports (verify*.py) stand apart: they import the kit
+only (tests/test_verify_layering.py).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +22,58 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "authserver"
-DOMAIN = (
-    "config errors passwords keys/records keys/sealing keys/ring keys/lifecycle keys/manager "
-    "keys/epoch access_tokens scopes users clients refresh services grants logout introspection "
-    "revocation_feed throttle audit admin inputs"
-).split()
-DATABASE = ("sqlalchemy", "alembic")
+
+FOUNDATION = {"config", "errors", "inputs", "scopes"}
+USE_CASES = {"services", "grants", "logout", "introspection", "revocation_feed", "admin"}
+ROOTS = {"app", "cli", "__main__"}
+KIT = {"verify", "verify_introspect", "verify_starlette"}
+FOLDERS = {"keys": "domain", "telemetry": "telemetry", "db": "db", "http": "http"}
+RANKS = {"foundation": 0, "domain": 1, "use case": 2, "telemetry": 3, "db": 4, "http": 4, "root": 5}
+# Libraries that belong to one adapter; the core (ranks 0-2) imports none of them.
+ADAPTER_LIBRARIES = {
+    "starlette": {"http", "root"},
+    "uvicorn": {"http", "root"},
+    "sqlalchemy": {"db", "root"},
+    "alembic": {"db", "root"},
+    "asyncpg": {"db"},
+    "aiosqlite": {"db"},
+    "prometheus_client": {"telemetry", "http"},
+}
+CORE = {"foundation", "domain", "use case"}
+
+
+def layer_of(path: Path) -> str:
+    """The layer of a file of the package, from its folder or, at the root, its name."""
+    relative = path.relative_to(PACKAGE)
+    if len(relative.parts) > 1:
+        folder = relative.parts[0]
+        if folder not in FOLDERS:
+            raise AssertionError(f"{relative}: a new folder needs a layer in FOLDERS")
+        return FOLDERS[folder]
+    name = relative.stem
+    if name in FOUNDATION:
+        return "foundation"
+    if name in USE_CASES:
+        return "use case"
+    if name in ROOTS:
+        return "root"
+    if name in KIT:
+        return "kit"
+    return "domain"
+
+
+def module_path(module: str) -> Path | None:
+    """The file of one of our modules (`authserver.x.y`), or None for anything else."""
+    parts = module.split(".")
+    if parts[0] != "authserver":
+        return None
+    for end in range(len(parts), 1, -1):
+        base = PACKAGE.joinpath(*parts[1:end])
+        if base.with_suffix(".py").exists():
+            return base.with_suffix(".py")
+        if (base / "__init__.py").exists():
+            return base / "__init__.py"
+    return None
 
 
 def imports(path: Path) -> set[str]:
@@ -41,26 +101,50 @@ def importers(*prefixes: str) -> set[str]:
     }
 
 
-def test_starlette_is_imported_only_by_the_http_layer() -> None:
-    # verify_starlette.py is the verifier kit's glue for services, not part of the server.
-    outside = {f for f in importers("starlette") if not f.startswith("http/")}
-    assert outside <= {"app.py", "verify_starlette.py"}
+def our_modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if layer_of(p) != "kit")
 
 
-def test_sqlalchemy_and_alembic_are_imported_only_by_the_database_layer() -> None:
-    outside = {f for f in importers(*DATABASE) if not f.startswith("db/")}
-    assert outside <= {"app.py", "cli.py"}
+def test_every_module_has_a_layer() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        layer_of(path)  # raises for a folder with no layer
 
 
-@pytest.mark.parametrize("name", DOMAIN)
-def test_the_domain_imports_no_web_or_database_code(name: str) -> None:
-    forbidden = ("starlette", *DATABASE, "authserver.http", "authserver.db")
-    found = imports(PACKAGE / f"{name}.py")
-    assert not {m for m in found for p in forbidden if m == p or m.startswith(p + ".")}
+@pytest.mark.parametrize("path", our_modules(), ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_no_module_imports_a_higher_layer(path: Path) -> None:
+    layer = layer_of(path)
+    wrong = []
+    for name in imports(path):
+        target = module_path(name)
+        if target is None or target == path or target.name == "__init__.py" == path.name:
+            continue
+        other = layer_of(target)
+        where = target.relative_to(PACKAGE).as_posix()
+        if other == "kit":
+            wrong.append(f"{where} (the verifier kit: import it from authserver_verify)")
+        elif other == "root" and layer != "root":
+            wrong.append(f"{where} (a composition root: only the roots import it)")
+        elif RANKS[other] > RANKS[layer]:
+            wrong.append(f"{where} ({other}, above {layer})")
+        elif {layer, other} == {"db", "http"}:
+            wrong.append(f"{where} ({other}: db/ and http/ never meet; the use cases join them)")
+    assert not wrong, f"{path.relative_to(PACKAGE)} imports {sorted(set(wrong))}"
 
 
-def test_the_http_layer_never_reaches_the_database() -> None:
-    assert not {f for f in importers("authserver.db") if f.startswith("http/")}
+@pytest.mark.parametrize("path", our_modules(), ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_libraries_stay_in_their_adapter(path: Path) -> None:
+    layer = layer_of(path)
+    found = {name.split(".")[0] for name in imports(path)}
+    wrong = sorted(
+        lib for lib in found & ADAPTER_LIBRARIES.keys() if layer not in ADAPTER_LIBRARIES[lib]
+    )
+    assert not wrong, f"{path.relative_to(PACKAGE)} ({layer}) imports {wrong}"
+
+
+def test_the_foundation_imports_nothing_else_of_ours() -> None:
+    for name in FOUNDATION:
+        ours = {m for m in imports(PACKAGE / f"{name}.py") if m.startswith("authserver")}
+        assert {layer_of(p) for m in ours if (p := module_path(m))} <= {"foundation"}, name
 
 
 def test_the_checks_above_see_real_imports() -> None:
@@ -68,3 +152,7 @@ def test_the_checks_above_see_real_imports() -> None:
     assert {"app.py", "http/routes.py"} <= importers("starlette")
     assert "db/families.py" in importers("sqlalchemy")
     assert "authserver.db.keys.SqlKeyStore" in imports(PACKAGE / "app.py")
+    assert module_path("authserver.keys.manager.SigningKeys") == PACKAGE / "keys" / "manager.py"
+    assert layer_of(PACKAGE / "refresh.py") == "domain"
+    assert layer_of(PACKAGE / "db" / "families.py") == "db"
+    assert len(our_modules()) > 50
