@@ -72,7 +72,7 @@ async def create_user(services: Services, actor: str, body: dict[str, Any]) -> C
     user = new_user(username, await services.passwords.hash(password), scopes, admin)
     now = services.clock()
     if not await services.users.create(user, now):
-        raise Conflict("The username is taken.")
+        raise Conflict(f"The username {username!r} is taken.")
     detail = {"username": username, "scopes": list(user.scopes)}
     await services.audit.record([AuditEvent(now, actor, "user.created", user.id, detail)])
     return CreatedUser(user.id, username)
@@ -147,7 +147,7 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
     )
     now = services.clock()
     if not await services.clients.create(client, now):
-        raise Conflict("The client_id is taken.")
+        raise Conflict(f"The client_id {client_id!r} is taken.")
     created = CreatedClient(client, secret)
     detail = {k: v for k, v in created.public_view().items() if k != "client_secret"}
     await services.audit.record([AuditEvent(now, actor, "client.created", client_id, detail)])

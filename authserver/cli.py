@@ -19,12 +19,10 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver import __version__
+from authserver import __version__, admin
 from authserver.app import SchemaNotReady, build_services, prepare_schema
-from authserver.clients import Client, check_client_fields, hash_secret, new_secret
 from authserver.config import SIGNING_ALGS, Settings, SettingsError, load_settings
 from authserver.db import migrate
-from authserver.db.accounts import SqlClientStore, SqlUserStore
 from authserver.db.engine import make_engine
 from authserver.db.keys import SqlKeyStore
 from authserver.db.purge import purge
@@ -33,12 +31,12 @@ from authserver.keys.lifecycle import KeyNotReady
 from authserver.keys.manager import reload_interval
 from authserver.keys.records import public_record
 from authserver.keys.sealing import decode_kek, read_kek_file
-from authserver.passwords import Passwords
-from authserver.scopes import valid_scope_tokens
 from authserver.telemetry.logs import log_config
-from authserver.users import MAX_PASSWORD, MAX_USERNAME, new_user
 
 T = TypeVar("T")
+
+
+CLI = "cli"  # the actor of every change made from the command line, in the audit trail
 
 
 class CommandError(Exception):
@@ -227,47 +225,33 @@ def _create_user(args: argparse.Namespace, settings: Settings) -> int:
     password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
     if not password:
         raise CommandError("the password on stdin is empty")
-    if len(password) > MAX_PASSWORD or len(args.username) > MAX_USERNAME or not args.username:
-        raise CommandError(
-            f"username must be 1 to {MAX_USERNAME} characters, password at most {MAX_PASSWORD}"
-        )
-    if not valid_scope_tokens(args.scope):
-        raise CommandError("a scope is malformed (RFC 6749 §3.3)")
-    password_hash = Passwords(settings).hash_sync(password)
-    user = new_user(args.username, password_hash, args.scope, args.admin)
+    body = {"username": args.username, "password": password, "scopes": args.scope}
+    body["admin"] = args.admin
 
-    async def create(engine: AsyncEngine) -> bool:
+    async def create(engine: AsyncEngine) -> admin.CreatedUser:
         await prepare_schema(engine)
-        return await SqlUserStore(engine).create(user, int(time.time()))
+        # The admin API's use case: the same input rules, and audited with the actor `cli`.
+        return await admin.create_user(build_services(settings, engine), CLI, body)
 
-    if not _with_engine(settings, create):
-        raise CommandError(f"the username {args.username!r} is taken")
-    print(user.id)
+    print(_with_engine(settings, create).sub)
     return 0
 
 
 def _create_client(args: argparse.Namespace, settings: Settings) -> int:
-    grants = args.grant or (["refresh_token"] if args.public else ["client_credentials"])
-    check_client_fields(args.client_id, grants, args.refresh_delivery)
-    if not valid_scope_tokens(args.scope):
-        raise CommandError("a scope is malformed (RFC 6749 §3.3)")
-    if args.public and "client_credentials" in grants:
-        raise CommandError("a public client cannot use client_credentials (RFC 6749 §4.4)")
-    secret = None if args.public else new_secret()
-    client = Client(
-        client_id=args.client_id,
-        secret_hash=hash_secret(secret) if secret else None,
-        grant_types=tuple(dict.fromkeys(grants)),
-        scopes=tuple(dict.fromkeys(args.scope)),
-        refresh_delivery=args.refresh_delivery,
-    )
+    body = {
+        "client_id": args.client_id,
+        "public": args.public,
+        "grant_types": args.grant or [],
+        "scopes": args.scope,
+        "refresh_delivery": args.refresh_delivery,
+    }
 
-    async def create(engine: AsyncEngine) -> bool:
+    async def create(engine: AsyncEngine) -> admin.CreatedClient:
         await prepare_schema(engine)
-        return await SqlClientStore(engine).create(client, int(time.time()))
+        return await admin.create_client(build_services(settings, engine), CLI, body)
 
-    if not _with_engine(settings, create):
-        raise CommandError(f"the client_id {args.client_id!r} is taken")
+    created = _with_engine(settings, create)
+    client, secret = created.client, created.secret
     kind = "public" if args.public else "confidential"
     grants_text = " ".join(client.grant_types)
     print(f"created {kind} client {args.client_id} ({grants_text})", file=sys.stderr)
@@ -300,7 +284,7 @@ def _rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
         await prepare_schema(engine)
         keys = build_services(settings, engine).keys
         await keys.start()
-        await keys.rotate("cli", alg=args.alg, force=args.force)
+        await keys.rotate(CLI, alg=args.alg, force=args.force)
 
     try:
         _with_engine(settings, rotate)
@@ -321,7 +305,7 @@ def _revoke_key(args: argparse.Namespace, settings: Settings) -> int:
         await prepare_schema(engine)
         keys = build_services(settings, engine).keys
         await keys.start()
-        await keys.revoke(args.kid, "cli")
+        await keys.revoke(args.kid, CLI)
 
     _with_engine(settings, revoke)
     print(
@@ -348,7 +332,7 @@ def _rewrap_keys(args: argparse.Namespace, settings: Settings) -> int:
 
     async def rewrap(engine: AsyncEngine) -> int:
         await prepare_schema(engine)
-        return await build_services(settings, engine).keys.rewrap(new_kek, "cli")
+        return await build_services(settings, engine).keys.rewrap(new_kek, CLI)
 
     try:
         count = _with_engine(settings, rewrap)

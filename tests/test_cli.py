@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import secrets
 import socket
@@ -23,6 +24,7 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -503,3 +505,49 @@ def test_serve_on_a_fresh_sqlite_file_migrates_and_serves(sqlite_cli: Cli, tmp_p
     # The keys the server made are in the database the CLI reads.
     listed = key_rows(sqlite_cli("keys", "list"))
     assert {row[0] for row in listed} == {key["kid"] for key in keys}
+
+
+# the CLI goes through the admin API's use cases
+
+
+def audit_rows(cli: Cli) -> list[tuple[str, str, str, dict[str, object]]]:
+    async def read() -> list[tuple[str, str, str, dict[str, object]]]:
+        engine = create_async_engine(cli.database_url, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    text("SELECT actor, action, target, detail FROM audit_events ORDER BY id")
+                )
+                return [(r.actor, r.action, r.target, json.loads(r.detail)) for r in rows]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def test_users_and_clients_created_by_the_cli_are_audited_as_cli(cli: Cli) -> None:
+    user = cli("users", "create", "alice", "--scope", "profile", "--password-stdin", stdin="pw\n")
+    client = cli("clients", "create", "svc", "--scope", "read")
+    assert user.returncode == 0 and client.returncode == 0, user.stderr + client.stderr
+    created = [row for row in audit_rows(cli) if row[1] in ("user.created", "client.created")]
+    assert created == [
+        ("cli", "user.created", user.stdout.strip(), {"username": "alice", "scopes": ["profile"]}),
+        (
+            "cli",
+            "client.created",
+            "svc",
+            {
+                "client_id": "svc",
+                "public": False,
+                "grant_types": ["client_credentials"],
+                "scopes": ["read"],
+                "refresh_delivery": "body",
+            },
+        ),
+    ]
+
+
+def test_the_cli_applies_the_admin_apis_input_rules(cli: Cli) -> None:
+    too_many = cli("clients", "create", "svc", *[f"--scope=s{i}" for i in range(65)])
+    assert_one_line_error(too_many, "scopes")
+    assert cli("clients", "create", "svc").returncode == 0  # the refusal made nothing
