@@ -254,3 +254,21 @@ def test_the_jwks_etag_follows_the_published_set(
     assert with_retired.jwks_etag not in (alone.jwks_etag, both.jwks_etag)
     gone = ring([retired, rsa_key.record], sealer, now=NOW + TTL)
     assert gone.jwks_etag == alone.jwks_etag
+
+
+def test_a_reload_reuses_the_parsed_private_key(sealer: KeySealer, rsa_key: NewKey) -> None:
+    """Parsing an RSA private key validates it (~55 ms of the event loop): a reload every
+    ≤ 30 s must not pay it again for a key it has parsed (bench/reload_stall.py)."""
+    active = replace(rsa_key.record, state="active")
+    first = KeyRing([active], sealer, now=NOW, retired_ttl=TTL)
+    again = KeyRing([active], sealer, now=NOW, retired_ttl=TTL)
+    assert again.signing.private_key is first.signing.private_key
+    # Rewrapped under another KEK, the same kid still opens, and to the same parsed key.
+    other = KeySealer(bytes(32), KEK)
+    rewrapped = other.rewrap(active, KeySealer(bytes(32)))
+    assert KeyRing([rewrapped], other, now=NOW, retired_ttl=TTL).signing.private_key is (
+        first.signing.private_key
+    )
+    # Still opened on every reload: a wrong KEK is refused, however warm the cache.
+    with pytest.raises(InvalidTag):
+        KeyRing([active], KeySealer(bytes(32)), now=NOW, retired_ttl=TTL)

@@ -9,6 +9,7 @@ body is serialised once, with its ETag.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -74,6 +75,10 @@ def thumbprint(jwk: dict[str, str]) -> str:
     return _b64(hashlib.sha256(canonical.encode()).digest())
 
 
+# Parsing an RSA private key validates it, ~55 ms of the event loop; every reload (≤ 30 s) would
+# pay it again for the same key. Kept by its PEM, so a key rewrapped under a new KEK is the
+# same entry, and each reload still opens the sealed row (a wrong KEK fails as before).
+@functools.lru_cache(maxsize=16)
 def load_private_key(pem: bytes) -> PrivateKey:
     key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
