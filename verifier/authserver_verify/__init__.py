@@ -1,0 +1,56 @@
+"""Offline verification of authserver access tokens, for the services that accept them.
+
+    from authserver_verify import InvalidToken, Verifier
+
+    verifier = Verifier("https://auth.example", "my-api")
+    claims = verifier.verify(token)            # or: await verifier.verify_async(token)
+
+`authserver_verify.starlette` (extra `starlette`) adds bearer middleware and scope checks.
+"""
+
+from __future__ import annotations
+
+from authserver_verify.introspect import IntrospectionUnavailable, Introspector
+from authserver_verify.verifier import (
+    BadSignature,
+    Expired,
+    Fetch,
+    Fetched,
+    InvalidToken,
+    KeySetUnavailable,
+    MalformedToken,
+    MissingClaim,
+    NotYetValid,
+    Revoked,
+    UnacceptableHeader,
+    UnknownKey,
+    VerificationError,
+    Verifier,
+    WrongAudience,
+    WrongIssuer,
+    urllib_fetch,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadSignature",
+    "Expired",
+    "Fetch",
+    "Fetched",
+    "IntrospectionUnavailable",
+    "Introspector",
+    "InvalidToken",
+    "KeySetUnavailable",
+    "MalformedToken",
+    "MissingClaim",
+    "NotYetValid",
+    "Revoked",
+    "UnacceptableHeader",
+    "UnknownKey",
+    "VerificationError",
+    "Verifier",
+    "WrongAudience",
+    "WrongIssuer",
+    "urllib_fetch",
+]
