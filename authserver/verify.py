@@ -4,28 +4,29 @@ against `from authserver.verify import Verifier` keeps working inside the server
 
 from __future__ import annotations
 
-from authserver_verify.verifier import (
-    DEFAULT_REQUIRED,
-    FORBIDDEN_HEADERS,
-    MAX_DOCUMENT_BYTES,
-    MAX_TOKEN_BYTES,
+from authserver_verify.errors import (
     BadSignature,
     Expired,
-    Fetch,
-    Fetched,
     InvalidToken,
     KeySetUnavailable,
     MalformedToken,
     MissingClaim,
     NotYetValid,
-    PublicKey,
     Revoked,
     UnacceptableHeader,
     UnknownKey,
     VerificationError,
-    Verifier,
     WrongAudience,
     WrongIssuer,
+)
+from authserver_verify.jose import FORBIDDEN_HEADERS, MAX_TOKEN_BYTES
+from authserver_verify.verifier import (
+    DEFAULT_REQUIRED,
+    MAX_DOCUMENT_BYTES,
+    Fetch,
+    Fetched,
+    PublicKey,
+    Verifier,
     parse_jwks,
     urllib_fetch,
 )

@@ -10,12 +10,10 @@
 
 from __future__ import annotations
 
-from authserver_verify.introspect import IntrospectionUnavailable, Introspector
-from authserver_verify.verifier import (
+from authserver_verify.errors import (
     BadSignature,
     Expired,
-    Fetch,
-    Fetched,
+    IntrospectionUnavailable,
     InvalidToken,
     KeySetUnavailable,
     MalformedToken,
@@ -25,11 +23,11 @@ from authserver_verify.verifier import (
     UnacceptableHeader,
     UnknownKey,
     VerificationError,
-    Verifier,
     WrongAudience,
     WrongIssuer,
-    urllib_fetch,
 )
+from authserver_verify.introspect import Introspector
+from authserver_verify.verifier import Fetch, Fetched, Verifier, urllib_fetch
 
 __version__ = "0.1.0"
 

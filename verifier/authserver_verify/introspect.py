@@ -25,16 +25,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from authserver_verify.verifier import MAX_DOCUMENT_BYTES, Revoked, VerificationError, _basic
+from authserver_verify.errors import IntrospectionUnavailable, Revoked
+from authserver_verify.verifier import MAX_DOCUMENT_BYTES, _basic
 
-__all__ = ["IntrospectionUnavailable", "Introspector"]
+__all__ = ["IntrospectionUnavailable", "Introspector", "Post", "urllib_post"]
 
 # (url, form, headers) -> the JSON object answered
 Post = Callable[[str, dict[str, str], dict[str, str]], dict[str, Any]]
-
-
-class IntrospectionUnavailable(VerificationError):
-    message = "The issuer's introspection endpoint is unavailable."
 
 
 def urllib_post(timeout: float = 5.0) -> Post:

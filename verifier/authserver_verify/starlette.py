@@ -20,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from authserver_verify.introspect import IntrospectionUnavailable, Introspector
-from authserver_verify.verifier import InvalidToken, KeySetUnavailable, Verifier
+from authserver_verify.errors import IntrospectionUnavailable, InvalidToken, KeySetUnavailable
+from authserver_verify.introspect import Introspector
+from authserver_verify.verifier import Verifier
 
 __all__ = ["BearerAuthMiddleware", "authenticate", "require_active", "require_scope"]
 
