@@ -14,7 +14,7 @@ from authserver.http.forms import JSON, MAX_BODY_BYTES, bearer_token
 from authserver.http.responses import no_content, no_store_json
 from authserver.http.token import services
 from authserver.rotation import KeyNotReady
-from authserver.tokens import reject_duplicate_members
+from authserver_verify.jose import reject_duplicate_members
 
 
 async def list_keys(request: Request) -> Response:
