@@ -41,9 +41,9 @@ def importers(*prefixes: str) -> set[str]:
 
 
 def test_starlette_is_imported_only_by_the_http_layer() -> None:
-    # verify_starlette.py is the verifier kit's glue for services, not part of the server.
+    # verify_starlette.py is now an alias of the kit's glue (authserver_verify.starlette).
     outside = {f for f in importers("starlette") if not f.startswith("http/")}
-    assert outside <= {"app.py", "verify_starlette.py"}
+    assert outside <= {"app.py"}
 
 
 def test_sqlalchemy_and_alembic_are_imported_only_by_the_database_layer() -> None:
