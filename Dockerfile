@@ -17,17 +17,22 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# The dependencies alone first, read from pyproject.toml: this layer is rebuilt only when they
-# change, not on every change to the code.
+# The dependencies alone first, read from the server's and the verifier kit's pyproject.toml:
+# this layer is rebuilt only when they change, not on every change to the code. The server's
+# dependency on the kit itself (a path, `authserver-verify @ ...`) is left to the next step.
+COPY verifier/pyproject.toml ./verifier/
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.txt \
+RUN python -c "import tomllib; print(*dict.fromkeys(d for f in ('pyproject.toml', 'verifier/pyproject.toml') for d in tomllib.load(open(f, 'rb'))['project']['dependencies'] if not d.startswith('authserver-verify')), sep='\n')" > requirements.txt \
     && pip install --no-cache-dir -r requirements.txt
-# Then the project itself, as the same wheel `pip install` would make, migrations inside.
+# Then the project itself and the kit, as the same wheels `pip install` would make, migrations
+# inside; `pip check` fails the build if either needs something the step above did not install.
 COPY README.md ./
+COPY verifier ./verifier
 COPY authserver ./authserver
 COPY migrations ./migrations
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir dist . \
-    && pip install --no-cache-dir --no-deps dist/*.whl
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir dist . ./verifier \
+    && pip install --no-cache-dir --no-deps dist/*.whl \
+    && pip check
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \

@@ -1,4 +1,4 @@
-"""Verification throughput of authserver.verify with a warm JWKS cache, against bare PyJWT.
+"""Verification throughput of authserver_verify with a warm JWKS cache, against bare PyJWT.
 
     .venv/bin/python bench/verify.py [--tokens 2000] [--rounds 5]
 
@@ -32,7 +32,7 @@ import cryptography
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from authserver.verify import Fetched, Verifier
+from authserver_verify import Fetched, Verifier
 
 ISSUER = "https://auth.example"
 AUDIENCE = "bench-api"

@@ -168,9 +168,15 @@ def run_build_stage(workspace: Path) -> Path:
         elif instruction.keyword == "COPY":
             source, target = arguments.split()
             destination = cwd / target
+            if target.endswith("/"):  # Docker makes the folder and copies into it
+                destination.mkdir(parents=True, exist_ok=True)
+                destination /= Path(source).name
             if (ROOT / source).is_dir():
                 shutil.copytree(
-                    ROOT / source, destination, ignore=shutil.ignore_patterns("__pycache__")
+                    ROOT / source,
+                    destination,
+                    ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True,  # as Docker: copied into what an earlier COPY made
                 )
             else:
                 shutil.copy(ROOT / source, destination)
@@ -204,12 +210,17 @@ def test_the_build_steps_install_a_working_server(tmp_path: Path) -> None:
         )
 
     where = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import authserver; print(authserver.__file__)"],
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import authserver, authserver_verify as kit; print(authserver.__file__, kit.__file__)",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
     )
-    assert where.stdout.startswith(str(venv))  # the installed wheel, not this checkout
+    # The installed wheels (the server's and the verifier kit's), not this checkout.
+    assert [p.startswith(str(venv)) for p in where.stdout.split()] == [True, True], where.stderr
     version = authserver("--version")
     assert version.returncode == 0 and version.stdout.startswith("authserver ")
     migrated = authserver("migrate")

@@ -366,6 +366,18 @@ def four_segments(keys: Keys) -> str:
     return mint(keys.rsa_ring) + ".AAAA"
 
 
+def utf16_header(keys: Keys) -> str:
+    # RFC 7515 §5.2: the header is UTF-8; json.loads on bytes would take UTF-16 as well.
+    header = b64(json.dumps(rsa_header(keys)).encode("utf-16"))
+    signing_input = header + "." + b64(json.dumps(claims()).encode())
+    return signing_input + "." + b64(rs256(keys.rsa)(signing_input.encode()))
+
+
+def trailing_newline(keys: Keys) -> str:
+    # A regular expression's `$` matches before a final newline; the alphabet check must not.
+    return mint(keys.rsa_ring) + "\n"
+
+
 HOSTILE: dict[str, Callable[[Keys], str]] = {
     "alg none": alg_none,
     "alg none with a signature": alg_none_with_signature,
@@ -429,6 +441,11 @@ HOSTILE: dict[str, Callable[[Keys], str]] = {
     "standard base64 alphabet": literal("ab+c/.ab+c/.ab+c/"),
     "base64 but not JSON": literal(b64(b"\xff\xfe not json") + ".e30.c2ln"),
     "a single character segment": literal("a.b.c"),
+    # Python's JSON parser gives up with RecursionError, which must be a refusal too.
+    "a header nested 3,000 deep": literal(b64(b"[" * 3000) + ".e30.c2ln"),
+    "a payload nested 3,000 deep": literal("e30." + b64(b"[" * 3000) + ".c2ln"),
+    "a UTF-16 header signed by our key": utf16_header,
+    "a trailing newline": trailing_newline,
 }
 
 

@@ -9,12 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver import admin
-from authserver.access_tokens import reject_duplicate_members
 from authserver.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from authserver.http.context import services
 from authserver.http.forms import JSON, MAX_BODY_BYTES, bearer_token
 from authserver.http.responses import no_content, no_store_json
 from authserver.keys.lifecycle import KeyNotReady
+from authserver_verify.jose import reject_duplicate_members
 
 
 async def list_keys(request: Request) -> Response:

@@ -12,10 +12,10 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from starlette.requests import Request
 
-from authserver.access_tokens import reject_duplicate_members
 from authserver.clients import ClientCredentials
 from authserver.errors import InvalidClient, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from authserver.inputs import storable
+from authserver_verify.jose import reject_duplicate_members
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_FIELD_CHARS = 8 * 1024

@@ -3,9 +3,10 @@
     AUTHSERVER_ISSUER=http://127.0.0.1:8000 SERVICE_CORS_ORIGIN=http://127.0.0.1:5173 \
         python examples/service/app.py        # serves http://127.0.0.1:8001
 
-It verifies bearer tokens offline with authserver.verify (JWKS from the issuer's metadata) and,
-when SERVICE_CLIENT_ID/SERVICE_CLIENT_SECRET are set, polls the revocation feed so a logout
-reaches it within SERVICE_POLL_INTERVAL seconds. See README.md beside this file.
+It verifies bearer tokens offline with the verifier kit, authserver_verify (JWKS from the
+issuer's metadata) and, when SERVICE_CLIENT_ID/SERVICE_CLIENT_SECRET are set, polls the
+revocation feed so a logout reaches it within SERVICE_POLL_INTERVAL seconds. It needs only
+`pip install './verifier[starlette]' uvicorn`. See README.md beside this file.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from authserver.verify import Verifier
-from authserver.verify_starlette import BearerAuthMiddleware, require_scope
+from authserver_verify import Verifier
+from authserver_verify.starlette import BearerAuthMiddleware, require_scope
 
 ORDERS = [
     {"id": "o-1001", "item": "espresso beans, 1 kg", "status": "shipped"},

@@ -4,7 +4,7 @@
   subprocesses, on a temporary SQLite database, as the README tells a person to run it.
 - the SPA: examples/spa/ served as static files, with its config.js pointing at the others.
 - the API: examples/service/app.py when it is there, else a stand-in with the same shape
-  (`create_app(verifier, cors_origins)` serving GET /api/me); both verify with authserver.verify.
+  (`create_app(verifier, cors_origins)` serving GET /api/me); both verify with authserver_verify.
 - a foreign site: pages that try to use the refresh cookie from an origin authserver does not allow.
 """
 
@@ -35,8 +35,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from authserver.verify import Verifier
-from authserver.verify_starlette import BearerAuthMiddleware
+from authserver_verify import Verifier
+from authserver_verify.starlette import BearerAuthMiddleware
 
 ROOT = Path(__file__).resolve().parents[2]
 SPA_DIR = ROOT / "examples" / "spa"

@@ -36,6 +36,7 @@ HOSTILE = (
     "wrong_audience",
     "wrong_typ",
     "no_typ",
+    "deeply_nested_header",
 )
 
 
@@ -103,6 +104,10 @@ def hostile_token(kind: str, services: Services, genuine: str) -> str:
         return forge(services, genuine, header={"typ": "JWT"})
     if kind == "no_typ":
         return forge(services, genuine, drop_header=("typ",))
+    if kind == "deeply_nested_header":
+        # Deeper than Python's JSON parser goes (RecursionError), well under the size bound.
+        _, payload, signature = genuine.split(".")
+        return f"{_b64(b'[' * 3000)}.{payload}.{signature}"
     raise ValueError(f"unknown hostile token kind {kind!r}")
 
 

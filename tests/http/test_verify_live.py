@@ -1,8 +1,9 @@
-"""authserver.verify against the real server under uvicorn, over loopback HTTP: discovery,
+"""The verifier kit against the real server under uvicorn, over loopback HTTP: discovery,
 the JWKS cache, the RFC 8725 catalogue, and the revocation feed. Nothing shared in memory."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -29,17 +30,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from authserver import verify
+import authserver_verify as verify
 from authserver.app import build_services, create_app
 from authserver.config import Settings
 from authserver.services import Services
-from authserver.verify import Fetched, Verifier, urllib_fetch
-from authserver.verify_introspect import IntrospectionUnavailable, Introspector
-from authserver.verify_starlette import BearerAuthMiddleware, require_active
+from authserver_verify import (
+    Fetched,
+    IntrospectionUnavailable,
+    Introspector,
+    Verifier,
+    urllib_fetch,
+)
+from authserver_verify.starlette import BearerAuthMiddleware, require_active
 from tests.conftest import Registry, make_settings, password_login
 from tests.http.hostile import HOSTILE, forge, hostile_token
 from tests.http.test_live_server import delete_signing_keys
-from tests.test_verify import Monotonic, _b64
 
 
 @dataclass
@@ -53,6 +58,18 @@ class Live:
     async def stop(self) -> None:
         self.server.should_exit = True
         await anyio.to_thread.run_sync(self.thread.join, 30)
+
+
+@dataclass
+class Monotonic:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 @dataclass

@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from authserver.verify import Verifier
-from authserver.verify_starlette import BearerAuthMiddleware, require_scope
-from tests.test_verify import FakeIssuer, Monotonic, make_verifier
+from authserver_verify import Verifier
+from authserver_verify.starlette import BearerAuthMiddleware, require_scope
+from test_verifier import FakeIssuer, Monotonic, make_verifier
 
 
 async def whoami(request: Request) -> Response:

@@ -1,4 +1,4 @@
-"""authserver.verify against a fake issuer: key cache, hostile tokens, errors, concurrency."""
+"""The Verifier against a fake issuer: key cache, hostile tokens, errors, concurrency."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from authserver import verify
-from authserver.verify import Fetched, Verifier
+import authserver_verify as verify
+from authserver_verify import Fetched, Verifier
+from authserver_verify.verifier import parse_jwks
 
 ISSUER = "https://issuer.test"
 AUDIENCE = "orders"
@@ -307,7 +308,7 @@ def test_claims_are_cached_by_token_until_exp(
     token = issuer.token()
     verifier.verify(token)
     checks: list[object] = []
-    monkeypatch.setattr(verify, "_check_signature", lambda *a: checks.append(a))
+    monkeypatch.setattr("authserver_verify.verifier._check_signature", lambda *a: checks.append(a))
     claims = verifier.verify(token)
     claims["sub"] = "mutated"
     assert verifier.verify(token)["sub"] == "user-1"
@@ -411,7 +412,7 @@ def test_unusable_keys_in_the_set_are_skipped() -> None:
             ]
         }
     ).encode()
-    assert list(verify.parse_jwks(body)) == ["good"]
+    assert list(parse_jwks(body)) == ["good"]
 
 
 def test_concurrent_threads_share_one_fetch(issuer: FakeIssuer, verifier: Verifier) -> None:

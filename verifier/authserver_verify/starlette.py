@@ -1,0 +1,177 @@
+"""Starlette glue for the verifier: bearer authentication and scope checks (RFC 6750).
+
+The only module of the kit that imports Starlette: install `authserver-verify[starlette]`.
+
+    app = Starlette(routes=[...], middleware=[Middleware(BearerAuthMiddleware, verifier=v)])
+
+    @require_scope("orders:read")
+    async def orders(request: Request) -> Response:
+        claims = request.state.claims
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Container
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from authserver_verify.errors import IntrospectionUnavailable, InvalidToken, KeySetUnavailable
+from authserver_verify.introspect import Introspector
+from authserver_verify.verifier import Verifier
+
+__all__ = ["BearerAuthMiddleware", "authenticate", "require_active", "require_scope"]
+
+logger = logging.getLogger("authserver.verify")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class BearerAuthMiddleware:
+    """Verifies the bearer token of every HTTP request and puts its claims on
+    `request.state.claims`; answers 401 itself when the token is missing or invalid.
+
+    Paths in `exempt` (e.g. health checks) pass through untouched, without claims.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: Verifier,
+        *,
+        realm: str | None = None,
+        exempt: Container[str] = (),
+    ) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.realm = realm
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        outcome = await authenticate(request, self.verifier, realm=self.realm)
+        if isinstance(outcome, Response):
+            await outcome(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def authenticate(
+    request: Request, verifier: Verifier, *, realm: str | None = None
+) -> dict[str, Any] | Response:
+    """The verified claims (also set on `request.state.claims`), or the error response to send.
+
+    For use as a dependency in a single endpoint when the middleware is not installed.
+    """
+    token = _bearer(request)
+    if token is None:
+        # RFC 6750 §3.1: if the request lacks any authentication information, the resource
+        # server SHOULD NOT include an error code or other error information.
+        return _challenge(401, None, "A bearer token is required.", realm)
+    try:
+        claims = await verifier.verify_async(token)
+    except InvalidToken as exc:
+        logger.info("bearer token refused: %s", type(exc).__name__)
+        return _challenge(401, "invalid_token", str(exc), realm)
+    except KeySetUnavailable:
+        logger.warning("bearer token not checked: the issuer's key set is unavailable")
+        return JSONResponse(
+            {"error": "temporarily_unavailable", "error_description": "Try again later."},
+            status_code=503,
+            headers={"Retry-After": "5", "Cache-Control": "no-store"},
+        )
+    request.state.claims = claims
+    return claims
+
+
+def require_scope(*needed: str) -> Callable[[Endpoint], Endpoint]:
+    """Decorates an endpoint: 403 insufficient_scope unless the token holds every scope named."""
+
+    def decorate(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def checked(request: Request) -> Response:
+            claims = getattr(request.state, "claims", None)
+            if not isinstance(claims, dict):
+                return _challenge(401, None, "A bearer token is required.", None)
+            scope = claims.get("scope")
+            granted = set(scope.split()) if isinstance(scope, str) else set()
+            if not granted.issuperset(needed):
+                # RFC 6750 §3.1: insufficient_scope → 403; the scope attribute MAY name the
+                # scope necessary to access the resource.
+                return _challenge(
+                    403,
+                    "insufficient_scope",
+                    "The access token lacks a scope this request needs.",
+                    None,
+                    scope=" ".join(needed),
+                )
+            return await endpoint(request)
+
+        return checked
+
+    return decorate
+
+
+def require_active(introspector: Introspector) -> Callable[[Endpoint], Endpoint]:
+    """Decorates an endpoint that needs instant revocation: after the offline checks (the
+    middleware or `authenticate` must have run), asks the issuer's /introspect whether the
+    token is still active (cached `introspector.cache_seconds`). 401 invalid_token when it
+    is not, 503 when the issuer cannot be asked."""
+
+    def decorate(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def checked(request: Request) -> Response:
+            token = _bearer(request)
+            if token is None or not isinstance(getattr(request.state, "claims", None), dict):
+                return _challenge(401, None, "A bearer token is required.", None)
+            try:
+                await introspector.check_async(token)
+            except InvalidToken as exc:
+                logger.info("bearer token refused by introspection: %s", type(exc).__name__)
+                return _challenge(401, "invalid_token", str(exc), None)
+            except IntrospectionUnavailable:
+                logger.warning("bearer token not checked: introspection is unavailable")
+                return JSONResponse(
+                    {"error": "temporarily_unavailable", "error_description": "Try again later."},
+                    status_code=503,
+                    headers={"Retry-After": "5", "Cache-Control": "no-store"},
+                )
+            return await endpoint(request)
+
+        return checked
+
+    return decorate
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def _challenge(
+    status: int, error: str | None, description: str, realm: str | None, scope: str | None = None
+) -> Response:
+    params = []
+    if realm is not None:
+        params.append(f'realm="{realm}"')
+    if error is not None:
+        params.append(f'error="{error}"')
+    if scope is not None:
+        params.append(f'scope="{scope}"')
+    challenge = "Bearer" + (" " + ", ".join(params) if params else "")
+    body = {"error": error or "invalid_token", "error_description": description}
+    headers = {"WWW-Authenticate": challenge, "Cache-Control": "no-store"}
+    return JSONResponse(body, status_code=status, headers=headers)
