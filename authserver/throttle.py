@@ -7,27 +7,28 @@ even checked (no argon2 work for the attacker's requests), and the answer is 429
 with Retry-After. The cap bounds how long a guesser can keep a real user out: the worst case
 is one blocked window after each of the guesser's own failures, never a permanent lock.
 
-Reserve, then check. Every attempt is counted as a failure before its password is checked, in
-one transaction that holds the buckets' rows locked (in key order, so two attempts never wait
-on each other crosswise): if a bucket is blocked, nothing is counted and the attempt is refused;
-else each bucket counts one failure and raises its block per its Policy. Attempts at once, from
-any number of instances, thus meet the budget one after another, exactly as a sequence would:
-a burst of wrong passwords gets free + 1 of them checked, the rest wait. Nothing is decided
-from a row read before argon2's ~150 ms, so those milliseconds open no window. Then:
+Reserve, then check. An attempt takes a place in its buckets before its password is checked,
+in one transaction holding the buckets' rows locked (in key order, so two attempts never wait
+on each other crosswise), from any number of instances. The rows count failures apart from
+attempts in flight (`pending`):
 
-- A wrong password (InvalidGrant, or an error raised while handling one, such as its audit
-  write failing) keeps the reservation: that is the failure, counted already.
-- A success clears the username's count and gives the address's back its one failure. Only
-  that one: an attacker must not reset their own address's budget by logging into an account
-  of their own between guesses.
-- Any other failure (wrong client, missing field, database error) gives the reservation back:
-  no password was found wrong.
+- A bucket blocked past now refuses the attempt (429): nothing is counted.
+- Otherwise the attempt is let in when no attempt is in flight (the sequential case: one try
+  per block window, as before), or when every attempt in flight could fail and the count
+  would still be within the free budget. So a burst of wrong passwords gets free + 1 of them
+  checked, exactly as a sequence would, and nothing is decided from a row read before
+  argon2's ~150 ms.
+- Else it is busy: the attempt waits a little and asks again (`guard`), since the ones in
+  flight may well succeed. A busy bucket never blocks anyone: logins in flight from one office
+  or one proxy address wait their turn for milliseconds rather than meeting a 429.
 
-Giving back removes the one failure, and the block that failure raised if that block still
-stands untouched: while it stands nobody else is let in, so it is this attempt's alone. The time
-of the last failure stays: a quiet period is counted from the last attempt, given back or not
-(restoring it could let a guesser's own failure be dated to an earlier attempt's).
-An attempt cancelled half-way (the client went away) keeps its reservation.
+Then the attempt settles its place: a wrong password (InvalidGrant, or an error raised while
+handling one, such as its audit write failing) counts a failure and may block; a success
+clears the username's count, not the address's (an attacker must not reset their own
+address's budget by logging into an account of their own between guesses); any other failure
+(wrong client, missing field, database error) only frees the place. A place not freed (the
+process died mid-attempt) stops counting once the bucket has had attempts in flight for
+PENDING_LEASE seconds, so it can never lock a bucket for good.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Protocol, TypeVar
+
+import anyio
 
 from authserver.errors import InvalidGrant, SlowDown
 
@@ -63,6 +67,10 @@ USERNAME = Policy(free=5, base=1, cap=300, forget=900)
 ADDRESS = Policy(free=20, base=1, cap=900, forget=3600)
 
 
+# Seconds after which attempts still in flight stop counting: far beyond any password check.
+PENDING_LEASE = 60
+
+
 @dataclass(frozen=True)
 class Count:
     """A bucket's row; an unknown bucket reads as Count()."""
@@ -70,70 +78,88 @@ class Count:
     failures: int = 0
     last_failure_at: int = 0
     blocked_until: int = 0
+    pending: int = 0  # attempts in flight
+    pending_since: int = 0  # when `pending` last rose from zero
+
+    def in_flight(self, now: int) -> int:
+        return self.pending if now - self.pending_since <= PENDING_LEASE else 0
+
+
+class Outcome(Enum):
+    WRONG_PASSWORD = "wrong password"
+    SUCCESS = "success"
+    VOID = "void"  # refused before any password was checked, or the attempt itself failed
 
 
 @dataclass(frozen=True)
 class Bucket:
     key: str
     policy: Policy
+    success_clears: bool = False  # the username's bucket; never the address's
 
-    def charged(self, count: Count, now: int) -> Count:
-        """`count` with one more failure at `now`: restarted after a quiet period, and blocked
-        until now + the policy's delay unless it is blocked longer already."""
-        quiet = count.last_failure_at < now - self.policy.forget
-        failures = 1 if quiet else count.failures + 1
+    def failures(self, count: Count, now: int) -> int:
+        """The failures that still count: none after a quiet period."""
+        return 0 if count.last_failure_at < now - self.policy.forget else count.failures
+
+    def admits(self, count: Count, now: int) -> bool:
+        """Whether one more attempt may be in flight (the row is not blocked)."""
+        in_flight = count.in_flight(now)
+        return in_flight == 0 or self.failures(count, now) + in_flight <= self.policy.free
+
+    def entered(self, count: Count, now: int) -> Count:
+        in_flight = count.in_flight(now)
+        since = count.pending_since if in_flight else now
+        return replace(count, pending=in_flight + 1, pending_since=since)
+
+    def settled(self, count: Count, outcome: Outcome, now: int) -> Count:
+        """`count` with one attempt out of flight, and what its outcome means."""
+        count = replace(count, pending=max(count.pending - 1, 0))
+        if outcome is Outcome.SUCCESS and self.success_clears:
+            return replace(count, failures=0, blocked_until=0)
+        if outcome is not Outcome.WRONG_PASSWORD:
+            return count
+        failures = self.failures(count, now) + 1
         wait = self.policy.delay(failures)
         blocked_until = max(count.blocked_until, now + wait) if wait else count.blocked_until
-        return Count(failures, now, blocked_until)
-
-
-@dataclass(frozen=True)
-class Held:
-    """One bucket's part of a reservation: its row before and after the counted failure."""
-
-    key: str
-    before: Count
-    after: Count
-
-    def given_back(self, current: Count) -> Count:
-        """`current` without this reservation's failure, nor its block if that still stands."""
-        raised = self.after.blocked_until != self.before.blocked_until
-        ours = raised and current.blocked_until == self.after.blocked_until
-        blocked_until = self.before.blocked_until if ours else current.blocked_until
-        return replace(current, failures=max(current.failures - 1, 0), blocked_until=blocked_until)
+        return replace(count, failures=failures, last_failure_at=now, blocked_until=blocked_until)
 
 
 @dataclass(frozen=True)
 class Reservation:
-    blocked_until: int  # past `now` when refused (nothing was counted); else 0
-    held: tuple[Held, ...] = ()
+    blocked_until: int = 0  # past `now` when refused: nothing was counted
+    busy: bool = False  # attempts in flight fill the budget: nothing was counted, ask again
+
+    @property
+    def admitted(self) -> bool:
+        return not self.busy and not self.blocked_until
 
 
 def reserve(buckets: Sequence[Bucket], counts: Sequence[Count], now: int) -> Reservation:
-    """The decision, on the buckets' rows as they stand locked: refused if any is blocked,
-    else one failure counted on each."""
+    """The decision, on the buckets' rows as they stand locked."""
     blocked_until = max((count.blocked_until for count in counts), default=0)
     if blocked_until > now:
-        return Reservation(blocked_until)
-    charged = zip(buckets, counts, strict=True)
-    return Reservation(0, tuple(Held(b.key, c, b.charged(c, now)) for b, c in charged))
+        return Reservation(blocked_until=blocked_until)
+    if not all(b.admits(c, now) for b, c in zip(buckets, counts, strict=True)):
+        return Reservation(busy=True)
+    return Reservation()
 
 
 class ThrottleStore(Protocol):
-    """Failure counts by bucket. Every method is one transaction of its own, and one that
-    changes counts locks their rows in key order and decides with the functions above."""
+    """Counts by bucket. Every method is one transaction of its own, which locks the rows it
+    changes in key order and decides with the functions above."""
 
     async def reserve(self, buckets: Sequence[Bucket], now: int) -> Reservation:
-        """Locks the buckets' rows and applies `reserve` to them: writes the counted failures,
-        or nothing when refused."""
+        """Locks the buckets' rows and applies `reserve`: when admitted, each bucket enters
+        the attempt (`Bucket.entered`); otherwise nothing is written."""
         ...
 
-    async def give_back(self, held: Sequence[Held], clear: Sequence[str] = ()) -> None:
-        """Applies each `Held.given_back` to its bucket's row, and deletes the `clear` buckets."""
+    async def settle(self, buckets: Sequence[Bucket], outcome: Outcome, now: int) -> None:
+        """Applies `Bucket.settled` to each bucket's row."""
         ...
 
     async def purge(self, before: int) -> None:
-        """Forgets buckets whose last failure was before `before` and that block nothing."""
+        """Forgets buckets whose last failure was before `before`, that block nothing and
+        have had nothing in flight since."""
         ...
 
 
@@ -146,6 +172,13 @@ def address_bucket(address: str) -> str:
     return "addr:" + hashlib.sha256(address.encode()).hexdigest()
 
 
+# How long a login waits for a busy bucket (attempts in flight) before it is told to slow down,
+# and how often it asks again meanwhile: soon at first (a password check takes ~150 ms), then
+# less often, so waiters cost the database little.
+BUSY_WAIT = 10.0
+BUSY_POLL = (0.02, 0.25)
+
+
 async def guard(
     store: ThrottleStore,
     *,
@@ -154,23 +187,39 @@ async def guard(
     clock: Callable[[], int],
     attempt: Callable[[], Awaitable[T]],
 ) -> T:
-    """Runs the login `attempt` on a reservation (SlowDown when refused); settles it after."""
-    user = Bucket(username_bucket(username), USERNAME) if username else None
-    addr = Bucket(address_bucket(address), ADDRESS) if address else None
-    now = clock()
-    reservation = await store.reserve([b for b in (user, addr) if b is not None], now)
-    if reservation.blocked_until > now:
-        raise SlowDown(reservation.blocked_until - now, detail="login throttled")
+    """Runs the login `attempt` once the throttle lets it in (SlowDown when refused), and
+    settles its place after."""
+    buckets = [
+        bucket
+        for bucket in (
+            Bucket(username_bucket(username), USERNAME, success_clears=True) if username else None,
+            Bucket(address_bucket(address), ADDRESS) if address else None,
+        )
+        if bucket is not None
+    ]
+    waited_until = anyio.current_time() + BUSY_WAIT
+    poll = BUSY_POLL[0]
+    while True:
+        now = clock()
+        reservation = await store.reserve(buckets, now)
+        if reservation.blocked_until > now:
+            raise SlowDown(reservation.blocked_until - now, detail="login throttled")
+        if reservation.admitted:
+            break
+        if anyio.current_time() >= waited_until:
+            raise SlowDown(1, detail="login throttle busy with attempts in flight")
+        await anyio.sleep(poll)
+        poll = min(poll * 2, BUSY_POLL[1])
     try:
         result = await attempt()
     except Exception as exc:
         if _wrong_password(exc):
+            await store.settle(buckets, Outcome.WRONG_PASSWORD, clock())
             await store.purge(now - max(USERNAME.forget, ADDRESS.forget))
         else:
-            await _give_back_or_log(store, reservation.held)
+            await _void_or_log(store, buckets, clock())
         raise
-    keep = [held for held in reservation.held if user is None or held.key != user.key]
-    await store.give_back(keep, clear=[user.key] if user else [])
+    await store.settle(buckets, Outcome.SUCCESS, clock())
     return result
 
 
@@ -186,10 +235,10 @@ def _wrong_password(exc: BaseException) -> bool:
     return False
 
 
-async def _give_back_or_log(store: ThrottleStore, held: Sequence[Held]) -> None:
-    # The attempt's own error is what the client must hear; a failed give-back leaves one
-    # failure too many, which the quiet period forgets.
+async def _void_or_log(store: ThrottleStore, buckets: Sequence[Bucket], now: int) -> None:
+    # The attempt's own error is what the client must hear; a place not freed stops counting
+    # after PENDING_LEASE.
     try:
-        await store.give_back(held)
+        await store.settle(buckets, Outcome.VOID, now)
     except Exception:
-        log.warning("login throttle: could not give back a reservation", exc_info=True)
+        log.warning("login throttle: could not free an attempt's place", exc_info=True)

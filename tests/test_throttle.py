@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from authserver.throttle import (
     ADDRESS,
+    PENDING_LEASE,
     USERNAME,
     Bucket,
     Count,
-    Held,
+    Outcome,
     Policy,
     Reservation,
     address_bucket,
@@ -39,44 +42,64 @@ def test_buckets_are_separate_and_hide_the_name() -> None:
 
 
 NOW = 1_000_000
-user = Bucket("user:x", Policy(free=2, base=1, cap=8, forget=60))
+user = Bucket("user:x", Policy(free=2, base=1, cap=8, forget=60), success_clears=True)
 addr = Bucket("addr:x", Policy(free=4, base=1, cap=8, forget=60))
 
 
-def test_a_reservation_counts_one_failure_on_each_bucket_and_blocks_past_the_free_ones() -> None:
-    reservation = reserve([user, addr], [Count(2, NOW - 5, NOW - 9), Count()], NOW)
-    assert reservation.blocked_until == 0
-    [on_user, on_addr] = reservation.held
-    assert on_user == Held("user:x", Count(2, NOW - 5, NOW - 9), Count(3, NOW, NOW + 1))
-    assert on_addr == Held("addr:x", Count(), Count(1, NOW, 0))
+def flight(count: Count, n: int) -> Count:
+    """`count` with `n` attempts in flight since NOW."""
+    return replace(count, pending=n, pending_since=NOW)
 
 
-def test_a_blocked_bucket_refuses_the_reservation_and_nothing_is_counted() -> None:
+def test_with_nothing_in_flight_an_unblocked_bucket_always_admits() -> None:
+    # The sequential case: even past the free failures, one try per block window.
+    assert reserve([user, addr], [Count(9, NOW - 5, NOW - 1), Count()], NOW).admitted
+
+
+def test_a_blocked_bucket_refuses_and_nothing_is_counted() -> None:
     reservation = reserve([user, addr], [Count(3, NOW - 1, NOW + 1), Count(9, NOW, NOW + 7)], NOW)
-    assert reservation == Reservation(NOW + 7)
+    assert reservation == Reservation(blocked_until=NOW + 7)
+
+
+def test_attempts_in_flight_take_the_free_budget_and_then_the_bucket_is_busy() -> None:
+    # free=2: with every attempt in flight failing, at most free + 1 are checked at once.
+    assert reserve([user], [flight(Count(), 2)], NOW).admitted
+    assert reserve([user], [flight(Count(), 3)], NOW) == Reservation(busy=True)
+    assert reserve([user], [flight(Count(1, NOW - 5, 0), 2)], NOW).busy
+    assert reserve([user, addr], [Count(), flight(Count(), 5)], NOW).busy
+
+
+def test_places_left_in_flight_stop_counting_after_the_lease() -> None:
+    stale = replace(Count(), pending=50, pending_since=NOW - PENDING_LEASE - 1)
+    assert reserve([user], [stale], NOW).admitted
+    assert user.entered(stale, NOW) == replace(Count(), pending=1, pending_since=NOW)
+
+
+def test_entering_counts_the_attempt_in_flight_only() -> None:
+    assert user.entered(Count(1, NOW - 5, 0), NOW) == Count(1, NOW - 5, 0, 1, NOW)
+    assert user.entered(flight(Count(), 1), NOW + 3) == flight(Count(), 2)
+
+
+def test_a_wrong_password_counts_a_failure_and_blocks_past_the_free_ones() -> None:
+    settled = user.settled(flight(Count(2, NOW - 5, NOW - 9), 1), Outcome.WRONG_PASSWORD, NOW)
+    assert settled == Count(3, NOW, NOW + 1, 0, NOW)
 
 
 def test_a_quiet_period_restarts_the_count() -> None:
-    assert user.charged(Count(7, NOW - 61, NOW - 50), NOW) == Count(1, NOW, NOW - 50)
-    assert user.charged(Count(7, NOW - 60, NOW - 50), NOW) == Count(8, NOW, NOW + 8)
+    quiet = user.settled(Count(7, NOW - 61, NOW - 50), Outcome.WRONG_PASSWORD, NOW)
+    assert quiet == Count(1, NOW, NOW - 50)
+    loud = user.settled(Count(7, NOW - 60, NOW - 50), Outcome.WRONG_PASSWORD, NOW)
+    assert loud == Count(8, NOW, NOW + 8)
 
 
-def test_giving_back_removes_the_failure_and_the_block_it_raised() -> None:
-    [held] = reserve([user], [Count(2, NOW - 5, NOW - 9)], NOW).held
-    assert held.given_back(held.after) == Count(2, NOW, NOW - 9)  # the last attempt's time stays
+def test_a_success_clears_the_username_but_not_the_address() -> None:
+    busy = flight(Count(4, NOW - 5, NOW - 1), 2)
+    assert user.settled(busy, Outcome.SUCCESS, NOW) == Count(0, NOW - 5, 0, 1, NOW)
+    assert addr.settled(busy, Outcome.SUCCESS, NOW) == Count(4, NOW - 5, NOW - 1, 1, NOW)
 
 
-def test_giving_back_leaves_a_block_someone_else_raised_or_extended() -> None:
-    [held] = reserve([user], [Count(3, NOW - 5, NOW - 1)], NOW).held
-    assert held.after == Count(4, NOW, NOW + 2)
-    # Our block ran out, another attempt was let in and blocked for longer.
-    later = Count(5, NOW + 2, NOW + 6)
-    assert held.given_back(later) == Count(4, NOW + 2, NOW + 6)
-    # A reservation that raised no block takes none away.
-    [free] = reserve([addr], [Count(1, NOW - 5, NOW - 3)], NOW).held
-    assert free.given_back(Count(2, NOW, NOW - 3)) == Count(1, NOW, NOW - 3)
-
-
-def test_giving_back_never_goes_below_zero() -> None:
-    [held] = reserve([user], [Count()], NOW).held
-    assert held.given_back(Count()) == Count()  # the row was cleared meanwhile
+def test_a_void_attempt_only_frees_its_place_and_never_below_zero() -> None:
+    assert addr.settled(flight(Count(3, NOW, NOW + 1), 1), Outcome.VOID, NOW) == Count(
+        3, NOW, NOW + 1, 0, NOW
+    )
+    assert addr.settled(Count(), Outcome.VOID, NOW) == Count()

@@ -137,3 +137,6 @@ class LoginThrottleRow(Base):
     failures: Mapped[int] = mapped_column(Integer)
     last_failure_at: Mapped[int] = mapped_column(BigInteger, index=True)
     blocked_until: Mapped[int] = mapped_column(BigInteger)
+    # Attempts in flight (0005): their count, and since when it has been above zero.
+    pending: Mapped[int] = mapped_column(Integer, server_default="0")
+    pending_since: Mapped[int] = mapped_column(BigInteger, server_default="0")

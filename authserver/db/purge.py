@@ -62,7 +62,8 @@ _DENIED = text("""
 _THROTTLE = text("""
     DELETE FROM login_throttle WHERE bucket IN (
         SELECT bucket FROM login_throttle
-        WHERE last_failure_at < :before AND blocked_until < :before LIMIT :batch)
+        WHERE last_failure_at < :before AND blocked_until < :before
+          AND (pending = 0 OR pending_since < :before) LIMIT :batch)
 """)
 _AUDIT = text("""
     DELETE FROM audit_events WHERE id IN (

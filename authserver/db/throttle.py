@@ -8,29 +8,30 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from authserver.throttle import Bucket, Count, Held, Reservation, reserve
+from authserver.throttle import Bucket, Count, Outcome, Reservation, reserve
 
 # Reads a bucket's row and locks it until the transaction ends, making an empty one when the
 # bucket is new: ON CONFLICT … DO UPDATE locks the row it meets on Postgres, and one racing
 # for a row still being inserted waits for that insert's outcome. (SQLite needs no row lock:
 # every transaction begins IMMEDIATE, holding the database's one write lock; db/engine.py.)
 _LOCK = text("""
-INSERT INTO login_throttle (bucket, failures, last_failure_at, blocked_until)
-VALUES (:bucket, 0, 0, 0)
+INSERT INTO login_throttle
+    (bucket, failures, last_failure_at, blocked_until, pending, pending_since)
+VALUES (:bucket, 0, 0, 0, 0, 0)
 ON CONFLICT (bucket) DO UPDATE SET failures = login_throttle.failures
-RETURNING failures, last_failure_at, blocked_until
+RETURNING failures, last_failure_at, blocked_until, pending, pending_since
 """)
 
 _WRITE = text("""
 UPDATE login_throttle
-SET failures = :failures, last_failure_at = :last_failure_at, blocked_until = :blocked_until
+SET failures = :failures, last_failure_at = :last_failure_at, blocked_until = :blocked_until,
+    pending = :pending, pending_since = :pending_since
 WHERE bucket = :bucket
 """)
 
-_CLEAR = text("DELETE FROM login_throttle WHERE bucket = :bucket")
-
 _PURGE = text(
     "DELETE FROM login_throttle WHERE last_failure_at < :before AND blocked_until < :before"
+    " AND (pending = 0 OR pending_since < :before)"
 )
 
 
@@ -44,24 +45,18 @@ class SqlThrottleStore:
         async with self._engine.connect() as conn, conn.begin() as transaction:
             counts = [await _lock(conn, bucket.key) for bucket in ordered]
             reservation = reserve(ordered, counts, now)
-            if reservation.blocked_until > now:  # refused: not even the empty rows stay
+            if not reservation.admitted:  # not even the empty rows stay
                 await transaction.rollback()
                 return reservation
-            for held in reservation.held:
-                await _write(conn, held.key, held.after)
+            for bucket, count in zip(ordered, counts, strict=True):
+                await _write(conn, bucket.key, bucket.entered(count, now))
         return reservation
 
-    async def give_back(self, held: Sequence[Held], clear: Sequence[str] = ()) -> None:
-        if not held and not clear:
-            return
-        changes: dict[str, Held | None] = {one.key: one for one in held}
-        changes.update({key: None for key in clear})
+    async def settle(self, buckets: Sequence[Bucket], outcome: Outcome, now: int) -> None:
         async with self._engine.begin() as conn:
-            for key, one in sorted(changes.items()):
-                if one is None:
-                    await conn.execute(_CLEAR, {"bucket": key})
-                else:
-                    await _write(conn, key, one.given_back(await _lock(conn, key)))
+            for bucket in sorted(buckets, key=lambda bucket: bucket.key):
+                count = await _lock(conn, bucket.key)
+                await _write(conn, bucket.key, bucket.settled(count, outcome, now))
 
     async def purge(self, before: int) -> None:
         async with self._engine.begin() as conn:
@@ -70,7 +65,13 @@ class SqlThrottleStore:
 
 async def _lock(conn: AsyncConnection, key: str) -> Count:
     row = (await conn.execute(_LOCK, {"bucket": key})).one()
-    return Count(int(row.failures), int(row.last_failure_at), int(row.blocked_until))
+    return Count(
+        int(row.failures),
+        int(row.last_failure_at),
+        int(row.blocked_until),
+        int(row.pending),
+        int(row.pending_since),
+    )
 
 
 async def _write(conn: AsyncConnection, key: str, count: Count) -> None:
@@ -79,5 +80,7 @@ async def _write(conn: AsyncConnection, key: str, count: Count) -> None:
         "failures": count.failures,
         "last_failure_at": count.last_failure_at,
         "blocked_until": count.blocked_until,
+        "pending": count.pending,
+        "pending_since": count.pending_since,
     }
     await conn.execute(_WRITE, params)
