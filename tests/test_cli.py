@@ -424,6 +424,22 @@ def test_a_missing_postgres_database_is_one_line(sqlite_cli: Cli, postgres_url: 
     assert_one_line_error(sqlite_cli("migrate", env={"DATABASE_URL": url}), "does not exist")
 
 
+@pytest.mark.parametrize("command", [("serve", "--port", "0"), ("migrate",), ("keys", "list")])
+def test_an_unknown_setting_stops_every_command(sqlite_cli: Cli, command: tuple[str, ...]) -> None:
+    # A typo used to leave the setting at its default: a fresh ./authserver.db, new keys.
+    typo = {"DATABSE_URL": sqlite_cli.database_url, "DATABASE_URL": None}
+    result = sqlite_cli(*command, env=typo)
+    assert result.returncode == 2
+    line = assert_one_line_error(result, "AUTHSERVER_DATABSE_URL", "AUTHSERVER_DATABASE_URL")
+    assert line.endswith("did you mean AUTHSERVER_DATABASE_URL?")
+    assert not list(sqlite_cli.cwd.iterdir())  # no ./authserver.db, no keys/
+
+
+def test_the_test_suites_own_variables_are_not_refused(sqlite_cli: Cli) -> None:
+    test_only = {"TEST_DATABASE_URL": "postgresql+asyncpg://x@h/db", "TEST_PG_PROBE": "h:1"}
+    assert sqlite_cli("migrate", env=test_only).returncode == 0
+
+
 # the key encryption key file
 
 
