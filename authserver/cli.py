@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import logging
 import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar, cast
 
 from cryptography.exceptions import InvalidTag
+from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,6 +35,7 @@ from authserver.keys.lifecycle import KeyNotReady
 from authserver.keys.manager import reload_interval
 from authserver.keys.records import public_record
 from authserver.keys.sealing import decode_kek, read_kek_file
+from authserver.telemetry import logs
 from authserver.telemetry.logs import log_config
 
 T = TypeVar("T")
@@ -168,14 +173,37 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from authserver.keys.epoch import shared_epoch
     from authserver.telemetry.multiprocess import shared_directory
 
-    async def check(engine: AsyncEngine) -> None:
+    if not os.environ.get("AUTHSERVER_ISSUER", "").strip():
+        # Unset, the issuer follows the address bound, not a default port nobody listens on;
+        # the workers read their settings from the environment, so it goes there too.
+        settings = replace(settings, issuer=bound_issuer(args.host, args.port))
+        os.environ["AUTHSERVER_ISSUER"] = settings.issuer
+
+    async def check(engine: AsyncEngine) -> tuple[str, str]:
         # Once, before any worker starts: migrate (SQLite) or check the schema (Postgres), and
         # open the signing keys (made here on first start), so a wrong KEK is one line, not a
         # traceback from every worker.
         await prepare_schema(engine)
-        await build_services(settings, engine).keys.start()
+        keys = build_services(settings, engine).keys
+        await keys.start()
+        return keys.ring.signing.kid, keys.ring.signing.alg
 
-    _with_engine(settings, check)
+    kid, alg = _with_engine(settings, check)
+    logs.configure(args.log_level)
+    # One line that says what this server is: what an operator checks first after a deploy.
+    logging.getLogger("authserver.serve").info(
+        "serving %s on %s:%s",
+        settings.issuer,
+        args.host,
+        args.port,
+        extra={
+            "issuer": settings.issuer,
+            "database": database_for_humans(settings.database_url),
+            "kid": kid,
+            "alg": alg,
+            "workers": args.workers,
+        },
+    )
     # Every connection is a file descriptor: take all the OS allows (the workers inherit it),
     # and cap connections below it (AUTHSERVER_MAX_CONNECTIONS, http/server.py).
     open_files = raise_open_files_limit()
@@ -204,7 +232,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    _with_engine(settings, migrate.upgrade)
+    _with_engine(settings, migrate.upgrade, keys=False)
     print(f"database is at revision {migrate.head_revision()}", file=sys.stderr)
     return 0
 
@@ -215,7 +243,7 @@ def _purge(args: argparse.Namespace, settings: Settings) -> int:
         purged = await purge(engine, settings, int(time.time()))
         return "skipped: another instance is purging" if purged is None else f"purged {purged}"
 
-    print(_with_engine(settings, run), file=sys.stderr)
+    print(_with_engine(settings, run, keys=False), file=sys.stderr)
     return 0
 
 
@@ -363,10 +391,73 @@ def _when(epoch: object) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
 
 
-def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+def bound_issuer(host: str, port: int) -> str:
+    """The issuer of a server listening on host:port; a wildcard address is not one a client
+    can call, so loopback stands in for it."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return f"http://{host}:{port}"
+    if address.is_unspecified:
+        return f"http://127.0.0.1:{port}"
+    return f"http://[{address}]:{port}" if address.version == 6 else f"http://{address}:{port}"
+
+
+def database_for_humans(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def _connect_or_explain(engine: AsyncEngine, settings: Settings) -> None:
+    """Opens one connection; on failure a CommandError naming the setting and the host (the
+    driver alone says "[Errno -2] Name or service not known" and nothing of where)."""
+    try:
+        async with engine.connect():
+            pass
+    except (OSError, DBAPIError) as exc:
+        driver_error: BaseException = exc
+        if isinstance(exc, DBAPIError):
+            driver_error = (exc.orig.__cause__ if exc.orig else None) or exc.orig or exc
+        problem = str(driver_error).strip().partition("\n")[0] or type(driver_error).__name__
+        url = make_url(settings.database_url)
+        if url.get_backend_name() == "sqlite":
+            where = f"cannot open the SQLite database {url.database}"
+        else:
+            where = (
+                f"cannot connect to {url.host or 'localhost'}:{url.port or 5432} "
+                f"(database {url.database}, user {url.username})"
+            )
+        raise CommandError(f"AUTHSERVER_DATABASE_URL: {where}: {problem}") from None
+
+
+async def _refuse_a_missing_kek(engine: AsyncEngine, settings: Settings) -> None:
+    """With no KEK set and no kek file, the server would make a new KEK file and then fail to
+    open the keys the database holds: say what is missing instead, and write nothing."""
+    if settings.key_encryption_key is not None or (Path(settings.keys_dir) / "kek").exists():
+        return
+    try:
+        count = len(await SqlKeyStore(engine).all())
+    except DBAPIError:  # no schema yet: a first start, which makes its KEK
+        return
+    if count:
+        raise CommandError(
+            f"the database holds {count} signing keys sealed under a key-encryption key, but "
+            f"AUTHSERVER_KEY_ENCRYPTION_KEY is not set and {Path(settings.keys_dir) / 'kek'} "
+            "does not exist: set AUTHSERVER_KEY_ENCRYPTION_KEY (or _FILE) to the KEK they were "
+            "sealed with, or AUTHSERVER_KEYS_DIR to the folder of its kek file"
+        )
+
+
+def _with_engine(
+    settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]], *, keys: bool = True
+) -> T:
+    """Runs `work` with an engine; `keys`: the work opens the signing keys."""
+
     async def run() -> T:
         engine = make_engine(settings)
         try:
+            await _connect_or_explain(engine, settings)
+            if keys:
+                await _refuse_a_missing_kek(engine, settings)
             return await work(engine)
         finally:
             await engine.dispose()
