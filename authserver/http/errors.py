@@ -26,7 +26,10 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 async def oauth_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OAuthError)
     if exc.detail:
-        logger.info("%s %s: %s: %s", request.method, request.url.path, exc.code, exc.detail)
+        # A 5xx (the database down: temporarily_unavailable) is the server's trouble, logged
+        # where alerts look; a 4xx is the client's, logged for the curious.
+        level = logging.WARNING if exc.status >= 500 else logging.INFO
+        logger.log(level, "%s %s: %s: %s", request.method, request.url.path, exc.code, exc.detail)
     headers: dict[str, str] = {}
     if isinstance(exc, InvalidToken | InsufficientScope):
         # RFC 6750 §3: a protected resource answers with a Bearer challenge.
