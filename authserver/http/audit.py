@@ -21,6 +21,9 @@ from authserver.http.responses import no_store_json
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
+# Event ids are a 32-bit INTEGER (db/models.py): Postgres refuses a larger bound in the query
+# (a 500), so a `before` past every possible id means "from the newest", as no `before` does.
+MAX_EVENT_ID = 2**31 - 1
 _KNOWN = frozenset({"limit", "before", "user", "family", "type"})
 
 
@@ -44,9 +47,10 @@ def parse_query(items: list[tuple[str, str]]) -> AuditQuery:
             raise InvalidRequest(f"{name} is too long.")
         seen[name] = value
     limit = _whole(seen, "limit", 1, MAX_LIMIT)
+    before = _whole(seen, "before", 1, 2**63 - 1)
     return AuditQuery(
         limit=DEFAULT_LIMIT if limit is None else limit,
-        before=_whole(seen, "before", 1, 2**63 - 1),
+        before=None if before is None or before > MAX_EVENT_ID else before,
         user=seen.get("user") or None,
         family=seen.get("family") or None,
         action=seen.get("type") or None,
