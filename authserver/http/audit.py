@@ -18,6 +18,7 @@ from authserver.errors import InvalidRequest
 from authserver.http.context import services
 from authserver.http.forms import bearer_token
 from authserver.http.responses import no_store_json
+from authserver.inputs import storable
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
@@ -45,6 +46,8 @@ def parse_query(items: list[tuple[str, str]]) -> AuditQuery:
             raise InvalidRequest(f"{name} is repeated.")
         if len(value) > 256:
             raise InvalidRequest(f"{name} is too long.")
+        if not storable(value):  # a NUL reached Postgres as a 500
+            raise InvalidRequest(f"{name} contains a character not allowed.")
         seen[name] = value
     limit = _whole(seen, "limit", 1, MAX_LIMIT)
     before = _whole(seen, "before", 1, 2**63 - 1)
