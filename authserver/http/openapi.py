@@ -96,6 +96,29 @@ ADMIN_ERRORS = _errors(400, 401, 403)
 PATH_KID = {"name": "kid", "in": "path", "required": True, "schema": {"type": "string"}}
 PATH_SUB = {"name": "sub", "in": "path", "required": True, "schema": {"type": "string"}}
 
+# What a login's answer leads to (OpenAPI links): its refresh token refreshes, introspects and
+# revokes; schemathesis follows them (tests/http/test_schemathesis.py).
+LOGIN_LINKS = {
+    "refresh": {
+        "operationId": "refresh",
+        "requestBody": {
+            "refresh_token": "$response.body#/refresh_token",
+            "client_id": "$request.body#/client_id",
+        },
+    },
+    "introspect": {
+        "operationId": "introspect",
+        "requestBody": {"token": "$response.body#/access_token"},
+    },
+    "revoke": {
+        "operationId": "revoke",
+        "requestBody": {
+            "token": "$response.body#/refresh_token",
+            "client_id": "$request.body#/client_id",
+        },
+    },
+}
+
 # One entry per route of http/routes.py: (METHOD, path) -> the OpenAPI operation.
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/.well-known/jwks.json"): {
@@ -128,6 +151,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/token"): {
         "summary": "The token endpoint (RFC 6749): password, refresh_token, client_credentials.",
+        "operationId": "token",
         "tags": ["tokens"],
         "security": BASIC,
         "requestBody": _form_or_json(_ref("TokenRequest")),
@@ -136,12 +160,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 _ref("TokenResponse"),
                 "tokens; a cookie client's refresh token in Set-Cookie",
                 headers=NO_STORE,
+                links=LOGIN_LINKS,
             ),
             **_errors(400, 401, 403, 413, 415, 429),
         },
     },
     ("POST", "/refresh"): {
         "summary": "The SPA's refresh: the refresh token from the cookie (or the body).",
+        "operationId": "refresh",
         "tags": ["tokens"],
         "security": BASIC,
         "requestBody": _form_or_json(_ref("RefreshRequest")),
@@ -165,6 +191,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/revoke"): {
         "summary": "Token revocation (RFC 7009): a refresh token's family, or an access token.",
+        "operationId": "revoke",
         "tags": ["sessions"],
         "security": BASIC,
         "requestBody": _form_or_json(_ref("TokenQuery")),
@@ -175,6 +202,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/introspect"): {
         "summary": "Token introspection (RFC 7662), for confidential clients.",
+        "operationId": "introspect",
         "tags": ["sessions"],
         "security": [{"clientBasic": []}, {}],
         "requestBody": _form_or_json(_ref("TokenQuery")),
