@@ -101,8 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the HTTP server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", help="default: AUTHSERVER_HOST, else 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: AUTHSERVER_PORT, else 8000")
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
@@ -173,10 +173,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from authserver.keys.epoch import shared_epoch
     from authserver.telemetry.multiprocess import shared_directory
 
+    host = settings.host if args.host is None else args.host
+    port = settings.port if args.port is None else args.port
     if not os.environ.get("AUTHSERVER_ISSUER", "").strip():
         # Unset, the issuer follows the address bound, not a default port nobody listens on;
         # the workers read their settings from the environment, so it goes there too.
-        settings = replace(settings, issuer=bound_issuer(args.host, args.port))
+        settings = replace(settings, issuer=bound_issuer(host, port))
         os.environ["AUTHSERVER_ISSUER"] = settings.issuer
 
     async def check(engine: AsyncEngine) -> tuple[str, str]:
@@ -194,8 +196,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("authserver.serve").info(
         "serving %s on %s:%s",
         settings.issuer,
-        args.host,
-        args.port,
+        host,
+        port,
         extra={
             "issuer": settings.issuer,
             "database": database_for_humans(settings.database_url),
@@ -213,8 +215,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         uvicorn.run(
             "authserver.app:app_from_environment",
             factory=True,
-            host=args.host,
-            port=args.port,
+            host=host,
+            port=port,
             workers=args.workers,
             # uvicorn's protocols with time and size bounds on requests and a connection cap
             # (http/server.py); uvicorn calls it as it would a protocol class.

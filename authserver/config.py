@@ -89,6 +89,9 @@ class Settings:
     # Open connections per process; beyond it a new one is answered 503 and closed. `serve`
     # lowers it to fit the file descriptors the process may open (http/server.py).
     max_connections: int = 1000
+    # Where `serve` listens, unless --host / --port say otherwise.
+    host: str = "127.0.0.1"
+    port: int = 8000
 
 
 # What each setting means, in one place: docs/configuration.md is generated from these and the
@@ -144,6 +147,10 @@ DESCRIPTIONS: dict[str, str] = {
     "header_timeout": "Seconds to receive a request's whole head (1 to 300), else `408` or closed.",
     "body_timeout": "Seconds to receive a request's body once its head is in (1 to 3600), else "
     "`408`.",
+    "host": "The address `serve` listens on (`--host` overrides it); `0.0.0.0` for every "
+    "interface, as in the container image.",
+    "port": "The port `serve` listens on (`--port` overrides it). The container image's "
+    "HEALTHCHECK asks this port: set the port here, not with `--port`, in a container.",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
@@ -210,6 +217,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_connections=read(
             "MAX_CONNECTIONS", _int_between(16, 1_000_000), defaults.max_connections
         ),
+        host=read("HOST", _nonempty, defaults.host),
+        port=read("PORT", _int_between(1, 65_535), defaults.port),
     )
     if settings.refresh_token_ttl > settings.session_ttl:
         problems.append(

@@ -49,23 +49,23 @@ half-configured.
 TAIL = """
 ## `serve`'s flags
 
-`authserver serve [--host 127.0.0.1] [--port 8000] [--workers 1] [--log-level info]
-[--http auto|h11|httptools]`. With `AUTHSERVER_ISSUER` unset, the issuer is
-`http://HOST:PORT` of these flags (`127.0.0.1` when the host is a wildcard address such as
-`0.0.0.0`). At start, `serve` logs one line (`"msg": "serving"`) naming the issuer, the
-database (its password replaced by `***`), the active key's kid and alg, and the number of
-workers.
+`authserver serve [--host HOST] [--port PORT] [--workers 1] [--log-level info]
+[--http auto|h11|httptools]`; `--host` and `--port` override `AUTHSERVER_HOST` and
+`AUTHSERVER_PORT`. With `AUTHSERVER_ISSUER` unset, the issuer is `http://HOST:PORT` of where
+`serve` listens (`127.0.0.1` when the host is a wildcard address such as `0.0.0.0`). At
+start, `serve` logs one line (`"msg": "serving …"`) naming the issuer, the database (its
+password replaced by `***`), the active key's kid and alg, and the number of workers.
 
 ## Where each setting is used
 
 - Tokens and sessions: `AUTHSERVER_ISSUER`, `AUTHSERVER_AUDIENCE`, the TTLs,
-  `AUTHSERVER_REFRESH_REUSE_GRACE`, `AUTHSERVER_CLOCK_LEEWAY` (docs/api.md).
+  `AUTHSERVER_REFRESH_REUSE_GRACE`, `AUTHSERVER_CLOCK_LEEWAY` ([api.md](api.md)).
 - Keys: `AUTHSERVER_SIGNING_ALG`, `AUTHSERVER_JWKS_MAX_AGE`, `AUTHSERVER_KEY_ROTATION_INTERVAL`,
-  the KEK settings, `AUTHSERVER_KEYS_DIR` (docs/operations.md, "Keys").
-- Browsers: `AUTHSERVER_ALLOWED_ORIGINS`, `AUTHSERVER_COOKIE_SECURE` (docs/spa.md).
+  the KEK settings, `AUTHSERVER_KEYS_DIR` ([operations.md](operations.md#keys)).
+- Browsers: `AUTHSERVER_ALLOWED_ORIGINS`, `AUTHSERVER_COOKIE_SECURE` ([spa.md](spa.md)).
 - Capacity and limits: argon2, `AUTHSERVER_PASSWORD_HASH_CONCURRENCY`,
   `AUTHSERVER_DB_POOL_SIZE`, the timeouts, `AUTHSERVER_MAX_CONNECTIONS`
-  (docs/operations.md).
+  ([operations.md](operations.md)).
 """
 
 

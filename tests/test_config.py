@@ -306,3 +306,13 @@ def test_secrets_may_come_from_files(tmp_path: Path) -> None:
     (tmp_path / "bad").write_text("short")
     found = problems_for({"AUTHSERVER_KEY_ENCRYPTION_KEY_FILE": str(tmp_path / "bad")})
     assert found[0].startswith("AUTHSERVER_KEY_ENCRYPTION_KEY: ") and "short" not in found[0]
+
+
+def test_where_serve_listens_is_a_setting() -> None:
+    # The container's HEALTHCHECK reads AUTHSERVER_PORT: it must be what `serve` binds.
+    assert (Settings().host, Settings().port) == ("127.0.0.1", 8000)
+    settings = load_settings({"AUTHSERVER_HOST": "0.0.0.0", "AUTHSERVER_PORT": "9000"})
+    assert (settings.host, settings.port) == ("0.0.0.0", 9000)
+    assert problems_for({"AUTHSERVER_PORT": "70000"}) == [
+        "AUTHSERVER_PORT: must be between 1 and 65535, got 70000"
+    ]
