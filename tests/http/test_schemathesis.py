@@ -107,7 +107,7 @@ def database(
 
 @pytest.fixture(scope="module")
 def live(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """`authserver serve` on a migrated database with a user, a SPA and an admin service."""
+    """`authserver serve` on a migrated database with two users, a SPA and an admin service."""
     cwd = tmp_path_factory.mktemp("serve")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -121,13 +121,13 @@ def live(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Li
             "AUTHSERVER_ARGON2_TIME_COST": "1",
             "AUTHSERVER_ARGON2_MEMORY_KIB": "1024",
             "AUTHSERVER_ARGON2_PARALLELISM": "1",
+            # Idle keep-alive connections of the generated requests need not delay the end.
+            "AUTHSERVER_SHUTDOWN_TIMEOUT": "1",
         }
     )
     _run(env, cwd, "migrate")
-    _run(env, cwd, "users", "create", "alice", "--admin", "--password-stdin", stdin=PASSWORD)
-    _run(env, cwd, "users", "create", "bob", "--password-stdin", stdin=PASSWORD)
-    spa = ["clients", "create", "spa", "--public", "--grant", "password"]
-    _run(env, cwd, *spa, "--grant", "refresh_token", "--scope", "admin")
+    # The admin service from the CLI; the rest through the admin API it unlocks (each CLI
+    # command costs a process start).
     admin = ["clients", "create", "ops", "--grant", "client_credentials", "--scope", "admin"]
     secret = _run(env, cwd, *admin)
     log = cwd / "serve.log"
@@ -152,6 +152,20 @@ def live(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Li
             headers={"Authorization": f"Basic {service}"},
         )
         assert answer.status_code == 200, answer.text
+        bearer = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+        for body in (
+            {"username": "alice", "password": PASSWORD, "admin": True},
+            {"username": "bob", "password": PASSWORD},
+            {
+                "client_id": "spa",
+                "public": True,
+                "grant_types": ["password", "refresh_token"],
+                "scopes": ["admin"],
+            },
+        ):
+            path = "/admin/clients" if "client_id" in body else "/admin/users"
+            created = httpx.post(f"{base}{path}", json=body, headers=bearer)
+            assert created.status_code == 201, created.text
         user = httpx.post(f"{base}/token", data=login("bob"))
         assert user.status_code == 200, user.text
         yield Live(base, answer.json()["access_token"], service, user.json()["access_token"], log)
