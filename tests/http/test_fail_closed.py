@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import asyncpg
 import httpx
@@ -368,6 +369,8 @@ async def test_an_outages_503_is_logged_at_warning_and_a_clients_400_at_info(
         raise InvalidRequest(detail="a field is missing")
 
     app = Starlette(routes=[Route("/down", down), Route("/bad", bad)], exception_handlers=HANDLERS)
+    url = "postgresql+asyncpg://auth:s3cret@db.internal:6432/auth"
+    app.state.services = SimpleNamespace(settings=Settings(database_url=url))
     caplog.set_level(logging.INFO, "authserver")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -375,3 +378,7 @@ async def test_an_outages_503_is_logged_at_warning_and_a_clients_400_at_info(
         assert (await client.get("/bad")).status_code == 400
     levels = {r.getMessage().split(": ")[1]: r.levelno for r in caplog.records}
     assert levels == {"temporarily_unavailable": logging.WARNING, "invalid_request": logging.INFO}
+    # The outage's line names where the database is, as the setting does, never its password.
+    outage = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert outage.endswith("(AUTHSERVER_DATABASE_URL: db.internal:6432)"), outage
+    assert "s3cret" not in outage
