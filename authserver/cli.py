@@ -24,7 +24,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver import __version__, admin
-from authserver.app import SchemaNotReady, build_services, prepare_schema
+from authserver.app import (
+    KekMissing,
+    SchemaNotReady,
+    build_services,
+    prepare_schema,
+    refuse_a_missing_kek,
+)
 from authserver.config import SIGNING_ALGS, Settings, SettingsError, load_settings
 from authserver.db import migrate
 from authserver.db.engine import make_engine
@@ -58,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"authserver: {problem}", file=sys.stderr)
         return 2
-    except (CommandError, SchemaNotReady) as exc:
+    except (CommandError, SchemaNotReady, KekMissing) as exc:
         print(f"authserver: {exc}", file=sys.stderr)
         return 1
     except TemporarilyUnavailable as exc:  # the operator needs the driver's words here
@@ -431,24 +437,6 @@ async def _connect_or_explain(engine: AsyncEngine, settings: Settings) -> None:
         raise CommandError(f"AUTHSERVER_DATABASE_URL: {where}: {problem}") from None
 
 
-async def _refuse_a_missing_kek(engine: AsyncEngine, settings: Settings) -> None:
-    """With no KEK set and no kek file, the server would make a new KEK file and then fail to
-    open the keys the database holds: say what is missing instead, and write nothing."""
-    if settings.key_encryption_key is not None or (Path(settings.keys_dir) / "kek").exists():
-        return
-    try:
-        count = len(await SqlKeyStore(engine).all())
-    except DBAPIError:  # no schema yet: a first start, which makes its KEK
-        return
-    if count:
-        raise CommandError(
-            f"the database holds {count} signing keys sealed under a key-encryption key, but "
-            f"AUTHSERVER_KEY_ENCRYPTION_KEY is not set and {Path(settings.keys_dir) / 'kek'} "
-            "does not exist: set AUTHSERVER_KEY_ENCRYPTION_KEY (or _FILE) to the KEK they were "
-            "sealed with, or AUTHSERVER_KEYS_DIR to the folder of its kek file"
-        )
-
-
 def _with_engine(
     settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]], *, keys: bool = True
 ) -> T:
@@ -459,7 +447,7 @@ def _with_engine(
         try:
             await _connect_or_explain(engine, settings)
             if keys:
-                await _refuse_a_missing_kek(engine, settings)
+                await refuse_a_missing_kek(settings, engine)
             return await work(engine)
         finally:
             await engine.dispose()
