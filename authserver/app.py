@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -39,6 +41,29 @@ from authserver.telemetry.metrics import observed_families, observed_keys
 
 class SchemaNotReady(RuntimeError):
     pass
+
+
+class KekMissing(RuntimeError):
+    """The database holds sealed keys, and no KEK is set or in its file."""
+
+
+async def refuse_a_missing_kek(settings: Settings, engine: AsyncEngine) -> None:
+    """With no KEK set and no kek file, opening the keys would make a new KEK file and then
+    fail to open the keys the database holds: say what is missing instead, and write nothing."""
+    kek_file = Path(settings.keys_dir) / "kek"
+    if settings.key_encryption_key is not None or kek_file.exists():
+        return
+    try:
+        count = len(await SqlKeyStore(engine).all())
+    except DBAPIError:  # no schema yet: a first start, which makes its KEK
+        return
+    if count:
+        raise KekMissing(
+            f"the database holds {count} signing keys sealed under a key-encryption key, but "
+            f"AUTHSERVER_KEY_ENCRYPTION_KEY is not set and {kek_file} does not exist: set "
+            "AUTHSERVER_KEY_ENCRYPTION_KEY (or _FILE) to the KEK they were sealed with, or "
+            "AUTHSERVER_KEYS_DIR to the folder of its kek file"
+        )
 
 
 def build_services(
@@ -93,6 +118,7 @@ def create_app(
         engine = make_engine(settings)
         try:
             await prepare_schema(engine)
+            await refuse_a_missing_kek(settings, engine)
             services = build_services(settings, engine, clock, key_epoch)
             await services.keys.start()
             await services.passwords.prepare()

@@ -8,19 +8,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import logging
 import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar, cast
 
 from cryptography.exceptions import InvalidTag
+from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver import __version__, admin
-from authserver.app import SchemaNotReady, build_services, prepare_schema
+from authserver.app import (
+    KekMissing,
+    SchemaNotReady,
+    build_services,
+    prepare_schema,
+    refuse_a_missing_kek,
+)
 from authserver.config import SIGNING_ALGS, Settings, SettingsError, load_settings
 from authserver.db import migrate
 from authserver.db.engine import make_engine
@@ -31,6 +41,7 @@ from authserver.keys.lifecycle import KeyNotReady
 from authserver.keys.manager import reload_interval
 from authserver.keys.records import public_record
 from authserver.keys.sealing import decode_kek, read_kek_file
+from authserver.telemetry import logs
 from authserver.telemetry.logs import log_config
 
 T = TypeVar("T")
@@ -53,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"authserver: {problem}", file=sys.stderr)
         return 2
-    except (CommandError, SchemaNotReady) as exc:
+    except (CommandError, SchemaNotReady, KekMissing) as exc:
         print(f"authserver: {exc}", file=sys.stderr)
         return 1
     except TemporarilyUnavailable as exc:  # the operator needs the driver's words here
@@ -96,8 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the HTTP server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", help="default: AUTHSERVER_HOST, else 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: AUTHSERVER_PORT, else 8000")
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
@@ -168,14 +179,39 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from authserver.keys.epoch import shared_epoch
     from authserver.telemetry.multiprocess import shared_directory
 
-    async def check(engine: AsyncEngine) -> None:
+    host = settings.host if args.host is None else args.host
+    port = settings.port if args.port is None else args.port
+    if not os.environ.get("AUTHSERVER_ISSUER", "").strip():
+        # Unset, the issuer follows the address bound, not a default port nobody listens on;
+        # the workers read their settings from the environment, so it goes there too.
+        settings = replace(settings, issuer=bound_issuer(host, port))
+        os.environ["AUTHSERVER_ISSUER"] = settings.issuer
+
+    async def check(engine: AsyncEngine) -> tuple[str, str]:
         # Once, before any worker starts: migrate (SQLite) or check the schema (Postgres), and
         # open the signing keys (made here on first start), so a wrong KEK is one line, not a
         # traceback from every worker.
         await prepare_schema(engine)
-        await build_services(settings, engine).keys.start()
+        keys = build_services(settings, engine).keys
+        await keys.start()
+        return keys.ring.signing.kid, keys.ring.signing.alg
 
-    _with_engine(settings, check)
+    kid, alg = _with_engine(settings, check)
+    logs.configure(args.log_level)
+    # One line that says what this server is: what an operator checks first after a deploy.
+    logging.getLogger("authserver.serve").info(
+        "serving %s on %s:%s",
+        settings.issuer,
+        host,
+        port,
+        extra={
+            "issuer": settings.issuer,
+            "database": database_for_humans(settings.database_url),
+            "kid": kid,
+            "alg": alg,
+            "workers": args.workers,
+        },
+    )
     # Every connection is a file descriptor: take all the OS allows (the workers inherit it),
     # and cap connections below it (AUTHSERVER_MAX_CONNECTIONS, http/server.py).
     open_files = raise_open_files_limit()
@@ -185,8 +221,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         uvicorn.run(
             "authserver.app:app_from_environment",
             factory=True,
-            host=args.host,
-            port=args.port,
+            host=host,
+            port=port,
             workers=args.workers,
             # uvicorn's protocols with time and size bounds on requests and a connection cap
             # (http/server.py); uvicorn calls it as it would a protocol class.
@@ -204,7 +240,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    _with_engine(settings, migrate.upgrade)
+    _with_engine(settings, migrate.upgrade, keys=False)
     print(f"database is at revision {migrate.head_revision()}", file=sys.stderr)
     return 0
 
@@ -215,7 +251,7 @@ def _purge(args: argparse.Namespace, settings: Settings) -> int:
         purged = await purge(engine, settings, int(time.time()))
         return "skipped: another instance is purging" if purged is None else f"purged {purged}"
 
-    print(_with_engine(settings, run), file=sys.stderr)
+    print(_with_engine(settings, run, keys=False), file=sys.stderr)
     return 0
 
 
@@ -363,10 +399,55 @@ def _when(epoch: object) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
 
 
-def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+def bound_issuer(host: str, port: int) -> str:
+    """The issuer of a server listening on host:port; a wildcard address is not one a client
+    can call, so loopback stands in for it."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return f"http://{host}:{port}"
+    if address.is_unspecified:
+        return f"http://127.0.0.1:{port}"
+    return f"http://[{address}]:{port}" if address.version == 6 else f"http://{address}:{port}"
+
+
+def database_for_humans(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def _connect_or_explain(engine: AsyncEngine, settings: Settings) -> None:
+    """Opens one connection; on failure a CommandError naming the setting and the host (the
+    driver alone says "[Errno -2] Name or service not known" and nothing of where)."""
+    try:
+        async with engine.connect():
+            pass
+    except (OSError, DBAPIError) as exc:
+        driver_error: BaseException = exc
+        if isinstance(exc, DBAPIError):
+            driver_error = (exc.orig.__cause__ if exc.orig else None) or exc.orig or exc
+        problem = str(driver_error).strip().partition("\n")[0] or type(driver_error).__name__
+        url = make_url(settings.database_url)
+        if url.get_backend_name() == "sqlite":
+            where = f"cannot open the SQLite database {url.database}"
+        else:
+            where = (
+                f"cannot connect to {url.host or 'localhost'}:{url.port or 5432} "
+                f"(database {url.database}, user {url.username})"
+            )
+        raise CommandError(f"AUTHSERVER_DATABASE_URL: {where}: {problem}") from None
+
+
+def _with_engine(
+    settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]], *, keys: bool = True
+) -> T:
+    """Runs `work` with an engine; `keys`: the work opens the signing keys."""
+
     async def run() -> T:
         engine = make_engine(settings)
         try:
+            await _connect_or_explain(engine, settings)
+            if keys:
+                await refuse_a_missing_kek(settings, engine)
             return await work(engine)
         finally:
             await engine.dispose()

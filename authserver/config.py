@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
@@ -17,6 +18,17 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 SIGNING_ALGS = ("RS256", "EdDSA")
+PREFIX = "AUTHSERVER_"
+# Secrets may come from a file instead (Docker secrets, Kubernetes secret volumes):
+# AUTHSERVER_<NAME>_FILE names a file whose content (stripped) is the value.
+FILE_SETTINGS = ("DATABASE_URL", "KEY_ENCRYPTION_KEY", "KEY_ENCRYPTION_KEY_PREVIOUS")
+# AUTHSERVER_ variables that are not settings yet must not be refused as typos:
+# - KEY_EPOCH_FILE: set by `serve` for its workers (keys/epoch.py);
+# - NEW_KEY_ENCRYPTION_KEY: the input of `authserver keys rewrap` (cli.py);
+# - every AUTHSERVER_TEST_* name: the test suite's (tests/_postgres.py, .ci/run), which its
+#   `authserver` subprocesses inherit.
+NOT_SETTINGS = ("AUTHSERVER_KEY_EPOCH_FILE", "AUTHSERVER_NEW_KEY_ENCRYPTION_KEY")
+NOT_SETTINGS_PREFIX = "AUTHSERVER_TEST_"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 T = TypeVar("T")
@@ -77,15 +89,85 @@ class Settings:
     # Open connections per process; beyond it a new one is answered 503 and closed. `serve`
     # lowers it to fit the file descriptors the process may open (http/server.py).
     max_connections: int = 1000
+    # Where `serve` listens, unless --host / --port say otherwise.
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+# What each setting means, in one place: docs/configuration.md is generated from these and the
+# defaults above (`scripts/docs`), and tests/test_configuration_doc.py fails on a setting that
+# has none. The variable is AUTHSERVER_ + the field's name in capitals.
+DESCRIPTIONS: dict[str, str] = {
+    "database_url": "The database. `sqlite+aiosqlite:///PATH` (embedded, migrated by `serve` "
+    "itself) or `postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB` (production; run "
+    "`authserver migrate` first). Also as `AUTHSERVER_DATABASE_URL_FILE`.",
+    "issuer": "The `iss` of every token and the base of every URL in the metadata (RFC 8414). "
+    "When unset, `serve` uses the address it binds (`http://HOST:PORT`, 127.0.0.1 for a "
+    "wildcard address): set it to the public URL behind a proxy or load balancer, the same on "
+    "every instance.",
+    "audience": "The `aud` of access tokens; services check it.",
+    "signing_alg": "`RS256` or `EdDSA` (Ed25519), for keys made from now on; existing keys "
+    "keep theirs.",
+    "access_token_ttl": "Lifetime of an access token, seconds (60 to 86400).",
+    "refresh_token_ttl": "Idle lifetime of one refresh token, seconds (60 to 31536000; at most "
+    "`AUTHSERVER_SESSION_TTL`).",
+    "session_ttl": "Absolute lifetime of a refresh-token family (a session), seconds.",
+    "refresh_reuse_grace": "Seconds (0 to 60) in which re-presenting a just-rotated refresh "
+    "token is not treated as theft; 0 = strict.",
+    "jwks_max_age": "Seconds verifiers may cache the JWKS (`Cache-Control: max-age`); a next key "
+    "is published at least this long before it signs (0 to 86400).",
+    "allowed_origins": "Comma-separated browser origins (`scheme://host[:port]`) allowed for "
+    "CORS and the cookie endpoints (`/refresh`, `/logout`). Empty: no browser origin.",
+    "cookie_secure": "`false` only for plain-http local development: the refresh cookie then "
+    "drops `Secure` and the `__Host-` prefix.",
+    "trusted_proxies": "Comma-separated addresses or networks whose `X-Forwarded-For` is "
+    "believed (for throttling and logs). Empty: the socket's peer is the client.",
+    "key_encryption_key": "Base64 of 32 random bytes: the KEK that seals private signing keys "
+    "at rest (AES-256-GCM). Unset: one is made once in `AUTHSERVER_KEYS_DIR/kek` (mode 0600). "
+    "Every instance needs the same one. Also as `AUTHSERVER_KEY_ENCRYPTION_KEY_FILE`.",
+    "key_encryption_key_previous": "During a KEK switch only: the old KEK, tried when the first "
+    "does not open a key; never seals (docs/operations.md). Also as "
+    "`AUTHSERVER_KEY_ENCRYPTION_KEY_PREVIOUS_FILE`.",
+    "key_rotation_interval": "Seconds an active key signs before an instance rotates it; 0 = "
+    "never (rotate with `authserver keys rotate`); else at least 3600.",
+    "keys_dir": "Folder of the generated `kek` file when `AUTHSERVER_KEY_ENCRYPTION_KEY` is unset.",
+    "clock_leeway": "Clock skew, seconds (0 to 300), tolerated when checking `exp`/`iat` of "
+    "tokens presented back to the server.",
+    "argon2_time_cost": "argon2id passes (1 to 20). Defaults: RFC 9106's second recommended "
+    "option.",
+    "argon2_memory_kib": "argon2id memory per hash, KiB (1024 to 4194304).",
+    "argon2_parallelism": "argon2id lanes (1 to 16).",
+    "password_hash_concurrency": "Hashes one process runs at once (1 to 64); each holds "
+    "`AUTHSERVER_ARGON2_MEMORY_KIB` of RAM.",
+    "db_pool_size": "Database connections per process (1 to 200).",
+    "purge_interval": "Seconds between in-process purges of expired rows (0 = off: run "
+    "`authserver purge` from cron instead).",
+    "audit_retention_days": "Days audit events are kept (1 to 36500).",
+    "shutdown_timeout": "Seconds `serve` lets requests in flight finish after SIGTERM (1 to 600).",
+    "header_timeout": "Seconds to receive a request's whole head (1 to 300), else `408` or closed.",
+    "body_timeout": "Seconds to receive a request's body once its head is in (1 to 3600), else "
+    "`408`.",
+    "host": "The address `serve` listens on (`--host` overrides it); `0.0.0.0` for every "
+    "interface, as in the container image.",
+    "port": "The port `serve` listens on (`--port` overrides it). The container image's "
+    "HEALTHCHECK asks this port: set the port here, not with `--port`, in a container.",
+    "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
+    "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
+}
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     problems: list[str] = []
     defaults = Settings()
+    known: set[str] = set()
 
     def read(name: str, parse: Callable[[str], T], default: T) -> T:
-        raw = env.get(f"AUTHSERVER_{name}")
+        known.add(f"{PREFIX}{name}")
+        raw = env.get(f"{PREFIX}{name}")
+        if name in FILE_SETTINGS:
+            known.add(f"{PREFIX}{name}_FILE")
+            raw = _from_file(env, name, raw, problems)
         if raw is None or raw.strip() == "":
             return default
         try:
@@ -135,15 +217,52 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_connections=read(
             "MAX_CONNECTIONS", _int_between(16, 1_000_000), defaults.max_connections
         ),
+        host=read("HOST", _nonempty, defaults.host),
+        port=read("PORT", _int_between(1, 65_535), defaults.port),
     )
     if settings.refresh_token_ttl > settings.session_ttl:
         problems.append(
             "AUTHSERVER_REFRESH_TOKEN_TTL: must not exceed AUTHSERVER_SESSION_TTL "
             f"({settings.refresh_token_ttl} > {settings.session_ttl})"
         )
+    problems.extend(_unknown(env, known))
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+def _from_file(
+    env: Mapping[str, str], name: str, raw: str | None, problems: list[str]
+) -> str | None:
+    path = env.get(f"{PREFIX}{name}_FILE", "").strip()
+    if not path:
+        return raw
+    if raw is not None and raw.strip():
+        problems.append(f"{PREFIX}{name}: set it or {PREFIX}{name}_FILE, not both")
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        problems.append(f"{PREFIX}{name}_FILE: cannot read {path}: {exc.strerror or exc}")
+        return None
+
+
+def _unknown(env: Mapping[str, str], known: set[str]) -> list[str]:
+    """A line for each AUTHSERVER_ variable that is no setting (a typo would otherwise leave
+    its setting at the default without a word), naming the closest known name."""
+    problems = []
+    for name in sorted(env):
+        if (
+            not name.startswith(PREFIX)
+            or name in known
+            or name in NOT_SETTINGS
+            or name.startswith(NOT_SETTINGS_PREFIX)
+        ):
+            continue
+        closest = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0)
+        hint = f"; did you mean {closest[0]}?" if closest else ""
+        problems.append(f"{name}: not a setting authserver knows{hint}")
+    return problems
 
 
 def _nonempty(raw: str) -> str:

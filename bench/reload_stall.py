@@ -46,11 +46,10 @@ def start(workdir: Path, alg: str, max_age: int) -> tuple[subprocess.Popen[bytes
         "AUTHSERVER_ISSUER": f"http://127.0.0.1:{port}",
         "AUTHSERVER_SIGNING_ALG": alg,
         "AUTHSERVER_JWKS_MAX_AGE": str(max_age),
-        "AUTHSERVER_LOG_LEVEL": "warning",
     }
     log = open(workdir / "serve.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
-        [AUTHSERVER, "serve", "--port", str(port), "--workers", "1"],
+        [AUTHSERVER, "serve", "--port", str(port), "--workers", "1", "--log-level", "warning"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

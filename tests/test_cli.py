@@ -424,6 +424,51 @@ def test_a_missing_postgres_database_is_one_line(sqlite_cli: Cli, postgres_url: 
     assert_one_line_error(sqlite_cli("migrate", env={"DATABASE_URL": url}), "does not exist")
 
 
+@pytest.mark.parametrize("command", [("serve", "--port", "0"), ("migrate",), ("keys", "list")])
+def test_an_unknown_setting_stops_every_command(sqlite_cli: Cli, command: tuple[str, ...]) -> None:
+    # A typo used to leave the setting at its default: a fresh ./authserver.db, new keys.
+    typo = {"DATABSE_URL": sqlite_cli.database_url, "DATABASE_URL": None}
+    result = sqlite_cli(*command, env=typo)
+    assert result.returncode == 2
+    line = assert_one_line_error(result, "AUTHSERVER_DATABSE_URL", "AUTHSERVER_DATABASE_URL")
+    assert line.endswith("did you mean AUTHSERVER_DATABASE_URL?")
+    assert not list(sqlite_cli.cwd.iterdir())  # no ./authserver.db, no keys/
+
+
+def test_the_test_suites_own_variables_are_not_refused(sqlite_cli: Cli) -> None:
+    test_only = {"TEST_DATABASE_URL": "postgresql+asyncpg://x@h/db", "TEST_PG_PROBE": "h:1"}
+    assert sqlite_cli("migrate", env=test_only).returncode == 0
+
+
+def test_an_unreachable_host_is_named_with_the_setting(sqlite_cli: Cli) -> None:
+    # The driver alone said "[Errno -2] Name or service not known", and nothing of where.
+    url = "postgresql+asyncpg://auth:s3cret@no-such-host.invalid:5432/authserver"
+    line = assert_one_line_error(
+        sqlite_cli("migrate", env={"DATABASE_URL": url}),
+        "AUTHSERVER_DATABASE_URL",
+        "no-such-host.invalid:5432",
+    )
+    assert "s3cret" not in line
+
+    port = free_port()
+    closed = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/authserver"
+    refused = sqlite_cli("keys", "list", env={"DATABASE_URL": closed})
+    assert_one_line_error(refused, "AUTHSERVER_DATABASE_URL", f"127.0.0.1:{port}")
+
+
+def test_a_missing_kek_is_said_and_nothing_is_written(cli: Cli) -> None:
+    # Keys sealed under AUTHSERVER_KEY_ENCRYPTION_KEY; then a start without it used to write a
+    # new kek file and say the key was wrong.
+    assert cli("keys", "list").returncode == 0
+    for command in (("keys", "list"), ("serve", "--port", "0"), ("keys", "rotate")):
+        refused = cli(*command, env={"KEY_ENCRYPTION_KEY": None})
+        assert_one_line_error(refused, "AUTHSERVER_KEY_ENCRYPTION_KEY is not set")
+    assert not (cli.keys_dir / "kek").exists()
+    assert not list(cli.cwd.iterdir())
+    # migrate does not open the keys: it needs no KEK.
+    assert cli("migrate", env={"KEY_ENCRYPTION_KEY": None}).returncode == 0
+
+
 # the key encryption key file
 
 
@@ -505,6 +550,52 @@ def test_serve_on_a_fresh_sqlite_file_migrates_and_serves(sqlite_cli: Cli, tmp_p
     # The keys the server made are in the database the CLI reads.
     listed = key_rows(sqlite_cli("keys", "list"))
     assert {row[0] for row in listed} == {key["kid"] for key in keys}
+
+
+def test_serve_names_what_it_serves_and_its_issuer_follows_its_port(
+    sqlite_cli: Cli, tmp_path: Path
+) -> None:
+    # AUTHSERVER_ISSUER unset: it used to name :8000 whatever port `serve` bound.
+    port = free_port()
+    log = tmp_path / "serve.log"
+    url = sqlite_cli.database_url
+    server = sqlite_cli.popen("serve", "--port", str(port), log=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                metadata = httpx.get(f"{base}/.well-known/oauth-authorization-server", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        assert metadata.json()["issuer"] == base
+        assert metadata.json()["token_endpoint"] == f"{base}/token"
+        active = [row for row in key_rows(sqlite_cli("keys", "list")) if row[2] == "active"]
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    started = [line for line in lines if line["msg"].startswith("serving ")]
+    assert len(started) == 1, lines
+    assert started[0]["level"] == "info"
+    assert started[0]["issuer"] == base
+    assert started[0]["database"] == url
+    assert (started[0]["kid"], started[0]["alg"]) == (active[0][0], active[0][1])
+    assert started[0]["workers"] == 1
+
+
+def test_the_start_up_line_hides_the_database_password() -> None:
+    from authserver.cli import bound_issuer, database_for_humans
+
+    shown = database_for_humans("postgresql+asyncpg://auth:s3cret@db:5432/authserver")
+    assert shown == "postgresql+asyncpg://auth:***@db:5432/authserver"
+    assert bound_issuer("0.0.0.0", 9000) == "http://127.0.0.1:9000"
+    assert bound_issuer("::", 9000) == "http://127.0.0.1:9000"
+    assert bound_issuer("::1", 9000) == "http://[::1]:9000"
+    assert bound_issuer("auth.internal", 80) == "http://auth.internal:80"
 
 
 # the CLI goes through the admin API's use cases

@@ -245,3 +245,74 @@ def test_connection_bounds_are_read_and_checked() -> None:
     ]:
         [problem] = problems_for({f"AUTHSERVER_{name}": raw})
         assert problem.startswith(f"AUTHSERVER_{name}: must be")
+
+
+def test_an_unknown_variable_is_named_with_the_closest_setting() -> None:
+    found = problems_for({"AUTHSERVER_DATABSE_URL": "sqlite+aiosqlite:///x.db"})
+    assert found == [
+        "AUTHSERVER_DATABSE_URL: not a setting authserver knows; "
+        "did you mean AUTHSERVER_DATABASE_URL?"
+    ]
+    # Unknown even when empty, and one line each, beside the bad values.
+    found = problems_for(
+        {
+            "AUTHSERVER_ACESS_TOKEN_TTL": "",
+            "AUTHSERVER_AUDIENCE_X": "a",
+            "AUTHSERVER_JWKS_MAX_AGE": "x",
+        }
+    )
+    assert [line.partition(":")[0] for line in found] == [
+        "AUTHSERVER_JWKS_MAX_AGE",
+        "AUTHSERVER_ACESS_TOKEN_TTL",
+        "AUTHSERVER_AUDIENCE_X",
+    ]
+    assert found[1].endswith("did you mean AUTHSERVER_ACCESS_TOKEN_TTL?")
+
+
+def test_variables_the_server_and_its_tests_set_are_not_settings_and_not_refused() -> None:
+    environ = {
+        "AUTHSERVER_KEY_EPOCH_FILE": "/tmp/epoch",  # serve -> its workers
+        "AUTHSERVER_NEW_KEY_ENCRYPTION_KEY": KEK,  # keys rewrap's input
+        "AUTHSERVER_TEST_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1/x",
+        "AUTHSERVER_TEST_PG_PROBE": "127.0.0.1:5432",
+        "AUTHSERVERX": "not our prefix",
+    }
+    assert load_settings(environ) == Settings()
+
+
+def test_secrets_may_come_from_files(tmp_path: Path) -> None:
+    (tmp_path / "kek").write_text(KEK + "\n")
+    (tmp_path / "url").write_text("postgresql+asyncpg://auth:pw@db:5432/auth\n")
+    settings = load_settings(
+        {
+            "AUTHSERVER_KEY_ENCRYPTION_KEY_FILE": str(tmp_path / "kek"),
+            "AUTHSERVER_DATABASE_URL_FILE": str(tmp_path / "url"),
+        }
+    )
+    assert settings.key_encryption_key == KEK_BYTES
+    assert settings.database_url == "postgresql+asyncpg://auth:pw@db:5432/auth"
+
+    missing = tmp_path / "nothing"
+    found = problems_for({"AUTHSERVER_KEY_ENCRYPTION_KEY_PREVIOUS_FILE": str(missing)})
+    assert found == [
+        f"AUTHSERVER_KEY_ENCRYPTION_KEY_PREVIOUS_FILE: cannot read {missing}: "
+        "No such file or directory"
+    ]
+    both = {"AUTHSERVER_KEY_ENCRYPTION_KEY": KEK, "AUTHSERVER_KEY_ENCRYPTION_KEY_FILE": "x"}
+    assert problems_for(both) == [
+        "AUTHSERVER_KEY_ENCRYPTION_KEY: set it or AUTHSERVER_KEY_ENCRYPTION_KEY_FILE, not both"
+    ]
+    # A bad value from a file is reported like one from the variable, and not shown.
+    (tmp_path / "bad").write_text("short")
+    found = problems_for({"AUTHSERVER_KEY_ENCRYPTION_KEY_FILE": str(tmp_path / "bad")})
+    assert found[0].startswith("AUTHSERVER_KEY_ENCRYPTION_KEY: ") and "short" not in found[0]
+
+
+def test_where_serve_listens_is_a_setting() -> None:
+    # The container's HEALTHCHECK reads AUTHSERVER_PORT: it must be what `serve` binds.
+    assert (Settings().host, Settings().port) == ("127.0.0.1", 8000)
+    settings = load_settings({"AUTHSERVER_HOST": "0.0.0.0", "AUTHSERVER_PORT": "9000"})
+    assert (settings.host, settings.port) == ("0.0.0.0", 9000)
+    assert problems_for({"AUTHSERVER_PORT": "70000"}) == [
+        "AUTHSERVER_PORT: must be between 1 and 65535, got 70000"
+    ]

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from authserver.config import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -107,6 +113,35 @@ def test_the_image_is_multi_stage_slim_non_root_with_a_healthcheck() -> None:
     deps = next(n for n, s in enumerate(steps) if "-r requirements.txt" in s)
     code = next(n for n, s in enumerate(steps) if s.startswith("COPY authserver"))
     assert steps[deps - 1] == "COPY pyproject.toml ./" and deps < code
+    # Reproducible: the versions are constraints.txt's, the base image one Python release.
+    assert "-c constraints.txt" in steps[deps] and "COPY constraints.txt ./" in steps[:deps]
+    for stage in (build, runtime):
+        image = stage[0].arguments.split()[0]
+        assert re.fullmatch(r"python:3\.\d+\.\d+-slim-[a-z]+", image), image
+    assert build[0].arguments.split()[0] == runtime[0].arguments.split()[0]
+    # The health check asks the port `serve` listens on, whatever it is configured to.
+    assert "AUTHSERVER_PORT" in healthcheck and ":8000" not in healthcheck
+    assert next(i.arguments for i in runtime if i.keyword == "CMD") == '["serve"]'
+
+
+def test_constraints_pin_every_dependency_within_pyproject() -> None:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not name==version"
+            pins[canonicalize_name(name)] = version
+    for pyproject in (ROOT / "pyproject.toml", ROOT / "verifier" / "pyproject.toml"):
+        for dependency in tomllib.loads(pyproject.read_text())["project"]["dependencies"]:
+            requirement = Requirement(dependency)
+            if requirement.url:  # the kit, a path: installed from the checkout
+                continue
+            name = canonicalize_name(requirement.name)
+            assert name in pins, f"{name} is not in constraints.txt: run scripts/constraints"
+            assert requirement.specifier.contains(pins[name]), (
+                f"constraints.txt pins {name}=={pins[name]}, outside {requirement}: "
+                "run scripts/constraints"
+            )
 
 
 def test_compose_runs_two_replicas_after_a_one_shot_migration() -> None:
@@ -123,12 +158,30 @@ def test_compose_runs_two_replicas_after_a_one_shot_migration() -> None:
     assert server["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert migrate["depends_on"]["db"]["condition"] == "service_healthy"
     assert server["command"][0] == "serve"
+    # The image's HEALTHCHECK asks AUTHSERVER_PORT: no --port here that it could not see.
+    assert "--port" not in server["command"]
     # One database and one key encryption key for both replicas (the anchor is shared).
     assert server["environment"] is migrate["environment"]
     environment = server["environment"]
-    assert environment["AUTHSERVER_DATABASE_URL"].startswith("postgresql+asyncpg://")
-    assert "@db:5432/" in environment["AUTHSERVER_DATABASE_URL"]
-    assert ":?" in environment["AUTHSERVER_KEY_ENCRYPTION_KEY"]  # compose refuses to start without
+    # Secrets are files (Docker secrets), never plain environment values.
+    secrets = compose["secrets"]
+    assert "AUTHSERVER_DATABASE_URL" not in environment
+    assert "AUTHSERVER_KEY_ENCRYPTION_KEY" not in environment
+    for setting, secret in [("DATABASE_URL", "database_url"), ("KEY_ENCRYPTION_KEY", "kek")]:
+        assert environment[f"AUTHSERVER_{setting}_FILE"] == f"/run/secrets/{secret}"
+        assert secret in server["secrets"] and secret in migrate["secrets"]
+        assert secrets[secret]["file"].startswith("./secrets/")
+    database = services["db"]
+    assert "POSTGRES_PASSWORD" not in database["environment"]
+    assert database["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert not any("PASSWORD" in str(value) for value in environment.values())
+    # The SPA's origin is settable from the shell that runs compose.
+    assert environment["AUTHSERVER_ALLOWED_ORIGINS"].startswith("${AUTHSERVER_ALLOWED_ORIGINS")
+    # Every variable it sets is a setting the server knows (or a _FILE of one).
+    load_settings({name: "" for name in environment})  # raises on an unknown AUTHSERVER_ name
+    # The secret files stay out of git and out of the image's build context.
+    assert "deploy/secrets/" in (ROOT / ".gitignore").read_text().splitlines()
+    assert "deploy/secrets" in (ROOT / ".dockerignore").read_text().splitlines()
 
 
 def free_port() -> int:
@@ -227,13 +280,15 @@ def test_the_build_steps_install_a_working_server(tmp_path: Path) -> None:
     assert migrated.returncode == 0, migrated.stderr
     assert "database is at revision" in migrated.stderr
 
-    # serve, asked by the image's own HEALTHCHECK command.
+    # serve on the port AUTHSERVER_PORT names, asked by the image's own HEALTHCHECK command
+    # with the same environment: the probe follows the configured port.
     port = free_port()
+    env["AUTHSERVER_PORT"] = str(port)
     _, runtime = stages()
     healthcheck = next(i.arguments for i in runtime if i.keyword == "HEALTHCHECK")
-    probe = json.loads(healthcheck.partition(" CMD ")[2].replace(":8000/", f":{port}/"))
+    probe = json.loads(healthcheck.partition(" CMD ")[2])
     server = subprocess.Popen(
-        [str(venv / "bin" / "authserver"), "serve", "--port", str(port)],
+        [str(venv / "bin" / "authserver"), "serve"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,

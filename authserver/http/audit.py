@@ -18,9 +18,13 @@ from authserver.errors import InvalidRequest
 from authserver.http.context import services
 from authserver.http.forms import bearer_token
 from authserver.http.responses import no_store_json
+from authserver.inputs import storable
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
+# Event ids are a 32-bit INTEGER (db/models.py): Postgres refuses a larger bound in the query
+# (a 500), so a `before` past every possible id means "from the newest", as no `before` does.
+MAX_EVENT_ID = 2**31 - 1
 _KNOWN = frozenset({"limit", "before", "user", "family", "type"})
 
 
@@ -42,11 +46,14 @@ def parse_query(items: list[tuple[str, str]]) -> AuditQuery:
             raise InvalidRequest(f"{name} is repeated.")
         if len(value) > 256:
             raise InvalidRequest(f"{name} is too long.")
+        if not storable(value):  # a NUL reached Postgres as a 500
+            raise InvalidRequest(f"{name} contains a character not allowed.")
         seen[name] = value
     limit = _whole(seen, "limit", 1, MAX_LIMIT)
+    before = _whole(seen, "before", 1, 2**63 - 1)
     return AuditQuery(
         limit=DEFAULT_LIMIT if limit is None else limit,
-        before=_whole(seen, "before", 1, 2**63 - 1),
+        before=None if before is None or before > MAX_EVENT_ID else before,
         user=seen.get("user") or None,
         family=seen.get("family") or None,
         action=seen.get("type") or None,

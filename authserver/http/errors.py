@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -15,6 +16,7 @@ from authserver.errors import (
     OAuthError,
     RequestTimeout,
     SlowDown,
+    TemporarilyUnavailable,
 )
 from authserver.http.responses import no_store_json
 
@@ -26,7 +28,13 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 async def oauth_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OAuthError)
     if exc.detail:
-        logger.info("%s %s: %s: %s", request.method, request.url.path, exc.code, exc.detail)
+        # A 5xx (the database down: temporarily_unavailable) is the server's trouble, logged
+        # where alerts look; a 4xx is the client's, logged for the curious.
+        level = logging.WARNING if exc.status >= 500 else logging.INFO
+        detail = exc.detail
+        if isinstance(exc, TemporarilyUnavailable) and detail.startswith("database"):
+            detail += _database_named(request)  # the driver's words say nothing of where
+        logger.log(level, "%s %s: %s: %s", request.method, request.url.path, exc.code, detail)
     headers: dict[str, str] = {}
     if isinstance(exc, InvalidToken | InsufficientScope):
         # RFC 6750 §3: a protected resource answers with a Bearer challenge.
@@ -64,6 +72,17 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return no_store_json(
         {"error": "server_error", "error_description": OAuthError.description}, 500
     )
+
+
+def _database_named(request: Request) -> str:
+    """Where the database is, as the setting says, without user or password."""
+    found = getattr(request.app.state, "services", None)
+    if found is None:
+        return ""
+    parts = urlsplit(found.settings.database_url)
+    if parts.scheme.startswith("sqlite"):
+        return f" (AUTHSERVER_DATABASE_URL: the SQLite file {parts.path.removeprefix('/')})"
+    return f" (AUTHSERVER_DATABASE_URL: {parts.hostname}:{parts.port or 5432})"
 
 
 def _used_basic(request: Request) -> bool:

@@ -11,6 +11,7 @@ from authserver.http import (
     introspection,
     logout,
     metrics_endpoint,
+    openapi,
     revocation_feed,
     token,
     wellknown,
@@ -38,4 +39,6 @@ routes = [
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/readyz", health.readyz, methods=["GET"]),
     Route("/metrics", metrics_endpoint.metrics_endpoint, methods=["GET"]),
+    # Every route is described in http/openapi.py's OPERATIONS (tests/http/test_openapi.py).
+    Route("/openapi.json", openapi.openapi, methods=["GET"]),
 ]

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import asyncpg
 import httpx
@@ -204,7 +205,11 @@ async def test_a_database_starting_up_gets_503_then_recovers(
             assert_unavailable(name, response)
             assert seconds < 2.0, f"{name} took {seconds:.1f} s"
     assert (await rig.http.get("/readyz")).status_code == 503
-    assert any("starting up" in record.getMessage() for record in caplog.records)
+    # At warning: where alerts look (they were logged at info, below it).
+    assert any(
+        "starting up" in record.getMessage() and record.levelno == logging.WARNING
+        for record in caplog.records
+    )
 
     await rig.proxy.restore()
     await assert_recovered(rig)
@@ -345,3 +350,35 @@ async def test_every_store_the_server_uses_fails_closed(
             kinds = [type(layer).__name__ for layer in chain]
             assert "_FailClosed" in kinds, f"Services.{field.name} is {kinds}: not fail_closed"
     assert stores >= 4  # users, clients, sessions, keys at least
+
+
+async def test_an_outages_503_is_logged_at_warning_and_a_clients_400_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    from authserver.errors import InvalidRequest, TemporarilyUnavailable
+    from authserver.http.errors import HANDLERS
+
+    async def down(request: Request) -> None:
+        raise TemporarilyUnavailable(detail="database unreachable: ConnectionRefusedError")
+
+    async def bad(request: Request) -> None:
+        raise InvalidRequest(detail="a field is missing")
+
+    app = Starlette(routes=[Route("/down", down), Route("/bad", bad)], exception_handlers=HANDLERS)
+    url = "postgresql+asyncpg://auth:s3cret@db.internal:6432/auth"
+    app.state.services = SimpleNamespace(settings=Settings(database_url=url))
+    caplog.set_level(logging.INFO, "authserver")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/down")).status_code == 503
+        assert (await client.get("/bad")).status_code == 400
+    levels = {r.getMessage().split(": ")[1]: r.levelno for r in caplog.records}
+    assert levels == {"temporarily_unavailable": logging.WARNING, "invalid_request": logging.INFO}
+    # The outage's line names where the database is, as the setting does, never its password.
+    outage = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert outage.endswith("(AUTHSERVER_DATABASE_URL: db.internal:6432)"), outage
+    assert "s3cret" not in outage

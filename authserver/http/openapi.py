@@ -1,0 +1,540 @@
+"""GET /openapi.json: OpenAPI 3.1 of every route, described here, beside routes.py.
+
+`OPERATIONS` holds one entry per (method, path) of the URL map; tests/http/test_openapi.py
+fails when a route has no entry here or an entry has no route, and says what to add. An entry
+names its summary, its request body (form and JSON, or JSON only), its security and every
+response the endpoint gives; every error response has the `Error` schema of API.md.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from authserver import __version__
+from authserver.http.context import services
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _strings(*names: str) -> dict[str, Schema]:
+    return {name: {"type": "string"} for name in names}
+
+
+NO_STORE = {
+    "Cache-Control": {"schema": {"type": "string", "const": "no-store"}},
+}
+
+ERROR_TEXT = {
+    400: "invalid_request (or the grant's own code: invalid_grant, invalid_scope, ...)",
+    401: "invalid_client (Basic challenge) or invalid_token (Bearer challenge)",
+    403: "insufficient_scope, or invalid_request for a cookie from an origin not allowed",
+    404: "not_found",
+    409: "the name or key state conflicts",
+    413: "the body is over 16 KiB",
+    415: "a media type other than form or JSON",
+    429: "slow_down: login throttling; wait Retry-After seconds",
+    503: "temporarily_unavailable: the database cannot answer now; retry",
+}
+
+
+def _errors(*statuses: int) -> dict[str, Schema]:
+    """Error responses: the JSON of API.md, `Cache-Control: no-store`."""
+    found = {
+        str(status): {
+            "description": ERROR_TEXT[status],
+            "headers": NO_STORE,
+            "content": {"application/json": {"schema": _ref("Error")}},
+        }
+        for status in (*statuses, 503)
+    }
+    # Anything the transport adds (408, 413, 431, 414, 503 past the connection cap) is an Error.
+    found["default"] = {
+        "description": "any other error, with the same body",
+        "content": {"application/json": {"schema": _ref("Error")}},
+    }
+    return found
+
+
+def _json(schema: Schema, description: str, status: int = 200, **extra: Any) -> dict[str, Any]:
+    return {
+        str(status): {
+            "description": description,
+            "content": {"application/json": {"schema": schema}},
+            **extra,
+        }
+    }
+
+
+def _form_or_json(schema: Schema) -> Schema:
+    return {
+        "required": False,
+        "content": {
+            "application/x-www-form-urlencoded": {"schema": schema},
+            "application/json": {"schema": schema},
+        },
+    }
+
+
+def _json_body(schema: Schema, required: bool = False) -> Schema:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+NO_CONTENT = {"204": {"description": "done (also when there was nothing to do)"}}
+BASIC: list[dict[str, list[str]]] = [{"clientBasic": []}, {}]  # or client_id/secret in the body
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+ADMIN: list[dict[str, list[str]]] = [{"bearer": ["admin"]}]
+ADMIN_ERRORS = _errors(400, 401, 403)
+
+PATH_KID = {"name": "kid", "in": "path", "required": True, "schema": {"type": "string"}}
+PATH_SUB = {"name": "sub", "in": "path", "required": True, "schema": {"type": "string"}}
+
+# What a login's answer leads to (OpenAPI links): its refresh token refreshes, introspects and
+# revokes; schemathesis follows them (tests/http/test_schemathesis.py).
+LOGIN_LINKS = {
+    "refresh": {
+        "operationId": "refresh",
+        "requestBody": {
+            "refresh_token": "$response.body#/refresh_token",
+            "client_id": "$request.body#/client_id",
+        },
+    },
+    "introspect": {
+        "operationId": "introspect",
+        "requestBody": {"token": "$response.body#/access_token"},
+    },
+    "revoke": {
+        "operationId": "revoke",
+        "requestBody": {
+            "token": "$response.body#/refresh_token",
+            "client_id": "$request.body#/client_id",
+        },
+    },
+}
+
+# One entry per route of http/routes.py: (METHOD, path) -> the OpenAPI operation.
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("GET", "/.well-known/jwks.json"): {
+        "summary": "The public signing keys (RFC 7517): active, next and retired ones.",
+        "tags": ["discovery"],
+        "parameters": [{"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}],
+        "responses": {
+            "200": {
+                "description": "the key set; Cache-Control public, max-age, ETag",
+                "content": {"application/jwk-set+json": {"schema": _ref("Jwks")}},
+            },
+            "304": {"description": "the key set is unchanged since the ETag given"},
+            **_errors(),
+        },
+    },
+    ("GET", "/.well-known/oauth-authorization-server"): {
+        "summary": "Authorization server metadata (RFC 8414).",
+        "tags": ["discovery"],
+        "responses": {**_json(_ref("Metadata"), "the metadata"), **_errors()},
+    },
+    ("GET", "/.well-known/openid-configuration"): {
+        "summary": "The same metadata under OpenID Connect Discovery's name.",
+        "tags": ["discovery"],
+        "responses": {**_json(_ref("Metadata"), "the metadata"), **_errors()},
+    },
+    ("GET", "/openapi.json"): {
+        "summary": "This document.",
+        "tags": ["discovery"],
+        "responses": {**_json({"type": "object"}, "OpenAPI 3.1"), **_errors()},
+    },
+    ("POST", "/token"): {
+        "summary": "The token endpoint (RFC 6749): password, refresh_token, client_credentials.",
+        "operationId": "token",
+        "tags": ["tokens"],
+        "security": BASIC,
+        "requestBody": _form_or_json(_ref("TokenRequest")),
+        "responses": {
+            **_json(
+                _ref("TokenResponse"),
+                "tokens; a cookie client's refresh token in Set-Cookie",
+                headers=NO_STORE,
+                links=LOGIN_LINKS,
+            ),
+            **_errors(400, 401, 403, 413, 415, 429),
+        },
+    },
+    ("POST", "/refresh"): {
+        "summary": "The SPA's refresh: the refresh token from the cookie (or the body).",
+        "operationId": "refresh",
+        "tags": ["tokens"],
+        "security": BASIC,
+        "requestBody": _form_or_json(_ref("RefreshRequest")),
+        "responses": {
+            **_json(_ref("TokenResponse"), "tokens", headers=NO_STORE),
+            **_errors(400, 401, 403, 413, 415),
+        },
+    },
+    ("POST", "/logout"): {
+        "summary": "Revokes the refresh token's family and denies the bearer access token.",
+        "tags": ["sessions"],
+        "security": [{"bearer": []}, {}],
+        "requestBody": _form_or_json(_ref("RefreshRequest")),
+        "responses": {**NO_CONTENT, **_errors(400, 403, 413, 415)},
+    },
+    ("POST", "/logout/all"): {
+        "summary": "Revokes every session of the bearer token's user.",
+        "tags": ["sessions"],
+        "security": BEARER,
+        "responses": {**NO_CONTENT, **_errors(401)},
+    },
+    ("POST", "/revoke"): {
+        "summary": "Token revocation (RFC 7009): a refresh token's family, or an access token.",
+        "operationId": "revoke",
+        "tags": ["sessions"],
+        "security": BASIC,
+        "requestBody": _form_or_json(_ref("TokenQuery")),
+        "responses": {
+            **_json({"type": "object"}, "revoked, or nothing to revoke", headers=NO_STORE),
+            **_errors(400, 401, 413, 415),
+        },
+    },
+    ("POST", "/introspect"): {
+        "summary": "Token introspection (RFC 7662), for confidential clients.",
+        "operationId": "introspect",
+        "tags": ["sessions"],
+        "security": [{"clientBasic": []}, {}],
+        "requestBody": _form_or_json(_ref("TokenQuery")),
+        "responses": {
+            **_json(_ref("Introspection"), "active with claims, or {active: false}"),
+            **_errors(400, 401, 413, 415),
+        },
+    },
+    ("GET", "/revocations"): {
+        "summary": "The revocation feed: sessions revoked and access tokens denied lately.",
+        "tags": ["sessions"],
+        "security": [{"clientBasic": []}],
+        "parameters": [{"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}],
+        "responses": {
+            **_json(_ref("RevocationFeed"), "the feed; ETag, Cache-Control private, max-age=5"),
+            "304": {"description": "unchanged since the ETag given"},
+            **_errors(400, 401),
+        },
+    },
+    ("GET", "/admin/keys"): {
+        "summary": "Every signing key and its state.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "responses": {**_json(_ref("KeyList"), "the keys"), **ADMIN_ERRORS},
+    },
+    ("POST", "/admin/keys/rotate"): {
+        "summary": "Next key becomes active, active retired, a new next key published.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "requestBody": _json_body(_ref("RotateRequest")),
+        "responses": {
+            **_json(_ref("KeyList"), "the keys after the rotation"),
+            **_errors(400, 401, 403, 409, 413, 415),
+        },
+    },
+    ("POST", "/admin/keys/{kid}/revoke"): {
+        "summary": "Withdraws a key at once (compromise); the active key rotates first.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_KID],
+        "responses": {**_json(_ref("KeyList"), "the keys after"), **_errors(400, 401, 403, 404)},
+    },
+    ("POST", "/admin/users"): {
+        "summary": "Creates a user.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "requestBody": _json_body(_ref("NewUser"), required=True),
+        "responses": {
+            **_json(_ref("CreatedUser"), "created", 201, headers=NO_STORE),
+            **_errors(400, 401, 403, 409, 413, 415),
+        },
+    },
+    ("POST", "/admin/users/{sub}/logout-all"): {
+        "summary": "Revokes every session of the user.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_SUB],
+        "responses": {**NO_CONTENT, **_errors(400, 401, 403, 404)},
+    },
+    ("POST", "/admin/users/{sub}/disable"): {
+        "summary": "Disables the user's login and revokes every session.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_SUB],
+        "responses": {**NO_CONTENT, **_errors(400, 401, 403, 404)},
+    },
+    ("POST", "/admin/clients"): {
+        "summary": "Registers a client; a confidential client's secret is shown once.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "requestBody": _json_body(_ref("NewClient"), required=True),
+        "responses": {
+            **_json(_ref("CreatedClient"), "created", 201, headers=NO_STORE),
+            **_errors(400, 401, 403, 409, 413, 415),
+        },
+    },
+    ("GET", "/admin/audit"): {
+        "summary": "The audit trail, newest first, paged by `before`.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+            },
+            {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            {"name": "user", "in": "query", "schema": {"type": "string", "maxLength": 256}},
+            {"name": "family", "in": "query", "schema": {"type": "string", "maxLength": 256}},
+            {"name": "type", "in": "query", "schema": {"type": "string", "maxLength": 256}},
+        ],
+        "responses": {**_json(_ref("AuditPage"), "a page of events"), **ADMIN_ERRORS},
+    },
+    ("GET", "/healthz"): {
+        "summary": "The process answers (liveness).",
+        "tags": ["operations"],
+        "responses": {**_json(_ref("Status"), "alive"), **_errors()},
+    },
+    ("GET", "/readyz"): {
+        "summary": "The database answers and an active key is loaded (readiness).",
+        "tags": ["operations"],
+        "responses": {**_json(_ref("Status"), "ready"), **_errors()},
+    },
+    ("GET", "/metrics"): {
+        "summary": "Prometheus metrics, text format.",
+        "tags": ["operations"],
+        "responses": {
+            "200": {
+                "description": "the metrics",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            **_errors(),
+        },
+    },
+}
+
+NULLABLE_INT = {"type": ["integer", "null"]}
+NULLABLE_STRING = {"type": ["string", "null"]}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "error_description"],
+        "properties": _strings("error", "error_description"),
+    },
+    "Status": {"type": "object", "required": ["status"], "properties": _strings("status")},
+    "Jwks": {
+        "type": "object",
+        "required": ["keys"],
+        "properties": {
+            "keys": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["kty", "kid", "use", "alg"],
+                    "properties": _strings("kty", "kid", "use", "alg", "n", "e", "crv", "x"),
+                },
+            }
+        },
+    },
+    "Metadata": {
+        "type": "object",
+        "required": ["issuer", "jwks_uri", "token_endpoint", "grant_types_supported"],
+        "properties": {
+            **_strings("issuer", "jwks_uri", "token_endpoint", "revocation_endpoint"),
+            "introspection_endpoint": {"type": "string"},
+            "grant_types_supported": {"type": "array", "items": {"type": "string"}},
+            "scopes_supported": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "TokenRequest": {
+        "type": "object",
+        "required": ["grant_type"],
+        "properties": {
+            "grant_type": {
+                "type": "string",
+                "enum": ["password", "refresh_token", "client_credentials"],
+            },
+            **_strings(
+                "username", "password", "client_id", "client_secret", "scope", "refresh_token"
+            ),
+        },
+    },
+    "RefreshRequest": {
+        "type": "object",
+        "properties": _strings("refresh_token", "client_id", "client_secret"),
+    },
+    "TokenQuery": {
+        "type": "object",
+        "required": ["token"],
+        "properties": {
+            **_strings("token", "client_id", "client_secret"),
+            "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
+        },
+    },
+    "TokenResponse": {
+        "type": "object",
+        "required": ["access_token", "token_type", "expires_in", "scope"],
+        "properties": {
+            **_strings("access_token", "scope", "refresh_token"),
+            "token_type": {"type": "string", "const": "Bearer"},
+            "expires_in": {"type": "integer"},
+        },
+    },
+    "Introspection": {
+        "type": "object",
+        "required": ["active"],
+        "properties": {
+            "active": {"type": "boolean"},
+            **_strings("sub", "client_id", "scope", "iss", "jti", "sid", "token_type"),
+            "exp": {"type": "integer"},
+            "iat": {"type": "integer"},
+            "aud": {"type": ["string", "array"]},
+        },
+    },
+    "RevocationFeed": {
+        "type": "object",
+        "required": ["sids", "jtis"],
+        "properties": {
+            "sids": {"type": "array", "items": {"type": "string"}},
+            "jtis": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "Key": {
+        "type": "object",
+        "required": ["kid", "alg", "state", "created_at"],
+        "properties": {
+            **_strings("kid", "alg"),
+            "state": {"type": "string", "enum": ["next", "active", "retired", "revoked"]},
+            "created_at": {"type": "integer"},
+            "activated_at": NULLABLE_INT,
+            "retired_at": NULLABLE_INT,
+            "revoked_at": NULLABLE_INT,
+        },
+    },
+    "KeyList": {
+        "type": "object",
+        "required": ["keys"],
+        "properties": {"keys": {"type": "array", "items": _ref("Key")}},
+    },
+    "RotateRequest": {
+        "type": "object",
+        "properties": {
+            "alg": {"type": "string", "enum": ["RS256", "EdDSA"]},
+            "force": {"type": "boolean", "default": False},
+        },
+    },
+    "NewUser": {
+        "type": "object",
+        "required": ["username", "password"],
+        "properties": {
+            **_strings("username", "password"),
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "admin": {"type": "boolean", "default": False},
+        },
+    },
+    "CreatedUser": {
+        "type": "object",
+        "required": ["sub", "username"],
+        "properties": _strings("sub", "username"),
+    },
+    "NewClient": {
+        "type": "object",
+        "required": ["client_id"],
+        "properties": {
+            "client_id": {"type": "string"},
+            "public": {"type": "boolean", "default": False},
+            "grant_types": {
+                "type": "array",
+                "items": {
+                    "type": "string",
+                    "enum": ["password", "refresh_token", "client_credentials"],
+                },
+            },
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "refresh_delivery": {"type": "string", "enum": ["body", "cookie"]},
+        },
+    },
+    "CreatedClient": {
+        "type": "object",
+        "required": ["client_id", "public", "grant_types", "scopes", "refresh_delivery"],
+        "properties": {
+            "client_id": {"type": "string"},
+            "public": {"type": "boolean"},
+            "grant_types": {"type": "array", "items": {"type": "string"}},
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "refresh_delivery": {"type": "string", "enum": ["body", "cookie"]},
+            "client_secret": {"type": "string", "description": "confidential clients; once"},
+        },
+    },
+    "AuditEvent": {
+        "type": "object",
+        "required": ["id", "at", "actor", "type"],
+        "properties": {
+            "id": {"type": "integer"},
+            "at": {"type": "integer"},
+            "actor": {"type": "string"},
+            "type": {"type": "string"},
+            "target": NULLABLE_STRING,
+            "user": NULLABLE_STRING,
+            "family": NULLABLE_STRING,
+            "detail": {},
+        },
+    },
+    "AuditPage": {
+        "type": "object",
+        "required": ["events", "next_before"],
+        "properties": {
+            "events": {"type": "array", "items": _ref("AuditEvent")},
+            "next_before": NULLABLE_INT,
+        },
+    },
+}
+
+
+def document(issuer: str) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for (method, path), operation in OPERATIONS.items():
+        paths.setdefault(path, {})[method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "authserver",
+            "version": __version__,
+            "description": "A standalone JWT authorization server. The contract: docs/api.md.",
+        },
+        "servers": [{"url": issuer}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "clientBasic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "client_id:client_secret (RFC 6749 §2.3.1); or the fields "
+                    "client_id and client_secret in the body (client_secret_post)",
+                },
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "an access token of this server; admin endpoints need the "
+                    "scope admin",
+                },
+            },
+        },
+    }
+
+
+async def openapi(request: Request) -> Response:
+    issuer = services(request).settings.issuer
+    body = json.dumps(document(issuer), separators=(",", ":")).encode()
+    return Response(
+        body, media_type="application/json", headers={"Cache-Control": "public, max-age=300"}
+    )
