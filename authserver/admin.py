@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from authserver.audit import AuditEvent
-from authserver.clients import Client, check_client_fields, hash_secret, new_secret
+from authserver.clients import (
+    Client,
+    check_client_fields,
+    check_redirect_uris,
+    hash_secret,
+    new_secret,
+)
 from authserver.config import SIGNING_ALGS
 from authserver.errors import Conflict, InsufficientScope, InvalidRequest, NotFound
 from authserver.inputs import storable
@@ -116,6 +122,8 @@ class CreatedClient:
             "grant_types": list(self.client.grant_types),
             "scopes": list(self.client.scopes),
             "refresh_delivery": self.client.refresh_delivery,
+            "redirect_uris": list(self.client.redirect_uris),
+            "post_logout_redirect_uris": list(self.client.post_logout_redirect_uris),
         }
         if self.secret is not None:
             body["client_secret"] = self.secret
@@ -137,6 +145,13 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
         raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
     if public and "client_credentials" in grants:
         raise InvalidRequest("A public client cannot use client_credentials (RFC 6749 §4.4).")
+    redirect_uris = _string_list(body, "redirect_uris")
+    post_logout_redirect_uris = _string_list(body, "post_logout_redirect_uris")
+    check_redirect_uris("redirect_uris", redirect_uris)
+    check_redirect_uris("post_logout_redirect_uris", post_logout_redirect_uris)
+    if "authorization_code" in grants and not redirect_uris:
+        # Without one, every /authorize request of the client would end on the error page.
+        raise InvalidRequest("The authorization_code grant needs at least one redirect_uris.")
     secret = None if public else new_secret()
     client = Client(
         client_id=client_id,
@@ -144,6 +159,8 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
         grant_types=tuple(dict.fromkeys(grants)),
         scopes=tuple(dict.fromkeys(scopes)),
         refresh_delivery="cookie" if delivery == "cookie" else "body",
+        redirect_uris=tuple(dict.fromkeys(redirect_uris)),
+        post_logout_redirect_uris=tuple(dict.fromkeys(post_logout_redirect_uris)),
     )
     now = services.clock()
     if not await services.clients.create(client, now):

@@ -52,6 +52,9 @@ class ClientRow(Base):
     scopes: Mapped[str] = mapped_column(Text)  # space-separated
     refresh_delivery: Mapped[str] = mapped_column(String(8), default="body")
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # 0005: space-separated absolute URIs, compared as exact strings (clients.py).
+    redirect_uris: Mapped[str] = mapped_column(Text, default="", server_default="")
+    post_logout_redirect_uris: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class SigningKeyRow(Base):
