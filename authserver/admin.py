@@ -87,6 +87,8 @@ async def create_user(services: Services, actor: str, body: dict[str, Any]) -> C
 async def logout_user_everywhere(services: Services, actor: str, sub: str) -> None:
     await _existing_user(services, sub)
     now = services.clock()
+    # The login session first: once it is over, no new code starts a family to miss below.
+    await services.login_sessions.end_user(sub, now)
     ended = await services.families.revoke_user(sub, "admin_logout_all", now, actor=actor)
     event = AuditEvent(now, actor, "user.logged_out_everywhere", sub, {"sessions": ended}, user=sub)
     await services.audit.record([event])
@@ -97,6 +99,7 @@ async def disable_user(services: Services, actor: str, sub: str) -> None:
     if not await services.users.disable(sub):
         raise NotFound("No user has this sub.")
     now = services.clock()
+    await services.login_sessions.end_user(sub, now)
     ended = await services.families.revoke_user(sub, "disabled", now, actor=actor)
     event = AuditEvent(now, actor, "user.disabled", sub, {"sessions": ended}, user=sub)
     await services.audit.record([event])

@@ -77,6 +77,14 @@ class Settings:
     # Open connections per process; beyond it a new one is answered 503 and closed. `serve`
     # lowers it to fit the file descriptors the process may open (http/server.py).
     max_connections: int = 1000
+    # The hosted sign-in page (http/pages.py): a folder whose templates (login.html,
+    # error.html, signed_out.html, signin.css) replace the built-in ones of the same name;
+    # None = the built-in look.
+    templates_dir: Path | None = None
+    # The login session (single sign-on cookie): it ends after this many seconds without an
+    # /authorize that uses it, and at the latest this many seconds after the password was typed.
+    login_session_idle_ttl: int = 3600
+    login_session_ttl: int = 86_400
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -135,7 +143,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_connections=read(
             "MAX_CONNECTIONS", _int_between(16, 1_000_000), defaults.max_connections
         ),
+        templates_dir=read("TEMPLATES_DIR", _directory, None),
+        login_session_idle_ttl=read(
+            "LOGIN_SESSION_IDLE_TTL", _seconds(60, 31_536_000), defaults.login_session_idle_ttl
+        ),
+        login_session_ttl=read(
+            "LOGIN_SESSION_TTL", _seconds(60, 31_536_000), defaults.login_session_ttl
+        ),
     )
+    if settings.login_session_idle_ttl > settings.login_session_ttl:
+        problems.append(
+            "AUTHSERVER_LOGIN_SESSION_IDLE_TTL: must not exceed AUTHSERVER_LOGIN_SESSION_TTL "
+            f"({settings.login_session_idle_ttl} > {settings.login_session_ttl})"
+        )
     if settings.refresh_token_ttl > settings.session_ttl:
         problems.append(
             "AUTHSERVER_REFRESH_TOKEN_TTL: must not exceed AUTHSERVER_SESSION_TTL "
@@ -170,6 +190,13 @@ def _issuer(raw: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("must have no query or fragment (RFC 8414 §2)")
     return raw.rstrip("/")
+
+
+def _directory(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_dir():
+        raise ValueError(f"must be an existing directory, got {raw!r}")
+    return path
 
 
 def _signing_alg(raw: str) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from authserver import throttle
 from authserver.audit import ANONYMOUS, AuditEvent, username_digest
+from authserver.authorization_codes import redeem_code
 from authserver.clients import Client, ClientCredentials, authenticate_client
 from authserver.errors import (
     InvalidGrant,
@@ -107,6 +108,32 @@ async def _password_login(
     return await _with_refresh(services, client, rotation)
 
 
+async def authorization_code_grant(services: Services, request: GrantRequest) -> TokenResponse:
+    """RFC 6749 §4.1.3 with RFC 7636 §4.5: the code, its verifier, and the redirect URI when
+    the authorization request named one. Every failure is the one invalid_grant."""
+    fields = request.fields
+    client = await authenticate_client(services.clients, request.credentials)
+    if "authorization_code" not in client.grant_types:
+        raise UnauthorizedClient()
+    code = _required(fields, "code")
+    settings = services.settings
+    exchange = await redeem_code(
+        services.codes,
+        services.families,
+        code,
+        client_id=client.client_id,
+        redirect_uri=fields.get("redirect_uri"),
+        verifier=fields.get("code_verifier"),
+        now=services.clock(),
+        refresh_ttl=settings.refresh_token_ttl,
+        session_ttl=settings.session_ttl,
+    )
+    rotation = Rotation(
+        exchange.family, exchange.refresh_token, exchange.refresh_expires_at, exchange.code.scope
+    )
+    return await _with_refresh(services, client, rotation)
+
+
 async def refresh_token_grant(services: Services, request: GrantRequest) -> TokenResponse:
     credentials, fields = request.credentials, request.fields
     client = await authenticate_client(services.clients, credentials)
@@ -166,6 +193,7 @@ def _required(fields: Fields, name: str) -> str:
 
 
 GRANTS: dict[str, Grant] = {
+    "authorization_code": authorization_code_grant,
     "password": password_grant,
     "refresh_token": refresh_token_grant,
     "client_credentials": client_credentials_grant,
