@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from authserver import throttle
 from authserver.audit import ANONYMOUS, AuditEvent, username_digest
@@ -16,8 +16,9 @@ from authserver.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from authserver.id_tokens import mint_id_token
 from authserver.refresh import Rotation, rotate, start_family
-from authserver.scopes import grant, parse_scope
+from authserver.scopes import OPENID, grant, parse_scope
 from authserver.services import Services
 from authserver.users import authenticate
 
@@ -31,6 +32,7 @@ class TokenResponse:
     refresh_expires_at: int | None = None
     refresh_delivery: str = "body"
     session_expires_at: int | None = None  # the family's absolute end
+    id_token: str | None = None  # OpenID Connect: a code exchange with scope openid
 
 
 Fields = Mapping[str, str]
@@ -131,7 +133,22 @@ async def authorization_code_grant(services: Services, request: GrantRequest) ->
     rotation = Rotation(
         exchange.family, exchange.refresh_token, exchange.refresh_expires_at, exchange.code.scope
     )
-    return await _with_refresh(services, client, rotation)
+    issued = await _with_refresh(services, client, rotation)
+    if OPENID not in exchange.code.scope.split():
+        return issued
+    # OpenID Connect Core §3.1.3.3: the token response carries an ID token.
+    redeemed = exchange.code
+    id_token = mint_id_token(
+        await services.keys.current(),
+        issuer=settings.issuer,
+        client_id=client.client_id,
+        sub=redeemed.user_id,
+        now=services.clock(),
+        auth_time=redeemed.auth_time,
+        nonce=redeemed.nonce,
+        access_token=issued.access_token,
+    )
+    return replace(issued, id_token=id_token)
 
 
 async def refresh_token_grant(services: Services, request: GrantRequest) -> TokenResponse:

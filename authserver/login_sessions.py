@@ -51,9 +51,10 @@ class LoginSessionStore(Protocol):
         when it is unknown, ended, idle or past its end, or its user is disabled or gone."""
         ...
 
-    async def end(self, token_hash: str, now: int) -> Ended | None:
+    async def end(self, token_hash: str, now: int, client_id: str | None) -> Ended | None:
         """Ends the session (if live) and revokes every family it started, in one transaction
-        that waits for any code exchange of the session still running."""
+        that waits for any code exchange of the session still running; appends an
+        `end_session` audit event and one `family.revoked` per family with them."""
         ...
 
     async def end_user(self, user_id: str, now: int) -> int:

@@ -81,7 +81,7 @@ class SqlLoginSessionStore:
             return None
         return LoginSession(row.id, row.user_id, row.created_at, row.expires_at)
 
-    async def end(self, token_hash: str, now: int) -> Ended | None:
+    async def end(self, token_hash: str, now: int, client_id: str | None) -> Ended | None:
         async with self._engine.begin() as conn:
             row = (await conn.execute(_END, {"token_hash": token_hash, "now": now})).first()
             if row is None:
@@ -89,6 +89,17 @@ class SqlLoginSessionStore:
             families = (
                 await conn.execute(_END_FAMILIES, {"login_session_id": row.id, "now": now})
             ).all()
+            user = row.user_id
+            detail = {"client_id": client_id, "families": len(families)}
+            events = [AuditEvent(now, user, "end_session", row.id, detail, user=user)]
+            events += [
+                AuditEvent(
+                    now, user, "family.revoked", f.id,
+                    {"reason": "end_session", "client_id": f.client_id}, user=user, family=f.id,
+                )
+                for f in families
+            ]  # fmt: skip
+            await append_audit(conn, events)
         session = LoginSession(row.id, row.user_id, row.created_at, row.expires_at)
         return Ended(session, tuple((f.id, f.client_id) for f in families))
 

@@ -71,6 +71,8 @@ def _render(found: Services, issued: TokenResponse) -> Response:
         "expires_in": issued.expires_in,
         "scope": issued.scope,
     }
+    if issued.id_token is not None:
+        body["id_token"] = issued.id_token
     in_cookie = issued.refresh_delivery == "cookie" and issued.refresh_token is not None
     if issued.refresh_token is not None and not in_cookie:
         body["refresh_token"] = issued.refresh_token

@@ -12,6 +12,11 @@ from authserver.scopes import OPENID, PROFILE
 
 GRANT_TYPES = ["authorization_code", "password", "refresh_token", "client_credentials"]
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+# What ID tokens (id_tokens.py) and /userinfo (oidc.py) may carry.
+CLAIMS = [
+    "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "amr", "at_hash",
+    "preferred_username",
+]  # fmt: skip
 
 
 async def jwks(request: Request) -> Response:
@@ -53,6 +58,8 @@ async def _metadata(request: Request) -> dict[str, Any]:
         "revocation_endpoint": f"{issuer}/revoke",
         "introspection_endpoint": f"{issuer}/introspect",
         "authorization_endpoint": f"{issuer}/authorize",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "end_session_endpoint": f"{issuer}/end-session",
         "grant_types_supported": GRANT_TYPES,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -68,4 +75,5 @@ async def _metadata(request: Request) -> dict[str, Any]:
         # OpenID Connect Discovery 1.0 §3.
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": found.keys.ring.signing_algs,
+        "claims_supported": CLAIMS,
     }

@@ -101,3 +101,28 @@ async def test_a_sign_in_racing_the_disable_leaves_no_login_session(
             )
         ).scalar_one()
     assert live == 0
+
+
+async def test_an_exchange_racing_end_session_leaves_no_live_family(
+    client: httpx.AsyncClient, registry: Registry, engine: AsyncEngine
+) -> None:
+    """The exchange holds the login session FOR SHARE while it stores the family; the end's
+    UPDATE of that row waits for it, and then revokes the family with the rest."""
+    await registry.user("alice", "correct horse")
+    await web_client(registry)
+    for _ in range(ROUNDS):
+        client.cookies.clear()
+        flow = Flow.new(WEB)
+        code = await code_for(client, flow)
+        exchanged, ended = await asyncio.gather(
+            exchange(client, code, flow), client.post("/end-session", data={"client_id": WEB})
+        )
+        assert exchanged.status_code in (200, 400), exchanged.text
+        assert ended.status_code == 200, ended.text
+    async with engine.connect() as conn:
+        live = (
+            await conn.execute(
+                text("SELECT count(*) FROM refresh_families WHERE revoked_at IS NULL")
+            )
+        ).scalar_one()
+    assert live == 0
