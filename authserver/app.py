@@ -36,7 +36,12 @@ from authserver.keys.sealing import key_sealer
 from authserver.passwords import Passwords
 from authserver.services import Services, wall_clock
 from authserver.telemetry import logs
-from authserver.telemetry.metrics import observed_families, observed_keys
+from authserver.telemetry.metrics import (
+    observed_codes,
+    observed_families,
+    observed_keys,
+    observed_login_sessions,
+)
 
 
 class SchemaNotReady(RuntimeError):
@@ -64,8 +69,8 @@ def build_services(
         passwords=Passwords(settings),
         audit=fail_closed(SqlAuditLog(engine)),
         throttle=fail_closed(SqlThrottleStore(engine)),
-        login_sessions=fail_closed(SqlLoginSessionStore(engine)),
-        codes=fail_closed(SqlCodeStore(engine)),
+        login_sessions=observed_login_sessions(fail_closed(SqlLoginSessionStore(engine))),
+        codes=observed_codes(fail_closed(SqlCodeStore(engine))),
         clock=clock,
     )
 

@@ -63,8 +63,11 @@ class Exchange:
 
 
 class CodeStore(Protocol):
-    async def issue(self, code_hash: str, code: AuthorizationCode, now: int) -> bool:
-        """Stores the code, only if its login session is live and its user enabled."""
+    async def issue(
+        self, code_hash: str, code: AuthorizationCode, now: int, audit: Sequence[AuditEvent] = ()
+    ) -> bool:
+        """Stores the code and appends `audit`, only if its login session is live and its
+        user enabled."""
         ...
 
     async def find(self, code_hash: str) -> StoredCode | None: ...
@@ -94,7 +97,12 @@ def new_code() -> str:
 async def issue_code(store: CodeStore, code: AuthorizationCode, now: int) -> str | None:
     """The code's value, or None when its login session ended or its user was disabled."""
     value = new_code()
-    return value if await store.issue(hash_token(value), code, now) else None
+    issued = AuditEvent(
+        now, code.user_id, "code.issued", code.client_id,
+        {"client_id": code.client_id, "scope": code.scope, "redirect_uri": code.redirect_uri},
+        user=code.user_id,
+    )  # fmt: skip
+    return value if await store.issue(hash_token(value), code, now, [issued]) else None
 
 
 async def redeem_code(

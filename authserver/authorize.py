@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from authserver.audit import ANONYMOUS, AuditEvent
 from authserver.authorization_codes import CODE_TTL, AuthorizationCode, issue_code
 from authserver.clients import Client
 from authserver.errors import InvalidScope, OAuthError
@@ -54,6 +55,7 @@ class AuthorizationRequest:
 @dataclass(frozen=True)
 class Redirect:
     url: str
+    error: str | None = None  # the error code sent with it, if any
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,35 @@ Params = Sequence[tuple[str, str]]
 async def authorize(
     services: Services, params: Params, session_cookie: str | None
 ) -> Redirect | SignIn:
-    """The answer to one /authorize request; raises ErrorPage when nothing may be redirected."""
+    """The answer to one /authorize request; raises ErrorPage when nothing may be redirected.
+
+    Audited: a code as `code.issued` (with the code), any other answer as `authorize` with
+    its outcome."""
+    client_id = _single(params).get("client_id")
+    try:
+        outcome = await _decide(services, params, session_cookie)
+    except ErrorPage as exc:
+        await _audit(services, client_id, "error_page", exc.description)
+        raise
+    if isinstance(outcome, SignIn):
+        await _audit(services, client_id, "sign_in")
+    elif outcome.error is not None:
+        await _audit(services, client_id, "error", outcome.error)
+    return outcome
+
+
+async def _audit(
+    services: Services, client_id: str | None, outcome: str, why: str | None = None
+) -> None:
+    detail = {"outcome": outcome} | ({"error": why} if why else {})
+    target = (client_id or "-")[:128]
+    event = AuditEvent(services.clock(), ANONYMOUS, "authorize", target, detail)
+    await services.audit.record([event])
+
+
+async def _decide(
+    services: Services, params: Params, session_cookie: str | None
+) -> Redirect | SignIn:
     client, redirect_uri, given = await trusted_target(services, params)
     state = _single(params).get("state")
     try:
@@ -246,7 +276,7 @@ def error_redirect(
 ) -> Redirect:
     """RFC 6749 §4.1.2.1: the error, its description and the state, on the redirect URI."""
     params = {"error": code, "error_description": description}
-    return Redirect(_to_client(services, redirect_uri, params, state))
+    return Redirect(_to_client(services, redirect_uri, params, state), code)
 
 
 def _to_client(

@@ -73,7 +73,9 @@ class SqlCodeStore:
         self._user = text(_ENABLED_USER + lock)
         self._session = text(_LIVE_SESSION + lock)
 
-    async def issue(self, code_hash: str, code: AuthorizationCode, now: int) -> bool:
+    async def issue(
+        self, code_hash: str, code: AuthorizationCode, now: int, audit: Sequence[AuditEvent] = ()
+    ) -> bool:
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 _ISSUE,
@@ -91,6 +93,8 @@ class SqlCodeStore:
                     "now": now,
                 },
             )
+            if result.rowcount:
+                await append_audit(conn, audit)
         return bool(result.rowcount)
 
     async def find(self, code_hash: str) -> StoredCode | None:

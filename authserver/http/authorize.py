@@ -24,6 +24,7 @@ from authserver.http.forms import read_fields
 from authserver.http.responses import NO_STORE
 from authserver.services import Services
 from authserver.sign_in import sign_in
+from authserver.telemetry import metrics
 
 
 async def authorize(request: Request) -> Response:
@@ -33,9 +34,12 @@ async def authorize(request: Request) -> Response:
     try:
         outcome = await authorizing.authorize(found, params, cookie)
     except ErrorPage as exc:
+        metrics.AUTHORIZE.labels("error_page").inc()
         return pages.error_page(request, found.settings, exc.description, 400)
     if isinstance(outcome, Redirect):
+        metrics.AUTHORIZE.labels("error" if outcome.error else "code").inc()
         return _redirect(outcome.url, 302)
+    metrics.AUTHORIZE.labels("sign_in").inc()
     # The request travels to the sign-in page unchanged, in its query string.
     return _redirect(f"{found.settings.issuer}/login?{request.url.query}", 302)
 
@@ -78,6 +82,7 @@ async def login(request: Request) -> Response:
             client_id=target.client.client_id if target else None,
         )
     except InvalidGrant as exc:
+        metrics.LOGINS_FAILED.inc()
         # The password grant's one sentence, whatever was wrong.
         return _form(request, found, target, csrf, username, exc.description, 400)
     except SlowDown as exc:
