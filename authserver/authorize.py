@@ -99,7 +99,8 @@ async def _audit(
     services: Services, client_id: str | None, outcome: str, why: str | None = None
 ) -> None:
     detail = {"outcome": outcome} | ({"error": why} if why else {})
-    target = (client_id or "-")[:128]
+    # Only what the store can hold: the refused request may name anything (a NUL, say).
+    target = client_id[:128] if client_id and storable(client_id) else "-"
     event = AuditEvent(services.clock(), ANONYMOUS, "authorize", target, detail)
     await services.audit.record([event])
 
