@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from authserver.audit import AuditEvent
-from authserver.clients import Client, check_client_fields, hash_secret, new_secret
+from authserver.clients import (
+    Client,
+    check_client_fields,
+    check_redirect_uris,
+    hash_secret,
+    new_secret,
+)
 from authserver.config import SIGNING_ALGS
 from authserver.errors import Conflict, InsufficientScope, InvalidRequest, NotFound
 from authserver.inputs import storable
@@ -81,6 +87,8 @@ async def create_user(services: Services, actor: str, body: dict[str, Any]) -> C
 async def logout_user_everywhere(services: Services, actor: str, sub: str) -> None:
     await _existing_user(services, sub)
     now = services.clock()
+    # The login session first: once it is over, no new code starts a family to miss below.
+    await services.login_sessions.end_user(sub, now)
     ended = await services.families.revoke_user(sub, "admin_logout_all", now, actor=actor)
     event = AuditEvent(now, actor, "user.logged_out_everywhere", sub, {"sessions": ended}, user=sub)
     await services.audit.record([event])
@@ -91,6 +99,7 @@ async def disable_user(services: Services, actor: str, sub: str) -> None:
     if not await services.users.disable(sub):
         raise NotFound("No user has this sub.")
     now = services.clock()
+    await services.login_sessions.end_user(sub, now)
     ended = await services.families.revoke_user(sub, "disabled", now, actor=actor)
     event = AuditEvent(now, actor, "user.disabled", sub, {"sessions": ended}, user=sub)
     await services.audit.record([event])
@@ -116,6 +125,8 @@ class CreatedClient:
             "grant_types": list(self.client.grant_types),
             "scopes": list(self.client.scopes),
             "refresh_delivery": self.client.refresh_delivery,
+            "redirect_uris": list(self.client.redirect_uris),
+            "post_logout_redirect_uris": list(self.client.post_logout_redirect_uris),
         }
         if self.secret is not None:
             body["client_secret"] = self.secret
@@ -137,6 +148,13 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
         raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
     if public and "client_credentials" in grants:
         raise InvalidRequest("A public client cannot use client_credentials (RFC 6749 §4.4).")
+    redirect_uris = _string_list(body, "redirect_uris")
+    post_logout_redirect_uris = _string_list(body, "post_logout_redirect_uris")
+    check_redirect_uris("redirect_uris", redirect_uris)
+    check_redirect_uris("post_logout_redirect_uris", post_logout_redirect_uris)
+    if "authorization_code" in grants and not redirect_uris:
+        # Without one, every /authorize request of the client would end on the error page.
+        raise InvalidRequest("The authorization_code grant needs at least one redirect_uris.")
     secret = None if public else new_secret()
     client = Client(
         client_id=client_id,
@@ -144,6 +162,8 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
         grant_types=tuple(dict.fromkeys(grants)),
         scopes=tuple(dict.fromkeys(scopes)),
         refresh_delivery="cookie" if delivery == "cookie" else "body",
+        redirect_uris=tuple(dict.fromkeys(redirect_uris)),
+        post_logout_redirect_uris=tuple(dict.fromkeys(post_logout_redirect_uris)),
     )
     now = services.clock()
     if not await services.clients.create(client, now):

@@ -17,11 +17,13 @@ from authserver.config import Settings, load_settings
 from authserver.db import migrate
 from authserver.db.accounts import SqlClientStore, SqlUserStore
 from authserver.db.audit import SqlAuditLog
+from authserver.db.codes import SqlCodeStore
 from authserver.db.denylist import SqlDenylist
 from authserver.db.engine import make_engine, ping
 from authserver.db.failures import fail_closed
 from authserver.db.families import SqlFamilyStore
 from authserver.db.keys import SqlKeyStore
+from authserver.db.login_sessions import SqlLoginSessionStore
 from authserver.db.purge import purge_periodically
 from authserver.db.throttle import SqlThrottleStore
 from authserver.http.cors import cors_middleware
@@ -36,7 +38,12 @@ from authserver.keys.sealing import key_sealer
 from authserver.passwords import Passwords
 from authserver.services import Services, wall_clock
 from authserver.telemetry import logs
-from authserver.telemetry.metrics import observed_families, observed_keys
+from authserver.telemetry.metrics import (
+    observed_codes,
+    observed_families,
+    observed_keys,
+    observed_login_sessions,
+)
 
 
 class SchemaNotReady(RuntimeError):
@@ -87,6 +94,8 @@ def build_services(
         passwords=Passwords(settings),
         audit=fail_closed(SqlAuditLog(engine)),
         throttle=fail_closed(SqlThrottleStore(engine)),
+        login_sessions=observed_login_sessions(fail_closed(SqlLoginSessionStore(engine))),
+        codes=observed_codes(fail_closed(SqlCodeStore(engine))),
         clock=clock,
     )
 

@@ -146,6 +146,16 @@ def _parser() -> argparse.ArgumentParser:
     create_client.add_argument("--grant", action="append", default=[], metavar="G")
     create_client.add_argument("--scope", action="append", default=[], metavar="S")
     create_client.add_argument("--refresh-delivery", choices=["body", "cookie"], default="body")
+    create_client.add_argument(
+        "--redirect-uri", action="append", default=[], metavar="URI", help="for /authorize"
+    )
+    create_client.add_argument(
+        "--post-logout-redirect-uri",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="for /end-session",
+    )
     create_client.set_defaults(run=_create_client)
 
     keys = commands.add_parser("keys", help="signing keys").add_subparsers(
@@ -280,6 +290,8 @@ def _create_client(args: argparse.Namespace, settings: Settings) -> int:
         "grant_types": args.grant or [],
         "scopes": args.scope,
         "refresh_delivery": args.refresh_delivery,
+        "redirect_uris": args.redirect_uri,
+        "post_logout_redirect_uris": args.post_logout_redirect_uri,
     }
 
     async def create(engine: AsyncEngine) -> admin.CreatedClient:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
+from urllib.parse import urlsplit
 
 from authserver.errors import InvalidClient, InvalidRequest
 
-GRANT_TYPES = ("password", "refresh_token", "client_credentials")
+GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
+MAX_REDIRECT_URI = 2000
 RefreshDelivery = Literal["body", "cookie"]
 
 
@@ -24,6 +27,10 @@ class Client:
     grant_types: tuple[str, ...]
     scopes: tuple[str, ...]
     refresh_delivery: RefreshDelivery = "body"
+    # Where /authorize may send the browser back, and /end-session after a logout: each
+    # compared with what a request names as an exact string (RFC 9700 §4.1.3).
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
 
     @property
     def is_public(self) -> bool:
@@ -129,3 +136,43 @@ def check_client_fields(client_id: str, grant_types: list[str], delivery: str) -
         raise InvalidRequest(f"Unknown grant type: {unknown[0]}.")
     if delivery not in ("body", "cookie"):
         raise InvalidRequest("refresh_delivery must be body or cookie.")
+
+
+def check_redirect_uris(name: str, uris: list[str]) -> None:
+    """API.md, "Clients, added": absolute URIs, https (or http on a loopback host only), with no
+    fragment. RFC 6749 §3.1.2: "The endpoint URI MUST NOT include a fragment component."
+    No user information either: `https://app.example@evil.example/` reads as one host to a
+    person and is another to the browser."""
+    for uri in uris:
+        problem = _redirect_uri_problem(uri)
+        if problem is not None:
+            raise InvalidRequest(f"Each of {name} must be {problem}.")
+
+
+def _redirect_uri_problem(uri: str) -> str | None:
+    if len(uri) > MAX_REDIRECT_URI or not uri.isascii() or not uri.isprintable() or " " in uri:
+        return f"at most {MAX_REDIRECT_URI} printable ASCII characters without spaces"
+    if "#" in uri:
+        return "without a fragment (RFC 6749 §3.1.2)"
+    try:
+        parts = urlsplit(uri)
+        host, port = parts.hostname, parts.port  # port: ValueError when malformed
+    except ValueError:
+        return "an absolute URI"
+    del port
+    if parts.scheme not in ("https", "http") or not host or parts.netloc.startswith(":"):
+        return "an absolute https URI"
+    if "@" in parts.netloc:
+        return "without user information"
+    if parts.scheme == "http" and not _loopback(host):
+        return "https (http only on a loopback host: 127.0.0.1, [::1] or localhost)"
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -93,6 +93,15 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # The hosted sign-in page (http/pages.py): a folder whose templates (login.html,
+    # error.html, signed_out.html, signin.css) replace the built-in ones of the same name;
+    # None = the built-in look.
+    templates_dir: Path | None = None
+    # The login session (single sign-on cookie): it ends after this many seconds without an
+    # /authorize that uses it, and at the latest this many seconds after the password was typed.
+    login_session_idle_ttl: int = 3600
+    login_session_ttl: int = 86_400
+
 
 # What each setting means, in one place: docs/configuration.md is generated from these and the
 # defaults above (`scripts/docs`), and tests/test_configuration_doc.py fails on a setting that
@@ -151,6 +160,14 @@ DESCRIPTIONS: dict[str, str] = {
     "interface, as in the container image.",
     "port": "The port `serve` listens on (`--port` overrides it). The container image's "
     "HEALTHCHECK asks this port: set the port here, not with `--port`, in a container.",
+    "templates_dir": "A folder whose templates (login.html, error.html, signed_out.html, "
+    "signin.css) replace the built-in ones of the hosted sign-in page (docs/sign-in.md); "
+    "unset: the built-in look.",
+    "login_session_idle_ttl": "Seconds a login session (the single sign-on cookie) lives "
+    "without an /authorize that uses it (60 to 31536000; at most "
+    "`AUTHSERVER_LOGIN_SESSION_TTL`).",
+    "login_session_ttl": "Seconds a login session lives at most after the password was typed "
+    "(60 to 31536000).",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
@@ -219,7 +236,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         host=read("HOST", _nonempty, defaults.host),
         port=read("PORT", _int_between(1, 65_535), defaults.port),
+        templates_dir=read("TEMPLATES_DIR", _directory, None),
+        login_session_idle_ttl=read(
+            "LOGIN_SESSION_IDLE_TTL", _seconds(60, 31_536_000), defaults.login_session_idle_ttl
+        ),
+        login_session_ttl=read(
+            "LOGIN_SESSION_TTL", _seconds(60, 31_536_000), defaults.login_session_ttl
+        ),
     )
+    if settings.login_session_idle_ttl > settings.login_session_ttl:
+        problems.append(
+            "AUTHSERVER_LOGIN_SESSION_IDLE_TTL: must not exceed AUTHSERVER_LOGIN_SESSION_TTL "
+            f"({settings.login_session_idle_ttl} > {settings.login_session_ttl})"
+        )
     if settings.refresh_token_ttl > settings.session_ttl:
         problems.append(
             "AUTHSERVER_REFRESH_TOKEN_TTL: must not exceed AUTHSERVER_SESSION_TTL "
@@ -289,6 +318,13 @@ def _issuer(raw: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("must have no query or fragment (RFC 8414 §2)")
     return raw.rstrip("/")
+
+
+def _directory(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_dir():
+        raise ValueError(f"must be an existing directory, got {raw!r}")
+    return path
 
 
 def _signing_alg(raw: str) -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from authserver import throttle
 from authserver.audit import ANONYMOUS, AuditEvent, username_digest
+from authserver.authorization_codes import redeem_code
 from authserver.clients import Client, ClientCredentials, authenticate_client
 from authserver.errors import (
     InvalidGrant,
@@ -15,8 +16,9 @@ from authserver.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from authserver.id_tokens import mint_id_token
 from authserver.refresh import Rotation, rotate, start_family
-from authserver.scopes import grant, parse_scope
+from authserver.scopes import OPENID, grant, parse_scope
 from authserver.services import Services
 from authserver.users import authenticate
 
@@ -30,6 +32,7 @@ class TokenResponse:
     refresh_expires_at: int | None = None
     refresh_delivery: str = "body"
     session_expires_at: int | None = None  # the family's absolute end
+    id_token: str | None = None  # OpenID Connect: a code exchange with scope openid
 
 
 Fields = Mapping[str, str]
@@ -107,6 +110,47 @@ async def _password_login(
     return await _with_refresh(services, client, rotation)
 
 
+async def authorization_code_grant(services: Services, request: GrantRequest) -> TokenResponse:
+    """RFC 6749 §4.1.3 with RFC 7636 §4.5: the code, its verifier, and the redirect URI when
+    the authorization request named one. Every failure is the one invalid_grant."""
+    fields = request.fields
+    client = await authenticate_client(services.clients, request.credentials)
+    if "authorization_code" not in client.grant_types:
+        raise UnauthorizedClient()
+    code = _required(fields, "code")
+    settings = services.settings
+    exchange = await redeem_code(
+        services.codes,
+        services.families,
+        code,
+        client_id=client.client_id,
+        redirect_uri=fields.get("redirect_uri"),
+        verifier=fields.get("code_verifier"),
+        now=services.clock(),
+        refresh_ttl=settings.refresh_token_ttl,
+        session_ttl=settings.session_ttl,
+    )
+    rotation = Rotation(
+        exchange.family, exchange.refresh_token, exchange.refresh_expires_at, exchange.code.scope
+    )
+    issued = await _with_refresh(services, client, rotation)
+    if OPENID not in exchange.code.scope.split():
+        return issued
+    # OpenID Connect Core §3.1.3.3: the token response carries an ID token.
+    redeemed = exchange.code
+    id_token = mint_id_token(
+        await services.keys.current(),
+        issuer=settings.issuer,
+        client_id=client.client_id,
+        sub=redeemed.user_id,
+        now=services.clock(),
+        auth_time=redeemed.auth_time,
+        nonce=redeemed.nonce,
+        access_token=issued.access_token,
+    )
+    return replace(issued, id_token=id_token)
+
+
 async def refresh_token_grant(services: Services, request: GrantRequest) -> TokenResponse:
     credentials, fields = request.credentials, request.fields
     client = await authenticate_client(services.clients, credentials)
@@ -166,6 +210,7 @@ def _required(fields: Fields, name: str) -> str:
 
 
 GRANTS: dict[str, Grant] = {
+    "authorization_code": authorization_code_grant,
     "password": password_grant,
     "refresh_token": refresh_token_grant,
     "client_credentials": client_credentials_grant,

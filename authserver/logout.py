@@ -43,7 +43,10 @@ async def logout_all(services: Services, bearer: str | None) -> int:
     """Revokes every family of the bearer token's subject; returns how many were live."""
     claims = await authenticate_bearer(services, bearer)
     sub = str(claims["sub"])
-    return await services.families.revoke_user(sub, "logout_all", services.clock(), actor=sub)
+    now = services.clock()
+    # Everywhere includes the browser's single sign-on: no client signs in from it again.
+    await services.login_sessions.end_user(sub, now)
+    return await services.families.revoke_user(sub, "logout_all", now, actor=sub)
 
 
 async def revoke(

@@ -9,6 +9,10 @@ from authserver.errors import InvalidScope
 # scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 ADMIN = "admin"
+# OpenID Connect Core §3.1.2.1: `openid` marks a request as OpenID Connect; it is a protocol
+# switch, not a permission, so every user holds it. `profile` is an ordinary scope here.
+OPENID = "openid"
+PROFILE = "profile"
 
 
 def parse_scope(raw: str | None) -> tuple[str, ...] | None:

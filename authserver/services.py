@@ -9,10 +9,12 @@ from typing import Any
 
 from authserver.access_tokens import AccessToken, mint_access_token, verify_access_token
 from authserver.audit import AuditLog
+from authserver.authorization_codes import CodeStore
 from authserver.clients import ClientStore
 from authserver.config import Settings
 from authserver.denylist import Denylist
 from authserver.keys.manager import SigningKeys
+from authserver.login_sessions import LoginSessionStore
 from authserver.passwords import Passwords
 from authserver.refresh import FamilyStore
 from authserver.throttle import ThrottleStore
@@ -34,6 +36,8 @@ class Services:
     passwords: Passwords
     audit: AuditLog
     throttle: ThrottleStore
+    login_sessions: LoginSessionStore
+    codes: CodeStore
     clock: Callable[[], int] = field(default=wall_clock)
 
     async def mint(

@@ -35,6 +35,8 @@ ISSUER = "http://authserver.test"
 KEK = base64.b64encode(b"k" * 32).decode()
 # Tables emptied before every test, children first.
 TABLES = (
+    "authorization_codes",
+    "login_sessions",
     "refresh_tokens",
     "refresh_families",
     "denied_access_tokens",
@@ -205,6 +207,8 @@ class Registry:
         grant_types: tuple[str, ...] = ("client_credentials",),
         scopes: tuple[str, ...] = ("profile",),
         refresh_delivery: str = "body",
+        redirect_uris: tuple[str, ...] = (),
+        post_logout_redirect_uris: tuple[str, ...] = (),
     ) -> str | None:
         """Registers a client; returns its secret (None for a public one)."""
         secret = None if public else new_secret()
@@ -214,6 +218,8 @@ class Registry:
             grant_types=grant_types,
             scopes=scopes,
             refresh_delivery=refresh_delivery,  # type: ignore[arg-type]
+            redirect_uris=redirect_uris,
+            post_logout_redirect_uris=post_logout_redirect_uris,
         )
         assert await self.services.clients.create(client, self.services.clock())
         return secret

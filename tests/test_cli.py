@@ -327,6 +327,33 @@ async def test_a_created_client_gets_a_working_secret(cli: Cli, http: httpx.Asyn
     assert wrong.status_code == 401
 
 
+async def test_clients_create_takes_redirect_uris(cli: Cli) -> None:
+    created = cli(
+        "clients", "create", "web", "--public", "--grant", "authorization_code",
+        "--redirect-uri", "https://app.example/cb", "--redirect-uri", "http://127.0.0.1:5173/",
+        "--post-logout-redirect-uri", "https://app.example/bye",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    engine = create_async_engine(cli.database_url, poolclass=NullPool)
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(text("SELECT redirect_uris, post_logout_redirect_uris FROM clients"))
+        ).one()
+    await engine.dispose()
+    assert tuple(row) == (
+        "https://app.example/cb http://127.0.0.1:5173/",
+        "https://app.example/bye",
+    )
+
+    fragment = cli(
+        "clients", "create", "other", "--public", "--grant", "authorization_code",
+        "--redirect-uri", "https://app.example/cb#x",
+    )  # fmt: skip
+    assert_one_line_error(fragment, "redirect_uris", "fragment")
+    no_uri = cli("clients", "create", "other", "--public", "--grant", "authorization_code")
+    assert_one_line_error(no_uri, "redirect_uris")
+
+
 def test_clients_create_refuses_bad_input(cli: Cli) -> None:
     assert cli("clients", "create", "svc").returncode == 0
 
@@ -633,6 +660,8 @@ def test_users_and_clients_created_by_the_cli_are_audited_as_cli(cli: Cli) -> No
                 "grant_types": ["client_credentials"],
                 "scopes": ["read"],
                 "refresh_delivery": "body",
+                "redirect_uris": [],
+                "post_logout_redirect_uris": [],
             },
         ),
     ]

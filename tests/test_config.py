@@ -316,3 +316,38 @@ def test_where_serve_listens_is_a_setting() -> None:
     assert problems_for({"AUTHSERVER_PORT": "70000"}) == [
         "AUTHSERVER_PORT: must be between 1 and 65535, got 70000"
     ]
+
+
+def test_the_sign_in_settings_are_read_and_checked(tmp_path: Path) -> None:
+    defaults = load_settings({})
+    assert (defaults.login_session_idle_ttl, defaults.login_session_ttl) == (3600, 86_400)
+    assert defaults.templates_dir is None
+    read = load_settings(
+        {
+            "AUTHSERVER_LOGIN_SESSION_IDLE_TTL": "600",
+            "AUTHSERVER_LOGIN_SESSION_TTL": "7200",
+            "AUTHSERVER_TEMPLATES_DIR": str(tmp_path),
+        }
+    )
+    assert (read.login_session_idle_ttl, read.login_session_ttl) == (600, 7200)
+    assert read.templates_dir == tmp_path
+
+    with pytest.raises(SettingsError) as refused:
+        load_settings(
+            {
+                "AUTHSERVER_LOGIN_SESSION_IDLE_TTL": "7200",
+                "AUTHSERVER_LOGIN_SESSION_TTL": "3600",
+            }
+        )
+    assert refused.value.problems[0].startswith("AUTHSERVER_LOGIN_SESSION_IDLE_TTL: must not")
+    with pytest.raises(SettingsError) as missing:
+        load_settings(
+            {
+                "AUTHSERVER_TEMPLATES_DIR": str(tmp_path / "none"),
+                "AUTHSERVER_LOGIN_SESSION_TTL": "10",
+            }
+        )
+    assert [p.split(":")[0] for p in missing.value.problems] == [
+        "AUTHSERVER_TEMPLATES_DIR",
+        "AUTHSERVER_LOGIN_SESSION_TTL",
+    ]

@@ -90,6 +90,8 @@ class SqlClientStore:
             grant_types=tuple(row.grant_types.split()),
             scopes=tuple(row.scopes.split()),
             refresh_delivery=row.refresh_delivery,
+            redirect_uris=tuple(row.redirect_uris.split()),
+            post_logout_redirect_uris=tuple(row.post_logout_redirect_uris.split()),
         )
 
     async def create(self, client: Client, now: int) -> bool:
@@ -102,6 +104,9 @@ class SqlClientStore:
                         grant_types=" ".join(client.grant_types),
                         scopes=" ".join(client.scopes),
                         refresh_delivery=client.refresh_delivery,
+                        # Space-separated, as the scopes: a registered URI has no spaces.
+                        redirect_uris=" ".join(client.redirect_uris),
+                        post_logout_redirect_uris=" ".join(client.post_logout_redirect_uris),
                         created_at=now,
                     )
                 )

@@ -52,6 +52,9 @@ class ClientRow(Base):
     scopes: Mapped[str] = mapped_column(Text)  # space-separated
     refresh_delivery: Mapped[str] = mapped_column(String(8), default="body")
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # 0006: space-separated absolute URIs, compared as exact strings (clients.py).
+    redirect_uris: Mapped[str] = mapped_column(Text, default="", server_default="")
+    post_logout_redirect_uris: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class SigningKeyRow(Base):
@@ -91,6 +94,9 @@ class FamilyRow(Base):
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, index=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
+    # 0006: the login session whose authorization code started the family, so /end-session
+    # revokes what it started; NULL for password logins.
+    login_session_id: Mapped[str | None] = mapped_column(String(36), index=True)
 
 
 class RefreshTokenRow(Base):
@@ -140,3 +146,38 @@ class LoginThrottleRow(Base):
     # Attempts in flight (0005): their count, and since when it has been above zero.
     pending: Mapped[int] = mapped_column(Integer, server_default="0")
     pending_since: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class LoginSessionRow(Base):
+    """0006: the single sign-on session behind the login-session cookie."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of the cookie
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)  # when the password was typed: auth_time
+    last_used_at: Mapped[int] = mapped_column(BigInteger)  # the idle lifetime counts from here
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)  # absolute end
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AuthorizationCodeRow(Base):
+    """0006: authorization codes, kept after use (until purged) so a replay is recognised."""
+
+    __tablename__ = "authorization_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    login_session_id: Mapped[str] = mapped_column(String(36))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    redirect_uri_given: Mapped[bool] = mapped_column(Boolean)  # named in the /authorize request
+    code_challenge: Mapped[str] = mapped_column(String(128))  # S256
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(Text)
+    auth_time: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
+    family_id: Mapped[str | None] = mapped_column(String(36))  # the family its first use started

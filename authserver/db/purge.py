@@ -6,7 +6,11 @@
   revoked in that same window) needs them;
 - denied access tokens past their expiry (already `exp` + leeway when written);
 - login throttle buckets quiet for longer than the throttle forgets;
-- audit events older than the retention (AUTHSERVER_AUDIT_RETENTION_DAYS).
+- audit events older than the retention (AUTHSERVER_AUDIT_RETENTION_DAYS);
+- authorization codes never used once expired; used ones once no family their first use
+  started can still be alive (the session TTL after they expired), since until then a replay
+  must find them to revoke that family;
+- login sessions past their absolute end or ended.
 
 A purge deletes in batches of at most `BATCH` rows per table, each batch one short
 transaction, until a batch finds less than a full one: a backlog (purging was off, or the
@@ -65,6 +69,17 @@ _THROTTLE = text("""
         WHERE last_failure_at < :before AND blocked_until < :before
           AND (pending = 0 OR pending_since < :before) LIMIT :batch)
 """)
+_CODES = text("""
+    DELETE FROM authorization_codes WHERE code_hash IN (
+        SELECT code_hash FROM authorization_codes
+        WHERE (used_at IS NULL AND expires_at <= :now) OR expires_at < :used_before
+        LIMIT :batch)
+""")
+_LOGIN_SESSIONS = text("""
+    DELETE FROM login_sessions WHERE id IN (
+        SELECT id FROM login_sessions WHERE expires_at <= :now OR revoked_at IS NOT NULL
+        LIMIT :batch)
+""")
 _AUDIT = text("""
     DELETE FROM audit_events WHERE id IN (
         SELECT id FROM audit_events WHERE at < :before LIMIT :batch)
@@ -78,6 +93,8 @@ class Purged:
     denied_access_tokens: int
     throttle_buckets: int
     audit_events: int
+    authorization_codes: int = 0
+    login_sessions: int = 0
 
     def __str__(self) -> str:
         return ", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in vars(self).items())
@@ -90,7 +107,12 @@ class Purged:
     def most_in_one_table(self) -> int:
         # Tokens are not counted: a batch of families may carry any number of them.
         return max(
-            self.families, self.denied_access_tokens, self.throttle_buckets, self.audit_events
+            self.families,
+            self.denied_access_tokens,
+            self.throttle_buckets,
+            self.audit_events,
+            self.authorization_codes,
+            self.login_sessions,
         )
 
 
@@ -125,12 +147,18 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
     throttle = await conn.execute(_THROTTLE, {"before": quiet, "batch": batch})
     retention = now - settings.audit_retention_days * 86_400
     audit = await conn.execute(_AUDIT, {"before": retention, "batch": batch})
+    codes = await conn.execute(
+        _CODES, {"now": now, "used_before": now - settings.session_ttl, "batch": batch}
+    )
+    login_sessions = await conn.execute(_LOGIN_SESSIONS, {"now": now, "batch": batch})
     return Purged(
         families=int(families),
         refresh_tokens=int(tokens),
         denied_access_tokens=int(denied.rowcount),
         throttle_buckets=int(throttle.rowcount),
         audit_events=int(audit.rowcount),
+        authorization_codes=int(codes.rowcount),
+        login_sessions=int(login_sessions.rowcount),
     )
 
 

@@ -40,3 +40,55 @@ def _cookie(settings: Settings, value: str, max_age: int) -> str:
         flags.append("Secure")
     flags.append("SameSite=Strict")
     return "; ".join(flags)
+
+
+# The login session (API.md, "Login session"): SameSite=Lax, not Strict, because the browser
+# arrives at /authorize by a top-level navigation from the client's site, and single sign-on
+# needs the cookie on exactly that request. Lax still keeps it off cross-site POSTs and
+# sub-resource requests.
+SESSION_SECURE_NAME = "__Host-authserver_session"
+SESSION_INSECURE_NAME = "authserver_session"
+# The sign-in form's CSRF token (double submit): Strict, so a form posted from another site
+# arrives without it and is refused.
+CSRF_SECURE_NAME = "__Host-authserver_csrf"
+CSRF_INSECURE_NAME = "authserver_csrf"
+
+
+def session_cookie_name(settings: Settings) -> str:
+    return SESSION_SECURE_NAME if settings.cookie_secure else SESSION_INSECURE_NAME
+
+
+def read_session_cookie(request: Request, settings: Settings) -> str | None:
+    return request.cookies.get(session_cookie_name(settings)) or None
+
+
+def set_session_cookie(response: Response, settings: Settings, token: str, max_age: int) -> None:
+    name = session_cookie_name(settings)
+    response.headers.append("Set-Cookie", _named(settings, name, token, max(0, max_age), "Lax"))
+
+
+def clear_session_cookie(response: Response, settings: Settings) -> None:
+    name = session_cookie_name(settings)
+    response.headers.append("Set-Cookie", _named(settings, name, "", 0, "Lax"))
+
+
+def read_csrf_cookie(request: Request, settings: Settings) -> str | None:
+    name = CSRF_SECURE_NAME if settings.cookie_secure else CSRF_INSECURE_NAME
+    return request.cookies.get(name) or None
+
+
+def set_csrf_cookie(response: Response, settings: Settings, token: str) -> None:
+    name = CSRF_SECURE_NAME if settings.cookie_secure else CSRF_INSECURE_NAME
+    # No Max-Age: it lives as long as the browser session, like the form it protects.
+    response.headers.append("Set-Cookie", _named(settings, name, token, None, "Strict"))
+
+
+def _named(settings: Settings, name: str, value: str, max_age: int | None, same_site: str) -> str:
+    flags = [f"{name}={value}", "Path=/"]
+    if max_age is not None:
+        flags.append(f"Max-Age={max_age}")
+    flags.append("HttpOnly")
+    if settings.cookie_secure:
+        flags.append("Secure")
+    flags.append(f"SameSite={same_site}")
+    return "; ".join(flags)

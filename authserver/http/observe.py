@@ -87,7 +87,7 @@ class Observe:
             count, latency = self._series(method, route, status)
             count.inc()
             latency.observe(seconds)
-            if route == "/token" and status == 429:
+            if route in ("/token", "/login") and status == 429:
                 metrics.LOGINS_THROTTLED.inc()
             access_logger.info(
                 "%s %s %d%s",

@@ -88,6 +88,13 @@ def _json_body(schema: Schema, required: bool = False) -> Schema:
 
 
 NO_CONTENT = {"204": {"description": "done (also when there was nothing to do)"}}
+REDIRECT_302 = {"302": {"description": "a redirect (Location): to the client, or to /login"}}
+
+
+def HTML_PAGE(status: str, description: str) -> dict[str, Any]:  # noqa: N802 - reads as a constant
+    return {status: {"description": description, "content": {"text/html": {}}}}
+
+
 BASIC: list[dict[str, list[str]]] = [{"clientBasic": []}, {}]  # or client_id/secret in the body
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 ADMIN: list[dict[str, list[str]]] = [{"bearer": ["admin"]}]
@@ -149,8 +156,101 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "tags": ["discovery"],
         "responses": {**_json({"type": "object"}, "OpenAPI 3.1"), **_errors()},
     },
+    ("GET", "/authorize"): {
+        "summary": "Starts a sign-in (authorization code + PKCE S256, OpenID Connect).",
+        "tags": ["sign-in"],
+        "parameters": [
+            {"name": name, "in": "query", "schema": {"type": "string"}}
+            for name in (
+                "response_type",
+                "client_id",
+                "redirect_uri",
+                "scope",
+                "state",
+                "code_challenge",
+                "code_challenge_method",
+                "nonce",
+                "prompt",
+                "max_age",
+            )
+        ],
+        "responses": {
+            **REDIRECT_302,
+            **HTML_PAGE("400", "unknown client or redirect URI: an error page, never a redirect"),
+            **_errors(),
+        },
+    },
+    ("GET", "/login"): {
+        "summary": "The hosted sign-in page for a pending authorization request.",
+        "tags": ["sign-in"],
+        "responses": {
+            **HTML_PAGE("200", "the sign-in form"),
+            **REDIRECT_302,
+            **HTML_PAGE("400", "an error page"),
+            **_errors(),
+        },
+    },
+    ("POST", "/login"): {
+        "summary": "The sign-in form's answer: username, password and the CSRF token.",
+        "tags": ["sign-in"],
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": _strings("username", "password", "csrf_token"),
+                    }
+                }
+            },
+        },
+        "responses": {
+            "303": {"description": "signed in: on to the client with a code"},
+            **HTML_PAGE("400", "the form again with one error sentence, or an error page"),
+            **HTML_PAGE("403", "the CSRF token or the Origin does not match"),
+            **HTML_PAGE("429", "throttled: the form again, with Retry-After"),
+            **_errors(413, 415),
+        },
+    },
+    ("GET", "/assets/signin.css"): {
+        "summary": "The sign-in pages' stylesheet.",
+        "tags": ["sign-in"],
+        "responses": {
+            "200": {
+                "description": "the stylesheet",
+                "content": {"text/css": {"schema": {"type": "string"}}},
+            },
+            **_errors(),
+        },
+    },
+    **{
+        (method, "/userinfo"): {
+            "summary": "The signed-in user's claims (OpenID Connect Core §5.3).",
+            "tags": ["sign-in"],
+            "security": BEARER,
+            "responses": {**_json(_ref("UserInfo"), "the claims"), **_errors(401, 403)},
+        }
+        for method in ("GET", "POST")
+    },
+    **{
+        (method, "/end-session"): {
+            "summary": "RP-initiated logout: ends the login session and what it started.",
+            "tags": ["sign-in"],
+            "parameters": [
+                {"name": name, "in": "query", "schema": {"type": "string"}}
+                for name in ("id_token_hint", "client_id", "post_logout_redirect_uri", "state")
+            ],
+            "responses": {
+                "303": {"description": "on to the registered post-logout URI"},
+                **HTML_PAGE("200", "the signed-out page"),
+                **HTML_PAGE("400", "a post-logout URI not registered: nothing ended"),
+                **_errors(413, 415),
+            },
+        }
+        for method in ("GET", "POST")
+    },
     ("POST", "/token"): {
-        "summary": "The token endpoint (RFC 6749): password, refresh_token, client_credentials.",
+        "summary": "The token endpoint (RFC 6749): every grant, authorization_code included.",
         "operationId": "token",
         "tags": ["tokens"],
         "security": BASIC,
@@ -343,6 +443,11 @@ SCHEMAS: dict[str, Schema] = {
             }
         },
     },
+    "UserInfo": {
+        "type": "object",
+        "required": ["sub"],
+        "properties": _strings("sub", "preferred_username"),
+    },
     "Metadata": {
         "type": "object",
         "required": ["issuer", "jwks_uri", "token_endpoint", "grant_types_supported"],
@@ -359,10 +464,18 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {
             "grant_type": {
                 "type": "string",
-                "enum": ["password", "refresh_token", "client_credentials"],
+                "enum": ["password", "refresh_token", "client_credentials", "authorization_code"],
             },
             **_strings(
-                "username", "password", "client_id", "client_secret", "scope", "refresh_token"
+                "username",
+                "password",
+                "client_id",
+                "client_secret",
+                "scope",
+                "refresh_token",
+                "code",
+                "redirect_uri",
+                "code_verifier",
             ),
         },
     },
@@ -382,7 +495,7 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["access_token", "token_type", "expires_in", "scope"],
         "properties": {
-            **_strings("access_token", "scope", "refresh_token"),
+            **_strings("access_token", "scope", "refresh_token", "id_token"),
             "token_type": {"type": "string", "const": "Bearer"},
             "expires_in": {"type": "integer"},
         },

@@ -25,7 +25,7 @@ async def token(request: Request) -> Response:
     if grant_type == "refresh_token":
         fields = _with_cookie(request, found, fields)
     credentials = client_credentials(request, fields)
-    if grant_type in ("password", "refresh_token"):
+    if grant_type in ("password", "refresh_token", "authorization_code"):
         await _check_cookie_client(request, found, credentials)
     address = client_address(request, found.settings.trusted_proxies)
     with observe_grant(grant_type):  # metrics: tokens issued, logins failed
@@ -71,6 +71,8 @@ def _render(found: Services, issued: TokenResponse) -> Response:
         "expires_in": issued.expires_in,
         "scope": issued.scope,
     }
+    if issued.id_token is not None:
+        body["id_token"] = issued.id_token
     in_cookie = issued.refresh_delivery == "cookie" and issued.refresh_token is not None
     if issued.refresh_token is not None and not in_cookie:
         body["refresh_token"] = issued.refresh_token

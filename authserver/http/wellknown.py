@@ -8,9 +8,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from authserver.http.context import services
+from authserver.scopes import OPENID, PROFILE
 
-GRANT_TYPES = ["password", "refresh_token", "client_credentials"]
+GRANT_TYPES = ["authorization_code", "password", "refresh_token", "client_credentials"]
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+# What ID tokens (id_tokens.py) and /userinfo (oidc.py) may carry.
+CLAIMS = [
+    "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "amr", "at_hash",
+    "preferred_username",
+]  # fmt: skip
 
 
 async def jwks(request: Request) -> Response:
@@ -39,12 +45,6 @@ async def oauth_metadata(request: Request) -> Response:
 
 async def openid_configuration(request: Request) -> Response:
     metadata = await _metadata(request)
-    # OpenID Discovery requires these members. authserver issues no ID tokens; the values
-    # describe the access tokens so generic clients can read the document.
-    metadata["subject_types_supported"] = ["public"]
-    metadata["id_token_signing_alg_values_supported"] = metadata[
-        "access_token_signing_alg_values_supported"
-    ]
     return JSONResponse(metadata, headers={"Cache-Control": "public, max-age=300"})
 
 
@@ -57,11 +57,23 @@ async def _metadata(request: Request) -> dict[str, Any]:
         "token_endpoint": f"{issuer}/token",
         "revocation_endpoint": f"{issuer}/revoke",
         "introspection_endpoint": f"{issuer}/introspect",
+        "authorization_endpoint": f"{issuer}/authorize",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "end_session_endpoint": f"{issuer}/end-session",
         "grant_types_supported": GRANT_TYPES,
-        "response_types_supported": [],  # no authorization endpoint: nothing to ask it for
-        "scopes_supported": await found.clients.scopes_in_use(),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        # RFC 9700 §2.1.1: PKCE for every client, and only S256 (pkce.py).
+        "code_challenge_methods_supported": ["S256"],
+        # RFC 9207: every authorization response names its issuer.
+        "authorization_response_iss_parameter_supported": True,
+        "scopes_supported": sorted({OPENID, PROFILE, *await found.clients.scopes_in_use()}),
         "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS[:2],
         "access_token_signing_alg_values_supported": found.keys.ring.signing_algs,
+        # OpenID Connect Discovery 1.0 §3.
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": found.keys.ring.signing_algs,
+        "claims_supported": CLAIMS,
     }

@@ -22,9 +22,11 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from authserver.authorization_codes import CodeStore
 from authserver.keys.lifecycle import Transition
 from authserver.keys.manager import KeyStore
 from authserver.keys.records import KeyRecord
+from authserver.login_sessions import Ended, LoginSessionStore
 from authserver.refresh import Family, FamilyStore
 
 REQUESTS = Counter(
@@ -76,10 +78,24 @@ DB_CONNECTIONS_IN_USE = Gauge(
     multiprocess_mode="livesum",
 )
 
-GRANTS = frozenset({"password", "refresh_token", "client_credentials"})
+AUTHORIZE = Counter(
+    "authserver_authorize_requests_total",
+    "GET /authorize answers, by outcome: code (back to the client with one), sign_in (to the "
+    "sign-in page), error (back to the client with an error), error_page (not redirected).",
+    ["outcome"],
+)
+AUTHORIZE_OUTCOMES = ("code", "sign_in", "error", "error_page")
+LOGIN_SESSIONS_STARTED = Counter(
+    "authserver_login_sessions_started_total", "Sign-ins on the hosted page (login sessions)."
+)
+CODES_ISSUED = Counter("authserver_codes_issued_total", "Authorization codes issued.")
+
+GRANTS = frozenset({"authorization_code", "password", "refresh_token", "client_credentials"})
 KEY_ACTIONS = ("rotate", "scheduled", "revoke")
 for _action in KEY_ACTIONS:  # at 0 from the start, so rate() and increase() see the first one
     SIGNING_KEY_CHANGES.labels(_action)
+for _outcome in AUTHORIZE_OUTCOMES:
+    AUTHORIZE.labels(_outcome)
 
 
 def grant_label(grant_type: str | None) -> str:
@@ -124,6 +140,51 @@ class _ObservedFamilies:
         if count:
             FAMILIES_REVOKED.labels(_reason(args, kwargs)).inc(count)
         return count
+
+
+def observed_login_sessions(store: LoginSessionStore) -> LoginSessionStore:
+    """`store`, counting sign-ins and the families /end-session revokes."""
+    return _ObservedLoginSessions(store)
+
+
+class _ObservedLoginSessions:
+    def __init__(self, store: LoginSessionStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def start(self, *args: Any, **kwargs: Any) -> bool:
+        started = bool(await self._store.start(*args, **kwargs))
+        if started:
+            LOGIN_SESSIONS_STARTED.inc()
+        return started
+
+    async def end(self, *args: Any, **kwargs: Any) -> Ended | None:
+        ended = await self._store.end(*args, **kwargs)
+        if ended is not None and ended.families:
+            FAMILIES_REVOKED.labels("end_session").inc(len(ended.families))
+        return ended
+
+
+def observed_codes(store: CodeStore) -> CodeStore:
+    """`store`, counting the codes issued (the ones redeemed are tokens issued by grant, and a
+    replay is a family revoked with reason code_replay)."""
+    return _ObservedCodes(store)
+
+
+class _ObservedCodes:
+    def __init__(self, store: CodeStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def issue(self, *args: Any, **kwargs: Any) -> bool:
+        issued = bool(await self._store.issue(*args, **kwargs))
+        if issued:
+            CODES_ISSUED.inc()
+        return issued
 
 
 def _reason(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

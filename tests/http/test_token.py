@@ -547,7 +547,7 @@ BAD_BODIES: list[tuple[str, str | None, bytes, int, str]] = [
     (
         "unsupported grant type",
         "application/x-www-form-urlencoded",
-        b"grant_type=authorization_code&code=x&client_id=spa",
+        b"grant_type=urn:ietf:params:oauth:grant-type:device_code&device_code=x&client_id=spa",
         400,
         "unsupported_grant_type",
     ),

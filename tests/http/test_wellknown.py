@@ -178,7 +178,7 @@ async def test_metadata_describes_the_server(
     assert meta["revocation_endpoint"] == f"{ISSUER}/revoke"
     assert meta["introspection_endpoint"] == f"{ISSUER}/introspect"
     assert {"password", "refresh_token", "client_credentials"} <= set(meta["grant_types_supported"])
-    assert "authorization_code" not in meta["grant_types_supported"]
+    assert "authorization_code" in meta["grant_types_supported"]  # the browser sign-in
     assert {"client_secret_basic", "client_secret_post", "none"} <= set(
         meta["token_endpoint_auth_methods_supported"]
     )

@@ -1,0 +1,182 @@
+"""Authorization codes (RFC 6749 §4.1): issued by /authorize, exchanged once at /token.
+
+A code is 128+ random bits (here 256), stored only as its SHA-256, valid 60 s, and bound to the
+client, the redirect URI, the PKCE challenge, the scope, the nonce, the user and the login
+session. Its exchange is settled by the store in one conditional UPDATE: of any number of racing
+exchanges on any number of instances, at most one finds it unused. A used code is kept (until
+purged) with the family its first use started, so presenting it again revokes that family
+(RFC 6749 §4.1.2).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from authserver.audit import AuditEvent
+from authserver.errors import InvalidGrant
+from authserver.pkce import s256, verifier_matches
+from authserver.refresh import (
+    Family,
+    FamilyStore,
+    family_revoked,
+    hash_token,
+    new_family_id,
+    new_refresh_token,
+)
+
+CODE_TTL = 60  # seconds (API.md)
+
+
+@dataclass(frozen=True)
+class AuthorizationCode:
+    client_id: str
+    user_id: str
+    login_session_id: str
+    redirect_uri: str  # the one the browser was sent to
+    redirect_uri_given: bool  # whether the /authorize request named it
+    code_challenge: str
+    scope: str
+    nonce: str | None
+    auth_time: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class StoredCode:
+    code: AuthorizationCode
+    used_at: int | None
+    family_id: str | None  # the family its first use started
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What a successful exchange yields: the code's grant and the family it started."""
+
+    code: AuthorizationCode
+    family: Family
+    refresh_token: str
+    refresh_expires_at: int
+
+
+class CodeStore(Protocol):
+    async def issue(
+        self, code_hash: str, code: AuthorizationCode, now: int, audit: Sequence[AuditEvent] = ()
+    ) -> bool:
+        """Stores the code and appends `audit`, only if its login session is live and its
+        user enabled."""
+        ...
+
+    async def find(self, code_hash: str) -> StoredCode | None: ...
+
+    async def redeem(
+        self,
+        code_hash: str,
+        expected: AuthorizationCode,
+        now: int,
+        family: Family,
+        token_hash: str,
+        refresh_expires_at: int,
+        audit: Sequence[AuditEvent] = (),
+    ) -> bool:
+        """In one transaction: marks the code used with `family` as the one it started, in one
+        UPDATE that requires it unused, unexpired and still bound as `expected` says; then,
+        with the user (enabled) and the login session (live) locked against a concurrent
+        disable or end, stores the family, its first refresh token and `audit`. False, with
+        nothing changed, when any of that fails."""
+        ...
+
+
+def new_code() -> str:
+    return secrets.token_urlsafe(32)
+
+
+async def issue_code(store: CodeStore, code: AuthorizationCode, now: int) -> str | None:
+    """The code's value, or None when its login session ended or its user was disabled."""
+    value = new_code()
+    issued = AuditEvent(
+        now, code.user_id, "code.issued", code.client_id,
+        {"client_id": code.client_id, "scope": code.scope, "redirect_uri": code.redirect_uri},
+        user=code.user_id,
+    )  # fmt: skip
+    return value if await store.issue(hash_token(value), code, now, [issued]) else None
+
+
+async def redeem_code(
+    store: CodeStore,
+    families: FamilyStore,
+    value: str,
+    *,
+    client_id: str,
+    redirect_uri: str | None,
+    verifier: str | None,
+    now: int,
+    refresh_ttl: int,
+    session_ttl: int,
+) -> Exchange:
+    """Exchanges a code for a new family, or raises InvalidGrant (one sentence for every cause).
+
+    The bindings are compared in constant time against the stored code first, so a wrong
+    verifier, client or redirect URI changes nothing (the code stays usable by its holder);
+    the store then settles single use in one UPDATE that re-checks them.
+    """
+    code_hash = hash_token(value)
+    stored = await store.find(code_hash)
+    if stored is None:
+        raise InvalidGrant(detail="unknown authorization code")
+    if stored.used_at is not None:
+        await _replayed(families, stored, client_id, now)
+    code = stored.code
+    if code.expires_at <= now:
+        raise InvalidGrant(detail="authorization code expired")
+    if not _same(code.client_id, client_id):
+        raise InvalidGrant(detail="authorization code of another client")
+    # RFC 6749 §4.1.3: redirect_uri is required if it was included in the authorization
+    # request, and the values MUST be identical.
+    if (code.redirect_uri_given or redirect_uri is not None) and not _same(
+        code.redirect_uri, redirect_uri or ""
+    ):
+        raise InvalidGrant(detail="redirect_uri does not match the authorization request")
+    if not verifier_matches(verifier, code.code_challenge):
+        raise InvalidGrant(detail="code_verifier does not match the code_challenge")
+    assert verifier is not None
+    family = Family(new_family_id(), code.user_id, client_id, code.scope, now, now + session_ttl)
+    token = new_refresh_token()
+    expires_at = min(now + refresh_ttl, family.expires_at)
+    redeemed = AuditEvent(
+        now, client_id, "code.redeemed", family.id, {"client_id": client_id, "scope": code.scope},
+        user=code.user_id, family=family.id,
+    )  # fmt: skip
+    # The store re-checks the challenge derived from the verifier, not the one read above.
+    expected = replace(code, code_challenge=s256(verifier))
+    token_hash = hash_token(token)
+    if not await store.redeem(code_hash, expected, now, family, token_hash, expires_at, [redeemed]):
+        # Used by a racing exchange meanwhile (a replay too), or its user or session ended.
+        again = await store.find(code_hash)
+        if again is not None and again.used_at is not None:
+            await _replayed(families, again, client_id, now)
+        raise InvalidGrant(detail="authorization code no longer redeemable")
+    return Exchange(code, family, token, expires_at)
+
+
+async def _replayed(families: FamilyStore, stored: StoredCode, client_id: str, now: int) -> None:
+    """RFC 6749 §4.1.2: if an authorization code is used more than once, the authorization
+    server MUST deny the request and SHOULD revoke (when possible) all tokens previously issued
+    based on that authorization code."""
+    code = stored.code
+    if stored.family_id is not None:
+        family = Family(stored.family_id, code.user_id, code.client_id, code.scope, 0, 0)
+        replay = AuditEvent(
+            now, client_id, "code.replayed", stored.family_id, {"client_id": code.client_id},
+            user=code.user_id, family=stored.family_id,
+        )  # fmt: skip
+        events = [replay, family_revoked(family, "code_replay", client_id, now)]
+        await families.revoke(stored.family_id, "code_replay", now, events)
+    raise InvalidGrant(detail="authorization code replayed: its family is revoked")
+
+
+def _same(stored: str, presented: str) -> bool:
+    return hmac.compare_digest(stored.encode(), presented.encode())

@@ -1,0 +1,301 @@
+"""GET /authorize: is this authorization request valid, and where does the browser go next?
+
+RFC 6749 §4.1.1, RFC 7636 (PKCE, S256 only), RFC 9207 (`iss` in every response), OpenID
+Connect Core §3.1.2 (`nonce`, `prompt`, `max_age`). Three answers:
+
+- `ErrorPage`: the client or the redirect URI cannot be trusted, so nothing is sent there
+  (RFC 6749 §4.1.2.1); the HTTP layer shows a 400 page.
+- `SignIn`: the user must type their password (no live login session, `prompt=login`, or the
+  session is older than `max_age`); the hosted page (sign_in.py) finishes the request.
+- `Redirect`: back to the client, with a code or an error, `state` and `iss`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from authserver.audit import ANONYMOUS, AuditEvent
+from authserver.authorization_codes import CODE_TTL, AuthorizationCode, issue_code
+from authserver.clients import Client
+from authserver.errors import InvalidScope, OAuthError
+from authserver.inputs import storable
+from authserver.login_sessions import LoginSession, hash_session_token
+from authserver.pkce import check_challenge
+from authserver.scopes import OPENID, grant, parse_scope
+from authserver.services import Services
+
+MAX_STATE = 1024
+MAX_NONCE = 512
+PROMPTS = ("none", "login")
+
+
+class ErrorPage(Exception):
+    """An error that must not be sent to the redirect URI; `description` is shown."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    client: Client
+    redirect_uri: str
+    redirect_uri_given: bool
+    state: str | None
+    scope: tuple[str, ...] | None
+    code_challenge: str
+    nonce: str | None
+    prompt: str | None
+    max_age: int | None
+
+
+@dataclass(frozen=True)
+class Redirect:
+    url: str
+    error: str | None = None  # the error code sent with it, if any
+
+
+@dataclass(frozen=True)
+class SignIn:
+    request: AuthorizationRequest
+
+
+class _Refused(Exception):
+    """A redirectable error: `code` and `description` go to the client."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+Params = Sequence[tuple[str, str]]
+
+
+async def authorize(
+    services: Services, params: Params, session_cookie: str | None
+) -> Redirect | SignIn:
+    """The answer to one /authorize request; raises ErrorPage when nothing may be redirected.
+
+    Audited: a code as `code.issued` (with the code), any other answer as `authorize` with
+    its outcome."""
+    client_id = _single(params).get("client_id")
+    try:
+        outcome = await _decide(services, params, session_cookie)
+    except ErrorPage as exc:
+        await _audit(services, client_id, "error_page", exc.description)
+        raise
+    if isinstance(outcome, SignIn):
+        await _audit(services, client_id, "sign_in")
+    elif outcome.error is not None:
+        await _audit(services, client_id, "error", outcome.error)
+    return outcome
+
+
+async def _audit(
+    services: Services, client_id: str | None, outcome: str, why: str | None = None
+) -> None:
+    detail = {"outcome": outcome} | ({"error": why} if why else {})
+    # Only what the store can hold: the refused request may name anything (a NUL, say).
+    target = client_id[:128] if client_id and storable(client_id) else "-"
+    event = AuditEvent(services.clock(), ANONYMOUS, "authorize", target, detail)
+    await services.audit.record([event])
+
+
+async def _decide(
+    services: Services, params: Params, session_cookie: str | None
+) -> Redirect | SignIn:
+    client, redirect_uri, given = await trusted_target(services, params)
+    state = _single(params).get("state")
+    try:
+        request = _parse(client, redirect_uri, given, params)
+    except _Refused as exc:
+        return error_redirect(services, redirect_uri, exc.code, exc.description, state)
+    session = await live_session(services, session_cookie)
+    if session is not None and _too_old(services, request, session):
+        session = None
+    if request.prompt == "none":
+        if session is None:
+            # OpenID Connect Core §3.1.2.6: login_required, the end-user must authenticate.
+            return error_redirect(
+                services, redirect_uri, "login_required", "The user is not signed in.", state
+            )
+        return await complete(services, request, session)
+    if request.prompt == "login" or session is None:
+        return SignIn(request)
+    return await complete(services, request, session)
+
+
+async def live_session(services: Services, cookie: str | None) -> LoginSession | None:
+    if not cookie or len(cookie) > 256:
+        return None
+    settings = services.settings
+    return await services.login_sessions.touch(
+        hash_session_token(cookie), services.clock(), settings.login_session_idle_ttl
+    )
+
+
+async def trusted_target(services: Services, params: Params) -> tuple[Client, str, bool]:
+    """The client and the redirect URI to answer to: (client, uri, whether the request named
+    it). RFC 6749 §4.1.2.1: if the request fails due to a missing, invalid, or mismatching
+    redirection URI, or if the client identifier is missing or invalid, the authorization
+    server SHOULD inform the resource owner of the error and MUST NOT automatically redirect
+    the user-agent to the invalid redirection URI."""
+    counts: dict[str, int] = {}
+    for name, value in params:
+        counts[name] = counts.get(name, 0) + 1
+        if not (storable(name) and storable(value)):
+            raise ErrorPage("The request contains a character not allowed.")
+    values = _single(params)
+    client_id = values.get("client_id")
+    if not client_id or counts["client_id"] > 1 or len(client_id) > 128:
+        raise ErrorPage("The request names no client, or more than one.")
+    client = await services.clients.get(client_id)
+    if client is None:
+        raise ErrorPage("The client is not registered.")
+    if counts.get("redirect_uri", 0) > 1:
+        raise ErrorPage("The request names more than one redirect URI.")
+    uri = values.get("redirect_uri")
+    if uri is None:
+        if len(client.redirect_uris) != 1:
+            raise ErrorPage("The request must name its redirect URI.")
+        return client, client.redirect_uris[0], False
+    # RFC 9700 §4.1.3 / §2.1: redirect URIs compared with exact string matching.
+    if uri not in client.redirect_uris:
+        raise ErrorPage("The redirect URI is not registered for this client.")
+    return client, uri, True
+
+
+async def resume(services: Services, params: Params) -> AuthorizationRequest | Redirect | None:
+    """For the sign-in page, which carries the authorization request in its query string: the
+    request, checked again as /authorize checks it (the page's URL is anyone's to edit); a
+    Redirect with the error; None for a bare sign-in with no request. Raises ErrorPage."""
+    if not params:
+        return None
+    client, redirect_uri, given = await trusted_target(services, params)
+    try:
+        return _parse(client, redirect_uri, given, params)
+    except _Refused as exc:
+        state = _single(params).get("state")
+        return error_redirect(services, redirect_uri, exc.code, exc.description, state)
+
+
+def _parse(client: Client, redirect_uri: str, given: bool, params: Params) -> AuthorizationRequest:
+    names = [name for name, _ in params]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        # RFC 6749 §3.1: request and response parameters MUST NOT be included more than once.
+        raise _Refused("invalid_request", f"The parameter {repeated[0][:40]} is repeated.")
+    values = dict(params)
+    if values.get("state") is not None and len(values["state"]) > MAX_STATE:
+        raise _Refused("invalid_request", "state is too long.")
+    response_type = values.get("response_type")
+    if not response_type:
+        raise _Refused("invalid_request", "response_type is required.")
+    if response_type != "code":
+        raise _Refused("unsupported_response_type", "Only response_type=code is supported.")
+    if "authorization_code" not in client.grant_types:
+        raise _Refused("unauthorized_client", "This client may not use the authorization code.")
+    try:
+        challenge = check_challenge(
+            values.get("code_challenge"), values.get("code_challenge_method")
+        )
+    except OAuthError as exc:
+        raise _Refused("invalid_request", exc.description) from None
+    try:
+        scope = parse_scope(values.get("scope"))
+        if scope is not None and not set(scope) <= {*client.scopes}:
+            raise InvalidScope()
+    except InvalidScope as exc:
+        raise _Refused("invalid_scope", exc.description) from None
+    nonce = values.get("nonce")
+    if nonce is not None and (not nonce or len(nonce) > MAX_NONCE):
+        raise _Refused("invalid_request", f"nonce must be 1 to {MAX_NONCE} characters.")
+    prompt = values.get("prompt")
+    if prompt is not None and prompt not in PROMPTS:
+        raise _Refused("invalid_request", "prompt must be none or login.")
+    return AuthorizationRequest(
+        client=client,
+        redirect_uri=redirect_uri,
+        redirect_uri_given=given,
+        state=values.get("state"),
+        scope=scope,
+        code_challenge=challenge,
+        nonce=nonce,
+        prompt=prompt,
+        max_age=_max_age(values.get("max_age")),
+    )
+
+
+def _max_age(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 10:
+        raise _Refused("invalid_request", "max_age must be a whole number of seconds.")
+    return int(raw)
+
+
+def _too_old(services: Services, request: AuthorizationRequest, session: LoginSession) -> bool:
+    # OpenID Connect Core §3.1.2.1: if the elapsed time is greater than max_age, the OP MUST
+    # attempt to actively re-authenticate the end-user.
+    return request.max_age is not None and services.clock() - session.auth_time > request.max_age
+
+
+async def complete(
+    services: Services, request: AuthorizationRequest, session: LoginSession
+) -> Redirect | SignIn:
+    """Issues the code for a signed-in user and sends the browser back with it."""
+    user = await services.users.by_id(session.user_id)
+    if user is None or user.disabled:
+        return SignIn(request)
+    client = request.client
+    scope = grant(request.scope, client.scopes, (*user.scopes, OPENID))
+    now = services.clock()
+    code = AuthorizationCode(
+        client_id=client.client_id,
+        user_id=user.id,
+        login_session_id=session.id,
+        redirect_uri=request.redirect_uri,
+        redirect_uri_given=request.redirect_uri_given,
+        code_challenge=request.code_challenge,
+        scope=scope,
+        nonce=request.nonce,
+        auth_time=session.auth_time,
+        expires_at=now + CODE_TTL,
+    )
+    value = await issue_code(services.codes, code, now)
+    if value is None:  # the session ended, or the user was disabled, a moment ago
+        return SignIn(request)
+    return Redirect(_to_client(services, request.redirect_uri, {"code": value}, request.state))
+
+
+def error_redirect(
+    services: Services, redirect_uri: str, code: str, description: str, state: str | None
+) -> Redirect:
+    """RFC 6749 §4.1.2.1: the error, its description and the state, on the redirect URI."""
+    params = {"error": code, "error_description": description}
+    return Redirect(_to_client(services, redirect_uri, params, state), code)
+
+
+def _to_client(
+    services: Services, redirect_uri: str, params: dict[str, str], state: str | None
+) -> str:
+    if state is not None:
+        params["state"] = state
+    # RFC 9207 §2: the iss parameter in every authorization response, errors included, so a
+    # client talking to several servers knows which one answered (mix-up defence).
+    params["iss"] = services.settings.issuer
+    # RFC 6749 §3.1.2: the query component of a registered URI MUST be retained.
+    separator = "&" if "?" in redirect_uri else "?"
+    return redirect_uri + separator + urlencode(params)
+
+
+def _single(params: Params) -> dict[str, str]:
+    """The first value of each parameter (repeats are refused where they matter)."""
+    values: dict[str, str] = {}
+    for name, value in params:
+        values.setdefault(name, value)
+    return values

@@ -1,0 +1,109 @@
+"""SQL behind login sessions (the single sign-on cookie)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from authserver.audit import AuditEvent
+from authserver.db.audit import append_audit
+from authserver.db.engine import is_postgres
+from authserver.login_sessions import Ended, LoginSession
+
+# As families.start: FOR SHARE holds the user row until the session commits, so a concurrent
+# disable waits for it (and then ends it with the rest) or commits first (and this finds no row).
+_ENABLED_USER = "SELECT 1 FROM users WHERE id = :user_id AND NOT disabled"
+
+_INSERT = text("""
+INSERT INTO login_sessions (id, token_hash, user_id, created_at, last_used_at, expires_at)
+VALUES (:id, :token_hash, :user_id, :now, :now, :expires_at)
+""")
+
+# Alive, used within the idle lifetime, its user enabled: decided and touched in one statement.
+_TOUCH = text("""
+UPDATE login_sessions SET last_used_at = :now
+WHERE token_hash = :token_hash AND revoked_at IS NULL AND expires_at > :now
+  AND last_used_at > :idle_after
+  AND EXISTS (SELECT 1 FROM users AS u WHERE u.id = login_sessions.user_id AND NOT u.disabled)
+RETURNING id, user_id, created_at, expires_at
+""")
+
+# The row lock this UPDATE takes waits for any code exchange holding the session FOR SHARE;
+# the families UPDATE after it (a new snapshot) then sees the family that exchange stored.
+_END = text("""
+UPDATE login_sessions SET revoked_at = :now
+WHERE token_hash = :token_hash AND revoked_at IS NULL
+RETURNING id, user_id, created_at, expires_at
+""")
+
+_END_FAMILIES = text("""
+UPDATE refresh_families SET revoked_at = :now, revoked_reason = 'end_session'
+WHERE login_session_id = :login_session_id AND revoked_at IS NULL
+RETURNING id, client_id
+""")
+
+_END_USER = text("""
+UPDATE login_sessions SET revoked_at = :now WHERE user_id = :user_id AND revoked_at IS NULL
+""")
+
+
+class SqlLoginSessionStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._check_user = text(_ENABLED_USER + (" FOR SHARE" if is_postgres(engine) else ""))
+
+    async def start(
+        self, session: LoginSession, token_hash: str, now: int, audit: Sequence[AuditEvent] = ()
+    ) -> bool:
+        async with self._engine.begin() as conn:
+            if (await conn.execute(self._check_user, {"user_id": session.user_id})).first() is None:
+                return False
+            await conn.execute(
+                _INSERT,
+                {
+                    "id": session.id,
+                    "token_hash": token_hash,
+                    "user_id": session.user_id,
+                    "now": now,
+                    "expires_at": session.expires_at,
+                },
+            )
+            await append_audit(conn, audit)
+        return True
+
+    async def touch(self, token_hash: str, now: int, idle_ttl: int) -> LoginSession | None:
+        params = {"token_hash": token_hash, "now": now, "idle_after": now - idle_ttl}
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(_TOUCH, params)).first()
+        if row is None:
+            return None
+        return LoginSession(row.id, row.user_id, row.created_at, row.expires_at)
+
+    async def end(self, token_hash: str, now: int, client_id: str | None) -> Ended | None:
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(_END, {"token_hash": token_hash, "now": now})).first()
+            if row is None:
+                return None
+            families = (
+                await conn.execute(_END_FAMILIES, {"login_session_id": row.id, "now": now})
+            ).all()
+            user = row.user_id
+            detail = {"client_id": client_id, "families": len(families)}
+            events = [AuditEvent(now, user, "end_session", row.id, detail, user=user)]
+            events += [
+                AuditEvent(
+                    now, user, "family.revoked", f.id,
+                    {"reason": "end_session", "client_id": f.client_id}, user=user, family=f.id,
+                )
+                for f in families
+            ]  # fmt: skip
+            await append_audit(conn, events)
+        session = LoginSession(row.id, row.user_id, row.created_at, row.expires_at)
+        return Ended(session, tuple((f.id, f.client_id) for f in families))
+
+    async def end_user(self, user_id: str, now: int) -> int:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(_END_USER, {"user_id": user_id, "now": now})
+        return int(result.rowcount or 0)

@@ -1,0 +1,142 @@
+"""GET /authorize, and the hosted sign-in page GET|POST /login that finishes its requests."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from authserver import authorize as authorizing
+from authserver.authorize import AuthorizationRequest, ErrorPage, Redirect
+from authserver.errors import InvalidGrant, SlowDown
+from authserver.http import pages
+from authserver.http.addresses import client_address
+from authserver.http.context import services
+from authserver.http.cookies import (
+    read_csrf_cookie,
+    read_session_cookie,
+    set_csrf_cookie,
+    set_session_cookie,
+)
+from authserver.http.forms import read_fields
+from authserver.http.responses import NO_STORE
+from authserver.services import Services
+from authserver.sign_in import sign_in
+from authserver.telemetry import metrics
+
+
+async def authorize(request: Request) -> Response:
+    found = services(request)
+    params = request.query_params.multi_items()
+    cookie = read_session_cookie(request, found.settings)
+    try:
+        outcome = await authorizing.authorize(found, params, cookie)
+    except ErrorPage as exc:
+        metrics.AUTHORIZE.labels("error_page").inc()
+        return pages.error_page(request, found.settings, exc.description, 400)
+    if isinstance(outcome, Redirect):
+        metrics.AUTHORIZE.labels("error" if outcome.error else "code").inc()
+        return _redirect(outcome.url, 302)
+    metrics.AUTHORIZE.labels("sign_in").inc()
+    # The request travels to the sign-in page unchanged, in its query string.
+    return _redirect(f"{found.settings.issuer}/login?{request.url.query}", 302)
+
+
+async def login_form(request: Request) -> Response:
+    found = services(request)
+    try:
+        target = await authorizing.resume(found, request.query_params.multi_items())
+    except ErrorPage as exc:
+        return pages.error_page(request, found.settings, exc.description, 400)
+    if isinstance(target, Redirect):
+        return _redirect(target.url, 302)
+    csrf = read_csrf_cookie(request, found.settings) or secrets.token_urlsafe(32)
+    response = _form(request, found, target, csrf)
+    set_csrf_cookie(response, found.settings, csrf)
+    return response
+
+
+async def login(request: Request) -> Response:
+    found = services(request)
+    settings = found.settings
+    fields = await read_fields(request)
+    if not _same_browser(request, found, fields):
+        description = "This sign-in form has expired or came from another site. Reload the page."
+        return pages.error_page(request, settings, description, 403)
+    try:
+        target = await authorizing.resume(found, request.query_params.multi_items())
+    except ErrorPage as exc:
+        return pages.error_page(request, settings, exc.description, 400)
+    if isinstance(target, Redirect):
+        return _redirect(target.url, 303)
+    csrf = fields["csrf_token"]
+    username = fields.get("username", "")
+    try:
+        session, cookie = await sign_in(
+            found,
+            username=username,
+            password=fields.get("password", ""),
+            address=client_address(request, settings.trusted_proxies),
+            client_id=target.client.client_id if target else None,
+        )
+    except InvalidGrant as exc:
+        metrics.LOGINS_FAILED.inc()
+        # The password grant's one sentence, whatever was wrong.
+        return _form(request, found, target, csrf, username, exc.description, 400)
+    except SlowDown as exc:
+        message = f"Too many failed sign-ins. Try again in {exc.retry_after} seconds."
+        headers = {"Retry-After": str(exc.retry_after)}
+        return _form(request, found, target, csrf, username, message, 429, headers)
+    if target is None:
+        response = pages.render(request, settings, "signed_in.html", {})
+    else:
+        outcome = await authorizing.complete(found, target, session)
+        if isinstance(outcome, Redirect):
+            response = _redirect(outcome.url, 303)
+        else:
+            response = _form(request, found, target, csrf)
+    set_session_cookie(response, settings, cookie, session.expires_at - found.clock())
+    return response
+
+
+def _same_browser(request: Request, found: Services, fields: dict[str, str]) -> bool:
+    """Login CSRF: the form's hidden token must equal the Strict cookie set with the form,
+    which a page on another site can neither read nor have the browser send; and an Origin,
+    when the browser sends one, must be ours."""
+    cookie = read_csrf_cookie(request, found.settings)
+    field = fields.get("csrf_token")
+    if not cookie or not field or not hmac.compare_digest(cookie.encode(), field.encode()):
+        return False
+    origin = request.headers.get("origin")
+    return origin is None or origin == pages.origin_of(found.settings.issuer)
+
+
+def _form(
+    request: Request,
+    found: Services,
+    target: AuthorizationRequest | None,
+    csrf: str,
+    username: str = "",
+    error: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    query = request.url.query
+    context = {
+        "action": "/login" + (f"?{query}" if query else ""),
+        "csrf_token": csrf,
+        "client_id": target.client.client_id if target else None,
+        "username": username,
+        "error": error,
+    }
+    targets = (pages.origin_of(target.redirect_uri),) if target else ()
+    return pages.render(
+        request, found.settings, "login.html", context, status, form_targets=targets,
+        headers=headers,
+    )  # fmt: skip
+
+
+def _redirect(url: str, status: int) -> Response:
+    return RedirectResponse(url, status, headers=NO_STORE)

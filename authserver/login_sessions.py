@@ -1,0 +1,86 @@
+"""Login sessions: the single sign-on behind the `authserver_session` cookie.
+
+A password typed into the hosted sign-in page starts one; while it lives (used within the idle
+lifetime, younger than the absolute one, not ended, its user enabled), another client's
+/authorize answers without the form. The cookie is 256 random bits and only its SHA-256 is
+stored, like refresh tokens. Whether a session is alive is decided by the store in the statement
+that uses it, so an ended session or a disabled user is seen by every instance at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from authserver.audit import AuditEvent
+from authserver.errors import InvalidGrant
+
+
+@dataclass(frozen=True)
+class LoginSession:
+    id: str
+    user_id: str
+    auth_time: int  # when the password was typed (OpenID Connect's auth_time)
+    expires_at: int  # absolute end
+
+
+@dataclass(frozen=True)
+class Ended:
+    """What ending a login session ended: the session and the families it started."""
+
+    session: LoginSession
+    families: tuple[tuple[str, str], ...]  # (family id, client_id)
+
+
+class LoginSessionStore(Protocol):
+    """Every method is one transaction of its own."""
+
+    async def start(
+        self, session: LoginSession, token_hash: str, now: int, audit: Sequence[AuditEvent] = ()
+    ) -> bool:
+        """Stores the session and appends `audit`, only if its user is enabled as it commits
+        (a concurrent disable waits for it, or wins and this stores nothing)."""
+        ...
+
+    async def touch(self, token_hash: str, now: int, idle_ttl: int) -> LoginSession | None:
+        """The live session of this cookie, its idle clock restarted, in one statement; None
+        when it is unknown, ended, idle or past its end, or its user is disabled or gone."""
+        ...
+
+    async def end(self, token_hash: str, now: int, client_id: str | None) -> Ended | None:
+        """Ends the session (if live) and revokes every family it started, in one transaction
+        that waits for any code exchange of the session still running; appends an
+        `end_session` audit event and one `family.revoked` per family with them."""
+        ...
+
+    async def end_user(self, user_id: str, now: int) -> int:
+        """Ends every live login session of the user; returns how many."""
+        ...
+
+
+def new_session_token() -> str:
+    return secrets.token_urlsafe(32)  # 256 random bits
+
+
+def hash_session_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def start_login_session(
+    store: LoginSessionStore, user_id: str, now: int, ttl: int, client_id: str | None
+) -> tuple[LoginSession, str]:
+    """A new session for a user whose password was just checked, and its cookie value.
+    InvalidGrant when the user was disabled or deleted meanwhile (the store decides)."""
+    session = LoginSession(str(uuid.uuid4()), user_id, now, now + ttl)
+    token = new_session_token()
+    event = AuditEvent(
+        now, user_id, "login.succeeded", user_id, {"client_id": client_id, "via": "sign_in_page"},
+        user=user_id,
+    )  # fmt: skip
+    if not await store.start(session, hash_session_token(token), now, [event]):
+        raise InvalidGrant(detail="user disabled or deleted during the sign-in")
+    return session, token

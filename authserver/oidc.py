@@ -1,0 +1,75 @@
+"""OpenID Connect's own endpoints: /userinfo (Core §5.3) and /end-session (RP-Initiated Logout).
+
+ID tokens themselves are minted with the code exchange (grants.py, id_tokens.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from authserver.authorize import ErrorPage
+from authserver.errors import InsufficientScope, InvalidToken
+from authserver.id_tokens import hinted_client
+from authserver.inputs import storable
+from authserver.introspection import authenticate_bearer
+from authserver.login_sessions import hash_session_token
+from authserver.scopes import OPENID, PROFILE
+from authserver.services import Services
+
+
+async def userinfo(services: Services, bearer: str | None) -> dict[str, Any]:
+    """The signed-in user's claims for a live access token with scope openid."""
+    claims = await authenticate_bearer(services, bearer)
+    scopes = str(claims.get("scope", "")).split()
+    if OPENID not in scopes:
+        raise InsufficientScope(detail="userinfo without the openid scope")
+    user = await services.users.by_id(str(claims["sub"]))
+    if user is None or user.disabled:
+        raise InvalidToken(detail="userinfo for a user gone or disabled")
+    body: dict[str, Any] = {"sub": user.id}
+    if PROFILE in scopes:
+        body["preferred_username"] = user.username
+    return body
+
+
+@dataclass(frozen=True)
+class SignedOut:
+    redirect_to: str | None  # the client's post-logout URI (with state), or None: our page
+
+
+async def end_session(
+    services: Services, params: dict[str, str], session_cookie: str | None
+) -> SignedOut:
+    """RP-Initiated Logout 1.0 §2-§3: ends the login session and every family it started.
+
+    A post_logout_redirect_uri must be registered, exactly, by the client that `client_id`
+    or the `id_token_hint` names (both, if given, must agree); otherwise ErrorPage and nothing
+    is ended, so the endpoint cannot serve as an open redirector."""
+    if not all(storable(name) and storable(value) for name, value in params.items()):
+        raise ErrorPage("The request contains a character not allowed.")
+    client_id = params.get("client_id") or None
+    hint = params.get("id_token_hint")
+    if hint:
+        hinted = hinted_client(services.keys.ring, hint, services.settings.issuer)
+        if hinted is None:
+            raise ErrorPage("The id_token_hint is not an ID token of this server.")
+        if client_id is not None and client_id != hinted[0]:
+            raise ErrorPage("The id_token_hint was issued to another client.")
+        client_id = hinted[0]
+    target = params.get("post_logout_redirect_uri")
+    if target is not None:
+        client = await services.clients.get(client_id) if client_id else None
+        if client is None or target not in client.post_logout_redirect_uris:
+            raise ErrorPage("The post-logout redirect URI is not registered for this client.")
+    now = services.clock()
+    if session_cookie and len(session_cookie) <= 256:
+        await services.login_sessions.end(hash_session_token(session_cookie), now, client_id)
+    if target is None:
+        return SignedOut(None)
+    state = params.get("state")
+    if state is None:
+        return SignedOut(target)
+    separator = "&" if "?" in target else "?"
+    return SignedOut(target + separator + urlencode({"state": state}))

@@ -1,0 +1,133 @@
+"""Helpers of the browser sign-in tests: a browser that signs in, PKCE pairs, an admin token."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from tests.conftest import ISSUER, Registry, password_login
+
+WEB = "web"
+CALLBACK = "https://app.example/cb"
+PASSWORD = "correct horse"
+# The login session and CSRF cookies are Secure unless this: httpx keeps the browser's cookies,
+# and sends Secure ones over https only.
+INSECURE_COOKIES = {"cookie_secure": "false", "allowed_origins": "https://app.example"}
+
+
+async def admin_headers(http: httpx.AsyncClient, registry: Registry) -> dict[str, str]:
+    """Headers of an admin user's bearer token (the spa client must exist)."""
+    await registry.user("root", "correct horse", admin=True)
+    response = await password_login(http, "root", client_id="spa", scope="admin")
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(verifier, S256 challenge), RFC 7636 §4.1-4.2."""
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def query(location: str) -> dict[str, str]:
+    values = parse_qs(urlsplit(location).query, keep_blank_values=True)
+    assert all(len(v) == 1 for v in values.values()), location
+    return {name: v[0] for name, v in values.items()}
+
+
+def csrf_token(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+def form_action(html: str) -> str:
+    found = re.search(r'<form method="post" action="([^"]+)"', html)
+    assert found, html
+    return found.group(1).replace("&amp;", "&")
+
+
+@dataclass
+class Flow:
+    """One authorization request, as a client sends it."""
+
+    verifier: str
+    params: dict[str, str]
+
+    @classmethod
+    def new(cls, client_id: str = WEB, **extra: str) -> Flow:
+        verifier, challenge = pkce_pair()
+        params = {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": CALLBACK,
+            "state": "st-" + secrets.token_urlsafe(8),
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            **extra,
+        }
+        return cls(verifier, {k: v for k, v in params.items() if v != ""})
+
+
+async def authorize(http: httpx.AsyncClient, params: dict[str, Any]) -> httpx.Response:
+    return await http.get("/authorize", params=params)
+
+
+async def sign_in(
+    http: httpx.AsyncClient, login_url: str, username: str = "alice", password: str = PASSWORD
+) -> httpx.Response:
+    """Opens the sign-in page and posts its form, as a browser would."""
+    page = await http.get(login_url)
+    assert page.status_code == 200, page.text
+    form = {"csrf_token": csrf_token(page.text), "username": username, "password": password}
+    return await http.post(form_action(page.text), data=form)
+
+
+async def code_for(
+    http: httpx.AsyncClient, flow: Flow, username: str = "alice", password: str = PASSWORD
+) -> str:
+    """Runs the browser part: /authorize, the sign-in page if asked, back with a code."""
+    response = await authorize(http, flow.params)
+    assert response.status_code == 302, response.text
+    location = response.headers["location"]
+    if location.startswith(f"{ISSUER}/login"):
+        response = await sign_in(http, location, username, password)
+        assert response.status_code == 303, response.text
+        location = response.headers["location"]
+    answer = query(location)
+    assert location.startswith(flow.params.get("redirect_uri", CALLBACK) + "?"), location
+    assert answer["state"] == flow.params["state"] and answer["iss"] == ISSUER, answer
+    return answer["code"]
+
+
+async def exchange(
+    http: httpx.AsyncClient, code: str, flow: Flow, /, **overrides: str
+) -> httpx.Response:
+    fields = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": flow.params.get("redirect_uri", CALLBACK),
+        "code_verifier": flow.verifier,
+        "client_id": flow.params["client_id"],
+        **overrides,
+    }
+    return await http.post("/token", data={k: v for k, v in fields.items() if v != ""})
+
+
+async def web_client(registry: Registry, client_id: str = WEB, **extra: Any) -> str | None:
+    options: dict[str, Any] = {
+        "public": True,
+        "grant_types": ("authorization_code", "refresh_token"),
+        "scopes": ("openid", "profile"),
+        "redirect_uris": (CALLBACK, "https://app.example/other"),
+        **extra,
+    }
+    return await registry.client(client_id, **options)

@@ -1,0 +1,241 @@
+"""The hosted sign-in page GET|POST /login (API.md): HTML that works without JavaScript,
+CSRF-protected, throttled and worded like the password grant, with strict headers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from authserver.app import create_app
+from authserver.errors import InvalidGrant
+from tests.conftest import ISSUER, Registry, make_settings
+from tests.http.signin import (
+    CALLBACK,
+    INSECURE_COOKIES,
+    WEB,
+    Flow,
+    admin_headers,
+    authorize,
+    csrf_token,
+    form_action,
+    query,
+    sign_in,
+    web_client,
+)
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, str]:
+    return INSECURE_COOKIES
+
+
+@pytest.fixture
+async def alice(registry: Registry) -> str:
+    return await registry.user("alice", "correct horse")
+
+
+@pytest.fixture
+async def login_url(client: httpx.AsyncClient, registry: Registry) -> str:
+    await web_client(registry)
+    response = await authorize(client, Flow.new(WEB).params)
+    location: str = response.headers["location"]
+    assert location.startswith(f"{ISSUER}/login?")
+    return location
+
+
+def assert_strict_headers(response: httpx.Response) -> None:
+    csp = response.headers["content-security-policy"]
+    directives = {d.split()[0]: d.split()[1:] for d in csp.split("; ")}
+    assert directives["default-src"] == ["'none'"]
+    assert "'self'" in directives["form-action"]
+    assert directives["frame-ancestors"] == ["'none'"]  # clickjacking
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["content-type"].startswith("text/html")
+
+
+async def test_the_page_is_an_accessible_form_that_needs_no_javascript(
+    client: httpx.AsyncClient, login_url: str
+) -> None:
+    page = await client.get(login_url)
+
+    assert page.status_code == 200
+    assert_strict_headers(page)
+    html = page.text
+    assert '<html lang="en">' in html
+    assert "<script" not in html
+    assert len(re.findall(r"<form ", html)) == 1 and '<form method="post"' in html
+    assert '<label for="username">' in html and '<label for="password">' in html
+    assert re.search(
+        r'<input id="username" name="username" type="text" autocomplete="username"', html
+    )
+    assert re.search(r'name="password" type="password" autocomplete="current-password"', html)
+    assert csrf_token(html)
+    assert form_action(html) == login_url.removeprefix(ISSUER)
+    assert "<strong>web</strong>" in html  # which application asks
+    # The form's answer redirects to the client: its origin is a form-action target.
+    assert "https://app.example" in page.headers["content-security-policy"]
+    css = await client.get("/assets/signin.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert ":focus-visible" in css.text
+
+
+async def test_a_wrong_password_or_unknown_user_gets_the_password_grants_one_sentence(
+    client: httpx.AsyncClient, alice: str, login_url: str
+) -> None:
+    for username, password in [("alice", "wrong horse"), ("nobody", "correct horse")]:
+        response = await sign_in(client, login_url, username, password)
+        assert response.status_code == 400
+        assert_strict_headers(response)
+        assert InvalidGrant.description in response.text
+        assert 'role="alert"' in response.text and 'aria-invalid="true"' in response.text
+        assert (
+            "set-cookie" not in response.headers or "session" not in response.headers["set-cookie"]
+        )
+
+
+async def test_a_form_without_the_browsers_csrf_token_is_refused(
+    client: httpx.AsyncClient, alice: str, login_url: str
+) -> None:
+    page = await client.get(login_url)
+    token, action = csrf_token(page.text), form_action(page.text)
+    fields = {"username": "alice", "password": "correct horse"}
+
+    # Login CSRF: a page elsewhere posts the attacker's credentials, without our cookie ...
+    client.cookies.clear()
+    foreign = await client.post(action, data={**fields, "csrf_token": token})
+    # ... or with a token of its own.
+    page = await client.get(login_url)
+    forged = await client.post(action, data={**fields, "csrf_token": "forged-" + token})
+    missing = await client.post(action, data=fields)
+    from_elsewhere = await client.post(
+        action, data={**fields, "csrf_token": csrf_token(page.text)},
+        headers={"Origin": "https://evil.example"},
+    )  # fmt: skip
+
+    for response in (foreign, forged, missing, from_elsewhere):
+        assert response.status_code == 403, response.text
+        assert_strict_headers(response)
+        assert "authserver_session" not in response.headers.get("set-cookie", "")
+
+
+async def test_throttling_shows_slow_down_as_a_page(
+    client: httpx.AsyncClient, alice: str, login_url: str, engine: AsyncEngine
+) -> None:
+    statuses = [
+        (await sign_in(client, login_url, "alice", "wrong horse")).status_code for _ in range(7)
+    ]
+    assert statuses[:6] == [400] * 6 and statuses[6] == 429
+    blocked = await sign_in(client, login_url, "alice", "correct horse")
+    assert blocked.status_code == 429
+    assert int(blocked.headers["retry-after"]) >= 1
+    assert "Too many failed sign-ins" in blocked.text
+    assert_strict_headers(blocked)
+    async with engine.connect() as conn:
+        sessions = (await conn.execute(text("SELECT count(*) FROM login_sessions"))).scalar()
+    assert sessions == 0
+
+
+async def test_a_disabled_user_cannot_sign_in(
+    client: httpx.AsyncClient, alice: str, login_url: str, registry: Registry, spa: str
+) -> None:
+    root = await admin_headers(client, registry)
+    assert (await client.post(f"/admin/users/{alice}/disable", headers=root)).status_code == 204
+    response = await sign_in(client, login_url)
+    assert response.status_code == 400
+    assert InvalidGrant.description in response.text
+
+
+async def test_a_bare_sign_in_starts_a_session_that_clients_then_use(
+    client: httpx.AsyncClient, alice: str, registry: Registry
+) -> None:
+    response = await sign_in(client, "/login")
+    assert response.status_code == 200
+    assert "You are signed in" in response.text
+    await web_client(registry)
+    flow = Flow.new(WEB, prompt="none")
+    answer = await authorize(client, flow.params)
+    assert answer.headers["location"].startswith(CALLBACK + "?code=")
+
+
+async def test_a_tampered_request_on_the_page_is_checked_again(
+    client: httpx.AsyncClient, alice: str, login_url: str
+) -> None:
+    evil = login_url.replace("app.example%2Fcb", "evil.example%2Fcb")
+    assert (await client.get(evil)).status_code == 400
+    page = await client.get(login_url)
+    response = await client.post(
+        form_action(page.text).replace("app.example%2Fcb", "evil.example%2Fcb"),
+        data={
+            "csrf_token": csrf_token(page.text),
+            "username": "alice",
+            "password": "correct horse",
+        },
+    )
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    plain = login_url.replace("code_challenge_method=S256", "code_challenge_method=plain")
+    downgraded = await client.get(plain)
+    assert downgraded.status_code == 302
+    assert query(downgraded.headers["location"])["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("settings_overrides", [{}])
+async def test_the_cookies_are_host_only_secure_and_httponly(
+    app: Starlette, registry: Registry, alice: str
+) -> None:
+    await web_client(registry)
+    transport = httpx.ASGITransport(app=app)
+    https = "https://authserver.test"
+    async with httpx.AsyncClient(transport=transport, base_url=https) as browser:
+        first = await authorize(browser, Flow.new(WEB).params)
+        page = await browser.get(first.headers["location"])
+        csrf_cookie = page.headers["set-cookie"]
+        assert csrf_cookie.startswith("__Host-authserver_csrf=")
+        assert {"Path=/", "HttpOnly", "Secure", "SameSite=Strict"} <= set(csrf_cookie.split("; "))
+        form = {
+            "csrf_token": csrf_token(page.text),
+            "username": "alice",
+            "password": "correct horse",
+        }
+        signed_in = await browser.post(form_action(page.text), data=form)
+    assert signed_in.status_code == 303, signed_in.text
+    cookie = signed_in.headers["set-cookie"]
+    assert cookie.startswith("__Host-authserver_session=")
+    flags = set(cookie.split("; ")[1:])
+    assert {"Path=/", "HttpOnly", "Secure", "SameSite=Lax", "Max-Age=86400"} <= flags
+    assert not any(flag.lower().startswith("domain") for flag in flags)
+
+
+async def test_templates_can_be_replaced(
+    database_url: str, tmp_path: Path, engine: AsyncEngine, registry: Registry
+) -> None:
+    """AUTHSERVER_TEMPLATES_DIR: its files replace the built-in ones of the same name; the
+    others are still found."""
+    folder = tmp_path / "look"
+    folder.mkdir()
+    (folder / "signin.css").write_text("body { background: hotpink; }\n")
+    (folder / "error.html").write_text("<!doctype html><h1>Acme: {{ description }}</h1>\n")
+    settings = make_settings(
+        database_url, tmp_path / "keys", templates_dir=str(folder), **INSECURE_COOKIES
+    )
+    await web_client(registry)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as browser:
+            css = await browser.get("/assets/signin.css")
+            error = await authorize(browser, Flow.new("nobody").params)
+            login = await browser.get(
+                (await authorize(browser, Flow.new(WEB).params)).headers["location"]
+            )
+    assert css.text == "body { background: hotpink; }\n"
+    assert error.status_code == 400 and error.text.startswith("<!doctype html><h1>Acme: ")
+    assert_strict_headers(error)
+    assert login.status_code == 200 and '<label for="password">' in login.text  # built-in

@@ -1,0 +1,71 @@
+"""The purge keeps the browser sign-in's tables bounded, and keeps a used code while a replay of
+it may still have a family to revoke."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from authserver.config import Settings
+from authserver.db.purge import purge
+from authserver.refresh import hash_token
+from tests.conftest import Clock, Registry
+from tests.http.signin import INSECURE_COOKIES, WEB, Flow, code_for, exchange, web_client
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, str]:
+    return INSECURE_COOKIES
+
+
+async def rows(engine: AsyncEngine, query: str) -> list[str]:
+    async with engine.connect() as conn:
+        return [str(value) for value in (await conn.execute(text(query))).scalars()]
+
+
+async def test_codes_and_login_sessions_are_purged_when_nothing_needs_them(
+    client: httpx.AsyncClient,
+    registry: Registry,
+    engine: AsyncEngine,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    await registry.user("alice", "correct horse")
+    await web_client(registry)
+    used_flow, unused_flow = Flow.new(WEB), Flow.new(WEB)
+    used = await code_for(client, used_flow)
+    unused = await code_for(client, unused_flow)
+    assert (await exchange(client, used, used_flow)).status_code == 200
+
+    clock.advance(61)  # both codes expired
+    purged = await purge(engine, settings, clock.now)
+    assert purged is not None and purged.authorization_codes == 1
+    codes = await rows(engine, "SELECT code_hash FROM authorization_codes")
+    assert codes == [hash_token(used)] != [hash_token(unused)]  # a replay must still find it ...
+    assert (await exchange(client, used, used_flow)).status_code == 400  # ... and revoke
+
+    clock.advance(settings.session_ttl)  # no family it started can be alive now
+    await purge(engine, settings, clock.now)
+    assert await rows(engine, "SELECT code_hash FROM authorization_codes") == []
+    # The login session passed its absolute end long ago.
+    assert await rows(engine, "SELECT id FROM login_sessions") == []
+
+
+async def test_an_ended_login_session_is_purged_and_a_live_one_kept(
+    client: httpx.AsyncClient,
+    registry: Registry,
+    engine: AsyncEngine,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    await registry.user("alice", "correct horse")
+    await web_client(registry)
+    await code_for(client, Flow.new(WEB))
+    await purge(engine, settings, clock.now)
+    assert len(await rows(engine, "SELECT id FROM login_sessions")) == 1
+
+    assert (await client.post("/end-session", data={"client_id": WEB})).status_code == 200
+    await purge(engine, settings, clock.now)
+    assert await rows(engine, "SELECT id FROM login_sessions") == []
