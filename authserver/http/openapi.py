@@ -91,8 +91,15 @@ NO_CONTENT = {"204": {"description": "done (also when there was nothing to do)"}
 REDIRECT_302 = {"302": {"description": "a redirect (Location): to the client, or to /login"}}
 
 
-def HTML_PAGE(status: str, description: str) -> dict[str, Any]:  # noqa: N802 - reads as a constant
-    return {status: {"description": description, "content": {"text/html": {}}}}
+def HTML_PAGE(  # noqa: N802 - reads as a constant
+    status: str, description: str, json_too: bool = False
+) -> dict[str, Any]:
+    """A page for the browser; `json_too` where a malformed body is refused before any page
+    (the same Error JSON as every endpoint's)."""
+    content: dict[str, Any] = {"text/html": {}}
+    if json_too:
+        content["application/json"] = {"schema": _ref("Error")}
+    return {status: {"description": description, "content": content}}
 
 
 BASIC: list[dict[str, list[str]]] = [{"clientBasic": []}, {}]  # or client_id/secret in the body
@@ -206,7 +213,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         },
         "responses": {
             "303": {"description": "signed in: on to the client with a code"},
-            **HTML_PAGE("400", "the form again with one error sentence, or an error page"),
+            **HTML_PAGE(
+                "400", "the form again with one error sentence, an error page", json_too=True
+            ),
             **HTML_PAGE("403", "the CSRF token or the Origin does not match"),
             **HTML_PAGE("429", "throttled: the form again, with Retry-After"),
             **_errors(413, 415),
@@ -243,7 +252,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "responses": {
                 "303": {"description": "on to the registered post-logout URI"},
                 **HTML_PAGE("200", "the signed-out page"),
-                **HTML_PAGE("400", "a post-logout URI not registered: nothing ended"),
+                **HTML_PAGE(
+                    "400", "a post-logout URI not registered: nothing ended", json_too=True
+                ),
                 **_errors(413, 415),
             },
         }
