@@ -4,7 +4,7 @@ A module's layer comes from where it lives, so a new module is checked the day i
 
     rank 0  foundation   config errors inputs scopes: imports nothing else of ours
     rank 1  domain       any other module at the package root, and keys/
-    rank 2  use cases    services grants logout introspection revocation_feed admin
+    rank 2  use cases    services grants logout introspection revocation_feed admin sessions
     rank 3  telemetry    telemetry/
     rank 4  adapters     db/ (SQLAlchemy, asyncpg) and http/ (Starlette), which never meet
     rank 5  roots        app cli __main__: compose the rest; nothing else imports them
@@ -24,7 +24,15 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "authserver"
 
 FOUNDATION = {"config", "errors", "inputs", "scopes"}
-USE_CASES = {"services", "grants", "logout", "introspection", "revocation_feed", "admin"}
+USE_CASES = {
+    "services",
+    "grants",
+    "logout",
+    "introspection",
+    "revocation_feed",
+    "admin",
+    "sessions",
+}
 ROOTS = {"app", "cli", "__main__"}
 KIT = {"verify", "verify_introspect", "verify_starlette"}
 FOLDERS = {"keys": "domain", "telemetry": "telemetry", "db": "db", "http": "http"}
