@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -353,8 +354,12 @@ async def test_deleting_a_client_revokes_its_sessions(
 ) -> None:
     await registry.user("alice", "correct horse")
     login = (await password_login(client)).json()
+    counted = {"reason": "client_deleted"}
+    before = REGISTRY.get_sample_value("authserver_families_revoked_total", counted) or 0
 
     assert (await client.delete("/admin/clients/spa", headers=root)).status_code == 204
+
+    assert REGISTRY.get_sample_value("authserver_families_revoked_total", counted) == before + 1
 
     assert not await active(client, rs, login["access_token"])
     revoked = await audit_rows(engine, "family.revoked")
