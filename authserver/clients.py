@@ -13,6 +13,9 @@ from authserver.audit import AuditEvent
 from authserver.errors import InvalidClient, InvalidRequest
 
 GRANT_TYPES = ("password", "refresh_token", "client_credentials")
+# How long an instance may remember a client (CachedClients): a client disabled on another
+# instance may still be issued tokens for this long (API.md allows it, docs/ say it).
+CLIENT_MEMORY_SECONDS = 5
 RefreshDelivery = Literal["body", "cookie"]
 
 
@@ -88,8 +91,10 @@ class ClientStore(Protocol):
         self, client_id: str, changes: ClientChanges, now: int, audit: Sequence[AuditEvent]
     ) -> Client | None:
         """Applies `changes` and appends `audit` in one transaction; None when no such client.
-        A change of `disabled` either way marks every access token issued until `now` revoked
-        (tokens_revoked_before), so re-enabling brings none back."""
+        Disabling marks every access token issued until `now` revoked (tokens_revoked_before).
+        Re-enabling moves that mark to cover what instances still remembering the client as
+        enabled issued in the CLIENT_MEMORY_SECONDS after it, never past `now` - 1: nothing
+        issued before comes back, and a token issued after the re-enabling lives."""
         ...
 
     async def rotate_secret(
@@ -115,7 +120,11 @@ class CachedClients:
     """
 
     def __init__(
-        self, store: ClientStore, clock: Callable[[], int], ttl: int = 5, size: int = 1024
+        self,
+        store: ClientStore,
+        clock: Callable[[], int],
+        ttl: int = CLIENT_MEMORY_SECONDS,
+        size: int = 1024,
     ) -> None:
         self._store = store
         self._clock = clock

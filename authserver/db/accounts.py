@@ -6,12 +6,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authserver.audit import AuditEvent
-from authserver.clients import Client, ClientChanges
+from authserver.clients import CLIENT_MEMORY_SECONDS, Client, ClientChanges
 from authserver.db.audit import append_audit
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import AuditEventRow, ClientRow, UserRow
@@ -228,11 +228,12 @@ class SqlClientStore:
             values["scopes"] = " ".join(changes.scopes)
         if changes.refresh_delivery is not None:
             values["refresh_delivery"] = changes.refresh_delivery
-        if changes.disabled is not None:
-            values["disabled"] = changes.disabled
-            # Either way: disabling kills the tokens issued so far; re-enabling keeps dead
-            # what a stale cache elsewhere issued while it was disabled.
-            values["tokens_revoked_before"] = now
+        if changes.disabled:
+            values["disabled"] = True
+            values["tokens_revoked_before"] = now  # every token issued so far dies
+        elif changes.disabled is not None:
+            values["disabled"] = False
+            values["tokens_revoked_before"] = _after_reenabling(now)
         where = (ClientRow.client_id == client_id, _LIVE_CLIENT)
         async with self._engine.begin() as conn:
             if values:
@@ -289,6 +290,19 @@ class SqlClientStore:
         async with self._single.connect() as conn:
             rows = (await conn.execute(select(ClientRow.scopes).where(_LIVE_CLIENT))).scalars()
             return sorted({scope for row in rows for scope in row.split()})
+
+
+def _after_reenabling(now: int) -> Any:
+    """The mark once re-enabled: the disabling's mark D moved to min(now - 1, D + memory),
+    never back (NULL stays NULL), and only if the client is disabled. Instances remembering
+    the client as enabled may have issued tokens until D + memory: those stay dead; a token
+    issued from now on lives."""
+    mark = ClientRow.tokens_revoked_before
+    stale_until = mark + CLIENT_MEMORY_SECONDS
+    until = case((stale_until < now - 1, stale_until), else_=now - 1)
+    moved = case((until < mark, mark), else_=until)
+    # SET reads the row as it was: an enabled client's mark stays where it is.
+    return case((ClientRow.disabled, moved), else_=mark)
 
 
 def _client(row: Any) -> Client:
