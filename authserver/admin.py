@@ -12,6 +12,8 @@ from typing import Any
 from authserver.audit import AuditEvent
 from authserver.clients import (
     Client,
+    ClientChanges,
+    RefreshDelivery,
     check_client_fields,
     check_redirect_uris,
     hash_secret,
@@ -22,9 +24,16 @@ from authserver.errors import Conflict, InsufficientScope, InvalidRequest, NotFo
 from authserver.inputs import storable
 from authserver.introspection import authenticate_bearer
 from authserver.keys.records import public_record
+from authserver.password_policy import check_password
+from authserver.refresh import Session
 from authserver.scopes import ADMIN, valid_scope_tokens
 from authserver.services import Services
-from authserver.users import MAX_PASSWORD, MAX_USERNAME, new_user
+from authserver.users import MAX_PASSWORD, MAX_USERNAME, User, UserChanges, new_user
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 500
+DEFAULT_OLD_SECRET_TTL = 3600
+MAX_OLD_SECRET_TTL = 30 * 86_400
 
 
 async def require_admin(services: Services, bearer: str | None) -> str:
@@ -70,7 +79,7 @@ class CreatedUser:
 
 async def create_user(services: Services, actor: str, body: dict[str, Any]) -> CreatedUser:
     username = _string(body, "username", MAX_USERNAME)
-    password = _string(body, "password", MAX_PASSWORD)
+    password = _password(services, body, username)
     scopes = _string_list(body, "scopes")
     if not valid_scope_tokens(scopes):
         raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
@@ -105,9 +114,144 @@ async def disable_user(services: Services, actor: str, sub: str) -> None:
     await services.audit.record([event])
 
 
-async def _existing_user(services: Services, sub: str) -> None:
-    if await services.users.by_id(sub) is None:
+async def _existing_user(services: Services, sub: str) -> User:
+    user = await services.users.by_id(sub)
+    if user is None:
         raise NotFound("No user has this sub.")
+    return user
+
+
+def user_view(user: User) -> dict[str, Any]:
+    return {
+        "sub": user.id,
+        "username": user.username,
+        "scopes": [s for s in user.scopes if s != ADMIN],
+        "admin": user.is_admin,
+        "disabled": user.disabled,
+        "created_at": user.created_at,
+        "last_login_at": user.last_login_at,
+    }
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_after: str | None
+
+
+async def list_users(
+    services: Services, limit: int = DEFAULT_PAGE, after: str | None = None, prefix: str = ""
+) -> Page:
+    users = await services.users.page(_limit(limit), after, prefix or None)
+    next_after = users[-1].username if len(users) == _limit(limit) else None
+    return Page([user_view(u) for u in users], next_after)
+
+
+async def show_user(services: Services, sub: str) -> dict[str, Any]:
+    return user_view(await _existing_user(services, sub))
+
+
+async def find_user(services: Services, name_or_sub: str) -> User:
+    """The CLI's lookup: a username, else a sub."""
+    user = await services.users.by_username(name_or_sub)
+    if user is None:
+        user = await services.users.by_id(name_or_sub)
+    if user is None:
+        raise NotFound(f"No user has the username or sub {name_or_sub!r}.")
+    return user
+
+
+async def update_user(
+    services: Services, actor: str, sub: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    _only(body, {"scopes", "admin", "disabled"})
+    scopes = None
+    if "scopes" in body:
+        scopes = tuple(dict.fromkeys(_string_list(body, "scopes")))
+        if not valid_scope_tokens(list(scopes)):
+            raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
+    admin = _boolean(body, "admin") if "admin" in body else None
+    disabled = _boolean(body, "disabled") if "disabled" in body else None
+    changes = UserChanges(scopes, admin, disabled)
+    now = services.clock()
+    detail: dict[str, Any] = {k: body[k] for k in ("scopes", "admin", "disabled") if k in body}
+    event = AuditEvent(now, actor, "user.updated", sub, detail, user=sub)
+    user = await services.users.update(sub, changes, [event])
+    if user is None:
+        raise NotFound("No user has this sub.")
+    if disabled:
+        # As POST .../disable: every session ends, with the access tokens bound to it.
+        await services.login_sessions.end_user(sub, now)
+        await services.families.revoke_user(sub, "disabled", now, actor=actor)
+    return user_view(user)
+
+
+async def set_password(services: Services, actor: str, sub: str, body: dict[str, Any]) -> None:
+    """Under the password policy; by default every session of the user ends with it."""
+    _only(body, {"password", "revoke_sessions"})
+    user = await _existing_user(services, sub)
+    password = _password(services, body, user.username)
+    revoke = body.get("revoke_sessions", True)
+    if not isinstance(revoke, bool):
+        raise InvalidRequest("revoke_sessions must be true or false.")
+    password_hash = await services.passwords.hash(password)
+    now = services.clock()
+    detail = {"revoke_sessions": revoke}
+    event = AuditEvent(now, actor, "user.password_set", sub, detail, user=sub)
+    if not await services.users.set_password_hash(sub, password_hash, [event]):
+        raise NotFound("No user has this sub.")
+    if revoke:
+        # A login that checked the old password before this commit and starts its session
+        # after it is refused by the store (FamilyStore.start); one that started before is
+        # revoked here.
+        await services.login_sessions.end_user(sub, now)
+        await services.families.revoke_user(sub, "password_changed", now, actor=actor)
+
+
+async def delete_user(services: Services, actor: str, sub: str) -> None:
+    """The row keeps only its sub (for the audit trail): the username is free again."""
+    now = services.clock()
+    event = AuditEvent(now, actor, "user.deleted", sub, {}, user=sub)
+    if not await services.users.delete(sub, now, [event]):
+        raise NotFound("No user has this sub.")
+    # Deleting disabled the row first: no login can start a session from here on.
+    await services.families.revoke_user(sub, "deleted", now, actor=actor)
+    await services.login_sessions.end_user(sub, now)
+
+
+def session_view(session: Session, current: str | None = None) -> dict[str, Any]:
+    return {
+        "sid": session.sid,
+        "client_id": session.client_id,
+        "created_at": session.created_at,
+        "last_used_at": session.last_used_at,
+        "expires_at": session.expires_at,
+        "user_agent": session.user_agent,
+        "current": session.sid == current,
+    }
+
+
+async def user_sessions(services: Services, sub: str) -> list[dict[str, Any]]:
+    await _existing_user(services, sub)
+    sessions = await services.families.sessions(sub, services.clock())
+    return [session_view(s) for s in sessions]
+
+
+async def revoke_session(services: Services, actor: str, sid: str) -> None:
+    family = await services.families.get(sid)
+    if family is None:
+        raise NotFound("No session has this sid.")
+    now = services.clock()
+    event = AuditEvent(
+        now,
+        actor,
+        "family.revoked",
+        sid,
+        {"reason": "admin_revoked", "client_id": family.client_id},
+        user=family.user_id,
+        family=sid,
+    )
+    await services.families.revoke(sid, "admin_revoked", now, [event])
 
 
 # --- clients -------------------------------------------------------------------------------
@@ -128,6 +272,7 @@ class CreatedClient:
             "redirect_uris": list(self.client.redirect_uris),
             "post_logout_redirect_uris": list(self.client.post_logout_redirect_uris),
         }
+        body.update(registration_extras(self.client))
         if self.secret is not None:
             body["client_secret"] = self.secret
         return body
@@ -174,7 +319,180 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
     return created
 
 
+PATCHABLE_CLIENT_FIELDS = {
+    "grant_types",
+    "scopes",
+    "refresh_delivery",
+    "disabled",
+    "redirect_uris",
+    "post_logout_redirect_uris",
+}
+
+
+def registration_extras(client: Client) -> dict[str, Any]:
+    """The browser sign-in's registration fields (API.md, "Clients, added")."""
+    return {
+        "redirect_uris": list(client.redirect_uris),
+        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+    }
+
+
+def client_view(client: Client) -> dict[str, Any]:
+    """A client as GET /admin/clients/{id} shows it: never a secret or its hash."""
+    return {
+        "client_id": client.client_id,
+        "public": client.is_public,
+        "grant_types": list(client.grant_types),
+        "scopes": list(client.scopes),
+        **registration_extras(client),
+        "refresh_delivery": client.refresh_delivery,
+        "disabled": client.disabled,
+        "created_at": client.created_at,
+        "secret_rotated_at": client.secret_rotated_at,
+    }
+
+
+async def list_clients(
+    services: Services, limit: int = DEFAULT_PAGE, after: str | None = None
+) -> Page:
+    clients = await services.clients.page(_limit(limit), after)
+    next_after = clients[-1].client_id if len(clients) == _limit(limit) else None
+    return Page([client_view(c) for c in clients], next_after)
+
+
+async def _existing_client(services: Services, client_id: str) -> Client:
+    # The database, not this process's memory: an operator reads what is true now.
+    client = await services.clients.fresh(client_id)
+    if client is None:
+        raise NotFound("No client has this client_id.")
+    return client
+
+
+async def show_client(services: Services, client_id: str) -> dict[str, Any]:
+    return client_view(await _existing_client(services, client_id))
+
+
+def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
+    """Validated as at creation, against the client as it would be after the change."""
+    _only(body, PATCHABLE_CLIENT_FIELDS)
+    grants = _string_list(body, "grant_types") if "grant_types" in body else None
+    scopes = _string_list(body, "scopes") if "scopes" in body else None
+    delivery = body.get("refresh_delivery", client.refresh_delivery)
+    if not isinstance(delivery, str):
+        raise InvalidRequest("refresh_delivery must be body or cookie.")
+    check_client_fields(client.client_id, grants or list(client.grant_types), delivery)
+    if grants is not None and not grants:
+        raise InvalidRequest("grant_types must not be empty.")
+    if scopes is not None and not valid_scope_tokens(scopes):
+        raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
+    if client.is_public and grants is not None and "client_credentials" in grants:
+        raise InvalidRequest("A public client cannot use client_credentials (RFC 6749 §4.4).")
+    disabled = _boolean(body, "disabled") if "disabled" in body else None
+    uris: dict[str, tuple[str, ...] | None] = {}
+    for name in ("redirect_uris", "post_logout_redirect_uris"):
+        uris[name] = None
+        if name in body:
+            listed = _string_list(body, name)
+            check_redirect_uris(name, listed)
+            uris[name] = tuple(dict.fromkeys(listed))
+    redirect_uris = uris["redirect_uris"]
+    if redirect_uris is None:
+        redirect_uris = client.redirect_uris
+    if "authorization_code" in (grants or client.grant_types) and not redirect_uris:
+        raise InvalidRequest("The authorization_code grant needs at least one redirect_uris.")
+    refresh_delivery: RefreshDelivery | None = None
+    if "refresh_delivery" in body:
+        refresh_delivery = "cookie" if delivery == "cookie" else "body"
+    return ClientChanges(
+        grant_types=tuple(dict.fromkeys(grants)) if grants is not None else None,
+        scopes=tuple(dict.fromkeys(scopes)) if scopes is not None else None,
+        refresh_delivery=refresh_delivery,
+        disabled=disabled,
+        redirect_uris=uris["redirect_uris"],
+        post_logout_redirect_uris=uris["post_logout_redirect_uris"],
+    )
+
+
+async def update_client(
+    services: Services, actor: str, client_id: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Disabling revokes every family of the client and, through its revocation mark, every
+    access token it holds (client_credentials ones too); re-enabling brings none back."""
+    changes = _client_changes(await _existing_client(services, client_id), body)
+    now = services.clock()
+    detail = {k: body[k] for k in sorted(PATCHABLE_CLIENT_FIELDS) if k in body}
+    event = AuditEvent(now, actor, "client.updated", client_id, detail)
+    client = await services.clients.update(client_id, changes, now, [event])
+    if client is None:
+        raise NotFound("No client has this client_id.")
+    if changes.disabled:
+        await services.families.revoke_client(client_id, "client_disabled", now, actor)
+    return client_view(client)
+
+
+@dataclass(frozen=True)
+class RotatedSecret:
+    client_id: str
+    client_secret: str  # shown once, never stored
+    old_secret_expires_at: int
+
+
+async def rotate_client_secret(
+    services: Services, actor: str, client_id: str, body: dict[str, Any]
+) -> RotatedSecret:
+    """The new secret works at once everywhere (a process that remembers the client re-reads
+    it on a mismatch); the old one until `old_secret_ttl` seconds from now (0: at once)."""
+    _only(body, {"old_secret_ttl"})
+    ttl = body.get("old_secret_ttl", DEFAULT_OLD_SECRET_TTL)
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 <= ttl <= MAX_OLD_SECRET_TTL:
+        raise InvalidRequest(
+            f"old_secret_ttl must be a whole number from 0 to {MAX_OLD_SECRET_TTL}."
+        )
+    client = await _existing_client(services, client_id)
+    if client.is_public:
+        raise InvalidRequest("A public client has no secret to rotate.")
+    secret = new_secret()
+    now = services.clock()
+    detail = {"old_secret_expires_at": now + ttl}
+    event = AuditEvent(now, actor, "client.secret_rotated", client_id, detail)
+    if not await services.clients.rotate_secret(
+        client_id, hash_secret(secret), now + ttl, now, event
+    ):
+        raise NotFound("No client has this client_id.")
+    return RotatedSecret(client_id, secret, now + ttl)
+
+
+async def delete_client(services: Services, actor: str, client_id: str) -> None:
+    """The client_id stays taken; every family and access token of the client is revoked."""
+    now = services.clock()
+    event = AuditEvent(now, actor, "client.deleted", client_id, {})
+    if not await services.clients.delete(client_id, now, event):
+        raise NotFound("No client has this client_id.")
+    await services.families.revoke_client(client_id, "client_deleted", now, actor)
+
+
 # --- body fields ---------------------------------------------------------------------------
+
+
+def _password(services: Services, body: dict[str, Any], username: str) -> str:
+    password = body.get("password")
+    if not isinstance(password, str) or not password:
+        raise InvalidRequest("password is required and must be a string.")
+    if len(password) <= MAX_PASSWORD and not storable(password):
+        raise InvalidRequest("password contains a character not allowed.")
+    return check_password(password, username, services.settings.password_min_length)
+
+
+def _only(body: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise InvalidRequest(f"Unknown field {unknown[0]!r}.")
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_PAGE}.")
+    return limit
 
 
 def _string(body: dict[str, Any], name: str, limit: int) -> str:

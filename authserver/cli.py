@@ -1,7 +1,8 @@
-"""`authserver` command line: serve, migrate, purge, users, clients, keys.
+"""`authserver` command line: serve, migrate, purge, users, clients, sessions, audit, keys.
 
 Every command reads the same settings as the server and, on bad input, exits non-zero with one
-clear line per problem on stderr.
+clear line per problem on stderr. The lifecycle commands run the admin API's use cases
+(authserver/admin.py), audited with the actor `cli`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import json
 import logging
 import os
 import sys
@@ -16,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import make_url
@@ -31,16 +33,18 @@ from authserver.app import (
     prepare_schema,
     refuse_a_missing_kek,
 )
+from authserver.audit import AuditQuery
 from authserver.config import SIGNING_ALGS, Settings, SettingsError, load_settings
 from authserver.db import migrate
 from authserver.db.engine import make_engine
 from authserver.db.keys import SqlKeyStore
 from authserver.db.purge import purge
-from authserver.errors import OAuthError, TemporarilyUnavailable
+from authserver.errors import Conflict, NotFound, OAuthError, TemporarilyUnavailable
 from authserver.keys.lifecycle import KeyNotReady
 from authserver.keys.manager import reload_interval
 from authserver.keys.records import public_record
 from authserver.keys.sealing import decode_kek, read_kek_file
+from authserver.services import Services
 from authserver.telemetry import logs
 from authserver.telemetry.logs import log_config
 
@@ -48,6 +52,13 @@ T = TypeVar("T")
 
 
 CLI = "cli"  # the actor of every change made from the command line, in the audit trail
+
+# Exit statuses scripts can rely on (also in `authserver --help` and docs/operators.md).
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4
+EXIT_CODES = (
+    "exit status: 0 done; 1 refused (bad input, database or key problem); 2 usage or settings; "
+    "3 no such user, client or session; 4 conflict (the name or id is taken)"
+)
 
 
 class CommandError(Exception):
@@ -67,6 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CommandError, SchemaNotReady, KekMissing) as exc:
         print(f"authserver: {exc}", file=sys.stderr)
         return 1
+    except NotFound as exc:
+        print(f"authserver: {exc.description}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except Conflict as exc:
+        print(f"authserver: {exc.description}", file=sys.stderr)
+        return EXIT_CONFLICT
     except TemporarilyUnavailable as exc:  # the operator needs the driver's words here
         print(
             f"authserver: AUTHSERVER_DATABASE_URL: {exc.detail or exc.description}", file=sys.stderr
@@ -102,7 +119,9 @@ def _kid_as_operand(argv: list[str]) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="authserver", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="authserver", description=__doc__.splitlines()[0], epilog=EXIT_CODES
+    )
     parser.add_argument("--version", action="version", version=f"authserver {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -136,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from one line of stdin"
     )
     create_user.set_defaults(run=_create_user)
+    _user_lifecycle(users)
 
     clients = commands.add_parser("clients", help="manage clients").add_subparsers(
         required=True, metavar="ACTION"
@@ -157,6 +177,23 @@ def _parser() -> argparse.ArgumentParser:
         help="for /end-session",
     )
     create_client.set_defaults(run=_create_client)
+    _client_lifecycle(clients)
+
+    sessions = commands.add_parser("sessions", help="users' sessions").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    revoke_session = _command(sessions, "revoke", "end one session (refresh-token family)")
+    revoke_session.add_argument("sid", help="the session id (the access tokens' sid)")
+    revoke_session.set_defaults(run=_revoke_session)
+
+    audit = _command(commands, "audit", "read the audit trail, newest first")
+    audit.add_argument("--user", metavar="SUB", help="only events about this user")
+    audit.add_argument("--family", metavar="SID", help="only events about this session")
+    audit.add_argument("--type", metavar="TYPE", help="only this event type, e.g. user.deleted")
+    audit.add_argument("--limit", type=int, default=100, help="how many events (1-500)")
+    audit.add_argument("--before", type=int, metavar="ID", help="events older than this id")
+    _json_flag(audit)
+    audit.set_defaults(run=_audit)
 
     keys = commands.add_parser("keys", help="signing keys").add_subparsers(
         required=True, metavar="ACTION"
@@ -180,6 +217,342 @@ def _parser() -> argparse.ArgumentParser:
     )
     rewrap.set_defaults(run=_rewrap_keys)
     return parser
+
+
+def _command(parent: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows each option's default."""
+    command: argparse.ArgumentParser = parent.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    return command
+
+
+def _json_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--json", action="store_true", help="one JSON object per line, for scripts"
+    )
+
+
+def _user_lifecycle(users: Any) -> None:
+    listing = _command(users, "list", "list users by username")
+    listing.add_argument("--username", default="", metavar="PREFIX", help="names starting so")
+    listing.add_argument("--limit", type=int, default=admin.DEFAULT_PAGE, help="page size")
+    listing.add_argument("--after", metavar="USERNAME", help="the page after this name")
+    _json_flag(listing)
+    listing.set_defaults(run=_list_users)
+
+    show = _command(users, "show", "show one user")
+    show.add_argument("user", help="a username or a sub")
+    _json_flag(show)
+    show.set_defaults(run=_show_user)
+
+    change = _command(users, "update", "change a user's scopes, admin flag or state")
+    change.add_argument("user", help="a username or a sub")
+    change.add_argument(
+        "--scope", action="append", metavar="S", help="the new scopes (repeat; replaces them)"
+    )
+    change.add_argument("--no-scopes", action="store_true", help="remove every scope")
+    flags = change.add_mutually_exclusive_group()
+    flags.add_argument("--admin", action="store_true", default=None, help="grant admin")
+    flags.add_argument("--no-admin", dest="admin", action="store_false", help="take admin away")
+    state = change.add_mutually_exclusive_group()
+    state.add_argument(
+        "--disable", dest="disabled", action="store_true", default=None,
+        help="no more logins; every session ends",
+    )  # fmt: skip
+    state.add_argument("--enable", dest="disabled", action="store_false", help="re-enable")
+    _json_flag(change)
+    change.set_defaults(run=_update_user)
+
+    password = _command(users, "set-password", "set a user's password (the password policy)")
+    password.add_argument("user", help="a username or a sub")
+    password.add_argument(
+        "--password-stdin", action="store_true", help="read the password from one line of stdin"
+    )
+    password.add_argument(
+        "--keep-sessions", action="store_true", help="leave the user's sessions running"
+    )
+    password.set_defaults(run=_set_password)
+
+    delete = _command(users, "delete", "delete a user: sessions end, the username is freed")
+    delete.add_argument("user", help="a username or a sub")
+    delete.set_defaults(run=_delete_user)
+
+    sessions = _command(users, "sessions", "list a user's live sessions")
+    sessions.add_argument("user", help="a username or a sub")
+    _json_flag(sessions)
+    sessions.set_defaults(run=_user_sessions)
+
+
+def _client_lifecycle(clients: Any) -> None:
+    listing = _command(clients, "list", "list clients by client_id")
+    listing.add_argument("--limit", type=int, default=admin.DEFAULT_PAGE, help="page size")
+    listing.add_argument("--after", metavar="CLIENT_ID", help="the page after this id")
+    _json_flag(listing)
+    listing.set_defaults(run=_list_clients)
+
+    show = _command(clients, "show", "show one client (never its secret)")
+    show.add_argument("client_id")
+    _json_flag(show)
+    show.set_defaults(run=_show_client)
+
+    change = _command(clients, "update", "change a client's grants, scopes, delivery or state")
+    change.add_argument("client_id")
+    change.add_argument(
+        "--grant", action="append", metavar="G",
+        help="the new grant types (repeat; replaces them): password, refresh_token, "
+        "client_credentials",
+    )  # fmt: skip
+    change.add_argument(
+        "--scope", action="append", metavar="S", help="the new scopes (repeat; replaces them)"
+    )
+    change.add_argument("--no-scopes", action="store_true", help="remove every scope")
+    change.add_argument(
+        "--refresh-delivery", choices=["body", "cookie"], help="where refresh tokens go"
+    )
+    state = change.add_mutually_exclusive_group()
+    state.add_argument(
+        "--disable", dest="disabled", action="store_true", default=None,
+        help="refuse the client; its sessions and access tokens end now",
+    )  # fmt: skip
+    state.add_argument(
+        "--enable", dest="disabled", action="store_false", help="accept it again (no old token)"
+    )
+    _json_flag(change)
+    change.set_defaults(run=_update_client)
+
+    rotate = _command(clients, "rotate-secret", "give a confidential client a new secret")
+    rotate.add_argument("client_id")
+    rotate.add_argument(
+        "--old-secret-ttl", type=int, default=admin.DEFAULT_OLD_SECRET_TTL, metavar="SECONDS",
+        help="how long the old secret keeps working (0: not at all)",
+    )  # fmt: skip
+    rotate.set_defaults(run=_rotate_client_secret)
+
+    delete = _command(clients, "delete", "delete a client: its sessions and tokens end")
+    delete.add_argument("client_id")
+    delete.set_defaults(run=_delete_client)
+
+
+def _as_admin(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
+    """Runs one of the admin API's use cases, on the server's database and settings."""
+
+    async def run(engine: AsyncEngine) -> T:
+        await prepare_schema(engine)
+        return await work(build_services(settings, engine))
+
+    return _with_engine(settings, run)
+
+
+def _print_rows(args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """JSON lines with --json; else a table with one row per item (times in UTC)."""
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, sort_keys=True, ensure_ascii=False))
+        return
+    cells = [[_cell(name, row.get(name)) for name in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    for line in [columns, *cells]:
+        padded = (text.ljust(width) for text, width in zip(line, widths, strict=True))
+        print("  ".join(padded).rstrip())
+
+
+def _print_one(args: argparse.Namespace, item: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps(item, sort_keys=True, ensure_ascii=False))
+        return
+    width = max(len(name) for name in item)
+    for name, value in item.items():
+        print(f"{name:<{width}}  {_cell(name, value)}")
+
+
+def _cell(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int) and (name.endswith("_at") or name == "at"):
+        return _when(value)
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return str(value)
+
+
+USER_COLUMNS = ["sub", "username", "scopes", "admin", "disabled", "created_at", "last_login_at"]
+CLIENT_COLUMNS = [
+    "client_id", "public", "grant_types", "scopes", "refresh_delivery", "disabled",
+    "created_at", "secret_rotated_at",
+]  # fmt: skip
+SESSION_COLUMNS = ["sid", "client_id", "created_at", "last_used_at", "expires_at", "user_agent"]
+AUDIT_COLUMNS = ["id", "at", "actor", "type", "target", "user", "family", "detail"]
+
+
+def _list_users(args: argparse.Namespace, settings: Settings) -> int:
+    page = _as_admin(settings, lambda s: admin.list_users(s, args.limit, args.after, args.username))
+    _print_rows(args, page.items, USER_COLUMNS)
+    if page.next_after and not args.json:
+        print(f"more: --after {page.next_after}", file=sys.stderr)
+    return 0
+
+
+def _show_user(args: argparse.Namespace, settings: Settings) -> int:
+    async def show(services: Services) -> dict[str, Any]:
+        return admin.user_view(await admin.find_user(services, args.user))
+
+    _print_one(args, _as_admin(settings, show))
+    return 0
+
+
+def _update_user(args: argparse.Namespace, settings: Settings) -> int:
+    body: dict[str, Any] = {}
+    if args.scope is not None or args.no_scopes:
+        body["scopes"] = args.scope or []
+    if args.admin is not None:
+        body["admin"] = args.admin
+    if args.disabled is not None:
+        body["disabled"] = args.disabled
+    if not body:
+        raise CommandError("nothing to change: give --scope, --admin, --disable or --enable")
+
+    async def update(services: Services) -> dict[str, Any]:
+        user = await admin.find_user(services, args.user)
+        return await admin.update_user(services, CLI, user.id, body)
+
+    _print_one(args, _as_admin(settings, update))
+    return 0
+
+
+def _set_password(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.password_stdin:
+        raise CommandError("pass the password on stdin with --password-stdin")
+    password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise CommandError("the password on stdin is empty")
+    body = {"password": password, "revoke_sessions": not args.keep_sessions}
+
+    async def set_it(services: Services) -> str:
+        user = await admin.find_user(services, args.user)
+        await admin.set_password(services, CLI, user.id, body)
+        return user.username
+
+    username = _as_admin(settings, set_it)
+    ended = "its sessions kept" if args.keep_sessions else "every session ended"
+    print(f"password of {username} set; {ended}", file=sys.stderr)
+    return 0
+
+
+def _delete_user(args: argparse.Namespace, settings: Settings) -> int:
+    async def delete(services: Services) -> str:
+        user = await admin.find_user(services, args.user)
+        await admin.delete_user(services, CLI, user.id)
+        return user.id
+
+    sub = _as_admin(settings, delete)
+    print(f"deleted user {sub}; its sessions ended and its username is free", file=sys.stderr)
+    return 0
+
+
+def _user_sessions(args: argparse.Namespace, settings: Settings) -> int:
+    async def sessions(services: Services) -> list[dict[str, Any]]:
+        user = await admin.find_user(services, args.user)
+        return await admin.user_sessions(services, user.id)
+
+    rows = [
+        {k: v for k, v in row.items() if k != "current"} for row in _as_admin(settings, sessions)
+    ]
+    _print_rows(args, rows, SESSION_COLUMNS)
+    return 0
+
+
+def _revoke_session(args: argparse.Namespace, settings: Settings) -> int:
+    _as_admin(settings, lambda s: admin.revoke_session(s, CLI, args.sid))
+    print(f"revoked session {args.sid}", file=sys.stderr)
+    return 0
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    if not 1 <= args.limit <= 500:
+        raise CommandError("--limit must be from 1 to 500")
+    query = AuditQuery(args.limit, args.before, args.user, args.family, args.type)
+
+    async def page(services: Services) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": e.id,
+                "at": e.at,
+                "actor": e.actor,
+                "type": e.action,
+                "target": e.target,
+                "user": e.user,
+                "family": e.family,
+                "detail": e.detail,
+            }  # fmt: skip
+            for e in await services.audit.page(query)
+        ]
+
+    _print_rows(args, _as_admin(settings, page), AUDIT_COLUMNS)
+    return 0
+
+
+def _list_clients(args: argparse.Namespace, settings: Settings) -> int:
+    page = _as_admin(settings, lambda s: admin.list_clients(s, args.limit, args.after))
+    _print_rows(args, page.items, CLIENT_COLUMNS)
+    if page.next_after and not args.json:
+        print(f"more: --after {page.next_after}", file=sys.stderr)
+    return 0
+
+
+def _show_client(args: argparse.Namespace, settings: Settings) -> int:
+    _print_one(args, _as_admin(settings, lambda s: admin.show_client(s, args.client_id)))
+    return 0
+
+
+def _update_client(args: argparse.Namespace, settings: Settings) -> int:
+    body: dict[str, Any] = {}
+    if args.grant is not None:
+        body["grant_types"] = args.grant
+    if args.scope is not None or args.no_scopes:
+        body["scopes"] = args.scope or []
+    if args.refresh_delivery is not None:
+        body["refresh_delivery"] = args.refresh_delivery
+    if args.disabled is not None:
+        body["disabled"] = args.disabled
+    if not body:
+        raise CommandError(
+            "nothing to change: give --grant, --scope, --refresh-delivery, --disable or --enable"
+        )
+    updated = _as_admin(settings, lambda s: admin.update_client(s, CLI, args.client_id, body))
+    _print_one(args, updated)
+    return 0
+
+
+def _rotate_client_secret(args: argparse.Namespace, settings: Settings) -> int:
+    body = {"old_secret_ttl": args.old_secret_ttl}
+    rotated = _as_admin(
+        settings, lambda s: admin.rotate_client_secret(s, CLI, args.client_id, body)
+    )
+    print(
+        f"rotated the secret of {args.client_id}; the old one works until "
+        f"{_when(rotated.old_secret_expires_at)} UTC. The new one, shown only now, is on stdout",
+        file=sys.stderr,
+    )
+    print(rotated.client_secret)
+    return 0
+
+
+def _delete_client(args: argparse.Namespace, settings: Settings) -> int:
+    _as_admin(settings, lambda s: admin.delete_client(s, CLI, args.client_id))
+    print(
+        f"deleted client {args.client_id}; its sessions and access tokens are revoked",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

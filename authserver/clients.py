@@ -6,15 +6,19 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+from authserver.audit import AuditEvent
 from authserver.errors import InvalidClient, InvalidRequest
 
 GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
 MAX_REDIRECT_URI = 2000
+# How long an instance may remember a client (CachedClients): a client disabled on another
+# instance may still be issued tokens for this long (API.md allows it, docs/ say it).
+CLIENT_MEMORY_SECONDS = 5
 RefreshDelivery = Literal["body", "cookie"]
 
 
@@ -31,10 +35,36 @@ class Client:
     # compared with what a request names as an exact string (RFC 9700 §4.1.3).
     redirect_uris: tuple[str, ...] = ()
     post_logout_redirect_uris: tuple[str, ...] = ()
+    disabled: bool = False
+    # The secret before the last rotation, and when it stops working (rotate-secret).
+    old_secret_hash: str | None = None
+    old_secret_expires_at: int | None = None
+    created_at: int = 0
+    secret_rotated_at: int | None = None
 
     @property
     def is_public(self) -> bool:
         return self.secret_hash is None
+
+    def as_of(self, now: int) -> Client:
+        """This client with an old secret past its window forgotten."""
+        if self.old_secret_hash is None:
+            return self
+        if self.old_secret_expires_at is not None and now < self.old_secret_expires_at:
+            return self
+        return replace(self, old_secret_hash=None, old_secret_expires_at=None)
+
+
+@dataclass(frozen=True)
+class ClientChanges:
+    """A PATCH: None leaves a field as it is."""
+
+    grant_types: tuple[str, ...] | None = None
+    scopes: tuple[str, ...] | None = None
+    refresh_delivery: RefreshDelivery | None = None
+    disabled: bool | None = None
+    redirect_uris: tuple[str, ...] | None = None
+    post_logout_redirect_uris: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -46,7 +76,13 @@ class ClientCredentials:
 
 
 class ClientStore(Protocol):
-    async def get(self, client_id: str) -> Client | None: ...
+    async def get(self, client_id: str) -> Client | None:
+        """The client, unless deleted. A cache may answer from memory."""
+        ...
+
+    async def fresh(self, client_id: str) -> Client | None:
+        """As `get`, but read from the database now (a cache refreshes its memory)."""
+        ...
 
     async def create(self, client: Client, now: int) -> bool:
         """Stores a new client; False when the client_id is taken."""
@@ -54,6 +90,32 @@ class ClientStore(Protocol):
 
     async def scopes_in_use(self) -> list[str]:
         """Every scope some client may ask for, sorted (for the metadata document)."""
+        ...
+
+    async def page(self, limit: int, after: str | None) -> list[Client]:
+        """Clients not deleted, by client_id, those after `after` only."""
+        ...
+
+    async def update(
+        self, client_id: str, changes: ClientChanges, now: int, audit: Sequence[AuditEvent]
+    ) -> Client | None:
+        """Applies `changes` and appends `audit` in one transaction; None when no such client.
+        Disabling marks every access token issued until `now` revoked (tokens_revoked_before).
+        Re-enabling moves that mark to cover what instances still remembering the client as
+        enabled issued in the CLIENT_MEMORY_SECONDS after it, never past `now` - 1: nothing
+        issued before comes back, and a token issued after the re-enabling lives."""
+        ...
+
+    async def rotate_secret(
+        self, client_id: str, new_hash: str, old_expires_at: int, now: int, audit: AuditEvent
+    ) -> bool:
+        """Makes `new_hash` the secret and keeps the current one until `old_expires_at`, in one
+        statement with `audit`; False when no such confidential client."""
+        ...
+
+    async def delete(self, client_id: str, now: int, audit: AuditEvent) -> bool:
+        """Marks the client deleted (its id stays taken), forgets its secrets and revokes its
+        access tokens issued until `now`; False when no such client."""
         ...
 
 
@@ -67,7 +129,11 @@ class CachedClients:
     """
 
     def __init__(
-        self, store: ClientStore, clock: Callable[[], int], ttl: int = 5, size: int = 1024
+        self,
+        store: ClientStore,
+        clock: Callable[[], int],
+        ttl: int = CLIENT_MEMORY_SECONDS,
+        size: int = 1024,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -79,21 +145,48 @@ class CachedClients:
         now = self._clock()
         hit = self._found.get(client_id)
         if hit is not None and now < hit[0]:
-            return hit[1]
-        client = await self._store.get(client_id)
+            return hit[1].as_of(now)
+        return await self.fresh(client_id)
+
+    async def fresh(self, client_id: str) -> Client | None:
+        now = self._clock()
+        client = await self._store.fresh(client_id)
         if client is None:
             self._found.pop(client_id, None)
             return None
         if len(self._found) >= self._size and client_id not in self._found:
             del self._found[next(iter(self._found))]  # the oldest entry
         self._found[client_id] = (now + self._ttl, client)
-        return client
+        return client.as_of(now)
 
     async def create(self, client: Client, now: int) -> bool:
         return await self._store.create(client, now)
 
     async def scopes_in_use(self) -> list[str]:
         return await self._store.scopes_in_use()
+
+    # The operator's changes go straight through and drop this process's memory of the
+    # client; other processes see them within `ttl` (API.md: "at once" for introspection,
+    # which reads the database, not this memory).
+
+    async def page(self, limit: int, after: str | None) -> list[Client]:
+        return await self._store.page(limit, after)
+
+    async def update(
+        self, client_id: str, changes: ClientChanges, now: int, audit: Sequence[AuditEvent]
+    ) -> Client | None:
+        self._found.pop(client_id, None)
+        return await self._store.update(client_id, changes, now, audit)
+
+    async def rotate_secret(
+        self, client_id: str, new_hash: str, old_expires_at: int, now: int, audit: AuditEvent
+    ) -> bool:
+        self._found.pop(client_id, None)
+        return await self._store.rotate_secret(client_id, new_hash, old_expires_at, now, audit)
+
+    async def delete(self, client_id: str, now: int, audit: AuditEvent) -> bool:
+        self._found.pop(client_id, None)
+        return await self._store.delete(client_id, now, audit)
 
 
 def new_secret() -> str:
@@ -120,12 +213,27 @@ async def authenticate_client(
             raise InvalidClient(detail="public client sent a secret")
         if require_confidential:
             raise InvalidClient("This endpoint needs a confidential client.")
+        if client.disabled:
+            raise InvalidClient(detail="client disabled")
         return client
     presented = hash_secret(credentials.secret or "")
-    expected = client.secret_hash if client and client.secret_hash else _NO_SUCH_SECRET
-    if not hmac.compare_digest(presented, expected) or client is None or credentials.secret is None:
+    if client is not None and not _secret_matches(client, presented):
+        # A secret rotated on another instance is not in this one's memory yet: a mismatch
+        # is checked again against the database, so a new secret is never refused.
+        client = await clients.fresh(client.client_id)
+    matched = _secret_matches(client, presented) if client is not None else False
+    if not matched or client is None or credentials.secret is None:
         raise InvalidClient(detail="unknown client or wrong secret")
+    if client.disabled:
+        raise InvalidClient(detail="client disabled")
     return client
+
+
+def _secret_matches(client: Client, presented: str) -> bool:
+    """Constant time, and both the current and the old secret are always compared."""
+    current = hmac.compare_digest(presented, client.secret_hash or _NO_SUCH_SECRET)
+    old = hmac.compare_digest(presented, client.old_secret_hash or _NO_SUCH_SECRET)
+    return (current or old) and client.secret_hash is not None
 
 
 def check_client_fields(client_id: str, grant_types: list[str], delivery: str) -> None:

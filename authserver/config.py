@@ -74,6 +74,8 @@ class Settings:
     argon2_parallelism: int = 4
     # How many hashes may run at once: each holds argon2_memory_kib of RAM.
     password_hash_concurrency: int = 2
+    # The password policy's minimum length, in characters after NFKC (password_policy.py).
+    password_min_length: int = 12
     db_pool_size: int = 10
     # Cleanup (authserver/db/purge.py): seconds between in-process purges (0 = off; run
     # `authserver purge` from cron instead), and how long audit events are kept.
@@ -168,6 +170,8 @@ DESCRIPTIONS: dict[str, str] = {
     "`AUTHSERVER_LOGIN_SESSION_TTL`).",
     "login_session_ttl": "Seconds a login session lives at most after the password was typed "
     "(60 to 31536000).",
+    "password_min_length": "The fewest characters a new password may have (1 to 1024; API.md's "
+    "policy: also at most 1,024, not the username, not among zxcvbn's common passwords).",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
@@ -222,6 +226,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         password_hash_concurrency=read(
             "PASSWORD_HASH_CONCURRENCY", _int_between(1, 64), defaults.password_hash_concurrency
+        ),
+        password_min_length=read(
+            "PASSWORD_MIN_LENGTH", _int_between(1, 1024), defaults.password_min_length
         ),
         db_pool_size=read("DB_POOL_SIZE", _int_between(1, 200), defaults.db_pool_size),
         purge_interval=read("PURGE_INTERVAL", _seconds(0, 604_800), defaults.purge_interval),

@@ -2,14 +2,17 @@
 
 An access token is a JWT that verifies offline until it expires, so revoking it means keeping
 a list: its `jti` denied (logout, RFC 7009), its session (`sid`) revoked or over (logout
-everywhere, reuse, a disabled user), or the key that signed it revoked. One query asks all
-three, so a key revoked on another instance counts at once, not after this one's next reload.
+everywhere, reuse, a disabled user), the key that signed it revoked, or its client disabled,
+deleted or marked "tokens issued until T are revoked" (which reaches client_credentials tokens,
+which have no session). One query asks all four, so a change made on another instance counts
+at once, not after this one's next reload.
 Verifiers that work offline read the same facts from the revocation feed (revocation_feed.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from authserver.access_tokens import TokenRejected, signing_kid
@@ -22,14 +25,32 @@ class Denylist(Protocol):
         """Denies an access token until it expires; expired entries are cleared on the way."""
         ...
 
-    async def access_revoked(self, jti: str, sid: str | None, now: int, kid: str = "") -> bool:
-        """True when the jti is denied, the key `kid` that signed it is revoked, or the
-        session `sid` is revoked or over."""
+    async def access_revoked(
+        self,
+        jti: str,
+        sid: str | None,
+        now: int,
+        kid: str = "",
+        client_id: str = "",
+        issued_at: int = 0,
+    ) -> bool:
+        """True when the jti is denied, the key `kid` that signed it is revoked, the session
+        `sid` is revoked or over, or the client is disabled, deleted or revoked its tokens
+        issued at or before `issued_at`."""
         ...
 
-    async def recent_revocations(self, since: int, now: int) -> tuple[list[str], list[str]]:
-        """The ids of families revoked at or after `since`, and the jtis denied past `now`."""
+    async def recent_revocations(self, since: int, now: int) -> Revocations:
+        """The ids of families revoked at or after `since`, the jtis denied past `now`, and the
+        clients whose tokens issued until a time are revoked (marked since `since`, or
+        disabled or deleted now: then until `now`)."""
         ...
+
+
+@dataclass(frozen=True)
+class Revocations:
+    sids: list[str]
+    jtis: list[str]
+    clients: dict[str, int]  # client_id -> its access tokens with iat at or before it are dead
 
 
 async def live_claims(
@@ -48,8 +69,12 @@ async def live_claims(
     sid = claims.get("sid")
     if sid is not None and not isinstance(sid, str):
         return None
-    # One query covers the jti, the session and the signing key.
-    if await denylist.access_revoked(claims["jti"], sid, now, signing_kid(token)):
+    client_id, issued_at = claims.get("client_id"), claims.get("iat")
+    if not isinstance(client_id, str) or not isinstance(issued_at, int):
+        return None
+    # One query covers the jti, the session, the signing key and the client.
+    kid = signing_kid(token)
+    if await denylist.access_revoked(claims["jti"], sid, now, kid, client_id, issued_at):
         return None
     return claims
 

@@ -46,6 +46,7 @@ class GrantRequest:
     credentials: ClientCredentials
     fields: Fields
     address: str | None = None
+    user_agent: str | None = None  # recorded on the session a login starts
 
 
 Grant = Callable[[Services, GrantRequest], Awaitable[TokenResponse]]
@@ -69,13 +70,12 @@ async def password_grant(services: Services, request: GrantRequest) -> TokenResp
         username=request.fields.get("username"),
         address=request.address,
         clock=services.clock,
-        attempt=lambda: _password_login(services, request.credentials, request.fields),
+        attempt=lambda: _password_login(services, request),
     )
 
 
-async def _password_login(
-    services: Services, credentials: ClientCredentials, fields: Fields
-) -> TokenResponse:
+async def _password_login(services: Services, request: GrantRequest) -> TokenResponse:
+    credentials, fields = request.credentials, request.fields
     client = await authenticate_client(services.clients, credentials)
     # RFC 9700 §2.4: the password grant MUST NOT be used; we allow it only for first-party
     # clients registered with it explicitly.
@@ -106,6 +106,9 @@ async def _password_login(
         now=services.clock(),
         refresh_ttl=settings.refresh_token_ttl,
         session_ttl=settings.session_ttl,
+        user_agent=request.user_agent,
+        # A password change committed after the check above starts no session.
+        password_hash=user.password_hash,
     )
     return await _with_refresh(services, client, rotation)
 

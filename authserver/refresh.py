@@ -29,6 +29,24 @@ class Family:
     created_at: int
     expires_at: int  # absolute end of the session
     revoked_at: int | None = None
+    user_agent: str | None = None  # of the login that started it, cut to USER_AGENT_MAX
+
+
+USER_AGENT_MAX = 200
+
+
+@dataclass(frozen=True)
+class Session:
+    """A live family as its user and operators see it (API.md, "Self-service sessions")."""
+
+    sid: str
+    client_id: str
+    created_at: int
+    # The newest token's issue time: the rotation already writes that row, so knowing when
+    # a session was last used costs the hot path nothing.
+    last_used_at: int
+    expires_at: int  # the newest token's idle end, never past the family's absolute end
+    user_agent: str | None
 
 
 @dataclass(frozen=True)
@@ -57,11 +75,19 @@ class FamilyStore(Protocol):
     """
 
     async def start(
-        self, family: Family, token_hash: str, expires_at: int, audit: Sequence[AuditEvent] = ()
+        self,
+        family: Family,
+        token_hash: str,
+        expires_at: int,
+        audit: Sequence[AuditEvent] = (),
+        password_hash: str | None = None,
     ) -> bool:
         """Stores the family and its first token, and appends `audit`, in one transaction,
-        only if the user is enabled as it commits (a concurrent disable either waits for it
-        and then revokes it, or wins and this stores nothing). False when it stored nothing."""
+        only if, as it commits, the user is enabled and not deleted, the client enabled and not
+        deleted, and (given `password_hash`, the hash the login checked) the password unchanged
+        (a concurrent disable, delete or password change either waits for it and then revokes
+        it, or wins and this stores nothing). Records the login time on the user. False when
+        it stored nothing."""
         ...
 
     async def spend(
@@ -101,6 +127,16 @@ class FamilyStore(Protocol):
         `family.revoked` audit event per family, in the same transaction."""
         ...
 
+    async def revoke_client(self, client_id: str, reason: str, now: int, actor: str) -> int:
+        """As `revoke_user`, for every live family of the client."""
+        ...
+
+    async def get(self, family_id: str) -> Family | None: ...
+
+    async def sessions(self, user_id: str, now: int) -> list[Session]:
+        """The user's live sessions (not revoked, not over, a live token), newest first."""
+        ...
+
 
 def new_refresh_token() -> str:
     return secrets.token_urlsafe(32)  # 256 random bits
@@ -138,11 +174,15 @@ async def start_family(
     now: int,
     refresh_ttl: int,
     session_ttl: int,
+    user_agent: str | None = None,
+    password_hash: str | None = None,
 ) -> Rotation:
     """Starts a session; its `login.succeeded` audit event commits with it. InvalidGrant when
-    the user was disabled or deleted meanwhile (the password was checked before, in a thread:
-    the store decides, as it commits)."""
-    family = Family(new_family_id(), user_id, client_id, scope, now, now + session_ttl)
+    the user was disabled or deleted meanwhile, or their password changed since `password_hash`
+    was checked (the password was checked before, in a thread: the store decides, as it
+    commits)."""
+    agent = user_agent[:USER_AGENT_MAX] if user_agent else None
+    family = Family(new_family_id(), user_id, client_id, scope, now, now + session_ttl, None, agent)
     token = new_refresh_token()
     expires_at = min(now + refresh_ttl, family.expires_at)
     login = AuditEvent(
@@ -154,8 +194,8 @@ async def start_family(
         user=user_id,
         family=family.id,
     )
-    if not await store.start(family, hash_token(token), expires_at, [login]):
-        raise InvalidGrant(detail="user disabled or deleted during the login")
+    if not await store.start(family, hash_token(token), expires_at, [login], password_hash):
+        raise InvalidGrant(detail="user or client disabled, deleted or changed during the login")
     return Rotation(family, token, expires_at, scope)
 
 

@@ -2,8 +2,10 @@
 
 Access tokens are verified offline, so a logout would otherwise reach services only when the
 token expires. The feed lists the sessions (`sid`) revoked recently enough that some of their
-access tokens may still verify, and the denied `jti`s not yet expired. It is bounded by what
-was revoked in the last access-token TTL (plus the verifiers' clock leeway), so it stays small.
+access tokens may still verify, and the denied `jti`s not yet expired. Clients disabled,
+deleted or re-enabled are listed with a time: their tokens issued until then are revoked. It
+is bounded by what was revoked in the last access-token TTL (plus the verifiers' clock
+leeway), so it stays small.
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ async def revocation_feed(services: Services, credentials: ClientCredentials) ->
     # An access token lives at most access_token_ttl after its family was revoked, and
     # verifiers accept it for clock_leeway more.
     since = now - settings.access_token_ttl - settings.clock_leeway
-    sids, jtis = await services.denylist.recent_revocations(since, now)
-    body = json.dumps({"sids": sorted(sids), "jtis": sorted(jtis)}, separators=(",", ":")).encode()
+    found = await services.denylist.recent_revocations(since, now)
+    document: dict[str, object] = {"sids": sorted(found.sids), "jtis": sorted(found.jtis)}
+    if found.clients:
+        # An extension of API.md's two members, present only when needed: access tokens of
+        # these clients issued at or before the time given are revoked (a client disabled or
+        # deleted: its client_credentials tokens have no sid to list).
+        document["clients"] = dict(sorted(found.clients.items()))
+    body = json.dumps(document, separators=(",", ":")).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     return Feed(body, etag, FEED_MAX_AGE)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
+from authserver.audit import AuditEvent
 from authserver.errors import InvalidGrant
 from authserver.passwords import Passwords
 from authserver.scopes import ADMIN
@@ -18,16 +21,52 @@ class User:
     password_hash: str
     scopes: tuple[str, ...]
     disabled: bool = False
+    created_at: int = 0
+    last_login_at: int | None = None  # when the last session was started
 
     @property
     def is_admin(self) -> bool:
         return ADMIN in self.scopes
 
 
+@dataclass(frozen=True)
+class UserChanges:
+    """A PATCH: None leaves a field as it is. `admin` adds or removes the admin scope."""
+
+    scopes: tuple[str, ...] | None = None
+    admin: bool | None = None
+    disabled: bool | None = None
+
+
 class UserStore(Protocol):
+    """Deleted users are never returned: their row keeps only the sub."""
+
     async def by_username(self, username: str) -> User | None: ...
 
     async def by_id(self, user_id: str) -> User | None: ...
+
+    async def page(self, limit: int, after: str | None, prefix: str | None) -> list[User]:
+        """Users by username, those after `after` and starting with `prefix` only."""
+        ...
+
+    async def update(
+        self, user_id: str, changes: UserChanges, audit: Sequence[AuditEvent]
+    ) -> User | None:
+        """Applies `changes` to the row as it is when the transaction locks it, with `audit`;
+        None when no such user."""
+        ...
+
+    async def set_password_hash(
+        self, user_id: str, password_hash: str, audit: Sequence[AuditEvent]
+    ) -> bool:
+        """Replaces the hash, with `audit`, in one transaction; False when no such user. A
+        login that checked the previous hash starts no session afterwards (FamilyStore.start)."""
+        ...
+
+    async def delete(self, user_id: str, now: int, audit: Sequence[AuditEvent]) -> bool:
+        """Clears the username and password hash and disables the row (no login can start a
+        session from then on), with `audit`; False when no such user."""
+        ...
 
     async def disable(self, user_id: str) -> bool:
         """Marks the user disabled; False when no user has this id."""
@@ -47,8 +86,18 @@ MAX_PASSWORD = 1024
 
 
 def new_user(username: str, password_hash: str, scopes: list[str], admin: bool) -> User:
-    granted = list(dict.fromkeys(scopes + ([ADMIN] if admin else [])))
-    return User(str(uuid.uuid4()), username, password_hash, tuple(granted))
+    return User(str(uuid.uuid4()), username, password_hash, granted_scopes(scopes, admin))
+
+
+def granted_scopes(scopes: Sequence[str], admin: bool) -> tuple[str, ...]:
+    plain = [s for s in scopes if s != ADMIN]
+    return tuple(dict.fromkeys(plain + ([ADMIN] if admin else [])))
+
+
+def normalise_password(password: str) -> str:
+    """NFKC: the forms of one password a keyboard may send (composed or not, full-width
+    digits, ligatures) are one password (NIST SP 800-63B §5.1.1.2)."""
+    return unicodedata.normalize("NFKC", password)
 
 
 async def authenticate(
@@ -56,9 +105,18 @@ async def authenticate(
 ) -> User:
     """The user these credentials name, or InvalidGrant; every failure looks and costs the same."""
     user = await users.by_username(username) if len(username) <= MAX_USERNAME else None
-    verdict = await passwords.verify(user.password_hash if user else None, password)
+    stored = user.password_hash if user else None
+    normalised = normalise_password(password)
+    verdict = await passwords.verify(stored, normalised)
+    upgraded = verdict.upgraded_hash
+    if not verdict.ok and normalised != password and user is not None:
+        # A hash set before passwords were normalised: the form the user typed then.
+        verdict = await passwords.verify(stored, password)
+        upgraded = await passwords.hash(normalised) if verdict.ok else None
     if user is None or not verdict.ok or user.disabled:
         raise InvalidGrant(detail="password login failed")
-    if verdict.upgraded_hash is not None:
-        await users.replace_password_hash(user.id, user.password_hash, verdict.upgraded_hash)
+    if upgraded is not None:
+        await users.replace_password_hash(user.id, user.password_hash, upgraded)
+        # The session starts only if the hash is still the one checked (FamilyStore.start).
+        user = replace(user, password_hash=upgraded)
     return user

@@ -267,18 +267,24 @@ async def test_admin_flag_grants_the_admin_scope(cli: Cli, http: httpx.AsyncClie
         "--scope", "profile", "--scope", "admin",
     )  # fmt: skip
     assert spa.returncode == 0, spa.stderr
-    root = cli("users", "create", "root", "--admin", "--password-stdin", stdin="root pw\n")
+    root = cli("users", "create", "root", "--admin", "--password-stdin", stdin="root passphrase\n")
     alice = cli(
-        "users", "create", "alice", "--scope", "profile", "--password-stdin", stdin="alice pw\n"
+        "users",
+        "create",
+        "alice",
+        "--scope",
+        "profile",
+        "--password-stdin",
+        stdin="alice passphrase\n",
     )
     assert root.returncode == 0, root.stderr
     assert alice.returncode == 0, alice.stderr
 
-    as_root = await password_login(http, "root", "root pw", scope="admin")
+    as_root = await password_login(http, "root", "root passphrase", scope="admin")
     assert as_root.status_code == 200, as_root.text
     assert "admin" in str(claims(as_root.json()["access_token"])["scope"]).split()
 
-    as_alice = await password_login(http, "alice", "alice pw", scope="admin")
+    as_alice = await password_login(http, "alice", "alice passphrase", scope="admin")
     assert "admin" not in as_alice.json().get("scope", "").split()
     if as_alice.status_code == 200:
         token_scope = claims(as_alice.json()["access_token"])["scope"]
@@ -286,10 +292,10 @@ async def test_admin_flag_grants_the_admin_scope(cli: Cli, http: httpx.AsyncClie
 
 
 def test_users_create_refuses_bad_input(cli: Cli) -> None:
-    first = cli("users", "create", "alice", "--password-stdin", stdin="pw one\n")
+    first = cli("users", "create", "alice", "--password-stdin", stdin="first passphrase\n")
     assert first.returncode == 0, first.stderr
 
-    taken = cli("users", "create", "alice", "--password-stdin", stdin="pw two\n")
+    taken = cli("users", "create", "alice", "--password-stdin", stdin="second passphrase\n")
     assert_one_line_error(taken, "alice", "taken")
 
     no_flag = cli("users", "create", "bob", stdin="pw\n")
@@ -299,7 +305,7 @@ def test_users_create_refuses_bad_input(cli: Cli) -> None:
     assert_one_line_error(empty, "empty")
 
     # None of the refusals made bob.
-    bob = cli("users", "create", "bob", "--password-stdin", stdin="pw\n")
+    bob = cli("users", "create", "bob", "--password-stdin", stdin="bob passphrase\n")
     assert bob.returncode == 0, bob.stderr
 
 
@@ -644,7 +650,15 @@ def audit_rows(cli: Cli) -> list[tuple[str, str, str, dict[str, object]]]:
 
 
 def test_users_and_clients_created_by_the_cli_are_audited_as_cli(cli: Cli) -> None:
-    user = cli("users", "create", "alice", "--scope", "profile", "--password-stdin", stdin="pw\n")
+    user = cli(
+        "users",
+        "create",
+        "alice",
+        "--scope",
+        "profile",
+        "--password-stdin",
+        stdin="alice passphrase\n",
+    )
     client = cli("clients", "create", "svc", "--scope", "read")
     assert user.returncode == 0 and client.returncode == 0, user.stderr + client.stderr
     created = [row for row in audit_rows(cli) if row[1] in ("user.created", "client.created")]

@@ -5,7 +5,7 @@ A module's layer comes from where it lives, so a new module is checked the day i
     rank 0  foundation   config errors inputs scopes: imports nothing else of ours
     rank 1  domain       any other module at the package root, and keys/
     rank 2  use cases    services grants logout introspection revocation_feed admin
-                         authorize sign_in oidc
+                         authorize sign_in oidc sessions
     rank 3  telemetry    telemetry/
     rank 4  adapters     db/ (SQLAlchemy, asyncpg) and http/ (Starlette), which never meet
     rank 5  roots        app cli __main__: compose the rest; nothing else imports them
@@ -35,6 +35,7 @@ USE_CASES = {
     "authorize",
     "sign_in",
     "oidc",
+    "sessions",
 }
 ROOTS = {"app", "cli", "__main__"}
 KIT = {"verify", "verify_introspect", "verify_starlette"}

@@ -2,36 +2,59 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from authserver.clients import Client
-from authserver.db.engine import single_statements
-from authserver.db.models import ClientRow, UserRow
-from authserver.users import User
+from authserver.audit import AuditEvent
+from authserver.clients import CLIENT_MEMORY_SECONDS, Client, ClientChanges
+from authserver.db.audit import append_audit
+from authserver.db.engine import is_postgres, single_statements
+from authserver.db.models import AuditEventRow, ClientRow, UserRow
+from authserver.users import User, UserChanges, granted_scopes
+
+_LIVE_USER = UserRow.deleted_at.is_(None)
+_LIVE_CLIENT = ClientRow.deleted_at.is_(None)
 
 
 class SqlUserStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._single = single_statements(engine)
+        self._postgres = is_postgres(engine)
 
     async def by_username(self, username: str) -> User | None:
         async with self._single.connect() as conn:
             row = (
-                await conn.execute(select(UserRow.__table__).where(UserRow.username == username))
+                await conn.execute(
+                    select(UserRow.__table__).where(UserRow.username == username, _LIVE_USER)
+                )
             ).first()
         return _user(row) if row else None
 
     async def by_id(self, user_id: str) -> User | None:
         async with self._single.connect() as conn:
             row = (
-                await conn.execute(select(UserRow.__table__).where(UserRow.id == user_id))
+                await conn.execute(
+                    select(UserRow.__table__).where(UserRow.id == user_id, _LIVE_USER)
+                )
             ).first()
         return _user(row) if row else None
+
+    async def page(self, limit: int, after: str | None, prefix: str | None) -> list[User]:
+        statement = select(UserRow.__table__).where(_LIVE_USER).order_by(UserRow.username)
+        if after is not None:
+            statement = statement.where(UserRow.username > after)
+        if prefix:
+            # substr, not LIKE: exact and case-sensitive on both databases, no escaping.
+            statement = statement.where(func.substr(UserRow.username, 1, len(prefix)) == prefix)
+        async with self._single.connect() as conn:
+            rows = (await conn.execute(statement.limit(limit))).all()
+        return [_user(row) for row in rows]
 
     async def create(self, user: User, now: int) -> bool:
         try:
@@ -61,13 +84,93 @@ class SqlUserStore:
     async def disable(self, user_id: str) -> bool:
         async with self._engine.begin() as conn:
             result = await conn.execute(
-                update(UserRow).where(UserRow.id == user_id).values(disabled=True)
+                update(UserRow).where(UserRow.id == user_id, _LIVE_USER).values(disabled=True)
             )
         return bool(result.rowcount)
 
+    async def update(
+        self, user_id: str, changes: UserChanges, audit: Sequence[AuditEvent]
+    ) -> User | None:
+        async with self._engine.begin() as conn:
+            # The row as it is once locked: a concurrent PATCH of the scopes and one of admin
+            # both land (SQLite's BEGIN IMMEDIATE already serialises).
+            row = await _locked(conn, user_id, self._postgres)
+            if row is None:
+                return None
+            user = _user(row)
+            scopes = user.scopes if changes.scopes is None else changes.scopes
+            admin = user.is_admin if changes.admin is None else changes.admin
+            if changes.scopes is not None and changes.admin is None:
+                admin = admin or "admin" in changes.scopes
+            values: dict[str, Any] = {"scopes": " ".join(granted_scopes(scopes, admin))}
+            if changes.disabled is not None:
+                values["disabled"] = changes.disabled
+            await conn.execute(update(UserRow).where(UserRow.id == user_id).values(**values))
+            await append_audit(conn, audit)
+            row = await _locked(conn, user_id, False)
+        return _user(row) if row else None
+
+    async def set_password_hash(
+        self, user_id: str, password_hash: str, audit: Sequence[AuditEvent]
+    ) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(UserRow)
+                .where(UserRow.id == user_id, _LIVE_USER)
+                .values(password_hash=password_hash)
+            )
+            if result.rowcount:
+                await append_audit(conn, audit)
+        return bool(result.rowcount)
+
+    async def delete(self, user_id: str, now: int, audit: Sequence[AuditEvent]) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(UserRow)
+                .where(UserRow.id == user_id, _LIVE_USER)
+                .values(username=None, password_hash=None, disabled=True, deleted_at=now)
+            )
+            if result.rowcount:
+                await _forget_username(conn, user_id)
+                await append_audit(conn, audit)
+        return bool(result.rowcount)
+
+
+async def _forget_username(conn: AsyncConnection, user_id: str) -> None:
+    """The trail keeps the sub alone: `user.created` recorded the username too."""
+    created = (
+        await conn.execute(
+            select(AuditEventRow.id, AuditEventRow.detail).where(
+                AuditEventRow.target == user_id, AuditEventRow.action == "user.created"
+            )
+        )
+    ).all()
+    for row in created:
+        detail = {k: v for k, v in json.loads(row.detail).items() if k != "username"}
+        await conn.execute(
+            update(AuditEventRow)
+            .where(AuditEventRow.id == row.id)
+            .values(detail=json.dumps(detail, sort_keys=True))
+        )
+
+
+async def _locked(conn: AsyncConnection, user_id: str, lock: bool) -> Any:
+    statement = select(UserRow.__table__).where(UserRow.id == user_id, _LIVE_USER)
+    if lock:
+        statement = statement.with_for_update()
+    return (await conn.execute(statement)).first()
+
 
 def _user(row: Any) -> User:
-    return User(row.id, row.username, row.password_hash, tuple(row.scopes.split()), row.disabled)
+    return User(
+        row.id,
+        row.username,
+        row.password_hash,
+        tuple(row.scopes.split()),
+        row.disabled,
+        row.created_at,
+        row.last_login_at,
+    )
 
 
 class SqlClientStore:
@@ -79,20 +182,23 @@ class SqlClientStore:
         async with self._single.connect() as conn:
             row = (
                 await conn.execute(
-                    select(ClientRow.__table__).where(ClientRow.client_id == client_id)
+                    select(ClientRow.__table__).where(
+                        ClientRow.client_id == client_id, _LIVE_CLIENT
+                    )
                 )
             ).first()
-        if row is None:
-            return None
-        return Client(
-            client_id=row.client_id,
-            secret_hash=row.secret_hash,
-            grant_types=tuple(row.grant_types.split()),
-            scopes=tuple(row.scopes.split()),
-            refresh_delivery=row.refresh_delivery,
-            redirect_uris=tuple(row.redirect_uris.split()),
-            post_logout_redirect_uris=tuple(row.post_logout_redirect_uris.split()),
-        )
+        return _client(row) if row else None
+
+    async def fresh(self, client_id: str) -> Client | None:
+        return await self.get(client_id)
+
+    async def page(self, limit: int, after: str | None) -> list[Client]:
+        statement = select(ClientRow.__table__).where(_LIVE_CLIENT).order_by(ClientRow.client_id)
+        if after is not None:
+            statement = statement.where(ClientRow.client_id > after)
+        async with self._single.connect() as conn:
+            rows = (await conn.execute(statement.limit(limit))).all()
+        return [_client(row) for row in rows]
 
     async def create(self, client: Client, now: int) -> bool:
         try:
@@ -108,13 +214,116 @@ class SqlClientStore:
                         redirect_uris=" ".join(client.redirect_uris),
                         post_logout_redirect_uris=" ".join(client.post_logout_redirect_uris),
                         created_at=now,
+                        disabled=False,
                     )
                 )
         except IntegrityError:
             return False
         return True
 
+    async def update(
+        self, client_id: str, changes: ClientChanges, now: int, audit: Sequence[AuditEvent]
+    ) -> Client | None:
+        values: dict[str, Any] = {}
+        if changes.grant_types is not None:
+            values["grant_types"] = " ".join(changes.grant_types)
+        if changes.scopes is not None:
+            values["scopes"] = " ".join(changes.scopes)
+        if changes.refresh_delivery is not None:
+            values["refresh_delivery"] = changes.refresh_delivery
+        if changes.redirect_uris is not None:
+            values["redirect_uris"] = " ".join(changes.redirect_uris)
+        if changes.post_logout_redirect_uris is not None:
+            values["post_logout_redirect_uris"] = " ".join(changes.post_logout_redirect_uris)
+        if changes.disabled:
+            values["disabled"] = True
+            values["tokens_revoked_before"] = now  # every token issued so far dies
+        elif changes.disabled is not None:
+            values["disabled"] = False
+            values["tokens_revoked_before"] = _after_reenabling(now)
+        where = (ClientRow.client_id == client_id, _LIVE_CLIENT)
+        async with self._engine.begin() as conn:
+            if values:
+                result = await conn.execute(update(ClientRow).where(*where).values(**values))
+                if not result.rowcount:
+                    return None
+            row = (await conn.execute(select(ClientRow.__table__).where(*where))).first()
+            if row is None:
+                return None
+            await append_audit(conn, audit)
+        return _client(row)
+
+    async def rotate_secret(
+        self, client_id: str, new_hash: str, old_expires_at: int, now: int, audit: AuditEvent
+    ) -> bool:
+        async with self._engine.begin() as conn:
+            # One statement: the old hash is the one current when it runs, whatever raced.
+            result = await conn.execute(
+                update(ClientRow)
+                .where(
+                    ClientRow.client_id == client_id,
+                    _LIVE_CLIENT,
+                    ClientRow.secret_hash.is_not(None),
+                )
+                .values(
+                    old_secret_hash=ClientRow.secret_hash,
+                    old_secret_expires_at=old_expires_at,
+                    secret_hash=new_hash,
+                    secret_rotated_at=now,
+                )
+            )
+            if result.rowcount:
+                await append_audit(conn, [audit])
+        return bool(result.rowcount)
+
+    async def delete(self, client_id: str, now: int, audit: AuditEvent) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(ClientRow)
+                .where(ClientRow.client_id == client_id, _LIVE_CLIENT)
+                .values(
+                    deleted_at=now,
+                    disabled=True,
+                    old_secret_hash=None,
+                    old_secret_expires_at=None,
+                    tokens_revoked_before=now,
+                )
+            )
+            if result.rowcount:
+                await append_audit(conn, [audit])
+        return bool(result.rowcount)
+
     async def scopes_in_use(self) -> list[str]:
         async with self._single.connect() as conn:
-            rows = (await conn.execute(select(ClientRow.scopes))).scalars().all()
-        return sorted({scope for row in rows for scope in row.split()})
+            rows = (await conn.execute(select(ClientRow.scopes).where(_LIVE_CLIENT))).scalars()
+            return sorted({scope for row in rows for scope in row.split()})
+
+
+def _after_reenabling(now: int) -> Any:
+    """The mark once re-enabled: the disabling's mark D moved to min(now - 1, D + memory),
+    never back (NULL stays NULL), and only if the client is disabled. Instances remembering
+    the client as enabled may have issued tokens until D + memory: those stay dead; a token
+    issued from now on lives."""
+    mark = ClientRow.tokens_revoked_before
+    stale_until = mark + CLIENT_MEMORY_SECONDS
+    until = case((stale_until < now - 1, stale_until), else_=now - 1)
+    moved = case((until < mark, mark), else_=until)
+    # SET reads the row as it was: an enabled client's mark stays where it is.
+    return case((ClientRow.disabled, moved), else_=mark)
+
+
+def _client(row: Any) -> Client:
+    return Client(
+        client_id=row.client_id,
+        secret_hash=row.secret_hash,
+        grant_types=tuple(row.grant_types.split()),
+        scopes=tuple(row.scopes.split()),
+        refresh_delivery=row.refresh_delivery,
+        redirect_uris=tuple(row.redirect_uris.split()),
+        post_logout_redirect_uris=tuple(row.post_logout_redirect_uris.split()),
+        disabled=row.disabled,
+        old_secret_hash=row.old_secret_hash,
+        old_secret_expires_at=row.old_secret_expires_at,
+        created_at=row.created_at,
+        secret_rotated_at=row.secret_rotated_at,
+    )

@@ -17,14 +17,20 @@ from authserver.db.audit import append_audit
 from authserver.db.direct import fetch_row
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import FamilyRow
-from authserver.refresh import Family, TokenState
+from authserver.refresh import Family, Session, TokenState
 
-_FAMILY_COLUMNS = "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.expires_at, f.revoked_at"
+_FAMILY_COLUMNS = (
+    "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.expires_at, f.revoked_at, f.user_agent"
+)
 
 
-# A disabled or deleted user's family does not rotate, decided in the rotating statement itself
-# (disabling also revokes the families; this holds whatever escaped that).
-_USER_ENABLED = "EXISTS (SELECT 1 FROM users AS u WHERE u.id = f.user_id AND NOT u.disabled)"
+# A disabled or deleted user's or client's family does not rotate, decided in the rotating
+# statement itself (disabling also revokes the families; this holds whatever escaped that).
+# Deleting disables too, so NOT disabled covers both. Two primary-key probes, no write.
+_USER_ENABLED = (
+    "EXISTS (SELECT 1 FROM users AS u WHERE u.id = f.user_id AND NOT u.disabled)"
+    " AND EXISTS (SELECT 1 FROM clients AS c WHERE c.client_id = f.client_id AND NOT c.disabled)"
+)
 
 
 # Postgres: spend and insert the successor in one statement. A racing UPDATE on the same row
@@ -70,17 +76,33 @@ RETURNING family_id
 """)
 
 
-# A login starts a family only for a user who is still enabled when it commits. FOR SHARE (on
-# Postgres) holds the user row until then: a concurrent disable waits for this login and then
-# revokes its family with the rest, or commits first and this finds no row. The foreign key's
-# own lock (FOR KEY SHARE) would not do: it lets a disable through.
-_ENABLED_USER = "SELECT 1 FROM users WHERE id = :user_id AND NOT disabled"
+# A login starts a family only for a user who is still enabled (deleting disables too), whose
+# password is still the one the login checked, when it commits. The UPDATE that records the
+# login time is that check, and its row lock holds the user until then: a concurrent disable,
+# delete or password change waits for this login and then revokes its family with the rest,
+# or commits first and this matches no row. (SQLite: BEGIN IMMEDIATE already serialises.)
+_LOGGED_IN = text("""
+UPDATE users SET last_login_at = :now
+WHERE id = :user_id AND NOT disabled
+  AND (CAST(:password_hash AS VARCHAR) IS NULL OR password_hash = :password_hash)
+""")
 
 
-_LOCK_ENABLED_USER = text(_ENABLED_USER + " FOR SHARE")
+# ... and for a client still enabled: FOR SHARE holds its row, as above (Postgres).
+_ENABLED_CLIENT = "SELECT 1 FROM clients WHERE client_id = :client_id AND NOT disabled"
+_LOCK_ENABLED_CLIENT = text(_ENABLED_CLIENT + " FOR SHARE")
+_CHECK_ENABLED_CLIENT = text(_ENABLED_CLIENT)
 
 
-_CHECK_ENABLED_USER = text(_ENABLED_USER)  # SQLite: BEGIN IMMEDIATE already serialises
+# Live: not revoked, not over, and its newest token unspent and not idle past its end.
+_SESSIONS = text("""
+SELECT f.id, f.client_id, f.created_at, f.user_agent,
+       t.issued_at AS last_used_at, t.expires_at AS token_expires_at
+FROM refresh_families AS f JOIN refresh_tokens AS t ON t.family_id = f.id
+WHERE f.user_id = :user_id AND f.revoked_at IS NULL AND f.expires_at > :now
+  AND t.spent_at IS NULL AND t.expires_at > :now
+ORDER BY f.created_at DESC, f.id
+""")
 
 
 _LOCK_PARENT = text("SELECT 1 FROM refresh_tokens WHERE token_hash = :parent_hash FOR UPDATE")
@@ -113,6 +135,7 @@ def _family(row: Any) -> Family:
         created_at=row["created_at"],
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
+        user_agent=row["user_agent"],
     )
 
 
@@ -146,11 +169,23 @@ class SqlFamilyStore:
         self._postgres = is_postgres(engine)
 
     async def start(
-        self, family: Family, token_hash: str, expires_at: int, audit: Sequence[AuditEvent] = ()
+        self,
+        family: Family,
+        token_hash: str,
+        expires_at: int,
+        audit: Sequence[AuditEvent] = (),
+        password_hash: str | None = None,
     ) -> bool:
-        check = _LOCK_ENABLED_USER if self._postgres else _CHECK_ENABLED_USER
+        check_client = _LOCK_ENABLED_CLIENT if self._postgres else _CHECK_ENABLED_CLIENT
+        login = {
+            "user_id": family.user_id,
+            "now": family.created_at,
+            "password_hash": password_hash,
+        }
         async with self._engine.begin() as conn:
-            if (await conn.execute(check, {"user_id": family.user_id})).first() is None:
+            if (await conn.execute(check_client, {"client_id": family.client_id})).first() is None:
+                return False
+            if not (await conn.execute(_LOGGED_IN, login)).rowcount:
                 return False
             await conn.execute(
                 insert(FamilyRow).values(
@@ -160,6 +195,7 @@ class SqlFamilyStore:
                     scope=family.scope,
                     created_at=family.created_at,
                     expires_at=family.expires_at,
+                    user_agent=family.user_agent,
                 )
             )
             await conn.execute(
@@ -272,3 +308,50 @@ class SqlFamilyStore:
                     ],
                 )
         return len(revoked)
+
+    async def revoke_client(self, client_id: str, reason: str, now: int, actor: str) -> int:
+        async with self._engine.begin() as conn:
+            revoked = (
+                await conn.execute(
+                    update(FamilyRow)
+                    .where(FamilyRow.client_id == client_id, FamilyRow.revoked_at.is_(None))
+                    .values(revoked_at=now, revoked_reason=reason)
+                    .returning(FamilyRow.id, FamilyRow.user_id)
+                )
+            ).all()
+            await append_audit(
+                conn,
+                [
+                    AuditEvent(
+                        now,
+                        actor,
+                        "family.revoked",
+                        row.id,
+                        {"reason": reason, "client_id": client_id},
+                        user=row.user_id,
+                        family=row.id,
+                    )
+                    for row in revoked
+                ],
+            )
+        return len(revoked)
+
+    async def get(self, family_id: str) -> Family | None:
+        async with self._single.connect() as conn:
+            row = (await conn.execute(_FAMILY_BY_ID, {"id": family_id})).first()
+        return _family(row._mapping) if row else None
+
+    async def sessions(self, user_id: str, now: int) -> list[Session]:
+        async with self._single.connect() as conn:
+            rows = (await conn.execute(_SESSIONS, {"user_id": user_id, "now": now})).all()
+        return [
+            Session(
+                sid=row.id,
+                client_id=row.client_id,
+                created_at=row.created_at,
+                last_used_at=row.last_used_at,
+                expires_at=row.token_expires_at,
+                user_agent=row.user_agent,
+            )
+            for row in rows
+        ]

@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -36,11 +37,14 @@ class UserRow(Base):
     __tablename__ = "users"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    username: Mapped[str] = mapped_column(String(256), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(512))
+    # Both NULL once the user is deleted (0007): the row stays for its sub, the name is free.
+    username: Mapped[str | None] = mapped_column(String(256), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(512))
     scopes: Mapped[str] = mapped_column(Text, default="")  # space-separated
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger)
+    last_login_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ClientRow(Base):
@@ -55,6 +59,15 @@ class ClientRow(Base):
     # 0006: space-separated absolute URIs, compared as exact strings (clients.py).
     redirect_uris: Mapped[str] = mapped_column(Text, default="", server_default="")
     post_logout_redirect_uris: Mapped[str] = mapped_column(Text, default="", server_default="")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A deleted client's row stays (0007), so its client_id can never be registered again.
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger)
+    secret_rotated_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The secret before the last rotation, accepted until old_secret_expires_at.
+    old_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    old_secret_expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    # Access tokens of this client with iat at or before it are revoked (disable, delete).
+    tokens_revoked_before: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class SigningKeyRow(Base):
@@ -97,6 +110,7 @@ class FamilyRow(Base):
     # 0006: the login session whose authorization code started the family, so /end-session
     # revokes what it started; NULL for password logins.
     login_session_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    user_agent: Mapped[str | None] = mapped_column(String(200))  # of the login that started it
 
 
 class RefreshTokenRow(Base):

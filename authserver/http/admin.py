@@ -1,4 +1,5 @@
-"""/admin/keys, /admin/users and /admin/clients: bearer token with scope admin (API.md)."""
+"""/admin/keys, /admin/users, /admin/clients, /admin/sessions: bearer token with scope admin
+(API.md, "Admin endpoints" and "Operator lifecycle")."""
 
 from __future__ import annotations
 
@@ -75,6 +76,116 @@ async def create_client(request: Request) -> Response:
     actor = await admin.require_admin(found, bearer_token(request))
     created = await admin.create_client(found, actor, await _json_object(request))
     return no_store_json(created.public_view(), 201)
+
+
+async def list_clients(request: Request) -> Response:
+    found = services(request)
+    await admin.require_admin(found, bearer_token(request))
+    limit, after = _paging(request, {"limit", "after"})
+    page = await admin.list_clients(found, limit, after)
+    return no_store_json({"clients": page.items, "next_after": page.next_after})
+
+
+async def show_client(request: Request) -> Response:
+    found = services(request)
+    await admin.require_admin(found, bearer_token(request))
+    return no_store_json(await admin.show_client(found, request.path_params["client_id"]))
+
+
+async def update_client(request: Request) -> Response:
+    found = services(request)
+    actor = await admin.require_admin(found, bearer_token(request))
+    body = await _json_object(request)
+    return no_store_json(
+        await admin.update_client(found, actor, request.path_params["client_id"], body)
+    )
+
+
+async def rotate_client_secret(request: Request) -> Response:
+    found = services(request)
+    actor = await admin.require_admin(found, bearer_token(request))
+    body = await _json_object(request)
+    rotated = await admin.rotate_client_secret(found, actor, request.path_params["client_id"], body)
+    return no_store_json(
+        {
+            "client_id": rotated.client_id,
+            "client_secret": rotated.client_secret,
+            "old_secret_expires_at": rotated.old_secret_expires_at,
+        }
+    )
+
+
+async def delete_client(request: Request) -> Response:
+    found = services(request)
+    actor = await admin.require_admin(found, bearer_token(request))
+    await admin.delete_client(found, actor, request.path_params["client_id"])
+    return no_content()
+
+
+async def list_users(request: Request) -> Response:
+    found = services(request)
+    await admin.require_admin(found, bearer_token(request))
+    limit, after = _paging(request, {"limit", "after", "username"})
+    prefix = request.query_params.get("username", "")
+    page = await admin.list_users(found, limit, after, prefix)
+    return no_store_json({"users": page.items, "next_after": page.next_after})
+
+
+async def show_user(request: Request) -> Response:
+    found = services(request)
+    await admin.require_admin(found, bearer_token(request))
+    return no_store_json(await admin.show_user(found, request.path_params["sub"]))
+
+
+async def update_user(request: Request) -> Response:
+    found = services(request)
+    actor = await admin.require_admin(found, bearer_token(request))
+    body = await _json_object(request)
+    return no_store_json(await admin.update_user(found, actor, request.path_params["sub"], body))
+
+
+async def set_password(request: Request) -> Response:
+    found = services(request)
+    actor = await admin.require_admin(found, bearer_token(request))
+    body = await _json_object(request)
+    await admin.set_password(found, actor, request.path_params["sub"], body)
+    return no_content()
+
+
+async def delete_user(request: Request) -> Response:
+    found = services(request)
+    actor = await admin.require_admin(found, bearer_token(request))
+    await admin.delete_user(found, actor, request.path_params["sub"])
+    return no_content()
+
+
+async def user_sessions(request: Request) -> Response:
+    found = services(request)
+    await admin.require_admin(found, bearer_token(request))
+    return no_store_json({"sessions": await admin.user_sessions(found, request.path_params["sub"])})
+
+
+async def revoke_session(request: Request) -> Response:
+    found = services(request)
+    actor = await admin.require_admin(found, bearer_token(request))
+    await admin.revoke_session(found, actor, request.path_params["sid"])
+    return no_content()
+
+
+def _paging(request: Request, known: set[str]) -> tuple[int, str | None]:
+    seen: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in known:
+            raise InvalidRequest(f"Unknown parameter {name!r}.")
+        if name in seen:
+            raise InvalidRequest(f"{name} is repeated.")
+        if len(value) > 256:
+            raise InvalidRequest(f"{name} is too long.")
+        seen[name] = value
+    raw = seen.get("limit", str(admin.DEFAULT_PAGE))
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= admin.MAX_PAGE:
+        raise InvalidRequest(f"limit must be a whole number from 1 to {admin.MAX_PAGE}.")
+    return int(raw), seen.get("after") or None
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

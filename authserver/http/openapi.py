@@ -109,6 +109,16 @@ ADMIN_ERRORS = _errors(400, 401, 403)
 
 PATH_KID = {"name": "kid", "in": "path", "required": True, "schema": {"type": "string"}}
 PATH_SUB = {"name": "sub", "in": "path", "required": True, "schema": {"type": "string"}}
+PATH_CLIENT = {"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"}}
+PATH_SID = {"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}}
+PAGING = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+    },
+    {"name": "after", "in": "query", "schema": {"type": "string", "maxLength": 256}},
+]
 
 # What a login's answer leads to (OpenAPI links): its refresh token refreshes, introspects and
 # revokes; schemathesis follows them (tests/http/test_schemathesis.py).
@@ -390,6 +400,131 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **_errors(400, 401, 403, 409, 413, 415),
         },
     },
+    ("GET", "/admin/clients"): {
+        "summary": "Every client (never a secret), paged by client_id.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [*PAGING],
+        "responses": {**_json(_ref("ClientPage"), "a page of clients"), **ADMIN_ERRORS},
+    },
+    ("GET", "/admin/clients/{client_id}"): {
+        "summary": "One client (never a secret).",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_CLIENT],
+        "responses": {**_json(_ref("Client"), "the client"), **_errors(400, 401, 403, 404)},
+    },
+    ("PATCH", "/admin/clients/{client_id}"): {
+        "summary": "Changes a client; disabling revokes its families and access tokens.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_CLIENT],
+        "requestBody": _json_body(_ref("ClientChanges"), required=True),
+        "responses": {
+            **_json(_ref("Client"), "the client after the change"),
+            **_errors(400, 401, 403, 404, 413, 415),
+        },
+    },
+    ("POST", "/admin/clients/{client_id}/secret"): {
+        "summary": "A new secret, shown once; the old one works for old_secret_ttl seconds.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_CLIENT],
+        "requestBody": _json_body(
+            {"type": "object", "properties": {"old_secret_ttl": {"type": "integer"}}}
+        ),
+        "responses": {
+            **_json(_ref("RotatedSecret"), "the new secret", headers=NO_STORE),
+            **_errors(400, 401, 403, 404, 413, 415),
+        },
+    },
+    ("DELETE", "/admin/clients/{client_id}"): {
+        "summary": "Deletes a client: its families and access tokens are revoked.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_CLIENT],
+        "responses": {**NO_CONTENT, **_errors(400, 401, 403, 404)},
+    },
+    ("GET", "/admin/users"): {
+        "summary": "Every user, paged; `username` filters by prefix.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [
+            *PAGING,
+            {"name": "username", "in": "query", "schema": {"type": "string", "maxLength": 256}},
+        ],
+        "responses": {**_json(_ref("UserPage"), "a page of users"), **ADMIN_ERRORS},
+    },
+    ("GET", "/admin/users/{sub}"): {
+        "summary": "One user.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_SUB],
+        "responses": {**_json(_ref("User"), "the user"), **_errors(400, 401, 403, 404)},
+    },
+    ("PATCH", "/admin/users/{sub}"): {
+        "summary": "Changes a user's scopes, admin flag or disabled state.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_SUB],
+        "requestBody": _json_body(_ref("UserChanges"), required=True),
+        "responses": {
+            **_json(_ref("User"), "the user after the change"),
+            **_errors(400, 401, 403, 404, 413, 415),
+        },
+    },
+    ("PUT", "/admin/users/{sub}/password"): {
+        "summary": "Sets a password under the password policy; sessions end by default.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_SUB],
+        "requestBody": _json_body(
+            {
+                "type": "object",
+                "required": ["password"],
+                "properties": {
+                    "password": {"type": "string"},
+                    "revoke_sessions": {"type": "boolean"},
+                },
+            },
+            required=True,
+        ),
+        "responses": {**NO_CONTENT, **_errors(400, 401, 403, 404, 413, 415)},
+    },
+    ("DELETE", "/admin/users/{sub}"): {
+        "summary": "Deletes a user: every session ends; the username is free again.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_SUB],
+        "responses": {**NO_CONTENT, **_errors(400, 401, 403, 404)},
+    },
+    ("GET", "/admin/users/{sub}/sessions"): {
+        "summary": "The user's live sessions.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_SUB],
+        "responses": {**_json(_ref("SessionList"), "the sessions"), **_errors(400, 401, 403, 404)},
+    },
+    ("POST", "/admin/sessions/{sid}/revoke"): {
+        "summary": "Revokes one session (refresh-token family).",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_SID],
+        "responses": {**NO_CONTENT, **_errors(400, 401, 403, 404)},
+    },
+    ("GET", "/sessions"): {
+        "summary": "The caller's own live sessions; `current` marks the token's own.",
+        "tags": ["sessions"],
+        "security": BEARER,
+        "responses": {**_json(_ref("SessionList"), "the sessions"), **_errors(401)},
+    },
+    ("DELETE", "/sessions/{sid}"): {
+        "summary": "Ends one of the caller's own sessions.",
+        "tags": ["sessions"],
+        "security": BEARER,
+        "parameters": [PATH_SID],
+        "responses": {**NO_CONTENT, **_errors(401, 404)},
+    },
     ("GET", "/admin/audit"): {
         "summary": "The audit trail, newest first, paged by `before`.",
         "tags": ["admin"],
@@ -453,6 +588,94 @@ SCHEMAS: dict[str, Schema] = {
                 },
             }
         },
+    },
+    "Client": {
+        "type": "object",
+        "required": ["client_id", "public", "grant_types", "scopes", "disabled"],
+        "properties": {
+            **_strings("client_id", "refresh_delivery"),
+            "public": {"type": "boolean"},
+            "disabled": {"type": "boolean"},
+            "grant_types": {"type": "array", "items": {"type": "string"}},
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "redirect_uris": {"type": "array", "items": {"type": "string"}},
+            "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
+            "created_at": {"type": "integer"},
+            "secret_rotated_at": {"type": ["integer", "null"]},
+        },
+    },
+    "ClientPage": {
+        "type": "object",
+        "required": ["clients", "next_after"],
+        "properties": {
+            "clients": {"type": "array", "items": _ref("Client")},
+            "next_after": {"type": ["string", "null"]},
+        },
+    },
+    "ClientChanges": {
+        "type": "object",
+        "properties": {
+            "grant_types": {"type": "array", "items": {"type": "string"}},
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "redirect_uris": {"type": "array", "items": {"type": "string"}},
+            "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
+            "refresh_delivery": {"type": "string", "enum": ["body", "cookie"]},
+            "disabled": {"type": "boolean"},
+        },
+    },
+    "RotatedSecret": {
+        "type": "object",
+        "required": ["client_id", "client_secret", "old_secret_expires_at"],
+        "properties": {
+            **_strings("client_id", "client_secret"),
+            "old_secret_expires_at": {"type": "integer"},
+        },
+    },
+    "User": {
+        "type": "object",
+        "required": ["sub", "scopes", "admin", "disabled"],
+        "properties": {
+            "sub": {"type": "string"},
+            "username": {"type": ["string", "null"]},
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "admin": {"type": "boolean"},
+            "disabled": {"type": "boolean"},
+            "created_at": {"type": "integer"},
+            "last_login_at": {"type": ["integer", "null"]},
+        },
+    },
+    "UserPage": {
+        "type": "object",
+        "required": ["users", "next_after"],
+        "properties": {
+            "users": {"type": "array", "items": _ref("User")},
+            "next_after": {"type": ["string", "null"]},
+        },
+    },
+    "UserChanges": {
+        "type": "object",
+        "properties": {
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "admin": {"type": "boolean"},
+            "disabled": {"type": "boolean"},
+        },
+    },
+    "Session": {
+        "type": "object",
+        "required": ["sid", "client_id", "created_at", "expires_at", "current"],
+        "properties": {
+            **_strings("sid", "client_id"),
+            "created_at": {"type": "integer"},
+            "last_used_at": {"type": ["integer", "null"]},
+            "expires_at": {"type": "integer"},
+            "user_agent": {"type": ["string", "null"]},
+            "current": {"type": "boolean"},
+        },
+    },
+    "SessionList": {
+        "type": "object",
+        "required": ["sessions"],
+        "properties": {"sessions": {"type": "array", "items": _ref("Session")}},
     },
     "UserInfo": {
         "type": "object",

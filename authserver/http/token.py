@@ -29,7 +29,8 @@ async def token(request: Request) -> Response:
         await _check_cookie_client(request, found, credentials)
     address = client_address(request, found.settings.trusted_proxies)
     with observe_grant(grant_type):  # metrics: tokens issued, logins failed
-        issued = await grants.issue(found, GrantRequest(credentials, fields, address))
+        agent = request.headers.get("user-agent")
+        issued = await grants.issue(found, GrantRequest(credentials, fields, address, agent))
     return _render(found, issued)
 
 

@@ -141,6 +141,12 @@ class _ObservedFamilies:
             FAMILIES_REVOKED.labels(_reason(args, kwargs)).inc(count)
         return count
 
+    async def revoke_client(self, *args: Any, **kwargs: Any) -> int:
+        count = await self._store.revoke_client(*args, **kwargs)
+        if count:
+            FAMILIES_REVOKED.labels(_reason(args, kwargs)).inc(count)
+        return count
+
 
 def observed_login_sessions(store: LoginSessionStore) -> LoginSessionStore:
     """`store`, counting sign-ins and the families /end-session revokes."""
@@ -188,7 +194,7 @@ class _ObservedCodes:
 
 
 def _reason(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    # revoke(family_id, reason, now) and revoke_user(user_id, reason, now)
+    # revoke(family_id, reason, now), revoke_user(user_id, …) and revoke_client(client_id, …)
     reason = kwargs.get("reason", args[1] if len(args) > 1 else None)
     return str(reason) if reason else "unknown"
 

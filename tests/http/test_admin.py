@@ -306,7 +306,7 @@ async def test_revoking_an_unknown_kid_is_404(
 async def test_admin_creates_a_user_who_can_log_in(
     client: httpx.AsyncClient, root: dict[str, str], engine: AsyncEngine
 ) -> None:
-    body = {"username": "bob", "password": "s3cret pass", "scopes": ["profile"]}
+    body = {"username": "bob", "password": "s3cret passphrase", "scopes": ["profile"]}
 
     response = await client.post("/admin/users", json=body, headers=root)
 
@@ -314,7 +314,7 @@ async def test_admin_creates_a_user_who_can_log_in(
     assert response.json()["username"] == "bob"
     sub = response.json()["sub"]
     assert "password" not in response.text and "s3cret" not in response.text
-    token = await login_token(client, "bob", password="s3cret pass")
+    token = await login_token(client, "bob", password="s3cret passphrase")
     assert jwt.decode(token, options={"verify_signature": False})["sub"] == sub
     assert (await audit(engine))[-1][1:] == ("user.created", sub)
     again = await client.post("/admin/users", json=body, headers=root)
@@ -324,12 +324,12 @@ async def test_admin_creates_a_user_who_can_log_in(
 @pytest.mark.parametrize(
     "body",
     [
-        {"password": "x"},
+        {"password": "long enough passphrase"},
         {"username": "bob"},
-        {"username": "bob", "password": "x", "scopes": "profile"},
-        {"username": "bob", "password": "x", "scopes": ["bad scope"]},
-        {"username": "bob", "password": "x", "admin": "true"},
-        {"username": 7, "password": "x"},
+        {"username": "bob", "password": "long enough passphrase", "scopes": "profile"},
+        {"username": "bob", "password": "long enough passphrase", "scopes": ["bad scope"]},
+        {"username": "bob", "password": "long enough passphrase", "admin": "true"},
+        {"username": 7, "password": "long enough passphrase"},
     ],
 )
 async def test_admin_user_creation_refuses_bad_fields(
@@ -448,7 +448,7 @@ async def test_admin_client_registration_refuses_bad_fields(
 async def test_the_audit_port_reads_back_what_it_wrote_in_order(
     client: httpx.AsyncClient, root: dict[str, str], services: Services
 ) -> None:
-    body = {"username": "bob", "password": "s3cret pass"}
+    body = {"username": "bob", "password": "s3cret passphrase"}
     sub = (await client.post("/admin/users", json=body, headers=root)).json()["sub"]
     assert (await client.post(f"/admin/users/{sub}/disable", headers=root)).status_code == 204
 

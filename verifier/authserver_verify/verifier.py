@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
@@ -282,6 +282,9 @@ class _Revocations:
     sids: frozenset[str] = frozenset()
     jtis: frozenset[str] = frozenset()
     etag: str | None = None
+    # client_id -> its tokens issued at or before this time are revoked (a client disabled
+    # or deleted: its client_credentials tokens have no sid). Absent from older servers.
+    clients: Mapping[str, int] = field(default_factory=dict)
 
 
 class _RevocationFeed:
@@ -305,9 +308,12 @@ class _RevocationFeed:
             if fetched.status == 200:
                 document = json.loads(fetched.body, object_pairs_hook=reject_duplicate_members)
                 sids, jtis = document.get("sids"), document.get("jtis")
-                if not _strings(sids) or not _strings(jtis):
+                clients = document.get("clients", {})
+                if not _strings(sids) or not _strings(jtis) or not _client_marks(clients):
                     raise ValueError("malformed revocation feed")
-                self.current = _Revocations(frozenset(sids), frozenset(jtis), fetched.etag)
+                self.current = _Revocations(
+                    frozenset(sids), frozenset(jtis), fetched.etag, dict(clients)
+                )
             elif fetched.status != 304:
                 raise OSError(f"unexpected status {fetched.status}")
             self.last_success = time.monotonic()
@@ -316,6 +322,12 @@ class _RevocationFeed:
 
 def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _client_marks(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value.values()
+    )
 
 
 # --------------------------------------------------------------------------- the verifier
@@ -536,6 +548,10 @@ class Verifier:
             return
         current = self.revocations.current
         if claims.get("jti") in current.jtis or claims.get("sid") in current.sids:
+            raise Revoked()
+        client_id = claims.get("client_id")
+        mark = current.clients.get(client_id) if isinstance(client_id, str) else None
+        if mark is not None and not (isinstance(claims.get("iat"), int) and claims["iat"] > mark):
             raise Revoked()
 
     def _resolve_jwks_url(self) -> str:

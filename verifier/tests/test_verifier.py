@@ -376,6 +376,46 @@ def test_cached_and_fresh_tokens_honour_the_revocation_list(
     assert verifier.verify(issuer.token(jti="j3", sid="s9"))
 
 
+def test_a_client_listed_in_the_feed_loses_its_tokens_issued_until_its_mark(
+    issuer: FakeIssuer, monotonic: Monotonic
+) -> None:
+    """A disabled or deleted client: its client_credentials tokens have no sid to list."""
+    feed: dict[str, Any] = {"sids": [], "jtis": []}
+
+    def fetch(url: str, headers: dict[str, str]) -> Fetched:
+        if url.endswith("/revocations"):
+            return Fetched(200, json.dumps(feed).encode(), None, 5)
+        return issuer.fetch(url, headers)
+
+    verifier = Verifier(
+        ISSUER,
+        AUDIENCE,
+        jwks_url="x",
+        revocations_url=f"{ISSUER}/revocations",
+        client_id="orders",
+        client_secret="s3cret",
+        fetch=fetch,
+        clock=lambda: NOW,
+        monotonic=monotonic,
+    )
+    before = issuer.token(jti="a", client_id="svc", sub="svc", drop=("sid",))
+    after = issuer.token(jti="b", client_id="svc", sub="svc", drop=("sid",), iat=NOW + 1)
+    other = issuer.token(jti="c", client_id="spa")
+    verifier.verify(before)  # cached before the feed says anything
+    verifier.poll_revocations()
+    assert verifier.verify(before)
+
+    feed["clients"] = {"svc": NOW}
+    verifier.poll_revocations()
+    with pytest.raises(verify.Revoked):
+        verifier.verify(before)
+    assert verifier.verify(after) and verifier.verify(other)
+
+    feed["clients"] = {"svc": "soon"}
+    with pytest.raises(ValueError):
+        verifier.poll_revocations()
+
+
 def test_discovery_finds_the_jwks_and_refuses_another_issuer(
     issuer: FakeIssuer, monotonic: Monotonic
 ) -> None:

@@ -1,0 +1,23 @@
+"""GET /sessions and DELETE /sessions/{sid}: a user's own sessions (bearer access token)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from authserver import sessions
+from authserver.http.context import services
+from authserver.http.forms import bearer_token
+from authserver.http.responses import no_content, no_store_json
+
+
+async def my_sessions(request: Request) -> Response:
+    found = await sessions.my_sessions(services(request), bearer_token(request))
+    return no_store_json({"sessions": found})
+
+
+async def end_my_session(request: Request) -> Response:
+    await sessions.end_my_session(
+        services(request), bearer_token(request), request.path_params["sid"]
+    )
+    return no_content()

@@ -1,0 +1,47 @@
+"""Self-service sessions: a user lists and ends their own (API.md, "Self-service sessions")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authserver.admin import session_view
+from authserver.audit import AuditEvent
+from authserver.errors import InvalidToken, NotFound
+from authserver.introspection import authenticate_bearer
+from authserver.services import Services
+
+
+async def _caller(services: Services, bearer: str | None) -> tuple[str, str | None]:
+    """The user behind a live access token, and the session it came from."""
+    claims = await authenticate_bearer(services, bearer)
+    sid = claims.get("sid")
+    if not isinstance(sid, str):
+        # A client_credentials token speaks for a client, which has no sessions.
+        raise InvalidToken(detail="a token with no session")
+    return str(claims["sub"]), sid
+
+
+async def my_sessions(services: Services, bearer: str | None) -> list[dict[str, Any]]:
+    sub, current = await _caller(services, bearer)
+    return [
+        session_view(s, current) for s in await services.families.sessions(sub, services.clock())
+    ]
+
+
+async def end_my_session(services: Services, bearer: str | None, sid: str) -> None:
+    """Another user's sid is answered as an unknown one: 404, nothing revoked."""
+    sub, _ = await _caller(services, bearer)
+    family = await services.families.get(sid)
+    if family is None or family.user_id != sub:
+        raise NotFound("You have no session with this sid.")
+    now = services.clock()
+    event = AuditEvent(
+        now,
+        sub,
+        "family.revoked",
+        sid,
+        {"reason": "user_revoked", "client_id": family.client_id},
+        user=sub,
+        family=sid,
+    )
+    await services.families.revoke(sid, "user_revoked", now, [event])
