@@ -284,6 +284,7 @@ class SqlClientStore:
                 .values(
                     deleted_at=now,
                     disabled=True,
+                    secret_hash=None,  # NULL reads as public, but a deleted row is never read
                     old_secret_hash=None,
                     old_secret_expires_at=None,
                     tokens_revoked_before=now,

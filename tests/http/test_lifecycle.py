@@ -368,6 +368,13 @@ async def test_deleting_a_client_kills_its_tokens_everywhere_and_keeps_its_id_ta
     again = await client.post("/admin/clients", json={"client_id": "svc"}, headers=root)
     assert_error(again, 409, "conflict")
     assert [target for _, target, _ in await audit_rows(engine, "client.deleted")] == ["svc"]
+    async with engine.connect() as conn:
+        hashes = (
+            await conn.execute(
+                text("SELECT secret_hash, old_secret_hash FROM clients WHERE client_id = 'svc'")
+            )
+        ).one()
+    assert tuple(hashes) == (None, None)  # nothing of its secrets is kept
 
 
 async def test_deleting_a_client_revokes_its_sessions(
