@@ -63,6 +63,10 @@ class Settings:
     # How many hashes may run at once: each holds argon2_memory_kib of RAM.
     password_hash_concurrency: int = 2
     db_pool_size: int = 10
+    # Postgres itself, not a transaction pooler in front of it: for what a pooler cannot carry
+    # (LISTEN for changes other instances make, db/notify.py; `migrate`'s session lock).
+    # None = database_url.
+    database_direct_url: str | None = None
     # Cleanup (authserver/db/purge.py): seconds between in-process purges (0 = off; run
     # `authserver purge` from cron instead), and how long audit events are kept.
     purge_interval: int = 3600
@@ -125,6 +129,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "PASSWORD_HASH_CONCURRENCY", _int_between(1, 64), defaults.password_hash_concurrency
         ),
         db_pool_size=read("DB_POOL_SIZE", _int_between(1, 200), defaults.db_pool_size),
+        database_direct_url=read("DATABASE_DIRECT_URL", _postgres_url, None),
         purge_interval=read("PURGE_INTERVAL", _seconds(0, 604_800), defaults.purge_interval),
         audit_retention_days=read(
             "AUDIT_RETENTION_DAYS", _int_between(1, 36_500), defaults.audit_retention_days
@@ -158,6 +163,12 @@ def _database_url(raw: str) -> str:
             "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
             "(the async drivers authserver ships with)"
         )
+    return raw
+
+
+def _postgres_url(raw: str) -> str:
+    if not raw.startswith("postgresql+asyncpg://"):
+        raise ValueError("must start with postgresql+asyncpg://")
     return raw
 
 
