@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from authserver.config import Settings
 from authserver.db.liveness import ping_when_idle
 from authserver.db.pool_metrics import count_connections_in_use
+from authserver.db.primary import drop_when_read_only
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
@@ -45,6 +46,8 @@ def _postgres_engine(settings: Settings) -> AsyncEngine:
     )
     # Instead of pool_pre_ping's three round trips on every checkout (db/liveness.py).
     ping_when_idle(engine)
+    # After a failover, no connection left on the old primary is used again (db/primary.py).
+    drop_when_read_only(engine)
     return engine
 
 

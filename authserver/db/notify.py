@@ -38,6 +38,7 @@ _FIRST_DELAY, _MAX_DELAY = 0.1, 5.0  # seconds between attempts to listen again
 _CHECK_EVERY, _CHECK_TIMEOUT = 10.0, 5.0  # a silent host is found out by a query that hangs
 # The payload of this process's key notifications: it reloaded after its own change already.
 _ORIGIN = secrets.token_hex(8)
+_READ_ONLY = "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
 # How the connection shows in pg_stat_activity.
 APPLICATION_NAME = "authserver listen"
 # Keys of the URL's query that SQLAlchemy's asyncpg dialect reads itself, not asyncpg.
@@ -132,15 +133,17 @@ async def _listen(conn: asyncpg.Connection, reactions: Reactions) -> None:
 
 
 async def _watch(conn: asyncpg.Connection) -> None:
-    """Returns (raises) when the connection is lost: closed by the server or the network, or
-    silent past the check's timeout."""
+    """Returns (raises) when the connection is lost: closed by the server or the network,
+    silent past the check's timeout, or left on a server that no longer takes writes (fenced
+    by a failover: the new primary's notifications would never arrive here)."""
     lost = asyncio.Event()
     conn.add_termination_listener(lambda _conn: lost.set())
     while not conn.is_closed():
         try:
             await asyncio.wait_for(lost.wait(), _CHECK_EVERY)
         except TimeoutError:
-            await conn.execute("SELECT 1", timeout=_CHECK_TIMEOUT)
+            if await conn.fetchval(_READ_ONLY, timeout=_CHECK_TIMEOUT):
+                raise ConnectionResetError("the server no longer takes writes") from None
     raise ConnectionResetError("the server closed the connection")
 
 
