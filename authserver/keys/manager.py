@@ -89,6 +89,7 @@ class SigningKeys:
         self._ring: KeyRing | None = None
         self._epoch = epoch or LocalEpoch()
         self._heard = 0  # key changes heard of from other instances (`changed_elsewhere`)
+        self._news: anyio.Event | None = None  # set on hearing one; made by `keep_fresh`
         self._seen = (-1, -1)  # (epoch, heard) as of the ring's load; none loaded yet
         self._reloading = anyio.Lock()
 
@@ -129,8 +130,11 @@ class SigningKeys:
 
     def changed_elsewhere(self) -> None:
         """Another instance changed the keys (db/notify.py heard it): reload before signing
-        again, as after a change in another worker."""
+        again, as after a change in another worker; `keep_fresh` reloads at once, so that
+        requests seldom wait for it."""
         self._heard += 1
+        if self._news is not None:
+            self._news.set()
 
     def _version(self) -> tuple[int, int]:
         return self._epoch.read(), self._heard
@@ -194,12 +198,22 @@ class SigningKeys:
         await self._changed()
 
     async def keep_fresh(self) -> None:
-        """Reloads every `reload_interval` seconds, forever; a failed reload keeps the last
-        good ring (the database may be briefly away) and is retried next time."""
+        """Reloads every `reload_interval` seconds, forever, and as soon as a change made
+        elsewhere is heard of; a failed reload keeps the last good ring (the database may be
+        briefly away) and is retried next time (the next signature tries it first, though)."""
+        failed = False
         while True:
-            await anyio.sleep(reload_interval(self._settings))
+            self._news = anyio.Event()
+            # Heard of before this loop ran (while the keys first loaded): reload now. After
+            # a failure, not before the interval unless news comes: no retrying in a spin.
+            if failed or self._version() == self._seen:
+                with anyio.move_on_after(reload_interval(self._settings)):
+                    await self._news.wait()
+            failed = True
             try:
-                await self.reload()
+                async with self._reloading:  # not twice with a request that noticed too
+                    await self.reload()
+                failed = False
             except TemporarilyUnavailable as exc:  # an outage: one line, not a traceback a tick
                 logger.warning("cannot reload the signing keys (%s); keeping the last ones", exc)
             except InvalidTag:  # the rows were rewrapped under a KEK this process lacks
