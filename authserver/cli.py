@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar, cast
 
@@ -204,7 +205,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    _with_engine(settings, migrate.upgrade)
+    # Straight to Postgres, never through a transaction pooler: the lock that lets every
+    # replica migrate at once is held by one session across several transactions.
+    direct = settings.database_direct_url or settings.database_url
+    _with_engine(replace(settings, database_url=direct), migrate.upgrade)
     print(f"database is at revision {migrate.head_revision()}", file=sys.stderr)
     return 0
 

@@ -35,6 +35,8 @@ from authserver.refresh import hash_token
 from tests.conftest import ISSUER, Registry, reset_keys
 from tests.races._instances import Instance, serving
 
+# Also through PgBouncer in transaction mode (tests/_pgbouncer.py).
+pytestmark = pytest.mark.pgbouncer
 INSTANCES = 3
 # Instances reload their keys every second, and a next key may sign 2 + 3 s after it is made:
 # the rotation comes a few seconds into the traffic, not at its start.
