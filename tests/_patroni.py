@@ -29,6 +29,7 @@ from pathlib import Path
 
 import anyio
 import anyio.to_thread
+import asyncpg
 import httpx
 import pytest
 
@@ -124,6 +125,28 @@ class Bed:
                 except httpx.HTTPError:
                     continue
         return False
+
+    async def stall_replication(self) -> int:
+        """Stops the primary's WAL sender (SIGSTOP), as a cut link would: from now on its
+        commits reach the standby no more (stopping the standby's receiver would not do: on
+        loopback the WAL waits in its socket buffer). Returns its pid, for `end`."""
+        primary = await self.primary()
+        assert primary is not None
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=primary.port, user="postgres", database="postgres"
+        )
+        try:
+            pid = await conn.fetchval("SELECT pid FROM pg_stat_replication")
+        finally:
+            await conn.close()
+        assert isinstance(pid, int), "the primary has no WAL sender"
+        os.kill(pid, signal.SIGSTOP)
+        return pid
+
+    def end(self, pid: int) -> None:
+        """SIGKILL to a process stopped by `stall_replication`, once its primary is killed."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
     def kill(self, node: Node) -> None:
         """SIGKILL to the node's Patroni, so it cannot restart Postgres, then to its
