@@ -304,6 +304,8 @@ async def test_the_primary_killed_mid_load(
     with capsys.disabled():
         print(f"\n{figures}")  # noqa: T201 — the figures the issue asks for
 
+    served_again = {a[2] for a in load.since(killed_at) if a[3] == 200}
+    assert served_again == {0, 1, 2}, f"instances serving again: {served_again}; {figures}"
     assert not wrong_5xx, wrong_5xx[:5]
     assert not load.problems, load.problems[:5]
     assert not stored_now["doubled"]
