@@ -19,11 +19,12 @@ from authserver.db.accounts import SqlClientStore, SqlUserStore
 from authserver.db.audit import SqlAuditLog
 from authserver.db.codes import SqlCodeStore
 from authserver.db.denylist import SqlDenylist
-from authserver.db.engine import make_engine, ping
+from authserver.db.engine import is_postgres, make_engine, ping
 from authserver.db.failures import fail_closed
 from authserver.db.families import SqlFamilyStore
 from authserver.db.keys import SqlKeyStore
 from authserver.db.login_sessions import SqlLoginSessionStore
+from authserver.db.notify import Reactions, listen_for_changes
 from authserver.db.purge import purge_periodically
 from authserver.db.throttle import SqlThrottleStore
 from authserver.http.cors import cors_middleware
@@ -114,6 +115,21 @@ async def prepare_schema(engine: AsyncEngine) -> None:
         )
 
 
+def _reactions(services: Services) -> Reactions:
+    """What this process does when it hears of a change made elsewhere (db/notify.py)."""
+    keys, clients = services.keys, services.clients
+
+    def client_changed(client_id: str | None) -> None:
+        if isinstance(clients, CachedClients):  # the only store here that remembers
+            clients.forget(client_id)
+
+    def anything_changed() -> None:
+        keys.changed_elsewhere()
+        client_changed(None)
+
+    return Reactions(keys.changed_elsewhere, client_changed, anything_changed)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -129,18 +145,27 @@ def create_app(
             await prepare_schema(engine)
             await refuse_a_missing_kek(settings, engine)
             services = build_services(settings, engine, clock, key_epoch)
-            await services.keys.start()
-            await services.passwords.prepare()
-
-            async def readiness() -> None:
-                await ping(engine)
-                if not services.keys.loaded:
-                    raise LookupError("no active signing key loaded")
-
-            app.state.services = services
-            app.state.readiness = readiness
-            # Picks up key changes other instances make (bound: signing.reload_interval).
             async with anyio.create_task_group() as background:
+                if is_postgres(engine):
+                    # Hears at once of key and client changes other instances make
+                    # (db/notify.py); listening before the keys load, so none falls between.
+                    await background.start(
+                        listen_for_changes,
+                        engine,
+                        settings.database_direct_url or settings.database_url,
+                        _reactions(services),
+                    )
+                await services.keys.start()
+                await services.passwords.prepare()
+
+                async def readiness() -> None:
+                    await ping(engine)
+                    if not services.keys.loaded:
+                        raise LookupError("no active signing key loaded")
+
+                app.state.services = services
+                app.state.readiness = readiness
+                # Picks up key changes unheard of (bound: signing.reload_interval).
                 background.start_soon(services.keys.keep_fresh)
                 # Cleanup every AUTHSERVER_PURGE_INTERVAL s; one instance at a time (db/purge.py).
                 background.start_soon(purge_periodically, engine, settings, clock)

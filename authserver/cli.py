@@ -623,7 +623,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    _with_engine(settings, migrate.upgrade, keys=False)
+    # Straight to Postgres, never through a transaction pooler: the lock that lets every
+    # replica migrate at once is held by one session across several transactions.
+    direct = settings.database_direct_url or settings.database_url
+    _with_engine(replace(settings, database_url=direct), migrate.upgrade, keys=False)
     print(f"database is at revision {migrate.head_revision()}", file=sys.stderr)
     return 0
 

@@ -125,7 +125,8 @@ class CachedClients:
     Every token, introspection and revocation request authenticates its client, and a lookup
     costs a database round trip; registrations only ever add clients, so a short memory is
     safe. The bound is for rows an operator edits by hand: seen everywhere within `ttl`
-    seconds. Unknown ids are not remembered, so made-up ids cannot fill the memory.
+    seconds, at once where the change is announced (`forget`, called on Postgres NOTIFY:
+    db/notify.py). Unknown ids are not remembered, so made-up ids cannot fill the memory.
     """
 
     def __init__(
@@ -158,6 +159,13 @@ class CachedClients:
             del self._found[next(iter(self._found))]  # the oldest entry
         self._found[client_id] = (now + self._ttl, client)
         return client.as_of(now)
+
+    def forget(self, client_id: str | None = None) -> None:
+        """A client changed (None: any may have): the next lookup asks the store."""
+        if client_id is None:
+            self._found.clear()
+        else:
+            self._found.pop(client_id, None)
 
     async def create(self, client: Client, now: int) -> bool:
         return await self._store.create(client, now)

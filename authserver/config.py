@@ -77,6 +77,10 @@ class Settings:
     # The password policy's minimum length, in characters after NFKC (password_policy.py).
     password_min_length: int = 12
     db_pool_size: int = 10
+    # Postgres itself, not a transaction pooler in front of it: for what a pooler cannot carry
+    # (LISTEN for changes other instances make, db/notify.py; `migrate`'s session lock).
+    # None = database_url.
+    database_direct_url: str | None = None
     # Cleanup (authserver/db/purge.py): seconds between in-process purges (0 = off; run
     # `authserver purge` from cron instead), and how long audit events are kept.
     purge_interval: int = 3600
@@ -112,6 +116,10 @@ DESCRIPTIONS: dict[str, str] = {
     "database_url": "The database. `sqlite+aiosqlite:///PATH` (embedded, migrated by `serve` "
     "itself) or `postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB` (production; run "
     "`authserver migrate` first). Also as `AUTHSERVER_DATABASE_URL_FILE`.",
+    "database_direct_url": "Postgres itself, when `AUTHSERVER_DATABASE_URL` goes through a "
+    "transaction pooler (PgBouncer): `migrate` and the LISTEN connection that hears other "
+    "instances' key and client changes use it; set, the main URL keeps no prepared statements "
+    "(docs/high-availability.md). Unset: the main URL.",
     "issuer": "The `iss` of every token and the base of every URL in the metadata (RFC 8414). "
     "When unset, `serve` uses the address it binds (`http://HOST:PORT`, 127.0.0.1 for a "
     "wildcard address): set it to the public URL behind a proxy or load balancer, the same on "
@@ -231,6 +239,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "PASSWORD_MIN_LENGTH", _int_between(1, 1024), defaults.password_min_length
         ),
         db_pool_size=read("DB_POOL_SIZE", _int_between(1, 200), defaults.db_pool_size),
+        database_direct_url=read("DATABASE_DIRECT_URL", _postgres_url, None),
         purge_interval=read("PURGE_INTERVAL", _seconds(0, 604_800), defaults.purge_interval),
         audit_retention_days=read(
             "AUDIT_RETENTION_DAYS", _int_between(1, 36_500), defaults.audit_retention_days
@@ -313,6 +322,12 @@ def _database_url(raw: str) -> str:
             "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
             "(the async drivers authserver ships with)"
         )
+    return raw
+
+
+def _postgres_url(raw: str) -> str:
+    if not raw.startswith("postgresql+asyncpg://"):
+        raise ValueError("must start with postgresql+asyncpg://")
     return raw
 
 

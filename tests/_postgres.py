@@ -167,8 +167,11 @@ class Cluster:
     restart it or kill -9 it (and reap it: a killed postmaster left to an init that does not
     reap would hold its lock file and the next start would refuse to run)."""
 
-    def __init__(self, bindir: Path, tmp: Path, port: int) -> None:
+    def __init__(
+        self, bindir: Path, tmp: Path, port: int, settings: dict[str, str] | None = None
+    ) -> None:
         self.bindir, self.tmp, self.port = bindir, tmp, port
+        self.settings = dict(settings or {})  # more `-c name=value`, e.g. for replication
         self.data, self.log = tmp / "data", tmp / "postgres.log"
         self.process: subprocess.Popen[bytes] | None = None
         # Postgres refuses to run as root: root runs it as the postgres system user.
@@ -186,6 +189,7 @@ class Cluster:
             *("-D", str(self.data), "-p", str(self.port)),
             *("-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.tmp}"),
             *("-c", "fsync=off"),  # thrown away afterwards; a killed postmaster loses nothing
+            *(arg for name, value in self.settings.items() for arg in ("-c", f"{name}={value}")),
         ]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
@@ -228,13 +232,43 @@ class Cluster:
 
 
 @contextlib.asynccontextmanager
-async def own_cluster() -> AsyncIterator[Cluster]:
+async def own_cluster(settings: dict[str, str] | None = None) -> AsyncIterator[Cluster]:
     """A new cluster on a free port of 127.0.0.1, started and ready; skipped (outside CI)
     where no initdb is found. Stopped and removed afterwards."""
+    bindir = _own_bindir()
+    async with _own_cluster(bindir, [str(bindir / "initdb"), *_INITDB_SETTINGS], settings) as c:
+        yield c
+
+
+@contextlib.asynccontextmanager
+async def own_standby(
+    primary: Cluster, settings: dict[str, str] | None = None
+) -> AsyncIterator[Cluster]:
+    """A streaming standby of `primary` (pg_basebackup -R: standby.signal and primary_conninfo
+    written for it), started and ready to serve reads. `settings` may name it, e.g.
+    {"cluster_name": "b"} for the primary's synchronous_standby_names."""
+    basebackup = [
+        str(primary.bindir / "pg_basebackup"),
+        *("-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"),
+        *("-R", "-X", "stream", "--no-sync"),
+    ]
+    async with _own_cluster(primary.bindir, basebackup, settings) as standby:
+        yield standby
+
+
+def _own_bindir() -> Path:
     if (bindir := _pg_bindir()) is None:
         if os.environ.get("CI"):
             raise RuntimeError("no initdb/pg_ctl was found, and this test must not skip in CI")
         pytest.skip("no initdb/postgres found to make a cluster of the test's own")
+    return bindir
+
+
+@contextlib.asynccontextmanager
+async def _own_cluster(
+    bindir: Path, make: list[str], settings: dict[str, str] | None
+) -> AsyncIterator[Cluster]:
+    """Makes a data directory with `make` (which gets `-D dir`), starts it on a free port."""
     as_root = os.geteuid() == 0
     tmp = Path(tempfile.mkdtemp(prefix="authserver-pg-", dir="/tmp" if as_root else None))
     user = "postgres" if as_root else None
@@ -245,7 +279,7 @@ async def own_cluster() -> AsyncIterator[Cluster]:
         done = await anyio.to_thread.run_sync(
             functools.partial(
                 subprocess.run,
-                [str(bindir / "initdb"), "-D", str(tmp / "data"), *_INITDB_SETTINGS],
+                [*make, "-D", str(tmp / "data")],
                 cwd=tmp,
                 capture_output=True,
                 text=True,
@@ -255,11 +289,8 @@ async def own_cluster() -> AsyncIterator[Cluster]:
             )
         )
         if done.returncode != 0:
-            raise RuntimeError(f"initdb failed:\n{done.stdout}{done.stderr}")
-        with socket.socket() as s:  # ask the kernel for a free port
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        cluster = Cluster(bindir, tmp, port)
+            raise RuntimeError(f"{Path(make[0]).name} failed:\n{done.stdout}{done.stderr}")
+        cluster = Cluster(bindir, tmp, free_loopback_port(), settings)
         cluster.start()
         try:
             await anyio.to_thread.run_sync(cluster.wait_ready)
@@ -268,3 +299,10 @@ async def own_cluster() -> AsyncIterator[Cluster]:
             await anyio.to_thread.run_sync(cluster.stop)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as s:  # ask the kernel for a free port
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port

@@ -29,6 +29,7 @@ from authserver.config import Settings, load_settings
 from authserver.db import migrate
 from authserver.services import Services
 from authserver.users import new_user
+from tests._pgbouncer import direct_url_for, pgbouncer_in_front_of
 from tests._postgres import postgres_database
 
 ISSUER = "http://authserver.test"
@@ -71,9 +72,28 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'authserver.db'}"
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Database tests run on SQLite and Postgres; those marked `pgbouncer` also on Postgres
+    through PgBouncer in transaction mode (tests/_pgbouncer.py)."""
+    if "database_url" in metafunc.fixturenames:
+        backends = ["sqlite", "postgres"]
+        if metafunc.definition.get_closest_marker("pgbouncer"):
+            backends.append("pgbouncer")
+        metafunc.parametrize("database_url", backends, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_url(postgres_url: str | None) -> Iterator[str]:
+    if postgres_url is None:
+        pytest.skip("no Postgres could be found or started (set AUTHSERVER_TEST_DATABASE_URL)")
+    with pgbouncer_in_front_of(postgres_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def database_url(request: pytest.FixtureRequest, sqlite_url: str, postgres_url: str | None) -> str:
-    """A migrated database URL, once per backend."""
+    """A migrated database URL, once per backend. Through PgBouncer, the database is
+    Postgres's own, migrated straight there (as `authserver migrate` does)."""
     url = sqlite_url if request.param == "sqlite" else postgres_url
     if url is None:
         pytest.skip("no Postgres could be found or started (set AUTHSERVER_TEST_DATABASE_URL)")
@@ -84,12 +104,17 @@ def database_url(request: pytest.FixtureRequest, sqlite_url: str, postgres_url: 
         await engine.dispose()
 
     asyncio.run(upgrade())
+    if request.param == "pgbouncer":
+        pooled: str = request.getfixturevalue("pgbouncer_url")
+        return pooled
     return url
 
 
 def make_settings(database_url: str, keys_dir: Path, **overrides: str) -> Settings:
     environ = {
         "AUTHSERVER_DATABASE_URL": database_url,
+        # Set only through the test PgBouncer: migrations and LISTEN go straight to Postgres.
+        "AUTHSERVER_DATABASE_DIRECT_URL": direct_url_for(database_url) or "",
         "AUTHSERVER_ISSUER": ISSUER,
         "AUTHSERVER_KEY_ENCRYPTION_KEY": KEK,
         "AUTHSERVER_KEYS_DIR": str(keys_dir),
@@ -115,7 +140,10 @@ def settings(database_url: str, tmp_path: Path, settings_overrides: dict[str, st
 
 @pytest.fixture
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(settings.database_url, poolclass=NullPool)
+    # The tests' own statements go straight to the database (past any PgBouncer).
+    engine = create_async_engine(
+        settings.database_direct_url or settings.database_url, poolclass=NullPool
+    )
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))

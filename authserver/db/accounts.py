@@ -15,6 +15,7 @@ from authserver.clients import CLIENT_MEMORY_SECONDS, Client, ClientChanges
 from authserver.db.audit import append_audit
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import AuditEventRow, ClientRow, UserRow
+from authserver.db.notify import notify_client_changed
 from authserver.users import User, UserChanges, granted_scopes
 
 _LIVE_USER = UserRow.deleted_at.is_(None)
@@ -251,6 +252,8 @@ class SqlClientStore:
             if row is None:
                 return None
             await append_audit(conn, audit)
+            # Every instance forgets its memory of the client when this commits (db/notify.py).
+            await notify_client_changed(conn, client_id)
         return _client(row)
 
     async def rotate_secret(
@@ -274,6 +277,7 @@ class SqlClientStore:
             )
             if result.rowcount:
                 await append_audit(conn, [audit])
+                await notify_client_changed(conn, client_id)
         return bool(result.rowcount)
 
     async def delete(self, client_id: str, now: int, audit: AuditEvent) -> bool:
@@ -292,6 +296,7 @@ class SqlClientStore:
             )
             if result.rowcount:
                 await append_audit(conn, [audit])
+                await notify_client_changed(conn, client_id)
         return bool(result.rowcount)
 
     async def scopes_in_use(self) -> list[str]:

@@ -19,6 +19,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import TextClause
 
+from authserver.db.primary import is_read_only
+
 
 @dataclass(frozen=True)
 class _Compiled:
@@ -46,8 +48,13 @@ async def fetch_row(
             return row
         except BaseException as exc:
             # An error the server answered leaves the connection fit for the next request;
-            # anything else (lost, timed out, cancelled mid-statement) does not.
-            if driver.is_closed() or not isinstance(exc, asyncpg.PostgresError):
+            # anything else (lost, timed out, cancelled mid-statement) does not, nor does a
+            # server that no longer takes writes (db/primary.py).
+            if (
+                driver.is_closed()
+                or not isinstance(exc, asyncpg.PostgresError)
+                or is_read_only(exc)
+            ):
                 pooled.invalidate(exc if isinstance(exc, Exception) else None)
             if driver.is_closed() and isinstance(exc, Exception):
                 # Said as an OSError, as SQLAlchemy's own lost connections are: a 503.

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from authserver.config import Settings
 from authserver.db.liveness import ping_when_idle
 from authserver.db.pool_metrics import count_connections_in_use
+from authserver.db.primary import drop_when_read_only
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
@@ -24,7 +25,31 @@ def is_postgres(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+def behind_pooler(settings: Settings) -> bool:
+    """Whether the URL reaches Postgres through a transaction pooler (PgBouncer's
+    pool_mode=transaction): said by giving AUTHSERVER_DATABASE_DIRECT_URL beside it."""
+    direct = settings.database_direct_url
+    return direct is not None and direct != settings.database_url
+
+
 def _postgres_engine(settings: Settings) -> AsyncEngine:
+    connect_args: dict[str, Any] = {
+        # Server-side statement timeout: no request waits on a stuck lock forever.
+        "server_settings": {"statement_timeout": "5000"},
+        "timeout": 5,  # to connect
+        # Client-side bound on every query, pings included: a database host that stops
+        # answering (no reset, no refusal) would otherwise hold a request for as long as
+        # TCP keeps the connection open. Past statement_timeout, so that fires first.
+        "command_timeout": 6,
+    }
+    if behind_pooler(settings):
+        # Each transaction may run on another server connection, so nothing may outlive one:
+        # no named prepared statements, neither asyncpg's nor SQLAlchemy's (unnamed ones are
+        # parsed, bound and run before the Sync that lets the pooler reassign the
+        # connection); and no startup parameters beyond those PgBouncer passes on (set
+        # statement_timeout on the role: docs/high-availability.md).
+        connect_args.update(statement_cache_size=0, prepared_statement_cache_size=0)
+        connect_args["server_settings"] = {}
     engine = create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -33,18 +58,12 @@ def _postgres_engine(settings: Settings) -> AsyncEngine:
         # Requests beyond the pool wait their turn, which a statement's millisecond ends.
         max_overflow=0,
         pool_timeout=5,  # seconds a request waits for a free connection
-        connect_args={
-            # Server-side statement timeout: no request waits on a stuck lock forever.
-            "server_settings": {"statement_timeout": "5000"},
-            "timeout": 5,  # to connect
-            # Client-side bound on every query, pings included: a database host that stops
-            # answering (no reset, no refusal) would otherwise hold a request for as long as
-            # TCP keeps the connection open. Past statement_timeout, so that fires first.
-            "command_timeout": 6,
-        },
+        connect_args=connect_args,
     )
     # Instead of pool_pre_ping's three round trips on every checkout (db/liveness.py).
     ping_when_idle(engine)
+    # After a failover, no connection left on the old primary is used again (db/primary.py).
+    drop_when_read_only(engine)
     return engine
 
 

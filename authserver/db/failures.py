@@ -3,10 +3,10 @@
 The stores raise SQLAlchemy's and the drivers' own errors. `fail_closed` wraps a store so that
 the ones meaning "the database cannot answer now" (connection refused or lost, a timeout on
 connect, on a statement or on the pool, SQLite's "database is locked", Postgres starting up or
-shutting down) reach the use cases as the
-domain's `TemporarilyUnavailable` (503 `temporarily_unavailable`), the driver's words kept as
-its private detail for the log. Anything else (a bug in a statement, a constraint) is left as
-it is: that is a 500, not a reason to tell clients to retry.
+shutting down, a failover under way: no primary yet, or a write reaching a demoted one) reach
+the use cases as the domain's `TemporarilyUnavailable` (503 `temporarily_unavailable`), the
+driver's words kept as its private detail for the log. Anything else (a bug in a statement, a
+constraint) is left as it is: that is a 500, not a reason to tell clients to retry.
 
 Nothing is retried here: every store method is one transaction, so a failed one changed nothing
 (the refresh rotation is one statement), and the client's retry finds the database as it was.
@@ -31,9 +31,14 @@ _ASYNCPG_CANNOT_NOW = (
     asyncpg.PostgresConnectionError,  # class 08
     asyncpg.exceptions.OperatorInterventionError,  # class 57: canceled, starting, shutting down
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
+    # A failover: the server no longer takes writes (25006; db/primary.py drops the
+    # connection), or none of the URL's hosts does yet (target_session_attrs=read-write).
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
 )
-# The same classes by SQLSTATE, for a driver error seen through an adapter that keeps the code.
+# The same by SQLSTATE, for a driver error seen through an adapter that keeps the code.
 _SQLSTATE_CLASSES_CANNOT_NOW = ("08", "53", "57")
+_SQLSTATES_CANNOT_NOW = ("25006",)
 
 
 def unavailable(exc: BaseException) -> TemporarilyUnavailable | None:
@@ -108,7 +113,9 @@ def _cannot_answer_now(error: BaseException | None) -> bool:
         if isinstance(error, _ASYNCPG_CANNOT_NOW):
             return True
         sqlstate = getattr(error, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate[:2] in _SQLSTATE_CLASSES_CANNOT_NOW:
+        if isinstance(sqlstate, str) and (
+            sqlstate[:2] in _SQLSTATE_CLASSES_CANNOT_NOW or sqlstate in _SQLSTATES_CANNOT_NOW
+        ):
             return True
         error = error.__cause__
     return False

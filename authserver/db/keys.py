@@ -16,6 +16,7 @@ from authserver.audit import AuditEvent
 from authserver.db.audit import append_audit
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import SigningKeyRow
+from authserver.db.notify import notify_keys_changed
 from authserver.keys.lifecycle import Transition
 from authserver.keys.records import KeyRecord
 
@@ -70,6 +71,8 @@ class SqlKeyStore:
                     for event in transition.events
                 ],
             )
+            if transition.changed:
+                await notify_keys_changed(conn)  # delivered on commit: db/notify.py
         return transition
 
     async def rewrap(
@@ -98,6 +101,7 @@ class SqlKeyStore:
             await append_audit(
                 conn, [AuditEvent(now, actor, "keys.rewrapped", "*", {"keys": len(resealed)})]
             )
+            await notify_keys_changed(conn)
         return len(resealed)
 
     async def initialize(self, records: list[KeyRecord]) -> bool:
@@ -133,6 +137,7 @@ class SqlKeyStore:
                         if action == "key.made" or r.state == "active"
                     ],
                 )
+                await notify_keys_changed(conn)
         except IntegrityError:  # the partial unique index caught a racing instance
             return False
         return True

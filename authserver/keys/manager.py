@@ -1,12 +1,13 @@
 """The process's view of the signing keys: made at first start, reloaded from the store.
 
 Several instances share one database; each signs with the key the database calls active, as
-of its last reload. Reloads happen after every key change made here and every
-`reload_interval` seconds (`keep_fresh`, run by the app's lifespan), so another instance's
-rotation or revocation takes effect here within one interval. The workers of one `serve` do
-better: a key change bumps the epoch they share (keys/epoch.py), and a worker that sees it moved
-reloads before it signs again (`current`), so a revoked key signs nothing more on any of them
-once the revocation has answered. The timing rules account for
+of its last reload. Reloads happen after every key change made here, every `reload_interval`
+seconds (`keep_fresh`, run by the app's lifespan), and before the next signature once a change
+made elsewhere is heard of: a change in another worker of this `serve` moves the epoch the
+workers share (keys/epoch.py), so it holds there once the change has answered; another
+instance's change arrives as a Postgres NOTIFY (db/notify.py), milliseconds after its commit.
+Unheard (SQLite, or while the listening connection is lost) another instance's change takes
+effect here within one interval. The timing rules account for
 that lag (`publication_lag`): a next key is promoted only once it has been published for
 `jwks_max_age` plus the lag (every instance has then served it for a full cache lifetime), and
 a retired key stays published the lag longer than its last token can live.
@@ -87,7 +88,9 @@ class SigningKeys:
         self._clock = clock
         self._ring: KeyRing | None = None
         self._epoch = epoch or LocalEpoch()
-        self._seen = -1  # the epoch as of the ring's load; none loaded yet
+        self._heard = 0  # key changes heard of from other instances (`changed_elsewhere`)
+        self._news: anyio.Event | None = None  # set on hearing one; made by `keep_fresh`
+        self._seen = (-1, -1)  # (epoch, heard) as of the ring's load; none loaded yet
         self._reloading = anyio.Lock()
 
     @property
@@ -119,16 +122,27 @@ class SigningKeys:
         `serve` since it was loaded. One memory read when nothing changed; when something did,
         the requests that notice share one reload, and a failed reload fails them (a 503 if
         the database is away) rather than let them sign with a key that may be revoked."""
-        if self._epoch.read() != self._seen:
+        if self._version() != self._seen:
             async with self._reloading:
-                if self._epoch.read() != self._seen:  # else another request just reloaded
+                if self._version() != self._seen:  # else another request just reloaded
                     await self.reload()
         return self.ring
 
+    def changed_elsewhere(self) -> None:
+        """Another instance changed the keys (db/notify.py heard it): reload before signing
+        again, as after a change in another worker; `keep_fresh` reloads at once, so that
+        requests seldom wait for it."""
+        self._heard += 1
+        if self._news is not None:
+            self._news.set()
+
+    def _version(self) -> tuple[int, int]:
+        return self._epoch.read(), self._heard
+
     async def reload(self) -> None:
-        # Read before the keys: a change committed after this read moves the epoch again,
-        # and the next `current` reloads once more.
-        epoch = self._epoch.read()
+        # Read before the keys: a change committed after this read moves the epoch (or is
+        # heard of) again, and the next `current` reloads once more.
+        version = self._version()
         records = await self._store.all()
         self._ring = KeyRing(
             records,
@@ -138,7 +152,7 @@ class SigningKeys:
             + self._settings.clock_leeway
             + publication_lag(self._settings),
         )
-        self._seen = epoch
+        self._seen = version
 
     async def _changed(self) -> None:
         """After a key change committed here: the other workers reload before they sign
@@ -174,8 +188,8 @@ class SigningKeys:
 
     async def revoke(self, kid: str, actor: str) -> None:
         """The key leaves JWKS and stops signing in this `serve` at once (in other instances
-        within an interval); its tokens are refused everywhere at once (the revocation check
-        reads its state)."""
+        when they hear of it, else within an interval); its tokens are refused everywhere at
+        once (the revocation check reads its state)."""
         candidate = await self._candidate(self._settings.signing_alg)
         now = self._clock()
         await self._store.change(
@@ -184,12 +198,22 @@ class SigningKeys:
         await self._changed()
 
     async def keep_fresh(self) -> None:
-        """Reloads every `reload_interval` seconds, forever; a failed reload keeps the last
-        good ring (the database may be briefly away) and is retried next time."""
+        """Reloads every `reload_interval` seconds, forever, and as soon as a change made
+        elsewhere is heard of; a failed reload keeps the last good ring (the database may be
+        briefly away) and is retried next time (the next signature tries it first, though)."""
+        failed = False
         while True:
-            await anyio.sleep(reload_interval(self._settings))
+            self._news = anyio.Event()
+            # Heard of before this loop ran (while the keys first loaded): reload now. After
+            # a failure, not before the interval unless news comes: no retrying in a spin.
+            if failed or self._version() == self._seen:
+                with anyio.move_on_after(reload_interval(self._settings)):
+                    await self._news.wait()
+            failed = True
             try:
-                await self.reload()
+                async with self._reloading:  # not twice with a request that noticed too
+                    await self.reload()
+                failed = False
             except TemporarilyUnavailable as exc:  # an outage: one line, not a traceback a tick
                 logger.warning("cannot reload the signing keys (%s); keeping the last ones", exc)
             except InvalidTag:  # the rows were rewrapped under a KEK this process lacks

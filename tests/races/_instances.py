@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 import httpx
 
+from tests._pgbouncer import direct_url_for
 from tests.conftest import ISSUER, KEK
 from tests.test_cli import AUTHSERVER, free_port
 
@@ -36,6 +37,8 @@ def instance_env(database_url: str, keys_dir: Path, overrides: Mapping[str, str]
     env.update(
         {
             "AUTHSERVER_DATABASE_URL": database_url,
+            # Set only through the test PgBouncer: migrations and LISTEN go straight to Postgres.
+            "AUTHSERVER_DATABASE_DIRECT_URL": direct_url_for(database_url) or "",
             "AUTHSERVER_ISSUER": ISSUER,
             "AUTHSERVER_KEY_ENCRYPTION_KEY": KEK,
             "AUTHSERVER_KEYS_DIR": str(keys_dir),

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from authserver.refresh import hash_token
 from tests.conftest import Registry, password_login
 
+# Also through PgBouncer in transaction mode (tests/_pgbouncer.py).
+pytestmark = pytest.mark.pgbouncer
 ROUNDS = 5
 RACERS = 20
 
