@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, text, update
+from sqlalchemy import ColumnElement, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authserver.audit import AuditEvent
@@ -282,13 +282,23 @@ class SqlFamilyStore:
     async def revoke_user(
         self, user_id: str, reason: str, now: int, actor: str | None = None
     ) -> int:
+        return await self._revoke_every(FamilyRow.user_id == user_id, reason, now, actor)
+
+    async def revoke_client(self, client_id: str, reason: str, now: int, actor: str) -> int:
+        return await self._revoke_every(FamilyRow.client_id == client_id, reason, now, actor)
+
+    async def _revoke_every(
+        self, which: ColumnElement[bool], reason: str, now: int, actor: str | None
+    ) -> int:
+        """Revokes every live family `which` selects; with `actor`, one `family.revoked`
+        audit event per family, in the same transaction."""
         async with self._engine.begin() as conn:
             revoked = (
                 await conn.execute(
                     update(FamilyRow)
-                    .where(FamilyRow.user_id == user_id, FamilyRow.revoked_at.is_(None))
+                    .where(which, FamilyRow.revoked_at.is_(None))
                     .values(revoked_at=now, revoked_reason=reason)
-                    .returning(FamilyRow.id, FamilyRow.client_id)
+                    .returning(FamilyRow.id, FamilyRow.user_id, FamilyRow.client_id)
                 )
             ).all()
             if actor is not None:
@@ -301,39 +311,12 @@ class SqlFamilyStore:
                             "family.revoked",
                             row.id,
                             {"reason": reason, "client_id": row.client_id},
-                            user=user_id,
+                            user=row.user_id,
                             family=row.id,
                         )
                         for row in revoked
                     ],
                 )
-        return len(revoked)
-
-    async def revoke_client(self, client_id: str, reason: str, now: int, actor: str) -> int:
-        async with self._engine.begin() as conn:
-            revoked = (
-                await conn.execute(
-                    update(FamilyRow)
-                    .where(FamilyRow.client_id == client_id, FamilyRow.revoked_at.is_(None))
-                    .values(revoked_at=now, revoked_reason=reason)
-                    .returning(FamilyRow.id, FamilyRow.user_id)
-                )
-            ).all()
-            await append_audit(
-                conn,
-                [
-                    AuditEvent(
-                        now,
-                        actor,
-                        "family.revoked",
-                        row.id,
-                        {"reason": reason, "client_id": client_id},
-                        user=row.user_id,
-                        family=row.id,
-                    )
-                    for row in revoked
-                ],
-            )
         return len(revoked)
 
     async def get(self, family_id: str) -> Family | None:
