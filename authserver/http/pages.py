@@ -6,7 +6,8 @@ restyle `signin.css` alone, or rewrite `login.html` whole.
 
 Every page is sent with a Content-Security-Policy that allows nothing but its own stylesheet
 (no script at all: the pages work without JavaScript), `frame-ancestors 'none'` and
-X-Frame-Options DENY against clickjacking, and Cache-Control no-store.
+X-Frame-Options DENY against clickjacking, Cache-Control no-store, and Referrer-Policy
+same-origin (so the browser names our origin on the form's post).
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ def render(
         **NO_STORE,
         "Content-Security-Policy": content_security_policy(form_targets),
         "X-Frame-Options": "DENY",
+        # Not the server-wide no-referrer: under it a browser sends `Origin: null` with the
+        # page's own form post, which the sign-in form's Origin check refuses (Chromium does).
+        # same-origin still sends no Referer (with the request's query) to any other origin.
+        "Referrer-Policy": "same-origin",
         **(headers or {}),
     }
     templates = _templates(settings.templates_dir)
