@@ -1,9 +1,19 @@
-// A single page that logs in against authserver with the refresh token in an HttpOnly cookie.
+// A single page that signs in against authserver with the authorization code flow and PKCE, the
+// refresh token kept in an HttpOnly cookie.
 //
+// - The password is never typed here: "Sign in" sends the browser to authserver's own sign-in
+//   page (GET /authorize), which comes back to this page with a one-time code. A script on this
+//   page, ours or injected, never sees the password, and a second app of the same authserver
+//   signs in without asking again (single sign-on).
+// - PKCE (RFC 7636, S256): the code is worthless without the verifier, which never leaves this
+//   tab. The verifier, the state and the nonce wait in sessionStorage for the one round trip (the
+//   page is unloaded meanwhile, so a variable cannot hold them) and are removed as soon as the
+//   browser is back, before anything else happens.
 // - The access token lives in a variable of this module: never localStorage or sessionStorage,
 //   where any script (an XSS bug, a compromised dependency) could read it at leisure.
-// - The refresh token is never seen here: authserver sets it as an HttpOnly cookie and reads it
-//   back on POST /refresh and /logout, which we call with `credentials: "include"`.
+// - The refresh token is never seen here: authserver sets it as an HttpOnly cookie in its answer
+//   to the code exchange and reads it back on POST /refresh and /logout, which we call with
+//   `credentials: "include"`.
 // - On load we refresh once (a reload keeps the session), and again shortly before the access
 //   token expires. Refreshes are serialised across this origin's tabs with the Web Locks API:
 //   every refresh spends the cookie's token, so two tabs refreshing at the same instant would
@@ -11,10 +21,12 @@
 import config from "./config.js";
 
 const REFRESH_LOCK = "authserver-refresh";
+const PENDING = "authserver-sign-in"; // sessionStorage key, for the round trip only
 const RETRY_SECONDS = 30; // after a 429, a 5xx or a network failure
 const tabs = "BroadcastChannel" in self ? new BroadcastChannel("authserver-spa") : null;
 
 let accessToken = null;
+let idToken = null; // only as id_token_hint for /end-session; it is not a credential
 let timer = null;
 
 const $ = (id) => document.getElementById(id);
@@ -39,8 +51,22 @@ function withRefreshLock(task) {
   return navigator.locks ? navigator.locks.request(REFRESH_LOCK, task) : task();
 }
 
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...new Uint8Array(bytes)))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
+}
+
+function randomString() {
+  // 32 bytes: 256 bits, and 43 characters, the shortest verifier RFC 7636 allows.
+  return base64url(crypto.getRandomValues(new Uint8Array(32)));
+}
+
 function claims(token) {
-  // For display only: the API verifies the signature, the page does not need to.
+  // For display and the nonce check only: the API verifies the access token's signature, and
+  // the ID token came straight from authserver over the connection we opened (OpenID Connect
+  // Core §3.1.3.7 lets the code flow rely on that instead of the signature).
   const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
   return JSON.parse(atob(payload));
 }
@@ -49,7 +75,7 @@ function show(state, status, error = "") {
   $("app").dataset.state = state;
   $("status").textContent = status;
   $("error").textContent = error;
-  $("login").hidden = state !== "signed-out";
+  $("signed-out").hidden = state !== "signed-out";
   $("session").hidden = state !== "signed-in";
 }
 
@@ -63,6 +89,7 @@ function signedIn(answer) {
 
 function signedOut(error = "") {
   accessToken = null;
+  idToken = null;
   clearTimeout(timer);
   $("api-result").textContent = "";
   show("signed-out", "Signed out.", error);
@@ -94,8 +121,9 @@ async function refresh({ quiet = false } = {}) {
     if (response.status === 429 || response.status >= 500) {
       return transientFailure(answer.error_description || "authserver is busy.", retryAfter(response));
     }
-    // 400 invalid_grant: the session is over (logged out, expired, revoked). No cookie at all
-    // answers 400 invalid_request, which on page load just means "not logged in yet".
+    // 400 invalid_grant: the session is over (signed out, expired, revoked, or the cookie now
+    // holds another app's session). No cookie at all answers 400 invalid_request, which on page
+    // load just means "not signed in yet".
     signedOut(quiet ? "" : answer.error_description || "Your session has ended.");
     return false;
   });
@@ -111,24 +139,63 @@ function transientFailure(message, seconds) {
   return false;
 }
 
-async function logIn(event) {
-  event.preventDefault();
-  const fields = new FormData(event.target);
+async function signIn() {
+  const pending = { verifier: randomString(), state: randomString(), nonce: randomString() };
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(pending.verifier));
+  sessionStorage.setItem(PENDING, JSON.stringify(pending));
+  const query = new URLSearchParams({
+    response_type: "code",
+    client_id: config.clientId,
+    redirect_uri: config.redirectUri,
+    scope: config.scope,
+    state: pending.state,
+    nonce: pending.nonce,
+    code_challenge: base64url(digest),
+    code_challenge_method: "S256",
+  });
+  location.assign(`${config.authserver}/authorize?${query}`);
+}
+
+// The browser is back from /authorize with `?code=&state=&iss=` (or `?error=&state=&iss=`).
+async function finishSignIn(params) {
+  const pending = JSON.parse(sessionStorage.getItem(PENDING) || "null");
+  sessionStorage.removeItem(PENDING);
+  // The code must not stay in the address bar, the history or a bookmark.
+  history.replaceState(null, "", config.redirectUri);
+  // CSRF: an answer to a request this tab did not make (a link planted elsewhere) has no
+  // pending state, or another one.
+  if (pending === null || params.get("state") !== pending.state) {
+    return signedOut("This sign-in answer was not for this page. Sign in again.");
+  }
+  // Mix-up (RFC 9207): the answer must come from the authorization server we sent it to.
+  if (params.get("iss") !== config.authserver) {
+    return signedOut("This sign-in answer came from an unexpected server. Sign in again.");
+  }
+  if (params.has("error")) {
+    return signedOut(params.get("error_description") || `Sign-in failed: ${params.get("error")}.`);
+  }
+  // The exchange sets the refresh cookie, which every refresh spends: under the same lock.
   const { response, answer } = await withRefreshLock(() =>
     post(
       "/token",
-      form({ grant_type: "password", username: fields.get("username"), password: fields.get("password") }),
+      form({
+        grant_type: "authorization_code",
+        code: params.get("code"),
+        redirect_uri: config.redirectUri,
+        code_verifier: pending.verifier,
+      }),
     ),
   );
-  if (response.ok) {
-    event.target.reset();
-    signedIn(answer);
-    tabs?.postMessage("login");
-  } else if (response.status === 429) {
-    signedOut(`Too many attempts: try again in ${retryAfter(response)} s.`);
-  } else {
-    signedOut(answer.error_description || "Login failed.");
+  if (!response.ok) {
+    return signedOut(answer.error_description || "Sign-in failed.");
   }
+  // A replayed ID token would carry another request's nonce.
+  if (answer.id_token && claims(answer.id_token).nonce !== pending.nonce) {
+    return signedOut("The sign-in answer did not match this request. Sign in again.");
+  }
+  idToken = answer.id_token || null;
+  signedIn(answer);
+  tabs?.postMessage("login");
 }
 
 async function callApi() {
@@ -139,13 +206,25 @@ async function callApi() {
   $("api-result").textContent = `${response.status}\n${await response.text()}`;
 }
 
-async function logOut() {
-  // Revokes the whole session server-side and clears the cookie; the Bearer token is denied too.
+async function signOut() {
+  // First this app's session: /logout revokes its refresh family, clears the cookie and denies
+  // the access token at once (an API checking the deny list refuses it from now on).
   await withRefreshLock(() =>
     post("/logout", form(), accessToken ? { Authorization: `Bearer ${accessToken}` } : {}),
   );
+  const hint = idToken;
   signedOut();
   tabs?.postMessage("logout");
+  // Then the single sign-on session (RP-initiated logout): without this, the next "Sign in"
+  // here or in any other app would get through without the password. authserver ends the login
+  // session and every session it started, then sends the browser back here.
+  const query = new URLSearchParams({
+    client_id: config.clientId,
+    post_logout_redirect_uri: config.redirectUri,
+  });
+  // After a reload the page has no ID token (a refresh returns none); client_id then suffices.
+  if (hint) query.set("id_token_hint", hint);
+  location.assign(`${config.authserver}/end-session?${query}`);
 }
 
 if (tabs) {
@@ -155,8 +234,14 @@ if (tabs) {
   };
 }
 
-$("login").addEventListener("submit", logIn);
+$("sign-in").addEventListener("click", signIn);
 $("call-api").addEventListener("click", callApi);
 $("refresh").addEventListener("click", () => refresh());
-$("logout").addEventListener("click", logOut);
-refresh({ quiet: true });
+$("logout").addEventListener("click", signOut);
+
+const params = new URLSearchParams(location.search);
+if (params.has("code") || params.has("error")) {
+  finishSignIn(params);
+} else {
+  refresh({ quiet: true });
+}

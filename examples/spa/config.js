@@ -1,7 +1,12 @@
 // Where the SPA finds authserver and the API it calls. Edit for your setup; the end-to-end test
 // serves its own version of this file.
 export default {
-  authserver: "http://127.0.0.1:8000", // AUTHSERVER_ISSUER
-  clientId: "my-spa", // a public client registered with --refresh-delivery cookie
+  authserver: "http://127.0.0.1:8000", // AUTHSERVER_ISSUER: the callback's `iss` must equal it
+  // A public client registered with --grant authorization_code --refresh-delivery cookie.
+  clientId: "my-spa",
+  // This page's own address, registered with both --redirect-uri and
+  // --post-logout-redirect-uri: authserver compares them as exact strings.
+  redirectUri: "http://127.0.0.1:5173/",
+  scope: "openid profile",
   api: "http://127.0.0.1:8001/api/me", // any endpoint that wants `Authorization: Bearer <access token>`
 };

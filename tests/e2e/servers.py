@@ -2,7 +2,8 @@
 
 - authserver: the real command line (`migrate`, `users create`, `clients create`, `serve`) in
   subprocesses, on a temporary SQLite database, as the README tells a person to run it.
-- the SPA: examples/spa/ served as static files, with its config.js pointing at the others.
+- the SPA: examples/spa/ served as static files, with its config.js pointing at the others;
+  twice, on two ports, as two clients of one authserver (single sign-on between them).
 - the API: examples/service/app.py when it is there, else a stand-in with the same shape
   (`create_app(verifier, cors_origins)` serving GET /api/me); both verify with authserver_verify.
 - a foreign site: pages that try to use the refresh cookie from an origin authserver does not allow.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 import socket
 import sqlite3
@@ -42,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPA_DIR = ROOT / "examples" / "spa"
 SERVICE_APP = ROOT / "examples" / "service" / "app.py"
 CLIENT_ID = "my-spa"
+SECOND_CLIENT_ID = "my-other-spa"
 USERNAME = "alice"
 PASSWORD = "correct horse battery staple"
 
@@ -95,10 +98,27 @@ def static_server(directory: Path, overrides: dict[str, tuple[str, str]]) -> Ite
         thread.join(10)
 
 
-def spa_config(authserver: str, api: str) -> str:
-    return (
-        f"export default {{ authserver: {authserver!r}, clientId: {CLIENT_ID!r}, api: {api!r} }};\n"
-    )
+@dataclass(frozen=True)
+class Spa:
+    """One copy of the SPA: a client of authserver served from its own origin."""
+
+    client_id: str
+    origin: str
+
+    @property
+    def redirect_uri(self) -> str:
+        return self.origin + "/"
+
+    def config(self, authserver: str, api: str) -> str:
+        """config.js for this copy (the shape of examples/spa/config.js)."""
+        fields = {
+            "authserver": authserver,
+            "clientId": self.client_id,
+            "redirectUri": self.redirect_uri,
+            "scope": "openid profile",
+            "api": api,
+        }
+        return f"export default {json.dumps(fields)};\n"
 
 
 @dataclass
@@ -117,9 +137,10 @@ class AuthServer:
 
 
 @contextmanager
-def authserver(workdir: Path, allowed_origin: str) -> Iterator[AuthServer]:
-    """`authserver serve` in a subprocess, with a user and the SPA's cookie client made by the
-    command line first; stopped (and waited for) afterwards."""
+def authserver(workdir: Path, spas: list[Spa]) -> Iterator[AuthServer]:
+    """`authserver serve` in a subprocess, with a user and each SPA's cookie client (code flow,
+    its page as redirect and post-logout URI) made by the command line first; stopped (and
+    waited for) afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     database = workdir / "authserver.db"
@@ -128,7 +149,7 @@ def authserver(workdir: Path, allowed_origin: str) -> Iterator[AuthServer]:
         "AUTHSERVER_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
         "AUTHSERVER_ISSUER": url,
         "AUTHSERVER_KEYS_DIR": str(workdir / "keys"),
-        "AUTHSERVER_ALLOWED_ORIGINS": allowed_origin,
+        "AUTHSERVER_ALLOWED_ORIGINS": ",".join(spa.origin for spa in spas),
         # Plain http on loopback: the cookie is `authserver_rt`, without Secure.
         "AUTHSERVER_COOKIE_SECURE": "false",
         "AUTHSERVER_ARGON2_TIME_COST": "1",
@@ -145,10 +166,13 @@ def authserver(workdir: Path, allowed_origin: str) -> Iterator[AuthServer]:
 
     cli("migrate")
     cli("users", "create", USERNAME, "--scope", "profile", "--password-stdin", stdin=PASSWORD)
-    cli(
-        "clients", "create", CLIENT_ID, "--public", "--grant", "password",
-        "--grant", "refresh_token", "--scope", "profile", "--refresh-delivery", "cookie",
-    )  # fmt: skip
+    for spa in spas:
+        cli(
+            "clients", "create", spa.client_id, "--public", "--grant", "authorization_code",
+            "--grant", "refresh_token", "--scope", "openid", "--scope", "profile",
+            "--refresh-delivery", "cookie", "--redirect-uri", spa.redirect_uri,
+            "--post-logout-redirect-uri", spa.redirect_uri,
+        )  # fmt: skip
     log = workdir / "authserver.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(
@@ -218,10 +242,10 @@ def api_factory() -> Callable[[Verifier, list[str]], Starlette]:
 
 
 @contextmanager
-def api(issuer: str, spa_origin: str) -> Iterator[str]:
+def api(issuer: str, spa_origins: list[str]) -> Iterator[str]:
     """The protected API under uvicorn in a thread; yields the URL of GET /api/me."""
     verifier = Verifier(issuer, "authserver-api")
-    app = api_factory()(verifier, [spa_origin])
+    app = api_factory()(verifier, spa_origins)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

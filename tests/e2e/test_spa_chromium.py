@@ -1,33 +1,40 @@
 """examples/spa/ in a real browser: Debian's Chromium, headless, driven by Playwright.
 
 authserver (real uvicorn, `authserver serve`), the SPA and the protected API each run on their
-own loopback port, so CORS, the Origin check and the SameSite cookie all happen for real: the
-SPA on http://127.0.0.1:A and authserver on http://127.0.0.1:B are different origins of one
-site, so the `SameSite=Strict` cookie travels, and only the Origin check keeps a same-site
-foreign page out. A page on http://localhost:D is another site altogether.
+own loopback port, so the code flow's redirects, CORS, the Origin check and the SameSite cookies
+all happen for real: the SPA on http://127.0.0.1:A and authserver on http://127.0.0.1:B are
+different origins of one site, so the `SameSite=Strict` refresh cookie travels, and only the
+Origin check keeps a same-site foreign page out. A page on http://localhost:D is another site
+altogether. A second copy of the SPA on http://127.0.0.1:E is a second client, for single
+sign-on and single sign-out.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Response, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Response, Route, sync_playwright
 
 from tests.e2e.servers import (
+    CLIENT_ID,
     PASSWORD,
+    SECOND_CLIENT_ID,
     SPA_DIR,
     USERNAME,
     AuthServer,
+    Spa,
     api,
     authserver,
     foreign_pages,
-    spa_config,
     static_server,
 )
 
@@ -77,7 +84,8 @@ def browser(chromium: Path) -> Iterator[Browser]:
 @dataclass
 class Stack:
     auth: AuthServer
-    spa: str  # the SPA's origin, the only one authserver allows
+    spa: Spa  # the SPA's origin and client; authserver allows only the two SPAs' origins
+    second: Spa  # another copy of the SPA: another client, another origin, one login session
     api: str
     foreign_port: int
 
@@ -85,15 +93,32 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("e2e")
-    overrides: dict[str, tuple[str, str]] = {}
-    with static_server(SPA_DIR, overrides) as spa_port:
-        spa = f"http://127.0.0.1:{spa_port}"
-        with authserver(workdir, allowed_origin=spa) as auth, api(auth.url, spa) as api_url:
-            overrides["/config.js"] = ("text/javascript", spa_config(auth.url, api_url))
+    first_files: dict[str, tuple[str, str]] = {}
+    second_files: dict[str, tuple[str, str]] = {}
+    with (
+        static_server(SPA_DIR, first_files) as first_port,
+        static_server(SPA_DIR, second_files) as second_port,
+    ):
+        spa = Spa(CLIENT_ID, f"http://127.0.0.1:{first_port}")
+        second = Spa(SECOND_CLIENT_ID, f"http://127.0.0.1:{second_port}")
+        with (
+            authserver(workdir, [spa, second]) as auth,
+            api(auth.url, [spa.origin, second.origin]) as api_url,
+        ):
+            first_files["/config.js"] = ("text/javascript", spa.config(auth.url, api_url))
+            second_files["/config.js"] = ("text/javascript", second.config(auth.url, api_url))
             foreign_dir = workdir / "foreign"
             foreign_dir.mkdir()
             with static_server(foreign_dir, foreign_pages(auth.url)) as foreign_port:
-                yield Stack(auth, spa, api_url, foreign_port)
+                yield Stack(auth, spa, second, api_url, foreign_port)
+
+
+@dataclass
+class Seen:
+    url: str
+    status: int
+    body: str | None  # None: a redirect, or a body the browser withheld
+    set_cookies: list[str]
 
 
 @pytest.fixture
@@ -105,21 +130,49 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     created.close()
 
 
-class Tab:
-    """One tab of the SPA, recording what authserver answered it."""
+@pytest.fixture
+def responses(context: BrowserContext) -> list[Seen]:
+    """Every response any page of the context received, with its body while it can be read."""
+    seen: list[Seen] = []
 
-    def __init__(self, context: BrowserContext, stack: Stack) -> None:
+    def record(response: Response) -> None:
+        try:
+            body: str | None = response.text()
+        except Exception:  # noqa: BLE001 - redirects and CORS-blocked answers have no body
+            body = None
+        cookies = [value for name, value in _headers(response) if name == "set-cookie"]
+        seen.append(Seen(response.url, response.status, body, cookies))
+
+    context.on("response", record)
+    return seen
+
+
+def _headers(response: Response) -> list[tuple[str, str]]:
+    try:
+        return [(h["name"].lower(), h["value"]) for h in response.headers_array()]
+    except Exception:  # noqa: BLE001 - the page went away before the headers were asked for
+        return []
+
+
+class Tab:
+    """One tab of one SPA, recording what authserver answered it."""
+
+    def __init__(self, context: BrowserContext, stack: Stack, spa: Spa | None = None) -> None:
         self.page = context.new_page()
         self.stack = stack
-        self.answers: list[tuple[str, int]] = []  # (path, status) from authserver
+        self.spa = spa or stack.spa
+        self.answers: list[tuple[str, int]] = []  # (path, status) of POSTs to authserver
+        self.visited: list[str] = []  # every document the tab loaded (redirects included)
         self.page.on("response", self._seen)
 
     def _seen(self, response: Response) -> None:
+        if response.request.resource_type == "document":
+            self.visited.append(response.url)
         if response.url.startswith(self.stack.auth.url) and response.request.method == "POST":
             self.answers.append((response.url[len(self.stack.auth.url) :], response.status))
 
     def open(self) -> Tab:
-        self.page.goto(self.stack.spa + "/")
+        self.page.goto(self.spa.redirect_uri)
         self.wait_settled()
         return self
 
@@ -133,13 +186,49 @@ class Tab:
     def wait_for(self, state: str) -> None:
         self.page.wait_for_selector(f"#app[data-state={state}]")
 
-    def log_in(self) -> None:
+    def go_to_sign_in_page(self) -> None:
+        """ "Sign in": the SPA sends the browser to /authorize, which shows the sign-in page."""
+        with self.page.expect_navigation(url=f"{self.stack.auth.url}/login?**"):
+            self.page.click("#sign-in")
+        self.page.wait_for_selector("form input[name=password]")
+
+    def submit_sign_in_page(self, expect: str = "signed-in") -> None:
+        """Fill and send authserver's form; back at the SPA with a code, which it exchanges."""
         self.page.fill("input[name=username]", USERNAME)
         self.page.fill("input[name=password]", PASSWORD)
         with self.page.expect_response(lambda r: posted(r, "/token")) as answer:
-            self.page.click("#login button")
+            self.page.click("form button[type=submit]")
+        assert answer.value.status == 200
+        self.wait_for(expect)
+        assert self.page.url == self.spa.redirect_uri  # the code is gone from the address bar
+
+    def call_api_button_hidden(self) -> bool:
+        return not self.page.is_visible("#call-api")
+
+    def sign_in(self) -> None:
+        self.go_to_sign_in_page()
+        self.submit_sign_in_page()
+
+    def sign_in_without_the_form(self) -> None:
+        """Single sign-on: /authorize answers with a code at once, no form on the way."""
+        with self.page.expect_response(lambda r: posted(r, "/token")) as answer:
+            self.page.click("#sign-in")
         assert answer.value.status == 200
         self.wait_for("signed-in")
+
+    def sign_out(self) -> None:
+        """/logout, then RP-initiated logout at /end-session, which comes back to the SPA."""
+        with (
+            self.page.expect_response(lambda r: posted(r, "/logout")) as logged_out,
+            self.page.expect_response(lambda r: "/end-session?" in r.url) as ended,
+            self.page.expect_response(lambda r: posted(r, "/refresh")) as back,
+        ):
+            self.page.click("#logout")
+        assert logged_out.value.status == 204
+        assert ended.value.status == 303
+        assert ended.value.headers["location"] == self.spa.redirect_uri
+        assert back.value.status == 400  # the returned page finds no cookie
+        self.wait_for("signed-out")
 
     def refresh(self) -> dict[str, Any]:
         with self.page.expect_response(lambda r: posted(r, "/refresh")) as answer:
@@ -160,6 +249,13 @@ class Tab:
         text: str = self.page.inner_text("#api-result")
         return text
 
+    def storage(self) -> str:
+        """Everything in this origin's localStorage and sessionStorage, as one string."""
+        dump: str = self.page.evaluate(
+            "JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])"
+        )
+        return dump
+
 
 def posted(response: Response, path: str) -> bool:
     """A POST's answer (never a CORS preflight's) from an authserver path."""
@@ -171,32 +267,167 @@ def refresh_cookie(context: BrowserContext) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def test_log_in_call_the_api_and_stay_logged_in_across_a_reload(
-    context: BrowserContext, stack: Stack
+def assert_never_readable(token: str, tabs: list[Tab], responses: list[Seen]) -> None:
+    """The refresh token is in no body a page received, no storage and no document.cookie."""
+    assert len(token) >= 32
+    bodies = [seen for seen in responses if seen.body is not None]
+    assert any(seen.url.endswith("/token") for seen in bodies)  # the exchange's was read
+    assert [seen.url for seen in bodies if token in seen.body] == []  # type: ignore[operator]
+    for tab in tabs:
+        assert token not in tab.storage()
+        assert tab.storage() == "[[],[]]"  # nothing at all, the PKCE round trip's state included
+        assert tab.page.evaluate("document.cookie") == ""
+
+
+def test_sign_in_with_the_code_flow_call_the_api_and_stay_signed_in_across_a_reload(
+    context: BrowserContext, stack: Stack, responses: list[Seen], tmp_path: Path
 ) -> None:
     tab = Tab(context, stack).open()
     assert tab.state() == "signed-out"
     before = stack.auth.state()
 
-    tab.log_in()
+    tab.go_to_sign_in_page()
+    authorize = parse_qs(urlsplit(next(u for u in tab.visited if "/authorize?" in u)).query)
+    assert authorize["code_challenge_method"] == ["S256"]
+    assert len(authorize["code_challenge"][0]) == 43  # base64url of a SHA-256
+    assert len(authorize["state"][0]) >= 43 and len(authorize["nonce"][0]) >= 43
+    assert authorize["redirect_uri"] == [stack.spa.redirect_uri]
+    tab.page.screenshot(path=tmp_path / "signin.png", full_page=True)
+    assert (tmp_path / "signin.png").stat().st_size > 5_000
+    tab.submit_sign_in_page()
     first = tab.call_api()
+    assert first.startswith("200") and '"sub"' in first
 
     # The refresh token is in an HttpOnly, SameSite=Strict cookie script cannot see; the page
-    # stores nothing anywhere.
+    # stores nothing anywhere, and no answer it could read carried the token.
     cookie = refresh_cookie(context)
     assert cookie is not None
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["domain"] == "127.0.0.1"
-    assert tab.page.evaluate("document.cookie") == ""
-    assert tab.page.evaluate("localStorage.length + sessionStorage.length") == 0
-    assert first.startswith("200") and '"sub"' in first
+    exchange = next(seen for seen in responses if seen.url.endswith("/token"))
+    assert exchange.status == 200 and exchange.body is not None
+    assert "refresh_token" not in json.loads(exchange.body)
+    assert any(cookie["value"] in header for header in exchange.set_cookies)
+    assert_never_readable(cookie["value"], [tab], responses)
 
     tab.page.reload()
     tab.wait_for("signed-in")  # the silent refresh through the cookie
     assert tab.answers[-1] == ("/refresh", 200)
-    assert refresh_cookie(context) != cookie  # rotated
+    rotated = refresh_cookie(context)
+    assert rotated is not None and rotated["value"] != cookie["value"]
     assert tab.call_api().startswith("200")
+    for token in (cookie["value"], rotated["value"]):
+        assert_never_readable(token, [tab], responses)
     tokens, spent, revoked = stack.auth.state()
     assert (tokens - before[0], spent - before[1], revoked - before[2]) == (2, 1, 0)
+
+
+def test_a_second_app_signs_in_without_the_form_and_end_session_signs_out_both(
+    context: BrowserContext, stack: Stack, responses: list[Seen]
+) -> None:
+    first = Tab(context, stack).open()
+    first.sign_in()
+    first_cookie = refresh_cookie(context)
+    assert first_cookie is not None
+    sub = json.loads(first.call_api().split("\n", 1)[1])["sub"]
+    before = stack.auth.state()
+
+    # Another app of the same authserver: the login session's cookie lets /authorize answer
+    # with a code at once. (On load it tried the refresh cookie, which is the first app's:
+    # refused as another client's, and nothing was spent.)
+    second = Tab(context, stack, stack.second).open()
+    assert second.state() == "signed-out"
+    second.sign_in_without_the_form()
+    assert [url for url in second.visited if "/login" in url] == []
+    assert any("/authorize?" in url for url in second.visited)
+    assert json.loads(second.call_api().split("\n", 1)[1])["sub"] == sub
+    second_cookie = refresh_cookie(context)
+    assert second_cookie is not None and second_cookie["value"] != first_cookie["value"]
+    assert stack.auth.state() == (before[0] + 1, before[1], before[2])
+    for token in (first_cookie["value"], second_cookie["value"]):
+        assert_never_readable(token, [first, second], responses)
+
+    # Signing out of the second app ends the login session and every session it started.
+    second.sign_out()
+    assert stack.auth.state()[2] == before[2] + 2  # both apps' families are revoked
+    second.page.reload()
+    second.wait_settled()
+    assert second.state() == "signed-out"
+    assert second.answers[-1] == ("/refresh", 400)
+
+    # The first app is signed out too: its refresh fails, even with its own last refresh
+    # token put back in the jar.
+    first.page.reload()
+    first.wait_settled()
+    assert first.state() == "signed-out"
+    assert first.answers[-1] == ("/refresh", 400)
+    context.add_cookies([first_cookie])  # type: ignore[list-item]
+    with first.page.expect_response(lambda r: posted(r, "/refresh")) as answer:
+        first.page.reload()
+    assert answer.value.status == 400 and answer.value.json()["error"] == "invalid_grant"
+    first.wait_for("signed-out")
+
+    # And the next sign-in, in either app, asks for the password again.
+    first.go_to_sign_in_page()
+
+
+def test_a_sign_in_answer_this_tab_did_not_ask_for_is_not_exchanged(
+    context: BrowserContext, stack: Stack
+) -> None:
+    # A link planted by someone else (login CSRF): a code, but no state this tab is waiting for.
+    tab = Tab(context, stack)
+    issuer = stack.auth.url
+    tab.page.goto(f"{stack.spa.redirect_uri}?code=planted&state=guessed&iss={issuer}")
+    tab.wait_for("signed-out")
+    assert "not for this page" in tab.page.inner_text("#error")
+    assert tab.page.url == stack.spa.redirect_uri  # the code is gone from the address bar
+    assert [path for path, _ in tab.answers if path == "/token"] == []
+
+
+def test_a_sign_in_answer_from_another_issuer_is_not_exchanged(
+    context: BrowserContext, stack: Stack
+) -> None:
+    # Mix-up (RFC 9207): the right state, but the answer names another authorization server.
+    tab = Tab(context, stack).open()
+
+    def answer_as_another_server(route: Route) -> None:
+        state = parse_qs(urlsplit(route.request.url).query)["state"][0]
+        forged = f"{stack.spa.redirect_uri}?code=theirs&state={state}&iss=https://evil.example"
+        route.fulfill(status=302, headers={"Location": forged})
+
+    tab.page.route(f"{stack.auth.url}/authorize?*", answer_as_another_server)
+    tab.page.click("#sign-in")
+    tab.page.wait_for_url(stack.spa.redirect_uri)
+    tab.wait_for("signed-out")
+    assert "unexpected server" in tab.page.inner_text("#error")
+    assert [path for path, _ in tab.answers if path == "/token"] == []
+    assert tab.storage() == "[[],[]]"  # the round trip's verifier is gone all the same
+
+
+def test_an_id_token_for_another_request_is_refused(context: BrowserContext, stack: Stack) -> None:
+    # The exchange's answer carries an ID token whose nonce is not this request's.
+    tab = Tab(context, stack).open()
+
+    def other_nonce(route: Route) -> None:
+        real = route.fetch()
+        body = real.json()
+        body["id_token"] = _with_claim(body["id_token"], "nonce", "another-request")
+        route.fulfill(response=real, body=json.dumps(body))
+
+    tab.page.route(f"{stack.auth.url}/token", other_nonce)
+    tab.go_to_sign_in_page()
+    tab.submit_sign_in_page(expect="signed-out")
+    assert "did not match" in tab.page.inner_text("#error")
+    assert tab.call_api_button_hidden()
+
+
+def _with_claim(token: str, name: str, value: str) -> str:
+    """`token` with one payload claim changed (its signature no longer matches: the SPA relies
+    on the connection it made, not on the signature, as OpenID Connect Core §3.1.3.7 allows)."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims[name] = value
+    encoded = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{encoded}.{signature}"
 
 
 def test_the_access_token_is_refreshed_shortly_before_it_expires(
@@ -205,7 +436,7 @@ def test_the_access_token_is_refreshed_shortly_before_it_expires(
     tab = Tab(context, stack)
     tab.page.clock.install()
     tab.open()
-    tab.log_in()
+    tab.sign_in()
     before = stack.auth.state()
 
     # expires_in is 900 s: the SPA refreshes a minute before.
@@ -220,7 +451,7 @@ def test_two_tabs_refresh_at_once_without_killing_the_session(
     context: BrowserContext, stack: Stack
 ) -> None:
     first = Tab(context, stack).open()
-    first.log_in()
+    first.sign_in()
     second = Tab(context, stack).open()  # a new tab picks the session up through the cookie
     assert second.state() == "signed-in"
     before = stack.auth.state()
@@ -243,21 +474,18 @@ def test_two_tabs_refresh_at_once_without_killing_the_session(
     assert (tokens - before[0], spent - before[1], revoked - before[2]) == (6, 6, 0)
 
 
-def test_log_out_ends_the_session_in_every_tab_and_refresh_fails(
+def test_sign_out_ends_the_session_in_every_tab_and_refresh_fails(
     context: BrowserContext, stack: Stack
 ) -> None:
     first = Tab(context, stack).open()
-    first.log_in()
+    first.sign_in()
     second = Tab(context, stack).open()
     assert second.state() == "signed-in"
     before = stack.auth.state()
     cookie = refresh_cookie(context)
     assert cookie is not None
 
-    with first.page.expect_response(lambda r: posted(r, "/logout")) as answer:
-        first.page.click("#logout")
-    assert answer.value.status == 204
-    first.wait_for("signed-out")
+    first.sign_out()  # /logout, then /end-session and back
     second.wait_for("signed-out")  # told through a BroadcastChannel
     assert refresh_cookie(context) is None  # cleared by Max-Age=0
     assert stack.auth.state()[2] == before[2] + 1  # the family is revoked
@@ -275,13 +503,16 @@ def test_log_out_ends_the_session_in_every_tab_and_refresh_fails(
     assert second.answers[-1] == ("/refresh", 400)  # invalid_grant
     assert stack.auth.state() == (before[0], before[1], before[2] + 1)
 
+    # The login session ended too: signing in again asks for the password.
+    first.go_to_sign_in_page()
+
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"], ids=["same-site", "cross-site"])
 def test_a_foreign_origin_gets_nothing_from_the_refresh_cookie(
     context: BrowserContext, stack: Stack, host: str
 ) -> None:
     spa = Tab(context, stack).open()
-    spa.log_in()
+    spa.sign_in()
     cookie = refresh_cookie(context)
     before = stack.auth.state()
     foreign = f"http://{host}:{stack.foreign_port}"
