@@ -58,6 +58,11 @@ def assert_strict_headers(response: httpx.Response) -> None:
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["content-type"].startswith("text/html")
+    # Not no-referrer: under it Chromium posts the form with `Origin: null`, which the login
+    # CSRF check refuses (tests/e2e saw every real sign-in end in that 403).
+    assert response.headers["referrer-policy"] == "same-origin"
+    assert len(response.headers.get_list("referrer-policy")) == 1
+    assert 'name="referrer" content="no-referrer"' not in response.text
 
 
 async def test_the_page_is_an_accessible_form_that_needs_no_javascript(
