@@ -267,6 +267,18 @@ def refresh_cookie(context: BrowserContext) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+def issued_refresh_tokens(responses: list[Seen]) -> set[str]:
+    """Every refresh token authserver set as the cookie in this test, from the Set-Cookie
+    headers themselves (which no page can read)."""
+    values = {
+        header.split(";", 1)[0].removeprefix(f"{COOKIE}=")
+        for seen in responses
+        for header in seen.set_cookies
+        if header.startswith(f"{COOKIE}=")
+    }
+    return values - {""}  # Max-Age=0 clears it with an empty value
+
+
 def assert_never_readable(token: str, tabs: list[Tab], responses: list[Seen]) -> None:
     """The refresh token is in no body a page received, no storage and no document.cookie."""
     assert len(token) >= 32
@@ -315,7 +327,8 @@ def test_sign_in_with_the_code_flow_call_the_api_and_stay_signed_in_across_a_rel
     rotated = refresh_cookie(context)
     assert rotated is not None and rotated["value"] != cookie["value"]
     assert tab.call_api().startswith("200")
-    for token in (cookie["value"], rotated["value"]):
+    assert issued_refresh_tokens(responses) == {cookie["value"], rotated["value"]}
+    for token in issued_refresh_tokens(responses):
         assert_never_readable(token, [tab], responses)
     tokens, spent, revoked = stack.auth.state()
     assert (tokens - before[0], spent - before[1], revoked - before[2]) == (2, 1, 0)
@@ -343,7 +356,8 @@ def test_a_second_app_signs_in_without_the_form_and_end_session_signs_out_both(
     second_cookie = refresh_cookie(context)
     assert second_cookie is not None and second_cookie["value"] != first_cookie["value"]
     assert stack.auth.state() == (before[0] + 1, before[1], before[2])
-    for token in (first_cookie["value"], second_cookie["value"]):
+    assert issued_refresh_tokens(responses) == {first_cookie["value"], second_cookie["value"]}
+    for token in issued_refresh_tokens(responses):
         assert_never_readable(token, [first, second], responses)
 
     # Signing out of the second app ends the login session and every session it started.
