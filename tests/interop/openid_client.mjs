@@ -1,7 +1,8 @@
 // The npm openid-client package (6.x), run by tests/interop/test_openid_client.py against a live
 // authserver over loopback HTTP. Two steps, the browser step done by the test in between:
 //
-//   node openid_client.mjs start  '{"issuer", "client_id", "client_secret"?, "redirect_uri"}'
+//   node openid_client.mjs start  '{"issuer", "client_id", "client_secret"?, "auth"?,
+//                                     "redirect_uri", "prompt"?}'
 //     -> prints {"url", "code_verifier", "state", "nonce"}
 //   node openid_client.mjs finish '{..., "callback", "code_verifier", "state", "nonce"}'
 //     -> prints {"claims", "userinfo", "refreshed"}, or exits 1 with "refused: ..." on stderr
@@ -13,9 +14,11 @@ const [step, json] = process.argv.slice(2);
 const input = JSON.parse(json);
 
 async function configuration() {
-  const auth = input.client_secret
-    ? client.ClientSecretBasic(input.client_secret)
-    : client.None();
+  const methods = {
+    client_secret_basic: client.ClientSecretBasic,
+    client_secret_post: client.ClientSecretPost,
+  };
+  const auth = input.client_secret ? methods[input.auth](input.client_secret) : client.None();
   // allowInsecureRequests: the server under test listens on plain HTTP on 127.0.0.1.
   return client.discovery(new URL(input.issuer), input.client_id, undefined, auth, {
     execute: [client.allowInsecureRequests],
@@ -34,6 +37,7 @@ async function start() {
     code_challenge_method: "S256",
     state,
     nonce,
+    ...(input.prompt ? { prompt: input.prompt } : {}),
   });
   return { url: url.href, code_verifier, state, nonce };
 }
@@ -64,6 +68,9 @@ try {
   process.stdout.write(JSON.stringify(result));
 } catch (error) {
   const cause = error.cause ? ` (${error.cause.code ?? ""}: ${error.cause.message})` : "";
-  process.stderr.write(`refused: ${error.name}: ${error.code ?? ""}: ${error.message}${cause}\n`);
+  const oauth = error.error ? ` [error=${error.error}]` : "";
+  process.stderr.write(
+    `refused: ${error.name}: ${error.code ?? ""}: ${error.message}${cause}${oauth}\n`,
+  );
   process.exit(1);
 }

@@ -2,8 +2,8 @@
 signs a user in against a live server over real HTTP: an authorization URL with PKCE S256, the
 browser step, fetch_token with the verifier, the ID token validated as Authlib's own OpenID
 client validates it (joserfc against the JWKS, then authlib.oidc.core.CodeIDToken: iss, aud,
-nonce, at_hash), and a refresh. A confidential client (client_secret_basic) and a public one,
-on RS256 and EdDSA keys, on both databases."""
+nonce, at_hash), and a refresh. Confidential clients (client_secret_basic and _post) and a
+public one, on RS256 and EdDSA keys, on both databases."""
 
 from __future__ import annotations
 
@@ -61,13 +61,13 @@ def _id_token_claims(
     return claims
 
 
-@pytest.mark.parametrize("public", [False, True], ids=["client_secret_basic", "public"])
+@pytest.mark.parametrize("auth", ["client_secret_basic", "client_secret_post", "none"])
 async def test_authlib_signs_a_user_in_with_pkce_and_validates_the_id_token(
-    live: Live, http: httpx.AsyncClient, public: bool
+    live: Live, http: httpx.AsyncClient, auth: str
 ) -> None:
     secret = await Registry(live.services).client(
         RP,
-        public=public,
+        public=auth == "none",
         grant_types=("authorization_code", "refresh_token"),
         scopes=("openid", "profile"),
         redirect_uris=(CALLBACK,),
@@ -77,7 +77,7 @@ async def test_authlib_signs_a_user_in_with_pkce_and_validates_the_id_token(
     session = OAuth2Session(
         RP,
         secret,
-        token_endpoint_auth_method="none" if public else "client_secret_basic",
+        token_endpoint_auth_method=auth,
         scope="openid profile",
         redirect_uri=CALLBACK,
         code_challenge_method="S256",

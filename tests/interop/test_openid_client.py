@@ -60,26 +60,28 @@ def _with_iss(callback: str, iss: str | None) -> str:
     return urlunsplit(parts._replace(query=urlencode(fields)))
 
 
-async def _started(node: str, live: Live, public: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _started(
+    node: str, live: Live, auth: str, **extra: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Registers the client, runs the library's `start` step: (its input, its answer)."""
     secret = await Registry(live.services).client(
         RP,
-        public=public,
+        public=auth == "none",
         grant_types=("authorization_code", "refresh_token"),
         scopes=("openid", "profile"),
         redirect_uris=(CALLBACK,),
     )
-    client = {"issuer": live.url, "client_id": RP, "redirect_uri": CALLBACK}
+    client = {"issuer": live.url, "client_id": RP, "redirect_uri": CALLBACK, "auth": auth}
     if secret is not None:
         client["client_secret"] = secret
-    return client, _succeeded(await openid_client(node, "start", **client))
+    return client, _succeeded(await openid_client(node, "start", **client, **extra))
 
 
-@pytest.mark.parametrize("public", [False, True], ids=["client_secret_basic", "public"])
+@pytest.mark.parametrize("auth", ["client_secret_basic", "client_secret_post", "none"])
 async def test_openid_client_signs_a_user_in_with_pkce_and_iss_checks(
-    node: str, live: Live, http: httpx.AsyncClient, public: bool
+    node: str, live: Live, http: httpx.AsyncClient, auth: str
 ) -> None:
-    client, started = await _started(node, live, public)
+    client, started = await _started(node, live, auth)
     sent = dict(parse_qsl(urlsplit(started["url"]).query))
     assert started["url"].startswith(f"{live.url}/authorize?")
     assert sent["code_challenge_method"] == "S256" and "code_verifier" not in sent
@@ -103,7 +105,7 @@ async def test_openid_client_refuses_a_callback_without_our_iss(
 ) -> None:
     """Mix-up (RFC 9207 §2.4): the library compares the callback's `iss` with the discovered
     issuer, and, the server having said it sends one, refuses a callback without it."""
-    client, started = await _started(node, live, public=True)
+    client, started = await _started(node, live, "none")
     callback = await browser_sign_in(started["url"])
 
     result = await openid_client(
@@ -115,3 +117,24 @@ async def test_openid_client_refuses_a_callback_without_our_iss(
     assert '"iss" (issuer)' in _text(result.stderr), _text(result.stderr)
     # The code was not spent: the genuine callback still completes the sign-in.
     _succeeded(await openid_client(node, "finish", **client, **started, callback=callback))
+
+
+async def test_openid_client_reads_an_error_answer_with_our_iss(
+    node: str, live: Live, http: httpx.AsyncClient
+) -> None:
+    """prompt=none without a login session: the error redirect carries `iss` too (RFC 9207
+    §2), so the library gets past its mix-up check to the error itself."""
+    client, started = await _started(node, live, "none", prompt="none")
+    answer = await http.get(started["url"])  # a browser with no login session
+    assert answer.status_code == 302, answer.text
+
+    result = await openid_client(
+        node, "finish", **client, **started, callback=answer.headers["location"]
+    )
+
+    assert result.returncode == 1, _text(result.stdout)
+    refused = _text(result.stderr)
+    assert (
+        refused.startswith("refused: AuthorizationResponseError")
+        and "[error=login_required]" in refused
+    ), refused
