@@ -14,13 +14,23 @@ CALLBACK = "https://rp.example/cb"  # never fetched: the browser step stops at i
 INSECURE_COOKIES = {"cookie_secure": "false"}
 
 
+def new_browser() -> httpx.AsyncClient:
+    """An HTTP client with a cookie jar of its own, following no redirect by itself."""
+    return httpx.AsyncClient(trust_env=False, timeout=10)
+
+
 async def browser_sign_in(
-    authorization_url: str, username: str = "alice", password: str = PASSWORD
+    authorization_url: str,
+    username: str = "alice",
+    password: str = PASSWORD,
+    browser: httpx.AsyncClient | None = None,
 ) -> str:
     """Opens the client's authorization URL, follows it to the sign-in page, posts the form
     (with its hidden CSRF token and the cookie set with it) and returns the callback URL the
-    server redirects to, without fetching it."""
-    async with httpx.AsyncClient(trust_env=False, timeout=10) as browser:
+    server redirects to, without fetching it. In `browser`, if given (it keeps the login
+    session), else in a new one."""
+    async with new_browser() as own:
+        browser = browser or own
         asked = await browser.get(authorization_url)
         assert asked.status_code == 302, asked.text
         page = await browser.get(urljoin(authorization_url, asked.headers["location"]))

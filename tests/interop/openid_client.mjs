@@ -5,7 +5,8 @@
 //                                     "redirect_uri", "prompt"?}'
 //     -> prints {"url", "code_verifier", "state", "nonce"}
 //   node openid_client.mjs finish '{..., "callback", "code_verifier", "state", "nonce"}'
-//     -> prints {"claims", "userinfo", "refreshed"}, or exits 1 with "refused: ..." on stderr
+//     -> prints {"claims", "userinfo", "refreshed", "refresh_token", "logout", "server"}, or
+//        exits 1 with "refused: ..." on stderr
 //
 // Each step runs discovery() afresh, as a server-side client restarting between requests would.
 import * as client from "openid-client";
@@ -55,10 +56,18 @@ async function finish() {
   const claims = tokens.claims();
   const userinfo = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
   const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token);
+  // RP-Initiated Logout: the URL the app would send the browser to, for the test to open.
+  const logout = client.buildEndSessionUrl(config, {
+    id_token_hint: tokens.id_token,
+    post_logout_redirect_uri: input.post_logout_redirect_uri ?? "",
+    state: "bye",
+  });
   return {
     claims,
     userinfo,
     refreshed: refreshed.access_token !== tokens.access_token,
+    refresh_token: refreshed.refresh_token,
+    logout: logout.href,
     server: config.serverMetadata().issuer,
   };
 }

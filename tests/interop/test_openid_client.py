@@ -24,10 +24,11 @@ import pytest
 
 from tests.conftest import Registry
 from tests.http.test_verify_live import Live
-from tests.interop.browser import CALLBACK, INSECURE_COOKIES, browser_sign_in
+from tests.interop.browser import CALLBACK, INSECURE_COOKIES, browser_sign_in, new_browser
 
 HERE = Path(__file__).parent
 RP = "rp"
+BYE = "https://rp.example/bye"
 
 
 @pytest.fixture
@@ -70,8 +71,15 @@ async def _started(
         grant_types=("authorization_code", "refresh_token"),
         scopes=("openid", "profile"),
         redirect_uris=(CALLBACK,),
+        post_logout_redirect_uris=(BYE,),
     )
-    client = {"issuer": live.url, "client_id": RP, "redirect_uri": CALLBACK, "auth": auth}
+    client = {
+        "issuer": live.url,
+        "client_id": RP,
+        "redirect_uri": CALLBACK,
+        "post_logout_redirect_uri": BYE,
+        "auth": auth,
+    }
     if secret is not None:
         client["client_secret"] = secret
     return client, _succeeded(await openid_client(node, "start", **client, **extra))
@@ -86,9 +94,12 @@ async def test_openid_client_signs_a_user_in_with_pkce_and_iss_checks(
     assert started["url"].startswith(f"{live.url}/authorize?")
     assert sent["code_challenge_method"] == "S256" and "code_verifier" not in sent
 
-    callback = await browser_sign_in(started["url"])
-
-    done = _succeeded(await openid_client(node, "finish", **client, **started, callback=callback))
+    async with new_browser() as browser:
+        callback = await browser_sign_in(started["url"], browser=browser)
+        done = _succeeded(
+            await openid_client(node, "finish", **client, **started, callback=callback)
+        )
+        signed_out = await browser.get(done["logout"])
     metadata = (await http.get("/.well-known/openid-configuration")).json()
     assert done["server"] == metadata["issuer"] == live.url
     assert metadata["authorization_response_iss_parameter_supported"] is True
@@ -97,6 +108,13 @@ async def test_openid_client_signs_a_user_in_with_pkce_and_iss_checks(
     assert claims["nonce"] == started["nonce"]
     assert done["userinfo"] == {"sub": claims["sub"], "preferred_username": "alice"}
     assert done["refreshed"] is True
+    # The library's RP-Initiated Logout URL ends the sign-in it started.
+    assert signed_out.status_code == 303, signed_out.text
+    assert signed_out.headers["location"] == f"{BYE}?state=bye"
+    fields = {"grant_type": "refresh_token", "refresh_token": done["refresh_token"]}
+    fields.update({"client_id": RP, "client_secret": client.get("client_secret", "")})
+    ended = await http.post("/token", data={k: v for k, v in fields.items() if v})
+    assert ended.status_code == 400 and ended.json()["error"] == "invalid_grant", ended.text
 
 
 @pytest.mark.parametrize("iss", ["http://127.0.0.2:1", None], ids=["another_server", "none"])
