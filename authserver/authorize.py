@@ -21,7 +21,7 @@ from authserver.authorization_codes import CODE_TTL, AuthorizationCode, issue_co
 from authserver.clients import Client
 from authserver.errors import InvalidScope, OAuthError
 from authserver.inputs import storable
-from authserver.login_sessions import LoginSession, hash_session_token
+from authserver.login_sessions import MAX_COOKIE, LoginSession, hash_session_token
 from authserver.pkce import check_challenge
 from authserver.scopes import OPENID, grant, parse_scope
 from authserver.services import Services
@@ -130,7 +130,7 @@ async def _decide(
 
 
 async def live_session(services: Services, cookie: str | None) -> LoginSession | None:
-    if not cookie or len(cookie) > 256:
+    if not cookie or len(cookie) > MAX_COOKIE:
         return None
     settings = services.settings
     return await services.login_sessions.touch(

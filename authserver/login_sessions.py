@@ -57,9 +57,18 @@ class LoginSessionStore(Protocol):
         `end_session` audit event and one `family.revoked` per family with them."""
         ...
 
+    async def take_over(self, token_hash: str, session_id: str, user_id: str, now: int) -> bool:
+        """Ends the live session of this cookie if it is `user_id`'s and moves the live families
+        it started to the session `session_id`, in one transaction; False (nothing changed)
+        when the cookie names no live session of that user."""
+        ...
+
     async def end_user(self, user_id: str, now: int) -> int:
         """Ends every live login session of the user; returns how many."""
         ...
+
+
+MAX_COOKIE = 256  # a longer cookie is none of ours: not even hashed
 
 
 def new_session_token() -> str:
@@ -71,10 +80,21 @@ def hash_session_token(token: str) -> str:
 
 
 async def start_login_session(
-    store: LoginSessionStore, user_id: str, now: int, ttl: int, client_id: str | None
+    store: LoginSessionStore,
+    user_id: str,
+    now: int,
+    ttl: int,
+    client_id: str | None,
+    replaces: str | None = None,
 ) -> tuple[LoginSession, str]:
     """A new session for a user whose password was just checked, and its cookie value.
-    InvalidGrant when the user was disabled or deleted meanwhile (the store decides)."""
+    InvalidGrant when the user was disabled or deleted meanwhile (the store decides).
+
+    `replaces` is the login-session cookie the browser presented, if any: one browser holds one
+    sign-in, so the session it names ends once the new one is stored. The same user's apps stay
+    signed in, their families moved to the new session (so /end-session in this browser still
+    ends them); another user's session ends as /end-session ends it, with every family it
+    started, so nothing of the previous user stays signed in behind the new one."""
     session = LoginSession(str(uuid.uuid4()), user_id, now, now + ttl)
     token = new_session_token()
     event = AuditEvent(
@@ -83,4 +103,8 @@ async def start_login_session(
     )  # fmt: skip
     if not await store.start(session, hash_session_token(token), now, [event]):
         raise InvalidGrant(detail="user disabled or deleted during the sign-in")
+    if replaces and len(replaces) <= MAX_COOKIE:
+        old = hash_session_token(replaces)
+        if not await store.take_over(old, session.id, user_id, now):
+            await store.end(old, now, client_id)
     return session, token

@@ -14,7 +14,7 @@ from authserver.errors import InsufficientScope, InvalidToken
 from authserver.id_tokens import hinted_client
 from authserver.inputs import storable
 from authserver.introspection import authenticate_bearer
-from authserver.login_sessions import hash_session_token
+from authserver.login_sessions import MAX_COOKIE, hash_session_token
 from authserver.scopes import OPENID, PROFILE
 from authserver.services import Services
 
@@ -64,7 +64,7 @@ async def end_session(
         if client is None or target not in client.post_logout_redirect_uris:
             raise ErrorPage("The post-logout redirect URI is not registered for this client.")
     now = services.clock()
-    if session_cookie and len(session_cookie) <= 256:
+    if session_cookie and len(session_cookie) <= MAX_COOKIE:
         await services.login_sessions.end(hash_session_token(session_cookie), now, client_id)
     if target is None:
         return SignedOut(None)

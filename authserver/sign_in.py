@@ -24,19 +24,22 @@ async def sign_in(
     password: str,
     address: str | None,
     client_id: str | None,
+    replaces: str | None = None,
 ) -> tuple[LoginSession, str]:
-    """(the new login session, its cookie value); InvalidGrant or SlowDown otherwise."""
+    """(the new login session, its cookie value); InvalidGrant or SlowDown otherwise.
+    `replaces`: the browser's login-session cookie, if any, ended by a success (see
+    start_login_session)."""
     return await throttle.guard(
         services.throttle,
         username=username or None,
         address=address,
         clock=services.clock,
-        attempt=lambda: _check(services, username, password, client_id),
+        attempt=lambda: _check(services, username, password, client_id, replaces),
     )
 
 
 async def _check(
-    services: Services, username: str, password: str, client_id: str | None
+    services: Services, username: str, password: str, client_id: str | None, replaces: str | None
 ) -> tuple[LoginSession, str]:
     try:
         if not username or not password or len(password) > MAX_PASSWORD:
@@ -51,5 +54,6 @@ async def _check(
         raise
     settings = services.settings
     return await start_login_session(
-        services.login_sessions, user.id, services.clock(), settings.login_session_ttl, client_id
-    )
+        services.login_sessions, user.id, services.clock(), settings.login_session_ttl, client_id,
+        replaces,
+    )  # fmt: skip

@@ -44,6 +44,19 @@ WHERE login_session_id = :login_session_id AND revoked_at IS NULL
 RETURNING id, client_id
 """)
 
+# As _END, for a session the same user's new sign-in replaces: the row lock waits for any code
+# exchange of the old session, and the families UPDATE after it sees the family it stored.
+_TAKE_OVER = text("""
+UPDATE login_sessions SET revoked_at = :now
+WHERE token_hash = :token_hash AND user_id = :user_id AND revoked_at IS NULL
+RETURNING id
+""")
+
+_MOVE_FAMILIES = text("""
+UPDATE refresh_families SET login_session_id = :session_id
+WHERE login_session_id = :old_id AND revoked_at IS NULL
+""")
+
 _END_USER = text("""
 UPDATE login_sessions SET revoked_at = :now WHERE user_id = :user_id AND revoked_at IS NULL
 """)
@@ -102,6 +115,15 @@ class SqlLoginSessionStore:
             await append_audit(conn, events)
         session = LoginSession(row.id, row.user_id, row.created_at, row.expires_at)
         return Ended(session, tuple((f.id, f.client_id) for f in families))
+
+    async def take_over(self, token_hash: str, session_id: str, user_id: str, now: int) -> bool:
+        params = {"token_hash": token_hash, "user_id": user_id, "now": now}
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(_TAKE_OVER, params)).first()
+            if row is None:
+                return False
+            await conn.execute(_MOVE_FAMILIES, {"session_id": session_id, "old_id": row.id})
+        return True
 
     async def end_user(self, user_id: str, now: int) -> int:
         async with self._engine.begin() as conn:

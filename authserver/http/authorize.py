@@ -80,6 +80,7 @@ async def login(request: Request) -> Response:
             password=fields.get("password", ""),
             address=client_address(request, settings.trusted_proxies),
             client_id=target.client.client_id if target else None,
+            replaces=read_session_cookie(request, settings),
         )
     except InvalidGrant as exc:
         metrics.LOGINS_FAILED.inc()

@@ -22,7 +22,9 @@ from tests.http.signin import (
     Flow,
     admin_headers,
     authorize,
+    code_for,
     csrf_token,
+    exchange,
     form_action,
     query,
     sign_in,
@@ -244,3 +246,84 @@ async def test_templates_can_be_replaced(
     assert error.status_code == 400 and error.text.startswith("<!doctype html><h1>Acme: ")
     assert_strict_headers(error)
     assert login.status_code == 200 and '<label for="password">' in login.text  # built-in
+
+
+async def _live_sessions(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT user_id FROM login_sessions WHERE revoked_at IS NULL")
+        )
+        return [row.user_id for row in rows]
+
+
+async def _signed_in_app(client: httpx.AsyncClient, username: str, **extra: str) -> dict[str, str]:
+    """An app signs `username` in through the page (prompt=login forces the form again)."""
+    flow = Flow.new(WEB, **extra)
+    response = await exchange(client, await code_for(client, flow, username), flow)
+    assert response.status_code == 200, response.text
+    tokens: dict[str, str] = response.json()
+    return tokens
+
+
+async def _refreshes(client: httpx.AsyncClient, tokens: dict[str, str]) -> bool:
+    response = await client.post(
+        "/refresh", data={"client_id": WEB, "refresh_token": tokens["refresh_token"]}
+    )
+    assert response.status_code in (200, 400), response.text
+    return response.status_code == 200
+
+
+async def _prompt_none_with(client: httpx.AsyncClient, cookie: str) -> str:
+    """/authorize?prompt=none in a browser holding only this login-session cookie."""
+    client.cookies.clear()
+    response = await client.get(
+        "/authorize",
+        params=Flow.new(WEB, prompt="none").params,
+        headers={"Cookie": f"authserver_session={cookie}"},
+    )
+    return query(response.headers["location"]).get("error", "code")
+
+
+async def test_signing_in_again_as_the_same_user_replaces_the_login_session(
+    client: httpx.AsyncClient, alice: str, registry: Registry, engine: AsyncEngine
+) -> None:
+    """The old session ends (its cookie signs nobody in any more); the apps it signed in stay
+    signed in, now under the new session, so /end-session in this browser still ends them."""
+    await web_client(registry)
+    first = await _signed_in_app(client, "alice")
+    old = client.cookies["authserver_session"]
+
+    second = await _signed_in_app(client, "alice", prompt="login")
+
+    new = client.cookies["authserver_session"]
+    assert new != old
+    assert await _live_sessions(engine) == [alice]
+    assert await _prompt_none_with(client, old) == "login_required"
+    assert await _prompt_none_with(client, new) == "code"
+    ended = await client.post(
+        "/end-session", data={"client_id": WEB}, headers={"Cookie": f"authserver_session={new}"}
+    )
+    assert ended.status_code == 200, ended.text
+    assert not await _refreshes(client, first)
+    assert not await _refreshes(client, second)
+
+
+async def test_signing_in_as_another_user_ends_the_previous_users_sign_in(
+    client: httpx.AsyncClient, alice: str, registry: Registry, engine: AsyncEngine
+) -> None:
+    """A shared browser: the previous user's login session ends as /end-session would end it,
+    with every family it started, so nothing of theirs stays signed in behind the new user."""
+    bob = await registry.user("bob", "correct horse")
+    await web_client(registry)
+    first = await _signed_in_app(client, "alice")
+    old = client.cookies["authserver_session"]
+
+    second = await _signed_in_app(client, "bob", prompt="login")
+
+    assert await _live_sessions(engine) == [bob]
+    assert await _prompt_none_with(client, old) == "login_required"
+    assert not await _refreshes(client, first)
+    assert await _refreshes(client, second)
+    async with engine.connect() as conn:
+        events = await conn.execute(text("SELECT action, user_id FROM audit_events"))
+        assert ("end_session", alice) in {tuple(row) for row in events}

@@ -1,16 +1,13 @@
 """Interop: tokens from a live server verify with the npm `jose` package run by Node, for RS256
 and EdDSA keys (createRemoteJWKSet + jwtVerify with its typ, iss, aud and alg checks).
 
-The test installs the pinned package itself (`npm ci` from package-lock.json into
-tests/interop/node_modules, git-ignored). Without node or npm it is skipped with the reason,
-except in CI (the CI variable set), where it fails instead.
+The test installs the pinned package itself (conftest.py's `node` fixture). Without node or npm
+it is skipped with the reason, except in CI (the CI variable set), where it fails instead.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,36 +20,6 @@ from tests.http.hostile import hostile_token
 from tests.http.test_verify_live import Live, log_in
 
 HERE = Path(__file__).parent
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (required in CI)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def node() -> str:
-    """The node binary, with jose installed beside verify.mjs."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        _unavailable("node and npm are needed for the jose interop test")
-    assert node is not None and npm is not None
-    installed = HERE / "node_modules" / "jose" / "package.json"
-    lock = json.loads((HERE / "package-lock.json").read_text())
-    wanted = lock["packages"]["node_modules/jose"]["version"]
-    if not installed.exists() or json.loads(installed.read_text())["version"] != wanted:
-        result = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if result.returncode != 0:
-            _unavailable(f"npm ci failed in {HERE}: {result.stderr.strip()[-500:]}")
-    return node
 
 
 async def run_jose(node: str, live: Live, token: str) -> subprocess.CompletedProcess[str]:

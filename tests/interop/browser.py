@@ -1,0 +1,43 @@
+"""The browser step of the interop tests: what a user's browser does between the client's
+authorization URL and its redirect URI, done by an HTTP client with a cookie jar of its own."""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin
+
+import httpx
+
+from tests.http.signin import PASSWORD, csrf_token, form_action
+
+CALLBACK = "https://rp.example/cb"  # never fetched: the browser step stops at its redirect
+# The live server's cookies without Secure: the browser talks plain HTTP to the loopback server.
+INSECURE_COOKIES = {"cookie_secure": "false"}
+
+
+def new_browser() -> httpx.AsyncClient:
+    """An HTTP client with a cookie jar of its own, following no redirect by itself."""
+    return httpx.AsyncClient(trust_env=False, timeout=10)
+
+
+async def browser_sign_in(
+    authorization_url: str,
+    username: str = "alice",
+    password: str = PASSWORD,
+    browser: httpx.AsyncClient | None = None,
+) -> str:
+    """Opens the client's authorization URL, follows it to the sign-in page, posts the form
+    (with its hidden CSRF token and the cookie set with it) and returns the callback URL the
+    server redirects to, without fetching it. In `browser`, if given (it keeps the login
+    session), else in a new one."""
+    async with new_browser() as own:
+        browser = browser or own
+        asked = await browser.get(authorization_url)
+        assert asked.status_code == 302, asked.text
+        page = await browser.get(urljoin(authorization_url, asked.headers["location"]))
+        assert page.status_code == 200, page.text
+        form = {"csrf_token": csrf_token(page.text), "username": username, "password": password}
+        answer = await browser.post(urljoin(str(page.url), form_action(page.text)), data=form)
+        assert answer.status_code == 303, answer.text
+        location: str = answer.headers["location"]
+        assert location.startswith(CALLBACK + "?"), location
+        return location
