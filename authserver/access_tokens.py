@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+import orjson
 
 from authserver.inputs import storable
 from authserver.keys.ring import KeyRing, SigningKey
@@ -73,7 +74,7 @@ def _compact_jws(key: SigningKey, claims: dict[str, Any]) -> str:
     PyJWT's `encode` does the same with general-purpose checks around it that cost as much
     as an Ed25519 signature; here the protected header is made once per key. What we mint is
     checked by PyJWT, joserfc, jwcrypto and npm jose in the tests."""
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    payload = _b64(orjson.dumps(claims))  # compact, as json.dumps with separators, 20x faster
     signing_input = f"{_protected_header(key.kid, key.alg)}.{payload}"
     return f"{signing_input}.{_b64(key.sign(signing_input.encode()))}"
 

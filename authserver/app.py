@@ -28,6 +28,7 @@ from authserver.db.notify import Reactions, listen_for_changes
 from authserver.db.purge import purge_periodically
 from authserver.db.throttle import SqlThrottleStore
 from authserver.http.cors import cors_middleware
+from authserver.http.documents import JwksShortcut
 from authserver.http.errors import HANDLERS
 from authserver.http.headers import security_headers
 from authserver.http.observe import Observe
@@ -182,6 +183,7 @@ def create_app(
     # 408 of a body that did not arrive in time (BodyDeadline).
     middleware = [
         Middleware(Observe, headers=security_headers(settings)),
+        Middleware(JwksShortcut),
         Middleware(BodyDeadline, seconds=settings.body_timeout),
         cors_middleware(settings),
     ]

@@ -116,7 +116,7 @@ def observe_grant(grant_type: str | None) -> Iterator[None]:
         if grant_type == "password":
             metrics.LOGINS_FAILED.inc()
         raise
-    metrics.TOKENS_ISSUED.labels(metrics.grant_label(grant_type)).inc()
+    metrics.count_token_issued(grant_type)
 
 
 def _request_id(scope: Scope) -> str:

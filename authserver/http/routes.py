@@ -22,7 +22,7 @@ from authserver.http import (
 )
 
 routes = [
-    Route("/.well-known/jwks.json", wellknown.jwks, methods=["GET"]),
+    Route(wellknown.JWKS_PATH, wellknown.jwks, methods=["GET"]),
     Route("/.well-known/oauth-authorization-server", wellknown.oauth_metadata, methods=["GET"]),
     Route("/.well-known/openid-configuration", wellknown.openid_configuration, methods=["GET"]),
     Route("/authorize", authorize.authorize, methods=["GET"]),

@@ -7,7 +7,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from authserver.config import Settings
 from authserver.http.context import services
+from authserver.http.responses import etag_matches
 from authserver.scopes import OPENID, PROFILE
 
 GRANT_TYPES = ["authorization_code", "password", "refresh_token", "client_credentials"]
@@ -19,24 +21,24 @@ CLAIMS = [
 ]  # fmt: skip
 
 
+JWKS_PATH = "/.well-known/jwks.json"
+JWKS_TYPE = "application/jwk-set+json"
+
+
 async def jwks(request: Request) -> Response:
-    ring = services(request).keys.ring
-    headers = {
-        # Verifiers may cache this long; a next key is published at least this long before it
-        # signs, so a cache that follows the rules never meets an unknown kid.
-        "Cache-Control": f"public, max-age={services(request).settings.jwks_max_age}",
-        "ETag": ring.jwks_etag,
-    }
-    if _etag_matches(request.headers.get("if-none-match"), ring.jwks_etag):
+    """The key set; a plain GET is answered by http/documents.py, with the same bytes."""
+    found = services(request)
+    ring = found.keys.ring
+    headers = {"Cache-Control": jwks_cache_control(found.settings), "ETag": ring.jwks_etag}
+    if etag_matches(request.headers.get("if-none-match"), ring.jwks_etag):
         return Response(status_code=304, headers=headers)
-    return Response(ring.jwks_body, media_type="application/jwk-set+json", headers=headers)
+    return Response(ring.jwks_body, media_type=JWKS_TYPE, headers=headers)
 
 
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if header is None:
-        return False
-    candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    return etag in candidates or "*" in candidates
+def jwks_cache_control(settings: Settings) -> str:
+    # Verifiers may cache this long; a next key is published at least this long before it
+    # signs, so a cache that follows the rules never meets an unknown kid.
+    return f"public, max-age={settings.jwks_max_age}"
 
 
 async def oauth_metadata(request: Request) -> Response:

@@ -18,6 +18,8 @@ import time
 from contextvars import ContextVar
 from typing import Any
 
+import orjson
+
 # One line per request (http/observe.py): the only lines worth batching.
 ACCESS_LOGGER = "authserver.access"
 
@@ -53,7 +55,10 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             line["exc_type"] = record.exc_info[0].__name__
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        try:
+            return orjson.dumps(line, default=str).decode()
+        except TypeError:  # a lone surrogate, or an int past 64 bits, which orjson refuses
+            return json.dumps(line, default=str, ensure_ascii=False)
 
 
 class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -102,6 +102,14 @@ def grant_label(grant_type: str | None) -> str:
     return grant_type if grant_type in GRANTS else "other"
 
 
+# labels() costs a lookup under a lock; one child per grant, made once.
+_TOKENS_ISSUED_BY_GRANT = {label: TOKENS_ISSUED.labels(label) for label in [*GRANTS, "other"]}
+
+
+def count_token_issued(grant_type: str | None) -> None:
+    _TOKENS_ISSUED_BY_GRANT[grant_label(grant_type)].inc()
+
+
 def observed_families(store: FamilyStore) -> FamilyStore:
     """`store`, counting rotations, reuse detections and revoked families as they happen."""
     return _ObservedFamilies(store)

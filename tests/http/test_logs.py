@@ -294,3 +294,20 @@ def test_access_lines_are_batched_and_every_other_line_written_at_once() -> None
         for logger, propagate, level in saved:
             logger.removeHandler(handler)
             logger.propagate, logger.level = propagate, level
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["lone \ud800 surrogate", 2**70, {"nested": ["é", 1.5, None]}],
+    ids=["lone-surrogate", "big-int", "nested"],
+)
+def test_a_line_orjson_refuses_is_still_written_whole(value: object) -> None:
+    """orjson makes the lines, and refuses what the standard library writes (a lone surrogate
+    from a hostile header, an int past 64 bits): such a line must not be lost."""
+    record = logging.LogRecord("authserver.test", logging.INFO, "", 0, "odd %s", ("x",), None)
+    record.detail = value
+
+    line = json.loads(JsonFormatter().format(record))
+
+    assert line["msg"] == "odd x"
+    assert line["detail"] == value

@@ -118,6 +118,35 @@ async def test_jwks_etag_is_stable_and_quoted(client: httpx.AsyncClient) -> None
     assert second.content == first.content
 
 
+@pytest.mark.parametrize("if_none_match", [None, "current", '"stale"'])
+async def test_the_jwks_shortcut_answers_exactly_as_the_route_does(
+    client: httpx.AsyncClient, if_none_match: str | None
+) -> None:
+    """A plain GET is answered by http/documents.py; one with an Origin goes through CORS and
+    the router to http/wellknown.py. Apart from CORS's own headers, nothing may tell them apart."""
+    etag = (await client.get("/.well-known/jwks.json")).headers["etag"]
+    headers = {} if if_none_match is None else {"If-None-Match": if_none_match}
+    if if_none_match == "current":
+        headers["If-None-Match"] = etag
+
+    short = await client.get("/.well-known/jwks.json", headers=headers)
+    routed = await client.get(
+        "/.well-known/jwks.json", headers={**headers, "Origin": "https://elsewhere.example"}
+    )
+
+    def comparable(response: httpx.Response) -> list[tuple[str, str]]:
+        return sorted(
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if not name.startswith("access-control-") and name != "x-request-id"
+        )
+
+    assert short.status_code == routed.status_code == (304 if if_none_match == "current" else 200)
+    assert short.content == routed.content
+    assert comparable(short) == comparable(routed)
+    assert ("vary", "Origin") in comparable(short)
+
+
 @pytest.mark.parametrize(
     "if_none_match",
     ["{etag}", "W/{etag}", '"something-else", {etag}', '"a",{etag} , "b"', "*"],
