@@ -102,6 +102,9 @@ if (cluster.isPrimary && Number(opts.workers) > 1) {
       },
     },
     pkce: { required: () => true },
+    // Codes are minted ahead of the exchange run, as many as it may spend: 10 minutes instead of
+    // 60 s, so none expires while the pool is minted (the lifetime costs nothing per request).
+    ttl: { AuthorizationCode: 600 },
     rotateRefreshToken: true,
     // Every code exchange starts a refresh family, as authserver's does (the default issues
     // one only for offline_access), and tokens do not end with the browser session.
