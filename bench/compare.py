@@ -43,7 +43,6 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,8 +140,7 @@ class Peer:
             answer = hb.http("POST", f"{self.base}/token", urllib.parse.urlencode(fields))
             return str(json.loads(answer)["refresh_token"])
 
-        with ThreadPoolExecutor(4) as pool:
-            tokens = list(pool.map(exchange, codes.read_text().splitlines()))
+        tokens = hb.in_threads(exchange, codes.read_text().splitlines())
         path = self.workdir / "refresh_tokens.txt"
         path.write_text("\n".join(tokens) + "\n")
         return path

@@ -66,7 +66,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
@@ -332,6 +332,16 @@ def http(method: str, url: str, body: str | None = None, headers: dict[str, str]
         return resp.read()
 
 
+def in_threads(work: Callable[[Any], T], items: Iterable[Any], threads: int = 4) -> list[T]:
+    """`work` over `items` on a few threads. On Ctrl-C or an error the queued items are
+    dropped at once (ThreadPoolExecutor's `with` would run them all first)."""
+    pool = ThreadPoolExecutor(threads)
+    try:
+        return list(pool.map(work, items))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def basic_auth(client_id: str, secret: str) -> str:
     """RFC 6749 §2.3.1: each part form-encoded, then Basic."""
     raw = f"{urllib.parse.quote_plus(client_id)}:{urllib.parse.quote_plus(secret)}".encode()
@@ -542,9 +552,7 @@ def browser_sessions(authorize_url: str, count: int, username: str, password: st
     (its idle lifetime) and holds it FOR SHARE through each code exchange, so one session's
     requests queue on that row (about 100 codes/s from one session on this machine, where
     many users' sessions would not wait on each other)."""
-    with ThreadPoolExecutor(4) as pool:
-        urls = [authorize_url] * count
-        return list(pool.map(lambda url: browser_session(url, username, password), urls))
+    return in_threads(lambda _: browser_session(authorize_url, username, password), range(count))
 
 
 def authorize_query(path: str, client_id: str, scope: str) -> str:
@@ -967,8 +975,7 @@ class Stack:
             answer = json.loads(http("POST", f"{self.base}/token", self.login_body()))
             return str(answer["refresh_token"])
 
-        with ThreadPoolExecutor(4) as pool:
-            tokens = list(pool.map(login, range(count)))
+        tokens = in_threads(login, range(count))
         path = self.workdir / "refresh_tokens.txt"
         path.write_text("\n".join(tokens) + "\n")
         return path
