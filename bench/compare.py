@@ -167,7 +167,12 @@ def stateless(
     if "jwks" in wanted and stack.alg == "RS256":
         theirs = hb.wrk(f"{peer.base}/jwks", None, args)
         ours = hb.wrk(f"{stack.base}/.well-known/jwks.json", None, args)
-        rows.append(Row("JWKS GET", theirs, ours, "peer: 2 cluster workers"))
+        sizes = [
+            len(hb.http("GET", url))
+            for url in (f"{peer.base}/jwks", f"{stack.base}/.well-known/jwks.json")
+        ]
+        note = f"peer: 2 cluster workers; body {sizes[0]} bytes (peer), {sizes[1]} (authserver)"
+        rows.append(Row("JWKS GET", theirs, ours, note))
     if "client_credentials" in wanted:
         body = "grant_type=client_credentials"
         theirs = hb.wrk(
