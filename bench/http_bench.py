@@ -23,11 +23,19 @@ latency, errors, and the ceiling measured in the same run, sized to the same N w
   (total signatures/s);
 - password login against raw argon2id verify at the server's parameters on
   AUTHSERVER_PASSWORD_HASH_CONCURRENCY threads per worker x N (the server's cap);
-- refresh rotation: a pool of families made by logins, each wrk connection spending its
-  current token and reading the successor from the response (Lua `response()`), so every
-  token is presented once. Its ceiling is the server's own rotate statement
-  (`_SPEND_POSTGRES`, compiled as SQLAlchemy hands it to asyncpg) run alone on up to 32
-  asyncpg connections, each spending a chain of tokens, one autocommit statement at a time.
+- refresh rotation: a pool of 2 x connections families made by logins, each wrk connection
+  spending a token and reading the successor from the response (Lua `response()`), so every
+  token is presented once and the pool never runs dry. Its ceiling is the server's own rotate
+  statement (`_SPEND_POSTGRES`, compiled as SQLAlchemy hands it to asyncpg) run alone on up to
+  32 asyncpg connections, each spending a chain of tokens, one autocommit statement at a time;
+- code exchange (issue 12), next to it: a pool of codes (scope openid profile, so each
+  exchange signs an ID token too) sized to twice the rotation rate over the run, each
+  presented once with its PKCE verifier; minted by /authorize under as many login sessions as
+  connections, then copied in SQL up to the pool size (`clone_codes`: a code lives 60 s and
+  /authorize mints a few hundred a second here). No ceiling.
+
+Requests/s count 200s (2xx for the static scripts) only; errors are every other answer or
+socket error, and a pool that runs dry shows as errors, never as successes.
 
 Also: p99 of a JWKS GET at ~100 requests/s (a second wrk) while logins saturate the CPU,
 and the RSS of the worker processes (summed) under that login load.
@@ -39,6 +47,8 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import hashlib
+import html
 import json
 import os
 import platform
@@ -52,12 +62,14 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -66,7 +78,6 @@ VENV_BIN = Path(sys.executable).parent
 AUTHSERVER = str(VENV_BIN / "authserver")
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "correct horse battery staple"
-FAMILIES = 64  # refresh-token families in the rotation pool (twice the connections)
 MONTH = 30 * 86_400
 
 T = TypeVar("T")
@@ -85,36 +96,162 @@ PACED_GET = """
 function delay() return {ms} end
 """
 
-ROTATE = """
--- Each thread takes every n-th refresh token of the file; a connection pops one, spends it,
--- and response() pushes the successor. Every token is presented exactly once.
-local counter = 0
+# Prepended to the stateful scripts: each thread counts its responses by status, and done()
+# prints the sums, parsed by wrk() below (wrk's own summary lumps every status below 400 with
+# the successes). `exhausted`: requests sent without a token or code because the thread's pool
+# was empty; each is a 400 too, so also among the non-200s.
+COUNTS = """
+local threads, counter = {}, 0
 function setup(thread)
   thread:set("id", counter)
   counter = counter + 1
+  threads[#threads + 1] = thread
 end
 
-local queue = {}
-function init(args)
-  local n, i = tonumber(args[2]), 0
-  for line in io.lines(args[1]) do
-    if i % n == id then queue[#queue + 1] = line end
+ok, other, exhausted = 0, 0, 0
+function count(status)
+  if status == 200 then ok = ok + 1 else other = other + 1 end
+end
+
+-- The thread's slice of a pool file: every n-th line, kept as a FIFO (head/tail indices: the
+-- length operator is undefined on a table with holes).
+queue, head, tail = {}, 1, 0
+function load_slice(path, n)
+  local i = 0
+  for line in io.lines(path) do
+    if i % n == id then tail = tail + 1; queue[tail] = line end
     i = i + 1
   end
+end
+function pop()
+  if head > tail then exhausted = exhausted + 1; return nil end
+  local item = queue[head]
+  queue[head] = nil
+  head = head + 1
+  return item
+end
+function push(item) tail = tail + 1; queue[tail] = item end
+
+-- wrk 4 calls thread 0's request() once before the run to check the script
+-- (script_verify_request) and sends nothing of it: that call must not take from the pool.
+local checked = false
+function check_call()
+  local first = not checked
+  checked = true
+  return first and id == 0
+end
+
+function done(summary, latency, requests)
+  local o, n, e = 0, 0, 0
+  for _, t in ipairs(threads) do
+    o, n, e = o + t:get("ok"), n + t:get("other"), e + t:get("exhausted")
+  end
+  io.write(string.format("lua counts: 200=%d other=%d exhausted=%d\\n", o, n, e))
+end
+"""
+
+ROTATE = (
+    COUNTS
+    + """
+-- args: pool file, threads, token path, body up to the token. Each thread takes every n-th
+-- refresh token of the file; a connection pops one, spends it, and response() pushes the
+-- successor, so every token is presented exactly once and at most one request holds it.
+local path, prefix
+function init(args)
+  load_slice(args[1], tonumber(args[2]))
+  path, prefix = args[3], args[4]
 end
 
 local headers = {["Content-Type"] = "application/x-www-form-urlencoded"}
 function request()
-  local token = table.remove(queue) or "pool-exhausted"
-  return wrk.format("POST", "/token", headers,
-    "grant_type=refresh_token&client_id=app&refresh_token=" .. token)
+  if check_call() then return wrk.format("GET", "/") end
+  return wrk.format("POST", path, headers, prefix .. (pop() or "pool-exhausted"))
 end
 
 function response(status, hdrs, body)
+  count(status)
   local token = body:match('"refresh_token"%s*:%s*"([^"]+)"')
-  if token then queue[#queue + 1] = token end
+  if token then push(token) end
 end
 """
+)
+
+EXCHANGE = (
+    COUNTS
+    + """
+-- args: pool file of "code verifier" lines, threads, token path, body up to the code. Each
+-- code is presented once, oldest first (codes live 60 s).
+local path, prefix
+function init(args)
+  load_slice(args[1], tonumber(args[2]))
+  path, prefix = args[3], args[4]
+end
+
+local headers = {["Content-Type"] = "application/x-www-form-urlencoded"}
+function request()
+  if check_call() then return wrk.format("GET", "/") end
+  local code, verifier = "pool-exhausted", string.rep("x", 43)
+  local line = pop()
+  if line then code, verifier = line:match("^(%S+) (%S+)$") end
+  return wrk.format("POST", path, headers,
+    prefix .. "&code=" .. code .. "&code_verifier=" .. verifier)
+end
+
+function response(status, hdrs, body)
+  count(status)
+end
+"""
+)
+
+MINT = (
+    COUNTS
+    + """
+-- args: file of "state challenge verifier session" lines, threads, output prefix, authorize
+-- path and query up to the PKCE fields, file of Cookie headers (one login session a line), a
+-- cheap GET path. Each thread sends its slice of authorization requests, each with the cookie
+-- of its session, and writes "code verifier" for each redirect that carries a code (matched by
+-- state), then `<prefix><id>.done`; the caller stops wrk when every thread is done. Until
+-- then, connections with nothing left GET the cheap path.
+local out, prefix, filler, assigned, answered = nil, "", "", 0, 0
+local verifiers, cookies = {}, {}
+function init(args)
+  load_slice(args[1], tonumber(args[2]))
+  assigned = tail
+  out = io.open(args[3] .. id, "w")
+  done_path, prefix, filler = args[3] .. id .. ".done", args[4], args[6]
+  for line in io.lines(args[5]) do cookies[#cookies + 1] = line end
+  if assigned == 0 then io.open(done_path, "w"):close() end
+end
+
+function request()
+  if check_call() then return wrk.format("GET", filler) end
+  local line = pop()
+  if not line then return wrk.format("GET", filler) end
+  local state, challenge, verifier, session = line:match("^(%S+) (%S+) (%S+) (%d+)$")
+  verifiers[state] = verifier
+  return wrk.format("GET", prefix .. "&state=" .. state .. "&code_challenge=" .. challenge,
+    {["Cookie"] = cookies[tonumber(session) + 1]})
+end
+
+function response(status, hdrs, body)
+  local location = hdrs["location"] or hdrs["Location"]
+  if not location and status == 200 then return end  -- the filler
+  answered = answered + 1
+  local code = location and location:match("[?&]code=([^&]+)")
+  local state = location and location:match("[?&]state=([^&]+)")
+  if location and code and state and verifiers[state] then
+    out:write(code, " ", verifiers[state], "\\n")
+    ok = ok + 1
+  else
+    other = other + 1
+  end
+  if answered == assigned then
+    out:close()
+    io.open(done_path, "w"):close()
+  end
+end
+"""
+)
 
 # The JWKS ceiling: run by `python -m uvicorn` from the temp dir, as multiple workers need an
 # import string rather than an app object.
@@ -195,6 +332,22 @@ def http(method: str, url: str, body: str | None = None, headers: dict[str, str]
         return resp.read()
 
 
+def in_threads(work: Callable[[Any], T], items: Iterable[Any], threads: int = 4) -> list[T]:
+    """`work` over `items` on a few threads. On Ctrl-C or an error the queued items are
+    dropped at once (ThreadPoolExecutor's `with` would run them all first)."""
+    pool = ThreadPoolExecutor(threads)
+    try:
+        return list(pool.map(work, items))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def basic_auth(client_id: str, secret: str) -> str:
+    """RFC 6749 §2.3.1: each part form-encoded, then Basic."""
+    raw = f"{urllib.parse.quote_plus(client_id)}:{urllib.parse.quote_plus(secret)}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
 def run_on_uvloop(coro: Coroutine[Any, Any, T]) -> T:
     """The event loop the server runs on, so client and server pay the same per-call costs."""
     import uvloop
@@ -203,13 +356,20 @@ def run_on_uvloop(coro: Coroutine[Any, Any, T]) -> T:
         return runner.run(coro)
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, workers: int) -> None:
-    """Waits until every uvicorn worker has finished its startup and `url` answers."""
+def wait_ready(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    workers: int,
+    marker: str = "Application startup complete",
+) -> None:
+    """Waits until each of the `workers` has logged `marker` (by default uvicorn's end of
+    startup) and `url` answers."""
     deadline = time.time() + 30
     while time.time() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited early:\n{log.read_text()[-2000:]}")
-        if log.read_text(errors="replace").count("Application startup complete") >= workers:
+        if log.read_text(errors="replace").count(marker) >= workers:
             try:
                 http("GET", url)
                 return
@@ -266,18 +426,40 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 @dataclass
 class Measurement:
-    """One load: its rate, latency percentiles and failures, from wrk or timed here."""
+    """One load: its rate of successes, latency percentiles and failures, from wrk or timed
+    here. `rps` counts successes only (2xx; 200 where the script counts statuses itself);
+    `errors` is every request that failed (other statuses, socket errors, timeouts), and
+    `exhausted` those of them sent because the pool of tokens or codes had run dry."""
 
     rps: float
     p50_ms: float
     p99_ms: float
     errors: int
+    exhausted: int = 0
     raw: str = field(default="", repr=False)
 
 
 def _ms(text: str) -> float:
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def _wrk_command(
+    url: str,
+    script: Path | None,
+    threads: int,
+    connections: int,
+    duration: float,
+    script_args: list[str] | None,
+) -> list[str]:
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s"]
+    command += ["--latency", "--timeout", "10s"]
+    if script is not None:
+        command += ["-s", str(script)]
+    command.append(url)
+    if script_args:
+        command += ["--", *script_args]
+    return command
 
 
 def wrk(
@@ -290,31 +472,228 @@ def wrk(
     duration: float | None = None,
     script_args: list[str] | None = None,
 ) -> Measurement:
-    threads = threads or args.threads
-    command = [
-        "wrk",
-        f"-t{threads}",
-        f"-c{connections or args.connections}",
-        f"-d{int(duration or args.duration)}s",
-        "--latency",
-        "--timeout",
-        "10s",
-    ]
-    if script is not None:
-        command += ["-s", str(script)]
-    command.append(url)
-    if script_args:
-        command += ["--", *script_args]
+    command = _wrk_command(
+        url,
+        script,
+        threads or args.threads,
+        connections or args.connections,
+        duration or args.duration,
+        script_args,
+    )
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    found = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m),", out)
+    assert found, out
+    answered, seconds = int(found.group(1)), _ms(found.group(2) + found.group(3)) / 1000
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    errors = 0
-    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
-        errors += int(m.group(1))
+    socket_errors = 0
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
-        errors += sum(int(g) for g in m.groups())
-    return Measurement(rps, p50, p99, errors, out)
+        socket_errors = sum(int(g) for g in m.groups())
+    exhausted = 0
+    if m := re.search(r"lua counts: 200=(\d+) other=(\d+) exhausted=(\d+)", out):
+        ok, failed, exhausted = (int(g) for g in m.groups())
+    else:
+        m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        failed = int(m.group(1)) if m else 0
+        ok = answered - failed
+    return Measurement(ok / seconds, p50, p99, failed + socket_errors, exhausted, out)
+
+
+# --- authorization codes and refresh tokens ---------------------------------------------------
+
+REDIRECT_URI = "http://127.0.0.1/cb"  # registered with the servers' code clients; never fetched
+CODE_TTL = 60  # seconds a code lives in authserver (authorization_codes.CODE_TTL, not a setting)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def browser_session(authorize_url: str, username: str, password: str) -> str:
+    """Runs one authorization request as a browser would: follows the redirects, posts a
+    sign-in form (with its CSRF token) if one is shown, until the redirect to REDIRECT_URI
+    with a code. Returns the Cookie header later authorization requests send: the login
+    session, so that each of them is answered with a code at once."""
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect)
+    url, body = authorize_url, None
+    for _ in range(10):
+        try:
+            response = opener.open(urllib.request.Request(url, data=body), timeout=30)
+        except urllib.error.HTTPError as exc:  # every 3xx, as redirects are not followed
+            response = exc
+        text = response.read().decode(errors="replace")
+        if location := response.headers.get("Location"):
+            url, body = urllib.parse.urljoin(url, location), None
+            if url.startswith(REDIRECT_URI + "?"):
+                if "code" not in urllib.parse.parse_qs(urllib.parse.urlsplit(url).query):
+                    raise SystemExit(f"sign-in ended without a code: {url}")
+                break
+            continue
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', text)
+        action = re.search(r'<form method="post" action="([^"]+)"', text)
+        if response.status != 200 or csrf is None or action is None:
+            raise SystemExit(f"sign-in: unexpected {response.status} at {url}: {text[:500]}")
+        url = urllib.parse.urljoin(url, html.unescape(action.group(1)))
+        form = {"csrf_token": csrf.group(1), "username": username, "password": password}
+        body = urllib.parse.urlencode(form).encode()
+    else:
+        raise SystemExit(f"sign-in: too many redirects from {authorize_url}")
+    probe = urllib.request.Request(authorize_url)
+    jar.add_cookie_header(probe)
+    return probe.get_header("Cookie") or ""
+
+
+def browser_sessions(authorize_url: str, count: int, username: str, password: str) -> list[str]:
+    """`count` login sessions of one user, as from as many browsers: the Cookie headers.
+
+    Several, because a login session is one row: authserver touches it on each /authorize
+    (its idle lifetime) and holds it FOR SHARE through each code exchange, so one session's
+    requests queue on that row (about 100 codes/s from one session on this machine, where
+    many users' sessions would not wait on each other)."""
+    return in_threads(lambda _: browser_session(authorize_url, username, password), range(count))
+
+
+def authorize_query(path: str, client_id: str, scope: str) -> str:
+    """An authorization request's path and query, up to its state and PKCE challenge."""
+    fields = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": scope,
+        "code_challenge_method": "S256",
+    }
+    return f"{path}?{urllib.parse.urlencode(fields, quote_via=urllib.parse.quote)}"
+
+
+def mint_codes(
+    base: str,
+    query: str,
+    cookies: list[str],
+    count: int,
+    workdir: Path,
+    args: argparse.Namespace,
+    filler: str,
+) -> tuple[Path, float]:
+    """`count` codes, each from its own authorization request with its own PKCE pair, sent by
+    wrk, the login sessions of `cookies` taking turns. Returns the pool file ("code verifier"
+    lines, in the order minted, so the oldest is spent first) and the seconds minting took."""
+    pairs = workdir / "pkce.txt"
+    lines = []
+    for state in range(count):
+        verifier = secrets.token_urlsafe(32)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        session = state % len(cookies)
+        lines.append(f"{state} {challenge.rstrip(b'=').decode()} {verifier} {session}\n")
+    pairs.write_text("".join(lines))
+    sessions = workdir / "cookies.txt"
+    sessions.write_text("".join(f"{cookie}\n" for cookie in cookies))
+    script = workdir / "mint.lua"
+    script.write_text(MINT)
+    prefix = workdir / "minted."
+    threads = min(args.threads, count)
+    extra = [str(pairs), str(threads), str(prefix), query, str(sessions), filler]
+    command = _wrk_command(f"{base}/", script, threads, args.connections, 600, extra)
+    began = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        done = [Path(f"{prefix}{i}.done") for i in range(threads)]
+        while not all(path.exists() for path in done):
+            if proc.poll() is not None:
+                raise SystemExit(f"wrk minting codes exited early: {proc.communicate()}")
+            if time.perf_counter() - began > 300:
+                raise SystemExit("minting codes took over 300 s")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - began
+        proc.send_signal(signal.SIGINT)  # wrk stops at once and prints its summary
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    minted = [Path(f"{prefix}{i}").read_text() for i in range(threads)]
+    pool = workdir / "codes.txt"
+    pool.write_text("".join(minted))
+    for i in range(threads):
+        Path(f"{prefix}{i}").unlink()
+        Path(f"{prefix}{i}.done").unlink()
+    got = sum(text.count("\n") for text in minted)
+    if got < count:
+        raise SystemExit(f"minted {got} codes of {count}: some authorization requests failed")
+    return pool, elapsed
+
+
+_CODE_COLUMNS = (
+    "code_hash, client_id, user_id, login_session_id, redirect_uri, redirect_uri_given, "
+    "code_challenge, scope, nonce, auth_time, created_at, expires_at"
+).split(", ")
+
+
+async def clone_codes(dsn: str, count: int, pool: Path) -> None:
+    """`count` codes copied from the unused ones /authorize stored (round robin over them, so
+    over their login sessions), each with a code and a PKCE pair of its own and a fresh
+    lifetime, written in one COPY; `pool` gets their "code verifier" lines.
+
+    /authorize answers a few hundred requests a second here, and a code lives 60 s: minting
+    a run's worth of codes over HTTP would take longer than the first of them lives."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        templates = await conn.fetch(
+            f"SELECT {', '.join(_CODE_COLUMNS)} FROM authorization_codes WHERE used_at IS NULL"
+        )
+        now = int(time.time())
+        records, lines = [], []
+        for i in range(count):
+            row = dict(templates[i % len(templates)])
+            code, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+            challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+            row["code_hash"] = hashlib.sha256(code.encode()).hexdigest()
+            row["code_challenge"] = challenge.rstrip(b"=").decode()
+            row["created_at"], row["expires_at"] = now, now + CODE_TTL
+            records.append(tuple(row[name] for name in _CODE_COLUMNS))
+            lines.append(f"{code} {verifier}\n")
+        await conn.copy_records_to_table(
+            "authorization_codes", records=records, columns=_CODE_COLUMNS
+        )
+    finally:
+        await conn.close()
+    pool.write_text("".join(lines))
+
+
+def code_pool_size(expected_rps: float, args: argparse.Namespace) -> int:
+    """Codes for one exchange run: twice the rate expected (the same server's refresh rotation,
+    measured just before; runs on this machine vary by a third) over the run, plus twice the
+    connections. A run that still outlasts its pool reports the rest as errors."""
+    connections: int = args.connections
+    return int(expected_rps * args.duration * 2) + 2 * connections
+
+
+def exchange_codes(
+    base: str, token_path: str, client_id: str, pool: Path, workdir: Path, args: argparse.Namespace
+) -> Measurement:
+    """wrk spending each code of `pool` once at `token_path`; a run that outlasts the pool
+    counts its further requests as errors (`exhausted`)."""
+    script = workdir / "exchange.lua"
+    script.write_text(EXCHANGE)
+    prefix = "grant_type=authorization_code&" + urllib.parse.urlencode(
+        {"client_id": client_id, "redirect_uri": REDIRECT_URI}
+    )
+    extra = [str(pool), str(args.threads), token_path, prefix]
+    return wrk(f"{base}{token_path}", script, args, script_args=extra)
+
+
+def rotate_tokens(
+    base: str, token_path: str, client_id: str, pool: Path, workdir: Path, args: argparse.Namespace
+) -> Measurement:
+    """wrk spending the refresh tokens of `pool` and then each successor it is handed."""
+    script = workdir / "rotate.lua"
+    script.write_text(ROTATE)
+    prefix = f"grant_type=refresh_token&client_id={client_id}&refresh_token="
+    extra = [str(pool), str(args.threads), token_path, prefix]
+    return wrk(f"{base}{token_path}", script, args, script_args=extra)
 
 
 # --- ceilings measured outside the server ----------------------------------------------------
@@ -492,6 +871,8 @@ class Stack:
             "AUTHSERVER_SIGNING_ALG": alg,
             "AUTHSERVER_ISSUER": self.base,
             "AUTHSERVER_PURGE_INTERVAL": "0",
+            # Over http: a Secure login-session cookie would never be sent back.
+            "AUTHSERVER_COOKIE_SECURE": "false",
         }
         self.server: subprocess.Popen[bytes] | None = None
         self.created = False
@@ -527,6 +908,22 @@ class Stack:
         self.secret = self.cli(
             "clients", "create", "svc", "--grant", "client_credentials", "--scope", "profile"
         )
+        self.cli(
+            "clients",
+            "create",
+            "web",
+            "--public",
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--scope",
+            "openid",
+            "--scope",
+            "profile",
+            "--redirect-uri",
+            REDIRECT_URI,
+        )
         log = self.workdir / "server.log"
         with log.open("wb") as sink:
             self.server = subprocess.Popen(
@@ -550,8 +947,7 @@ class Stack:
 
     @property
     def basic(self) -> str:
-        raw = f"svc:{urllib.parse.quote_plus(self.secret)}".encode()
-        return "Basic " + base64.b64encode(raw).decode()
+        return basic_auth("svc", self.secret)
 
     def script(self, name: str, text: str) -> Path:
         path = self.workdir / f"{name}.lua"
@@ -573,15 +969,35 @@ class Stack:
         )
 
     def refresh_pool(self, count: int) -> Path:
+        """`count` refresh families, each started by a password login."""
+
         def login(_: int) -> str:
             answer = json.loads(http("POST", f"{self.base}/token", self.login_body()))
             return str(answer["refresh_token"])
 
-        with ThreadPoolExecutor(4) as pool:
-            tokens = list(pool.map(login, range(count)))
+        tokens = in_threads(login, range(count))
         path = self.workdir / "refresh_tokens.txt"
         path.write_text("\n".join(tokens) + "\n")
         return path
+
+    def code_pool(self, count: int, args: argparse.Namespace) -> tuple[Path, str]:
+        """`count` codes of the `web` client (scope openid profile): as many login sessions
+        as connections, each made through the sign-in page, mint 2 codes each at /authorize
+        (wrk); then clone_codes() copies those rows up to `count`. Also says how."""
+        query = authorize_query("/authorize", "web", "openid profile")
+        first = f"{self.base}{query}&state=s&code_challenge={'A' * 43}"
+        cookies = browser_sessions(first, args.connections, "bench", PASSWORD)
+        minted = 2 * len(cookies)
+        _, seconds = mint_codes(self.base, query, cookies, minted, self.workdir, args, "/healthz")
+        pool = self.workdir / "codes.txt"
+        began = time.perf_counter()
+        asyncio.run(clone_codes(self.dsn, count, pool))
+        how = (
+            f"{minted} codes by /authorize under {len(cookies)} login sessions "
+            f"({minted / seconds:,.0f}/s), copied in SQL to {count:,} "
+            f"in {time.perf_counter() - began:.1f} s"
+        )
+        return pool, how
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -606,21 +1022,29 @@ def run_client_credentials(stack: Stack, args: argparse.Namespace, rows: list[Ro
     )
 
 
-def run_rotation(stack: Stack, args: argparse.Namespace, rows: list[Row]) -> None:
-    tokens = stack.refresh_pool(FAMILIES)
-    rotate_script = stack.script("rotate", ROTATE)
-    script_args = [str(tokens), str(args.threads)]
-    rotation = wrk(f"{stack.base}/token", rotate_script, args, script_args=script_args)
+def run_rotation(stack: Stack, args: argparse.Namespace, rows: list[Row]) -> Measurement:
+    families = 2 * args.connections
+    tokens = stack.refresh_pool(families)
+    rotation = rotate_tokens(stack.base, "/token", "app", tokens, stack.workdir, args)
     chains = min(args.connections, 32)
     alone = run_on_uvloop(rotate_chains(stack.dsn, chains, args.duration))
     rows.append(
         (
-            f"refresh rotation {stack.alg} ({FAMILIES} families)",
+            f"refresh rotation {stack.alg} ({families} families)",
             rotation,
             f"rotate statement alone, asyncpg, {chains} conns: {alone.rps:,.0f}/s",
         )
     )
     rows.append(("  (ceiling) rotate statement alone, asyncpg", alone, ""))
+    return rotation
+
+
+def run_code_exchange(
+    stack: Stack, args: argparse.Namespace, rows: list[Row], expected_rps: float
+) -> None:
+    pool, how = stack.code_pool(code_pool_size(expected_rps, args), args)
+    exchange = exchange_codes(stack.base, "/token", "web", pool, stack.workdir, args)
+    rows.append((f"code exchange {stack.alg} (openid profile)", exchange, how))
 
 
 def run_rs256(stack: Stack, args: argparse.Namespace, rows: list[Row], notes: list[str]) -> None:
@@ -643,7 +1067,8 @@ def run_rs256(stack: Stack, args: argparse.Namespace, rows: list[Row], notes: li
     intro = wrk(f"{base}/introspect", intro_script, args)
     rows.append(("introspection (access token)", intro, ""))
 
-    run_rotation(stack, args, rows)
+    rotation = run_rotation(stack, args, rows)
+    run_code_exchange(stack, args, rows, rotation.rps)
 
     # Password login, with a paced JWKS probe and the workers' RSS sampled alongside.
     raw, cap, params = argon2_rate(5, args.workers)
@@ -712,16 +1137,18 @@ def run_rs256(stack: Stack, args: argparse.Namespace, rows: list[Row], notes: li
 
 def run_eddsa(stack: Stack, args: argparse.Namespace, rows: list[Row]) -> None:
     run_client_credentials(stack, args, rows)
-    run_rotation(stack, args, rows)
+    rotation = run_rotation(stack, args, rows)
+    run_code_exchange(stack, args, rows, rotation.rps)
 
 
 def profile(stack: Stack, args: argparse.Namespace, target: str) -> None:
     """py-spy on one worker during one wrk run of `target`; prints where the CPU goes."""
     base = stack.base
     if target == "rotation":
-        tokens = stack.refresh_pool(FAMILIES)
+        tokens = stack.refresh_pool(2 * args.connections)
         script: Path | None = stack.script("rotate", ROTATE)
-        url, extra = f"{base}/token", [str(tokens), str(args.threads)]
+        prefix = "grant_type=refresh_token&client_id=app&refresh_token="
+        url, extra = f"{base}/token", [str(tokens), str(args.threads), "/token", prefix]
     elif target == "client_credentials":
         script = stack.post_script("cc", "grant_type=client_credentials", basic=True)
         url, extra = f"{base}/token", []
