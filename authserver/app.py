@@ -28,8 +28,8 @@ from authserver.db.notify import Reactions, listen_for_changes
 from authserver.db.purge import purge_periodically
 from authserver.db.throttle import SqlThrottleStore
 from authserver.http.cors import cors_middleware
-from authserver.http.documents import JwksShortcut
 from authserver.http.errors import HANDLERS
+from authserver.http.fast_path import HotRoutes, JwksShortcut
 from authserver.http.headers import security_headers
 from authserver.http.observe import Observe
 from authserver.http.routes import routes
@@ -185,6 +185,7 @@ def create_app(
         Middleware(Observe, headers=security_headers(settings)),
         Middleware(JwksShortcut),
         Middleware(BodyDeadline, seconds=settings.body_timeout),
+        Middleware(HotRoutes, routes=routes),
         cors_middleware(settings),
     ]
     app = Starlette(

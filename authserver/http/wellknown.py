@@ -26,7 +26,7 @@ JWKS_TYPE = "application/jwk-set+json"
 
 
 async def jwks(request: Request) -> Response:
-    """The key set; a plain GET is answered by http/documents.py, with the same bytes."""
+    """The key set; a plain GET is answered by http/fast_path.py, with the same bytes."""
     found = services(request)
     ring = found.keys.ring
     headers = {"Cache-Control": jwks_cache_control(found.settings), "ETag": ring.jwks_etag}
