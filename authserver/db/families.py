@@ -221,11 +221,12 @@ class SqlFamilyStore:
     async def spend(
         self, token_hash: str, client_id: str, now: int, new_hash: str, new_expires_at: int
     ) -> Family | None:
+        spent, successor = stored_hash(token_hash), stored_hash(new_hash)
         params = {
-            "token_hash": stored_hash(token_hash),
+            "token_hash": spent,
             "client_id": client_id,
             "now": now,
-            "new_hash": stored_hash(new_hash),
+            "new_hash": successor,
             "new_expires_at": new_expires_at,
         }
         if self._postgres:
@@ -236,9 +237,7 @@ class SqlFamilyStore:
             family_id = (await conn.execute(_SPEND, params)).scalar()
             if family_id is None:
                 return None
-            return await _add_successor(
-                conn, family_id, params["token_hash"], params["new_hash"], now, new_expires_at
-            )
+            return await _add_successor(conn, family_id, spent, successor, now, new_expires_at)
 
     async def spend_successor(
         self,
@@ -249,8 +248,9 @@ class SqlFamilyStore:
         new_hash: str,
         new_expires_at: int,
     ) -> Family | None:
+        parent = stored_hash(parent_hash)
         params = {
-            "parent_hash": stored_hash(parent_hash),
+            "parent_hash": parent,
             "client_id": client_id,
             "now": now,
             "parent_spent_after": parent_spent_after,
@@ -265,9 +265,8 @@ class SqlFamilyStore:
             family_id = (await conn.execute(_SPEND_SUCCESSOR, params)).scalar()
             if family_id is None:
                 return None
-            return await _add_successor(
-                conn, family_id, params["parent_hash"], stored_hash(new_hash), now, new_expires_at
-            )
+            successor = stored_hash(new_hash)
+            return await _add_successor(conn, family_id, parent, successor, now, new_expires_at)
 
     async def find(self, token_hash: str) -> TokenState | None:
         async with self._single.connect() as conn:

@@ -89,9 +89,7 @@ class SqlLoginSessionStore:
                 return None
             families = [
                 (family_id(f.id), f.client_id)
-                for f in await conn.execute(
-                    _END_FAMILIES, {"login_session_id": row.id, "now": now}
-                )
+                for f in await conn.execute(_END_FAMILIES, {"login_session_id": row.id, "now": now})
             ]
             user = row.user_id
             detail = {"client_id": client_id, "families": len(families)}
