@@ -766,10 +766,10 @@ async def rotate_chains(dsn: str, chains: int, seconds: float) -> Measurement:
     sql, binds = rotate_statement()
     latencies: list[float] = []
 
-    async def chain(spend: Any, token_hash: str, deadline: float) -> int:
+    async def chain(spend: Any, token_hash: bytes, deadline: float) -> int:
         """Spends down one chain until `deadline`; 1 if the chain broke, else 0."""
         while time.perf_counter() < deadline:
-            successor = secrets.token_hex(32)
+            successor = secrets.token_bytes(32)  # stored as the hash's 32 bytes
             now = int(time.time())
             values = {
                 "token_hash": token_hash,
@@ -788,7 +788,7 @@ async def rotate_chains(dsn: str, chains: int, seconds: float) -> Measurement:
 
     now = int(time.time())
     families = [str(uuid.uuid4()) for _ in range(chains)]
-    heads = [secrets.token_hex(32) for _ in range(chains)]
+    heads = [secrets.token_bytes(32) for _ in range(chains)]
     async with asyncpg.create_pool(dsn, min_size=chains, max_size=chains) as pool:
         user_id = await pool.fetchval("SELECT id FROM users WHERE username = 'bench'")
         await pool.executemany(

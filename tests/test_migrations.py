@@ -13,13 +13,19 @@ import anyio
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from authserver.db import migrate
+from authserver.db.codes import SqlCodeStore
+from authserver.db.columns import stored_hash
+from authserver.db.denylist import SqlDenylist
+from authserver.db.families import SqlFamilyStore
 from authserver.db.models import Base
+from authserver.errors import InvalidGrant
+from authserver.refresh import hash_token, rotate
 from tests._postgres import scratch_database
 
 TABLES = {table.name for table in Base.metadata.sorted_tables}
@@ -120,3 +126,124 @@ async def test_replicas_migrating_at_once_end_at_head(empty_postgres: str) -> No
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+# --- 0008: refresh storage in bytes and uuids, over rows the code before it wrote ------------
+
+NOW = 1_800_000_000
+FAMILY = "6f1d2c3b-4a59-4e87-9d10-2b3c4d5e6f70"
+PARENT, CHILD = "parent-refresh-token", "child-refresh-token"
+
+
+async def seed_before_0008(engine: AsyncEngine) -> None:
+    """What a server at 0007 left: a family whose first token was spent for a live child
+    (hashes as 64 hex characters, the id as a 36-character string), and the used
+    authorization code that started it."""
+    rows = [
+        "INSERT INTO users (id, username, password_hash, scopes, disabled, created_at)"
+        " VALUES ('u1', 'alice', 'x', 'profile', false, 0)",
+        "INSERT INTO clients (client_id, secret_hash, grant_types, scopes, refresh_delivery,"
+        " created_at) VALUES ('app', NULL, 'refresh_token', 'profile', 'body', 0)",
+        "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at)"
+        f" VALUES ('{FAMILY}', 'u1', 'app', 'profile', {NOW - 60}, {NOW + 86_400})",
+        "INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at,"
+        f" spent_at) VALUES ('{hash_token(PARENT)}', '{FAMILY}', NULL, {NOW - 60},"
+        f" {NOW + 3600}, {NOW - 30})",
+        "INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)"
+        f" VALUES ('{hash_token(CHILD)}', '{FAMILY}', '{hash_token(PARENT)}', {NOW - 30},"
+        f" {NOW + 3600})",
+        "INSERT INTO authorization_codes (code_hash, client_id, user_id, login_session_id,"
+        " redirect_uri, redirect_uri_given, code_challenge, scope, auth_time, created_at,"
+        f" expires_at, used_at, family_id) VALUES ('{'c' * 64}', 'app', 'u1', 's1',"
+        f" 'https://app.test/cb', true, 'x', 'profile', 0, {NOW - 70}, {NOW + 60}, {NOW - 60},"
+        f" '{FAMILY}')",
+    ]
+    async with engine.begin() as conn:
+        for row in rows:
+            await conn.execute(text(row))
+
+
+@pytest.fixture
+async def pooled(empty_url: str) -> AsyncIterator[AsyncEngine]:
+    """For the stores: their hot statements borrow a pooled connection (db/direct.py), which
+    a NullPool would close outside the event loop's greenlet."""
+    engine = create_async_engine(empty_url)
+    yield engine
+    await engine.dispose()
+
+
+async def stored_tokens(engine: AsyncEngine) -> set[tuple[Any, ...]]:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text("SELECT token_hash, family_id, parent_hash, spent_at FROM refresh_tokens")
+        )
+        return {tuple(row) for row in found}
+
+
+async def test_0008_converts_old_rows_and_they_still_rotate(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0007")
+    await seed_before_0008(engine)
+    before = await stored_tokens(engine)
+
+    await migrate.upgrade(engine, "0008")
+
+    # Each hash is now its 32 bytes, the same SHA-256.
+    tokens = await stored_tokens(engine)
+    assert {(h, str(f), p, s) for h, f, p, s in tokens} == {
+        (stored_hash(hash_token(PARENT)), FAMILY, None, NOW - 30),
+        (stored_hash(hash_token(CHILD)), FAMILY, stored_hash(hash_token(PARENT)), None),
+    }
+    store = SqlFamilyStore(pooled)
+    found = await store.find(hash_token(CHILD))
+    assert found is not None and found.family.id == FAMILY and found.spent_at is None
+    code = await SqlCodeStore(pooled).find("c" * 64)
+    assert code is not None and code.family_id == FAMILY
+
+    # The live child rotates in its family...
+    rotated = await rotate(store, CHILD, client_id="app", now=NOW, refresh_ttl=3600, grace=0)
+    assert rotated.family.id == FAMILY
+    assert (await rotate(
+        store, rotated.refresh_token, client_id="app", now=NOW + 1, refresh_ttl=3600, grace=0
+    )).family.id == FAMILY  # fmt: skip
+    # ... and the parent spent before the upgrade is still recognised as reuse.
+    with pytest.raises(InvalidGrant, match="reuse"):
+        await rotate(store, PARENT, client_id="app", now=NOW + 2, refresh_ttl=3600, grace=0)
+    family = await store.get(FAMILY)
+    assert family is not None and family.revoked_at == NOW + 2
+
+    # Down again: the rows go back to hex and strings, as 0007's code reads them.
+    await migrate.downgrade(engine, "0007")
+    old = {(h, str(f), p, s) for h, f, p, s in await stored_tokens(engine)}
+    # The tokens written before the upgrade come back as they were (the child since spent).
+    assert {row[:3] for row in old if row[0] in {h for h, *_ in before}} == {
+        row[:3] for row in before
+    }
+    assert all(isinstance(h, str) and len(h) == 64 for h, *_ in old)
+    assert len(old) == 4  # the two rotations' tokens came down too
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []
+    assert (await store.find(hash_token(CHILD))) is not None
+
+
+async def test_a_sid_that_is_no_uuid_finds_no_family(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    """Family ids are `uuid` on Postgres: a sid from a request that is not one must find
+    nothing, as on SQLite, rather than fail the statement."""
+    await migrate.upgrade(engine)
+    await seed_before_0008_at_head(engine)
+    store, denylist = SqlFamilyStore(pooled), SqlDenylist(pooled)
+    for sid in ("not-a-uuid", FAMILY.upper(), FAMILY.replace("-", ""), ""):
+        assert await store.get(sid) is None
+        assert await store.revoke(sid, "admin_revoked", NOW) is False
+        assert await denylist.access_revoked("jti", sid, NOW) is True
+    assert (await store.get(FAMILY)) is not None
+    assert await denylist.access_revoked("jti", FAMILY, NOW) is False
+
+
+async def seed_before_0008_at_head(engine: AsyncEngine) -> None:
+    await migrate.downgrade(engine, "0007")
+    await seed_before_0008(engine)
+    await migrate.upgrade(engine)

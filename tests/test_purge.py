@@ -45,7 +45,8 @@ async def family(services: Services, user_id: str) -> str:
 
 async def family_ids(engine: AsyncEngine) -> set[str]:
     async with engine.connect() as conn:
-        return set((await conn.execute(text("SELECT id FROM refresh_families"))).scalars())
+        ids = (await conn.execute(text("SELECT id FROM refresh_families"))).scalars()
+        return {str(sid) for sid in ids}  # UUID objects from Postgres
 
 
 async def test_purge_deletes_the_dead_and_keeps_the_live(

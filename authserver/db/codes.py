@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from authserver.audit import AuditEvent
 from authserver.authorization_codes import AuthorizationCode, StoredCode
 from authserver.db.audit import append_audit
+from authserver.db.columns import family_id, stored_hash
 from authserver.db.engine import is_postgres, single_statements
 from authserver.refresh import Family
 
@@ -102,7 +103,8 @@ class SqlCodeStore:
             row = (await conn.execute(_FIND, {"h": code_hash})).first()
         if row is None:
             return None
-        return StoredCode(_code(row._mapping), row.used_at, row.family_id)
+        started = None if row.family_id is None else family_id(row.family_id)
+        return StoredCode(_code(row._mapping), row.used_at, started)
 
     async def redeem(
         self,
@@ -151,7 +153,7 @@ class SqlCodeStore:
                 await conn.execute(
                     _INSERT_TOKEN,
                     {
-                        "token_hash": token_hash,
+                        "token_hash": stored_hash(token_hash),
                         "family_id": family.id,
                         "issued_at": now,
                         "expires_at": refresh_expires_at,

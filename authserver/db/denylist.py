@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.db.columns import family_key
 from authserver.db.direct import fetch_row
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import FamilyRow
@@ -70,6 +71,8 @@ class SqlDenylist:
         params["iat"] = issued_at
         if sid is None:
             statement = _ACCESS_REVOKED
+        elif family_key(sid) is None:
+            return True  # no session has this sid, so it is over (Postgres would refuse it)
         else:
             statement = _ACCESS_REVOKED_IN_SESSION
             params.update(sid=sid, now=now)

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authserver.audit import AuditEvent
 from authserver.db.audit import append_audit
+from authserver.db.columns import family_id as read_family_id
+from authserver.db.columns import family_key, stored_hash
 from authserver.db.direct import fetch_row
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import FamilyRow
@@ -45,7 +47,9 @@ WITH spent AS (
     RETURNING {_FAMILY_COLUMNS}
 ), successor AS (
     INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
-    SELECT :new_hash, id, :token_hash, :now, LEAST(:new_expires_at, expires_at) FROM spent
+    SELECT CAST(:new_hash AS BYTEA), id, CAST(:token_hash AS BYTEA), :now,
+           LEAST(:new_expires_at, expires_at)
+    FROM spent
 )
 SELECT * FROM spent
 """)
@@ -66,12 +70,15 @@ RETURNING family_id
 """)
 
 
+# Grace: the child is looked for in the parent's family (a primary-key probe, then
+# ix_refresh_tokens_family_id), so parent_hash needs no index of its own. No family when the
+# parent was not spent recently enough: then nothing matches.
 _SPEND_SUCCESSOR = text(f"""
 UPDATE refresh_tokens SET spent_at = :now
-WHERE parent_hash = :parent_hash AND spent_at IS NULL AND expires_at > :now
+WHERE family_id = (SELECT p.family_id FROM refresh_tokens AS p
+                   WHERE p.token_hash = :parent_hash AND p.spent_at >= :parent_spent_after)
+  AND parent_hash = :parent_hash AND spent_at IS NULL AND expires_at > :now
   AND family_id IN ({_LIVE_FAMILIES})
-  AND EXISTS (SELECT 1 FROM refresh_tokens AS p
-              WHERE p.token_hash = :parent_hash AND p.spent_at >= :parent_spent_after)
 RETURNING family_id
 """)
 
@@ -128,7 +135,7 @@ WHERE t.token_hash = :token_hash
 def _family(row: Any) -> Family:
     """From a row by column name: a SQLAlchemy row's `_mapping`, or an asyncpg record."""
     return Family(
-        id=row["id"],
+        id=read_family_id(row["id"]),
         user_id=row["user_id"],
         client_id=row["client_id"],
         scope=row["scope"],
@@ -141,9 +148,9 @@ def _family(row: Any) -> Family:
 
 async def _add_successor(
     conn: AsyncConnection,
-    family_id: str,
-    parent_hash: str,
-    new_hash: str,
+    family_id: object,
+    parent_hash: bytes,
+    new_hash: bytes,
     now: int,
     new_expires_at: int,
 ) -> Family:
@@ -201,7 +208,7 @@ class SqlFamilyStore:
             await conn.execute(
                 _INSERT_TOKEN,
                 {
-                    "token_hash": token_hash,
+                    "token_hash": stored_hash(token_hash),
                     "family_id": family.id,
                     "parent_hash": None,
                     "issued_at": family.created_at,
@@ -214,11 +221,12 @@ class SqlFamilyStore:
     async def spend(
         self, token_hash: str, client_id: str, now: int, new_hash: str, new_expires_at: int
     ) -> Family | None:
+        spent, successor = stored_hash(token_hash), stored_hash(new_hash)
         params = {
-            "token_hash": token_hash,
+            "token_hash": spent,
             "client_id": client_id,
             "now": now,
-            "new_hash": new_hash,
+            "new_hash": successor,
             "new_expires_at": new_expires_at,
         }
         if self._postgres:
@@ -229,7 +237,7 @@ class SqlFamilyStore:
             family_id = (await conn.execute(_SPEND, params)).scalar()
             if family_id is None:
                 return None
-            return await _add_successor(conn, family_id, token_hash, new_hash, now, new_expires_at)
+            return await _add_successor(conn, family_id, spent, successor, now, new_expires_at)
 
     async def spend_successor(
         self,
@@ -240,8 +248,9 @@ class SqlFamilyStore:
         new_hash: str,
         new_expires_at: int,
     ) -> Family | None:
+        parent = stored_hash(parent_hash)
         params = {
-            "parent_hash": parent_hash,
+            "parent_hash": parent,
             "client_id": client_id,
             "now": now,
             "parent_spent_after": parent_spent_after,
@@ -256,11 +265,12 @@ class SqlFamilyStore:
             family_id = (await conn.execute(_SPEND_SUCCESSOR, params)).scalar()
             if family_id is None:
                 return None
-            return await _add_successor(conn, family_id, parent_hash, new_hash, now, new_expires_at)
+            successor = stored_hash(new_hash)
+            return await _add_successor(conn, family_id, parent, successor, now, new_expires_at)
 
     async def find(self, token_hash: str) -> TokenState | None:
         async with self._single.connect() as conn:
-            row = (await conn.execute(_FIND, {"token_hash": token_hash})).first()
+            row = (await conn.execute(_FIND, {"token_hash": stored_hash(token_hash)})).first()
         if row is None:
             return None
         return TokenState(_family(row._mapping), row.t_issued_at, row.t_expires_at, row.t_spent_at)
@@ -268,6 +278,8 @@ class SqlFamilyStore:
     async def revoke(
         self, family_id: str, reason: str, now: int, audit: Sequence[AuditEvent] = ()
     ) -> bool:
+        if family_key(family_id) is None:
+            return False  # no family has it
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 update(FamilyRow)
@@ -320,6 +332,8 @@ class SqlFamilyStore:
         return len(revoked)
 
     async def get(self, family_id: str) -> Family | None:
+        if family_key(family_id) is None:
+            return None  # a sid from a request that is no family's: none has it
         async with self._single.connect() as conn:
             row = (await conn.execute(_FAMILY_BY_ID, {"id": family_id})).first()
         return _family(row._mapping) if row else None
@@ -329,7 +343,7 @@ class SqlFamilyStore:
             rows = (await conn.execute(_SESSIONS, {"user_id": user_id, "now": now})).all()
         return [
             Session(
-                sid=row.id,
+                sid=read_family_id(row.id),
                 client_id=row.client_id,
                 created_at=row.created_at,
                 last_used_at=row.last_used_at,

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.audit import AuditEvent
 from authserver.db.audit import append_audit
+from authserver.db.columns import family_id
 from authserver.db.engine import is_postgres
 from authserver.login_sessions import Ended, LoginSession
 
@@ -99,22 +100,23 @@ class SqlLoginSessionStore:
             row = (await conn.execute(_END, {"token_hash": token_hash, "now": now})).first()
             if row is None:
                 return None
-            families = (
-                await conn.execute(_END_FAMILIES, {"login_session_id": row.id, "now": now})
-            ).all()
+            families = [
+                (family_id(f.id), f.client_id)
+                for f in await conn.execute(_END_FAMILIES, {"login_session_id": row.id, "now": now})
+            ]
             user = row.user_id
             detail = {"client_id": client_id, "families": len(families)}
             events = [AuditEvent(now, user, "end_session", row.id, detail, user=user)]
             events += [
                 AuditEvent(
-                    now, user, "family.revoked", f.id,
-                    {"reason": "end_session", "client_id": f.client_id}, user=user, family=f.id,
+                    now, user, "family.revoked", sid,
+                    {"reason": "end_session", "client_id": client}, user=user, family=sid,
                 )
-                for f in families
+                for sid, client in families
             ]  # fmt: skip
             await append_audit(conn, events)
         session = LoginSession(row.id, row.user_id, row.created_at, row.expires_at)
-        return Ended(session, tuple((f.id, f.client_id) for f in families))
+        return Ended(session, tuple(families))
 
     async def take_over(self, token_hash: str, session_id: str, user_id: str, now: int) -> bool:
         params = {"token_hash": token_hash, "user_id": user_id, "now": now}

@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    Uuid,
     false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -27,6 +28,11 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# A family id (a UUID, the access tokens' `sid`): native `uuid` on Postgres, 16 bytes (0008);
+# still the 36-character string on SQLite. Read and written as that string either way.
+FAMILY_ID = Uuid(as_uuid=False).with_variant(String(36), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -98,7 +104,7 @@ class SigningKeyRow(Base):
 class FamilyRow(Base):
     __tablename__ = "refresh_families"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = mapped_column(FAMILY_ID, primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
     scope: Mapped[str] = mapped_column(Text)
@@ -117,11 +123,14 @@ class RefreshTokenRow(Base):
     __tablename__ = "refresh_tokens"
 
     # Spent rows are kept until their family is purged, so a replay is recognised as reuse.
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The hashes are the 32 bytes of the SHA-256 (0008), not its 64 hex characters: the db
+    # adapter converts (db/columns.py). parent_hash has no index: the grace path reaches the
+    # child through its family (db/families.py).
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
     family_id: Mapped[str] = mapped_column(
-        ForeignKey("refresh_families.id", ondelete="CASCADE"), index=True
+        FAMILY_ID, ForeignKey("refresh_families.id", ondelete="CASCADE"), index=True
     )
-    parent_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    parent_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
     issued_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger)
     spent_at: Mapped[int | None] = mapped_column(BigInteger)
@@ -194,4 +203,4 @@ class AuthorizationCodeRow(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     used_at: Mapped[int | None] = mapped_column(BigInteger)
-    family_id: Mapped[str | None] = mapped_column(String(36))  # the family its first use started
+    family_id: Mapped[str | None] = mapped_column(FAMILY_ID)  # the family its first use started

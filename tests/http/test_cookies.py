@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.db.columns import stored_hash
 from authserver.refresh import hash_token
 from tests.conftest import Clock, Registry, password_login
 
@@ -93,7 +94,7 @@ async def spent_at(engine: AsyncEngine, token: str) -> int | None:
         found: int | None = (
             await conn.execute(
                 text("SELECT spent_at FROM refresh_tokens WHERE token_hash = :h"),
-                {"h": hash_token(token)},
+                {"h": stored_hash(hash_token(token))},
             )
         ).scalar_one()
     return found
@@ -107,7 +108,7 @@ async def family_revoked_at(engine: AsyncEngine, token: str) -> int | None:
                     "SELECT f.revoked_at FROM refresh_families AS f JOIN refresh_tokens AS t"
                     " ON t.family_id = f.id WHERE t.token_hash = :h"
                 ),
-                {"h": hash_token(token)},
+                {"h": stored_hash(hash_token(token))},
             )
         ).scalar_one()
     return found

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.db.columns import stored_hash
 from authserver.refresh import hash_token
 from tests.conftest import Clock, Login, Registry, password_login
 
@@ -97,7 +98,7 @@ async def spent_at(engine: AsyncEngine, token: str) -> int | None:
         found: int | None = (
             await conn.execute(
                 text("SELECT spent_at FROM refresh_tokens WHERE token_hash = :h"),
-                {"h": hash_token(token)},
+                {"h": stored_hash(hash_token(token))},
             )
         ).scalar_one()
     return found

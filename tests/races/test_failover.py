@@ -192,13 +192,16 @@ async def stored(url: str) -> dict[str, Any]:
             tokens = {
                 row.token_hash: row
                 for row in await conn.execute(
-                    text("SELECT token_hash, family_id, spent_at FROM refresh_tokens")
+                    text(
+                        "SELECT encode(token_hash, 'hex') AS token_hash, family_id, spent_at"
+                        " FROM refresh_tokens"
+                    )
                 )
             }
             revoked = {
                 row.id: row.revoked_reason
                 for row in await conn.execute(
-                    text("SELECT id, revoked_reason FROM refresh_families")
+                    text("SELECT id::text AS id, revoked_reason FROM refresh_families")
                 )
             }
             doubled = (

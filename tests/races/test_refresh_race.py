@@ -63,7 +63,7 @@ async def family_state(engine: AsyncEngine, sid: str) -> tuple[str | None, set[s
                 {"id": sid},
             )
         ).scalars()
-        return reason, set(unspent)
+        return reason, {bytes(stored).hex() for stored in unspent}
 
 
 def split(responses: list[httpx.Response]) -> list[dict[str, Any]]:

@@ -420,7 +420,9 @@ async def database_problems(
 
         families = {
             sid: reason
-            for sid, reason in await rows(conn, "SELECT id, revoked_reason FROM refresh_families")
+            for sid, reason in await rows(
+                conn, "SELECT id::text, revoked_reason FROM refresh_families"
+            )
         }
         # One family per login, each revoked for the reason its scenario gives, or alive.
         check(
@@ -438,7 +440,9 @@ async def database_problems(
         # Strict mode (no grace): a family never holds two unspent tokens, live or not.
         unspent: dict[str, list[str]] = defaultdict(list)
         for sid, token_hash in await rows(
-            conn, "SELECT family_id, token_hash FROM refresh_tokens WHERE spent_at IS NULL"
+            conn,
+            "SELECT family_id::text, encode(token_hash, 'hex') FROM refresh_tokens"
+            " WHERE spent_at IS NULL",
         ):
             unspent[sid].append(token_hash)
         crowded = {sid: len(hashes) for sid, hashes in unspent.items() if len(hashes) > 1}
@@ -464,7 +468,7 @@ async def database_problems(
             for (sid,) in await rows(
                 conn,
                 "SELECT DISTINCT e.family_id FROM audit_events AS e"
-                " JOIN refresh_families AS f ON f.id = e.family_id"
+                " JOIN refresh_families AS f ON f.id::text = e.family_id"
                 " WHERE e.action = 'refresh.reuse_detected'"
                 " AND f.revoked_reason IS DISTINCT FROM 'reuse'",
             )
