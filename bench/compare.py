@@ -116,11 +116,12 @@ class Peer:
         as connections (each made through the sign-in, which grants at once)."""
         query = hb.authorize_query("/auth", "app", scope)
         first = f"{self.base}{query}&state=s&code_challenge={'A' * 43}"
-        cookies = hb.browser_sessions(first, args.connections, "bench", "")
+        cookies = hb.browser_sessions(first, hb.bench_users(args.connections), "")
         pool, seconds = hb.mint_codes(self.base, query, cookies, count, self.workdir, args, "/jwks")
         return (
             pool,
-            f"{count:,} codes by /auth under {len(cookies)} sessions ({count / seconds:,.0f}/s)",
+            f"{count:,} codes by /auth under {len(cookies)} users' sessions "
+            f"({count / seconds:,.0f}/s)",
         )
 
     def refresh_pool(self, count: int, args: argparse.Namespace) -> Path:

@@ -30,9 +30,9 @@ latency, errors, and the ceiling measured in the same run, sized to the same N w
   32 asyncpg connections, each spending a chain of tokens, one autocommit statement at a time;
 - code exchange (issue 12), next to it: a pool of codes (scope openid profile, so each
   exchange signs an ID token too) sized to twice the rotation rate over the run, each
-  presented once with its PKCE verifier; minted by /authorize under as many login sessions as
-  connections, then copied in SQL up to the pool size (`clone_codes`: a code lives 60 s and
-  /authorize mints a few hundred a second here). No ceiling.
+  presented once with its PKCE verifier; minted by /authorize under the login sessions of as
+  many users as connections, then copied in SQL up to the pool size (`clone_codes`: a code
+  lives 60 s and /authorize mints a few hundred a second here). No ceiling.
 
 Requests/s count 200s (2xx for the static scripts) only; errors are every other answer or
 socket error, and a pool that runs dry shows as errors, never as successes.
@@ -545,14 +545,21 @@ def browser_session(authorize_url: str, username: str, password: str) -> str:
     return probe.get_header("Cookie") or ""
 
 
-def browser_sessions(authorize_url: str, count: int, username: str, password: str) -> list[str]:
-    """`count` login sessions of one user, as from as many browsers: the Cookie headers.
+def browser_sessions(authorize_url: str, usernames: list[str], password: str) -> list[str]:
+    """A login session for each of `usernames`, as from as many people's browsers: the Cookie
+    headers.
 
-    Several, because a login session is one row: authserver touches it on each /authorize
-    (its idle lifetime) and holds it FOR SHARE through each code exchange, so one session's
-    requests queue on that row (about 100 codes/s from one session on this machine, where
-    many users' sessions would not wait on each other)."""
-    return in_threads(lambda _: browser_session(authorize_url, username, password), range(count))
+    Many people, as in a real run of sign-ins, not one person's many sessions: authserver
+    holds the user's row and the login session's FOR SHARE through each code exchange (a
+    racing disable or end-session must wait for it), and one row shared by every exchange
+    of the run makes them queue on it (Postgres's multixact for each new sharer): with one
+    user, the exchange rate fell by a fifth and its p99 tripled here."""
+    return in_threads(lambda name: browser_session(authorize_url, name, password), usernames)
+
+
+def bench_users(count: int) -> list[str]:
+    """The names of the users code pools sign in as (Stack.clone_users makes them)."""
+    return [f"bench-{i}" for i in range(count)]
 
 
 def authorize_query(path: str, client_id: str, scope: str) -> str:
@@ -628,6 +635,24 @@ _CODE_COLUMNS = (
     "code_hash, client_id, user_id, login_session_id, redirect_uri, redirect_uri_given, "
     "code_challenge, scope, nonce, auth_time, created_at, expires_at"
 ).split(", ")
+
+
+async def clone_users(dsn: str, model: str, usernames: list[str]) -> None:
+    """Users named `usernames`, each a copy of `model` (its password hash, so its password):
+    the CLI would spend an argon2 hash and a process start on each."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO users (id, username, password_hash, scopes, disabled, created_at)"
+            " SELECT gen_random_uuid()::text, name, password_hash, scopes, disabled, created_at"
+            " FROM users, unnest($2::text[]) AS name WHERE username = $1",
+            model,
+            usernames,
+        )
+    finally:
+        await conn.close()
 
 
 async def clone_codes(dsn: str, count: int, pool: Path) -> None:
@@ -986,14 +1011,16 @@ class Stack:
         (wrk); then clone_codes() copies those rows up to `count`. Also says how."""
         query = authorize_query("/authorize", "web", "openid profile")
         first = f"{self.base}{query}&state=s&code_challenge={'A' * 43}"
-        cookies = browser_sessions(first, args.connections, "bench", PASSWORD)
+        usernames = bench_users(args.connections)
+        asyncio.run(clone_users(self.dsn, "bench", usernames))
+        cookies = browser_sessions(first, usernames, PASSWORD)
         minted = 2 * len(cookies)
         _, seconds = mint_codes(self.base, query, cookies, minted, self.workdir, args, "/healthz")
         pool = self.workdir / "codes.txt"
         began = time.perf_counter()
         asyncio.run(clone_codes(self.dsn, count, pool))
         how = (
-            f"{minted} codes by /authorize under {len(cookies)} login sessions "
+            f"{minted} codes by /authorize under {len(cookies)} users' login sessions "
             f"({minted / seconds:,.0f}/s), copied in SQL to {count:,} "
             f"in {time.perf_counter() - began:.1f} s"
         )
