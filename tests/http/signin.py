@@ -1,4 +1,5 @@
-"""Helpers of the browser sign-in tests: a browser that signs in, PKCE pairs, an admin token."""
+"""Helpers of the browser sign-in tests: a browser that signs in, PKCE pairs, an admin token,
+the hosted pages' strict headers."""
 
 from __future__ import annotations
 
@@ -41,6 +42,22 @@ def query(location: str) -> dict[str, str]:
     values = parse_qs(urlsplit(location).query, keep_blank_values=True)
     assert all(len(v) == 1 for v in values.values()), location
     return {name: v[0] for name, v in values.items()}
+
+
+def assert_strict_headers(response: httpx.Response) -> None:
+    csp = response.headers["content-security-policy"]
+    directives = {d.split()[0]: d.split()[1:] for d in csp.split("; ")}
+    assert directives["default-src"] == ["'none'"]
+    assert "'self'" in directives["form-action"]
+    assert directives["frame-ancestors"] == ["'none'"]  # clickjacking
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["content-type"].startswith("text/html")
+    # Not no-referrer: under it Chromium posts the form with `Origin: null`, which the login
+    # CSRF check refuses (tests/e2e saw every real sign-in end in that 403).
+    assert response.headers["referrer-policy"] == "same-origin"
+    assert len(response.headers.get_list("referrer-policy")) == 1
+    assert 'name="referrer" content="no-referrer"' not in response.text
 
 
 def csrf_token(html: str) -> str:
