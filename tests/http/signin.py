@@ -8,6 +8,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from html import unescape
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -64,6 +65,19 @@ def csrf_token(html: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert found, html
     return found.group(1)
+
+
+def hidden_fields(html: str) -> dict[str, str]:
+    found = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html)
+    return {name: unescape(value) for name, value in found}
+
+
+async def sign_out_form(http: httpx.AsyncClient, **params: str) -> dict[str, str]:
+    """The fields of the page /end-session asks with (no id_token_hint): posted back to
+    /end-session by the same browser, they sign out."""
+    page = await http.get("/end-session", params=params)
+    assert page.status_code == 200 and "Sign out?" in page.text, page.text
+    return hidden_fields(page.text)
 
 
 def form_action(html: str) -> str:

@@ -7,8 +7,6 @@ form posts the request back with the browser's CSRF token (RP-Initiated Logout 1
 
 from __future__ import annotations
 
-import re
-from html import unescape
 from typing import Any
 
 import httpx
@@ -25,6 +23,7 @@ from tests.http.signin import (
     csrf_token,
     exchange,
     form_action,
+    hidden_fields,
     web_client,
 )
 
@@ -64,11 +63,6 @@ async def still_signed_in(client: httpx.AsyncClient, tokens: dict[str, Any]) -> 
         tokens["refresh_token"] = refreshed.json()["refresh_token"]
     assert sso == (refreshed.status_code == 200), (again.headers, refreshed.text)
     return sso
-
-
-def hidden_fields(html: str) -> dict[str, str]:
-    found = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html)
-    return {name: unescape(value) for name, value in found}
 
 
 def ends_nothing(response: httpx.Response) -> None:

@@ -29,6 +29,7 @@ from tests.http.signin import (
     form_action,
     query,
     sign_in,
+    sign_out_form,
     web_client,
 )
 
@@ -287,10 +288,8 @@ async def test_signing_in_again_as_the_same_user_replaces_the_login_session(
     assert await _prompt_none_with(client, new) == "code"
     # Signing out in the browser holding the new cookie (confirmed on the page) ends both apps.
     client.cookies.set("authserver_session", new)
-    asked = await client.get("/end-session", params={"client_id": WEB})
-    ended = await client.post(
-        "/end-session", data={"client_id": WEB, "csrf_token": csrf_token(asked.text)}
-    )
+    confirmed = await sign_out_form(client, client_id=WEB)
+    ended = await client.post("/end-session", data=confirmed)
     assert "You are signed out" in ended.text, ended.text
     assert not await _refreshes(client, first)
     assert not await _refreshes(client, second)
