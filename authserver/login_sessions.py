@@ -51,6 +51,12 @@ class LoginSessionStore(Protocol):
         when it is unknown, ended, idle or past its end, or its user is disabled or gone."""
         ...
 
+    async def holder(self, token_hash: str) -> str | None:
+        """The user of the session this cookie names unless it was ended, idle or past its end
+        included (ending one still revokes the families it started); None for an unknown or
+        ended one. Reads only: no idle clock restarted."""
+        ...
+
     async def end(self, token_hash: str, now: int, client_id: str | None) -> Ended | None:
         """Ends the session (if live) and revokes every family it started, in one transaction
         that waits for any code exchange of the session still running; appends an

@@ -39,18 +39,43 @@ class SignedOut:
     redirect_to: str | None  # the client's post-logout URI (with state), or None: our page
 
 
+@dataclass(frozen=True)
+class ConfirmSignOut:
+    """The request may not come from the app (no ID token of the signed-in user): the person
+    is asked first, and nothing is ended until they confirm (RP-Initiated Logout §2, §6)."""
+
+    fields: dict[str, str]  # what the confirmation re-sends: client_id, the URI, state
+    client_id: str | None
+    post_logout_redirect_uri: str | None  # registered for client_id: checked already
+
+
+# The parameters a confirmation carries over. Not the id_token_hint: it proved nothing here,
+# and a token has no business in a page.
+CARRIED = ("client_id", "post_logout_redirect_uri", "state")
+
+
 async def end_session(
-    services: Services, params: dict[str, str], session_cookie: str | None
-) -> SignedOut:
+    services: Services,
+    params: dict[str, str],
+    session_cookie: str | None,
+    *,
+    confirmed: bool = False,
+) -> SignedOut | ConfirmSignOut:
     """RP-Initiated Logout 1.0 §2-§3: ends the login session and every family it started.
 
     A post_logout_redirect_uri must be registered, exactly, by the client that `client_id`
     or the `id_token_hint` names (both, if given, must agree); otherwise ErrorPage and nothing
-    is ended, so the endpoint cannot serve as an open redirector."""
+    is ended, so the endpoint cannot serve as an open redirector.
+
+    Any site can send a browser here, so unless the request carries an ID token we issued to
+    the user this browser is signed in as, or the person `confirmed` it on our page, it ends
+    nothing and asks (ConfirmSignOut). A browser without a session has nothing to lose: it is
+    answered at once."""
     if not all(storable(name) and storable(value) for name, value in params.items()):
         raise ErrorPage("The request contains a character not allowed.")
     client_id = params.get("client_id") or None
     hint = params.get("id_token_hint")
+    hinted: tuple[str, str] | None = None
     if hint:
         hinted = hinted_client(services.keys.ring, hint, services.settings.issuer)
         if hinted is None:
@@ -63,9 +88,21 @@ async def end_session(
         client = await services.clients.get(client_id) if client_id else None
         if client is None or target not in client.post_logout_redirect_uris:
             raise ErrorPage("The post-logout redirect URI is not registered for this client.")
+    token_hash = (
+        hash_session_token(session_cookie)
+        if session_cookie and len(session_cookie) <= MAX_COOKIE
+        else None
+    )
+    if token_hash is not None and not confirmed:
+        holder = await services.login_sessions.holder(token_hash)
+        if holder is not None and (hinted is None or hinted[1] != holder):
+            fields = {name: params[name] for name in CARRIED if name in params}
+            if client_id is not None:
+                fields["client_id"] = client_id  # the hint's, when only the hint named it
+            return ConfirmSignOut(fields, client_id, target)
     now = services.clock()
-    if session_cookie and len(session_cookie) <= MAX_COOKIE:
-        await services.login_sessions.end(hash_session_token(session_cookie), now, client_id)
+    if token_hash is not None:
+        await services.login_sessions.end(token_hash, now, client_id)
     if target is None:
         return SignedOut(None)
     state = params.get("state")

@@ -12,7 +12,15 @@ from authserver.config import Settings
 from authserver.db.purge import purge
 from authserver.refresh import hash_token
 from tests.conftest import Clock, Registry
-from tests.http.signin import INSECURE_COOKIES, WEB, Flow, code_for, exchange, web_client
+from tests.http.signin import (
+    INSECURE_COOKIES,
+    WEB,
+    Flow,
+    code_for,
+    exchange,
+    sign_out_form,
+    web_client,
+)
 
 
 @pytest.fixture
@@ -66,6 +74,7 @@ async def test_an_ended_login_session_is_purged_and_a_live_one_kept(
     await purge(engine, settings, clock.now)
     assert len(await rows(engine, "SELECT id FROM login_sessions")) == 1
 
-    assert (await client.post("/end-session", data={"client_id": WEB})).status_code == 200
+    confirmed = await sign_out_form(client, client_id=WEB)
+    assert (await client.post("/end-session", data=confirmed)).status_code == 200
     await purge(engine, settings, clock.now)
     assert await rows(engine, "SELECT id FROM login_sessions") == []

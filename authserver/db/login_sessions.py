@@ -31,6 +31,10 @@ WHERE token_hash = :token_hash AND revoked_at IS NULL AND expires_at > :now
 RETURNING id, user_id, created_at, expires_at
 """)
 
+_HOLDER = text("""
+SELECT user_id FROM login_sessions WHERE token_hash = :token_hash AND revoked_at IS NULL
+""")
+
 # The row lock this UPDATE takes waits for any code exchange holding the session FOR SHARE;
 # the families UPDATE after it (a new snapshot) then sees the family that exchange stored.
 _END = text("""
@@ -94,6 +98,11 @@ class SqlLoginSessionStore:
         if row is None:
             return None
         return LoginSession(row.id, row.user_id, row.created_at, row.expires_at)
+
+    async def holder(self, token_hash: str) -> str | None:
+        async with self._engine.begin() as conn:
+            user_id = (await conn.execute(_HOLDER, {"token_hash": token_hash})).scalar()
+        return None if user_id is None else str(user_id)
 
     async def end(self, token_hash: str, now: int, client_id: str | None) -> Ended | None:
         async with self._engine.begin() as conn:

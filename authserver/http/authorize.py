@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import hmac
-import secrets
-
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from authserver import authorize as authorizing
 from authserver.authorize import AuthorizationRequest, ErrorPage, Redirect
 from authserver.errors import InvalidGrant, SlowDown
-from authserver.http import pages
+from authserver.http import csrf, pages
 from authserver.http.addresses import client_address
 from authserver.http.context import services
-from authserver.http.cookies import (
-    read_csrf_cookie,
-    read_session_cookie,
-    set_csrf_cookie,
-    set_session_cookie,
-)
+from authserver.http.cookies import read_session_cookie, set_session_cookie
 from authserver.http.forms import read_fields
 from authserver.http.responses import NO_STORE
 from authserver.services import Services
@@ -52,9 +44,9 @@ async def login_form(request: Request) -> Response:
         return pages.error_page(request, found.settings, exc.description, 400)
     if isinstance(target, Redirect):
         return _redirect(target.url, 302)
-    csrf = read_csrf_cookie(request, found.settings) or secrets.token_urlsafe(32)
-    response = _form(request, found, target, csrf)
-    set_csrf_cookie(response, found.settings, csrf)
+    token = csrf.token_for(request, found.settings)
+    response = _form(request, found, target, token)
+    csrf.remember(response, found.settings, token)
     return response
 
 
@@ -62,7 +54,7 @@ async def login(request: Request) -> Response:
     found = services(request)
     settings = found.settings
     fields = await read_fields(request)
-    if not _same_browser(request, found, fields):
+    if not csrf.same_browser(request, settings, fields):
         description = "This sign-in form has expired or came from another site. Reload the page."
         return pages.error_page(request, settings, description, 403)
     try:
@@ -71,7 +63,7 @@ async def login(request: Request) -> Response:
         return pages.error_page(request, settings, exc.description, 400)
     if isinstance(target, Redirect):
         return _redirect(target.url, 303)
-    csrf = fields["csrf_token"]
+    token = fields[csrf.FIELD]
     username = fields.get("username", "")
     try:
         session, cookie = await sign_in(
@@ -85,11 +77,11 @@ async def login(request: Request) -> Response:
     except InvalidGrant as exc:
         metrics.LOGINS_FAILED.inc()
         # The password grant's one sentence, whatever was wrong.
-        return _form(request, found, target, csrf, username, exc.description, 400)
+        return _form(request, found, target, token, username, exc.description, 400)
     except SlowDown as exc:
         message = f"Too many failed sign-ins. Try again in {exc.retry_after} seconds."
         headers = {"Retry-After": str(exc.retry_after)}
-        return _form(request, found, target, csrf, username, message, 429, headers)
+        return _form(request, found, target, token, username, message, 429, headers)
     if target is None:
         response = pages.render(request, settings, "signed_in.html", {})
     else:
@@ -97,28 +89,16 @@ async def login(request: Request) -> Response:
         if isinstance(outcome, Redirect):
             response = _redirect(outcome.url, 303)
         else:
-            response = _form(request, found, target, csrf)
+            response = _form(request, found, target, token)
     set_session_cookie(response, settings, cookie, session.expires_at - found.clock())
     return response
-
-
-def _same_browser(request: Request, found: Services, fields: dict[str, str]) -> bool:
-    """Login CSRF: the form's hidden token must equal the Strict cookie set with the form,
-    which a page on another site can neither read nor have the browser send; and an Origin,
-    when the browser sends one, must be ours."""
-    cookie = read_csrf_cookie(request, found.settings)
-    field = fields.get("csrf_token")
-    if not cookie or not field or not hmac.compare_digest(cookie.encode(), field.encode()):
-        return False
-    origin = request.headers.get("origin")
-    return origin is None or origin == pages.origin_of(found.settings.issuer)
 
 
 def _form(
     request: Request,
     found: Services,
     target: AuthorizationRequest | None,
-    csrf: str,
+    csrf_token: str,
     username: str = "",
     error: str | None = None,
     status: int = 200,
@@ -127,7 +107,7 @@ def _form(
     query = request.url.query
     context = {
         "action": "/login" + (f"?{query}" if query else ""),
-        "csrf_token": csrf,
+        "csrf_token": csrf_token,
         "client_id": target.client.client_id if target else None,
         "username": username,
         "error": error,

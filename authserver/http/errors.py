@@ -1,4 +1,8 @@
-"""Exception handlers: every error leaves as the JSON of API.md, never as a stack trace."""
+"""Exception handlers: every error leaves as the JSON of API.md, never as a stack trace.
+
+The pages a person sees (/authorize, /login, /end-session) answer theirs as a page instead,
+with the same status and headers (Retry-After included) and a sentence meant for a person:
+a browser shows a JSON body as raw text."""
 
 from __future__ import annotations
 
@@ -9,20 +13,29 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authserver.config import Settings
 from authserver.errors import (
     InsufficientScope,
     InvalidClient,
     InvalidToken,
     OAuthError,
+    PayloadTooLarge,
     RequestTimeout,
     SlowDown,
     TemporarilyUnavailable,
 )
+from authserver.http import pages
 from authserver.http.responses import no_store_json
 
 logger = logging.getLogger("authserver")
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+# The endpoints a browser shows to a person (API.md, "Browser sign-in").
+PAGE_PATHS = frozenset({"/authorize", "/login", "/end-session"})
+UNAVAILABLE = "The sign-in service is unavailable for a moment. Please try again in a minute."
+TOO_LARGE = "What this page sent was too large. Go back and try again."
+BROKEN = "Something went wrong on our side. Please try again in a minute."
 
 
 async def oauth_error(request: Request, exc: Exception) -> Response:
@@ -51,6 +64,9 @@ async def oauth_error(request: Request, exc: Exception) -> Response:
         # implies that the server has decided to close the connection rather than continue
         # waiting." (uvicorn closes it after a response that says so.)
         headers["Connection"] = "close"
+    page = _as_page(request, _sentence(exc), exc.status, headers)
+    if page is not None:
+        return page
     return no_store_json(
         {"error": exc.code, "error_description": exc.description}, exc.status, headers
     )
@@ -69,17 +85,43 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def server_error(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    page = _as_page(request, BROKEN, 500, {})
+    if page is not None:
+        return page
     return no_store_json(
         {"error": "server_error", "error_description": OAuthError.description}, 500
     )
 
 
+def _sentence(exc: OAuthError) -> str:
+    if isinstance(exc, TemporarilyUnavailable):
+        return UNAVAILABLE
+    if isinstance(exc, PayloadTooLarge):
+        return TOO_LARGE
+    return exc.description  # each a plain sentence already (slow_down: POST /login's own page)
+
+
+def _as_page(
+    request: Request, sentence: str, status: int, headers: dict[str, str]
+) -> Response | None:
+    """The error as a page, on the pages a person sees; None elsewhere (JSON, then)."""
+    settings = _settings(request)
+    if settings is None or request.url.path not in PAGE_PATHS:
+        return None
+    return pages.error_page(request, settings, sentence, status, headers)
+
+
+def _settings(request: Request) -> Settings | None:
+    found = getattr(request.app.state, "services", None)
+    return None if found is None else found.settings
+
+
 def _database_named(request: Request) -> str:
     """Where the database is, as the setting says, without user or password."""
-    found = getattr(request.app.state, "services", None)
-    if found is None:
+    settings = _settings(request)
+    if settings is None:
         return ""
-    parts = urlsplit(found.settings.database_url)
+    parts = urlsplit(settings.database_url)
     if parts.scheme.startswith("sqlite"):
         return f" (AUTHSERVER_DATABASE_URL: the SQLite file {parts.path.removeprefix('/')})"
     return f" (AUTHSERVER_DATABASE_URL: {parts.hostname}:{parts.port or 5432})"

@@ -87,19 +87,28 @@ def _json_body(schema: Schema, required: bool = False) -> Schema:
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
+def _page_errors(*statuses: int) -> dict[str, Schema]:
+    """The errors of a page a person sees: pages too, same status (and Retry-After), except
+    what the transport answers before any page (the default: the Error JSON)."""
+    found = {
+        str(status): {
+            "description": ERROR_TEXT[status] + " (a page)",
+            "headers": NO_STORE,
+            "content": {"text/html": {}},
+        }
+        for status in (*statuses, 503)
+    }
+    found["default"] = _errors()["default"]
+    return found
+
+
 NO_CONTENT = {"204": {"description": "done (also when there was nothing to do)"}}
 REDIRECT_302 = {"302": {"description": "a redirect (Location): to the client, or to /login"}}
 
 
-def HTML_PAGE(  # noqa: N802 - reads as a constant
-    status: str, description: str, json_too: bool = False
-) -> dict[str, Any]:
-    """A page for the browser; `json_too` where a malformed body is refused before any page
-    (the same Error JSON as every endpoint's)."""
-    content: dict[str, Any] = {"text/html": {}}
-    if json_too:
-        content["application/json"] = {"schema": _ref("Error")}
-    return {status: {"description": description, "content": content}}
+def HTML_PAGE(status: str, description: str) -> dict[str, Any]:  # noqa: N802 - a constant
+    """A page for the browser."""
+    return {status: {"description": description, "content": {"text/html": {}}}}
 
 
 BASIC: list[dict[str, list[str]]] = [{"clientBasic": []}, {}]  # or client_id/secret in the body
@@ -141,6 +150,18 @@ LOGIN_LINKS = {
             "client_id": "$request.body#/client_id",
         },
     },
+}
+
+END_SESSION_FIELDS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state")
+END_SESSION_ANSWERS: dict[str, Any] = {
+    "303": {"description": "ended: on to the registered post-logout URI"},
+    **HTML_PAGE(
+        "200",
+        "ended: the signed-out page; or, not ended, the page asking to confirm (no"
+        " id_token_hint of the signed-in user)",
+    ),
+    **HTML_PAGE("400", "a post-logout URI not registered, a bad hint: nothing ended"),
+    **_page_errors(),
 }
 
 # One entry per route of http/routes.py: (METHOD, path) -> the OpenAPI operation.
@@ -194,7 +215,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {
             **REDIRECT_302,
             **HTML_PAGE("400", "unknown client or redirect URI: an error page, never a redirect"),
-            **_errors(),
+            **_page_errors(),
         },
     },
     ("GET", "/login"): {
@@ -204,7 +225,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **HTML_PAGE("200", "the sign-in form"),
             **REDIRECT_302,
             **HTML_PAGE("400", "an error page"),
-            **_errors(),
+            **_page_errors(),
         },
     },
     ("POST", "/login"): {
@@ -223,12 +244,10 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         },
         "responses": {
             "303": {"description": "signed in: on to the client with a code"},
-            **HTML_PAGE(
-                "400", "the form again with one error sentence, an error page", json_too=True
-            ),
+            **HTML_PAGE("400", "the form again with one error sentence, an error page"),
             **HTML_PAGE("403", "the CSRF token or the Origin does not match"),
             **HTML_PAGE("429", "throttled: the form again, with Retry-After"),
-            **_errors(413, 415),
+            **_page_errors(413, 415),
         },
     },
     ("GET", "/assets/signin.css"): {
@@ -251,24 +270,34 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         }
         for method in ("GET", "POST")
     },
-    **{
-        (method, "/end-session"): {
-            "summary": "RP-initiated logout: ends the login session and what it started.",
-            "tags": ["sign-in"],
-            "parameters": [
-                {"name": name, "in": "query", "schema": {"type": "string"}}
-                for name in ("id_token_hint", "client_id", "post_logout_redirect_uri", "state")
-            ],
-            "responses": {
-                "303": {"description": "on to the registered post-logout URI"},
-                **HTML_PAGE("200", "the signed-out page"),
-                **HTML_PAGE(
-                    "400", "a post-logout URI not registered: nothing ended", json_too=True
-                ),
-                **_errors(413, 415),
-            },
-        }
-        for method in ("GET", "POST")
+    ("GET", "/end-session"): {
+        "summary": "RP-initiated logout: ends the login session and what it started.",
+        "description": (
+            "Without an id_token_hint naming the signed-in user, a browser with a login session"
+            " is asked first: a page whose form POSTs the request back with a CSRF token."
+        ),
+        "tags": ["sign-in"],
+        "parameters": [
+            {"name": name, "in": "query", "schema": {"type": "string"}}
+            for name in END_SESSION_FIELDS
+        ],
+        "responses": END_SESSION_ANSWERS,
+    },
+    ("POST", "/end-session"): {
+        "summary": "RP-initiated logout as a form post, or the sign-out page's confirmation.",
+        "description": (
+            "The fields of GET, or the confirmation page's form: with csrf_token (which must"
+            " match the browser's CSRF cookie, else 403 and nothing ended) the session ends."
+        ),
+        "tags": ["sign-in"],
+        "requestBody": _form_or_json(
+            {"type": "object", "properties": _strings(*END_SESSION_FIELDS, "csrf_token")}
+        ),
+        "responses": {
+            **END_SESSION_ANSWERS,
+            **HTML_PAGE("403", "the confirmation's CSRF token or Origin does not match"),
+            **_page_errors(413, 415),
+        },
     },
     ("POST", "/token"): {
         "summary": "The token endpoint (RFC 6749): every grant, authorization_code included.",

@@ -90,8 +90,15 @@ def render(
     )
 
 
-def error_page(request: Request, settings: Settings, description: str, status: int) -> Response:
-    return render(request, settings, "error.html", {"description": description}, status)
+def error_page(
+    request: Request,
+    settings: Settings,
+    description: str,
+    status: int,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    context = {"description": description}
+    return render(request, settings, "error.html", context, status, headers=headers)
 
 
 async def stylesheet(request: Request) -> Response:

@@ -222,7 +222,8 @@ async function signOut() {
     client_id: config.clientId,
     post_logout_redirect_uri: config.redirectUri,
   });
-  // After a reload the page has no ID token (a refresh returns none); client_id then suffices.
+  // After a reload the page has no ID token (a refresh returns none): without the hint
+  // authserver cannot tell this request from another site's, so it asks the user to confirm.
   if (hint) query.set("id_token_hint", hint);
   location.assign(`${config.authserver}/end-session?${query}`);
 }

@@ -267,7 +267,8 @@ def api(issuer: str, spa_origins: list[str]) -> Iterator[str]:
 
 
 def foreign_pages(authserver: str) -> dict[str, tuple[str, str]]:
-    """Pages of a site authserver does not allow, each trying to use the refresh cookie."""
+    """Pages of a site authserver does not allow, each trying to use the refresh cookie (or
+    the login session's)."""
     refresh = f"{authserver}/refresh"
     script = f"""
         window.attempts = (async () => {{
@@ -294,5 +295,11 @@ def foreign_pages(authserver: str) -> dict[str, tuple[str, str]]:
             "<!doctype html><title>evil</title>"
             f'<form method=post action="{refresh}">'
             f'<input type=hidden name=client_id value="{CLIENT_ID}"></form>',
+        ),
+        # Logout CSRF: a top-level navigation carries the SameSite=Lax login-session cookie.
+        "/sign-out.html": (
+            html,
+            "<!doctype html><title>evil</title>"
+            f'<a id=go href="{authserver}/end-session?client_id={CLIENT_ID}">win a prize</a>',
         ),
     }

@@ -230,6 +230,28 @@ class Tab:
         assert back.value.status == 400  # the returned page finds no cookie
         self.wait_for("signed-out")
 
+    def sign_out_confirmed(self) -> None:
+        """As sign_out, for a SPA with no ID token to send as id_token_hint (a reload forgot
+        it): authserver asks on a page of its own first, and the person clicks "Sign out"."""
+        with (
+            self.page.expect_response(lambda r: posted(r, "/logout")) as logged_out,
+            self.page.expect_response(lambda r: "/end-session?" in r.url) as asked,
+        ):
+            self.page.click("#logout")
+        assert logged_out.value.status == 204
+        assert asked.value.status == 200  # the question, nothing ended yet
+        self.page.wait_for_selector("form[action='/end-session'] button[type=submit]")
+        assert "Sign out?" in self.page.inner_text("h1")
+        with (
+            self.page.expect_response(lambda r: posted(r, "/end-session")) as ended,
+            self.page.expect_response(lambda r: posted(r, "/refresh")) as back,
+        ):
+            self.page.click("form[action='/end-session'] button[type=submit]")
+        assert ended.value.status == 303
+        assert ended.value.headers["location"] == self.spa.redirect_uri
+        assert back.value.status == 400
+        self.wait_for("signed-out")
+
     def refresh(self) -> dict[str, Any]:
         with self.page.expect_response(lambda r: posted(r, "/refresh")) as answer:
             self.page.click("#refresh")
@@ -332,6 +354,12 @@ def test_sign_in_with_the_code_flow_call_the_api_and_stay_signed_in_across_a_rel
         assert_never_readable(token, [tab], responses)
     tokens, spent, revoked = stack.auth.state()
     assert (tokens - before[0], spent - before[1], revoked - before[2]) == (2, 1, 0)
+
+    # Signing out after the reload: no ID token to prove the request is the app's, so
+    # authserver asks, and only the click on its page ends the login session.
+    tab.sign_out_confirmed()
+    assert stack.auth.state()[2] == revoked + 1
+    tab.go_to_sign_in_page()  # the password is asked again
 
 
 def test_a_second_app_signs_in_without_the_form_and_end_session_signs_out_both(
@@ -519,6 +547,34 @@ def test_sign_out_ends_the_session_in_every_tab_and_refresh_fails(
 
     # The login session ended too: signing in again asks for the password.
     first.go_to_sign_in_page()
+
+
+def test_another_site_cannot_sign_the_browser_out(context: BrowserContext, stack: Stack) -> None:
+    # Logout CSRF: a link elsewhere leads the browser to /end-session with its login-session
+    # cookie. Without the app's ID token of this user, authserver asks and ends nothing.
+    spa = Tab(context, stack).open()
+    spa.sign_in()
+    before = stack.auth.state()
+    evil = context.new_page()
+    evil.goto(f"http://localhost:{stack.foreign_port}/sign-out.html")
+    with evil.expect_navigation(url=f"{stack.auth.url}/end-session?**") as landed:
+        evil.click("#go")
+    assert landed.value is not None and landed.value.status == 200
+    assert "Sign out?" in evil.inner_text("h1")
+
+    assert stack.auth.state() == before  # nothing revoked
+    spa.refresh()
+    # The login session lives: another app still signs in without the form.
+    second = Tab(context, stack, stack.second).open()
+    second.sign_in_without_the_form()
+    assert [url for url in second.visited if "/login" in url] == []
+
+    # The person may still mean it: the page, reached from the other site, signs out.
+    with evil.expect_response(lambda r: posted(r, "/end-session")) as ended:
+        evil.click("form[action='/end-session'] button[type=submit]")
+    assert ended.value.status == 200
+    evil.wait_for_selector("text=You are signed out")
+    assert stack.auth.state()[2] == before[2] + 2  # both apps' families
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"], ids=["same-site", "cross-site"])

@@ -1,4 +1,5 @@
-"""Helpers of the browser sign-in tests: a browser that signs in, PKCE pairs, an admin token."""
+"""Helpers of the browser sign-in tests: a browser that signs in, PKCE pairs, an admin token,
+the hosted pages' strict headers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from html import unescape
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -43,10 +45,39 @@ def query(location: str) -> dict[str, str]:
     return {name: v[0] for name, v in values.items()}
 
 
+def assert_strict_headers(response: httpx.Response) -> None:
+    csp = response.headers["content-security-policy"]
+    directives = {d.split()[0]: d.split()[1:] for d in csp.split("; ")}
+    assert directives["default-src"] == ["'none'"]
+    assert "'self'" in directives["form-action"]
+    assert directives["frame-ancestors"] == ["'none'"]  # clickjacking
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["content-type"].startswith("text/html")
+    # Not no-referrer: under it Chromium posts the form with `Origin: null`, which the login
+    # CSRF check refuses (tests/e2e saw every real sign-in end in that 403).
+    assert response.headers["referrer-policy"] == "same-origin"
+    assert len(response.headers.get_list("referrer-policy")) == 1
+    assert 'name="referrer" content="no-referrer"' not in response.text
+
+
 def csrf_token(html: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert found, html
     return found.group(1)
+
+
+def hidden_fields(html: str) -> dict[str, str]:
+    found = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html)
+    return {name: unescape(value) for name, value in found}
+
+
+async def sign_out_form(http: httpx.AsyncClient, **params: str) -> dict[str, str]:
+    """The fields of the page /end-session asks with (no id_token_hint): posted back to
+    /end-session by the same browser, they sign out."""
+    page = await http.get("/end-session", params=params)
+    assert page.status_code == 200 and "Sign out?" in page.text, page.text
+    return hidden_fields(page.text)
 
 
 def form_action(html: str) -> str:

@@ -21,6 +21,7 @@ from tests.http.signin import (
     WEB,
     Flow,
     admin_headers,
+    assert_strict_headers,
     authorize,
     code_for,
     csrf_token,
@@ -28,6 +29,7 @@ from tests.http.signin import (
     form_action,
     query,
     sign_in,
+    sign_out_form,
     web_client,
 )
 
@@ -49,22 +51,6 @@ async def login_url(client: httpx.AsyncClient, registry: Registry) -> str:
     location: str = response.headers["location"]
     assert location.startswith(f"{ISSUER}/login?")
     return location
-
-
-def assert_strict_headers(response: httpx.Response) -> None:
-    csp = response.headers["content-security-policy"]
-    directives = {d.split()[0]: d.split()[1:] for d in csp.split("; ")}
-    assert directives["default-src"] == ["'none'"]
-    assert "'self'" in directives["form-action"]
-    assert directives["frame-ancestors"] == ["'none'"]  # clickjacking
-    assert response.headers["x-frame-options"] == "DENY"
-    assert response.headers["cache-control"] == "no-store"
-    assert response.headers["content-type"].startswith("text/html")
-    # Not no-referrer: under it Chromium posts the form with `Origin: null`, which the login
-    # CSRF check refuses (tests/e2e saw every real sign-in end in that 403).
-    assert response.headers["referrer-policy"] == "same-origin"
-    assert len(response.headers.get_list("referrer-policy")) == 1
-    assert 'name="referrer" content="no-referrer"' not in response.text
 
 
 async def test_the_page_is_an_accessible_form_that_needs_no_javascript(
@@ -300,10 +286,11 @@ async def test_signing_in_again_as_the_same_user_replaces_the_login_session(
     assert await _live_sessions(engine) == [alice]
     assert await _prompt_none_with(client, old) == "login_required"
     assert await _prompt_none_with(client, new) == "code"
-    ended = await client.post(
-        "/end-session", data={"client_id": WEB}, headers={"Cookie": f"authserver_session={new}"}
-    )
-    assert ended.status_code == 200, ended.text
+    # Signing out in the browser holding the new cookie (confirmed on the page) ends both apps.
+    client.cookies.set("authserver_session", new)
+    confirmed = await sign_out_form(client, client_id=WEB)
+    ended = await client.post("/end-session", data=confirmed)
+    assert "You are signed out" in ended.text, ended.text
     assert not await _refreshes(client, first)
     assert not await _refreshes(client, second)
 

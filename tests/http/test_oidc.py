@@ -205,9 +205,9 @@ async def test_end_session_ends_the_login_session_and_every_family_it_started(
 async def test_end_session_without_a_redirect_shows_the_signed_out_page(
     client: httpx.AsyncClient, alice: str, web: str
 ) -> None:
-    await signed_in(client)
+    tokens = await signed_in(client)
     stolen = client.cookies["authserver_session"]
-    response = await client.post("/end-session", data={"client_id": WEB})
+    response = await client.post("/end-session", data={"id_token_hint": tokens["id_token"]})
     assert response.status_code == 200
     assert "You are signed out" in response.text
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
