@@ -85,7 +85,7 @@ class Peer:
     def start(self) -> None:
         log = self.workdir / "peer.log"
         command = ["node", "server.mjs", "--port", str(self.port), "--alg", self.alg]
-        command += ["--workers", str(self.workers), "--secret", self.secret]
+        command += ["--workers", str(self.workers), f"--secret={self.secret}"]  # a secret may begin with "-"
         with log.open("wb") as sink:
             self.proc = subprocess.Popen(
                 command, cwd=PEER_DIR, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
