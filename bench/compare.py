@@ -85,7 +85,8 @@ class Peer:
     def start(self) -> None:
         log = self.workdir / "peer.log"
         command = ["node", "server.mjs", "--port", str(self.port), "--alg", self.alg]
-        command += ["--workers", str(self.workers), f"--secret={self.secret}"]  # a secret may begin with "-"
+        # --secret=…: a secret may begin with "-", which parseArgs would take for an option.
+        command += ["--workers", str(self.workers), f"--secret={self.secret}"]
         with log.open("wb") as sink:
             self.proc = subprocess.Popen(
                 command, cwd=PEER_DIR, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
