@@ -272,7 +272,9 @@ def rotate(stack: Stack, args: argparse.Namespace, name: str) -> Measurement:
     path = stack.workdir / f"pool-{name}.txt"
     path.write_text("\n".join(tokens) + "\n")
     script = stack.script("rotate", ROTATE)
-    return wrk(f"{stack.base}/token", script, args, script_args=[str(path), str(args.threads)])
+    prefix = "grant_type=refresh_token&client_id=app&refresh_token="
+    extra = [str(path), str(args.threads), "/token", prefix]
+    return wrk(f"{stack.base}/token", script, args, script_args=extra)
 
 
 def introspect(stack: Stack, args: argparse.Namespace) -> Measurement:
