@@ -166,14 +166,17 @@ class SqlCodeStore:
         refresh_expires_at: int,
         audit: Sequence[AuditEvent] = (),
     ) -> bool:
+        spend = {
+            "now": now,
+            "family_id": family.id,
+            "code_hash": code_hash,
+            "client_id": expected.client_id,
+            "redirect_uri": expected.redirect_uri,
+            "code_challenge": expected.code_challenge,
+        }
         if self._postgres:
             params = {
-                "now": now,
-                "family_id": family.id,
-                "code_hash": code_hash,
-                "client_id": expected.client_id,
-                "redirect_uri": expected.redirect_uri,
-                "code_challenge": expected.code_challenge,
+                **spend,
                 "scope": family.scope,
                 "created_at": family.created_at,
                 "family_expires_at": family.expires_at,
@@ -184,19 +187,7 @@ class SqlCodeStore:
             return await fetch_row(self._engine, _EXCHANGE_POSTGRES, params) is not None
         try:
             async with self._engine.begin() as conn:
-                spent = (
-                    await conn.execute(
-                        _SPEND,
-                        {
-                            "now": now,
-                            "family_id": family.id,
-                            "code_hash": code_hash,
-                            "client_id": expected.client_id,
-                            "redirect_uri": expected.redirect_uri,
-                            "code_challenge": expected.code_challenge,
-                        },
-                    )
-                ).first()
+                spent = (await conn.execute(_SPEND, spend)).first()
                 if spent is None:
                     return False
                 ids = {"user_id": spent.user_id, "login_session_id": spent.login_session_id}
