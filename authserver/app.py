@@ -183,7 +183,7 @@ def create_app(
     # 408 of a body that did not arrive in time (BodyDeadline).
     middleware = [
         Middleware(Observe, headers=security_headers(settings)),
-        Middleware(JwksShortcut),
+        Middleware(JwksShortcut, routes=routes),
         Middleware(BodyDeadline, seconds=settings.body_timeout),
         Middleware(HotRoutes, routes=routes),
         cors_middleware(settings),

@@ -32,9 +32,10 @@ RawHeaders = list[tuple[bytes, bytes]]
 
 
 class JwksShortcut:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, routes: list[Route]) -> None:
         self.app = app
-        self._route: object = None
+        # Observe labels its metrics and access line with the route, as the router would.
+        self._route = next(route for route in routes if route.path == JWKS_PATH)
         self._made_for: tuple[KeyRing, str] | None = None
         self._headers: RawHeaders = []
         self._not_modified: RawHeaders = []
@@ -54,8 +55,7 @@ class JwksShortcut:
         ring: KeyRing = app.state.services.keys.ring
         if self._made_for != (ring, ring.jwks_etag):
             self._prepare(ring, jwks_cache_control(app.state.services.settings))
-        # Observe labels its metrics and access line with the route, as the router would.
-        scope["route"] = self._route or self._find_route(app)
+        scope["route"] = self._route
         if etag_matches(if_none_match, ring.jwks_etag):
             await send(
                 {"type": "http.response.start", "status": 304, "headers": self._not_modified}
@@ -80,11 +80,6 @@ class JwksShortcut:
             (b"vary", b"Origin"),
         ]
         self._made_for = (ring, ring.jwks_etag)
-
-    def _find_route(self, app: object) -> object:
-        routes = getattr(getattr(app, "router", None), "routes", [])
-        self._route = next(route for route in routes if getattr(route, "path", None) == JWKS_PATH)
-        return self._route
 
 
 # What Starlette's ExceptionMiddleware would answer; `Exception` is left to Observe (a logged
