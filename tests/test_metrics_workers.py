@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -203,3 +204,38 @@ async def test_a_killed_worker_keeps_its_counts_and_drops_its_live_gauges(
             assert scraped(response.text, REQUESTS, HEALTHZ) == sent
         assert (server.metrics_dir / f"gauge_livesum_{survivor}.db").exists()  # still alive
         assert server.process.poll() is None, server.log.read_text()
+
+
+FORKED = """
+import os, sys
+from authserver.telemetry import metrics
+metrics.LOGINS_FAILED.inc()
+child = os.fork()
+if child == 0:
+    metrics.LOGINS_FAILED.inc()
+    os._exit(0)
+os.waitpid(child, 0)
+print(child)
+"""
+
+
+def test_a_forked_process_counts_in_files_of_its_own(tmp_path: Path) -> None:
+    """The values know their process by a pid remembered in memory (telemetry/multiprocess.py,
+    not os.getpid() per increment): a fork must still renew it, or the child would write into
+    its parent's files and a scrape that merges them per pid would lose one of the two."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED], env=env, capture_output=True, text=True, check=True
+    )
+    child = int(done.stdout)
+
+    files = sorted(path.name for path in tmp_path.glob("counter_*.db"))
+    assert f"counter_{child}.db" in files and len(files) == 2
+    merged = MultiProcessCollector(None, str(tmp_path))  # type: ignore[no-untyped-call]
+    failed = [
+        sample.value
+        for family in merged.collect()
+        for sample in family.samples
+        if sample.name == "authserver_logins_failed_total"
+    ]
+    assert failed == [2.0]

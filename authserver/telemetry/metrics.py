@@ -28,6 +28,9 @@ from authserver.keys.manager import KeyStore
 from authserver.keys.records import KeyRecord
 from authserver.login_sessions import Ended, LoginSessionStore
 from authserver.refresh import Family, FamilyStore
+from authserver.telemetry.multiprocess import use_remembered_pid
+
+use_remembered_pid()  # before the first metric below is made
 
 REQUESTS = Counter(
     "authserver_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]

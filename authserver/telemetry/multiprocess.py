@@ -19,12 +19,36 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 # Files of the gauges that count live processes only (livesum, ...): gauge_livesum_1234.db
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+
+
+_pid = os.getpid()
+
+
+def _renew_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+def _current_pid() -> int:
+    return _pid
+
+
+os.register_at_fork(after_in_child=_renew_pid)
+
+
+def use_remembered_pid() -> None:
+    """Before the first metric is made: multiprocess values that know their process by a pid
+    kept in memory, renewed in a forked child, rather than by os.getpid() at every increment
+    (prometheus-client's default, to notice a fork). On this VM that system call, twice a
+    request, was 17 % of the CPU a JWKS GET costs (bench/asgi_overhead.py)."""
+    if getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.MultiProcessValue(process_identifier=_current_pid)
 
 
 @contextmanager
