@@ -11,7 +11,6 @@ error of ours: its access line says so with status 499 (nginx's "client closed r
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Iterator
@@ -25,8 +24,6 @@ from authserver.errors import InvalidGrant
 from authserver.http.errors import server_error
 from authserver.http.headers import RawHeaders, with_headers
 from authserver.telemetry import logs, metrics
-
-access_logger = logging.getLogger(logs.ACCESS_LOGGER)
 
 # Ids from load balancers and tracers (UUIDs, hex, AWS "Root=1-...") fit this; anything else
 # (too long, spaces, quotes, control characters) is replaced rather than logged.
@@ -89,13 +86,10 @@ class Observe:
             latency.observe(seconds)
             if route in ("/token", "/login") and status == 429:
                 metrics.LOGINS_THROTTLED.inc()
-            access_logger.info(
-                "%s %s %d%s",
-                method,
-                route,
-                status,
-                " client disconnected" if status == CLIENT_GONE else "",
-                extra={
+            gone = " client disconnected" if status == CLIENT_GONE else ""
+            logs.log_access(
+                f"{method} {route} {status}{gone}",
+                {
                     "method": method,
                     # Never the query string, nor an unknown path whole: either may carry a token.
                     "path": scope["path"] if route != _UNMATCHED else _first_segment(scope["path"]),

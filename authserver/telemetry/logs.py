@@ -23,6 +23,8 @@ import orjson
 # One line per request (http/observe.py): the only lines worth batching.
 ACCESS_LOGGER = "authserver.access"
 
+_access_logger = logging.getLogger(ACCESS_LOGGER)
+
 # The id of the request being served, set by the access-log middleware for its duration.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -43,22 +45,62 @@ class RequestIdFilter(logging.Filter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": _timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
+        line = _head(record.created, record.levelname.lower(), record.name, record.getMessage())
         for key, value in vars(record).items():
             if key not in _SKIP and not key.startswith("_") and value is not None:
                 line[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             line["exc_type"] = record.exc_info[0].__name__
             line["exc"] = self.formatException(record.exc_info)
-        try:
-            return orjson.dumps(line, default=str).decode()
-        except TypeError:  # a lone surrogate, or an int past 64 bits, which orjson refuses
-            return json.dumps(line, default=str, ensure_ascii=False)
+        return _dumps(line)
+
+
+def _head(created: float, level: str, logger: str, msg: str) -> dict[str, Any]:
+    return {"ts": _timestamp(created), "level": level, "logger": logger, "msg": msg}
+
+
+def _dumps(line: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(line, default=str).decode()
+    except TypeError:  # a lone surrogate, or an int past 64 bits, which orjson refuses
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def log_access(msg: str, fields: dict[str, Any]) -> None:
+    """Logs one access line (http/observe.py) as `info(msg, extra=fields)` on the access
+    logger would. When logging is set up as `serve` sets it up, the line is made here and
+    handed straight to the one handler that would write it: a LogRecord, its filters and the
+    handlers' locks were 40 % of the CPU a JWKS GET costs (bench/asgi_overhead.py). Any other
+    set-up (another handler, a filter, a level) takes the ordinary way."""
+    handler = _sole_access_handler()
+    if handler is None:
+        _access_logger.info(msg, extra=fields)
+        return
+    line = _head(time.time(), "info", ACCESS_LOGGER, msg)
+    line.update(fields)
+    if (rid := request_id.get()) is not None:
+        line["request_id"] = rid
+    handler.emit_line(_dumps(line), batched=True)
+
+
+def _sole_access_handler() -> BatchedStreamHandler | None:
+    """The handler an access line would reach, if it is the only one, a BatchedStreamHandler
+    that formats with JsonFormatter and stamps the request id, and nothing would filter the
+    line on its way there; None otherwise."""
+    logger: logging.Logger | None = _access_logger
+    if _access_logger.filters or not _access_logger.isEnabledFor(logging.INFO):
+        return None
+    found: list[logging.Handler] = []
+    while logger is not None:  # the loggers Logger.callHandlers would visit
+        found += logger.handlers
+        logger = logger.parent if logger.propagate else None
+    if len(found) != 1 or type(handler := found[0]) is not BatchedStreamHandler:
+        return None
+    if handler.level > logging.INFO or type(handler.formatter) is not JsonFormatter:
+        return None
+    if any(type(f) is not RequestIdFilter for f in handler.filters):
+        return None
+    return handler
 
 
 class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -82,11 +124,23 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:
         # Called with self.lock held (Handler.handle).
         try:
-            self._lines.append(self.format(record))
+            line = self.format(record)
         except Exception:
             self.handleError(record)
             return
-        if record.name != ACCESS_LOGGER or len(self._lines) >= self.capacity:
+        self._add(line, batched=record.name == ACCESS_LOGGER)
+
+    def emit_line(self, line: str, batched: bool) -> None:
+        """A line formatted already (log_access): as emit() would add it."""
+        self.acquire()
+        try:
+            self._add(line, batched)
+        finally:
+            self.release()
+
+    def _add(self, line: str, batched: bool) -> None:
+        self._lines.append(line)
+        if not batched or len(self._lines) >= self.capacity:
             self._write()
         elif self._writer is None:
             self._writer = threading.Thread(

@@ -16,7 +16,8 @@ import logging
 import logging.config
 import time
 from collections.abc import Iterator
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -242,27 +243,83 @@ async def test_oauth_errors_are_logged_with_their_private_detail_and_request_id(
     assert "unknown refresh token" not in response.text  # the detail stays on the server
 
 
-def test_the_server_log_config_writes_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+@contextmanager
+def server_logging() -> Iterator[logging.Handler]:
+    """Logging set up as `serve` sets it up (its one handler yielded), then as it was."""
     names = ["authserver", "uvicorn", "uvicorn.error", "uvicorn.access"]
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, [logging.getLogger(n).level for n in names])
     logging.config.dictConfig(log_config("info"))
     try:
-        logging.getLogger("authserver.test").info("hello %s", "there", extra={"answer": 42})
-        logging.getLogger("uvicorn.error").info("started", extra={"color_message": "\x1b[1m"})
-        logging.getLogger("uvicorn.access").info("uvicorn's own access line")
-        for handler in root.handlers:
-            handler.flush()  # lines are written in batches
+        [handler] = root.handlers
+        yield handler
+        handler.flush()  # lines are written in batches
     finally:
         root.handlers[:], root.level = saved[0], saved[1]
         for name, level in zip(names, saved[2], strict=True):
             logging.getLogger(name).setLevel(level)
+
+
+def test_the_server_log_config_writes_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    with server_logging():
+        logging.getLogger("authserver.test").info("hello %s", "there", extra={"answer": 42})
+        logging.getLogger("uvicorn.error").info("started", extra={"color_message": "\x1b[1m"})
+        logging.getLogger("uvicorn.access").info("uvicorn's own access line")
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     ours = next(line for line in lines if line["logger"] == "authserver.test")
     assert ours["msg"] == "hello there" and ours["answer"] == 42 and ours["level"] == "info"
     uvicorn = next(line for line in lines if line["logger"] == "uvicorn.error")
     assert uvicorn["msg"] == "started" and "color_message" not in uvicorn
     assert not [line for line in lines if line["logger"] == "uvicorn.access"]
+
+
+async def test_access_lines_skip_the_log_record_and_come_out_as_logging_would_write_them(
+    client: httpx.AsyncClient,
+) -> None:
+    """With logging as `serve` sets it up, the access line is handed to its handler without a
+    LogRecord (telemetry/logs.py log_access); with any other set-up (here a second handler) it
+    goes through logging. Either way the line is the same, member for member, in order."""
+    made: list[str] = []
+    factory = logging.getLogRecordFactory()
+
+    def counting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        made.append(record.name)
+        return record
+
+    stream = io.StringIO()
+    logging.setLogRecordFactory(counting)
+    try:
+        with server_logging() as handler:
+            cast(logging.StreamHandler, handler).setStream(stream)  # type: ignore[type-arg]
+            await client.get("/healthz", headers={"X-Request-ID": "without-a-record"})
+            assert ACCESS_LOGGER not in made
+            second = logging.NullHandler()
+            logging.getLogger().addHandler(second)
+            await client.get("/healthz", headers={"X-Request-ID": "through-logging"})
+            assert ACCESS_LOGGER in made
+            logging.getLogger().removeHandler(second)
+    finally:
+        logging.setLogRecordFactory(factory)
+
+    fast, slow = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (fast["request_id"], slow["request_id"]) == ("without-a-record", "through-logging")
+    assert list(fast) == list(slow)
+    for line in (fast, slow):
+        del line["ts"], line["duration_ms"], line["request_id"]
+    assert (
+        fast
+        == slow
+        == {
+            "level": "info",
+            "logger": ACCESS_LOGGER,
+            "msg": "GET /healthz 200",
+            "method": "GET",
+            "path": "/healthz",
+            "route": "/healthz",
+            "status": 200,
+        }
+    )
 
 
 def test_access_lines_are_batched_and_every_other_line_written_at_once() -> None:
