@@ -234,7 +234,7 @@ def test_a_forked_process_counts_in_files_of_its_own(tmp_path: Path) -> None:
     merged = MultiProcessCollector(None, str(tmp_path))  # type: ignore[no-untyped-call]
     failed = [
         sample.value
-        for family in merged.collect()
+        for family in merged.collect()  # type: ignore[no-untyped-call]
         for sample in family.samples
         if sample.name == "authserver_logins_failed_total"
     ]

@@ -48,7 +48,9 @@ def use_remembered_pid() -> None:
     (prometheus-client's default, to notice a fork). On this VM that system call, twice a
     request, was 17 % of the CPU a JWKS GET costs (bench/asgi_overhead.py)."""
     if getattr(values.ValueClass, "_multiprocess", False):
-        values.ValueClass = values.MultiProcessValue(process_identifier=_current_pid)
+        values.ValueClass = values.MultiProcessValue(  # type: ignore[no-untyped-call]
+            process_identifier=_current_pid
+        )
 
 
 @contextmanager
