@@ -70,6 +70,7 @@ async def password_grant(services: Services, request: GrantRequest) -> TokenResp
         username=request.fields.get("username"),
         address=request.address,
         clock=services.clock,
+        turns=services.login_turns,
         attempt=lambda: _password_login(services, request),
     )
 

@@ -17,7 +17,7 @@ from authserver.keys.manager import SigningKeys
 from authserver.login_sessions import LoginSessionStore
 from authserver.passwords import Passwords
 from authserver.refresh import FamilyStore
-from authserver.throttle import ThrottleStore
+from authserver.throttle import ThrottleStore, Turns
 from authserver.users import UserStore
 
 
@@ -39,6 +39,8 @@ class Services:
     login_sessions: LoginSessionStore
     codes: CodeStore
     clock: Callable[[], int] = field(default=wall_clock)
+    # Logins of this process waiting for a busy throttle bucket (throttle.Turns).
+    login_turns: Turns = field(default_factory=Turns)
 
     async def mint(
         self, *, sub: str, client_id: str, scope: str, sid: str | None, ttl: int | None = None

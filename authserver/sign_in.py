@@ -34,6 +34,7 @@ async def sign_in(
         username=username or None,
         address=address,
         clock=services.clock,
+        turns=services.login_turns,
         attempt=lambda: _check(services, username, password, client_id, replaces),
     )
 

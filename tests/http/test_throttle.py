@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 
+from authserver import throttle
 from authserver.app import create_app
 from authserver.config import Settings, load_settings
 from authserver.db.throttle import SqlThrottleStore
@@ -387,6 +388,34 @@ class TestBursts:
             for i in range(RIGHT_BURST):
                 group.start_soon(send, client, "correct horse", statuses, f"user{i}")
         assert statuses == [200] * RIGHT_BURST
+
+
+async def test_a_login_waiting_for_a_busy_bucket_goes_in_as_soon_as_one_here_settles(
+    client: httpx.AsyncClient, alice: None, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The place an attempt frees goes to a waiter of this process at once (throttle.Turns),
+    not at its next poll: here the polls are 30 s apart, and the waiter is in within 5 s."""
+    monkeypatch.setattr(throttle, "BUSY_POLL", (30.0, 30.0))
+    monkeypatch.setattr(throttle, "BUSY_WAIT", 60.0)
+    await fail(client, USERNAME.free)  # the budget spent: one attempt in flight fills it
+    release = anyio.Event()
+    verify = services.passwords.verify
+
+    async def held(stored_hash: str | None, password: str) -> Verdict:
+        if not release.is_set():  # the first attempt's check waits until released
+            await release.wait()
+        return await verify(stored_hash, password)
+
+    monkeypatch.setattr(services.passwords, "verify", held)
+    statuses: list[int] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(send, client, "correct horse", statuses)
+            await anyio.sleep(0.2)  # the first is in, held in its password check
+            group.start_soon(send, client, "correct horse", statuses)
+            await anyio.sleep(0.2)  # the second found the bucket busy and waits
+            release.set()
+    assert statuses == [200, 200]
 
 
 async def send(
