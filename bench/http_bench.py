@@ -22,7 +22,10 @@ latency, errors, and the ceiling measured in the same run, sized to the same N w
 - client_credentials and introspection against raw access-token signing in N processes
   (total signatures/s);
 - password login against raw argon2id verify at the server's parameters on
-  AUTHSERVER_PASSWORD_HASH_CONCURRENCY threads per worker x N (the server's cap);
+  AUTHSERVER_PASSWORD_HASH_CONCURRENCY threads per worker x N (the server's cap): as many users
+  as connections, each request the next user from an address of its own (X-Forwarded-For; the
+  server trusts 127.0.0.1 as its proxy), so no throttle bucket fills; then one user from one
+  address, which the throttle holds to 6 attempts in flight;
 - refresh rotation: a pool of 2 x connections families made by logins, each wrk connection
   spending a token and reading the successor from the response (Lua `response()`), so every
   token is presented once and the pool never runs dry. Its ceiling is the server's own rotate
@@ -89,6 +92,22 @@ wrk.method = "POST"
 wrk.body = "{body}"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 {extra}
+"""
+
+# Password logins of `users` users (bench-0 ...), each request the next user in turn and from
+# an address of its own (X-Forwarded-For, the server trusting 127.0.0.1 as its proxy): the
+# load of many people signing in, where no throttle bucket fills (throttle.py).
+MANY_LOGINS = """
+local n, i = {users}, 0
+function request()
+  i = i + 1
+  local user = i % n
+  local body = "grant_type=password&client_id=app&username=bench-" .. user
+    .. "&password={password}"
+  local headers = {{["Content-Type"] = "application/x-www-form-urlencoded",
+                   ["X-Forwarded-For"] = "198.51.100." .. user}}
+  return wrk.format("POST", nil, headers, body)
+end
 """
 
 PACED_GET = """
@@ -647,7 +666,8 @@ async def clone_users(dsn: str, model: str, usernames: list[str]) -> None:
         await conn.execute(
             "INSERT INTO users (id, username, password_hash, scopes, disabled, created_at)"
             " SELECT gen_random_uuid()::text, name, password_hash, scopes, disabled, created_at"
-            " FROM users, unnest($2::text[]) AS name WHERE username = $1",
+            " FROM users, unnest($2::text[]) AS name WHERE username = $1"
+            " ON CONFLICT DO NOTHING",  # made already by an earlier step of the run
             model,
             usernames,
         )
@@ -898,6 +918,8 @@ class Stack:
             "AUTHSERVER_PURGE_INTERVAL": "0",
             # Over http: a Secure login-session cookie would never be sent back.
             "AUTHSERVER_COOKIE_SECURE": "false",
+            # wrk stands in for a proxy: the many-users login names each client's address.
+            "AUTHSERVER_TRUSTED_PROXIES": "127.0.0.1",
         }
         self.server: subprocess.Popen[bytes] | None = None
         self.created = False
@@ -1099,7 +1121,10 @@ def run_rs256(stack: Stack, args: argparse.Namespace, rows: list[Row], notes: li
 
     # Password login, with a paced JWKS probe and the workers' RSS sampled alongside.
     raw, cap, params = argon2_rate(5, args.workers)
-    login_script = stack.post_script("login", stack.login_body())
+    users = args.connections
+    asyncio.run(clone_users(stack.dsn, "bench", bench_users(users)))
+    password = urllib.parse.quote_plus(PASSWORD)
+    login_script = stack.script("login", MANY_LOGINS.format(users=users, password=password))
     probe_script = stack.script("probe", PACED_GET.format(ms=10))
     idle = rss_kib(stack.worker_pids())
     totals, singles = [sum(idle)], [max(idle, default=0)]
@@ -1137,12 +1162,21 @@ def run_rs256(stack: Stack, args: argparse.Namespace, rows: list[Row], notes: li
     threads = f"{cap * args.workers} threads ({cap}/worker x {args.workers})"
     rows.append(
         (
-            "password login (argon2id default cost)",
+            f"password login, {users} users, {users} addresses",
             login,
             f"raw argon2id verify, {threads}: {raw:,.1f}/s ({share:.0%})",
         )
     )
     rows.append(("  JWKS GET, 1 conn paced 10 ms, during logins", probe_result[0], ""))
+    # The throttle's own bound: one username has at most USERNAME.free + 1 attempts in flight.
+    one_user = wrk(f"{base}/token", stack.post_script("login_one", stack.login_body()), args)
+    rows.append(
+        (
+            "password login, 1 user, 1 address",
+            one_user,
+            f"{one_user.rps / raw:.0%} of raw; the user's throttle bucket admits 6 in flight",
+        )
+    )
     notes.append(
         f"argon2id parameters: {params}, server cap {cap} concurrent hashes per worker "
         f"x {args.workers} workers"
