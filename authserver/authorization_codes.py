@@ -13,12 +13,12 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 from authserver.audit import AuditEvent
 from authserver.errors import InvalidGrant
-from authserver.pkce import s256, verifier_matches
+from authserver.pkce import s256, verifier_matches, verifier_well_formed
 from authserver.refresh import (
     Family,
     FamilyStore,
@@ -62,6 +62,22 @@ class Exchange:
     refresh_expires_at: int
 
 
+@dataclass(frozen=True)
+class Redemption:
+    """An exchange as presented, for the store to settle before anyone has read the code: spend
+    it if it is bound as presented, and start `family_id` from it."""
+
+    code_hash: str
+    client_id: str
+    redirect_uri: str | None  # as the token request names it, if it does
+    code_challenge: str  # S256 of the verifier presented
+    now: int
+    family_id: str
+    family_expires_at: int
+    token_hash: str  # the family's first refresh token
+    token_expires_at: int
+
+
 class CodeStore(Protocol):
     async def issue(
         self, code_hash: str, code: AuthorizationCode, now: int, audit: Sequence[AuditEvent] = ()
@@ -72,22 +88,31 @@ class CodeStore(Protocol):
 
     async def find(self, code_hash: str) -> StoredCode | None: ...
 
-    async def redeem(
-        self,
-        code_hash: str,
-        expected: AuthorizationCode,
-        now: int,
-        family: Family,
-        token_hash: str,
-        refresh_expires_at: int,
-        audit: Sequence[AuditEvent] = (),
-    ) -> bool:
-        """In one transaction: marks the code used with `family` as the one it started, in one
-        UPDATE that requires it unused, unexpired and still bound as `expected` says; then,
-        with the user (enabled) and the login session (live) locked against a concurrent
-        disable or end, stores the family, its first refresh token and `audit`. False, with
-        nothing changed, when any of that fails."""
+    async def redeem(self, redemption: Redemption) -> AuthorizationCode | None:
+        """In one transaction: marks the code used with the redemption's family as the one it
+        started, in one UPDATE that requires it unused, unexpired and bound as presented (its
+        client, its challenge, and its redirect URI when either the authorization request or
+        the redemption names one: `redirect_uri_matches`); then, with the user (enabled) and
+        the login session (live) locked against a concurrent disable or end, stores the family
+        (the code's user and scope), its first refresh token and `redeemed_event`. The code as
+        it was; None, with nothing changed, when any of that fails."""
         ...
+
+
+def redirect_uri_matches(code: AuthorizationCode, redirect_uri: str | None) -> bool:
+    """RFC 6749 §4.1.3: redirect_uri is required if it was included in the authorization
+    request, and the values MUST be identical (compared in constant time)."""
+    if not code.redirect_uri_given and redirect_uri is None:
+        return True
+    return _same(code.redirect_uri, redirect_uri or "")
+
+
+def redeemed_event(code: AuthorizationCode, family_id: str, client_id: str, now: int) -> AuditEvent:
+    """The audit event a redemption stores with its family (the store writes it)."""
+    return AuditEvent(
+        now, client_id, "code.redeemed", family_id, {"client_id": client_id, "scope": code.scope},
+        user=code.user_id, family=family_id,
+    )  # fmt: skip
 
 
 def new_code() -> str:
@@ -119,47 +144,49 @@ async def redeem_code(
 ) -> Exchange:
     """Exchanges a code for a new family, or raises InvalidGrant (one sentence for every cause).
 
-    The bindings are compared in constant time against the stored code first, so a wrong
-    verifier, client or redirect URI changes nothing (the code stays usable by its holder);
-    the store then settles single use in one UPDATE that re-checks them.
+    Spend first: the store's one UPDATE requires the code unused, unexpired and bound as
+    presented, so a wrong verifier, client or redirect URI matches nothing and changes nothing
+    (the code stays usable by its holder), and a good exchange is one round trip. Only a spend
+    that failed reads the code, to say why, and to revoke what a replayed code started.
     """
     code_hash = hash_token(value)
+    if verifier_well_formed(verifier):  # else it matches no challenge: nothing to spend
+        assert verifier is not None
+        token = new_refresh_token()
+        family_expires_at = now + session_ttl
+        redemption = Redemption(
+            code_hash=code_hash,
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            code_challenge=s256(verifier),
+            now=now,
+            family_id=new_family_id(),
+            family_expires_at=family_expires_at,
+            token_hash=hash_token(token),
+            token_expires_at=min(now + refresh_ttl, family_expires_at),
+        )
+        code = await store.redeem(redemption)
+        if code is not None:
+            family = Family(
+                redemption.family_id, code.user_id, client_id, code.scope, now, family_expires_at
+            )
+            return Exchange(code, family, token, redemption.token_expires_at)
     stored = await store.find(code_hash)
     if stored is None:
         raise InvalidGrant(detail="unknown authorization code")
-    if stored.used_at is not None:
+    if stored.used_at is not None:  # a replay, or an exchange that raced this one and won
         await _replayed(families, stored, client_id, now)
     code = stored.code
     if code.expires_at <= now:
         raise InvalidGrant(detail="authorization code expired")
     if not _same(code.client_id, client_id):
         raise InvalidGrant(detail="authorization code of another client")
-    # RFC 6749 §4.1.3: redirect_uri is required if it was included in the authorization
-    # request, and the values MUST be identical.
-    if (code.redirect_uri_given or redirect_uri is not None) and not _same(
-        code.redirect_uri, redirect_uri or ""
-    ):
+    if not redirect_uri_matches(code, redirect_uri):
         raise InvalidGrant(detail="redirect_uri does not match the authorization request")
     if not verifier_matches(verifier, code.code_challenge):
         raise InvalidGrant(detail="code_verifier does not match the code_challenge")
-    assert verifier is not None
-    family = Family(new_family_id(), code.user_id, client_id, code.scope, now, now + session_ttl)
-    token = new_refresh_token()
-    expires_at = min(now + refresh_ttl, family.expires_at)
-    redeemed = AuditEvent(
-        now, client_id, "code.redeemed", family.id, {"client_id": client_id, "scope": code.scope},
-        user=code.user_id, family=family.id,
-    )  # fmt: skip
-    # The store re-checks the challenge derived from the verifier, not the one read above.
-    expected = replace(code, code_challenge=s256(verifier))
-    token_hash = hash_token(token)
-    if not await store.redeem(code_hash, expected, now, family, token_hash, expires_at, [redeemed]):
-        # Used by a racing exchange meanwhile (a replay too), or its user or session ended.
-        again = await store.find(code_hash)
-        if again is not None and again.used_at is not None:
-            await _replayed(families, again, client_id, now)
-        raise InvalidGrant(detail="authorization code no longer redeemable")
-    return Exchange(code, family, token, expires_at)
+    # Bound as presented and unused, yet not spent: its user or its login session has ended.
+    raise InvalidGrant(detail="authorization code no longer redeemable")
 
 
 async def _replayed(families: FamilyStore, stored: StoredCode, client_id: str, now: int) -> None:

@@ -37,8 +37,14 @@ def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+def verifier_well_formed(verifier: str | None) -> bool:
+    """RFC 7636 §4.1: 43 to 128 unreserved characters."""
+    return bool(verifier) and _UNRESERVED.fullmatch(verifier or "") is not None
+
+
 def verifier_matches(verifier: str | None, challenge: str) -> bool:
     """RFC 7636 §4.6, compared in constant time."""
-    if not verifier or not _UNRESERVED.fullmatch(verifier):
+    if not verifier_well_formed(verifier):
         return False
+    assert verifier is not None
     return hmac.compare_digest(s256(verifier), challenge)

@@ -32,19 +32,6 @@ async def append_audit(conn: AsyncConnection, events: Sequence[AuditEvent]) -> N
         )
 
 
-def audit_arrays(events: Sequence[AuditEvent]) -> dict[str, list[Any]]:
-    """`events` as one array per column, for a statement that inserts them with unnest()."""
-    return {
-        "audit_at": [e.at for e in events],
-        "audit_actor": [e.actor for e in events],
-        "audit_action": [e.action for e in events],
-        "audit_target": [e.target for e in events],
-        "audit_detail": [json.dumps(e.detail, sort_keys=True) for e in events],
-        "audit_user": [e.user for e in events],
-        "audit_family": [e.family for e in events],
-    }
-
-
 class SqlAuditLog:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine

@@ -17,12 +17,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.audit import AuditEvent
-from authserver.authorization_codes import AuthorizationCode, StoredCode
-from authserver.db.audit import append_audit, audit_arrays
+from authserver.authorization_codes import (
+    AuthorizationCode,
+    Redemption,
+    StoredCode,
+    redeemed_event,
+)
+from authserver.db.audit import append_audit
 from authserver.db.columns import family_id, stored_hash
 from authserver.db.direct import fetch_row
 from authserver.db.engine import is_postgres, single_statements
-from authserver.refresh import Family
 
 _COLUMNS = """client_id, user_id, login_session_id, redirect_uri, redirect_uri_given,
               code_challenge, scope, nonce, auth_time, expires_at"""
@@ -39,12 +43,17 @@ WHERE s.id = :login_session_id AND s.user_id = :user_id AND s.revoked_at IS NULL
 
 _FIND = text(f"SELECT {_COLUMNS}, used_at, family_id FROM authorization_codes WHERE code_hash = :h")
 
-_SPEND = text("""
-UPDATE authorization_codes SET used_at = :now, family_id = :family_id
-WHERE code_hash = :code_hash AND used_at IS NULL AND expires_at > :now
-  AND client_id = :client_id AND redirect_uri = :redirect_uri
-  AND code_challenge = :code_challenge
-RETURNING user_id, login_session_id
+# Bound as presented: the client, the challenge, and the redirect URI when the authorization
+# request named one or the redemption does (authorization_codes.redirect_uri_matches).
+_BOUND_AS_PRESENTED = """c.client_id = :client_id AND c.code_challenge = :code_challenge
+      AND (c.redirect_uri = :redirect_uri
+           OR (NOT c.redirect_uri_given AND CAST(:redirect_uri AS VARCHAR) IS NULL))"""
+
+_SPEND = text(f"""
+UPDATE authorization_codes AS c SET used_at = :now, family_id = :family_id
+WHERE c.code_hash = :code_hash AND c.used_at IS NULL AND c.expires_at > :now
+  AND {_BOUND_AS_PRESENTED}
+RETURNING {_COLUMNS}
 """)
 
 _ENABLED_USER = "SELECT 1 FROM users WHERE id = :user_id AND NOT disabled"
@@ -70,38 +79,37 @@ VALUES (:token_hash, :family_id, NULL, :issued_at, :expires_at)
 # EXISTS fails, the UPDATE matches nothing and the code stays as it was. A racing exchange of
 # the same code waits on the code's row and then finds it used. The family, its first token
 # and the audit rows are written only from the spent row, so all of it or none is stored.
-_EXCHANGE_POSTGRES = text("""
+_EXCHANGE_POSTGRES = text(f"""
 WITH spent AS (
     UPDATE authorization_codes AS c SET used_at = :now, family_id = :family_id
     WHERE c.code_hash = :code_hash AND c.used_at IS NULL AND c.expires_at > :now
-      AND c.client_id = :client_id AND c.redirect_uri = :redirect_uri
-      AND c.code_challenge = :code_challenge
+      AND {_BOUND_AS_PRESENTED}
       AND EXISTS (SELECT 1 FROM users AS u WHERE u.id = c.user_id AND NOT u.disabled
                   FOR SHARE)
       AND EXISTS (SELECT 1 FROM login_sessions AS s
                   WHERE s.id = c.login_session_id AND s.revoked_at IS NULL
                     AND s.expires_at > :now
                   FOR SHARE)
-    RETURNING c.user_id, c.login_session_id
+    RETURNING {_COLUMNS}
 ), family AS (
     INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
                                   login_session_id)
-    SELECT :family_id, user_id, :client_id, :scope, :created_at, :family_expires_at,
-           login_session_id
+    SELECT :family_id, user_id, client_id, scope, :now, :family_expires_at, login_session_id
     FROM spent
     RETURNING id
 ), token AS (
     INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
     SELECT :token_hash, id, NULL, :now, :token_expires_at FROM family
 ), audit AS (
+    -- authorization_codes.redeemed_event, from the spent row (tests/http/test_code_grant.py
+    -- checks both databases write the same event).
     INSERT INTO audit_events (at, actor, action, target, detail, user_id, family_id)
-    SELECT e.* FROM family,
-        unnest(CAST(:audit_at AS bigint[]), CAST(:audit_actor AS text[]),
-               CAST(:audit_action AS text[]), CAST(:audit_target AS text[]),
-               CAST(:audit_detail AS text[]), CAST(:audit_user AS text[]),
-               CAST(:audit_family AS text[])) AS e
+    SELECT :now, :client_id, 'code.redeemed', :audit_family,
+           json_build_object('client_id', client_id, 'scope', scope)::text, user_id,
+           :audit_family
+    FROM spent
 )
-SELECT id FROM family
+SELECT {_COLUMNS} FROM spent
 """)
 
 
@@ -156,70 +164,60 @@ class SqlCodeStore:
         started = None if row["family_id"] is None else family_id(row["family_id"])
         return StoredCode(_code(row), row["used_at"], started)
 
-    async def redeem(
-        self,
-        code_hash: str,
-        expected: AuthorizationCode,
-        now: int,
-        family: Family,
-        token_hash: str,
-        refresh_expires_at: int,
-        audit: Sequence[AuditEvent] = (),
-    ) -> bool:
+    async def redeem(self, redemption: Redemption) -> AuthorizationCode | None:
         spend = {
-            "now": now,
-            "family_id": family.id,
-            "code_hash": code_hash,
-            "client_id": expected.client_id,
-            "redirect_uri": expected.redirect_uri,
-            "code_challenge": expected.code_challenge,
+            "now": redemption.now,
+            "family_id": redemption.family_id,
+            "code_hash": redemption.code_hash,
+            "client_id": redemption.client_id,
+            "redirect_uri": redemption.redirect_uri,
+            "code_challenge": redemption.code_challenge,
+        }
+        token = {
+            "token_hash": stored_hash(redemption.token_hash),
+            "family_id": redemption.family_id,
+            "issued_at": redemption.now,
+            "expires_at": redemption.token_expires_at,
         }
         if self._postgres:
             params = {
                 **spend,
-                "scope": family.scope,
-                "created_at": family.created_at,
-                "family_expires_at": family.expires_at,
-                "token_hash": stored_hash(token_hash),
-                "token_expires_at": refresh_expires_at,
-                **audit_arrays(audit),
+                "family_expires_at": redemption.family_expires_at,
+                "token_hash": token["token_hash"],
+                "token_expires_at": redemption.token_expires_at,
+                "audit_family": redemption.family_id,
             }
-            return await fetch_row(self._engine, _EXCHANGE_POSTGRES, params) is not None
+            row = await fetch_row(self._engine, _EXCHANGE_POSTGRES, params)
+            return None if row is None else _code(row)
         try:
             async with self._engine.begin() as conn:
                 spent = (await conn.execute(_SPEND, spend)).first()
                 if spent is None:
-                    return False
-                ids = {"user_id": spent.user_id, "login_session_id": spent.login_session_id}
+                    return None
+                code = _code(spent._mapping)
+                ids = {"user_id": code.user_id, "login_session_id": code.login_session_id}
                 if (await conn.execute(self._user, ids)).first() is None:
                     raise _Refused
-                if (await conn.execute(self._session, {**ids, "now": now})).first() is None:
+                live = {**ids, "now": redemption.now}
+                if (await conn.execute(self._session, live)).first() is None:
                     raise _Refused
                 await conn.execute(
                     _INSERT_FAMILY,
                     {
-                        "id": family.id,
-                        "user_id": spent.user_id,
-                        "client_id": family.client_id,
-                        "scope": family.scope,
-                        "created_at": family.created_at,
-                        "expires_at": family.expires_at,
-                        "login_session_id": spent.login_session_id,
+                        **ids,
+                        "id": redemption.family_id,
+                        "client_id": code.client_id,
+                        "scope": code.scope,
+                        "created_at": redemption.now,
+                        "expires_at": redemption.family_expires_at,
                     },
                 )
-                await conn.execute(
-                    _INSERT_TOKEN,
-                    {
-                        "token_hash": stored_hash(token_hash),
-                        "family_id": family.id,
-                        "issued_at": now,
-                        "expires_at": refresh_expires_at,
-                    },
-                )
-                await append_audit(conn, audit)
+                await conn.execute(_INSERT_TOKEN, token)
+                event = redeemed_event(code, redemption.family_id, code.client_id, redemption.now)
+                await append_audit(conn, [event])
         except _Refused:
-            return False
-        return True
+            return None
+        return code
 
 
 def _code(row: Any) -> AuthorizationCode:

@@ -3,14 +3,18 @@ replay revoking the family, cookie delivery for cookie clients."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.authorization_codes import AuthorizationCode, redeemed_event
 from authserver.refresh import hash_token
 from tests.conftest import Clock, Registry
 from tests.http.signin import (
+    CALLBACK,
     INSECURE_COOKIES,
     WEB,
     Flow,
@@ -104,6 +108,56 @@ async def test_a_wrong_verifier_redirect_uri_or_code_is_invalid_grant_and_spends
 
     # The holder of the right verifier still gets the tokens.
     assert (await exchange(client, code, flow)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("named", "status"),
+    [("", 200), (CALLBACK, 200), ("https://app.example/other", 400)],
+    ids=["omitted", "the-registered-one", "another"],
+)
+async def test_a_code_whose_request_named_no_redirect_uri(
+    client: httpx.AsyncClient, registry: Registry, alice: str, named: str, status: int
+) -> None:
+    """RFC 6749 §4.1.3: redirect_uri is required at /token only if the authorization request
+    included it; when the exchange names one anyway, it must be the code's."""
+    await web_client(registry, "single", redirect_uris=(CALLBACK,))
+    flow = Flow.new("single", redirect_uri="")  # not named: the one registered is used
+    code = await code_for(client, flow)
+
+    answer = await exchange(client, code, flow, redirect_uri=named)
+
+    assert answer.status_code == status, answer.text
+    if status != 200:  # refused before the spend: the holder still gets the tokens
+        assert (await exchange(client, code, flow, redirect_uri="")).status_code == 200
+
+
+async def test_the_redeemed_event_is_the_one_the_domain_makes(
+    client: httpx.AsyncClient, alice: str, web: str, engine: AsyncEngine
+) -> None:
+    """Postgres writes the code.redeemed row inside the exchange's one statement, SQLite from
+    Python: both must be authorization_codes.redeemed_event."""
+    flow = Flow.new(web, scope="openid profile")
+    answer = await exchange(client, await code_for(client, flow), flow)
+    assert answer.status_code == 200, answer.text
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT at, actor, target, detail, user_id, family_id FROM audit_events"
+                    " WHERE action = 'code.redeemed'"
+                )
+            )
+        ).one()
+        family = (await conn.execute(text("SELECT id, user_id, scope FROM refresh_families"))).one()
+    code = AuthorizationCode(
+        WEB, alice, "", CALLBACK, True, "", "openid profile", None, 0, 0
+    )  # the fields the event reads: client, user, scope
+    expected = redeemed_event(code, str(family.id), WEB, row.at)
+    assert (row.actor, row.target, row.user_id, row.family_id) == (
+        expected.actor, expected.target, expected.user, expected.family,
+    )  # fmt: skip
+    assert json.loads(row.detail) == expected.detail
+    assert (family.user_id, family.scope) == (alice, "openid profile")
 
 
 async def test_the_verifier_of_another_flow_does_not_redeem_a_code(
