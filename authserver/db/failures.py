@@ -85,12 +85,13 @@ class _FailClosed:
         found = getattr(self._store, name)
         if not inspect.iscoroutinefunction(found):
             return found
-        method = cast(Callable[..., Coroutine[Any, Any, Any]], found)
+        store = self._store
 
-        @functools.wraps(method)
+        @functools.wraps(cast(Callable[..., Coroutine[Any, Any, Any]], found))
         async def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
-                return await method(*args, **kwargs)
+                # Looked up at each call, not kept: the store's method as it is now.
+                return await getattr(store, name)(*args, **kwargs)
             except Exception as exc:
                 translated = unavailable(exc)
                 if translated is None:
