@@ -216,7 +216,7 @@ async def guard(
     address: str | None,
     clock: Callable[[], int],
     attempt: Callable[[], Awaitable[T]],
-    turns: Turns | None = None,
+    turns: Turns,
 ) -> T:
     """Runs the login `attempt` once the throttle lets it in (SlowDown when refused), and
     settles its place after (waking one of `turns`' waiters)."""
@@ -239,7 +239,7 @@ async def guard(
             break
         if anyio.current_time() >= waited_until:
             raise SlowDown(1, detail="login throttle busy with attempts in flight")
-        await (turns.wait(poll) if turns is not None else anyio.sleep(poll))
+        await turns.wait(poll)
         poll = min(poll * 2, BUSY_POLL[1])
     try:
         try:
@@ -253,8 +253,7 @@ async def guard(
             raise
         await store.settle(buckets, Outcome.SUCCESS, clock())
     finally:
-        if turns is not None:
-            turns.settled()
+        turns.settled()
     return result
 
 
