@@ -8,8 +8,9 @@ while guessing stays slow:
   address blocks only that username from that address;
 - the username from everywhere (USERNAME_EVERYWHERE): a much looser budget, which slows every
   address only once failures from many address groups add up. It counts a wrong password only
-  while that pair still had it free, and forgets in fixed windows, so one address group adds at
-  most USERNAME.free to a window (twice that across a window's edge): never enough to block;
+  while that pair still had it free, and forgets in fixed windows no longer than the pair's
+  quiet period: a pair frees more only after that period without a failure, which outlasts the
+  window, so one address group adds at most USERNAME.free to a window, never enough to block;
 - the client's address group (ADDRESS): one address spraying many usernames.
 
 An address group is an IPv4 address, or the /64 of an IPv6 address (one host usually holds a
@@ -86,8 +87,8 @@ class Policy:
 # them after a handful of tries.
 USERNAME = Policy(free=5, base=1, cap=300, forget=900)
 # A username from every address: ten times the above, fed by at most USERNAME.free per address
-# group and window (see the module's docstring), so it takes failures from 5-10 address groups
-# within 15 minutes to slow the owner down too.
+# group and window (see the module's docstring), so it takes failures from more than 10 address
+# groups within 15 minutes to slow the owner down too.
 USERNAME_EVERYWHERE = Policy(free=50, base=1, cap=300, forget=900, window=True)
 # Looser: many people may share one address (offices, carrier NAT).
 ADDRESS = Policy(free=20, base=1, cap=900, forget=3600)
