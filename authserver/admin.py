@@ -88,6 +88,9 @@ async def create_user(services: Services, actor: str, body: dict[str, Any]) -> C
     now = services.clock()
     if not await services.users.create(user, now):
         raise Conflict(f"The username {username!r} is taken.")
+    # A new account: failures against the name before (a deleted account's, guesses at a name
+    # not yet taken) are not its own.
+    await services.throttle.forget(username)
     detail = {"username": username, "scopes": list(user.scopes)}
     await services.audit.record([AuditEvent(now, actor, "user.created", user.id, detail)])
     return CreatedUser(user.id, username)

@@ -63,7 +63,7 @@ async def issue(services: Services, request: GrantRequest) -> TokenResponse:
 
 
 async def password_grant(services: Services, request: GrantRequest) -> TokenResponse:
-    """Throttled per username and per address (throttle.py): a blocked login is refused with
+    """Throttled per username and address (throttle.py): a blocked login is refused with
     slow_down before anything is checked, and every wrong password counts."""
     return await throttle.guard(
         services.throttle,

@@ -1,11 +1,27 @@
-"""Login throttling: a failure budget per username and per client address, shared by every
-instance through the store.
+"""Login throttling: failure budgets per username, per client address and per pair of them,
+shared by every instance through the store.
+
+Three buckets meet each login, so that a guesser cannot lock the owner out (ASVS 5.0 §6.1.1)
+while guessing stays slow:
+
+- the username at the client's address group (USERNAME): the tight budget. A guesser at one
+  address blocks only that username from that address;
+- the username from everywhere (USERNAME_EVERYWHERE): a much looser budget, which slows every
+  address only once failures from many address groups add up. It counts a wrong password only
+  while that pair still had it free, and forgets in fixed windows no longer than the pair's
+  quiet period: a pair frees more only after that period without a failure, which outlasts the
+  window, so one address group adds at most USERNAME.free to a window, never enough to block;
+- the client's address group (ADDRESS): one address spraying many usernames.
+
+An address group is an IPv4 address, or the /64 of an IPv6 address (one host usually holds a
+whole /64, RFC 7421); an IPv4-mapped IPv6 address is its IPv4 address.
 
 A few failures are free; after that each failure blocks further attempts for a delay that
-doubles, up to a cap, and a quiet period forgets the count. While blocked, the password is not
-even checked (no argon2 work for the attacker's requests), and the answer is 429 `slow_down`
-with Retry-After. The cap bounds how long a guesser can keep a real user out: the worst case
-is one blocked window after each of the guesser's own failures, never a permanent lock.
+doubles, up to a cap, and a quiet period (or the window's end) forgets the count. While
+blocked, the password is not even checked (no argon2 work for the attacker's requests), and
+the answer is 429 `slow_down` with Retry-After. A guesser at one address keeps the owner out
+of that address only; from elsewhere, only failures from many address groups within a window
+slow the owner down, and then for at most the cap after each of them, never for good.
 
 Reserve, then check. An attempt takes a place in its buckets before its password is checked,
 in one transaction holding the buckets' rows locked (in key order, so two attempts never wait
@@ -23,8 +39,9 @@ attempts in flight (`pending`):
   or one proxy address wait their turn for milliseconds rather than meeting a 429.
 
 Then the attempt settles its place: a wrong password (InvalidGrant, or an error raised while
-handling one, such as its audit write failing) counts a failure and may block; a success
-clears the username's count, not the address's (an attacker must not reset their own
+handling one, such as its audit write failing) counts a failure and may block (in the
+username's shared bucket only while it is free at its address: `settle`); a success
+clears the username's counts, not the address's (an attacker must not reset their own
 address's budget by logging into an account of their own between guesses); any other failure
 (wrong client, missing field, database error) only frees the place. A place not freed (the
 process died mid-attempt) stops counting once the bucket has had attempts in flight for
@@ -34,6 +51,7 @@ PENDING_LEASE seconds, so it can never lock a bucket for good.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -55,6 +73,9 @@ class Policy:
     base: int  # the first delay, seconds
     cap: int  # the longest delay, seconds
     forget: int  # seconds without a failure after which the count starts again
+    # When set, `forget` counts from the window's first failure instead: a count fed by many
+    # addresses is never kept alive for good by addresses taking turns.
+    window: bool = False
 
     def delay(self, failures: int) -> int:
         if failures <= self.free:
@@ -62,10 +83,17 @@ class Policy:
         return min(self.cap, self.base << min(failures - self.free - 1, 32))
 
 
-# One person mistyping does not reach these; a guesser meets them after a handful of tries.
+# A username at one address group. One person mistyping does not reach these; a guesser meets
+# them after a handful of tries.
 USERNAME = Policy(free=5, base=1, cap=300, forget=900)
+# A username from every address: ten times the above, fed by at most USERNAME.free per address
+# group and window (see the module's docstring), so it takes failures from more than 10 address
+# groups within 15 minutes to slow the owner down too.
+USERNAME_EVERYWHERE = Policy(free=50, base=1, cap=300, forget=900, window=True)
 # Looser: many people may share one address (offices, carrier NAT).
 ADDRESS = Policy(free=20, base=1, cap=900, forget=3600)
+# The longest a bucket's failures count: quieter rows may be purged.
+FORGET = max(USERNAME.forget, USERNAME_EVERYWHERE.forget, ADDRESS.forget)
 
 
 # Seconds after which attempts still in flight stop counting: far beyond any password check.
@@ -77,7 +105,7 @@ class Count:
     """A bucket's row; an unknown bucket reads as Count()."""
 
     failures: int = 0
-    last_failure_at: int = 0
+    last_failure_at: int = 0  # for a Policy.window: when the window's first failure was
     blocked_until: int = 0
     pending: int = 0  # attempts in flight
     pending_since: int = 0  # when `pending` last rose from zero
@@ -96,7 +124,9 @@ class Outcome(Enum):
 class Bucket:
     key: str
     policy: Policy
-    success_clears: bool = False  # the username's bucket; never the address's
+    success_clears: bool = False  # the username's buckets; never the address's
+    # The key of the bucket whose free failures alone count here (USERNAME_EVERYWHERE's pair).
+    free_of: str | None = None
 
     def failures(self, count: Count, now: int) -> int:
         """The failures that still count: none after a quiet period."""
@@ -122,7 +152,24 @@ class Bucket:
         failures = self.failures(count, now) + 1
         wait = self.policy.delay(failures)
         blocked_until = max(count.blocked_until, now + wait) if wait else count.blocked_until
-        return replace(count, failures=failures, last_failure_at=now, blocked_until=blocked_until)
+        since = count.last_failure_at if self.policy.window and failures > 1 else now
+        return replace(count, failures=failures, last_failure_at=since, blocked_until=blocked_until)
+
+
+def settle(
+    buckets: Sequence[Bucket], counts: Sequence[Count], outcome: Outcome, now: int
+) -> list[Count]:
+    """The buckets' rows, as they stand locked, once the attempt is settled."""
+    before = {bucket.key: (bucket, count) for bucket, count in zip(buckets, counts, strict=True)}
+    settled = []
+    for bucket, count in zip(buckets, counts, strict=True):
+        counted = outcome
+        if outcome is Outcome.WRONG_PASSWORD and bucket.free_of in before:
+            pair, pair_count = before[bucket.free_of]
+            if pair.failures(pair_count, now) >= pair.policy.free:  # this one is not free there
+                counted = Outcome.VOID
+        settled.append(bucket.settled(count, counted, now))
+    return settled
 
 
 @dataclass(frozen=True)
@@ -155,7 +202,12 @@ class ThrottleStore(Protocol):
         ...
 
     async def settle(self, buckets: Sequence[Bucket], outcome: Outcome, now: int) -> None:
-        """Applies `Bucket.settled` to each bucket's row."""
+        """Locks the buckets' rows and writes what `settle` makes of them."""
+        ...
+
+    async def forget(self, username: str) -> None:
+        """Deletes the username's buckets (everywhere and at every address): a new account
+        does not inherit the failures of a deleted one of that name."""
         ...
 
     async def purge(self, before: int) -> None:
@@ -166,11 +218,54 @@ class ThrottleStore(Protocol):
 
 def username_bucket(username: str) -> str:
     # Hashed: the table need not hold every name a guesser tried, and its key stays short.
-    return "user:" + hashlib.sha256(username.encode()).hexdigest()
+    return "user:" + _digest(username)
 
 
 def address_bucket(address: str) -> str:
-    return "addr:" + hashlib.sha256(address.encode()).hexdigest()
+    return "addr:" + _digest(address)
+
+
+def pair_prefix(username: str) -> str:
+    """What the keys of the username's buckets at each address group start with."""
+    return "pair:" + _digest(username)[:32] + ":"
+
+
+def pair_bucket(username: str, group: str) -> str:
+    # 128 bits of each hash, to fit the 80 characters of the key.
+    return pair_prefix(username) + _digest(group)[:32]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def address_group(address: str) -> str:
+    """The client's address as the throttle counts it: IPv4 as is, an IPv4-mapped IPv6 address
+    as its IPv4 address, other IPv6 addresses by their /64 (a single host is commonly handed a
+    whole /64, RFC 7421 and RFC 8981 privacy addresses rotate within it)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # not an IP (a test client's name, a Unix socket): counted as it is
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
+
+
+def buckets_of(username: str | None, address: str | None) -> list[Bucket]:
+    """The buckets a login counts in, by the username tried and the client's address."""
+    buckets = []
+    group = address_group(address) if address else None
+    if username:
+        pair = pair_bucket(username, group or "")
+        buckets.append(Bucket(pair, USERNAME, success_clears=True))
+        everywhere = username_bucket(username)
+        buckets.append(Bucket(everywhere, USERNAME_EVERYWHERE, success_clears=True, free_of=pair))
+    if group is not None:
+        buckets.append(Bucket(address_bucket(group), ADDRESS))
+    return buckets
 
 
 # How long a login waits for a busy bucket (attempts in flight) before it is told to slow down,
@@ -220,14 +315,7 @@ async def guard(
 ) -> T:
     """Runs the login `attempt` once the throttle lets it in (SlowDown when refused), and
     settles its place after (waking one of `turns`' waiters)."""
-    buckets = [
-        bucket
-        for bucket in (
-            Bucket(username_bucket(username), USERNAME, success_clears=True) if username else None,
-            Bucket(address_bucket(address), ADDRESS) if address else None,
-        )
-        if bucket is not None
-    ]
+    buckets = buckets_of(username, address)
     waited_until = anyio.current_time() + BUSY_WAIT
     poll = BUSY_POLL[0]
     while True:
@@ -247,7 +335,7 @@ async def guard(
         except Exception as exc:
             if _wrong_password(exc):
                 await store.settle(buckets, Outcome.WRONG_PASSWORD, clock())
-                await store.purge(now - max(USERNAME.forget, ADDRESS.forget))
+                await store.purge(now - FORGET)
             else:
                 await _void_or_log(store, buckets, clock())
             raise

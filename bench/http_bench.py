@@ -1168,7 +1168,8 @@ def run_rs256(stack: Stack, args: argparse.Namespace, rows: list[Row], notes: li
         )
     )
     rows.append(("  JWKS GET, 1 conn paced 10 ms, during logins", probe_result[0], ""))
-    # The throttle's own bound: one username has at most USERNAME.free + 1 attempts in flight.
+    # The throttle's own bound: one username at one address group has at most USERNAME.free + 1
+    # attempts in flight.
     one_user = wrk(f"{base}/token", stack.post_script("login_one", stack.login_body()), args)
     rows.append(
         (

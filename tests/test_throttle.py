@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from authserver.throttle import (
     ADDRESS,
     PENDING_LEASE,
     USERNAME,
+    USERNAME_EVERYWHERE,
     Bucket,
     Count,
     Outcome,
     Policy,
     Reservation,
     address_bucket,
+    address_group,
+    buckets_of,
+    pair_bucket,
+    pair_prefix,
     reserve,
+    settle,
     username_bucket,
 )
 
@@ -103,3 +111,75 @@ def test_a_void_attempt_only_frees_its_place_and_never_below_zero() -> None:
         3, NOW, NOW + 1, 0, NOW
     )
     assert addr.settled(Count(), Outcome.VOID, NOW) == Count()
+
+
+# --- no lockout by one address ---------------------------------------------------------------
+
+
+def test_one_address_group_can_never_block_the_username_everywhere() -> None:
+    # At most USERNAME.free per group and window, and the owner's own typos besides.
+    assert USERNAME_EVERYWHERE.free >= 2 * USERNAME.free
+    assert USERNAME_EVERYWHERE.window and USERNAME_EVERYWHERE.forget <= USERNAME.forget
+
+
+@pytest.mark.parametrize("gaps", [(1,), (300,), (899, 1), (900, 1, 1), (901, 2, 3), (450, 452)])
+def test_one_address_group_adds_at_most_its_free_failures_to_any_window(
+    gaps: tuple[int, ...],
+) -> None:
+    """Wrong passwords from one address group at every pace, each let in once its blocks
+    lapse (as `reserve` would): the shared count never holds more than the pair's free ones."""
+    at_address = Bucket("pair:a", USERNAME, success_clears=True)
+    shared = Bucket("user:a", USERNAME_EVERYWHERE, True, free_of="pair:a")
+    buckets, counts, now = [at_address, shared], [Count(), Count()], NOW
+    for step in range(400):
+        now = max(now + gaps[step % len(gaps)], *(c.blocked_until for c in counts))
+        counts = settle(buckets, counts, WRONG, now)
+        assert shared.failures(counts[1], now) <= USERNAME.free
+        assert counts[1].blocked_until == 0
+
+
+WRONG = Outcome.WRONG_PASSWORD
+pair = Bucket("pair:x", Policy(free=2, base=1, cap=8, forget=60), success_clears=True)
+everywhere = Bucket(
+    "user:x", Policy(free=9, base=1, cap=8, forget=60, window=True), True, free_of="pair:x"
+)
+
+
+def test_the_shared_bucket_counts_only_the_failures_free_at_their_pair() -> None:
+    counts = settle([pair, everywhere], [Count(1, NOW, 0), Count(4, NOW, 0)], WRONG, NOW)
+    assert [c.failures for c in counts] == [2, 5]
+    counts = settle([everywhere, pair], [Count(4, NOW, 0), Count(2, NOW, 0)], WRONG, NOW)
+    assert [c.failures for c in counts] == [4, 3]  # past the pair's free ones: not counted
+
+
+def test_a_window_forgets_from_its_first_failure_not_its_last() -> None:
+    started = everywhere.settled(Count(), WRONG, NOW)
+    later = everywhere.settled(started, WRONG, NOW + 50)
+    assert (later.failures, later.last_failure_at) == (2, NOW)
+    assert everywhere.settled(later, WRONG, NOW + 61) == Count(1, NOW + 61, 0)
+
+
+@pytest.mark.parametrize(
+    ("address", "group"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::ffff", "2001:db8:1:2::/64"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_addresses_are_counted_by_group(address: str, group: str) -> None:
+    assert address_group(address) == group
+
+
+def test_a_login_meets_its_pair_its_username_everywhere_and_its_address() -> None:
+    keys = [b.key for b in buckets_of("alice", "2001:db8::1")]
+    assert keys == [
+        pair_bucket("alice", "2001:db8::/64"),
+        username_bucket("alice"),
+        address_bucket("2001:db8::/64"),
+    ]
+    assert keys[0].startswith(pair_prefix("alice")) and len(keys[0]) <= 80
+    assert [b.key for b in buckets_of(None, "10.0.0.1")] == [address_bucket("10.0.0.1")]
+    assert [b.key for b in buckets_of("alice", None)][0] == pair_bucket("alice", "")

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from authserver.config import Settings
 from authserver.db.engine import is_postgres
 from authserver.db.failures import unavailable
-from authserver.throttle import ADDRESS, USERNAME
+from authserver.throttle import FORGET
 
 log = logging.getLogger("authserver.purge")
 
@@ -143,7 +143,7 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
         tokens = (await conn.execute(_TOKENS, {"ids": ids})).rowcount
         families = (await conn.execute(_FAMILIES, {"ids": ids})).rowcount
     denied = await conn.execute(_DENIED, {"now": now, "batch": batch})
-    quiet = now - max(USERNAME.forget, ADDRESS.forget)
+    quiet = now - FORGET
     throttle = await conn.execute(_THROTTLE, {"before": quiet, "batch": batch})
     retention = now - settings.audit_retention_days * 86_400
     audit = await conn.execute(_AUDIT, {"before": retention, "batch": batch})

@@ -8,7 +8,16 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from authserver.throttle import Bucket, Count, Outcome, Reservation, reserve
+from authserver.throttle import (
+    Bucket,
+    Count,
+    Outcome,
+    Reservation,
+    pair_prefix,
+    reserve,
+    settle,
+    username_bucket,
+)
 
 # Reads a bucket's row and locks it until the transaction ends, making an empty one when the
 # bucket is new: ON CONFLICT … DO UPDATE locks the row it meets on Postgres, and one racing
@@ -28,6 +37,9 @@ SET failures = :failures, last_failure_at = :last_failure_at, blocked_until = :b
     pending = :pending, pending_since = :pending_since
 WHERE bucket = :bucket
 """)
+
+# The pair keys' prefix is hex and a colon: nothing LIKE reads as a wildcard.
+_FORGET = text("DELETE FROM login_throttle WHERE bucket = :username OR bucket LIKE :pairs")
 
 _PURGE = text(
     "DELETE FROM login_throttle WHERE last_failure_at < :before AND blocked_until < :before"
@@ -53,10 +65,16 @@ class SqlThrottleStore:
         return reservation
 
     async def settle(self, buckets: Sequence[Bucket], outcome: Outcome, now: int) -> None:
+        ordered = sorted(buckets, key=lambda bucket: bucket.key)
         async with self._engine.begin() as conn:
-            for bucket in sorted(buckets, key=lambda bucket: bucket.key):
-                count = await _lock(conn, bucket.key)
-                await _write(conn, bucket.key, bucket.settled(count, outcome, now))
+            counts = [await _lock(conn, bucket.key) for bucket in ordered]
+            for bucket, count in zip(ordered, settle(ordered, counts, outcome, now), strict=True):
+                await _write(conn, bucket.key, count)
+
+    async def forget(self, username: str) -> None:
+        params = {"username": username_bucket(username), "pairs": pair_prefix(username) + "%"}
+        async with self._engine.begin() as conn:
+            await conn.execute(_FORGET, params)
 
     async def purge(self, before: int) -> None:
         async with self._engine.begin() as conn:

@@ -314,3 +314,20 @@ async def test_signing_in_as_another_user_ends_the_previous_users_sign_in(
     async with engine.connect() as conn:
         events = await conn.execute(text("SELECT action, user_id FROM audit_events"))
         assert ("end_session", alice) in {tuple(row) for row in events}
+
+
+class TestBehindAProxy:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        return {**INSECURE_COOKIES, "trusted_proxies": "127.0.0.1"}
+
+    async def test_a_guesser_blocked_at_one_address_does_not_lock_the_owner_out(
+        self, client: httpx.AsyncClient, alice: str, login_url: str
+    ) -> None:
+        client.headers["X-Forwarded-For"] = "203.0.113.7"
+        for _ in range(6):
+            assert (await sign_in(client, login_url, "alice", "wrong horse")).status_code == 400
+        assert (await sign_in(client, login_url, "alice", "correct horse")).status_code == 429
+        client.headers["X-Forwarded-For"] = "2001:db8:77::1"  # the owner, elsewhere
+        response = await sign_in(client, login_url, "alice", "correct horse")
+        assert response.status_code == 303, response.text

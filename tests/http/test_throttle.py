@@ -19,8 +19,16 @@ from authserver.errors import TemporarilyUnavailable
 from authserver.http.addresses import client_address
 from authserver.passwords import Verdict
 from authserver.services import Services
-from authserver.throttle import ADDRESS, USERNAME, Bucket, Reservation, username_bucket
+from authserver.throttle import (
+    ADDRESS,
+    USERNAME,
+    USERNAME_EVERYWHERE,
+    Bucket,
+    Reservation,
+    username_bucket,
+)
 from tests.conftest import ISSUER, Clock, Registry, password_login
+from tests.http.signin import admin_headers
 
 WRONG = "wrong horse"
 
@@ -118,7 +126,8 @@ async def test_a_quiet_period_forgets_the_failures(
 async def test_the_username_is_throttled_from_every_address(
     client: httpx.AsyncClient, alice: None
 ) -> None:
-    for i in range(USERNAME.free + 1):
+    # Once failures from many address groups add up: the looser budget every address shares.
+    for i in range(USERNAME_EVERYWHERE.free + 1):
         assert_invalid_grant(await attempt(client, address=f"198.51.100.{i}"))
     assert_slow_down(await attempt(client, address="192.0.2.200"), 1)
     # Another user is not affected.
@@ -153,7 +162,7 @@ async def test_the_table_holds_no_username_or_address(
     await fail(client, 1)
     async with engine.connect() as conn:
         rows = (await conn.execute(text("SELECT bucket, failures FROM login_throttle"))).all()
-    assert sorted(failures for _, failures in rows) == [1, 1]
+    assert sorted(failures for _, failures in rows) == [1, 1, 1]
     assert username_bucket("alice") in {bucket for bucket, _ in rows}
     assert not any("alice" in bucket or "203.0.113.7" in bucket for bucket, _ in rows)
 
@@ -258,6 +267,59 @@ async def test_concurrent_reservations_meet_the_budget_one_after_another(
     assert rows == {"user:race": in_flight, "addr:race": in_flight}
 
 
+# --- no lockout by one address (ASVS 5.0 §6.1.1: protection against malicious lockout) ------
+
+OWNER = "192.0.2.55"  # the owner's address, apart from the guesser's 203.0.113.7
+
+
+async def test_a_guesser_at_one_address_never_locks_the_owner_out_of_another(
+    client: httpx.AsyncClient, alice: None, clock: Clock
+) -> None:
+    await fail(client, USERNAME.free + 1)
+    assert_slow_down(await attempt(client, password="correct horse"), 1)
+    response = await attempt(client, password="correct horse", address=OWNER)
+    assert response.status_code == 200, response.text
+    clock.advance(1)
+    # Hours of guessing at the capped pace, one wrong password each time the block lapses.
+    for _ in range(40):
+        assert_invalid_grant(await attempt(client))
+        blocked = await attempt(client)
+        assert blocked.status_code == 429, blocked.text
+        clock.advance(int(blocked.headers["retry-after"]))
+    response = await attempt(client, password="correct horse", address=OWNER)
+    assert response.status_code == 200, response.text
+
+
+async def test_slow_rounds_from_address_after_address_never_add_up_to_a_lockout(
+    client: httpx.AsyncClient, alice: None, clock: Clock
+) -> None:
+    # The count every address shares forgets by fixed windows, not after a quiet period:
+    # rounds closer together than that period would otherwise keep it growing for good.
+    for i in range(30):
+        await fail(client, USERNAME.free, address=f"198.51.100.{i}")
+        clock.advance(USERNAME_EVERYWHERE.forget // 2 + 1)
+    response = await attempt(client, password="correct horse", address=OWNER)
+    assert response.status_code == 200, response.text
+
+
+async def test_a_username_re_created_after_a_delete_starts_with_a_clean_count(
+    client: httpx.AsyncClient, registry: Registry, spa: str, clock: Clock
+) -> None:
+    root = await admin_headers(client, registry)
+    body = {"username": "carol", "password": "a long and unguessable one 7"}
+    created = await client.post("/admin/users", json=body, headers=root)
+    assert created.status_code == 201, created.text
+    await fail(client, USERNAME.free + 1, username="carol")
+    response = await client.delete(f"/admin/users/{created.json()['sub']}", headers=root)
+    assert response.status_code == 204, response.text
+    clock.advance(1)  # past the block the guesses earned
+    body = {"username": "carol", "password": "another long unguessable one 8"}
+    assert (await client.post("/admin/users", json=body, headers=root)).status_code == 201
+    await fail(client, USERNAME.free, username="carol")  # the new account's free failures
+    response = await attempt(client, username="carol", password=body["password"])
+    assert response.status_code == 200, response.text
+
+
 # --- the client's address -------------------------------------------------------------------
 
 
@@ -271,6 +333,25 @@ class TestUntrustedPeer:
         for i in range(ADDRESS.free + 1):
             assert_invalid_grant(await attempt(client, username=f"user{i}", address=f"10.0.0.{i}"))
         assert_slow_down(await attempt(client, username="someone", address="10.9.9.9"), 1)
+
+
+async def test_an_ipv6_64_is_one_address_for_the_throttle(
+    client: httpx.AsyncClient, alice: None
+) -> None:
+    # One host owns a whole /64 (RFC 7421): each of its addresses must not get a fresh budget.
+    for i in range(ADDRESS.free + 1):
+        where = {"username": f"user{i}", "address": f"2001:db8:1:2::{i + 1:x}"}
+        assert_invalid_grant(await attempt(client, **where))
+    assert_slow_down(await attempt(client, address="2001:db8:1:2:ffff:ffff:ffff:fffe"), 1)
+    assert_invalid_grant(await attempt(client, username="someone", address="2001:db8:1:3::1"))
+
+
+async def test_an_ipv4_mapped_ipv6_address_is_its_ipv4_address(
+    client: httpx.AsyncClient, alice: None
+) -> None:
+    for i in range(ADDRESS.free + 1):
+        assert_invalid_grant(await attempt(client, username=f"user{i}", address="::ffff:1.2.3.4"))
+    assert_slow_down(await attempt(client, username="someone", address="1.2.3.4"), 1)
 
 
 def request_from(peer: str, *forwarded: str) -> Request:
