@@ -183,6 +183,15 @@ async def update_user(
         # As POST .../disable: every session ends, with the access tokens bound to it.
         await services.login_sessions.end_user(sub, now)
         await services.families.revoke_user(sub, "disabled", now, actor=actor)
+    elif not user.is_admin:
+        # A demotion ends the user's admin sessions now, with their access tokens (their
+        # `sid` is revoked), rather than at the next refresh: an admin token could otherwise
+        # give its user the admin scope back. After the row commits, so a refresh that races
+        # this either sees the user demoted or yields a token of a family ended here. Quiet
+        # (no family holds admin) unless the user was an admin until now.
+        await services.families.revoke_user_holding(
+            sub, ADMIN, reason="demoted", now=now, actor=actor
+        )
     return user_view(user)
 
 
