@@ -98,10 +98,10 @@ class FamilyStore(Protocol):
     ) -> bool:
         """Stores the family and its first token, and appends `audit`, in one transaction,
         only if, as it commits, the user is enabled and not deleted, the client enabled and not
-        deleted, and (given `password_hash`, the hash the login checked) the password unchanged
-        (a concurrent disable, delete or password change either waits for it and then revokes
-        it, or wins and this stores nothing). Records the login time on the user. False when
-        it stored nothing."""
+        deleted, both still hold the family's scope, and (given `password_hash`, the hash the
+        login checked) the password unchanged (a concurrent disable, delete, demotion or
+        password change either waits for it and then revokes it, or wins and this stores
+        nothing). Records the login time on the user. False when it stored nothing."""
         ...
 
     async def spend(
@@ -215,7 +215,9 @@ async def start_family(
         family=family.id,
     )
     if not await store.start(family, hash_token(token), expires_at, [login], password_hash):
-        raise InvalidGrant(detail="user or client disabled, deleted or changed during the login")
+        raise InvalidGrant(
+            detail="user or client disabled, deleted, demoted or changed during the login"
+        )
     return Rotation(family, token, expires_at, scope)
 
 

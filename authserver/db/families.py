@@ -97,17 +97,20 @@ RETURNING family_id
 # A login starts a family only for a user who is still enabled (deleting disables too), whose
 # password is still the one the login checked, when it commits. The UPDATE that records the
 # login time is that check, and its row lock holds the user until then: a concurrent disable,
-# delete or password change waits for this login and then revokes its family with the rest,
-# or commits first and this matches no row. (SQLite: BEGIN IMMEDIATE already serialises.)
+# delete, password change or demotion waits for this login and then revokes its family with
+# the rest, or commits first and this matches no row, or returns the scopes the user holds now
+# (a demoted user's login that read the row before is refused). (SQLite: BEGIN IMMEDIATE
+# already serialises.)
 _LOGGED_IN = text("""
 UPDATE users SET last_login_at = :now
 WHERE id = :user_id AND NOT disabled
   AND (CAST(:password_hash AS VARCHAR) IS NULL OR password_hash = :password_hash)
+RETURNING scopes
 """)
 
 
 # ... and for a client still enabled: FOR SHARE holds its row, as above (Postgres).
-_ENABLED_CLIENT = "SELECT 1 FROM clients WHERE client_id = :client_id AND NOT disabled"
+_ENABLED_CLIENT = "SELECT scopes FROM clients WHERE client_id = :client_id AND NOT disabled"
 _LOCK_ENABLED_CLIENT = text(_ENABLED_CLIENT + " FOR SHARE")
 _CHECK_ENABLED_CLIENT = text(_ENABLED_CLIENT)
 
@@ -217,9 +220,15 @@ class SqlFamilyStore:
             "password_hash": password_hash,
         }
         async with self._engine.begin() as conn:
-            if (await conn.execute(check_client, {"client_id": family.client_id})).first() is None:
+            client = (await conn.execute(check_client, {"client_id": family.client_id})).first()
+            if client is None:
                 return False
-            if not (await conn.execute(_LOGGED_IN, login)).rowcount:
+            user = (await conn.execute(_LOGGED_IN, login)).first()
+            if user is None:
+                return False
+            held = Spent(family, tuple(user.scopes.split()), tuple(client.scopes.split()))
+            if set(held.issuable(family.scope).split()) != set(family.scope.split()):
+                await conn.rollback()  # not even the login time
                 return False
             await conn.execute(
                 insert(FamilyRow).values(

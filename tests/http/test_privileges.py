@@ -18,7 +18,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.config import Settings
+from authserver.passwords import Verdict
+from authserver.services import Services
 from tests.conftest import Clock, Registry, password_login
+from tests.http.signin import INSECURE_COOKIES, WEB, Flow, code_for, exchange, web_client
 from tests.http.test_lifecycle import active, another_instance, assert_error, audit_rows, root, rs
 from tests.http.test_refresh import family_row, ok, sid_of, spent_at
 
@@ -259,3 +262,45 @@ async def test_a_client_no_longer_allowed_to_refresh_is_refused_and_spends_nothi
         )
         assert given.status_code == 200, given.text
         assert ok(await refresh(client, token, client_id="app"))["scope"] == "profile email"
+
+
+async def test_a_login_that_read_the_user_before_a_demotion_starts_no_admin_session(
+    client: httpx.AsyncClient,
+    carol: tuple[str, Any],
+    root: dict[str, str],
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The login read carol as an admin, then the demotion committed (and answered) while her
+    password was being checked: the session is not started with a scope she lost."""
+    sub, _ = carol
+    verify = services.passwords.verify
+
+    async def demoted_meanwhile(stored_hash: str | None, password: str) -> Verdict:
+        response = await client.patch(f"/admin/users/{sub}", json={"admin": False}, headers=root)
+        assert response.status_code == 200, response.text
+        return await verify(stored_hash, password)
+
+    monkeypatch.setattr(services.passwords, "verify", demoted_meanwhile)
+    response = await password_login(client, "carol", ADMIN_PASSWORD, scope="profile admin")
+    assert_error(response, 400, "invalid_grant")
+    monkeypatch.setattr(services.passwords, "verify", verify)
+    again = ok(await password_login(client, "carol", ADMIN_PASSWORD, scope="profile admin"))
+    assert again["scope"] == "profile"
+
+
+@pytest.mark.parametrize("settings_overrides", [INSECURE_COOKIES])
+async def test_a_code_issued_before_a_demotion_starts_no_admin_session(
+    client: httpx.AsyncClient, carol: tuple[str, Any], root: dict[str, str], registry: Registry
+) -> None:
+    sub, _ = carol
+    await web_client(registry, scopes=("openid", "profile", "admin"))
+    flow = Flow.new(WEB, scope="openid admin")
+    code = await code_for(client, flow, "carol", ADMIN_PASSWORD)
+    demoted = await client.patch(f"/admin/users/{sub}", json={"admin": False}, headers=root)
+    assert demoted.status_code == 200, demoted.text
+
+    assert_error(await exchange(client, code, flow), 400, "invalid_grant")
+    fresh = Flow.new(WEB, scope="openid admin")
+    body = ok(await exchange(client, await code_for(client, fresh), fresh))
+    assert body["scope"] == "openid"
