@@ -412,7 +412,12 @@ def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
     refresh_delivery: RefreshDelivery | None = None
     if "refresh_delivery" in body:
         refresh_delivery = "cookie" if delivery == "cookie" else "body"
+    # An admin token of the client could otherwise give the client its admin scope back:
+    # taking it away ends every access token the client holds (its users' sessions go on,
+    # refreshed without admin: the rotating statement reads the client's scopes).
+    revoke_tokens = ADMIN in client.scopes and scopes is not None and ADMIN not in scopes
     return ClientChanges(
+        revoke_tokens=revoke_tokens,
         grant_types=tuple(dict.fromkeys(grants)) if grants is not None else None,
         scopes=tuple(dict.fromkeys(scopes)) if scopes is not None else None,
         refresh_delivery=refresh_delivery,

@@ -304,3 +304,40 @@ async def test_a_code_issued_before_a_demotion_starts_no_admin_session(
     fresh = Flow.new(WEB, scope="openid admin")
     body = ok(await exchange(client, await code_for(client, fresh), fresh))
     assert body["scope"] == "openid"
+
+
+async def test_admin_taken_from_a_client_ends_its_access_tokens(
+    client: httpx.AsyncClient,
+    carol: tuple[str, Any],
+    root: dict[str, str],
+    rs: tuple[str, str],
+    registry: Registry,
+    clock: Clock,
+) -> None:
+    """A client_credentials admin token has no session to end: the client's revocation mark
+    ends it, so it cannot give its client the admin scope back. Its users' sessions go on,
+    refreshed without admin."""
+    secret = await registry.client("robot", scopes=("admin", "reports"))
+    assert secret is not None
+    issued = await client.post(
+        "/token",
+        data={"grant_type": "client_credentials", "scope": "admin"},
+        auth=("robot", secret),
+    )
+    assert issued.status_code == 200, issued.text
+    robot = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+    _, login = carol
+
+    for client_id in ("robot", "spa"):
+        changed = await client.patch(
+            f"/admin/clients/{client_id}", json={"scopes": ["reports", "profile"]}, headers=root
+        )
+        assert changed.status_code == 200, changed.text
+
+    back = await client.patch("/admin/clients/robot", json={"scopes": ["admin"]}, headers=robot)
+    assert_error(back, 401, "invalid_token")
+    assert not await active(client, rs, login["access_token"])
+    clock.advance(1)  # past the revocation mark, which is in whole seconds
+    rotated = ok(await refresh(client, login["refresh_token"]))
+    assert rotated["scope"] == "profile"
+    assert await active(client, rs, rotated["access_token"])
