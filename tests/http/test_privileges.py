@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.config import Settings
 from authserver.passwords import Verdict
+from authserver.refresh import Spent
 from authserver.services import Services
 from tests.conftest import Clock, Registry, password_login
 from tests.http.signin import INSECURE_COOKIES, WEB, Flow, code_for, exchange, web_client
@@ -175,6 +176,39 @@ async def test_a_refresh_racing_a_demotion_yields_no_admin_token_that_outlives_i
             assert not await active(client, rs, token)
     after = await refresh(client, latest[0])
     assert after.status_code == 400 or "admin" not in after.json()["scope"].split()
+
+
+async def test_a_rotation_that_ran_before_a_demotion_answered_after_it_yields_a_dead_token(
+    client: httpx.AsyncClient,
+    carol: tuple[str, Any],
+    root: dict[str, str],
+    rs: tuple[str, str],
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race made deterministic: the rotating statement saw carol as an admin, then the
+    demotion committed and answered, then the refresh answered with its admin token. That
+    token's session was ended by the demotion, so it is refused everywhere, and so is the
+    refresh token that came with it."""
+    sub, login = carol
+    spend = services.families.spend
+
+    async def demoted_meanwhile(*args: Any, **kwargs: Any) -> Spent | None:
+        spent = await spend(*args, **kwargs)
+        response = await client.patch(f"/admin/users/{sub}", json={"admin": False}, headers=root)
+        assert response.status_code == 200, response.text
+        return spent
+
+    monkeypatch.setattr(services.families, "spend", demoted_meanwhile)
+    raced = ok(await refresh(client, login["refresh_token"]))
+    monkeypatch.setattr(services.families, "spend", spend)
+
+    assert raced["scope"] == "profile admin"  # what the statement saw, before the demotion
+    assert not await active(client, rs, raced["access_token"])
+    mine = {"Authorization": f"Bearer {raced['access_token']}"}
+    promote = await client.patch(f"/admin/users/{sub}", json={"admin": True}, headers=mine)
+    assert_error(promote, 401, "invalid_token")
+    assert_error(await refresh(client, raced["refresh_token"]), 400, "invalid_grant")
 
 
 # --- plain scopes taken away -----------------------------------------------------------------
