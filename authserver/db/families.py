@@ -20,6 +20,7 @@ from authserver.db.direct import fetch_row
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import FamilyRow
 from authserver.refresh import Family, Session, Spent, TokenState
+from authserver.scopes import still_held
 
 _FAMILY_COLUMNS = (
     "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.expires_at, f.revoked_at, f.user_agent"
@@ -226,8 +227,10 @@ class SqlFamilyStore:
             user = (await conn.execute(_LOGGED_IN, login)).first()
             if user is None:
                 return False
-            held = Spent(family, tuple(user.scopes.split()), tuple(client.scopes.split()))
-            if set(held.issuable(family.scope).split()) != set(family.scope.split()):
+            held = still_held(
+                family.scope, tuple(user.scopes.split()), tuple(client.scopes.split())
+            )
+            if held.split() != family.scope.split():  # a scope lost since it was computed
                 await conn.rollback()  # not even the login time
                 return False
             await conn.execute(
