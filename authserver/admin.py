@@ -186,6 +186,15 @@ async def update_user(
         # As POST .../disable: every session ends, with the access tokens bound to it.
         await services.login_sessions.end_user(sub, now)
         await services.families.revoke_user(sub, "disabled", now, actor=actor)
+    elif not user.is_admin:
+        # A demotion ends the user's admin sessions now, with their access tokens (their
+        # `sid` is revoked), rather than at the next refresh: an admin token could otherwise
+        # give its user the admin scope back. After the row commits, so a refresh that races
+        # this either sees the user demoted or yields a token of a family ended here. Quiet
+        # (no family holds admin) unless the user was an admin until now.
+        await services.families.revoke_user_holding(
+            sub, ADMIN, reason="demoted", now=now, actor=actor
+        )
     return user_view(user)
 
 
@@ -406,7 +415,12 @@ def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
     refresh_delivery: RefreshDelivery | None = None
     if "refresh_delivery" in body:
         refresh_delivery = "cookie" if delivery == "cookie" else "body"
+    # An admin token of the client could otherwise give the client its admin scope back:
+    # taking it away ends every access token the client holds (its users' sessions go on,
+    # refreshed without admin: the rotating statement reads the client's scopes).
+    revoke_tokens = ADMIN in client.scopes and scopes is not None and ADMIN not in scopes
     return ClientChanges(
+        revoke_tokens=revoke_tokens,
         grant_types=tuple(dict.fromkeys(grants)) if grants is not None else None,
         scopes=tuple(dict.fromkeys(scopes)) if scopes is not None else None,
         refresh_delivery=refresh_delivery,

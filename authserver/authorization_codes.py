@@ -93,7 +93,8 @@ class CodeStore(Protocol):
         started, in one UPDATE that requires it unused, unexpired and bound as presented (its
         client, its challenge, and its redirect URI when either the authorization request or
         the redemption names one: `redirect_uri_matches`); then, with the user (enabled) and
-        the login session (live) locked against a concurrent disable or end, stores the family
+        the login session (live) locked against a concurrent disable or end, and the user still
+        holding the code's scope (a demotion since), stores the family
         (the code's user and scope), its first refresh token and `redeemed_event`. The code as
         it was; None, with nothing changed, when any of that fails."""
         ...

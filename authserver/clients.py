@@ -65,6 +65,9 @@ class ClientChanges:
     disabled: bool | None = None
     redirect_uris: tuple[str, ...] | None = None
     post_logout_redirect_uris: tuple[str, ...] | None = None
+    # Every access token the client holds until now is revoked (tokens_revoked_before), as a
+    # disabling does: set when the admin scope is taken from it (admin.update_client).
+    revoke_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,8 @@ class ClientStore(Protocol):
         self, client_id: str, changes: ClientChanges, now: int, audit: Sequence[AuditEvent]
     ) -> Client | None:
         """Applies `changes` and appends `audit` in one transaction; None when no such client.
-        Disabling marks every access token issued until `now` revoked (tokens_revoked_before).
+        Disabling, or `revoke_tokens`, marks every access token issued until `now` revoked
+        (tokens_revoked_before).
         Re-enabling moves that mark to cover what instances still remembering the client as
         enabled issued in the CLIENT_MEMORY_SECONDS after it, never past `now` - 1: nothing
         issued before comes back, and a token issued after the re-enabling lives."""

@@ -158,6 +158,11 @@ async def authorization_code_grant(services: Services, request: GrantRequest) ->
 async def refresh_token_grant(services: Services, request: GrantRequest) -> TokenResponse:
     credentials, fields = request.credentials, request.fields
     client = await authenticate_client(services.clients, credentials)
+    # RFC 6749 §5.2, unauthorized_client: "The authenticated client is not authorized to use
+    # this authorization grant type." This is this instance's memory of the client; the
+    # rotating statement checks the grant again as it stands in the database.
+    if "refresh_token" not in client.grant_types:
+        raise UnauthorizedClient()
     presented = _required(fields, "refresh_token")
     settings = services.settings
     rotation = await rotate(

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from authserver.audit import AuditEvent, AuditLog
 from authserver.errors import InvalidGrant
-from authserver.scopes import narrow
+from authserver.scopes import narrow, still_held
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,20 @@ class TokenState:
 
 
 @dataclass(frozen=True)
+class Spent:
+    """A token the store spent, its successor stored, and what the user and the client held
+    when it did: read by the statement that spent it, not by an earlier lookup."""
+
+    family: Family
+    user_scopes: tuple[str, ...]
+    client_scopes: tuple[str, ...]
+
+    def issuable(self, scope: str) -> str:
+        """`scope` (the family's, or a subset of it) less what is no longer held."""
+        return still_held(scope, self.user_scopes, self.client_scopes)
+
+
+@dataclass(frozen=True)
 class Rotation:
     family: Family
     refresh_token: str
@@ -84,18 +98,18 @@ class FamilyStore(Protocol):
     ) -> bool:
         """Stores the family and its first token, and appends `audit`, in one transaction,
         only if, as it commits, the user is enabled and not deleted, the client enabled and not
-        deleted, and (given `password_hash`, the hash the login checked) the password unchanged
-        (a concurrent disable, delete or password change either waits for it and then revokes
-        it, or wins and this stores nothing). Records the login time on the user. False when
-        it stored nothing."""
+        deleted, both still hold the family's scope, and (given `password_hash`, the hash the
+        login checked) the password unchanged (a concurrent disable, delete, demotion or
+        password change either waits for it and then revokes it, or wins and this stores
+        nothing). Records the login time on the user. False when it stored nothing."""
         ...
 
     async def spend(
         self, token_hash: str, client_id: str, now: int, new_hash: str, new_expires_at: int
-    ) -> Family | None:
+    ) -> Spent | None:
         """Marks the token spent and stores its successor, only if the token is unspent,
-        unexpired, of `client_id`, its family alive and its user enabled. None when any of
-        that fails."""
+        unexpired, of `client_id`, its family alive, its user enabled and its client enabled
+        and still registered with the refresh_token grant. None when any of that fails."""
         ...
 
     async def spend_successor(
@@ -106,7 +120,7 @@ class FamilyStore(Protocol):
         parent_spent_after: int,
         new_hash: str,
         new_expires_at: int,
-    ) -> Family | None:
+    ) -> Spent | None:
         """Grace: spends the live child of `parent_hash` (spent after `parent_spent_after`)
         and stores a new child of the parent. None when no such child is live."""
         ...
@@ -129,6 +143,12 @@ class FamilyStore(Protocol):
 
     async def revoke_client(self, client_id: str, reason: str, now: int, actor: str) -> int:
         """As `revoke_user`, for every live family of the client."""
+        ...
+
+    async def revoke_user_holding(
+        self, user_id: str, scope: str, *, reason: str, now: int, actor: str
+    ) -> int:
+        """As `revoke_user`, for the user's live families granted `scope` only."""
         ...
 
     async def get(self, family_id: str) -> Family | None: ...
@@ -195,7 +215,9 @@ async def start_family(
         family=family.id,
     )
     if not await store.start(family, hash_token(token), expires_at, [login], password_hash):
-        raise InvalidGrant(detail="user or client disabled, deleted or changed during the login")
+        raise InvalidGrant(
+            detail="user or client disabled, deleted, demoted or changed during the login"
+        )
     return Rotation(family, token, expires_at, scope)
 
 
@@ -233,9 +255,10 @@ async def rotate(
         unspent = await store.find(presented_hash)
         if unspent is not None and unspent.spent_at is None:
             narrow(requested, unspent.family.scope)
-    family = await store.spend(presented_hash, client_id, now, new_hash, expires_at)
-    if family is not None:
-        scope = narrow(requested, family.scope)
+    spent = await store.spend(presented_hash, client_id, now, new_hash, expires_at)
+    if spent is not None:
+        family = spent.family
+        scope = spent.issuable(narrow(requested, family.scope))
         return Rotation(family, new_token, min(expires_at, family.expires_at), scope)
 
     state = await store.find(presented_hash)
@@ -248,12 +271,13 @@ async def rotate(
     if grace > 0 and now - state.spent_at <= grace:
         # The tolerated retry gets no more than the session holds: checked before its spend.
         scope = narrow(requested, state.family.scope)
-        family = await store.spend_successor(
+        spent = await store.spend_successor(
             presented_hash, client_id, now, now - grace, new_hash, expires_at
         )
-        if family is not None:
+        if spent is not None:
             if audit is not None:
                 await audit.record([_reuse(state, client_id, now, "tolerated", "within grace")])
+            family, scope = spent.family, spent.issuable(scope)
             return Rotation(family, new_token, min(expires_at, family.expires_at), scope)
     # RFC 9700 §4.14.2: if a refresh token is compromised and subsequently used by both the
     # attacker and the legitimate client, one of them presents an invalidated token, which

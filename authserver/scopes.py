@@ -13,6 +13,8 @@ ADMIN = "admin"
 # switch, not a permission, so every user holds it. `profile` is an ordinary scope here.
 OPENID = "openid"
 PROFILE = "profile"
+# What every user holds, whatever their row says: only protocol switches, never permissions.
+EVERY_USER_HOLDS = (OPENID,)
 
 
 def parse_scope(raw: str | None) -> tuple[str, ...] | None:
@@ -60,3 +62,12 @@ def narrow(requested: tuple[str, ...] | None, granted: str) -> str:
     if not set(requested) <= set(granted.split()):
         raise InvalidScope()
     return " ".join(requested)
+
+
+def still_held(scope: str, user_scopes: tuple[str, ...], client_scopes: tuple[str, ...]) -> str:
+    """`scope` less what the user or the client no longer holds: a refresh issues at most what
+    its session was granted and what both hold as it rotates (a demotion, a scope taken from
+    the user or the client, reaches live sessions at their next refresh)."""
+    user = {*user_scopes, *EVERY_USER_HOLDS}
+    client = set(client_scopes)
+    return " ".join(s for s in scope.split() if s in user and s in client)

@@ -242,6 +242,8 @@ class SqlClientStore:
         elif changes.disabled is not None:
             values["disabled"] = False
             values["tokens_revoked_before"] = _after_reenabling(now)
+        if changes.revoke_tokens:
+            values["tokens_revoked_before"] = now
         where = (ClientRow.client_id == client_id, _LIVE_CLIENT)
         async with self._engine.begin() as conn:
             if values:

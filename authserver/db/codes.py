@@ -27,6 +27,7 @@ from authserver.db.audit import append_audit
 from authserver.db.columns import family_id, stored_hash
 from authserver.db.direct import fetch_row
 from authserver.db.engine import is_postgres, single_statements
+from authserver.scopes import EVERY_USER_HOLDS
 
 _COLUMNS = """client_id, user_id, login_session_id, redirect_uri, redirect_uri_given,
               code_challenge, scope, nonce, auth_time, expires_at"""
@@ -56,7 +57,14 @@ WHERE c.code_hash = :code_hash AND c.used_at IS NULL AND c.expires_at > :now
 RETURNING {_COLUMNS}
 """)
 
-_ENABLED_USER = "SELECT 1 FROM users WHERE id = :user_id AND NOT disabled"
+_ENABLED_USER = "SELECT scopes FROM users WHERE id = :user_id AND NOT disabled"
+# ... and who still holds the code's scope: a code issued before a demotion starts no session
+# with the scope taken away (the demotion revoked the sessions that had it already).
+_USER_HOLDS = (
+    "string_to_array(c.scope, ' ') <@ (string_to_array(u.scopes, ' ') || ARRAY[{}])".format(
+        ", ".join(f"'{scope}'" for scope in EVERY_USER_HOLDS)
+    )
+)
 _LIVE_SESSION = """SELECT 1 FROM login_sessions
                    WHERE id = :login_session_id AND revoked_at IS NULL AND expires_at > :now"""
 
@@ -85,6 +93,7 @@ WITH spent AS (
     WHERE c.code_hash = :code_hash AND c.used_at IS NULL AND c.expires_at > :now
       AND {_BOUND_AS_PRESENTED}
       AND EXISTS (SELECT 1 FROM users AS u WHERE u.id = c.user_id AND NOT u.disabled
+                    AND {_USER_HOLDS}
                   FOR SHARE)
       AND EXISTS (SELECT 1 FROM login_sessions AS s
                   WHERE s.id = c.login_session_id AND s.revoked_at IS NULL
@@ -114,7 +123,7 @@ SELECT {_COLUMNS} FROM spent
 
 
 class _Refused(Exception):
-    """Rolls the exchange back: the user or the login session ended."""
+    """Rolls the exchange back: the user ended or lost a scope, or the login session ended."""
 
 
 class SqlCodeStore:
@@ -196,7 +205,8 @@ class SqlCodeStore:
                     return None
                 code = _code(spent._mapping)
                 ids = {"user_id": code.user_id, "login_session_id": code.login_session_id}
-                if (await conn.execute(self._user, ids)).first() is None:
+                user = (await conn.execute(self._user, ids)).first()
+                if user is None or not _holds(user.scopes, code.scope):
                     raise _Refused
                 live = {**ids, "now": redemption.now}
                 if (await conn.execute(self._session, live)).first() is None:
@@ -218,6 +228,11 @@ class SqlCodeStore:
         except _Refused:
             return None
         return code
+
+
+def _holds(user_scopes: str, scope: str) -> bool:
+    """`_USER_HOLDS` for SQLite: every token of `scope` is the user's or every user's."""
+    return set(scope.split()) <= {*user_scopes.split(), *EVERY_USER_HOLDS}
 
 
 def _code(row: Any) -> AuthorizationCode:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, insert, text, update
+from sqlalchemy import ColumnElement, and_, insert, literal, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authserver.audit import AuditEvent
@@ -19,7 +19,8 @@ from authserver.db.columns import family_key, stored_hash
 from authserver.db.direct import fetch_row
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import FamilyRow
-from authserver.refresh import Family, Session, TokenState
+from authserver.refresh import Family, Session, Spent, TokenState
+from authserver.scopes import still_held
 
 _FAMILY_COLUMNS = (
     "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.expires_at, f.revoked_at, f.user_agent"
@@ -28,23 +29,34 @@ _FAMILY_COLUMNS = (
 
 # A disabled or deleted user's or client's family does not rotate, decided in the rotating
 # statement itself (disabling also revokes the families; this holds whatever escaped that).
-# Deleting disables too, so NOT disabled covers both. Two primary-key probes, no write.
+# Deleting disables too, so NOT disabled covers both. Nor does the family of a client no
+# longer registered with the refresh_token grant: it keeps its tokens, unspent, should the
+# grant come back. Two primary-key probes, no write.
+_MAY_REFRESH = "(' ' || c.grant_types || ' ') LIKE '% refresh_token %'"
 _USER_ENABLED = (
     "EXISTS (SELECT 1 FROM users AS u WHERE u.id = f.user_id AND NOT u.disabled)"
-    " AND EXISTS (SELECT 1 FROM clients AS c WHERE c.client_id = f.client_id AND NOT c.disabled)"
+    " AND EXISTS (SELECT 1 FROM clients AS c WHERE c.client_id = f.client_id AND NOT c.disabled"
+    f" AND {_MAY_REFRESH})"
 )
+# What the user and the client hold now, read with the family: a refresh issues no more
+# (Spent.issuable), so a privilege taken away reaches live sessions at their next refresh.
+_HELD = "u.scopes AS user_scopes, c.scopes AS client_scopes"
 
 
 # Postgres: spend and insert the successor in one statement. A racing UPDATE on the same row
 # waits for the winner, re-checks `spent_at IS NULL` on the new row version, and matches nothing.
+# The user's and the client's rows are joined (primary-key probes, as EXISTS would be), so the
+# scopes it returns are the ones this statement saw enabled: one snapshot, no second read.
 _SPEND_POSTGRES = text(f"""
 WITH spent AS (
     UPDATE refresh_tokens AS t SET spent_at = :now
-    FROM refresh_families AS f
+    FROM refresh_families AS f, users AS u, clients AS c
     WHERE t.token_hash = :token_hash AND t.spent_at IS NULL AND t.expires_at > :now
       AND f.id = t.family_id AND f.client_id = :client_id
-      AND f.revoked_at IS NULL AND f.expires_at > :now AND {_USER_ENABLED}
-    RETURNING {_FAMILY_COLUMNS}
+      AND f.revoked_at IS NULL AND f.expires_at > :now
+      AND u.id = f.user_id AND NOT u.disabled
+      AND c.client_id = f.client_id AND NOT c.disabled AND {_MAY_REFRESH}
+    RETURNING {_FAMILY_COLUMNS}, {_HELD}
 ), successor AS (
     INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
     SELECT CAST(:new_hash AS BYTEA), id, CAST(:token_hash AS BYTEA), :now,
@@ -86,17 +98,20 @@ RETURNING family_id
 # A login starts a family only for a user who is still enabled (deleting disables too), whose
 # password is still the one the login checked, when it commits. The UPDATE that records the
 # login time is that check, and its row lock holds the user until then: a concurrent disable,
-# delete or password change waits for this login and then revokes its family with the rest,
-# or commits first and this matches no row. (SQLite: BEGIN IMMEDIATE already serialises.)
+# delete, password change or demotion waits for this login and then revokes its family with
+# the rest, or commits first and this matches no row, or returns the scopes the user holds now
+# (a demoted user's login that read the row before is refused). (SQLite: BEGIN IMMEDIATE
+# already serialises.)
 _LOGGED_IN = text("""
 UPDATE users SET last_login_at = :now
 WHERE id = :user_id AND NOT disabled
   AND (CAST(:password_hash AS VARCHAR) IS NULL OR password_hash = :password_hash)
+RETURNING scopes
 """)
 
 
 # ... and for a client still enabled: FOR SHARE holds its row, as above (Postgres).
-_ENABLED_CLIENT = "SELECT 1 FROM clients WHERE client_id = :client_id AND NOT disabled"
+_ENABLED_CLIENT = "SELECT scopes FROM clients WHERE client_id = :client_id AND NOT disabled"
 _LOCK_ENABLED_CLIENT = text(_ENABLED_CLIENT + " FOR SHARE")
 _CHECK_ENABLED_CLIENT = text(_ENABLED_CLIENT)
 
@@ -122,6 +137,14 @@ VALUES (:token_hash, :family_id, :parent_hash, :issued_at, :expires_at)
 
 
 _FAMILY_BY_ID = text(f"SELECT {_FAMILY_COLUMNS} FROM refresh_families AS f WHERE f.id = :id")
+# In the transaction that spent a token (SQLite's holds the write lock; Postgres's reads what
+# is committed after its UPDATE, never older).
+_SPENT_BY_ID = text(f"""
+SELECT {_FAMILY_COLUMNS}, {_HELD}
+FROM refresh_families AS f JOIN users AS u ON u.id = f.user_id
+JOIN clients AS c ON c.client_id = f.client_id
+WHERE f.id = :id
+""")
 
 
 _FIND = text(f"""
@@ -130,6 +153,13 @@ SELECT t.issued_at AS t_issued_at, t.expires_at AS t_expires_at, t.spent_at AS t
 FROM refresh_tokens AS t JOIN refresh_families AS f ON f.id = t.family_id
 WHERE t.token_hash = :token_hash
 """)
+
+
+def _spent(row: Any) -> Spent:
+    """From a row of `_family`'s columns and `_HELD`'s."""
+    return Spent(
+        _family(row), tuple(row["user_scopes"].split()), tuple(row["client_scopes"].split())
+    )
 
 
 def _family(row: Any) -> Family:
@@ -153,9 +183,10 @@ async def _add_successor(
     new_hash: bytes,
     now: int,
     new_expires_at: int,
-) -> Family:
+) -> Spent:
     """Stores the token that follows `parent_hash`; it never outlives its family."""
-    family = _family((await conn.execute(_FAMILY_BY_ID, {"id": family_id})).one()._mapping)
+    spent = _spent((await conn.execute(_SPENT_BY_ID, {"id": family_id})).one()._mapping)
+    family = spent.family
     await conn.execute(
         _INSERT_TOKEN,
         {
@@ -166,7 +197,7 @@ async def _add_successor(
             "expires_at": min(new_expires_at, family.expires_at),
         },
     )
-    return family
+    return spent
 
 
 class SqlFamilyStore:
@@ -190,9 +221,17 @@ class SqlFamilyStore:
             "password_hash": password_hash,
         }
         async with self._engine.begin() as conn:
-            if (await conn.execute(check_client, {"client_id": family.client_id})).first() is None:
+            client = (await conn.execute(check_client, {"client_id": family.client_id})).first()
+            if client is None:
                 return False
-            if not (await conn.execute(_LOGGED_IN, login)).rowcount:
+            user = (await conn.execute(_LOGGED_IN, login)).first()
+            if user is None:
+                return False
+            held = still_held(
+                family.scope, tuple(user.scopes.split()), tuple(client.scopes.split())
+            )
+            if held.split() != family.scope.split():  # a scope lost since it was computed
+                await conn.rollback()  # not even the login time
                 return False
             await conn.execute(
                 insert(FamilyRow).values(
@@ -220,7 +259,7 @@ class SqlFamilyStore:
 
     async def spend(
         self, token_hash: str, client_id: str, now: int, new_hash: str, new_expires_at: int
-    ) -> Family | None:
+    ) -> Spent | None:
         spent, successor = stored_hash(token_hash), stored_hash(new_hash)
         params = {
             "token_hash": spent,
@@ -232,7 +271,7 @@ class SqlFamilyStore:
         if self._postgres:
             # The statement every refresh runs: straight through asyncpg (db/direct.py).
             row = await fetch_row(self._engine, _SPEND_POSTGRES, params)
-            return _family(row) if row else None
+            return _spent(row) if row else None
         async with self._engine.begin() as conn:
             family_id = (await conn.execute(_SPEND, params)).scalar()
             if family_id is None:
@@ -247,7 +286,7 @@ class SqlFamilyStore:
         parent_spent_after: int,
         new_hash: str,
         new_expires_at: int,
-    ) -> Family | None:
+    ) -> Spent | None:
         parent = stored_hash(parent_hash)
         params = {
             "parent_hash": parent,
@@ -298,6 +337,18 @@ class SqlFamilyStore:
 
     async def revoke_client(self, client_id: str, reason: str, now: int, actor: str) -> int:
         return await self._revoke_every(FamilyRow.client_id == client_id, reason, now, actor)
+
+    async def revoke_user_holding(
+        self, user_id: str, scope: str, *, reason: str, now: int, actor: str
+    ) -> int:
+        # A whole space-delimited token of the stored scope (RFC 6749 §3.3); escaped, for a
+        # scope token may hold % and _.
+        holds = (literal(" ") + FamilyRow.scope + literal(" ")).contains(
+            f" {scope} ", autoescape=True
+        )
+        return await self._revoke_every(
+            and_(FamilyRow.user_id == user_id, holds), reason, now, actor
+        )
 
     async def _revoke_every(
         self, which: ColumnElement[bool], reason: str, now: int, actor: str | None

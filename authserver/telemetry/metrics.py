@@ -27,7 +27,7 @@ from authserver.keys.lifecycle import Transition
 from authserver.keys.manager import KeyStore
 from authserver.keys.records import KeyRecord
 from authserver.login_sessions import Ended, LoginSessionStore
-from authserver.refresh import Family, FamilyStore
+from authserver.refresh import FamilyStore, Spent
 from authserver.telemetry.multiprocess import use_remembered_pid
 
 use_remembered_pid()  # before the first metric below is made
@@ -125,17 +125,17 @@ class _ObservedFamilies:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def spend(self, *args: Any, **kwargs: Any) -> Family | None:
-        family = await self._store.spend(*args, **kwargs)
-        if family is not None:
+    async def spend(self, *args: Any, **kwargs: Any) -> Spent | None:
+        spent = await self._store.spend(*args, **kwargs)
+        if spent is not None:
             ROTATIONS.inc()
-        return family
+        return spent
 
-    async def spend_successor(self, *args: Any, **kwargs: Any) -> Family | None:
-        family = await self._store.spend_successor(*args, **kwargs)
-        if family is not None:
+    async def spend_successor(self, *args: Any, **kwargs: Any) -> Spent | None:
+        spent = await self._store.spend_successor(*args, **kwargs)
+        if spent is not None:
             ROTATIONS.inc()
-        return family
+        return spent
 
     async def revoke(self, *args: Any, **kwargs: Any) -> bool:
         changed = bool(await self._store.revoke(*args, **kwargs))
@@ -156,6 +156,12 @@ class _ObservedFamilies:
         count = await self._store.revoke_client(*args, **kwargs)
         if count:
             FAMILIES_REVOKED.labels(_reason(args, kwargs)).inc(count)
+        return count
+
+    async def revoke_user_holding(self, *args: Any, **kwargs: Any) -> int:
+        count = await self._store.revoke_user_holding(*args, **kwargs)
+        if count:  # reason is keyword-only here
+            FAMILIES_REVOKED.labels(_reason((), kwargs)).inc(count)
         return count
 
 

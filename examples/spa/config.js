@@ -2,7 +2,8 @@
 // serves its own version of this file.
 export default {
   authserver: "http://127.0.0.1:8000", // AUTHSERVER_ISSUER: the callback's `iss` must equal it
-  // A public client registered with --grant authorization_code --refresh-delivery cookie.
+  // A public client registered with --grant authorization_code --grant refresh_token
+  // --refresh-delivery cookie (without refresh_token its session could not be refreshed).
   clientId: "my-spa",
   // This page's own address, registered with both --redirect-uri and
   // --post-logout-redirect-uri: authserver compares them as exact strings.
