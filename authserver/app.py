@@ -36,7 +36,7 @@ from authserver.http.routes import routes
 from authserver.http.server import BodyDeadline
 from authserver.keys.epoch import KeyEpoch, epoch_from_environment
 from authserver.keys.manager import SigningKeys
-from authserver.keys.sealing import key_sealer
+from authserver.keys.sealing import derived_keys, key_sealer
 from authserver.passwords import Passwords
 from authserver.services import Services, wall_clock
 from authserver.telemetry import logs
@@ -99,6 +99,7 @@ def build_services(
         login_sessions=observed_login_sessions(fail_closed(SqlLoginSessionStore(engine))),
         codes=observed_codes(fail_closed(SqlCodeStore(engine))),
         clock=clock,
+        csrf_keys=derived_keys(sealer, b"authserver csrf token"),
     )
 
 

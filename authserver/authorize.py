@@ -154,7 +154,9 @@ async def trusted_target(services: Services, params: Params) -> tuple[Client, st
     if not client_id or counts["client_id"] > 1 or len(client_id) > 128:
         raise ErrorPage("The request names no client, or more than one.")
     client = await services.clients.get(client_id)
-    if client is None:
+    if client is None or client.disabled:
+        # A disabled client is answered as an unknown one: no sign-in page "to continue to" it,
+        # no code to its redirect URI (single sign-on), no prompt=none answer.
         raise ErrorPage("The client is not registered.")
     if counts.get("redirect_uri", 0) > 1:
         raise ErrorPage("The request names more than one redirect URI.")
@@ -190,6 +192,12 @@ def _parse(client: Client, redirect_uri: str, given: bool, params: Params) -> Au
         # RFC 6749 §3.1: request and response parameters MUST NOT be included more than once.
         raise _Refused("invalid_request", f"The parameter {repeated[0][:40]} is repeated.")
     values = dict(params)
+    # OpenID Connect Core §6: request objects are not supported here; refusing them (rather than
+    # ignoring them) keeps a client from believing parameters it put only in the object held.
+    if "request" in values:
+        raise _Refused("request_not_supported", "The request parameter is not supported.")
+    if "request_uri" in values:
+        raise _Refused("request_uri_not_supported", "The request_uri parameter is not supported.")
     if values.get("state") is not None and len(values["state"]) > MAX_STATE:
         raise _Refused("invalid_request", "state is too long.")
     response_type = values.get("response_type")
@@ -240,8 +248,11 @@ def _max_age(raw: str | None) -> int | None:
 
 def _too_old(services: Services, request: AuthorizationRequest, session: LoginSession) -> bool:
     # OpenID Connect Core §3.1.2.1: if the elapsed time is greater than max_age, the OP MUST
-    # attempt to actively re-authenticate the end-user.
-    return request.max_age is not None and services.clock() - session.auth_time > request.max_age
+    # attempt to actively re-authenticate the end-user. Errata 2: max_age=0 is equivalent to
+    # prompt=login, even within the second of the sign-in.
+    if request.max_age is None:
+        return False
+    return request.max_age == 0 or services.clock() - session.auth_time > request.max_age
 
 
 async def complete(

@@ -37,6 +37,21 @@ async def userinfo(services: Services, bearer: str | None) -> dict[str, Any]:
 @dataclass(frozen=True)
 class SignedOut:
     redirect_to: str | None  # the client's post-logout URI (with state), or None: our page
+    # Whether the request carried a login-session cookie (now ended): only then are the
+    # browser's cookies cleared. Without one there was nothing here to end, and clearing the
+    # SPA's refresh cookie would sign it out while its family lives on.
+    had_session: bool = True
+
+
+@dataclass(frozen=True)
+class PostAgain:
+    """A POST without the login-session cookie may come from another site: the cookie is
+    SameSite=Lax, so the browser withheld it. Nothing is ended or cleared; a page of ours posts
+    the same `fields` again, same-site this time, so that the cookie comes along if it exists.
+    That gives another site no more than a link to /end-session already does."""
+
+    fields: dict[str, str]  # every parameter, the id_token_hint included
+    post_logout_redirect_uri: str | None  # registered for the client: checked already
 
 
 @dataclass(frozen=True)
@@ -60,7 +75,8 @@ async def end_session(
     session_cookie: str | None,
     *,
     confirmed: bool = False,
-) -> SignedOut | ConfirmSignOut:
+    maybe_cross_site: bool = False,
+) -> SignedOut | ConfirmSignOut | PostAgain:
     """RP-Initiated Logout 1.0 §2-§3: ends the login session and every family it started.
 
     A post_logout_redirect_uri must be registered, exactly, by the client that `client_id`
@@ -70,7 +86,8 @@ async def end_session(
     Any site can send a browser here, so unless the request carries an ID token we issued to
     the user this browser is signed in as, or the person `confirmed` it on our page, it ends
     nothing and asks (ConfirmSignOut). A browser without a session has nothing to lose: it is
-    answered at once."""
+    answered at once, unless `maybe_cross_site` (a POST that neither our confirmation nor our
+    PostAgain page sent) says its missing cookie may have been withheld: then PostAgain."""
     if not all(storable(name) and storable(value) for name, value in params.items()):
         raise ErrorPage("The request contains a character not allowed.")
     client_id = params.get("client_id") or None
@@ -93,6 +110,8 @@ async def end_session(
         if session_cookie and len(session_cookie) <= MAX_COOKIE
         else None
     )
+    if token_hash is None and maybe_cross_site:
+        return PostAgain(dict(params), target)
     if token_hash is not None and not confirmed:
         holder = await services.login_sessions.holder(token_hash)
         if holder is not None and (hinted is None or hinted[1] != holder):
@@ -103,10 +122,11 @@ async def end_session(
     now = services.clock()
     if token_hash is not None:
         await services.login_sessions.end(token_hash, now, client_id)
+    had_session = token_hash is not None
     if target is None:
-        return SignedOut(None)
+        return SignedOut(None, had_session)
     state = params.get("state")
     if state is None:
-        return SignedOut(target)
+        return SignedOut(target, had_session)
     separator = "&" if "?" in target else "?"
-    return SignedOut(target + separator + urlencode({"state": state}))
+    return SignedOut(target + separator + urlencode({"state": state}), had_session)

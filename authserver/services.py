@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,9 @@ class Services:
     clock: Callable[[], int] = field(default=wall_clock)
     # Logins of this process waiting for a busy throttle bucket (throttle.Turns).
     login_turns: Turns = field(default_factory=Turns)
+    # What signs the hosted forms' CSRF tokens (http/csrf.py): the first signs, any verifies.
+    # The app derives them from the KEK, which every instance shares (keys/sealing.py).
+    csrf_keys: tuple[bytes, ...] = field(default_factory=lambda: (secrets.token_bytes(32),))
 
     async def mint(
         self, *, sub: str, client_id: str, scope: str, sid: str | None, ttl: int | None = None

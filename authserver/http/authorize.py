@@ -82,6 +82,9 @@ async def login(request: Request) -> Response:
         message = f"Too many failed sign-ins. Try again in {exc.retry_after} seconds."
         headers = {"Retry-After": str(exc.retry_after)}
         return _form(request, found, target, token, username, message, 429, headers)
+    # The token known before the sign-in is bound to no session or the one replaced: a new
+    # one, bound to the new login session (http/csrf.py).
+    token = csrf.new_token(request, cookie)
     if target is None:
         response = pages.render(request, settings, "signed_in.html", {})
     else:
@@ -91,6 +94,7 @@ async def login(request: Request) -> Response:
         else:
             response = _form(request, found, target, token)
     set_session_cookie(response, settings, cookie, session.expires_at - found.clock())
+    csrf.remember(response, settings, token)
     return response
 
 

@@ -1,12 +1,20 @@
-"""The hosted forms' CSRF token (double submit), shared by the sign-in and sign-out pages.
+"""The hosted forms' CSRF token (signed double submit), shared by the sign-in and sign-out pages.
 
 The form's hidden `csrf_token` must equal a SameSite=Strict cookie set with the form, which a
 page on another site can neither read nor have the browser send; and an Origin, when the
 browser sends one, must be ours.
+
+The token is `random.signature`, the signature an HMAC under a key derived from the KEK
+(`Services.csrf_keys`) over the random part and the browser's login-session cookie (OWASP's
+"signed double-submit cookie"). So a value planted in the cookie (without `__Host-`, a sibling
+host can set it) is not adopted but replaced, and a token from before a sign-in is worth
+nothing after it: the sign-in gives the browser a new one, bound to its new login session.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import secrets
 
@@ -15,24 +23,66 @@ from starlette.responses import Response
 
 from authserver.config import Settings
 from authserver.http import pages
-from authserver.http.cookies import read_csrf_cookie, set_csrf_cookie
+from authserver.http.context import services
+from authserver.http.cookies import read_csrf_cookie, read_session_cookie, set_csrf_cookie
 
 FIELD = "csrf_token"
+MAX_TOKEN = 200
 
 
 def token_for(request: Request, settings: Settings) -> str:
-    """The browser's token: the one its cookie holds, or a new one (see `remember`)."""
-    return read_csrf_cookie(request, settings) or secrets.token_urlsafe(32)
+    """The browser's token: its cookie's, if we signed it for the browser's login session,
+    else a new one (see `remember`)."""
+    session = read_session_cookie(request, settings)
+    held = read_csrf_cookie(request, settings)
+    if held is not None and _signed(request, held, session):
+        return held
+    return new_token(request, session)
+
+
+def new_token(request: Request, session_cookie: str | None) -> str:
+    """A token for a browser holding `session_cookie` (None: not signed in)."""
+    random = secrets.token_urlsafe(24)
+    return f"{random}.{_signature(services(request).csrf_keys[0], random, session_cookie)}"
 
 
 def remember(response: Response, settings: Settings, token: str) -> None:
     set_csrf_cookie(response, settings, token)
 
 
-def same_browser(request: Request, settings: Settings, fields: dict[str, str]) -> bool:
+def same_browser(
+    request: Request,
+    settings: Settings,
+    fields: dict[str, str],
+    *,
+    field: str = FIELD,
+    signed_in: bool = True,
+) -> bool:
+    """The form's `field` is the browser's cookie, which we signed for its login session (or,
+    `signed_in=False`, for no login session: a form rendered for a request without one)."""
     cookie = read_csrf_cookie(request, settings)
-    field = fields.get(FIELD)
-    if not cookie or not field or not hmac.compare_digest(cookie.encode(), field.encode()):
+    value = fields.get(field)
+    if not cookie or not value or not hmac.compare_digest(cookie.encode(), value.encode()):
+        return False
+    session = read_session_cookie(request, settings) if signed_in else None
+    if not _signed(request, cookie, session):
         return False
     origin = request.headers.get("origin")
     return origin is None or origin == pages.origin_of(settings.issuer)
+
+
+def _signed(request: Request, token: str, session_cookie: str | None) -> bool:
+    random, dot, signature = token.partition(".")
+    if not dot or len(token) > MAX_TOKEN:
+        return False
+    # Every key: during a KEK switch, instances still on the previous KEK signed with its key.
+    return any(
+        hmac.compare_digest(signature.encode(), _signature(key, random, session_cookie).encode())
+        for key in services(request).csrf_keys
+    )
+
+
+def _signature(key: bytes, random: str, session_cookie: str | None) -> str:
+    message = f"{random}|{session_cookie or ''}".encode()
+    digest = hmac.new(key, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

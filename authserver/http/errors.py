@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 
 from authserver.config import Settings
 from authserver.errors import (
@@ -78,9 +79,25 @@ async def http_error(request: Request, exc: Exception) -> Response:
     description = (
         "Nothing is here." if exc.status_code == 404 else "The request is not allowed here."
     )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed(request))
     return no_store_json(
-        {"error": code, "error_description": description}, exc.status_code, dict(exc.headers or {})
+        {"error": code, "error_description": description}, exc.status_code, headers
     )
+
+
+def _allowed(request: Request) -> list[str]:
+    """RFC 9110 §15.5.6: "The origin server MUST generate an Allow header field in a 405
+    response containing a list of the target resource's currently supported methods." The
+    router names only the methods of the first route whose path matched; a path served by
+    several routes (GET and POST /login) has the union of theirs."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    return sorted(methods, key=lambda name: (order.index(name) if name in order else 99, name))
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

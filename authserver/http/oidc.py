@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -18,7 +20,10 @@ from authserver.http.cookies import (
 )
 from authserver.http.forms import bearer_token, read_fields
 from authserver.http.responses import NO_STORE, no_store_json
-from authserver.oidc import ConfirmSignOut
+from authserver.oidc import ConfirmSignOut, PostAgain
+
+# The field of our PostAgain page's form that holds its CSRF token.
+RESENT = "resent"
 
 
 async def userinfo(request: Request) -> Response:
@@ -29,25 +34,58 @@ async def end_session(request: Request) -> Response:
     found = services(request)
     settings = found.settings
     params = await _params(request)
+    posted = request.method == "POST"
     # The sign-out page's own form says so by its CSRF token; an app's form post has none.
-    confirming = request.method == "POST" and csrf.FIELD in params
-    if confirming and not csrf.same_browser(request, settings, params):
+    confirming = posted and csrf.FIELD in params
+    # Our PostAgain page's form, by its token under RESENT: the post is same-site, and the
+    # login-session cookie came along if the browser has one.
+    resent = posted and RESENT in params
+    if (confirming and not csrf.same_browser(request, settings, params)) or (
+        resent and not csrf.same_browser(request, settings, params, field=RESENT, signed_in=False)
+    ):
         description = "This sign-out form has expired or came from another site. Reload the page."
         return pages.error_page(request, settings, description, 403)
     params.pop(csrf.FIELD, None)
+    params.pop(RESENT, None)
     cookie = read_session_cookie(request, settings)
     try:
-        outcome = await oidc.end_session(found, params, cookie, confirmed=confirming)
+        outcome = await oidc.end_session(
+            found,
+            params,
+            cookie,
+            confirmed=confirming,
+            maybe_cross_site=posted and not confirming and not resent,
+        )
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
     if isinstance(outcome, ConfirmSignOut):
         return _confirmation(request, settings, outcome)
+    if isinstance(outcome, PostAgain):
+        return _post_again(request, settings, outcome)
     if outcome.redirect_to is not None:
         response: Response = RedirectResponse(outcome.redirect_to, 303, headers=NO_STORE)
     else:
         response = pages.render(request, settings, "signed_out.html", {})
-    clear_session_cookie(response, settings)
-    clear_refresh_cookie(response, settings)
+    if outcome.had_session:
+        clear_session_cookie(response, settings)
+        clear_refresh_cookie(response, settings)
+    return response
+
+
+def _post_again(request: Request, settings: Settings, again: PostAgain) -> Response:
+    """A page that posts the request again from our origin, at once by a script the CSP names
+    by its nonce, or by its button where scripts do not run. Its token, under RESENT, binds the
+    second post to this browser (a Strict cookie: another site cannot send it)."""
+    token = csrf.new_token(request, None)  # the request had no login-session cookie
+    nonce = secrets.token_urlsafe(18)
+    back = again.post_logout_redirect_uri
+    context = {"fields": {**again.fields, RESENT: token}, "nonce": nonce}
+    # The second post may be answered by a redirect to the app, which form-action must allow.
+    targets = (pages.origin_of(back),) if back else ()
+    response = pages.render(
+        request, settings, "post_again.html", context, form_targets=targets, script_nonce=nonce
+    )
+    csrf.remember(response, settings, token)
     return response
 
 

@@ -288,14 +288,17 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "description": (
             "The fields of GET, or the confirmation page's form: with csrf_token (which must"
             " match the browser's CSRF cookie, else 403 and nothing ended) the session ends."
+            " Without the login-session cookie (SameSite=Lax: another site's form post comes"
+            " without it), nothing ends: 200 and a page that posts the fields again from this"
+            " origin, with a `resent` token bound to the browser like csrf_token."
         ),
         "tags": ["sign-in"],
         "requestBody": _form_or_json(
-            {"type": "object", "properties": _strings(*END_SESSION_FIELDS, "csrf_token")}
+            {"type": "object", "properties": _strings(*END_SESSION_FIELDS, "csrf_token", "resent")}
         ),
         "responses": {
             **END_SESSION_ANSWERS,
-            **HTML_PAGE("403", "the confirmation's CSRF token or Origin does not match"),
+            **HTML_PAGE("403", "the confirmation's (or resent) token or Origin does not match"),
             **_page_errors(413, 415),
         },
     },

@@ -5,9 +5,10 @@ replace the built-in ones of the same name (the rest are still found here), so a
 restyle `signin.css` alone, or rewrite `login.html` whole.
 
 Every page is sent with a Content-Security-Policy that allows nothing but its own stylesheet
-(no script at all: the pages work without JavaScript), `frame-ancestors 'none'` and
-X-Frame-Options DENY against clickjacking, Cache-Control no-store, and Referrer-Policy
-same-origin (so the browser names our origin on the form's post).
+(no script, but for the one line, named by its nonce, that submits /end-session's PostAgain
+form: every page works without JavaScript), `frame-ancestors 'none'` and X-Frame-Options DENY
+against clickjacking, Cache-Control no-store, and Referrer-Policy same-origin (so the browser
+names our origin on the form's post).
 """
 
 from __future__ import annotations
@@ -40,12 +41,17 @@ def _templates(custom: Path | None) -> Jinja2Templates:
     return Jinja2Templates(env=environment)
 
 
-def content_security_policy(form_targets: tuple[str, ...] = ()) -> str:
+def content_security_policy(
+    form_targets: tuple[str, ...] = (), script_nonce: str | None = None
+) -> str:
     """`form_targets`: origins a form of the page may end up at. A sign-in form's answer
-    redirects to the client, and browsers check form-action on each redirect of a submission."""
+    redirects to the client, and browsers check form-action on each redirect of a submission.
+    `script_nonce`: the one inline script a page may run (/end-session's PostAgain page)."""
+    scripts = [f"script-src 'nonce-{script_nonce}'"] if script_nonce else []
     return "; ".join(
         [
             "default-src 'none'",
+            *scripts,
             "style-src 'self'",
             "img-src 'self'",
             "form-action " + " ".join(["'self'", *form_targets]),
@@ -69,10 +75,11 @@ def render(
     *,
     form_targets: tuple[str, ...] = (),
     headers: dict[str, str] | None = None,
+    script_nonce: str | None = None,
 ) -> Response:
     page_headers = {
         **NO_STORE,
-        "Content-Security-Policy": content_security_policy(form_targets),
+        "Content-Security-Policy": content_security_policy(form_targets, script_nonce),
         "X-Frame-Options": "DENY",
         # Not the server-wide no-referrer: under it a browser sends `Origin: null` with the
         # page's own form post, which the sign-in form's Origin check refuses (Chromium does).

@@ -78,4 +78,8 @@ async def _metadata(request: Request) -> dict[str, Any]:
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": found.keys.ring.signing_algs,
         "claims_supported": CLAIMS,
+        # /authorize refuses request objects (request_not_supported, request_uri_not_supported);
+        # request_uri_parameter_supported must say so, as it defaults to true.
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
     }

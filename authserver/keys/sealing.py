@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import replace
@@ -70,6 +72,15 @@ def key_encryption_key(settings: Settings) -> bytes:
     with os.fdopen(fd, "wb") as out:
         out.write(base64.b64encode(secrets.token_bytes(32)) + b"\n")
     return _read_kek(path)
+
+
+def derived_keys(sealer: KeySealer, label: bytes) -> tuple[bytes, ...]:
+    """Keys for another purpose (`label`), one per KEK the sealer opens with, the current one
+    first: HMAC-SHA256(KEK, label), a PRF of a uniformly random key, so the KEK itself is never
+    used outside sealing and no other setting is needed."""
+    return tuple(
+        hmac.new(kek, label, hashlib.sha256).digest() for kek in (sealer.kek, *sealer.older_keks)
+    )
 
 
 def key_sealer(settings: Settings) -> KeySealer:

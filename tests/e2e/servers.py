@@ -302,4 +302,12 @@ def foreign_pages(authserver: str) -> dict[str, tuple[str, str]]:
             "<!doctype html><title>evil</title>"
             f'<a id=go href="{authserver}/end-session?client_id={CLIENT_ID}">win a prize</a>',
         ),
+        # The same by a form post (RP-Initiated Logout allows POST): the Lax cookie stays home.
+        "/sign-out-form.html": (
+            html,
+            "<!doctype html><title>evil</title>"
+            f'<form method=post action="{authserver}/end-session">'
+            f'<input type=hidden name=client_id value="{CLIENT_ID}">'
+            "<button id=go>win a prize</button></form>",
+        ),
     }

@@ -577,6 +577,29 @@ def test_another_site_cannot_sign_the_browser_out(context: BrowserContext, stack
     assert stack.auth.state()[2] == before[2] + 2  # both apps' families
 
 
+def test_another_sites_form_post_is_posted_again_and_asked_about(
+    context: BrowserContext, stack: Stack
+) -> None:
+    # A cross-site POST comes without the SameSite=Lax login-session cookie: authserver ends
+    # and clears nothing, and its own page posts the request again, same-site, so the cookie
+    # comes along and the person is asked, as for a link.
+    spa = Tab(context, stack).open()
+    spa.sign_in()
+    before = stack.auth.state()
+    evil = context.new_page()
+    evil.goto(f"http://localhost:{stack.foreign_port}/sign-out-form.html")
+    with evil.expect_response(lambda r: posted(r, "/end-session")) as first:
+        evil.click("#go")
+    assert first.value.status == 200
+    evil.wait_for_selector("text=Sign out?")
+
+    assert stack.auth.state() == before  # nothing revoked
+    spa.refresh()  # its refresh cookie is still there
+    second = Tab(context, stack, stack.second).open()
+    second.sign_in_without_the_form()
+    assert [url for url in second.visited if "/login" in url] == []
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"], ids=["same-site", "cross-site"])
 def test_a_foreign_origin_gets_nothing_from_the_refresh_cookie(
     context: BrowserContext, stack: Stack, host: str

@@ -297,3 +297,46 @@ async def test_disable_and_logout_all_end_the_login_session(
     assert (await client.post(f"/admin/users/{alice}/{action}", headers=root)).status_code == 204
     flow = Flow.new(web, prompt="none")
     assert_error_redirect(await authorize(client, flow.params), flow, "login_required")
+
+
+async def test_a_disabled_client_gets_the_error_page_as_an_unknown_one(
+    client: httpx.AsyncClient, alice: str, web: str, registry: Registry, spa: str
+) -> None:
+    # Alice is signed in: single sign-on would otherwise issue a code at once.
+    await code_for(client, Flow.new(web))
+    login_url = (await authorize(client, Flow.new(web, prompt="login").params)).headers["location"]
+    root = await admin_headers(client, registry)
+    disabled = await client.patch(f"/admin/clients/{web}", json={"disabled": True}, headers=root)
+    assert disabled.status_code == 200, disabled.text
+
+    for flow in (Flow.new(web), Flow.new(web, prompt="none"), Flow.new(web, prompt="login")):
+        response = await authorize(client, flow.params)
+        assert_error_page(response)
+        assert "not registered" in response.text
+    # Nor does the sign-in page still offer to continue to it.
+    assert_error_page(await client.get(login_url))
+
+
+async def test_max_age_zero_always_asks_for_the_password(
+    client: httpx.AsyncClient, alice: str, web: str
+) -> None:
+    # OpenID Connect Core errata 2: max_age=0 is equivalent to prompt=login, even in the very
+    # second of the sign-in (the test clock stands still).
+    await code_for(client, Flow.new(web))
+    again = await authorize(client, Flow.new(web, max_age="0").params)
+    assert again.headers["location"].startswith(f"{ISSUER}/login?")
+    silent = Flow.new(web, max_age="0", prompt="none")
+    assert_error_redirect(await authorize(client, silent.params), silent, "login_required")
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [("request", "request_not_supported"), ("request_uri", "request_uri_not_supported")],
+)
+async def test_request_objects_are_refused_not_ignored(
+    client: httpx.AsyncClient, alice: str, web: str, name: str, error: str
+) -> None:
+    # OpenID Connect Core §6: request objects are not supported here, so say so, rather than
+    # answer a request whose parameters the client may have put only in the object.
+    flow = Flow.new(web, **{name: "eyJhbGciOiJub25lIn0.e30."})
+    assert_error_redirect(await authorize(client, flow.params), flow, error)

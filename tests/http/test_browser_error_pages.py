@@ -119,9 +119,10 @@ async def test_a_database_outage_is_a_page_there_and_json_elsewhere(
     outage: tuple[httpx.AsyncClient, FaultyProxy, str],
 ) -> None:
     http, proxy, url = outage
+    # Before the page: its CSRF token is bound to the browser's login-session cookie.
+    http.cookies.set("authserver_session", "a session the database must look up")
     page = await http.get(url)
     form = {"csrf_token": csrf_token(page.text), "username": "alice", "password": "x"}
-    http.cookies.set("authserver_session", "a session the database must look up")
     await proxy.cut()
 
     answers = {

@@ -259,3 +259,87 @@ async def test_without_a_login_session_there_is_nothing_to_ask(
 
     assert redirected.status_code == 303 and redirected.headers["location"] == BYE + "?state=x"
     assert page.status_code == 200 and "You are signed out" in page.text
+
+
+async def cross_site_post(client: httpx.AsyncClient, data: dict[str, str]) -> httpx.Response:
+    """A form posted to /end-session from another site: the browser sends neither the Lax
+    login-session cookie nor the Strict ones (RFC 6265bis §5.6.7.1); it keeps what it is sent."""
+    kept = dict(client.cookies)
+    client.cookies.clear()
+    response = await client.post("/end-session", data=data)
+    for name, value in kept.items():
+        if name not in client.cookies:
+            client.cookies.set(name, value)
+    return response
+
+
+def resent_fields(page: httpx.Response) -> dict[str, str]:
+    """The page that posts a cookieless request again, now from our own origin."""
+    assert page.status_code == 200, page.text
+    assert_strict_headers(page)
+    ends_nothing(page)
+    assert form_action(page.text) == "/end-session"
+    # No inline script but the one the CSP names by its nonce: it submits the form.
+    csp = page.headers["content-security-policy"]
+    nonce = csp.split("script-src 'nonce-")[1].split("'")[0]
+    assert f'<script nonce="{nonce}">' in page.text
+    assert page.text.count("<script") == 1
+    return hidden_fields(page.text)
+
+
+@pytest.mark.parametrize("hinted", [False, True], ids=["no-hint", "hint"])
+async def test_a_cross_site_post_ends_nothing_and_is_posted_again_from_our_page(
+    client: httpx.AsyncClient, web: str, hinted: bool
+) -> None:
+    tokens = await signed_in(client)
+    params = {"client_id": WEB, "post_logout_redirect_uri": BYE, "state": "s 1"}
+    if hinted:
+        params["id_token_hint"] = tokens["id_token"]
+
+    page = await cross_site_post(client, params)
+
+    # Not "signed out", not the app's URI with its state, no cookie cleared: nothing ended.
+    fields = resent_fields(page)
+    assert {name: fields[name] for name in params} == params
+    assert "form-action 'self' https://app.example;" in page.headers["content-security-policy"]
+    assert await still_signed_in(client, tokens)
+
+    # Posted again from our page, same-site: the login session's cookie comes along.
+    again = await client.post("/end-session", data=fields)
+
+    if hinted:  # the signed-in user's own ID token: ended at once, as a GET would be
+        assert again.status_code == 303, again.text
+        assert again.headers["location"] == BYE + "?state=s+1"
+        assert not await still_signed_in(client, tokens)
+    else:  # as any request without the hint: the person is asked
+        assert again.status_code == 200 and "Sign out?" in again.text
+        ends_nothing(again)
+        assert await still_signed_in(client, tokens)
+
+
+async def test_the_resent_marker_from_another_site_is_refused(
+    client: httpx.AsyncClient, web: str
+) -> None:
+    tokens = await signed_in(client)
+    fields = resent_fields(await cross_site_post(client, {"client_id": WEB}))
+
+    # Another site copies the form: the Strict CSRF cookie does not come with its post.
+    forged = await cross_site_post(client, fields)
+
+    assert forged.status_code == 403, forged.text
+    ends_nothing(forged)
+    assert await still_signed_in(client, tokens)
+
+
+async def test_a_resent_post_with_truly_no_session_says_so_without_clearing_cookies(
+    client: httpx.AsyncClient, web: str
+) -> None:
+    params = {"client_id": WEB, "post_logout_redirect_uri": BYE, "state": "x"}
+    fields = resent_fields(await cross_site_post(client, params))
+
+    again = await client.post("/end-session", data=fields)
+
+    # There is no session in this browser, so there is nothing to end or to ask about: back to
+    # the app, as a GET without a session is answered, but no cookie is touched.
+    assert again.status_code == 303 and again.headers["location"] == BYE + "?state=x"
+    assert again.headers.get("set-cookie") is None

@@ -199,7 +199,8 @@ async def test_the_cookies_are_host_only_secure_and_httponly(
         }
         signed_in = await browser.post(form_action(page.text), data=form)
     assert signed_in.status_code == 303, signed_in.text
-    cookie = signed_in.headers["set-cookie"]
+    # The sign-in renews the CSRF cookie too (see test_signing_in_renews_the_csrf_token).
+    cookie = next(c for c in signed_in.headers.get_list("set-cookie") if "authserver_session=" in c)
     assert cookie.startswith("__Host-authserver_session=")
     flags = set(cookie.split("; ")[1:])
     assert {"Path=/", "HttpOnly", "Secure", "SameSite=Lax", "Max-Age=86400"} <= flags
@@ -314,6 +315,46 @@ async def test_signing_in_as_another_user_ends_the_previous_users_sign_in(
     async with engine.connect() as conn:
         events = await conn.execute(text("SELECT action, user_id FROM audit_events"))
         assert ("end_session", alice) in {tuple(row) for row in events}
+
+
+async def test_a_planted_csrf_cookie_is_not_adopted(
+    client: httpx.AsyncClient, alice: str, login_url: str
+) -> None:
+    # Without __Host- (plain-http development) a sibling host can set our cookies: a value it
+    # made up must not become the token its page then posts.
+    planted = "planted-by-a-sibling-host-0123456789abcdef"
+    client.cookies.set("authserver_csrf", planted)
+
+    page = await client.get(login_url)
+
+    assert csrf_token(page.text) != planted
+    assert page.headers["set-cookie"].startswith(f"authserver_csrf={csrf_token(page.text)};")
+    client.cookies.clear()
+    client.cookies.set("authserver_csrf", planted)
+    fields = {"username": "alice", "password": "correct horse", "csrf_token": planted}
+    refused = await client.post(form_action(page.text), data=fields)
+    assert refused.status_code == 403, refused.text
+    assert "authserver_session" not in refused.headers.get("set-cookie", "")
+
+
+async def test_signing_in_renews_the_csrf_token(
+    client: httpx.AsyncClient, alice: str, login_url: str
+) -> None:
+    page = await client.get(login_url)
+    before = csrf_token(page.text)
+
+    response = await sign_in(client, login_url)
+
+    assert response.status_code == 303, response.text
+    after = client.cookies["authserver_csrf"]
+    assert after != before
+    # The token known before the sign-in no longer confirms anything after it.
+    fields = await sign_out_form(client)
+    assert fields["csrf_token"] == after
+    client.cookies.delete("authserver_csrf")
+    client.cookies.set("authserver_csrf", before)
+    stale = await client.post("/end-session", data={**fields, "csrf_token": before})
+    assert stale.status_code == 403, stale.text
 
 
 class TestBehindAProxy:

@@ -331,3 +331,34 @@ async def test_wrong_methods_are_405_json(
 
     assert_json_error(response, 405, "method_not_allowed")
     assert allowed in response.headers["allow"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/login", {"GET", "HEAD", "POST"}),
+        ("PUT", "/admin/clients", {"GET", "HEAD", "POST"}),
+        ("POST", "/admin/clients/web", {"GET", "HEAD", "PATCH", "DELETE"}),
+        ("PUT", "/admin/users/some-sub", {"GET", "HEAD", "PATCH", "DELETE"}),
+    ],
+)
+async def test_405_allows_every_method_of_the_path_not_only_the_first_routes(
+    client: httpx.AsyncClient, method: str, path: str, allowed: set[str]
+) -> None:
+    # RFC 9110 §15.5.6: the origin server MUST generate an Allow header field containing a
+    # list of the target resource's currently supported methods.
+    response = await client.request(method, path)
+
+    assert_json_error(response, 405, "method_not_allowed")
+    assert set(response.headers["allow"].split(", ")) == allowed
+
+
+@pytest.mark.parametrize("path", METADATA_PATHS)
+async def test_metadata_says_request_objects_are_not_supported(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    # OpenID Connect Discovery 1.0 §3: request_uri_parameter_supported defaults to true, so
+    # leaving it out would claim support (/authorize answers request_uri_not_supported).
+    meta = (await client.get(path)).json()
+    assert meta["request_uri_parameter_supported"] is False
+    assert meta["request_parameter_supported"] is False
