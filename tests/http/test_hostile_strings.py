@@ -149,3 +149,30 @@ async def test_nul_in_a_path_or_query_value_is_invalid_request(
     assert response.status_code == 400, response.text
     if "json" in response.headers["content-type"]:
         assert response.json()["error"] == "invalid_request"
+
+
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ): no whitespace, no controls.
+BAD_SCOPES = ["profile\n", "profile\r\n", "pro\tfile", "profile\u202e", "profile\x7f"]
+
+
+@pytest.mark.parametrize("scope", BAD_SCOPES, ids=repr)
+async def test_a_scope_token_with_a_control_character_is_refused(
+    client: httpx.AsyncClient, admin: str, engine: AsyncEngine, spa: str, scope: str
+) -> None:
+    """`profile\\n` matched the scope pattern (`$` matches before a final newline) and was
+    stored as a user's or a client's scope, and asked for at /token."""
+    for path, body in [
+        ("/admin/users", {"username": "mallory", "password": "a long password", "scopes": [scope]}),
+        ("/admin/clients", {"client_id": "svc", "scopes": [scope]}),
+    ]:
+        response = await client.post(path, **escaped_json(admin, body))
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_request"
+    response = await client.patch("/admin/clients/spa", **escaped_json(admin, {"scopes": [scope]}))
+    assert response.status_code == 400, response.text
+    asked = await password_login(client, "root", "root password", scope=scope)
+    assert asked.status_code == 400, asked.text
+    assert asked.json()["error"] == "invalid_scope"
+    async with engine.connect() as conn:
+        stored = (await conn.execute(text("SELECT scopes FROM clients"))).scalars().all()
+    assert not any(scope in s for s in stored)
