@@ -44,6 +44,7 @@ from typing import Protocol, TypeVar
 import anyio
 
 from authserver.errors import InvalidGrant, SlowDown
+from authserver.users import username_key
 
 T = TypeVar("T")
 log = logging.getLogger("authserver.throttle")
@@ -166,7 +167,8 @@ class ThrottleStore(Protocol):
 
 def username_bucket(username: str) -> str:
     # Hashed: the table need not hold every name a guesser tried, and its key stays short.
-    return "user:" + hashlib.sha256(username.encode()).hexdigest()
+    # Folded as logins find accounts (users.username_key): `ALICE` spends alice's budget.
+    return "user:" + hashlib.sha256(username_key(username).encode()).hexdigest()
 
 
 def address_bucket(address: str) -> str:
