@@ -28,7 +28,14 @@ from authserver.password_policy import check_password
 from authserver.refresh import Session
 from authserver.scopes import ADMIN, valid_scope_tokens
 from authserver.services import Services
-from authserver.users import MAX_PASSWORD, MAX_USERNAME, User, UserChanges, new_user
+from authserver.users import (
+    MAX_PASSWORD,
+    MAX_USERNAME,
+    User,
+    UserChanges,
+    new_user,
+    username_problem,
+)
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 500
@@ -79,6 +86,9 @@ class CreatedUser:
 
 async def create_user(services: Services, actor: str, body: dict[str, Any]) -> CreatedUser:
     username = _string(body, "username", MAX_USERNAME)
+    problem = username_problem(username)
+    if problem is not None:
+        raise InvalidRequest(problem)
     password = _password(services, body, username)
     scopes = _string_list(body, "scopes")
     if not valid_scope_tokens(scopes):
@@ -87,6 +97,7 @@ async def create_user(services: Services, actor: str, body: dict[str, Any]) -> C
     user = new_user(username, await services.passwords.hash(password), scopes, admin)
     now = services.clock()
     if not await services.users.create(user, now):
+        # Taken in any case or Unicode form (users.username_key).
         raise Conflict(f"The username {username!r} is taken.")
     # A new account: failures against the name before (a deleted account's, guesses at a name
     # not yet taken) are not its own.

@@ -3,9 +3,10 @@
 A code is 128+ random bits (here 256), stored only as its SHA-256, valid 60 s, and bound to the
 client, the redirect URI, the PKCE challenge, the scope, the nonce, the user and the login
 session. Its exchange is settled by the store in one conditional UPDATE: of any number of racing
-exchanges on any number of instances, at most one finds it unused. A used code is kept (until
-purged) with the family its first use started, so presenting it again revokes that family
-(RFC 6749 §4.1.2).
+exchanges on any number of instances, at most one finds it unused. A used code is kept
+`REPLAY_WINDOW` seconds past its expiry with the family its first use started, so its holder
+presenting it again revokes that family (RFC 6749 §4.1.2); anyone else presenting it is refused
+and revokes nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from authserver.refresh import (
 )
 
 CODE_TTL = 60  # seconds (API.md)
+# How long a used code is kept after it expired (db/purge.py), for its holder's replay to find
+# it: a replay comes from the client that redeemed it, within moments, or not at all.
+REPLAY_WINDOW = 10 * 60
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,8 @@ async def redeem_code(
     Spend first: the store's one UPDATE requires the code unused, unexpired and bound as
     presented, so a wrong verifier, client or redirect URI matches nothing and changes nothing
     (the code stays usable by its holder), and a good exchange is one round trip. Only a spend
-    that failed reads the code, to say why, and to revoke what a replayed code started.
+    that failed reads the code, to say why, and, when its holder presents it again, to revoke
+    what its first use started.
     """
     code_hash = hash_token(value)
     if verifier_well_formed(verifier):  # else it matches no challenge: nothing to spend
@@ -176,7 +181,7 @@ async def redeem_code(
     if stored is None:
         raise InvalidGrant(detail="unknown authorization code")
     if stored.used_at is not None:  # a replay, or an exchange that raced this one and won
-        await _replayed(families, stored, client_id, now)
+        await _replayed(families, stored, client_id, verifier, now)
     code = stored.code
     if code.expires_at <= now:
         raise InvalidGrant(detail="authorization code expired")
@@ -190,11 +195,21 @@ async def redeem_code(
     raise InvalidGrant(detail="authorization code no longer redeemable")
 
 
-async def _replayed(families: FamilyStore, stored: StoredCode, client_id: str, now: int) -> None:
-    """RFC 6749 §4.1.2: if an authorization code is used more than once, the authorization
+async def _replayed(
+    families: FamilyStore, stored: StoredCode, client_id: str, verifier: str | None, now: int
+) -> None:
+    """RFC 6749 §4.1.2: "If an authorization code is used more than once, the authorization
     server MUST deny the request and SHOULD revoke (when possible) all tokens previously issued
-    based on that authorization code."""
+    based on that authorization code."
+
+    Denied always; revoked only when the replay comes from the code's own client with the
+    verifier that matches its challenge, i.e. from its holder, whose code has leaked or who
+    submitted twice. Anyone who merely saw a used code (a log, a Referer, another client) must
+    not be able to end the session of the user who redeemed it."""
     code = stored.code
+    holder = _same(code.client_id, client_id) and verifier_matches(verifier, code.code_challenge)
+    if not holder:
+        raise InvalidGrant(detail="authorization code already used (not by its holder)")
     if stored.family_id is not None:
         family = Family(stored.family_id, code.user_id, code.client_id, code.scope, 0, 0)
         replay = AuditEvent(

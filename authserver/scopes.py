@@ -6,8 +6,9 @@ import re
 
 from authserver.errors import InvalidScope
 
-# scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+# scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). Always `fullmatch`: `$` also matches before a
+# final newline, which let `profile\n` through.
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 ADMIN = "admin"
 # OpenID Connect Core §3.1.2.1: `openid` marks a request as OpenID Connect; it is a protocol
 # switch, not a permission, so every user holds it. `profile` is an ordinary scope here.
@@ -22,13 +23,13 @@ def parse_scope(raw: str | None) -> tuple[str, ...] | None:
     if raw is None:
         return None
     tokens = raw.split(" ")
-    if not all(_SCOPE_TOKEN.match(token) for token in tokens):
+    if not all(_SCOPE_TOKEN.fullmatch(token) for token in tokens):
         raise InvalidScope("The scope is malformed.")
     return tuple(dict.fromkeys(tokens))
 
 
 def valid_scope_tokens(tokens: list[str] | tuple[str, ...]) -> bool:
-    return all(isinstance(t, str) and _SCOPE_TOKEN.match(t) for t in tokens)
+    return all(isinstance(t, str) and _SCOPE_TOKEN.fullmatch(t) for t in tokens)
 
 
 def grant(

@@ -62,6 +62,7 @@ from typing import Protocol, TypeVar
 import anyio
 
 from authserver.errors import InvalidGrant, SlowDown
+from authserver.users import username_key
 
 T = TypeVar("T")
 log = logging.getLogger("authserver.throttle")
@@ -218,7 +219,8 @@ class ThrottleStore(Protocol):
 
 def username_bucket(username: str) -> str:
     # Hashed: the table need not hold every name a guesser tried, and its key stays short.
-    return "user:" + _digest(username)
+    # Folded as logins find accounts (users.username_key): `ALICE` spends alice's budget.
+    return "user:" + _digest(username_key(username))
 
 
 def address_bucket(address: str) -> str:
@@ -227,7 +229,7 @@ def address_bucket(address: str) -> str:
 
 def pair_prefix(username: str) -> str:
     """What the keys of the username's buckets at each address group start with."""
-    return "pair:" + _digest(username)[:32] + ":"
+    return "pair:" + _digest(username_key(username))[:32] + ":"
 
 
 def pair_bucket(username: str, group: str) -> str:

@@ -41,7 +41,9 @@ class UserChanges:
 class UserStore(Protocol):
     """Deleted users are never returned: their row keeps only the sub."""
 
-    async def by_username(self, username: str) -> User | None: ...
+    async def by_username(self, username: str) -> User | None:
+        """The user whose name has the same `username_key`: any case, any Unicode form."""
+        ...
 
     async def by_id(self, user_id: str) -> User | None: ...
 
@@ -73,7 +75,8 @@ class UserStore(Protocol):
         ...
 
     async def create(self, user: User, now: int) -> bool:
-        """Stores a new user; False when the username is taken."""
+        """Stores a new user; False when the username, or one with its `username_key`, is
+        taken."""
         ...
 
     async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:
@@ -83,6 +86,28 @@ class UserStore(Protocol):
 
 MAX_USERNAME = 256
 MAX_PASSWORD = 1024
+
+# What a username may not hold: controls (Cc: tab, newline, DEL, C1), format characters (Cf:
+# bidi overrides and isolates, LRM/RLM, zero-width ones, the BOM), line and paragraph
+# separators, surrogates. Each can make one name look like another, or like none.
+_REFUSED_IN_USERNAMES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def username_key(username: str) -> str:
+    """What makes two usernames one account: NFKC, case folded, NFKC again (Unicode's
+    compatibility caseless match, D146). `Alice`, `ALICE` and full-width `ａｌｉｃｅ` are one
+    name; it is unique in the store, and a login finds the account by it."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
+
+
+def username_problem(username: str) -> str | None:
+    """Why a new username is refused (a sentence), or None. The name is stored as given, for
+    display; its key (`username_key`) is what must be unique."""
+    if any(unicodedata.category(c) in _REFUSED_IN_USERNAMES for c in username):
+        return "username contains a control or format character (a bidi or zero-width one)."
+    if len(username_key(username)) > MAX_USERNAME:
+        return f"username is longer than {MAX_USERNAME} characters once normalised."
+    return None
 
 
 def new_user(username: str, password_hash: str, scopes: list[str], admin: bool) -> User:

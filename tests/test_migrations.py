@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from authserver.db import migrate
+from authserver.db.accounts import SqlUserStore
 from authserver.db.codes import SqlCodeStore
 from authserver.db.columns import stored_hash
 from authserver.db.denylist import SqlDenylist
@@ -247,3 +248,50 @@ async def seed_before_0008_at_head(engine: AsyncEngine) -> None:
     await migrate.downgrade(engine, "0007")
     await seed_before_0008(engine)
     await migrate.upgrade(engine)
+
+
+# --- 0009_inputs: one account per username in any case, over rows written before it ----------
+
+
+async def seed_users(engine: AsyncEngine, *names: str) -> None:
+    async with engine.begin() as conn:
+        for number, name in enumerate(names):
+            await conn.execute(
+                text(
+                    "INSERT INTO users (id, username, password_hash, scopes, disabled,"
+                    " created_at) VALUES (:id, :name, 'x', 'profile', false, 0)"
+                ),
+                {"id": f"u{number}", "name": name},
+            )
+
+
+async def test_0009_keys_existing_usernames_and_logins_find_them_in_any_case(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0008")
+    await seed_users(engine, "Bob", "carol", "\uff24ave")
+
+    await migrate.upgrade(engine)
+
+    store = SqlUserStore(pooled)
+    for typed, sub in [("bob", "u0"), ("BOB", "u0"), ("Carol", "u1"), ("dave", "u2")]:
+        found = await store.by_username(typed)
+        assert found is not None and found.id == sub, typed
+    shown = await store.by_username("bob")
+    assert shown is not None and shown.username == "Bob"  # kept as given
+    assert await schema_diff(engine) == []
+
+
+async def test_0009_stops_on_usernames_that_fold_to_one_and_changes_nothing(
+    engine: AsyncEngine,
+) -> None:
+    await migrate.upgrade(engine, "0008")
+    await seed_users(engine, "alice", "Alice", "ALICE", "bob")
+
+    with pytest.raises(Exception, match=r"'ALICE' \(sub u2\), 'Alice' \(sub u1\), 'alice'"):
+        await migrate.upgrade(engine)
+
+    assert await migrate.current_revision(engine) == "0008"
+    async with engine.connect() as conn:
+        names = (await conn.execute(text("SELECT username FROM users"))).scalars().all()
+    assert sorted(names) == ["ALICE", "Alice", "alice", "bob"]  # nothing merged

@@ -1,5 +1,6 @@
-"""The purge keeps the browser sign-in's tables bounded, and keeps a used code while a replay of
-it may still have a family to revoke."""
+"""The purge keeps the browser sign-in's tables bounded, and keeps a used code only minutes after
+it expired: long enough for its holder's replay to revoke what it started, not a session's
+lifetime."""
 
 from __future__ import annotations
 
@@ -59,6 +60,29 @@ async def test_codes_and_login_sessions_are_purged_when_nothing_needs_them(
     assert await rows(engine, "SELECT code_hash FROM authorization_codes") == []
     # The login session passed its absolute end long ago.
     assert await rows(engine, "SELECT id FROM login_sessions") == []
+
+
+async def test_a_used_code_is_purged_minutes_after_it_expired(
+    client: httpx.AsyncClient,
+    registry: Registry,
+    engine: AsyncEngine,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    await registry.user("alice", "correct horse")
+    await web_client(registry)
+    flow = Flow.new(WEB)
+    used = await code_for(client, flow)
+    assert (await exchange(client, used, flow)).status_code == 200
+
+    clock.advance(61 + 9 * 60)  # within the replay window
+    await purge(engine, settings, clock.now)
+    assert await rows(engine, "SELECT code_hash FROM authorization_codes") == [hash_token(used)]
+
+    clock.advance(60)  # 60 s of life, then ten minutes
+    purged = await purge(engine, settings, clock.now)
+    assert purged is not None and purged.authorization_codes == 1
+    assert await rows(engine, "SELECT code_hash FROM authorization_codes") == []
 
 
 async def test_an_ended_login_session_is_purged_and_a_live_one_kept(

@@ -16,7 +16,7 @@ from authserver.db.audit import append_audit
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import AuditEventRow, ClientRow, UserRow
 from authserver.db.notify import notify_client_changed
-from authserver.users import User, UserChanges, granted_scopes
+from authserver.users import User, UserChanges, granted_scopes, username_key
 
 _LIVE_USER = UserRow.deleted_at.is_(None)
 _LIVE_CLIENT = ClientRow.deleted_at.is_(None)
@@ -32,7 +32,9 @@ class SqlUserStore:
         async with self._single.connect() as conn:
             row = (
                 await conn.execute(
-                    select(UserRow.__table__).where(UserRow.username == username, _LIVE_USER)
+                    select(UserRow.__table__).where(
+                        UserRow.username_key == username_key(username), _LIVE_USER
+                    )
                 )
             ).first()
         return _user(row) if row else None
@@ -64,6 +66,7 @@ class SqlUserStore:
                     insert(UserRow).values(
                         id=user.id,
                         username=user.username,
+                        username_key=username_key(user.username),
                         password_hash=user.password_hash,
                         scopes=" ".join(user.scopes),
                         disabled=user.disabled,
@@ -129,7 +132,13 @@ class SqlUserStore:
             result = await conn.execute(
                 update(UserRow)
                 .where(UserRow.id == user_id, _LIVE_USER)
-                .values(username=None, password_hash=None, disabled=True, deleted_at=now)
+                .values(
+                    username=None,
+                    username_key=None,
+                    password_hash=None,
+                    disabled=True,
+                    deleted_at=now,
+                )
             )
             if result.rowcount:
                 await _forget_username(conn, user_id)

@@ -45,6 +45,9 @@ class UserRow(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     # Both NULL once the user is deleted (0007): the row stays for its sub, the name is free.
     username: Mapped[str | None] = mapped_column(String(256), unique=True)
+    # users.username_key of the name (0009): unique, so `Alice` and `alice` are one account.
+    # Text: NFKC may lengthen a name; NULL once deleted, as the name.
+    username_key: Mapped[str | None] = mapped_column(Text, unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(512))
     scopes: Mapped[str] = mapped_column(Text, default="")  # space-separated
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -7,9 +7,8 @@
 - denied access tokens past their expiry (already `exp` + leeway when written);
 - login throttle buckets quiet for longer than the throttle forgets;
 - audit events older than the retention (AUTHSERVER_AUDIT_RETENTION_DAYS);
-- authorization codes never used once expired; used ones once no family their first use
-  started can still be alive (the session TTL after they expired), since until then a replay
-  must find them to revoke that family;
+- authorization codes never used once expired; used ones `REPLAY_WINDOW` (minutes) after
+  they expired: until then their holder's replay finds them and revokes what they started;
 - login sessions past their absolute end or ended.
 
 A purge deletes in batches of at most `BATCH` rows per table, each batch one short
@@ -31,6 +30,7 @@ import anyio
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from authserver.authorization_codes import REPLAY_WINDOW
 from authserver.config import Settings
 from authserver.db.engine import is_postgres
 from authserver.db.failures import unavailable
@@ -148,7 +148,7 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
     retention = now - settings.audit_retention_days * 86_400
     audit = await conn.execute(_AUDIT, {"before": retention, "batch": batch})
     codes = await conn.execute(
-        _CODES, {"now": now, "used_before": now - settings.session_ttl, "batch": batch}
+        _CODES, {"now": now, "used_before": now - REPLAY_WINDOW, "batch": batch}
     )
     login_sessions = await conn.execute(_LOGIN_SESSIONS, {"now": now, "batch": batch})
     return Purged(

@@ -555,7 +555,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "tags": ["sessions"],
         "security": BEARER,
         "parameters": [PATH_SID],
-        "responses": {**NO_CONTENT, **_errors(401, 404)},
+        # 400: a sid no store can hold (http/params.py).
+        "responses": {**NO_CONTENT, **_errors(400, 401, 404)},
     },
     ("GET", "/admin/audit"): {
         "summary": "The audit trail, newest first, paged by `before`.",

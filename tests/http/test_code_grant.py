@@ -87,6 +87,42 @@ async def test_a_replayed_code_is_refused_and_revokes_the_family_its_first_use_s
 
 
 @pytest.mark.parametrize(
+    "replay",
+    [
+        {"code_verifier": ""},  # no verifier
+        {"code_verifier": "wrong-" + "v" * 50},
+        {"client_id": "other"},  # another client, with the right verifier even
+    ],
+    ids=["no-verifier", "wrong-verifier", "another-client"],
+)
+async def test_a_used_code_presented_by_anyone_but_its_holder_revokes_nothing(
+    client: httpx.AsyncClient,
+    alice: str,
+    web: str,
+    registry: Registry,
+    rs: tuple[str, str],
+    replay: dict[str, str],
+) -> None:
+    """Whoever merely saw a used code (in a log, a Referer) must not end the session of the
+    user who redeemed it: only the code's own client with its verifier proves to be the holder
+    whose code leaked."""
+    await web_client(registry, "other")
+    flow = Flow.new(web)
+    code = await code_for(client, flow)
+    first = await exchange(client, code, flow)
+    assert first.status_code == 200, first.text
+    tokens = first.json()
+
+    assert_invalid_grant(await exchange(client, code, flow, **replay))
+
+    assert await active(client, rs, tokens["access_token"])
+    refresh = await client.post(
+        "/refresh", data={"client_id": web, "refresh_token": tokens["refresh_token"]}
+    )
+    assert refresh.status_code == 200, refresh.text
+
+
+@pytest.mark.parametrize(
     "change",
     [
         {"code_verifier": ""},  # PKCE: none

@@ -6,6 +6,7 @@ refuses them in its fields. Before, each reached a database driver and came back
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.http.routes import routes
 from authserver.services import Services
 from tests.conftest import Login, Registry, password_login
 from tests.http.hostile import forge
@@ -113,3 +115,64 @@ async def test_the_forged_control_is_accepted(
         "/introspect", data={"token": forge(services, login.access_token)}, auth=rs
     )
     assert response.json()["active"] is True
+
+
+def _probes() -> list[tuple[str, str]]:
+    """(method, url) of every route with NUL in each path parameter, and of every GET route
+    with NUL in a query value (the admin lists' own parameter names among them)."""
+    probes: list[tuple[str, str]] = []
+    for route in routes:
+        for method in sorted(route.methods or ()):
+            if method == "HEAD":
+                continue
+            path = route.path
+            for name in route.param_convertors:
+                probes.append((method, path.replace("{" + name + "}", "%00", 1)))
+            if method == "GET":
+                probes.append((method, re.sub(r"\{\w+\}", "x", path) + "?after=%00"))
+    probes += [
+        ("GET", "/admin/users?username=%00"),
+        ("GET", "/admin/users?after=a%00b&limit=5"),
+        ("GET", "/admin/clients?%00=x"),
+    ]
+    return probes
+
+
+@pytest.mark.parametrize(("method", "url"), _probes(), ids=lambda p: str(p))
+async def test_nul_in_a_path_or_query_value_is_invalid_request(
+    client: httpx.AsyncClient, admin: str, method: str, url: str
+) -> None:
+    """Every path and query value meets `storable` in one place (http/params.py), whatever
+    the route does with it: before, `/admin/users/%00` or `?after=%00` reached Postgres as a
+    500 with a traceback."""
+    response = await client.request(method, url, headers=bearer(admin))
+    assert response.status_code == 400, response.text
+    if "json" in response.headers["content-type"]:
+        assert response.json()["error"] == "invalid_request"
+
+
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ): no whitespace, no controls.
+BAD_SCOPES = ["profile\n", "profile\r\n", "pro\tfile", "profile\u202e", "profile\x7f"]
+
+
+@pytest.mark.parametrize("scope", BAD_SCOPES, ids=repr)
+async def test_a_scope_token_with_a_control_character_is_refused(
+    client: httpx.AsyncClient, admin: str, engine: AsyncEngine, spa: str, scope: str
+) -> None:
+    """`profile\\n` matched the scope pattern (`$` matches before a final newline) and was
+    stored as a user's or a client's scope, and asked for at /token."""
+    for path, body in [
+        ("/admin/users", {"username": "mallory", "password": "a long password", "scopes": [scope]}),
+        ("/admin/clients", {"client_id": "svc", "scopes": [scope]}),
+    ]:
+        response = await client.post(path, **escaped_json(admin, body))
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_request"
+    response = await client.patch("/admin/clients/spa", **escaped_json(admin, {"scopes": [scope]}))
+    assert response.status_code == 400, response.text
+    asked = await password_login(client, "root", "root password", scope=scope)
+    assert asked.status_code == 400, asked.text
+    assert asked.json()["error"] == "invalid_scope"
+    async with engine.connect() as conn:
+        stored = (await conn.execute(text("SELECT scopes FROM clients"))).scalars().all()
+    assert not any(scope in s for s in stored)

@@ -71,6 +71,30 @@ async def test_twenty_racing_exchanges_of_one_code_succeed_at_most_once(
     assert live == 0
 
 
+async def test_an_exchange_racing_one_without_the_verifier_keeps_the_winners_family(
+    client: httpx.AsyncClient, registry: Registry
+) -> None:
+    """The holder's exchange racing others of the same code that lack its verifier (a
+    double submit gone wrong, or whoever saw the code): the holder's wins whatever the order,
+    and what it got stays live, since only a replay with the verifier revokes."""
+    await registry.user("alice", "correct horse")
+    await web_client(registry)
+    for _ in range(ROUNDS):
+        flow = Flow.new(WEB)
+        code = await code_for(client, flow)
+        others = [{"code_verifier": "wrong-" + "v" * 50}, {"code_verifier": ""}] * 3
+
+        holder, *rest = await asyncio.gather(
+            exchange(client, code, flow), *(exchange(client, code, flow, **o) for o in others)
+        )
+
+        assert holder.status_code == 200, holder.text
+        assert {r.status_code for r in rest} == {400}
+        token = holder.json()["refresh_token"]
+        refreshed = await client.post("/refresh", data={"client_id": WEB, "refresh_token": token})
+        assert refreshed.status_code == 200, refreshed.text
+
+
 async def test_a_sign_in_racing_the_disable_leaves_no_login_session(
     client: httpx.AsyncClient, registry: Registry, spa: str, engine: AsyncEngine
 ) -> None:
