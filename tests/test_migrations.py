@@ -250,7 +250,7 @@ async def seed_before_0008_at_head(engine: AsyncEngine) -> None:
     await migrate.upgrade(engine)
 
 
-# --- 0009_inputs: one account per username in any case, over rows written before it ----------
+# --- 0009: one account per username in any case, over rows written before it ----------
 
 
 async def seed_users(engine: AsyncEngine, *names: str) -> None:

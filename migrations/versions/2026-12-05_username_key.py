@@ -1,6 +1,6 @@
 """usernames: one account per name in any case or Unicode form
 
-Revision ID: 0009_inputs
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-05 05:00:00
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_inputs"
+revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
