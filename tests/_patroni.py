@@ -15,7 +15,9 @@ Installed with apt-get in CI (root); elsewhere, when missing, the tests that nee
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -43,6 +45,7 @@ TTL, LOOP_WAIT, RETRY_TIMEOUT = 8, 1, 3
 # (Patroni's maximum_lag_on_failover; 1 MiB is its default, the operators' limit too).
 # `stall_replication` keeps the bed's standby well within it, whatever the load's speed.
 MAXIMUM_LAG = 1024 * 1024
+SCOPE = "authserver-ha"  # the cluster's name in etcd
 
 
 def ensure_installed() -> None:
@@ -81,6 +84,7 @@ class Bed:
     tmp: Path
     nodes: list[Node]
     synchronous: bool
+    etcd: int  # its client port
     killed: list[Node] = field(default_factory=list)
 
     @property
@@ -155,6 +159,18 @@ class Bed:
                 if behind >= lag or time.monotonic() >= ends:
                     return Stall(pid, behind)
                 await anyio.sleep(0.01)
+
+    async def leader_wal_position(self) -> int:
+        """The leader's WAL position as its Patroni last wrote it to etcd (each loop_wait):
+        what a standby's lag is measured against when the leader is gone."""
+        key = base64.b64encode(f"/service/{SCOPE}/status".encode()).decode()
+        async with httpx.AsyncClient(trust_env=False, timeout=2) as http:
+            response = await http.post(
+                f"http://127.0.0.1:{self.etcd}/v3/kv/range", json={"key": key}
+            )
+        (found,) = response.raise_for_status().json()["kvs"]
+        position: int = json.loads(base64.b64decode(found["value"]))["optime"]
+        return position
 
     def end(self, pid: int) -> None:
         """SIGKILL to a process stopped by `stall_replication`, once its primary is killed."""
@@ -258,7 +274,7 @@ async def patroni_bed(*, synchronous: bool) -> AsyncIterator[Bed]:
             "etcd.log",
         )
         nodes = [Node(name, free_loopback_port(), free_loopback_port()) for name in ("a", "b")]
-        bed = Bed(tmp, nodes, synchronous)
+        bed = Bed(tmp, nodes, synchronous, client)
         for node in nodes:
             config = tmp / f"{node.name}.yml"
             config.write_text(
@@ -294,7 +310,7 @@ async def patroni_bed(*, synchronous: bool) -> AsyncIterator[Bed]:
 
 def _config(node: Node, *, tmp: Path, bindir: Path, etcd: int, synchronous: bool) -> str:
     return f"""\
-scope: authserver-ha
+scope: {SCOPE}
 name: {node.name}
 log:
   level: INFO  # why a standby is not promoted (e.g. its lag) is said at INFO

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import asyncpg
 import httpx
 import jwt
 import pytest
@@ -39,7 +40,7 @@ from sqlalchemy.pool import NullPool
 from authserver.app import build_services
 from authserver.db import migrate
 from authserver.refresh import hash_token
-from tests._patroni import MAXIMUM_LAG, patroni_bed
+from tests._patroni import LOOP_WAIT, MAXIMUM_LAG, TTL, patroni_bed
 from tests.conftest import Registry, make_settings
 from tests.races._instances import Instance, serving
 
@@ -331,3 +332,35 @@ async def test_the_primary_killed_mid_load(
         assert not undone, undone
         assert not load.refused, load.refused[:5]
         assert not verdicts, verdicts[:5]
+
+
+async def test_a_standby_too_far_behind_is_not_promoted() -> None:
+    """The bed's premise, checked: past MAXIMUM_LAG Patroni leaves the cluster without a primary
+    rather than promote a standby that would lose that much (what the stall above stays within).
+    The WAL is written in one known amount: a logical-decoding message, no load."""
+    async with patroni_bed(synchronous=False) as bed:
+        old = await bed.primary()
+        assert old is not None
+        (standby,) = (node for node in bed.nodes if node is not old)
+        stall = await bed.stall_replication(lag=0, seconds=0)
+        conn = await asyncpg.connect(host="127.0.0.1", port=old.port, user="postgres")
+        try:
+            written = await conn.fetchval(
+                "SELECT pg_wal_lsn_diff(pg_logical_emit_message(false, 'authserver', $1), '0/0')"
+                "::bigint",
+                "x" * 2 * MAXIMUM_LAG,
+            )
+        finally:
+            await conn.close()
+        with anyio.fail_after(30):  # the leader's Patroni reports it within a loop_wait
+            while await bed.leader_wal_position() < written:
+                await anyio.sleep(0.2)
+        bed.kill(old)
+        bed.end(stall.sender)
+        log = bed.tmp / f"{standby.name}.log"
+        with anyio.fail_after(TTL + 30):  # once the leader key has expired
+            while "My wal position exceeds maximum replication lag" not in log.read_text():
+                await anyio.sleep(0.2)
+        await anyio.sleep(2 * LOOP_WAIT)  # a few more rounds: still no promotion
+        assert await bed.primary() is None, await bed.roles()
+        assert await bed.roles() == {standby.name: "replica/running"}
