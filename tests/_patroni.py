@@ -15,7 +15,9 @@ Installed with apt-get in CI (root); elsewhere, when missing, the tests that nee
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -39,6 +41,11 @@ PATRONI, ETCD = Path("/usr/bin/patroni"), Path("/usr/bin/etcd")
 # Seconds: the leader key's life, Patroni's loop, and its retries. loop_wait + 2 *
 # retry_timeout must stay within ttl. Production uses 30/10/10; shorter here, to fit CI.
 TTL, LOOP_WAIT, RETRY_TIMEOUT = 8, 1, 3
+# Bytes: a standby further behind the leader's last reported WAL position is not promoted
+# (Patroni's maximum_lag_on_failover; 1 MiB is its default, the operators' limit too).
+# `stall_replication` keeps the bed's standby well within it, whatever the load's speed.
+MAXIMUM_LAG = 1024 * 1024
+SCOPE = "authserver-ha"  # the cluster's name in etcd
 
 
 def ensure_installed() -> None:
@@ -77,6 +84,7 @@ class Bed:
     tmp: Path
     nodes: list[Node]
     synchronous: bool
+    etcd: int  # its client port
     killed: list[Node] = field(default_factory=list)
 
     @property
@@ -126,22 +134,43 @@ class Bed:
                     continue
         return False
 
-    async def stall_replication(self) -> int:
+    async def stall_replication(self, *, lag: int, seconds: float) -> Stall:
         """Stops the primary's WAL sender (SIGSTOP), as a cut link would: from now on its
         commits reach the standby no more (stopping the standby's receiver would not do: on
-        loopback the WAL waits in its socket buffer). Returns its pid, for `end`."""
+        loopback the WAL waits in its socket buffer). Returns once the standby is `lag` bytes
+        behind or `seconds` have passed, whichever comes first: bounded in time only, the lag
+        would depend on how fast the load writes, and past MAXIMUM_LAG Patroni would rightly
+        refuse to promote the standby."""
         primary = await self.primary()
         assert primary is not None
-        conn = await asyncpg.connect(
-            host="127.0.0.1", port=primary.port, user="postgres", database="postgres"
-        )
-        try:
-            pid = await conn.fetchval("SELECT pid FROM pg_stat_replication")
-        finally:
-            await conn.close()
-        assert isinstance(pid, int), "the primary has no WAL sender"
-        os.kill(pid, signal.SIGSTOP)
-        return pid
+        (standby,) = (node for node in self.nodes if node is not primary)
+        async with _connected(primary) as on_primary, _connected(standby) as on_standby:
+            with anyio.fail_after(30):  # Patroni's /replica is 200 before the standby streams
+                while (pid := await on_primary.fetchval(_SENDER)) is None:
+                    await anyio.sleep(0.1)
+            assert isinstance(pid, int)
+            os.kill(pid, signal.SIGSTOP)
+            ends = time.monotonic() + seconds
+            while True:
+                # Both as Patroni sees them: the leader's pg_current_wal_lsn() against the
+                # replica's received or replayed position, whichever is further.
+                written = await on_primary.fetchval(_WRITTEN)
+                behind = written - await on_standby.fetchval(_RECEIVED)
+                if behind >= lag or time.monotonic() >= ends:
+                    return Stall(pid, behind)
+                await anyio.sleep(0.01)
+
+    async def leader_wal_position(self) -> int:
+        """The leader's WAL position as its Patroni last wrote it to etcd (each loop_wait):
+        what a standby's lag is measured against when the leader is gone."""
+        key = base64.b64encode(f"/service/{SCOPE}/status".encode()).decode()
+        async with httpx.AsyncClient(trust_env=False, timeout=2) as http:
+            response = await http.post(
+                f"http://127.0.0.1:{self.etcd}/v3/kv/range", json={"key": key}
+            )
+        (found,) = response.raise_for_status().json()["kvs"]
+        position: int = json.loads(base64.b64decode(found["value"]))["optime"]
+        return position
 
     def end(self, pid: int) -> None:
         """SIGKILL to a process stopped by `stall_replication`, once its primary is killed."""
@@ -165,6 +194,31 @@ class Bed:
             f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}"
             for log in sorted(self.tmp.glob("*.log"))
         )
+
+
+@dataclass(frozen=True)
+class Stall:
+    sender: int  # the stopped WAL sender's pid
+    lag: int  # bytes of WAL the standby had not received when the stall ended
+
+
+_SENDER = "SELECT pid FROM pg_stat_replication WHERE state = 'streaming'"
+_WRITTEN = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+_RECEIVED = (
+    "SELECT pg_wal_lsn_diff(GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()),"
+    " '0/0')::bigint"
+)
+
+
+@contextlib.asynccontextmanager
+async def _connected(node: Node) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(
+        host="127.0.0.1", port=node.port, user="postgres", database="postgres"
+    )
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 def _postmaster_pid(data: Path) -> int | None:
@@ -220,7 +274,7 @@ async def patroni_bed(*, synchronous: bool) -> AsyncIterator[Bed]:
             "etcd.log",
         )
         nodes = [Node(name, free_loopback_port(), free_loopback_port()) for name in ("a", "b")]
-        bed = Bed(tmp, nodes, synchronous)
+        bed = Bed(tmp, nodes, synchronous, client)
         for node in nodes:
             config = tmp / f"{node.name}.yml"
             config.write_text(
@@ -256,10 +310,10 @@ async def patroni_bed(*, synchronous: bool) -> AsyncIterator[Bed]:
 
 def _config(node: Node, *, tmp: Path, bindir: Path, etcd: int, synchronous: bool) -> str:
     return f"""\
-scope: authserver-ha
+scope: {SCOPE}
 name: {node.name}
 log:
-  level: WARNING
+  level: INFO  # why a standby is not promoted (e.g. its lag) is said at INFO
 restapi:
   listen: 127.0.0.1:{node.api}
   connect_address: 127.0.0.1:{node.api}
@@ -270,7 +324,7 @@ bootstrap:
     ttl: {TTL}
     loop_wait: {LOOP_WAIT}
     retry_timeout: {RETRY_TIMEOUT}
-    maximum_lag_on_failover: 1048576
+    maximum_lag_on_failover: {MAXIMUM_LAG}
     synchronous_mode: {"true" if synchronous else "false"}
     postgresql:
       use_pg_rewind: false
