@@ -24,7 +24,7 @@ PREFIX = "AUTHSERVER_"
 FILE_SETTINGS = ("DATABASE_URL", "KEY_ENCRYPTION_KEY", "KEY_ENCRYPTION_KEY_PREVIOUS")
 # AUTHSERVER_ variables that are not settings yet must not be refused as typos:
 # - KEY_EPOCH_FILE: set by `serve` for its workers (keys/epoch.py);
-# - NEW_KEY_ENCRYPTION_KEY: the input of `authserver keys rewrap` (cli.py);
+# - NEW_KEY_ENCRYPTION_KEY: the input of `authserver keys rewrap` (cli/keys.py);
 # - every AUTHSERVER_TEST_* name: the test suite's (tests/_postgres.py, .ci/run), which its
 #   `authserver` subprocesses inherit.
 NOT_SETTINGS = ("AUTHSERVER_KEY_EPOCH_FILE", "AUTHSERVER_NEW_KEY_ENCRYPTION_KEY")

@@ -6,7 +6,7 @@ everywhere, reuse, a disabled user), the key that signed it revoked, or its clie
 deleted or marked "tokens issued until T are revoked" (which reaches client_credentials tokens,
 which have no session). One query asks all four, so a change made on another instance counts
 at once, not after this one's next reload.
-Verifiers that work offline read the same facts from the revocation feed (revocation_feed.py).
+Verifiers that work offline read the same facts from the feed (actions/revocation_feed.py).
 """
 
 from __future__ import annotations

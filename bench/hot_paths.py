@@ -23,13 +23,14 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from authserver.access_tokens import mint_access_token
+from authserver.actions.grants import GrantRequest
+from authserver.actions.grants.client_credentials import client_credentials_grant
+from authserver.actions.introspection import introspect
 from authserver.app import build_services, prepare_schema
 from authserver.clients import Client, ClientCredentials, hash_secret
 from authserver.config import load_settings
 from authserver.db import migrate
 from authserver.db.engine import make_engine
-from authserver.grants import GrantRequest, client_credentials_grant
-from authserver.introspection import introspect
 from authserver.keys.ring import KeyRing, make_key
 from authserver.keys.sealing import KeySealer
 from authserver.refresh import rotate, start_family

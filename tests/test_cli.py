@@ -621,7 +621,7 @@ def test_serve_names_what_it_serves_and_its_issuer_follows_its_port(
 
 
 def test_the_start_up_line_hides_the_database_password() -> None:
-    from authserver.cli import bound_issuer, database_for_humans
+    from authserver.cli.server import bound_issuer, database_for_humans
 
     shown = database_for_humans("postgresql+asyncpg://auth:s3cret@db:5432/authserver")
     assert shown == "postgresql+asyncpg://auth:***@db:5432/authserver"

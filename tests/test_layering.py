@@ -3,12 +3,12 @@
 A module's layer comes from where it lives, so a new module is checked the day it is added:
 
     rank 0  foundation   config errors inputs scopes: imports nothing else of ours
-    rank 1  domain       any other module at the package root, and keys/
-    rank 2  use cases    services grants logout introspection revocation_feed admin
-                         authorize sign_in oidc sessions
+    rank 1  domain       any other module at the package root (services: what the use
+                         cases work with), and keys/
+    rank 2  use cases    actions/: one module (or folder) per use case
     rank 3  telemetry    telemetry/
     rank 4  adapters     db/ (SQLAlchemy, asyncpg) and http/ (Starlette), which never meet
-    rank 5  roots        app cli __main__: compose the rest; nothing else imports them
+    rank 5  roots        app __main__ cli/: compose the rest; nothing else imports them
 
 No module imports one of a higher rank. The first three ranks import no web, database or
 server library. The verifier kit's re-exports (verify*.py) stand apart: they import the kit
@@ -25,21 +25,16 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "authserver"
 
 FOUNDATION = {"config", "errors", "inputs", "scopes"}
-USE_CASES = {
-    "services",
-    "grants",
-    "logout",
-    "introspection",
-    "revocation_feed",
-    "admin",
-    "authorize",
-    "sign_in",
-    "oidc",
-    "sessions",
-}
-ROOTS = {"app", "cli", "__main__"}
+ROOTS = {"app", "__main__"}
 KIT = {"verify", "verify_introspect", "verify_starlette"}
-FOLDERS = {"keys": "domain", "telemetry": "telemetry", "db": "db", "http": "http"}
+FOLDERS = {
+    "keys": "domain",
+    "actions": "use case",
+    "telemetry": "telemetry",
+    "db": "db",
+    "http": "http",
+    "cli": "root",
+}
 RANKS = {"foundation": 0, "domain": 1, "use case": 2, "telemetry": 3, "db": 4, "http": 4, "root": 5}
 # Libraries that belong to one adapter; the core (ranks 0-2) imports none of them.
 ADAPTER_LIBRARIES = {
@@ -65,8 +60,6 @@ def layer_of(path: Path) -> str:
     name = relative.stem
     if name in FOUNDATION:
         return "foundation"
-    if name in USE_CASES:
-        return "use case"
     if name in ROOTS:
         return "root"
     if name in KIT:
@@ -166,5 +159,6 @@ def test_the_checks_above_see_real_imports() -> None:
     assert "authserver.db.keys.SqlKeyStore" in imports(PACKAGE / "app.py")
     assert module_path("authserver.keys.manager.SigningKeys") == PACKAGE / "keys" / "manager.py"
     assert layer_of(PACKAGE / "refresh.py") == "domain"
+    assert layer_of(PACKAGE / "actions" / "grants" / "password.py") == "use case"
     assert layer_of(PACKAGE / "db" / "families.py") == "db"
     assert len(our_modules()) > 50

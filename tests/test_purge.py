@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.actions.revocation_feed import revocation_feed
 from authserver.audit import AuditEvent
 from authserver.clients import ClientCredentials
 from authserver.config import Settings
 from authserver.db.purge import PURGE_LOCK, purge, purge_periodically
 from authserver.refresh import start_family
-from authserver.revocation_feed import revocation_feed
 from authserver.services import Services
 from tests.conftest import KEK, Clock, Registry
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver import introspection
+from authserver.actions import introspection
 from authserver.http.context import services
 from authserver.http.forms import client_credentials, read_fields, token_field
 from authserver.http.responses import no_store_json

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver import logout as ending
+from authserver.actions import logout as ending
 from authserver.http.context import services
 from authserver.http.cookies import clear_refresh_cookie, read_refresh_cookie
 from authserver.http.cors import presented_refresh_token

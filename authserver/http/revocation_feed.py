@@ -1,14 +1,14 @@
-"""GET /revocations: the revocation feed for resource servers (see authserver.revocation_feed)."""
+"""GET /revocations: the revocation feed for resource servers (actions/revocation_feed.py)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authserver.actions.revocation_feed import revocation_feed
 from authserver.http.context import services
 from authserver.http.forms import client_credentials
 from authserver.http.responses import etag_matches
-from authserver.revocation_feed import revocation_feed
 
 
 async def revocations(request: Request) -> Response:

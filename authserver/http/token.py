@@ -5,9 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver import grants
+from authserver.actions import token as issuing
+from authserver.actions.grants import GrantRequest, TokenResponse
+from authserver.actions.grants import refresh_token as grants_refresh_token
 from authserver.clients import ClientCredentials
-from authserver.grants import GrantRequest, TokenResponse
 from authserver.http.addresses import client_address
 from authserver.http.context import services
 from authserver.http.cookies import set_refresh_cookie
@@ -30,7 +31,7 @@ async def token(request: Request) -> Response:
     address = client_address(request, found.settings.trusted_proxies)
     with observe_grant(grant_type):  # metrics: tokens issued, logins failed
         agent = request.headers.get("user-agent")
-        issued = await grants.issue(found, GrantRequest(credentials, fields, address, agent))
+        issued = await issuing.issue(found, GrantRequest(credentials, fields, address, agent))
     return _render(found, issued)
 
 
@@ -40,7 +41,9 @@ async def refresh(request: Request) -> Response:
     credentials = client_credentials(request, fields)
     await _check_cookie_client(request, found, credentials)
     with observe_grant("refresh_token"):
-        issued = await grants.refresh_token_grant(found, GrantRequest(credentials, fields))
+        issued = await grants_refresh_token.refresh_token_grant(
+            found, GrantRequest(credentials, fields)
+        )
     return _render(found, issued)
 
 

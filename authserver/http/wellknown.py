@@ -14,7 +14,7 @@ from authserver.scopes import OPENID, PROFILE
 
 GRANT_TYPES = ["authorization_code", "password", "refresh_token", "client_credentials"]
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
-# What ID tokens (id_tokens.py) and /userinfo (oidc.py) may carry.
+# What ID tokens (id_tokens.py) and /userinfo (actions/userinfo.py) may carry.
 CLAIMS = [
     "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "amr", "at_hash",
     "preferred_username",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from authserver.access_tokens import TokenRejected
+from authserver.actions.introspection import authenticate_bearer
 from authserver.audit import AuditEvent
 from authserver.clients import ClientCredentials, authenticate_client
 from authserver.denylist import deny_until_expiry
-from authserver.introspection import authenticate_bearer
 from authserver.refresh import family_revoked, hash_token
 from authserver.services import Services
 

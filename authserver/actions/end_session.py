@@ -1,37 +1,15 @@
-"""OpenID Connect's own endpoints: /userinfo (Core §5.3) and /end-session (RP-Initiated Logout).
-
-ID tokens themselves are minted with the code exchange (grants.py, id_tokens.py).
-"""
+"""OpenID Connect's /end-session (RP-Initiated Logout 1.0)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlencode
 
-from authserver.authorize import ErrorPage
-from authserver.errors import InsufficientScope, InvalidToken
+from authserver.actions.authorize import ErrorPage
 from authserver.id_tokens import hinted_client
 from authserver.inputs import storable
-from authserver.introspection import authenticate_bearer
 from authserver.login_sessions import MAX_COOKIE, hash_session_token
-from authserver.scopes import OPENID, PROFILE
 from authserver.services import Services
-
-
-async def userinfo(services: Services, bearer: str | None) -> dict[str, Any]:
-    """The signed-in user's claims for a live access token with scope openid."""
-    claims = await authenticate_bearer(services, bearer)
-    scopes = str(claims.get("scope", "")).split()
-    if OPENID not in scopes:
-        raise InsufficientScope(detail="userinfo without the openid scope")
-    user = await services.users.by_id(str(claims["sub"]))
-    if user is None or user.disabled:
-        raise InvalidToken(detail="userinfo for a user gone or disabled")
-    body: dict[str, Any] = {"sub": user.id}
-    if PROFILE in scopes:
-        body["preferred_username"] = user.username
-    return body
 
 
 @dataclass(frozen=True)

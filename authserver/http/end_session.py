@@ -1,4 +1,4 @@
-"""GET|POST /userinfo and GET|POST /end-session (OpenID Connect)."""
+"""GET|POST /end-session (OpenID Connect RP-Initiated Logout 1.0)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,19 @@ import secrets
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from authserver import oidc
-from authserver.authorize import ErrorPage
+from authserver.actions import end_session as signing_out
+from authserver.actions.authorize import ErrorPage
+from authserver.actions.end_session import ConfirmSignOut, PostAgain
 from authserver.config import Settings
 from authserver.errors import InvalidRequest
 from authserver.http import csrf, pages
 from authserver.http.context import services
-from authserver.http.cookies import (
-    clear_refresh_cookie,
-    clear_session_cookie,
-    read_session_cookie,
-)
-from authserver.http.forms import bearer_token, read_fields
-from authserver.http.responses import NO_STORE, no_store_json
-from authserver.oidc import ConfirmSignOut, PostAgain
+from authserver.http.cookies import clear_refresh_cookie, clear_session_cookie, read_session_cookie
+from authserver.http.forms import read_fields
+from authserver.http.responses import NO_STORE
 
 # The field of our PostAgain page's form that holds its CSRF token.
 RESENT = "resent"
-
-
-async def userinfo(request: Request) -> Response:
-    return no_store_json(await oidc.userinfo(services(request), bearer_token(request)))
 
 
 async def end_session(request: Request) -> Response:
@@ -49,7 +41,7 @@ async def end_session(request: Request) -> Response:
     params.pop(RESENT, None)
     cookie = read_session_cookie(request, settings)
     try:
-        outcome = await oidc.end_session(
+        outcome = await signing_out.end_session(
             found,
             params,
             cookie,

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver import admin
+from authserver.actions import admin
 from authserver.audit import AuditEvent, AuditQuery
 from authserver.errors import InvalidRequest
 from authserver.http.context import services

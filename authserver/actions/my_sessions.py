@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from authserver.admin import session_view
+from authserver.actions.admin.sessions import session_view
+from authserver.actions.introspection import authenticate_bearer
 from authserver.audit import AuditEvent
 from authserver.errors import InvalidToken, NotFound
-from authserver.introspection import authenticate_bearer
 from authserver.services import Services
 
 

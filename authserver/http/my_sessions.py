@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver import sessions
+from authserver.actions import my_sessions as sessions
 from authserver.http.context import services
 from authserver.http.forms import bearer_token
 from authserver.http.responses import no_content, no_store_json

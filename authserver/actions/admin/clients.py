@@ -1,0 +1,252 @@
+"""Operators' use cases for clients: register, list, show, change, rotate the
+secret, delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from authserver.actions.admin import (
+    DEFAULT_PAGE,
+    Page,
+    _boolean,
+    _limit,
+    _only,
+    _string,
+    _string_list,
+)
+from authserver.audit import AuditEvent
+from authserver.clients import (
+    Client,
+    ClientChanges,
+    RefreshDelivery,
+    check_client_fields,
+    check_redirect_uris,
+    hash_secret,
+    new_secret,
+)
+from authserver.errors import Conflict, InvalidRequest, NotFound
+from authserver.scopes import ADMIN, valid_scope_tokens
+from authserver.services import Services
+
+DEFAULT_OLD_SECRET_TTL = 3600
+MAX_OLD_SECRET_TTL = 30 * 86_400
+
+
+@dataclass(frozen=True)
+class CreatedClient:
+    client: Client
+    secret: str | None  # shown once, never stored
+
+    def public_view(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "client_id": self.client.client_id,
+            "public": self.client.is_public,
+            "grant_types": list(self.client.grant_types),
+            "scopes": list(self.client.scopes),
+            "refresh_delivery": self.client.refresh_delivery,
+            "redirect_uris": list(self.client.redirect_uris),
+            "post_logout_redirect_uris": list(self.client.post_logout_redirect_uris),
+        }
+        body.update(registration_extras(self.client))
+        if self.secret is not None:
+            body["client_secret"] = self.secret
+        return body
+
+
+async def create_client(services: Services, actor: str, body: dict[str, Any]) -> CreatedClient:
+    client_id = _string(body, "client_id", 128)
+    public = _boolean(body, "public")
+    grants = _string_list(body, "grant_types") or (
+        ["refresh_token"] if public else ["client_credentials"]
+    )
+    scopes = _string_list(body, "scopes")
+    delivery = body.get("refresh_delivery", "body")
+    if not isinstance(delivery, str):
+        raise InvalidRequest("refresh_delivery must be body or cookie.")
+    check_client_fields(client_id, grants, delivery)
+    if not valid_scope_tokens(scopes):
+        raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
+    if public and "client_credentials" in grants:
+        raise InvalidRequest("A public client cannot use client_credentials (RFC 6749 §4.4).")
+    redirect_uris = _string_list(body, "redirect_uris")
+    post_logout_redirect_uris = _string_list(body, "post_logout_redirect_uris")
+    check_redirect_uris("redirect_uris", redirect_uris)
+    check_redirect_uris("post_logout_redirect_uris", post_logout_redirect_uris)
+    if "authorization_code" in grants and not redirect_uris:
+        # Without one, every /authorize request of the client would end on the error page.
+        raise InvalidRequest("The authorization_code grant needs at least one redirect_uris.")
+    secret = None if public else new_secret()
+    client = Client(
+        client_id=client_id,
+        secret_hash=hash_secret(secret) if secret else None,
+        grant_types=tuple(dict.fromkeys(grants)),
+        scopes=tuple(dict.fromkeys(scopes)),
+        refresh_delivery="cookie" if delivery == "cookie" else "body",
+        redirect_uris=tuple(dict.fromkeys(redirect_uris)),
+        post_logout_redirect_uris=tuple(dict.fromkeys(post_logout_redirect_uris)),
+    )
+    now = services.clock()
+    if not await services.clients.create(client, now):
+        raise Conflict(f"The client_id {client_id!r} is taken.")
+    created = CreatedClient(client, secret)
+    detail = {k: v for k, v in created.public_view().items() if k != "client_secret"}
+    await services.audit.record([AuditEvent(now, actor, "client.created", client_id, detail)])
+    return created
+
+
+PATCHABLE_CLIENT_FIELDS = {
+    "grant_types",
+    "scopes",
+    "refresh_delivery",
+    "disabled",
+    "redirect_uris",
+    "post_logout_redirect_uris",
+}
+
+
+def registration_extras(client: Client) -> dict[str, Any]:
+    """The browser sign-in's registration fields (API.md, "Clients, added")."""
+    return {
+        "redirect_uris": list(client.redirect_uris),
+        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+    }
+
+
+def client_view(client: Client) -> dict[str, Any]:
+    """A client as GET /admin/clients/{id} shows it: never a secret or its hash."""
+    return {
+        "client_id": client.client_id,
+        "public": client.is_public,
+        "grant_types": list(client.grant_types),
+        "scopes": list(client.scopes),
+        **registration_extras(client),
+        "refresh_delivery": client.refresh_delivery,
+        "disabled": client.disabled,
+        "created_at": client.created_at,
+        "secret_rotated_at": client.secret_rotated_at,
+    }
+
+
+async def list_clients(
+    services: Services, limit: int = DEFAULT_PAGE, after: str | None = None
+) -> Page:
+    clients = await services.clients.page(_limit(limit), after)
+    next_after = clients[-1].client_id if len(clients) == _limit(limit) else None
+    return Page([client_view(c) for c in clients], next_after)
+
+
+async def _existing_client(services: Services, client_id: str) -> Client:
+    # The database, not this process's memory: an operator reads what is true now.
+    client = await services.clients.fresh(client_id)
+    if client is None:
+        raise NotFound("No client has this client_id.")
+    return client
+
+
+async def show_client(services: Services, client_id: str) -> dict[str, Any]:
+    return client_view(await _existing_client(services, client_id))
+
+
+def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
+    """Validated as at creation, against the client as it would be after the change."""
+    _only(body, PATCHABLE_CLIENT_FIELDS)
+    grants = _string_list(body, "grant_types") if "grant_types" in body else None
+    scopes = _string_list(body, "scopes") if "scopes" in body else None
+    delivery = body.get("refresh_delivery", client.refresh_delivery)
+    if not isinstance(delivery, str):
+        raise InvalidRequest("refresh_delivery must be body or cookie.")
+    check_client_fields(client.client_id, grants or list(client.grant_types), delivery)
+    if grants is not None and not grants:
+        raise InvalidRequest("grant_types must not be empty.")
+    if scopes is not None and not valid_scope_tokens(scopes):
+        raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
+    if client.is_public and grants is not None and "client_credentials" in grants:
+        raise InvalidRequest("A public client cannot use client_credentials (RFC 6749 §4.4).")
+    disabled = _boolean(body, "disabled") if "disabled" in body else None
+    uris: dict[str, tuple[str, ...] | None] = {}
+    for name in ("redirect_uris", "post_logout_redirect_uris"):
+        uris[name] = None
+        if name in body:
+            listed = _string_list(body, name)
+            check_redirect_uris(name, listed)
+            uris[name] = tuple(dict.fromkeys(listed))
+    redirect_uris = uris["redirect_uris"]
+    if redirect_uris is None:
+        redirect_uris = client.redirect_uris
+    if "authorization_code" in (grants or client.grant_types) and not redirect_uris:
+        raise InvalidRequest("The authorization_code grant needs at least one redirect_uris.")
+    refresh_delivery: RefreshDelivery | None = None
+    if "refresh_delivery" in body:
+        refresh_delivery = "cookie" if delivery == "cookie" else "body"
+    # An admin token of the client could otherwise give the client its admin scope back:
+    # taking it away ends every access token the client holds (its users' sessions go on,
+    # refreshed without admin: the rotating statement reads the client's scopes).
+    revoke_tokens = ADMIN in client.scopes and scopes is not None and ADMIN not in scopes
+    return ClientChanges(
+        revoke_tokens=revoke_tokens,
+        grant_types=tuple(dict.fromkeys(grants)) if grants is not None else None,
+        scopes=tuple(dict.fromkeys(scopes)) if scopes is not None else None,
+        refresh_delivery=refresh_delivery,
+        disabled=disabled,
+        redirect_uris=uris["redirect_uris"],
+        post_logout_redirect_uris=uris["post_logout_redirect_uris"],
+    )
+
+
+async def update_client(
+    services: Services, actor: str, client_id: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Disabling revokes every family of the client and, through its revocation mark, every
+    access token it holds (client_credentials ones too); re-enabling brings none back."""
+    changes = _client_changes(await _existing_client(services, client_id), body)
+    now = services.clock()
+    detail = {k: body[k] for k in sorted(PATCHABLE_CLIENT_FIELDS) if k in body}
+    event = AuditEvent(now, actor, "client.updated", client_id, detail)
+    client = await services.clients.update(client_id, changes, now, [event])
+    if client is None:
+        raise NotFound("No client has this client_id.")
+    if changes.disabled:
+        await services.families.revoke_client(client_id, "client_disabled", now, actor)
+    return client_view(client)
+
+
+@dataclass(frozen=True)
+class RotatedSecret:
+    client_id: str
+    client_secret: str  # shown once, never stored
+    old_secret_expires_at: int
+
+
+async def rotate_client_secret(
+    services: Services, actor: str, client_id: str, body: dict[str, Any]
+) -> RotatedSecret:
+    """The new secret works at once everywhere (a process that remembers the client re-reads
+    it on a mismatch); the old one until `old_secret_ttl` seconds from now (0: at once)."""
+    _only(body, {"old_secret_ttl"})
+    ttl = body.get("old_secret_ttl", DEFAULT_OLD_SECRET_TTL)
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 <= ttl <= MAX_OLD_SECRET_TTL:
+        raise InvalidRequest(
+            f"old_secret_ttl must be a whole number from 0 to {MAX_OLD_SECRET_TTL}."
+        )
+    client = await _existing_client(services, client_id)
+    if client.is_public:
+        raise InvalidRequest("A public client has no secret to rotate.")
+    secret = new_secret()
+    now = services.clock()
+    detail = {"old_secret_expires_at": now + ttl}
+    event = AuditEvent(now, actor, "client.secret_rotated", client_id, detail)
+    if not await services.clients.rotate_secret(
+        client_id, hash_secret(secret), now + ttl, now, event
+    ):
+        raise NotFound("No client has this client_id.")
+    return RotatedSecret(client_id, secret, now + ttl)
+
+
+async def delete_client(services: Services, actor: str, client_id: str) -> None:
+    """The client_id stays taken; every family and access token of the client is revoked."""
+    now = services.clock()
+    event = AuditEvent(now, actor, "client.deleted", client_id, {})
+    if not await services.clients.delete(client_id, now, event):
+        raise NotFound("No client has this client_id.")
+    await services.families.revoke_client(client_id, "client_deleted", now, actor)

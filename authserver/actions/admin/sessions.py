@@ -1,0 +1,46 @@
+"""Operators' use cases for users' sessions (refresh-token families): list, revoke."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authserver.actions.admin import _existing_user
+from authserver.audit import AuditEvent
+from authserver.errors import NotFound
+from authserver.refresh import Session
+from authserver.services import Services
+
+
+def session_view(session: Session, current: str | None = None) -> dict[str, Any]:
+    return {
+        "sid": session.sid,
+        "client_id": session.client_id,
+        "created_at": session.created_at,
+        "last_used_at": session.last_used_at,
+        "expires_at": session.expires_at,
+        "user_agent": session.user_agent,
+        "current": session.sid == current,
+    }
+
+
+async def user_sessions(services: Services, sub: str) -> list[dict[str, Any]]:
+    await _existing_user(services, sub)
+    sessions = await services.families.sessions(sub, services.clock())
+    return [session_view(s) for s in sessions]
+
+
+async def revoke_session(services: Services, actor: str, sid: str) -> None:
+    family = await services.families.get(sid)
+    if family is None:
+        raise NotFound("No session has this sid.")
+    now = services.clock()
+    event = AuditEvent(
+        now,
+        actor,
+        "family.revoked",
+        sid,
+        {"reason": "admin_revoked", "client_id": family.client_id},
+        user=family.user_id,
+        family=sid,
+    )
+    await services.families.revoke(sid, "admin_revoked", now, [event])

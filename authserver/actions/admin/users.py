@@ -1,0 +1,191 @@
+"""Operators' use cases for users: create, list, show, change, disable, delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from authserver.actions.admin import (
+    DEFAULT_PAGE,
+    Page,
+    _boolean,
+    _existing_user,
+    _limit,
+    _only,
+    _string,
+    _string_list,
+)
+from authserver.audit import AuditEvent
+from authserver.errors import Conflict, InvalidRequest, NotFound
+from authserver.inputs import storable
+from authserver.password_policy import check_password
+from authserver.scopes import ADMIN, valid_scope_tokens
+from authserver.services import Services
+from authserver.users import (
+    MAX_PASSWORD,
+    MAX_USERNAME,
+    User,
+    UserChanges,
+    new_user,
+    username_problem,
+)
+
+
+@dataclass(frozen=True)
+class CreatedUser:
+    sub: str
+    username: str
+
+
+async def create_user(services: Services, actor: str, body: dict[str, Any]) -> CreatedUser:
+    username = _string(body, "username", MAX_USERNAME)
+    problem = username_problem(username)
+    if problem is not None:
+        raise InvalidRequest(problem)
+    password = _password(services, body, username)
+    scopes = _string_list(body, "scopes")
+    if not valid_scope_tokens(scopes):
+        raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
+    admin = _boolean(body, "admin")
+    user = new_user(username, await services.passwords.hash(password), scopes, admin)
+    now = services.clock()
+    if not await services.users.create(user, now):
+        # Taken in any case or Unicode form (users.username_key).
+        raise Conflict(f"The username {username!r} is taken.")
+    # A new account: failures against the name before (a deleted account's, guesses at a name
+    # not yet taken) are not its own.
+    await services.throttle.forget(username)
+    detail = {"username": username, "scopes": list(user.scopes)}
+    await services.audit.record([AuditEvent(now, actor, "user.created", user.id, detail)])
+    return CreatedUser(user.id, username)
+
+
+async def logout_user_everywhere(services: Services, actor: str, sub: str) -> None:
+    await _existing_user(services, sub)
+    now = services.clock()
+    # The login session first: once it is over, no new code starts a family to miss below.
+    await services.login_sessions.end_user(sub, now)
+    ended = await services.families.revoke_user(sub, "admin_logout_all", now, actor=actor)
+    event = AuditEvent(now, actor, "user.logged_out_everywhere", sub, {"sessions": ended}, user=sub)
+    await services.audit.record([event])
+
+
+async def disable_user(services: Services, actor: str, sub: str) -> None:
+    """No more logins, and every session (with the access tokens bound to it) ends now."""
+    if not await services.users.disable(sub):
+        raise NotFound("No user has this sub.")
+    now = services.clock()
+    await services.login_sessions.end_user(sub, now)
+    ended = await services.families.revoke_user(sub, "disabled", now, actor=actor)
+    event = AuditEvent(now, actor, "user.disabled", sub, {"sessions": ended}, user=sub)
+    await services.audit.record([event])
+
+
+def user_view(user: User) -> dict[str, Any]:
+    return {
+        "sub": user.id,
+        "username": user.username,
+        "scopes": [s for s in user.scopes if s != ADMIN],
+        "admin": user.is_admin,
+        "disabled": user.disabled,
+        "created_at": user.created_at,
+        "last_login_at": user.last_login_at,
+    }
+
+
+async def list_users(
+    services: Services, limit: int = DEFAULT_PAGE, after: str | None = None, prefix: str = ""
+) -> Page:
+    users = await services.users.page(_limit(limit), after, prefix or None)
+    next_after = users[-1].username if len(users) == _limit(limit) else None
+    return Page([user_view(u) for u in users], next_after)
+
+
+async def show_user(services: Services, sub: str) -> dict[str, Any]:
+    return user_view(await _existing_user(services, sub))
+
+
+async def find_user(services: Services, name_or_sub: str) -> User:
+    """The CLI's lookup: a username, else a sub."""
+    user = await services.users.by_username(name_or_sub)
+    if user is None:
+        user = await services.users.by_id(name_or_sub)
+    if user is None:
+        raise NotFound(f"No user has the username or sub {name_or_sub!r}.")
+    return user
+
+
+async def update_user(
+    services: Services, actor: str, sub: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    _only(body, {"scopes", "admin", "disabled"})
+    scopes = None
+    if "scopes" in body:
+        scopes = tuple(dict.fromkeys(_string_list(body, "scopes")))
+        if not valid_scope_tokens(list(scopes)):
+            raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
+    admin = _boolean(body, "admin") if "admin" in body else None
+    disabled = _boolean(body, "disabled") if "disabled" in body else None
+    changes = UserChanges(scopes, admin, disabled)
+    now = services.clock()
+    detail: dict[str, Any] = {k: body[k] for k in ("scopes", "admin", "disabled") if k in body}
+    event = AuditEvent(now, actor, "user.updated", sub, detail, user=sub)
+    user = await services.users.update(sub, changes, [event])
+    if user is None:
+        raise NotFound("No user has this sub.")
+    if disabled:
+        # As POST .../disable: every session ends, with the access tokens bound to it.
+        await services.login_sessions.end_user(sub, now)
+        await services.families.revoke_user(sub, "disabled", now, actor=actor)
+    elif not user.is_admin:
+        # A demotion ends the user's admin sessions now, with their access tokens (their
+        # `sid` is revoked), rather than at the next refresh: an admin token could otherwise
+        # give its user the admin scope back. After the row commits, so a refresh that races
+        # this either sees the user demoted or yields a token of a family ended here. Quiet
+        # (no family holds admin) unless the user was an admin until now.
+        await services.families.revoke_user_holding(
+            sub, ADMIN, reason="demoted", now=now, actor=actor
+        )
+    return user_view(user)
+
+
+async def set_password(services: Services, actor: str, sub: str, body: dict[str, Any]) -> None:
+    """Under the password policy; by default every session of the user ends with it."""
+    _only(body, {"password", "revoke_sessions"})
+    user = await _existing_user(services, sub)
+    password = _password(services, body, user.username)
+    revoke = body.get("revoke_sessions", True)
+    if not isinstance(revoke, bool):
+        raise InvalidRequest("revoke_sessions must be true or false.")
+    password_hash = await services.passwords.hash(password)
+    now = services.clock()
+    detail = {"revoke_sessions": revoke}
+    event = AuditEvent(now, actor, "user.password_set", sub, detail, user=sub)
+    if not await services.users.set_password_hash(sub, password_hash, [event]):
+        raise NotFound("No user has this sub.")
+    if revoke:
+        # A login that checked the old password before this commit and starts its session
+        # after it is refused by the store (FamilyStore.start); one that started before is
+        # revoked here.
+        await services.login_sessions.end_user(sub, now)
+        await services.families.revoke_user(sub, "password_changed", now, actor=actor)
+
+
+async def delete_user(services: Services, actor: str, sub: str) -> None:
+    """The row keeps only its sub (for the audit trail): the username is free again."""
+    now = services.clock()
+    event = AuditEvent(now, actor, "user.deleted", sub, {}, user=sub)
+    if not await services.users.delete(sub, now, [event]):
+        raise NotFound("No user has this sub.")
+    # Deleting disabled the row first: no login can start a session from here on.
+    await services.families.revoke_user(sub, "deleted", now, actor=actor)
+    await services.login_sessions.end_user(sub, now)
+
+
+def _password(services: Services, body: dict[str, Any], username: str) -> str:
+    password = body.get("password")
+    if not isinstance(password, str) or not password:
+        raise InvalidRequest("password is required and must be a string.")
+    if len(password) <= MAX_PASSWORD and not storable(password):
+        raise InvalidRequest("password contains a character not allowed.")
+    return check_password(password, username, services.settings.password_min_length)

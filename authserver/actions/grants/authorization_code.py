@@ -1,0 +1,56 @@
+"""The authorization code grant's exchange (RFC 6749 §4.1.3), PKCE (RFC 7636) and
+the OpenID Connect ID token."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from authserver.actions.grants import GrantRequest, TokenResponse, _required, _with_refresh
+from authserver.authorization_codes import redeem_code
+from authserver.clients import authenticate_client
+from authserver.errors import UnauthorizedClient
+from authserver.id_tokens import mint_id_token
+from authserver.refresh import Rotation
+from authserver.scopes import OPENID
+from authserver.services import Services
+
+
+async def authorization_code_grant(services: Services, request: GrantRequest) -> TokenResponse:
+    """RFC 6749 §4.1.3 with RFC 7636 §4.5: the code, its verifier, and the redirect URI when
+    the authorization request named one. Every failure is the one invalid_grant."""
+    fields = request.fields
+    client = await authenticate_client(services.clients, request.credentials)
+    if "authorization_code" not in client.grant_types:
+        raise UnauthorizedClient()
+    code = _required(fields, "code")
+    settings = services.settings
+    exchange = await redeem_code(
+        services.codes,
+        services.families,
+        code,
+        client_id=client.client_id,
+        redirect_uri=fields.get("redirect_uri"),
+        verifier=fields.get("code_verifier"),
+        now=services.clock(),
+        refresh_ttl=settings.refresh_token_ttl,
+        session_ttl=settings.session_ttl,
+    )
+    rotation = Rotation(
+        exchange.family, exchange.refresh_token, exchange.refresh_expires_at, exchange.code.scope
+    )
+    issued = await _with_refresh(services, client, rotation)
+    if OPENID not in exchange.code.scope.split():
+        return issued
+    # OpenID Connect Core §3.1.3.3: the token response carries an ID token.
+    redeemed = exchange.code
+    id_token = mint_id_token(
+        await services.keys.current(),
+        issuer=settings.issuer,
+        client_id=client.client_id,
+        sub=redeemed.user_id,
+        now=services.clock(),
+        auth_time=redeemed.auth_time,
+        nonce=redeemed.nonce,
+        access_token=issued.access_token,
+    )
+    return replace(issued, id_token=id_token)

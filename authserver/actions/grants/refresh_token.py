@@ -1,0 +1,33 @@
+"""The refresh token grant (RFC 6749 §6): one rotation of the token's family."""
+
+from __future__ import annotations
+
+from authserver.actions.grants import GrantRequest, TokenResponse, _required, _with_refresh
+from authserver.clients import authenticate_client
+from authserver.errors import UnauthorizedClient
+from authserver.refresh import rotate
+from authserver.scopes import parse_scope
+from authserver.services import Services
+
+
+async def refresh_token_grant(services: Services, request: GrantRequest) -> TokenResponse:
+    credentials, fields = request.credentials, request.fields
+    client = await authenticate_client(services.clients, credentials)
+    # RFC 6749 §5.2, unauthorized_client: "The authenticated client is not authorized to use
+    # this authorization grant type." This is this instance's memory of the client; the
+    # rotating statement checks the grant again as it stands in the database.
+    if "refresh_token" not in client.grant_types:
+        raise UnauthorizedClient()
+    presented = _required(fields, "refresh_token")
+    settings = services.settings
+    rotation = await rotate(
+        services.families,
+        presented,
+        client_id=client.client_id,
+        now=services.clock(),
+        refresh_ttl=settings.refresh_token_ttl,
+        grace=settings.refresh_reuse_grace,
+        requested=parse_scope(fields.get("scope")),
+        audit=services.audit,
+    )
+    return await _with_refresh(services, client, rotation)

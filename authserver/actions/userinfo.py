@@ -1,0 +1,28 @@
+"""OpenID Connect's /userinfo (Core §5.3): the claims of the token's user.
+
+ID tokens themselves are minted with the code exchange
+(actions/grants/authorization_code.py, id_tokens.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authserver.actions.introspection import authenticate_bearer
+from authserver.errors import InsufficientScope, InvalidToken
+from authserver.scopes import OPENID, PROFILE
+from authserver.services import Services
+
+
+async def userinfo(services: Services, bearer: str | None) -> dict[str, Any]:
+    """The signed-in user's claims for a live access token with scope openid."""
+    claims = await authenticate_bearer(services, bearer)
+    scopes = str(claims.get("scope", "")).split()
+    if OPENID not in scopes:
+        raise InsufficientScope(detail="userinfo without the openid scope")
+    user = await services.users.by_id(str(claims["sub"]))
+    if user is None or user.disabled:
+        raise InvalidToken(detail="userinfo for a user gone or disabled")
+    body: dict[str, Any] = {"sub": user.id}
+    if PROFILE in scopes:
+        body["preferred_username"] = user.username
+    return body

@@ -1,0 +1,166 @@
+"""`authserver clients ...`: the admin API's client use cases
+(actions/admin/clients.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from authserver.actions import admin
+from authserver.actions.admin import clients as admin_clients
+from authserver.app import build_services, prepare_schema
+from authserver.cli.common import (
+    CLI,
+    CommandError,
+    _as_admin,
+    _command,
+    _json_flag,
+    _print_one,
+    _print_rows,
+    _when,
+    _with_engine,
+)
+from authserver.config import Settings
+
+
+def _client_lifecycle(clients: Any) -> None:
+    listing = _command(clients, "list", "list clients by client_id")
+    listing.add_argument("--limit", type=int, default=admin.DEFAULT_PAGE, help="page size")
+    listing.add_argument("--after", metavar="CLIENT_ID", help="the page after this id")
+    _json_flag(listing)
+    listing.set_defaults(run=_list_clients)
+
+    show = _command(clients, "show", "show one client (never its secret)")
+    show.add_argument("client_id")
+    _json_flag(show)
+    show.set_defaults(run=_show_client)
+
+    change = _command(clients, "update", "change a client's grants, scopes, delivery or state")
+    change.add_argument("client_id")
+    change.add_argument(
+        "--grant", action="append", metavar="G",
+        help="the new grant types (repeat; replaces them): password, refresh_token, "
+        "client_credentials",
+    )  # fmt: skip
+    change.add_argument(
+        "--scope", action="append", metavar="S", help="the new scopes (repeat; replaces them)"
+    )
+    change.add_argument("--no-scopes", action="store_true", help="remove every scope")
+    change.add_argument(
+        "--refresh-delivery", choices=["body", "cookie"], help="where refresh tokens go"
+    )
+    state = change.add_mutually_exclusive_group()
+    state.add_argument(
+        "--disable", dest="disabled", action="store_true", default=None,
+        help="refuse the client; its sessions and access tokens end now",
+    )  # fmt: skip
+    state.add_argument(
+        "--enable", dest="disabled", action="store_false", help="accept it again (no old token)"
+    )
+    _json_flag(change)
+    change.set_defaults(run=_update_client)
+
+    rotate = _command(clients, "rotate-secret", "give a confidential client a new secret")
+    rotate.add_argument("client_id")
+    rotate.add_argument(
+        "--old-secret-ttl", type=int,
+        default=admin_clients.DEFAULT_OLD_SECRET_TTL, metavar="SECONDS",
+        help="how long the old secret keeps working (0: not at all)",
+    )  # fmt: skip
+    rotate.set_defaults(run=_rotate_client_secret)
+
+    delete = _command(clients, "delete", "delete a client: its sessions and tokens end")
+    delete.add_argument("client_id")
+    delete.set_defaults(run=_delete_client)
+
+
+CLIENT_COLUMNS = [
+    "client_id", "public", "grant_types", "scopes", "refresh_delivery", "disabled",
+    "created_at", "secret_rotated_at",
+]  # fmt: skip
+
+
+def _list_clients(args: argparse.Namespace, settings: Settings) -> int:
+    page = _as_admin(settings, lambda s: admin_clients.list_clients(s, args.limit, args.after))
+    _print_rows(args, page.items, CLIENT_COLUMNS)
+    if page.next_after and not args.json:
+        print(f"more: --after {page.next_after}", file=sys.stderr)
+    return 0
+
+
+def _show_client(args: argparse.Namespace, settings: Settings) -> int:
+    _print_one(args, _as_admin(settings, lambda s: admin_clients.show_client(s, args.client_id)))
+    return 0
+
+
+def _update_client(args: argparse.Namespace, settings: Settings) -> int:
+    body: dict[str, Any] = {}
+    if args.grant is not None:
+        body["grant_types"] = args.grant
+    if args.scope is not None or args.no_scopes:
+        body["scopes"] = args.scope or []
+    if args.refresh_delivery is not None:
+        body["refresh_delivery"] = args.refresh_delivery
+    if args.disabled is not None:
+        body["disabled"] = args.disabled
+    if not body:
+        raise CommandError(
+            "nothing to change: give --grant, --scope, --refresh-delivery, --disable or --enable"
+        )
+    updated = _as_admin(
+        settings, lambda s: admin_clients.update_client(s, CLI, args.client_id, body)
+    )
+    _print_one(args, updated)
+    return 0
+
+
+def _rotate_client_secret(args: argparse.Namespace, settings: Settings) -> int:
+    body = {"old_secret_ttl": args.old_secret_ttl}
+    rotated = _as_admin(
+        settings, lambda s: admin_clients.rotate_client_secret(s, CLI, args.client_id, body)
+    )
+    print(
+        f"rotated the secret of {args.client_id}; the old one works until "
+        f"{_when(rotated.old_secret_expires_at)} UTC. The new one, shown only now, is on stdout",
+        file=sys.stderr,
+    )
+    print(rotated.client_secret)
+    return 0
+
+
+def _delete_client(args: argparse.Namespace, settings: Settings) -> int:
+    _as_admin(settings, lambda s: admin_clients.delete_client(s, CLI, args.client_id))
+    print(
+        f"deleted client {args.client_id}; its sessions and access tokens are revoked",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _create_client(args: argparse.Namespace, settings: Settings) -> int:
+    body = {
+        "client_id": args.client_id,
+        "public": args.public,
+        "grant_types": args.grant or [],
+        "scopes": args.scope,
+        "refresh_delivery": args.refresh_delivery,
+        "redirect_uris": args.redirect_uri,
+        "post_logout_redirect_uris": args.post_logout_redirect_uri,
+    }
+
+    async def create(engine: AsyncEngine) -> admin_clients.CreatedClient:
+        await prepare_schema(engine)
+        return await admin_clients.create_client(build_services(settings, engine), CLI, body)
+
+    created = _with_engine(settings, create)
+    client, secret = created.client, created.secret
+    kind = "public" if args.public else "confidential"
+    grants_text = " ".join(client.grant_types)
+    print(f"created {kind} client {args.client_id} ({grants_text})", file=sys.stderr)
+    if secret:
+        print("its secret, shown only now, is on the next line of stdout", file=sys.stderr)
+        print(secret)
+    return 0

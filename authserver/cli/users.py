@@ -1,0 +1,180 @@
+"""`authserver users ...`: the admin API's user use cases (actions/admin/users.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from authserver.actions import admin
+from authserver.actions.admin import sessions as admin_sessions
+from authserver.actions.admin import users as admin_users
+from authserver.app import build_services, prepare_schema
+from authserver.cli.common import (
+    CLI,
+    CommandError,
+    _as_admin,
+    _command,
+    _json_flag,
+    _print_one,
+    _print_rows,
+    _with_engine,
+)
+from authserver.config import Settings
+from authserver.services import Services
+
+
+def _user_lifecycle(users: Any) -> None:
+    listing = _command(users, "list", "list users by username")
+    listing.add_argument("--username", default="", metavar="PREFIX", help="names starting so")
+    listing.add_argument("--limit", type=int, default=admin.DEFAULT_PAGE, help="page size")
+    listing.add_argument("--after", metavar="USERNAME", help="the page after this name")
+    _json_flag(listing)
+    listing.set_defaults(run=_list_users)
+
+    show = _command(users, "show", "show one user")
+    show.add_argument("user", help="a username or a sub")
+    _json_flag(show)
+    show.set_defaults(run=_show_user)
+
+    change = _command(users, "update", "change a user's scopes, admin flag or state")
+    change.add_argument("user", help="a username or a sub")
+    change.add_argument(
+        "--scope", action="append", metavar="S", help="the new scopes (repeat; replaces them)"
+    )
+    change.add_argument("--no-scopes", action="store_true", help="remove every scope")
+    flags = change.add_mutually_exclusive_group()
+    flags.add_argument("--admin", action="store_true", default=None, help="grant admin")
+    flags.add_argument("--no-admin", dest="admin", action="store_false", help="take admin away")
+    state = change.add_mutually_exclusive_group()
+    state.add_argument(
+        "--disable", dest="disabled", action="store_true", default=None,
+        help="no more logins; every session ends",
+    )  # fmt: skip
+    state.add_argument("--enable", dest="disabled", action="store_false", help="re-enable")
+    _json_flag(change)
+    change.set_defaults(run=_update_user)
+
+    password = _command(users, "set-password", "set a user's password (the password policy)")
+    password.add_argument("user", help="a username or a sub")
+    password.add_argument(
+        "--password-stdin", action="store_true", help="read the password from one line of stdin"
+    )
+    password.add_argument(
+        "--keep-sessions", action="store_true", help="leave the user's sessions running"
+    )
+    password.set_defaults(run=_set_password)
+
+    delete = _command(users, "delete", "delete a user: sessions end, the username is freed")
+    delete.add_argument("user", help="a username or a sub")
+    delete.set_defaults(run=_delete_user)
+
+    sessions = _command(users, "sessions", "list a user's live sessions")
+    sessions.add_argument("user", help="a username or a sub")
+    _json_flag(sessions)
+    sessions.set_defaults(run=_user_sessions)
+
+
+USER_COLUMNS = ["sub", "username", "scopes", "admin", "disabled", "created_at", "last_login_at"]
+
+
+SESSION_COLUMNS = ["sid", "client_id", "created_at", "last_used_at", "expires_at", "user_agent"]
+
+
+def _list_users(args: argparse.Namespace, settings: Settings) -> int:
+    page = _as_admin(
+        settings, lambda s: admin_users.list_users(s, args.limit, args.after, args.username)
+    )
+    _print_rows(args, page.items, USER_COLUMNS)
+    if page.next_after and not args.json:
+        print(f"more: --after {page.next_after}", file=sys.stderr)
+    return 0
+
+
+def _show_user(args: argparse.Namespace, settings: Settings) -> int:
+    async def show(services: Services) -> dict[str, Any]:
+        return admin_users.user_view(await admin_users.find_user(services, args.user))
+
+    _print_one(args, _as_admin(settings, show))
+    return 0
+
+
+def _update_user(args: argparse.Namespace, settings: Settings) -> int:
+    body: dict[str, Any] = {}
+    if args.scope is not None or args.no_scopes:
+        body["scopes"] = args.scope or []
+    if args.admin is not None:
+        body["admin"] = args.admin
+    if args.disabled is not None:
+        body["disabled"] = args.disabled
+    if not body:
+        raise CommandError("nothing to change: give --scope, --admin, --disable or --enable")
+
+    async def update(services: Services) -> dict[str, Any]:
+        user = await admin_users.find_user(services, args.user)
+        return await admin_users.update_user(services, CLI, user.id, body)
+
+    _print_one(args, _as_admin(settings, update))
+    return 0
+
+
+def _set_password(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.password_stdin:
+        raise CommandError("pass the password on stdin with --password-stdin")
+    password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise CommandError("the password on stdin is empty")
+    body = {"password": password, "revoke_sessions": not args.keep_sessions}
+
+    async def set_it(services: Services) -> str:
+        user = await admin_users.find_user(services, args.user)
+        await admin_users.set_password(services, CLI, user.id, body)
+        return user.username
+
+    username = _as_admin(settings, set_it)
+    ended = "its sessions kept" if args.keep_sessions else "every session ended"
+    print(f"password of {username} set; {ended}", file=sys.stderr)
+    return 0
+
+
+def _delete_user(args: argparse.Namespace, settings: Settings) -> int:
+    async def delete(services: Services) -> str:
+        user = await admin_users.find_user(services, args.user)
+        await admin_users.delete_user(services, CLI, user.id)
+        return user.id
+
+    sub = _as_admin(settings, delete)
+    print(f"deleted user {sub}; its sessions ended and its username is free", file=sys.stderr)
+    return 0
+
+
+def _user_sessions(args: argparse.Namespace, settings: Settings) -> int:
+    async def sessions(services: Services) -> list[dict[str, Any]]:
+        user = await admin_users.find_user(services, args.user)
+        return await admin_sessions.user_sessions(services, user.id)
+
+    rows = [
+        {k: v for k, v in row.items() if k != "current"} for row in _as_admin(settings, sessions)
+    ]
+    _print_rows(args, rows, SESSION_COLUMNS)
+    return 0
+
+
+def _create_user(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.password_stdin:
+        raise CommandError("pass the password on stdin with --password-stdin")
+    password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise CommandError("the password on stdin is empty")
+    body = {"username": args.username, "password": password, "scopes": args.scope}
+    body["admin"] = args.admin
+
+    async def create(engine: AsyncEngine) -> admin_users.CreatedUser:
+        await prepare_schema(engine)
+        # The admin API's use case: the same input rules, and audited with the actor `cli`.
+        return await admin_users.create_user(build_services(settings, engine), CLI, body)
+
+    print(_with_engine(settings, create).sub)
+    return 0

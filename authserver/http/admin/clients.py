@@ -1,0 +1,66 @@
+"""/admin/clients: the operator lifecycle of clients."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from authserver.actions import admin
+from authserver.actions.admin import clients as admin_clients
+from authserver.http.admin import _json_object, _paging
+from authserver.http.context import services
+from authserver.http.forms import bearer_token
+from authserver.http.responses import no_content, no_store_json
+
+
+async def create_client(request: Request) -> Response:
+    found = services(request)
+    actor = await admin.require_admin(found, bearer_token(request))
+    created = await admin_clients.create_client(found, actor, await _json_object(request))
+    return no_store_json(created.public_view(), 201)
+
+
+async def list_clients(request: Request) -> Response:
+    found = services(request)
+    await admin.require_admin(found, bearer_token(request))
+    limit, after = _paging(request, {"limit", "after"})
+    page = await admin_clients.list_clients(found, limit, after)
+    return no_store_json({"clients": page.items, "next_after": page.next_after})
+
+
+async def show_client(request: Request) -> Response:
+    found = services(request)
+    await admin.require_admin(found, bearer_token(request))
+    return no_store_json(await admin_clients.show_client(found, request.path_params["client_id"]))
+
+
+async def update_client(request: Request) -> Response:
+    found = services(request)
+    actor = await admin.require_admin(found, bearer_token(request))
+    body = await _json_object(request)
+    return no_store_json(
+        await admin_clients.update_client(found, actor, request.path_params["client_id"], body)
+    )
+
+
+async def rotate_client_secret(request: Request) -> Response:
+    found = services(request)
+    actor = await admin.require_admin(found, bearer_token(request))
+    body = await _json_object(request)
+    rotated = await admin_clients.rotate_client_secret(
+        found, actor, request.path_params["client_id"], body
+    )
+    return no_store_json(
+        {
+            "client_id": rotated.client_id,
+            "client_secret": rotated.client_secret,
+            "old_secret_expires_at": rotated.old_secret_expires_at,
+        }
+    )
+
+
+async def delete_client(request: Request) -> Response:
+    found = services(request)
+    actor = await admin.require_admin(found, bearer_token(request))
+    await admin_clients.delete_client(found, actor, request.path_params["client_id"])
+    return no_content()
