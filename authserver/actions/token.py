@@ -1,4 +1,4 @@
-"""POST /token's use case: the grant registry, found by the grant's wire name."""
+"""POST /token and POST /refresh: the grant registry, found by the grant's wire name."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from authserver.actions.grants.authorization_code import authorization_code_gran
 from authserver.actions.grants.client_credentials import client_credentials_grant
 from authserver.actions.grants.password import password_grant
 from authserver.actions.grants.refresh_token import refresh_token_grant
-from authserver.errors import InvalidRequest, UnsupportedGrantType
+from authserver.errors import ForbiddenOrigin, InvalidRequest, UnsupportedGrantType
 from authserver.services import Services
 
 
@@ -18,7 +18,29 @@ async def issue(services: Services, request: GrantRequest) -> TokenResponse:
     handler = GRANTS.get(grant_type)
     if handler is None:
         raise UnsupportedGrantType()
+    if grant_type in COOKIE_GRANTS:
+        await _require_allowed_origin(services, request)
     return await handler(services, request)
+
+
+# The grants whose answer may set the refresh cookie (a client with refresh_delivery cookie).
+COOKIE_GRANTS = frozenset({"password", "refresh_token", "authorization_code"})
+
+
+async def _require_allowed_origin(services: Services, request: GrantRequest) -> None:
+    """Login CSRF: a page on any site could make the browser log in (or refresh) with the
+    attacker's own credentials, and the cookie set in the answer would silently put the victim
+    in the attacker's account. So a request that would set the cookie needs an allowed Origin
+    too, checked before the grant runs."""
+    client_id = request.credentials.client_id
+    if client_id is None:
+        return
+    client = await services.clients.get(client_id)
+    if client is None or client.refresh_delivery != "cookie":
+        return
+    if request.origin not in services.settings.allowed_origins:
+        detail = f"refresh cookie endpoint called from origin {request.origin!r}"
+        raise ForbiddenOrigin(detail=detail)
 
 
 GRANTS: dict[str, Grant] = {

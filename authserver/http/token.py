@@ -7,12 +7,10 @@ from starlette.responses import Response
 
 from authserver.actions import token as issuing
 from authserver.actions.grants import GrantRequest, TokenResponse
-from authserver.actions.grants import refresh_token as grants_refresh_token
-from authserver.clients import ClientCredentials
 from authserver.http.addresses import client_address
 from authserver.http.context import services
 from authserver.http.cookies import set_refresh_cookie
-from authserver.http.cors import presented_refresh_token, require_allowed_origin
+from authserver.http.cors import presented_refresh_token
 from authserver.http.forms import client_credentials, read_fields
 from authserver.http.observe import observe_grant
 from authserver.http.responses import no_store_json
@@ -26,12 +24,13 @@ async def token(request: Request) -> Response:
     if grant_type == "refresh_token":
         fields = _with_cookie(request, found, fields)
     credentials = client_credentials(request, fields)
-    if grant_type in ("password", "refresh_token", "authorization_code"):
-        await _check_cookie_client(request, found, credentials)
     address = client_address(request, found.settings.trusted_proxies)
     with observe_grant(grant_type):  # metrics: tokens issued, logins failed
         agent = request.headers.get("user-agent")
-        issued = await issuing.issue(found, GrantRequest(credentials, fields, address, agent))
+        origin = request.headers.get("origin")
+        issued = await issuing.issue(
+            found, GrantRequest(credentials, fields, address, agent, origin)
+        )
     return _render(found, issued)
 
 
@@ -39,11 +38,11 @@ async def refresh(request: Request) -> Response:
     found = services(request)
     fields = _with_cookie(request, found, await read_fields(request))
     credentials = client_credentials(request, fields)
-    await _check_cookie_client(request, found, credentials)
+    # The refresh token grant, whatever the body says: this endpoint has no other.
+    fields = {**fields, "grant_type": "refresh_token"}
+    origin = request.headers.get("origin")
     with observe_grant("refresh_token"):
-        issued = await grants_refresh_token.refresh_token_grant(
-            found, GrantRequest(credentials, fields)
-        )
+        issued = await issuing.issue(found, GrantRequest(credentials, fields, origin=origin))
     return _render(found, issued)
 
 
@@ -52,20 +51,6 @@ def _with_cookie(request: Request, found: Services, fields: dict[str, str]) -> d
     foreign origin, or beside a body token, is refused here, before anything rotates."""
     presented = presented_refresh_token(request, found.settings, fields)
     return fields if presented is None else {**fields, "refresh_token": presented}
-
-
-async def _check_cookie_client(
-    request: Request, found: Services, credentials: ClientCredentials
-) -> None:
-    """Login CSRF: a page on any site could make the browser log in (or refresh) with the
-    attacker's own credentials, and the cookie set in the answer would silently put the victim
-    in the attacker's account. So a request that would set the cookie needs an allowed Origin
-    too, checked before the grant runs."""
-    if credentials.client_id is None:
-        return
-    client = await found.clients.get(credentials.client_id)
-    if client is not None and client.refresh_delivery == "cookie":
-        require_allowed_origin(request, found.settings)
 
 
 def _render(found: Services, issued: TokenResponse) -> Response:

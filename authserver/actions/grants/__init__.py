@@ -36,6 +36,7 @@ class GrantRequest:
     fields: Fields
     address: str | None = None
     user_agent: str | None = None  # recorded on the session a login starts
+    origin: str | None = None  # the browser's Origin header (actions/token.py)
 
 
 Grant = Callable[[Services, GrantRequest], Awaitable[TokenResponse]]
