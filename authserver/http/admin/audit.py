@@ -7,13 +7,12 @@ below it; pass the previous page's `next_before`), and the filters `user` (a sub
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.actions import admin
-from authserver.audit import AuditEvent, AuditQuery
+from authserver.actions.admin import audit as admin_audit
+from authserver.audit import AuditQuery
 from authserver.errors import InvalidRequest
 from authserver.http.context import services
 from authserver.http.forms import bearer_token
@@ -32,9 +31,9 @@ async def audit(request: Request) -> Response:
     found = services(request)
     await admin.require_admin(found, bearer_token(request))
     query = parse_query(request.query_params.multi_items())
-    events = await found.audit.page(query)
-    next_before = events[-1].id if len(events) == query.limit else None
-    return no_store_json({"events": [_view(e) for e in events], "next_before": next_before})
+    events = await admin_audit.audit_events(found, query)
+    next_before = events[-1]["id"] if len(events) == query.limit else None
+    return no_store_json({"events": events, "next_before": next_before})
 
 
 def parse_query(items: list[tuple[str, str]]) -> AuditQuery:
@@ -67,16 +66,3 @@ def _whole(seen: dict[str, str], name: str, low: int, high: int) -> int | None:
     if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
         raise InvalidRequest(f"{name} must be a whole number from {low} to {high}.")
     return int(raw)
-
-
-def _view(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "at": event.at,
-        "actor": event.actor,
-        "type": event.action,
-        "target": event.target,
-        "user": event.user,
-        "family": event.family,
-        "detail": event.detail,
-    }
