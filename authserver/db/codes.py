@@ -27,6 +27,7 @@ from authserver.db.audit import append_audit
 from authserver.db.columns import family_id, stored_hash
 from authserver.db.direct import fetch_row
 from authserver.db.engine import is_postgres, single_statements
+from authserver.db.predicates import login_session_live, user_enabled
 from authserver.scopes import EVERY_USER_HOLDS
 
 _COLUMNS = """client_id, user_id, login_session_id, redirect_uri, redirect_uri_given,
@@ -38,8 +39,8 @@ INSERT INTO authorization_codes (code_hash, {_COLUMNS}, created_at)
 SELECT :code_hash, :client_id, s.user_id, s.id, :redirect_uri, :redirect_uri_given,
        :code_challenge, :scope, :nonce, s.created_at, :expires_at, :now
 FROM login_sessions AS s JOIN users AS u ON u.id = s.user_id
-WHERE s.id = :login_session_id AND s.user_id = :user_id AND s.revoked_at IS NULL
-  AND s.expires_at > :now AND NOT u.disabled
+WHERE s.id = :login_session_id AND s.user_id = :user_id
+  AND {login_session_live("s")} AND {user_enabled("u")}
 """)
 
 _FIND = text(f"SELECT {_COLUMNS}, used_at, family_id FROM authorization_codes WHERE code_hash = :h")
@@ -57,7 +58,7 @@ WHERE c.code_hash = :code_hash AND c.used_at IS NULL AND c.expires_at > :now
 RETURNING {_COLUMNS}
 """)
 
-_ENABLED_USER = "SELECT scopes FROM users WHERE id = :user_id AND NOT disabled"
+_ENABLED_USER = f"SELECT scopes FROM users WHERE id = :user_id AND {user_enabled(None)}"
 # ... and who still holds the code's scope: a code issued before a demotion starts no session
 # with the scope taken away (the demotion revoked the sessions that had it already).
 _USER_HOLDS = (
@@ -65,8 +66,8 @@ _USER_HOLDS = (
         ", ".join(f"'{scope}'" for scope in EVERY_USER_HOLDS)
     )
 )
-_LIVE_SESSION = """SELECT 1 FROM login_sessions
-                   WHERE id = :login_session_id AND revoked_at IS NULL AND expires_at > :now"""
+_LIVE_SESSION = f"""SELECT 1 FROM login_sessions
+                    WHERE id = :login_session_id AND {login_session_live(None)}"""
 
 _INSERT_FAMILY = text("""
 INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
@@ -92,12 +93,11 @@ WITH spent AS (
     UPDATE authorization_codes AS c SET used_at = :now, family_id = :family_id
     WHERE c.code_hash = :code_hash AND c.used_at IS NULL AND c.expires_at > :now
       AND {_BOUND_AS_PRESENTED}
-      AND EXISTS (SELECT 1 FROM users AS u WHERE u.id = c.user_id AND NOT u.disabled
+      AND EXISTS (SELECT 1 FROM users AS u WHERE u.id = c.user_id AND {user_enabled("u")}
                     AND {_USER_HOLDS}
                   FOR SHARE)
       AND EXISTS (SELECT 1 FROM login_sessions AS s
-                  WHERE s.id = c.login_session_id AND s.revoked_at IS NULL
-                    AND s.expires_at > :now
+                  WHERE s.id = c.login_session_id AND {login_session_live("s")}
                   FOR SHARE)
     RETURNING {_COLUMNS}
 ), family AS (

@@ -19,6 +19,7 @@ from authserver.db.columns import family_key, stored_hash
 from authserver.db.direct import fetch_row
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import FamilyRow
+from authserver.db.predicates import client_enabled, client_may_refresh, user_enabled
 from authserver.refresh import Family, Session, Spent, TokenState
 from authserver.scopes import still_held
 
@@ -29,14 +30,13 @@ _FAMILY_COLUMNS = (
 
 # A disabled or deleted user's or client's family does not rotate, decided in the rotating
 # statement itself (disabling also revokes the families; this holds whatever escaped that).
-# Deleting disables too, so NOT disabled covers both. Nor does the family of a client no
-# longer registered with the refresh_token grant: it keeps its tokens, unspent, should the
-# grant come back. Two primary-key probes, no write.
-_MAY_REFRESH = "(' ' || c.grant_types || ' ') LIKE '% refresh_token %'"
+# Nor does the family of a client no longer registered with the refresh_token grant
+# (db/predicates.py). Two primary-key probes, no write.
+_CLIENT_MAY_REFRESH = f"{client_enabled('c')} AND {client_may_refresh('c')}"
 _USER_ENABLED = (
-    "EXISTS (SELECT 1 FROM users AS u WHERE u.id = f.user_id AND NOT u.disabled)"
-    " AND EXISTS (SELECT 1 FROM clients AS c WHERE c.client_id = f.client_id AND NOT c.disabled"
-    f" AND {_MAY_REFRESH})"
+    f"EXISTS (SELECT 1 FROM users AS u WHERE u.id = f.user_id AND {user_enabled('u')})"
+    " AND EXISTS (SELECT 1 FROM clients AS c WHERE c.client_id = f.client_id"
+    f" AND {_CLIENT_MAY_REFRESH})"
 )
 # What the user and the client hold now, read with the family: a refresh issues no more
 # (Spent.issuable), so a privilege taken away reaches live sessions at their next refresh.
@@ -54,8 +54,8 @@ WITH spent AS (
     WHERE t.token_hash = :token_hash AND t.spent_at IS NULL AND t.expires_at > :now
       AND f.id = t.family_id AND f.client_id = :client_id
       AND f.revoked_at IS NULL AND f.expires_at > :now
-      AND u.id = f.user_id AND NOT u.disabled
-      AND c.client_id = f.client_id AND NOT c.disabled AND {_MAY_REFRESH}
+      AND u.id = f.user_id AND {user_enabled("u")}
+      AND c.client_id = f.client_id AND {_CLIENT_MAY_REFRESH}
     RETURNING {_FAMILY_COLUMNS}, {_HELD}
 ), successor AS (
     INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
@@ -102,16 +102,18 @@ RETURNING family_id
 # the rest, or commits first and this matches no row, or returns the scopes the user holds now
 # (a demoted user's login that read the row before is refused). (SQLite: BEGIN IMMEDIATE
 # already serialises.)
-_LOGGED_IN = text("""
+_LOGGED_IN = text(f"""
 UPDATE users SET last_login_at = :now
-WHERE id = :user_id AND NOT disabled
+WHERE id = :user_id AND {user_enabled(None)}
   AND (CAST(:password_hash AS VARCHAR) IS NULL OR password_hash = :password_hash)
 RETURNING scopes
 """)
 
 
 # ... and for a client still enabled: FOR SHARE holds its row, as above (Postgres).
-_ENABLED_CLIENT = "SELECT scopes FROM clients WHERE client_id = :client_id AND NOT disabled"
+_ENABLED_CLIENT = (
+    f"SELECT scopes FROM clients WHERE client_id = :client_id AND {client_enabled(None)}"
+)
 _LOCK_ENABLED_CLIENT = text(_ENABLED_CLIENT + " FOR SHARE")
 _CHECK_ENABLED_CLIENT = text(_ENABLED_CLIENT)
 

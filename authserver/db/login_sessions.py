@@ -11,11 +11,12 @@ from authserver.audit import AuditEvent
 from authserver.db.audit import append_audit
 from authserver.db.columns import family_id
 from authserver.db.engine import is_postgres
+from authserver.db.predicates import login_session_live, user_enabled
 from authserver.login_sessions import Ended, LoginSession
 
 # As families.start: FOR SHARE holds the user row until the session commits, so a concurrent
 # disable waits for it (and then ends it with the rest) or commits first (and this finds no row).
-_ENABLED_USER = "SELECT 1 FROM users WHERE id = :user_id AND NOT disabled"
+_ENABLED_USER = f"SELECT 1 FROM users WHERE id = :user_id AND {user_enabled(None)}"
 
 _INSERT = text("""
 INSERT INTO login_sessions (id, token_hash, user_id, created_at, last_used_at, expires_at)
@@ -23,11 +24,12 @@ VALUES (:id, :token_hash, :user_id, :now, :now, :expires_at)
 """)
 
 # Alive, used within the idle lifetime, its user enabled: decided and touched in one statement.
-_TOUCH = text("""
+_TOUCH = text(f"""
 UPDATE login_sessions SET last_used_at = :now
-WHERE token_hash = :token_hash AND revoked_at IS NULL AND expires_at > :now
+WHERE token_hash = :token_hash AND {login_session_live(None)}
   AND last_used_at > :idle_after
-  AND EXISTS (SELECT 1 FROM users AS u WHERE u.id = login_sessions.user_id AND NOT u.disabled)
+  AND EXISTS (SELECT 1 FROM users AS u
+              WHERE u.id = login_sessions.user_id AND {user_enabled("u")})
 RETURNING id, user_id, created_at, expires_at
 """)
 
