@@ -27,7 +27,15 @@ async def logout(services: Services, refresh_token: str | None, bearer: str | No
                 user=family.user_id,
                 family=family.id,
             )
-            events = [ended, family_revoked(family, "logout", family.user_id, now)]
+            revoked = family_revoked(
+                family.id,
+                family.user_id,
+                family.client_id,
+                reason="logout",
+                actor=family.user_id,
+                now=now,
+            )
+            events = [ended, revoked]
             await services.families.revoke(family.id, "logout", now, events)
     if bearer:
         try:
@@ -76,5 +84,13 @@ async def revoke(
     state = await services.families.find(hash_token(token))
     if state is None or state.family.client_id != client.client_id:
         return
-    event = family_revoked(state.family, "revoked", client.client_id, now)
+    family = state.family
+    event = family_revoked(
+        family.id,
+        family.user_id,
+        family.client_id,
+        reason="revoked",
+        actor=client.client_id,
+        now=now,
+    )
     await services.families.revoke(state.family.id, "revoked", now, [event])
