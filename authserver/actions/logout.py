@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from authserver.access_tokens import TokenRejected
+from authserver.actions.end_sessions import end_sessions
 from authserver.actions.introspection import authenticate_bearer
 from authserver.audit import AuditEvent
 from authserver.clients import ClientCredentials, authenticate_client
@@ -51,10 +52,8 @@ async def logout_all(services: Services, bearer: str | None) -> int:
     """Revokes every family of the bearer token's subject; returns how many were live."""
     claims = await authenticate_bearer(services, bearer)
     sub = str(claims["sub"])
-    now = services.clock()
     # Everywhere includes the browser's single sign-on: no client signs in from it again.
-    await services.login_sessions.end_user(sub, now)
-    return await services.families.revoke_user(sub, "logout_all", now, actor=sub)
+    return await end_sessions(services, sub, reason="logout_all", actor=sub, now=services.clock())
 
 
 async def revoke(
