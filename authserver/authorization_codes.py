@@ -211,12 +211,19 @@ async def _replayed(
     if not holder:
         raise InvalidGrant(detail="authorization code already used (not by its holder)")
     if stored.family_id is not None:
-        family = Family(stored.family_id, code.user_id, code.client_id, code.scope, 0, 0)
         replay = AuditEvent(
             now, client_id, "code.replayed", stored.family_id, {"client_id": code.client_id},
             user=code.user_id, family=stored.family_id,
         )  # fmt: skip
-        events = [replay, family_revoked(family, "code_replay", client_id, now)]
+        revoked = family_revoked(
+            stored.family_id,
+            code.user_id,
+            code.client_id,
+            reason="code_replay",
+            actor=client_id,
+            now=now,
+        )
+        events = [replay, revoked]
         await families.revoke(stored.family_id, "code_replay", now, events)
     raise InvalidGrant(detail="authorization code replayed: its family is revoked")
 

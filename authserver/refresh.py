@@ -172,16 +172,20 @@ def new_family_id() -> str:
     return str(uuid.uuid4())
 
 
-def family_revoked(family: Family, reason: str, actor: str, now: int) -> AuditEvent:
-    """The audit event of a family's revocation (logout, logout_all, revoked, reuse, ...)."""
+def family_revoked(
+    family_id: str, user_id: str, client_id: str, *, reason: str, actor: str, now: int
+) -> AuditEvent:
+    """The audit event of a family's revocation, whatever ended it (reuse, logout, end_session,
+    disabled, code_replay, ...): every store and use case builds it here, so the trail reads the
+    same for all (tests/http/test_family_revoked.py)."""
     return AuditEvent(
         now,
         actor,
         "family.revoked",
-        family.id,
-        {"reason": reason, "client_id": family.client_id},
-        user=family.user_id,
-        family=family.id,
+        family_id,
+        {"reason": reason, "client_id": client_id},
+        user=user_id,
+        family=family_id,
     )
 
 
@@ -290,7 +294,14 @@ async def rotate(
         why = "within grace but not the parent of the live token"
     events = [
         _reuse(state, client_id, now, "revoked", why),
-        family_revoked(state.family, "reuse", client_id, now),
+        family_revoked(
+            state.family.id,
+            state.family.user_id,
+            state.family.client_id,
+            reason="reuse",
+            actor=client_id,
+            now=now,
+        ),
     ]
     await store.revoke(state.family.id, "reuse", now, events)
     raise InvalidGrant(detail="refresh token reuse: family revoked")

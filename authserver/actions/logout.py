@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from authserver.access_tokens import TokenRejected
+from authserver.actions.end_sessions import end_sessions
 from authserver.actions.introspection import authenticate_bearer
 from authserver.audit import AuditEvent
 from authserver.clients import ClientCredentials, authenticate_client
@@ -27,7 +28,15 @@ async def logout(services: Services, refresh_token: str | None, bearer: str | No
                 user=family.user_id,
                 family=family.id,
             )
-            events = [ended, family_revoked(family, "logout", family.user_id, now)]
+            revoked = family_revoked(
+                family.id,
+                family.user_id,
+                family.client_id,
+                reason="logout",
+                actor=family.user_id,
+                now=now,
+            )
+            events = [ended, revoked]
             await services.families.revoke(family.id, "logout", now, events)
     if bearer:
         try:
@@ -43,10 +52,8 @@ async def logout_all(services: Services, bearer: str | None) -> int:
     """Revokes every family of the bearer token's subject; returns how many were live."""
     claims = await authenticate_bearer(services, bearer)
     sub = str(claims["sub"])
-    now = services.clock()
     # Everywhere includes the browser's single sign-on: no client signs in from it again.
-    await services.login_sessions.end_user(sub, now)
-    return await services.families.revoke_user(sub, "logout_all", now, actor=sub)
+    return await end_sessions(services, sub, reason="logout_all", actor=sub, now=services.clock())
 
 
 async def revoke(
@@ -76,5 +83,13 @@ async def revoke(
     state = await services.families.find(hash_token(token))
     if state is None or state.family.client_id != client.client_id:
         return
-    event = family_revoked(state.family, "revoked", client.client_id, now)
+    family = state.family
+    event = family_revoked(
+        family.id,
+        family.user_id,
+        family.client_id,
+        reason="revoked",
+        actor=client.client_id,
+        now=now,
+    )
     await services.families.revoke(state.family.id, "revoked", now, [event])

@@ -6,8 +6,8 @@ from typing import Any
 
 from authserver.actions.admin.sessions import session_view
 from authserver.actions.introspection import authenticate_bearer
-from authserver.audit import AuditEvent
 from authserver.errors import InvalidToken, NotFound
+from authserver.refresh import family_revoked
 from authserver.services import Services
 
 
@@ -35,13 +35,7 @@ async def end_my_session(services: Services, bearer: str | None, sid: str) -> No
     if family is None or family.user_id != sub:
         raise NotFound("You have no session with this sid.")
     now = services.clock()
-    event = AuditEvent(
-        now,
-        sub,
-        "family.revoked",
-        sid,
-        {"reason": "user_revoked", "client_id": family.client_id},
-        user=sub,
-        family=sid,
+    event = family_revoked(
+        sid, family.user_id, family.client_id, reason="user_revoked", actor=sub, now=now
     )
     await services.families.revoke(sid, "user_revoked", now, [event])

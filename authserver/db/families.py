@@ -20,7 +20,7 @@ from authserver.db.direct import fetch_row
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import FamilyRow
 from authserver.db.predicates import client_enabled, client_may_refresh, user_enabled
-from authserver.refresh import Family, Session, Spent, TokenState
+from authserver.refresh import Family, Session, Spent, TokenState, family_revoked
 from authserver.scopes import still_held
 
 _FAMILY_COLUMNS = (
@@ -370,14 +370,8 @@ class SqlFamilyStore:
                 await append_audit(
                     conn,
                     [
-                        AuditEvent(
-                            now,
-                            actor,
-                            "family.revoked",
-                            row.id,
-                            {"reason": reason, "client_id": row.client_id},
-                            user=row.user_id,
-                            family=row.id,
+                        family_revoked(
+                            row.id, row.user_id, row.client_id, reason=reason, actor=actor, now=now
                         )
                         for row in revoked
                     ],

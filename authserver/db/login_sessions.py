@@ -13,6 +13,7 @@ from authserver.db.columns import family_id
 from authserver.db.engine import is_postgres
 from authserver.db.predicates import login_session_live, user_enabled
 from authserver.login_sessions import Ended, LoginSession
+from authserver.refresh import family_revoked
 
 # As families.start: FOR SHARE holds the user row until the session commits, so a concurrent
 # disable waits for it (and then ends it with the rest) or commits first (and this finds no row).
@@ -119,12 +120,9 @@ class SqlLoginSessionStore:
             detail = {"client_id": client_id, "families": len(families)}
             events = [AuditEvent(now, user, "end_session", row.id, detail, user=user)]
             events += [
-                AuditEvent(
-                    now, user, "family.revoked", sid,
-                    {"reason": "end_session", "client_id": client}, user=user, family=sid,
-                )
+                family_revoked(sid, user, client, reason="end_session", actor=user, now=now)
                 for sid, client in families
-            ]  # fmt: skip
+            ]
             await append_audit(conn, events)
         session = LoginSession(row.id, row.user_id, row.created_at, row.expires_at)
         return Ended(session, tuple(families))

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from authserver.actions.admin import _existing_user
-from authserver.audit import AuditEvent
 from authserver.errors import NotFound
-from authserver.refresh import Session
+from authserver.refresh import Session, family_revoked
 from authserver.services import Services
 
 
@@ -34,13 +33,7 @@ async def revoke_session(services: Services, actor: str, sid: str) -> None:
     if family is None:
         raise NotFound("No session has this sid.")
     now = services.clock()
-    event = AuditEvent(
-        now,
-        actor,
-        "family.revoked",
-        sid,
-        {"reason": "admin_revoked", "client_id": family.client_id},
-        user=family.user_id,
-        family=sid,
+    event = family_revoked(
+        sid, family.user_id, family.client_id, reason="admin_revoked", actor=actor, now=now
     )
     await services.families.revoke(sid, "admin_revoked", now, [event])

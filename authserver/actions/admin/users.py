@@ -15,6 +15,7 @@ from authserver.actions.admin import (
     _string,
     _string_list,
 )
+from authserver.actions.end_sessions import end_sessions
 from authserver.audit import AuditEvent
 from authserver.errors import Conflict, InvalidRequest, NotFound
 from authserver.inputs import storable
@@ -62,23 +63,29 @@ async def create_user(services: Services, actor: str, body: dict[str, Any]) -> C
 
 async def logout_user_everywhere(services: Services, actor: str, sub: str) -> None:
     await _existing_user(services, sub)
-    now = services.clock()
-    # The login session first: once it is over, no new code starts a family to miss below.
-    await services.login_sessions.end_user(sub, now)
-    ended = await services.families.revoke_user(sub, "admin_logout_all", now, actor=actor)
-    event = AuditEvent(now, actor, "user.logged_out_everywhere", sub, {"sessions": ended}, user=sub)
-    await services.audit.record([event])
+    await end_sessions(
+        services,
+        sub,
+        reason="admin_logout_all",
+        actor=actor,
+        now=services.clock(),
+        announce="user.logged_out_everywhere",
+    )
 
 
 async def disable_user(services: Services, actor: str, sub: str) -> None:
     """No more logins, and every session (with the access tokens bound to it) ends now."""
     if not await services.users.disable(sub):
         raise NotFound("No user has this sub.")
-    now = services.clock()
-    await services.login_sessions.end_user(sub, now)
-    ended = await services.families.revoke_user(sub, "disabled", now, actor=actor)
-    event = AuditEvent(now, actor, "user.disabled", sub, {"sessions": ended}, user=sub)
-    await services.audit.record([event])
+    await _end_sessions_disabled(services, actor, sub, services.clock())
+
+
+async def _end_sessions_disabled(services: Services, actor: str, sub: str, now: int) -> None:
+    """A disable, by POST .../disable or PATCH `disabled`: every session ends (with the
+    access tokens bound to it) and `user.disabled` records how many."""
+    await end_sessions(
+        services, sub, reason="disabled", actor=actor, now=now, announce="user.disabled"
+    )
 
 
 def user_view(user: User) -> dict[str, Any]:
@@ -134,9 +141,8 @@ async def update_user(
     if user is None:
         raise NotFound("No user has this sub.")
     if disabled:
-        # As POST .../disable: every session ends, with the access tokens bound to it.
-        await services.login_sessions.end_user(sub, now)
-        await services.families.revoke_user(sub, "disabled", now, actor=actor)
+        # As POST .../disable, after the `user.updated` of the fields sent.
+        await _end_sessions_disabled(services, actor, sub, now)
     elif not user.is_admin:
         # A demotion ends the user's admin sessions now, with their access tokens (their
         # `sid` is revoked), rather than at the next refresh: an admin token could otherwise
@@ -167,8 +173,7 @@ async def set_password(services: Services, actor: str, sub: str, body: dict[str,
         # A login that checked the old password before this commit and starts its session
         # after it is refused by the store (FamilyStore.start); one that started before is
         # revoked here.
-        await services.login_sessions.end_user(sub, now)
-        await services.families.revoke_user(sub, "password_changed", now, actor=actor)
+        await end_sessions(services, sub, reason="password_changed", actor=actor, now=now)
 
 
 async def delete_user(services: Services, actor: str, sub: str) -> None:
@@ -178,8 +183,7 @@ async def delete_user(services: Services, actor: str, sub: str) -> None:
     if not await services.users.delete(sub, now, [event]):
         raise NotFound("No user has this sub.")
     # Deleting disabled the row first: no login can start a session from here on.
-    await services.families.revoke_user(sub, "deleted", now, actor=actor)
-    await services.login_sessions.end_user(sub, now)
+    await end_sessions(services, sub, reason="deleted", actor=actor, now=now)
 
 
 def _password(services: Services, body: dict[str, Any], username: str) -> str:
