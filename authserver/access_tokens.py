@@ -9,19 +9,16 @@ than PyJWT's wall clock.
 
 from __future__ import annotations
 
-import base64
-import functools
-import json
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
-import orjson
 
 from authserver.inputs import storable
-from authserver.keys.ring import KeyRing, SigningKey
+from authserver.jws import compact_jws
+from authserver.keys.ring import KeyRing
 from authserver_verify import jose
 from authserver_verify.errors import InvalidToken
 
@@ -65,28 +62,7 @@ def mint_access_token(
     }
     if sid is not None:
         claims["sid"] = sid
-    return AccessToken(_compact_jws(ring.signing, claims), claims)
-
-
-def _compact_jws(key: SigningKey, claims: dict[str, Any]) -> str:
-    """RFC 7515 §7.1 compact serialisation, signed with `key`.
-
-    PyJWT's `encode` does the same with general-purpose checks around it that cost as much
-    as an Ed25519 signature; here the protected header is made once per key. What we mint is
-    checked by PyJWT, joserfc, jwcrypto and npm jose in the tests."""
-    payload = _b64(orjson.dumps(claims))  # compact, as json.dumps with separators, 20x faster
-    signing_input = f"{_protected_header(key.kid, key.alg)}.{payload}"
-    return f"{signing_input}.{_b64(key.sign(signing_input.encode()))}"
-
-
-@functools.lru_cache(maxsize=16)
-def _protected_header(kid: str, alg: str) -> str:
-    header = {"alg": alg, "kid": kid, "typ": "at+jwt"}
-    return _b64(json.dumps(header, separators=(",", ":")).encode())
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return AccessToken(compact_jws("at+jwt", claims, ring.signing), claims)
 
 
 def verify_access_token(

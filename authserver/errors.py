@@ -17,9 +17,12 @@
     ├── Conflict                    409 conflict
     ├── NotFound                    404 not_found
     ├── SlowDown                    429 slow_down (login throttling, with Retry-After)
-    └── TemporarilyUnavailable      503 temporarily_unavailable
+    ├── TemporarilyUnavailable      503 temporarily_unavailable (/readyz too)
+    └── keys.lifecycle.KeyNotReady  409 key_not_ready (rotation too early, with Retry-After)
 
-`description` is what the client reads; `detail` is for the log and never leaves the server.
+`description` is what the client reads; `detail` is for the log and never leaves the server;
+`retry_after`, when set, is sent as Retry-After (RFC 9110 §10.2.3). http/errors.py renders them
+all, and is the only module that writes an error's JSON.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class OAuthError(Exception):
     code = "server_error"
     status = 500
     description = "The server met an unexpected condition."
+    retry_after: int | None = None  # seconds; http/errors.py sends it as Retry-After
 
     def __init__(self, description: str | None = None, *, detail: str | None = None) -> None:
         if description is not None:

@@ -8,13 +8,12 @@ with the hash API.md fixes for each algorithm: SHA-256 for RS256, SHA-512 for Ed
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 from typing import Any
 
 import jwt
 
+from authserver.jws import b64url, compact_jws
 from authserver.keys.ring import KeyRing
 
 ID_TOKEN_TTL = 300  # seconds (API.md)
@@ -25,7 +24,7 @@ def at_hash(access_token: str, alg: str) -> str:
     digest = (hashlib.sha512 if alg == "EdDSA" else hashlib.sha256)(
         access_token.encode("ascii")
     ).digest()
-    return _b64(digest[: len(digest) // 2])
+    return b64url(digest[: len(digest) // 2])
 
 
 def mint_id_token(
@@ -54,10 +53,7 @@ def mint_id_token(
     if nonce is not None:
         # OpenID Connect Core §3.1.3.7: the client MUST check it is the one it sent.
         claims["nonce"] = nonce
-    header = _b64(json.dumps({"alg": key.alg, "kid": key.kid, "typ": "JWT"}).encode())
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    signing_input = f"{header}.{payload}"
-    return f"{signing_input}.{_b64(key.sign(signing_input.encode()))}"
+    return compact_jws("JWT", claims, key)
 
 
 def hinted_client(ring: KeyRing, token: str, issuer: str) -> tuple[str, str] | None:
@@ -85,7 +81,3 @@ def hinted_client(ring: KeyRing, token: str, issuer: str) -> tuple[str, str] | N
     if not isinstance(aud, str) or not isinstance(sub, str):
         return None
     return aud, sub
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")

@@ -1,20 +1,79 @@
-"""The hosted sign-in page's login: the password grant's check, throttling and audit, ending in
-a login session instead of tokens.
+"""The password check of every login, and the hosted sign-in page's login that ends in a login
+session instead of tokens.
 
-Throttled exactly as the password grant (throttle.guard: the attempt is counted in the database
-before argon2 runs), refused with the same single InvalidGrant for every cause, and audited as
-`login.failed` with the username hashed. Success starts a login session, which the store stores
-only if the user is still enabled as it commits.
+`check_password` is the one check of the password grant (actions/grants/password.py) and of the
+sign-in page: throttled (throttle.guard: the attempt is counted in the database before argon2
+runs), refused with the same single InvalidGrant for every cause (users.authenticate: unknown
+user, wrong password, disabled), and audited as `login.failed` with the username hashed.
+Success starts a login session here, a refresh family there, each stored only if the user is
+still enabled as it commits.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from authserver import throttle
 from authserver.audit import ANONYMOUS, AuditEvent, username_digest
 from authserver.errors import InvalidGrant
 from authserver.login_sessions import LoginSession, start_login_session
 from authserver.services import Services
-from authserver.users import MAX_PASSWORD, authenticate
+from authserver.users import MAX_PASSWORD, User, authenticate
+
+P = TypeVar("P")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Credentials(Generic[P]):
+    """What a login presents, once its caller's own checks have passed."""
+
+    username: str
+    password: str
+    audit: dict[str, str | None]  # the detail of its login.failed event
+    context: P  # what the caller's own checks found (the grant: its client), for `then`
+
+
+async def check_password(
+    services: Services,
+    *,
+    username: str | None,
+    address: str | None,
+    prepare: Callable[[], Awaitable[Credentials[P]]],
+    then: Callable[[P, User], Awaitable[T]],
+) -> T:
+    """`then(context, user)` once the password is right; SlowDown, InvalidGrant or what
+    `prepare` raises otherwise. `username` is the one sent (the throttle's bucket), `prepare`
+    the caller's checks that run inside the throttle, before the password."""
+
+    async def attempt() -> T:
+        presented = await prepare()
+        name, password = presented.username, presented.password
+        try:
+            if not name or not password or len(password) > MAX_PASSWORD:
+                raise InvalidGrant(detail="username or password missing or oversized")
+            user = await authenticate(services.users, services.passwords, name, password)
+        except InvalidGrant:
+            # The username is hashed (it may be a password typed in the wrong field); the
+            # password never leaves `authenticate`. Success is audited by what `then` starts.
+            event = AuditEvent(
+                services.clock(), ANONYMOUS, "login.failed", username_digest(name),
+                presented.audit,
+            )  # fmt: skip
+            await services.audit.record([event])
+            raise
+        return await then(presented.context, user)
+
+    return await throttle.guard(
+        services.throttle,
+        username=username,
+        address=address,
+        clock=services.clock,
+        turns=services.login_turns,
+        attempt=attempt,
+    )
 
 
 async def sign_in(
@@ -29,32 +88,18 @@ async def sign_in(
     """(the new login session, its cookie value); InvalidGrant or SlowDown otherwise.
     `replaces`: the browser's login-session cookie, if any, ended by a success (see
     start_login_session)."""
-    return await throttle.guard(
-        services.throttle,
-        username=username or None,
-        address=address,
-        clock=services.clock,
-        turns=services.login_turns,
-        attempt=lambda: _check(services, username, password, client_id, replaces),
+
+    async def prepare() -> Credentials[None]:
+        audit: dict[str, str | None] = {"client_id": client_id, "via": "sign_in_page"}
+        return Credentials(username, password, audit, None)
+
+    async def then(_: None, user: User) -> tuple[LoginSession, str]:
+        settings = services.settings
+        return await start_login_session(
+            services.login_sessions, user.id, services.clock(), settings.login_session_ttl,
+            client_id, replaces,
+        )  # fmt: skip
+
+    return await check_password(
+        services, username=username or None, address=address, prepare=prepare, then=then
     )
-
-
-async def _check(
-    services: Services, username: str, password: str, client_id: str | None, replaces: str | None
-) -> tuple[LoginSession, str]:
-    try:
-        if not username or not password or len(password) > MAX_PASSWORD:
-            raise InvalidGrant(detail="username or password missing or oversized")
-        user = await authenticate(services.users, services.passwords, username, password)
-    except InvalidGrant:
-        detail = {"client_id": client_id, "via": "sign_in_page"}
-        event = AuditEvent(
-            services.clock(), ANONYMOUS, "login.failed", username_digest(username), detail
-        )
-        await services.audit.record([event])
-        raise
-    settings = services.settings
-    return await start_login_session(
-        services.login_sessions, user.id, services.clock(), settings.login_session_ttl, client_id,
-        replaces,
-    )  # fmt: skip

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from authserver.config import Settings
 from authserver.errors import ForbiddenOrigin, InvalidRequest
 from authserver.http.cookies import read_refresh_cookie
-from authserver.http.responses import no_store_json
+from authserver.http.errors import error_json
 
 METHODS = ("GET", "POST")
 HEADERS = ("Authorization", "Content-Type")
@@ -31,14 +31,8 @@ class _CORS(CORSMiddleware):
         if response.status_code == 200:
             return response
         headers = {"Vary": response.headers["vary"]}
-        return no_store_json(
-            {
-                "error": "invalid_request",
-                "error_description": "This cross-origin request is not allowed.",
-            },
-            400,
-            headers,
-        )
+        refused = InvalidRequest("This cross-origin request is not allowed.")
+        return error_json(refused.code, refused.description, refused.status, headers)
 
 
 def cors_middleware(settings: Settings) -> Middleware:

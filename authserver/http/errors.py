@@ -22,7 +22,6 @@ from authserver.errors import (
     OAuthError,
     PayloadTooLarge,
     RequestTimeout,
-    SlowDown,
     TemporarilyUnavailable,
 )
 from authserver.http import pages
@@ -57,20 +56,19 @@ async def oauth_error(request: Request, exc: Exception) -> Response:
         # RFC 6749 §5.2: if the client authenticated via the Authorization header, the server
         # MUST answer 401 with a WWW-Authenticate matching the scheme it used.
         headers["WWW-Authenticate"] = 'Basic realm="authserver"'
-    elif isinstance(exc, SlowDown):
-        # RFC 9110 §10.2.3: how many seconds to wait before trying again.
-        headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, RequestTimeout):
         # RFC 9110 §15.5.9: "A server SHOULD send the "close" connection option [...] since 408
         # implies that the server has decided to close the connection rather than continue
         # waiting." (uvicorn closes it after a response that says so.)
         headers["Connection"] = "close"
+    if exc.retry_after is not None:
+        # RFC 9110 §10.2.3: how many seconds to wait before trying again (slow_down,
+        # key_not_ready).
+        headers["Retry-After"] = str(exc.retry_after)
     page = _as_page(request, _sentence(exc), exc.status, headers)
     if page is not None:
         return page
-    return no_store_json(
-        {"error": exc.code, "error_description": exc.description}, exc.status, headers
-    )
+    return error_json(exc.code, exc.description, exc.status, headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -82,9 +80,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = ", ".join(_allowed(request))
-    return no_store_json(
-        {"error": code, "error_description": description}, exc.status_code, headers
-    )
+    return error_json(code, description, exc.status_code, headers)
 
 
 def _allowed(request: Request) -> list[str]:
@@ -105,9 +101,19 @@ async def server_error(request: Request, exc: Exception) -> Response:
     page = _as_page(request, BROKEN, 500, {})
     if page is not None:
         return page
-    return no_store_json(
-        {"error": "server_error", "error_description": OAuthError.description}, 500
-    )
+    return error_json("server_error", OAuthError.description, 500)
+
+
+def error_body(code: str, description: str) -> dict[str, str]:
+    """RFC 6749 §5.2: the error's JSON members; API.md fixes exactly these two."""
+    return {"error": code, "error_description": description}
+
+
+def error_json(
+    code: str, description: str, status: int, headers: dict[str, str] | None = None
+) -> Response:
+    """The one renderer of an error as JSON: RFC 6749 §5.1's no-store, whatever the status."""
+    return no_store_json(error_body(code, description), status, headers)
 
 
 def _sentence(exc: OAuthError) -> str:

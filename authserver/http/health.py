@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from authserver.http.responses import no_store_json
-
-logger = logging.getLogger("authserver")
+from authserver.errors import TemporarilyUnavailable
 
 READINESS_TIMEOUT = 1.0  # seconds: the default timeoutSeconds of a Kubernetes probe
 
@@ -26,8 +23,8 @@ async def readyz(request: Request) -> Response:
         async with asyncio.timeout(READINESS_TIMEOUT):
             await ready()
     except Exception as exc:  # any failure means "not ready", whatever its cause
-        logger.warning("not ready: %s", type(exc).__name__)
-        return no_store_json(
-            {"error": "temporarily_unavailable", "error_description": "Not ready to serve."}, 503
-        )
+        # Logged by http/errors.py (a 5xx: as a warning); the cause never leaves the server.
+        raise TemporarilyUnavailable(
+            "Not ready to serve.", detail=f"not ready: {type(exc).__name__}"
+        ) from None
     return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})

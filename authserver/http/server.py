@@ -36,6 +36,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from authserver.config import Settings
 from authserver.errors import RequestTimeout
+from authserver.http.errors import error_body
 
 logger = logging.getLogger("authserver.http")
 # Its lines can come once per connection under a flood: telemetry/logs.py rate-limits them.
@@ -79,7 +80,9 @@ HEAD_TOO_LARGE = Refused(431, f"The request head is longer than {MAX_HEAD_BYTES}
 
 
 def _answer(refused: Refused, extra: Sequence[tuple[str, str]] = ()) -> bytes:
-    body = json.dumps({"error": refused.code, "error_description": refused.description}).encode()
+    # Written by hand: uvicorn answers these before (or instead of) the app, so no Response
+    # object exists; the members are http/errors.py's all the same.
+    body = json.dumps(error_body(refused.code, refused.description)).encode()
     head = [
         f"HTTP/1.1 {refused.status} {HTTPStatus(refused.status).phrase}",
         "content-type: application/json",

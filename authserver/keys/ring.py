@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
+from authserver.jws import b64url
 from authserver.keys.records import KeyRecord, KeyState
 from authserver.keys.sealing import KeySealer
 
@@ -65,14 +66,14 @@ def public_jwk(public_key: PublicKey) -> dict[str, str]:
         numbers = public_key.public_numbers()
         return {"kty": "RSA", "n": _b64_uint(numbers.n), "e": _b64_uint(numbers.e)}
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
 
 
 def thumbprint(jwk: dict[str, str]) -> str:
     """RFC 7638 §3: SHA-256 over the required members, sorted, with no white space."""
     required = {"RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}[jwk["kty"]]
     canonical = json.dumps({name: jwk[name] for name in required}, separators=(",", ":"))
-    return _b64(hashlib.sha256(canonical.encode()).digest())
+    return b64url(hashlib.sha256(canonical.encode()).digest())
 
 
 # Parsing an RSA private key validates it, ~55 ms of the event loop; every reload (≤ 30 s) would
@@ -152,16 +153,12 @@ def _is_published(record: KeyRecord, now: int, retired_ttl: int) -> bool:
     return False
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _b64_uint(value: int) -> str:
-    return _b64(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+    return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
 def _uint(text: str) -> int:

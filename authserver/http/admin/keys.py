@@ -12,7 +12,6 @@ from authserver.http.admin import _json_object
 from authserver.http.context import services
 from authserver.http.forms import bearer_token
 from authserver.http.responses import no_store_json
-from authserver.keys.lifecycle import KeyNotReady
 
 
 async def list_keys(request: Request) -> Response:
@@ -28,15 +27,8 @@ async def rotate_keys(request: Request) -> Response:
     alg, force = body.get("alg"), body.get("force", False)
     if not (alg is None or isinstance(alg, str)) or not isinstance(force, bool):
         raise InvalidRequest("alg must be a string and force true or false.")
-    try:
-        keys = await admin_keys.rotate_keys(found, actor, alg, force)
-    except KeyNotReady as exc:
-        # RFC 9110 §10.2.3: Retry-After in seconds.
-        return no_store_json(
-            {"error": exc.code, "error_description": exc.description},
-            exc.status,
-            {"Retry-After": str(exc.retry_after)},
-        )
+    # KeyNotReady (409, with its Retry-After) is rendered by http/errors.py.
+    keys = await admin_keys.rotate_keys(found, actor, alg, force)
     return no_store_json({"keys": keys})
 
 
