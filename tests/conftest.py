@@ -48,6 +48,28 @@ TABLES = (
 )
 
 
+# What starts a real server, a browser, node, Patroni or a second interpreter: marked `slow`
+# by path, so `scripts/test -m "not slow"` is the quick loop (docs/architecture.md).
+SLOW = (
+    "tests/races/",
+    "tests/e2e/",
+    "tests/interop/",
+    "tests/examples/",
+    "tests/http/test_schemathesis.py",
+    "tests/http/test_live_server.py",
+    "tests/http/test_server.py",
+    "tests/http/test_verify_live.py",
+    "tests/test_metrics_workers.py",
+    "tests/test_verifier_distribution.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
     """Every `async def test_*` runs under anyio, without a marker on each."""
