@@ -231,6 +231,18 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+def assert_oauth_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """An OAuth-style error (RFC 6749 section 5.2) as http/errors.py renders every one: the
+    status, a JSON body with `error` and a non-empty `error_description`, never cached."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["cache-control"] == "no-store"
+    body: dict[str, Any] = response.json()
+    assert body["error"] == code, body
+    assert isinstance(body["error_description"], str) and body["error_description"]
+    return body
+
+
 @dataclass
 class Registry:
     """Makes users and clients through the same stores the server reads."""
