@@ -48,8 +48,9 @@ TABLES = (
 )
 
 
-# What starts a real server, a browser, node, Patroni or a second interpreter: marked `slow`
-# by path, so `scripts/test -m "not slow"` is the quick loop (docs/architecture.md).
+# What starts a real server, a browser, node, Patroni, Postgres clusters of its own or the
+# `authserver` command: marked `slow` by path, so `scripts/test -m "not slow"` is the quick
+# loop (docs/architecture.md).
 SLOW = (
     "tests/races/",
     "tests/e2e/",
@@ -59,8 +60,15 @@ SLOW = (
     "tests/http/test_live_server.py",
     "tests/http/test_server.py",
     "tests/http/test_verify_live.py",
+    "tests/http/test_database_restart.py",
+    "tests/http/test_multi_host.py",
     "tests/test_metrics_workers.py",
+    "tests/test_key_revocation_workers.py",
     "tests/test_verifier_distribution.py",
+    "tests/test_cli.py",
+    "tests/test_cli_keys.py",
+    "tests/test_cli_lifecycle.py",
+    "tests/test_dockerfile.py::test_the_build_steps_install_a_working_server",
 )
 
 

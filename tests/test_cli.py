@@ -543,7 +543,6 @@ def test_an_unmigrated_postgres_is_refused(
     assert revision_of(empty_postgres) is None  # refused, not migrated behind the operator's back
 
 
-@pytest.mark.slow
 def test_serve_on_a_fresh_sqlite_file_migrates_and_serves(sqlite_cli: Cli, tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "serve.log"
@@ -586,7 +585,6 @@ def test_serve_on_a_fresh_sqlite_file_migrates_and_serves(sqlite_cli: Cli, tmp_p
     assert {row[0] for row in listed} == {key["kid"] for key in keys}
 
 
-@pytest.mark.slow
 def test_serve_names_what_it_serves_and_its_issuer_follows_its_port(
     sqlite_cli: Cli, tmp_path: Path
 ) -> None:
