@@ -66,7 +66,8 @@ class ClientChanges:
     redirect_uris: tuple[str, ...] | None = None
     post_logout_redirect_uris: tuple[str, ...] | None = None
     # Every access token the client holds until now is revoked (tokens_revoked_before), as a
-    # disabling does: set when the admin scope is taken from it (admin.update_client).
+    # disabling does: set when the admin scope is taken from it
+    # (actions/admin/clients.update_client).
     revoke_tokens: bool = False
 
 

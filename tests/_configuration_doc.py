@@ -61,7 +61,8 @@ password replaced by `***`), the active key's kid and alg, and the number of wor
 - Tokens and sessions: `AUTHSERVER_ISSUER`, `AUTHSERVER_AUDIENCE`, the TTLs,
   `AUTHSERVER_REFRESH_REUSE_GRACE`, `AUTHSERVER_CLOCK_LEEWAY` ([api.md](api.md)).
 - Keys: `AUTHSERVER_SIGNING_ALG`, `AUTHSERVER_JWKS_MAX_AGE`, `AUTHSERVER_KEY_ROTATION_INTERVAL`,
-  the KEK settings, `AUTHSERVER_KEYS_DIR` ([operations.md](operations.md#keys)).
+  the KEK settings, `AUTHSERVER_KEYS_DIR` ([operators.md](operators.md#keys); the KEK:
+  [operations.md](operations.md#rotating-the-key-encryption-key-kek)).
 - Browsers: `AUTHSERVER_ALLOWED_ORIGINS`, `AUTHSERVER_COOKIE_SECURE` ([spa.md](spa.md)).
 - Capacity and limits: argon2, `AUTHSERVER_PASSWORD_HASH_CONCURRENCY`,
   `AUTHSERVER_DB_POOL_SIZE`, the timeouts, `AUTHSERVER_MAX_CONNECTIONS`

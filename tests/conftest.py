@@ -48,6 +48,36 @@ TABLES = (
 )
 
 
+# What starts a real server, a browser, node, Patroni, Postgres clusters of its own or the
+# `authserver` command: marked `slow` by path, so `scripts/test -m "not slow"` is the quick
+# loop (docs/architecture.md).
+SLOW = (
+    "tests/races/",
+    "tests/e2e/",
+    "tests/interop/",
+    "tests/examples/",
+    "tests/http/test_schemathesis.py",
+    "tests/http/test_live_server.py",
+    "tests/http/test_server.py",
+    "tests/http/test_verify_live.py",
+    "tests/http/test_database_restart.py",
+    "tests/http/test_multi_host.py",
+    "tests/test_metrics_workers.py",
+    "tests/test_key_revocation_workers.py",
+    "tests/test_verifier_distribution.py",
+    "tests/test_cli.py",
+    "tests/test_cli_keys.py",
+    "tests/test_cli_lifecycle.py",
+    "tests/test_dockerfile.py::test_the_build_steps_install_a_working_server",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
     """Every `async def test_*` runs under anyio, without a marker on each."""
@@ -207,6 +237,18 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
         yield http
+
+
+def assert_oauth_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """An OAuth-style error (RFC 6749 section 5.2) as http/errors.py renders every one: the
+    status, a JSON body with `error` and a non-empty `error_description`, never cached."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["cache-control"] == "no-store"
+    body: dict[str, Any] = response.json()
+    assert body["error"] == code, body
+    assert isinstance(body["error_description"], str) and body["error_description"]
+    return body
 
 
 @dataclass

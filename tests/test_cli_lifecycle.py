@@ -130,7 +130,7 @@ async def test_clients_list_show_update_rotate_and_delete(
     assert await service_token(http, "billing", old) == 200  # within its window
     newer = ok(await run(cli, "clients", "rotate-secret", "billing", "--old-secret-ttl", "0"))
     # The newest secret works at once, though this server remembers the client (5 s): a
-    # mismatch re-reads it. (That the old one stops is test_lifecycle's, with a clock.)
+    # mismatch re-reads it. (That the old one stops, with a clock: test_admin_lifecycle.py.)
     assert await service_token(http, "billing", newer.strip()) == 200
     assert_one_line_error(await run(cli, "clients", "rotate-secret", "my-spa"), "public")
 

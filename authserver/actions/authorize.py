@@ -6,7 +6,7 @@ Connect Core §3.1.2 (`nonce`, `prompt`, `max_age`). Three answers:
 - `ErrorPage`: the client or the redirect URI cannot be trusted, so nothing is sent there
   (RFC 6749 §4.1.2.1); the HTTP layer shows a 400 page.
 - `SignIn`: the user must type their password (no live login session, `prompt=login`, or the
-  session is older than `max_age`); the hosted page (sign_in.py) finishes the request.
+  session is older than `max_age`); the hosted page (actions/sign_in.py) finishes the request.
 - `Redirect`: back to the client, with a code or an error, `state` and `iss`.
 """
 

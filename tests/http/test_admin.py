@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from authserver.config import Settings
 from authserver.keys.manager import publication_lag
 from authserver.services import Services
-from tests.conftest import Clock, Registry, password_login
+from tests.conftest import Clock, Registry, assert_oauth_error, password_login
 
 # Every test here makes, rotates or revokes keys: start each from none (see conftest).
 pytestmark = pytest.mark.usefixtures("fresh_keys")
@@ -82,14 +82,6 @@ async def audit(engine: AsyncEngine) -> list[tuple[str, str, str]]:
         return [(row.actor, row.action, row.target) for row in rows]
 
 
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    assert response.headers["cache-control"] == "no-store"
-    assert response.json()["error"] == code
-    assert isinstance(response.json()["error_description"], str)
-
-
 # --- the guard -----------------------------------------------------------------------------
 
 ENDPOINTS = [
@@ -112,17 +104,17 @@ async def test_admin_endpoints_answer_401_without_a_valid_token_and_403_without_
 
     for headers in ({}, {"Authorization": "Bearer not.a.token"}, {"Authorization": "Basic eDp5"}):
         response = await client.request(method, path, headers=headers)
-        assert_error(response, 401, "invalid_token")
+        assert_oauth_error(response, 401, "invalid_token")
         assert response.headers["www-authenticate"].startswith("Bearer")
     response = await client.request(method, path, headers={"Authorization": f"Bearer {no_admin}"})
-    assert_error(response, 403, "insufficient_scope")
+    assert_oauth_error(response, 403, "insufficient_scope")
 
 
 async def test_a_revoked_admin_token_is_refused(
     client: httpx.AsyncClient, root: dict[str, str]
 ) -> None:
     assert (await client.post("/logout/all", headers=root)).status_code == 204
-    assert_error(await client.get("/admin/keys", headers=root), 401, "invalid_token")
+    assert_oauth_error(await client.get("/admin/keys", headers=root), 401, "invalid_token")
 
 
 async def test_automation_calls_with_a_client_credentials_admin_token(
@@ -164,7 +156,7 @@ async def test_a_young_next_key_is_not_promoted(
 
     response = await client.post("/admin/keys/rotate", headers=root)
 
-    assert_error(response, 409, "key_not_ready")
+    assert_oauth_error(response, 409, "key_not_ready")
     wait = settings.jwks_max_age + publication_lag(settings) - 100
     assert response.headers["retry-after"] == str(wait)
     assert await keys(client, root) == before
@@ -237,7 +229,7 @@ async def test_force_promotes_at_once_and_alg_changes_the_new_keys(
 async def test_rotate_refuses_bad_options(
     client: httpx.AsyncClient, root: dict[str, str], body: dict[str, Any]
 ) -> None:
-    assert_error(
+    assert_oauth_error(
         await client.post("/admin/keys/rotate", json=body, headers=root), 400, "invalid_request"
     )
 
@@ -246,13 +238,13 @@ async def test_rotate_refuses_a_body_that_is_not_json(
     client: httpx.AsyncClient, root: dict[str, str]
 ) -> None:
     response = await client.post("/admin/keys/rotate", data={"force": "true"}, headers=root)
-    assert_error(response, 415, "invalid_request")
+    assert_oauth_error(response, 415, "invalid_request")
     response = await client.post(
         "/admin/keys/rotate",
         content=b"[1]",
         headers={**root, "Content-Type": "application/json"},
     )
-    assert_error(response, 400, "invalid_request")
+    assert_oauth_error(response, 400, "invalid_request")
 
 
 async def test_revoking_the_active_key_rotates_and_kills_its_tokens_at_once(
@@ -271,7 +263,7 @@ async def test_revoking_the_active_key_rotates_and_kills_its_tokens_at_once(
     assert after[active] == "revoked" and after[nxt] == "active"
     assert active not in await jwks_kids(client)
     assert not await introspect(client, rs, token)
-    assert_error(await client.get("/admin/keys", headers=root), 401, "invalid_token")
+    assert_oauth_error(await client.get("/admin/keys", headers=root), 401, "invalid_token")
     fresh = await login_token(client, "root", scope="admin")
     assert jwt.get_unverified_header(fresh)["kid"] == nxt
     assert ("key.revoked", active) in [
@@ -297,7 +289,7 @@ async def test_revoking_the_next_key_publishes_another(
 async def test_revoking_an_unknown_kid_is_404(
     client: httpx.AsyncClient, root: dict[str, str]
 ) -> None:
-    assert_error(await client.post("/admin/keys/nope/revoke", headers=root), 404, "not_found")
+    assert_oauth_error(await client.post("/admin/keys/nope/revoke", headers=root), 404, "not_found")
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -318,7 +310,7 @@ async def test_admin_creates_a_user_who_can_log_in(
     assert jwt.decode(token, options={"verify_signature": False})["sub"] == sub
     assert (await audit(engine))[-1][1:] == ("user.created", sub)
     again = await client.post("/admin/users", json=body, headers=root)
-    assert_error(again, 409, "conflict")
+    assert_oauth_error(again, 409, "conflict")
 
 
 @pytest.mark.parametrize(
@@ -335,7 +327,9 @@ async def test_admin_creates_a_user_who_can_log_in(
 async def test_admin_user_creation_refuses_bad_fields(
     client: httpx.AsyncClient, root: dict[str, str], body: dict[str, Any]
 ) -> None:
-    assert_error(await client.post("/admin/users", json=body, headers=root), 400, "invalid_request")
+    assert_oauth_error(
+        await client.post("/admin/users", json=body, headers=root), 400, "invalid_request"
+    )
 
 
 async def test_logout_all_ends_every_session_of_that_user(
@@ -370,7 +364,7 @@ async def test_disable_stops_logins_and_ends_sessions(
 
     assert response.status_code == 204
     assert not await introspect(client, rs, login["access_token"])
-    assert_error(await password_login(client), 400, "invalid_grant")
+    assert_oauth_error(await password_login(client), 400, "invalid_grant")
     assert (await audit(engine))[-1][1:] == ("user.disabled", sub)
 
 
@@ -379,7 +373,7 @@ async def test_user_actions_on_an_unknown_sub_are_404(
     client: httpx.AsyncClient, root: dict[str, str], action: str
 ) -> None:
     response = await client.post(f"/admin/users/no-such-sub/{action}", headers=root)
-    assert_error(response, 404, "not_found")
+    assert_oauth_error(response, 404, "not_found")
 
 
 # --- clients -------------------------------------------------------------------------------
@@ -405,7 +399,9 @@ async def test_admin_registers_a_confidential_client_and_shows_its_secret_once(
     async with engine.connect() as conn:
         detail = (await conn.execute(text("SELECT detail FROM audit_events"))).scalars().all()
     assert not any(secret in d for d in detail)
-    assert_error(await client.post("/admin/clients", json=body, headers=root), 409, "conflict")
+    assert_oauth_error(
+        await client.post("/admin/clients", json=body, headers=root), 409, "conflict"
+    )
 
 
 async def test_admin_registers_a_public_cookie_client_without_a_secret(
@@ -440,7 +436,7 @@ async def test_admin_registers_a_public_cookie_client_without_a_secret(
 async def test_admin_client_registration_refuses_bad_fields(
     client: httpx.AsyncClient, root: dict[str, str], body: dict[str, Any]
 ) -> None:
-    assert_error(
+    assert_oauth_error(
         await client.post("/admin/clients", json=body, headers=root), 400, "invalid_request"
     )
 

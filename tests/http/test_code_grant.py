@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.authorization_codes import AuthorizationCode, redeemed_event
 from authserver.refresh import hash_token
-from tests.conftest import Clock, Registry
+from tests.conftest import Clock, Registry, assert_oauth_error
 from tests.http.signin import (
     CALLBACK,
     INSECURE_COOKIES,
@@ -49,12 +49,6 @@ async def rs(registry: Registry) -> tuple[str, str]:
     return "rs", secret
 
 
-def assert_invalid_grant(response: httpx.Response) -> None:
-    assert response.status_code == 400, response.text
-    assert response.json()["error"] == "invalid_grant"
-    assert response.headers["cache-control"] == "no-store"
-
-
 async def active(client: httpx.AsyncClient, rs: tuple[str, str], token: str) -> bool:
     response = await client.post("/introspect", data={"token": token}, auth=rs)
     assert response.status_code == 200
@@ -70,13 +64,13 @@ async def test_a_replayed_code_is_refused_and_revokes_the_family_its_first_use_s
     assert first.status_code == 200, first.text
     tokens = first.json()
 
-    assert_invalid_grant(await exchange(client, code, flow))
+    assert_oauth_error(await exchange(client, code, flow), 400, "invalid_grant")
 
     assert not await active(client, rs, tokens["access_token"])
     refresh = await client.post(
         "/refresh", data={"client_id": web, "refresh_token": tokens["refresh_token"]}
     )
-    assert_invalid_grant(refresh)
+    assert_oauth_error(refresh, 400, "invalid_grant")
     async with engine.connect() as conn:
         reason = (
             await conn.execute(text("SELECT revoked_reason FROM refresh_families"))
@@ -113,7 +107,7 @@ async def test_a_used_code_presented_by_anyone_but_its_holder_revokes_nothing(
     assert first.status_code == 200, first.text
     tokens = first.json()
 
-    assert_invalid_grant(await exchange(client, code, flow, **replay))
+    assert_oauth_error(await exchange(client, code, flow, **replay), 400, "invalid_grant")
 
     assert await active(client, rs, tokens["access_token"])
     refresh = await client.post(
@@ -140,7 +134,7 @@ async def test_a_wrong_verifier_redirect_uri_or_code_is_invalid_grant_and_spends
     flow = Flow.new(web)
     code = await code_for(client, flow)
 
-    assert_invalid_grant(await exchange(client, code, flow, **change))
+    assert_oauth_error(await exchange(client, code, flow, **change), 400, "invalid_grant")
 
     # The holder of the right verifier still gets the tokens.
     assert (await exchange(client, code, flow)).status_code == 200
@@ -202,7 +196,9 @@ async def test_the_verifier_of_another_flow_does_not_redeem_a_code(
     flow = Flow.new(web)
     code = await code_for(client, flow)
     other_verifier, _ = pkce_pair()
-    assert_invalid_grant(await exchange(client, code, flow, code_verifier=other_verifier))
+    assert_oauth_error(
+        await exchange(client, code, flow, code_verifier=other_verifier), 400, "invalid_grant"
+    )
 
 
 async def test_a_code_injected_into_another_client_is_refused(
@@ -213,7 +209,7 @@ async def test_a_code_injected_into_another_client_is_refused(
     flow = Flow.new(web)
     code = await code_for(client, flow)
 
-    assert_invalid_grant(await exchange(client, code, flow, client_id="victim"))
+    assert_oauth_error(await exchange(client, code, flow, client_id="victim"), 400, "invalid_grant")
     basic = await client.post(
         "/token",
         data={
@@ -224,7 +220,7 @@ async def test_a_code_injected_into_another_client_is_refused(
         },
         auth=("confidential", secret or ""),
     )
-    assert_invalid_grant(basic)
+    assert_oauth_error(basic, 400, "invalid_grant")
     assert (await exchange(client, code, flow)).status_code == 200
 
 
@@ -253,7 +249,7 @@ async def test_a_code_lives_60_seconds(
     flow = Flow.new(web)
     code = await code_for(client, flow)
     clock.advance(60)
-    assert_invalid_grant(await exchange(client, code, flow))
+    assert_oauth_error(await exchange(client, code, flow), 400, "invalid_grant")
 
 
 async def test_a_code_of_a_user_disabled_since_is_refused(
@@ -263,7 +259,7 @@ async def test_a_code_of_a_user_disabled_since_is_refused(
     code = await code_for(client, flow)
     root = await admin_headers(client, registry)
     assert (await client.post(f"/admin/users/{alice}/disable", headers=root)).status_code == 204
-    assert_invalid_grant(await exchange(client, code, flow))
+    assert_oauth_error(await exchange(client, code, flow), 400, "invalid_grant")
 
 
 async def test_a_client_without_the_code_grant_cannot_exchange(

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from starlette.routing import Router
 
 from tests.conftest import Registry
 
@@ -104,3 +105,44 @@ async def test_the_short_way_is_counted_under_its_route(
     await client.post("/token", data={"grant_type": "client_credentials"}, headers=service)
 
     assert REGISTRY.get_sample_value("authserver_http_requests_total", labels) == before + 1
+
+
+@pytest.fixture
+def routed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the requests that reached Starlette's router: the short way never does,
+    so these tests fail if HotRoutes or JwksShortcut leave app.py's middleware list."""
+    seen: list[str] = []
+    long_way = Router.__call__
+
+    async def counting(self: Router, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            seen.append(scope["path"])
+        await long_way(self, scope, receive, send)
+
+    monkeypatch.setattr(Router, "__call__", counting)
+    return seen
+
+
+@pytest.mark.parametrize("path", ["/token", "/introspect", "/revoke"])
+async def test_a_service_post_skips_the_router(
+    client: httpx.AsyncClient, service: dict[str, str], routed: list[str], path: str
+) -> None:
+    form = {"grant_type": "client_credentials"} if path == "/token" else {"token": "x"}
+
+    short = await client.post(path, data=form, headers=service)
+    assert short.status_code == 200
+    assert routed == []
+
+    await client.post(path, data=form, headers={**service, **ORIGIN})
+    assert routed == [path]  # a browser's request, with an Origin, goes the long way
+
+
+async def test_a_plain_jwks_get_skips_the_router(
+    client: httpx.AsyncClient, routed: list[str]
+) -> None:
+    short = await client.get("/.well-known/jwks.json")
+    assert short.status_code == 200
+    assert routed == []
+
+    await client.get("/.well-known/jwks.json", headers=ORIGIN)
+    assert routed == ["/.well-known/jwks.json"]

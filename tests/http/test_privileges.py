@@ -21,9 +21,9 @@ from authserver.config import Settings
 from authserver.passwords import Verdict
 from authserver.refresh import Spent
 from authserver.services import Services
-from tests.conftest import Clock, Registry, password_login
+from tests.conftest import Clock, Registry, assert_oauth_error, password_login
 from tests.http.signin import INSECURE_COOKIES, WEB, Flow, code_for, exchange, web_client
-from tests.http.test_lifecycle import active, another_instance, assert_error, audit_rows, root, rs
+from tests.http.test_admin_lifecycle import active, another_instance, audit_rows, root, rs
 from tests.http.test_refresh import family_row, ok, sid_of, spent_at
 
 __all__ = ["root", "rs"]  # fixtures, used by name
@@ -85,10 +85,10 @@ async def test_a_demoted_admin_loses_every_admin_session_at_once(
     assert demoted.json()["admin"] is False
 
     # The session is over: its refresh token and its access token with it, as for a logout.
-    assert_error(await refresh(client, login["refresh_token"]), 400, "invalid_grant")
+    assert_oauth_error(await refresh(client, login["refresh_token"]), 400, "invalid_grant")
     assert not await active(client, rs, login["access_token"])
     promote = await client.patch(f"/admin/users/{sub}", json={"admin": True}, headers=own)
-    assert_error(promote, 401, "invalid_token")
+    assert_oauth_error(promote, 401, "invalid_token")
     assert (await family_row(engine, sid_of(login["access_token"]))).revoked_reason == "demoted"
     ended = [
         e
@@ -102,7 +102,7 @@ async def test_a_demoted_admin_loses_every_admin_session_at_once(
     assert again["scope"] == "profile"
     mine = {"Authorization": f"Bearer {again['access_token']}"}
     promote = await client.patch(f"/admin/users/{sub}", json={"admin": True}, headers=mine)
-    assert_error(promote, 403, "insufficient_scope")
+    assert_oauth_error(promote, 403, "insufficient_scope")
 
 
 async def test_a_demotion_leaves_sessions_without_admin_alone(
@@ -130,7 +130,7 @@ async def test_admin_removed_from_the_row_by_hand_is_not_refreshed(
     assert scope_of(rotated["access_token"]) == "profile"
     mine = {"Authorization": f"Bearer {rotated['access_token']}"}
     promote = await client.patch(f"/admin/users/{sub}", json={"admin": True}, headers=mine)
-    assert_error(promote, 403, "insufficient_scope")
+    assert_oauth_error(promote, 403, "insufficient_scope")
     # Asking for it by name changes nothing: the family holds it, the user no longer does.
     again = ok(await refresh(client, rotated["refresh_token"], scope="profile admin"))
     assert again["scope"] == "profile"
@@ -153,7 +153,7 @@ async def test_a_refresh_racing_a_demotion_yields_no_admin_token_that_outlives_i
         while True:
             response = await refresh(client, latest[0])
             if response.status_code != 200:
-                assert_error(response, 400, "invalid_grant")
+                assert_oauth_error(response, 400, "invalid_grant")
                 return
             body = response.json()
             issued.append(body["access_token"])
@@ -207,8 +207,8 @@ async def test_a_rotation_that_ran_before_a_demotion_answered_after_it_yields_a_
     assert not await active(client, rs, raced["access_token"])
     mine = {"Authorization": f"Bearer {raced['access_token']}"}
     promote = await client.patch(f"/admin/users/{sub}", json={"admin": True}, headers=mine)
-    assert_error(promote, 401, "invalid_token")
-    assert_error(await refresh(client, raced["refresh_token"]), 400, "invalid_grant")
+    assert_oauth_error(promote, 401, "invalid_token")
+    assert_oauth_error(await refresh(client, raced["refresh_token"]), 400, "invalid_grant")
 
 
 # --- plain scopes taken away -----------------------------------------------------------------
@@ -285,7 +285,9 @@ async def test_a_client_no_longer_allowed_to_refresh_is_refused_and_spends_nothi
         # RFC 6749 §5.2: "The authenticated client is not authorized to use this
         # authorization grant type."
         for path in ("/token", "/refresh"):
-            assert_error(await refresh(client, token, path, "app"), 400, "unauthorized_client")
+            assert_oauth_error(
+                await refresh(client, token, path, "app"), 400, "unauthorized_client"
+            )
         # Where the client is still remembered as allowed, the rotating statement refuses.
         assert (await refresh(other, token, client_id="app")).status_code == 400
         assert await spent_at(engine, token) is None
@@ -317,7 +319,7 @@ async def test_a_login_that_read_the_user_before_a_demotion_starts_no_admin_sess
 
     monkeypatch.setattr(services.passwords, "verify", demoted_meanwhile)
     response = await password_login(client, "carol", ADMIN_PASSWORD, scope="profile admin")
-    assert_error(response, 400, "invalid_grant")
+    assert_oauth_error(response, 400, "invalid_grant")
     monkeypatch.setattr(services.passwords, "verify", verify)
     again = ok(await password_login(client, "carol", ADMIN_PASSWORD, scope="profile admin"))
     assert again["scope"] == "profile"
@@ -334,7 +336,7 @@ async def test_a_code_issued_before_a_demotion_starts_no_admin_session(
     demoted = await client.patch(f"/admin/users/{sub}", json={"admin": False}, headers=root)
     assert demoted.status_code == 200, demoted.text
 
-    assert_error(await exchange(client, code, flow), 400, "invalid_grant")
+    assert_oauth_error(await exchange(client, code, flow), 400, "invalid_grant")
     fresh = Flow.new(WEB, scope="openid admin")
     body = ok(await exchange(client, await code_for(client, fresh), fresh))
     assert body["scope"] == "openid"
@@ -369,7 +371,7 @@ async def test_admin_taken_from_a_client_ends_its_access_tokens(
         assert changed.status_code == 200, changed.text
 
     back = await client.patch("/admin/clients/robot", json={"scopes": ["admin"]}, headers=robot)
-    assert_error(back, 401, "invalid_token")
+    assert_oauth_error(back, 401, "invalid_token")
     assert not await active(client, rs, login["access_token"])
     clock.advance(1)  # past the revocation mark, which is in whole seconds
     rotated = ok(await refresh(client, login["refresh_token"]))

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.db.columns import stored_hash
 from authserver.refresh import hash_token
-from tests.conftest import Clock, Login, Registry, password_login
+from tests.conftest import Clock, Login, Registry, assert_oauth_error, password_login
 
 REFRESH_TTL = 1_209_600  # the default AUTHSERVER_REFRESH_TOKEN_TTL
 GRACE = {"refresh_reuse_grace": "10"}
@@ -69,12 +69,6 @@ def ok(response: httpx.Response) -> dict[str, Any]:
     assert body["token_type"] == "Bearer"
     assert body["refresh_token"]
     return body
-
-
-def assert_invalid_grant(response: httpx.Response) -> None:
-    assert response.status_code == 400, response.text
-    assert response.headers["cache-control"] == "no-store"
-    assert response.json()["error"] == "invalid_grant"
 
 
 def sid_of(access_token: str) -> str:
@@ -142,10 +136,10 @@ async def test_reusing_a_spent_token_revokes_the_whole_family(
     stolen = login.refresh_token if generation == "grandparent" else first["refresh_token"]
 
     clock.advance(3)
-    assert_invalid_grant(await refresh(stolen))
+    assert_oauth_error(await refresh(stolen), 400, "invalid_grant")
 
     # The newest token of the family stops working, and every access token goes inactive.
-    assert_invalid_grant(await refresh(second["refresh_token"]))
+    assert_oauth_error(await refresh(second["refresh_token"]), 400, "invalid_grant")
     for access in (login.access_token, first["access_token"], second["access_token"]):
         assert await introspect(access) == {"active": False}
     # Committed before the answer: another connection sees it.
@@ -162,7 +156,7 @@ async def test_reuse_does_not_touch_other_sessions_of_the_user(
 ) -> None:
     other = ok(await password_login(client))
     ok(await refresh(login.refresh_token))
-    assert_invalid_grant(await refresh(login.refresh_token))
+    assert_oauth_error(await refresh(login.refresh_token), 400, "invalid_grant")
 
     assert (await introspect(other["access_token"]))["active"] is True
     ok(await refresh(other["refresh_token"]))
@@ -180,7 +174,7 @@ async def test_every_failure_answers_the_same(
     revoked = await refresh(newest)
     answers = [unknown, other_client, reused, revoked]
     for response in answers:
-        assert_invalid_grant(response)
+        assert_oauth_error(response, 400, "invalid_grant")
     assert len({response.content for response in answers}) == 1
 
 
@@ -210,7 +204,7 @@ async def test_a_token_presented_by_another_client_is_refused_and_not_spent(
 ) -> None:
     await registry.client("other", public=True, grant_types=("password", "refresh_token"))
 
-    assert_invalid_grant(await refresh(login.refresh_token, "other"))
+    assert_oauth_error(await refresh(login.refresh_token, "other"), 400, "invalid_grant")
 
     assert await spent_at(engine, login.refresh_token) is None
     assert (await family_row(engine, sid_of(login.access_token))).revoked_at is None
@@ -265,8 +259,10 @@ async def test_an_idle_token_expires_without_revoking_the_family(
     token = ok(await refresh(login.refresh_token))["refresh_token"]
 
     clock.advance(REFRESH_TTL + 1)
-    assert_invalid_grant(await refresh(token))
-    assert_invalid_grant(await refresh(token))  # still just expired, not "reused"
+    assert_oauth_error(await refresh(token), 400, "invalid_grant")
+    assert_oauth_error(
+        await refresh(token), 400, "invalid_grant"
+    )  # still just expired, not "reused"
 
     assert await spent_at(engine, token) is None
     row = await family_row(engine, sid_of(login.access_token))
@@ -295,7 +291,7 @@ async def test_a_family_dies_at_the_session_ttl_however_often_it_rotates(
     assert jwt.decode(access, options={"verify_signature": False})["exp"] == clock.now + 10
 
     clock.advance(11)  # +301: past the family's end, still within the token's idle TTL
-    assert_invalid_grant(await refresh(token))
+    assert_oauth_error(await refresh(token), 400, "invalid_grant")
     assert await introspect(access) == {"active": False}
     assert (await family_row(engine, sid_of(access))).revoked_at is None
 
@@ -375,8 +371,8 @@ async def test_after_grace_the_spent_parent_revokes_the_family(
     first = ok(await refresh(login.refresh_token))
     clock.advance(11)
 
-    assert_invalid_grant(await refresh(login.refresh_token))
-    assert_invalid_grant(await refresh(first["refresh_token"]))
+    assert_oauth_error(await refresh(login.refresh_token), 400, "invalid_grant")
+    assert_oauth_error(await refresh(first["refresh_token"]), 400, "invalid_grant")
     assert (await family_row(engine, sid_of(login.access_token))).revoked_reason == "reuse"
 
 
@@ -389,8 +385,8 @@ async def test_within_grace_a_grandparent_still_revokes_the_family(
     second = ok(await refresh(first["refresh_token"]))
     clock.advance(1)
 
-    assert_invalid_grant(await refresh(login.refresh_token))
-    assert_invalid_grant(await refresh(second["refresh_token"]))
+    assert_oauth_error(await refresh(login.refresh_token), 400, "invalid_grant")
+    assert_oauth_error(await refresh(second["refresh_token"]), 400, "invalid_grant")
     assert (await family_row(engine, sid_of(login.access_token))).revoked_reason == "reuse"
 
 
@@ -401,7 +397,7 @@ async def test_within_grace_another_client_gets_nothing(
     await registry.client("other", public=True, grant_types=("password", "refresh_token"))
     first = ok(await refresh(login.refresh_token))
 
-    assert_invalid_grant(await refresh(login.refresh_token, "other"))
+    assert_oauth_error(await refresh(login.refresh_token, "other"), 400, "invalid_grant")
     ok(await refresh(first["refresh_token"]))
 
 
@@ -412,8 +408,8 @@ async def test_a_spent_token_with_a_wider_scope_is_still_caught_as_reuse(
     newest = ok(await refresh(spent))["refresh_token"]
 
     # The scope check must not shield a replayed token from reuse detection.
-    assert_invalid_grant(await refresh(spent, scope="profile email admin"))
-    assert_invalid_grant(await refresh(newest))
+    assert_oauth_error(await refresh(spent, scope="profile email admin"), 400, "invalid_grant")
+    assert_oauth_error(await refresh(newest), 400, "invalid_grant")
     row = await family_row(engine, sid_of(wide_login["access_token"]))
     assert row.revoked_reason == "reuse"
 

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.services import Services
-from tests.conftest import Clock, Login, Registry, password_login
+from tests.conftest import Clock, Login, Registry, assert_oauth_error, password_login
 from tests.http.hostile import HOSTILE, forge, hostile_token
 
 Credentials = tuple[str, str]
@@ -66,15 +66,6 @@ async def assert_refresh_alive(client: httpx.AsyncClient, refresh_token: str) ->
     assert response.status_code == 200, response.text
     successor: str = response.json()["refresh_token"]
     return successor
-
-
-def assert_oauth_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    assert response.headers["cache-control"] == "no-store"
-    body = response.json()
-    assert body["error"] == code
-    assert isinstance(body["error_description"], str) and body["error_description"]
 
 
 def assert_invalid_token(response: httpx.Response) -> None:

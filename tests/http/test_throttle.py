@@ -27,7 +27,7 @@ from authserver.throttle import (
     Reservation,
     username_bucket,
 )
-from tests.conftest import ISSUER, Clock, Registry, password_login
+from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error, password_login
 from tests.http.signin import admin_headers
 
 WRONG = "wrong horse"
@@ -67,14 +67,9 @@ def assert_slow_down(response: httpx.Response, retry_after: int) -> None:
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
-def assert_invalid_grant(response: httpx.Response) -> None:
-    assert response.status_code == 400, response.text
-    assert response.json()["error"] == "invalid_grant"
-
-
 async def fail(client: httpx.AsyncClient, times: int, **where: str) -> None:
     for _ in range(times):
-        assert_invalid_grant(await attempt(client, **where))
+        assert_oauth_error(await attempt(client, **where), 400, "invalid_grant")
 
 
 async def test_free_failures_then_a_block_that_even_the_right_password_waits_out(
@@ -93,7 +88,7 @@ async def test_the_backoff_doubles_up_to_its_cap_and_then_ends(
     await fail(client, USERNAME.free)
     waits = []
     for _ in range(12):
-        assert_invalid_grant(await attempt(client))
+        assert_oauth_error(await attempt(client), 400, "invalid_grant")
         blocked = await attempt(client)
         assert blocked.status_code == 429
         waits.append(int(blocked.headers["retry-after"]))
@@ -128,11 +123,11 @@ async def test_the_username_is_throttled_from_every_address(
 ) -> None:
     # Once failures from many address groups add up: the looser budget every address shares.
     for i in range(USERNAME_EVERYWHERE.free + 1):
-        assert_invalid_grant(await attempt(client, address=f"198.51.100.{i}"))
+        assert_oauth_error(await attempt(client, address=f"198.51.100.{i}"), 400, "invalid_grant")
     assert_slow_down(await attempt(client, address="192.0.2.200"), 1)
     # Another user is not affected.
     response = await attempt(client, username="bob", address="192.0.2.200")
-    assert_invalid_grant(response)
+    assert_oauth_error(response, 400, "invalid_grant")
 
 
 async def test_unknown_usernames_are_throttled_like_real_ones(
@@ -146,7 +141,7 @@ async def test_an_address_spraying_many_usernames_is_throttled(
     client: httpx.AsyncClient, alice: None, clock: Clock
 ) -> None:
     for i in range(ADDRESS.free + 1):
-        assert_invalid_grant(await attempt(client, username=f"user{i}"))
+        assert_oauth_error(await attempt(client, username=f"user{i}"), 400, "invalid_grant")
     # Even alice's right password waits, from that address only.
     assert_slow_down(await attempt(client, password="correct horse"), 1)
     response = await attempt(client, password="correct horse", address="192.0.2.1")
@@ -185,7 +180,7 @@ async def test_the_block_holds_across_instances(
     other = create_app(settings, clock=clock)
     async with other.router.lifespan_context(other), second_client(other) as elsewhere:
         await fail(client, USERNAME.free)
-        assert_invalid_grant(await attempt(elsewhere))
+        assert_oauth_error(await attempt(elsewhere), 400, "invalid_grant")
         assert_slow_down(await attempt(client), 1)
 
 
@@ -282,7 +277,7 @@ async def test_a_guesser_at_one_address_never_locks_the_owner_out_of_another(
     clock.advance(1)
     # Hours of guessing at the capped pace, one wrong password each time the block lapses.
     for _ in range(40):
-        assert_invalid_grant(await attempt(client))
+        assert_oauth_error(await attempt(client), 400, "invalid_grant")
         blocked = await attempt(client)
         assert blocked.status_code == 429, blocked.text
         clock.advance(int(blocked.headers["retry-after"]))
@@ -331,7 +326,11 @@ class TestUntrustedPeer:
     async def test_x_forwarded_for_is_ignored(self, client: httpx.AsyncClient, alice: None) -> None:
         # Without a trusted proxy, a guesser cannot get a fresh budget by inventing addresses.
         for i in range(ADDRESS.free + 1):
-            assert_invalid_grant(await attempt(client, username=f"user{i}", address=f"10.0.0.{i}"))
+            assert_oauth_error(
+                await attempt(client, username=f"user{i}", address=f"10.0.0.{i}"),
+                400,
+                "invalid_grant",
+            )
         assert_slow_down(await attempt(client, username="someone", address="10.9.9.9"), 1)
 
 
@@ -341,16 +340,22 @@ async def test_an_ipv6_64_is_one_address_for_the_throttle(
     # One host owns a whole /64 (RFC 7421): each of its addresses must not get a fresh budget.
     for i in range(ADDRESS.free + 1):
         where = {"username": f"user{i}", "address": f"2001:db8:1:2::{i + 1:x}"}
-        assert_invalid_grant(await attempt(client, **where))
+        assert_oauth_error(await attempt(client, **where), 400, "invalid_grant")
     assert_slow_down(await attempt(client, address="2001:db8:1:2:ffff:ffff:ffff:fffe"), 1)
-    assert_invalid_grant(await attempt(client, username="someone", address="2001:db8:1:3::1"))
+    assert_oauth_error(
+        await attempt(client, username="someone", address="2001:db8:1:3::1"), 400, "invalid_grant"
+    )
 
 
 async def test_an_ipv4_mapped_ipv6_address_is_its_ipv4_address(
     client: httpx.AsyncClient, alice: None
 ) -> None:
     for i in range(ADDRESS.free + 1):
-        assert_invalid_grant(await attempt(client, username=f"user{i}", address="::ffff:1.2.3.4"))
+        assert_oauth_error(
+            await attempt(client, username=f"user{i}", address="::ffff:1.2.3.4"),
+            400,
+            "invalid_grant",
+        )
     assert_slow_down(await attempt(client, username="someone", address="1.2.3.4"), 1)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.services import Services
 from authserver.users import new_user
-from tests.conftest import ISSUER, Clock, Registry, password_login
+from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error, password_login
 
 AUDIENCE = "authserver-api"
 PASSWORD = "correct horse"
@@ -29,16 +29,6 @@ def password_form(client_id: str = "spa", **extra: str) -> dict[str, str]:
         "client_id": client_id,
         **extra,
     }
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    assert response.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = response.json()
-    assert body["error"] == code, body
-    assert isinstance(body["error_description"], str) and body["error_description"]
-    return body
 
 
 async def verified_claims(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
@@ -134,7 +124,7 @@ async def test_wrong_password_and_unknown_user_answer_byte_for_byte_the_same(
     wrong = await password_login(client, password="wrong horse")
     unknown = await password_login(client, username="mallory")
 
-    assert_error(wrong, 400, "invalid_grant")
+    assert_oauth_error(wrong, 400, "invalid_grant")
     assert unknown.status_code == wrong.status_code
     assert unknown.content == wrong.content
     # Every header alike but the request id, which is each request's own (authserver.logs).
@@ -156,7 +146,7 @@ async def test_disabled_user_cannot_log_in_and_cannot_be_told_apart(
 
     refused = await password_login(client, username="bob")
     unknown = await password_login(client, username="nobody")
-    assert_error(refused, 400, "invalid_grant")
+    assert_oauth_error(refused, 400, "invalid_grant")
     assert refused.content == unknown.content
 
 
@@ -165,14 +155,14 @@ async def test_password_grant_refused_for_a_client_not_registered_with_it(
 ) -> None:
     await registry.client("cli", public=True, grant_types=("refresh_token",))
     response = await password_login(client, client_id="cli")
-    assert_error(response, 400, "unauthorized_client")
+    assert_oauth_error(response, 400, "unauthorized_client")
 
 
 async def test_password_grant_with_an_unknown_client_is_invalid_client(
     client: httpx.AsyncClient, alice: str
 ) -> None:
     response = await password_login(client, client_id="nobody")
-    assert_error(response, 401, "invalid_client")
+    assert_oauth_error(response, 401, "invalid_client")
     assert "www-authenticate" not in response.headers
 
 
@@ -182,7 +172,7 @@ async def test_password_grant_needs_username_and_password(
 ) -> None:
     form = password_form()
     del form[missing]
-    assert_error(await client.post("/token", data=form), 400, "invalid_request")
+    assert_oauth_error(await client.post("/token", data=form), 400, "invalid_request")
 
 
 # --- scope ----------------------------------------------------------------------------------
@@ -192,7 +182,7 @@ async def test_asking_beyond_the_client_scopes_is_invalid_scope(
     client: httpx.AsyncClient, spa: str, alice: str
 ) -> None:
     response = await password_login(client, scope="profile email")
-    assert_error(response, 400, "invalid_scope")
+    assert_oauth_error(response, 400, "invalid_scope")
 
 
 async def test_scopes_the_user_lacks_are_dropped(
@@ -229,7 +219,7 @@ async def test_malformed_scope_is_invalid_scope(
     client: httpx.AsyncClient, spa: str, alice: str, scope: str
 ) -> None:
     response = await password_login(client, scope=scope)
-    assert_error(response, 400, "invalid_scope")
+    assert_oauth_error(response, 400, "invalid_scope")
 
 
 # --- client_credentials ---------------------------------------------------------------------
@@ -284,7 +274,7 @@ async def test_client_credentials_beyond_the_client_scopes_is_invalid_scope(
     response = await client.post(
         "/token", data={"grant_type": "client_credentials", "scope": "delete"}, auth=service
     )
-    assert_error(response, 400, "invalid_scope")
+    assert_oauth_error(response, 400, "invalid_scope")
 
 
 @pytest.mark.parametrize("who", ["wrong secret", "unknown client", "empty secret"])
@@ -298,7 +288,7 @@ async def test_bad_basic_credentials_are_401_with_a_basic_challenge(
         "empty secret": (client_id, ""),
     }[who]
     response = await client.post("/token", data={"grant_type": "client_credentials"}, auth=auth)
-    assert_error(response, 401, "invalid_client")
+    assert_oauth_error(response, 401, "invalid_client")
     assert response.headers["www-authenticate"].lower().startswith("basic")
 
 
@@ -313,7 +303,7 @@ async def test_bad_body_credentials_are_401_without_a_challenge(
         "no secret": {"client_id": client_id},
     }[who]
     response = await client.post("/token", data={"grant_type": "client_credentials", **fields})
-    assert_error(response, 401, "invalid_client")
+    assert_oauth_error(response, 401, "invalid_client")
     assert "www-authenticate" not in response.headers
 
 
@@ -337,7 +327,7 @@ async def test_public_client_cannot_use_client_credentials(
     response = await client.post(
         "/token", data={"grant_type": "client_credentials", "client_id": spa}
     )
-    assert_error(response, 400, "unauthorized_client")
+    assert_oauth_error(response, 400, "unauthorized_client")
 
 
 async def test_confidential_client_not_registered_for_client_credentials_is_refused(
@@ -348,7 +338,7 @@ async def test_confidential_client_not_registered_for_client_credentials_is_refu
     response = await client.post(
         "/token", data={"grant_type": "client_credentials"}, auth=("web", secret)
     )
-    assert_error(response, 400, "unauthorized_client")
+    assert_oauth_error(response, 400, "unauthorized_client")
 
 
 async def test_basic_and_client_secret_together_are_invalid_request(
@@ -360,7 +350,7 @@ async def test_basic_and_client_secret_together_are_invalid_request(
         data={"grant_type": "client_credentials", "client_secret": secret},
         auth=(client_id, secret),
     )
-    assert_error(response, 400, "invalid_request")
+    assert_oauth_error(response, 400, "invalid_request")
 
 
 async def test_basic_client_id_differing_from_the_body_is_refused(
@@ -397,7 +387,7 @@ async def test_malformed_basic_header_is_invalid_client(
     response = await client.post(
         "/token", data={"grant_type": "client_credentials"}, headers={"Authorization": header}
     )
-    assert_error(response, 401, "invalid_client")
+    assert_oauth_error(response, 401, "invalid_client")
 
 
 # --- JSON bodies ----------------------------------------------------------------------------
@@ -584,7 +574,7 @@ async def test_bad_input_is_a_json_error(
 ) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
     response = await client.post("/token", content=content, headers=headers)
-    assert_error(response, status, code)
+    assert_oauth_error(response, status, code)
 
 
 # Values the parsers accept but the stores must still survive: NUL bytes (Postgres text cannot
@@ -640,7 +630,7 @@ async def test_body_over_16_kib_is_413(client: httpx.AsyncClient, spa: str) -> N
         content=content,
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
-    assert_error(response, 413, "invalid_request")
+    assert_oauth_error(response, 413, "invalid_request")
 
 
 async def test_streamed_body_over_16_kib_without_content_length_is_413(
@@ -657,7 +647,7 @@ async def test_streamed_body_over_16_kib_without_content_length_is_413(
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert "content-length" not in response.request.headers
-    assert_error(response, 413, "invalid_request")
+    assert_oauth_error(response, 413, "invalid_request")
 
 
 async def test_body_just_under_the_limit_is_read(
@@ -693,7 +683,7 @@ async def test_old_argon2_parameters_are_upgraded_on_the_next_login(
     assert await services.users.create(user, services.clock())
 
     wrong = await password_login(client, username="carol", password="nope")
-    assert_error(wrong, 400, "invalid_grant")
+    assert_oauth_error(wrong, 400, "invalid_grant")
     assert await stored_password_hash(engine, "carol") == old  # no upgrade without the password
 
     ok = await password_login(client, username="carol")

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from authserver.app import create_app
 from authserver.config import Settings
 from authserver.services import Services
-from tests.conftest import ISSUER, Clock, Login, Registry, password_login
+from tests.conftest import ISSUER, Clock, Login, Registry, assert_oauth_error, password_login
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 METADATA_PATHS = ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]
@@ -287,15 +287,6 @@ async def test_eddsa_keys_are_published_advertised_and_used(
 # --- errors off the map ---------------------------------------------------------------------
 
 
-def assert_json_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status
-    assert response.headers["content-type"].startswith("application/json")
-    assert response.headers["cache-control"] == "no-store"
-    body = response.json()
-    assert body["error"] == code
-    assert isinstance(body["error_description"], str) and body["error_description"]
-
-
 @pytest.mark.parametrize(
     ("method", "path"),
     [
@@ -311,7 +302,7 @@ async def test_unknown_paths_are_404_json(
 ) -> None:
     response = await client.request(method, path)
 
-    assert_json_error(response, 404, "not_found")
+    assert_oauth_error(response, 404, "not_found")
 
 
 @pytest.mark.parametrize(
@@ -329,7 +320,7 @@ async def test_wrong_methods_are_405_json(
 ) -> None:
     response = await client.request(method, path)
 
-    assert_json_error(response, 405, "method_not_allowed")
+    assert_oauth_error(response, 405, "method_not_allowed")
     assert allowed in response.headers["allow"]
 
 
@@ -349,7 +340,7 @@ async def test_405_allows_every_method_of_the_path_not_only_the_first_routes(
     # list of the target resource's currently supported methods.
     response = await client.request(method, path)
 
-    assert_json_error(response, 405, "method_not_allowed")
+    assert_oauth_error(response, 405, "method_not_allowed")
     assert set(response.headers["allow"].split(", ")) == allowed
 
 

@@ -22,7 +22,7 @@ from authserver.app import create_app
 from authserver.config import Settings
 from authserver.refresh import Family, hash_token, new_family_id
 from authserver.services import Services
-from tests.conftest import ISSUER, Clock, Registry, password_login
+from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error, password_login
 
 Credentials = tuple[str, str]
 STRONG = "a long and uncommon passphrase"
@@ -81,12 +81,6 @@ async def audit_rows(engine: AsyncEngine, action: str) -> list[tuple[str, str, d
         return [(r.actor, r.target, json.loads(r.detail)) for r in rows]
 
 
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["cache-control"] == "no-store"
-    assert response.json()["error"] == code
-
-
 LIFECYCLE = [
     ("GET", "/admin/clients"),
     ("GET", "/admin/clients/svc"),
@@ -107,9 +101,11 @@ LIFECYCLE = [
 async def test_lifecycle_endpoints_need_an_admin_token(
     client: httpx.AsyncClient, login: Any, method: str, path: str
 ) -> None:
-    assert_error(await client.request(method, path), 401, "invalid_token")
+    assert_oauth_error(await client.request(method, path), 401, "invalid_token")
     no_admin = {"Authorization": f"Bearer {login.access_token}"}
-    assert_error(await client.request(method, path, headers=no_admin), 403, "insufficient_scope")
+    assert_oauth_error(
+        await client.request(method, path, headers=no_admin), 403, "insufficient_scope"
+    )
 
 
 # --- clients -------------------------------------------------------------------------------
@@ -137,8 +133,10 @@ async def test_clients_are_listed_in_pages_and_shown_without_secrets(
     for response in (first, second, shown):
         assert not any(s and s in response.text for s in secrets)
         assert "secret_hash" not in response.text
-    assert_error(await client.get("/admin/clients/nobody", headers=root), 404, "not_found")
-    assert_error(await client.get("/admin/clients?limit=0", headers=root), 400, "invalid_request")
+    assert_oauth_error(await client.get("/admin/clients/nobody", headers=root), 404, "not_found")
+    assert_oauth_error(
+        await client.get("/admin/clients?limit=0", headers=root), 400, "invalid_request"
+    )
 
 
 async def test_patch_changes_a_client_validated_as_at_creation(
@@ -159,11 +157,11 @@ async def test_patch_changes_a_client_validated_as_at_creation(
         {"client_secret": "mine"},
     ):
         response = await client.patch("/admin/clients/svc", json=bad, headers=root)
-        assert_error(response, 400, "invalid_request")
+        assert_oauth_error(response, 400, "invalid_request")
     public = await client.patch(
         "/admin/clients/spa", json={"grant_types": ["client_credentials"]}, headers=root
     )
-    assert_error(public, 400, "invalid_request")
+    assert_oauth_error(public, 400, "invalid_request")
     assert await audit_rows(engine, "client.updated") == [
         ("ops", "svc", {"scopes": ["read", "write"]})
     ]
@@ -197,11 +195,11 @@ async def test_disabling_a_client_ends_its_sessions_and_tokens_and_enabling_brin
         refreshed = await client.post(
             "/refresh", data={"client_id": "spa", "refresh_token": login["refresh_token"]}
         )
-        assert_error(refreshed, 401, "invalid_client")  # the client is refused first
-        assert_error(await service_token(client, "svc", secret), 401, "invalid_client")
-        assert_error(await password_login(client), 401, "invalid_client")
+        assert_oauth_error(refreshed, 401, "invalid_client")  # the client is refused first
+        assert_oauth_error(await service_token(client, "svc", secret), 401, "invalid_client")
+        assert_oauth_error(await password_login(client), 401, "invalid_client")
         clock.advance(6)  # past the other instance's memory of the client
-        assert_error(await service_token(other, "svc", secret), 401, "invalid_client")
+        assert_oauth_error(await service_token(other, "svc", secret), 401, "invalid_client")
 
         await client.patch("/admin/clients/svc", json={"disabled": False}, headers=root)
         await client.patch("/admin/clients/spa", json={"disabled": False}, headers=root)
@@ -268,7 +266,7 @@ async def test_a_rotated_secret_overlaps_with_the_old_one_for_its_window(
         assert (await service_token(other, "svc", old)).status_code == 200
         clock.advance(1)
         for http in (client, other):
-            assert_error(await service_token(http, "svc", old), 401, "invalid_client")
+            assert_oauth_error(await service_token(http, "svc", old), 401, "invalid_client")
             assert (await service_token(http, "svc", new)).status_code == 200
 
     shown = (await client.get("/admin/clients/svc", headers=root)).json()
@@ -292,14 +290,16 @@ async def test_a_secret_rotated_with_no_window_stops_the_old_one_at_once(
         "/admin/clients/svc/secret", json={"old_secret_ttl": 0}, headers=root
     )
     assert rotated.status_code == 200
-    assert_error(await service_token(client, "svc", old), 401, "invalid_client")
+    assert_oauth_error(await service_token(client, "svc", old), 401, "invalid_client")
     assert (await service_token(client, "svc", rotated.json()["client_secret"])).status_code == 200
     public = await client.post("/admin/clients/spa/secret", headers=root)
-    assert_error(public, 400, "invalid_request")
+    assert_oauth_error(public, 400, "invalid_request")
     for bad in ({"old_secret_ttl": -1}, {"old_secret_ttl": "60"}, {"old_secret_ttl": True}):
         response = await client.post("/admin/clients/svc/secret", json=bad, headers=root)
-        assert_error(response, 400, "invalid_request")
-    assert_error(await client.post("/admin/clients/nobody/secret", headers=root), 404, "not_found")
+        assert_oauth_error(response, 400, "invalid_request")
+    assert_oauth_error(
+        await client.post("/admin/clients/nobody/secret", headers=root), 404, "not_found"
+    )
 
 
 async def test_a_service_rolls_its_secret_over_without_a_failed_request(
@@ -362,11 +362,11 @@ async def test_deleting_a_client_kills_its_tokens_everywhere_and_keeps_its_id_ta
         assert not await active(other, rs, cc_token)
         feed = (await other.get("/revocations", auth=rs)).json()
         assert feed["clients"] == {"svc": clock.now}
-    assert_error(await client.get("/admin/clients/svc", headers=root), 404, "not_found")
-    assert_error(await client.delete("/admin/clients/svc", headers=root), 404, "not_found")
-    assert_error(await service_token(client, "svc", secret), 401, "invalid_client")
+    assert_oauth_error(await client.get("/admin/clients/svc", headers=root), 404, "not_found")
+    assert_oauth_error(await client.delete("/admin/clients/svc", headers=root), 404, "not_found")
+    assert_oauth_error(await service_token(client, "svc", secret), 401, "invalid_client")
     again = await client.post("/admin/clients", json={"client_id": "svc"}, headers=root)
-    assert_error(again, 409, "conflict")
+    assert_oauth_error(again, 409, "conflict")
     assert [target for _, target, _ in await audit_rows(engine, "client.deleted")] == ["svc"]
     async with engine.connect() as conn:
         hashes = (
@@ -427,7 +427,7 @@ async def test_users_are_listed_by_username_prefix_and_shown(
         "created_at": clock.now,
         "last_login_at": clock.now,
     }
-    assert_error(await client.get("/admin/users/nobody", headers=root), 404, "not_found")
+    assert_oauth_error(await client.get("/admin/users/nobody", headers=root), 404, "not_found")
 
 
 async def test_patch_changes_scopes_admin_and_re_enables(
@@ -442,13 +442,13 @@ async def test_patch_changes_scopes_admin_and_re_enables(
 
     disabled = await client.patch(f"/admin/users/{sub}", json={"disabled": True}, headers=root)
     assert disabled.json()["disabled"] is True
-    assert_error(await password_login(client), 400, "invalid_grant")
+    assert_oauth_error(await password_login(client), 400, "invalid_grant")
     enabled = await client.patch(f"/admin/users/{sub}", json={"disabled": False}, headers=root)
     assert enabled.json()["disabled"] is False
     assert (await password_login(client)).status_code == 200
     for bad in ({"admin": "yes"}, {"scopes": "profile"}, {"username": "mallory"}):
         response = await client.patch(f"/admin/users/{sub}", json=bad, headers=root)
-        assert_error(response, 400, "invalid_request")
+        assert_oauth_error(response, 400, "invalid_request")
     assert [detail for _, _, detail in await audit_rows(engine, "user.updated")] == [
         {"scopes": ["profile", "email"], "admin": True},
         {"disabled": True},
@@ -477,7 +477,7 @@ async def test_the_password_policy_names_the_rule_and_never_the_password(
             "/admin/users", json={"username": "alice-the-user", "password": password}, headers=root
         ),
     ):
-        assert_error(response, 400, "invalid_request")
+        assert_oauth_error(response, 400, "invalid_request")
         assert rule in response.json()["error_description"]
         assert password not in response.text
 
@@ -499,7 +499,7 @@ async def test_a_new_password_ends_every_session_unless_told_not_to(
     )
     assert kept.status_code == 204, kept.text
     assert await active(client, rs, first["access_token"])
-    assert_error(await password_login(client), 400, "invalid_grant")  # the old password
+    assert_oauth_error(await password_login(client), 400, "invalid_grant")  # the old password
     second = (await password_login(client, password=STRONG)).json()
 
     ended = await client.put(
@@ -568,10 +568,10 @@ async def test_deleting_a_user_frees_the_username_and_leaves_only_the_sub(
     refreshed = await client.post(
         "/refresh", data={"client_id": "spa", "refresh_token": login["refresh_token"]}
     )
-    assert_error(refreshed, 400, "invalid_grant")
-    assert_error(await client.get(f"/admin/users/{sub}", headers=root), 404, "not_found")
-    assert_error(await client.delete(f"/admin/users/{sub}", headers=root), 404, "not_found")
-    assert_error(await password_login(client, password=STRONG), 400, "invalid_grant")
+    assert_oauth_error(refreshed, 400, "invalid_grant")
+    assert_oauth_error(await client.get(f"/admin/users/{sub}", headers=root), 404, "not_found")
+    assert_oauth_error(await client.delete(f"/admin/users/{sub}", headers=root), 404, "not_found")
+    assert_oauth_error(await password_login(client, password=STRONG), 400, "invalid_grant")
     # A login whose password was checked before the delete starts nothing after it.
     now = services.clock()
     family = Family(new_family_id(), sub, spa, "profile", now, now + 60)
@@ -649,13 +649,13 @@ async def test_users_see_and_end_their_own_sessions_only(
     assert listed == {jwt_sid(phone["access_token"]): False, jwt_sid(laptop["access_token"]): True}
 
     other = await client.delete(f"/sessions/{jwt_sid(bobs['access_token'])}", headers=headers)
-    assert_error(other, 404, "not_found")
+    assert_oauth_error(other, 404, "not_found")
     assert await active(client, rs, bobs["access_token"])
     ended = await client.delete(f"/sessions/{jwt_sid(phone['access_token'])}", headers=headers)
     assert ended.status_code == 204
     assert not await active(client, rs, phone["access_token"])
     assert await active(client, rs, laptop["access_token"])
-    assert_error(await client.get("/sessions"), 401, "invalid_token")
+    assert_oauth_error(await client.get("/sessions"), 401, "invalid_token")
     assert [d["reason"] for _, _, d in await audit_rows(engine, "family.revoked")] == [
         "user_revoked"
     ]
@@ -678,6 +678,6 @@ async def test_an_operator_revokes_one_session(
     assert not await active(client, rs, one["access_token"])
     assert await active(client, rs, two["access_token"])
     missing = await client.post("/admin/sessions/nope/revoke", headers=root)
-    assert_error(missing, 404, "not_found")
+    assert_oauth_error(missing, 404, "not_found")
     revoked = await audit_rows(engine, "family.revoked")
     assert [(target, d["reason"]) for _, target, d in revoked] == [(sid, "admin_revoked")]

@@ -1,4 +1,5 @@
-"""The key state machine, with no database: rotate and revoke over records in memory."""
+"""keys/lifecycle.py, the key state machine, with no database: rotate and revoke over records in
+memory."""
 
 from __future__ import annotations
 
