@@ -27,7 +27,7 @@ JSON = "application/json"
 async def read_fields(request: Request) -> dict[str, str]:
     """The body's fields from a form or JSON object; every value a string. An empty body has
     no fields, whatever its media type, so the endpoint can say which one is missing."""
-    body = await _read_body(request)
+    body = await read_body(request)
     if not body:
         return {}
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -45,7 +45,8 @@ async def read_fields(request: Request) -> dict[str, str]:
     return fields
 
 
-async def _read_body(request: Request) -> bytes:
+async def read_body(request: Request) -> bytes:
+    """The whole body, refused past MAX_BODY_BYTES (declared or as it arrives)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise PayloadTooLarge()

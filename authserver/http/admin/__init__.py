@@ -9,8 +9,8 @@ from typing import Any
 from starlette.requests import Request
 
 from authserver.actions import admin
-from authserver.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from authserver.http.forms import JSON, MAX_BODY_BYTES
+from authserver.errors import InvalidRequest, UnsupportedMediaType
+from authserver.http.forms import JSON, read_body
 from authserver_verify.jose import reject_duplicate_members
 
 
@@ -33,14 +33,7 @@ def _paging(request: Request, known: set[str]) -> tuple[int, str | None]:
 async def _json_object(request: Request) -> dict[str, Any]:
     """The JSON object body; an empty body is an empty object. Members keep their JSON types
     (lists, booleans), unlike the token endpoint's string-only fields."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge()
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge()
+    body = await read_body(request)
     if not body:
         return {}
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
