@@ -17,13 +17,13 @@ from sqlalchemy.exc import DBAPIError
 
 from authserver import __version__
 from authserver.app import KekMissing, SchemaNotReady
-from authserver.cli.audit import _audit
-from authserver.cli.clients import _client_lifecycle, _create_client
-from authserver.cli.common import EXIT_CODES, CommandError, _command, _json_flag
-from authserver.cli.keys import _list_keys, _revoke_key, _rewrap_keys, _rotate_keys
-from authserver.cli.server import _migrate, _purge, _serve
-from authserver.cli.sessions import _revoke_session
-from authserver.cli.users import _create_user, _user_lifecycle
+from authserver.cli.audit import add_audit_command
+from authserver.cli.clients import add_client_lifecycle, add_create_client
+from authserver.cli.common import EXIT_CODES, CommandError, add_command, add_json_flag
+from authserver.cli.keys import add_list_keys, add_revoke_key, add_rewrap_keys, add_rotate_keys
+from authserver.cli.server import add_migrate, add_purge, add_serve
+from authserver.cli.sessions import add_revoke_session
+from authserver.cli.users import add_create_user, add_user_lifecycle
 from authserver.config import SIGNING_ALGS, SettingsError, load_settings
 from authserver.errors import Conflict, NotFound, OAuthError, TemporarilyUnavailable
 
@@ -102,13 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=["auto", "h11", "httptools"],
         help="HTTP/1.1 parser (auto: httptools when installed, else h11)",
     )
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=add_serve)
 
     migrate_help = "bring the database schema to the latest version"
-    commands.add_parser("migrate", help=migrate_help).set_defaults(run=_migrate)
+    commands.add_parser("migrate", help=migrate_help).set_defaults(run=add_migrate)
 
     purge_help = "delete expired sessions, denylist entries, throttle counters and old audit"
-    commands.add_parser("purge", help=purge_help).set_defaults(run=_purge)
+    commands.add_parser("purge", help=purge_help).set_defaults(run=add_purge)
 
     users = commands.add_parser("users", help="manage users").add_subparsers(
         required=True, metavar="ACTION"
@@ -120,8 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     create_user.add_argument(
         "--password-stdin", action="store_true", help="read the password from one line of stdin"
     )
-    create_user.set_defaults(run=_create_user)
-    _user_lifecycle(users)
+    create_user.set_defaults(run=add_create_user)
+    add_user_lifecycle(users)
 
     clients = commands.add_parser("clients", help="manage clients").add_subparsers(
         required=True, metavar="ACTION"
@@ -142,38 +142,38 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URI",
         help="for /end-session",
     )
-    create_client.set_defaults(run=_create_client)
-    _client_lifecycle(clients)
+    create_client.set_defaults(run=add_create_client)
+    add_client_lifecycle(clients)
 
     sessions = commands.add_parser("sessions", help="users' sessions").add_subparsers(
         required=True, metavar="ACTION"
     )
-    revoke_session = _command(sessions, "revoke", "end one session (refresh-token family)")
+    revoke_session = add_command(sessions, "revoke", "end one session (refresh-token family)")
     revoke_session.add_argument("sid", help="the session id (the access tokens' sid)")
-    revoke_session.set_defaults(run=_revoke_session)
+    revoke_session.set_defaults(run=add_revoke_session)
 
-    audit = _command(commands, "audit", "read the audit trail, newest first")
+    audit = add_command(commands, "audit", "read the audit trail, newest first")
     audit.add_argument("--user", metavar="SUB", help="only events about this user")
     audit.add_argument("--family", metavar="SID", help="only events about this session")
     audit.add_argument("--type", metavar="TYPE", help="only this event type, e.g. user.deleted")
     audit.add_argument("--limit", type=int, default=100, help="how many events (1-500)")
     audit.add_argument("--before", type=int, metavar="ID", help="events older than this id")
-    _json_flag(audit)
-    audit.set_defaults(run=_audit)
+    add_json_flag(audit)
+    audit.set_defaults(run=add_audit_command)
 
     keys = commands.add_parser("keys", help="signing keys").add_subparsers(
         required=True, metavar="ACTION"
     )
-    keys.add_parser("list", help="list every signing key").set_defaults(run=_list_keys)
+    keys.add_parser("list", help="list every signing key").set_defaults(run=add_list_keys)
     rotate = keys.add_parser("rotate", help="promote the next key and publish a new one")
     rotate.add_argument("--alg", choices=list(SIGNING_ALGS), help="for the new next key")
     rotate.add_argument(
         "--force", action="store_true", help="promote a next key verifiers may not know yet"
     )
-    rotate.set_defaults(run=_rotate_keys)
+    rotate.set_defaults(run=add_rotate_keys)
     revoke = keys.add_parser("revoke", help="withdraw a key at once (compromise)")
     revoke.add_argument("kid")
-    revoke.set_defaults(run=_revoke_key)
+    revoke.set_defaults(run=add_revoke_key)
     rewrap = keys.add_parser(
         "rewrap",
         help="re-encrypt every private key under a new KEK (AUTHSERVER_NEW_KEY_ENCRYPTION_KEY)",
@@ -181,5 +181,5 @@ def _parser() -> argparse.ArgumentParser:
     rewrap.add_argument(
         "--new-kek-file", type=Path, help="read the new KEK (base64, mode 0600) from this file"
     )
-    rewrap.set_defaults(run=_rewrap_keys)
+    rewrap.set_defaults(run=add_rewrap_keys)
     return parser

@@ -15,30 +15,30 @@ from authserver.app import build_services, prepare_schema
 from authserver.cli.common import (
     CLI,
     CommandError,
-    _as_admin,
-    _command,
-    _json_flag,
-    _print_one,
-    _print_rows,
-    _when,
-    _with_engine,
+    add_command,
+    add_json_flag,
+    as_admin,
+    format_time,
+    print_one,
+    print_rows,
+    with_engine,
 )
 from authserver.config import Settings
 
 
-def _client_lifecycle(clients: Any) -> None:
-    listing = _command(clients, "list", "list clients by client_id")
+def add_client_lifecycle(clients: Any) -> None:
+    listing = add_command(clients, "list", "list clients by client_id")
     listing.add_argument("--limit", type=int, default=admin.DEFAULT_PAGE, help="page size")
     listing.add_argument("--after", metavar="CLIENT_ID", help="the page after this id")
-    _json_flag(listing)
+    add_json_flag(listing)
     listing.set_defaults(run=_list_clients)
 
-    show = _command(clients, "show", "show one client (never its secret)")
+    show = add_command(clients, "show", "show one client (never its secret)")
     show.add_argument("client_id")
-    _json_flag(show)
+    add_json_flag(show)
     show.set_defaults(run=_show_client)
 
-    change = _command(clients, "update", "change a client's grants, scopes, delivery or state")
+    change = add_command(clients, "update", "change a client's grants, scopes, delivery or state")
     change.add_argument("client_id")
     change.add_argument(
         "--grant", action="append", metavar="G",
@@ -60,10 +60,10 @@ def _client_lifecycle(clients: Any) -> None:
     state.add_argument(
         "--enable", dest="disabled", action="store_false", help="accept it again (no old token)"
     )
-    _json_flag(change)
+    add_json_flag(change)
     change.set_defaults(run=_update_client)
 
-    rotate = _command(clients, "rotate-secret", "give a confidential client a new secret")
+    rotate = add_command(clients, "rotate-secret", "give a confidential client a new secret")
     rotate.add_argument("client_id")
     rotate.add_argument(
         "--old-secret-ttl", type=int,
@@ -72,7 +72,7 @@ def _client_lifecycle(clients: Any) -> None:
     )  # fmt: skip
     rotate.set_defaults(run=_rotate_client_secret)
 
-    delete = _command(clients, "delete", "delete a client: its sessions and tokens end")
+    delete = add_command(clients, "delete", "delete a client: its sessions and tokens end")
     delete.add_argument("client_id")
     delete.set_defaults(run=_delete_client)
 
@@ -84,15 +84,15 @@ CLIENT_COLUMNS = [
 
 
 def _list_clients(args: argparse.Namespace, settings: Settings) -> int:
-    page = _as_admin(settings, lambda s: admin_clients.list_clients(s, args.limit, args.after))
-    _print_rows(args, page.items, CLIENT_COLUMNS)
+    page = as_admin(settings, lambda s: admin_clients.list_clients(s, args.limit, args.after))
+    print_rows(args, page.items, CLIENT_COLUMNS)
     if page.next_after and not args.json:
         print(f"more: --after {page.next_after}", file=sys.stderr)
     return 0
 
 
 def _show_client(args: argparse.Namespace, settings: Settings) -> int:
-    _print_one(args, _as_admin(settings, lambda s: admin_clients.show_client(s, args.client_id)))
+    print_one(args, as_admin(settings, lambda s: admin_clients.show_client(s, args.client_id)))
     return 0
 
 
@@ -110,21 +110,22 @@ def _update_client(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(
             "nothing to change: give --grant, --scope, --refresh-delivery, --disable or --enable"
         )
-    updated = _as_admin(
+    updated = as_admin(
         settings, lambda s: admin_clients.update_client(s, CLI, args.client_id, body)
     )
-    _print_one(args, updated)
+    print_one(args, updated)
     return 0
 
 
 def _rotate_client_secret(args: argparse.Namespace, settings: Settings) -> int:
     body = {"old_secret_ttl": args.old_secret_ttl}
-    rotated = _as_admin(
+    rotated = as_admin(
         settings, lambda s: admin_clients.rotate_client_secret(s, CLI, args.client_id, body)
     )
     print(
         f"rotated the secret of {args.client_id}; the old one works until "
-        f"{_when(rotated.old_secret_expires_at)} UTC. The new one, shown only now, is on stdout",
+        f"{format_time(rotated.old_secret_expires_at)} UTC. "
+        "The new one, shown only now, is on stdout",
         file=sys.stderr,
     )
     print(rotated.client_secret)
@@ -132,7 +133,7 @@ def _rotate_client_secret(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _delete_client(args: argparse.Namespace, settings: Settings) -> int:
-    _as_admin(settings, lambda s: admin_clients.delete_client(s, CLI, args.client_id))
+    as_admin(settings, lambda s: admin_clients.delete_client(s, CLI, args.client_id))
     print(
         f"deleted client {args.client_id}; its sessions and access tokens are revoked",
         file=sys.stderr,
@@ -140,7 +141,7 @@ def _delete_client(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _create_client(args: argparse.Namespace, settings: Settings) -> int:
+def add_create_client(args: argparse.Namespace, settings: Settings) -> int:
     body = {
         "client_id": args.client_id,
         "public": args.public,
@@ -155,7 +156,7 @@ def _create_client(args: argparse.Namespace, settings: Settings) -> int:
         await prepare_schema(engine)
         return await admin_clients.create_client(build_services(settings, engine), CLI, body)
 
-    created = _with_engine(settings, create)
+    created = with_engine(settings, create)
     client, secret = created.client, created.secret
     kind = "public" if args.public else "confidential"
     grants_text = " ".join(client.grant_types)

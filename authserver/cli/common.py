@@ -35,7 +35,7 @@ class CommandError(Exception):
     """A problem to report as one line, exit status 1."""
 
 
-def _command(parent: Any, name: str, help: str) -> argparse.ArgumentParser:
+def add_command(parent: Any, name: str, help: str) -> argparse.ArgumentParser:
     """A subcommand whose --help shows each option's default."""
     command: argparse.ArgumentParser = parent.add_parser(
         name,
@@ -47,23 +47,23 @@ def _command(parent: Any, name: str, help: str) -> argparse.ArgumentParser:
     return command
 
 
-def _json_flag(command: argparse.ArgumentParser) -> None:
+def add_json_flag(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--json", action="store_true", help="one JSON object per line, for scripts"
     )
 
 
-def _as_admin(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
+def as_admin(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
     """Runs one of the admin API's use cases, on the server's database and settings."""
 
     async def run(engine: AsyncEngine) -> T:
         await prepare_schema(engine)
         return await work(build_services(settings, engine))
 
-    return _with_engine(settings, run)
+    return with_engine(settings, run)
 
 
-def _print_rows(args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[str]) -> None:
+def print_rows(args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[str]) -> None:
     """JSON lines with --json; else a table with one row per item (times in UTC)."""
     if args.json:
         for row in rows:
@@ -76,7 +76,7 @@ def _print_rows(args: argparse.Namespace, rows: list[dict[str, Any]], columns: l
         print("  ".join(padded).rstrip())
 
 
-def _print_one(args: argparse.Namespace, item: dict[str, Any]) -> None:
+def print_one(args: argparse.Namespace, item: dict[str, Any]) -> None:
     if args.json:
         print(json.dumps(item, sort_keys=True, ensure_ascii=False))
         return
@@ -91,7 +91,7 @@ def _cell(name: str, value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int) and (name.endswith("_at") or name == "at"):
-        return _when(value)
+        return format_time(value)
     if isinstance(value, list):
         return " ".join(str(v) for v in value) or "-"
     if isinstance(value, dict):
@@ -99,7 +99,7 @@ def _cell(name: str, value: Any) -> str:
     return str(value)
 
 
-def _when(epoch: object) -> str:
+def format_time(epoch: object) -> str:
     if not isinstance(epoch, int):
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
@@ -127,7 +127,7 @@ async def _connect_or_explain(engine: AsyncEngine, settings: Settings) -> None:
         raise CommandError(f"AUTHSERVER_DATABASE_URL: {where}: {problem}") from None
 
 
-def _with_engine(
+def with_engine(
     settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]], *, keys: bool = True
 ) -> T:
     """Runs `work` with an engine; `keys`: the work opens the signing keys."""

@@ -10,7 +10,7 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.app import build_services, prepare_schema
-from authserver.cli.common import CLI, CommandError, _when, _with_engine
+from authserver.cli.common import CLI, CommandError, format_time, with_engine
 from authserver.config import Settings
 from authserver.db.keys import SqlKeyStore
 from authserver.keys.lifecycle import KeyNotReady
@@ -19,25 +19,25 @@ from authserver.keys.records import public_record
 from authserver.keys.sealing import decode_kek, read_kek_file
 
 
-def _list_keys(args: argparse.Namespace, settings: Settings) -> int:
+def add_list_keys(args: argparse.Namespace, settings: Settings) -> int:
     async def records(engine: AsyncEngine) -> list[dict[str, object]]:
         await prepare_schema(engine)
         services = build_services(settings, engine)
         await services.keys.start()  # a fresh install gets its first keys here too
         return [public_record(r) for r in await SqlKeyStore(engine).all()]
 
-    rows = _with_engine(settings, records)
+    rows = with_engine(settings, records)
     print(f"{'kid':<44} {'alg':<6} {'state':<8} {'created':<20} {'activated':<20} retired")
     for row in rows:
         print(
             f"{row['kid']!s:<44} {row['alg']!s:<6} {row['state']!s:<8} "
-            f"{_when(row['created_at']):<20} {_when(row['activated_at']):<20} "
-            f"{_when(row['retired_at'])}"
+            f"{format_time(row['created_at']):<20} {format_time(row['activated_at']):<20} "
+            f"{format_time(row['retired_at'])}"
         )
     return 0
 
 
-def _rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
+def add_rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
     async def rotate(engine: AsyncEngine) -> None:
         await prepare_schema(engine)
         keys = build_services(settings, engine).keys
@@ -45,7 +45,7 @@ def _rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
         await keys.rotate(CLI, alg=args.alg, force=args.force)
 
     try:
-        _with_engine(settings, rotate)
+        with_engine(settings, rotate)
     except KeyNotReady as exc:
         raise CommandError(
             f"the next key is not ready: verifiers may not know it for {exc.retry_after} s "
@@ -55,26 +55,26 @@ def _rotate_keys(args: argparse.Namespace, settings: Settings) -> int:
         f"rotated; running servers sign with the new key within {reload_interval(settings)} s",
         file=sys.stderr,
     )
-    return _list_keys(args, settings)
+    return add_list_keys(args, settings)
 
 
-def _revoke_key(args: argparse.Namespace, settings: Settings) -> int:
+def add_revoke_key(args: argparse.Namespace, settings: Settings) -> int:
     async def revoke(engine: AsyncEngine) -> None:
         await prepare_schema(engine)
         keys = build_services(settings, engine).keys
         await keys.start()
         await keys.revoke(args.kid, CLI)
 
-    _with_engine(settings, revoke)
+    with_engine(settings, revoke)
     print(
         f"revoked {args.kid}; its tokens are refused at once, and running servers drop it "
         f"from the JWKS within {reload_interval(settings)} s",
         file=sys.stderr,
     )
-    return _list_keys(args, settings)
+    return add_list_keys(args, settings)
 
 
-def _rewrap_keys(args: argparse.Namespace, settings: Settings) -> int:
+def add_rewrap_keys(args: argparse.Namespace, settings: Settings) -> int:
     if args.new_kek_file is not None:
         new_kek = read_kek_file(args.new_kek_file)
     else:
@@ -93,7 +93,7 @@ def _rewrap_keys(args: argparse.Namespace, settings: Settings) -> int:
         return await build_services(settings, engine).keys.rewrap(new_kek, CLI)
 
     try:
-        count = _with_engine(settings, rewrap)
+        count = with_engine(settings, rewrap)
     except InvalidTag:
         raise CommandError(
             "a signing key opens under none of AUTHSERVER_KEY_ENCRYPTION_KEY (or the kek file), "

@@ -16,7 +16,7 @@ from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.app import build_services, prepare_schema
-from authserver.cli.common import _with_engine
+from authserver.cli.common import with_engine
 from authserver.config import Settings
 from authserver.db import migrate
 from authserver.db.purge import purge
@@ -24,7 +24,7 @@ from authserver.telemetry import logs
 from authserver.telemetry.logs import log_config
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
+def add_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from authserver.http.server import protocol, raise_open_files_limit
@@ -48,7 +48,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         await keys.start()
         return keys.ring.signing.kid, keys.ring.signing.alg
 
-    kid, alg = _with_engine(settings, check)
+    kid, alg = with_engine(settings, check)
     logs.configure(args.log_level)
     # One line that says what this server is: what an operator checks first after a deploy.
     logging.getLogger("authserver.serve").info(
@@ -91,22 +91,22 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+def add_migrate(args: argparse.Namespace, settings: Settings) -> int:
     # Straight to Postgres, never through a transaction pooler: the lock that lets every
     # replica migrate at once is held by one session across several transactions.
     direct = settings.database_direct_url or settings.database_url
-    _with_engine(replace(settings, database_url=direct), migrate.upgrade, keys=False)
+    with_engine(replace(settings, database_url=direct), migrate.upgrade, keys=False)
     print(f"database is at revision {migrate.head_revision()}", file=sys.stderr)
     return 0
 
 
-def _purge(args: argparse.Namespace, settings: Settings) -> int:
+def add_purge(args: argparse.Namespace, settings: Settings) -> int:
     async def run(engine: AsyncEngine) -> str:
         await prepare_schema(engine)
         purged = await purge(engine, settings, int(time.time()))
         return "skipped: another instance is purging" if purged is None else f"purged {purged}"
 
-    print(_with_engine(settings, run, keys=False), file=sys.stderr)
+    print(with_engine(settings, run, keys=False), file=sys.stderr)
     return 0
 
 

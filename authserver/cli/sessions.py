@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from authserver.actions.admin import sessions as admin_sessions
-from authserver.cli.common import CLI, _as_admin
+from authserver.cli.common import CLI, as_admin
 from authserver.config import Settings
 
 
-def _revoke_session(args: argparse.Namespace, settings: Settings) -> int:
-    _as_admin(settings, lambda s: admin_sessions.revoke_session(s, CLI, args.sid))
+def add_revoke_session(args: argparse.Namespace, settings: Settings) -> int:
+    as_admin(settings, lambda s: admin_sessions.revoke_session(s, CLI, args.sid))
     print(f"revoked session {args.sid}", file=sys.stderr)
     return 0

@@ -15,31 +15,31 @@ from authserver.app import build_services, prepare_schema
 from authserver.cli.common import (
     CLI,
     CommandError,
-    _as_admin,
-    _command,
-    _json_flag,
-    _print_one,
-    _print_rows,
-    _with_engine,
+    add_command,
+    add_json_flag,
+    as_admin,
+    print_one,
+    print_rows,
+    with_engine,
 )
 from authserver.config import Settings
 from authserver.services import Services
 
 
-def _user_lifecycle(users: Any) -> None:
-    listing = _command(users, "list", "list users by username")
+def add_user_lifecycle(users: Any) -> None:
+    listing = add_command(users, "list", "list users by username")
     listing.add_argument("--username", default="", metavar="PREFIX", help="names starting so")
     listing.add_argument("--limit", type=int, default=admin.DEFAULT_PAGE, help="page size")
     listing.add_argument("--after", metavar="USERNAME", help="the page after this name")
-    _json_flag(listing)
+    add_json_flag(listing)
     listing.set_defaults(run=_list_users)
 
-    show = _command(users, "show", "show one user")
+    show = add_command(users, "show", "show one user")
     show.add_argument("user", help="a username or a sub")
-    _json_flag(show)
+    add_json_flag(show)
     show.set_defaults(run=_show_user)
 
-    change = _command(users, "update", "change a user's scopes, admin flag or state")
+    change = add_command(users, "update", "change a user's scopes, admin flag or state")
     change.add_argument("user", help="a username or a sub")
     change.add_argument(
         "--scope", action="append", metavar="S", help="the new scopes (repeat; replaces them)"
@@ -54,10 +54,10 @@ def _user_lifecycle(users: Any) -> None:
         help="no more logins; every session ends",
     )  # fmt: skip
     state.add_argument("--enable", dest="disabled", action="store_false", help="re-enable")
-    _json_flag(change)
+    add_json_flag(change)
     change.set_defaults(run=_update_user)
 
-    password = _command(users, "set-password", "set a user's password (the password policy)")
+    password = add_command(users, "set-password", "set a user's password (the password policy)")
     password.add_argument("user", help="a username or a sub")
     password.add_argument(
         "--password-stdin", action="store_true", help="read the password from one line of stdin"
@@ -67,13 +67,13 @@ def _user_lifecycle(users: Any) -> None:
     )
     password.set_defaults(run=_set_password)
 
-    delete = _command(users, "delete", "delete a user: sessions end, the username is freed")
+    delete = add_command(users, "delete", "delete a user: sessions end, the username is freed")
     delete.add_argument("user", help="a username or a sub")
     delete.set_defaults(run=_delete_user)
 
-    sessions = _command(users, "sessions", "list a user's live sessions")
+    sessions = add_command(users, "sessions", "list a user's live sessions")
     sessions.add_argument("user", help="a username or a sub")
-    _json_flag(sessions)
+    add_json_flag(sessions)
     sessions.set_defaults(run=_user_sessions)
 
 
@@ -84,10 +84,10 @@ SESSION_COLUMNS = ["sid", "client_id", "created_at", "last_used_at", "expires_at
 
 
 def _list_users(args: argparse.Namespace, settings: Settings) -> int:
-    page = _as_admin(
+    page = as_admin(
         settings, lambda s: admin_users.list_users(s, args.limit, args.after, args.username)
     )
-    _print_rows(args, page.items, USER_COLUMNS)
+    print_rows(args, page.items, USER_COLUMNS)
     if page.next_after and not args.json:
         print(f"more: --after {page.next_after}", file=sys.stderr)
     return 0
@@ -97,7 +97,7 @@ def _show_user(args: argparse.Namespace, settings: Settings) -> int:
     async def show(services: Services) -> dict[str, Any]:
         return admin_users.user_view(await admin_users.find_user(services, args.user))
 
-    _print_one(args, _as_admin(settings, show))
+    print_one(args, as_admin(settings, show))
     return 0
 
 
@@ -116,7 +116,7 @@ def _update_user(args: argparse.Namespace, settings: Settings) -> int:
         user = await admin_users.find_user(services, args.user)
         return await admin_users.update_user(services, CLI, user.id, body)
 
-    _print_one(args, _as_admin(settings, update))
+    print_one(args, as_admin(settings, update))
     return 0
 
 
@@ -133,7 +133,7 @@ def _set_password(args: argparse.Namespace, settings: Settings) -> int:
         await admin_users.set_password(services, CLI, user.id, body)
         return user.username
 
-    username = _as_admin(settings, set_it)
+    username = as_admin(settings, set_it)
     ended = "its sessions kept" if args.keep_sessions else "every session ended"
     print(f"password of {username} set; {ended}", file=sys.stderr)
     return 0
@@ -145,7 +145,7 @@ def _delete_user(args: argparse.Namespace, settings: Settings) -> int:
         await admin_users.delete_user(services, CLI, user.id)
         return user.id
 
-    sub = _as_admin(settings, delete)
+    sub = as_admin(settings, delete)
     print(f"deleted user {sub}; its sessions ended and its username is free", file=sys.stderr)
     return 0
 
@@ -156,13 +156,13 @@ def _user_sessions(args: argparse.Namespace, settings: Settings) -> int:
         return await admin_sessions.user_sessions(services, user.id)
 
     rows = [
-        {k: v for k, v in row.items() if k != "current"} for row in _as_admin(settings, sessions)
+        {k: v for k, v in row.items() if k != "current"} for row in as_admin(settings, sessions)
     ]
-    _print_rows(args, rows, SESSION_COLUMNS)
+    print_rows(args, rows, SESSION_COLUMNS)
     return 0
 
 
-def _create_user(args: argparse.Namespace, settings: Settings) -> int:
+def add_create_user(args: argparse.Namespace, settings: Settings) -> int:
     if not args.password_stdin:
         raise CommandError("pass the password on stdin with --password-stdin")
     password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
@@ -176,5 +176,5 @@ def _create_user(args: argparse.Namespace, settings: Settings) -> int:
         # The admin API's use case: the same input rules, and audited with the actor `cli`.
         return await admin_users.create_user(build_services(settings, engine), CLI, body)
 
-    print(_with_engine(settings, create).sub)
+    print(with_engine(settings, create).sub)
     return 0

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from authserver.actions import authorize as authorizing
 from authserver.actions.authorize import ErrorPage, Redirect
 from authserver.http import pages
 from authserver.http.context import services
 from authserver.http.cookies import read_session_cookie
-from authserver.http.responses import NO_STORE
+from authserver.http.responses import redirect
 from authserver.telemetry import metrics
 
 
@@ -25,11 +25,7 @@ async def authorize(request: Request) -> Response:
         return pages.error_page(request, found.settings, exc.description, 400)
     if isinstance(outcome, Redirect):
         metrics.AUTHORIZE.labels("error" if outcome.error else "code").inc()
-        return _redirect(outcome.url, 302)
+        return redirect(outcome.url, 302)
     metrics.AUTHORIZE.labels("sign_in").inc()
     # The request travels to the sign-in page unchanged, in its query string.
-    return _redirect(f"{found.settings.issuer}/login?{request.url.query}", 302)
-
-
-def _redirect(url: str, status: int) -> Response:
-    return RedirectResponse(url, status, headers=NO_STORE)
+    return redirect(f"{found.settings.issuer}/login?{request.url.query}", 302)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from authserver.actions import end_session as signing_out
 from authserver.actions.authorize import ErrorPage
@@ -16,7 +16,7 @@ from authserver.http import csrf, pages
 from authserver.http.context import services
 from authserver.http.cookies import clear_refresh_cookie, clear_session_cookie, read_session_cookie
 from authserver.http.forms import read_fields
-from authserver.http.responses import NO_STORE
+from authserver.http.responses import redirect
 
 # The field of our PostAgain page's form that holds its CSRF token.
 RESENT = "resent"
@@ -55,7 +55,7 @@ async def end_session(request: Request) -> Response:
     if isinstance(outcome, PostAgain):
         return _post_again(request, settings, outcome)
     if outcome.redirect_to is not None:
-        response: Response = RedirectResponse(outcome.redirect_to, 303, headers=NO_STORE)
+        response = redirect(outcome.redirect_to, 303)
     else:
         response = pages.render(request, settings, "signed_out.html", {})
     if outcome.had_session:

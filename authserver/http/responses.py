@@ -1,11 +1,12 @@
-"""JSON responses with the caching rules of RFC 6749 §5.1: tokens and errors are never stored."""
+"""Responses with the caching rules of RFC 6749 §5.1: tokens, errors and redirects carrying codes
+are never stored."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -39,3 +40,8 @@ def etag_matches(header: str | None, etag: str) -> bool:
         return False
     candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
     return etag in candidates or "*" in candidates
+
+
+def redirect(url: str, status: int) -> Response:
+    """A redirect that no cache keeps: its URL may carry a code or a state."""
+    return RedirectResponse(url, status, headers=NO_STORE)

@@ -11,10 +11,10 @@ from authserver.actions.sign_in import sign_in
 from authserver.errors import InvalidGrant, SlowDown
 from authserver.http import csrf, pages
 from authserver.http.addresses import client_address
-from authserver.http.authorize import _redirect
 from authserver.http.context import services
 from authserver.http.cookies import read_session_cookie, set_session_cookie
 from authserver.http.forms import read_fields
+from authserver.http.responses import redirect
 from authserver.services import Services
 from authserver.telemetry import metrics
 
@@ -26,7 +26,7 @@ async def login_form(request: Request) -> Response:
     except ErrorPage as exc:
         return pages.error_page(request, found.settings, exc.description, 400)
     if isinstance(target, Redirect):
-        return _redirect(target.url, 302)
+        return redirect(target.url, 302)
     token = csrf.token_for(request, found.settings)
     response = _form(request, found, target, token)
     csrf.remember(response, found.settings, token)
@@ -45,7 +45,7 @@ async def login(request: Request) -> Response:
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
     if isinstance(target, Redirect):
-        return _redirect(target.url, 303)
+        return redirect(target.url, 303)
     token = fields[csrf.FIELD]
     username = fields.get("username", "")
     try:
@@ -73,7 +73,7 @@ async def login(request: Request) -> Response:
     else:
         outcome = await authorizing.complete(found, target, session)
         if isinstance(outcome, Redirect):
-            response = _redirect(outcome.url, 303)
+            response = redirect(outcome.url, 303)
         else:
             response = _form(request, found, target, token)
     set_session_cookie(response, settings, cookie, session.expires_at - found.clock())

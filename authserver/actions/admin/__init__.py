@@ -29,7 +29,7 @@ async def require_admin(services: Services, bearer: str | None) -> str:
     return str(claims.get("sub") or claims["client_id"])
 
 
-async def _existing_user(services: Services, sub: str) -> User:
+async def existing_user(services: Services, sub: str) -> User:
     user = await services.users.by_id(sub)
     if user is None:
         raise NotFound("No user has this sub.")
@@ -42,19 +42,19 @@ class Page:
     next_after: str | None
 
 
-def _only(body: dict[str, Any], known: set[str]) -> None:
+def only_known_fields(body: dict[str, Any], known: set[str]) -> None:
     unknown = sorted(set(body) - known)
     if unknown:
         raise InvalidRequest(f"Unknown field {unknown[0]!r}.")
 
 
-def _limit(limit: int) -> int:
+def page_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_PAGE}.")
     return limit
 
 
-def _string(body: dict[str, Any], name: str, limit: int) -> str:
+def string_field(body: dict[str, Any], name: str, limit: int) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value:
         raise InvalidRequest(f"{name} is required and must be a string.")
@@ -65,7 +65,7 @@ def _string(body: dict[str, Any], name: str, limit: int) -> str:
     return value
 
 
-def _string_list(body: dict[str, Any], name: str) -> list[str]:
+def string_list_field(body: dict[str, Any], name: str) -> list[str]:
     value = body.get(name, [])
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise InvalidRequest(f"{name} must be a list of strings.")
@@ -76,7 +76,7 @@ def _string_list(body: dict[str, Any], name: str) -> list[str]:
     return list(value)
 
 
-def _boolean(body: dict[str, Any], name: str) -> bool:
+def boolean_field(body: dict[str, Any], name: str) -> bool:
     value = body.get(name, False)
     if not isinstance(value, bool):
         raise InvalidRequest(f"{name} must be true or false.")

@@ -9,11 +9,11 @@ from typing import Any
 from authserver.actions.admin import (
     DEFAULT_PAGE,
     Page,
-    _boolean,
-    _limit,
-    _only,
-    _string,
-    _string_list,
+    boolean_field,
+    only_known_fields,
+    page_limit,
+    string_field,
+    string_list_field,
 )
 from authserver.audit import AuditEvent
 from authserver.clients import (
@@ -55,12 +55,12 @@ class CreatedClient:
 
 
 async def create_client(services: Services, actor: str, body: dict[str, Any]) -> CreatedClient:
-    client_id = _string(body, "client_id", 128)
-    public = _boolean(body, "public")
-    grants = _string_list(body, "grant_types") or (
+    client_id = string_field(body, "client_id", 128)
+    public = boolean_field(body, "public")
+    grants = string_list_field(body, "grant_types") or (
         ["refresh_token"] if public else ["client_credentials"]
     )
-    scopes = _string_list(body, "scopes")
+    scopes = string_list_field(body, "scopes")
     delivery = body.get("refresh_delivery", "body")
     if not isinstance(delivery, str):
         raise InvalidRequest("refresh_delivery must be body or cookie.")
@@ -69,8 +69,8 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
         raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
     if public and "client_credentials" in grants:
         raise InvalidRequest("A public client cannot use client_credentials (RFC 6749 §4.4).")
-    redirect_uris = _string_list(body, "redirect_uris")
-    post_logout_redirect_uris = _string_list(body, "post_logout_redirect_uris")
+    redirect_uris = string_list_field(body, "redirect_uris")
+    post_logout_redirect_uris = string_list_field(body, "post_logout_redirect_uris")
     check_redirect_uris("redirect_uris", redirect_uris)
     check_redirect_uris("post_logout_redirect_uris", post_logout_redirect_uris)
     if "authorization_code" in grants and not redirect_uris:
@@ -131,8 +131,8 @@ def client_view(client: Client) -> dict[str, Any]:
 async def list_clients(
     services: Services, limit: int = DEFAULT_PAGE, after: str | None = None
 ) -> Page:
-    clients = await services.clients.page(_limit(limit), after)
-    next_after = clients[-1].client_id if len(clients) == _limit(limit) else None
+    clients = await services.clients.page(page_limit(limit), after)
+    next_after = clients[-1].client_id if len(clients) == page_limit(limit) else None
     return Page([client_view(c) for c in clients], next_after)
 
 
@@ -150,9 +150,9 @@ async def show_client(services: Services, client_id: str) -> dict[str, Any]:
 
 def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
     """Validated as at creation, against the client as it would be after the change."""
-    _only(body, PATCHABLE_CLIENT_FIELDS)
-    grants = _string_list(body, "grant_types") if "grant_types" in body else None
-    scopes = _string_list(body, "scopes") if "scopes" in body else None
+    only_known_fields(body, PATCHABLE_CLIENT_FIELDS)
+    grants = string_list_field(body, "grant_types") if "grant_types" in body else None
+    scopes = string_list_field(body, "scopes") if "scopes" in body else None
     delivery = body.get("refresh_delivery", client.refresh_delivery)
     if not isinstance(delivery, str):
         raise InvalidRequest("refresh_delivery must be body or cookie.")
@@ -163,12 +163,12 @@ def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
         raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
     if client.is_public and grants is not None and "client_credentials" in grants:
         raise InvalidRequest("A public client cannot use client_credentials (RFC 6749 §4.4).")
-    disabled = _boolean(body, "disabled") if "disabled" in body else None
+    disabled = boolean_field(body, "disabled") if "disabled" in body else None
     uris: dict[str, tuple[str, ...] | None] = {}
     for name in ("redirect_uris", "post_logout_redirect_uris"):
         uris[name] = None
         if name in body:
-            listed = _string_list(body, name)
+            listed = string_list_field(body, name)
             check_redirect_uris(name, listed)
             uris[name] = tuple(dict.fromkeys(listed))
     redirect_uris = uris["redirect_uris"]
@@ -223,7 +223,7 @@ async def rotate_client_secret(
 ) -> RotatedSecret:
     """The new secret works at once everywhere (a process that remembers the client re-reads
     it on a mismatch); the old one until `old_secret_ttl` seconds from now (0: at once)."""
-    _only(body, {"old_secret_ttl"})
+    only_known_fields(body, {"old_secret_ttl"})
     ttl = body.get("old_secret_ttl", DEFAULT_OLD_SECRET_TTL)
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 <= ttl <= MAX_OLD_SECRET_TTL:
         raise InvalidRequest(

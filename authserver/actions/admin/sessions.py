@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from authserver.actions.admin import _existing_user
+from authserver.actions.admin import existing_user
 from authserver.errors import NotFound
 from authserver.refresh import Session, family_revoked
 from authserver.services import Services
@@ -23,7 +23,7 @@ def session_view(session: Session, current: str | None = None) -> dict[str, Any]
 
 
 async def user_sessions(services: Services, sub: str) -> list[dict[str, Any]]:
-    await _existing_user(services, sub)
+    await existing_user(services, sub)
     sessions = await services.families.sessions(sub, services.clock())
     return [session_view(s) for s in sessions]
 

@@ -8,12 +8,12 @@ from typing import Any
 from authserver.actions.admin import (
     DEFAULT_PAGE,
     Page,
-    _boolean,
-    _existing_user,
-    _limit,
-    _only,
-    _string,
-    _string_list,
+    boolean_field,
+    existing_user,
+    only_known_fields,
+    page_limit,
+    string_field,
+    string_list_field,
 )
 from authserver.actions.end_sessions import end_sessions
 from authserver.audit import AuditEvent
@@ -39,15 +39,15 @@ class CreatedUser:
 
 
 async def create_user(services: Services, actor: str, body: dict[str, Any]) -> CreatedUser:
-    username = _string(body, "username", MAX_USERNAME)
+    username = string_field(body, "username", MAX_USERNAME)
     problem = username_problem(username)
     if problem is not None:
         raise InvalidRequest(problem)
     password = _password(services, body, username)
-    scopes = _string_list(body, "scopes")
+    scopes = string_list_field(body, "scopes")
     if not valid_scope_tokens(scopes):
         raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
-    admin = _boolean(body, "admin")
+    admin = boolean_field(body, "admin")
     user = new_user(username, await services.passwords.hash(password), scopes, admin)
     now = services.clock()
     if not await services.users.create(user, now):
@@ -62,7 +62,7 @@ async def create_user(services: Services, actor: str, body: dict[str, Any]) -> C
 
 
 async def logout_user_everywhere(services: Services, actor: str, sub: str) -> None:
-    await _existing_user(services, sub)
+    await existing_user(services, sub)
     await end_sessions(
         services,
         sub,
@@ -103,13 +103,13 @@ def user_view(user: User) -> dict[str, Any]:
 async def list_users(
     services: Services, limit: int = DEFAULT_PAGE, after: str | None = None, prefix: str = ""
 ) -> Page:
-    users = await services.users.page(_limit(limit), after, prefix or None)
-    next_after = users[-1].username if len(users) == _limit(limit) else None
+    users = await services.users.page(page_limit(limit), after, prefix or None)
+    next_after = users[-1].username if len(users) == page_limit(limit) else None
     return Page([user_view(u) for u in users], next_after)
 
 
 async def show_user(services: Services, sub: str) -> dict[str, Any]:
-    return user_view(await _existing_user(services, sub))
+    return user_view(await existing_user(services, sub))
 
 
 async def find_user(services: Services, name_or_sub: str) -> User:
@@ -125,14 +125,14 @@ async def find_user(services: Services, name_or_sub: str) -> User:
 async def update_user(
     services: Services, actor: str, sub: str, body: dict[str, Any]
 ) -> dict[str, Any]:
-    _only(body, {"scopes", "admin", "disabled"})
+    only_known_fields(body, {"scopes", "admin", "disabled"})
     scopes = None
     if "scopes" in body:
-        scopes = tuple(dict.fromkeys(_string_list(body, "scopes")))
+        scopes = tuple(dict.fromkeys(string_list_field(body, "scopes")))
         if not valid_scope_tokens(list(scopes)):
             raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
-    admin = _boolean(body, "admin") if "admin" in body else None
-    disabled = _boolean(body, "disabled") if "disabled" in body else None
+    admin = boolean_field(body, "admin") if "admin" in body else None
+    disabled = boolean_field(body, "disabled") if "disabled" in body else None
     changes = UserChanges(scopes, admin, disabled)
     now = services.clock()
     detail: dict[str, Any] = {k: body[k] for k in ("scopes", "admin", "disabled") if k in body}
@@ -157,8 +157,8 @@ async def update_user(
 
 async def set_password(services: Services, actor: str, sub: str, body: dict[str, Any]) -> None:
     """Under the password policy; by default every session of the user ends with it."""
-    _only(body, {"password", "revoke_sessions"})
-    user = await _existing_user(services, sub)
+    only_known_fields(body, {"password", "revoke_sessions"})
+    user = await existing_user(services, sub)
     password = _password(services, body, user.username)
     revoke = body.get("revoke_sessions", True)
     if not isinstance(revoke, bool):

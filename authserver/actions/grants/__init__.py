@@ -42,7 +42,7 @@ class GrantRequest:
 Grant = Callable[[Services, GrantRequest], Awaitable[TokenResponse]]
 
 
-async def _with_refresh(services: Services, client: Client, rotation: Rotation) -> TokenResponse:
+async def with_refresh(services: Services, client: Client, rotation: Rotation) -> TokenResponse:
     family = rotation.family
     # An access token never outlives its session, so verifiers that only read the JWT stop
     # accepting it when the family's absolute lifetime ends.
@@ -61,7 +61,7 @@ async def _with_refresh(services: Services, client: Client, rotation: Rotation) 
     )
 
 
-def _required(fields: Fields, name: str) -> str:
+def required_field(fields: Fields, name: str) -> str:
     value = fields.get(name)
     if not value:
         raise InvalidRequest(f"{name} is required.")

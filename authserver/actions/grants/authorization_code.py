@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from authserver.actions.grants import GrantRequest, TokenResponse, _required, _with_refresh
+from authserver.actions.grants import GrantRequest, TokenResponse, required_field, with_refresh
 from authserver.authorization_codes import redeem_code
 from authserver.clients import authenticate_client
 from authserver.errors import UnauthorizedClient
@@ -22,7 +22,7 @@ async def authorization_code_grant(services: Services, request: GrantRequest) ->
     client = await authenticate_client(services.clients, request.credentials)
     if "authorization_code" not in client.grant_types:
         raise UnauthorizedClient()
-    code = _required(fields, "code")
+    code = required_field(fields, "code")
     settings = services.settings
     exchange = await redeem_code(
         services.codes,
@@ -38,7 +38,7 @@ async def authorization_code_grant(services: Services, request: GrantRequest) ->
     rotation = Rotation(
         exchange.family, exchange.refresh_token, exchange.refresh_expires_at, exchange.code.scope
     )
-    issued = await _with_refresh(services, client, rotation)
+    issued = await with_refresh(services, client, rotation)
     if OPENID not in exchange.code.scope.split():
         return issued
     # OpenID Connect Core §3.1.3.3: the token response carries an ID token.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from authserver.actions.grants import GrantRequest, TokenResponse, _required, _with_refresh
+from authserver.actions.grants import GrantRequest, TokenResponse, required_field, with_refresh
 from authserver.actions.sign_in import Credentials, check_password
 from authserver.clients import Client, authenticate_client
 from authserver.errors import InvalidScope, UnauthorizedClient
@@ -26,7 +26,7 @@ async def password_grant(services: Services, request: GrantRequest) -> TokenResp
         # first-party clients registered with it explicitly.
         if "password" not in client.grant_types:
             raise UnauthorizedClient()
-        username, password = _required(fields, "username"), _required(fields, "password")
+        username, password = required_field(fields, "username"), required_field(fields, "password")
         requested = parse_scope(fields.get("scope"))
         if requested is not None and not set(requested) <= set(client.scopes):
             raise InvalidScope()
@@ -48,7 +48,7 @@ async def password_grant(services: Services, request: GrantRequest) -> TokenResp
             # A password change committed after the check starts no session.
             password_hash=user.password_hash,
         )
-        return await _with_refresh(services, client, rotation)
+        return await with_refresh(services, client, rotation)
 
     return await check_password(
         services,

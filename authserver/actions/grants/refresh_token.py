@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from authserver.actions.grants import GrantRequest, TokenResponse, _required, _with_refresh
+from authserver.actions.grants import GrantRequest, TokenResponse, required_field, with_refresh
 from authserver.clients import authenticate_client
 from authserver.errors import UnauthorizedClient
 from authserver.refresh import rotate
@@ -18,7 +18,7 @@ async def refresh_token_grant(services: Services, request: GrantRequest) -> Toke
     # rotating statement checks the grant again as it stands in the database.
     if "refresh_token" not in client.grant_types:
         raise UnauthorizedClient()
-    presented = _required(fields, "refresh_token")
+    presented = required_field(fields, "refresh_token")
     settings = services.settings
     rotation = await rotate(
         services.families,
@@ -30,4 +30,4 @@ async def refresh_token_grant(services: Services, request: GrantRequest) -> Toke
         requested=parse_scope(fields.get("scope")),
         audit=services.audit,
     )
-    return await _with_refresh(services, client, rotation)
+    return await with_refresh(services, client, rotation)

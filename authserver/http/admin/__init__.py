@@ -14,7 +14,7 @@ from authserver.http.forms import JSON, read_body
 from authserver_verify.jose import reject_duplicate_members
 
 
-def _paging(request: Request, known: set[str]) -> tuple[int, str | None]:
+def paging(request: Request, known: set[str]) -> tuple[int, str | None]:
     seen: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
         if name not in known:
@@ -30,7 +30,7 @@ def _paging(request: Request, known: set[str]) -> tuple[int, str | None]:
     return int(raw), seen.get("after") or None
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
+async def json_object(request: Request) -> dict[str, Any]:
     """The JSON object body; an empty body is an empty object. Members keep their JSON types
     (lists, booleans), unlike the token endpoint's string-only fields."""
     body = await read_body(request)

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from authserver.actions import admin
 from authserver.actions.admin import clients as admin_clients
-from authserver.http.admin import _json_object, _paging
+from authserver.http.admin import json_object, paging
 from authserver.http.context import services
 from authserver.http.forms import bearer_token
 from authserver.http.responses import no_content, no_store_json
@@ -16,14 +16,14 @@ from authserver.http.responses import no_content, no_store_json
 async def create_client(request: Request) -> Response:
     found = services(request)
     actor = await admin.require_admin(found, bearer_token(request))
-    created = await admin_clients.create_client(found, actor, await _json_object(request))
+    created = await admin_clients.create_client(found, actor, await json_object(request))
     return no_store_json(created.public_view(), 201)
 
 
 async def list_clients(request: Request) -> Response:
     found = services(request)
     await admin.require_admin(found, bearer_token(request))
-    limit, after = _paging(request, {"limit", "after"})
+    limit, after = paging(request, {"limit", "after"})
     page = await admin_clients.list_clients(found, limit, after)
     return no_store_json({"clients": page.items, "next_after": page.next_after})
 
@@ -37,7 +37,7 @@ async def show_client(request: Request) -> Response:
 async def update_client(request: Request) -> Response:
     found = services(request)
     actor = await admin.require_admin(found, bearer_token(request))
-    body = await _json_object(request)
+    body = await json_object(request)
     return no_store_json(
         await admin_clients.update_client(found, actor, request.path_params["client_id"], body)
     )
@@ -46,7 +46,7 @@ async def update_client(request: Request) -> Response:
 async def rotate_client_secret(request: Request) -> Response:
     found = services(request)
     actor = await admin.require_admin(found, bearer_token(request))
-    body = await _json_object(request)
+    body = await json_object(request)
     rotated = await admin_clients.rotate_client_secret(
         found, actor, request.path_params["client_id"], body
     )

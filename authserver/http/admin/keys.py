@@ -8,7 +8,7 @@ from starlette.responses import Response
 from authserver.actions import admin
 from authserver.actions.admin import keys as admin_keys
 from authserver.errors import InvalidRequest
-from authserver.http.admin import _json_object
+from authserver.http.admin import json_object
 from authserver.http.context import services
 from authserver.http.forms import bearer_token
 from authserver.http.responses import no_store_json
@@ -23,7 +23,7 @@ async def list_keys(request: Request) -> Response:
 async def rotate_keys(request: Request) -> Response:
     found = services(request)
     actor = await admin.require_admin(found, bearer_token(request))
-    body = await _json_object(request)
+    body = await json_object(request)
     alg, force = body.get("alg"), body.get("force", False)
     if not (alg is None or isinstance(alg, str)) or not isinstance(force, bool):
         raise InvalidRequest("alg must be a string and force true or false.")
