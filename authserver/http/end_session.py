@@ -17,6 +17,7 @@ from authserver.http.context import services
 from authserver.http.cookies import clear_refresh_cookie, clear_session_cookie, read_session_cookie
 from authserver.http.forms import read_fields
 from authserver.http.responses import redirect
+from authserver.translations import N_
 
 # The field of our PostAgain page's form that holds its CSRF token.
 RESENT = "resent"
@@ -35,7 +36,9 @@ async def end_session(request: Request) -> Response:
     if (confirming and not csrf.same_browser(request, settings, params)) or (
         resent and not csrf.same_browser(request, settings, params, field=RESENT, signed_in=False)
     ):
-        description = "This sign-out form has expired or came from another site. Reload the page."
+        description = N_(
+            "This sign-out form has expired or came from another site. Reload the page."
+        )
         return pages.error_page(request, settings, description, 403)
     params.pop(csrf.FIELD, None)
     params.pop(RESENT, None)
