@@ -27,6 +27,9 @@ async def end_session(request: Request) -> Response:
     found = services(request)
     settings = found.settings
     params = await _params(request)
+    # OpenID Connect RP-Initiated Logout 1.0 §2: ui_locales, "End-User's preferred languages
+    # and scripts for the user interface", in the query or in the form.
+    pages.posted_ui_locales(request, params.get("ui_locales"))
     posted = request.method == "POST"
     # The sign-out page's own form says so by its CSRF token; an app's form post has none.
     confirming = posted and csrf.FIELD in params

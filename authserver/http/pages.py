@@ -40,13 +40,19 @@ def _templates(custom: Path | None, language: str) -> Jinja2Templates:
 
 
 def language(request: Request, settings: Settings) -> str:
-    """The page's language: the authorization request's `ui_locales` (in the query string of
-    /authorize, /login and /end-session), then Accept-Language, then English."""
+    """The page's language: the request's `ui_locales` (in the query string of /authorize and
+    /login, or as posted_ui_locales says), then Accept-Language, then English."""
+    posted: str | None = getattr(request.state, "ui_locales", None)
     return languages.choose(
-        request.query_params.get("ui_locales"),
+        posted or request.query_params.get("ui_locales"),
         request.headers.get("accept-language"),
         translations.languages(settings.templates_dir),
     )
+
+
+def posted_ui_locales(request: Request, value: str | None) -> None:
+    """The `ui_locales` of a request that came as a form (POST /end-session), for its pages."""
+    request.state.ui_locales = value
 
 
 def words(request: Request, settings: Settings) -> gettext.NullTranslations:

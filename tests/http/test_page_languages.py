@@ -190,3 +190,20 @@ async def test_the_pages_have_an_icon_their_policy_allows(
         assert icon.status_code == 200
         assert icon.headers["content-type"] == "image/svg+xml"
         assert icon.text.startswith("<svg") and "<script" not in icon.text
+
+
+async def test_end_session_speaks_the_ui_locales_of_its_query_or_its_form(
+    client: httpx.AsyncClient, alice: str
+) -> None:
+    """RP-Initiated Logout 1.0 §2 takes ui_locales too; a POSTed request carries it in the form."""
+    await sign_in(client, await _login_url(client))
+    asked = await client.get("/end-session", params={"client_id": WEB, "ui_locales": "de"})
+    assert asked.status_code == 200
+    assert_language(asked, "de")
+    assert '<h1 id="heading">Abmelden?</h1>' in asked.text
+    # From another site: no cookie comes along, and our page posts it again, in German.
+    client.cookies.clear()
+    posted = await client.post("/end-session", data={"client_id": WEB, "ui_locales": "de"})
+    assert posted.status_code == 200
+    assert_language(posted, "de")
+    assert '<h1 id="heading">Abmeldung</h1>' in posted.text
