@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from authserver import translations
 from authserver.clients import CachedClients
 from authserver.config import Settings, load_settings
 from authserver.db import migrate
@@ -160,6 +161,8 @@ def create_app(
                     )
                 await services.keys.start()
                 await services.passwords.prepare()
+                # The pages' message catalogs, read now rather than by the first page.
+                translations.languages(settings.templates_dir)
 
                 async def readiness() -> None:
                     await ping(engine)

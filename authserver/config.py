@@ -100,8 +100,8 @@ class Settings:
     port: int = 8000
 
     # The hosted sign-in page (http/pages.py): a folder whose templates (login.html,
-    # error.html, signed_out.html, signin.css) replace the built-in ones of the same name;
-    # None = the built-in look.
+    # error.html, signed_out.html, signin.css) replace the built-in ones of the same name, and
+    # whose locale/ catalogs add languages (translations.py); None = the built-in look.
     templates_dir: Path | None = None
     # The login session (single sign-on cookie): it ends after this many seconds without an
     # /authorize that uses it, and at the latest this many seconds after the password was typed.
@@ -171,8 +171,9 @@ DESCRIPTIONS: dict[str, str] = {
     "port": "The port `serve` listens on (`--port` overrides it). The container image's "
     "HEALTHCHECK asks this port: set the port here, not with `--port`, in a container.",
     "templates_dir": "A folder whose templates (login.html, error.html, signed_out.html, "
-    "confirm_sign_out.html, signin.css) replace the built-in ones of the hosted sign-in "
-    "page (docs/sign-in.md); unset: the built-in look.",
+    "confirm_sign_out.html, signin.css, favicon.svg) replace the built-in ones of the hosted "
+    "sign-in page, and whose locale/<lang>/LC_MESSAGES/messages.po catalogs add a language "
+    "or reword the built-in ones (docs/sign-in.md); unset: the built-in look and words.",
     "login_session_idle_ttl": "Seconds a login session (the single sign-on cookie) lives "
     "without an /authorize that uses it (60 to 31536000; at most "
     "`AUTHSERVER_LOGIN_SESSION_TTL`).",

@@ -17,6 +17,7 @@ from authserver.http.context import services
 from authserver.http.cookies import clear_refresh_cookie, clear_session_cookie, read_session_cookie
 from authserver.http.forms import read_fields
 from authserver.http.responses import redirect
+from authserver.translations import N_
 
 # The field of our PostAgain page's form that holds its CSRF token.
 RESENT = "resent"
@@ -26,6 +27,9 @@ async def end_session(request: Request) -> Response:
     found = services(request)
     settings = found.settings
     params = await _params(request)
+    # OpenID Connect RP-Initiated Logout 1.0 §2: ui_locales, "End-User's preferred languages
+    # and scripts for the user interface", in the query or in the form.
+    pages.posted_ui_locales(request, params.get("ui_locales"))
     posted = request.method == "POST"
     # The sign-out page's own form says so by its CSRF token; an app's form post has none.
     confirming = posted and csrf.FIELD in params
@@ -35,7 +39,9 @@ async def end_session(request: Request) -> Response:
     if (confirming and not csrf.same_browser(request, settings, params)) or (
         resent and not csrf.same_browser(request, settings, params, field=RESENT, signed_in=False)
     ):
-        description = "This sign-out form has expired or came from another site. Reload the page."
+        description = N_(
+            "This sign-out form has expired or came from another site. Reload the page."
+        )
         return pages.error_page(request, settings, description, 403)
     params.pop(csrf.FIELD, None)
     params.pop(RESENT, None)

@@ -26,6 +26,7 @@ from authserver.errors import (
 )
 from authserver.http import pages
 from authserver.http.responses import no_store_json
+from authserver.translations import N_
 
 logger = logging.getLogger("authserver")
 
@@ -33,9 +34,9 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 # The endpoints a browser shows to a person (API.md, "Browser sign-in").
 PAGE_PATHS = frozenset({"/authorize", "/login", "/end-session"})
-UNAVAILABLE = "The sign-in service is unavailable for a moment. Please try again in a minute."
-TOO_LARGE = "What this page sent was too large. Go back and try again."
-BROKEN = "Something went wrong on our side. Please try again in a minute."
+UNAVAILABLE = N_("The sign-in service is unavailable for a moment. Please try again in a minute.")
+TOO_LARGE = N_("What this page sent was too large. Go back and try again.")
+BROKEN = N_("Something went wrong on our side. Please try again in a minute.")
 
 
 async def oauth_error(request: Request, exc: Exception) -> Response:

@@ -262,6 +262,20 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         },
     },
     **{
+        ("GET", path): {
+            "summary": "The hosted pages' icon (SVG).",
+            "tags": ["sign-in"],
+            "responses": {
+                "200": {
+                    "description": "the icon",
+                    "content": {"image/svg+xml": {"schema": {"type": "string"}}},
+                },
+                **_errors(),
+            },
+        }
+        for path in ("/assets/favicon.svg", "/favicon.ico")
+    },
+    **{
         (method, "/userinfo"): {
             "summary": "The signed-in user's claims (OpenID Connect Core §5.3).",
             "tags": ["sign-in"],

@@ -2,7 +2,8 @@
 
 Templates are Jinja2 with autoescaping. AUTHSERVER_TEMPLATES_DIR names a folder whose files
 replace the built-in ones of the same name (the rest are still found here), so an operator can
-restyle `signin.css` alone, or rewrite `login.html` whole.
+restyle `signin.css` alone, or rewrite `login.html` whole. Each page speaks the language
+languages.choose picks for the request, in the words of translations.py's catalogs.
 
 Every page is sent with a Content-Security-Policy that allows nothing but its own stylesheet
 (no script, but for the one line, named by its nonce, that submits /end-session's PostAgain
@@ -14,31 +15,49 @@ names our origin on the form's post).
 from __future__ import annotations
 
 import functools
+import gettext
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import jinja2
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
+from authserver import languages, translations
 from authserver.config import Settings
 from authserver.http.responses import NO_STORE
 
-BUILT_IN = Path(__file__).parent / "templates"
 STYLESHEET = "signin.css"
+FAVICON = "favicon.svg"
+# The files of the templates folder served as they are, and their types.
+ASSETS = {STYLESHEET: "text/css", FAVICON: "image/svg+xml"}
 
 
-@functools.lru_cache(maxsize=8)
-def _templates(custom: Path | None) -> Jinja2Templates:
-    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(BUILT_IN)]
-    if custom is not None:
-        loaders.insert(0, jinja2.FileSystemLoader(custom))
-    environment = jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders), autoescape=True, undefined=jinja2.StrictUndefined
+@functools.lru_cache(maxsize=64)
+def _templates(custom: Path | None, language: str) -> Jinja2Templates:
+    return Jinja2Templates(env=translations.environment(custom, language))
+
+
+def language(request: Request, settings: Settings) -> str:
+    """The page's language: the request's `ui_locales` (in the query string of /authorize and
+    /login, or as posted_ui_locales says), then Accept-Language, then English."""
+    posted: str | None = getattr(request.state, "ui_locales", None)
+    return languages.choose(
+        posted or request.query_params.get("ui_locales"),
+        request.headers.get("accept-language"),
+        translations.languages(settings.templates_dir),
     )
-    return Jinja2Templates(env=environment)
+
+
+def posted_ui_locales(request: Request, value: str | None) -> None:
+    """The `ui_locales` of a request that came as a form (POST /end-session), for its pages."""
+    request.state.ui_locales = value
+
+
+def words(request: Request, settings: Settings) -> gettext.NullTranslations:
+    """The page's language's translations, for a sentence a handler puts on the page."""
+    return translations.translations(settings.templates_dir, language(request, settings))
 
 
 def content_security_policy(
@@ -77,8 +96,13 @@ def render(
     headers: dict[str, str] | None = None,
     script_nonce: str | None = None,
 ) -> Response:
+    lang = language(request, settings)
     page_headers = {
         **NO_STORE,
+        "Content-Language": lang.replace("_", "-"),
+        # The same URL answers in another language for another Accept-Language (RFC 9110
+        # §12.5.5); the pages are no-store, but a cache that ignores that still keys on it.
+        "Vary": "Accept-Language",
         "Content-Security-Policy": content_security_policy(form_targets, script_nonce),
         "X-Frame-Options": "DENY",
         # Not the server-wide no-referrer: under it a browser sends `Origin: null` with the
@@ -87,11 +111,16 @@ def render(
         "Referrer-Policy": "same-origin",
         **(headers or {}),
     }
-    templates = _templates(settings.templates_dir)
+    templates = _templates(settings.templates_dir, lang)
     return templates.TemplateResponse(
         request,
         name,
-        {"issuer": settings.issuer, "stylesheet": f"/assets/{STYLESHEET}", **context},
+        {
+            "issuer": settings.issuer,
+            "stylesheet": f"/assets/{STYLESHEET}",
+            "favicon": f"/assets/{FAVICON}",
+            **context,
+        },
         status_code=status,
         headers=page_headers,
     )
@@ -104,13 +133,26 @@ def error_page(
     status: int,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    context = {"description": description}
+    # The sentences of ErrorPage and the handlers are the catalogs' ids; one the catalog does
+    # not know (an OAuth error's own) shows as it is.
+    context = {"description": words(request, settings).gettext(description)}
     return render(request, settings, "error.html", context, status, headers=headers)
 
 
 async def stylesheet(request: Request) -> Response:
+    return _asset(request, STYLESHEET)
+
+
+async def favicon(request: Request) -> Response:
+    """The pages' icon, at /assets/favicon.svg (the pages' <link rel="icon">) and at
+    /favicon.ico, where a browser looks without being told."""
+    return _asset(request, FAVICON)
+
+
+def _asset(request: Request, name: str) -> Response:
     settings: Settings = request.app.state.services.settings
-    source = _templates(settings.templates_dir).env.loader
-    assert source is not None
-    css, _, _ = source.get_source(_templates(settings.templates_dir).env, STYLESHEET)
-    return Response(css, media_type="text/css", headers={"Cache-Control": "public, max-age=300"})
+    env = translations.environment(settings.templates_dir, languages.DEFAULT)
+    assert env.loader is not None
+    text, _, _ = env.loader.get_source(env, name)
+    headers = {"Cache-Control": "public, max-age=300"}
+    return Response(text, media_type=ASSETS[name], headers=headers)

@@ -17,6 +17,12 @@ from authserver.http.forms import read_fields
 from authserver.http.responses import redirect
 from authserver.services import Services
 from authserver.telemetry import metrics
+from authserver.translations import N_
+
+# The password grant's rule, one sentence whatever was wrong (an unknown user, a wrong
+# password, a disabled account), in words for a person rather than the grant's, which also
+# speak of refresh tokens.
+WRONG_CREDENTIALS = N_("The username or password is wrong.")
 
 
 async def login_form(request: Request) -> Response:
@@ -38,7 +44,9 @@ async def login(request: Request) -> Response:
     settings = found.settings
     fields = await read_fields(request)
     if not csrf.same_browser(request, settings, fields):
-        description = "This sign-in form has expired or came from another site. Reload the page."
+        description = N_(
+            "This sign-in form has expired or came from another site. Reload the page."
+        )
         return pages.error_page(request, settings, description, 403)
     try:
         target = await authorizing.resume(found, request.query_params.multi_items())
@@ -57,13 +65,18 @@ async def login(request: Request) -> Response:
             client_id=target.client.client_id if target else None,
             replaces=read_session_cookie(request, settings),
         )
-    except InvalidGrant as exc:
+    except InvalidGrant:
         metrics.LOGINS_FAILED.inc()
-        # The password grant's one sentence, whatever was wrong.
-        return _form(request, found, target, token, username, exc.description, 400)
+        message = pages.words(request, settings).gettext(WRONG_CREDENTIALS)
+        return _form(request, found, target, token, username, message, 400)
     except SlowDown as exc:
-        message = f"Too many failed sign-ins. Try again in {exc.retry_after} seconds."
-        headers = {"Retry-After": str(exc.retry_after)}
+        seconds = exc.retry_after or 1  # SlowDown makes it at least 1
+        message = pages.words(request, settings).ngettext(
+            "Too many failed sign-ins. Try again in %(seconds)d second.",
+            "Too many failed sign-ins. Try again in %(seconds)d seconds.",
+            seconds,
+        ) % {"seconds": seconds}
+        headers = {"Retry-After": str(seconds)}
         return _form(request, found, target, token, username, message, 429, headers)
     # The token known before the sign-in is bound to no session or the one replaced: a new
     # one, bound to the new login session (http/csrf.py).

@@ -362,6 +362,41 @@ def test_sign_in_with_the_code_flow_call_the_api_and_stay_signed_in_across_a_rel
     tab.go_to_sign_in_page()  # the password is asked again
 
 
+def test_a_german_browser_gets_the_sign_in_page_in_german(
+    browser: Browser, stack: Stack, tmp_path: Path
+) -> None:
+    """API.md "Languages.": Chromium set to German (so its Accept-Language) gets the page in
+    German, its errors too, at a phone's width, and the sign-in works as in English."""
+    german = browser.new_context(locale="de-DE", viewport={"width": 375, "height": 740})
+    german.set_default_timeout(TIMEOUT_MS)
+    try:
+        tab = Tab(german, stack).open()
+        tab.go_to_sign_in_page()
+        page = tab.page
+        assert page.get_attribute("html", "lang") == "de"
+        assert page.title() == f"Bei {stack.spa.client_id} anmelden"
+        assert page.inner_text("label[for=username]") == "Benutzername"
+        assert page.inner_text("form button[type=submit]") == "Anmelden"
+        page.screenshot(path=tmp_path / "signin-de.png", full_page=True)
+
+        page.fill("input[name=username]", USERNAME)
+        page.fill("input[name=password]", "not the password")
+        with page.expect_navigation():
+            page.click("form button[type=submit]")
+        alert = page.inner_text("[role=alert]")
+        assert alert == "Der Benutzername oder das Passwort ist falsch."
+        page.screenshot(path=tmp_path / "signin-de-error.png", full_page=True)
+        # No horizontal scrolling at 375 px, the error sentence included.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+        tab.submit_sign_in_page()
+        assert tab.call_api().startswith("200")
+        for shot in ("signin-de.png", "signin-de-error.png"):
+            assert (tmp_path / shot).stat().st_size > 5_000
+    finally:
+        german.close()
+
+
 def test_a_second_app_signs_in_without_the_form_and_end_session_signs_out_both(
     context: BrowserContext, stack: Stack, responses: list[Seen]
 ) -> None:

@@ -7,13 +7,18 @@ import base64
 import hashlib
 import re
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from html import unescape
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from authserver.app import create_app
+from authserver.config import Settings
 from tests.conftest import ISSUER, Registry, password_login
 
 WEB = "web"
@@ -30,6 +35,25 @@ async def admin_headers(http: httpx.AsyncClient, registry: Registry) -> dict[str
     response = await password_login(http, "root", client_id="spa", scope="admin")
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@asynccontextmanager
+async def browser_of(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser of an app with settings of its own (a templates folder, say), started for it."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as browser:
+            yield browser
+
+
+def write_catalog(folder: Path, language: str, messages: dict[str, str]) -> None:
+    """A templates folder's gettext catalog of `language` (docs/sign-in.md, "Languages")."""
+    path = folder / "locale" / language / "LC_MESSAGES" / "messages.po"
+    path.parent.mkdir(parents=True)
+    entries = "".join(f'\nmsgid "{id}"\nmsgstr "{text}"\n' for id, text in messages.items())
+    header = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=utf-8\\n"\n'
+    path.write_text(header + entries, encoding="utf-8")
 
 
 def pkce_pair() -> tuple[str, str]:

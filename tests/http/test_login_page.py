@@ -12,8 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from authserver.app import create_app
-from authserver.errors import InvalidGrant
+from authserver.http.sign_in import WRONG_CREDENTIALS
 from tests.conftest import ISSUER, Registry, make_settings
 from tests.http.signin import (
     CALLBACK,
@@ -23,6 +22,7 @@ from tests.http.signin import (
     admin_headers,
     assert_strict_headers,
     authorize,
+    browser_of,
     code_for,
     csrf_token,
     exchange,
@@ -79,14 +79,14 @@ async def test_the_page_is_an_accessible_form_that_needs_no_javascript(
     assert ":focus-visible" in css.text
 
 
-async def test_a_wrong_password_or_unknown_user_gets_the_password_grants_one_sentence(
+async def test_a_wrong_password_or_unknown_user_gets_one_sentence_as_the_password_grant_does(
     client: httpx.AsyncClient, alice: str, login_url: str
 ) -> None:
     for username, password in [("alice", "wrong horse"), ("nobody", "correct horse")]:
         response = await sign_in(client, login_url, username, password)
         assert response.status_code == 400
         assert_strict_headers(response)
-        assert InvalidGrant.description in response.text
+        assert WRONG_CREDENTIALS in response.text
         assert 'role="alert"' in response.text and 'aria-invalid="true"' in response.text
         assert (
             "set-cookie" not in response.headers or "session" not in response.headers["set-cookie"]
@@ -142,7 +142,7 @@ async def test_a_disabled_user_cannot_sign_in(
     assert (await client.post(f"/admin/users/{alice}/disable", headers=root)).status_code == 204
     response = await sign_in(client, login_url)
     assert response.status_code == 400
-    assert InvalidGrant.description in response.text
+    assert WRONG_CREDENTIALS in response.text
 
 
 async def test_a_bare_sign_in_starts_a_session_that_clients_then_use(
@@ -220,15 +220,12 @@ async def test_templates_can_be_replaced(
         database_url, tmp_path / "keys", templates_dir=str(folder), **INSECURE_COOKIES
     )
     await web_client(registry)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as browser:
-            css = await browser.get("/assets/signin.css")
-            error = await authorize(browser, Flow.new("nobody").params)
-            login = await browser.get(
-                (await authorize(browser, Flow.new(WEB).params)).headers["location"]
-            )
+    async with browser_of(settings) as browser:
+        css = await browser.get("/assets/signin.css")
+        error = await authorize(browser, Flow.new("nobody").params)
+        login = await browser.get(
+            (await authorize(browser, Flow.new(WEB).params)).headers["location"]
+        )
     assert css.text == "body { background: hotpink; }\n"
     assert error.status_code == 400 and error.text.startswith("<!doctype html><h1>Acme: ")
     assert_strict_headers(error)
