@@ -108,10 +108,11 @@ def build_services(
 async def prepare_schema(engine: AsyncEngine) -> None:
     """The embedded SQLite default migrates itself; Postgres must be migrated by the operator
     (`authserver migrate`), once, before any replica serves."""
-    if engine.dialect.name == "sqlite":
-        await migrate.upgrade(engine)
-        return
     current, head = await migrate.current_revision(engine), migrate.head_revision()
+    if engine.dialect.name == "sqlite":
+        if current != head:  # alembic's own run costs more than this check, at every start
+            await migrate.upgrade(engine)
+        return
     if current != head:
         raise SchemaNotReady(
             f"the database schema is at {current or 'nothing'}, not {head}: "

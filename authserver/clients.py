@@ -218,9 +218,24 @@ async def authenticate_client(
     clients: ClientStore, credentials: ClientCredentials, *, require_confidential: bool = False
 ) -> Client:
     """RFC 6749 §2.3.1: a confidential client proves its secret; a public one only names itself."""
+    named = await clients.get(credentials.client_id) if credentials.client_id else None
+    return await authenticate_named(
+        clients, credentials, named, require_confidential=require_confidential
+    )
+
+
+async def authenticate_named(
+    clients: ClientStore,
+    credentials: ClientCredentials,
+    named: Client | None,
+    *,
+    require_confidential: bool = False,
+) -> Client:
+    """As authenticate_client, with the client the credentials name already looked up by the
+    caller (`clients.get`; None when unknown), so one request looks it up once."""
     if not credentials.client_id:
         raise InvalidClient(detail="no client_id")
-    client = await clients.get(credentials.client_id)
+    client = named
     if client is not None and client.is_public:
         if credentials.secret is not None:
             raise InvalidClient(detail="public client sent a secret")

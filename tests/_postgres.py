@@ -93,6 +93,11 @@ def scratch_database(server_url: str, label: str = "") -> Iterator[str]:
     base = parts.path.lstrip("/") or "authserver_test"
     name = "_".join(filter(None, [base, label, str(os.getpid()), secrets.token_hex(4)]))
     asyncio.run(_execute(host, port, f'CREATE DATABASE "{name}"'))
+    # Thrown away afterwards, so a commit need not wait for its WAL to reach the disk (as the
+    # throwaway clusters below run with fsync=off): transactions, locks and isolation are
+    # unchanged, only a crash of the server could lose the last commits. On a shared 2-core
+    # machine the WAL flush was most of a test's Postgres setup.
+    asyncio.run(_execute(host, port, f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     try:
         yield urlunsplit(parts._replace(path=f"/{name}"))
     finally:

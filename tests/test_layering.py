@@ -12,7 +12,8 @@ A module's layer comes from where it lives, so a new module is checked the day i
 
 No module imports one of a higher rank. The first three ranks import no web, database or
 server library. The verifier kit's re-exports (verify*.py) stand apart: they import the kit
-only (tests/test_verify_layering.py).
+only (tests/test_verify_layering.py). Every HTTP handler reads parse -> one use-case call ->
+render.
 """
 
 from __future__ import annotations
@@ -162,3 +163,53 @@ def test_the_checks_above_see_real_imports() -> None:
     assert layer_of(PACKAGE / "actions" / "grants" / "password.py") == "use case"
     assert layer_of(PACKAGE / "db" / "families.py") == "db"
     assert len(our_modules()) > 50
+
+
+def use_case_calls(function: ast.AsyncFunctionDef, names: set[str], modules: set[str]) -> int:
+    """How many awaited calls in `function` go to actions/: `f(...)` for a name imported from
+    there, `m.f(...)` for a module of it imported as `m`."""
+    count = 0
+    for node in ast.walk(function):
+        if not (isinstance(node, ast.Await) and isinstance(node.value, ast.Call)):
+            continue
+        called = node.value.func
+        if isinstance(called, ast.Name) and called.id in names:
+            count += 1
+        elif (
+            isinstance(called, ast.Attribute)
+            and isinstance(called.value, ast.Name)
+            and called.value.id in modules
+        ):
+            count += 1
+    return count
+
+
+def handlers_and_their_use_case_calls() -> dict[str, int]:
+    """Every public `async def` at the top of a module under http/: how many use cases it calls
+    (the admin API's guard, http/admin.admin_only, checks the bearer token before each)."""
+    found: dict[str, int] = {}
+    for path in sorted((PACKAGE / "http").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        names: set[str] = set()
+        modules: set[str] = set()
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "authserver.actions"
+            ):
+                for alias in node.names:
+                    base = PACKAGE.joinpath(*f"{node.module}.{alias.name}".split(".")[1:])
+                    is_module = base.with_suffix(".py").exists() or base.is_dir()
+                    (modules if is_module else names).add(alias.asname or alias.name)
+        for node in tree.body:
+            if isinstance(node, ast.AsyncFunctionDef) and not node.name.startswith("_"):
+                where = f"{path.relative_to(PACKAGE).as_posix()}:{node.name}"
+                found[where] = use_case_calls(node, names, modules)
+    return found
+
+
+def test_every_handler_makes_one_use_case_call() -> None:
+    calls = handlers_and_their_use_case_calls()
+    assert calls["http/sign_in.py:login"] == 1  # the walker sees real calls
+    assert calls["http/admin/keys.py:rotate_keys"] == 1
+    more = {handler: count for handler, count in calls.items() if count > 1}
+    assert not more, f"handlers that make more than one use-case call: {more}"

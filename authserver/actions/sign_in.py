@@ -7,6 +7,9 @@ runs), refused with the same single InvalidGrant for every cause (users.authenti
 user, wrong password, disabled), and audited as `login.failed` with the username hashed.
 Success starts a login session here, a refresh family there, each stored only if the user is
 still enabled as it commits.
+
+`finish` is all of POST /login in one call: the authorization request resumed, the password
+checked, the login session started and the request completed; the page renders its outcome.
 """
 
 from __future__ import annotations
@@ -16,8 +19,16 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from authserver import throttle
+from authserver.actions.authorize import (
+    AuthorizationRequest,
+    Params,
+    Redirect,
+    SignIn,
+    complete,
+    resume,
+)
 from authserver.audit import ANONYMOUS, AuditEvent, username_digest
-from authserver.errors import InvalidGrant
+from authserver.errors import InvalidGrant, SlowDown
 from authserver.login_sessions import LoginSession, start_login_session
 from authserver.services import Services
 from authserver.users import MAX_PASSWORD, User, authenticate
@@ -103,3 +114,57 @@ async def sign_in(
     return await check_password(
         services, username=username or None, address=address, prepare=prepare, then=then
     )
+
+
+@dataclass(frozen=True)
+class TryAgain:
+    """The sign-in form again, with why: a refused password (one reason, whatever was wrong:
+    an unknown user, a wrong password, a disabled account), or, with `retry_after`, too many
+    failed sign-ins (the throttle's SlowDown). The page words it, in the reader's language."""
+
+    request: AuthorizationRequest | None
+    username: str
+    retry_after: int | None = None
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A login session started (`cookie` is its value), and where the browser goes next:
+    back to the client with a code (Redirect), the form again for a user disabled a moment
+    ago (SignIn), or, for a bare sign-in with no authorization request, None."""
+
+    session: LoginSession
+    cookie: str
+    then: Redirect | SignIn | None
+
+
+async def finish(
+    services: Services,
+    params: Params,
+    *,
+    username: str,
+    password: str,
+    address: str | None,
+    replaces: str | None = None,
+) -> Redirect | TryAgain | SignedIn:
+    """POST /login: the authorization request in the page's query string checked again
+    (actions/authorize.resume: a Redirect with its error, or ErrorPage raised), the password
+    checked, the login session started, and the authorization request completed."""
+    target = await resume(services, params)
+    if isinstance(target, Redirect):
+        return target
+    try:
+        session, cookie = await sign_in(
+            services,
+            username=username,
+            password=password,
+            address=address,
+            client_id=target.client.client_id if target else None,
+            replaces=replaces,
+        )
+    except InvalidGrant:
+        return TryAgain(target, username)
+    except SlowDown as exc:
+        return TryAgain(target, username, exc.retry_after or 1)  # SlowDown makes it at least 1
+    then = None if target is None else await complete(services, target, session)
+    return SignedIn(session, cookie, then)

@@ -7,6 +7,7 @@ from authserver.actions.grants.authorization_code import authorization_code_gran
 from authserver.actions.grants.client_credentials import client_credentials_grant
 from authserver.actions.grants.password import password_grant
 from authserver.actions.grants.refresh_token import refresh_token_grant
+from authserver.clients import Client
 from authserver.errors import ForbiddenOrigin, InvalidRequest, UnsupportedGrantType
 from authserver.services import Services
 
@@ -18,24 +19,25 @@ async def issue(services: Services, request: GrantRequest) -> TokenResponse:
     handler = GRANTS.get(grant_type)
     if handler is None:
         raise UnsupportedGrantType()
+    client_id = request.credentials.client_id
+    # One lookup serves the Origin rule and the grant's client authentication.
+    named = await services.clients.get(client_id) if client_id else None
     if grant_type in COOKIE_GRANTS:
-        await _require_allowed_origin(services, request)
-    return await handler(services, request)
+        _require_allowed_origin(services, request, named)
+    return await handler(services, request, named)
 
 
 # The grants whose answer may set the refresh cookie (a client with refresh_delivery cookie).
 COOKIE_GRANTS = frozenset({"password", "refresh_token", "authorization_code"})
 
 
-async def _require_allowed_origin(services: Services, request: GrantRequest) -> None:
+def _require_allowed_origin(
+    services: Services, request: GrantRequest, client: Client | None
+) -> None:
     """Login CSRF: a page on any site could make the browser log in (or refresh) with the
     attacker's own credentials, and the cookie set in the answer would silently put the victim
     in the attacker's account. So a request that would set the cookie needs an allowed Origin
     too, checked before the grant runs."""
-    client_id = request.credentials.client_id
-    if client_id is None:
-        return
-    client = await services.clients.get(client_id)
     if client is None or client.refresh_delivery != "cookie":
         return
     if request.origin not in services.settings.allowed_origins:

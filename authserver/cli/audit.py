@@ -13,10 +13,9 @@ AUDIT_COLUMNS = ["id", "at", "actor", "type", "target", "user", "family", "detai
 
 
 def add_audit_command(args: argparse.Namespace, settings: Settings) -> int:
-    if not 1 <= args.limit <= 500:
-        raise CommandError("--limit must be from 1 to 500")
+    if not 1 <= args.limit <= admin_audit.MAX_LIMIT:
+        raise CommandError(f"--limit must be from 1 to {admin_audit.MAX_LIMIT}")
     query = AuditQuery(args.limit, args.before, args.user, args.family, args.type)
-
-    events = as_admin(settings, lambda s: admin_audit.audit_events(s, query))
-    print_rows(args, events, AUDIT_COLUMNS)
+    page = as_admin(settings, lambda s: admin_audit.audit_page(s, query))
+    print_rows(args, page.events, AUDIT_COLUMNS)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -27,6 +28,7 @@ def alembic_config() -> Config:
     return config
 
 
+@functools.cache  # the scripts a process ships with do not change while it runs
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 

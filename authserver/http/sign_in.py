@@ -6,9 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.actions import authorize as authorizing
-from authserver.actions.authorize import AuthorizationRequest, ErrorPage, Redirect
-from authserver.actions.sign_in import sign_in
-from authserver.errors import InvalidGrant, SlowDown
+from authserver.actions import sign_in as signing_in
+from authserver.actions.authorize import AuthorizationRequest, ErrorPage, Redirect, SignIn
+from authserver.actions.sign_in import TryAgain
 from authserver.http import csrf, pages
 from authserver.http.addresses import client_address
 from authserver.http.context import services
@@ -49,49 +49,51 @@ async def login(request: Request) -> Response:
         )
         return pages.error_page(request, settings, description, 403)
     try:
-        target = await authorizing.resume(found, request.query_params.multi_items())
-    except ErrorPage as exc:
-        return pages.error_page(request, settings, exc.description, 400)
-    if isinstance(target, Redirect):
-        return redirect(target.url, 303)
-    token = fields[csrf.FIELD]
-    username = fields.get("username", "")
-    try:
-        session, cookie = await sign_in(
+        outcome = await signing_in.finish(
             found,
-            username=username,
+            request.query_params.multi_items(),
+            username=fields.get("username", ""),
             password=fields.get("password", ""),
             address=client_address(request, settings.trusted_proxies),
-            client_id=target.client.client_id if target else None,
             replaces=read_session_cookie(request, settings),
         )
-    except InvalidGrant:
+    except ErrorPage as exc:
+        return pages.error_page(request, settings, exc.description, 400)
+    if isinstance(outcome, Redirect):
+        return redirect(outcome.url, 303)
+    if isinstance(outcome, TryAgain):
+        return _try_again(request, found, outcome, fields[csrf.FIELD])
+    # The token known before the sign-in is bound to no session or the one replaced: a new
+    # one, bound to the new login session (http/csrf.py).
+    token = csrf.new_token(request, outcome.cookie)
+    if isinstance(outcome.then, Redirect):
+        response = redirect(outcome.then.url, 303)
+    elif isinstance(outcome.then, SignIn):  # the user was disabled a moment ago
+        response = _form(request, found, outcome.then.request, token)
+    else:
+        response = pages.render(request, settings, "signed_in.html", {})
+    expires_in = outcome.session.expires_at - found.clock()
+    set_session_cookie(response, settings, outcome.cookie, expires_in)
+    csrf.remember(response, settings, token)
+    return response
+
+
+def _try_again(request: Request, found: Services, again: TryAgain, csrf_token: str) -> Response:
+    words = pages.words(request, found.settings)
+    if again.retry_after is None:
         metrics.LOGINS_FAILED.inc()
-        message = pages.words(request, settings).gettext(WRONG_CREDENTIALS)
-        return _form(request, found, target, token, username, message, 400)
-    except SlowDown as exc:
-        seconds = exc.retry_after or 1  # SlowDown makes it at least 1
-        message = pages.words(request, settings).ngettext(
+        message, status, headers = words.gettext(WRONG_CREDENTIALS), 400, None
+    else:
+        seconds = again.retry_after
+        message = words.ngettext(
             "Too many failed sign-ins. Try again in %(seconds)d second.",
             "Too many failed sign-ins. Try again in %(seconds)d seconds.",
             seconds,
         ) % {"seconds": seconds}
-        headers = {"Retry-After": str(seconds)}
-        return _form(request, found, target, token, username, message, 429, headers)
-    # The token known before the sign-in is bound to no session or the one replaced: a new
-    # one, bound to the new login session (http/csrf.py).
-    token = csrf.new_token(request, cookie)
-    if target is None:
-        response = pages.render(request, settings, "signed_in.html", {})
-    else:
-        outcome = await authorizing.complete(found, target, session)
-        if isinstance(outcome, Redirect):
-            response = redirect(outcome.url, 303)
-        else:
-            response = _form(request, found, target, token)
-    set_session_cookie(response, settings, cookie, session.expires_at - found.clock())
-    csrf.remember(response, settings, token)
-    return response
+        status, headers = 429, {"Retry-After": str(seconds)}
+    return _form(
+        request, found, again.request, csrf_token, again.username, message, status, headers
+    )
 
 
 def _form(

@@ -695,3 +695,26 @@ async def test_old_argon2_parameters_are_upgraded_on_the_next_login(
     again = await password_login(client, username="carol")
     assert again.status_code == 200, again.text
     assert await stored_password_hash(engine, "carol") == upgraded  # current: left alone
+
+
+async def test_a_token_request_looks_its_client_up_once(
+    client: httpx.AsyncClient,
+    registry: Registry,
+    services: Services,
+    spa: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Origin rule of cookie-delivery clients and the grant's client authentication share
+    one lookup (actions/token.issue)."""
+    await registry.user("alice", PASSWORD)
+    looked_up: list[str] = []
+    get = services.clients.get
+
+    async def counting_get(client_id: str) -> Any:
+        looked_up.append(client_id)
+        return await get(client_id)
+
+    monkeypatch.setattr(services.clients, "get", counting_get)
+    response = await password_login(client, password=PASSWORD, client_id=spa)
+    assert response.status_code == 200, response.text
+    assert looked_up == [spa]

@@ -1,7 +1,8 @@
 """Operators' use cases: signing keys, users and clients, each audited with who did it.
 
-Every entry point takes the caller's bearer token first: `require_admin` answers 401 for a
-missing, invalid or revoked token and 403 for a live one without the `admin` scope.
+Every entry point takes the actor first (who did it, for the audit trail): over HTTP the one
+guard http/admin.admin_only calls `require_admin`, which answers 401 for a missing, invalid or
+revoked token and 403 for a live one without the `admin` scope; from the command line, `cli`.
 """
 
 from __future__ import annotations

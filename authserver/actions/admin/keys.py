@@ -15,10 +15,12 @@ async def list_keys(services: Services) -> list[dict[str, Any]]:
     return [public_record(record) for record in records]
 
 
-async def rotate_keys(
-    services: Services, actor: str, alg: str | None = None, force: bool = False
-) -> list[dict[str, Any]]:
-    """Raises rotation.KeyNotReady (409, with its retry_after) while the next key is young."""
+async def rotate_keys(services: Services, actor: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """POST /admin/keys/rotate with its JSON body (`alg`, `force`). Raises KeyNotReady (409,
+    with its retry_after) while the next key is young, unless `force`."""
+    alg, force = body.get("alg"), body.get("force", False)
+    if not (alg is None or isinstance(alg, str)) or not isinstance(force, bool):
+        raise InvalidRequest("alg must be a string and force true or false.")
     if alg is not None and alg not in SIGNING_ALGS:
         raise InvalidRequest(f"alg must be one of {', '.join(SIGNING_ALGS)}.")
     await services.keys.rotate(actor, alg=alg, force=force)

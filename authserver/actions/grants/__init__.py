@@ -39,7 +39,9 @@ class GrantRequest:
     origin: str | None = None  # the browser's Origin header (actions/token.py)
 
 
-Grant = Callable[[Services, GrantRequest], Awaitable[TokenResponse]]
+# A grant gets the client the request names as actions/token.issue looked it up (None: no such
+# client, or none named), and authenticates it with clients.authenticate_named.
+Grant = Callable[[Services, GrantRequest, Client | None], Awaitable[TokenResponse]]
 
 
 async def with_refresh(services: Services, client: Client, rotation: Rotation) -> TokenResponse:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from authserver.actions.grants import GrantRequest, TokenResponse, required_field, with_refresh
 from authserver.authorization_codes import redeem_code
-from authserver.clients import authenticate_client
+from authserver.clients import Client, authenticate_named
 from authserver.errors import UnauthorizedClient
 from authserver.id_tokens import mint_id_token
 from authserver.refresh import Rotation
@@ -15,11 +15,13 @@ from authserver.scopes import OPENID
 from authserver.services import Services
 
 
-async def authorization_code_grant(services: Services, request: GrantRequest) -> TokenResponse:
+async def authorization_code_grant(
+    services: Services, request: GrantRequest, named: Client | None
+) -> TokenResponse:
     """RFC 6749 §4.1.3 with RFC 7636 §4.5: the code, its verifier, and the redirect URI when
     the authorization request named one. Every failure is the one invalid_grant."""
     fields = request.fields
-    client = await authenticate_client(services.clients, request.credentials)
+    client = await authenticate_named(services.clients, request.credentials, named)
     if "authorization_code" not in client.grant_types:
         raise UnauthorizedClient()
     code = required_field(fields, "code")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from authserver.actions.grants import GrantRequest, TokenResponse
-from authserver.clients import authenticate_client
+from authserver.clients import Client, authenticate_named
 from authserver.errors import UnauthorizedClient
 from authserver.scopes import grant, parse_scope
 from authserver.services import Services
 
 
-async def client_credentials_grant(services: Services, request: GrantRequest) -> TokenResponse:
+async def client_credentials_grant(
+    services: Services, request: GrantRequest, named: Client | None
+) -> TokenResponse:
     credentials, fields = request.credentials, request.fields
-    client = await authenticate_client(services.clients, credentials)
+    client = await authenticate_named(services.clients, credentials, named)
     # RFC 6749 §4.4: the client credentials grant MUST only be used by confidential clients.
     if client.is_public or "client_credentials" not in client.grant_types:
         raise UnauthorizedClient()

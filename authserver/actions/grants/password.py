@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from authserver.actions.grants import GrantRequest, TokenResponse, required_field, with_refresh
 from authserver.actions.sign_in import Credentials, check_password
-from authserver.clients import Client, authenticate_client
+from authserver.clients import Client, authenticate_named
 from authserver.errors import InvalidScope, UnauthorizedClient
 from authserver.refresh import start_family
 from authserver.scopes import grant, parse_scope
@@ -14,14 +14,16 @@ from authserver.users import User
 Checked = tuple[Client, tuple[str, ...] | None]  # the client, and the scope it asked for
 
 
-async def password_grant(services: Services, request: GrantRequest) -> TokenResponse:
+async def password_grant(
+    services: Services, request: GrantRequest, named: Client | None
+) -> TokenResponse:
     """The sign-in page's password check (actions/sign_in.check_password): throttled per
     username and address, a blocked login refused with slow_down before anything is checked
     (the client included), and every wrong password counted and audited."""
     credentials, fields = request.credentials, request.fields
 
     async def prepare() -> Credentials[Checked]:
-        client = await authenticate_client(services.clients, credentials)
+        client = await authenticate_named(services.clients, credentials, named)
         # RFC 9700 §2.4: the password grant MUST NOT be used; we allow it only for
         # first-party clients registered with it explicitly.
         if "password" not in client.grant_types:

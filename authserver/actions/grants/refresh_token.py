@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from authserver.actions.grants import GrantRequest, TokenResponse, required_field, with_refresh
-from authserver.clients import authenticate_client
+from authserver.clients import Client, authenticate_named
 from authserver.errors import UnauthorizedClient
 from authserver.refresh import rotate
 from authserver.scopes import parse_scope
 from authserver.services import Services
 
 
-async def refresh_token_grant(services: Services, request: GrantRequest) -> TokenResponse:
+async def refresh_token_grant(
+    services: Services, request: GrantRequest, named: Client | None
+) -> TokenResponse:
     credentials, fields = request.credentials, request.fields
-    client = await authenticate_client(services.clients, credentials)
+    client = await authenticate_named(services.clients, credentials, named)
     # RFC 6749 §5.2, unauthorized_client: "The authenticated client is not authorized to use
     # this authorization grant type." This is this instance's memory of the client; the
     # rotating statement checks the grant again as it stands in the database.

@@ -3,15 +3,36 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from authserver.actions import admin
 from authserver.errors import InvalidRequest, UnsupportedMediaType
-from authserver.http.forms import JSON, read_body
+from authserver.http.context import services
+from authserver.http.forms import JSON, bearer_token, read_body
+from authserver.services import Services
 from authserver_verify.jose import reject_duplicate_members
+
+AdminHandler = Callable[[Request, Services, str], Awaitable[Response]]
+
+
+def admin_only(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
+    """The admin API's one guard, before anything of the request is read: the bearer token
+    checked by actions/admin.require_admin (401 without a live token, 403 without the admin
+    scope). The handler gets the services and the actor, and makes its one use-case call."""
+
+    @functools.wraps(handler)
+    async def guarded(request: Request) -> Response:
+        found = services(request)
+        actor = await admin.require_admin(found, bearer_token(request))
+        return await handler(request, found, actor)
+
+    return guarded
 
 
 def paging(request: Request, known: set[str]) -> tuple[int, str | None]:

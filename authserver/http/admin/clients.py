@@ -5,47 +5,40 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver.actions import admin
 from authserver.actions.admin import clients as admin_clients
-from authserver.http.admin import json_object, paging
-from authserver.http.context import services
-from authserver.http.forms import bearer_token
+from authserver.http.admin import admin_only, json_object, paging
 from authserver.http.responses import no_content, no_store_json
+from authserver.services import Services
 
 
-async def create_client(request: Request) -> Response:
-    found = services(request)
-    actor = await admin.require_admin(found, bearer_token(request))
+@admin_only
+async def create_client(request: Request, found: Services, actor: str) -> Response:
     created = await admin_clients.create_client(found, actor, await json_object(request))
     return no_store_json(created.public_view(), 201)
 
 
-async def list_clients(request: Request) -> Response:
-    found = services(request)
-    await admin.require_admin(found, bearer_token(request))
+@admin_only
+async def list_clients(request: Request, found: Services, actor: str) -> Response:
     limit, after = paging(request, {"limit", "after"})
     page = await admin_clients.list_clients(found, limit, after)
     return no_store_json({"clients": page.items, "next_after": page.next_after})
 
 
-async def show_client(request: Request) -> Response:
-    found = services(request)
-    await admin.require_admin(found, bearer_token(request))
+@admin_only
+async def show_client(request: Request, found: Services, actor: str) -> Response:
     return no_store_json(await admin_clients.show_client(found, request.path_params["client_id"]))
 
 
-async def update_client(request: Request) -> Response:
-    found = services(request)
-    actor = await admin.require_admin(found, bearer_token(request))
+@admin_only
+async def update_client(request: Request, found: Services, actor: str) -> Response:
     body = await json_object(request)
     return no_store_json(
         await admin_clients.update_client(found, actor, request.path_params["client_id"], body)
     )
 
 
-async def rotate_client_secret(request: Request) -> Response:
-    found = services(request)
-    actor = await admin.require_admin(found, bearer_token(request))
+@admin_only
+async def rotate_client_secret(request: Request, found: Services, actor: str) -> Response:
     body = await json_object(request)
     rotated = await admin_clients.rotate_client_secret(
         found, actor, request.path_params["client_id"], body
@@ -59,8 +52,7 @@ async def rotate_client_secret(request: Request) -> Response:
     )
 
 
-async def delete_client(request: Request) -> Response:
-    found = services(request)
-    actor = await admin.require_admin(found, bearer_token(request))
+@admin_only
+async def delete_client(request: Request, found: Services, actor: str) -> Response:
     await admin_clients.delete_client(found, actor, request.path_params["client_id"])
     return no_content()

@@ -5,23 +5,20 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authserver.actions import admin
 from authserver.actions.admin import sessions as admin_sessions
-from authserver.http.context import services
-from authserver.http.forms import bearer_token
+from authserver.http.admin import admin_only
 from authserver.http.responses import no_content, no_store_json
+from authserver.services import Services
 
 
-async def user_sessions(request: Request) -> Response:
-    found = services(request)
-    await admin.require_admin(found, bearer_token(request))
+@admin_only
+async def user_sessions(request: Request, found: Services, actor: str) -> Response:
     return no_store_json(
         {"sessions": await admin_sessions.user_sessions(found, request.path_params["sub"])}
     )
 
 
-async def revoke_session(request: Request) -> Response:
-    found = services(request)
-    actor = await admin.require_admin(found, bearer_token(request))
+@admin_only
+async def revoke_session(request: Request, found: Services, actor: str) -> Response:
     await admin_sessions.revoke_session(found, actor, request.path_params["sid"])
     return no_content()

@@ -1,0 +1,54 @@
+"""The discovery documents: RFC 8414 authorization server metadata, the same document as OpenID
+Connect Discovery 1.0 §3's configuration (GET /.well-known/oauth-authorization-server and
+/.well-known/openid-configuration)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authserver.actions.token import GRANTS
+from authserver.scopes import OPENID, PROFILE
+from authserver.services import Services
+
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+# What ID tokens (id_tokens.py) and /userinfo (actions/userinfo.py) may carry.
+CLAIMS = [
+    "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "amr", "at_hash",
+    "preferred_username",
+]  # fmt: skip
+
+
+async def metadata(services: Services) -> dict[str, Any]:
+    issuer = services.settings.issuer
+    algs = services.keys.ring.signing_algs
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "token_endpoint": f"{issuer}/token",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "introspection_endpoint": f"{issuer}/introspect",
+        "authorization_endpoint": f"{issuer}/authorize",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "end_session_endpoint": f"{issuer}/end-session",
+        # The grants actions/token.issue serves, from its registry.
+        "grant_types_supported": list(GRANTS),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        # RFC 9700 §2.1.1: PKCE for every client, and only S256 (pkce.py).
+        "code_challenge_methods_supported": ["S256"],
+        # RFC 9207: every authorization response names its issuer.
+        "authorization_response_iss_parameter_supported": True,
+        "scopes_supported": sorted({OPENID, PROFILE, *await services.clients.scopes_in_use()}),
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS[:2],
+        "access_token_signing_alg_values_supported": algs,
+        # OpenID Connect Discovery 1.0 §3.
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
+        "claims_supported": CLAIMS,
+        # /authorize refuses request objects (request_not_supported, request_uri_not_supported);
+        # request_uri_parameter_supported must say so, as it defaults to true.
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+    }
