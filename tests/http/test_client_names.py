@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import ISSUER, Registry, assert_oauth_error
 from tests.http.signin import INSECURE_COOKIES, WEB, Flow, authorize, web_client
 from tests.http.test_admin_lifecycle import root
+from tests.http.test_end_session import BYE, signed_in
 
 __all__ = ["root"]  # a fixture, imported for its use here
 
@@ -149,3 +150,20 @@ async def test_the_name_is_escaped_on_the_page(
     assert "<script>" not in html and "<img" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+async def test_the_sign_out_question_names_the_client_it_goes_back_to_escaped(
+    client: httpx.AsyncClient, registry: Registry
+) -> None:
+    await registry.user("alice", "correct horse")
+    name = "Web <b>App</b>"
+    await web_client(registry, client_name=name, post_logout_redirect_uris=(BYE,))
+    await signed_in(client)
+
+    asked = {"client_id": WEB, "post_logout_redirect_uri": BYE}
+    page = await client.get("/end-session", params=asked)
+    assert "Sign out?" in page.text
+    assert "and go back to Web &lt;b&gt;App&lt;/b&gt;." in page.text
+    # A bare client_id proves nothing: no name for it, nor its id.
+    bare = await client.get("/end-session", params={"client_id": WEB})
+    assert "Web &lt;b&gt;" not in bare.text
