@@ -14,6 +14,7 @@ everyone, so they carry no `Vary: Origin` either.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -45,6 +46,11 @@ _PUBLIC_PREFLIGHT = {
 }
 
 
+# The clients' origins as this request read them: per request, not on the shared middleware,
+# so a slower request's older read never decides for a later one.
+_REGISTERED: ContextVar[frozenset[str]] = ContextVar("authserver_cors_registered")
+
+
 class _CORS(CORSMiddleware):
     """Starlette's CORS, with the clients' origins besides the settings', the public documents
     open to all, and refused preflights answered in the JSON of API.md."""
@@ -52,8 +58,6 @@ class _CORS(CORSMiddleware):
     def __init__(self, app: ASGIApp, /, **options: Any) -> None:
         super().__init__(app, **options)
         self._configured = frozenset(self.allow_origins)
-        # The clients' origins as last read: the shared memory answers the next request anew.
-        self._registered: frozenset[str] = frozenset()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,16 +68,21 @@ class _CORS(CORSMiddleware):
             await _public(self.app, scope, receive, send, headers)
             return
         origin = headers.get("origin")
+        registered: frozenset[str] = frozenset()
         if origin is not None and origin not in self._configured:
             found: Services = scope["app"].state.services
             try:
-                self._registered = await found.clients.origins_in_use()
+                registered = await found.clients.origins_in_use()
             except TemporarilyUnavailable:
-                pass  # the last ones read: the handler answers the outage itself
-        await super().__call__(scope, receive, send)
+                pass  # none, then: the handler answers the outage itself
+        token = _REGISTERED.set(registered)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            _REGISTERED.reset(token)
 
     def is_allowed_origin(self, origin: str) -> bool:
-        return origin in self._configured or origin in self._registered
+        return origin in self._configured or origin in _REGISTERED.get()
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
