@@ -16,6 +16,7 @@ from authserver.errors import InvalidClient, InvalidRequest
 
 GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
 MAX_REDIRECT_URI = 2000
+MAX_CLIENT_NAME = 100  # a line on the sign-in page, not a paragraph
 # How long an instance may remember a client (CachedClients): a client disabled on another
 # instance may still be issued tokens for this long (API.md allows it, docs/ say it).
 CLIENT_MEMORY_SECONDS = 5
@@ -35,6 +36,11 @@ class Client:
     # compared with what a request names as an exact string (RFC 9700 §4.1.3).
     redirect_uris: tuple[str, ...] = ()
     post_logout_redirect_uris: tuple[str, ...] = ()
+    # What the hosted pages call the client ("to continue to <client_name>"); None: its id.
+    client_name: str | None = None
+    # Browser origins of this client's pages, besides AUTHSERVER_ALLOWED_ORIGINS: answered by
+    # CORS and let call the cookie endpoints (origin_allowed).
+    allowed_origins: tuple[str, ...] = ()
     disabled: bool = False
     # The secret before the last rotation, and when it stops working (rotate-secret).
     old_secret_hash: str | None = None
@@ -45,6 +51,11 @@ class Client:
     @property
     def is_public(self) -> bool:
         return self.secret_hash is None
+
+    @property
+    def display_name(self) -> str:
+        """What a person is shown: the registered name, else the id."""
+        return self.client_name or self.client_id
 
     def as_of(self, now: int) -> Client:
         """This client with an old secret past its window forgotten."""
@@ -65,6 +76,8 @@ class ClientChanges:
     disabled: bool | None = None
     redirect_uris: tuple[str, ...] | None = None
     post_logout_redirect_uris: tuple[str, ...] | None = None
+    client_name: str | None = None  # "": remove the name
+    allowed_origins: tuple[str, ...] | None = None
     # Every access token the client holds until now is revoked (tokens_revoked_before), as a
     # disabling does: set when the admin scope is taken from it
     # (actions/admin/clients.update_client).
@@ -94,6 +107,11 @@ class ClientStore(Protocol):
 
     async def scopes_in_use(self) -> list[str]:
         """Every scope some client may ask for, sorted (for the metadata document)."""
+        ...
+
+    async def origins_in_use(self) -> frozenset[str]:
+        """Every allowed origin of an enabled client (CORS answers them). A cache may answer
+        from memory."""
         ...
 
     async def page(self, limit: int, after: str | None) -> list[Client]:
@@ -146,6 +164,8 @@ class CachedClients:
         self._ttl = ttl
         self._size = size
         self._found: dict[str, tuple[int, Client]] = {}
+        # Every client's allowed origins in one set, read again with any client's change.
+        self._origins: tuple[int, frozenset[str]] | None = None
 
     async def get(self, client_id: str) -> Client | None:
         now = self._clock()
@@ -167,6 +187,7 @@ class CachedClients:
 
     def forget(self, client_id: str | None = None) -> None:
         """A client changed (None: any may have): the next lookup asks the store."""
+        self._origins = None
         if client_id is None:
             self._found.clear()
         else:
@@ -178,6 +199,16 @@ class CachedClients:
     async def scopes_in_use(self) -> list[str]:
         return await self._store.scopes_in_use()
 
+    async def origins_in_use(self) -> frozenset[str]:
+        # Asked by CORS for every request from a page whose origin is not in the settings:
+        # remembered as the clients are, and forgotten with any client's change.
+        now = self._clock()
+        if self._origins is not None and now < self._origins[0]:
+            return self._origins[1]
+        origins = await self._store.origins_in_use()
+        self._origins = (now + self._ttl, origins)
+        return origins
+
     # The operator's changes go straight through and drop this process's memory of the
     # client; other processes see them within `ttl` (API.md: "at once" for introspection,
     # which reads the database, not this memory).
@@ -188,7 +219,7 @@ class CachedClients:
     async def update(
         self, client_id: str, changes: ClientChanges, now: int, audit: Sequence[AuditEvent]
     ) -> Client | None:
-        self._found.pop(client_id, None)
+        self.forget(client_id)
         return await self._store.update(client_id, changes, now, audit)
 
     async def rotate_secret(
@@ -198,7 +229,7 @@ class CachedClients:
         return await self._store.rotate_secret(client_id, new_hash, old_expires_at, now, audit)
 
     async def delete(self, client_id: str, now: int, audit: AuditEvent) -> bool:
-        self._found.pop(client_id, None)
+        self.forget(client_id)
         return await self._store.delete(client_id, now, audit)
 
 
@@ -312,3 +343,49 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_client_name(name: object) -> str | None:
+    """A name a person reads on the sign-in page: printable (no control characters, no line
+    breaks), at most MAX_CLIENT_NAME characters, not blank. None or "" removes it. The pages
+    escape it; this keeps it one short line."""
+    if name is None or name == "":
+        return None
+    if not isinstance(name, str):
+        raise InvalidRequest("client_name must be a string.")
+    if len(name) > MAX_CLIENT_NAME or not name.isprintable() or not name.strip():
+        raise InvalidRequest(
+            f"client_name must be 1 to {MAX_CLIENT_NAME} printable characters, not all spaces."
+        )
+    return name
+
+
+def check_allowed_origins(origins: list[str]) -> None:
+    """Each an origin as a browser sends it in `Origin` (RFC 6454 §6.2): scheme://host[:port],
+    lower case, no path, no default port, so it can be compared as an exact string; https, or
+    http on a loopback host only, as the redirect URIs. `null` (RFC 6454 §7.3: sandboxed
+    pages, file: URLs) is no origin anyone can be told apart by, and is refused."""
+    for origin in origins:
+        problem = _origin_problem(origin)
+        if problem is not None:
+            raise InvalidRequest(f"Each of allowed_origins must be {problem}.")
+
+
+def _origin_problem(origin: str) -> str | None:
+    form = "an origin: scheme://host[:port], in lower case, with no path"
+    if _redirect_uri_problem(origin) is not None:
+        return form + " (https, or http on a loopback host only)"
+    parts = urlsplit(origin)
+    if f"{parts.scheme}://{parts.netloc}" != origin or origin != origin.lower():
+        return form
+    if (parts.scheme, parts.port) in (("https", 443), ("http", 80)):
+        return form + " and no default port"
+    return None
+
+
+def origin_allowed(client: Client | None, origin: str | None, everyone: Sequence[str]) -> bool:
+    """May a page at `origin` use the cookie endpoints (of `client`, when the request names
+    one)? The settings' origins serve every client; a client's own serve it alone."""
+    if origin is None:
+        return False
+    return origin in everyone or (client is not None and origin in client.allowed_origins)

@@ -284,6 +284,8 @@ class Registry:
         refresh_delivery: str = "body",
         redirect_uris: tuple[str, ...] = (),
         post_logout_redirect_uris: tuple[str, ...] = (),
+        client_name: str | None = None,
+        allowed_origins: tuple[str, ...] = (),
     ) -> str | None:
         """Registers a client; returns its secret (None for a public one)."""
         secret = None if public else new_secret()
@@ -295,6 +297,8 @@ class Registry:
             refresh_delivery=refresh_delivery,  # type: ignore[arg-type]
             redirect_uris=redirect_uris,
             post_logout_redirect_uris=post_logout_redirect_uris,
+            client_name=client_name,
+            allowed_origins=allowed_origins,
         )
         assert await self.services.clients.create(client, self.services.clock())
         return secret

@@ -676,6 +676,8 @@ def test_users_and_clients_created_by_the_cli_are_audited_as_cli(cli: Cli) -> No
                 "refresh_delivery": "body",
                 "redirect_uris": [],
                 "post_logout_redirect_uris": [],
+                "client_name": None,
+                "allowed_origins": [],
             },
         ),
     ]

@@ -246,3 +246,41 @@ def test_help_shows_defaults_valid_values_and_exit_statuses(
     assert result.returncode == 0
     assert shown in result.stdout
     assert "3 no such user, client or session" in " ".join(result.stdout.split())
+
+
+async def test_clients_create_and_update_take_the_uris_the_name_and_the_origins(
+    cli: Cli, http: httpx.AsyncClient
+) -> None:
+    ok(
+        await run(
+            cli, "clients", "create", "shop", "--public", "--grant", "authorization_code",
+            "--redirect-uri", "https://shop.example/cb", "--client-name", "The Shop",
+            "--allowed-origin", "https://shop.example", "--allowed-origin", "http://localhost:5173",
+        )
+    )  # fmt: skip
+    shown = table(await run(cli, "clients", "show", "shop"))
+    assert ["client_name", "The", "Shop"] in shown
+    assert ["allowed_origins", "https://shop.example", "http://localhost:5173"] in shown
+    assert ["redirect_uris", "https://shop.example/cb"] in shown
+
+    updated = json_lines(
+        await run(
+            cli, "clients", "update", "shop", "--redirect-uri", "https://shop.example/new",
+            "--post-logout-redirect-uri", "https://shop.example/bye",
+            "--client-name", "Shop", "--allowed-origin", "https://www.shop.example", "--json",
+        )
+    )[0]  # fmt: skip
+    assert updated["redirect_uris"] == ["https://shop.example/new"]
+    assert updated["post_logout_redirect_uris"] == ["https://shop.example/bye"]
+    assert updated["client_name"] == "Shop"
+    assert updated["allowed_origins"] == ["https://www.shop.example"]  # replaced, not added
+    # A running server answers the new origin (across instances at once:
+    # tests/http/test_client_origins.py).
+    preflight = {"Origin": "https://www.shop.example", "Access-Control-Request-Method": "POST"}
+    assert (await http.options("/token", headers=preflight)).status_code == 200
+
+    refused = await run(cli, "clients", "update", "shop", "--allowed-origin", "https://x.example/a")
+    assert refused.returncode == 1
+    assert_one_line_error(refused, "allowed_origins")
+    removed = json_lines(await run(cli, "clients", "update", "shop", "--client-name", "", "--json"))
+    assert removed[0]["client_name"] is None

@@ -18,8 +18,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from authserver.clients import ClientChanges
 from authserver.db import migrate
-from authserver.db.accounts import SqlUserStore
+from authserver.db.accounts import SqlClientStore, SqlUserStore
 from authserver.db.codes import SqlCodeStore
 from authserver.db.columns import stored_hash
 from authserver.db.denylist import SqlDenylist
@@ -295,3 +296,41 @@ async def test_0009_stops_on_usernames_that_fold_to_one_and_changes_nothing(
     async with engine.connect() as conn:
         names = (await conn.execute(text("SELECT username FROM users"))).scalars().all()
     assert sorted(names) == ["ALICE", "Alice", "alice", "bob"]  # nothing merged
+
+
+# --- 0012: clients' names and origins, over rows written before it -------------------------
+
+
+async def test_0012_keeps_existing_clients_working_without_a_name_or_origins_and_goes_back(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0009")
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO clients (client_id, secret_hash, grant_types, scopes,"
+                " refresh_delivery, created_at, redirect_uris, post_logout_redirect_uris,"
+                " disabled) VALUES ('old', NULL, 'refresh_token', 'profile', 'cookie', 0,"
+                " 'https://app.example/cb', '', false)"
+            )
+        )
+
+    await migrate.upgrade(engine)
+
+    store = SqlClientStore(pooled)
+    old = await store.get("old")
+    assert old is not None
+    assert (old.client_name, old.allowed_origins, old.display_name) == (None, (), "old")
+    assert old.redirect_uris == ("https://app.example/cb",)
+    changes = ClientChanges(client_name="Old App", allowed_origins=("https://app.example",))
+    assert await store.update("old", changes, 1, []) is not None
+    assert await store.origins_in_use() == {"https://app.example"}
+    assert await schema_diff(engine) == []
+
+    await migrate.downgrade(engine, "0009")
+    async with engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT client_id, refresh_delivery FROM clients"))).all()
+    assert [tuple(row) for row in kept] == [("old", "cookie")]
+    await migrate.upgrade(engine)
+    again = await SqlClientStore(pooled).get("old")
+    assert again is not None and again.client_name is None and again.allowed_origins == ()

@@ -40,6 +40,7 @@ class ConfirmSignOut:
     fields: dict[str, str]  # what the confirmation re-sends: client_id, the URI, state
     client_id: str | None
     post_logout_redirect_uri: str | None  # registered for client_id: checked already
+    client_name: str | None = None  # of that client, when it has one (the page names it)
 
 
 # The parameters a confirmation carries over. Not the id_token_hint: it proved nothing here,
@@ -79,6 +80,7 @@ async def end_session(
             raise ErrorPage("The id_token_hint was issued to another client.")
         client_id = hinted[0]
     target = params.get("post_logout_redirect_uri")
+    client = None
     if target is not None:
         client = await services.clients.get(client_id) if client_id else None
         if client is None or target not in client.post_logout_redirect_uris:
@@ -96,7 +98,9 @@ async def end_session(
             fields = {name: params[name] for name in CARRIED if name in params}
             if client_id is not None:
                 fields["client_id"] = client_id  # the hint's, when only the hint named it
-            return ConfirmSignOut(fields, client_id, target)
+            # Named only once its URI proved the client (a bare client_id proves nothing).
+            name = client.client_name if client is not None else None
+            return ConfirmSignOut(fields, client_id, target, name)
     now = services.clock()
     if token_hash is not None:
         await services.login_sessions.end(token_hash, now, client_id)

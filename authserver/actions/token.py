@@ -7,8 +7,9 @@ from authserver.actions.grants.authorization_code import authorization_code_gran
 from authserver.actions.grants.client_credentials import client_credentials_grant
 from authserver.actions.grants.password import password_grant
 from authserver.actions.grants.refresh_token import refresh_token_grant
-from authserver.clients import Client
+from authserver.clients import Client, origin_allowed
 from authserver.errors import ForbiddenOrigin, InvalidRequest, UnsupportedGrantType
+from authserver.refresh import hash_token
 from authserver.services import Services
 
 
@@ -40,9 +41,27 @@ def _require_allowed_origin(
     too, checked before the grant runs."""
     if client is None or client.refresh_delivery != "cookie":
         return
-    if request.origin not in services.settings.allowed_origins:
+    if not origin_allowed(client, request.origin, services.settings.allowed_origins):
         detail = f"refresh cookie endpoint called from origin {request.origin!r}"
         raise ForbiddenOrigin(detail=detail)
+
+
+async def require_cookie_origin(services: Services, cookie: str, origin: str | None) -> None:
+    """The refresh cookie rides along with any request the browser makes, whoever's page made
+    it; the Origin header is set by the browser and a page cannot forge it. So a request
+    carrying the cookie (POST /refresh, /logout) must come from an origin allowed for the
+    cookie's own client (API.md, "Clients, added"): not merely for the client the request
+    names, or a page allowed for one client could end another's sessions."""
+    everyone = services.settings.allowed_origins
+    if origin is not None and origin in everyone:
+        return  # the settings' origins serve every client: no lookup on the common path
+    client = None
+    if origin is not None:
+        state = await services.families.find(hash_token(cookie))
+        if state is not None:
+            client = await services.clients.get(state.family.client_id)
+    if not origin_allowed(client, origin, everyone):
+        raise ForbiddenOrigin(detail=f"refresh cookie endpoint called from origin {origin!r}")
 
 
 GRANTS: dict[str, Grant] = {

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from authserver import __version__
 from authserver.app import KekMissing, SchemaNotReady
 from authserver.cli.audit import add_audit_command
-from authserver.cli.clients import add_client_lifecycle, add_create_client
+from authserver.cli.clients import add_client_lifecycle, add_create_client, add_registration_flags
 from authserver.cli.common import EXIT_CODES, CommandError, add_command, add_json_flag
 from authserver.cli.keys import add_list_keys, add_revoke_key, add_rewrap_keys, add_rotate_keys
 from authserver.cli.server import add_migrate, add_purge, add_serve
@@ -132,16 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     create_client.add_argument("--grant", action="append", default=[], metavar="G")
     create_client.add_argument("--scope", action="append", default=[], metavar="S")
     create_client.add_argument("--refresh-delivery", choices=["body", "cookie"], default="body")
-    create_client.add_argument(
-        "--redirect-uri", action="append", default=[], metavar="URI", help="for /authorize"
-    )
-    create_client.add_argument(
-        "--post-logout-redirect-uri",
-        action="append",
-        default=[],
-        metavar="URI",
-        help="for /end-session",
-    )
+    add_registration_flags(create_client)
     create_client.set_defaults(run=add_create_client)
     add_client_lifecycle(clients)
 

@@ -38,8 +38,11 @@ def add_client_lifecycle(clients: Any) -> None:
     add_json_flag(show)
     show.set_defaults(run=_show_client)
 
-    change = add_command(clients, "update", "change a client's grants, scopes, delivery or state")
+    change = add_command(
+        clients, "update", "change a client's grants, scopes, delivery, URIs, name, origins, state"
+    )
     change.add_argument("client_id")
+    add_registration_flags(change, replacing=True)
     change.add_argument(
         "--grant", action="append", metavar="G",
         help="the new grant types (repeat; replaces them): password, refresh_token, "
@@ -77,6 +80,41 @@ def add_client_lifecycle(clients: Any) -> None:
     delete.set_defaults(run=_delete_client)
 
 
+# Flag -> field of the admin API: repeatable flags give a list, --client-name a string.
+REGISTRATION_FLAGS = {
+    "redirect_uri": "redirect_uris",
+    "post_logout_redirect_uri": "post_logout_redirect_uris",
+    "allowed_origin": "allowed_origins",
+    "client_name": "client_name",
+}
+
+
+def add_registration_flags(parser: argparse.ArgumentParser, *, replacing: bool = False) -> None:
+    """The browser registration fields, as `clients create` and `clients update` take them
+    (API.md, "Clients, added"); on update, a repeatable flag given replaces its whole list."""
+    each = " (repeat; replaces the list)" if replacing else " (repeat)"
+    for flag, metavar, purpose in (
+        ("--redirect-uri", "URI", "where /authorize may send the browser back"),
+        ("--post-logout-redirect-uri", "URI", "where /end-session may send it"),
+        ("--allowed-origin", "ORIGIN", "a browser origin (https://app.example) of the client"),
+    ):
+        parser.add_argument(flag, action="append", metavar=metavar, help=purpose + each)
+    parser.add_argument(
+        "--client-name", metavar="NAME",
+        help='what the sign-in page shows ("to continue to NAME")'
+        + ('; "" removes it' if replacing else ""),
+    )  # fmt: skip
+
+
+def registration_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The registration flags given, as admin API fields."""
+    return {
+        field: getattr(args, flag)
+        for flag, field in REGISTRATION_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
+
+
 CLIENT_COLUMNS = [
     "client_id", "public", "grant_types", "scopes", "refresh_delivery", "disabled",
     "created_at", "secret_rotated_at",
@@ -106,9 +144,11 @@ def _update_client(args: argparse.Namespace, settings: Settings) -> int:
         body["refresh_delivery"] = args.refresh_delivery
     if args.disabled is not None:
         body["disabled"] = args.disabled
+    body.update(registration_fields(args))
     if not body:
         raise CommandError(
-            "nothing to change: give --grant, --scope, --refresh-delivery, --disable or --enable"
+            "nothing to change: give --grant, --scope, --refresh-delivery, --redirect-uri, "
+            "--post-logout-redirect-uri, --client-name, --allowed-origin, --disable or --enable"
         )
     updated = as_admin(
         settings, lambda s: admin_clients.update_client(s, CLI, args.client_id, body)
@@ -148,8 +188,7 @@ def add_create_client(args: argparse.Namespace, settings: Settings) -> int:
         "grant_types": args.grant or [],
         "scopes": args.scope,
         "refresh_delivery": args.refresh_delivery,
-        "redirect_uris": args.redirect_uri,
-        "post_logout_redirect_uris": args.post_logout_redirect_uri,
+        **registration_fields(args),
     }
 
     async def create(engine: AsyncEngine) -> admin_clients.CreatedClient:

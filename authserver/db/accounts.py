@@ -223,6 +223,8 @@ class SqlClientStore:
                         # Space-separated, as the scopes: a registered URI has no spaces.
                         redirect_uris=" ".join(client.redirect_uris),
                         post_logout_redirect_uris=" ".join(client.post_logout_redirect_uris),
+                        client_name=client.client_name,
+                        allowed_origins=" ".join(client.allowed_origins),
                         created_at=now,
                         disabled=False,
                     )
@@ -245,6 +247,10 @@ class SqlClientStore:
             values["redirect_uris"] = " ".join(changes.redirect_uris)
         if changes.post_logout_redirect_uris is not None:
             values["post_logout_redirect_uris"] = " ".join(changes.post_logout_redirect_uris)
+        if changes.client_name is not None:
+            values["client_name"] = changes.client_name or None
+        if changes.allowed_origins is not None:
+            values["allowed_origins"] = " ".join(changes.allowed_origins)
         if changes.disabled:
             values["disabled"] = True
             values["tokens_revoked_before"] = now  # every token issued so far dies
@@ -315,6 +321,12 @@ class SqlClientStore:
             rows = (await conn.execute(select(ClientRow.scopes).where(_LIVE_CLIENT))).scalars()
             return sorted({scope for row in rows for scope in row.split()})
 
+    async def origins_in_use(self) -> frozenset[str]:
+        live = (_LIVE_CLIENT, ClientRow.disabled.is_(False), ClientRow.allowed_origins != "")
+        async with self._single.connect() as conn:
+            rows = (await conn.execute(select(ClientRow.allowed_origins).where(*live))).scalars()
+            return frozenset(origin for row in rows for origin in row.split())
+
 
 def _after_reenabling(now: int) -> Any:
     """The mark once re-enabled: the disabling's mark D moved to min(now - 1, D + memory),
@@ -338,6 +350,8 @@ def _client(row: Any) -> Client:
         refresh_delivery=row.refresh_delivery,
         redirect_uris=tuple(row.redirect_uris.split()),
         post_logout_redirect_uris=tuple(row.post_logout_redirect_uris.split()),
+        client_name=row.client_name,
+        allowed_origins=tuple(row.allowed_origins.split()),
         disabled=row.disabled,
         old_secret_hash=row.old_secret_hash,
         old_secret_expires_at=row.old_secret_expires_at,

@@ -68,6 +68,10 @@ class ClientRow(Base):
     # 0006: space-separated absolute URIs, compared as exact strings (clients.py).
     redirect_uris: Mapped[str] = mapped_column(Text, default="", server_default="")
     post_logout_redirect_uris: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # 0012: the name the hosted pages show (NULL: the client_id), and the browser origins of
+    # the client's pages, space-separated as the URIs.
+    client_name: Mapped[str | None] = mapped_column(Text)
+    allowed_origins: Mapped[str] = mapped_column(Text, default="", server_default="")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # A deleted client's row stays (0007), so its client_id can never be registered again.
     deleted_at: Mapped[int | None] = mapped_column(BigInteger)

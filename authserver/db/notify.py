@@ -4,7 +4,8 @@ A key change (rotation, revocation, rewrap, first keys) sends a NOTIFY in its ow
 so it is delivered when, and only if, the change commits. Every process keeps one connection
 of its own that LISTENs, straight to Postgres (AUTHSERVER_DATABASE_DIRECT_URL when the pool
 goes through a transaction pooler, which cannot carry a LISTEN), and reacts: its key ring is
-reloaded before it signs again, a client is forgotten. When that connection is lost it is made
+reloaded before it signs again, a client is forgotten (and with it the clients' origins CORS
+answers: clients.CachedClients.forget). When that connection is lost it is made
 again, with backoff, on whichever host is primary now; meanwhile the periodic reload
 (keys.manager.keep_fresh) and the clients' short memory are what bound the lag, as they do
 without it. Once listening again, everything is taken as changed, for a change may have

@@ -95,6 +95,7 @@ def _confirmation(request: Request, settings: Settings, asked: ConfirmSignOut) -
         "csrf_token": token,
         "fields": asked.fields,
         "client_id": asked.client_id,
+        "client_name": asked.client_name,  # escaped by the template, as every value
         "stay_url": back,
     }
     # The confirmed answer redirects to the app's URI, which form-action must allow.

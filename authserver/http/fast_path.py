@@ -7,8 +7,9 @@ and a third of a client_credentials token. Both classes here sit inside Observe,
 request is still logged, counted, given its request id and the security headers; neither
 changes an answer, and a request either does not fully handle goes the long way:
 
-- `JwksShortcut` answers a plain GET of the key set itself (its bytes and ETag are made once
-  per key change, keys/ring.py), with the status, headers and body of `wellknown.jwks`.
+- `JwksShortcut` answers a GET of the key set itself, from any origin (its bytes and ETag are
+  made once per key change, keys/ring.py), with the status, headers and body of
+  `wellknown.jwks`.
 - `HotRoutes` calls the handler of `POST /token`, `/introspect` and `/revoke` directly when
   the request has no Origin, i.e. comes from a service rather than a browser page (which CORS
   must answer), and renders what it raises with the app's own handlers (http/errors.py). It
@@ -23,6 +24,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authserver.http.cors import PUBLIC_CORS
 from authserver.http.errors import HANDLERS
 from authserver.http.responses import etag_matches
 from authserver.http.wellknown import JWKS_PATH, JWKS_TYPE, jwks_cache_control
@@ -45,10 +47,7 @@ class JwksShortcut:
             await self.app(scope, receive, send)
             return
         if_none_match = None
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                await self.app(scope, receive, send)
-                return
+        for name, value in scope["headers"]:  # any Origin: the key set is open to all (cors.py)
             if name == b"if-none-match":
                 if_none_match = value.decode("latin-1")
         app = scope["app"]
@@ -67,17 +66,17 @@ class JwksShortcut:
 
     def _prepare(self, ring: KeyRing, cache_control: str) -> None:
         # As the long way answers: Starlette's Response adds content-length and content-type,
-        # CORS adds `Vary: Origin` to a request without an Origin.
+        # CORS opens /.well-known/ to every origin (cors.PUBLIC_CORS).
         common = [
             (b"cache-control", cache_control.encode()),
             (b"etag", ring.jwks_etag.encode()),
         ]
-        self._not_modified = [*common, (b"vary", b"Origin")]
+        self._not_modified = [*common, PUBLIC_CORS]
         self._headers = [
             *common,
             (b"content-length", str(len(ring.jwks_body)).encode()),
             (b"content-type", JWKS_TYPE.encode()),
-            (b"vary", b"Origin"),
+            PUBLIC_CORS,
         ]
         self._made_for = (ring, ring.jwks_etag)
 

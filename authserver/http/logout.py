@@ -17,7 +17,7 @@ async def logout(request: Request) -> Response:
     found = services(request)
     fields = await read_fields(request)
     # A foreign origin, or a cookie beside a body token, revokes nothing.
-    presented = presented_refresh_token(request, found.settings, fields)
+    presented = await presented_refresh_token(request, found, fields)
     cookie = read_refresh_cookie(request, found.settings)
     await ending.logout(found, presented, bearer_token(request))
     response = no_content()

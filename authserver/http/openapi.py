@@ -614,6 +614,20 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
 
 NULLABLE_INT = {"type": ["integer", "null"]}
 NULLABLE_STRING = {"type": ["string", "null"]}
+# API.md, "Clients, added" (accounts): the name on the hosted pages, the client's own origins.
+CLIENT_META: dict[str, Schema] = {
+    "client_name": {
+        "type": ["string", "null"],
+        "maxLength": 100,
+        "description": "shown on the hosted pages instead of the client_id; null or empty: none",
+    },
+    "allowed_origins": {
+        "type": "array",
+        "items": {"type": "string", "examples": ["https://app.example"]},
+        "description": "browser origins (scheme://host[:port]) allowed for CORS and the cookie "
+        "endpoints of this client, besides AUTHSERVER_ALLOWED_ORIGINS",
+    },
+}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -647,6 +661,7 @@ SCHEMAS: dict[str, Schema] = {
             "scopes": {"type": "array", "items": {"type": "string"}},
             "redirect_uris": {"type": "array", "items": {"type": "string"}},
             "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
+            **CLIENT_META,
             "created_at": {"type": "integer"},
             "secret_rotated_at": {"type": ["integer", "null"]},
         },
@@ -666,6 +681,7 @@ SCHEMAS: dict[str, Schema] = {
             "scopes": {"type": "array", "items": {"type": "string"}},
             "redirect_uris": {"type": "array", "items": {"type": "string"}},
             "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
+            **CLIENT_META,
             "refresh_delivery": {"type": "string", "enum": ["body", "cookie"]},
             "disabled": {"type": "boolean"},
         },
@@ -853,6 +869,9 @@ SCHEMAS: dict[str, Schema] = {
             },
             "scopes": {"type": "array", "items": {"type": "string"}},
             "refresh_delivery": {"type": "string", "enum": ["body", "cookie"]},
+            "redirect_uris": {"type": "array", "items": {"type": "string"}},
+            "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
+            **CLIENT_META,
         },
     },
     "CreatedClient": {
@@ -864,6 +883,7 @@ SCHEMAS: dict[str, Schema] = {
             "grant_types": {"type": "array", "items": {"type": "string"}},
             "scopes": {"type": "array", "items": {"type": "string"}},
             "refresh_delivery": {"type": "string", "enum": ["body", "cookie"]},
+            **CLIENT_META,
             "client_secret": {"type": "string", "description": "confidential clients; once"},
         },
     },

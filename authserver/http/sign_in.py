@@ -110,7 +110,8 @@ def _form(
     context = {
         "action": "/login" + (f"?{query}" if query else ""),
         "csrf_token": csrf_token,
-        "client_id": target.client.client_id if target else None,
+        # Its registered name, else its id; escaped by the template, as every value.
+        "client_name": target.client.display_name if target else None,
         "username": username,
         "error": error,
     }

@@ -22,7 +22,7 @@ async def token(request: Request) -> Response:
     fields = await read_fields(request)
     grant_type = fields.get("grant_type")
     if grant_type == "refresh_token":
-        fields = _with_cookie(request, found, fields)
+        fields = await _with_cookie(request, found, fields)
     credentials = client_credentials(request, fields)
     address = client_address(request, found.settings.trusted_proxies)
     with observe_grant(grant_type):  # metrics: tokens issued, logins failed
@@ -36,7 +36,7 @@ async def token(request: Request) -> Response:
 
 async def refresh(request: Request) -> Response:
     found = services(request)
-    fields = _with_cookie(request, found, await read_fields(request))
+    fields = await _with_cookie(request, found, await read_fields(request))
     credentials = client_credentials(request, fields)
     # The refresh token grant, whatever the body says: this endpoint has no other.
     fields = {**fields, "grant_type": "refresh_token"}
@@ -46,10 +46,10 @@ async def refresh(request: Request) -> Response:
     return _render(found, issued)
 
 
-def _with_cookie(request: Request, found: Services, fields: dict[str, str]) -> dict[str, str]:
+async def _with_cookie(request: Request, found: Services, fields: dict[str, str]) -> dict[str, str]:
     """The refresh token from the cookie, or the body's (non-browser clients). A cookie from a
     foreign origin, or beside a body token, is refused here, before anything rotates."""
-    presented = presented_refresh_token(request, found.settings, fields)
+    presented = await presented_refresh_token(request, found, fields)
     return fields if presented is None else {**fields, "refresh_token": presented}
 
 

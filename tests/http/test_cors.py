@@ -1,4 +1,5 @@
-"""CORS for the allowed SPA origins: exact origins, with credentials, never `*`."""
+"""CORS for the allowed SPA origins: exact origins, with credentials, never `*` (but for the
+public documents under /.well-known/: tests/http/test_client_origins.py)."""
 
 from __future__ import annotations
 
@@ -103,18 +104,20 @@ async def test_other_origins_get_no_cors_grant_but_the_answer_still_varies_on_or
     client: httpx.AsyncClient, origin: str | None
 ) -> None:
     headers = {} if origin is None else {"Origin": origin}
-    response = await client.get("/.well-known/jwks.json", headers=headers)
+    response = await client.get("/healthz", headers=headers)
     assert response.status_code == 200
     assert "access-control-allow-origin" not in response.headers
-    # The JWKS is publicly cacheable: a cache must not hand one origin's answer to another.
+    # A cache must not hand one origin's answer to another.
     assert varies_on_origin(response)
 
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/.well-known/jwks.json"), ("GET", "/nowhere"), ("POST", "/token"), ("GET", "/token")],
+    [("GET", "/healthz"), ("GET", "/nowhere"), ("POST", "/token"), ("GET", "/token")],
 )
-async def test_never_a_wildcard(client: httpx.AsyncClient, method: str, path: str) -> None:
+async def test_never_a_wildcard_outside_the_public_documents(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
     for origin in (APP, FOREIGN):
         response = await client.request(method, path, headers={"Origin": origin})
         assert response.headers.get("access-control-allow-origin") in (None, APP)

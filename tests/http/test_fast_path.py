@@ -137,12 +137,15 @@ async def test_a_service_post_skips_the_router(
     assert routed == [path]  # a browser's request, with an Origin, goes the long way
 
 
-async def test_a_plain_jwks_get_skips_the_router(
-    client: httpx.AsyncClient, routed: list[str]
+@pytest.mark.parametrize("origin", [{}, ORIGIN])
+async def test_a_jwks_get_from_any_origin_skips_the_router(
+    client: httpx.AsyncClient, routed: list[str], origin: dict[str, str]
 ) -> None:
-    short = await client.get("/.well-known/jwks.json")
+    short = await client.get("/.well-known/jwks.json", headers=origin)
     assert short.status_code == 200
-    assert routed == []
-
-    await client.get("/.well-known/jwks.json", headers=ORIGIN)
-    assert routed == ["/.well-known/jwks.json"]
+    assert routed == []  # an Origin too: the key set is open to every page (http/cors.py)
+    assert short.headers["access-control-allow-origin"] == "*"
+    etag = {"If-None-Match": short.headers["etag"]}
+    not_modified = await client.get("/.well-known/jwks.json", headers={**origin, **etag})
+    assert not_modified.status_code == 304 and routed == []
+    assert not_modified.headers["access-control-allow-origin"] == "*"

@@ -20,7 +20,9 @@ from authserver.clients import (
     Client,
     ClientChanges,
     RefreshDelivery,
+    check_allowed_origins,
     check_client_fields,
+    check_client_name,
     check_redirect_uris,
     hash_secret,
     new_secret,
@@ -73,6 +75,9 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
     post_logout_redirect_uris = string_list_field(body, "post_logout_redirect_uris")
     check_redirect_uris("redirect_uris", redirect_uris)
     check_redirect_uris("post_logout_redirect_uris", post_logout_redirect_uris)
+    client_name = check_client_name(body.get("client_name"))
+    allowed_origins = string_list_field(body, "allowed_origins")
+    check_allowed_origins(allowed_origins)
     if "authorization_code" in grants and not redirect_uris:
         # Without one, every /authorize request of the client would end on the error page.
         raise InvalidRequest("The authorization_code grant needs at least one redirect_uris.")
@@ -85,6 +90,8 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
         refresh_delivery="cookie" if delivery == "cookie" else "body",
         redirect_uris=tuple(dict.fromkeys(redirect_uris)),
         post_logout_redirect_uris=tuple(dict.fromkeys(post_logout_redirect_uris)),
+        client_name=client_name,
+        allowed_origins=tuple(dict.fromkeys(allowed_origins)),
     )
     now = services.clock()
     if not await services.clients.create(client, now):
@@ -102,14 +109,18 @@ PATCHABLE_CLIENT_FIELDS = {
     "disabled",
     "redirect_uris",
     "post_logout_redirect_uris",
+    "client_name",
+    "allowed_origins",
 }
 
 
 def registration_extras(client: Client) -> dict[str, Any]:
-    """The browser sign-in's registration fields (API.md, "Clients, added")."""
+    """The browser sign-in's registration fields (API.md, "Clients, added", both of them)."""
     return {
         "redirect_uris": list(client.redirect_uris),
         "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+        "client_name": client.client_name,
+        "allowed_origins": list(client.allowed_origins),
     }
 
 
@@ -171,6 +182,14 @@ def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
             listed = string_list_field(body, name)
             check_redirect_uris(name, listed)
             uris[name] = tuple(dict.fromkeys(listed))
+    client_name = None
+    if "client_name" in body:
+        client_name = check_client_name(body["client_name"]) or ""  # "": removed
+    allowed_origins = None
+    if "allowed_origins" in body:
+        listed = string_list_field(body, "allowed_origins")
+        check_allowed_origins(listed)
+        allowed_origins = tuple(dict.fromkeys(listed))
     redirect_uris = uris["redirect_uris"]
     if redirect_uris is None:
         redirect_uris = client.redirect_uris
@@ -191,6 +210,8 @@ def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
         disabled=disabled,
         redirect_uris=uris["redirect_uris"],
         post_logout_redirect_uris=uris["post_logout_redirect_uris"],
+        client_name=client_name,
+        allowed_origins=allowed_origins,
     )
 
 
