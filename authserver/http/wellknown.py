@@ -10,14 +10,15 @@ from starlette.responses import JSONResponse, Response
 from authserver.config import Settings
 from authserver.http.context import services
 from authserver.http.responses import etag_matches
-from authserver.scopes import OPENID, PROFILE
+from authserver.profiles import EMAIL_CLAIMS, PROFILE_CLAIMS
+from authserver.scopes import IDENTITY_SCOPES
 
 GRANT_TYPES = ["authorization_code", "password", "refresh_token", "client_credentials"]
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 # What ID tokens (id_tokens.py) and /userinfo (actions/userinfo.py) may carry.
 CLAIMS = [
     "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "amr", "at_hash",
-    "preferred_username",
+    *PROFILE_CLAIMS, *EMAIL_CLAIMS,
 ]  # fmt: skip
 
 
@@ -69,7 +70,7 @@ async def _metadata(request: Request) -> dict[str, Any]:
         "code_challenge_methods_supported": ["S256"],
         # RFC 9207: every authorization response names its issuer.
         "authorization_response_iss_parameter_supported": True,
-        "scopes_supported": sorted({OPENID, PROFILE, *await found.clients.scopes_in_use()}),
+        "scopes_supported": sorted({*IDENTITY_SCOPES, *await found.clients.scopes_in_use()}),
         "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS[:2],
