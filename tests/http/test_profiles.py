@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 import httpx
 import jwt
 import pytest
@@ -121,6 +122,24 @@ async def test_a_taken_email_is_a_conflict_in_any_case_until_its_user_is_deleted
         ).one()
     assert tuple(row) == (None, None, None, "")  # the row keeps only its sub
     await created(client, root, "carol", email="alice@example.org")
+
+
+async def test_two_users_racing_for_one_address_one_gets_it(
+    client: httpx.AsyncClient, root: dict[str, str]
+) -> None:
+    """Decided by the unique key, not by a read before: every request passes any check in
+    Python at once."""
+    answers: list[int] = []
+
+    async def take(number: int) -> None:
+        email = "Shared@Example.org" if number % 2 else "shared@example.ORG"
+        answers.append((await create(client, root, f"racer{number}", email=email)).status_code)
+
+    async with anyio.create_task_group() as group:
+        for number in range(6):
+            group.start_soon(take, number)
+
+    assert sorted(answers) == [201, 409, 409, 409, 409, 409]
 
 
 HOSTILE: list[dict[str, Any]] = [
