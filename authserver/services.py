@@ -47,7 +47,14 @@ class Services:
     csrf_keys: tuple[bytes, ...] = field(default_factory=lambda: (secrets.token_bytes(32),))
 
     async def mint(
-        self, *, sub: str, client_id: str, scope: str, sid: str | None, ttl: int | None = None
+        self,
+        *,
+        sub: str,
+        client_id: str,
+        scope: str,
+        sid: str | None,
+        ttl: int | None = None,
+        roles: tuple[str, ...] = (),
     ) -> AccessToken:
         """Every token is signed here, with the ring as of the latest key change (a key
         revoked in another worker of this `serve` signs nothing more: SigningKeys.current)."""
@@ -62,6 +69,7 @@ class Services:
             client_id=client_id,
             scope=scope,
             sid=sid,
+            roles=roles,
         )
 
     def verify(self, token: str) -> dict[str, Any]:

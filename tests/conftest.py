@@ -27,8 +27,9 @@ from authserver.app import create_app
 from authserver.clients import Client, hash_secret, new_secret
 from authserver.config import Settings, load_settings
 from authserver.db import migrate
+from authserver.profiles import profile_from
 from authserver.services import Services
-from authserver.users import new_user
+from authserver.users import UserChanges, new_user
 from tests._pgbouncer import direct_url_for, pgbouncer_in_front_of
 from tests._postgres import postgres_database
 
@@ -273,6 +274,13 @@ class Registry:
         user = new_user(username, password_hash, list(scopes), admin)
         assert await self.services.users.create(user, self.services.clock())
         return user.id
+
+    async def profile(self, username: str, **fields: Any) -> None:
+        """Gives a user profile fields (profiles.py), as PATCH /admin/users would."""
+        user = await self.services.users.by_username(username)
+        assert user is not None, username
+        changes = UserChanges(profile=profile_from(fields))
+        assert await self.services.users.update(user.id, changes, []) is not None
 
     async def client(
         self,

@@ -23,7 +23,7 @@ from authserver.cli.common import EXIT_CODES, CommandError, add_command, add_jso
 from authserver.cli.keys import add_list_keys, add_revoke_key, add_rewrap_keys, add_rotate_keys
 from authserver.cli.server import add_migrate, add_purge, add_serve
 from authserver.cli.sessions import add_revoke_session
-from authserver.cli.users import add_create_user, add_user_lifecycle
+from authserver.cli.users import add_create_user, add_profile_flags, add_user_lifecycle
 from authserver.config import SIGNING_ALGS, SettingsError, load_settings
 from authserver.errors import Conflict, NotFound, OAuthError, TemporarilyUnavailable
 
@@ -120,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     create_user.add_argument(
         "--password-stdin", action="store_true", help="read the password from one line of stdin"
     )
+    add_profile_flags(create_user)
     create_user.set_defaults(run=add_create_user)
     add_user_lifecycle(users)
 

@@ -54,6 +54,17 @@ class UserRow(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     deleted_at: Mapped[int | None] = mapped_column(BigInteger)
     last_login_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The profile (0010, profiles.py); all NULL (roles empty) once the user is deleted.
+    email: Mapped[str | None] = mapped_column(String(254))
+    # profiles.email_key of the address: unique, so two instances racing cannot both give one
+    # address (in any case) to two live users. NULL without an address, and once deleted.
+    email_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    name: Mapped[str | None] = mapped_column(String(256))
+    given_name: Mapped[str | None] = mapped_column(String(256))
+    family_name: Mapped[str | None] = mapped_column(String(256))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    roles: Mapped[str] = mapped_column(Text, default="", server_default="")  # space-separated
 
 
 class ClientRow(Base):
