@@ -25,7 +25,9 @@ from authserver.db.columns import stored_hash
 from authserver.db.denylist import SqlDenylist
 from authserver.db.families import SqlFamilyStore
 from authserver.db.models import Base
+from authserver.db.outbox import SqlOutbox
 from authserver.errors import InvalidGrant
+from authserver.mail import Mail
 from authserver.refresh import hash_token, rotate
 from tests._postgres import scratch_database
 
@@ -295,3 +297,30 @@ async def test_0009_stops_on_usernames_that_fold_to_one_and_changes_nothing(
     async with engine.connect() as conn:
         names = (await conn.execute(text("SELECT username FROM users"))).scalars().all()
     assert sorted(names) == ["ALICE", "Alice", "alice", "bob"]  # nothing merged
+
+
+# --- 0011: the mail outbox, added beside rows written before it ------------------------------
+
+
+async def test_0011_adds_the_outbox_beside_existing_rows_and_takes_it_away_again(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0008")
+    await seed_users(engine, "alice")  # as written before 0009, which keys its name
+    await migrate.upgrade(engine, "0009")
+
+    await migrate.upgrade(engine, "0011")
+
+    outbox = SqlOutbox(pooled)
+    mail = Mail("alice@example.test", "Hello", "text", "<p>html</p>", "test")
+    mail_id = await outbox.enqueue(mail, NOW)
+    [claimed] = await outbox.claim("c", NOW, 60, 10)
+    assert (claimed.id, claimed.mail, claimed.attempts) == (mail_id, mail, 1)
+    assert (await SqlUserStore(pooled).by_username("alice")) is not None
+
+    # Down: the outbox goes, with the mail still in it; the users stay.
+    await migrate.downgrade(engine, "0009")
+    assert "mail_outbox" not in await table_names(engine)
+    assert (await SqlUserStore(pooled).by_username("alice")) is not None
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []
