@@ -4,6 +4,7 @@ off the request path (app.py's lifespan runs the sender)."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -12,12 +13,13 @@ import pytest
 from starlette.applications import Starlette
 
 from authserver.app import create_app
+from authserver.cli import main
 from authserver.config import Settings, load_settings
 from authserver.mail import Mail, MailOff, NoOutbox, compose
 from authserver.mail_sender import POLL
 from authserver.services import Services
 from tests._smtp import SmtpServer
-from tests.conftest import Clock, make_settings
+from tests.conftest import KEK, Clock, make_settings
 
 ISSUER = "https://auth.example.test"
 
@@ -146,3 +148,60 @@ def test_the_start_up_line_says_whether_mail_is_on_and_never_the_password() -> N
         AUTHSERVER_MAIL_FROM="auth@example.com",
     )
     assert mail_for_humans(mail_on) == "on via smtps://auth@example.com:***@smtp.example.com:465"
+
+
+def cli_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **settings: str) -> Path:
+    """`authserver`'s environment for an in-process run on a SQLite file of its own."""
+    database = tmp_path / "cli.db"
+    environ = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "KEY_ENCRYPTION_KEY": KEK,
+        "KEYS_DIR": str(tmp_path / "keys"),
+        **settings,
+    }
+    for name, value in environ.items():
+        monkeypatch.setenv(f"AUTHSERVER_{name}", value)
+    return database
+
+
+def test_mail_test_queues_the_test_mail_for_the_running_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = cli_environment(
+        monkeypatch, tmp_path, SMTP_URL="smtp://127.0.0.1:2525", MAIL_FROM="auth@example.test"
+    )
+
+    assert main(["mail", "test", "ops@example.test", "--locale", "de"]) == 0
+
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT id, recipient, subject, html_body FROM mail_outbox").fetchall()
+    [(mail_id, recipient, subject, html)] = rows
+    assert (recipient, subject) == ("ops@example.test", "Test mail from authserver")
+    assert '<html lang="de">' in html
+    assert f"queued test mail {mail_id} to ops@example.test" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("environ", "address", "problem"),
+    [
+        ({}, "ops@example.test", "mail is off: set AUTHSERVER_SMTP_URL and AUTHSERVER_MAIL_FROM"),
+        (
+            {"SMTP_URL": "smtp://127.0.0.1:2525", "MAIL_FROM": "auth@example.test"},
+            "not an address",
+            "a mail's recipient must be an address",
+        ),
+    ],
+)
+def test_mail_test_says_in_one_line_why_it_queued_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    environ: dict[str, str],
+    address: str,
+    problem: str,
+) -> None:
+    cli_environment(monkeypatch, tmp_path, **environ)
+
+    assert main(["mail", "test", address]) == 1
+
+    assert capsys.readouterr().err == f"authserver: {problem}\n"
