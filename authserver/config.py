@@ -217,7 +217,8 @@ DESCRIPTIONS: dict[str, str] = {
     "HEALTHCHECK asks this port: set the port here, not with `--port`, in a container.",
     "templates_dir": "A folder whose templates (login.html, error.html, signed_out.html, "
     "confirm_sign_out.html, signin.css) replace the built-in ones of the hosted sign-in "
-    "page (docs/sign-in.md); unset: the built-in look.",
+    "page (docs/sign-in.md), and whose mail/ folder the mails' (docs/operations.md#mail); "
+    "unset: the built-in look and words.",
     "login_session_idle_ttl": "Seconds a login session (the single sign-on cookie) lives "
     "without an /authorize that uses it (60 to 31536000; at most "
     "`AUTHSERVER_LOGIN_SESSION_TTL`).",
