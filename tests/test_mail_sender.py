@@ -8,6 +8,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import text
@@ -25,7 +28,7 @@ from authserver.mail_sender import (
     Round,
     backoff,
 )
-from tests._smtp import REFUSED_DOMAIN, SmtpServer, smtp_server
+from tests._smtp import REFUSED_DOMAIN, SmtpServer, Tls, make_tls, password_check, smtp_server
 from tests.conftest import Clock
 
 FROM = "Example Auth <auth@example.test>"
@@ -280,3 +283,78 @@ async def test_claims_made_at_the_same_moment_take_disjoint_mails(
 
     taken = [queued.id for claim in claims for queued in claim]
     assert len(taken) == len(set(taken)) == 40
+
+
+# TLS and login, as the URL's scheme and user information say
+
+USER, PASSWORD = "relay-user", "p@ss:w/rd"
+
+
+def tls_options(security: str, tls: Tls) -> dict[str, Any]:
+    """aiosmtpd's options for a server that takes mail only over TLS and after a login."""
+    options: dict[str, Any] = {
+        "authenticator": password_check(USER, PASSWORD),
+    }
+    if security == "smtps":
+        # aiosmtpd counts only its own STARTTLS as TLS: it offers AUTH over TLS from the first
+        # byte only when told TLS is not required (and then it cannot require AUTH; the
+        # wrong password's 535 below shows the login is checked all the same).
+        return {**options, "ssl_context": tls.context, "auth_require_tls": False}
+    return {**options, "tls_context": tls.context, "require_starttls": True, "auth_required": True}
+
+
+@pytest.mark.parametrize("security", ["smtps", "smtp+starttls"])
+async def test_mail_goes_over_tls_and_after_a_login_as_the_url_says(
+    security: str,
+    settings: Settings,
+    store_engine: AsyncEngine,
+    clock: Clock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tls = make_tls(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_file))  # the operator's private CA
+    await SqlOutbox(store_engine).enqueue(a_mail(settings), clock())
+
+    with smtp_server(**tls_options(security, tls)) as smtp:
+        url = f"{security}://{USER}:{quote(PASSWORD, safe='')}@127.0.0.1:{smtp.port}"
+        done = await sender_for(store_engine, settings, url, clock).deliver_due()
+        assert done == Round(sent=1)
+        assert len(smtp.wait_for(1)) == 1
+
+
+@pytest.mark.parametrize(
+    ("security", "trusted", "password", "reason"),
+    [
+        ("smtps", False, PASSWORD, "SSLCertVerificationError"),
+        ("smtp+starttls", False, PASSWORD, "SSLCertVerificationError"),
+        ("smtps", True, "wrong", "SMTPAuthenticationError: 535"),
+    ],
+)
+async def test_an_untrusted_certificate_or_a_wrong_password_sends_nothing_and_retries(
+    security: str,
+    trusted: bool,
+    password: str,
+    reason: str,
+    settings: Settings,
+    store_engine: AsyncEngine,
+    clock: Clock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tls = make_tls(tmp_path)
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_file))
+    mail_id = await SqlOutbox(store_engine).enqueue(a_mail(settings), clock())
+
+    with smtp_server(**tls_options(security, tls)) as smtp, caplog.at_level(logging.WARNING):
+        url = f"{security}://{USER}:{quote(password, safe='')}@127.0.0.1:{smtp.port}"
+        assert await sender_for(store_engine, settings, url, clock).deliver_due() == Round(
+            retried=1
+        )
+        assert smtp.received == []
+
+    assert [row[:2] for row in await outbox_rows(store_engine)] == [(mail_id, 1)]
+    assert reason in caplog.text
+    assert password not in caplog.text and quote(password, safe="") not in caplog.text
