@@ -228,17 +228,20 @@ class MailSender:
         return smtp
 
     def _send_one(self, smtp: smtplib.SMTP, mail: Mail, mail_id: str) -> Outcome:
+        """One mail over the open session. A refusal of this mail leaves the session usable
+        for the next (smtplib sends RSET after each); a lost session raises."""
         try:
             smtp.send_message(message(mail, self._from, mail_id))
+        except smtplib.SMTPServerDisconnected:
+            raise
         except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as exc:
             # RFC 5321 §4.2.1: "5yz Permanent Negative Completion reply ... The SMTP client
             # SHOULD NOT repeat the exact request (in the same sequence)."
-            if _code(exc) >= 500:
-                return Outcome("refused", _reason(exc))
-            smtp.rset()
-            return Outcome("retry", _reason(exc))
-        except smtplib.SMTPSenderRefused as exc:
-            smtp.rset()  # our From: a setting to fix, then the retry gets through
+            status: Literal["refused", "retry"] = "refused" if _code(exc) >= 500 else "retry"
+            return Outcome(status, _reason(exc))
+        except (smtplib.SMTPException, ValueError) as exc:
+            # Our From refused (a setting to fix), an address the server cannot take (no
+            # SMTPUTF8), a header that cannot be encoded: this mail waits, the others go.
             return Outcome("retry", _reason(exc))
         return Outcome("sent")
 

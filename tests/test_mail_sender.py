@@ -358,3 +358,20 @@ async def test_an_untrusted_certificate_or_a_wrong_password_sends_nothing_and_re
     assert [row[:2] for row in await outbox_rows(store_engine)] == [(mail_id, 1)]
     assert reason in caplog.text
     assert password not in caplog.text and quote(password, safe="") not in caplog.text
+
+
+async def test_a_mail_the_server_cannot_take_waits_and_the_others_go(
+    settings: Settings, store_engine: AsyncEngine, clock: Clock
+) -> None:
+    outbox = SqlOutbox(store_engine)
+    # An address that needs SMTPUTF8 (RFC 6531), which this server does not offer.
+    held = await outbox.enqueue(a_mail(settings, "jürgen@example.test"), clock())
+    await outbox.enqueue(a_mail(settings, "bob@example.test"), clock() + 1)
+    clock.advance(1)
+
+    with smtp_server(enable_SMTPUTF8=False) as smtp:
+        done = await sender_for(store_engine, settings, smtp.url, clock).deliver_due()
+        assert [r.envelope_to for r in smtp.wait_for(1)] == [["bob@example.test"]]
+
+    assert done == Round(sent=1, retried=1)
+    assert [row[:2] for row in await outbox_rows(store_engine)] == [(held, 1)]
