@@ -49,6 +49,7 @@ from authserver.telemetry.metrics import (
     observed_families,
     observed_keys,
     observed_login_sessions,
+    observed_mail,
 )
 
 
@@ -111,7 +112,8 @@ def build_services(
 def mail_sender(settings: Settings, engine: AsyncEngine, clock: Callable[[], int]) -> MailSender:
     """The sender that drains the outbox (mail_sender.py); only with mail on."""
     assert settings.smtp_url is not None and settings.mail_from is not None
-    return MailSender(fail_closed(SqlOutbox(engine)), settings.smtp_url, settings.mail_from, clock)
+    queue = observed_mail(fail_closed(SqlOutbox(engine)))
+    return MailSender(queue, settings.smtp_url, settings.mail_from, clock)
 
 
 async def prepare_schema(engine: AsyncEngine) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 
 from authserver.app import create_app
@@ -123,6 +124,7 @@ async def test_the_server_sends_what_a_request_queues_without_waiting_for_a_poll
         services: Services = app.state.services
         mail = compose(mail_on, "test", "alice@example.test", "en")
         await anyio.sleep(0.1)  # the sender's first look found nothing: it waits for POLL
+        sent_before = REGISTRY.get_sample_value("authserver_mail_total", {"outcome": "sent"})
         started = time.monotonic()
         await services.outbox.enqueue(mail, clock())
         with anyio.fail_after(5):
@@ -130,6 +132,13 @@ async def test_the_server_sends_what_a_request_queues_without_waiting_for_a_poll
                 await anyio.sleep(0.01)
         # Woken by the enqueue, not found by the next look at the outbox a second later.
         assert time.monotonic() - started < POLL - 0.3
+        with anyio.fail_after(5):  # counted once its row is deleted, just after
+            while REGISTRY.get_sample_value("authserver_mail_total", {"outcome": "sent"}) == (
+                sent_before
+            ):
+                await anyio.sleep(0.01)
+        sent_after = REGISTRY.get_sample_value("authserver_mail_total", {"outcome": "sent"})
+        assert sent_before is not None and sent_after == sent_before + 1
     [received] = smtp.received
     assert received.message["Subject"] == "Test mail from authserver"
 
