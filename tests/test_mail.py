@@ -4,11 +4,15 @@ off the request path (app.py's lifespan runs the sender)."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
@@ -20,6 +24,7 @@ from authserver.mail import Mail, MailOff, NoOutbox, compose
 from authserver.mail_sender import POLL
 from authserver.services import Services
 from tests._smtp import SmtpServer
+from tests.conftest import ISSUER as TEST_ISSUER
 from tests.conftest import KEK, Clock, make_settings
 
 ISSUER = "https://auth.example.test"
@@ -214,3 +219,44 @@ def test_mail_test_says_in_one_line_why_it_queued_nothing(
     assert main(["mail", "test", address]) == 1
 
     assert capsys.readouterr().err == f"authserver: {problem}\n"
+
+
+@contextmanager
+def black_hole() -> Iterator[int]:
+    """A port that takes connections and never says a word: a mail server that hangs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # the kernel completes the handshakes; nothing ever answers
+        yield listener.getsockname()[1]
+
+
+async def test_a_hanging_mail_server_slows_no_page_nor_the_shutdown(
+    settings: Settings, tmp_path: Path, clock: Clock, engine: object
+) -> None:
+    with black_hole() as port:
+        mail_on = make_settings(
+            settings.database_url,
+            tmp_path / "keys",
+            smtp_url=f"smtp://127.0.0.1:{port}",
+            mail_from="auth@example.test",
+        )
+        app: Starlette = create_app(mail_on, clock=clock)
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        try:
+            services: Services = app.state.services
+            mail = compose(mail_on, "test", "alice@example.test", "en")
+            await services.outbox.enqueue(mail, clock())
+            await anyio.sleep(0.3)  # the sender now waits on the server's greeting
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as http:
+                started = time.monotonic()
+                jwks = await http.get("/.well-known/jwks.json")
+                await services.outbox.enqueue(mail, clock())
+                assert time.monotonic() - started < 0.5
+            assert jwks.status_code == 200
+        finally:
+            started = time.monotonic()
+            await lifespan.__aexit__(None, None, None)
+            # The SMTP conversation is left to its thread; its lease keeps the mail queued.
+            assert time.monotonic() - started < 3
