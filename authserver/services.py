@@ -16,6 +16,7 @@ from authserver.config import Settings
 from authserver.denylist import Denylist
 from authserver.keys.manager import SigningKeys
 from authserver.login_sessions import LoginSessionStore
+from authserver.mail import NoOutbox, Outbox
 from authserver.passwords import Passwords
 from authserver.refresh import FamilyStore
 from authserver.throttle import ThrottleStore, Turns
@@ -45,6 +46,9 @@ class Services:
     # What signs the hosted forms' CSRF tokens (http/csrf.py): the first signs, any verifies.
     # The app derives them from the KEK, which every instance shares (keys/sealing.py).
     csrf_keys: tuple[bytes, ...] = field(default_factory=lambda: (secrets.token_bytes(32),))
+    # Where use cases queue mail (mail.py); with mail off (settings.mail_enabled), one that
+    # refuses: pages that need mail answer 404 before they get here.
+    outbox: Outbox = field(default_factory=NoOutbox)
 
     async def mint(
         self,

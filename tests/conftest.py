@@ -32,6 +32,7 @@ from authserver.services import Services
 from authserver.users import UserChanges, new_user
 from tests._pgbouncer import direct_url_for, pgbouncer_in_front_of
 from tests._postgres import postgres_database
+from tests._smtp import SmtpServer, smtp_server, unused_port
 
 ISSUER = "http://authserver.test"
 KEK = base64.b64encode(b"k" * 32).decode()
@@ -46,6 +47,7 @@ TABLES = (
     "clients",
     "audit_events",
     "login_throttle",
+    "mail_outbox",
 )
 
 
@@ -243,6 +245,19 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
         yield http
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server on 127.0.0.1 that keeps what it receives (tests/_smtp.py)."""
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def dead_smtp_port() -> int:
+    """A port on 127.0.0.1 where nothing listens: connecting is refused at once."""
+    return unused_port()
 
 
 def assert_oauth_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -27,7 +27,9 @@ from authserver.db.columns import stored_hash
 from authserver.db.denylist import SqlDenylist
 from authserver.db.families import SqlFamilyStore
 from authserver.db.models import Base
+from authserver.db.outbox import SqlOutbox
 from authserver.errors import InvalidGrant
+from authserver.mail import Mail
 from authserver.refresh import hash_token, rotate
 from tests._postgres import scratch_database
 
@@ -340,7 +342,7 @@ async def test_0010_keeps_existing_users_up_and_down_and_enforces_one_address(
 async def test_0012_keeps_existing_clients_working_without_a_name_or_origins_and_goes_back(
     engine: AsyncEngine, pooled: AsyncEngine
 ) -> None:
-    await migrate.upgrade(engine, "0010")
+    await migrate.upgrade(engine, "0011")
     async with engine.begin() as conn:
         await conn.execute(
             text(
@@ -363,10 +365,37 @@ async def test_0012_keeps_existing_clients_working_without_a_name_or_origins_and
     assert await store.origins_in_use() == {"https://app.example"}
     assert await schema_diff(engine) == []
 
-    await migrate.downgrade(engine, "0010")
+    await migrate.downgrade(engine, "0011")
     async with engine.connect() as conn:
         kept = (await conn.execute(text("SELECT client_id, refresh_delivery FROM clients"))).all()
     assert [tuple(row) for row in kept] == [("old", "cookie")]
     await migrate.upgrade(engine)
     again = await SqlClientStore(pooled).get("old")
     assert again is not None and again.client_name is None and again.allowed_origins == ()
+
+
+# --- 0011: the mail outbox, added beside rows written before it ------------------------------
+
+
+async def test_0011_adds_the_outbox_beside_existing_rows_and_takes_it_away_again(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0008")
+    await seed_users(engine, "alice")  # as written before 0009, which keys its name
+    await migrate.upgrade(engine, "0009")
+
+    await migrate.upgrade(engine, "0011")
+
+    outbox = SqlOutbox(pooled)
+    mail = Mail("alice@example.test", "Hello", "text", "<p>html</p>", "test")
+    mail_id = await outbox.enqueue(mail, NOW)
+    [claimed] = await outbox.claim("c", NOW, 60, 10)
+    assert (claimed.id, claimed.mail, claimed.attempts) == (mail_id, mail, 1)
+    assert (await SqlUserStore(pooled).by_username("alice")) is not None
+
+    # Down: the outbox goes, with the mail still in it; the users stay.
+    await migrate.downgrade(engine, "0010")
+    assert "mail_outbox" not in await table_names(engine)
+    assert (await SqlUserStore(pooled).by_username("alice")) is not None
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []
