@@ -24,11 +24,12 @@ async def browser_sign_in(
     username: str = "alice",
     password: str = PASSWORD,
     browser: httpx.AsyncClient | None = None,
+    callback: str = CALLBACK,
 ) -> str:
     """Opens the client's authorization URL, follows it to the sign-in page, posts the form
     (with its hidden CSRF token and the cookie set with it) and returns the callback URL the
-    server redirects to, without fetching it. In `browser`, if given (it keeps the login
-    session), else in a new one."""
+    server redirects to (on `callback`), without fetching it. In `browser`, if given (it keeps
+    the login session and the client's cookies), else in a new one."""
     async with new_browser() as own:
         browser = browser or own
         asked = await browser.get(authorization_url)
@@ -39,5 +40,5 @@ async def browser_sign_in(
         answer = await browser.post(urljoin(str(page.url), form_action(page.text)), data=form)
         assert answer.status_code == 303, answer.text
         location: str = answer.headers["location"]
-        assert location.startswith(CALLBACK + "?"), location
+        assert location.startswith(callback + "?"), location
         return location
