@@ -297,7 +297,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "303": {"description": "ended (back to /account, or /login for this browser)"},
             **ACCOUNT_FORBIDDEN,
             **HTML_PAGE("404", "no live session of the user has this id"),
-            **_page_errors(413, 415),
+            **_page_errors(400, 413, 415),
         },
     },
     ("POST", "/account/sign-out-everywhere"): {
@@ -308,7 +308,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **HTML_PAGE("200", "signed out"),
             **ACCOUNT_SIGN_IN,
             **ACCOUNT_FORBIDDEN,
-            **_page_errors(413, 415),
+            **_page_errors(400, 413, 415),
         },
     },
     ("GET", "/assets/signin.css"): {

@@ -369,3 +369,24 @@ async def test_the_page_speaks_german(client: httpx.AsyncClient, alice: str) -> 
         headers={"Accept-Language": "de"},
     )
     assert "Das Passwort ist kürzer als" in weak.text
+
+
+async def test_a_malformed_form_is_answered_with_a_page(
+    client: httpx.AsyncClient, alice: str
+) -> None:
+    html = (await open_account(client)).text
+    token = csrf_token(html)
+
+    repeated = await client.post(
+        "/account/sessions/end",
+        content=f"csrf_token={token}&kind=app&kind=browser&id=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    unsupported = await client.post(
+        "/account/password", content=b"x", headers={"Content-Type": "text/plain"}
+    )
+
+    for answer, status in ((repeated, 400), (unsupported, 415)):
+        assert answer.status_code == status, answer.text
+        assert_strict_headers(answer)
+        assert "<html" in answer.text
