@@ -6,6 +6,7 @@ a 303 back to the page (post/redirect/get, so a reload posts nothing again)."""
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -46,14 +47,13 @@ async def account(request: Request) -> Response:
 
 
 async def change_password(request: Request) -> Response:
-    found = services(request)
-    settings = found.settings
-    fields = await _form(request, found)
-    if isinstance(fields, Response):
-        return fields
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    found, settings, fields = form.found, form.found.settings, form.fields
     outcome = await accounts.change_password(
         found,
-        read_session_cookie(request, settings),
+        form.cookie,
         current=fields.get("current_password", ""),
         new=fields.get("new_password", ""),
         address=client_address(request, settings.trusted_proxies),
@@ -74,15 +74,13 @@ async def change_password(request: Request) -> Response:
 
 
 async def end_session(request: Request) -> Response:
-    found = services(request)
-    settings = found.settings
-    fields = await _form(request, found)
-    if isinstance(fields, Response):
-        return fields
-    cookie = read_session_cookie(request, settings)
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    settings, fields = form.found.settings, form.fields
     try:
         here = await accounts.end_session(
-            found, cookie, fields.get("kind", ""), fields.get("id", "")
+            form.found, form.cookie, fields.get("kind", ""), fields.get("id", "")
         )
     except NotFound:
         return pages.error_page(request, settings, accounts.NO_SUCH_SESSION, 404)
@@ -96,12 +94,11 @@ async def end_session(request: Request) -> Response:
 
 
 async def sign_out_everywhere(request: Request) -> Response:
-    found = services(request)
-    settings = found.settings
-    fields = await _form(request, found)
-    if isinstance(fields, Response):
-        return fields
-    ended = await accounts.sign_out_everywhere(found, read_session_cookie(request, settings))
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    settings = form.found.settings
+    ended = await accounts.sign_out_everywhere(form.found, form.cookie)
     if ended is None:
         return redirect(SIGN_IN, 303)
     response = pages.render(request, settings, "signed_out.html", {})
@@ -109,12 +106,21 @@ async def sign_out_everywhere(request: Request) -> Response:
     return response
 
 
-async def _form(request: Request, found: Services) -> dict[str, str] | Response:
-    """The form's fields, or the 403 page when its CSRF token is not this browser's."""
+@dataclass(frozen=True)
+class _Form:
+    found: Services
+    fields: dict[str, str]
+    cookie: str | None  # the browser's login-session cookie
+
+
+async def _posted(request: Request) -> _Form | Response:
+    """A form of the page as posted, or the 403 page when its CSRF token is not this
+    browser's (nothing is done then)."""
+    found = services(request)
     fields = await read_fields(request)
     if not csrf.same_browser(request, found.settings, fields):
         return pages.error_page(request, found.settings, EXPIRED, 403)
-    return fields
+    return _Form(found, fields, read_session_cookie(request, found.settings))
 
 
 def _render(
