@@ -48,6 +48,7 @@ def mint_access_token(
     client_id: str,
     scope: str,
     sid: str | None,
+    roles: tuple[str, ...] = (),
 ) -> AccessToken:
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -62,6 +63,10 @@ def mint_access_token(
     }
     if sid is not None:
         claims["sid"] = sid
+    if roles:
+        # RFC 9068 §2.2.3.1: the roles of the user, as SCIM's `roles` attribute (RFC 7643
+        # §4.1.2), so resource servers can decide on them without a lookup.
+        claims["roles"] = list(roles)
     return AccessToken(compact_jws("at+jwt", claims, ring.signing), claims)
 
 

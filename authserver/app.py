@@ -26,6 +26,7 @@ from authserver.db.families import SqlFamilyStore
 from authserver.db.keys import SqlKeyStore
 from authserver.db.login_sessions import SqlLoginSessionStore
 from authserver.db.notify import Reactions, listen_for_changes
+from authserver.db.outbox import SqlOutbox
 from authserver.db.purge import purge_periodically
 from authserver.db.throttle import SqlThrottleStore
 from authserver.http.cors import cors_middleware
@@ -39,6 +40,8 @@ from authserver.http.server import BodyDeadline
 from authserver.keys.epoch import KeyEpoch, epoch_from_environment
 from authserver.keys.manager import SigningKeys
 from authserver.keys.sealing import derived_keys, key_sealer
+from authserver.mail import NoOutbox
+from authserver.mail_sender import MailSender, NudgingOutbox
 from authserver.passwords import Passwords
 from authserver.services import Services, wall_clock
 from authserver.telemetry import logs
@@ -47,6 +50,7 @@ from authserver.telemetry.metrics import (
     observed_families,
     observed_keys,
     observed_login_sessions,
+    observed_mail,
 )
 
 
@@ -102,7 +106,15 @@ def build_services(
         codes=observed_codes(fail_closed(SqlCodeStore(engine))),
         clock=clock,
         csrf_keys=derived_keys(sealer, b"authserver csrf token"),
+        outbox=fail_closed(SqlOutbox(engine)) if settings.mail_enabled else NoOutbox(),
     )
+
+
+def mail_sender(settings: Settings, engine: AsyncEngine, clock: Callable[[], int]) -> MailSender:
+    """The sender that drains the outbox (mail_sender.py); only with mail on."""
+    assert settings.smtp_url is not None and settings.mail_from is not None
+    queue = observed_mail(fail_closed(SqlOutbox(engine)))
+    return MailSender(queue, settings.smtp_url, settings.mail_from, clock)
 
 
 async def prepare_schema(engine: AsyncEngine) -> None:
@@ -178,6 +190,12 @@ def create_app(
                 background.start_soon(purge_periodically, engine, settings, clock)
                 if settings.key_rotation_interval:
                     background.start_soon(services.keys.rotate_on_schedule)
+                if settings.mail_enabled:
+                    # Drains the outbox: every instance and worker does, claims keep each
+                    # mail to one sender (mail_sender.py); a mail queued here wakes it.
+                    sender = mail_sender(settings, engine, clock)
+                    services.outbox = NudgingOutbox(services.outbox, sender)
+                    background.start_soon(sender.run)
                 yield
                 background.cancel_scope.cancel()
         finally:

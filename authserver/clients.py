@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -12,6 +11,7 @@ from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 from authserver.audit import AuditEvent
+from authserver.config import loopback_host
 from authserver.errors import InvalidClient, InvalidRequest
 
 GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
@@ -331,18 +331,9 @@ def _redirect_uri_problem(uri: str) -> str | None:
         return "an absolute https URI"
     if "@" in parts.netloc:
         return "without user information"
-    if parts.scheme == "http" and not _loopback(host):
+    if parts.scheme == "http" and not loopback_host(host):
         return "https (http only on a loopback host: 127.0.0.1, [::1] or localhost)"
     return None
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_client_name(name: object) -> str | None:

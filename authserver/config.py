@@ -13,15 +13,21 @@ import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
-from typing import TypeVar
-from urllib.parse import urlsplit
+from typing import Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 SIGNING_ALGS = ("RS256", "EdDSA")
 PREFIX = "AUTHSERVER_"
 # Secrets may come from a file instead (Docker secrets, Kubernetes secret volumes):
 # AUTHSERVER_<NAME>_FILE names a file whose content (stripped) is the value.
-FILE_SETTINGS = ("DATABASE_URL", "KEY_ENCRYPTION_KEY", "KEY_ENCRYPTION_KEY_PREVIOUS")
+FILE_SETTINGS = (
+    "DATABASE_URL",
+    "KEY_ENCRYPTION_KEY",
+    "KEY_ENCRYPTION_KEY_PREVIOUS",
+    "SMTP_URL",
+)
 # AUTHSERVER_ variables that are not settings yet must not be refused as typos:
 # - KEY_EPOCH_FILE: set by `serve` for its workers (keys/epoch.py);
 # - NEW_KEY_ENCRYPTION_KEY: the input of `authserver keys rewrap` (cli/keys.py);
@@ -32,6 +38,36 @@ NOT_SETTINGS_PREFIX = "AUTHSERVER_TEST_"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 T = TypeVar("T")
+
+
+# How the mail server is reached (AUTHSERVER_SMTP_URL's scheme): in the clear, TLS from the
+# first byte (RFC 8314 §3.3, "implicit TLS"), or upgraded by STARTTLS (RFC 3207).
+SMTP_SECURITY: dict[str, Literal["none", "tls", "starttls"]] = {
+    "smtp": "none",
+    "smtps": "tls",
+    "smtp+starttls": "starttls",
+}
+SMTP_DEFAULT_PORTS = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """AUTHSERVER_SMTP_URL, parsed. Its password is never shown: not by repr, not by str."""
+
+    scheme: str
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def security(self) -> Literal["none", "tls", "starttls"]:
+        return SMTP_SECURITY[self.scheme]
+
+    def __str__(self) -> str:
+        user = f"{self.username}:***@" if self.username is not None else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{user}{host}:{self.port}"
 
 
 class SettingsError(ValueError):
@@ -108,6 +144,15 @@ class Settings:
     login_session_idle_ttl: int = 3600
     login_session_ttl: int = 86_400
 
+    # Mail (authserver/mail.py, mail_sender.py): the SMTP server and the From of every mail.
+    # Unset, mail is off and so is every page that needs it.
+    smtp_url: SmtpServer | None = None
+    mail_from: str | None = None
+
+    @property
+    def mail_enabled(self) -> bool:
+        return self.smtp_url is not None
+
 
 # What each setting means, in one place: docs/configuration.md is generated from these and the
 # defaults above (`scripts/docs`), and tests/test_configuration_doc.py fails on a setting that
@@ -172,8 +217,9 @@ DESCRIPTIONS: dict[str, str] = {
     "HEALTHCHECK asks this port: set the port here, not with `--port`, in a container.",
     "templates_dir": "A folder whose templates (login.html, error.html, signed_out.html, "
     "confirm_sign_out.html, signin.css, favicon.svg) replace the built-in ones of the hosted "
-    "sign-in page, and whose locale/<lang>/LC_MESSAGES/messages.po catalogs add a language "
-    "or reword the built-in ones (docs/sign-in.md); unset: the built-in look and words.",
+    "sign-in page, whose mail/ folder the mails' (docs/operations.md#mail), and whose "
+    "locale/<lang>/LC_MESSAGES/messages.po catalogs add a language or reword the built-in ones "
+    "(docs/sign-in.md); unset: the built-in look and words.",
     "login_session_idle_ttl": "Seconds a login session (the single sign-on cookie) lives "
     "without an /authorize that uses it (60 to 31536000; at most "
     "`AUTHSERVER_LOGIN_SESSION_TTL`).",
@@ -181,6 +227,14 @@ DESCRIPTIONS: dict[str, str] = {
     "(60 to 31536000).",
     "password_min_length": "The fewest characters a new password may have (1 to 1024; API.md's "
     "policy: also at most 1,024, not the username, not among zxcvbn's common passwords).",
+    "smtp_url": "The mail server: `smtp://[USER:PASSWORD@]HOST[:PORT]` (plain, port 25), "
+    "`smtps://…` (TLS from the start, port 465) or `smtp+starttls://…` (STARTTLS, port 587); "
+    "USER and PASSWORD percent-encoded. A password over plain `smtp://` is refused but to a "
+    "loopback host. Unset: mail is off, and so are the pages that need it "
+    "(docs/operations.md#mail). The password is never printed or logged. Also as "
+    "`AUTHSERVER_SMTP_URL_FILE`.",
+    "mail_from": "The `From` of every mail (`auth@example.com` or `Example <auth@example.com>`); "
+    "required with `AUTHSERVER_SMTP_URL`.",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
@@ -260,7 +314,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         login_session_ttl=read(
             "LOGIN_SESSION_TTL", _seconds(60, 31_536_000), defaults.login_session_ttl
         ),
+        smtp_url=read("SMTP_URL", _smtp_url, None),
+        mail_from=read("MAIL_FROM", _mail_from, None),
     )
+    if settings.smtp_url is not None and not env.get("AUTHSERVER_MAIL_FROM", "").strip():
+        problems.append("AUTHSERVER_MAIL_FROM: must be set with AUTHSERVER_SMTP_URL")
     if settings.login_session_idle_ttl > settings.login_session_ttl:
         problems.append(
             "AUTHSERVER_LOGIN_SESSION_IDLE_TTL: must not exceed AUTHSERVER_LOGIN_SESSION_TTL "
@@ -434,3 +492,51 @@ def _kek(raw: str) -> bytes:
     if len(key) != 32:
         raise ValueError(f"must decode to 32 bytes, got {len(key)}")
     return key
+
+
+def _smtp_url(raw: str) -> SmtpServer:
+    # Every message names the part that is wrong, never the URL: it may hold a password.
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise ValueError("is not a URL of the form smtp://[user:pass@]host:port") from None
+    scheme = parts.scheme.lower()
+    if scheme not in SMTP_SECURITY:
+        raise ValueError(
+            f"must start with smtp://, smtps:// or smtp+starttls://, got {scheme or 'none'}://"
+        )
+    if not parts.hostname:
+        raise ValueError("names no host (smtp://[user:pass@]host:port)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("must have no path, query or fragment (smtp://[user:pass@]host:port)")
+    if port == 0:
+        raise ValueError("port must be between 1 and 65535")
+    username = None if parts.username is None else unquote(parts.username)
+    password = None if parts.password is None else unquote(parts.password)
+    if password is not None and scheme == "smtp" and not loopback_host(parts.hostname):
+        raise ValueError(
+            "a password over plain smtp:// would cross the network in the clear: use "
+            "smtps:// or smtp+starttls://"
+        )
+    return SmtpServer(
+        scheme, parts.hostname, port or SMTP_DEFAULT_PORTS[scheme], username, password
+    )
+
+
+def loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: where a secret in the clear never leaves the machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _mail_from(raw: str) -> str:
+    # A header value: a line break would let it write headers of its own.
+    name, address = parseaddr(raw)
+    if "\r" in raw or "\n" in raw or "@" not in address or address.startswith("@"):
+        raise ValueError(f"must be an address, or a name and <address>, got {raw!r}")
+    return raw

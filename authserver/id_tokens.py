@@ -37,7 +37,11 @@ def mint_id_token(
     auth_time: int,
     nonce: str | None,
     access_token: str,
+    identity: dict[str, Any] | None = None,
 ) -> str:
+    """`identity`: the claims of the granted identity scopes (profiles.identity_claims); Core
+    §5.4 lets them ride in the ID token when no access token is meant for /userinfo, and the
+    client libraries read them there."""
     key = ring.signing
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -49,6 +53,7 @@ def mint_id_token(
         "azp": client_id,
         "amr": AMR_PASSWORD,
         "at_hash": at_hash(access_token, key.alg),
+        **(identity or {}),
     }
     if nonce is not None:
         # OpenID Connect Core §3.1.3.7: the client MUST check it is the one it sent.

@@ -68,6 +68,7 @@ class Spent:
     family: Family
     user_scopes: tuple[str, ...]
     client_scopes: tuple[str, ...]
+    user_roles: tuple[str, ...] = ()  # the access token's `roles`: the user's now
 
     def issuable(self, scope: str) -> str:
         """`scope` (the family's, or a subset of it) less what is no longer held."""
@@ -80,6 +81,7 @@ class Rotation:
     refresh_token: str
     expires_at: int
     scope: str  # of the access token to issue with it: the family's, or a subset of it
+    roles: tuple[str, ...] = ()  # the user's roles as the session started or rotated
 
 
 class FamilyStore(Protocol):
@@ -208,6 +210,7 @@ async def start_family(
     session_ttl: int,
     user_agent: str | None = None,
     password_hash: str | None = None,
+    roles: tuple[str, ...] = (),
 ) -> Rotation:
     """Starts a session; its `login.succeeded` audit event commits with it. InvalidGrant when
     the user was disabled or deleted meanwhile, or their password changed since `password_hash`
@@ -230,7 +233,7 @@ async def start_family(
         raise InvalidGrant(
             detail="user or client disabled, deleted, demoted or changed during the login"
         )
-    return Rotation(family, token, expires_at, scope)
+    return Rotation(family, token, expires_at, scope, roles)
 
 
 async def rotate(
@@ -271,7 +274,8 @@ async def rotate(
     if spent is not None:
         family = spent.family
         scope = spent.issuable(narrow(requested, family.scope))
-        return Rotation(family, new_token, min(expires_at, family.expires_at), scope)
+        ends = min(expires_at, family.expires_at)
+        return Rotation(family, new_token, ends, scope, spent.user_roles)
 
     state = await store.find(presented_hash)
     if state is None or state.family.client_id != client_id:
@@ -290,7 +294,8 @@ async def rotate(
             if audit is not None:
                 await audit.record([_reuse(state, client_id, now, "tolerated", "within grace")])
             family, scope = spent.family, spent.issuable(scope)
-            return Rotation(family, new_token, min(expires_at, family.expires_at), scope)
+            ends = min(expires_at, family.expires_at)
+            return Rotation(family, new_token, ends, scope, spent.user_roles)
     # RFC 9700 §4.14.2: if a refresh token is compromised and subsequently used by both the
     # attacker and the legitimate client, one of them presents an invalidated token, which
     # informs the server of the breach; it revokes the active refresh token.

@@ -10,12 +10,15 @@ from authserver.errors import InvalidScope
 # final newline, which let `profile\n` through.
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 ADMIN = "admin"
-# OpenID Connect Core §3.1.2.1: `openid` marks a request as OpenID Connect; it is a protocol
-# switch, not a permission, so every user holds it. `profile` is an ordinary scope here.
+# OpenID Connect Core §3.1.2.1: `openid` marks a request as OpenID Connect; `profile` and
+# `email` (§5.4) select the claims of the user's own profile (profiles.py). None of them is a
+# permission, so every user holds them (API.md): a client allowed them gets them for any user.
 OPENID = "openid"
 PROFILE = "profile"
-# What every user holds, whatever their row says: only protocol switches, never permissions.
-EVERY_USER_HOLDS = (OPENID,)
+EMAIL = "email"
+IDENTITY_SCOPES = (OPENID, PROFILE, EMAIL)
+# What every user holds, whatever their row says: only the identity scopes, never permissions.
+EVERY_USER_HOLDS = IDENTITY_SCOPES
 
 
 def parse_scope(raw: str | None) -> tuple[str, ...] | None:
@@ -38,8 +41,9 @@ def grant(
     """The scope to issue.
 
     `allowed` is what the client may ask for; asking beyond it is `invalid_scope`. `held` is
-    what the user has (None for a client acting for itself); RFC 6749 §3.3 lets the server
-    issue less than was asked, so scopes the user lacks are dropped. Without a request the
+    what the user has (None for a client acting for itself), with what every user holds;
+    RFC 6749 §3.3 lets the server issue less than was asked, so scopes the user lacks are
+    dropped. Without a request the
     client gets its defaults, except `admin`, which must always be asked for by name.
     """
     if requested is None:
@@ -47,7 +51,8 @@ def grant(
     elif not set(requested) <= set(allowed):
         raise InvalidScope()
     if held is not None:
-        requested = tuple(s for s in requested if s in held)
+        holds = {*held, *EVERY_USER_HOLDS}
+        requested = tuple(s for s in requested if s in holds)
     return " ".join(requested)
 
 

@@ -16,6 +16,7 @@ from authserver.config import Settings
 from authserver.denylist import Denylist
 from authserver.keys.manager import SigningKeys
 from authserver.login_sessions import LoginSessionStore
+from authserver.mail import NoOutbox, Outbox
 from authserver.passwords import Passwords
 from authserver.refresh import FamilyStore
 from authserver.throttle import ThrottleStore, Turns
@@ -45,9 +46,19 @@ class Services:
     # What signs the hosted forms' CSRF tokens (http/csrf.py): the first signs, any verifies.
     # The app derives them from the KEK, which every instance shares (keys/sealing.py).
     csrf_keys: tuple[bytes, ...] = field(default_factory=lambda: (secrets.token_bytes(32),))
+    # Where use cases queue mail (mail.py); with mail off (settings.mail_enabled), one that
+    # refuses: pages that need mail answer 404 before they get here.
+    outbox: Outbox = field(default_factory=NoOutbox)
 
     async def mint(
-        self, *, sub: str, client_id: str, scope: str, sid: str | None, ttl: int | None = None
+        self,
+        *,
+        sub: str,
+        client_id: str,
+        scope: str,
+        sid: str | None,
+        ttl: int | None = None,
+        roles: tuple[str, ...] = (),
     ) -> AccessToken:
         """Every token is signed here, with the ring as of the latest key change (a key
         revoked in another worker of this `serve` signs nothing more: SigningKeys.current)."""
@@ -62,6 +73,7 @@ class Services:
             client_id=client_id,
             scope=scope,
             sid=sid,
+            roles=roles,
         )
 
     def verify(self, token: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Protocol
 from authserver.audit import AuditEvent
 from authserver.errors import InvalidGrant
 from authserver.passwords import Passwords
+from authserver.profiles import Profile, ProfileChanges
 from authserver.scopes import ADMIN
 
 
@@ -23,6 +24,7 @@ class User:
     disabled: bool = False
     created_at: int = 0
     last_login_at: int | None = None  # when the last session was started
+    profile: Profile = Profile()  # email, names, locale, roles (profiles.py)
 
     @property
     def is_admin(self) -> bool:
@@ -36,6 +38,12 @@ class UserChanges:
     scopes: tuple[str, ...] | None = None
     admin: bool | None = None
     disabled: bool | None = None
+    profile: ProfileChanges = ProfileChanges()
+
+
+class EmailTaken(Exception):
+    """A store's answer to a create or update: another live user has this address (in any
+    case), so nothing was stored."""
 
 
 class UserStore(Protocol):
@@ -55,7 +63,8 @@ class UserStore(Protocol):
         self, user_id: str, changes: UserChanges, audit: Sequence[AuditEvent]
     ) -> User | None:
         """Applies `changes` to the row as it is when the transaction locks it, with `audit`;
-        None when no such user."""
+        None when no such user; EmailTaken (and nothing changed) when the new address is
+        another live user's."""
         ...
 
     async def set_password_hash(
@@ -71,7 +80,7 @@ class UserStore(Protocol):
         ...
 
     async def delete(self, user_id: str, now: int, audit: Sequence[AuditEvent]) -> bool:
-        """Clears the username and password hash and disables the row (no login can start a
+        """Clears the username, password hash and profile and disables the row (no login can start a
         session from then on), with `audit`; False when no such user."""
         ...
 
@@ -81,7 +90,7 @@ class UserStore(Protocol):
 
     async def create(self, user: User, now: int) -> bool:
         """Stores a new user; False when the username, or one with its `username_key`, is
-        taken."""
+        taken; EmailTaken when the address is another live user's (`profiles.email_key`)."""
         ...
 
     async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:
@@ -115,8 +124,17 @@ def username_problem(username: str) -> str | None:
     return None
 
 
-def new_user(username: str, password_hash: str, scopes: list[str], admin: bool) -> User:
-    return User(str(uuid.uuid4()), username, password_hash, granted_scopes(scopes, admin))
+def new_user(
+    username: str,
+    password_hash: str,
+    scopes: list[str],
+    admin: bool,
+    profile: Profile | None = None,
+) -> User:
+    scopes_held = granted_scopes(scopes, admin)
+    return User(
+        str(uuid.uuid4()), username, password_hash, scopes_held, profile=profile or Profile()
+    )
 
 
 def granted_scopes(scopes: Sequence[str], admin: bool) -> tuple[str, ...]:

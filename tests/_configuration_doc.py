@@ -54,7 +54,8 @@ TAIL = """
 `AUTHSERVER_PORT`. With `AUTHSERVER_ISSUER` unset, the issuer is `http://HOST:PORT` of where
 `serve` listens (`127.0.0.1` when the host is a wildcard address such as `0.0.0.0`). At
 start, `serve` logs one line (`"msg": "serving …"`) naming the issuer, the database (its
-password replaced by `***`), the active key's kid and alg, and the number of workers.
+password replaced by `***`), the active key's kid and alg, the number of workers, and whether
+mail is on (`"mail": "on via smtps://USER:***@HOST:PORT"`, or off).
 
 ## Where each setting is used
 
@@ -67,6 +68,8 @@ password replaced by `***`), the active key's kid and alg, and the number of wor
 - Capacity and limits: argon2, `AUTHSERVER_PASSWORD_HASH_CONCURRENCY`,
   `AUTHSERVER_DB_POOL_SIZE`, the timeouts, `AUTHSERVER_MAX_CONNECTIONS`
   ([operations.md](operations.md)).
+- Mail: `AUTHSERVER_SMTP_URL`, `AUTHSERVER_MAIL_FROM`
+  ([operations.md](operations.md#mail)).
 """
 
 

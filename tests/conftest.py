@@ -27,10 +27,12 @@ from authserver.app import create_app
 from authserver.clients import Client, hash_secret, new_secret
 from authserver.config import Settings, load_settings
 from authserver.db import migrate
+from authserver.profiles import profile_from
 from authserver.services import Services
-from authserver.users import new_user
+from authserver.users import UserChanges, new_user
 from tests._pgbouncer import direct_url_for, pgbouncer_in_front_of
 from tests._postgres import postgres_database
+from tests._smtp import SmtpServer, smtp_server, unused_port
 
 ISSUER = "http://authserver.test"
 KEK = base64.b64encode(b"k" * 32).decode()
@@ -45,6 +47,7 @@ TABLES = (
     "clients",
     "audit_events",
     "login_throttle",
+    "mail_outbox",
 )
 
 
@@ -244,6 +247,19 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server on 127.0.0.1 that keeps what it receives (tests/_smtp.py)."""
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def dead_smtp_port() -> int:
+    """A port on 127.0.0.1 where nothing listens: connecting is refused at once."""
+    return unused_port()
+
+
 def assert_oauth_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     """An OAuth-style error (RFC 6749 section 5.2) as http/errors.py renders every one: the
     status, a JSON body with `error` and a non-empty `error_description`, never cached."""
@@ -273,6 +289,13 @@ class Registry:
         user = new_user(username, password_hash, list(scopes), admin)
         assert await self.services.users.create(user, self.services.clock())
         return user.id
+
+    async def profile(self, username: str, **fields: Any) -> None:
+        """Gives a user profile fields (profiles.py), as PATCH /admin/users would."""
+        user = await self.services.users.by_username(username)
+        assert user is not None, username
+        changes = UserChanges(profile=profile_from(fields))
+        assert await self.services.users.update(user.id, changes, []) is not None
 
     async def client(
         self,

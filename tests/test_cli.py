@@ -33,6 +33,7 @@ from starlette.applications import Starlette
 from authserver.app import create_app
 from authserver.db import migrate
 from tests._postgres import scratch_database
+from tests._smtp import SmtpServer
 from tests.conftest import ISSUER, KEK, make_settings
 
 AUTHSERVER = str(Path(sys.executable).with_name("authserver"))
@@ -79,11 +80,13 @@ class Cli:
             timeout=60,
         )
 
-    def popen(self, *args: str, log: Path) -> subprocess.Popen[bytes]:
+    def popen(
+        self, *args: str, log: Path, env: Mapping[str, str | None] | None = None
+    ) -> subprocess.Popen[bytes]:
         with log.open("wb") as out:
             return subprocess.Popen(
                 [AUTHSERVER, *args],
-                env=self.env({}),
+                env=self.env(env or {}),
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -595,15 +598,7 @@ def test_serve_names_what_it_serves_and_its_issuer_follows_its_port(
     server = sqlite_cli.popen("serve", "--port", str(port), log=log)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                metadata = httpx.get(f"{base}/.well-known/oauth-authorization-server", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+        metadata = wait_until_serving(server, base, log)
         assert metadata.json()["issuer"] == base
         assert metadata.json()["token_endpoint"] == f"{base}/token"
         active = [row for row in key_rows(sqlite_cli("keys", "list")) if row[2] == "active"]
@@ -618,6 +613,41 @@ def test_serve_names_what_it_serves_and_its_issuer_follows_its_port(
     assert started[0]["database"] == url
     assert (started[0]["kid"], started[0]["alg"]) == (active[0][0], active[0][1])
     assert started[0]["workers"] == 1
+    assert started[0]["mail"] == "off (AUTHSERVER_SMTP_URL unset)"
+
+
+def wait_until_serving(server: subprocess.Popen[bytes], base: str, log: Path) -> httpx.Response:
+    """The metadata document, once `serve` answers (its log, if it died or never answered)."""
+    deadline = time.monotonic() + 60
+    while True:
+        assert server.poll() is None, log.read_text()
+        try:
+            return httpx.get(f"{base}/.well-known/oauth-authorization-server", timeout=2)
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+
+
+def test_a_running_serve_sends_the_mail_that_mail_test_queues(
+    sqlite_cli: Cli, tmp_path: Path, smtp: SmtpServer
+) -> None:
+    mail = {"SMTP_URL": smtp.url, "MAIL_FROM": "Auth <auth@example.test>"}
+    log, port = tmp_path / "serve.log", free_port()
+    server = sqlite_cli.popen("serve", "--port", str(port), log=log, env=mail)
+    try:
+        wait_until_serving(server, f"http://127.0.0.1:{port}", log)
+        queued = sqlite_cli("mail", "test", "ops@example.test", env=mail)
+        assert queued.returncode == 0, queued.stderr
+        [received] = smtp.wait_for(1, timeout=30)
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+    assert received.envelope_to == ["ops@example.test"]
+    assert received.message["Subject"] == "Test mail from authserver"
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    [started] = [line for line in lines if line["msg"].startswith("serving ")]
+    assert started["mail"] == f"on via smtp://127.0.0.1:{smtp.port}"
+    assert started["msg"].endswith(f"mail on via smtp://127.0.0.1:{smtp.port}")
 
 
 def test_the_start_up_line_hides_the_database_password() -> None:

@@ -284,3 +284,44 @@ async def test_clients_create_and_update_take_the_uris_the_name_and_the_origins(
     assert_one_line_error(refused, "allowed_origins")
     removed = json_lines(await run(cli, "clients", "update", "shop", "--client-name", "", "--json"))
     assert removed[0]["client_name"] is None
+
+
+async def test_users_create_and_update_take_the_profile_and_roles_and_show_prints_them(
+    cli: Cli,
+) -> None:
+    create = (
+        "users", "create", "alice", "--password-stdin", "--email", "Alice@Example.org",
+        "--name", "Alice Liddell", "--given-name", "Alice", "--family-name", "Liddell",
+        "--locale", "en-GB", "--role", "editor", "--role", "billing:read",
+    )  # fmt: skip
+    ok(await run(cli, *create, stdin=STRONG + "\n"))
+    shown = json_lines(await run(cli, "users", "show", "alice", "--json"))[0]
+    assert {k: shown[k] for k in ("email", "email_verified", "name", "locale", "roles")} == {
+        "email": "Alice@Example.org",
+        "email_verified": False,
+        "name": "Alice Liddell",
+        "locale": "en-GB",
+        "roles": ["editor", "billing:read"],
+    }
+    assert shown["given_name"] == "Alice" and shown["family_name"] == "Liddell"
+    printed = ok(await run(cli, "users", "show", "alice"))
+    assert "Alice@Example.org" in printed and "editor billing:read" in printed
+
+    changed = await run(
+        cli, "users", "update", "alice", "--email-verified", "--role", "viewer", "--name", "",
+        "--json",
+    )  # fmt: skip
+    updated = json_lines(changed)[0]
+    assert updated["email_verified"] is True and updated["roles"] == ["viewer"]
+    assert updated["name"] is None  # an empty value clears the field
+    assert (
+        json_lines(await run(cli, "users", "update", "alice", "--no-roles", "--json"))[0]["roles"]
+        == []
+    )
+
+    bad = await run(cli, "users", "update", "alice", "--role", "has space")
+    assert_one_line_error(bad, "role")
+    create_bob = ("users", "create", "bob", "--password-stdin", "--email", "ALICE@example.org")
+    taken = await run(cli, *create_bob, stdin=STRONG + "\n")
+    assert taken.returncode == 4, taken.stderr  # taken, as a username is
+    assert_one_line_error(taken, "email")

@@ -351,3 +351,92 @@ def test_the_sign_in_settings_are_read_and_checked(tmp_path: Path) -> None:
         "AUTHSERVER_TEMPLATES_DIR",
         "AUTHSERVER_LOGIN_SESSION_TTL",
     ]
+
+
+# Mail: AUTHSERVER_SMTP_URL and AUTHSERVER_MAIL_FROM
+
+
+def test_mail_is_off_unless_an_smtp_url_is_set() -> None:
+    settings = load_settings({})
+    assert (settings.smtp_url, settings.mail_from, settings.mail_enabled) == (None, None, False)
+
+
+@pytest.mark.parametrize(
+    ("url", "security", "host", "port", "username", "password"),
+    [
+        ("smtp://mail.internal", "none", "mail.internal", 25, None, None),
+        ("smtp://127.0.0.1:2525", "none", "127.0.0.1", 2525, None, None),
+        ("smtp://relay:p%40ss@localhost:25", "none", "localhost", 25, "relay", "p@ss"),
+        ("smtps://auth%40example.com:s3cret@smtp.example.com", "tls", "smtp.example.com", 465,
+         "auth@example.com", "s3cret"),
+        ("smtp+starttls://u:pw@[2001:db8::1]:2587", "starttls", "2001:db8::1", 2587, "u", "pw"),
+        ("SMTPS://smtp.example.com:1465/", "tls", "smtp.example.com", 1465, None, None),
+    ],
+)  # fmt: skip
+def test_smtp_urls_are_read_with_their_security_and_default_ports(
+    url: str, security: str, host: str, port: int, username: str | None, password: str | None
+) -> None:
+    settings = load_settings(
+        {"AUTHSERVER_SMTP_URL": url, "AUTHSERVER_MAIL_FROM": "auth@example.com"}
+    )
+    server = settings.smtp_url
+    assert server is not None and settings.mail_enabled
+    assert (server.security, server.host, server.port) == (security, host, port)
+    assert (server.username, server.password) == (username, password)
+    if password:
+        assert password not in repr(settings) and password not in str(server)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (
+            "http://hunter2@mail.example.com",
+            "must start with smtp://, smtps:// or smtp+starttls://",
+        ),
+        ("smtp://user:hunter2@mail.example.com", "in the clear: use smtps:// or smtp+starttls://"),
+        ("smtps://user:hunter2@", "names no host"),
+        ("smtps://user:hunter2@mail.example.com:x", "is not a URL of the form"),
+        ("smtps://user:hunter2@mail.example.com:99999", "is not a URL of the form"),
+        ("smtps://user:hunter2@mail.example.com:0", "port must be between 1 and 65535"),
+        ("smtps://user:hunter2@mail.example.com/inbox", "must have no path, query or fragment"),
+        ("smtps://user:hunter2@mail.example.com?tls=1", "must have no path, query or fragment"),
+    ],
+)
+def test_a_bad_smtp_url_is_one_line_that_never_shows_the_password(url: str, problem: str) -> None:
+    [line] = problems_for({"AUTHSERVER_SMTP_URL": url, "AUTHSERVER_MAIL_FROM": "a@example.com"})
+    assert line.startswith("AUTHSERVER_SMTP_URL: ") and problem in line
+    assert "hunter2" not in line
+
+
+def test_the_smtp_url_may_come_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "smtp").write_text("smtps://u:from-a-file@smtp.example.com\n")
+    settings = load_settings(
+        {
+            "AUTHSERVER_SMTP_URL_FILE": str(tmp_path / "smtp"),
+            "AUTHSERVER_MAIL_FROM": "auth@example.com",
+        }
+    )
+    assert settings.smtp_url is not None and settings.smtp_url.password == "from-a-file"
+
+
+def test_an_smtp_url_needs_a_from_address() -> None:
+    assert problems_for({"AUTHSERVER_SMTP_URL": "smtp://localhost"}) == [
+        "AUTHSERVER_MAIL_FROM: must be set with AUTHSERVER_SMTP_URL"
+    ]
+
+
+@pytest.mark.parametrize("sender", ["auth@example.com", "Example Auth <auth@example.com>"])
+def test_mail_from_takes_an_address_or_a_name_and_address(sender: str) -> None:
+    settings = load_settings(
+        {"AUTHSERVER_SMTP_URL": "smtp://localhost", "AUTHSERVER_MAIL_FROM": sender}
+    )
+    assert settings.mail_from == sender
+
+
+@pytest.mark.parametrize("sender", ["nobody", "@example.com", "a@example.com\nBcc: b@example.com"])
+def test_mail_from_refuses_what_is_no_address(sender: str) -> None:
+    [line] = problems_for(
+        {"AUTHSERVER_SMTP_URL": "smtp://localhost", "AUTHSERVER_MAIL_FROM": sender}
+    )
+    assert line.startswith("AUTHSERVER_MAIL_FROM: must be an address")

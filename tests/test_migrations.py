@@ -15,6 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -27,8 +28,10 @@ from authserver.db.denylist import SqlDenylist
 from authserver.db.families import SqlFamilyStore
 from authserver.db.login_sessions import SqlLoginSessionStore
 from authserver.db.models import Base
+from authserver.db.outbox import SqlOutbox
 from authserver.errors import InvalidGrant
 from authserver.login_sessions import Browser
+from authserver.mail import Mail
 from authserver.refresh import hash_token, rotate
 from tests._postgres import scratch_database
 
@@ -199,6 +202,8 @@ async def test_0008_converts_old_rows_and_they_still_rotate(
         (stored_hash(hash_token(PARENT)), FAMILY, None, NOW - 30),
         (stored_hash(hash_token(CHILD)), FAMILY, stored_hash(hash_token(PARENT)), None),
     }
+    # Today's code reads columns of later revisions too (the rotation reads users.roles, 0010).
+    await migrate.upgrade(engine)
     store = SqlFamilyStore(pooled)
     found = await store.find(hash_token(CHILD))
     assert found is not None and found.family.id == FAMILY and found.spent_at is None
@@ -300,13 +305,46 @@ async def test_0009_stops_on_usernames_that_fold_to_one_and_changes_nothing(
     assert sorted(names) == ["ALICE", "Alice", "alice", "bob"]  # nothing merged
 
 
+# --- 0010: profiles, over users written before it ---------------------------------------
+
+
+async def test_0010_keeps_existing_users_up_and_down_and_enforces_one_address(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0009")
+    await seed_users(engine, "bob", "carol")
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE users SET username_key = username"))
+
+    await migrate.upgrade(engine)
+
+    store = SqlUserStore(pooled)
+    bob = await store.by_username("bob")
+    assert bob is not None and bob.id == "u0" and bob.scopes == ("profile",)
+    assert bob.profile.email is None and bob.profile.roles == ()
+    assert bob.profile.email_verified is False
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE users SET email_key = 'b@example.org' WHERE id = 'u0'"))
+    with pytest.raises(IntegrityError):  # the database, not the code, keeps one owner
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE users SET email_key = 'b@example.org' WHERE id = 'u1'"))
+    assert await schema_diff(engine) == []
+
+    await migrate.downgrade(engine, "0009")
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT id, username FROM users ORDER BY id"))).all()
+    assert [tuple(row) for row in rows] == [("u0", "bob"), ("u1", "carol")]
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []
+
+
 # --- 0012: clients' names and origins, over rows written before it -------------------------
 
 
 async def test_0012_keeps_existing_clients_working_without_a_name_or_origins_and_goes_back(
     engine: AsyncEngine, pooled: AsyncEngine
 ) -> None:
-    await migrate.upgrade(engine, "0009")
+    await migrate.upgrade(engine, "0011")
     async with engine.begin() as conn:
         await conn.execute(
             text(
@@ -329,13 +367,40 @@ async def test_0012_keeps_existing_clients_working_without_a_name_or_origins_and
     assert await store.origins_in_use() == {"https://app.example"}
     assert await schema_diff(engine) == []
 
-    await migrate.downgrade(engine, "0009")
+    await migrate.downgrade(engine, "0011")
     async with engine.connect() as conn:
         kept = (await conn.execute(text("SELECT client_id, refresh_delivery FROM clients"))).all()
     assert [tuple(row) for row in kept] == [("old", "cookie")]
     await migrate.upgrade(engine)
     again = await SqlClientStore(pooled).get("old")
     assert again is not None and again.client_name is None and again.allowed_origins == ()
+
+
+# --- 0011: the mail outbox, added beside rows written before it ------------------------------
+
+
+async def test_0011_adds_the_outbox_beside_existing_rows_and_takes_it_away_again(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0008")
+    await seed_users(engine, "alice")  # as written before 0009, which keys its name
+    await migrate.upgrade(engine, "0009")
+
+    await migrate.upgrade(engine, "0011")
+
+    outbox = SqlOutbox(pooled)
+    mail = Mail("alice@example.test", "Hello", "text", "<p>html</p>", "test")
+    mail_id = await outbox.enqueue(mail, NOW)
+    [claimed] = await outbox.claim("c", NOW, 60, 10)
+    assert (claimed.id, claimed.mail, claimed.attempts) == (mail_id, mail, 1)
+    assert (await SqlUserStore(pooled).by_username("alice")) is not None
+
+    # Down: the outbox goes, with the mail still in it; the users stay.
+    await migrate.downgrade(engine, "0010")
+    assert "mail_outbox" not in await table_names(engine)
+    assert (await SqlUserStore(pooled).by_username("alice")) is not None
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []
 
 
 # --- 0013: login sessions' user agent, over rows written before it -------------------------

@@ -23,7 +23,7 @@ from authserver.errors import InvalidScope, OAuthError
 from authserver.inputs import storable
 from authserver.login_sessions import MAX_COOKIE, LoginSession, hash_session_token
 from authserver.pkce import check_challenge
-from authserver.scopes import OPENID, grant, parse_scope
+from authserver.scopes import grant, parse_scope
 from authserver.services import Services
 
 MAX_STATE = 1024
@@ -277,7 +277,7 @@ async def complete(
     if user is None or user.disabled:
         return SignIn(request)
     client = request.client
-    scope = grant(request.scope, client.scopes, (*user.scopes, OPENID))
+    scope = grant(request.scope, client.scopes, user.scopes)
     now = services.clock()
     code = AuthorizationCode(
         client_id=client.client_id,

@@ -7,14 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 from authserver.actions.token import GRANTS
-from authserver.scopes import OPENID, PROFILE
+from authserver.profiles import EMAIL_CLAIMS, PROFILE_CLAIMS
+from authserver.scopes import IDENTITY_SCOPES
 from authserver.services import Services
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 # What ID tokens (id_tokens.py) and /userinfo (actions/userinfo.py) may carry.
 CLAIMS = [
     "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "amr", "at_hash",
-    "preferred_username",
+    *PROFILE_CLAIMS, *EMAIL_CLAIMS,
 ]  # fmt: skip
 
 
@@ -38,7 +39,7 @@ async def metadata(services: Services) -> dict[str, Any]:
         "code_challenge_methods_supported": ["S256"],
         # RFC 9207: every authorization response names its issuer.
         "authorization_response_iss_parameter_supported": True,
-        "scopes_supported": sorted({OPENID, PROFILE, *await services.clients.scopes_in_use()}),
+        "scopes_supported": sorted({*IDENTITY_SCOPES, *await services.clients.scopes_in_use()}),
         "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS[:2],

@@ -9,7 +9,8 @@ from typing import Any
 
 from authserver.actions.introspection import authenticate_bearer
 from authserver.errors import InsufficientScope, InvalidToken
-from authserver.scopes import OPENID, PROFILE
+from authserver.profiles import identity_claims
+from authserver.scopes import OPENID
 from authserver.services import Services
 
 
@@ -22,7 +23,6 @@ async def userinfo(services: Services, bearer: str | None) -> dict[str, Any]:
     user = await services.users.by_id(str(claims["sub"]))
     if user is None or user.disabled:
         raise InvalidToken(detail="userinfo for a user gone or disabled")
-    body: dict[str, Any] = {"sub": user.id}
-    if PROFILE in scopes:
-        body["preferred_username"] = user.username
-    return body
+    # Core §5.3.2: the claims of the identity scopes the token carries, as the user's row
+    # holds them now.
+    return {"sub": user.id, **identity_claims(user.username, user.profile, scopes)}

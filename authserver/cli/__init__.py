@@ -1,4 +1,4 @@
-"""`authserver` command line: serve, migrate, purge, users, clients, sessions, audit, keys.
+"""`authserver` command line: serve, migrate, purge, users, clients, sessions, audit, keys, mail.
 
 Every command reads the same settings as the server and, on bad input, exits non-zero with one
 clear line per problem on stderr. The lifecycle commands run the admin API's use cases
@@ -21,9 +21,10 @@ from authserver.cli.audit import add_audit_command
 from authserver.cli.clients import add_client_lifecycle, add_create_client, add_registration_flags
 from authserver.cli.common import EXIT_CODES, CommandError, add_command, add_json_flag
 from authserver.cli.keys import add_list_keys, add_revoke_key, add_rewrap_keys, add_rotate_keys
+from authserver.cli.mail import add_mail_test
 from authserver.cli.server import add_migrate, add_purge, add_serve
 from authserver.cli.sessions import add_revoke_session
-from authserver.cli.users import add_create_user, add_user_lifecycle
+from authserver.cli.users import add_create_user, add_profile_flags, add_user_lifecycle
 from authserver.config import SIGNING_ALGS, SettingsError, load_settings
 from authserver.errors import Conflict, NotFound, OAuthError, TemporarilyUnavailable
 
@@ -120,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     create_user.add_argument(
         "--password-stdin", action="store_true", help="read the password from one line of stdin"
     )
+    add_profile_flags(create_user)
     create_user.set_defaults(run=add_create_user)
     add_user_lifecycle(users)
 
@@ -151,6 +153,12 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--before", type=int, metavar="ID", help="events older than this id")
     add_json_flag(audit)
     audit.set_defaults(run=add_audit_command)
+
+    mail = commands.add_parser("mail", help="mail").add_subparsers(required=True, metavar="ACTION")
+    mail_test = add_command(mail, "test", "queue a test mail, which a running serve sends")
+    mail_test.add_argument("address", help="where to send it")
+    mail_test.add_argument("--locale", help="the language to write it in (a language tag)")
+    mail_test.set_defaults(run=add_mail_test)
 
     keys = commands.add_parser("keys", help="signing keys").add_subparsers(
         required=True, metavar="ACTION"

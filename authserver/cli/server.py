@@ -52,16 +52,18 @@ def add_serve(args: argparse.Namespace, settings: Settings) -> int:
     logs.configure(args.log_level)
     # One line that says what this server is: what an operator checks first after a deploy.
     logging.getLogger("authserver.serve").info(
-        "serving %s on %s:%s",
+        "serving %s on %s:%s, mail %s",
         settings.issuer,
         host,
         port,
+        mail_for_humans(settings),
         extra={
             "issuer": settings.issuer,
             "database": database_for_humans(settings.database_url),
             "kid": kid,
             "alg": alg,
             "workers": args.workers,
+            "mail": mail_for_humans(settings),
         },
     )
     # Every connection is a file descriptor: take all the OS allows (the workers inherit it),
@@ -124,3 +126,8 @@ def bound_issuer(host: str, port: int) -> str:
 
 def database_for_humans(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
+
+
+def mail_for_humans(settings: Settings) -> str:
+    """`off`, or `on` and the server (its password as `***`, SmtpServer.__str__)."""
+    return f"on via {settings.smtp_url}" if settings.smtp_url else "off (AUTHSERVER_SMTP_URL unset)"

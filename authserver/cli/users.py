@@ -39,7 +39,9 @@ def add_user_lifecycle(users: Any) -> None:
     add_json_flag(show)
     show.set_defaults(run=_show_user)
 
-    change = add_command(users, "update", "change a user's scopes, admin flag or state")
+    change = add_command(
+        users, "update", "change a user's scopes, admin flag, state, profile or roles"
+    )
     change.add_argument("user", help="a username or a sub")
     change.add_argument(
         "--scope", action="append", metavar="S", help="the new scopes (repeat; replaces them)"
@@ -54,6 +56,7 @@ def add_user_lifecycle(users: Any) -> None:
         help="no more logins; every session ends",
     )  # fmt: skip
     state.add_argument("--enable", dest="disabled", action="store_false", help="re-enable")
+    add_profile_flags(change)
     add_json_flag(change)
     change.set_defaults(run=_update_user)
 
@@ -75,6 +78,48 @@ def add_user_lifecycle(users: Any) -> None:
     sessions.add_argument("user", help="a username or a sub")
     add_json_flag(sessions)
     sessions.set_defaults(run=_user_sessions)
+
+
+def add_profile_flags(parser: argparse.ArgumentParser) -> None:
+    """The profile of `users create` and `users update` (API.md "Accounts"); an empty value
+    clears a field."""
+    for flag, what in [
+        ("--email", "the address (a new one is unverified unless --email-verified)"),
+        ("--name", "the full name"),
+        ("--given-name", "the given name"),
+        ("--family-name", "the family name"),
+        ("--locale", "a BCP 47 tag, e.g. en-GB"),
+    ]:
+        parser.add_argument(
+            flag, metavar=flag.removeprefix("--").upper().replace("-", "_"), help=what
+        )
+    verified = parser.add_mutually_exclusive_group()
+    verified.add_argument(
+        "--email-verified", dest="email_verified", action="store_true", default=None,
+        help="the address is the user's",
+    )  # fmt: skip
+    verified.add_argument(
+        "--no-email-verified", dest="email_verified", action="store_false",
+        help="the address is not verified",
+    )  # fmt: skip
+    parser.add_argument(
+        "--role", action="append", metavar="R", help="the roles (repeat; replaces them)"
+    )
+    parser.add_argument("--no-roles", action="store_true", help="remove every role")
+
+
+def profile_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The admin API's profile members the flags give."""
+    body: dict[str, Any] = {}
+    for name in ("email", "name", "given_name", "family_name", "locale"):
+        value = getattr(args, name)
+        if value is not None:
+            body[name] = value or None  # `--name ''` clears it
+    if args.email_verified is not None:
+        body["email_verified"] = args.email_verified
+    if args.role is not None or args.no_roles:
+        body["roles"] = args.role or []
+    return body
 
 
 USER_COLUMNS = ["sub", "username", "scopes", "admin", "disabled", "created_at", "last_login_at"]
@@ -109,8 +154,12 @@ def _update_user(args: argparse.Namespace, settings: Settings) -> int:
         body["admin"] = args.admin
     if args.disabled is not None:
         body["disabled"] = args.disabled
+    body.update(profile_body(args))
     if not body:
-        raise CommandError("nothing to change: give --scope, --admin, --disable or --enable")
+        raise CommandError(
+            "nothing to change: give --scope, --admin, --disable, --enable, a profile field"
+            " (--email, --name, ...) or --role"
+        )
 
     async def update(services: Services) -> dict[str, Any]:
         user = await admin_users.find_user(services, args.user)
@@ -170,6 +219,7 @@ def add_create_user(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError("the password on stdin is empty")
     body = {"username": args.username, "password": password, "scopes": args.scope}
     body["admin"] = args.admin
+    body.update(profile_body(args))
 
     async def create(engine: AsyncEngine) -> admin_users.CreatedUser:
         await prepare_schema(engine)

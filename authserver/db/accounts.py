@@ -16,7 +16,8 @@ from authserver.db.audit import append_audit
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import AuditEventRow, ClientRow, UserRow
 from authserver.db.notify import notify_client_changed
-from authserver.users import User, UserChanges, granted_scopes, username_key
+from authserver.profiles import PERSONAL, Profile, email_key
+from authserver.users import EmailTaken, User, UserChanges, granted_scopes, username_key
 
 _LIVE_USER = UserRow.deleted_at.is_(None)
 _LIVE_CLIENT = ClientRow.deleted_at.is_(None)
@@ -71,9 +72,12 @@ class SqlUserStore:
                         scopes=" ".join(user.scopes),
                         disabled=user.disabled,
                         created_at=now,
+                        **_profile_values(user.profile),
                     )
                 )
-        except IntegrityError:
+        except IntegrityError as exc:
+            if _email_taken(exc):
+                raise EmailTaken() from None
             return False
         return True
 
@@ -95,6 +99,17 @@ class SqlUserStore:
     async def update(
         self, user_id: str, changes: UserChanges, audit: Sequence[AuditEvent]
     ) -> User | None:
+        try:
+            return await self._update(user_id, changes, audit)
+        except IntegrityError as exc:
+            # Rolled back whole: the other fields of the change did not land either.
+            if _email_taken(exc):
+                raise EmailTaken() from None
+            raise
+
+    async def _update(
+        self, user_id: str, changes: UserChanges, audit: Sequence[AuditEvent]
+    ) -> User | None:
         async with self._engine.begin() as conn:
             # The row as it is once locked: a concurrent PATCH of the scopes and one of admin
             # both land (SQLite's BEGIN IMMEDIATE already serialises).
@@ -109,6 +124,10 @@ class SqlUserStore:
             values: dict[str, Any] = {"scopes": " ".join(granted_scopes(scopes, admin))}
             if changes.disabled is not None:
                 values["disabled"] = changes.disabled
+            if changes.profile.given:
+                # On the locked row: whether the address changed is judged against the one
+                # stored now, not one read before.
+                values.update(_profile_values(changes.profile.applied_to(user.profile)))
             await conn.execute(update(UserRow).where(UserRow.id == user_id).values(**values))
             await append_audit(conn, audit)
             row = await _locked(conn, user_id, False)
@@ -143,6 +162,7 @@ class SqlUserStore:
                     password_hash=None,
                     disabled=True,
                     deleted_at=now,
+                    **_profile_values(Profile()),  # the address is free again
                 )
             )
             if result.rowcount:
@@ -152,16 +172,22 @@ class SqlUserStore:
 
 
 async def _forget_username(conn: AsyncConnection, user_id: str) -> None:
-    """The trail keeps the sub alone: `user.created` recorded the username too."""
-    created = (
+    """The trail keeps the sub alone: `user.created` recorded the username too, and it and
+    `user.updated` the profile (profiles.PERSONAL: who the user is, not what they may do)."""
+    recorded = (
         await conn.execute(
             select(AuditEventRow.id, AuditEventRow.detail).where(
-                AuditEventRow.target == user_id, AuditEventRow.action == "user.created"
+                AuditEventRow.target == user_id,
+                AuditEventRow.action.in_(("user.created", "user.updated")),
             )
         )
     ).all()
-    for row in created:
-        detail = {k: v for k, v in json.loads(row.detail).items() if k != "username"}
+    personal = {"username", *PERSONAL}
+    for row in recorded:
+        kept = json.loads(row.detail)
+        detail = {k: v for k, v in kept.items() if k not in personal}
+        if detail == kept:
+            continue
         await conn.execute(
             update(AuditEventRow)
             .where(AuditEventRow.id == row.id)
@@ -185,7 +211,36 @@ def _user(row: Any) -> User:
         row.disabled,
         row.created_at,
         row.last_login_at,
+        Profile(
+            email=row.email,
+            email_verified=row.email_verified,
+            name=row.name,
+            given_name=row.given_name,
+            family_name=row.family_name,
+            locale=row.locale,
+            roles=tuple(row.roles.split()),
+        ),
     )
+
+
+def _profile_values(profile: Profile) -> dict[str, Any]:
+    return {
+        "email": profile.email,
+        "email_key": email_key(profile.email),
+        "email_verified": profile.email_verified,
+        "name": profile.name,
+        "given_name": profile.given_name,
+        "family_name": profile.family_name,
+        "locale": profile.locale,
+        # Space-separated, as the scopes: a role name has no spaces (profiles.role_problem).
+        "roles": " ".join(profile.roles),
+    }
+
+
+def _email_taken(exc: IntegrityError) -> bool:
+    """Whether the unique key broken was the address's: both databases name it (SQLite
+    `users.email_key`, Postgres `uq_users_email_key`)."""
+    return "email_key" in str(exc.orig)
 
 
 class SqlClientStore:

@@ -40,7 +40,8 @@ _USER_ENABLED = (
 )
 # What the user and the client hold now, read with the family: a refresh issues no more
 # (Spent.issuable), so a privilege taken away reaches live sessions at their next refresh.
-_HELD = "u.scopes AS user_scopes, c.scopes AS client_scopes"
+# The user's roles likewise: the access token carries the roles of the user as it rotates.
+_HELD = "u.scopes AS user_scopes, c.scopes AS client_scopes, u.roles AS user_roles"
 
 
 # Postgres: spend and insert the successor in one statement. A racing UPDATE on the same row
@@ -165,7 +166,10 @@ WHERE t.token_hash = :token_hash
 def _spent(row: Any) -> Spent:
     """From a row of `_family`'s columns and `_HELD`'s."""
     return Spent(
-        _family(row), tuple(row["user_scopes"].split()), tuple(row["client_scopes"].split())
+        _family(row),
+        tuple(row["user_scopes"].split()),
+        tuple(row["client_scopes"].split()),
+        tuple(row["user_roles"].split()),
     )
 
 

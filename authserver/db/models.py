@@ -54,6 +54,17 @@ class UserRow(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     deleted_at: Mapped[int | None] = mapped_column(BigInteger)
     last_login_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The profile (0010, profiles.py); all NULL (roles empty) once the user is deleted.
+    email: Mapped[str | None] = mapped_column(String(254))
+    # profiles.email_key of the address: unique, so two instances racing cannot both give one
+    # address (in any case) to two live users. NULL without an address, and once deleted.
+    email_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    name: Mapped[str | None] = mapped_column(String(256))
+    given_name: Mapped[str | None] = mapped_column(String(256))
+    family_name: Mapped[str | None] = mapped_column(String(256))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    roles: Mapped[str] = mapped_column(Text, default="", server_default="")  # space-separated
 
 
 class ClientRow(Base):
@@ -213,3 +224,22 @@ class AuthorizationCodeRow(Base):
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     used_at: Mapped[int | None] = mapped_column(BigInteger)
     family_id: Mapped[str | None] = mapped_column(FAMILY_ID)  # the family its first use started
+
+
+class MailRow(Base):
+    """0011: mail waiting to be sent (authserver/mail_sender.py), deleted once sent."""
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    recipient: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    template: Mapped[str] = mapped_column(String(64))  # its name, for the logs
+    attempts: Mapped[int] = mapped_column(Integer)  # claims so far, counted as they are made
+    # When it is due. While a sender holds it, the end of that sender's lease: a sender that
+    # dies mid-send leaves the row due again then, and another sends it.
+    next_attempt_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    claim: Mapped[str | None] = mapped_column(String(32))  # the holder's random token
+    created_at: Mapped[int] = mapped_column(BigInteger)

@@ -28,6 +28,37 @@ def _strings(*names: str) -> dict[str, Schema]:
     return {name: {"type": "string"} for name in names}
 
 
+def _nullable_string(limit: int, description: str) -> Schema:
+    return {
+        "type": ["string", "null"],
+        "minLength": 1,
+        "maxLength": limit,
+        "description": description,
+    }
+
+
+# A user's profile (API.md "Accounts: who signs in", authserver/profiles.py): in a change, a
+# null clears a field and an absent one stays as it is.
+PROFILE_PROPERTIES: dict[str, Schema] = {
+    "email": _nullable_string(
+        254,
+        "unique among live users, compared case-insensitively (409 when taken); a new address"
+        " is unverified unless email_verified is sent with it",
+    ),
+    "email_verified": {"type": "boolean"},
+    "name": _nullable_string(256, "the full name, for display"),
+    "given_name": _nullable_string(256, "the given name(s)"),
+    "family_name": _nullable_string(256, "the family name(s)"),
+    "locale": _nullable_string(35, "a BCP 47 language tag, e.g. en-GB"),
+    "roles": {
+        "type": "array",
+        "maxItems": 64,
+        "items": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+        "description": "the access token's `roles` claim (RFC 9068 §2.2.3.1); replaces the list",
+    },
+}
+
+
 NO_STORE = {
     "Cache-Control": {"schema": {"type": "string", "const": "no-store"}},
 }
@@ -766,6 +797,7 @@ SCHEMAS: dict[str, Schema] = {
             "disabled": {"type": "boolean"},
             "created_at": {"type": "integer"},
             "last_login_at": {"type": ["integer", "null"]},
+            **PROFILE_PROPERTIES,
         },
     },
     "UserPage": {
@@ -782,6 +814,7 @@ SCHEMAS: dict[str, Schema] = {
             "scopes": {"type": "array", "items": {"type": "string"}},
             "admin": {"type": "boolean"},
             "disabled": {"type": "boolean"},
+            **PROFILE_PROPERTIES,
         },
     },
     "Session": {
@@ -804,7 +837,15 @@ SCHEMAS: dict[str, Schema] = {
     "UserInfo": {
         "type": "object",
         "required": ["sub"],
-        "properties": _strings("sub", "preferred_username"),
+        "description": "sub, and the claims of the token's identity scopes that are set:"
+        " profile gives preferred_username, name, given_name, family_name, locale; email gives"
+        " email and email_verified",
+        "properties": {
+            **_strings(
+                "sub", "preferred_username", "name", "given_name", "family_name", "locale", "email"
+            ),
+            "email_verified": {"type": "boolean"},
+        },
     },
     "Metadata": {
         "type": "object",
@@ -908,6 +949,7 @@ SCHEMAS: dict[str, Schema] = {
             **_strings("username", "password"),
             "scopes": {"type": "array", "items": {"type": "string"}},
             "admin": {"type": "boolean", "default": False},
+            **PROFILE_PROPERTIES,
         },
     },
     "CreatedUser": {

@@ -27,6 +27,7 @@ from authserver.keys.lifecycle import Transition
 from authserver.keys.manager import KeyStore
 from authserver.keys.records import KeyRecord
 from authserver.login_sessions import Ended, LoginSessionStore
+from authserver.mail_sender import MailQueue
 from authserver.refresh import FamilyStore, Spent
 from authserver.telemetry.multiprocess import use_remembered_pid
 
@@ -92,6 +93,13 @@ LOGIN_SESSIONS_STARTED = Counter(
     "authserver_login_sessions_started_total", "Sign-ins on the hosted page (login sessions)."
 )
 CODES_ISSUED = Counter("authserver_codes_issued_total", "Authorization codes issued.")
+MAIL = Counter(
+    "authserver_mail_total",
+    "Mail attempts settled by the sender, by outcome: sent, retried (put off with backoff), "
+    "dropped (refused for good, or out of attempts).",
+    ["outcome"],
+)
+MAIL_OUTCOMES = ("sent", "retried", "dropped")
 
 GRANTS = frozenset({"authorization_code", "password", "refresh_token", "client_credentials"})
 KEY_ACTIONS = ("rotate", "scheduled", "revoke")
@@ -99,6 +107,8 @@ for _action in KEY_ACTIONS:  # at 0 from the start, so rate() and increase() see
     SIGNING_KEY_CHANGES.labels(_action)
 for _outcome in AUTHORIZE_OUTCOMES:
     AUTHORIZE.labels(_outcome)
+for _outcome in MAIL_OUTCOMES:
+    MAIL.labels(_outcome)
 
 
 def grant_label(grant_type: str | None) -> str:
@@ -214,6 +224,31 @@ class _ObservedCodes:
         if issued:
             CODES_ISSUED.inc()
         return issued
+
+
+def observed_mail(queue: MailQueue) -> MailQueue:
+    """`queue`, counting how the sender settles each mail it claimed."""
+    return _ObservedMail(queue)
+
+
+class _ObservedMail:
+    def __init__(self, queue: MailQueue) -> None:
+        self._queue = queue
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
+
+    async def sent(self, mail_id: str) -> None:
+        await self._queue.sent(mail_id)
+        MAIL.labels("sent").inc()
+
+    async def retry(self, claim: str, mail_id: str, at: int) -> None:
+        await self._queue.retry(claim, mail_id, at)
+        MAIL.labels("retried").inc()
+
+    async def drop(self, claim: str, mail_id: str) -> None:
+        await self._queue.drop(claim, mail_id)
+        MAIL.labels("dropped").inc()
 
 
 def _reason(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

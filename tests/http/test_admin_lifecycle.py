@@ -427,6 +427,13 @@ async def test_users_are_listed_by_username_prefix_and_shown(
         "disabled": False,
         "created_at": clock.now,
         "last_login_at": clock.now,
+        "email": None,
+        "email_verified": False,
+        "name": None,
+        "given_name": None,
+        "family_name": None,
+        "locale": None,
+        "roles": [],
     }
     assert_oauth_error(await client.get("/admin/users/nobody", headers=root), 404, "not_found")
 

@@ -58,11 +58,11 @@ async def carol(client: httpx.AsyncClient, registry: Registry, spa: str) -> tupl
 async def bob(client: httpx.AsyncClient, registry: Registry) -> tuple[str, Any]:
     """A user holding two plain scopes, logged in through a client allowed both."""
     await registry.client(
-        "app", public=True, grant_types=("password", "refresh_token"), scopes=("profile", "email")
+        "app", public=True, grant_types=("password", "refresh_token"), scopes=("profile", "billing")
     )
-    sub = await registry.user("bob", "battery staple", scopes=("profile", "email"))
+    sub = await registry.user("bob", "battery staple", scopes=("profile", "billing"))
     body = ok(await password_login(client, "bob", "battery staple", client_id="app"))
-    assert body["scope"] == "profile email"
+    assert body["scope"] == "profile billing"
     return sub, body
 
 
@@ -228,11 +228,12 @@ async def test_a_users_reduced_scopes_narrow_the_next_refresh(
 
     # Given back, the family's scope is what bounds the session again.
     given = await client.patch(
-        f"/admin/users/{sub}", json={"scopes": ["profile", "email"]}, headers=root
+        f"/admin/users/{sub}", json={"scopes": ["profile", "billing"]}, headers=root
     )
     assert given.status_code == 200, given.text
     assert (
-        ok(await refresh(client, rotated["refresh_token"], path, "app"))["scope"] == "profile email"
+        ok(await refresh(client, rotated["refresh_token"], path, "app"))["scope"]
+        == "profile billing"
     )
 
 
@@ -247,16 +248,18 @@ async def test_a_clients_reduced_scopes_narrow_the_next_refresh_on_every_instanc
     async with another_instance(settings, clock) as other:
         # The other instance now remembers the client with both scopes (SQLite: no NOTIFY).
         first = ok(await refresh(other, login["refresh_token"], client_id="app"))
-        assert first["scope"] == "profile email"
+        assert first["scope"] == "profile billing"
 
-        changed = await client.patch("/admin/clients/app", json={"scopes": ["email"]}, headers=root)
+        changed = await client.patch(
+            "/admin/clients/app", json={"scopes": ["billing"]}, headers=root
+        )
         assert changed.status_code == 200, changed.text
 
         elsewhere = ok(await refresh(other, first["refresh_token"], client_id="app"))
-        assert elsewhere["scope"] == "email"
+        assert elsewhere["scope"] == "billing"
         here = ok(await refresh(client, elsewhere["refresh_token"], client_id="app"))
-        assert here["scope"] == "email"
-        assert scope_of(here["access_token"]) == "email"
+        assert here["scope"] == "billing"
+        assert scope_of(here["access_token"]) == "billing"
 
 
 # --- the refresh_token grant taken away ------------------------------------------------------
@@ -297,7 +300,7 @@ async def test_a_client_no_longer_allowed_to_refresh_is_refused_and_spends_nothi
             "/admin/clients/app", json={"grant_types": ["password", "refresh_token"]}, headers=root
         )
         assert given.status_code == 200, given.text
-        assert ok(await refresh(client, token, client_id="app"))["scope"] == "profile email"
+        assert ok(await refresh(client, token, client_id="app"))["scope"] == "profile billing"
 
 
 async def test_a_login_that_read_the_user_before_a_demotion_starts_no_admin_session(

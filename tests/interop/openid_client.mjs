@@ -5,7 +5,8 @@
 //                                     "redirect_uri", "prompt"?}'
 //     -> prints {"url", "code_verifier", "state", "nonce"}
 //   node openid_client.mjs finish '{..., "callback", "code_verifier", "state", "nonce"}'
-//     -> prints {"claims", "userinfo", "refreshed", "refresh_token", "logout", "server"}, or
+//     -> prints {"claims", "userinfo", "email_verified", "refreshed", "refresh_token", "logout",
+//        "server"}, or
 //        exits 1 with "refused: ..." on stderr
 //
 // Each step runs discovery() afresh, as a server-side client restarting between requests would.
@@ -33,7 +34,7 @@ async function start() {
   const nonce = client.randomNonce();
   const url = client.buildAuthorizationUrl(config, {
     redirect_uri: input.redirect_uri,
-    scope: "openid profile",
+    scope: "openid profile email",
     code_challenge: await client.calculatePKCECodeChallenge(code_verifier),
     code_challenge_method: "S256",
     state,
@@ -65,6 +66,9 @@ async function finish() {
   return {
     claims,
     userinfo,
+    // What an app reads to decide whether to trust the address: userinfo's, whose `sub` the
+    // library has checked against the ID token's.
+    email_verified: userinfo.email_verified,
     refreshed: refreshed.access_token !== tokens.access_token,
     refresh_token: refreshed.refresh_token,
     logout: logout.href,

@@ -25,6 +25,13 @@ from tests.http.test_verify_live import Live
 from tests.interop.browser import CALLBACK, INSECURE_COOKIES, browser_sign_in
 
 RP = "rp"
+ALICE = {
+    "name": "Alice Liddell",
+    "given_name": "Alice",
+    "family_name": "Liddell",
+    "email": "alice@example.org",
+    "email_verified": True,
+}
 # joserfc (which Authlib's OpenID client decodes with) warns that RFC 9864 deprecates the alg
 # name "EdDSA"; docs/services.md says why the server still signs with it.
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
@@ -65,20 +72,24 @@ def _id_token_claims(
 async def test_authlib_signs_a_user_in_with_pkce_and_validates_the_id_token(
     live: Live, http: httpx.AsyncClient, auth: str
 ) -> None:
-    secret = await Registry(live.services).client(
+    registry = Registry(live.services)
+    secret = await registry.client(
         RP,
         public=auth == "none",
         grant_types=("authorization_code", "refresh_token"),
-        scopes=("openid", "profile"),
+        scopes=("openid", "profile", "email"),
         redirect_uris=(CALLBACK,),
     )
+    await registry.profile("alice", **ALICE)
     metadata = await _discovery(http)
     assert metadata["issuer"] == live.url
+    # Authlib's Starlette client's default scope for OpenID Connect providers.
+    assert {"openid", "profile", "email"} <= set(metadata["scopes_supported"])
     session = OAuth2Session(
         RP,
         secret,
         token_endpoint_auth_method=auth,
-        scope="openid profile",
+        scope="openid profile email",
         redirect_uri=CALLBACK,
         code_challenge_method="S256",
     )
@@ -107,6 +118,9 @@ async def test_authlib_signs_a_user_in_with_pkce_and_validates_the_id_token(
     assert claims["iss"] == metadata["issuer"] and claims["aud"] == RP
     assert claims["nonce"] == nonce and "at_hash" in claims
     assert claims.header["alg"] == live.settings.signing_alg
+    # An app greets the user by name, from the ID token alone.
+    assert claims["name"] == "Alice Liddell" and claims["preferred_username"] == "alice"
+    assert claims["email"] == "alice@example.org" and claims["email_verified"] is True
 
     refreshed = session.refresh_token(
         metadata["token_endpoint"], refresh_token=token["refresh_token"]
@@ -116,7 +130,7 @@ async def test_authlib_signs_a_user_in_with_pkce_and_validates_the_id_token(
     assert refreshed["refresh_token"] != token["refresh_token"]
     userinfo = session.get(metadata["userinfo_endpoint"])
     assert userinfo.status_code == 200, userinfo.text
-    assert userinfo.json() == {"sub": claims["sub"], "preferred_username": "alice"}
+    assert userinfo.json() == {"sub": claims["sub"], "preferred_username": "alice", **ALICE}
 
 
 async def test_authlib_refuses_an_id_token_for_another_nonce(

@@ -65,11 +65,13 @@ async def _started(
     node: str, live: Live, auth: str, **extra: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Registers the client, runs the library's `start` step: (its input, its answer)."""
-    secret = await Registry(live.services).client(
+    registry = Registry(live.services)
+    await registry.profile("alice", email="alice@example.org", email_verified=True)
+    secret = await registry.client(
         RP,
         public=auth == "none",
         grant_types=("authorization_code", "refresh_token"),
-        scopes=("openid", "profile"),
+        scopes=("openid", "profile", "email"),
         redirect_uris=(CALLBACK,),
         post_logout_redirect_uris=(BYE,),
     )
@@ -106,7 +108,14 @@ async def test_openid_client_signs_a_user_in_with_pkce_and_iss_checks(
     claims = done["claims"]
     assert claims["iss"] == metadata["issuer"] and claims["aud"] == RP
     assert claims["nonce"] == started["nonce"]
-    assert done["userinfo"] == {"sub": claims["sub"], "preferred_username": "alice"}
+    assert claims["email"] == "alice@example.org" and claims["email_verified"] is True
+    assert done["userinfo"] == {
+        "sub": claims["sub"],
+        "preferred_username": "alice",
+        "email": "alice@example.org",
+        "email_verified": True,
+    }
+    assert done["email_verified"] is True  # as the library's typed claims read it
     assert done["refreshed"] is True
     # The library's RP-Initiated Logout URL ends the sign-in it started.
     assert signed_out.status_code == 303, signed_out.text

@@ -1,4 +1,4 @@
-"""Starlette glue for the verifier: bearer authentication and scope checks (RFC 6750).
+"""Starlette glue for the verifier: bearer authentication, scope and role checks (RFC 6750).
 
 The only module of the kit that imports Starlette: install `authserver-verify[starlette]`.
 
@@ -7,6 +7,9 @@ The only module of the kit that imports Starlette: install `authserver-verify[st
     @require_scope("orders:read")
     async def orders(request: Request) -> Response:
         claims = request.state.claims
+
+    @require_role("billing:admin")       # the user's roles (RFC 9068 §2.2.3.1 `roles`)
+    async def refunds(request: Request) -> Response: ...
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ from authserver_verify.errors import IntrospectionUnavailable, InvalidToken, Key
 from authserver_verify.introspect import Introspector
 from authserver_verify.verifier import Verifier
 
-__all__ = ["BearerAuthMiddleware", "authenticate", "require_active", "require_scope"]
+__all__ = [
+    "BearerAuthMiddleware",
+    "authenticate",
+    "require_active",
+    "require_role",
+    "require_scope",
+]
 
 logger = logging.getLogger("authserver.verify")
 
@@ -94,25 +103,59 @@ async def authenticate(
 def require_scope(*needed: str) -> Callable[[Endpoint], Endpoint]:
     """Decorates an endpoint: 403 insufficient_scope unless the token holds every scope named."""
 
+    def refuse(claims: dict[str, Any]) -> Response | None:
+        scope = claims.get("scope")
+        granted = set(scope.split()) if isinstance(scope, str) else set()
+        if granted.issuperset(needed):
+            return None
+        # RFC 6750 §3.1: insufficient_scope → 403; the scope attribute MAY name the scope
+        # necessary to access the resource.
+        return _challenge(
+            403,
+            "insufficient_scope",
+            "The access token lacks a scope this request needs.",
+            None,
+            scope=" ".join(needed),
+        )
+
+    return _checking(refuse)
+
+
+def require_role(*needed: str, any_of: bool = False) -> Callable[[Endpoint], Endpoint]:
+    """Decorates an endpoint: 403 unless the token's user holds every role named (with
+    `any_of`: one of them), as `Verifier.has_roles` decides.
+
+    RFC 6750 §3.1 defines no error for a missing role; the answer is the one for a missing
+    privilege, `insufficient_scope` with 403, without the `scope` attribute (no scope the
+    client could ask for would help: roles are the user's, given by an operator)."""
+
+    def refuse(claims: dict[str, Any]) -> Response | None:
+        if Verifier.has_roles(claims, *needed, any_of=any_of):
+            return None
+        return _challenge(
+            403,
+            "insufficient_scope",
+            "The access token's user lacks a role this request needs.",
+            None,
+        )
+
+    return _checking(refuse)
+
+
+def _checking(
+    refuse: Callable[[dict[str, Any]], Response | None],
+) -> Callable[[Endpoint], Endpoint]:
+    """A decorator over the verified claims (the middleware or `authenticate` must have run):
+    401 without them, `refuse`'s answer when it has one, else the endpoint."""
+
     def decorate(endpoint: Endpoint) -> Endpoint:
         @functools.wraps(endpoint)
         async def checked(request: Request) -> Response:
             claims = getattr(request.state, "claims", None)
             if not isinstance(claims, dict):
                 return _challenge(401, None, "A bearer token is required.", None)
-            scope = claims.get("scope")
-            granted = set(scope.split()) if isinstance(scope, str) else set()
-            if not granted.issuperset(needed):
-                # RFC 6750 §3.1: insufficient_scope → 403; the scope attribute MAY name the
-                # scope necessary to access the resource.
-                return _challenge(
-                    403,
-                    "insufficient_scope",
-                    "The access token lacks a scope this request needs.",
-                    None,
-                    scope=" ".join(needed),
-                )
-            return await endpoint(request)
+            refusal = refuse(claims)
+            return refusal if refusal is not None else await endpoint(request)
 
         return checked
 

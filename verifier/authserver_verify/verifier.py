@@ -432,6 +432,15 @@ class Verifier:
 
     # ----------------------------------------------------------------- public API
 
+    @staticmethod
+    def has_roles(claims: dict[str, Any], *needed: str, any_of: bool = False) -> bool:
+        """Whether the user of verified `claims` holds every role named (with `any_of`: at
+        least one). Roles are the token's `roles` claim (RFC 9068 §2.2.3.1), which the
+        issuer sets when its user has any; `verify` has checked it is a list of strings."""
+        roles = claims.get("roles")
+        held = set(roles) if isinstance(roles, list) else set()
+        return bool(held.intersection(needed)) if any_of else held.issuperset(needed)
+
     def verify(self, token: str) -> dict[str, Any]:
         """The token's claims, or an InvalidToken subclass. May block on a JWKS fetch."""
         return self._verify(token, self.keys.get)
@@ -525,6 +534,9 @@ class Verifier:
         for name in ("sub", "jti", "sid", "client_id", "scope"):
             if name in claims and not isinstance(claims[name], str):
                 raise MissingClaim()
+        roles = claims.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+            raise MissingClaim(detail="roles must be a list of strings")
         if claims.get("iss") != self.issuer:
             raise WrongIssuer()
         aud = claims.get("aud")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from authserver_verify import Verifier
-from authserver_verify.starlette import BearerAuthMiddleware, require_scope
+from authserver_verify.starlette import BearerAuthMiddleware, require_role, require_scope
 from test_verifier import FakeIssuer, Monotonic, make_verifier
 
 
@@ -23,6 +24,16 @@ async def whoami(request: Request) -> Response:
 
 @require_scope("orders:write")
 async def write(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+@require_role("billing:admin", "auditor")
+async def refunds(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+@require_role("editor", "owner", any_of=True)
+async def edit(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
@@ -46,6 +57,8 @@ async def http(verifier: Verifier) -> AsyncIterator[httpx.AsyncClient]:
         routes=[
             Route("/me", whoami),
             Route("/orders", write, methods=["POST"]),
+            Route("/refunds", refunds, methods=["POST"]),
+            Route("/pages", edit, methods=["POST"]),
             Route("/health", health),
         ],
         middleware=[Middleware(BearerAuthMiddleware, verifier=verifier, exempt={"/health"})],
@@ -96,6 +109,40 @@ async def test_a_missing_scope_is_insufficient_scope(
         'Bearer error="insufficient_scope", scope="orders:write"'
     )
     assert allowed.status_code == 200
+
+
+async def test_a_missing_role_is_a_403_insufficient_scope_without_a_scope_attribute(
+    http: httpx.AsyncClient, issuer: FakeIssuer
+) -> None:
+    # RFC 9068 §2.2.3.1 `roles`; RFC 6750 §3.1 has no error for roles, so the nearest one,
+    # insufficient_scope, with no `scope` attribute (no scope would help).
+    cases: list[tuple[dict[str, Any], str, int]] = [
+        ({}, "/refunds", 403),
+        ({"roles": ["billing:admin"]}, "/refunds", 403),
+        ({"roles": ["auditor", "billing:admin"]}, "/refunds", 200),
+        ({"roles": ["owner"]}, "/pages", 200),
+        ({"roles": ["viewer"]}, "/pages", 403),
+    ]
+    for claims, path, status in cases:
+        response = await http.post(path, headers=bearer(issuer.token(**claims)))
+        assert response.status_code == status, (claims, path)
+        if status == 403:
+            assert response.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'
+            assert response.json()["error"] == "insufficient_scope"
+            assert "role" in response.json()["error_description"]
+
+
+async def test_a_roles_claim_that_is_no_list_of_strings_is_an_invalid_token(
+    http: httpx.AsyncClient, issuer: FakeIssuer, verifier: Verifier
+) -> None:
+    for roles in ("billing:admin", [1], {"billing:admin": True}):
+        response = await http.post("/refunds", headers=bearer(issuer.token(roles=roles)))
+        assert response.status_code == 401, roles
+    claims = verifier.verify(issuer.token(roles=["auditor", "billing:admin"]))
+    assert verifier.has_roles(claims, "auditor")
+    assert not verifier.has_roles(claims, "auditor", "owner")
+    assert verifier.has_roles(claims, "owner", "auditor", any_of=True)
+    assert not verifier.has_roles(verifier.verify(issuer.token()), "auditor")
 
 
 async def test_an_unreachable_issuer_is_a_503_not_a_401(

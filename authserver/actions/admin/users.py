@@ -20,11 +20,14 @@ from authserver.audit import AuditEvent
 from authserver.errors import Conflict, InvalidRequest, NotFound
 from authserver.inputs import storable
 from authserver.password_policy import check_password
+from authserver.profiles import FIELDS as PROFILE_FIELDS
+from authserver.profiles import Profile, ProfileChanges, profile_from
 from authserver.scopes import ADMIN, valid_scope_tokens
 from authserver.services import Services
 from authserver.users import (
     MAX_PASSWORD,
     MAX_USERNAME,
+    EmailTaken,
     User,
     UserChanges,
     new_user,
@@ -48,15 +51,21 @@ async def create_user(services: Services, actor: str, body: dict[str, Any]) -> C
     if not valid_scope_tokens(scopes):
         raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
     admin = boolean_field(body, "admin")
-    user = new_user(username, await services.passwords.hash(password), scopes, admin)
+    changes = profile_from(body)
+    profile = changes.applied_to(Profile())
+    user = new_user(username, await services.passwords.hash(password), scopes, admin, profile)
     now = services.clock()
-    if not await services.users.create(user, now):
+    try:
+        stored = await services.users.create(user, now)
+    except EmailTaken:
+        raise _email_taken() from None
+    if not stored:
         # Taken in any case or Unicode form (users.username_key).
         raise Conflict(f"The username {username!r} is taken.")
     # A new account: failures against the name before (a deleted account's, guesses at a name
     # not yet taken) are not its own.
     await services.throttle.forget(username)
-    detail = {"username": username, "scopes": list(user.scopes)}
+    detail = {"username": username, "scopes": list(user.scopes), **_audited(changes)}
     await services.audit.record([AuditEvent(now, actor, "user.created", user.id, detail)])
     return CreatedUser(user.id, username)
 
@@ -97,7 +106,26 @@ def user_view(user: User) -> dict[str, Any]:
         "disabled": user.disabled,
         "created_at": user.created_at,
         "last_login_at": user.last_login_at,
+        **profile_view(user.profile),
     }
+
+
+def profile_view(profile: Profile) -> dict[str, Any]:
+    return {name: _json(getattr(profile, name)) for name in PROFILE_FIELDS}
+
+
+def _audited(changes: ProfileChanges) -> dict[str, Any]:
+    """The profile fields a change sent, as sent (forgotten with the user: db/accounts.py)."""
+    return {name: _json(getattr(changes.values, name)) for name in sorted(changes.given)}
+
+
+def _json(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _email_taken() -> Conflict:
+    # As a taken username: the operator may know every address anyway.
+    return Conflict("The email address is another user's.")
 
 
 async def list_users(
@@ -125,7 +153,7 @@ async def find_user(services: Services, name_or_sub: str) -> User:
 async def update_user(
     services: Services, actor: str, sub: str, body: dict[str, Any]
 ) -> dict[str, Any]:
-    only_known_fields(body, {"scopes", "admin", "disabled"})
+    only_known_fields(body, {"scopes", "admin", "disabled", *PROFILE_FIELDS})
     scopes = None
     if "scopes" in body:
         scopes = tuple(dict.fromkeys(string_list_field(body, "scopes")))
@@ -133,11 +161,16 @@ async def update_user(
             raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
     admin = boolean_field(body, "admin") if "admin" in body else None
     disabled = boolean_field(body, "disabled") if "disabled" in body else None
-    changes = UserChanges(scopes, admin, disabled)
+    profile = profile_from(body)
+    changes = UserChanges(scopes, admin, disabled, profile)
     now = services.clock()
     detail: dict[str, Any] = {k: body[k] for k in ("scopes", "admin", "disabled") if k in body}
+    detail.update(_audited(profile))
     event = AuditEvent(now, actor, "user.updated", sub, detail, user=sub)
-    user = await services.users.update(sub, changes, [event])
+    try:
+        user = await services.users.update(sub, changes, [event])
+    except EmailTaken:
+        raise _email_taken() from None
     if user is None:
         raise NotFound("No user has this sub.")
     if disabled:

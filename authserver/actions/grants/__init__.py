@@ -50,7 +50,12 @@ async def with_refresh(services: Services, client: Client, rotation: Rotation) -
     # accepting it when the family's absolute lifetime ends.
     ttl = min(services.settings.access_token_ttl, family.expires_at - services.clock())
     access = await services.mint(
-        sub=family.user_id, client_id=client.client_id, scope=rotation.scope, sid=family.id, ttl=ttl
+        sub=family.user_id,
+        client_id=client.client_id,
+        scope=rotation.scope,
+        sid=family.id,
+        ttl=ttl,
+        roles=rotation.roles,
     )
     return TokenResponse(
         access.token,

@@ -8,8 +8,9 @@ from dataclasses import replace
 from authserver.actions.grants import GrantRequest, TokenResponse, required_field, with_refresh
 from authserver.authorization_codes import redeem_code
 from authserver.clients import Client, authenticate_named
-from authserver.errors import UnauthorizedClient
+from authserver.errors import InvalidGrant, UnauthorizedClient
 from authserver.id_tokens import mint_id_token
+from authserver.profiles import identity_claims
 from authserver.refresh import Rotation
 from authserver.scopes import OPENID
 from authserver.services import Services
@@ -37,14 +38,25 @@ async def authorization_code_grant(
         refresh_ttl=settings.refresh_token_ttl,
         session_ttl=settings.session_ttl,
     )
+    redeemed = exchange.code
+    # The user as the exchange left it (the statement that spent the code found them
+    # enabled): their roles for the access token, their profile for the ID token.
+    user = await services.users.by_id(redeemed.user_id)
+    if user is None or user.disabled:
+        # Disabled or deleted since: that revoked the family just started.
+        raise InvalidGrant(detail="user disabled or deleted during the code exchange")
     rotation = Rotation(
-        exchange.family, exchange.refresh_token, exchange.refresh_expires_at, exchange.code.scope
+        exchange.family,
+        exchange.refresh_token,
+        exchange.refresh_expires_at,
+        redeemed.scope,
+        user.profile.roles,
     )
     issued = await with_refresh(services, client, rotation)
-    if OPENID not in exchange.code.scope.split():
+    scopes = redeemed.scope.split()
+    if OPENID not in scopes:
         return issued
     # OpenID Connect Core §3.1.3.3: the token response carries an ID token.
-    redeemed = exchange.code
     id_token = mint_id_token(
         await services.keys.current(),
         issuer=settings.issuer,
@@ -54,5 +66,6 @@ async def authorization_code_grant(
         auth_time=redeemed.auth_time,
         nonce=redeemed.nonce,
         access_token=issued.access_token,
+        identity=identity_claims(user.username, user.profile, scopes),
     )
     return replace(issued, id_token=id_token)

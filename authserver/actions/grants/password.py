@@ -49,6 +49,7 @@ async def password_grant(
             user_agent=request.user_agent,
             # A password change committed after the check starts no session.
             password_hash=user.password_hash,
+            roles=user.profile.roles,  # read with the password it checked
         )
         return await with_refresh(services, client, rotation)
 
