@@ -26,6 +26,7 @@ from authserver.login_sessions import (
 )
 from authserver.password_policy import WeakPassword
 from authserver.password_policy import check_password as policy
+from authserver.profiles import Profile
 from authserver.refresh import Session, family_revoked
 from authserver.services import Services
 from authserver.translations import N_
@@ -50,11 +51,10 @@ class AccountPage:
     apps: tuple[Session, ...]  # refresh families, with the client's name
     # The apps the user allowed: empty until the consent issue stores consents.
     allowed_apps: tuple[str, ...] = ()
-    # PROFILE: the profile fields (email, email_verified, name, given_name, family_name,
-    # locale, roles) once users have them, name → value, rendered in the order given by
-    # templates/account_profile.html; the email change form goes in
-    # templates/account_email.html, its use case next to change_password below.
-    profile: dict[str, str] = field(default_factory=dict)
+    # The user's profile (profiles.py), shown by templates/account_profile.html. EMAIL: the
+    # email change form goes in templates/account_email.html, its use case next to
+    # change_password below.
+    profile: Profile = field(default_factory=Profile)
 
 
 @dataclass(frozen=True)
@@ -198,4 +198,6 @@ async def _page(services: Services, user: User, session: LoginSession) -> Accoun
         user.id, now, services.settings.login_session_idle_ttl
     )
     apps = await services.families.sessions(user.id, now)
-    return AccountPage(user.id, user.username, session.id, tuple(browsers), tuple(apps))
+    return AccountPage(
+        user.id, user.username, session.id, tuple(browsers), tuple(apps), profile=user.profile
+    )

@@ -390,3 +390,21 @@ async def test_a_malformed_form_is_answered_with_a_page(
         assert answer.status_code == status, answer.text
         assert_strict_headers(answer)
         assert "<html" in answer.text
+
+
+async def test_the_profile_shows_what_is_set_escaped(
+    client: httpx.AsyncClient, alice: str, registry: Registry
+) -> None:
+    before = (await open_account(client)).text
+    assert "Profile" not in before  # nothing set: no section
+    await registry.profile(
+        "alice", name="Alice <i>Liddell</i>", email="alice@example.test", roles=["editor"]
+    )
+
+    html = (await client.get("/account")).text
+
+    assert "Alice &lt;i&gt;Liddell&lt;/i&gt;" in html and "<i>" not in html
+    assert "alice@example.test (not verified)" in html and "editor" in html
+    assert "Given name" not in html  # not set, not shown
+    german = await client.get("/account", headers={"Accept-Language": "de"})
+    assert "alice@example.test (nicht bestätigt)" in german.text and "Rollen" in german.text
