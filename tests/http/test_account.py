@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from authserver.services import Services
 from tests.conftest import ISSUER, Registry
 from tests.http.signin import (
     INSECURE_COOKIES,
@@ -130,7 +131,7 @@ async def test_the_return_is_only_to_our_own_page(client: httpx.AsyncClient, ali
 
 
 async def test_a_disabled_users_session_is_not_live(
-    client: httpx.AsyncClient, alice: str, services: object, engine: AsyncEngine
+    client: httpx.AsyncClient, alice: str, engine: AsyncEngine
 ) -> None:
     await open_account(client)
     async with engine.begin() as conn:
@@ -408,3 +409,19 @@ async def test_the_profile_shows_what_is_set_escaped(
     assert "Given name" not in html  # not set, not shown
     german = await client.get("/account", headers={"Accept-Language": "de"})
     assert "alice@example.test (nicht bestätigt)" in german.text and "Rollen" in german.text
+
+
+async def test_a_change_over_a_hash_no_longer_current_changes_nothing(
+    services: Services, alice: str
+) -> None:
+    """Two changes that both checked the same current password (two instances, say): the
+    database lets the first one in and refuses the second, in the UPDATE itself."""
+    user = await services.users.by_id(alice)
+    assert user is not None
+    checked = user.password_hash
+
+    assert await services.users.set_password_hash(alice, "first", [], checked)
+    assert not await services.users.set_password_hash(alice, "second", [], checked)
+
+    now = await services.users.by_id(alice)
+    assert now is not None and now.password_hash == "first"
