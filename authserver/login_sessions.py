@@ -18,6 +18,7 @@ from typing import Protocol
 
 from authserver.audit import AuditEvent
 from authserver.errors import InvalidGrant
+from authserver.refresh import USER_AGENT_MAX
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,18 @@ class LoginSession:
     user_id: str
     auth_time: int  # when the password was typed (OpenID Connect's auth_time)
     expires_at: int  # absolute end
+    user_agent: str | None = None  # of the browser that signed in, cut to USER_AGENT_MAX
+
+
+@dataclass(frozen=True)
+class Browser:
+    """A live login session as its user sees it on the account page."""
+
+    id: str
+    created_at: int  # when the password was typed
+    last_used_at: int
+    expires_at: int  # absolute end
+    user_agent: str | None
 
 
 @dataclass(frozen=True)
@@ -69,8 +82,19 @@ class LoginSessionStore(Protocol):
         when the cookie names no live session of that user."""
         ...
 
-    async def end_user(self, user_id: str, now: int) -> int:
-        """Ends every live login session of the user; returns how many."""
+    async def end_user(self, user_id: str, now: int, keep: str | None = None) -> int:
+        """Ends every live login session of the user but the one with the id `keep`;
+        returns how many."""
+        ...
+
+    async def browsers(self, user_id: str, now: int, idle_ttl: int) -> list[Browser]:
+        """The user's live login sessions (as `touch` decides, without touching them),
+        newest first."""
+        ...
+
+    async def end_by_id(self, session_id: str, user_id: str, now: int) -> Ended | None:
+        """As `end`, for the session with this id if it is `user_id`'s; None (nothing
+        changed) for another user's, an unknown or an ended one."""
         ...
 
 
@@ -92,6 +116,7 @@ async def start_login_session(
     ttl: int,
     client_id: str | None,
     replaces: str | None = None,
+    user_agent: str | None = None,
 ) -> tuple[LoginSession, str]:
     """A new session for a user whose password was just checked, and its cookie value.
     InvalidGrant when the user was disabled or deleted meanwhile (the store decides).
@@ -101,7 +126,8 @@ async def start_login_session(
     signed in, their families moved to the new session (so /end-session in this browser still
     ends them); another user's session ends as /end-session ends it, with every family it
     started, so nothing of the previous user stays signed in behind the new one."""
-    session = LoginSession(str(uuid.uuid4()), user_id, now, now + ttl)
+    agent = user_agent[:USER_AGENT_MAX] if user_agent else None
+    session = LoginSession(str(uuid.uuid4()), user_id, now, now + ttl, agent)
     token = new_session_token()
     event = AuditEvent(
         now, user_id, "login.succeeded", user_id, {"client_id": client_id, "via": "sign_in_page"},

@@ -13,7 +13,18 @@ from functools import cache
 from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
 
 from authserver.errors import InvalidRequest
+from authserver.translations import N_
 from authserver.users import MAX_PASSWORD, normalise_password
+
+
+class WeakPassword(InvalidRequest):
+    """The broken rule, as a sentence of the pages' catalogs (`sentence % values`), so the
+    account page says it in the reader's language; the API's description is the English."""
+
+    def __init__(self, sentence: str, **values: int) -> None:
+        super().__init__(sentence % values)
+        self.sentence = sentence
+        self.values: dict[str, int | str] = dict(values)
 
 
 @cache
@@ -25,15 +36,18 @@ def common_passwords() -> frozenset[str]:
 
 def check_password(password: str, username: str, min_length: int) -> str:
     """The password as it is to be hashed (NFKC), or InvalidRequest naming the broken rule."""
+    too_long = N_("The password is longer than %(length)d characters.")
     if len(password) > MAX_PASSWORD:  # before normalising: NFKC can make a string longer
-        raise InvalidRequest(f"The password is longer than {MAX_PASSWORD} characters.")
+        raise WeakPassword(too_long, length=MAX_PASSWORD)
     normalised = normalise_password(password)
     if len(normalised) < min_length:
-        raise InvalidRequest(f"The password is shorter than {min_length} characters.")
+        raise WeakPassword(
+            N_("The password is shorter than %(length)d characters."), length=min_length
+        )
     if len(normalised) > MAX_PASSWORD:
-        raise InvalidRequest(f"The password is longer than {MAX_PASSWORD} characters.")
+        raise WeakPassword(too_long, length=MAX_PASSWORD)
     if normalised.casefold() == normalise_password(username).casefold():
-        raise InvalidRequest("The password is the username.")
+        raise WeakPassword(N_("The password is the username."))
     if normalised.casefold() in common_passwords():
-        raise InvalidRequest("The password is a commonly used one; choose another.")
+        raise WeakPassword(N_("The password is a commonly used one; choose another."))
     return normalised

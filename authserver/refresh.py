@@ -47,6 +47,7 @@ class Session:
     last_used_at: int
     expires_at: int  # the newest token's idle end, never past the family's absolute end
     user_agent: str | None
+    client_name: str | None = None  # the client's registered name, for the account page
 
 
 @dataclass(frozen=True)
@@ -137,10 +138,17 @@ class FamilyStore(Protocol):
         ...
 
     async def revoke_user(
-        self, user_id: str, reason: str, now: int, actor: str | None = None
+        self,
+        user_id: str,
+        reason: str,
+        now: int,
+        actor: str | None = None,
+        *,
+        keep_login_session: str | None = None,
     ) -> int:
-        """Revokes every live family of the user; returns how many. With `actor`, one
-        `family.revoked` audit event per family, in the same transaction."""
+        """Revokes every live family of the user (but those the login session with the id
+        `keep_login_session` started); returns how many. With `actor`, one `family.revoked`
+        audit event per family, in the same transaction."""
         ...
 
     async def revoke_client(self, client_id: str, reason: str, now: int, actor: str) -> int:

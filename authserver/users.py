@@ -68,9 +68,14 @@ class UserStore(Protocol):
         ...
 
     async def set_password_hash(
-        self, user_id: str, password_hash: str, audit: Sequence[AuditEvent]
+        self,
+        user_id: str,
+        password_hash: str,
+        audit: Sequence[AuditEvent],
+        expected: str | None = None,
     ) -> bool:
-        """Replaces the hash, with `audit`, in one transaction; False when no such user. A
+        """Replaces the hash, with `audit`, in one transaction; False when no such user (or,
+        with `expected`, when the hash is no longer that one: a concurrent change won). A
         login that checked the previous hash starts no session afterwards (FamilyStore.start)."""
         ...
 

@@ -26,9 +26,11 @@ from authserver.db.codes import SqlCodeStore
 from authserver.db.columns import stored_hash
 from authserver.db.denylist import SqlDenylist
 from authserver.db.families import SqlFamilyStore
+from authserver.db.login_sessions import SqlLoginSessionStore
 from authserver.db.models import Base
 from authserver.db.outbox import SqlOutbox
 from authserver.errors import InvalidGrant
+from authserver.login_sessions import Browser
 from authserver.mail import Mail
 from authserver.refresh import hash_token, rotate
 from tests._postgres import scratch_database
@@ -399,3 +401,37 @@ async def test_0011_adds_the_outbox_beside_existing_rows_and_takes_it_away_again
     assert (await SqlUserStore(pooled).by_username("alice")) is not None
     await migrate.upgrade(engine)
     assert await schema_diff(engine) == []
+
+
+# --- 0013: login sessions' user agent, over rows written before it -------------------------
+
+
+async def test_0013_keeps_existing_login_sessions_live_without_a_user_agent_and_goes_back(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0012")
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO users (id, username, username_key, password_hash, scopes,"
+                " disabled, created_at) VALUES ('u1', 'old', 'old', 'x', '', false, 0)"
+            )
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO login_sessions (id, token_hash, user_id, created_at, last_used_at,"
+                " expires_at) VALUES ('s1', :hash, 'u1', 10, 10, 4000000000)"
+            ),
+            {"hash": "a" * 64},
+        )
+
+    await migrate.upgrade(engine)
+
+    store = SqlLoginSessionStore(pooled)
+    assert await store.browsers("u1", 20, 3600) == [Browser("s1", 10, 10, 4000000000, None)]
+    assert await schema_diff(engine) == []
+    await migrate.downgrade(engine, "0012")
+    async with engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT id, user_id FROM login_sessions"))).all()
+    assert [tuple(row) for row in kept] == [("s1", "u1")]
+    await migrate.upgrade(engine)

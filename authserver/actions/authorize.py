@@ -74,6 +74,19 @@ class _Refused(Exception):
 
 Params = Sequence[tuple[str, str]]
 
+# A bare sign-in that goes on to one of our own pages (`/login?then=account`, where /account
+# sends a browser without a login session). The value names a page of this fixed list, never a
+# URL: no value can make the sign-in page an open redirect.
+THEN = "then"
+THEN_PAGES = {"account": "/account"}
+
+
+def local_page_after(params: Params) -> str | None:
+    """The path a bare sign-in goes to next: `params` is exactly one known `then`."""
+    if len(params) == 1 and params[0][0] == THEN:
+        return THEN_PAGES.get(params[0][1])
+    return None
+
 
 async def authorize(
     services: Services, params: Params, session_cookie: str | None
@@ -174,8 +187,9 @@ async def trusted_target(services: Services, params: Params) -> tuple[Client, st
 async def resume(services: Services, params: Params) -> AuthorizationRequest | Redirect | None:
     """For the sign-in page, which carries the authorization request in its query string: the
     request, checked again as /authorize checks it (the page's URL is anyone's to edit); a
-    Redirect with the error; None for a bare sign-in with no request. Raises ErrorPage."""
-    if not params:
+    Redirect with the error; None for a bare sign-in with no request (or one that goes on to
+    a page of ours: `local_page_after`). Raises ErrorPage."""
+    if not params or local_page_after(params) is not None:
         return None
     client, redirect_uri, given = await trusted_target(services, params)
     try:

@@ -19,14 +19,20 @@ async def end_sessions(
     actor: str,
     now: int,
     announce: str | None = None,
+    keep_login_session: str | None = None,
 ) -> int:
     """Ends the user's login sessions and revokes every live refresh family (one
     `family.revoked` each, reason `reason`); returns how many families were live. With
-    `announce`, one event of that type on the user, `{"sessions": n}`, after them."""
+    `announce`, one event of that type on the user, `{"sessions": n}`, after them. With
+    `keep_login_session`, that login session and the families it started stay (the browser
+    that changed its password on the account page)."""
     # The login sessions first: once they are over, no single sign-on issues a code that
     # starts a family the revocation below would miss.
-    await services.login_sessions.end_user(user, now)
-    ended = await services.families.revoke_user(user, reason, now, actor=actor)
+    keep = keep_login_session
+    await services.login_sessions.end_user(user, now, keep)
+    ended = await services.families.revoke_user(
+        user, reason, now, actor=actor, keep_login_session=keep
+    )
     if announce is not None:
         event = AuditEvent(now, actor, announce, user, {"sessions": ended}, user=user)
         await services.audit.record([event])

@@ -25,6 +25,7 @@ from authserver.actions.authorize import (
     Redirect,
     SignIn,
     complete,
+    local_page_after,
     resume,
 )
 from authserver.audit import ANONYMOUS, AuditEvent, username_digest
@@ -95,10 +96,11 @@ async def sign_in(
     address: str | None,
     client_id: str | None,
     replaces: str | None = None,
+    user_agent: str | None = None,
 ) -> tuple[LoginSession, str]:
     """(the new login session, its cookie value); InvalidGrant or SlowDown otherwise.
     `replaces`: the browser's login-session cookie, if any, ended by a success (see
-    start_login_session)."""
+    start_login_session); `user_agent`: the browser's, shown on the account page."""
 
     async def prepare() -> Credentials[None]:
         audit: dict[str, str | None] = {"client_id": client_id, "via": "sign_in_page"}
@@ -108,7 +110,7 @@ async def sign_in(
         settings = services.settings
         return await start_login_session(
             services.login_sessions, user.id, services.clock(), settings.login_session_ttl,
-            client_id, replaces,
+            client_id, replaces, user_agent,
         )  # fmt: skip
 
     return await check_password(
@@ -131,7 +133,8 @@ class TryAgain:
 class SignedIn:
     """A login session started (`cookie` is its value), and where the browser goes next:
     back to the client with a code (Redirect), the form again for a user disabled a moment
-    ago (SignIn), or, for a bare sign-in with no authorization request, None."""
+    ago (SignIn), a page of ours a bare sign-in was asked to go on to (Redirect to a path of
+    authorize.THEN_PAGES), or, for a bare sign-in with no authorization request, None."""
 
     session: LoginSession
     cookie: str
@@ -146,6 +149,7 @@ async def finish(
     password: str,
     address: str | None,
     replaces: str | None = None,
+    user_agent: str | None = None,
 ) -> Redirect | TryAgain | SignedIn:
     """POST /login: the authorization request in the page's query string checked again
     (actions/authorize.resume: a Redirect with its error, or ErrorPage raised), the password
@@ -161,10 +165,13 @@ async def finish(
             address=address,
             client_id=target.client.client_id if target else None,
             replaces=replaces,
+            user_agent=user_agent,
         )
     except InvalidGrant:
         return TryAgain(target, username)
     except SlowDown as exc:
         return TryAgain(target, username, exc.retry_after or 1)  # SlowDown makes it at least 1
-    then = None if target is None else await complete(services, target, session)
-    return SignedIn(session, cookie, then)
+    if target is None:
+        page = local_page_after(params)
+        return SignedIn(session, cookie, None if page is None else Redirect(page))
+    return SignedIn(session, cookie, await complete(services, target, session))

@@ -134,13 +134,18 @@ class SqlUserStore:
         return _user(row) if row else None
 
     async def set_password_hash(
-        self, user_id: str, password_hash: str, audit: Sequence[AuditEvent]
+        self,
+        user_id: str,
+        password_hash: str,
+        audit: Sequence[AuditEvent],
+        expected: str | None = None,
     ) -> bool:
+        which = [UserRow.id == user_id, _LIVE_USER]
+        if expected is not None:
+            which.append(UserRow.password_hash == expected)
         async with self._engine.begin() as conn:
             result = await conn.execute(
-                update(UserRow)
-                .where(UserRow.id == user_id, _LIVE_USER)
-                .values(password_hash=password_hash)
+                update(UserRow).where(*which).values(password_hash=password_hash)
             )
             if result.rowcount:
                 await append_audit(conn, audit)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, literal, text, update
+from sqlalchemy import ColumnElement, and_, insert, literal, or_, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authserver.audit import AuditEvent
@@ -119,11 +119,16 @@ _LOCK_ENABLED_CLIENT = text(_ENABLED_CLIENT + " FOR SHARE")
 _CHECK_ENABLED_CLIENT = text(_ENABLED_CLIENT)
 
 
-# Live: not revoked, not over, and its newest token unspent and not idle past its end.
+# Live: not revoked, not over, and its newest token unspent and not idle past its end. The
+# client's name for the account page; the user agent of the browser whose login session started
+# the family when the family has none of its own (a code exchange comes from the client's
+# server, whose user agent says nothing of the person's browser).
 _SESSIONS = text("""
-SELECT f.id, f.client_id, f.created_at, f.user_agent,
-       t.issued_at AS last_used_at, t.expires_at AS token_expires_at
+SELECT f.id, f.client_id, f.created_at, COALESCE(f.user_agent, s.user_agent) AS user_agent,
+       t.issued_at AS last_used_at, t.expires_at AS token_expires_at, c.client_name
 FROM refresh_families AS f JOIN refresh_tokens AS t ON t.family_id = f.id
+LEFT JOIN clients AS c ON c.client_id = f.client_id
+LEFT JOIN login_sessions AS s ON s.id = f.login_session_id
 WHERE f.user_id = :user_id AND f.revoked_at IS NULL AND f.expires_at > :now
   AND t.spent_at IS NULL AND t.expires_at > :now
 ORDER BY f.created_at DESC, f.id
@@ -337,9 +342,22 @@ class SqlFamilyStore:
         return changed
 
     async def revoke_user(
-        self, user_id: str, reason: str, now: int, actor: str | None = None
+        self,
+        user_id: str,
+        reason: str,
+        now: int,
+        actor: str | None = None,
+        *,
+        keep_login_session: str | None = None,
     ) -> int:
-        return await self._revoke_every(FamilyRow.user_id == user_id, reason, now, actor)
+        which = FamilyRow.user_id == user_id
+        if keep_login_session is not None:
+            started_elsewhere = or_(
+                FamilyRow.login_session_id.is_(None),
+                FamilyRow.login_session_id != keep_login_session,
+            )
+            which = and_(which, started_elsewhere)
+        return await self._revoke_every(which, reason, now, actor)
 
     async def revoke_client(self, client_id: str, reason: str, now: int, actor: str) -> int:
         return await self._revoke_every(FamilyRow.client_id == client_id, reason, now, actor)
@@ -400,6 +418,7 @@ class SqlFamilyStore:
                 last_used_at=row.last_used_at,
                 expires_at=row.token_expires_at,
                 user_agent=row.user_agent,
+                client_name=row.client_name,
             )
             for row in rows
         ]

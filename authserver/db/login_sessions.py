@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.audit import AuditEvent
@@ -12,7 +13,7 @@ from authserver.db.audit import append_audit
 from authserver.db.columns import family_id
 from authserver.db.engine import is_postgres
 from authserver.db.predicates import login_session_live, user_enabled
-from authserver.login_sessions import Ended, LoginSession
+from authserver.login_sessions import Browser, Ended, LoginSession
 from authserver.refresh import family_revoked
 
 # As families.start: FOR SHARE holds the user row until the session commits, so a concurrent
@@ -20,8 +21,9 @@ from authserver.refresh import family_revoked
 _ENABLED_USER = f"SELECT 1 FROM users WHERE id = :user_id AND {user_enabled(None)}"
 
 _INSERT = text("""
-INSERT INTO login_sessions (id, token_hash, user_id, created_at, last_used_at, expires_at)
-VALUES (:id, :token_hash, :user_id, :now, :now, :expires_at)
+INSERT INTO login_sessions
+  (id, token_hash, user_id, created_at, last_used_at, expires_at, user_agent)
+VALUES (:id, :token_hash, :user_id, :now, :now, :expires_at, :user_agent)
 """)
 
 # Alive, used within the idle lifetime, its user enabled: decided and touched in one statement.
@@ -65,8 +67,25 @@ UPDATE refresh_families SET login_session_id = :session_id
 WHERE login_session_id = :old_id AND revoked_at IS NULL
 """)
 
+# `keep`: the session of the browser that changed its password on the account page.
 _END_USER = text("""
-UPDATE login_sessions SET revoked_at = :now WHERE user_id = :user_id AND revoked_at IS NULL
+UPDATE login_sessions SET revoked_at = :now
+WHERE user_id = :user_id AND revoked_at IS NULL
+  AND (CAST(:keep AS VARCHAR) IS NULL OR id <> :keep)
+""")
+
+# Live as _TOUCH decides (its user's being enabled is the account page's own check).
+_BROWSERS = text(f"""
+SELECT id, created_at, last_used_at, expires_at, user_agent FROM login_sessions
+WHERE user_id = :user_id AND {login_session_live(None)} AND last_used_at > :idle_after
+ORDER BY created_at DESC, id
+""")
+
+# As _END, by id and only the user's own: another user's id matches no row.
+_END_BY_ID = text("""
+UPDATE login_sessions SET revoked_at = :now
+WHERE id = :id AND user_id = :user_id AND revoked_at IS NULL
+RETURNING id, user_id, created_at, expires_at
 """)
 
 
@@ -89,6 +108,7 @@ class SqlLoginSessionStore:
                     "user_id": session.user_id,
                     "now": now,
                     "expires_at": session.expires_at,
+                    "user_agent": session.user_agent,
                 },
             )
             await append_audit(conn, audit)
@@ -108,8 +128,20 @@ class SqlLoginSessionStore:
         return None if user_id is None else str(user_id)
 
     async def end(self, token_hash: str, now: int, client_id: str | None) -> Ended | None:
+        params = {"token_hash": token_hash, "now": now}
+        return await self._end(_END, params, now, {"client_id": client_id})
+
+    async def end_by_id(self, session_id: str, user_id: str, now: int) -> Ended | None:
+        if len(session_id) > 36:
+            return None  # no session has it (the column is 36 wide)
+        params = {"id": session_id, "user_id": user_id, "now": now}
+        return await self._end(_END_BY_ID, params, now, {"via": "account_page"})
+
+    async def _end(
+        self, statement: TextClause, params: dict[str, object], now: int, detail: dict[str, Any]
+    ) -> Ended | None:
         async with self._engine.begin() as conn:
-            row = (await conn.execute(_END, {"token_hash": token_hash, "now": now})).first()
+            row = (await conn.execute(statement, params)).first()
             if row is None:
                 return None
             families = [
@@ -117,7 +149,7 @@ class SqlLoginSessionStore:
                 for f in await conn.execute(_END_FAMILIES, {"login_session_id": row.id, "now": now})
             ]
             user = row.user_id
-            detail = {"client_id": client_id, "families": len(families)}
+            detail = {**detail, "families": len(families)}
             events = [AuditEvent(now, user, "end_session", row.id, detail, user=user)]
             events += [
                 family_revoked(sid, user, client, reason="end_session", actor=user, now=now)
@@ -136,7 +168,17 @@ class SqlLoginSessionStore:
             await conn.execute(_MOVE_FAMILIES, {"session_id": session_id, "old_id": row.id})
         return True
 
-    async def end_user(self, user_id: str, now: int) -> int:
+    async def end_user(self, user_id: str, now: int, keep: str | None = None) -> int:
+        params = {"user_id": user_id, "now": now, "keep": keep}
         async with self._engine.begin() as conn:
-            result = await conn.execute(_END_USER, {"user_id": user_id, "now": now})
+            result = await conn.execute(_END_USER, params)
         return int(result.rowcount or 0)
+
+    async def browsers(self, user_id: str, now: int, idle_ttl: int) -> list[Browser]:
+        params = {"user_id": user_id, "now": now, "idle_after": now - idle_ttl}
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_BROWSERS, params)).all()
+        return [
+            Browser(row.id, row.created_at, row.last_used_at, row.expires_at, row.user_agent)
+            for row in rows
+        ]

@@ -201,6 +201,8 @@ class LoginSessionRow(Base):
     last_used_at: Mapped[int] = mapped_column(BigInteger)  # the idle lifetime counts from here
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)  # absolute end
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    # 0013: of the browser that signed in, for the account page (cut as refresh_families').
+    user_agent: Mapped[str | None] = mapped_column(String(200))
 
 
 class AuthorizationCodeRow(Base):

@@ -1,8 +1,8 @@
 """Exception handlers: every error leaves as the JSON of API.md, never as a stack trace.
 
-The pages a person sees (/authorize, /login, /end-session) answer theirs as a page instead,
-with the same status and headers (Retry-After included) and a sentence meant for a person:
-a browser shows a JSON body as raw text."""
+The pages a person sees (/authorize, /login, /end-session, /account and its forms) answer
+theirs as a page instead, with the same status and headers (Retry-After included) and a
+sentence meant for a person: a browser shows a JSON body as raw text."""
 
 from __future__ import annotations
 
@@ -33,7 +33,17 @@ logger = logging.getLogger("authserver")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 # The endpoints a browser shows to a person (API.md, "Browser sign-in").
-PAGE_PATHS = frozenset({"/authorize", "/login", "/end-session"})
+PAGE_PATHS = frozenset(
+    {
+        "/authorize",
+        "/login",
+        "/end-session",
+        "/account",
+        "/account/password",
+        "/account/sessions/end",
+        "/account/sign-out-everywhere",
+    }
+)
 UNAVAILABLE = N_("The sign-in service is unavailable for a moment. Please try again in a minute.")
 TOO_LARGE = N_("What this page sent was too large. Go back and try again.")
 BROKEN = N_("Something went wrong on our side. Please try again in a minute.")

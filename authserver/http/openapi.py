@@ -142,6 +142,19 @@ def HTML_PAGE(status: str, description: str) -> dict[str, Any]:  # noqa: N802 - 
     return {status: {"description": description, "content": {"text/html": {}}}}
 
 
+ACCOUNT_SIGN_IN = {"303": {"description": "no live login session: to /login?then=account"}}
+ACCOUNT_FORBIDDEN = HTML_PAGE("403", "the CSRF token or the Origin does not match")
+
+
+def _account_form(*fields: str) -> dict[str, Any]:
+    """An account page form: its fields and the CSRF token."""
+    schema = {"type": "object", "properties": _strings(*fields, "csrf_token")}
+    return {
+        "required": False,
+        "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+    }
+
+
 BASIC: list[dict[str, list[str]]] = [{"clientBasic": []}, {}]  # or client_id/secret in the body
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 ADMIN: list[dict[str, list[str]]] = [{"bearer": ["admin"]}]
@@ -279,6 +292,54 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **HTML_PAGE("403", "the CSRF token or the Origin does not match"),
             **HTML_PAGE("429", "throttled: the form again, with Retry-After"),
             **_page_errors(413, 415),
+        },
+    },
+    ("GET", "/account"): {
+        "summary": "The account page: the user's sessions, a password change, sign-out.",
+        "description": (
+            "Signed in by the login-session cookie; without a live one, 303 to"
+            " /login?then=account, which comes back here after the sign-in."
+        ),
+        "tags": ["sign-in"],
+        "parameters": [{"name": "done", "in": "query", "schema": {"type": "string"}}],
+        "responses": {
+            **HTML_PAGE("200", "the account page"),
+            **ACCOUNT_SIGN_IN,
+            **_page_errors(),
+        },
+    },
+    ("POST", "/account/password"): {
+        "summary": "The account page's password change: the current password and a new one.",
+        "tags": ["sign-in"],
+        "requestBody": _account_form("current_password", "new_password"),
+        "responses": {
+            "303": {"description": "changed (back to /account), or no live login session (/login)"},
+            **HTML_PAGE("400", "the page again: the current password wrong or the new one weak"),
+            **ACCOUNT_FORBIDDEN,
+            **HTML_PAGE("429", "throttled: the page again, with Retry-After"),
+            **_page_errors(413, 415),
+        },
+    },
+    ("POST", "/account/sessions/end"): {
+        "summary": "Ends one of the user's sessions: a browser's sign-in or an app's.",
+        "tags": ["sign-in"],
+        "requestBody": _account_form("kind", "id"),
+        "responses": {
+            "303": {"description": "ended (back to /account, or /login for this browser)"},
+            **ACCOUNT_FORBIDDEN,
+            **HTML_PAGE("404", "no live session of the user has this id"),
+            **_page_errors(400, 413, 415),
+        },
+    },
+    ("POST", "/account/sign-out-everywhere"): {
+        "summary": "Ends every session of the user, this browser's too.",
+        "tags": ["sign-in"],
+        "requestBody": _account_form(),
+        "responses": {
+            **HTML_PAGE("200", "signed out"),
+            **ACCOUNT_SIGN_IN,
+            **ACCOUNT_FORBIDDEN,
+            **_page_errors(400, 413, 415),
         },
     },
     ("GET", "/assets/signin.css"): {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from authserver.http import (
+    account,
     authorize,
     end_session,
     health,
@@ -33,6 +34,10 @@ routes = [
     Route("/authorize", authorize.authorize, methods=["GET"]),
     Route("/login", sign_in.login_form, methods=["GET"]),
     Route("/login", sign_in.login, methods=["POST"]),
+    Route("/account", account.account, methods=["GET"]),
+    Route("/account/password", account.change_password, methods=["POST"]),
+    Route("/account/sessions/end", account.end_session, methods=["POST"]),
+    Route("/account/sign-out-everywhere", account.sign_out_everywhere, methods=["POST"]),
     Route("/assets/signin.css", pages.stylesheet, methods=["GET"]),
     Route("/assets/favicon.svg", pages.favicon, methods=["GET"]),
     Route("/favicon.ico", pages.favicon, methods=["GET"]),

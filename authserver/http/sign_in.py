@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gettext
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -56,6 +58,7 @@ async def login(request: Request) -> Response:
             password=fields.get("password", ""),
             address=client_address(request, settings.trusted_proxies),
             replaces=read_session_cookie(request, settings),
+            user_agent=request.headers.get("user-agent"),
         )
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
@@ -84,16 +87,21 @@ def _try_again(request: Request, found: Services, again: TryAgain, csrf_token: s
         metrics.LOGINS_FAILED.inc()
         message, status, headers = words.gettext(WRONG_CREDENTIALS), 400, None
     else:
-        seconds = again.retry_after
-        message = words.ngettext(
-            "Too many failed sign-ins. Try again in %(seconds)d second.",
-            "Too many failed sign-ins. Try again in %(seconds)d seconds.",
-            seconds,
-        ) % {"seconds": seconds}
-        status, headers = 429, {"Retry-After": str(seconds)}
+        message, headers = too_many_failures(words, again.retry_after)
+        status = 429
     return _form(
         request, found, again.request, csrf_token, again.username, message, status, headers
     )
+
+
+def too_many_failures(words: gettext.NullTranslations, seconds: int) -> tuple[str, dict[str, str]]:
+    """The throttle's refusal (429) as a page words it, and its Retry-After."""
+    message = words.ngettext(
+        "Too many failed sign-ins. Try again in %(seconds)d second.",
+        "Too many failed sign-ins. Try again in %(seconds)d seconds.",
+        seconds,
+    ) % {"seconds": seconds}
+    return message, {"Retry-After": str(seconds)}
 
 
 def _form(

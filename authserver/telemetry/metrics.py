@@ -194,10 +194,16 @@ class _ObservedLoginSessions:
         return started
 
     async def end(self, *args: Any, **kwargs: Any) -> Ended | None:
-        ended = await self._store.end(*args, **kwargs)
-        if ended is not None and ended.families:
-            FAMILIES_REVOKED.labels("end_session").inc(len(ended.families))
-        return ended
+        return _counted(await self._store.end(*args, **kwargs))
+
+    async def end_by_id(self, *args: Any, **kwargs: Any) -> Ended | None:
+        return _counted(await self._store.end_by_id(*args, **kwargs))
+
+
+def _counted(ended: Ended | None) -> Ended | None:
+    if ended is not None and ended.families:
+        FAMILIES_REVOKED.labels("end_session").inc(len(ended.families))
+    return ended
 
 
 def observed_codes(store: CodeStore) -> CodeStore:

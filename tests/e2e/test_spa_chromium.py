@@ -681,3 +681,55 @@ def test_a_foreign_origin_gets_nothing_from_the_refresh_cookie(
 
     spa.refresh()  # the real SPA's session is unharmed
     assert stack.auth.state()[1] == before[1] + 1
+
+
+def test_the_account_page_ends_another_browsers_app_and_its_refresh_fails(
+    browser: Browser, context: BrowserContext, stack: Stack, tmp_path: Path
+) -> None:
+    """API.md "The account page.": one browser signs in to the SPA; another, at a phone's
+    width, opens /account (the sign-in page first, then back), sees that app by its client's
+    name and ends it; the first browser's next refresh fails."""
+    app = Tab(context, stack).open()
+    app.sign_in()
+    phone = browser.new_context(viewport={"width": 375, "height": 740})
+    phone.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = phone.new_page()
+        page.goto(f"{stack.auth.url}/account")
+        assert page.url == f"{stack.auth.url}/login?then=account"
+        page.fill("input[name=username]", USERNAME)
+        page.fill("input[name=password]", PASSWORD)
+        with page.expect_navigation(url=f"{stack.auth.url}/account"):
+            page.click("form button[type=submit]")
+        assert page.inner_text("h1") == "Your account"
+        assert "(this browser)" in page.inner_text("body")
+        page.screenshot(path=tmp_path / "account.png", full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+        # A wrong current password: the page again, with its sentence, nothing changed.
+        page.fill("input[name=current_password]", "not the password")
+        page.fill("input[name=new_password]", "another long passphrase")
+        with page.expect_navigation():
+            page.click("form[action='/account/password'] button[type=submit]")
+        assert page.inner_text("[role=alert]") == "The current password is wrong."
+        page.screenshot(path=tmp_path / "account-error.png", full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+        # Every session of that app (the module's other tests may have left some).
+        apps = page.locator("li", has=page.locator("input[name=kind][value=app]")).filter(
+            has_text=stack.spa.client_id
+        )
+        assert apps.count() >= 1
+        while apps.count():
+            with page.expect_navigation(url=f"{stack.auth.url}/account?done=ended"):
+                apps.first.locator("button[type=submit]").click()
+            assert page.inner_text("[role=status]") == "The session was ended."
+    finally:
+        phone.close()
+
+    app.page.reload()
+    app.wait_settled()
+    assert app.state() == "signed-out"
+    assert app.answers[-1] == ("/refresh", 400)
+    for shot in ("account.png", "account-error.png"):
+        assert (tmp_path / shot).stat().st_size > 5_000
