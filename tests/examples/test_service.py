@@ -7,8 +7,6 @@ the scope → 403 insufficient_scope; a session logged out → 401 once the revo
 from __future__ import annotations
 
 import importlib.util
-import socket
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
@@ -16,8 +14,8 @@ from types import ModuleType
 import anyio
 import httpx
 import pytest
-import uvicorn
 
+from tests._uvicorn import loopback_socket, served
 from tests.conftest import Registry, password_login
 from tests.http.test_verify_live import Live, log_in
 
@@ -49,24 +47,12 @@ async def service(live: Live) -> AsyncIterator[httpx.AsyncClient]:
             "SERVICE_POLL_INTERVAL": str(POLL),
         }
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        with anyio.fail_after(30):
-            while not server.started:
-                assert thread.is_alive(), "uvicorn stopped during startup"
-                await anyio.sleep(0.02)
-        async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await anyio.to_thread.run_sync(thread.join, 30)
-        sock.close()
-    assert not thread.is_alive(), "uvicorn did not shut down"
+    sock = loopback_socket()
+    async with (
+        served(app, sock) as running,
+        httpx.AsyncClient(base_url=running.url, trust_env=False, timeout=10) as client,
+    ):
+        yield client
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ server would: PyJWT's JWKS client against the published key set, nothing shared 
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +11,12 @@ import anyio
 import httpx
 import jwt
 import pytest
-import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.app import build_services, create_app
 from authserver.config import Settings
+from tests._uvicorn import loopback_socket, served, url_of
 from tests.conftest import Registry, make_settings, password_login
 
 
@@ -39,31 +37,15 @@ async def live(
 ) -> AsyncIterator[LiveServer]:
     """uvicorn serving the app on a free port, its issuer that URL, with fresh keys of the
     parametrized algorithm (deleted again afterwards: the suite keeps keys across tests)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    sock = loopback_socket()
+    url = url_of(sock)
     settings = make_settings(database_url, tmp_path / "keys", issuer=url, signing_alg=request.param)
     await delete_signing_keys(engine)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        with anyio.fail_after(30):
-            while not server.started:
-                assert thread.is_alive(), "uvicorn stopped during startup"
-                await anyio.sleep(0.02)
-        yield LiveServer(url, settings)
+        async with served(create_app(settings), sock):
+            yield LiveServer(url, settings)
     finally:
-        server.should_exit = True
-        await anyio.to_thread.run_sync(thread.join, 30)
-        sock.close()
         await delete_signing_keys(engine)
-    assert not thread.is_alive(), "uvicorn did not shut down"
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,7 +20,6 @@ import jwcrypto.jwk
 import jwcrypto.jwt
 import jwt
 import pytest
-import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -42,6 +39,7 @@ from authserver_verify import (
     urllib_fetch,
 )
 from authserver_verify.starlette import BearerAuthMiddleware, require_active
+from tests._uvicorn import Served, loopback_socket, served, url_of
 from tests.conftest import Registry, make_settings, password_login
 from tests.http.hostile import HOSTILE, forge, hostile_token
 from tests.http.test_live_server import delete_signing_keys
@@ -52,12 +50,10 @@ class Live:
     url: str
     settings: Settings
     services: Services  # a second instance over the same database: for hostile tokens
-    server: uvicorn.Server
-    thread: threading.Thread
+    running: Served
 
     async def stop(self) -> None:
-        self.server.should_exit = True
-        await anyio.to_thread.run_sync(self.thread.join, 30)
+        await self.running.stop()
 
 
 @dataclass
@@ -107,35 +103,22 @@ async def live(
     live_overrides: dict[str, str],
 ) -> AsyncIterator[Live]:
     """As tests/http/test_live_server.py's fixture, plus a way to stop the server mid-test."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock = loopback_socket()
+    url = url_of(sock)
     settings = make_settings(
         database_url, tmp_path / "keys", issuer=url, signing_alg=request.param, **live_overrides
     )
     await delete_signing_keys(engine)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        with anyio.fail_after(30):
-            while not server.started:
-                assert thread.is_alive(), "uvicorn stopped during startup"
-                await anyio.sleep(0.02)
-        services = build_services(settings, engine)
-        await services.keys.start()
-        registry = Registry(services)
-        await registry.client("spa", public=True, grant_types=("password", "refresh_token"))
-        await registry.user("alice", "correct horse")
-        yield Live(url, settings, services, server, thread)
+        async with served(create_app(settings), sock) as running:
+            services = build_services(settings, engine)
+            await services.keys.start()
+            registry = Registry(services)
+            await registry.client("spa", public=True, grant_types=("password", "refresh_token"))
+            await registry.user("alice", "correct horse")
+            yield Live(url, settings, services, running)
     finally:
-        server.should_exit = True
-        await anyio.to_thread.run_sync(thread.join, 30)
-        sock.close()
         await delete_signing_keys(engine)
-    assert not thread.is_alive(), "uvicorn did not shut down"
 
 
 @pytest.fixture

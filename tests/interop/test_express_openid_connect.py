@@ -24,14 +24,12 @@ from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
 from tests._smtp import unused_port
-from tests.conftest import Registry
 from tests.http.test_verify_live import Live
-from tests.interop.browser import INSECURE_COOKIES, browser_sign_in, new_browser
+from tests.interop.browser import INSECURE_COOKIES, new_browser
+from tests.interop.web_app import EMAIL, NAME, register_web_app, sign_in_at
 
 HERE = Path(__file__).parent
 APP = "express-app"
-NAME = "Alice Zoë Liddell"  # not ASCII: the name crosses JSON, a JWT and the app's page
-EMAIL = "alice@example.org"
 
 
 @pytest.fixture
@@ -80,38 +78,22 @@ async def express_app(
 
 
 async def _registered(live: Live) -> tuple[int, str]:
-    """Alice with a name and an address, and the client APP on a free port: (port, secret)."""
-    registry = Registry(live.services)
-    await registry.profile("alice", name=NAME, email=EMAIL, email_verified=True)
+    """Alice and the client APP (web_app.register_web_app) on a free port: (port, secret)."""
     port = unused_port()
-    secret = await registry.client(
-        APP,
-        grant_types=("authorization_code", "refresh_token"),
-        scopes=("openid", "profile", "email"),
-        redirect_uris=(f"http://127.0.0.1:{port}/callback",),
-    )
-    assert secret is not None
-    return port, secret
+    return port, await register_web_app(live, APP, f"http://127.0.0.1:{port}")
 
 
 async def test_express_openid_connect_greets_the_user_by_name(node: str, live: Live) -> None:
     port, secret = await _registered(live)
 
     async with express_app(node, live, port, secret) as app, new_browser() as browser:
-        before = await browser.get(f"{app}/")
-        login = await browser.get(f"{app}/login")
-        assert login.status_code == 302, login.text
-        authorization_url = login.headers["location"]
-        callback = await browser_sign_in(
-            authorization_url, browser=browser, callback=f"{app}/callback"
-        )
-        back = await browser.get(callback)
-        page = await browser.get(f"{app}/")
+        signed_in = await sign_in_at(app, browser)
         userinfo = await browser.get(f"{app}/userinfo")
 
+    before, back, page = signed_in.before, signed_in.back, signed_in.page
     assert before.text == "Signed out"
-    assert authorization_url.startswith(f"{live.url}/authorize?")
-    sent = dict(parse_qsl(urlsplit(authorization_url).query))
+    assert signed_in.authorization_url.startswith(f"{live.url}/authorize?")
+    sent = dict(parse_qsl(urlsplit(signed_in.authorization_url).query))
     assert sent["scope"] == "openid profile email"  # the library's default
     assert sent["response_type"] == "code" and sent["code_challenge_method"] == "S256"
     assert "nonce" in sent and "state" in sent
