@@ -43,6 +43,8 @@ TABLES = (
     "refresh_tokens",
     "refresh_families",
     "denied_access_tokens",
+    "second_factors",
+    "recovery_codes",
     "users",
     "clients",
     "audit_events",

@@ -243,3 +243,41 @@ class MailRow(Base):
     next_attempt_at: Mapped[int] = mapped_column(BigInteger, index=True)
     claim: Mapped[str | None] = mapped_column(String(32))  # the holder's random token
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class SecondFactorRow(Base):
+    """0015: a second factor a user enrolled (authserver/second_factors.py)."""
+
+    __tablename__ = "second_factors"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "totp"
+    # AES-256-GCM under the KEK, the factor's id in the associated data (keys/sealing.py).
+    sealed_secret: Mapped[bytes] = mapped_column(LargeBinary)
+    # The last RFC 6238 time step accepted: only a later one is accepted again.
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        # One authenticator app a user, whatever instances race to enrol one; passkeys (later)
+        # are several a user, so the rule names the kind.
+        Index(
+            "uq_second_factors_one_totp",
+            "user_id",
+            unique=True,
+            sqlite_where=kind == "totp",
+            postgresql_where=kind == "totp",
+        ),
+    )
+
+
+class RecoveryCodeRow(Base):
+    """0015: single-use recovery codes, only their SHA-256 stored; a new set replaces the old."""
+
+    __tablename__ = "recovery_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
