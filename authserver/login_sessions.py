@@ -140,3 +140,33 @@ async def start_login_session(
         if not await store.take_over(old, session.id, user_id, now):
             await store.end(old, now, client_id)
     return session, token
+
+
+# A password checked for a user with a second factor waits this long for it (5 minutes: an
+# authenticator app's code is at hand or not; a long wait only helps someone with the password).
+PENDING_TTL = 300
+
+
+@dataclass(frozen=True)
+class PendingSignIn:
+    """A sign-in past its password, awaiting the second factor (actions/sign_in_steps.py).
+    Held server-side by the SHA-256 of its own cookie; never a login session."""
+
+    user_id: str
+    client_id: str | None
+    password_at: int  # when the password was typed
+    expires_at: int
+
+
+class PendingSignInStore(Protocol):
+    """Every method is one statement of its own."""
+
+    async def hold(self, pending: PendingSignIn, token_hash: str) -> None: ...
+
+    async def find(self, token_hash: str, now: int) -> PendingSignIn | None:
+        """The unexpired pending sign-in of this cookie, its user enabled; else None."""
+        ...
+
+    async def release(self, token_hash: str, now: int) -> PendingSignIn | None:
+        """Removes the pending sign-in and returns it if unexpired: at most once."""
+        ...

@@ -45,6 +45,7 @@ TABLES = (
     "denied_access_tokens",
     "second_factors",
     "recovery_codes",
+    "pending_sign_ins",
     "users",
     "clients",
     "audit_events",

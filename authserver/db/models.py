@@ -281,3 +281,16 @@ class RecoveryCodeRow(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
     used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class PendingSignInRow(Base):
+    """0015: a password checked for a user with a second factor, awaiting it
+    (actions/sign_in_steps.py). Not a login session: nothing that looks for one finds it."""
+
+    __tablename__ = "pending_sign_ins"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of its cookie
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    client_id: Mapped[str | None] = mapped_column(String(128))  # for the audit events
+    password_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -37,6 +37,7 @@ PAGE_PATHS = frozenset(
     {
         "/authorize",
         "/login",
+        "/login/factor",
         "/end-session",
         "/account",
         "/account/password",

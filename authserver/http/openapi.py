@@ -294,6 +294,41 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **_page_errors(413, 415),
         },
     },
+    ("GET", "/login/factor"): {
+        "summary": "The sign-in's second step: the code form, for a user with a second factor.",
+        "description": (
+            "Reached by POST /login's 303 for a user with an authenticator app, carrying the"
+            " authorization request's query string; needs the pending sign-in's cookie (5"
+            " minutes), else 303 back to /login."
+        ),
+        "tags": ["sign-in"],
+        "responses": {
+            **HTML_PAGE("200", "the code form"),
+            **REDIRECT_302,
+            "303": {"description": "no pending sign-in: back to /login"},
+            **HTML_PAGE("400", "an error page"),
+            **_page_errors(),
+        },
+    },
+    ("POST", "/login/factor"): {
+        "summary": "The code form's answer: a TOTP code or a recovery code, and the CSRF token.",
+        "tags": ["sign-in"],
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "properties": _strings("code", "csrf_token")}
+                }
+            },
+        },
+        "responses": {
+            "303": {"description": "signed in: on to the client with a code; or back to /login"},
+            **HTML_PAGE("400", "the form again with one error sentence, an error page"),
+            **HTML_PAGE("403", "the CSRF token, the Origin or the pending cookie does not match"),
+            **HTML_PAGE("429", "throttled: the form again, with Retry-After"),
+            **_page_errors(413, 415),
+        },
+    },
     ("GET", "/account"): {
         "summary": "The account page: the user's sessions, a password change, sign-out.",
         "description": (

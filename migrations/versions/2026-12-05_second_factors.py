@@ -9,7 +9,9 @@ user, so the one-per-user rule is a partial unique index on kind 'totp' only). T
 is sealed under the KEK (AES-256-GCM, the factor's id as associated data) as signing keys are;
 last_step is the last RFC 6238 time step accepted, so a code is accepted once.
 recovery_codes: the SHA-256 of each single-use code, used_at set when spent.
-Two new tables: nothing existing changes, and the downgrade drops them (with the factors).
+pending_sign_ins: a password checked for a user with a factor, awaiting it (5 minutes), by the
+SHA-256 of its own cookie; never a login session, so nothing that looks for one finds it.
+New tables: nothing existing changes, and the downgrade drops them (with the factors).
 """
 
 from __future__ import annotations
@@ -67,9 +69,31 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("recovery_codes", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_recovery_codes_user_id"), ["user_id"], unique=False)
+    op.create_table(
+        "pending_sign_ins",
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.String(length=36), nullable=False),
+        sa.Column("client_id", sa.String(length=128), nullable=True),
+        sa.Column("password_at", sa.BigInteger(), nullable=False),
+        sa.Column("expires_at", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_pending_sign_ins_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_pending_sign_ins")),
+    )
+    with op.batch_alter_table("pending_sign_ins", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_pending_sign_ins_expires_at"), ["expires_at"], unique=False
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("pending_sign_ins", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_pending_sign_ins_expires_at"))
+    op.drop_table("pending_sign_ins")
     with op.batch_alter_table("recovery_codes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_recovery_codes_user_id"))
     op.drop_table("recovery_codes")
