@@ -43,6 +43,9 @@ PAGE_PATHS = frozenset(
         "/account/password",
         "/account/sessions/end",
         "/account/sign-out-everywhere",
+        "/account/totp",
+        "/account/totp/confirm",
+        "/account/factors/remove",
     }
 )
 UNAVAILABLE = N_("The sign-in service is unavailable for a moment. Please try again in a minute.")

@@ -377,6 +377,41 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **_page_errors(400, 413, 415),
         },
     },
+    ("POST", "/account/totp"): {
+        "summary": "Starts adding an authenticator app: the setup page (QR code and key).",
+        "tags": ["sign-in"],
+        "requestBody": _account_form(),
+        "responses": {
+            **HTML_PAGE("200", "the setup page: an inline SVG QR code, the key, a code field"),
+            **ACCOUNT_SIGN_IN,
+            **ACCOUNT_FORBIDDEN,
+            **_page_errors(400, 413, 415),
+        },
+    },
+    ("POST", "/account/totp/confirm"): {
+        "summary": "Turns the authenticator app on with one of its codes.",
+        "tags": ["sign-in"],
+        "requestBody": _account_form("enrolment", "code"),
+        "responses": {
+            **HTML_PAGE("200", "on: the 10 recovery codes, shown this once"),
+            **HTML_PAGE("400", "a wrong code, or the setup expired: the setup page again"),
+            **ACCOUNT_SIGN_IN,
+            **ACCOUNT_FORBIDDEN,
+            **_page_errors(413, 415),
+        },
+    },
+    ("POST", "/account/factors/remove"): {
+        "summary": "Turns two-step verification off, with the current password.",
+        "tags": ["sign-in"],
+        "requestBody": _account_form("current_password"),
+        "responses": {
+            "303": {"description": "off: back to /account?done=factors_removed"},
+            **HTML_PAGE("400", "a wrong current password: the account page again"),
+            **HTML_PAGE("429", "throttled: the account page again, with Retry-After"),
+            **ACCOUNT_FORBIDDEN,
+            **_page_errors(413, 415),
+        },
+    },
     ("GET", "/assets/signin.css"): {
         "summary": "The sign-in pages' stylesheet.",
         "tags": ["sign-in"],
