@@ -706,6 +706,13 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [PATH_SUB],
         "responses": {**NO_CONTENT, **_errors(400, 401, 403, 404)},
     },
+    ("DELETE", "/admin/users/{sub}/factors"): {
+        "summary": "Removes the user's second factors and recovery codes; every session ends.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_SUB],
+        "responses": {**NO_CONTENT, **_errors(400, 401, 403, 404)},
+    },
     ("GET", "/admin/users/{sub}/sessions"): {
         "summary": "The user's live sessions.",
         "tags": ["admin"],
@@ -868,6 +875,8 @@ SCHEMAS: dict[str, Schema] = {
             "created_at": {"type": "integer"},
             "last_login_at": {"type": ["integer", "null"]},
             **PROFILE_PROPERTIES,
+            # GET /admin/users/{sub} only: the kinds of second factor enrolled.
+            "factors": {"type": "array", "items": {"type": "string", "enum": ["totp"]}},
         },
     },
     "UserPage": {

@@ -76,6 +76,7 @@ routes = [
     Route("/admin/users/{sub}", admin_users.delete_user, methods=["DELETE"]),
     Route("/admin/users/{sub}/password", admin_users.set_password, methods=["PUT"]),
     Route("/admin/users/{sub}/sessions", admin_sessions.user_sessions, methods=["GET"]),
+    Route("/admin/users/{sub}/factors", admin_users.reset_factors, methods=["DELETE"]),
     Route("/admin/sessions/{sid}/revoke", admin_sessions.revoke_session, methods=["POST"]),
     Route("/sessions", my_sessions.my_sessions, methods=["GET"]),
     Route("/sessions/{sid}", my_sessions.end_my_session, methods=["DELETE"]),
