@@ -457,8 +457,34 @@ async def test_0015_adds_second_factors_beside_existing_users_and_takes_them_awa
     await seed_users(engine, "alice")
     async with engine.begin() as conn:
         await conn.execute(text("UPDATE users SET username_key = username"))
+        await conn.execute(
+            text(
+                "INSERT INTO clients (client_id, secret_hash, grant_types, scopes,"
+                " refresh_delivery, created_at) VALUES ('app', NULL, 'authorization_code',"
+                " 'openid', 'body', 0)"
+            )
+        )
+        # A code (and its session) from before: the password alone.
+        await conn.execute(
+            text(
+                "INSERT INTO login_sessions (id, token_hash, user_id, created_at, last_used_at,"
+                " expires_at) VALUES ('s1', :hash, 'u0', 10, 10, 4000000000)"
+            ),
+            {"hash": "a" * 64},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO authorization_codes (code_hash, client_id, user_id,"
+                " login_session_id, redirect_uri, redirect_uri_given, code_challenge, scope,"
+                " auth_time, created_at, expires_at) VALUES (:h, 'app', 'u0', 's1',"
+                " 'https://app.test/cb', true, 'x', 'openid', 10, 10, 4000000000)"
+            ),
+            {"h": "c" * 64},
+        )
 
     await migrate.upgrade(engine, "0015")
+    old_code = await SqlCodeStore(pooled).find("c" * 64)
+    assert old_code is not None and old_code.code.amr == ("pwd",)  # NULL reads as before
 
     store = SqlSecondFactorStore(pooled)
     assert await store.kinds("u0") == []  # an existing user has no factor, signs in as before

@@ -35,6 +35,7 @@ from authserver.audit import AuditEvent
 from authserver.errors import InvalidGrant, SlowDown
 from authserver.login_sessions import (
     MAX_COOKIE,
+    PASSWORD_AND_OTP,
     PENDING_TTL,
     LoginSession,
     PendingSignIn,
@@ -182,7 +183,7 @@ async def second_factor(
     try:
         session, cookie = await start_login_session(
             services.login_sessions, user.id, now, services.settings.login_session_ttl,
-            pending.client_id, replaces, user_agent,
+            pending.client_id, replaces, user_agent, PASSWORD_AND_OTP,
         )  # fmt: skip
     except InvalidGrant:  # disabled meanwhile
         return StartAgain()

@@ -203,6 +203,8 @@ class LoginSessionRow(Base):
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
     # 0013: of the browser that signed in, for the account page (cut as refresh_families').
     user_agent: Mapped[str | None] = mapped_column(String(200))
+    # 0015: the RFC 8176 methods the sign-in used, space-separated; NULL: the password alone.
+    amr: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuthorizationCodeRow(Base):
@@ -224,6 +226,7 @@ class AuthorizationCodeRow(Base):
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     used_at: Mapped[int | None] = mapped_column(BigInteger)
     family_id: Mapped[str | None] = mapped_column(FAMILY_ID)  # the family its first use started
+    amr: Mapped[str | None] = mapped_column(String(64))  # 0015: its login session's
 
 
 class MailRow(Base):

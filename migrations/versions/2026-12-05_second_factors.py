@@ -11,7 +11,9 @@ last_step is the last RFC 6238 time step accepted, so a code is accepted once.
 recovery_codes: the SHA-256 of each single-use code, used_at set when spent.
 pending_sign_ins: a password checked for a user with a factor, awaiting it (5 minutes), by the
 SHA-256 of its own cookie; never a login session, so nothing that looks for one finds it.
-New tables: nothing existing changes, and the downgrade drops them (with the factors).
+login_sessions.amr and authorization_codes.amr: how the session's user proved who they are
+(RFC 8176 values, space-separated); NULL for rows from before, which were password only.
+New tables and two nullable columns: nothing existing changes, and the downgrade drops them.
 """
 
 from __future__ import annotations
@@ -89,8 +91,18 @@ def upgrade() -> None:
             batch_op.f("ix_pending_sign_ins_expires_at"), ["expires_at"], unique=False
         )
 
+    # NULL: the password alone, as every session and code before this revision.
+    with op.batch_alter_table("login_sessions") as table:
+        table.add_column(sa.Column("amr", sa.String(64), nullable=True))
+    with op.batch_alter_table("authorization_codes") as table:
+        table.add_column(sa.Column("amr", sa.String(64), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("authorization_codes") as table:
+        table.drop_column("amr")
+    with op.batch_alter_table("login_sessions") as table:
+        table.drop_column("amr")
     with op.batch_alter_table("pending_sign_ins", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_pending_sign_ins_expires_at"))
     op.drop_table("pending_sign_ins")

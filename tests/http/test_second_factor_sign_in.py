@@ -37,6 +37,7 @@ from tests.http.signin import (
     sign_in,
     web_client,
 )
+from tests.http.test_oidc import verified_id_token
 
 
 @pytest.fixture
@@ -244,3 +245,24 @@ async def test_the_password_grant_refuses_a_user_with_a_second_factor(
     assert_oauth_error(await password_login(client, "alice", PASSWORD), 400, "invalid_grant")
     await registry.user("bob", PASSWORD)
     assert (await password_login(client, "bob", PASSWORD)).status_code == 200
+
+
+async def test_the_id_token_says_two_factors_were_used(
+    client: httpx.AsyncClient, secret: str, clock: Clock
+) -> None:
+    flow = Flow.new(WEB, scope="openid profile")
+    answered = await password_step(client, flow)
+    done = await post_code(client, answered.headers["location"], code_now(secret, clock))
+    tokens = await exchange(client, query(done.headers["location"])["code"], flow)
+    claims = await verified_id_token(client, tokens.json()["id_token"])
+    # RFC 8176 §2: "otp" a one-time password, "mfa" more than one factor; acr as API.md says.
+    assert claims["amr"] == ["pwd", "otp", "mfa"] and claims["acr"] == "mfa"
+    assert claims["auth_time"] == clock.now
+    # Single sign-on from that session says the same.
+    again = Flow.new(WEB, scope="openid")
+    sso = await authorize(client, again.params)
+    code = query(sso.headers["location"])["code"]
+    claims = await verified_id_token(
+        client, (await exchange(client, code, again)).json()["id_token"]
+    )
+    assert claims["amr"] == ["pwd", "otp", "mfa"] and claims["acr"] == "mfa"
