@@ -77,3 +77,29 @@ async def test_the_reset_needs_admin_and_an_existing_user(
     assert_oauth_error(
         await client.delete("/admin/users/nobody/factors", headers=root), 404, "not_found"
     )
+
+
+async def test_deleting_a_user_takes_their_sealed_secret_and_recovery_codes_with_them(
+    client: httpx.AsyncClient,
+    registry: Registry,
+    root: dict[str, str],
+    clock: Clock,
+    engine: AsyncEngine,
+) -> None:
+    sub = await registry.user("alice")
+    transport = client._transport
+    async with httpx.AsyncClient(transport=transport, base_url=str(client.base_url)) as browser:
+        await enrol(browser, clock)
+    assert (await client.delete(f"/admin/users/{sub}", headers=root)).status_code == 204
+
+    # The row stays for its sub; nothing secret of the user's stays with it.
+    async with engine.connect() as conn:
+        left = {
+            table: (
+                await conn.execute(
+                    text(f"SELECT count(*) FROM {table} WHERE user_id = :s"), {"s": sub}
+                )
+            ).scalar_one()
+            for table in ("second_factors", "recovery_codes")
+        }
+    assert left == {"second_factors": 0, "recovery_codes": 0}
