@@ -88,6 +88,11 @@ def open_totp(sealer: KeySealer, factor: StoredTotp) -> str:
     return sealer.open(_associated(factor.id), factor.sealed_secret).decode()
 
 
+def reseal_totp(opener: KeySealer, new: KeySealer, factor_id: str, sealed: bytes) -> bytes:
+    """A secret sealed under a KEK `opener` opens with, sealed under `new`'s (keys rewrap)."""
+    return opener.reseal(_associated(factor_id), sealed, new)
+
+
 def _associated(factor_id: str) -> str:
     return f"second-factor:{factor_id}"
 
