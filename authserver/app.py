@@ -27,7 +27,9 @@ from authserver.db.keys import SqlKeyStore
 from authserver.db.login_sessions import SqlLoginSessionStore
 from authserver.db.notify import Reactions, listen_for_changes
 from authserver.db.outbox import SqlOutbox
+from authserver.db.pending_sign_ins import SqlPendingSignInStore
 from authserver.db.purge import purge_periodically
+from authserver.db.second_factors import SqlSecondFactorStore
 from authserver.db.throttle import SqlThrottleStore
 from authserver.http.cors import cors_middleware
 from authserver.http.errors import HANDLERS
@@ -104,6 +106,9 @@ def build_services(
         throttle=fail_closed(SqlThrottleStore(engine)),
         login_sessions=observed_login_sessions(fail_closed(SqlLoginSessionStore(engine))),
         codes=observed_codes(fail_closed(SqlCodeStore(engine))),
+        second_factors=fail_closed(SqlSecondFactorStore(engine)),
+        pending_sign_ins=fail_closed(SqlPendingSignInStore(engine)),
+        factor_sealer=sealer,
         clock=clock,
         csrf_keys=derived_keys(sealer, b"authserver csrf token"),
         outbox=fail_closed(SqlOutbox(engine)) if settings.mail_enabled else NoOutbox(),

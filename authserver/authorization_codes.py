@@ -47,6 +47,7 @@ class AuthorizationCode:
     nonce: str | None
     auth_time: int
     expires_at: int
+    amr: tuple[str, ...] = ("pwd",)  # its login session's (login_sessions.LoginSession.amr)
 
 
 @dataclass(frozen=True)

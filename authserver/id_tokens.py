@@ -15,9 +15,9 @@ import jwt
 
 from authserver.jws import b64url, compact_jws
 from authserver.keys.ring import KeyRing
+from authserver.login_sessions import PASSWORD_ONLY, acr_of
 
 ID_TOKEN_TTL = 300  # seconds (API.md)
-AMR_PASSWORD = ["pwd"]  # RFC 8176 §2: password-based authentication
 
 
 def at_hash(access_token: str, alg: str) -> str:
@@ -38,6 +38,7 @@ def mint_id_token(
     nonce: str | None,
     access_token: str,
     identity: dict[str, Any] | None = None,
+    amr: tuple[str, ...] = PASSWORD_ONLY,
 ) -> str:
     """`identity`: the claims of the granted identity scopes (profiles.identity_claims); Core
     §5.4 lets them ride in the ID token when no access token is meant for /userinfo, and the
@@ -51,7 +52,9 @@ def mint_id_token(
         "iat": now,
         "auth_time": auth_time,
         "azp": client_id,
-        "amr": AMR_PASSWORD,
+        # RFC 8176 methods; `acr` as API.md names the levels: `mfa` with two factors, else `pwd`.
+        "amr": list(amr),
+        "acr": acr_of(amr),
         "at_hash": at_hash(access_token, key.alg),
         **(identity or {}),
     }

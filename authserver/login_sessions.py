@@ -28,6 +28,7 @@ class LoginSession:
     auth_time: int  # when the password was typed (OpenID Connect's auth_time)
     expires_at: int  # absolute end
     user_agent: str | None = None  # of the browser that signed in, cut to USER_AGENT_MAX
+    amr: tuple[str, ...] = ("pwd",)  # how the user proved who they are (RFC 8176)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,17 @@ class LoginSessionStore(Protocol):
         ...
 
 
+# RFC 8176 §2 values: "pwd" (a password), "otp" (a one-time password: TOTP or a recovery code),
+# "mfa" (more than one factor). What ID tokens say as `amr`, and `acr` below.
+PASSWORD_ONLY = ("pwd",)
+PASSWORD_AND_OTP = ("pwd", "otp", "mfa")
+
+
+def acr_of(amr: tuple[str, ...]) -> str:
+    """The `acr` of a sign-in (API.md): `mfa` with two factors, else `pwd`."""
+    return "mfa" if "mfa" in amr else "pwd"
+
+
 MAX_COOKIE = 256  # a longer cookie is none of ours: not even hashed
 
 
@@ -117,6 +129,7 @@ async def start_login_session(
     client_id: str | None,
     replaces: str | None = None,
     user_agent: str | None = None,
+    amr: tuple[str, ...] = PASSWORD_ONLY,
 ) -> tuple[LoginSession, str]:
     """A new session for a user whose password was just checked, and its cookie value.
     InvalidGrant when the user was disabled or deleted meanwhile (the store decides).
@@ -127,7 +140,7 @@ async def start_login_session(
     ends them); another user's session ends as /end-session ends it, with every family it
     started, so nothing of the previous user stays signed in behind the new one."""
     agent = user_agent[:USER_AGENT_MAX] if user_agent else None
-    session = LoginSession(str(uuid.uuid4()), user_id, now, now + ttl, agent)
+    session = LoginSession(str(uuid.uuid4()), user_id, now, now + ttl, agent, amr)
     token = new_session_token()
     event = AuditEvent(
         now, user_id, "login.succeeded", user_id, {"client_id": client_id, "via": "sign_in_page"},
@@ -140,3 +153,33 @@ async def start_login_session(
         if not await store.take_over(old, session.id, user_id, now):
             await store.end(old, now, client_id)
     return session, token
+
+
+# A password checked for a user with a second factor waits this long for it (5 minutes: an
+# authenticator app's code is at hand or not; a long wait only helps someone with the password).
+PENDING_TTL = 300
+
+
+@dataclass(frozen=True)
+class PendingSignIn:
+    """A sign-in past its password, awaiting the second factor (actions/sign_in_steps.py).
+    Held server-side by the SHA-256 of its own cookie; never a login session."""
+
+    user_id: str
+    client_id: str | None
+    password_at: int  # when the password was typed
+    expires_at: int
+
+
+class PendingSignInStore(Protocol):
+    """Every method is one statement of its own."""
+
+    async def hold(self, pending: PendingSignIn, token_hash: str) -> None: ...
+
+    async def find(self, token_hash: str, now: int) -> PendingSignIn | None:
+        """The unexpired pending sign-in of this cookie, its user enabled; else None."""
+        ...
+
+    async def release(self, token_hash: str, now: int) -> PendingSignIn | None:
+        """Removes the pending sign-in and returns it if unexpired: at most once."""
+        ...

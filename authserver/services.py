@@ -15,10 +15,12 @@ from authserver.clients import ClientStore
 from authserver.config import Settings
 from authserver.denylist import Denylist
 from authserver.keys.manager import SigningKeys
-from authserver.login_sessions import LoginSessionStore
+from authserver.keys.sealing import KeySealer
+from authserver.login_sessions import LoginSessionStore, PendingSignInStore
 from authserver.mail import NoOutbox, Outbox
 from authserver.passwords import Passwords
 from authserver.refresh import FamilyStore
+from authserver.second_factors import SecondFactorStore
 from authserver.throttle import ThrottleStore, Turns
 from authserver.users import UserStore
 
@@ -40,6 +42,9 @@ class Services:
     throttle: ThrottleStore
     login_sessions: LoginSessionStore
     codes: CodeStore
+    second_factors: SecondFactorStore
+    pending_sign_ins: PendingSignInStore
+    factor_sealer: KeySealer  # TOTP secrets sealed under the KEK (second_factors.py)
     clock: Callable[[], int] = field(default=wall_clock)
     # Logins of this process waiting for a busy throttle bucket (throttle.Turns).
     login_turns: Turns = field(default_factory=Turns)

@@ -314,9 +314,13 @@ async def guard(
     clock: Callable[[], int],
     attempt: Callable[[], Awaitable[T]],
     turns: Turns,
+    clears: Callable[[T], bool] | None = None,
 ) -> T:
     """Runs the login `attempt` once the throttle lets it in (SlowDown when refused), and
-    settles its place after (waking one of `turns`' waiters)."""
+    settles its place after (waking one of `turns`' waiters). `clears(result)` False: a
+    success that is only a step (a password right, a second factor still to come) frees its
+    place without clearing the username's counts, so wrong second-factor codes counted
+    between two right passwords add up as wrong passwords would."""
     buckets = buckets_of(username, address)
     waited_until = anyio.current_time() + BUSY_WAIT
     poll = BUSY_POLL[0]
@@ -341,7 +345,10 @@ async def guard(
             else:
                 await _void_or_log(store, buckets, clock())
             raise
-        await store.settle(buckets, Outcome.SUCCESS, clock())
+        if clears is None or clears(result):
+            await store.settle(buckets, Outcome.SUCCESS, clock())
+        else:
+            await store.settle(buckets, Outcome.VOID, clock())
     finally:
         turns.settled()
     return result

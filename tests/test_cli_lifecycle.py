@@ -14,9 +14,14 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 from starlette.applications import Starlette
 
 from authserver.app import create_app
+from authserver.db.second_factors import SqlSecondFactorStore
+from authserver.keys.sealing import KeySealer
+from authserver.second_factors import new_totp_secret, seal_totp
 from tests._postgres import scratch_database
 from tests.conftest import ISSUER, make_settings
 from tests.test_cli import (
@@ -325,3 +330,28 @@ async def test_users_create_and_update_take_the_profile_and_roles_and_show_print
     taken = await run(cli, *create_bob, stdin=STRONG + "\n")
     assert taken.returncode == 4, taken.stderr  # taken, as a username is
     assert_one_line_error(taken, "email")
+
+
+async def test_users_reset_factors_removes_them_and_ends_every_session(
+    cli: Cli, http: httpx.AsyncClient
+) -> None:
+    ok(await run(cli, "clients", "create", "spa", "--public", "--grant", "password"))
+    create = ("users", "create", "alice", "--password-stdin")
+    sub = ok(await run(cli, *create, stdin=STRONG + "\n")).strip()
+    assert (await password_login(http, "alice", STRONG)).status_code == 200
+    # An authenticator app, as the account page stores one (its secret does not matter here).
+    engine = create_async_engine(cli.database_url, poolclass=NullPool)
+    try:
+        sealed = seal_totp(KeySealer(b"k" * 32), "f1", new_totp_secret())
+        assert await SqlSecondFactorStore(engine).add_totp("f1", sub, sealed, 0, 0)
+    finally:
+        await engine.dispose()
+    assert json_lines(await run(cli, "users", "show", "alice", "--json"))[0]["factors"] == ["totp"]
+
+    reset = await run(cli, "users", "reset-factors", "alice")
+    assert reset.returncode == 0 and "removed 1 second factor(s) of alice" in reset.stderr
+    assert json_lines(await run(cli, "users", "show", "alice", "--json"))[0]["factors"] == []
+    assert json_lines(await run(cli, "users", "sessions", "alice", "--json")) == []
+    assert (await run(cli, "users", "reset-factors", "nobody")).returncode == 3
+    actions = [(a, action) for a, action, t, _ in await audit_of(cli) if t == sub]
+    assert ("cli", "factor.removed") in actions and ("cli", "user.factors_reset") in actions

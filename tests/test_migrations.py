@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pyotp
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -29,10 +30,19 @@ from authserver.db.families import SqlFamilyStore
 from authserver.db.login_sessions import SqlLoginSessionStore
 from authserver.db.models import Base
 from authserver.db.outbox import SqlOutbox
+from authserver.db.second_factors import SqlSecondFactorStore
 from authserver.errors import InvalidGrant
+from authserver.keys.sealing import KeySealer
 from authserver.login_sessions import Browser
 from authserver.mail import Mail
 from authserver.refresh import hash_token, rotate
+from authserver.second_factors import (
+    accept_totp,
+    new_recovery_codes,
+    new_totp_secret,
+    recovery_code_hash,
+    seal_totp,
+)
 from tests._postgres import scratch_database
 
 TABLES = {table.name for table in Base.metadata.sorted_tables}
@@ -435,3 +445,63 @@ async def test_0013_keeps_existing_login_sessions_live_without_a_user_agent_and_
         kept = (await conn.execute(text("SELECT id, user_id FROM login_sessions"))).all()
     assert [tuple(row) for row in kept] == [("s1", "u1")]
     await migrate.upgrade(engine)
+
+
+# --- 0015: second factors, added beside rows written before it -----------------------------
+
+
+async def test_0015_adds_second_factors_beside_existing_users_and_takes_them_away_again(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0013")
+    await seed_users(engine, "alice")
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE users SET username_key = username"))
+        await conn.execute(
+            text(
+                "INSERT INTO clients (client_id, secret_hash, grant_types, scopes,"
+                " refresh_delivery, created_at) VALUES ('app', NULL, 'authorization_code',"
+                " 'openid', 'body', 0)"
+            )
+        )
+        # A code (and its session) from before: the password alone.
+        await conn.execute(
+            text(
+                "INSERT INTO login_sessions (id, token_hash, user_id, created_at, last_used_at,"
+                " expires_at) VALUES ('s1', :hash, 'u0', 10, 10, 4000000000)"
+            ),
+            {"hash": "a" * 64},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO authorization_codes (code_hash, client_id, user_id,"
+                " login_session_id, redirect_uri, redirect_uri_given, code_challenge, scope,"
+                " auth_time, created_at, expires_at) VALUES (:h, 'app', 'u0', 's1',"
+                " 'https://app.test/cb', true, 'x', 'openid', 10, 10, 4000000000)"
+            ),
+            {"h": "c" * 64},
+        )
+
+    await migrate.upgrade(engine, "0015")
+    old_code = await SqlCodeStore(pooled).find("c" * 64)
+    assert old_code is not None and old_code.code.amr == ("pwd",)  # NULL reads as before
+
+    store = SqlSecondFactorStore(pooled)
+    assert await store.kinds("u0") == []  # an existing user has no factor, signs in as before
+    sealer = KeySealer(b"k" * 32)
+    secret = new_totp_secret()
+    assert await store.add_totp("f1", "u0", seal_totp(sealer, "f1", secret), 0, NOW)
+    code = pyotp.TOTP(secret).at(NOW)
+    assert await accept_totp(store, sealer, "u0", code, NOW)
+    assert not await accept_totp(store, sealer, "u0", code, NOW)
+    codes = new_recovery_codes()
+    await store.replace_recovery_codes("u0", [str(recovery_code_hash(c)) for c in codes], NOW)
+    assert await schema_diff(engine) == []
+
+    # Down: the factors and codes go with their tables; the users stay.
+    await migrate.downgrade(engine, "0013")
+    assert not {"second_factors", "recovery_codes"} & await table_names(engine)
+    assert (await SqlUserStore(pooled).by_username("alice")) is not None
+    await migrate.upgrade(engine)
+    assert await store.kinds("u0") == []
+    assert await schema_diff(engine) == []

@@ -22,8 +22,9 @@ from authserver.config import Settings
 from authserver.keys.manager import reload_interval
 from authserver.keys.ring import make_key
 from authserver.keys.sealing import KeySealer
+from authserver.second_factors import open_totp, seal_totp
 from authserver.services import Services
-from tests.conftest import KEK, Clock, make_settings
+from tests.conftest import KEK, Clock, Registry, make_settings
 from tests.test_cli import Cli, assert_one_line_error, key_rows, make_cli, sqlite_url_in
 
 OLD = base64.b64decode(KEK)
@@ -72,12 +73,32 @@ async def test_rewrap_reseals_every_key_under_the_new_kek_in_one_audited_step(
                 text("SELECT actor, detail FROM audit_events WHERE action = 'keys.rewrapped'")
             )
         ).all()
-    assert [(row.actor, row.detail) for row in audit] == [("cli", '{"keys": 3}')]
+    assert [(row.actor, row.detail) for row in audit] == [
+        ("cli", '{"keys": 3, "second_factors": 0}')
+    ]
     # An instance given only the new KEK starts and signs with the same active key.
     new_only = make_settings(settings.database_url, settings.keys_dir, key_encryption_key=NEW_B64)
     second = create_app(new_only, clock=clock)
     async with second.router.lifespan_context(second):
         assert second.state.services.keys.ring.signing.kid == services.keys.ring.signing.kid
+
+
+async def test_rewrap_reseals_the_authenticator_apps_secrets_too(
+    fresh_keys: None, services: Services, registry: Registry, settings: Settings, clock: Clock
+) -> None:
+    user = await registry.user("alice")
+    sealed = seal_totp(services.factor_sealer, "f1", "JBSWY3DPEHPK3PXP")
+    assert await services.second_factors.add_totp("f1", user, sealed, 0, clock())
+
+    await services.keys.rewrap(NEW, "cli")
+
+    # An instance given only the new KEK (the old one dropped, as the switch ends) still opens
+    # the secret, so its user can finish signing in; the old KEK alone no longer does.
+    stored = await services.second_factors.totp(user)
+    assert stored is not None and stored.sealed_secret != sealed
+    assert open_totp(KeySealer(NEW), stored) == "JBSWY3DPEHPK3PXP"
+    with pytest.raises(InvalidTag):
+        open_totp(KeySealer(OLD), stored)
 
 
 async def test_rewrap_changes_nothing_if_one_key_does_not_open(

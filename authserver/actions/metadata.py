@@ -14,7 +14,7 @@ from authserver.services import Services
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 # What ID tokens (id_tokens.py) and /userinfo (actions/userinfo.py) may carry.
 CLAIMS = [
-    "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "amr", "at_hash",
+    "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "amr", "acr", "at_hash",
     *PROFILE_CLAIMS, *EMAIL_CLAIMS,
 ]  # fmt: skip
 

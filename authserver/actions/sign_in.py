@@ -9,7 +9,8 @@ Success starts a login session here, a refresh family there, each stored only if
 still enabled as it commits.
 
 `finish` is all of POST /login in one call: the authorization request resumed, the password
-checked, the login session started and the request completed; the page renders its outcome.
+checked, the login session started (or, for a user with a second factor, the next step awaited:
+actions/sign_in_steps.py) and the request completed; the page renders its outcome.
 """
 
 from __future__ import annotations
@@ -23,14 +24,19 @@ from authserver.actions.authorize import (
     AuthorizationRequest,
     Params,
     Redirect,
-    SignIn,
     complete,
     local_page_after,
     resume,
 )
+from authserver.actions.sign_in_steps import (
+    AwaitingFactor,
+    SignedIn,
+    after_password,
+    password_step_clears,
+)
 from authserver.audit import ANONYMOUS, AuditEvent, username_digest
 from authserver.errors import InvalidGrant, SlowDown
-from authserver.login_sessions import LoginSession, start_login_session
+from authserver.login_sessions import LoginSession
 from authserver.services import Services
 from authserver.users import MAX_PASSWORD, User, authenticate
 
@@ -55,10 +61,12 @@ async def check_password(
     address: str | None,
     prepare: Callable[[], Awaitable[Credentials[P]]],
     then: Callable[[P, User], Awaitable[T]],
+    clears: Callable[[T], bool] | None = None,
 ) -> T:
     """`then(context, user)` once the password is right; SlowDown, InvalidGrant or what
     `prepare` raises otherwise. `username` is the one sent (the throttle's bucket), `prepare`
-    the caller's checks that run inside the throttle, before the password."""
+    the caller's checks that run inside the throttle, before the password; `clears` as
+    throttle.guard's."""
 
     async def attempt() -> T:
         presented = await prepare()
@@ -85,6 +93,7 @@ async def check_password(
         clock=services.clock,
         turns=services.login_turns,
         attempt=attempt,
+        clears=clears,
     )
 
 
@@ -97,25 +106,25 @@ async def sign_in(
     client_id: str | None,
     replaces: str | None = None,
     user_agent: str | None = None,
-) -> tuple[LoginSession, str]:
-    """(the new login session, its cookie value); InvalidGrant or SlowDown otherwise.
-    `replaces`: the browser's login-session cookie, if any, ended by a success (see
-    start_login_session); `user_agent`: the browser's, shown on the account page."""
+) -> tuple[LoginSession, str] | AwaitingFactor:
+    """(the new login session, its cookie value), or for a user with a second factor the
+    pending sign-in awaiting it; InvalidGrant or SlowDown otherwise. `replaces`: the browser's
+    login-session cookie, if any, ended by a success (see start_login_session); `user_agent`:
+    the browser's, shown on the account page."""
 
     async def prepare() -> Credentials[None]:
         audit: dict[str, str | None] = {"client_id": client_id, "via": "sign_in_page"}
         return Credentials(username, password, audit, None)
 
-    async def then(_: None, user: User) -> tuple[LoginSession, str]:
-        settings = services.settings
-        return await start_login_session(
-            services.login_sessions, user.id, services.clock(), settings.login_session_ttl,
-            client_id, replaces, user_agent,
-        )  # fmt: skip
+    async def then(_: None, user: User) -> tuple[LoginSession, str] | AwaitingFactor:
+        return await after_password(
+            services, user, client_id=client_id, replaces=replaces, user_agent=user_agent
+        )
 
     return await check_password(
-        services, username=username or None, address=address, prepare=prepare, then=then
-    )
+        services, username=username or None, address=address, prepare=prepare, then=then,
+        clears=password_step_clears,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -129,18 +138,6 @@ class TryAgain:
     retry_after: int | None = None
 
 
-@dataclass(frozen=True)
-class SignedIn:
-    """A login session started (`cookie` is its value), and where the browser goes next:
-    back to the client with a code (Redirect), the form again for a user disabled a moment
-    ago (SignIn), a page of ours a bare sign-in was asked to go on to (Redirect to a path of
-    authorize.THEN_PAGES), or, for a bare sign-in with no authorization request, None."""
-
-    session: LoginSession
-    cookie: str
-    then: Redirect | SignIn | None
-
-
 async def finish(
     services: Services,
     params: Params,
@@ -150,15 +147,16 @@ async def finish(
     address: str | None,
     replaces: str | None = None,
     user_agent: str | None = None,
-) -> Redirect | TryAgain | SignedIn:
+) -> Redirect | TryAgain | SignedIn | AwaitingFactor:
     """POST /login: the authorization request in the page's query string checked again
     (actions/authorize.resume: a Redirect with its error, or ErrorPage raised), the password
-    checked, the login session started, and the authorization request completed."""
+    checked, the login session started, and the authorization request completed; or, for a
+    user with a second factor, the pending sign-in (POST /login/factor goes on)."""
     target = await resume(services, params)
     if isinstance(target, Redirect):
         return target
     try:
-        session, cookie = await sign_in(
+        signed_in = await sign_in(
             services,
             username=username,
             password=password,
@@ -171,6 +169,9 @@ async def finish(
         return TryAgain(target, username)
     except SlowDown as exc:
         return TryAgain(target, username, exc.retry_after or 1)  # SlowDown makes it at least 1
+    if isinstance(signed_in, AwaitingFactor):
+        return signed_in
+    session, cookie = signed_in
     if target is None:
         page = local_page_after(params)
         return SignedIn(session, cookie, None if page is None else Redirect(page))

@@ -105,7 +105,8 @@ def add_rewrap_keys(args: argparse.Namespace, settings: Settings) -> int:
         else f"the kek file in {settings.keys_dir} (or AUTHSERVER_KEY_ENCRYPTION_KEY)"
     )
     print(
-        f"rewrapped {count} signing keys under the new KEK, in one transaction.\n"
+        f"rewrapped {count} signing keys and every authenticator-app secret under the new KEK, "
+        "in one transaction.\n"
         f"Every instance must now run with {where} set to the new KEK; restart any that still "
         "have only the old one with the new KEK there and the old one in "
         "AUTHSERVER_KEY_ENCRYPTION_KEY_PREVIOUS (running instances keep the keys they loaded).\n"

@@ -74,6 +74,12 @@ def add_user_lifecycle(users: Any) -> None:
     delete.add_argument("user", help="a username or a sub")
     delete.set_defaults(run=_delete_user)
 
+    reset = add_command(
+        users, "reset-factors", "remove a user's second factors and recovery codes; sessions end"
+    )
+    reset.add_argument("user", help="a username or a sub")
+    reset.set_defaults(run=_reset_factors)
+
     sessions = add_command(users, "sessions", "list a user's live sessions")
     sessions.add_argument("user", help="a username or a sub")
     add_json_flag(sessions)
@@ -140,7 +146,8 @@ def _list_users(args: argparse.Namespace, settings: Settings) -> int:
 
 def _show_user(args: argparse.Namespace, settings: Settings) -> int:
     async def show(services: Services) -> dict[str, Any]:
-        return admin_users.user_view(await admin_users.find_user(services, args.user))
+        user = await admin_users.find_user(services, args.user)
+        return await admin_users.show_user(services, user.id)  # as GET /admin/users/{sub}
 
     print_one(args, as_admin(settings, show))
     return 0
@@ -196,6 +203,20 @@ def _delete_user(args: argparse.Namespace, settings: Settings) -> int:
 
     sub = as_admin(settings, delete)
     print(f"deleted user {sub}; its sessions ended and its username is free", file=sys.stderr)
+    return 0
+
+
+def _reset_factors(args: argparse.Namespace, settings: Settings) -> int:
+    async def reset(services: Services) -> tuple[str, int]:
+        user = await admin_users.find_user(services, args.user)
+        return user.username, await admin_users.reset_factors(services, CLI, user.id)
+
+    username, removed = as_admin(settings, reset)
+    print(
+        f"removed {removed} second factor(s) of {username}, with their recovery codes;"
+        " every session ended",
+        file=sys.stderr,
+    )
     return 0
 
 

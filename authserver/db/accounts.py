@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -14,7 +14,13 @@ from authserver.audit import AuditEvent
 from authserver.clients import CLIENT_MEMORY_SECONDS, Client, ClientChanges
 from authserver.db.audit import append_audit
 from authserver.db.engine import is_postgres, single_statements
-from authserver.db.models import AuditEventRow, ClientRow, UserRow
+from authserver.db.models import (
+    AuditEventRow,
+    ClientRow,
+    RecoveryCodeRow,
+    SecondFactorRow,
+    UserRow,
+)
 from authserver.db.notify import notify_client_changed
 from authserver.profiles import PERSONAL, Profile, email_key
 from authserver.users import EmailTaken, User, UserChanges, granted_scopes, username_key
@@ -167,6 +173,14 @@ class SqlUserStore:
             )
             if result.rowcount:
                 await _forget_username(conn, user_id)
+                # The row stays for its sub; the user's second factors (a sealed secret) and
+                # recovery codes are nobody's any more.
+                await conn.execute(
+                    delete(SecondFactorRow).where(SecondFactorRow.user_id == user_id)
+                )
+                await conn.execute(
+                    delete(RecoveryCodeRow).where(RecoveryCodeRow.user_id == user_id)
+                )
                 await append_audit(conn, audit)
         return bool(result.rowcount)
 

@@ -31,13 +31,13 @@ from authserver.db.predicates import login_session_live, user_enabled
 from authserver.scopes import EVERY_USER_HOLDS
 
 _COLUMNS = """client_id, user_id, login_session_id, redirect_uri, redirect_uri_given,
-              code_challenge, scope, nonce, auth_time, expires_at"""
+              code_challenge, scope, nonce, auth_time, expires_at, amr"""
 
 # Only for a live login session of an enabled user, decided in the inserting statement.
 _ISSUE = text(f"""
 INSERT INTO authorization_codes (code_hash, {_COLUMNS}, created_at)
 SELECT :code_hash, :client_id, s.user_id, s.id, :redirect_uri, :redirect_uri_given,
-       :code_challenge, :scope, :nonce, s.created_at, :expires_at, :now
+       :code_challenge, :scope, :nonce, s.created_at, :expires_at, s.amr, :now
 FROM login_sessions AS s JOIN users AS u ON u.id = s.user_id
 WHERE s.id = :login_session_id AND s.user_id = :user_id
   AND {login_session_live("s")} AND {user_enabled("u")}
@@ -247,4 +247,6 @@ def _code(row: Any) -> AuthorizationCode:
         nonce=row["nonce"],
         auth_time=row["auth_time"],
         expires_at=row["expires_at"],
+        # NULL: a session from before 0015, signed in with the password alone.
+        amr=tuple((row["amr"] or "pwd").split()),
     )

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from authserver.audit import AuditEvent
 from authserver.db.audit import append_audit
 from authserver.db.engine import is_postgres, single_statements
-from authserver.db.models import SigningKeyRow
+from authserver.db.models import SecondFactorRow, SigningKeyRow
 from authserver.db.notify import notify_keys_changed
 from authserver.keys.lifecycle import Transition
 from authserver.keys.records import KeyRecord
@@ -79,6 +79,7 @@ class SqlKeyStore:
         self,
         reseal: Callable[[list[KeyRecord]], list[KeyRecord]],
         check: Callable[[list[KeyRecord]], None],
+        reseal_secret: Callable[[str, bytes], bytes],
         actor: str,
         now: int,
     ) -> int:
@@ -98,9 +99,20 @@ class SqlKeyStore:
                     .values(sealed_private_key=record.sealed_private_key)
                 )
             check(await _key_records(conn))
-            await append_audit(
-                conn, [AuditEvent(now, actor, "keys.rewrapped", "*", {"keys": len(resealed)})]
-            )
+            # The authenticator apps' secrets are sealed under the same KEK: left behind,
+            # they would not open once the old KEK is dropped, and their users could not
+            # finish signing in.
+            factors = (
+                await conn.execute(select(SecondFactorRow.id, SecondFactorRow.sealed_secret))
+            ).all()
+            for factor_id, sealed in factors:
+                await conn.execute(
+                    update(SecondFactorRow)
+                    .where(SecondFactorRow.id == factor_id)
+                    .values(sealed_secret=reseal_secret(factor_id, bytes(sealed)))
+                )
+            detail = {"keys": len(resealed), "second_factors": len(factors)}
+            await append_audit(conn, [AuditEvent(now, actor, "keys.rewrapped", "*", detail)])
             await notify_keys_changed(conn)
         return len(resealed)
 

@@ -22,8 +22,8 @@ _ENABLED_USER = f"SELECT 1 FROM users WHERE id = :user_id AND {user_enabled(None
 
 _INSERT = text("""
 INSERT INTO login_sessions
-  (id, token_hash, user_id, created_at, last_used_at, expires_at, user_agent)
-VALUES (:id, :token_hash, :user_id, :now, :now, :expires_at, :user_agent)
+  (id, token_hash, user_id, created_at, last_used_at, expires_at, user_agent, amr)
+VALUES (:id, :token_hash, :user_id, :now, :now, :expires_at, :user_agent, :amr)
 """)
 
 # Alive, used within the idle lifetime, its user enabled: decided and touched in one statement.
@@ -109,6 +109,7 @@ class SqlLoginSessionStore:
                     "now": now,
                     "expires_at": session.expires_at,
                     "user_agent": session.user_agent,
+                    "amr": " ".join(session.amr),
                 },
             )
             await append_audit(conn, audit)

@@ -203,6 +203,8 @@ class LoginSessionRow(Base):
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
     # 0013: of the browser that signed in, for the account page (cut as refresh_families').
     user_agent: Mapped[str | None] = mapped_column(String(200))
+    # 0015: the RFC 8176 methods the sign-in used, space-separated; NULL: the password alone.
+    amr: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuthorizationCodeRow(Base):
@@ -224,6 +226,7 @@ class AuthorizationCodeRow(Base):
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     used_at: Mapped[int | None] = mapped_column(BigInteger)
     family_id: Mapped[str | None] = mapped_column(FAMILY_ID)  # the family its first use started
+    amr: Mapped[str | None] = mapped_column(String(64))  # 0015: its login session's
 
 
 class MailRow(Base):
@@ -243,3 +246,54 @@ class MailRow(Base):
     next_attempt_at: Mapped[int] = mapped_column(BigInteger, index=True)
     claim: Mapped[str | None] = mapped_column(String(32))  # the holder's random token
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class SecondFactorRow(Base):
+    """0015: a second factor a user enrolled (authserver/second_factors.py)."""
+
+    __tablename__ = "second_factors"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "totp"
+    # AES-256-GCM under the KEK, the factor's id in the associated data (keys/sealing.py).
+    sealed_secret: Mapped[bytes] = mapped_column(LargeBinary)
+    # The last RFC 6238 time step accepted: only a later one is accepted again.
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        # One authenticator app a user, whatever instances race to enrol one; passkeys (later)
+        # are several a user, so the rule names the kind.
+        Index(
+            "uq_second_factors_one_totp",
+            "user_id",
+            unique=True,
+            sqlite_where=kind == "totp",
+            postgresql_where=kind == "totp",
+        ),
+    )
+
+
+class RecoveryCodeRow(Base):
+    """0015: single-use recovery codes, only their SHA-256 stored; a new set replaces the old."""
+
+    __tablename__ = "recovery_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class PendingSignInRow(Base):
+    """0015: a password checked for a user with a second factor, awaiting it
+    (actions/sign_in_steps.py). Not a login session: nothing that looks for one finds it."""
+
+    __tablename__ = "pending_sign_ins"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of its cookie
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    client_id: Mapped[str | None] = mapped_column(String(128))  # for the audit events
+    password_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

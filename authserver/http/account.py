@@ -8,11 +8,19 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+import segno
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.actions import account as accounts
-from authserver.actions.account import AccountPage, PasswordChanged
+from authserver.actions.account import (
+    AccountPage,
+    Enrolled,
+    PasswordChanged,
+    PasswordRefused,
+    TotpEnrolment,
+)
 from authserver.errors import NotFound
 from authserver.http import csrf, pages
 from authserver.http.addresses import client_address
@@ -32,6 +40,7 @@ SIGN_IN = "/login?then=account"
 DONE = {
     "password": N_("Your password was changed. Your other browsers and apps were signed out."),
     "ended": N_("The session was ended."),
+    "factors_removed": N_("Two-step verification was turned off."),
 }
 EXPIRED = N_("This form has expired or came from another site. Reload the page.")
 
@@ -62,15 +71,96 @@ async def change_password(request: Request) -> Response:
         return redirect(SIGN_IN, 303)
     if isinstance(outcome, PasswordChanged):
         return redirect(f"{PAGE}?done=password", 303)
-    words = pages.words(request, settings)
-    headers: dict[str, str] | None = None
-    if outcome.retry_after is None:
-        error, status = words.gettext(outcome.problem) % outcome.values, 400
-    else:
-        (error, headers), status = too_many_failures(words, outcome.retry_after), 429
+    error, status, headers = _refusal(request, found, outcome)
     return _render(
         request, found, outcome.page, password_error=error, status=status, headers=headers
     )
+
+
+async def start_totp(request: Request) -> Response:
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    enrolment = await accounts.start_totp(form.found, form.cookie)
+    if enrolment is None:
+        return redirect(SIGN_IN, 303)
+    return _setup_page(request, form.found, enrolment)
+
+
+async def confirm_totp(request: Request) -> Response:
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    fields = form.fields
+    outcome = await accounts.confirm_totp(
+        form.found, form.cookie, fields.get("enrolment", ""), fields.get("code", "")
+    )
+    if outcome is None:
+        return redirect(SIGN_IN, 303)
+    if isinstance(outcome, TotpEnrolment):
+        return _setup_page(request, form.found, outcome, 400)
+    return _recovery_codes_page(request, form.found, outcome)
+
+
+async def remove_factors(request: Request) -> Response:
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    found, settings = form.found, form.found.settings
+    outcome = await accounts.remove_factors(
+        found,
+        form.cookie,
+        current=form.fields.get("current_password", ""),
+        address=client_address(request, settings.trusted_proxies),
+    )
+    if outcome is None:
+        return redirect(SIGN_IN, 303)
+    if isinstance(outcome, bool):
+        return redirect(f"{PAGE}?done=factors_removed", 303)
+    error, status, headers = _refusal(request, found, outcome)
+    return _render(request, found, outcome.page, factor_error=error, status=status, headers=headers)
+
+
+def _refusal(
+    request: Request, found: Services, refused: PasswordRefused
+) -> tuple[str, int, dict[str, str] | None]:
+    """(the sentence, the status, the headers) of a form the page refused: why, or throttled."""
+    words = pages.words(request, found.settings)
+    if refused.retry_after is None:
+        return words.gettext(refused.problem) % refused.values, 400, None
+    message, headers = too_many_failures(words, refused.retry_after)
+    return message, 429, headers
+
+
+def _setup_page(
+    request: Request, found: Services, enrolment: TotpEnrolment, status: int = 200
+) -> Response:
+    settings = found.settings
+    words = pages.words(request, settings)
+    # Inline SVG markup, not an <img>: nothing is fetched (the secret never leaves the page in
+    # a URL) and the CSP (img-src 'self', no data:) stays as it is. segno writes only digits
+    # and fixed attribute names, so the markup is safe to insert unescaped.
+    qr = segno.make(enrolment.uri, error="m").svg_inline(
+        scale=4, title=words.gettext("QR code for your authenticator app")
+    )
+    token = csrf.token_for(request, settings)
+    context = {
+        "enrolment": enrolment,
+        "qr_svg": Markup(qr),
+        "secret_groups": " ".join(
+            enrolment.secret[i : i + 4] for i in range(0, len(enrolment.secret), 4)
+        ),
+        "error": words.gettext(enrolment.problem) if enrolment.problem else None,
+        "csrf_token": token,
+    }
+    response = pages.render(request, settings, "account_totp.html", context, status)
+    csrf.remember(response, settings, token)
+    return response
+
+
+def _recovery_codes_page(request: Request, found: Services, enrolled: Enrolled) -> Response:
+    context = {"codes": enrolled.recovery_codes}
+    return pages.render(request, found.settings, "account_recovery_codes.html", context)
 
 
 async def end_session(request: Request) -> Response:
@@ -130,6 +220,7 @@ def _render(
     *,
     notice: str | None = None,
     password_error: str | None = None,
+    factor_error: str | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
@@ -140,6 +231,7 @@ def _render(
         "csrf_token": token,
         "notice": notice,
         "password_error": password_error,
+        "factor_error": factor_error,
         "min_length": settings.password_min_length,
         "when": _when,
         "BROWSER": accounts.BROWSER,

@@ -54,6 +54,31 @@ CSRF_SECURE_NAME = "__Host-authserver_csrf"
 CSRF_INSECURE_NAME = "authserver_csrf"
 
 
+# A pending sign-in (a password checked, the second factor awaited: actions/sign_in_steps.py):
+# Strict, since only our own pages post to /login/factor and redirect to it.
+PENDING_SECURE_NAME = "__Host-authserver_pending"
+PENDING_INSECURE_NAME = "authserver_pending"
+
+
+def _pending_name(settings: Settings) -> str:
+    return PENDING_SECURE_NAME if settings.cookie_secure else PENDING_INSECURE_NAME
+
+
+def read_pending_cookie(request: Request, settings: Settings) -> str | None:
+    return request.cookies.get(_pending_name(settings)) or None
+
+
+def set_pending_cookie(response: Response, settings: Settings, token: str, max_age: int) -> None:
+    name = _pending_name(settings)
+    response.headers.append("Set-Cookie", _named(settings, name, token, max(0, max_age), "Strict"))
+
+
+def clear_pending_cookie(response: Response, settings: Settings) -> None:
+    response.headers.append(
+        "Set-Cookie", _named(settings, _pending_name(settings), "", 0, "Strict")
+    )
+
+
 def session_cookie_name(settings: Settings) -> str:
     return SESSION_SECURE_NAME if settings.cookie_secure else SESSION_INSECURE_NAME
 

@@ -57,14 +57,19 @@ def same_browser(
     *,
     field: str = FIELD,
     signed_in: bool = True,
+    pending: str | None = None,
 ) -> bool:
     """The form's `field` is the browser's cookie, which we signed for its login session (or,
-    `signed_in=False`, for no login session: a form rendered for a request without one)."""
+    `signed_in=False`, for no login session: a form rendered for a request without one; or
+    for the `pending` sign-in's cookie, the second-factor form's)."""
     cookie = read_csrf_cookie(request, settings)
     value = fields.get(field)
     if not cookie or not value or not hmac.compare_digest(cookie.encode(), value.encode()):
         return False
-    session = read_session_cookie(request, settings) if signed_in else None
+    if pending is not None:
+        session: str | None = pending
+    else:
+        session = read_session_cookie(request, settings) if signed_in else None
     if not _signed(request, cookie, session):
         return False
     origin = request.headers.get("origin")

@@ -37,11 +37,15 @@ PAGE_PATHS = frozenset(
     {
         "/authorize",
         "/login",
+        "/login/factor",
         "/end-session",
         "/account",
         "/account/password",
         "/account/sessions/end",
         "/account/sign-out-everywhere",
+        "/account/totp",
+        "/account/totp/confirm",
+        "/account/factors/remove",
     }
 )
 UNAVAILABLE = N_("The sign-in service is unavailable for a moment. Please try again in a minute.")

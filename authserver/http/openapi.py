@@ -294,6 +294,41 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **_page_errors(413, 415),
         },
     },
+    ("GET", "/login/factor"): {
+        "summary": "The sign-in's second step: the code form, for a user with a second factor.",
+        "description": (
+            "Reached by POST /login's 303 for a user with an authenticator app, carrying the"
+            " authorization request's query string; needs the pending sign-in's cookie (5"
+            " minutes), else 303 back to /login."
+        ),
+        "tags": ["sign-in"],
+        "responses": {
+            **HTML_PAGE("200", "the code form"),
+            **REDIRECT_302,
+            "303": {"description": "no pending sign-in: back to /login"},
+            **HTML_PAGE("400", "an error page"),
+            **_page_errors(),
+        },
+    },
+    ("POST", "/login/factor"): {
+        "summary": "The code form's answer: a TOTP code or a recovery code, and the CSRF token.",
+        "tags": ["sign-in"],
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "properties": _strings("code", "csrf_token")}
+                }
+            },
+        },
+        "responses": {
+            "303": {"description": "signed in: on to the client with a code; or back to /login"},
+            **HTML_PAGE("400", "the form again with one error sentence, an error page"),
+            **HTML_PAGE("403", "the CSRF token, the Origin or the pending cookie does not match"),
+            **HTML_PAGE("429", "throttled: the form again, with Retry-After"),
+            **_page_errors(413, 415),
+        },
+    },
     ("GET", "/account"): {
         "summary": "The account page: the user's sessions, a password change, sign-out.",
         "description": (
@@ -340,6 +375,41 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **ACCOUNT_SIGN_IN,
             **ACCOUNT_FORBIDDEN,
             **_page_errors(400, 413, 415),
+        },
+    },
+    ("POST", "/account/totp"): {
+        "summary": "Starts adding an authenticator app: the setup page (QR code and key).",
+        "tags": ["sign-in"],
+        "requestBody": _account_form(),
+        "responses": {
+            **HTML_PAGE("200", "the setup page: an inline SVG QR code, the key, a code field"),
+            **ACCOUNT_SIGN_IN,
+            **ACCOUNT_FORBIDDEN,
+            **_page_errors(400, 413, 415),
+        },
+    },
+    ("POST", "/account/totp/confirm"): {
+        "summary": "Turns the authenticator app on with one of its codes.",
+        "tags": ["sign-in"],
+        "requestBody": _account_form("enrolment", "code"),
+        "responses": {
+            **HTML_PAGE("200", "on: the 10 recovery codes, shown this once"),
+            **HTML_PAGE("400", "a wrong code, or the setup expired: the setup page again"),
+            **ACCOUNT_SIGN_IN,
+            **ACCOUNT_FORBIDDEN,
+            **_page_errors(413, 415),
+        },
+    },
+    ("POST", "/account/factors/remove"): {
+        "summary": "Turns two-step verification off, with the current password.",
+        "tags": ["sign-in"],
+        "requestBody": _account_form("current_password"),
+        "responses": {
+            "303": {"description": "off: back to /account?done=factors_removed"},
+            **HTML_PAGE("400", "a wrong current password: the account page again"),
+            **HTML_PAGE("429", "throttled: the account page again, with Retry-After"),
+            **ACCOUNT_FORBIDDEN,
+            **_page_errors(413, 415),
         },
     },
     ("GET", "/assets/signin.css"): {
@@ -636,6 +706,13 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [PATH_SUB],
         "responses": {**NO_CONTENT, **_errors(400, 401, 403, 404)},
     },
+    ("DELETE", "/admin/users/{sub}/factors"): {
+        "summary": "Removes the user's second factors and recovery codes; every session ends.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_SUB],
+        "responses": {**NO_CONTENT, **_errors(400, 401, 403, 404)},
+    },
     ("GET", "/admin/users/{sub}/sessions"): {
         "summary": "The user's live sessions.",
         "tags": ["admin"],
@@ -798,6 +875,8 @@ SCHEMAS: dict[str, Schema] = {
             "created_at": {"type": "integer"},
             "last_login_at": {"type": ["integer", "null"]},
             **PROFILE_PROPERTIES,
+            # GET /admin/users/{sub} only: the kinds of second factor enrolled.
+            "factors": {"type": "array", "items": {"type": "string", "enum": ["totp"]}},
         },
     },
     "UserPage": {

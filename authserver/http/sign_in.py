@@ -1,4 +1,5 @@
-"""The hosted sign-in page GET|POST /login, which finishes /authorize's requests."""
+"""The hosted sign-in page GET|POST /login, which finishes /authorize's requests, and its second
+step GET|POST /login/factor for users with a second factor (actions/sign_in_steps.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,21 @@ from starlette.responses import Response
 
 from authserver.actions import authorize as authorizing
 from authserver.actions import sign_in as signing_in
+from authserver.actions import sign_in_steps as steps
 from authserver.actions.authorize import AuthorizationRequest, ErrorPage, Redirect, SignIn
 from authserver.actions.sign_in import TryAgain
+from authserver.actions.sign_in_steps import AwaitingFactor, FactorAgain, SignedIn, StartAgain
+from authserver.config import Settings
 from authserver.http import csrf, pages
 from authserver.http.addresses import client_address
 from authserver.http.context import services
-from authserver.http.cookies import read_session_cookie, set_session_cookie
+from authserver.http.cookies import (
+    clear_pending_cookie,
+    read_pending_cookie,
+    read_session_cookie,
+    set_pending_cookie,
+    set_session_cookie,
+)
 from authserver.http.forms import read_fields
 from authserver.http.responses import redirect
 from authserver.services import Services
@@ -25,6 +35,8 @@ from authserver.translations import N_
 # password, a disabled account), in words for a person rather than the grant's, which also
 # speak of refresh tokens.
 WRONG_CREDENTIALS = N_("The username or password is wrong.")
+WRONG_CODE = N_("That code is wrong or was used already.")
+FORM_EXPIRED = N_("This sign-in form has expired or came from another site. Reload the page.")
 
 
 async def login_form(request: Request) -> Response:
@@ -46,19 +58,14 @@ async def login(request: Request) -> Response:
     settings = found.settings
     fields = await read_fields(request)
     if not csrf.same_browser(request, settings, fields):
-        description = N_(
-            "This sign-in form has expired or came from another site. Reload the page."
-        )
-        return pages.error_page(request, settings, description, 403)
+        return pages.error_page(request, settings, FORM_EXPIRED, 403)
     try:
         outcome = await signing_in.finish(
             found,
             request.query_params.multi_items(),
             username=fields.get("username", ""),
             password=fields.get("password", ""),
-            address=client_address(request, settings.trusted_proxies),
-            replaces=read_session_cookie(request, settings),
-            user_agent=request.headers.get("user-agent"),
+            **_browser(request, settings),
         )
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
@@ -66,6 +73,17 @@ async def login(request: Request) -> Response:
         return redirect(outcome.url, 303)
     if isinstance(outcome, TryAgain):
         return _try_again(request, found, outcome, fields[csrf.FIELD])
+    if isinstance(outcome, AwaitingFactor):
+        # The next step's form, its CSRF token bound to the pending sign-in's cookie.
+        response = redirect(_at("/login/factor", request), 303)
+        set_pending_cookie(response, settings, outcome.cookie, outcome.expires_at - found.clock())
+        csrf.remember(response, settings, csrf.new_token(request, outcome.cookie))
+        return response
+    return _signed_in(request, found, outcome)
+
+
+def _signed_in(request: Request, found: Services, outcome: SignedIn) -> Response:
+    settings = found.settings
     # The token known before the sign-in is bound to no session or the one replaced: a new
     # one, bound to the new login session (http/csrf.py).
     token = csrf.new_token(request, outcome.cookie)
@@ -81,14 +99,30 @@ async def login(request: Request) -> Response:
     return response
 
 
-def _try_again(request: Request, found: Services, again: TryAgain, csrf_token: str) -> Response:
+def _browser(request: Request, settings: Settings) -> dict[str, str | None]:
+    """What a sign-in step learns of the browser: its address (the throttle's), the login
+    session it holds (replaced by the new one) and its user agent (the account page's)."""
+    return {
+        "address": client_address(request, settings.trusted_proxies),
+        "replaces": read_session_cookie(request, settings),
+        "user_agent": request.headers.get("user-agent"),
+    }
+
+
+def _refusal(
+    request: Request, found: Services, wrong: str, retry_after: int | None
+) -> tuple[str, int, dict[str, str] | None]:
+    """(the sentence, the status, the headers) of a refused step: `wrong`, or throttled."""
     words = pages.words(request, found.settings)
-    if again.retry_after is None:
+    if retry_after is None:
         metrics.LOGINS_FAILED.inc()
-        message, status, headers = words.gettext(WRONG_CREDENTIALS), 400, None
-    else:
-        message, headers = too_many_failures(words, again.retry_after)
-        status = 429
+        return words.gettext(wrong), 400, None
+    message, headers = too_many_failures(words, retry_after)
+    return message, 429, headers
+
+
+def _try_again(request: Request, found: Services, again: TryAgain, csrf_token: str) -> Response:
+    message, status, headers = _refusal(request, found, WRONG_CREDENTIALS, again.retry_after)
     return _form(
         request, found, again.request, csrf_token, again.username, message, status, headers
     )
@@ -128,3 +162,84 @@ def _form(
         request, found.settings, "login.html", context, status, form_targets=targets,
         headers=headers,
     )  # fmt: skip
+
+
+async def factor_form(request: Request) -> Response:
+    found, settings = services(request), services(request).settings
+    pending = read_pending_cookie(request, settings)
+    try:
+        target = await steps.pending_request(found, request.query_params.multi_items(), pending)
+    except ErrorPage as exc:
+        return pages.error_page(request, settings, exc.description, 400)
+    if isinstance(target, StartAgain):
+        return redirect(_at("/login", request), 303)
+    if isinstance(target, Redirect):
+        return redirect(target.url, 302)
+    token = csrf.new_token(request, pending)
+    response = _factor_form(request, found, target, token)
+    csrf.remember(response, settings, token)
+    return response
+
+
+async def factor(request: Request) -> Response:
+    found, settings = services(request), services(request).settings
+    fields = await read_fields(request)
+    pending = read_pending_cookie(request, settings)
+    if pending is None or not csrf.same_browser(request, settings, fields, pending=pending):
+        return pages.error_page(request, settings, FORM_EXPIRED, 403)
+    try:
+        outcome = await steps.second_factor(
+            found,
+            request.query_params.multi_items(),
+            pending_cookie=pending,
+            code=fields.get("code", ""),
+            **_browser(request, settings),
+        )
+    except ErrorPage as exc:
+        return pages.error_page(request, settings, exc.description, 400)
+    if isinstance(outcome, Redirect):
+        return redirect(outcome.url, 303)
+    if isinstance(outcome, StartAgain):
+        response = redirect(_at("/login", request), 303)
+        clear_pending_cookie(response, settings)
+        return response
+    if isinstance(outcome, FactorAgain):
+        return _factor_again(request, found, outcome, fields[csrf.FIELD])
+    response = _signed_in(request, found, outcome)
+    clear_pending_cookie(response, settings)
+    return response
+
+
+def _factor_again(
+    request: Request, found: Services, again: FactorAgain, csrf_token: str
+) -> Response:
+    message, status, headers = _refusal(request, found, WRONG_CODE, again.retry_after)
+    return _factor_form(request, found, again.request, csrf_token, message, status, headers)
+
+
+def _factor_form(
+    request: Request,
+    found: Services,
+    target: AuthorizationRequest | None,
+    csrf_token: str,
+    error: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    context = {
+        "action": _at("/login/factor", request),
+        "csrf_token": csrf_token,
+        "client_name": target.client.display_name if target else None,
+        "error": error,
+    }
+    targets = (pages.origin_of(target.redirect_uri),) if target else ()
+    return pages.render(
+        request, found.settings, "login_factor.html", context, status, form_targets=targets,
+        headers=headers,
+    )  # fmt: skip
+
+
+def _at(path: str, request: Request) -> str:
+    """`path` carrying the request's query string (the authorization request), as /login does."""
+    query = request.url.query
+    return path + (f"?{query}" if query else "")

@@ -30,6 +30,7 @@ from authserver.keys.epoch import KeyEpoch, LocalEpoch
 from authserver.keys.records import KeyRecord
 from authserver.keys.ring import KeyRing, make_key
 from authserver.keys.sealing import KeySealer
+from authserver.second_factors import reseal_totp
 
 logger = logging.getLogger("authserver")
 
@@ -53,11 +54,13 @@ class KeyStore(Protocol):
         self,
         reseal: Callable[[list[KeyRecord]], list[KeyRecord]],
         check: Callable[[list[KeyRecord]], None],
+        reseal_secret: Callable[[str, bytes], bytes],
         actor: str,
         now: int,
     ) -> int:
-        """Stores `reseal(current keys)` and runs `check` over the rows as written, atomically
-        and serialised like `change`; an exception from either changes nothing."""
+        """Stores `reseal(current keys)` and runs `check` over the rows as written, and
+        replaces every second factor's sealed secret with `reseal_secret(factor id, sealed)`,
+        atomically and serialised like `change`; an exception from any changes nothing."""
         ...
 
 
@@ -226,9 +229,10 @@ class SigningKeys:
                 logger.exception("reloading the signing keys failed; keeping the last ones")
 
     async def rewrap(self, new_kek: bytes, actor: str) -> int:
-        """Re-seals every private key under `new_kek`, in one transaction: each must open
-        under the KEKs this process has (or already under the new one) and, once written,
-        under the new KEK alone; else nothing changes (InvalidTag). Returns how many."""
+        """Re-seals every private key under `new_kek`, and every authenticator app's secret
+        (second_factors.py) with them, in one transaction: each must open under the KEKs this
+        process has (or already under the new one) and, once written, under the new KEK
+        alone; else nothing changes (InvalidTag). Returns how many keys."""
         new = KeySealer(new_kek)
         opener = KeySealer(self._sealer.kek, *self._sealer.older_keks, new_kek)
 
@@ -239,6 +243,7 @@ class SigningKeys:
         return await self._store.rewrap(
             lambda records: [opener.rewrap(record, new) for record in records],
             check,
+            lambda factor_id, sealed: reseal_totp(opener, new, factor_id, sealed),
             actor,
             self._clock(),
         )

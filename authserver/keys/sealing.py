@@ -51,11 +51,18 @@ class KeySealer:
     def rewrap(self, record: KeyRecord, new: KeySealer) -> KeyRecord:
         """`record` sealed under `new`'s KEK, checked to open under it; InvalidTag if this
         sealer cannot open it (or the new seal does not open, which would be a bug)."""
-        pem = self.open(record.kid, record.sealed_private_key)
-        sealed = new.seal(record.kid, pem)
-        if KeySealer(new.kek).open(record.kid, sealed) != pem:
+        return replace(
+            record, sealed_private_key=self.reseal(record.kid, record.sealed_private_key, new)
+        )
+
+    def reseal(self, associated: str, sealed: bytes, new: KeySealer) -> bytes:
+        """Anything this sealer opens (a private key, a TOTP secret), sealed under `new`'s KEK
+        and checked to open under it alone; InvalidTag if it does not open here."""
+        plain = self.open(associated, sealed)
+        resealed = new.seal(associated, plain)
+        if KeySealer(new.kek).open(associated, resealed) != plain:
             raise InvalidTag()
-        return replace(record, sealed_private_key=sealed)
+        return resealed
 
 
 def key_encryption_key(settings: Settings) -> bytes:

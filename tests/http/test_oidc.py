@@ -87,7 +87,7 @@ async def test_the_code_exchange_returns_an_id_token_with_the_contracts_claims(
     assert claims["iat"] == clock.now and claims["exp"] == clock.now + 300
     assert claims["auth_time"] == clock.now  # signed in just now
     assert claims["nonce"] == "n-0S6_WzA2Mj"
-    assert claims["azp"] == WEB and claims["amr"] == ["pwd"]
+    assert claims["azp"] == WEB and claims["amr"] == ["pwd"] and claims["acr"] == "pwd"
     digest = hashlib.sha256(tokens["access_token"].encode()).digest()
     assert claims["at_hash"] == base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
 

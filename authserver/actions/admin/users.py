@@ -82,6 +82,21 @@ async def logout_user_everywhere(services: Services, actor: str, sub: str) -> No
     )
 
 
+async def reset_factors(services: Services, actor: str, sub: str) -> int:
+    """Removes every second factor and recovery code of the user (one who lost both signs in
+    with the password alone again, and may enrol anew), and ends every session: whoever
+    signed in with the factors being reset is signed out. How many factors were removed."""
+    await existing_user(services, sub)
+    now = services.clock()
+    event = AuditEvent(now, actor, "factor.removed", sub, {"via": "operator"}, user=sub)
+    removed = await services.second_factors.remove_all(sub, [event])
+    await end_sessions(
+        services, sub, reason="factors_reset", actor=actor, now=now,
+        announce="user.factors_reset",
+    )  # fmt: skip
+    return removed
+
+
 async def disable_user(services: Services, actor: str, sub: str) -> None:
     """No more logins, and every session (with the access tokens bound to it) ends now."""
     if not await services.users.disable(sub):
@@ -137,7 +152,9 @@ async def list_users(
 
 
 async def show_user(services: Services, sub: str) -> dict[str, Any]:
-    return user_view(await existing_user(services, sub))
+    user = await existing_user(services, sub)
+    # The kinds of second factor enrolled (`totp`); never a secret or a recovery code.
+    return {**user_view(user), "factors": await services.second_factors.kinds(user.id)}
 
 
 async def find_user(services: Services, name_or_sub: str) -> User:

@@ -67,5 +67,6 @@ async def authorization_code_grant(
         nonce=redeemed.nonce,
         access_token=issued.access_token,
         identity=identity_claims(user.username, user.profile, scopes),
+        amr=redeemed.amr,
     )
     return replace(issued, id_token=id_token)

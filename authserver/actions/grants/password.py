@@ -5,7 +5,7 @@ from __future__ import annotations
 from authserver.actions.grants import GrantRequest, TokenResponse, required_field, with_refresh
 from authserver.actions.sign_in import Credentials, check_password
 from authserver.clients import Client, authenticate_named
-from authserver.errors import InvalidScope, UnauthorizedClient
+from authserver.errors import InvalidGrant, InvalidScope, UnauthorizedClient
 from authserver.refresh import start_family
 from authserver.scopes import grant, parse_scope
 from authserver.services import Services
@@ -19,7 +19,8 @@ async def password_grant(
 ) -> TokenResponse:
     """The sign-in page's password check (actions/sign_in.check_password): throttled per
     username and address, a blocked login refused with slow_down before anything is checked
-    (the client included), and every wrong password counted and audited."""
+    (the client included), and every wrong password counted and audited. Users with a second
+    factor sign in through the sign-in page only."""
     credentials, fields = request.credentials, request.fields
 
     async def prepare() -> Credentials[Checked]:
@@ -37,6 +38,11 @@ async def password_grant(
 
     async def then(checked: Checked, user: User) -> TokenResponse:
         client, requested = checked
+        # The grant has no step for a second factor: a password alone must not sign in a
+        # user who enrolled one. Refused as a wrong password is (and counted as one), so the
+        # answer does not tell a guesser the password was right.
+        if await services.second_factors.kinds(user.id):
+            raise InvalidGrant(detail="the user has a second factor; the password grant has none")
         settings = services.settings
         rotation = await start_family(
             services.families,

@@ -24,6 +24,12 @@ async def logout_user_everywhere(request: Request, found: Services, actor: str) 
 
 
 @admin_only
+async def reset_factors(request: Request, found: Services, actor: str) -> Response:
+    await admin_users.reset_factors(found, actor, request.path_params["sub"])
+    return no_content()
+
+
+@admin_only
 async def disable_user(request: Request, found: Services, actor: str) -> Response:
     await admin_users.disable_user(found, actor, request.path_params["sub"])
     return no_content()

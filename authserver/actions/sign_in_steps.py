@@ -1,0 +1,199 @@
+"""The sign-in as steps, and where a browser is between them:
+
+    password ──(no second factor)──────────────────────────────▶ signed in
+        │
+        └──(a factor enrolled)──▶ awaiting the second factor ──(TOTP or recovery code)──▶ signed in
+                                      (5 minutes, single use)
+
+"Signed in" is a login session (login_sessions.py), and only that: the single sign-on of
+/authorize, the account page and every token. "Awaiting the second factor" is a pending sign-in
+(login_sessions.PendingSignIn), kept server-side by the SHA-256 of a cookie of its own, so
+nothing the browser sends can say the password was checked or for whom; and since it is no login
+session, nothing that looks for one finds it. Later steps (a passkey alone, step-up at
+/authorize for `acr_values=mfa`) are more arrows into the same two states.
+
+Throttling: the password step settles as a step, not a success (throttle.guard's `clears`), so
+the username's failure counts are cleared only by a completed sign-in; a wrong code counts
+against the same per-account budget as a wrong password.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from authserver import throttle
+from authserver.actions.authorize import (
+    AuthorizationRequest,
+    Params,
+    Redirect,
+    SignIn,
+    complete,
+    local_page_after,
+    resume,
+)
+from authserver.audit import AuditEvent
+from authserver.errors import InvalidGrant, SlowDown
+from authserver.login_sessions import (
+    MAX_COOKIE,
+    PASSWORD_AND_OTP,
+    PENDING_TTL,
+    LoginSession,
+    PendingSignIn,
+    hash_session_token,
+    new_session_token,
+    start_login_session,
+)
+from authserver.second_factors import DIGITS, accept_totp, spend_recovery_code
+from authserver.services import Services
+from authserver.users import User
+
+TOTP_METHOD, RECOVERY_METHOD = "totp", "recovery_code"
+
+
+@dataclass(frozen=True)
+class AwaitingFactor:
+    """The password was right and the user has a second factor: the browser holds `cookie`
+    (the pending sign-in) and is asked for the code."""
+
+    cookie: str
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A login session started (`cookie` is its value), and where the browser goes next:
+    back to the client with a code (Redirect), the form again for a user disabled a moment
+    ago (SignIn), a page of ours a bare sign-in was asked to go on to (Redirect to a path of
+    authorize.THEN_PAGES), or, for a bare sign-in with no authorization request, None."""
+
+    session: LoginSession
+    cookie: str
+    then: Redirect | SignIn | None
+
+
+@dataclass(frozen=True)
+class FactorAgain:
+    """The code form again: a wrong code, or with `retry_after`, too many failures."""
+
+    request: AuthorizationRequest | None
+    retry_after: int | None = None
+
+
+@dataclass(frozen=True)
+class StartAgain:
+    """No pending sign-in for this browser (none, expired, or already finished): back to the
+    password form."""
+
+
+async def after_password(
+    services: Services,
+    user: User,
+    *,
+    client_id: str | None,
+    replaces: str | None,
+    user_agent: str | None,
+) -> tuple[LoginSession, str] | AwaitingFactor:
+    """The step after a right password: signed in (the login session and its cookie), or, for
+    a user with a second factor, awaiting it."""
+    now = services.clock()
+    if await services.second_factors.kinds(user.id):
+        cookie = new_session_token()
+        pending = PendingSignIn(user.id, client_id, now, now + PENDING_TTL)
+        await services.pending_sign_ins.hold(pending, hash_session_token(cookie))
+        return AwaitingFactor(cookie, pending.expires_at)
+    return await start_login_session(
+        services.login_sessions, user.id, now, services.settings.login_session_ttl, client_id,
+        replaces, user_agent,
+    )  # fmt: skip
+
+
+def password_step_clears(result: object) -> bool:
+    """For throttle.guard: only a sign-in that is complete clears the username's counts."""
+    return not isinstance(result, AwaitingFactor)
+
+
+async def pending_request(
+    services: Services, params: Params, pending_cookie: str | None
+) -> AuthorizationRequest | Redirect | None | StartAgain:
+    """GET /login/factor: the authorization request (as `resume`), or StartAgain when the
+    browser has no pending sign-in."""
+    if await _pending(services, pending_cookie) is None:
+        return StartAgain()
+    return await resume(services, params)
+
+
+async def second_factor(
+    services: Services,
+    params: Params,
+    *,
+    pending_cookie: str | None,
+    code: str,
+    address: str | None,
+    replaces: str | None = None,
+    user_agent: str | None = None,
+) -> Redirect | FactorAgain | StartAgain | SignedIn:
+    """POST /login/factor: the authorization request checked again (as POST /login), the code
+    checked against the pending sign-in's user (throttled as a password), the pending sign-in
+    spent and the login session started, and the authorization request completed."""
+    target = await resume(services, params)
+    if isinstance(target, Redirect):
+        return target
+    pending = await _pending(services, pending_cookie)
+    user = None if pending is None else await services.users.by_id(pending.user_id)
+    if pending is None or pending_cookie is None or user is None:
+        return StartAgain()
+
+    async def attempt() -> str:
+        now = services.clock()
+        typed = "".join(code.split())
+        if len(typed) == DIGITS:
+            sealer = services.factor_sealer
+            if await accept_totp(services.second_factors, sealer, user.id, typed, now):
+                return TOTP_METHOD
+        elif await spend_recovery_code(services.second_factors, user.id, typed, now):
+            return RECOVERY_METHOD
+        detail = {"client_id": pending.client_id, "via": "sign_in_page"}
+        failed = AuditEvent(
+            now, user.id, "login.second_factor_failed", user.id, detail, user=user.id
+        )
+        await services.audit.record([failed])
+        raise InvalidGrant(detail="wrong second-factor code")
+
+    try:
+        method = await throttle.guard(
+            services.throttle,
+            username=user.username,
+            address=address,
+            clock=services.clock,
+            turns=services.login_turns,
+            attempt=attempt,
+        )
+    except InvalidGrant:
+        return FactorAgain(target)
+    except SlowDown as exc:
+        return FactorAgain(target, exc.retry_after or 1)
+    now = services.clock()
+    # Spent once: of two tabs finishing one pending sign-in, one goes on.
+    if await services.pending_sign_ins.release(hash_session_token(pending_cookie), now) is None:
+        return StartAgain()
+    detail = {"client_id": pending.client_id, "via": "sign_in_page", "method": method}
+    await services.audit.record(
+        [AuditEvent(now, user.id, "login.second_factor", user.id, detail, user=user.id)]
+    )
+    try:
+        session, cookie = await start_login_session(
+            services.login_sessions, user.id, now, services.settings.login_session_ttl,
+            pending.client_id, replaces, user_agent, PASSWORD_AND_OTP,
+        )  # fmt: skip
+    except InvalidGrant:  # disabled meanwhile
+        return StartAgain()
+    if target is None:
+        page = local_page_after(params)
+        return SignedIn(session, cookie, None if page is None else Redirect(page))
+    return SignedIn(session, cookie, await complete(services, target, session))
+
+
+async def _pending(services: Services, cookie: str | None) -> PendingSignIn | None:
+    if not cookie or len(cookie) > MAX_COOKIE:
+        return None
+    return await services.pending_sign_ins.find(hash_session_token(cookie), services.clock())
