@@ -15,8 +15,10 @@ from authserver.clients import ClientStore
 from authserver.config import Settings
 from authserver.denylist import Denylist
 from authserver.keys.manager import SigningKeys
+from authserver.links import LinkStore
 from authserver.login_sessions import LoginSessionStore
 from authserver.mail import NoOutbox, Outbox
+from authserver.page_limits import PageLimitStore
 from authserver.passwords import Passwords
 from authserver.refresh import FamilyStore
 from authserver.throttle import ThrottleStore, Turns
@@ -40,6 +42,8 @@ class Services:
     throttle: ThrottleStore
     login_sessions: LoginSessionStore
     codes: CodeStore
+    links: LinkStore  # one-time links in mail, and the reset requests (links.py)
+    page_limits: PageLimitStore  # request counts of the pages that send mail
     clock: Callable[[], int] = field(default=wall_clock)
     # Logins of this process waiting for a busy throttle bucket (throttle.Turns).
     login_turns: Turns = field(default_factory=Turns)
@@ -49,6 +53,9 @@ class Services:
     # Where use cases queue mail (mail.py); with mail off (settings.mail_enabled), one that
     # refuses: pages that need mail answer 404 before they get here.
     outbox: Outbox = field(default_factory=NoOutbox)
+    # Wakes the background step that turns reset requests into links and mail
+    # (actions/password_reset.Resolver); nothing while mail is off.
+    wake_resolver: Callable[[], None] = field(default=lambda: None)
 
     async def mint(
         self,
