@@ -115,7 +115,7 @@ class Resolver:
     async def run(self) -> None:
         while True:
             try:
-                while await resolve(self._services):
+                while await self._resolve_whole():
                     pass
             except Exception:
                 # The requests taken are lost; their askers ask again. The server goes on.
@@ -123,6 +123,15 @@ class Resolver:
             with anyio.move_on_after(POLL):
                 await self._wake.wait()
             self._wake = anyio.Event()
+
+
+    async def _resolve_whole(self) -> int:
+        # Shielded: the server stopping waits for a round's statements to end (the database
+        # bounds them) instead of cutting a transaction short, which left an SQLite
+        # connection closing forever behind it; the stop is taken at the wait below.
+        with anyio.CancelScope(shield=True):
+            taken = await resolve(self._services)
+        return taken
 
 
 @dataclass(frozen=True)

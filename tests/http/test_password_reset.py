@@ -221,7 +221,8 @@ async def test_known_and_unknown_addresses_take_the_same_time(
     # Interleaved, so that anything slowing the machine meanwhile slows both alike; the
     # address throttle is emptied between tries (only the page's own work is timed).
     for n in range(50):
-        for kind, email in (("known", ADDRESS), ("unknown", f"nobody{n % 3}@example.test")):
+        tries = [("known", ADDRESS), ("unknown", f"nobody{n % 3}@example.test")]
+        for kind, email in tries if n % 2 else reversed(tries):  # neither always goes first
             await clear_page_limits(engine)
             started = time.perf_counter()
             answer = await client.post(
@@ -235,7 +236,9 @@ async def test_known_and_unknown_addresses_take_the_same_time(
             await settled(engine)
         await next_mail(smtp, n + 1)
     assert bodies["known"] == bodies["unknown"] and len(bodies["known"]) == 1
-    known, unknown = statistics.mean(times["known"]), statistics.mean(times["unknown"])
+    # Medians: one try held up by the machine (a collection, another process) is no answer of
+    # the page's.
+    known, unknown = statistics.median(times["known"]), statistics.median(times["unknown"])
     assert abs(known - unknown) / min(known, unknown) < 0.05, (known, unknown)
 
 
