@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from authserver import translations
+from authserver.actions import password_reset
 from authserver.clients import CachedClients
 from authserver.config import Settings, load_settings
 from authserver.db import migrate
@@ -24,9 +25,11 @@ from authserver.db.engine import is_postgres, make_engine, ping
 from authserver.db.failures import fail_closed
 from authserver.db.families import SqlFamilyStore
 from authserver.db.keys import SqlKeyStore
+from authserver.db.links import SqlLinkStore
 from authserver.db.login_sessions import SqlLoginSessionStore
 from authserver.db.notify import Reactions, listen_for_changes
 from authserver.db.outbox import SqlOutbox
+from authserver.db.page_limits import SqlPageLimitStore
 from authserver.db.pending_sign_ins import SqlPendingSignInStore
 from authserver.db.purge import purge_periodically
 from authserver.db.second_factors import SqlSecondFactorStore
@@ -109,6 +112,8 @@ def build_services(
         second_factors=fail_closed(SqlSecondFactorStore(engine)),
         pending_sign_ins=fail_closed(SqlPendingSignInStore(engine)),
         factor_sealer=sealer,
+        links=fail_closed(SqlLinkStore(engine)),
+        page_limits=fail_closed(SqlPageLimitStore(engine)),
         clock=clock,
         csrf_keys=derived_keys(sealer, b"authserver csrf token"),
         outbox=fail_closed(SqlOutbox(engine)) if settings.mail_enabled else NoOutbox(),
@@ -201,6 +206,10 @@ def create_app(
                     sender = mail_sender(settings, engine, clock)
                     services.outbox = NudgingOutbox(services.outbox, sender)
                     background.start_soon(sender.run)
+                    # Reset requests become links and mail off the request path.
+                    resolver = password_reset.Resolver(services)
+                    services.wake_resolver = resolver.wake
+                    background.start_soon(resolver.run)
                 yield
                 background.cancel_scope.cancel()
         finally:

@@ -148,6 +148,9 @@ class Settings:
     # Unset, mail is off and so is every page that needs it.
     smtp_url: SmtpServer | None = None
     mail_from: str | None = None
+    # How long a link in mail lives (links.py): a password reset's, an email verification's.
+    password_reset_ttl: int = 1800
+    email_verify_ttl: int = 86_400
 
     @property
     def mail_enabled(self) -> bool:
@@ -235,6 +238,10 @@ DESCRIPTIONS: dict[str, str] = {
     "`AUTHSERVER_SMTP_URL_FILE`.",
     "mail_from": "The `From` of every mail (`auth@example.com` or `Example <auth@example.com>`); "
     "required with `AUTHSERVER_SMTP_URL`.",
+    "password_reset_ttl": "Seconds a password reset link lives (60 to 86400); it also dies once "
+    "used, or once the password changes by any way.",
+    "email_verify_ttl": "Seconds an email verification link lives (60 to 2592000); it also "
+    "dies once used.",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
@@ -316,6 +323,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         smtp_url=read("SMTP_URL", _smtp_url, None),
         mail_from=read("MAIL_FROM", _mail_from, None),
+        password_reset_ttl=read(
+            "PASSWORD_RESET_TTL", _seconds(60, 86_400), defaults.password_reset_ttl
+        ),
+        email_verify_ttl=read(
+            "EMAIL_VERIFY_TTL", _seconds(60, 2_592_000), defaults.email_verify_ttl
+        ),
     )
     if settings.smtp_url is not None and not env.get("AUTHSERVER_MAIL_FROM", "").strip():
         problems.append("AUTHSERVER_MAIL_FROM: must be set with AUTHSERVER_SMTP_URL")

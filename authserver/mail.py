@@ -14,18 +14,13 @@ example the others follow.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from email.utils import parseaddr
-from pathlib import Path
 from typing import Any, Protocol
 
-import jinja2
-
+from authserver import languages, translations
 from authserver.config import Settings
 
-# The hosted pages' folder (http/pages.py reads the same one): one place to restyle.
-BUILT_IN = Path(__file__).parent / "http" / "templates"
 FOLDER = "mail"
 
 
@@ -75,8 +70,11 @@ def compose(
     context: dict[str, Any] | None = None,
 ) -> Mail:
     """Renders `mail/TEMPLATE.txt` and `mail/TEMPLATE.html` into a `Mail` to `to`.
-    `locale` (a language tag, or None for the default) is handed to the templates."""
-    environment = _environment(settings.templates_dir)
+    `locale` (a language tag, or None for the default) is handed to the templates, and picks
+    the catalog their sentences are translated with (translations.py)."""
+    folder = settings.templates_dir
+    language = languages.choose(locale, None, translations.languages(folder))
+    environment = translations.mail_environment(folder, language)
     values = {"issuer": settings.issuer, "locale": locale or "en", **(context or {})}
     text = environment.get_template(f"{FOLDER}/{template}.txt")
     html = environment.get_template(f"{FOLDER}/{template}.html")
@@ -86,18 +84,3 @@ def compose(
     if not subject:
         raise LookupError(f"{FOLDER}/{template}.txt sets no subject")
     return Mail(to, subject, str(module), html.render(values), template)
-
-
-@functools.lru_cache(maxsize=8)
-def _environment(custom: Path | None) -> jinja2.Environment:
-    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(BUILT_IN)]
-    if custom is not None:
-        loaders.insert(0, jinja2.FileSystemLoader(custom))
-    return jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders),
-        # HTML escaped, as the pages are; the plain text part is not HTML, and escaping it
-        # would show `&amp;` to the reader.
-        autoescape=jinja2.select_autoescape(["html"], default_for_string=False, default=False),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )

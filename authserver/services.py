@@ -16,8 +16,10 @@ from authserver.config import Settings
 from authserver.denylist import Denylist
 from authserver.keys.manager import SigningKeys
 from authserver.keys.sealing import KeySealer
+from authserver.links import LinkStore
 from authserver.login_sessions import LoginSessionStore, PendingSignInStore
 from authserver.mail import NoOutbox, Outbox
+from authserver.page_limits import PageLimitStore
 from authserver.passwords import Passwords
 from authserver.refresh import FamilyStore
 from authserver.second_factors import SecondFactorStore
@@ -45,6 +47,8 @@ class Services:
     second_factors: SecondFactorStore
     pending_sign_ins: PendingSignInStore
     factor_sealer: KeySealer  # TOTP secrets sealed under the KEK (second_factors.py)
+    links: LinkStore  # one-time links in mail, and the reset requests (links.py)
+    page_limits: PageLimitStore  # request counts of the pages that send mail
     clock: Callable[[], int] = field(default=wall_clock)
     # Logins of this process waiting for a busy throttle bucket (throttle.Turns).
     login_turns: Turns = field(default_factory=Turns)
@@ -54,6 +58,9 @@ class Services:
     # Where use cases queue mail (mail.py); with mail off (settings.mail_enabled), one that
     # refuses: pages that need mail answer 404 before they get here.
     outbox: Outbox = field(default_factory=NoOutbox)
+    # Wakes the background step that turns reset requests into links and mail
+    # (actions/password_reset.Resolver); nothing while mail is off.
+    wake_resolver: Callable[[], None] = field(default=lambda: None)
 
     async def mint(
         self,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import gettext
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import jinja2
@@ -55,12 +56,27 @@ def translations(custom: Path | None, language: str) -> gettext.NullTranslations
 def environment(custom: Path | None, language: str) -> jinja2.Environment:
     """The Jinja2 environment whose templates speak `language`: `custom`'s files first, then
     the built-in ones; autoescaping on; `lang` (the BCP 47 tag) known to every template."""
+    return _environment(custom, language, True)
+
+
+@functools.lru_cache(maxsize=64)
+def mail_environment(custom: Path | None, language: str) -> jinja2.Environment:
+    """As `environment`, for mail: `.html` escaped, the plain text part not (escaping it would
+    show `&amp;` to the reader); and the file keeps its last line break."""
+    env = _environment(custom, language, jinja2.select_autoescape(["html"], default=False))
+    env.keep_trailing_newline = True
+    return env
+
+
+def _environment(
+    custom: Path | None, language: str, autoescape: bool | Callable[[str | None], bool]
+) -> jinja2.Environment:
     loaders = [jinja2.FileSystemLoader(TEMPLATES)]
     if custom is not None:
         loaders.insert(0, jinja2.FileSystemLoader(custom))
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
-        autoescape=True,
+        autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
         extensions=["jinja2.ext.i18n"],
     )

@@ -38,6 +38,9 @@ ISSUER = "http://authserver.test"
 KEK = base64.b64encode(b"k" * 32).decode()
 # Tables emptied before every test, children first.
 TABLES = (
+    "link_tokens",
+    "reset_requests",
+    "page_requests",
     "authorization_codes",
     "login_sessions",
     "refresh_tokens",

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from authserver.audit import AuditEvent
 from authserver.clients import ClientChanges
 from authserver.db import migrate
 from authserver.db.accounts import SqlClientStore, SqlUserStore
@@ -27,12 +28,14 @@ from authserver.db.codes import SqlCodeStore
 from authserver.db.columns import stored_hash
 from authserver.db.denylist import SqlDenylist
 from authserver.db.families import SqlFamilyStore
+from authserver.db.links import SqlLinkStore
 from authserver.db.login_sessions import SqlLoginSessionStore
 from authserver.db.models import Base
 from authserver.db.outbox import SqlOutbox
 from authserver.db.second_factors import SqlSecondFactorStore
 from authserver.errors import InvalidGrant
 from authserver.keys.sealing import KeySealer
+from authserver.links import RESET, Link, password_fingerprint
 from authserver.login_sessions import Browser
 from authserver.mail import Mail
 from authserver.refresh import hash_token, rotate
@@ -504,4 +507,36 @@ async def test_0015_adds_second_factors_beside_existing_users_and_takes_them_awa
     assert (await SqlUserStore(pooled).by_username("alice")) is not None
     await migrate.upgrade(engine)
     assert await store.kinds("u0") == []
+
+
+# --- 0016: one-time links in mail, beside users written before it -----------------------------
+
+
+async def test_0016_adds_links_for_existing_users_and_takes_them_away_again(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0008")
+    await seed_users(engine, "alice")
+    await migrate.upgrade(engine, "0015")
+
+    await migrate.upgrade(engine)
+
+    alice = await SqlUserStore(pooled).by_username("alice")
+    assert alice is not None
+    store = SqlLinkStore(pooled)
+    fingerprint = password_fingerprint(alice.password_hash)
+    link = Link("a" * 64, RESET, alice.id, NOW, NOW + 60, fingerprint)
+    await store.issue(link, Mail("alice@example.test", "Reset", "text", "<p>html</p>"))
+    assert await store.user_of("a" * 64, RESET, NOW) == alice.id
+    assert await store.spend_reset("a" * 64, "new-hash", NOW, lambda user: AuditEvent(
+        NOW, user, "user.password_reset", user, user=user
+    )) == alice.id  # fmt: skip
+
+    # Down: the links, requests and counts go; the users stay, the new password too.
+    await migrate.downgrade(engine, "0015")
+    tables = await table_names(engine)
+    assert not {"link_tokens", "reset_requests", "page_requests"} & tables
+    kept = await SqlUserStore(pooled).by_username("alice")
+    assert kept is not None and kept.password_hash == "new-hash"
+    await migrate.upgrade(engine)
     assert await schema_diff(engine) == []

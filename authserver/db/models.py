@@ -297,3 +297,40 @@ class PendingSignInRow(Base):
     client_id: Mapped[str | None] = mapped_column(String(128))  # for the audit events
     password_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class LinkTokenRow(Base):
+    """0014: one-time links in mail (authserver/links.py), kept spent until purged."""
+
+    __tablename__ = "link_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 hex
+    kind: Mapped[str] = mapped_column(String(16))  # links.RESET or links.VERIFY
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # A reset link's: SHA-256 of the password hash it was mailed under; another hash, it is dead.
+    password_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(254))  # a verification link's address
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    spent_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ResetRequestRow(Base):
+    """0014: an address asked for a password reset, resolved off the request path."""
+
+    __tablename__ = "reset_requests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    locale: Mapped[str | None] = mapped_column(String(35))  # the page's language
+    created_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class PageRequestRow(Base):
+    """0014: requests to the mail-sending pages per bucket and fixed window (page_limits.py)."""
+
+    __tablename__ = "page_requests"
+
+    bucket: Mapped[str] = mapped_column(String(80), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)

@@ -233,6 +233,7 @@ def _render(
         "password_error": password_error,
         "factor_error": factor_error,
         "min_length": settings.password_min_length,
+        "mail_enabled": settings.mail_enabled,  # the email change needs mail
         "when": _when,
         "BROWSER": accounts.BROWSER,
         "APP": accounts.APP,

@@ -133,6 +133,11 @@ def _page_errors(*statuses: int) -> dict[str, Schema]:
     return found
 
 
+def _form_body(*fields: str) -> Schema:
+    form = {"type": "object", "properties": _strings(*fields)}
+    return {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": form}}}
+
+
 NO_CONTENT = {"204": {"description": "done (also when there was nothing to do)"}}
 REDIRECT_302 = {"302": {"description": "a redirect (Location): to the client, or to /login"}}
 
@@ -409,6 +414,86 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **HTML_PAGE("400", "a wrong current password: the account page again"),
             **HTML_PAGE("429", "throttled: the account page again, with Retry-After"),
             **ACCOUNT_FORBIDDEN,
+            **_page_errors(413, 415),
+        },
+    },
+    ("GET", "/password-reset"): {
+        "summary": "Asks for a password reset link: one field, the email address. 404 with "
+        "mail off.",
+        "tags": ["sign-in"],
+        "responses": {**HTML_PAGE("200", "the form"), **_page_errors()},
+    },
+    ("POST", "/password-reset"): {
+        "summary": "Queues a reset link for the address: the same page whether an account uses "
+        "it or not.",
+        "tags": ["sign-in"],
+        "requestBody": _form_body("email", "csrf_token"),
+        "responses": {
+            **HTML_PAGE("200", "if an account uses this address, a link is on its way"),
+            **HTML_PAGE("400", "the form again: not an email address"),
+            **HTML_PAGE("403", "the CSRF token or the Origin does not match"),
+            **HTML_PAGE("429", "too many requests from this address group or for this address"),
+            **_page_errors(413, 415),
+        },
+    },
+    ("GET", "/password-reset/confirm"): {
+        "summary": "The reset link's page: a form whose one button posts the token. A GET "
+        "never spends it.",
+        "tags": ["sign-in"],
+        "responses": {
+            **HTML_PAGE("200", "the new password form"),
+            **HTML_PAGE("400", "an error page: a token far too long"),
+            **_page_errors(),
+        },
+    },
+    ("POST", "/password-reset/confirm"): {
+        "summary": "Spends the link: sets the new password (the policy applies) and ends every "
+        "session of the user.",
+        "tags": ["sign-in"],
+        "requestBody": _form_body("token", "password", "csrf_token"),
+        "responses": {
+            **HTML_PAGE("200", "the password is set"),
+            **HTML_PAGE("400", "the form again (the policy), or the link is dead"),
+            **HTML_PAGE("403", "the CSRF token or the Origin does not match"),
+            **HTML_PAGE("429", "too many requests from this address group"),
+            **_page_errors(413, 415),
+        },
+    },
+    ("GET", "/account/email"): {
+        "summary": "The email change form (signed in through the login session; else 303 to "
+        "/login). 404 with mail off.",
+        "tags": ["sign-in"],
+        "responses": {**HTML_PAGE("200", "the form"), **REDIRECT_302, **_page_errors()},
+    },
+    ("POST", "/account/email"): {
+        "summary": "Asks for a new address: a link to it, word of it to the current one; the "
+        "current address stays until the link is opened.",
+        "tags": ["sign-in"],
+        "requestBody": _form_body("email", "password", "csrf_token"),
+        "responses": {
+            **HTML_PAGE("200", "a link is on its way (also for an address in use)"),
+            **HTML_PAGE("400", "the form again: not an address, or the password is wrong"),
+            **HTML_PAGE("403", "the CSRF token or the Origin does not match"),
+            **HTML_PAGE("429", "too many requests"),
+            **_page_errors(413, 415),
+        },
+    },
+    ("GET", "/verify-email"): {
+        "summary": "The verification link's page: one button posts the token. A GET never "
+        "spends it.",
+        "tags": ["sign-in"],
+        "responses": {**HTML_PAGE("200", "the button"), **_page_errors()},
+    },
+    ("POST", "/verify-email"): {
+        "summary": "Spends the link: its address becomes the user's email, verified.",
+        "tags": ["sign-in"],
+        "requestBody": _form_body("token", "csrf_token"),
+        "responses": {
+            **HTML_PAGE("200", "the address is the user's"),
+            **HTML_PAGE("400", "the link is dead"),
+            **HTML_PAGE("403", "the CSRF token or the Origin does not match"),
+            **HTML_PAGE("409", "another account uses the address now"),
+            **HTML_PAGE("429", "too many requests"),
             **_page_errors(413, 415),
         },
     },

@@ -156,6 +156,7 @@ def _form(
         "client_name": target.client.display_name if target else None,
         "username": username,
         "error": error,
+        "password_reset": found.settings.mail_enabled,  # the page is there with mail only
     }
     targets = (pages.origin_of(target.redirect_uri),) if target else ()
     return pages.render(

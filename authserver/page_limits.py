@@ -1,0 +1,56 @@
+"""How often the pages that send mail may be asked (API.md "Throttling of the pages above"):
+per client address group and, where an address is given, per address.
+
+Fixed windows counted in the database (one UPSERT … RETURNING per bucket), so every instance
+shares them. The limits: 30 requests per address group per minute (the contract: at least 20
+always pass; an office behind one address asks rarely), and 5 per email address per 15 minutes
+(a reset or a verification mail more often is spam for its owner). Over either, the page
+answers 429 with Retry-After: the same for an address with an account and one without.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from authserver.profiles import email_key
+from authserver.throttle import address_group
+
+
+@dataclass(frozen=True)
+class Limit:
+    requests: int
+    window: int  # seconds
+
+
+PER_ADDRESS_GROUP = Limit(30, 60)
+PER_EMAIL = Limit(5, 900)
+
+
+class PageLimitStore(Protocol):
+    async def count(self, bucket: str, window_start: int) -> int:
+        """Counts one request in `bucket`'s window starting at `window_start` (a new window
+        starts the count again); returns the count with it."""
+        ...
+
+
+async def retry_after(
+    store: PageLimitStore, now: int, address: str | None, email: str | None = None
+) -> int | None:
+    """None when the request may go on; else the seconds until it may be asked again."""
+    buckets = []
+    if address is not None:
+        buckets.append(("page:addr:" + _digest(address_group(address)), PER_ADDRESS_GROUP))
+    if email:
+        buckets.append(("page:mail:" + _digest(email_key(email) or ""), PER_EMAIL))
+    waits = []
+    for bucket, limit in buckets:
+        start = now - now % limit.window
+        if await store.count(bucket, start) > limit.requests:
+            waits.append(start + limit.window - now)
+    return max(waits) if waits else None
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
