@@ -485,7 +485,7 @@ async def test_0015_adds_second_factors_beside_existing_users_and_takes_them_awa
             {"h": "c" * 64},
         )
 
-    await migrate.upgrade(engine, "0015")
+    await migrate.upgrade(engine)
     old_code = await SqlCodeStore(pooled).find("c" * 64)
     assert old_code is not None and old_code.code.amr == ("pwd",)  # NULL reads as before
 
