@@ -345,7 +345,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {
             **HTML_PAGE("200", "the account page"),
             **ACCOUNT_SIGN_IN,
-            **_page_errors(),
+            # A query no database can store (a NUL) is answered as a page too (http/params.py).
+            **_page_errors(400),
         },
     },
     ("POST", "/account/password"): {

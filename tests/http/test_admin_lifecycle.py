@@ -434,6 +434,7 @@ async def test_users_are_listed_by_username_prefix_and_shown(
         "family_name": None,
         "locale": None,
         "roles": [],
+        "factors": [],  # the kinds of second factor enrolled: none
     }
     assert_oauth_error(await client.get("/admin/users/nobody", headers=root), 404, "not_found")
 
