@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from authserver import translations
+from authserver.accounts.passwords import Passwords
 from authserver.actions import password_reset
 from authserver.clients import CachedClients
 from authserver.config import Settings, load_settings
@@ -42,12 +42,12 @@ from authserver.http.observe import Observe
 from authserver.http.params import StorableParams
 from authserver.http.routes import routes
 from authserver.http.server import BodyDeadline
+from authserver.i18n import translations
 from authserver.keys.epoch import KeyEpoch, epoch_from_environment
 from authserver.keys.manager import SigningKeys
 from authserver.keys.sealing import derived_keys, key_sealer
-from authserver.mail import NoOutbox
-from authserver.mail_sender import MailSender, NudgingOutbox
-from authserver.passwords import Passwords
+from authserver.mail.compose import NoOutbox
+from authserver.mail.sender import MailSender, NudgingOutbox
 from authserver.services import Services, wall_clock
 from authserver.telemetry import logs
 from authserver.telemetry.metrics import (
@@ -121,7 +121,7 @@ def build_services(
 
 
 def mail_sender(settings: Settings, engine: AsyncEngine, clock: Callable[[], int]) -> MailSender:
-    """The sender that drains the outbox (mail_sender.py); only with mail on."""
+    """The sender that drains the outbox (mail/sender.py); only with mail on."""
     assert settings.smtp_url is not None and settings.mail_from is not None
     queue = observed_mail(fail_closed(SqlOutbox(engine)))
     return MailSender(queue, settings.smtp_url, settings.mail_from, clock)
@@ -202,7 +202,7 @@ def create_app(
                     background.start_soon(services.keys.rotate_on_schedule)
                 if settings.mail_enabled:
                     # Drains the outbox: every instance and worker does, claims keep each
-                    # mail to one sender (mail_sender.py); a mail queued here wakes it.
+                    # mail to one sender (mail/sender.py); a mail queued here wakes it.
                     sender = mail_sender(settings, engine, clock)
                     services.outbox = NudgingOutbox(services.outbox, sender)
                     background.start_soon(sender.run)

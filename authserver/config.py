@@ -144,7 +144,7 @@ class Settings:
     login_session_idle_ttl: int = 3600
     login_session_ttl: int = 86_400
 
-    # Mail (authserver/mail.py, mail_sender.py): the SMTP server and the From of every mail.
+    # Mail (authserver/mail/compose.py and sender.py): the SMTP server and the From of every mail.
     # Unset, mail is off and so is every page that needs it.
     smtp_url: SmtpServer | None = None
     mail_from: str | None = None

@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
-from authserver.profiles import email_key
+from authserver.accounts.profiles import email_key
 from authserver.throttle import address_group
 
 

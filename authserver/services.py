@@ -8,23 +8,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from authserver.access_tokens import AccessToken, mint_access_token, verify_access_token
+from authserver.accounts.links import LinkStore
+from authserver.accounts.login_sessions import LoginSessionStore, PendingSignInStore
+from authserver.accounts.passwords import Passwords
+from authserver.accounts.second_factors import SecondFactorStore
+from authserver.accounts.users import UserStore
 from authserver.audit import AuditLog
-from authserver.authorization_codes import CodeStore
 from authserver.clients import ClientStore
 from authserver.config import Settings
-from authserver.denylist import Denylist
 from authserver.keys.manager import SigningKeys
 from authserver.keys.sealing import KeySealer
-from authserver.links import LinkStore
-from authserver.login_sessions import LoginSessionStore, PendingSignInStore
-from authserver.mail import NoOutbox, Outbox
+from authserver.mail.compose import NoOutbox, Outbox
 from authserver.page_limits import PageLimitStore
-from authserver.passwords import Passwords
-from authserver.refresh import FamilyStore
-from authserver.second_factors import SecondFactorStore
 from authserver.throttle import ThrottleStore, Turns
-from authserver.users import UserStore
+from authserver.tokens.access_tokens import AccessToken, mint_access_token, verify_access_token
+from authserver.tokens.authorization_codes import CodeStore
+from authserver.tokens.denylist import Denylist
+from authserver.tokens.refresh import FamilyStore
 
 
 def wall_clock() -> int:

@@ -61,8 +61,8 @@ from typing import Protocol, TypeVar
 
 import anyio
 
+from authserver.accounts.users import username_key
 from authserver.errors import InvalidGrant, SlowDown
-from authserver.users import username_key
 
 T = TypeVar("T")
 log = logging.getLogger("authserver.throttle")

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from authserver.access_tokens import mint_access_token
+from authserver.accounts.users import new_user
 from authserver.actions.grants import GrantRequest
 from authserver.actions.grants.client_credentials import client_credentials_grant
 from authserver.actions.introspection import introspect
@@ -33,9 +33,9 @@ from authserver.db import migrate
 from authserver.db.engine import make_engine
 from authserver.keys.ring import KeyRing, make_key
 from authserver.keys.sealing import KeySealer
-from authserver.refresh import rotate, start_family
 from authserver.services import Services
-from authserver.users import new_user
+from authserver.tokens.access_tokens import mint_access_token
+from authserver.tokens.refresh import rotate, start_family
 
 
 async def measure(

@@ -23,13 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from starlette.applications import Starlette
 
+from authserver.accounts.profiles import profile_from
+from authserver.accounts.users import UserChanges, new_user
 from authserver.app import create_app
 from authserver.clients import Client, hash_secret, new_secret
 from authserver.config import Settings, load_settings
 from authserver.db import migrate
-from authserver.profiles import profile_from
 from authserver.services import Services
-from authserver.users import UserChanges, new_user
 from tests._pgbouncer import direct_url_for, pgbouncer_in_front_of
 from tests._postgres import postgres_database
 from tests._smtp import SmtpServer, smtp_server, unused_port

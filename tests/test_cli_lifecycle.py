@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from starlette.applications import Starlette
 
+from authserver.accounts.second_factors import new_totp_secret, seal_totp
 from authserver.app import create_app
 from authserver.db.second_factors import SqlSecondFactorStore
 from authserver.keys.sealing import KeySealer
-from authserver.second_factors import new_totp_secret, seal_totp
 from tests._postgres import scratch_database
 from tests.conftest import ISSUER, make_settings
 from tests.test_cli import (

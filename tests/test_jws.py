@@ -1,4 +1,4 @@
-"""Where a JWT is signed: authserver/jws.py, for access tokens and ID tokens alike.
+"""Where a JWT is signed: authserver/tokens/jws.py, for access tokens and ID tokens alike.
 
 Both kinds leave the one builder with the same protected header (alg, kid, typ in that order,
 JSON without spaces), differ only by `typ`, and verify with PyJWT against the same JWKS. And no
@@ -17,10 +17,10 @@ from pathlib import Path
 import jwt
 import pytest
 
-from authserver.access_tokens import mint_access_token
-from authserver.id_tokens import mint_id_token
 from authserver.keys.ring import KeyRing, make_key
 from authserver.keys.sealing import KeySealer
+from authserver.tokens.access_tokens import mint_access_token
+from authserver.tokens.id_tokens import mint_id_token
 
 PACKAGE = Path(__file__).resolve().parent.parent / "authserver"
 ISSUER = "https://login.example.com"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from authserver.languages import DEFAULT, choose
+from authserver.i18n.languages import DEFAULT, choose
 
 AVAILABLE = frozenset({"en", "de", "pt_BR"})
 

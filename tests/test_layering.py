@@ -2,9 +2,9 @@
 
 A module's layer comes from where it lives, so a new module is checked the day it is added:
 
-    rank 0  foundation   config errors inputs scopes: imports nothing else of ours
+    rank 0  foundation   config errors inputs tokens/scopes: imports nothing else of ours
     rank 1  domain       any other module at the package root (services: what the use
-                         cases work with), and keys/
+                         cases work with), and keys/ tokens/ accounts/ i18n/ mail/
     rank 2  use cases    actions/: one module (or folder) per use case
     rank 3  telemetry    telemetry/
     rank 4  adapters     db/ (SQLAlchemy, asyncpg) and http/ (Starlette), which never meet
@@ -25,11 +25,15 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "authserver"
 
-FOUNDATION = {"config", "errors", "inputs", "scopes"}
+FOUNDATION = {"config", "errors", "inputs", "tokens/scopes"}
 ROOTS = {"app", "__main__"}
 KIT = {"verify", "verify_introspect", "verify_starlette"}
 FOLDERS = {
     "keys": "domain",
+    "tokens": "domain",
+    "accounts": "domain",
+    "i18n": "domain",
+    "mail": "domain",
     "actions": "use case",
     "telemetry": "telemetry",
     "db": "db",
@@ -53,14 +57,14 @@ CORE = {"foundation", "domain", "use case"}
 def layer_of(path: Path) -> str:
     """The layer of a file of the package, from its folder or, at the root, its name."""
     relative = path.relative_to(PACKAGE)
+    if relative.with_suffix("").as_posix() in FOUNDATION:
+        return "foundation"
     if len(relative.parts) > 1:
         folder = relative.parts[0]
         if folder not in FOLDERS:
             raise AssertionError(f"{relative}: a new folder needs a layer in FOLDERS")
         return FOLDERS[folder]
     name = relative.stem
-    if name in FOUNDATION:
-        return "foundation"
     if name in ROOTS:
         return "root"
     if name in KIT:

@@ -1,5 +1,5 @@
-"""Mail as the use cases make it (authserver/mail.py): composed from the templates beside the
-pages, HTML escaped, in the language asked for; and, with mail on, sent by the server itself
+"""Mail as the use cases make it (authserver/mail/compose.py): composed from the templates beside
+the pages, HTML escaped, in the language asked for; and, with mail on, sent by the server itself
 off the request path (app.py's lifespan runs the sender)."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from starlette.applications import Starlette
 from authserver.app import create_app
 from authserver.cli import main
 from authserver.config import Settings, load_settings
-from authserver.mail import Mail, MailOff, NoOutbox, compose
-from authserver.mail_sender import POLL
+from authserver.mail.compose import Mail, MailOff, NoOutbox, compose
+from authserver.mail.sender import POLL
 from authserver.services import Services
 from tests._smtp import SmtpServer
 from tests.conftest import ISSUER as TEST_ISSUER

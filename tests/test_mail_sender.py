@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from authserver.config import Settings, load_settings
 from authserver.db.engine import make_engine
 from authserver.db.outbox import SqlOutbox
-from authserver.mail import Mail, compose
-from authserver.mail_sender import (
+from authserver.mail.compose import Mail, compose
+from authserver.mail.sender import (
     FIRST_RETRY,
     LEASE,
     MAX_ATTEMPTS,
@@ -116,11 +116,11 @@ async def test_a_dead_server_backs_off_and_the_mail_arrives_when_it_is_back(
     mail_id = await outbox.enqueue(mail, clock())
     sender = sender_for(store_engine, settings, f"smtp://127.0.0.1:{dead_smtp_port}", clock)
 
-    with caplog.at_level(logging.WARNING, "authserver.mail"):
+    with caplog.at_level(logging.WARNING, "authserver.mail.compose"):
         assert await sender.deliver_due() == Round(retried=1)
     assert await outbox_rows(store_engine) == [(mail_id, 1, clock() + FIRST_RETRY, None)]
     # The log says what and why, never the body (a reset mail's holds its link).
-    [line] = [r for r in caplog.records if r.name == "authserver.mail"]
+    [line] = [r for r in caplog.records if r.name == "authserver.mail.compose"]
     assert mail_id in line.getMessage() and "ConnectionRefusedError" in line.getMessage()
     assert mail.text.splitlines()[0] not in caplog.text and "alice@" not in caplog.text
 
@@ -157,7 +157,7 @@ async def test_a_mail_is_given_up_after_the_last_attempt(
         assert await sender.deliver_due() == Round(retried=1)
         clock.advance(backoff(attempt))
 
-    with caplog.at_level(logging.WARNING, "authserver.mail"):
+    with caplog.at_level(logging.WARNING, "authserver.mail.compose"):
         assert await sender.deliver_due() == Round(dropped=1)
 
     assert await outbox_rows(store_engine) == []
@@ -176,14 +176,14 @@ async def test_a_recipient_refused_for_good_is_dropped_at_once(
     await outbox.enqueue(a_mail(settings, "bob@example.test"), clock() + 1)
     clock.advance(1)
 
-    with caplog.at_level(logging.WARNING, "authserver.mail"):
+    with caplog.at_level(logging.WARNING, "authserver.mail.compose"):
         done = await sender_for(store_engine, settings, smtp.url, clock).deliver_due()
 
     # The refusal ends that mail only: the one after it in the same session is sent.
     assert done == Round(sent=1, dropped=1)
     assert [r.envelope_to for r in smtp.wait_for(1)] == [["bob@example.test"]]
     assert await outbox_rows(store_engine) == []
-    [line] = [r for r in caplog.records if r.name == "authserver.mail"]
+    [line] = [r for r in caplog.records if r.name == "authserver.mail.compose"]
     assert line.getMessage().startswith(f"mail {refused} given up after 1 attempt(s)")
     assert "550" in line.getMessage()
     assert line.__dict__["recipient_domain"] == REFUSED_DOMAIN.lstrip("@")

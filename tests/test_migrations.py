@@ -20,6 +20,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from authserver.accounts.links import RESET, Link, password_fingerprint
+from authserver.accounts.login_sessions import Browser
+from authserver.accounts.second_factors import (
+    accept_totp,
+    new_recovery_codes,
+    new_totp_secret,
+    recovery_code_hash,
+    seal_totp,
+)
 from authserver.audit import AuditEvent
 from authserver.clients import ClientChanges
 from authserver.db import migrate
@@ -35,17 +44,8 @@ from authserver.db.outbox import SqlOutbox
 from authserver.db.second_factors import SqlSecondFactorStore
 from authserver.errors import InvalidGrant
 from authserver.keys.sealing import KeySealer
-from authserver.links import RESET, Link, password_fingerprint
-from authserver.login_sessions import Browser
-from authserver.mail import Mail
-from authserver.refresh import hash_token, rotate
-from authserver.second_factors import (
-    accept_totp,
-    new_recovery_codes,
-    new_totp_secret,
-    recovery_code_hash,
-    seal_totp,
-)
+from authserver.mail.compose import Mail
+from authserver.tokens.refresh import hash_token, rotate
 from tests._postgres import scratch_database
 
 TABLES = {table.name for table in Base.metadata.sorted_tables}

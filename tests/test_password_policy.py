@@ -6,9 +6,9 @@ import unicodedata
 
 import pytest
 
+from authserver.accounts.password_policy import check_password, common_passwords
 from authserver.config import SettingsError, load_settings
 from authserver.errors import InvalidRequest
-from authserver.password_policy import check_password, common_passwords
 
 
 def test_the_common_list_is_zxcvbns_not_ours() -> None:

@@ -12,8 +12,8 @@ import anyio
 import pytest
 from argon2 import PasswordHasher, Type
 
+from authserver.accounts.passwords import HASHING_NICENESS, Passwords, Verdict
 from authserver.config import Settings
-from authserver.passwords import HASHING_NICENESS, Passwords, Verdict
 
 # Cheap parameters: these tests are about behaviour, not cost.
 CHEAP = Settings(argon2_memory_kib=1024, argon2_time_cost=1, argon2_parallelism=1)

@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver.authorization_codes import AuthorizationCode
+from authserver.accounts.login_sessions import hash_session_token, start_login_session
 from authserver.errors import InvalidGrant
-from authserver.login_sessions import hash_session_token, start_login_session
-from authserver.refresh import Family, hash_token, new_family_id
 from authserver.services import Services
+from authserver.tokens.authorization_codes import AuthorizationCode
+from authserver.tokens.refresh import Family, hash_token, new_family_id
 from tests.conftest import ISSUER, Clock, Login, Registry
 from tests.http.signin import CALLBACK, INSECURE_COOKIES, WEB, Flow, code_for, exchange, web_client
 

@@ -17,8 +17,8 @@ from authserver.audit import AuditEvent
 from authserver.clients import ClientCredentials
 from authserver.config import Settings
 from authserver.db.purge import PURGE_LOCK, purge, purge_periodically
-from authserver.refresh import start_family
 from authserver.services import Services
+from authserver.tokens.refresh import start_family
 from tests.conftest import KEK, Clock, Registry
 
 DAY = 86_400

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.config import Settings
 from authserver.db.purge import purge
-from authserver.refresh import hash_token
+from authserver.tokens.refresh import hash_token
 from tests.conftest import Clock, Registry
 from tests.http.signin import (
     INSECURE_COOKIES,

@@ -17,12 +17,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from authserver.accounts.second_factors import open_totp, seal_totp
 from authserver.app import create_app
 from authserver.config import Settings
 from authserver.keys.manager import reload_interval
 from authserver.keys.ring import make_key
 from authserver.keys.sealing import KeySealer
-from authserver.second_factors import open_totp, seal_totp
 from authserver.services import Services
 from tests.conftest import KEK, Clock, Registry, make_settings
 from tests.test_cli import Cli, assert_one_line_error, key_rows, make_cli, sqlite_url_in

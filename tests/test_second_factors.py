@@ -13,9 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from authserver.db.second_factors import SqlSecondFactorStore
-from authserver.keys.sealing import KeySealer
-from authserver.second_factors import (
+from authserver.accounts.second_factors import (
     STEP_SECONDS,
     StoredTotp,
     accept_totp,
@@ -26,6 +24,8 @@ from authserver.second_factors import (
     seal_totp,
     spend_recovery_code,
 )
+from authserver.db.second_factors import SqlSecondFactorStore
+from authserver.keys.sealing import KeySealer
 
 NOW = 1_800_000_015  # mid-step, so "one step either way" is unambiguous
 SEALER = KeySealer(secrets.token_bytes(32))

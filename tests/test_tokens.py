@@ -20,9 +20,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from authserver.access_tokens import TokenRejected, mint_access_token, verify_access_token
 from authserver.keys.ring import KeyRing, NewKey, make_key
 from authserver.keys.sealing import KeySealer
+from authserver.tokens.access_tokens import TokenRejected, mint_access_token, verify_access_token
 
 ISSUER = "https://login.example.com"
 AUDIENCE = "orders-api"

@@ -9,7 +9,7 @@ from types import ModuleType
 
 from babel.messages.pofile import read_po
 
-from authserver import translations
+from authserver.i18n import translations
 from tests.http.signin import write_catalog
 
 ROOT = Path(__file__).resolve().parent.parent

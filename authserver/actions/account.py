@@ -27,21 +27,16 @@ from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidTag
 
-from authserver.actions.end_sessions import end_sessions
-from authserver.actions.sign_in import Credentials, check_password
-from authserver.audit import AuditEvent
-from authserver.errors import InvalidGrant, NotFound, SlowDown
-from authserver.login_sessions import (
+from authserver.accounts.login_sessions import (
     MAX_COOKIE,
     Browser,
     LoginSession,
     hash_session_token,
 )
-from authserver.password_policy import WeakPassword
-from authserver.password_policy import check_password as policy
-from authserver.profiles import Profile
-from authserver.refresh import Session, family_revoked
-from authserver.second_factors import (
+from authserver.accounts.password_policy import WeakPassword
+from authserver.accounts.password_policy import check_password as policy
+from authserver.accounts.profiles import Profile
+from authserver.accounts.second_factors import (
     matching_step,
     new_recovery_codes,
     new_totp_secret,
@@ -49,9 +44,14 @@ from authserver.second_factors import (
     recovery_code_hash,
     seal_totp,
 )
+from authserver.accounts.users import MAX_PASSWORD, User
+from authserver.actions.end_sessions import end_sessions
+from authserver.actions.sign_in import Credentials, check_password
+from authserver.audit import AuditEvent
+from authserver.errors import InvalidGrant, NotFound, SlowDown
+from authserver.i18n.translations import N_
 from authserver.services import Services
-from authserver.translations import N_
-from authserver.users import MAX_PASSWORD, User
+from authserver.tokens.refresh import Session, family_revoked
 
 # What the two kinds of sessions the page lists are called in its forms.
 BROWSER = "browser"  # a login session: a browser signed in on the hosted page

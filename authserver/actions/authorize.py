@@ -16,15 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from authserver.accounts.login_sessions import MAX_COOKIE, LoginSession, hash_session_token
 from authserver.audit import ANONYMOUS, AuditEvent
-from authserver.authorization_codes import CODE_TTL, AuthorizationCode, issue_code
 from authserver.clients import Client
 from authserver.errors import InvalidScope, OAuthError
 from authserver.inputs import storable
-from authserver.login_sessions import MAX_COOKIE, LoginSession, hash_session_token
-from authserver.pkce import check_challenge
-from authserver.scopes import grant, parse_scope
 from authserver.services import Services
+from authserver.tokens.authorization_codes import CODE_TTL, AuthorizationCode, issue_code
+from authserver.tokens.pkce import check_challenge
+from authserver.tokens.scopes import grant, parse_scope
 
 MAX_STATE = 1024
 MAX_NONCE = 512

@@ -13,19 +13,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from authserver import links, page_limits
+from authserver import page_limits
+from authserver.accounts import links
+from authserver.accounts.links import VERIFY, Link, Spent
+from authserver.accounts.profiles import Profile, email_key
+from authserver.accounts.users import User
 from authserver.actions.authorize import live_session
 from authserver.actions.password_reset import Dead, SlowDown, plausible_email
 from authserver.actions.sign_in import Credentials, check_password
 from authserver.audit import AuditEvent
 from authserver.errors import InvalidGrant
 from authserver.errors import SlowDown as TooManyTries
-from authserver.links import VERIFY, Link, Spent
-from authserver.mail import Mail, compose
-from authserver.profiles import Profile, email_key
+from authserver.i18n.translations import N_
+from authserver.mail.compose import Mail, compose
 from authserver.services import Services
-from authserver.translations import N_
-from authserver.users import User
 
 PATH = "/verify-email"
 

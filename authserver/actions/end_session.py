@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from authserver.accounts.login_sessions import MAX_COOKIE, hash_session_token
 from authserver.actions.authorize import ErrorPage
-from authserver.id_tokens import hinted_client
 from authserver.inputs import storable
-from authserver.login_sessions import MAX_COOKIE, hash_session_token
 from authserver.services import Services
+from authserver.tokens.id_tokens import hinted_client
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from authserver.clients import ClientCredentials, authenticate_client
-from authserver.denylist import live_claims
 from authserver.errors import InvalidToken
-from authserver.refresh import hash_token
 from authserver.services import Services
+from authserver.tokens.denylist import live_claims
+from authserver.tokens.refresh import hash_token
 
 INACTIVE: dict[str, Any] = {"active": False}
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from authserver.access_tokens import TokenRejected
 from authserver.actions.end_sessions import end_sessions
 from authserver.actions.introspection import authenticate_bearer
 from authserver.audit import AuditEvent
 from authserver.clients import ClientCredentials, authenticate_client
-from authserver.denylist import deny_until_expiry
-from authserver.refresh import family_revoked, hash_token
 from authserver.services import Services
+from authserver.tokens.access_tokens import TokenRejected
+from authserver.tokens.denylist import deny_until_expiry
+from authserver.tokens.refresh import family_revoked, hash_token
 
 
 async def logout(services: Services, refresh_token: str | None, bearer: str | None) -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from authserver.accounts.profiles import EMAIL_CLAIMS, PROFILE_CLAIMS
 from authserver.actions.token import GRANTS
-from authserver.profiles import EMAIL_CLAIMS, PROFILE_CLAIMS
-from authserver.scopes import IDENTITY_SCOPES
 from authserver.services import Services
+from authserver.tokens.scopes import IDENTITY_SCOPES
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 # What ID tokens (id_tokens.py) and /userinfo (actions/userinfo.py) may carry.

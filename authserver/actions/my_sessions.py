@@ -7,8 +7,8 @@ from typing import Any
 from authserver.actions.admin.sessions import session_view
 from authserver.actions.introspection import authenticate_bearer
 from authserver.errors import InvalidToken, NotFound
-from authserver.refresh import family_revoked
 from authserver.services import Services
+from authserver.tokens.refresh import family_revoked
 
 
 async def _caller(services: Services, bearer: str | None) -> tuple[str, str | None]:

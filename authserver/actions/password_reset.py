@@ -20,18 +20,19 @@ from urllib.parse import urlencode
 
 import anyio
 
-from authserver import links, page_limits
+from authserver import page_limits
+from authserver.accounts import links
+from authserver.accounts.links import RESET, Link, ResetRequest
+from authserver.accounts.password_policy import check_password
+from authserver.accounts.profiles import email_problem
+from authserver.accounts.users import MAX_PASSWORD
 from authserver.actions.end_sessions import end_sessions
 from authserver.audit import AuditEvent
 from authserver.errors import InvalidRequest
+from authserver.i18n.translations import N_
 from authserver.inputs import storable
-from authserver.links import RESET, Link, ResetRequest
-from authserver.mail import compose
-from authserver.password_policy import check_password
-from authserver.profiles import email_problem
+from authserver.mail.compose import compose
 from authserver.services import Services
-from authserver.translations import N_
-from authserver.users import MAX_PASSWORD
 
 log = logging.getLogger("authserver.password_reset")
 

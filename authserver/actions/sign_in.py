@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from authserver import throttle
+from authserver.accounts.login_sessions import LoginSession
+from authserver.accounts.users import MAX_PASSWORD, User, authenticate
 from authserver.actions.authorize import (
     AuthorizationRequest,
     Params,
@@ -36,9 +38,7 @@ from authserver.actions.sign_in_steps import (
 )
 from authserver.audit import ANONYMOUS, AuditEvent, username_digest
 from authserver.errors import InvalidGrant, SlowDown
-from authserver.login_sessions import LoginSession
 from authserver.services import Services
-from authserver.users import MAX_PASSWORD, User, authenticate
 
 P = TypeVar("P")
 T = TypeVar("T")

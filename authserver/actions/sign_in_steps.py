@@ -22,6 +22,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from authserver import throttle
+from authserver.accounts.login_sessions import (
+    MAX_COOKIE,
+    PASSWORD_AND_OTP,
+    PENDING_TTL,
+    LoginSession,
+    PendingSignIn,
+    hash_session_token,
+    new_session_token,
+    start_login_session,
+)
+from authserver.accounts.second_factors import DIGITS, accept_totp, spend_recovery_code
+from authserver.accounts.users import User
 from authserver.actions.authorize import (
     AuthorizationRequest,
     Params,
@@ -33,19 +45,7 @@ from authserver.actions.authorize import (
 )
 from authserver.audit import AuditEvent
 from authserver.errors import InvalidGrant, SlowDown
-from authserver.login_sessions import (
-    MAX_COOKIE,
-    PASSWORD_AND_OTP,
-    PENDING_TTL,
-    LoginSession,
-    PendingSignIn,
-    hash_session_token,
-    new_session_token,
-    start_login_session,
-)
-from authserver.second_factors import DIGITS, accept_totp, spend_recovery_code
 from authserver.services import Services
-from authserver.users import User
 
 TOTP_METHOD, RECOVERY_METHOD = "totp", "recovery_code"
 

@@ -9,8 +9,8 @@ from authserver.actions.grants.password import password_grant
 from authserver.actions.grants.refresh_token import refresh_token_grant
 from authserver.clients import Client, origin_allowed
 from authserver.errors import ForbiddenOrigin, InvalidRequest, UnsupportedGrantType
-from authserver.refresh import hash_token
 from authserver.services import Services
+from authserver.tokens.refresh import hash_token
 
 
 async def issue(services: Services, request: GrantRequest) -> TokenResponse:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from authserver.accounts.profiles import identity_claims
 from authserver.actions.introspection import authenticate_bearer
 from authserver.errors import InsufficientScope, InvalidToken
-from authserver.profiles import identity_claims
-from authserver.scopes import OPENID
 from authserver.services import Services
+from authserver.tokens.scopes import OPENID
 
 
 async def userinfo(services: Services, bearer: str | None) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from authserver.accounts.profiles import PERSONAL, Profile, email_key
+from authserver.accounts.users import EmailTaken, User, UserChanges, granted_scopes, username_key
 from authserver.audit import AuditEvent
 from authserver.clients import CLIENT_MEMORY_SECONDS, Client, ClientChanges
 from authserver.db.audit import append_audit
@@ -22,8 +24,6 @@ from authserver.db.models import (
     UserRow,
 )
 from authserver.db.notify import notify_client_changed
-from authserver.profiles import PERSONAL, Profile, email_key
-from authserver.users import EmailTaken, User, UserChanges, granted_scopes, username_key
 
 _LIVE_USER = UserRow.deleted_at.is_(None)
 _LIVE_CLIENT = ClientRow.deleted_at.is_(None)

@@ -17,18 +17,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.audit import AuditEvent
-from authserver.authorization_codes import (
-    AuthorizationCode,
-    Redemption,
-    StoredCode,
-    redeemed_event,
-)
 from authserver.db.audit import append_audit
 from authserver.db.columns import family_id, stored_hash
 from authserver.db.direct import fetch_row
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.predicates import login_session_live, user_enabled
-from authserver.scopes import EVERY_USER_HOLDS
+from authserver.tokens.authorization_codes import (
+    AuthorizationCode,
+    Redemption,
+    StoredCode,
+    redeemed_event,
+)
+from authserver.tokens.scopes import EVERY_USER_HOLDS
 
 _COLUMNS = """client_id, user_id, login_session_id, redirect_uri, redirect_uri_given,
               code_challenge, scope, nonce, auth_time, expires_at, amr"""

@@ -10,7 +10,7 @@ from authserver.db.columns import family_key
 from authserver.db.direct import fetch_row
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import FamilyRow
-from authserver.denylist import Revocations
+from authserver.tokens.denylist import Revocations
 
 # A token signed by a revoked key dies with it at once, on every instance, whatever that
 # instance's key ring still holds (it drops the key only at its next reload). So does the

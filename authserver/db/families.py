@@ -20,8 +20,8 @@ from authserver.db.direct import fetch_row
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import FamilyRow
 from authserver.db.predicates import client_enabled, client_may_refresh, user_enabled
-from authserver.refresh import Family, Session, Spent, TokenState, family_revoked
-from authserver.scopes import still_held
+from authserver.tokens.refresh import Family, Session, Spent, TokenState, family_revoked
+from authserver.tokens.scopes import still_held
 
 _FAMILY_COLUMNS = (
     "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.expires_at, f.revoked_at, f.user_agent"

@@ -1,4 +1,4 @@
-"""SQL behind the one-time links in mail (authserver/links.py) and the reset requests.
+"""SQL behind the one-time links in mail (authserver/accounts/links.py) and the reset requests.
 
 Spending a reset link takes the user's row lock first (FOR UPDATE on Postgres; SQLite's BEGIN
 IMMEDIATE lets one writer in at a time), then spends the link in one UPDATE … RETURNING: two
@@ -17,11 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver.audit import AuditEvent
-from authserver.db.audit import append_audit
-from authserver.db.engine import is_postgres, single_statements
-from authserver.db.outbox import queue_mail
-from authserver.links import (
+from authserver.accounts.links import (
     RESET,
     VERIFY,
     Link,
@@ -30,8 +26,12 @@ from authserver.links import (
     Spent,
     password_fingerprint,
 )
-from authserver.mail import Mail
-from authserver.profiles import email_key
+from authserver.accounts.profiles import email_key
+from authserver.audit import AuditEvent
+from authserver.db.audit import append_audit
+from authserver.db.engine import is_postgres, single_statements
+from authserver.db.outbox import queue_mail
+from authserver.mail.compose import Mail
 
 _INSERT = text("""
 INSERT INTO link_tokens (token_hash, kind, user_id, password_fingerprint, email, created_at,

@@ -8,13 +8,13 @@ from typing import Any
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.accounts.login_sessions import Browser, Ended, LoginSession
 from authserver.audit import AuditEvent
 from authserver.db.audit import append_audit
 from authserver.db.columns import family_id
 from authserver.db.engine import is_postgres
 from authserver.db.predicates import login_session_live, user_enabled
-from authserver.login_sessions import Browser, Ended, LoginSession
-from authserver.refresh import family_revoked
+from authserver.tokens.refresh import family_revoked
 
 # As families.start: FOR SHARE holds the user row until the session commits, so a concurrent
 # disable waits for it (and then ends it with the rest) or commits first (and this finds no row).

@@ -230,7 +230,7 @@ class AuthorizationCodeRow(Base):
 
 
 class MailRow(Base):
-    """0011: mail waiting to be sent (authserver/mail_sender.py), deleted once sent."""
+    """0011: mail waiting to be sent (authserver/mail/sender.py), deleted once sent."""
 
     __tablename__ = "mail_outbox"
 
@@ -249,7 +249,7 @@ class MailRow(Base):
 
 
 class SecondFactorRow(Base):
-    """0015: a second factor a user enrolled (authserver/second_factors.py)."""
+    """0015: a second factor a user enrolled (authserver/accounts/second_factors.py)."""
 
     __tablename__ = "second_factors"
 
@@ -300,7 +300,7 @@ class PendingSignInRow(Base):
 
 
 class LinkTokenRow(Base):
-    """0014: one-time links in mail (authserver/links.py), kept spent until purged."""
+    """0014: one-time links in mail (authserver/accounts/links.py), kept spent until purged."""
 
     __tablename__ = "link_tokens"
 

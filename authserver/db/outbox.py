@@ -1,5 +1,5 @@
 """SQL behind the mail outbox: queued by the use cases (mail.Outbox), drained by the sender
-(mail_sender.MailQueue).
+(mail/sender.py MailQueue).
 
 The claim is one statement that picks the due rows and leases them: on Postgres the rows are
 picked `FOR UPDATE SKIP LOCKED`, so concurrent senders take disjoint rows without waiting on
@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authserver.db.engine import is_postgres, single_statements
-from authserver.mail import Mail
-from authserver.mail_sender import Queued
+from authserver.mail.compose import Mail
+from authserver.mail.sender import Queued
 
 _INSERT = text("""
 INSERT INTO mail_outbox (id, recipient, subject, text_body, html_body, template, attempts,

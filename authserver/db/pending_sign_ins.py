@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.accounts.login_sessions import PendingSignIn
 from authserver.db.predicates import user_enabled
-from authserver.login_sessions import PendingSignIn
 
 _HOLD = text("""
 INSERT INTO pending_sign_ins (token_hash, user_id, client_id, password_at, expires_at)

@@ -30,11 +30,11 @@ import anyio
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from authserver.authorization_codes import REPLAY_WINDOW
 from authserver.config import Settings
 from authserver.db.engine import is_postgres
 from authserver.db.failures import unavailable
 from authserver.throttle import FORGET
+from authserver.tokens.authorization_codes import REPLAY_WINDOW
 
 log = logging.getLogger("authserver.purge")
 

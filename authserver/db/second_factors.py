@@ -13,9 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.accounts.second_factors import TOTP, StoredTotp
 from authserver.audit import AuditEvent
 from authserver.db.audit import append_audit
-from authserver.second_factors import TOTP, StoredTotp
 
 _ADD = text("""
 INSERT INTO second_factors (id, user_id, kind, sealed_secret, last_step, created_at)

@@ -29,8 +29,8 @@ from authserver.http.cookies import clear_session_cookie, read_session_cookie
 from authserver.http.forms import read_fields
 from authserver.http.responses import redirect
 from authserver.http.sign_in import too_many_failures
+from authserver.i18n.translations import N_
 from authserver.services import Services
-from authserver.translations import N_
 
 PAGE = "/account"
 # A browser without a live login session signs in, then comes back (authorize.THEN_PAGES).

@@ -17,8 +17,8 @@ from authserver.http.cookies import read_session_cookie
 from authserver.http.forms import read_fields
 from authserver.http.password_reset import EXPIRED_FORM, mail_on, slow_down
 from authserver.http.responses import redirect
+from authserver.i18n.translations import N_
 from authserver.services import Services
-from authserver.translations import N_
 
 DEAD_LINK = N_("This link does not work any more: it was used or it is too old. Ask for a new one.")
 TAKEN = N_("Another account uses this address now. Nothing was changed.")

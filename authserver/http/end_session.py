@@ -17,7 +17,7 @@ from authserver.http.context import services
 from authserver.http.cookies import clear_refresh_cookie, clear_session_cookie, read_session_cookie
 from authserver.http.forms import read_fields
 from authserver.http.responses import redirect
-from authserver.translations import N_
+from authserver.i18n.translations import N_
 
 # The field of our PostAgain page's form that holds its CSRF token.
 RESENT = "resent"

@@ -26,7 +26,7 @@ from authserver.errors import (
 )
 from authserver.http import pages
 from authserver.http.responses import no_store_json
-from authserver.translations import N_
+from authserver.i18n.translations import N_
 
 logger = logging.getLogger("authserver")
 

@@ -37,8 +37,8 @@ def _nullable_string(limit: int, description: str) -> Schema:
     }
 
 
-# A user's profile (API.md "Accounts: who signs in", authserver/profiles.py): in a change, a
-# null clears a field and an absent one stays as it is.
+# A user's profile (API.md "Accounts: who signs in", authserver/accounts/profiles.py): in a
+# change, a null clears a field and an absent one stays as it is.
 PROFILE_PROPERTIES: dict[str, Schema] = {
     "email": _nullable_string(
         254,

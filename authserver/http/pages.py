@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from authserver import languages, translations
 from authserver.config import Settings
 from authserver.http.responses import NO_STORE
+from authserver.i18n import languages, translations
 
 STYLESHEET = "signin.css"
 FAVICON = "favicon.svg"

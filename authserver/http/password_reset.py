@@ -15,8 +15,8 @@ from authserver.http import csrf, pages
 from authserver.http.addresses import client_address
 from authserver.http.context import services
 from authserver.http.forms import read_fields
+from authserver.i18n.translations import N_
 from authserver.services import Services
-from authserver.translations import N_
 
 EXPIRED_FORM = N_("This form has expired or came from another site. Reload the page.")
 DEAD_LINK = N_(

@@ -27,9 +27,9 @@ from authserver.http.cookies import (
 )
 from authserver.http.forms import read_fields
 from authserver.http.responses import redirect
+from authserver.i18n.translations import N_
 from authserver.services import Services
 from authserver.telemetry import metrics
-from authserver.translations import N_
 
 # The password grant's rule, one sentence whatever was wrong (an unknown user, a wrong
 # password, a disabled account), in words for a person rather than the grant's, which also

@@ -23,6 +23,7 @@ import anyio
 import anyio.to_thread
 from cryptography.exceptions import InvalidTag
 
+from authserver.accounts.second_factors import reseal_totp
 from authserver.config import Settings
 from authserver.errors import TemporarilyUnavailable
 from authserver.keys import lifecycle
@@ -30,7 +31,6 @@ from authserver.keys.epoch import KeyEpoch, LocalEpoch
 from authserver.keys.records import KeyRecord
 from authserver.keys.ring import KeyRing, make_key
 from authserver.keys.sealing import KeySealer
-from authserver.second_factors import reseal_totp
 
 logger = logging.getLogger("authserver")
 

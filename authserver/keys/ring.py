@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from authserver.jws import b64url
 from authserver.keys.records import KeyRecord, KeyState
 from authserver.keys.sealing import KeySealer
+from authserver.tokens.jws import b64url
 
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 

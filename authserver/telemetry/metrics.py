@@ -22,14 +22,14 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from authserver.authorization_codes import CodeStore
+from authserver.accounts.login_sessions import Ended, LoginSessionStore
 from authserver.keys.lifecycle import Transition
 from authserver.keys.manager import KeyStore
 from authserver.keys.records import KeyRecord
-from authserver.login_sessions import Ended, LoginSessionStore
-from authserver.mail_sender import MailQueue
-from authserver.refresh import FamilyStore, Spent
+from authserver.mail.sender import MailQueue
 from authserver.telemetry.multiprocess import use_remembered_pid
+from authserver.tokens.authorization_codes import CodeStore
+from authserver.tokens.refresh import FamilyStore, Spent
 
 use_remembered_pid()  # before the first metric below is made
 

@@ -4,8 +4,8 @@ Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-05 09:00:00
 
-link_tokens: one row per link mailed (authserver/links.py), keyed by the SHA-256 of its token
-(the token itself is only in the mail); `spent_at` set by the one statement that spends it.
+link_tokens: one row per link mailed (authserver/accounts/links.py), keyed by the SHA-256 of its
+token (the token itself is only in the mail); `spent_at` set by the one statement that spends it.
 reset_requests: the addresses asked for a reset, resolved off the request path
 (actions/password_reset.py), so the page costs the same for a known and an unknown address.
 page_requests: the request counts per client address and per address of the pages above

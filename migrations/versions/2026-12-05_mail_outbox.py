@@ -4,8 +4,8 @@ Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-05 08:00:00
 
-mail_outbox: one row per mail a use case queued (authserver/mail.py), sent and deleted by the
-server's sender (authserver/mail_sender.py). A new table: nothing existing changes, and the
+mail_outbox: one row per mail a use case queued (authserver/mail/compose.py), sent and deleted by
+the server's sender (authserver/mail/sender.py). A new table: nothing existing changes, and the
 downgrade drops it (with any mail still waiting in it).
 """
 

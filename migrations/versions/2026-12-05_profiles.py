@@ -4,7 +4,7 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-05 08:00:00
 
-users gains `email` (as given) and `email_key` (authserver.profiles.email_key: NFKC, case
+users gains `email` (as given) and `email_key` (authserver.accounts.profiles.email_key: NFKC, case
 folded; unique, so one address belongs to at most one live user whatever instance writes
 it), `email_verified`, `name`, `given_name`, `family_name`, `locale` and `roles`
 (space-separated). Existing users get no address, no names and no roles; nothing else of

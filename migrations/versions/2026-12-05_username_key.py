@@ -5,7 +5,8 @@ Revises: 0008
 Create Date: 2026-12-05 05:00:00
 
 users.username_key: the name NFKC-normalised, case folded and normalised again
-(authserver.users.username_key), unique. The name itself stays as it was given, for display.
+(authserver.accounts.users.username_key), unique. The name itself stays as it was given, for
+display.
 Existing rows get their key here; if two live users' names fold to one key (`Alice` and
 `alice`), the upgrade stops with the names and subs of each such group and changes nothing:
 delete (`authserver users delete`) or rename all but one of each, then migrate again. Names
@@ -27,7 +28,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def _key(username: str) -> str:
-    # authserver.users.username_key as of this revision (a migration must not change when
+    # authserver.accounts.users.username_key as of this revision (a migration must not change when
     # the code does).
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
 

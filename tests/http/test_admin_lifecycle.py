@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.app import create_app
 from authserver.config import Settings
-from authserver.refresh import Family, hash_token, new_family_id
 from authserver.services import Services
+from authserver.tokens.refresh import Family, hash_token, new_family_id
 from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error, password_login
 
 Credentials = tuple[str, str]

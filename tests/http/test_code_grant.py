@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver.authorization_codes import AuthorizationCode, redeemed_event
-from authserver.refresh import hash_token
+from authserver.tokens.authorization_codes import AuthorizationCode, redeemed_event
+from authserver.tokens.refresh import hash_token
 from tests.conftest import Clock, Registry, assert_oauth_error
 from tests.http.signin import (
     CALLBACK,

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.db.columns import stored_hash
-from authserver.refresh import hash_token
+from authserver.tokens.refresh import hash_token
 from tests.conftest import Clock, Registry, password_login
 
 APP = "https://app.example"

@@ -9,8 +9,8 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from authserver.refresh import family_revoked
 from authserver.services import Services
+from authserver.tokens.refresh import family_revoked
 from tests.conftest import Registry, password_login
 from tests.http.signin import (
     INSECURE_COOKIES,

@@ -10,7 +10,7 @@ import httpx
 import jwt
 import pytest
 
-from authserver.id_tokens import at_hash
+from authserver.tokens.id_tokens import at_hash
 from tests.conftest import ISSUER, Clock, Registry
 from tests.http.signin import (
     CALLBACK,

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.accounts.passwords import Verdict
 from authserver.config import Settings
-from authserver.passwords import Verdict
-from authserver.refresh import Spent
 from authserver.services import Services
+from authserver.tokens.refresh import Spent
 from tests.conftest import Clock, Registry, assert_oauth_error, password_login
 from tests.http.signin import INSECURE_COOKIES, WEB, Flow, code_for, exchange, web_client
 from tests.http.test_admin_lifecycle import active, another_instance, audit_rows, root, rs

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.db.columns import stored_hash
-from authserver.refresh import hash_token
+from authserver.tokens.refresh import hash_token
 from tests.conftest import Clock, Login, Registry, assert_oauth_error, password_login
 
 REFRESH_TTL = 1_209_600  # the default AUTHSERVER_REFRESH_TOKEN_TTL

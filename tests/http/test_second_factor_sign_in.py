@@ -13,14 +13,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver.http.sign_in import WRONG_CODE
-from authserver.second_factors import (
+from authserver.accounts.second_factors import (
     STEP_SECONDS,
     new_recovery_codes,
     new_totp_secret,
     recovery_code_hash,
     seal_totp,
 )
+from authserver.http.sign_in import WRONG_CODE
 from authserver.services import Services
 from authserver.throttle import username_bucket
 from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error, password_login

@@ -12,12 +12,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 
 from authserver import throttle
+from authserver.accounts.passwords import Verdict
 from authserver.app import create_app
 from authserver.config import Settings, load_settings
 from authserver.db.throttle import SqlThrottleStore
 from authserver.errors import TemporarilyUnavailable
 from authserver.http.addresses import client_address
-from authserver.passwords import Verdict
 from authserver.services import Services
 from authserver.throttle import (
     ADDRESS,

@@ -13,8 +13,8 @@ from argon2 import PasswordHasher, Type
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.accounts.users import new_user
 from authserver.services import Services
-from authserver.users import new_user
 from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error, password_login
 
 AUDIENCE = "authserver-api"

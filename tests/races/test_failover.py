@@ -39,7 +39,7 @@ from sqlalchemy.pool import NullPool
 
 from authserver.app import build_services
 from authserver.db import migrate
-from authserver.refresh import hash_token
+from authserver.tokens.refresh import hash_token
 from tests._patroni import LOOP_WAIT, MAXIMUM_LAG, TTL, patroni_bed
 from tests.conftest import Registry, make_settings
 from tests.races._instances import Instance, serving

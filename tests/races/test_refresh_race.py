@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver.refresh import hash_token
+from authserver.tokens.refresh import hash_token
 from tests.conftest import Registry, password_login
 
 # Also through PgBouncer in transaction mode (tests/_pgbouncer.py).

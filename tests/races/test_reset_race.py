@@ -10,9 +10,9 @@ import asyncio
 import httpx
 import pytest
 
-from authserver import links
-from authserver.links import RESET, Link
-from authserver.mail import Mail
+from authserver.accounts import links
+from authserver.accounts.links import RESET, Link
+from authserver.mail.compose import Mail
 from authserver.services import Services
 from tests._smtp import SmtpServer
 from tests.conftest import Registry, password_login

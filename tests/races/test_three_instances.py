@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authserver.app import build_services
 from authserver.config import Settings
-from authserver.refresh import hash_token
+from authserver.tokens.refresh import hash_token
 from tests.conftest import ISSUER, Registry, reset_keys
 from tests.races._instances import Instance, serving
 

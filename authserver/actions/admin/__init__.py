@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from authserver.accounts.users import User
 from authserver.actions.introspection import authenticate_bearer
 from authserver.errors import InsufficientScope, InvalidRequest, NotFound
 from authserver.inputs import storable
-from authserver.scopes import ADMIN
 from authserver.services import Services
-from authserver.users import User
+from authserver.tokens.scopes import ADMIN
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 500

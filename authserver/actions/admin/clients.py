@@ -28,8 +28,8 @@ from authserver.clients import (
     new_secret,
 )
 from authserver.errors import Conflict, InvalidRequest, NotFound
-from authserver.scopes import ADMIN, valid_scope_tokens
 from authserver.services import Services
+from authserver.tokens.scopes import ADMIN, valid_scope_tokens
 
 DEFAULT_OLD_SECRET_TTL = 3600
 MAX_OLD_SECRET_TTL = 30 * 86_400

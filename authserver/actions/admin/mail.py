@@ -4,7 +4,7 @@ it proves the whole way: the outbox, a running server's sender, the SMTP server,
 from __future__ import annotations
 
 from authserver.errors import InvalidRequest
-from authserver.mail import MailOff, compose
+from authserver.mail.compose import MailOff, compose
 from authserver.services import Services
 
 

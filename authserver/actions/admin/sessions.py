@@ -6,8 +6,8 @@ from typing import Any
 
 from authserver.actions.admin import existing_user
 from authserver.errors import NotFound
-from authserver.refresh import Session, family_revoked
 from authserver.services import Services
+from authserver.tokens.refresh import Session, family_revoked
 
 
 def session_view(session: Session, current: str | None = None) -> dict[str, Any]:

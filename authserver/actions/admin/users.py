@@ -5,6 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from authserver.accounts.password_policy import check_password
+from authserver.accounts.profiles import FIELDS as PROFILE_FIELDS
+from authserver.accounts.profiles import Profile, ProfileChanges, profile_from
+from authserver.accounts.users import (
+    MAX_PASSWORD,
+    MAX_USERNAME,
+    EmailTaken,
+    User,
+    UserChanges,
+    new_user,
+    username_problem,
+)
 from authserver.actions.admin import (
     DEFAULT_PAGE,
     Page,
@@ -19,20 +31,8 @@ from authserver.actions.end_sessions import end_sessions
 from authserver.audit import AuditEvent
 from authserver.errors import Conflict, InvalidRequest, NotFound
 from authserver.inputs import storable
-from authserver.password_policy import check_password
-from authserver.profiles import FIELDS as PROFILE_FIELDS
-from authserver.profiles import Profile, ProfileChanges, profile_from
-from authserver.scopes import ADMIN, valid_scope_tokens
 from authserver.services import Services
-from authserver.users import (
-    MAX_PASSWORD,
-    MAX_USERNAME,
-    EmailTaken,
-    User,
-    UserChanges,
-    new_user,
-    username_problem,
-)
+from authserver.tokens.scopes import ADMIN, valid_scope_tokens
 
 
 @dataclass(frozen=True)

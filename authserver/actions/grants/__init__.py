@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from authserver.clients import Client, ClientCredentials
 from authserver.errors import InvalidRequest
-from authserver.refresh import Rotation
 from authserver.services import Services
+from authserver.tokens.refresh import Rotation
 
 
 @dataclass(frozen=True)

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from authserver.accounts.profiles import identity_claims
 from authserver.actions.grants import GrantRequest, TokenResponse, required_field, with_refresh
-from authserver.authorization_codes import redeem_code
 from authserver.clients import Client, authenticate_named
 from authserver.errors import InvalidGrant, UnauthorizedClient
-from authserver.id_tokens import mint_id_token
-from authserver.profiles import identity_claims
-from authserver.refresh import Rotation
-from authserver.scopes import OPENID
 from authserver.services import Services
+from authserver.tokens.authorization_codes import redeem_code
+from authserver.tokens.id_tokens import mint_id_token
+from authserver.tokens.refresh import Rotation
+from authserver.tokens.scopes import OPENID
 
 
 async def authorization_code_grant(

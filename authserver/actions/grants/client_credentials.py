@@ -5,8 +5,8 @@ from __future__ import annotations
 from authserver.actions.grants import GrantRequest, TokenResponse
 from authserver.clients import Client, authenticate_named
 from authserver.errors import UnauthorizedClient
-from authserver.scopes import grant, parse_scope
 from authserver.services import Services
+from authserver.tokens.scopes import grant, parse_scope
 
 
 async def client_credentials_grant(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from authserver.accounts.users import User
 from authserver.actions.grants import GrantRequest, TokenResponse, required_field, with_refresh
 from authserver.actions.sign_in import Credentials, check_password
 from authserver.clients import Client, authenticate_named
 from authserver.errors import InvalidGrant, InvalidScope, UnauthorizedClient
-from authserver.refresh import start_family
-from authserver.scopes import grant, parse_scope
 from authserver.services import Services
-from authserver.users import User
+from authserver.tokens.refresh import start_family
+from authserver.tokens.scopes import grant, parse_scope
 
 Checked = tuple[Client, tuple[str, ...] | None]  # the client, and the scope it asked for
 

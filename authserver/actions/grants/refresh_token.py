@@ -5,9 +5,9 @@ from __future__ import annotations
 from authserver.actions.grants import GrantRequest, TokenResponse, required_field, with_refresh
 from authserver.clients import Client, authenticate_named
 from authserver.errors import UnauthorizedClient
-from authserver.refresh import rotate
-from authserver.scopes import parse_scope
 from authserver.services import Services
+from authserver.tokens.refresh import rotate
+from authserver.tokens.scopes import parse_scope
 
 
 async def refresh_token_grant(

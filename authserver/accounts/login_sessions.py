@@ -18,7 +18,7 @@ from typing import Protocol
 
 from authserver.audit import AuditEvent
 from authserver.errors import InvalidGrant
-from authserver.refresh import USER_AGENT_MAX
+from authserver.tokens.refresh import USER_AGENT_MAX
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from authserver.errors import InvalidRequest
 from authserver.inputs import storable
-from authserver.scopes import EMAIL, PROFILE
+from authserver.tokens.scopes import EMAIL, PROFILE
 
 MAX_NAME = 256
 MAX_EMAIL = 254  # RFC 5321 §4.5.3.1.3: a path is at most 256 octets, its brackets included

@@ -13,9 +13,9 @@ from typing import Any
 
 import jwt
 
-from authserver.jws import b64url, compact_jws
+from authserver.accounts.login_sessions import PASSWORD_ONLY, acr_of
 from authserver.keys.ring import KeyRing
-from authserver.login_sessions import PASSWORD_ONLY, acr_of
+from authserver.tokens.jws import b64url, compact_jws
 
 ID_TOKEN_TTL = 300  # seconds (API.md)
 

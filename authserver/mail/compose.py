@@ -2,7 +2,7 @@
 
 A use case never talks SMTP. It composes the mail (plain text and HTML, from the templates
 beside the hosted pages, in the user's language) and enqueues it: one row in the database,
-written in the request's time. `mail_sender.py` delivers it later, off the request path, so a
+written in the request's time. `mail/sender.py` delivers it later, off the request path, so a
 slow or dead mail server never slows a page nor changes what it answers.
 
 Templates live in `authserver/http/templates/mail/` (AUTHSERVER_TEMPLATES_DIR overrides them
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any, Protocol
 
-from authserver import languages, translations
 from authserver.config import Settings
+from authserver.i18n import languages, translations
 
 FOLDER = "mail"
 
@@ -48,7 +48,7 @@ class Mail:
 
 class Outbox(Protocol):
     """Where use cases put mail. `enqueue` is one short transaction of its own; the mail is
-    sent later, and retried, by the server (mail_sender.py)."""
+    sent later, and retried, by the server (mail/sender.py)."""
 
     async def enqueue(self, mail: Mail, now: int) -> str:
         """Stores the mail, due at once; returns its id."""

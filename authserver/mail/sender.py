@@ -34,9 +34,9 @@ import anyio
 
 from authserver.config import SmtpServer
 from authserver.errors import TemporarilyUnavailable
-from authserver.mail import Mail, Outbox
+from authserver.mail.compose import Mail, Outbox
 
-log = logging.getLogger("authserver.mail")
+log = logging.getLogger("authserver.mail.compose")
 
 BATCH = 10  # mails claimed, and sent over one connection, per round
 TIMEOUT = 20.0  # seconds for each SMTP socket operation (connect, every command)

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from authserver.audit import AuditEvent, AuditLog
 from authserver.errors import InvalidGrant
-from authserver.scopes import narrow, still_held
+from authserver.tokens.scopes import narrow, still_held
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from functools import cache
 
 from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
 
+from authserver.accounts.users import MAX_PASSWORD, normalise_password
 from authserver.errors import InvalidRequest
-from authserver.translations import N_
-from authserver.users import MAX_PASSWORD, normalise_password
+from authserver.i18n.translations import N_
 
 
 class WeakPassword(InvalidRequest):

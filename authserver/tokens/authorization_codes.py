@@ -19,8 +19,8 @@ from typing import Protocol
 
 from authserver.audit import AuditEvent
 from authserver.errors import InvalidGrant
-from authserver.pkce import s256, verifier_matches, verifier_well_formed
-from authserver.refresh import (
+from authserver.tokens.pkce import s256, verifier_matches, verifier_well_formed
+from authserver.tokens.refresh import (
     Family,
     FamilyStore,
     family_revoked,

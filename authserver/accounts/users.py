@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from authserver.accounts.passwords import Passwords
+from authserver.accounts.profiles import Profile, ProfileChanges
 from authserver.audit import AuditEvent
 from authserver.errors import InvalidGrant
-from authserver.passwords import Passwords
-from authserver.profiles import Profile, ProfileChanges
-from authserver.scopes import ADMIN
+from authserver.tokens.scopes import ADMIN
 
 
 @dataclass(frozen=True)

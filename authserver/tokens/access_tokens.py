@@ -17,8 +17,8 @@ from typing import Any
 import jwt
 
 from authserver.inputs import storable
-from authserver.jws import compact_jws
 from authserver.keys.ring import KeyRing
+from authserver.tokens.jws import compact_jws
 from authserver_verify import jose
 from authserver_verify.errors import InvalidToken
 

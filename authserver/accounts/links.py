@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Protocol
 
 from authserver.audit import AuditEvent
-from authserver.mail import Mail
+from authserver.mail.compose import Mail
 
 RESET = "reset"
 VERIFY = "verify"

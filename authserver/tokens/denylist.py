@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from authserver.access_tokens import TokenRejected, signing_kid
+from authserver.tokens.access_tokens import TokenRejected, signing_kid
 
 
 class Denylist(Protocol):

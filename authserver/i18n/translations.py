@@ -28,10 +28,10 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
 
-from authserver.languages import DEFAULT
+from authserver.i18n.languages import DEFAULT
 
-TEMPLATES = Path(__file__).parent / "http" / "templates"
-LOCALES = Path(__file__).parent / "http" / "locale"
+TEMPLATES = Path(__file__).parents[1] / "http" / "templates"
+LOCALES = Path(__file__).parents[1] / "http" / "locale"
 CATALOG = Path("LC_MESSAGES") / "messages.po"
 
 

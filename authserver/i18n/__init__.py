@@ -1,0 +1,1 @@
+"""Languages: which one a request gets, and the catalogs and Jinja2 environment that speak it."""
