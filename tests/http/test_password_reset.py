@@ -236,9 +236,10 @@ async def test_known_and_unknown_addresses_take_the_same_time(
             await settled(engine)
         await next_mail(smtp, n + 1)
     assert bodies["known"] == bodies["unknown"] and len(bodies["known"]) == 1
-    # Medians: one try held up by the machine (a collection, another process) is no answer of
-    # the page's.
-    known, unknown = statistics.median(times["known"]), statistics.median(times["unknown"])
+    # The fastest fifth of each kind: anything else the machine does (another process, a
+    # collection) only ever adds time, so the quickest answers are the page's own work. Medians
+    # were not: on a loaded machine they were twice the quickest and 5-20 % apart either way.
+    known, unknown = (statistics.mean(sorted(times[kind])[:10]) for kind in ("known", "unknown"))
     assert abs(known - unknown) / min(known, unknown) < 0.05, (known, unknown)
 
 
