@@ -219,8 +219,7 @@ def verify_new(rp: RelyingParty, answer: dict[str, Any], challenge: bytes) -> Ne
     except (WebAuthnException, KeyError, TypeError, ValueError) as exc:
         raise PasskeyRefused(str(exc)[:200]) from exc
     known = {t.value for t in AuthenticatorTransport}
-    response = answer.get("response")
-    reported = (response.get("transports") if isinstance(response, dict) else None) or []
+    reported = _response_member(answer, "transports")
     reported = reported if isinstance(reported, list) else []
     transports = tuple(t for t in reported if isinstance(t, str) and t in known)
     return NewCredential(
@@ -240,8 +239,7 @@ def verify_assertion(
     use of the same answer had written it. Raises PasskeyRefused."""
     # §7.2 step 6: "verify that the user account identified by ... response.userHandle"
     # owns the credential — our user handle is the user's id.
-    response = answer.get("response")
-    handle = response.get("userHandle") if isinstance(response, dict) else None
+    handle = _response_member(answer, "userHandle")
     if handle and _unb64_or_none(handle) != stored.user_id.encode():
         raise PasskeyRefused("user handle is not the credential's user")
     try:
@@ -264,6 +262,12 @@ def clean_name(name: str, fallback: str) -> str:
     empty."""
     printable = "".join(c for c in name if c.isprintable()).strip()
     return printable[:NAME_MAX] or fallback
+
+
+def _response_member(answer: dict[str, Any], name: str) -> object:
+    """A member of the answer's `response`, or None (whatever shape the browser sent)."""
+    response = answer.get("response")
+    return response.get(name) if isinstance(response, dict) else None
 
 
 def _descriptor(passkey: StoredPasskey) -> PublicKeyCredentialDescriptor:
