@@ -110,8 +110,12 @@ class PasskeyStore(Protocol):
         one are 0: an authenticator without one); False otherwise, at most once per count."""
         ...
 
-    async def remove(self, passkey_id: str, user_id: str, audit: Sequence[AuditEvent] = ()) -> bool:
-        """Removes the user's passkey; False for an unknown one or another user's."""
+    async def remove(
+        self, passkey_id: str, user_id: str, audit: Sequence[AuditEvent] = ()
+    ) -> bool | None:
+        """Removes the user's passkey; False for an unknown one or another user's; None
+        (nothing removed) when it is the user's last second factor, decided with the user's
+        other removals taking turns."""
         ...
 
     async def hold_challenge(self, challenge_hash: str, challenge: Challenge, now: int) -> None: ...

@@ -61,6 +61,10 @@ CEREMONY_EXPIRED = N_("This request has expired. Try again.")
 REGISTERED_ALREADY = N_("This passkey is registered already.")
 NO_PASSKEY = N_("You have no passkey. Enter a code instead.")
 NO_SUCH_PASSKEY = N_("You have no such passkey.")
+LAST_FACTOR = N_(
+    "This passkey is your only second step. To remove it, turn two-step verification off "
+    "with your password."
+)
 DEFAULT_NAME = "Passkey"
 
 
@@ -130,16 +134,23 @@ async def register(
 
 async def remove_passkey(services: Services, cookie: str | None, passkey_id: str) -> bool | None:
     """Removes one of the user's passkeys (NotFound for any other id); None without a live
-    login session."""
+    login session; False, nothing removed, for the user's last second factor: turning
+    two-step verification off asks for the current password (account.remove_factors), so a
+    browser left signed in cannot do it a passkey at a time."""
     found = await signed_in(services, cookie)
     if found is None:
         return None
     user, _ = found
     detail = {"kind": PASSKEY, "passkey": passkey_id, "via": "account_page"}
     event = AuditEvent(services.clock(), user.id, "factor.removed", user.id, detail, user=user.id)
-    if len(passkey_id) > 36 or not await services.passkeys.remove(passkey_id, user.id, [event]):
+    removed = (
+        await services.passkeys.remove(passkey_id, user.id, [event])
+        if len(passkey_id) <= 36
+        else False
+    )
+    if removed is False:
         raise NotFound(NO_SUCH_PASSKEY)
-    return True
+    return removed is True
 
 
 # --- sign-in: a second factor, or alone -----------------------------------------------------

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from authserver.accounts.passkeys import Challenge, StoredPasskey
 from authserver.audit import AuditEvent
 from authserver.db.audit import append_audit
+from authserver.db.engine import is_postgres
 
 _COLUMNS = (
     "id, user_id, credential_id, public_key, sign_count, transports, name, created_at, last_used_at"
@@ -30,6 +31,7 @@ VALUES (:id, :user_id, :credential_id, :public_key, :sign_count, :transports, :n
 
 _OF_USER = text(f"SELECT {_COLUMNS} FROM passkeys WHERE user_id = :user_id ORDER BY created_at, id")
 _BY_CREDENTIAL = text(f"SELECT {_COLUMNS} FROM passkeys WHERE credential_id = :credential_id")
+_BY_ID = text("SELECT 1 FROM passkeys WHERE id = :id AND user_id = :user_id")
 
 # WebAuthn §7.2 step 21: a count not above the stored one "is a signal that the authenticator
 # may be cloned"; 0 and 0 is an authenticator that keeps no counter.
@@ -39,6 +41,14 @@ WHERE id = :id AND (sign_count < :count OR (sign_count = 0 AND :count = 0))
 """)
 
 _REMOVE = text("DELETE FROM passkeys WHERE id = :id AND user_id = :user_id")
+# Another factor stays after this passkey goes: a TOTP app, or another passkey.
+_OTHER_FACTOR = text("""
+SELECT 1 FROM second_factors WHERE user_id = :user_id
+UNION ALL SELECT 1 FROM passkeys WHERE user_id = :user_id AND id <> :id
+""")
+# Removals of one user's passkeys take turns on the user's row (SQLite's BEGIN IMMEDIATE
+# serialises them anyway): two browsers removing the last two passkeys at once remove one.
+_LOCK_USER = text("SELECT 1 FROM users WHERE id = :user_id FOR UPDATE")
 
 _HOLD = text("""
 INSERT INTO webauthn_challenges (challenge_hash, purpose, user_id, browser, expires_at)
@@ -58,6 +68,7 @@ RETURNING purpose, user_id, browser, expires_at
 class SqlPasskeyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._postgres = is_postgres(engine)
 
     async def add(self, passkey: StoredPasskey, audit: Sequence[AuditEvent] = ()) -> bool:
         params = {
@@ -93,9 +104,17 @@ class SqlPasskeyStore:
             params = {"id": passkey_id, "count": sign_count, "now": now}
             return (await conn.execute(_USE, params)).rowcount == 1
 
-    async def remove(self, passkey_id: str, user_id: str, audit: Sequence[AuditEvent] = ()) -> bool:
+    async def remove(
+        self, passkey_id: str, user_id: str, audit: Sequence[AuditEvent] = ()
+    ) -> bool | None:
+        params = {"id": passkey_id, "user_id": user_id}
         async with self._engine.begin() as conn:
-            removed = (await conn.execute(_REMOVE, {"id": passkey_id, "user_id": user_id})).rowcount
+            if self._postgres:
+                await conn.execute(_LOCK_USER, params)
+            if (await conn.execute(_OTHER_FACTOR, params)).first() is None:
+                mine = (await conn.execute(_BY_ID, params)).first() is not None
+                return None if mine else False
+            removed = (await conn.execute(_REMOVE, params)).rowcount
             if removed:
                 await append_audit(conn, audit)
         return removed == 1

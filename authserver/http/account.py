@@ -136,6 +136,8 @@ async def remove_passkey(request: Request) -> Response:
         return pages.error_page(request, settings, passkeying.NO_SUCH_PASSKEY, 404)
     if removed is None:
         return redirect(SIGN_IN, 303)
+    if not removed:  # the last second factor: the password's form turns it off
+        return pages.error_page(request, settings, passkeying.LAST_FACTOR, 409)
     return redirect(f"{PAGE}?done=passkey_removed", 303)
 
 

@@ -475,6 +475,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {
             "303": {"description": "removed: back to /account?done=passkey_removed"},
             **HTML_PAGE("404", "no such passkey of the user's"),
+            **HTML_PAGE("409", "the user's last second factor: turned off with the password"),
             **ACCOUNT_FORBIDDEN,
             **_page_errors(413, 415),
         },

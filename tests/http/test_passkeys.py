@@ -15,6 +15,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.accounts.passkeys import StoredPasskey
+from authserver.services import Services
 from tests._webauthn import ORIGIN, Authenticator
 from tests.conftest import ISSUER, Registry, assert_oauth_error
 from tests.http.signin import (
@@ -340,6 +342,11 @@ async def test_removing_a_passkey_and_the_operators_reset_and_delete(
         assert f">{kept}<" in page.text and f">{gone}<" not in page.text
         again = await http.post("/account/passkeys/remove", data=form)
         assert again.status_code == 404
+        # The last second factor goes only with the password ("Turn off two-step verification").
+        last = {**form, "id": ids[0]}
+        kept_page = await http.post("/account/passkeys/remove", data=last)
+        assert kept_page.status_code == 409 and "only second step" in kept_page.text
+        assert f">{kept}<" in (await http.get("/account")).text
     assert await actions(engine, "factor.removed")
 
     assert (await client.delete(f"/admin/users/{alice}/factors", headers=root)).status_code == 204
@@ -371,3 +378,21 @@ async def test_the_pages_run_one_same_origin_script_and_work_without_it(
         "text/javascript"
     )
     assert "parseCreationOptionsFromJSON" in script.text and ORIGIN not in script.text
+
+
+async def test_two_browsers_removing_the_last_two_passkeys_at_once_remove_one(
+    client: httpx.AsyncClient, alice: str, services: Services
+) -> None:
+    """Each removal alone sees another factor stay; taking turns on the user's row, the second
+    sees the first's removal and keeps its passkey."""
+    for round_ in range(3):
+        for name in ("One", "Two"):
+            passkey = StoredPasskey(
+                f"{name}-{round_}", alice, f"cred-{name}-{round_}", b"k", 0, (), name, 0
+            )
+            assert await services.passkeys.add(passkey)
+        ids = [p.id for p in await services.passkeys.of_user(alice)]
+        results = await asyncio.gather(*(services.passkeys.remove(i, alice) for i in ids))
+        assert sorted(results, key=str) == [None, True], results
+        assert len(await services.passkeys.of_user(alice)) == 1
+        await services.second_factors.remove_all(alice)
