@@ -38,6 +38,7 @@ from authserver.http.cookies import (
 from authserver.http.errors import error_json
 from authserver.http.forms import read_body
 from authserver.http.responses import no_store_json
+from authserver.http.sign_in import too_many_failures
 from authserver.services import Services
 from authserver_verify.jose import reject_duplicate_members
 
@@ -162,9 +163,11 @@ def _browser(request: Request) -> str:
 
 def _refused(request: Request, found: Services, refused: Refused) -> Response:
     words = pages.words(request, found.settings)
-    headers = {} if refused.retry_after is None else {"Retry-After": str(refused.retry_after)}
     code = _CODES.get(refused.status, "invalid_request")
-    return error_json(code, words.gettext(refused.message), refused.status, headers)
+    if refused.retry_after is not None:  # throttled: the sign-in page's own sentence
+        message, headers = too_many_failures(words, refused.retry_after)
+        return error_json(code, message, refused.status, headers)
+    return error_json(code, words.gettext(refused.message), refused.status)
 
 
 def _forbidden(request: Request, found: Services) -> Response:

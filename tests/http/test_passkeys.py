@@ -396,3 +396,22 @@ async def test_two_browsers_removing_the_last_two_passkeys_at_once_remove_one(
         assert sorted(results, key=str) == [None, True], results
         assert len(await services.passkeys.of_user(alice)) == 1
         await services.second_factors.remove_all(alice)
+
+
+async def test_wrong_passkey_answers_after_the_password_spend_the_password_budget(
+    client: httpx.AsyncClient, alice: str
+) -> None:
+    key = Authenticator()
+    assert (await register(client, key)).status_code == 201
+    async with browser(client) as other:
+        login = (await authorize(other, Flow.new(WEB).params)).headers["location"]
+        factor = (await sign_in(other, login)).headers["location"]
+        for _ in range(6):  # the username's free failures (throttle.USERNAME), and one more
+            done, _ = await passkey_sign_in(other, factor, key, origin="https://evil.example")
+            assert_oauth_error(done, 400, "invalid_request")
+        done, _ = await passkey_sign_in(other, factor, key)  # right, but over the budget
+        body = assert_oauth_error(done, 429, "slow_down")
+        assert (
+            "retry-after" in done.headers
+            and "Too many failed sign-ins" in body["error_description"]
+        )
