@@ -79,6 +79,18 @@ async def register(
     )
 
 
+async def sign_in_page(http: httpx.AsyncClient) -> str:
+    """An app's authorization request: the sign-in page's URL it sends the browser to."""
+    return str((await authorize(http, Flow.new(WEB).params)).headers["location"])
+
+
+async def second_step(http: httpx.AsyncClient) -> str:
+    """alice's right password on an app's sign-in page: the second step's URL."""
+    answered = await sign_in(http, await sign_in_page(http))
+    assert answered.status_code == 303 and answered.headers["location"].startswith("/login/factor")
+    return str(answered.headers["location"])
+
+
 async def passkey_sign_in(
     http: httpx.AsyncClient, page_url: str, authenticator: Authenticator, **lies: Any
 ) -> tuple[httpx.Response, dict[str, Any]]:
@@ -178,9 +190,7 @@ async def test_the_second_step_takes_only_a_passkey_of_the_user_who_typed_the_pa
         await open_account(bob, "bob")
         assert (await register(bob, bobs)).status_code == 201
     async with browser(client) as other:
-        login = (await authorize(other, Flow.new(WEB).params)).headers["location"]
-        answered = await sign_in(other, login)  # alice's password
-        done, _ = await passkey_sign_in(other, answered.headers["location"], bobs)
+        done, _ = await passkey_sign_in(other, await second_step(other), bobs)
         assert_oauth_error(done, 400, "invalid_request")
         assert "authserver_session=" not in done.headers.get("set-cookie", "")
 
@@ -191,7 +201,7 @@ async def test_a_challenge_is_accepted_once_even_by_two_racing_answers(
     key = Authenticator()
     assert (await register(client, key)).status_code == 201
     async with browser(client) as other:
-        login = (await authorize(other, Flow.new(WEB).params)).headers["location"]
+        login = await sign_in_page(other)
         page = await other.get(login)
         token, suffix = page_token(page.text), "?" + login.split("?", 1)[1]
         options = (
@@ -404,8 +414,7 @@ async def test_wrong_passkey_answers_after_the_password_spend_the_password_budge
     key = Authenticator()
     assert (await register(client, key)).status_code == 201
     async with browser(client) as other:
-        login = (await authorize(other, Flow.new(WEB).params)).headers["location"]
-        factor = (await sign_in(other, login)).headers["location"]
+        factor = await second_step(other)
         for _ in range(6):  # the username's free failures (throttle.USERNAME), and one more
             done, _ = await passkey_sign_in(other, factor, key, origin="https://evil.example")
             assert_oauth_error(done, 400, "invalid_request")
