@@ -30,6 +30,7 @@ from authserver.db.login_sessions import SqlLoginSessionStore
 from authserver.db.notify import Reactions, listen_for_changes
 from authserver.db.outbox import SqlOutbox
 from authserver.db.page_limits import SqlPageLimitStore
+from authserver.db.passkeys import SqlPasskeyStore
 from authserver.db.pending_sign_ins import SqlPendingSignInStore
 from authserver.db.purge import purge_periodically
 from authserver.db.second_factors import SqlSecondFactorStore
@@ -114,6 +115,7 @@ def build_services(
         factor_sealer=sealer,
         links=fail_closed(SqlLinkStore(engine)),
         page_limits=fail_closed(SqlPageLimitStore(engine)),
+        passkeys=fail_closed(SqlPasskeyStore(engine)),
         clock=clock,
         csrf_keys=derived_keys(sealer, b"authserver csrf token"),
         outbox=fail_closed(SqlOutbox(engine)) if settings.mail_enabled else NoOutbox(),

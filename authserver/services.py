@@ -10,6 +10,7 @@ from typing import Any
 
 from authserver.accounts.links import LinkStore
 from authserver.accounts.login_sessions import LoginSessionStore, PendingSignInStore
+from authserver.accounts.passkeys import PasskeyStore
 from authserver.accounts.passwords import Passwords
 from authserver.accounts.second_factors import SecondFactorStore
 from authserver.accounts.users import UserStore
@@ -49,6 +50,7 @@ class Services:
     factor_sealer: KeySealer  # TOTP secrets sealed under the KEK (second_factors.py)
     links: LinkStore  # one-time links in mail, and the reset requests (links.py)
     page_limits: PageLimitStore  # request counts of the pages that send mail
+    passkeys: PasskeyStore  # WebAuthn credentials and ceremonies' challenges (passkeys.py)
     clock: Callable[[], int] = field(default=wall_clock)
     # Logins of this process waiting for a busy throttle bucket (throttle.Turns).
     login_turns: Turns = field(default_factory=Turns)

@@ -49,6 +49,8 @@ TABLES = (
     "second_factors",
     "recovery_codes",
     "pending_sign_ins",
+    "passkeys",
+    "webauthn_challenges",
     "users",
     "clients",
     "audit_events",

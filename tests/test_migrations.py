@@ -22,6 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from authserver.accounts.links import RESET, Link, password_fingerprint
 from authserver.accounts.login_sessions import Browser
+from authserver.accounts.passkeys import PASSKEY, SIGN_IN, Challenge, StoredPasskey
 from authserver.accounts.second_factors import (
     accept_totp,
     new_recovery_codes,
@@ -41,6 +42,7 @@ from authserver.db.links import SqlLinkStore
 from authserver.db.login_sessions import SqlLoginSessionStore
 from authserver.db.models import Base
 from authserver.db.outbox import SqlOutbox
+from authserver.db.passkeys import SqlPasskeyStore
 from authserver.db.second_factors import SqlSecondFactorStore
 from authserver.errors import InvalidGrant
 from authserver.keys.sealing import KeySealer
@@ -540,3 +542,37 @@ async def test_0016_adds_links_for_existing_users_and_takes_them_away_again(
     assert kept is not None and kept.password_hash == "new-hash"
     await migrate.upgrade(engine)
     assert await schema_diff(engine) == []
+
+
+# --- 0018: passkeys, beside users written before it ------------------------------------------
+
+
+async def test_0018_adds_passkeys_for_existing_users_and_takes_them_away_again(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0008")
+    await seed_users(engine, "alice")
+    await migrate.upgrade(engine, "0016")
+
+    await migrate.upgrade(engine)
+
+    alice = await SqlUserStore(pooled).by_username("alice")
+    assert alice is not None
+    store = SqlPasskeyStore(pooled)
+    passkey = StoredPasskey("p1", alice.id, "Y3JlZA", b"cose", 0, ("internal",), "Laptop", NOW)
+    assert await store.add(passkey)
+    assert not await store.add(passkey)  # one credential, one row
+    assert await SqlSecondFactorStore(pooled).kinds(alice.id) == [PASSKEY]
+    assert await store.use("p1", 1, NOW) and not await store.use("p1", 1, NOW)
+    held = Challenge(SIGN_IN, None, "b" * 64, NOW + 300)
+    await store.hold_challenge("c" * 64, held, NOW)
+    assert await store.spend_challenge("c" * 64, SIGN_IN, "b" * 64, NOW) == held
+    assert await store.spend_challenge("c" * 64, SIGN_IN, "b" * 64, NOW) is None
+    assert await schema_diff(engine) == []
+
+    # Down: the passkeys and challenges go; the users stay.
+    await migrate.downgrade(engine, "0016")
+    assert not {"passkeys", "webauthn_challenges"} & await table_names(engine)
+    assert (await SqlUserStore(pooled).by_username("alice")) is not None
+    await migrate.upgrade(engine)
+    assert await SqlSecondFactorStore(pooled).kinds(alice.id) == []

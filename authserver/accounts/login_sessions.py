@@ -103,6 +103,10 @@ class LoginSessionStore(Protocol):
 # "mfa" (more than one factor). What ID tokens say as `amr`, and `acr` below.
 PASSWORD_ONLY = ("pwd",)
 PASSWORD_AND_OTP = ("pwd", "otp", "mfa")
+# A passkey with user verification (passkeys.py): "hwk" (proof of a hardware-secured key) and
+# "user" (the authenticator verified the user: a PIN or biometric), so two factors on its own.
+PASSKEY_ONLY = ("hwk", "user", "mfa")
+PASSWORD_AND_PASSKEY = ("pwd", "hwk", "user", "mfa")
 
 
 def acr_of(amr: tuple[str, ...]) -> str:

@@ -33,6 +33,7 @@ from authserver.accounts.login_sessions import (
     LoginSession,
     hash_session_token,
 )
+from authserver.accounts.passkeys import PASSKEY, StoredPasskey
 from authserver.accounts.password_policy import WeakPassword
 from authserver.accounts.password_policy import check_password as policy
 from authserver.accounts.profiles import Profile
@@ -80,6 +81,7 @@ class AccountPage:
     # change_password below.
     profile: Profile = field(default_factory=Profile)
     factors: tuple[str, ...] = ()  # the kinds of second factor enrolled (second_factors.py)
+    passkeys: tuple[StoredPasskey, ...] = ()  # the user's passkeys, oldest first (passkeys.py)
 
 
 @dataclass(frozen=True)
@@ -312,6 +314,12 @@ def _with_problem(enrolment: TotpEnrolment, problem: str) -> TotpEnrolment:
     return TotpEnrolment(enrolment.secret, enrolment.uri, enrolment.token, problem)
 
 
+async def signed_in(services: Services, cookie: str | None) -> tuple[User, LoginSession] | None:
+    """The browser's user and login session, as every form of the page finds them (the
+    passkeys' endpoints too, actions/passkeys.py); None without a live one."""
+    return await _signed_in(services, cookie)
+
+
 async def _signed_in(services: Services, cookie: str | None) -> tuple[User, LoginSession] | None:
     if not cookie or len(cookie) > MAX_COOKIE:
         return None
@@ -334,7 +342,8 @@ async def _page(services: Services, user: User, session: LoginSession) -> Accoun
     )
     apps = await services.families.sessions(user.id, now)
     factors = tuple(await services.second_factors.kinds(user.id))
+    passkeys = tuple(await services.passkeys.of_user(user.id)) if PASSKEY in factors else ()
     return AccountPage(
         user.id, user.username, session.id, tuple(browsers), tuple(apps), profile=user.profile,
-        factors=factors,
+        factors=factors, passkeys=passkeys,
     )  # fmt: skip

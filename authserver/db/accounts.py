@@ -19,6 +19,7 @@ from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import (
     AuditEventRow,
     ClientRow,
+    PasskeyRow,
     RecoveryCodeRow,
     SecondFactorRow,
     UserRow,
@@ -181,6 +182,7 @@ class SqlUserStore:
                 await conn.execute(
                     delete(RecoveryCodeRow).where(RecoveryCodeRow.user_id == user_id)
                 )
+                await conn.execute(delete(PasskeyRow).where(PasskeyRow.user_id == user_id))
                 await append_audit(conn, audit)
         return bool(result.rowcount)
 

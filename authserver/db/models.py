@@ -299,6 +299,37 @@ class PendingSignInRow(Base):
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
+class PasskeyRow(Base):
+    """0018: a WebAuthn credential a user registered (authserver/accounts/passkeys.py)."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # base64url; unique: one authenticator credential, one account.
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE_Key, no secret
+    # The authenticator's signature counter last accepted: only a higher one is accepted again.
+    sign_count: Mapped[int] = mapped_column(BigInteger)
+    transports: Mapped[str | None] = mapped_column(String(200))  # space-separated
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class WebAuthnChallengeRow(Base):
+    """0018: a WebAuthn ceremony's challenge, by its SHA-256, spent in one DELETE (5 min)."""
+
+    __tablename__ = "webauthn_challenges"
+
+    challenge_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # passkeys.REGISTER or passkeys.SIGN_IN
+    # The user a registration or a second-factor sign-in is for; NULL for passwordless.
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    browser: Mapped[str] = mapped_column(String(64))  # SHA-256 of the CSRF token it was given to
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
 class LinkTokenRow(Base):
     """0014: one-time links in mail (authserver/accounts/links.py), kept spent until purged."""
 

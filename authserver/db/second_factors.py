@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.accounts.passkeys import PASSKEY
 from authserver.accounts.second_factors import TOTP, StoredTotp
 from authserver.audit import AuditEvent
 from authserver.db.audit import append_audit
@@ -26,7 +27,12 @@ _TOTP = text("""
 SELECT id, sealed_secret, last_step FROM second_factors WHERE user_id = :user_id AND kind = :kind
 """)
 
-_KINDS = text("SELECT DISTINCT kind FROM second_factors WHERE user_id = :user_id ORDER BY kind")
+# Passkeys (db/passkeys.py) are a kind of factor too, kept in their own table.
+_KINDS = text(f"""
+SELECT kind FROM second_factors WHERE user_id = :user_id
+UNION SELECT '{PASSKEY}' AS kind FROM passkeys WHERE user_id = :user_id
+ORDER BY kind
+""")
 
 # RFC 6238 §5.2: a code accepted once is not accepted again, nor any code of an earlier step.
 _ACCEPT_STEP = text("""
@@ -44,6 +50,7 @@ _ADD_CODE = text("""
 INSERT INTO recovery_codes (code_hash, user_id, created_at) VALUES (:code_hash, :user_id, :now)
 """)
 _DROP_FACTORS = text("DELETE FROM second_factors WHERE user_id = :user_id")
+_DROP_PASSKEYS = text("DELETE FROM passkeys WHERE user_id = :user_id")
 
 
 class SqlSecondFactorStore:
@@ -105,5 +112,6 @@ class SqlSecondFactorStore:
         async with self._engine.begin() as conn:
             await conn.execute(_DROP_CODES, {"user_id": user_id})
             removed = (await conn.execute(_DROP_FACTORS, {"user_id": user_id})).rowcount
+            removed += (await conn.execute(_DROP_PASSKEYS, {"user_id": user_id})).rowcount
             await append_audit(conn, audit)
         return removed

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.actions import account as accounts
+from authserver.actions import passkeys as passkeying
 from authserver.actions.account import (
     AccountPage,
     Enrolled,
@@ -41,6 +42,8 @@ DONE = {
     "password": N_("Your password was changed. Your other browsers and apps were signed out."),
     "ended": N_("The session was ended."),
     "factors_removed": N_("Two-step verification was turned off."),
+    "passkey_removed": N_("The passkey was removed."),
+    "passkey_added": N_("The passkey was added."),
 }
 EXPIRED = N_("This form has expired or came from another site. Reload the page.")
 
@@ -119,6 +122,23 @@ async def remove_factors(request: Request) -> Response:
         return redirect(f"{PAGE}?done=factors_removed", 303)
     error, status, headers = _refusal(request, found, outcome)
     return _render(request, found, outcome.page, factor_error=error, status=status, headers=headers)
+
+
+async def remove_passkey(request: Request) -> Response:
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    settings = form.found.settings
+    try:
+        passkey_id = form.fields.get("id", "")
+        removed = await passkeying.remove_passkey(form.found, form.cookie, passkey_id)
+    except NotFound:
+        return pages.error_page(request, settings, passkeying.NO_SUCH_PASSKEY, 404)
+    if removed is None:
+        return redirect(SIGN_IN, 303)
+    if not removed:  # the last second factor: the password's form turns it off
+        return pages.error_page(request, settings, passkeying.LAST_FACTOR, 409)
+    return redirect(f"{PAGE}?done=passkey_removed", 303)
 
 
 def _refusal(

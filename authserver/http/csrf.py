@@ -76,6 +76,19 @@ def same_browser(
     return origin is None or origin == pages.origin_of(settings.issuer)
 
 
+HEADER = "x-csrf-token"
+
+
+def same_browser_json(request: Request, settings: Settings, *, pending: str | None = None) -> bool:
+    """As `same_browser`, for the pages' JSON calls (the passkeys'): the page's token in the
+    X-CSRF-Token header, and an Origin that must be there and be ours (a fetch() always sends
+    one)."""
+    if request.headers.get("origin") != pages.origin_of(settings.issuer):
+        return False
+    header = {FIELD: request.headers.get(HEADER, "")}
+    return same_browser(request, settings, header, pending=pending)
+
+
 def _signed(request: Request, token: str, session_cookie: str | None) -> bool:
     random, dot, signature = token.partition(".")
     if not dot or len(token) > MAX_TOKEN:

@@ -46,6 +46,7 @@ PAGE_PATHS = frozenset(
         "/account/totp",
         "/account/totp/confirm",
         "/account/factors/remove",
+        "/account/passkeys/remove",
     }
 )
 UNAVAILABLE = N_("The sign-in service is unavailable for a moment. Please try again in a minute.")

@@ -160,6 +160,23 @@ def _account_form(*fields: str) -> dict[str, Any]:
     }
 
 
+PASSKEY_CALL = (
+    "A JSON call of the page's script: the page's CSRF token in X-CSRF-Token and a same-origin"
+    " Origin, else 403."
+)
+CSRF_HEADER = {
+    "name": "X-CSRF-Token",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string"},
+}
+PASSKEY_JSON = {"type": "object"}
+PASSKEY_ANSWER = {
+    "type": "object",
+    "description": "PublicKeyCredential.toJSON(); members not used are ignored",
+}
+
+
 BASIC: list[dict[str, list[str]]] = [{"clientBasic": []}, {}]  # or client_id/secret in the body
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 ADMIN: list[dict[str, list[str]]] = [{"bearer": ["admin"]}]
@@ -416,6 +433,94 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **HTML_PAGE("429", "throttled: the account page again, with Retry-After"),
             **ACCOUNT_FORBIDDEN,
             **_page_errors(413, 415),
+        },
+    },
+    # Passkeys (API.md "Passkeys"): JSON calls of the pages' script, CSRF-bound by the page's
+    # token in X-CSRF-Token and a same-origin Origin.
+    ("POST", "/account/passkeys/options"): {
+        "summary": "Starts registering a passkey: PublicKeyCredentialCreationOptionsJSON.",
+        "description": PASSKEY_CALL,
+        "tags": ["sign-in"],
+        "parameters": [CSRF_HEADER],
+        "responses": {
+            **_json(
+                PASSKEY_JSON,
+                "creation options (residentKey preferred, user verification"
+                " required, RP ID the issuer's host), a challenge held 5 minutes",
+                headers=NO_STORE,
+            ),
+            **_errors(401, 403),
+        },
+    },
+    ("POST", "/account/passkeys"): {
+        "summary": "Registers the passkey: the browser's PublicKeyCredential.toJSON(), and a name.",
+        "description": PASSKEY_CALL,
+        "tags": ["sign-in"],
+        "parameters": [CSRF_HEADER],
+        "requestBody": _json_body(PASSKEY_ANSWER),
+        "responses": {
+            **_json(
+                {"type": "object", "properties": _strings("id", "name")},
+                "registered",
+                201,
+                headers=NO_STORE,
+            ),
+            **_errors(400, 401, 403, 409, 413),
+        },
+    },
+    ("POST", "/account/passkeys/remove"): {
+        "summary": "Removes one of the user's passkeys (the account page's form).",
+        "tags": ["sign-in"],
+        "requestBody": _account_form("id"),
+        "responses": {
+            "303": {"description": "removed: back to /account?done=passkey_removed"},
+            **HTML_PAGE("404", "no such passkey of the user's"),
+            **HTML_PAGE("409", "the user's last second factor: turned off with the password"),
+            **ACCOUNT_FORBIDDEN,
+            **_page_errors(413, 415),
+        },
+    },
+    ("POST", "/login/passkey/options"): {
+        "summary": "Starts a passkey sign-in: PublicKeyCredentialRequestOptionsJSON.",
+        "description": PASSKEY_CALL
+        + " From the second-step page (the pending sign-in's token): one of that user's"
+        " passkeys; from the sign-in page: any discoverable passkey.",
+        "tags": ["sign-in"],
+        "parameters": [CSRF_HEADER],
+        "responses": {
+            **_json(
+                PASSKEY_JSON,
+                "request options (user verification required), a challenge held 5 minutes",
+                headers=NO_STORE,
+            ),
+            **_errors(400, 403),
+        },
+    },
+    ("POST", "/login/passkey"): {
+        "summary": "Signs in with the passkey's assertion, continuing the authorization request.",
+        "description": PASSKEY_CALL
+        + " The authorization request travels in the query string, as on /login.",
+        "tags": ["sign-in"],
+        "parameters": [CSRF_HEADER],
+        "requestBody": _json_body(PASSKEY_ANSWER),
+        "responses": {
+            **_json(
+                {"type": "object", "properties": _strings("redirect"), "required": ["redirect"]},
+                "signed in (or to start again): where the browser goes next",
+                headers=NO_STORE,
+            ),
+            **_errors(400, 403, 413, 429),
+        },
+    },
+    ("GET", "/assets/passkeys.js"): {
+        "summary": "The pages' passkey script (the one script they run, from this origin).",
+        "tags": ["sign-in"],
+        "responses": {
+            "200": {
+                "description": "the script",
+                "content": {"text/javascript": {"schema": {"type": "string"}}},
+            },
+            **_errors(),
         },
     },
     ("GET", "/password-reset"): {

@@ -30,8 +30,12 @@ from authserver.i18n import languages, translations
 
 STYLESHEET = "signin.css"
 FAVICON = "favicon.svg"
+PASSKEY_SCRIPT = "passkeys.js"
 # The files of the templates folder served as they are, and their types.
-ASSETS = {STYLESHEET: "text/css", FAVICON: "image/svg+xml"}
+ASSETS = {STYLESHEET: "text/css", FAVICON: "image/svg+xml", PASSKEY_SCRIPT: "text/javascript"}
+# The pages that run the passkeys' one same-origin script (and let it call our JSON endpoints);
+# without JavaScript they still offer the password and the codes.
+PASSKEY_PAGES = {"login.html", "login_factor.html", "account.html"}
 
 
 @functools.lru_cache(maxsize=64)
@@ -61,12 +65,16 @@ def words(request: Request, settings: Settings) -> gettext.NullTranslations:
 
 
 def content_security_policy(
-    form_targets: tuple[str, ...] = (), script_nonce: str | None = None
+    form_targets: tuple[str, ...] = (), script_nonce: str | None = None, passkeys: bool = False
 ) -> str:
     """`form_targets`: origins a form of the page may end up at. A sign-in form's answer
     redirects to the client, and browsers check form-action on each redirect of a submission.
-    `script_nonce`: the one inline script a page may run (/end-session's PostAgain page)."""
+    `script_nonce`: the one inline script a page may run (/end-session's PostAgain page).
+    `passkeys`: the page runs /assets/passkeys.js, a file of ours (no inline script), which
+    calls the passkeys' JSON endpoints of this origin."""
     scripts = [f"script-src 'nonce-{script_nonce}'"] if script_nonce else []
+    if passkeys:
+        scripts = ["script-src 'self'", "connect-src 'self'"]
     return "; ".join(
         [
             "default-src 'none'",
@@ -103,7 +111,9 @@ def render(
         # The same URL answers in another language for another Accept-Language (RFC 9110
         # §12.5.5); the pages are no-store, but a cache that ignores that still keys on it.
         "Vary": "Accept-Language",
-        "Content-Security-Policy": content_security_policy(form_targets, script_nonce),
+        "Content-Security-Policy": content_security_policy(
+            form_targets, script_nonce, name in PASSKEY_PAGES
+        ),
         "X-Frame-Options": "DENY",
         # Not the server-wide no-referrer: under it a browser sends `Origin: null` with the
         # page's own form post, which the sign-in form's Origin check refuses (Chromium does).
@@ -119,6 +129,7 @@ def render(
             "issuer": settings.issuer,
             "stylesheet": f"/assets/{STYLESHEET}",
             "favicon": f"/assets/{FAVICON}",
+            "passkey_script": f"/assets/{PASSKEY_SCRIPT}" if name in PASSKEY_PAGES else None,
             **context,
         },
         status_code=status,
@@ -141,6 +152,10 @@ def error_page(
 
 async def stylesheet(request: Request) -> Response:
     return _asset(request, STYLESHEET)
+
+
+async def passkey_script(request: Request) -> Response:
+    return _asset(request, PASSKEY_SCRIPT)
 
 
 async def favicon(request: Request) -> Response:

@@ -137,12 +137,13 @@ class AuthServer:
 
 
 @contextmanager
-def authserver(workdir: Path, spas: list[Spa]) -> Iterator[AuthServer]:
+def authserver(workdir: Path, spas: list[Spa], host: str = "127.0.0.1") -> Iterator[AuthServer]:
     """`authserver serve` in a subprocess, with a user and each SPA's cookie client (code flow,
     its page as redirect and post-logout URI) made by the command line first; stopped (and
-    waited for) afterwards."""
+    waited for) afterwards. `host` names the issuer's host (`localhost` for passkeys: an IP
+    address is no WebAuthn RP ID); the server listens on 127.0.0.1 either way."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     database = workdir / "authserver.db"
     env = {
         **os.environ,

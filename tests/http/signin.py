@@ -85,6 +85,15 @@ def assert_strict_headers(response: httpx.Response) -> None:
     assert 'name="referrer" content="no-referrer"' not in response.text
 
 
+# The one script a page may hold: the passkeys' file of ours (no inline script, CSP 'self').
+PASSKEY_SCRIPT = '<script src="/assets/passkeys.js" defer></script>'
+
+
+def without_our_script(html: str) -> str:
+    """The page without the passkeys' script tag: what is left holds no script at all."""
+    return html.replace(PASSKEY_SCRIPT, "", 1)
+
+
 def csrf_token(html: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert found, html

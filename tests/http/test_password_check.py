@@ -67,8 +67,9 @@ async def test_the_grant_and_the_sign_in_page_share_one_throttle_and_one_audit(
 def test_only_check_password_checks_a_password() -> None:
     """users.authenticate (argon2, the dummy hash, rehash, disabled) and throttle.guard are
     called from one function; a second caller would be a second login with its own rules.
-    The one other caller of the throttle is the second factor's check (sign_in_steps.py),
-    which must spend the same per-account budget as the password."""
+    The other callers of the throttle are the second factor's checks (sign_in_steps.py, and
+    passkeys.py's passkey after the password), which must spend the same per-account budget
+    as the password."""
     callers = set()
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -76,5 +77,10 @@ def test_only_check_password_checks_a_password() -> None:
                 name = ast.unparse(node.func)
                 if name in {"authenticate", "users.authenticate", "throttle.guard", "guard"}:
                     callers.add((path.relative_to(PACKAGE).as_posix(), name))
-    steps = "actions/sign_in_steps.py"
-    assert callers == {(HOME, "authenticate"), (HOME, "throttle.guard"), (steps, "throttle.guard")}
+    steps, passkeys = "actions/sign_in_steps.py", "actions/passkeys.py"
+    assert callers == {
+        (HOME, "authenticate"),
+        (HOME, "throttle.guard"),
+        (steps, "throttle.guard"),
+        (passkeys, "throttle.guard"),
+    }

@@ -1,0 +1,140 @@
+"""Passkeys in a real browser: Debian's Chromium with a virtual authenticator (Chrome DevTools
+Protocol WebAuthn domain: CTAP2, internal transport, resident keys, user verification), driven
+by Playwright against a real `authserver serve`. One walk through the whole story: a passkey
+registered on the account page, the browser signed out, an app's authorization request signed
+in with the passkey alone, then the password followed by the passkey as the second step.
+
+The issuer is http://localhost:PORT: an IP address cannot be a WebAuthn RP ID, and localhost is
+a secure context over plain http. Screenshots go to PASSKEY_SHOTS when it names a folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from playwright.sync_api import Page, Route, sync_playwright
+
+from tests.e2e.servers import CLIENT_ID, PASSWORD, USERNAME, AuthServer, Spa, authserver
+from tests.e2e.test_spa_chromium import ARGS, TIMEOUT_MS
+from tests.e2e.test_spa_chromium import chromium as chromium  # the fixture, shared
+from tests.http.signin import pkce_pair
+
+SPA_ORIGIN = "http://127.0.0.1:9"  # never reached: the browser's arrival there is intercepted
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
+    workdir = tmp_path_factory.mktemp("passkeys")
+    with authserver(workdir, [Spa(CLIENT_ID, SPA_ORIGIN)], host="localhost") as auth:
+        yield auth
+
+
+def shot(page: Page, name: str) -> None:
+    folder = os.environ.get("PASSKEY_SHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def sign_in_with_password(page: Page, url: str) -> None:
+    page.goto(url)
+    page.fill("#username", USERNAME)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+
+
+def test_a_passkey_registered_on_the_account_page_signs_in_alone_and_as_second_step(
+    chromium: Path,  # noqa: F811 - the fixture imported above
+    server: AuthServer,
+) -> None:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=ARGS)
+        context = browser.new_context()
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        cdp = context.new_cdp_session(page)
+        cdp.send("WebAuthn.enable")
+        options = {
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": True,
+            "hasUserVerification": True,
+            "isUserVerified": True,
+            "automaticPresenceSimulation": True,
+        }
+        authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
+        authenticator_id = authenticator["authenticatorId"]
+
+        # 1. Register on the account page (signed in with the password).
+        sign_in_with_password(page, f"{server.url}/login?then=account")
+        page.wait_for_url(f"{server.url}/account")
+        page.fill("#passkey_name", "Virtual key")
+        page.click("#passkey-register")
+        page.wait_for_url(f"{server.url}/account?done=passkey_added")
+        assert page.locator("#passkey-list").inner_text().count("Virtual key") == 1
+        shot(page, "account-with-passkey")
+        page.set_viewport_size({"width": 375, "height": 800})
+        shot(page, "account-375px")
+        page.set_viewport_size({"width": 1280, "height": 800})
+        stored = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})
+        assert [c["isResidentCredential"] for c in stored["credentials"]] == [True]
+
+        # 2. Signed out; an app's authorization request, the passkey alone signs in.
+        context.clear_cookies()
+        verifier, challenge = pkce_pair()
+        state = secrets.token_urlsafe(8)
+        params = {
+            "response_type": "code", "client_id": CLIENT_ID, "redirect_uri": SPA_ORIGIN + "/",
+            "scope": "openid", "state": state, "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }  # fmt: skip
+        arrived: list[str] = []
+
+        def at_the_app(route: Route) -> None:
+            arrived.append(route.request.url)
+            route.fulfill(status=200, content_type="text/html", body="<p>the app</p>")
+
+        page.route(f"{SPA_ORIGIN}/**", at_the_app)
+        page.goto(f"{server.url}/authorize?{urlencode(params)}")
+        page.wait_for_url(f"{server.url}/login?**")
+        assert page.locator("#passkey-sign-in").is_visible()
+        shot(page, "sign-in-page")
+        page.click("#passkey-sign-in")
+        page.wait_for_url(f"{SPA_ORIGIN}/**")
+        answer = parse_qs(urlsplit(arrived[-1]).query)
+        assert answer["state"] == [state] and answer["code"]
+        assert verifier  # the code is the app's to exchange; tests/http checks the tokens
+
+        # 3. Signed out again: the password, then the passkey as the second step.
+        context.clear_cookies()
+        sign_in_with_password(page, f"{server.url}/login?then=account")
+        page.wait_for_url(f"{server.url}/login/factor?then=account")
+        assert page.locator("#passkey-sign-in").is_visible()
+        assert page.locator("#code").is_visible()  # the code form stays
+        shot(page, "second-step")
+        page.click("#passkey-sign-in")
+        page.wait_for_url(f"{server.url}/account")
+        assert "Virtual key" in page.locator("#passkey-list").inner_text()
+
+        # 4. The authenticator refuses to verify the user: the page says so, and signs in nobody.
+        context.clear_cookies()
+        cdp.send(
+            "WebAuthn.setUserVerified",
+            {"authenticatorId": authenticator_id, "isUserVerified": False},
+        )
+        page.goto(f"{server.url}/login?then=account")
+        page.click("#passkey-sign-in")
+        error = page.locator("#passkey-error")
+        error.wait_for(state="visible")
+        assert "did not work" in error.inner_text()
+        shot(page, "sign-in-error")
+        assert not [c for c in context.cookies() if c["name"] == "authserver_session"]
+        assert not errors, errors
+        browser.close()
