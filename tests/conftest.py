@@ -54,6 +54,7 @@ TABLES = (
     "audit_events",
     "login_throttle",
     "mail_outbox",
+    "resources",
 )
 
 
