@@ -17,9 +17,15 @@ async def live_access_claims(
     services: Services, token: str, *, any_audience: bool = False
 ) -> dict[str, Any] | None:
     """The claims of a valid, unrevoked access token of ours (denylist.py); None otherwise.
-    For the default audience only, unless `any_audience` (a resource server's token too)."""
+    For the default audience only, unless `any_audience` (a registered resource's token too)."""
     verify = services.verify_any_audience if any_audience else services.verify
-    return await live_claims(token, verify=verify, denylist=services.denylist, now=services.clock())
+    claims = await live_claims(
+        token, verify=verify, denylist=services.denylist, now=services.clock()
+    )
+    if claims is None or claims["aud"] == services.settings.audience:
+        return claims
+    # A resource's token while the resource is registered: once deleted, none is live here.
+    return claims if await services.resources.get(claims["aud"]) is not None else None
 
 
 async def authenticate_bearer(services: Services, token: str | None) -> dict[str, Any]:
