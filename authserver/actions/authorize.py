@@ -24,7 +24,7 @@ from authserver.inputs import storable
 from authserver.services import Services
 from authserver.tokens.authorization_codes import CODE_TTL, AuthorizationCode, issue_code
 from authserver.tokens.pkce import check_challenge
-from authserver.tokens.resources import Resource, registered, requested_resources, scope_for
+from authserver.tokens.resources import registered, requested_resources
 from authserver.tokens.scopes import grant, parse_scope
 
 MAX_STATE = 1024
@@ -264,10 +264,12 @@ def _parse(client: Client, redirect_uri: str, given: bool, params: Params) -> Au
     )
 
 
-async def _targets(services: Services, request: AuthorizationRequest) -> tuple[Resource, ...]:
-    """The registered resources the request names; invalid_target for an unknown one."""
+async def _targets(services: Services, request: AuthorizationRequest) -> None:
+    """Every resource the request names is registered; else invalid_target. The scope granted
+    is not narrowed to theirs: each token is, to its resource's (tokens/resources.scope_for),
+    so a client asking for the same scope again at a refresh is not refused."""
     try:
-        return await registered(services.resources, request.resources)
+        await registered(services.resources, request.resources)
     except InvalidTarget as exc:
         raise _Refused("invalid_target", "The resource is not registered.") from exc
 
@@ -298,14 +300,6 @@ async def complete(
         return SignIn(request)
     client = request.client
     scope = grant(request.scope, client.scopes, user.scopes)
-    if request.resources:
-        # No more than the resources named declare: no token of this grant could carry more.
-        try:
-            scope = scope_for(scope, await _targets(services, request))
-        except _Refused as exc:  # deleted since the request was checked
-            return error_redirect(
-                services, request.redirect_uri, exc.code, exc.description, request.state
-            )
     now = services.clock()
     code = AuthorizationCode(
         client_id=client.client_id,

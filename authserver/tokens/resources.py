@@ -127,7 +127,7 @@ async def registered(store: ResourceStore, identifiers: Iterable[str]) -> tuple[
 
 def scope_for(scope: str, resources: Iterable[Resource]) -> str:
     """`scope` less what none of `resources` declares (the identity scopes stay): what a token
-    for one of them may carry, or an authorization naming them may grant."""
+    for one of them may carry."""
     declared = {*IDENTITY_SCOPES}
     for resource in resources:
         declared.update(resource.scopes)

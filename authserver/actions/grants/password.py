@@ -15,7 +15,7 @@ from authserver.clients import Client, authenticate_named
 from authserver.errors import InvalidGrant, InvalidScope, UnauthorizedClient
 from authserver.services import Services
 from authserver.tokens.refresh import start_family
-from authserver.tokens.resources import Resource, scope_for
+from authserver.tokens.resources import Resource
 from authserver.tokens.scopes import grant, parse_scope
 
 # The client, the scope it asked for, and the resource (RFC 8707) it asked a token for.
@@ -54,13 +54,11 @@ async def password_grant(
         if await services.second_factors.kinds(user.id):
             raise InvalidGrant(detail="the user has a second factor; the password grant has none")
         settings = services.settings
-        scope = grant(requested, client.scopes, user.scopes)
         rotation = await start_family(
             services.families,
             user_id=user.id,
             client_id=client.client_id,
-            # The session is for that resource alone: its refreshes may name no other.
-            scope=scope if resource is None else scope_for(scope, [resource]),
+            scope=grant(requested, client.scopes, user.scopes),
             now=services.clock(),
             refresh_ttl=settings.refresh_token_ttl,
             session_ttl=settings.session_ttl,
@@ -68,6 +66,7 @@ async def password_grant(
             # A password change committed after the check starts no session.
             password_hash=user.password_hash,
             roles=user.profile.roles,  # read with the password it checked
+            # The session is for that resource alone: its refreshes may name no other.
             resources=() if resource is None else (resource.resource,),
         )
         return await with_refresh(services, client, rotation, resource)
