@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from authserver.audit import AuditEvent
-from authserver.errors import InvalidTarget
+from authserver.errors import InvalidTarget, OAuthError
 from authserver.tokens.scopes import IDENTITY_SCOPES
 
 # The identifier is the `aud` of tokens and the key of the audit trail's target (256 chars).
@@ -77,10 +77,12 @@ def resource_problem(value: str) -> str | None:
     return None
 
 
-def _checked(value: str) -> str:
+def checked(value: str, error: type[OAuthError] = InvalidTarget) -> str:
+    """`value`, a well-formed identifier; `error` (invalid_target at the OAuth endpoints, the
+    admin API's invalid_request) saying why not."""
     problem = resource_problem(value)
     if problem is not None:
-        raise InvalidTarget(f"The resource is malformed: {problem}.")
+        raise error(f"The resource is malformed: {problem}.")
     return value
 
 
@@ -89,7 +91,7 @@ def requested_resources(values: Sequence[str]) -> tuple[str, ...]:
     InvalidTarget otherwise."""
     if len(values) > MAX_RESOURCES:
         raise InvalidTarget(f"An authorization request names at most {MAX_RESOURCES} resources.")
-    return tuple(dict.fromkeys(_checked(value) for value in values))
+    return tuple(dict.fromkeys(checked(value) for value in values))
 
 
 def requested_resource(raw: str | None) -> str | None:
@@ -100,7 +102,7 @@ def requested_resource(raw: str | None) -> str | None:
         return None
     if " " in raw:
         raise InvalidTarget("Name one resource per token request: a token is for one resource.")
-    return _checked(raw)
+    return checked(raw)
 
 
 def chosen(requested: str | None, granted: tuple[str, ...]) -> str | None:

@@ -21,7 +21,7 @@ from authserver.tokens.resources import (
     MAX_SCOPES,
     Resource,
     ResourceChanges,
-    resource_problem,
+    checked,
 )
 from authserver.tokens.scopes import valid_scope_tokens
 
@@ -59,16 +59,9 @@ def _ttl(services: Services, body: dict[str, Any]) -> int:
     return ttl
 
 
-def _identifier(value: str) -> str:
-    problem = resource_problem(value)
-    if problem is not None:
-        raise InvalidRequest(f"The resource is malformed: {problem}.")
-    return value
-
-
 async def create_resource(services: Services, actor: str, body: dict[str, Any]) -> dict[str, Any]:
     only_known_fields(body, FIELDS)
-    identifier = _identifier(string_field(body, "resource", MAX_RESOURCE))
+    identifier = checked(string_field(body, "resource", MAX_RESOURCE), InvalidRequest)
     now = services.clock()
     resource = Resource(identifier, _scopes(body), _ttl(services, body), now)
     view = resource_view(resource)
