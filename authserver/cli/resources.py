@@ -16,7 +16,7 @@ from authserver.cli.common import (
     add_json_flag,
     as_admin,
     print_one,
-    print_rows,
+    print_page,
 )
 from authserver.config import Settings
 
@@ -87,9 +87,7 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     page = as_admin(settings, lambda s: admin_resources.list_resources(s, args.limit, args.after))
-    print_rows(args, page.items, COLUMNS)
-    if page.next_after and not args.json:
-        print(f"more: --after {page.next_after}", file=sys.stderr)
+    print_page(args, page, COLUMNS)
     return 0
 
 
