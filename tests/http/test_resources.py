@@ -15,6 +15,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver_verify.errors import WrongAudience
+from authserver_verify.verifier import Fetched, Verifier
 from tests.conftest import ISSUER, Registry, assert_oauth_error, password_login
 from tests.http.signin import (
     CALLBACK,
@@ -454,3 +456,22 @@ async def test_a_deleted_resource_gets_no_more_tokens_and_its_tokens_introspect_
     # Introspection no longer calls its tokens live (services verifying offline accept them
     # until they expire: the resource is gone, no one should be asking).
     assert (await introspect(client, service, issued)) == {"active": False}
+
+
+async def test_the_verifier_kit_for_one_resource_refuses_tokens_for_another(
+    client: httpx.AsyncClient, registered: None, service: tuple[str, str]
+) -> None:
+    """What RFC 8707 is for: a service set to its own identifier accepts its tokens only, not
+    another resource's nor the default audience's (the kit's key set fetched from this app)."""
+    jwks = (await client.get("/.well-known/jwks.json")).content
+    kit = Verifier(
+        ISSUER, MCP, jwks_url=f"{ISSUER}/.well-known/jwks.json",
+        fetch=lambda url, headers: Fetched(200, jwks, None, 300),
+    )  # fmt: skip
+    for_mcp = (await service_token(client, service, resource=MCP)).json()["access_token"]
+    assert kit.verify(for_mcp)["aud"] == MCP
+    for_files = (await service_token(client, service, resource=FILES)).json()["access_token"]
+    plain = (await service_token(client, service)).json()["access_token"]
+    for token in (for_files, plain):
+        with pytest.raises(WrongAudience):
+            kit.verify(token)
