@@ -105,8 +105,9 @@ async def update_resource(
 
 
 async def delete_resource(services: Services, actor: str, identifier: str) -> None:
-    """No token is issued for it from now on (a refresh naming it is invalid_target); tokens
-    already issued live until they expire."""
+    """No token is issued for it from now on (a refresh naming it is invalid_target), and
+    introspection calls its tokens inactive; services verifying offline accept them until
+    they expire."""
     event = AuditEvent(services.clock(), actor, "resource.deleted", identifier, {})
     if not await services.resources.delete(identifier, event):
         raise NotFound("No resource has this identifier.")
