@@ -1272,11 +1272,16 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
+def template(path: str) -> str:
+    """A route's path as OpenAPI writes it: Starlette's `{name:path}` (a parameter that may
+    hold slashes, /admin/resources/{resource:path}) is `{name}`."""
+    return path.replace(":path}", "}")
+
+
 def document(issuer: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for (method, path), operation in OPERATIONS.items():
-        # Starlette's `{name:path}` (a parameter that may hold slashes) is OpenAPI's `{name}`.
-        paths.setdefault(path.replace(":path}", "}"), {})[method.lower()] = operation
+        paths.setdefault(template(path), {})[method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {
