@@ -5,6 +5,7 @@ revocation feed for resource-bound tokens."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 from urllib.parse import quote
@@ -15,6 +16,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.errors import InvalidTarget
+from authserver.services import Services
+from authserver.tokens.refresh import rotate, start_family
 from authserver_verify.errors import WrongAudience
 from authserver_verify.verifier import Fetched, Verifier
 from tests.conftest import ISSUER, Registry, assert_oauth_error, password_login
@@ -475,3 +479,26 @@ async def test_the_verifier_kit_for_one_resource_refuses_tokens_for_another(
     for token in (for_files, plain):
         with pytest.raises(WrongAudience):
             kit.verify(token)
+
+
+async def test_a_tolerated_retry_within_grace_may_name_only_a_granted_resource(
+    services: Services, registry: Registry
+) -> None:
+    """The grace path (a lost answer retried) chooses its resource by the same rule, before
+    it spends the live child."""
+    await registry.client("app", public=True, grant_types=("password", "refresh_token"),
+                          scopes=("read",))  # fmt: skip
+    user = await registry.user("alice", "correct horse", scopes=("read",))
+    now = services.clock()
+    started = await start_family(
+        services.families, user_id=user, client_id="app", scope="read", now=now,
+        refresh_ttl=3600, session_ttl=7200, resources=(MCP,),
+    )  # fmt: skip
+    store, token = services.families, started.refresh_token
+    retry = functools.partial(rotate, client_id="app", now=now, refresh_ttl=3600, grace=5)
+    await retry(store, token, resource=MCP)
+
+    with pytest.raises(InvalidTarget):  # the parent again, within grace, for FILES
+        await retry(store, token, resource=FILES)
+    retried = await retry(store, token, resource=MCP)
+    assert retried.family.resources == (MCP,)
