@@ -12,6 +12,7 @@
     ├── UnsupportedGrantType        400 unsupported_grant_type
     ├── UnsupportedTokenType        400 unsupported_token_type (RFC 7009 §2.2.1)
     ├── InvalidScope                400 invalid_scope
+    ├── InvalidTarget               400 invalid_target (RFC 8707 §2: the `resource` asked for)
     ├── InvalidToken                401 invalid_token (bearer token on a protected endpoint)
     ├── InsufficientScope           403 insufficient_scope
     ├── Conflict                    409 conflict
@@ -103,6 +104,13 @@ class InvalidScope(OAuthError):
     code = "invalid_scope"
     status = 400
     description = "The requested scope is invalid or not allowed for this client."
+
+
+class InvalidTarget(OAuthError):
+    code = "invalid_target"
+    status = 400
+    # RFC 8707 §2: "The requested resource is invalid, missing, unknown, or malformed."
+    description = "The requested resource is invalid, unknown or not granted."
 
 
 class InvalidToken(OAuthError):

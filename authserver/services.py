@@ -26,6 +26,7 @@ from authserver.tokens.access_tokens import AccessToken, mint_access_token, veri
 from authserver.tokens.authorization_codes import CodeStore
 from authserver.tokens.denylist import Denylist
 from authserver.tokens.refresh import FamilyStore
+from authserver.tokens.resources import ResourceStore
 
 
 def wall_clock() -> int:
@@ -51,6 +52,7 @@ class Services:
     links: LinkStore  # one-time links in mail, and the reset requests (links.py)
     page_limits: PageLimitStore  # request counts of the pages that send mail
     passkeys: PasskeyStore  # WebAuthn credentials and ceremonies' challenges (passkeys.py)
+    resources: ResourceStore  # the RFC 8707 resource servers: audiences of access tokens
     clock: Callable[[], int] = field(default=wall_clock)
     # Logins of this process waiting for a busy throttle bucket (throttle.Turns).
     login_turns: Turns = field(default_factory=Turns)
@@ -73,14 +75,16 @@ class Services:
         sid: str | None,
         ttl: int | None = None,
         roles: tuple[str, ...] = (),
+        audience: str | None = None,
     ) -> AccessToken:
         """Every token is signed here, with the ring as of the latest key change (a key
-        revoked in another worker of this `serve` signs nothing more: SigningKeys.current)."""
+        revoked in another worker of this `serve` signs nothing more: SigningKeys.current).
+        `audience`: a registered resource's identifier (RFC 8707); None, the default one."""
         settings = self.settings
         return mint_access_token(
             await self.keys.current(),
             issuer=settings.issuer,
-            audience=settings.audience,
+            audience=settings.audience if audience is None else audience,
             ttl=settings.access_token_ttl if ttl is None else ttl,
             now=self.clock(),
             sub=sub,
@@ -91,12 +95,26 @@ class Services:
         )
 
     def verify(self, token: str) -> dict[str, Any]:
-        """Signature and claims only; raises TokenRejected. See `introspection` for revocation."""
+        """Signature and claims only; raises TokenRejected. See `introspection` for revocation.
+        Only tokens for the default audience: this server's own endpoints (admin, /userinfo,
+        /sessions) refuse a token minted for a resource server."""
         return verify_access_token(
             token,
             self.keys.ring,
             issuer=self.settings.issuer,
             audience=self.settings.audience,
+            leeway=self.settings.clock_leeway,
+            now=self.clock(),
+        )
+
+    def verify_any_audience(self, token: str) -> dict[str, Any]:
+        """As `verify`, for a token of any audience this server mints (the default or a
+        resource's): introspection and revocation, which serve every resource server."""
+        return verify_access_token(
+            token,
+            self.keys.ring,
+            issuer=self.settings.issuer,
+            audience=None,
             leeway=self.settings.clock_leeway,
             now=self.clock(),
         )

@@ -56,6 +56,7 @@ TABLES = (
     "audit_events",
     "login_throttle",
     "mail_outbox",
+    "resources",
 )
 
 

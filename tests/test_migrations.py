@@ -43,11 +43,13 @@ from authserver.db.login_sessions import SqlLoginSessionStore
 from authserver.db.models import Base
 from authserver.db.outbox import SqlOutbox
 from authserver.db.passkeys import SqlPasskeyStore
+from authserver.db.resources import SqlResourceStore
 from authserver.db.second_factors import SqlSecondFactorStore
 from authserver.errors import InvalidGrant
 from authserver.keys.sealing import KeySealer
 from authserver.mail.compose import Mail
 from authserver.tokens.refresh import hash_token, rotate
+from authserver.tokens.resources import Resource
 from tests._postgres import scratch_database
 
 TABLES = {table.name for table in Base.metadata.sorted_tables}
@@ -576,3 +578,42 @@ async def test_0018_adds_passkeys_for_existing_users_and_takes_them_away_again(
     assert (await SqlUserStore(pooled).by_username("alice")) is not None
     await migrate.upgrade(engine)
     assert await SqlSecondFactorStore(pooled).kinds(alice.id) == []
+
+
+# --- 0019: resource servers, and the resources an authorization named -----------------------
+
+
+async def test_0019_keeps_old_sessions_on_the_default_audience_and_goes_back(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0007")
+    await seed_before_0008(engine)
+    await migrate.upgrade(engine, "0018")
+
+    await migrate.upgrade(engine)
+
+    families = SqlFamilyStore(pooled)
+    # A session from before names no resource: its tokens keep the default audience.
+    found = await families.find(hash_token(CHILD))
+    assert found is not None and found.family.resources == ()
+    code = await SqlCodeStore(pooled).find("c" * 64)
+    assert code is not None and code.code.resources == ()
+    resources = SqlResourceStore(pooled)
+    api = Resource("https://api.example/", ("read",), 300, NOW)
+    assert await resources.create(api, AuditEvent(NOW, "cli", "resource.created", api.resource))
+    assert await resources.get(api.resource) == api
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE refresh_families SET resources = :r"), {"r": api.resource})
+    rotated = await rotate(
+        families, CHILD, client_id="app", now=NOW, refresh_ttl=3600, grace=0, resource=api.resource
+    )
+    assert rotated.family.resources == (api.resource,)
+
+    # Down: the registry and the columns go; the sessions stay.
+    await migrate.downgrade(engine, "0018")
+    assert "resources" not in await table_names(engine)
+    async with engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT count(*) FROM refresh_families"))).scalar()
+    assert kept == 1
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []

@@ -19,11 +19,12 @@ from urllib.parse import urlencode
 from authserver.accounts.login_sessions import MAX_COOKIE, LoginSession, hash_session_token
 from authserver.audit import ANONYMOUS, AuditEvent
 from authserver.clients import Client
-from authserver.errors import InvalidScope, OAuthError
+from authserver.errors import InvalidScope, InvalidTarget, OAuthError
 from authserver.inputs import storable
 from authserver.services import Services
 from authserver.tokens.authorization_codes import CODE_TTL, AuthorizationCode, issue_code
 from authserver.tokens.pkce import check_challenge
+from authserver.tokens.resources import registered, requested_resources
 from authserver.tokens.scopes import grant, parse_scope
 
 MAX_STATE = 1024
@@ -50,6 +51,7 @@ class AuthorizationRequest:
     nonce: str | None
     prompt: str | None
     max_age: int | None
+    resources: tuple[str, ...] = ()  # RFC 8707: the resources named, checked well-formed
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ async def _decide(
     state = _single(params).get("state")
     try:
         request = _parse(client, redirect_uri, given, params)
+        await _targets(services, request)
     except _Refused as exc:
         return error_redirect(services, redirect_uri, exc.code, exc.description, state)
     session = await live_session(services, session_cookie)
@@ -193,7 +196,9 @@ async def resume(services: Services, params: Params) -> AuthorizationRequest | R
         return None
     client, redirect_uri, given = await trusted_target(services, params)
     try:
-        return _parse(client, redirect_uri, given, params)
+        request = _parse(client, redirect_uri, given, params)
+        await _targets(services, request)
+        return request
     except _Refused as exc:
         state = _single(params).get("state")
         return error_redirect(services, redirect_uri, exc.code, exc.description, state)
@@ -201,7 +206,9 @@ async def resume(services: Services, params: Params) -> AuthorizationRequest | R
 
 def _parse(client: Client, redirect_uri: str, given: bool, params: Params) -> AuthorizationRequest:
     names = [name for name, _ in params]
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    # RFC 8707 §2: "Multiple resource parameters MAY be used to indicate that the requested
+    # access token is intended to be used at multiple resources."
+    repeated = sorted({name for name in names if names.count(name) > 1} - {"resource"})
     if repeated:
         # RFC 6749 §3.1: request and response parameters MUST NOT be included more than once.
         raise _Refused("invalid_request", f"The parameter {repeated[0][:40]} is repeated.")
@@ -239,6 +246,10 @@ def _parse(client: Client, redirect_uri: str, given: bool, params: Params) -> Au
     prompt = values.get("prompt")
     if prompt is not None and prompt not in PROMPTS:
         raise _Refused("invalid_request", "prompt must be none or login.")
+    try:
+        resources = requested_resources([value for name, value in params if name == "resource"])
+    except InvalidTarget as exc:
+        raise _Refused("invalid_target", exc.description) from None
     return AuthorizationRequest(
         client=client,
         redirect_uri=redirect_uri,
@@ -249,7 +260,18 @@ def _parse(client: Client, redirect_uri: str, given: bool, params: Params) -> Au
         nonce=nonce,
         prompt=prompt,
         max_age=_max_age(values.get("max_age")),
+        resources=resources,
     )
+
+
+async def _targets(services: Services, request: AuthorizationRequest) -> None:
+    """Every resource the request names is registered; else invalid_target. The scope granted
+    is not narrowed to theirs: each token is, to its resource's (tokens/resources.scope_for),
+    so a client asking for the same scope again at a refresh is not refused."""
+    try:
+        await registered(services.resources, request.resources)
+    except InvalidTarget as exc:
+        raise _Refused("invalid_target", "The resource is not registered.") from exc
 
 
 def _max_age(raw: str | None) -> int | None:
@@ -290,6 +312,7 @@ async def complete(
         nonce=request.nonce,
         auth_time=session.auth_time,
         expires_at=now + CODE_TTL,
+        resources=request.resources,
     )
     value = await issue_code(services.codes, code, now)
     if value is None:  # the session ended, or the user was disabled, a moment ago

@@ -13,11 +13,19 @@ from authserver.tokens.refresh import hash_token
 INACTIVE: dict[str, Any] = {"active": False}
 
 
-async def live_access_claims(services: Services, token: str) -> dict[str, Any] | None:
-    """The claims of a valid, unrevoked access token of ours (denylist.py); None otherwise."""
-    return await live_claims(
-        token, verify=services.verify, denylist=services.denylist, now=services.clock()
+async def live_access_claims(
+    services: Services, token: str, *, any_audience: bool = False
+) -> dict[str, Any] | None:
+    """The claims of a valid, unrevoked access token of ours (denylist.py); None otherwise.
+    For the default audience only, unless `any_audience` (a registered resource's token too)."""
+    verify = services.verify_any_audience if any_audience else services.verify
+    claims = await live_claims(
+        token, verify=verify, denylist=services.denylist, now=services.clock()
     )
+    if claims is None or claims["aud"] == services.settings.audience:
+        return claims
+    # A resource's token while the resource is registered: once deleted, none is live here.
+    return claims if await services.resources.get(claims["aud"]) is not None else None
 
 
 async def authenticate_bearer(services: Services, token: str | None) -> dict[str, Any]:
@@ -35,7 +43,8 @@ async def introspect(
     # credentials of a confidential client (a resource server).
     client = await authenticate_client(services.clients, credentials, require_confidential=True)
     if token.count(".") == 2:
-        claims = await live_access_claims(services, token)
+        # Every resource server may ask, about tokens for it too (RFC 8707): `aud` says which.
+        claims = await live_access_claims(services, token, any_audience=True)
         if claims is None:
             return INACTIVE
         return {"active": True, "token_type": "Bearer", "token_use": "access_token", **claims}

@@ -52,4 +52,7 @@ async def metadata(services: Services) -> dict[str, Any]:
         # request_uri_parameter_supported must say so, as it defaults to true.
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
+        # RFC 8707: `resource` at /authorize and /token binds a token to a registered resource
+        # server (tokens/resources.py).
+        "resource_indicators_supported": True,
     }

@@ -1,8 +1,8 @@
 """`authserver` command line: serve, migrate, purge, users, clients, sessions, audit, keys, mail.
 
 Every command reads the same settings as the server and, on bad input, exits non-zero with one
-clear line per problem on stderr. The lifecycle commands run the admin API's use cases
-(authserver/actions/admin/), audited with the actor `cli`.
+clear line per problem on stderr. The lifecycle commands (and `resources`, the RFC 8707 resource
+servers) run the admin API's use cases (authserver/actions/admin/), audited with the actor `cli`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from authserver.cli.clients import add_client_lifecycle, add_create_client, add_
 from authserver.cli.common import EXIT_CODES, CommandError, add_command, add_json_flag
 from authserver.cli.keys import add_list_keys, add_revoke_key, add_rewrap_keys, add_rotate_keys
 from authserver.cli.mail import add_mail_test
+from authserver.cli.resources import add_resources_command
 from authserver.cli.server import add_migrate, add_purge, add_serve
 from authserver.cli.sessions import add_revoke_session
 from authserver.cli.users import add_create_user, add_profile_flags, add_user_lifecycle
@@ -137,6 +138,8 @@ def _parser() -> argparse.ArgumentParser:
     add_registration_flags(create_client)
     create_client.set_defaults(run=add_create_client)
     add_client_lifecycle(clients)
+
+    add_resources_command(commands)
 
     sessions = commands.add_parser("sessions", help="users' sessions").add_subparsers(
         required=True, metavar="ACTION"

@@ -20,7 +20,7 @@ from authserver.cli.common import (
     as_admin,
     format_time,
     print_one,
-    print_rows,
+    print_page,
     with_engine,
 )
 from authserver.config import Settings
@@ -123,9 +123,7 @@ CLIENT_COLUMNS = [
 
 def _list_clients(args: argparse.Namespace, settings: Settings) -> int:
     page = as_admin(settings, lambda s: admin_clients.list_clients(s, args.limit, args.after))
-    print_rows(args, page.items, CLIENT_COLUMNS)
-    if page.next_after and not args.json:
-        print(f"more: --after {page.next_after}", file=sys.stderr)
+    print_page(args, page, CLIENT_COLUMNS)
     return 0
 
 

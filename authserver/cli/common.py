@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.actions.admin import Page
 from authserver.app import build_services, prepare_schema, refuse_a_missing_kek
 from authserver.config import Settings
 from authserver.db.engine import make_engine
@@ -74,6 +76,13 @@ def print_rows(args: argparse.Namespace, rows: list[dict[str, Any]], columns: li
     for line in [columns, *cells]:
         padded = (text.ljust(width) for text, width in zip(line, widths, strict=True))
         print("  ".join(padded).rstrip())
+
+
+def print_page(args: argparse.Namespace, page: Page, columns: list[str]) -> None:
+    """A page of a list: its rows, and when it is full, where the next starts (stderr)."""
+    print_rows(args, page.items, columns)
+    if page.next_after and not args.json:
+        print(f"more: --after {page.next_after}", file=sys.stderr)
 
 
 def print_one(args: argparse.Namespace, item: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from authserver.cli.common import (
     add_json_flag,
     as_admin,
     print_one,
+    print_page,
     print_rows,
     with_engine,
 )
@@ -138,9 +139,7 @@ def _list_users(args: argparse.Namespace, settings: Settings) -> int:
     page = as_admin(
         settings, lambda s: admin_users.list_users(s, args.limit, args.after, args.username)
     )
-    print_rows(args, page.items, USER_COLUMNS)
-    if page.next_after and not args.json:
-        print(f"more: --after {page.next_after}", file=sys.stderr)
+    print_page(args, page, USER_COLUMNS)
     return 0
 
 

@@ -31,13 +31,13 @@ from authserver.tokens.authorization_codes import (
 from authserver.tokens.scopes import EVERY_USER_HOLDS
 
 _COLUMNS = """client_id, user_id, login_session_id, redirect_uri, redirect_uri_given,
-              code_challenge, scope, nonce, auth_time, expires_at, amr"""
+              code_challenge, scope, nonce, auth_time, expires_at, amr, resources"""
 
 # Only for a live login session of an enabled user, decided in the inserting statement.
 _ISSUE = text(f"""
 INSERT INTO authorization_codes (code_hash, {_COLUMNS}, created_at)
 SELECT :code_hash, :client_id, s.user_id, s.id, :redirect_uri, :redirect_uri_given,
-       :code_challenge, :scope, :nonce, s.created_at, :expires_at, s.amr, :now
+       :code_challenge, :scope, :nonce, s.created_at, :expires_at, s.amr, :resources, :now
 FROM login_sessions AS s JOIN users AS u ON u.id = s.user_id
 WHERE s.id = :login_session_id AND s.user_id = :user_id
   AND {login_session_live("s")} AND {user_enabled("u")}
@@ -71,8 +71,9 @@ _LIVE_SESSION = f"""SELECT 1 FROM login_sessions
 
 _INSERT_FAMILY = text("""
 INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
-                              login_session_id)
-VALUES (:id, :user_id, :client_id, :scope, :created_at, :expires_at, :login_session_id)
+                              login_session_id, resources)
+VALUES (:id, :user_id, :client_id, :scope, :created_at, :expires_at, :login_session_id,
+        :resources)
 """)
 
 _INSERT_TOKEN = text("""
@@ -102,8 +103,9 @@ WITH spent AS (
     RETURNING {_COLUMNS}
 ), family AS (
     INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
-                                  login_session_id)
-    SELECT :family_id, user_id, client_id, scope, :now, :family_expires_at, login_session_id
+                                  login_session_id, resources)
+    SELECT :family_id, user_id, client_id, scope, :now, :family_expires_at, login_session_id,
+           resources
     FROM spent
     RETURNING id
 ), token AS (
@@ -153,6 +155,7 @@ class SqlCodeStore:
                     "scope": code.scope,
                     "nonce": code.nonce,
                     "expires_at": code.expires_at,
+                    "resources": _joined(code.resources),
                     "now": now,
                 },
             )
@@ -220,6 +223,7 @@ class SqlCodeStore:
                         "scope": code.scope,
                         "created_at": redemption.now,
                         "expires_at": redemption.family_expires_at,
+                        "resources": _joined(code.resources),
                     },
                 )
                 await conn.execute(_INSERT_TOKEN, token)
@@ -233,6 +237,11 @@ class SqlCodeStore:
 def _holds(user_scopes: str, scope: str) -> bool:
     """`_USER_HOLDS` for SQLite: every token of `scope` is the user's or every user's."""
     return set(scope.split()) <= {*user_scopes.split(), *EVERY_USER_HOLDS}
+
+
+def _joined(resources: tuple[str, ...]) -> str | None:
+    """Space-separated (no identifier holds a space); NULL for none."""
+    return " ".join(resources) or None
 
 
 def _code(row: Any) -> AuthorizationCode:
@@ -249,4 +258,5 @@ def _code(row: Any) -> AuthorizationCode:
         expires_at=row["expires_at"],
         # NULL: a session from before 0015, signed in with the password alone.
         amr=tuple((row["amr"] or "pwd").split()),
+        resources=tuple((row["resources"] or "").split()),
     )

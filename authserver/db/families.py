@@ -25,6 +25,7 @@ from authserver.tokens.scopes import still_held
 
 _FAMILY_COLUMNS = (
     "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.expires_at, f.revoked_at, f.user_agent"
+    ", f.resources"
 )
 
 
@@ -184,6 +185,7 @@ def _family(row: Any) -> Family:
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
         user_agent=row["user_agent"],
+        resources=tuple((row["resources"] or "").split()),
     )
 
 
@@ -253,6 +255,7 @@ class SqlFamilyStore:
                     created_at=family.created_at,
                     expires_at=family.expires_at,
                     user_agent=family.user_agent,
+                    resources=" ".join(family.resources) or None,
                 )
             )
             await conn.execute(

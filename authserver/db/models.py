@@ -135,6 +135,8 @@ class FamilyRow(Base):
     # revokes what it started; NULL for password logins.
     login_session_id: Mapped[str | None] = mapped_column(String(36), index=True)
     user_agent: Mapped[str | None] = mapped_column(String(200))  # of the login that started it
+    # 0019: the RFC 8707 resources its authorization named, space-separated; NULL: none.
+    resources: Mapped[str | None] = mapped_column(Text)
 
 
 class RefreshTokenRow(Base):
@@ -227,6 +229,7 @@ class AuthorizationCodeRow(Base):
     used_at: Mapped[int | None] = mapped_column(BigInteger)
     family_id: Mapped[str | None] = mapped_column(FAMILY_ID)  # the family its first use started
     amr: Mapped[str | None] = mapped_column(String(64))  # 0015: its login session's
+    resources: Mapped[str | None] = mapped_column(Text)  # 0019: as refresh_families'
 
 
 class MailRow(Base):
@@ -365,3 +368,14 @@ class PageRequestRow(Base):
     bucket: Mapped[str] = mapped_column(String(80), primary_key=True)
     window_start: Mapped[int] = mapped_column(BigInteger)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class ResourceRow(Base):
+    """0019: resource servers (RFC 8707), the audiences of access tokens (tokens/resources.py)."""
+
+    __tablename__ = "resources"
+
+    resource: Mapped[str] = mapped_column(String(256), primary_key=True)  # an absolute URI
+    scopes: Mapped[str] = mapped_column(Text)  # space-separated
+    access_token_ttl: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(BigInteger)

@@ -21,6 +21,8 @@ MAX_BODY_BYTES = 16 * 1024
 MAX_FIELD_CHARS = 8 * 1024
 MAX_FIELDS = 32
 FORM = "application/x-www-form-urlencoded"
+# RFC 8707 §2 lets `resource` repeat, the one exception to RFC 6749 §3.1's rule.
+REPEATABLE = frozenset({"resource"})
 JSON = "application/json"
 
 
@@ -70,9 +72,14 @@ def _form_fields(body: bytes) -> dict[str, str]:
         raise InvalidRequest("The form body is malformed.") from None
     fields: dict[str, str] = {}
     for name, value in pairs:
-        if name in fields:
+        if name in fields and name in REPEATABLE:
+            # Joined with a space, which no resource identifier holds: the grant refuses the
+            # several (tokens/resources.requested_resource) with invalid_target.
+            fields[name] += " " + value
+        elif name in fields:
             raise InvalidRequest(f"The field {_safe(name)} is given more than once.")
-        fields[name] = value
+        else:
+            fields[name] = value
     return fields
 
 

@@ -186,6 +186,13 @@ PATH_KID = {"name": "kid", "in": "path", "required": True, "schema": {"type": "s
 PATH_SUB = {"name": "sub", "in": "path", "required": True, "schema": {"type": "string"}}
 PATH_CLIENT = {"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"}}
 PATH_SID = {"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}}
+PATH_RESOURCE = {
+    "name": "resource",
+    "in": "path",
+    "required": True,
+    "description": "the resource's identifier, percent-encoded (its slashes too)",
+    "schema": {"type": "string"},
+}
 PAGING = [
     {
         "name": "limit",
@@ -276,6 +283,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 "nonce",
                 "prompt",
                 "max_age",
+                "resource",  # RFC 8707: may repeat, one per resource
             )
         ],
         "responses": {
@@ -844,6 +852,48 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [PATH_CLIENT],
         "responses": {**NO_CONTENT, **_errors(400, 401, 403, 404)},
     },
+    ("POST", "/admin/resources"): {
+        "summary": "Registers a resource server (RFC 8707): the audience of its tokens.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "requestBody": _json_body(_ref("NewResource"), required=True),
+        "responses": {
+            **_json(_ref("Resource"), "registered", 201, headers=NO_STORE),
+            **_errors(400, 401, 403, 409, 413, 415),
+        },
+    },
+    ("GET", "/admin/resources"): {
+        "summary": "Every resource server, paged by identifier.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [*PAGING],
+        "responses": {**_json(_ref("ResourcePage"), "a page of resources"), **ADMIN_ERRORS},
+    },
+    ("GET", "/admin/resources/{resource:path}"): {
+        "summary": "One resource server.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_RESOURCE],
+        "responses": {**_json(_ref("Resource"), "the resource"), **_errors(400, 401, 403, 404)},
+    },
+    ("PATCH", "/admin/resources/{resource:path}"): {
+        "summary": "Changes a resource's scopes or token lifetime (for tokens issued next).",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_RESOURCE],
+        "requestBody": _json_body(_ref("ResourceChanges"), required=True),
+        "responses": {
+            **_json(_ref("Resource"), "the resource after the change"),
+            **_errors(400, 401, 403, 404, 413, 415),
+        },
+    },
+    ("DELETE", "/admin/resources/{resource:path}"): {
+        "summary": "Deletes a resource: no token is issued for it any more.",
+        "tags": ["admin"],
+        "security": ADMIN,
+        "parameters": [PATH_RESOURCE],
+        "responses": {**NO_CONTENT, **_errors(400, 401, 403, 404)},
+    },
     ("GET", "/admin/users"): {
         "summary": "Every user, paged; `username` filters by prefix.",
         "tags": ["admin"],
@@ -1026,6 +1076,47 @@ SCHEMAS: dict[str, Schema] = {
             "secret_rotated_at": {"type": ["integer", "null"]},
         },
     },
+    "Resource": {
+        "type": "object",
+        "required": ["resource", "scopes", "access_token_ttl"],
+        "properties": {
+            "resource": {
+                "type": "string",
+                "maxLength": 256,
+                "description": "an absolute URI without a fragment (RFC 8707 §2): the aud",
+            },
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "access_token_ttl": {"type": "integer", "minimum": 60},
+        },
+    },
+    "NewResource": {
+        "type": "object",
+        "required": ["resource"],
+        "properties": {
+            "resource": {"type": "string", "maxLength": 256},
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "access_token_ttl": {
+                "type": "integer",
+                "minimum": 60,
+                "description": "at most AUTHSERVER_ACCESS_TOKEN_TTL, its default",
+            },
+        },
+    },
+    "ResourceChanges": {
+        "type": "object",
+        "properties": {
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "access_token_ttl": {"type": "integer", "minimum": 60},
+        },
+    },
+    "ResourcePage": {
+        "type": "object",
+        "required": ["resources", "next_after"],
+        "properties": {
+            "resources": {"type": "array", "items": _ref("Resource")},
+            "next_after": {"type": ["string", "null"]},
+        },
+    },
     "ClientPage": {
         "type": "object",
         "required": ["clients", "next_after"],
@@ -1145,12 +1236,13 @@ SCHEMAS: dict[str, Schema] = {
                 "code",
                 "redirect_uri",
                 "code_verifier",
+                "resource",
             ),
         },
     },
     "RefreshRequest": {
         "type": "object",
-        "properties": _strings("refresh_token", "client_id", "client_secret"),
+        "properties": _strings("refresh_token", "client_id", "client_secret", "resource"),
     },
     "TokenQuery": {
         "type": "object",
@@ -1285,10 +1377,16 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
+def template(path: str) -> str:
+    """A route's path as OpenAPI writes it: Starlette's `{name:path}` (a parameter that may
+    hold slashes, /admin/resources/{resource:path}) is `{name}`."""
+    return path.replace(":path}", "}")
+
+
 def document(issuer: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for (method, path), operation in OPERATIONS.items():
-        paths.setdefault(path, {})[method.lower()] = operation
+        paths.setdefault(template(path), {})[method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {

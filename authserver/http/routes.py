@@ -27,6 +27,7 @@ from authserver.http import (
 from authserver.http.admin import audit
 from authserver.http.admin import clients as admin_clients
 from authserver.http.admin import keys as admin_keys
+from authserver.http.admin import resources as admin_resources
 from authserver.http.admin import sessions as admin_sessions
 from authserver.http.admin import users as admin_users
 
@@ -87,6 +88,12 @@ routes = [
     Route(
         "/admin/clients/{client_id}/secret", admin_clients.rotate_client_secret, methods=["POST"]
     ),
+    # RFC 8707 resource servers; the identifier is percent-encoded, its slashes included.
+    Route("/admin/resources", admin_resources.create_resource, methods=["POST"]),
+    Route("/admin/resources", admin_resources.list_resources, methods=["GET"]),
+    Route("/admin/resources/{resource:path}", admin_resources.show_resource, methods=["GET"]),
+    Route("/admin/resources/{resource:path}", admin_resources.update_resource, methods=["PATCH"]),
+    Route("/admin/resources/{resource:path}", admin_resources.delete_resource, methods=["DELETE"]),
     Route("/admin/users", admin_users.list_users, methods=["GET"]),
     Route("/admin/users/{sub}", admin_users.show_user, methods=["GET"]),
     Route("/admin/users/{sub}", admin_users.update_user, methods=["PATCH"]),

@@ -75,12 +75,13 @@ def verify_access_token(
     ring: KeyRing,
     *,
     issuer: str,
-    audience: str,
+    audience: str | None,
     leeway: int,
     now: int | None = None,
 ) -> dict[str, Any]:
     """`now` is the clock the tokens were minted with (default: the wall clock); exp and iat
-    are checked against it here, because PyJWT only knows the wall clock."""
+    are checked against it here, because PyJWT only knows the wall clock. `audience` None:
+    any `aud` (a string) this server minted, the signature being ours."""
     try:
         # Size, compact JWS, base64url, JSON objects without duplicate members, no header
         # naming a key, an accepted alg, a kid, typ at+jwt: as every service checks it.
@@ -104,10 +105,13 @@ def verify_access_token(
                 "require": ["exp", "iat", "iss", "aud", "sub", "jti", "client_id"],
                 "verify_exp": False,
                 "verify_iat": False,
+                "verify_aud": audience is not None,
             },
         )
     except jwt.PyJWTError as exc:
         raise TokenRejected(type(exc).__name__) from None
+    if not isinstance(claims["aud"], str):
+        raise TokenRejected("aud must be one string")  # we mint one audience per token
     _check_times(claims, int(time.time()) if now is None else now, leeway)
     # Each of these goes on to a database query (denylist, session, revocation): a value no
     # store can hold makes the token invalid, not the query a 500.

@@ -48,6 +48,7 @@ class AuthorizationCode:
     auth_time: int
     expires_at: int
     amr: tuple[str, ...] = ("pwd",)  # its login session's (login_sessions.LoginSession.amr)
+    resources: tuple[str, ...] = ()  # RFC 8707: what the request named (tokens/resources.py)
 
 
 @dataclass(frozen=True)
@@ -128,11 +129,10 @@ def new_code() -> str:
 async def issue_code(store: CodeStore, code: AuthorizationCode, now: int) -> str | None:
     """The code's value, or None when its login session ended or its user was disabled."""
     value = new_code()
-    issued = AuditEvent(
-        now, code.user_id, "code.issued", code.client_id,
-        {"client_id": code.client_id, "scope": code.scope, "redirect_uri": code.redirect_uri},
-        user=code.user_id,
-    )  # fmt: skip
+    detail = {"client_id": code.client_id, "scope": code.scope, "redirect_uri": code.redirect_uri}
+    if code.resources:
+        detail["resources"] = " ".join(code.resources)
+    issued = AuditEvent(now, code.user_id, "code.issued", code.client_id, detail, user=code.user_id)
     return value if await store.issue(hash_token(value), code, now, [issued]) else None
 
 
@@ -175,8 +175,9 @@ async def redeem_code(
         code = await store.redeem(redemption)
         if code is not None:
             family = Family(
-                redemption.family_id, code.user_id, client_id, code.scope, now, family_expires_at
-            )
+                redemption.family_id, code.user_id, client_id, code.scope, now,
+                family_expires_at, resources=code.resources,
+            )  # fmt: skip
             return Exchange(code, family, token, redemption.token_expires_at)
     stored = await store.find(code_hash)
     if stored is None:

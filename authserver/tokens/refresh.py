@@ -17,6 +17,7 @@ from typing import Protocol
 
 from authserver.audit import AuditEvent, AuditLog
 from authserver.errors import InvalidGrant
+from authserver.tokens.resources import chosen
 from authserver.tokens.scopes import narrow, still_held
 
 
@@ -30,6 +31,9 @@ class Family:
     expires_at: int  # absolute end of the session
     revoked_at: int | None = None
     user_agent: str | None = None  # of the login that started it, cut to USER_AGENT_MAX
+    # RFC 8707: the resources its authorization named; each access token is for one of them
+    # (resources.chosen). None named: the default audience.
+    resources: tuple[str, ...] = ()
 
 
 USER_AGENT_MAX = 200
@@ -211,13 +215,16 @@ async def start_family(
     user_agent: str | None = None,
     password_hash: str | None = None,
     roles: tuple[str, ...] = (),
+    resources: tuple[str, ...] = (),
 ) -> Rotation:
     """Starts a session; its `login.succeeded` audit event commits with it. InvalidGrant when
     the user was disabled or deleted meanwhile, or their password changed since `password_hash`
     was checked (the password was checked before, in a thread: the store decides, as it
     commits)."""
     agent = user_agent[:USER_AGENT_MAX] if user_agent else None
-    family = Family(new_family_id(), user_id, client_id, scope, now, now + session_ttl, None, agent)
+    family = Family(
+        new_family_id(), user_id, client_id, scope, now, now + session_ttl, None, agent, resources
+    )
     token = new_refresh_token()
     expires_at = min(now + refresh_ttl, family.expires_at)
     login = AuditEvent(
@@ -246,6 +253,7 @@ async def rotate(
     grace: int,
     requested: tuple[str, ...] | None = None,
     audit: AuditLog | None = None,
+    resource: str | None = None,
 ) -> Rotation:
     """Spends `presented` and returns its successor, or raises InvalidGrant.
 
@@ -254,7 +262,8 @@ async def rotate(
     ago, is answered with a fresh token instead (lost responses, several browser tabs).
     `requested` narrows the scope (`scopes.narrow`) on every path, checked before anything
     is spent: a wider scope is InvalidScope and spends nothing, except that a spent token
-    outside the grace rule is reuse whatever it asks for.
+    outside the grace rule is reuse whatever it asks for. Likewise a `resource` (RFC 8707) the
+    family was not granted is InvalidTarget, and spends nothing.
 
     Every reuse is audited here, where it is decided: `refresh.reuse_detected` with the
     decision (`revoked`, committed with the revocation itself; or `tolerated` under grace,
@@ -264,12 +273,13 @@ async def rotate(
     new_token = new_refresh_token()
     new_hash = hash_token(new_token)
     expires_at = now + refresh_ttl
-    if requested is not None:
+    if requested is not None or resource is not None:
         # Before spending, so a bad request does not cost the holder their token. A spent
         # token goes on below, so asking for more never shields a replay from detection.
         unspent = await store.find(presented_hash)
         if unspent is not None and unspent.spent_at is None:
             narrow(requested, unspent.family.scope)
+            chosen(resource, unspent.family.resources)
     spent = await store.spend(presented_hash, client_id, now, new_hash, expires_at)
     if spent is not None:
         family = spent.family
@@ -287,6 +297,7 @@ async def rotate(
     if grace > 0 and now - state.spent_at <= grace:
         # The tolerated retry gets no more than the session holds: checked before its spend.
         scope = narrow(requested, state.family.scope)
+        chosen(resource, state.family.resources)
         spent = await store.spend_successor(
             presented_hash, client_id, now, now - grace, new_hash, expires_at
         )

@@ -127,9 +127,10 @@ def _probes() -> list[tuple[str, str]]:
                 continue
             path = route.path
             for name in route.param_convertors:
-                probes.append((method, path.replace("{" + name + "}", "%00", 1)))
+                # `{name}` or `{name:path}` (a parameter that may hold slashes).
+                probes.append((method, re.sub(r"\{" + name + r"(:\w+)?\}", "%00", path, count=1)))
             if method == "GET":
-                probes.append((method, re.sub(r"\{\w+\}", "x", path) + "?after=%00"))
+                probes.append((method, re.sub(r"\{\w+(:\w+)?\}", "x", path) + "?after=%00"))
     probes += [
         ("GET", "/admin/users?username=%00"),
         ("GET", "/admin/users?after=a%00b&limit=5"),

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from authlib.common.errors import AuthlibBaseError as OAuthError
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oidc.core import CodeIDToken
@@ -20,6 +21,9 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
+from authserver.accounts.users import UserChanges
+from authserver.audit import AuditEvent
+from authserver.tokens.resources import Resource
 from tests.conftest import Registry
 from tests.http.test_verify_live import Live
 from tests.interop.browser import CALLBACK, INSECURE_COOKIES, browser_sign_in
@@ -163,3 +167,58 @@ async def test_authlib_refuses_an_id_token_for_another_nonce(
 
     with pytest.raises(Exception, match="nonce"):
         _id_token_claims(metadata, jwks, token, "another")
+
+
+async def test_authlib_asks_for_a_resource_at_each_step_and_gets_tokens_for_it_alone(
+    live: Live, http: httpx.AsyncClient
+) -> None:
+    """RFC 8707 as a generic client sends it: Authlib passes `resource` through as an extra
+    parameter of the authorization URL, the code exchange and the refresh (the MCP clients'
+    way), and reads invalid_target as the OAuth error it is."""
+    api, other = "https://mcp.example/mcp", "https://other.example/"
+    for resource, scopes in ((api, ("tools",)), (other, ("files",))):
+        event = AuditEvent(0, "test", "resource.created", resource)
+        assert await live.services.resources.create(Resource(resource, scopes, 300), event)
+    await Registry(live.services).client(
+        RP,
+        public=True,
+        grant_types=("authorization_code", "refresh_token"),
+        scopes=("openid", "tools", "files"),
+        redirect_uris=(CALLBACK,),
+    )
+    alice = await live.services.users.by_username("alice")
+    assert alice is not None
+    assert await live.services.users.update(alice.id, UserChanges(("tools", "files")), [])
+    metadata = await _discovery(http)
+    assert metadata["resource_indicators_supported"] is True
+    session = OAuth2Session(
+        RP, token_endpoint_auth_method="none", scope="openid tools files", redirect_uri=CALLBACK,
+        code_challenge_method="S256",
+    )  # fmt: skip
+    session.trust_env = False
+    verifier = generate_token(64)
+    url, state = session.create_authorization_url(
+        metadata["authorization_endpoint"], code_verifier=verifier, resource=api
+    )
+    assert parse_qs(urlsplit(url).query)["resource"] == [api]
+    callback = await browser_sign_in(url)
+    token = session.fetch_token(
+        metadata["token_endpoint"], authorization_response=callback, state=state,
+        code_verifier=verifier, resource=api,
+    )  # fmt: skip
+    published = (await http.get(metadata["jwks_uri"])).json()
+    jwks = KeySet.import_key_set(published)
+    algorithms = JWSRegistry(algorithms=metadata["access_token_signing_alg_values_supported"])
+    access = jwt.decode(token["access_token"], jwks, registry=algorithms).claims
+    assert access["aud"] == api and token["scope"] == "openid tools"  # files: not the API's
+    assert token["expires_in"] == 300
+
+    refreshed = session.refresh_token(
+        metadata["token_endpoint"], refresh_token=token["refresh_token"], resource=api
+    )
+    assert jwt.decode(refreshed["access_token"], jwks, registry=algorithms).claims["aud"] == api
+    with pytest.raises(OAuthError) as refused:  # never granted: RFC 8707 §2.2
+        session.refresh_token(
+            metadata["token_endpoint"], refresh_token=refreshed["refresh_token"], resource=other
+        )
+    assert refused.value.error == "invalid_target"

@@ -10,6 +10,13 @@ from authserver.clients import Client, ClientCredentials
 from authserver.errors import InvalidRequest
 from authserver.services import Services
 from authserver.tokens.refresh import Rotation
+from authserver.tokens.resources import (
+    Resource,
+    chosen,
+    registered,
+    requested_resource,
+    scope_for,
+)
 
 
 @dataclass(frozen=True)
@@ -44,23 +51,27 @@ class GrantRequest:
 Grant = Callable[[Services, GrantRequest, Client | None], Awaitable[TokenResponse]]
 
 
-async def with_refresh(services: Services, client: Client, rotation: Rotation) -> TokenResponse:
+async def with_refresh(
+    services: Services, client: Client, rotation: Rotation, resource: Resource | None = None
+) -> TokenResponse:
     family = rotation.family
     # An access token never outlives its session, so verifiers that only read the JWT stop
     # accepting it when the family's absolute lifetime ends.
-    ttl = min(services.settings.access_token_ttl, family.expires_at - services.clock())
+    ttl = min(token_ttl(services, resource), family.expires_at - services.clock())
+    scope = rotation.scope if resource is None else scope_for(rotation.scope, [resource])
     access = await services.mint(
         sub=family.user_id,
         client_id=client.client_id,
-        scope=rotation.scope,
+        scope=scope,
         sid=family.id,
         ttl=ttl,
         roles=rotation.roles,
+        audience=None if resource is None else resource.resource,
     )
     return TokenResponse(
         access.token,
         ttl,
-        rotation.scope,
+        scope,
         refresh_token=rotation.refresh_token,
         refresh_expires_at=rotation.expires_at,
         refresh_delivery=client.refresh_delivery,
@@ -73,3 +84,36 @@ def required_field(fields: Fields, name: str) -> str:
     if not value:
         raise InvalidRequest(f"{name} is required.")
     return value
+
+
+async def resource_asked(services: Services, fields: Fields) -> Resource | None:
+    """The registered resource the token request names in `resource` (RFC 8707 §2), None
+    when it names none; invalid_target for a malformed, unknown or repeated one."""
+    return await resource_of(services, requested_resource(fields.get("resource")))
+
+
+async def resource_of(services: Services, identifier: str | None) -> Resource | None:
+    """The registered resource a grant chose (None: the default audience); invalid_target
+    when it was deleted since it was granted."""
+    if identifier is None:
+        return None
+    (resource,) = await registered(services.resources, [identifier])
+    return resource
+
+
+async def resource_granted(
+    services: Services, wanted: Resource | None, granted: tuple[str, ...]
+) -> Resource | None:
+    """RFC 8707 §2.2: the resource of a code exchange's or refresh's token, among those the
+    authorization named (`granted`): the one the request asked for (`wanted`), else the first
+    named, else none (the default audience)."""
+    asked = None if wanted is None else wanted.resource
+    picked = chosen(asked, granted)
+    return wanted if picked == asked else await resource_of(services, picked)
+
+
+def token_ttl(services: Services, resource: Resource | None) -> int:
+    """The access token's lifetime: the resource's, never past AUTHSERVER_ACCESS_TOKEN_TTL,
+    which the revocation feed, the purge and key retirement count on as the longest."""
+    ttl = services.settings.access_token_ttl
+    return ttl if resource is None else min(ttl, resource.access_token_ttl)

@@ -6,13 +6,21 @@ from __future__ import annotations
 from dataclasses import replace
 
 from authserver.accounts.profiles import identity_claims
-from authserver.actions.grants import GrantRequest, TokenResponse, required_field, with_refresh
+from authserver.actions.grants import (
+    GrantRequest,
+    TokenResponse,
+    required_field,
+    resource_asked,
+    resource_granted,
+    with_refresh,
+)
 from authserver.clients import Client, authenticate_named
 from authserver.errors import InvalidGrant, UnauthorizedClient
 from authserver.services import Services
 from authserver.tokens.authorization_codes import redeem_code
 from authserver.tokens.id_tokens import mint_id_token
-from authserver.tokens.refresh import Rotation
+from authserver.tokens.refresh import Rotation, hash_token
+from authserver.tokens.resources import chosen
 from authserver.tokens.scopes import OPENID
 
 
@@ -26,6 +34,13 @@ async def authorization_code_grant(
     if "authorization_code" not in client.grant_types:
         raise UnauthorizedClient()
     code = required_field(fields, "code")
+    wanted = await resource_asked(services, fields)  # unknown: invalid_target
+    if wanted is not None:
+        # RFC 8707 §2.2: a resource the authorization did not name is invalid_target; told
+        # before the code is spent, so the client may exchange it right.
+        stored = await services.codes.find(hash_token(code))
+        if stored and stored.used_at is None and stored.code.client_id == client.client_id:
+            chosen(wanted.resource, stored.code.resources)
     settings = services.settings
     exchange = await redeem_code(
         services.codes,
@@ -52,7 +67,8 @@ async def authorization_code_grant(
         redeemed.scope,
         user.profile.roles,
     )
-    issued = await with_refresh(services, client, rotation)
+    resource = await resource_granted(services, wanted, redeemed.resources)
+    issued = await with_refresh(services, client, rotation, resource)
     scopes = redeemed.scope.split()
     if OPENID not in scopes:
         return issued

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from authserver.actions.grants import GrantRequest, TokenResponse
+from authserver.actions.grants import GrantRequest, TokenResponse, resource_asked, token_ttl
 from authserver.clients import Client, authenticate_named
 from authserver.errors import UnauthorizedClient
 from authserver.services import Services
+from authserver.tokens.resources import scope_for
 from authserver.tokens.scopes import grant, parse_scope
 
 
@@ -18,8 +19,17 @@ async def client_credentials_grant(
     if client.is_public or "client_credentials" not in client.grant_types:
         raise UnauthorizedClient()
     scope = grant(parse_scope(fields.get("scope")), client.scopes, None)
+    resource = await resource_asked(services, fields)
+    if resource is not None:
+        scope = scope_for(scope, [resource])
+    ttl = token_ttl(services, resource)
     # RFC 9068 §2.2: with no resource owner, sub is the client's own identifier.
     access = await services.mint(
-        sub=client.client_id, client_id=client.client_id, scope=scope, sid=None
+        sub=client.client_id,
+        client_id=client.client_id,
+        scope=scope,
+        sid=None,
+        ttl=ttl,
+        audience=None if resource is None else resource.resource,
     )
-    return TokenResponse(access.token, services.settings.access_token_ttl, scope)
+    return TokenResponse(access.token, ttl, scope)

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from authserver.accounts.users import User
-from authserver.actions.grants import GrantRequest, TokenResponse, required_field, with_refresh
+from authserver.actions.grants import (
+    GrantRequest,
+    TokenResponse,
+    required_field,
+    resource_asked,
+    with_refresh,
+)
 from authserver.actions.sign_in import Credentials, check_password
 from authserver.clients import Client, authenticate_named
 from authserver.errors import InvalidGrant, InvalidScope, UnauthorizedClient
 from authserver.services import Services
 from authserver.tokens.refresh import start_family
+from authserver.tokens.resources import Resource
 from authserver.tokens.scopes import grant, parse_scope
 
-Checked = tuple[Client, tuple[str, ...] | None]  # the client, and the scope it asked for
+# The client, the scope it asked for, and the resource (RFC 8707) it asked a token for.
+Checked = tuple[Client, tuple[str, ...] | None, Resource | None]
 
 
 async def password_grant(
@@ -33,11 +41,13 @@ async def password_grant(
         requested = parse_scope(fields.get("scope"))
         if requested is not None and not set(requested) <= set(client.scopes):
             raise InvalidScope()
+        # Before the password is checked: a bad resource is no failed login.
+        resource = await resource_asked(services, fields)
         audit: dict[str, str | None] = {"client_id": client.client_id}
-        return Credentials(username, password, audit, (client, requested))
+        return Credentials(username, password, audit, (client, requested, resource))
 
     async def then(checked: Checked, user: User) -> TokenResponse:
-        client, requested = checked
+        client, requested, resource = checked
         # The grant has no step for a second factor: a password alone must not sign in a
         # user who enrolled one. Refused as a wrong password is (and counted as one), so the
         # answer does not tell a guesser the password was right.
@@ -56,8 +66,10 @@ async def password_grant(
             # A password change committed after the check starts no session.
             password_hash=user.password_hash,
             roles=user.profile.roles,  # read with the password it checked
+            # The session is for that resource alone: its refreshes may name no other.
+            resources=() if resource is None else (resource.resource,),
         )
-        return await with_refresh(services, client, rotation)
+        return await with_refresh(services, client, rotation, resource)
 
     return await check_password(
         services,

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from authserver.actions.grants import GrantRequest, TokenResponse, required_field, with_refresh
+from authserver.actions.grants import (
+    GrantRequest,
+    TokenResponse,
+    required_field,
+    resource_asked,
+    resource_granted,
+    with_refresh,
+)
 from authserver.clients import Client, authenticate_named
 from authserver.errors import UnauthorizedClient
 from authserver.services import Services
@@ -21,6 +28,9 @@ async def refresh_token_grant(
     if "refresh_token" not in client.grant_types:
         raise UnauthorizedClient()
     presented = required_field(fields, "refresh_token")
+    # RFC 8707 §2.2: a refresh may ask for a token for any one resource its authorization
+    # named; one it did not is invalid_target, checked before the token is spent.
+    wanted = await resource_asked(services, fields)  # unknown: invalid_target, nothing spent
     settings = services.settings
     rotation = await rotate(
         services.families,
@@ -31,5 +41,7 @@ async def refresh_token_grant(
         grace=settings.refresh_reuse_grace,
         requested=parse_scope(fields.get("scope")),
         audit=services.audit,
+        resource=None if wanted is None else wanted.resource,
     )
-    return await with_refresh(services, client, rotation)
+    resource = await resource_granted(services, wanted, rotation.family.resources)
+    return await with_refresh(services, client, rotation, resource)
