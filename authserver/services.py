@@ -71,6 +71,7 @@ class Services:
         sid: str | None,
         ttl: int | None = None,
         roles: tuple[str, ...] = (),
+        signed_in: tuple[tuple[str, ...], int] | None = None,
     ) -> AccessToken:
         """Every token is signed here, with the ring as of the latest key change (a key
         revoked in another worker of this `serve` signs nothing more: SigningKeys.current)."""
@@ -86,6 +87,7 @@ class Services:
             scope=scope,
             sid=sid,
             roles=roles,
+            signed_in=signed_in,
         )
 
     def verify(self, token: str) -> dict[str, Any]:

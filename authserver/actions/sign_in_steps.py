@@ -5,12 +5,18 @@
         └──(a factor enrolled)──▶ awaiting the second factor ──(TOTP or recovery code)──▶ signed in
                                       (5 minutes, single use)
 
+    signed in (pwd) ──(/authorize asks for mfa: a step-up)──(TOTP or recovery code)──▶ signed in
+                                                                                       (mfa)
+
 "Signed in" is a login session (login_sessions.py), and only that: the single sign-on of
 /authorize, the account page and every token. "Awaiting the second factor" is a pending sign-in
 (login_sessions.PendingSignIn), kept server-side by the SHA-256 of a cookie of its own, so
 nothing the browser sends can say the password was checked or for whom; and since it is no login
-session, nothing that looks for one finds it. Later steps (a passkey alone, step-up at
-/authorize for `acr_values=mfa`) are more arrows into the same two states.
+session, nothing that looks for one finds it. A step-up (authorize.StepUp: `acr_values=mfa`
+or a `require_mfa` client, and a session signed in with the password alone) needs no pending
+sign-in: the browser's live login session is the state, and the factor upgrades it in place
+(its amr, its auth_time, and a new cookie, in one statement). Later steps (a passkey alone)
+are more arrows into the same states.
 
 Throttling: the password step settles as a step, not a success (throttle.guard's `clears`), so
 the username's failure counts are cleared only by a completed sign-in; a wrong code counts
@@ -28,9 +34,11 @@ from authserver.accounts.login_sessions import (
     PENDING_TTL,
     LoginSession,
     PendingSignIn,
+    acr_of,
     hash_session_token,
     new_session_token,
     start_login_session,
+    stepped_up,
 )
 from authserver.accounts.second_factors import DIGITS, accept_totp, spend_recovery_code
 from authserver.accounts.users import User
@@ -40,6 +48,7 @@ from authserver.actions.authorize import (
     Redirect,
     SignIn,
     complete,
+    live_session,
     local_page_after,
     resume,
 )
@@ -48,6 +57,7 @@ from authserver.errors import InvalidGrant, SlowDown
 from authserver.services import Services
 
 TOTP_METHOD, RECOVERY_METHOD = "totp", "recovery_code"
+OTP = ("otp",)  # RFC 8176 §2: either is a one-time password
 
 
 @dataclass(frozen=True)
@@ -113,12 +123,16 @@ def password_step_clears(result: object) -> bool:
 
 
 async def pending_request(
-    services: Services, params: Params, pending_cookie: str | None
+    services: Services,
+    params: Params,
+    pending_cookie: str | None,
+    session_cookie: str | None = None,
 ) -> AuthorizationRequest | Redirect | None | StartAgain:
     """GET /login/factor: the authorization request (as `resume`), or StartAgain when the
-    browser has no pending sign-in."""
+    browser has no pending sign-in nor a login session to step up."""
     if await _pending(services, pending_cookie) is None:
-        return StartAgain()
+        if pending_cookie or await _to_step_up(services, session_cookie) is None:
+            return StartAgain()
     return await resume(services, params)
 
 
@@ -138,40 +152,17 @@ async def second_factor(
     target = await resume(services, params)
     if isinstance(target, Redirect):
         return target
+    if not pending_cookie:
+        return await _step_up(services, params, target, replaces, code, address)
     pending = await _pending(services, pending_cookie)
     user = None if pending is None else await services.users.by_id(pending.user_id)
-    if pending is None or pending_cookie is None or user is None:
+    if pending is None or user is None:
         return StartAgain()
-
-    async def attempt() -> str:
-        now = services.clock()
-        typed = "".join(code.split())
-        if len(typed) == DIGITS:
-            sealer = services.factor_sealer
-            if await accept_totp(services.second_factors, sealer, user.id, typed, now):
-                return TOTP_METHOD
-        elif await spend_recovery_code(services.second_factors, user.id, typed, now):
-            return RECOVERY_METHOD
-        detail = {"client_id": pending.client_id, "via": "sign_in_page"}
-        failed = AuditEvent(
-            now, user.id, "login.second_factor_failed", user.id, detail, user=user.id
-        )
-        await services.audit.record([failed])
-        raise InvalidGrant(detail="wrong second-factor code")
-
-    try:
-        method = await throttle.guard(
-            services.throttle,
-            username=user.username,
-            address=address,
-            clock=services.clock,
-            turns=services.login_turns,
-            attempt=attempt,
-        )
-    except InvalidGrant:
+    method = await _check_code(services, user, code, address, pending.client_id, "sign_in_page")
+    if method is None:
         return FactorAgain(target)
-    except SlowDown as exc:
-        return FactorAgain(target, exc.retry_after or 1)
+    if isinstance(method, int):
+        return FactorAgain(target, method)
     now = services.clock()
     # Spent once: of two tabs finishing one pending sign-in, one goes on.
     if await services.pending_sign_ins.release(hash_session_token(pending_cookie), now) is None:
@@ -191,6 +182,87 @@ async def second_factor(
         page = local_page_after(params)
         return SignedIn(session, cookie, None if page is None else Redirect(page))
     return SignedIn(session, cookie, await complete(services, target, session))
+
+
+async def _check_code(
+    services: Services, user: User, code: str, address: str | None, client_id: str | None,
+    via: str,
+) -> str | int | None:  # fmt: skip
+    """The method of a right code (TOTP_METHOD, RECOVERY_METHOD), spent; None for a wrong one
+    (audited, counted as a wrong password); the seconds to wait when throttled."""
+
+    async def attempt() -> str:
+        now = services.clock()
+        typed = "".join(code.split())
+        if len(typed) == DIGITS:
+            sealer = services.factor_sealer
+            if await accept_totp(services.second_factors, sealer, user.id, typed, now):
+                return TOTP_METHOD
+        elif await spend_recovery_code(services.second_factors, user.id, typed, now):
+            return RECOVERY_METHOD
+        detail = {"client_id": client_id, "via": via}
+        failed = AuditEvent(
+            now, user.id, "login.second_factor_failed", user.id, detail, user=user.id
+        )
+        await services.audit.record([failed])
+        raise InvalidGrant(detail="wrong second-factor code")
+
+    try:
+        return await throttle.guard(
+            services.throttle,
+            username=user.username,
+            address=address,
+            clock=services.clock,
+            turns=services.login_turns,
+            attempt=attempt,
+        )
+    except InvalidGrant:
+        return None
+    except SlowDown as exc:
+        return exc.retry_after or 1
+
+
+async def _to_step_up(services: Services, cookie: str | None) -> LoginSession | None:
+    """The browser's live login session if a second factor would step it up: signed in
+    without one, by a user who has one."""
+    session = await live_session(services, cookie)
+    if session is None or acr_of(session.amr) == "mfa":
+        return None
+    return session if await services.second_factors.kinds(session.user_id) else None
+
+
+async def _step_up(
+    services: Services, params: Params, target: AuthorizationRequest | None,
+    cookie: str | None, code: str, address: str | None,
+) -> Redirect | FactorAgain | StartAgain | SignedIn:  # fmt: skip
+    """POST /login/factor for a live login session (no pending sign-in): the code checked as
+    a sign-in's, then the session upgraded in one statement (login_sessions.step_up), and the
+    authorization request completed with it."""
+    session = await _to_step_up(services, cookie)
+    user = None if session is None else await services.users.by_id(session.user_id)
+    if session is None or cookie is None or user is None:
+        return StartAgain()
+    client_id = target.client.client_id if target else None
+    method = await _check_code(services, user, code, address, client_id, "step_up")
+    if method is None:
+        return FactorAgain(target)
+    if isinstance(method, int):
+        return FactorAgain(target, method)
+    now, new_cookie = services.clock(), new_session_token()
+    upgraded = await services.login_sessions.step_up(
+        hash_session_token(cookie), user.id, stepped_up(session.amr, OTP), now,
+        services.settings.login_session_idle_ttl, hash_session_token(new_cookie),
+    )  # fmt: skip
+    if upgraded is None:  # ended, or stepped up by another tab, a moment ago
+        return StartAgain()
+    detail = {"client_id": client_id, "via": "step_up", "method": method}
+    await services.audit.record(
+        [AuditEvent(now, user.id, "login.second_factor", user.id, detail, user=user.id)]
+    )
+    if target is None:
+        page = local_page_after(params)
+        return SignedIn(upgraded, new_cookie, None if page is None else Redirect(page))
+    return SignedIn(upgraded, new_cookie, await complete(services, target, upgraded))
 
 
 async def _pending(services: Services, cookie: str | None) -> PendingSignIn | None:

@@ -23,8 +23,11 @@ from authserver.db.predicates import client_enabled, client_may_refresh, user_en
 from authserver.tokens.refresh import Family, Session, Spent, TokenState, family_revoked
 from authserver.tokens.scopes import still_held
 
+# amr and auth_time ride along: the rotating statement returns them, so every access token of
+# a family says how its user signed in, with no read of its own.
 _FAMILY_COLUMNS = (
-    "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.expires_at, f.revoked_at, f.user_agent"
+    "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.expires_at, f.revoked_at, f.user_agent,"
+    " f.amr, f.auth_time"
 )
 
 
@@ -184,6 +187,8 @@ def _family(row: Any) -> Family:
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
         user_agent=row["user_agent"],
+        amr=None if row["amr"] is None else tuple(row["amr"].split()),
+        auth_time=row["auth_time"],
     )
 
 
@@ -253,6 +258,8 @@ class SqlFamilyStore:
                     created_at=family.created_at,
                     expires_at=family.expires_at,
                     user_agent=family.user_agent,
+                    amr=None if family.amr is None else " ".join(family.amr),
+                    auth_time=family.auth_time,
                 )
             )
             await conn.execute(

@@ -168,15 +168,18 @@ def _form(
 async def factor_form(request: Request) -> Response:
     found, settings = services(request), services(request).settings
     pending = read_pending_cookie(request, settings)
+    session = read_session_cookie(request, settings)
+    params = request.query_params.multi_items()
     try:
-        target = await steps.pending_request(found, request.query_params.multi_items(), pending)
+        target = await steps.pending_request(found, params, pending, session)
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
     if isinstance(target, StartAgain):
         return redirect(_at("/login", request), 303)
     if isinstance(target, Redirect):
         return redirect(target.url, 302)
-    token = csrf.new_token(request, pending)
+    # Bound to the pending sign-in's cookie, or for a step-up to the login session's.
+    token = csrf.new_token(request, pending or session)
     response = _factor_form(request, found, target, token)
     csrf.remember(response, settings, token)
     return response
@@ -186,7 +189,8 @@ async def factor(request: Request) -> Response:
     found, settings = services(request), services(request).settings
     fields = await read_fields(request)
     pending = read_pending_cookie(request, settings)
-    if pending is None or not csrf.same_browser(request, settings, fields, pending=pending):
+    # Without a pending sign-in, a step-up: the form's token is the login session's.
+    if not csrf.same_browser(request, settings, fields, pending=pending):
         return pages.error_page(request, settings, FORM_EXPIRED, 403)
     try:
         outcome = await steps.second_factor(

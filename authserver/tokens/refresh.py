@@ -30,6 +30,12 @@ class Family:
     expires_at: int  # absolute end of the session
     revoked_at: int | None = None
     user_agent: str | None = None  # of the login that started it, cut to USER_AGENT_MAX
+    # How and when the user of a browser sign-in proved who they are (RFC 8176 methods, OpenID
+    # Connect auth_time), stored at the code exchange and kept by every rotation, for the
+    # access tokens (RFC 9068 §2.2.1). None: a password-grant family, or one from before
+    # they were stored; its access tokens say nothing of the sign-in.
+    amr: tuple[str, ...] | None = None
+    auth_time: int | None = None
 
 
 USER_AGENT_MAX = 200

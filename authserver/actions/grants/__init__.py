@@ -56,6 +56,10 @@ async def with_refresh(services: Services, client: Client, rotation: Rotation) -
         sid=family.id,
         ttl=ttl,
         roles=rotation.roles,
+        # Stored at the code exchange, returned by every rotation: a refresh keeps them.
+        signed_in=None
+        if family.amr is None or family.auth_time is None
+        else (family.amr, family.auth_time),
     )
     return TokenResponse(
         access.token,

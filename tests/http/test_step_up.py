@@ -1,0 +1,252 @@
+"""What access tokens say of the sign-in (RFC 9068 §2.2.1: amr, acr, auth_time, kept across
+refreshes) and step-up at /authorize (`acr_values=mfa`, `max_age`), through real HTTP on both
+databases, with codes from pyotp."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from authserver.accounts.second_factors import STEP_SECONDS, new_totp_secret, seal_totp
+from authserver.services import Services
+from tests.conftest import ISSUER, Clock, Registry, password_login
+from tests.http.signin import (
+    CALLBACK,
+    INSECURE_COOKIES,
+    PASSWORD,
+    WEB,
+    Flow,
+    authorize,
+    code_for,
+    exchange,
+    query,
+    sign_in,
+    web_client,
+)
+from tests.http.test_oidc import verified_id_token
+from tests.http.test_second_factor_sign_in import code_now, password_step, post_code
+from tests.http.test_second_factor_sign_in import secret as secret  # the fixture
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, str]:
+    return INSECURE_COOKIES
+
+
+async def refreshed(http: httpx.AsyncClient, refresh_token: str) -> dict[str, Any]:
+    response = await http.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": WEB},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def sign_in_claims(services: Services, access_token: str) -> dict[str, Any]:
+    claims = services.verify(access_token)
+    return {name: claims.get(name) for name in ("amr", "acr", "auth_time")}
+
+
+async def test_access_tokens_say_how_the_user_signed_in_and_a_refresh_keeps_it(
+    client: httpx.AsyncClient, secret: str, clock: Clock, services: Services
+) -> None:
+    flow = Flow.new(WEB)
+    signed_in_at = clock.now
+    answered = await password_step(client, flow)
+    clock.advance(20)
+    done = await post_code(client, answered.headers["location"], code_now(secret, clock))
+    tokens = (await exchange(client, query(done.headers["location"])["code"], flow)).json()
+    expected = {"amr": ["pwd", "otp", "mfa"], "acr": "mfa", "auth_time": signed_in_at + 20}
+    assert sign_in_claims(services, tokens["access_token"]) == expected
+
+    clock.advance(600)
+    again = await refreshed(client, tokens["refresh_token"])
+    assert sign_in_claims(services, again["access_token"]) == expected  # not the refresh's time
+    clock.advance(600)
+    third = await refreshed(client, again["refresh_token"])
+    assert sign_in_claims(services, third["access_token"]) == expected
+
+
+async def test_a_password_sign_in_says_pwd_and_the_password_grant_says_nothing(
+    client: httpx.AsyncClient, registry: Registry, clock: Clock, services: Services
+) -> None:
+    await web_client(registry)
+    await registry.user("bob", "correct horse")
+    flow = Flow.new(WEB)
+    code = await code_for(client, flow, "bob")
+    tokens = (await exchange(client, code, flow)).json()
+    expected = {"amr": ["pwd"], "acr": "pwd", "auth_time": clock.now}
+    assert sign_in_claims(services, tokens["access_token"]) == expected
+    again = await refreshed(client, tokens["refresh_token"])
+    assert sign_in_claims(services, again["access_token"]) == expected
+
+    # The password grant is no browser sign-in: its tokens carry none of the three.
+    await registry.client("spa", public=True, grant_types=("password", "refresh_token"))
+    grant = (await password_login(client, "bob")).json()
+    assert sign_in_claims(services, grant["access_token"]) == {
+        "amr": None, "acr": None, "auth_time": None
+    }  # fmt: skip
+
+
+async def enrol(services: Services, username: str = "alice") -> str:
+    """Enrols an authenticator app for the user, as the account page does; its secret."""
+    user = await services.users.by_username(username)
+    assert user is not None
+    secret, factor_id = new_totp_secret(), str(uuid.uuid4())
+    sealed = seal_totp(services.factor_sealer, factor_id, secret)
+    step = services.clock() // STEP_SECONDS - 10
+    assert await services.second_factors.add_totp(factor_id, user.id, sealed, step, 0)
+    return secret
+
+
+@pytest.fixture
+async def pwd_session(client: httpx.AsyncClient, registry: Registry, services: Services) -> str:
+    """alice signed in with the password alone, then enrolled an authenticator app: her
+    browser holds a `pwd` session, she has a factor to step it up with (its secret)."""
+    await web_client(registry)
+    await registry.user("alice", PASSWORD)
+    await code_for(client, Flow.new(WEB))
+    return await enrol(services)
+
+
+async def test_acr_values_mfa_asks_a_pwd_session_only_for_the_code(
+    client: httpx.AsyncClient, pwd_session: str, clock: Clock, services: Services
+) -> None:
+    """The app asks acr_values=mfa of a browser signed in with the password: the user gives
+    only the TOTP code (no password form), and the token says acr=mfa, amr with otp and mfa."""
+    signed_in_at = clock.now
+    clock.advance(120)
+    flow = Flow.new(WEB, scope="openid", acr_values="mfa")
+    asked = await authorize(client, flow.params)
+    assert asked.status_code == 302
+    location = asked.headers["location"]
+    assert location.startswith(f"{ISSUER}/login/factor?"), location
+    old_cookie = client.cookies["authserver_session"]
+
+    clock.advance(10)
+    done = await post_code(client, location, code_now(pwd_session, clock))
+    assert done.status_code == 303, done.text
+    answer = query(done.headers["location"])
+    assert done.headers["location"].startswith(CALLBACK + "?")
+    assert answer["state"] == flow.params["state"]
+    # A new cookie for the stronger session; the old one names nothing now.
+    assert client.cookies["authserver_session"] != old_cookie
+
+    tokens = (await exchange(client, answer["code"], flow)).json()
+    claims = sign_in_claims(services, tokens["access_token"])
+    assert claims == {"amr": ["pwd", "otp", "mfa"], "acr": "mfa", "auth_time": clock.now}
+    id_token = await verified_id_token(client, tokens["id_token"])
+    assert (id_token["acr"], id_token["auth_time"]) == ("mfa", clock.now)
+    assert clock.now != signed_in_at
+
+    # The session is stronger now: the next request for mfa is answered at once.
+    again = Flow.new(WEB, acr_values="mfa")
+    sso = await authorize(client, again.params)
+    assert sso.headers["location"].startswith(CALLBACK + "?"), sso.headers["location"]
+    later = (await exchange(client, query(sso.headers["location"])["code"], again)).json()
+    assert sign_in_claims(services, later["access_token"])["acr"] == "mfa"
+    # ... and the stepped-up session's old cookie signs nothing in.
+    stale = browser_with(client, old_cookie)
+    old = await authorize(stale, Flow.new(WEB).params)
+    assert old.headers["location"].startswith(f"{ISSUER}/login?")
+
+
+def browser_with(client: httpx.AsyncClient, session_cookie: str) -> httpx.AsyncClient:
+    other = httpx.AsyncClient(transport=client._transport, base_url=ISSUER)
+    other.cookies.set("authserver_session", session_cookie)
+    return other
+
+
+async def test_a_wrong_code_at_step_up_is_refused_and_the_session_stays_pwd(
+    client: httpx.AsyncClient, pwd_session: str, services: Services
+) -> None:
+    location = (await authorize(client, Flow.new(WEB, acr_values="mfa").params)).headers["location"]
+    wrong = await post_code(client, location, "000000")
+    assert wrong.status_code == 400
+    # Without the factor, a request that does not insist still gets the pwd session.
+    flow = Flow.new(WEB)
+    code = await code_for(client, flow)
+    tokens = (await exchange(client, code, flow)).json()
+    assert sign_in_claims(services, tokens["access_token"])["acr"] == "pwd"
+
+
+async def test_prompt_none_answers_interaction_required_to_a_weak_session(
+    client: httpx.AsyncClient, pwd_session: str
+) -> None:
+    flow = Flow.new(WEB, acr_values="mfa", prompt="none")
+    answer = query((await authorize(client, flow.params)).headers["location"])
+    assert answer["error"] == "interaction_required" and answer["state"] == flow.params["state"]
+
+
+async def test_acr_values_naming_pwd_too_asks_for_nothing(
+    client: httpx.AsyncClient, pwd_session: str
+) -> None:
+    flow = Flow.new(WEB, acr_values="pwd mfa")
+    location = (await authorize(client, flow.params)).headers["location"]
+    assert location.startswith(CALLBACK + "?"), location
+
+
+async def test_max_age_past_asks_for_the_password_and_the_factor(
+    client: httpx.AsyncClient, pwd_session: str, clock: Clock, services: Services
+) -> None:
+    clock.advance(600)
+    flow = Flow.new(WEB, acr_values="mfa", max_age="300")
+    location = (await authorize(client, flow.params)).headers["location"]
+    assert location.startswith(f"{ISSUER}/login?"), location  # the password first
+    answered = await sign_in(client, location)
+    assert answered.headers["location"].startswith("/login/factor?")
+    done = await post_code(client, answered.headers["location"], code_now(pwd_session, clock))
+    tokens = (await exchange(client, query(done.headers["location"])["code"], flow)).json()
+    claims = sign_in_claims(services, tokens["access_token"])
+    assert claims == {"amr": ["pwd", "otp", "mfa"], "acr": "mfa", "auth_time": clock.now}
+
+
+async def test_max_age_within_asks_only_for_the_factor_and_then_counts_from_it(
+    client: httpx.AsyncClient, pwd_session: str, clock: Clock, services: Services
+) -> None:
+    clock.advance(200)
+    flow = Flow.new(WEB, acr_values="mfa", max_age="300")
+    location = (await authorize(client, flow.params)).headers["location"]
+    assert location.startswith(f"{ISSUER}/login/factor?"), location
+    await post_code(client, location, code_now(pwd_session, clock))
+    # auth_time is the factor's now: 250 s after it, max_age=300 holds, 400 s after not.
+    clock.advance(250)
+    assert (
+        (await authorize(client, Flow.new(WEB, max_age="300").params))
+        .headers["location"]
+        .startswith(CALLBACK + "?")
+    )
+    clock.advance(150)
+    assert (
+        (await authorize(client, Flow.new(WEB, max_age="300").params))
+        .headers["location"]
+        .startswith(f"{ISSUER}/login?")
+    )
+
+
+async def test_a_user_without_a_factor_asked_for_mfa_signs_in_with_pwd(
+    client: httpx.AsyncClient, registry: Registry, services: Services
+) -> None:
+    """acr_values is voluntary (OpenID Connect Core §3.1.2.1): the app sees acr=pwd."""
+    await web_client(registry)
+    await registry.user("bob", PASSWORD)
+    flow = Flow.new(WEB, acr_values="mfa")
+    code = await code_for(client, flow, "bob")
+    tokens = (await exchange(client, code, flow)).json()
+    assert sign_in_claims(services, tokens["access_token"])["acr"] == "pwd"
+    # With a session already, the same: no factor page for a user with nothing to give.
+    again = Flow.new(WEB, acr_values="mfa")
+    assert (await authorize(client, again.params)).headers["location"].startswith(CALLBACK)
+
+
+async def test_the_factor_page_without_a_session_to_step_up_sends_to_the_password(
+    client: httpx.AsyncClient, registry: Registry
+) -> None:
+    await web_client(registry)
+    query_string = "?" + "&".join(f"{k}={v}" for k, v in Flow.new(WEB).params.items())
+    page = await client.get("/login/factor" + query_string)
+    assert page.status_code == 303 and page.headers["location"].startswith("/login?")
