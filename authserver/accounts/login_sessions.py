@@ -114,6 +114,9 @@ PASSWORD_ONLY = ("pwd",)
 PASSWORD_AND_OTP = ("pwd", "otp", "mfa")
 
 
+ACR_VALUES = ("pwd", "mfa")  # the weaker first (discovery's acr_values_supported)
+
+
 def acr_of(amr: tuple[str, ...]) -> str:
     """The `acr` of a sign-in (API.md): `mfa` with two factors, else `pwd`."""
     return "mfa" if "mfa" in amr else "pwd"

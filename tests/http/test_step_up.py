@@ -9,9 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from authserver.accounts.second_factors import STEP_SECONDS, new_totp_secret, seal_totp
 from authserver.services import Services
+from authserver_verify import Fetched, Verifier
+from authserver_verify.starlette import BearerAuthMiddleware, require_authentication
 from tests.conftest import ISSUER, Clock, Registry, password_login
 from tests.http.signin import (
     CALLBACK,
@@ -250,3 +257,50 @@ async def test_the_factor_page_without_a_session_to_step_up_sends_to_the_passwor
     query_string = "?" + "&".join(f"{k}={v}" for k, v in Flow.new(WEB).params.items())
     page = await client.get("/login/factor" + query_string)
     assert page.status_code == 303 and page.headers["location"].startswith("/login?")
+
+
+async def test_a_service_protected_by_the_kit_challenges_a_pwd_token_and_takes_the_stepped_up_one(
+    client: httpx.AsyncClient, pwd_session: str, clock: Clock, services: Services
+) -> None:
+    """The whole round: the service answers RFC 9470's challenge to the pwd token, the app
+    sends the acr_values it names to /authorize, the user gives the code, the service accepts."""
+    jwks = (await client.get("/.well-known/jwks.json")).content
+    verifier = Verifier(
+        ISSUER, services.settings.audience, jwks_url=f"{ISSUER}/.well-known/jwks.json",
+        fetch=lambda url, headers: Fetched(200, jwks, None, 300), clock=clock,
+    )  # fmt: skip
+
+    @require_authentication(acr=("mfa",), max_age=600, clock=clock)
+    async def pay(request: Request) -> Response:
+        return JSONResponse({"paid": request.state.claims["sub"]})
+
+    service = Starlette(
+        routes=[Route("/payments", pay, methods=["POST"])],
+        middleware=[Middleware(BearerAuthMiddleware, verifier=verifier)],
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=service), base_url="https://payments.example"
+    ) as payments:
+        flow = Flow.new(WEB)
+        weak = (await exchange(client, await code_for(client, flow), flow)).json()
+        refused = await payments.post("/payments", headers=bearer(weak["access_token"]))
+        assert refused.status_code == 401
+        challenge = refused.headers["www-authenticate"]
+        assert challenge == 'Bearer error="insufficient_user_authentication", acr_values="mfa"'
+
+        stepped = Flow.new(WEB, acr_values=challenge.split('acr_values="')[1].rstrip('"'))
+        location = (await authorize(client, stepped.params)).headers["location"]
+        done = await post_code(client, location, code_now(pwd_session, clock))
+        strong = (await exchange(client, query(done.headers["location"])["code"], stepped)).json()
+        accepted = await payments.post("/payments", headers=bearer(strong["access_token"]))
+        assert accepted.status_code == 200, accepted.text
+
+        # Ten minutes on, the sign-in is too old for the route: max_age is named.
+        clock.advance(601)
+        fresh = (await refreshed(client, strong["refresh_token"]))["access_token"]
+        old = await payments.post("/payments", headers=bearer(fresh))
+        assert old.status_code == 401 and 'max_age="600"' in old.headers["www-authenticate"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
