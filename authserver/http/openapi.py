@@ -882,6 +882,13 @@ CLIENT_META: dict[str, Schema] = {
         "description": "browser origins (scheme://host[:port]) allowed for CORS and the cookie "
         "endpoints of this client, besides AUTHSERVER_ALLOWED_ORIGINS",
     },
+    "require_mfa": {
+        "type": "boolean",
+        "default": False,
+        "description": "sessions with a second factor only: /authorize asks a signed-in user "
+        "with a factor for it and answers access_denied for a user without one; not with the "
+        "password grant",
+    },
 }
 
 SCHEMAS: dict[str, Schema] = {

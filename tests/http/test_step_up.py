@@ -19,13 +19,14 @@ from authserver.accounts.second_factors import STEP_SECONDS, new_totp_secret, se
 from authserver.services import Services
 from authserver_verify import Fetched, Verifier
 from authserver_verify.starlette import BearerAuthMiddleware, require_authentication
-from tests.conftest import ISSUER, Clock, Registry, password_login
+from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error, password_login
 from tests.http.signin import (
     CALLBACK,
     INSECURE_COOKIES,
     PASSWORD,
     WEB,
     Flow,
+    admin_headers,
     authorize,
     code_for,
     exchange,
@@ -162,9 +163,11 @@ async def test_acr_values_mfa_asks_a_pwd_session_only_for_the_code(
     assert old.headers["location"].startswith(f"{ISSUER}/login?")
 
 
-def browser_with(client: httpx.AsyncClient, session_cookie: str) -> httpx.AsyncClient:
+def browser_with(client: httpx.AsyncClient, session_cookie: str | None) -> httpx.AsyncClient:
+    """Another browser of the same app, holding `session_cookie` as its login session's."""
     other = httpx.AsyncClient(transport=client._transport, base_url=ISSUER)
-    other.cookies.set("authserver_session", session_cookie)
+    if session_cookie is not None:
+        other.cookies.set("authserver_session", session_cookie)
     return other
 
 
@@ -304,3 +307,98 @@ async def test_a_service_protected_by_the_kit_challenges_a_pwd_token_and_takes_t
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+# --- clients registered with require_mfa, and AUTHSERVER_ADMIN_REQUIRES_MFA -------------------
+
+
+async def test_require_mfa_is_registered_shown_and_refused_with_the_password_grant(
+    client: httpx.AsyncClient, registry: Registry
+) -> None:
+    await registry.client("spa", public=True, grant_types=("password",), scopes=("admin",))
+    admin = await admin_headers(client, registry)
+    body = {
+        "client_id": "bank", "public": True, "grant_types": ["authorization_code"],
+        "redirect_uris": [CALLBACK], "require_mfa": True,
+    }  # fmt: skip
+    created = await client.post("/admin/clients", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    assert created.json()["require_mfa"] is True
+    shown = (await client.get("/admin/clients/bank", headers=admin)).json()
+    assert shown["require_mfa"] is True
+    refused = await client.patch(
+        "/admin/clients/bank", json={"grant_types": ["password"]}, headers=admin
+    )
+    assert_oauth_error(refused, 400, "invalid_request")
+    assert "require_mfa" in refused.json()["error_description"]
+    off = await client.patch("/admin/clients/bank", json={"require_mfa": False}, headers=admin)
+    assert off.status_code == 200 and off.json()["require_mfa"] is False
+    plain = await client.post(
+        "/admin/clients", json={**body, "client_id": "plain", "require_mfa": None}, headers=admin
+    )
+    assert_oauth_error(plain, 400, "invalid_request")  # true or false, nothing else
+
+
+async def test_a_require_mfa_client_steps_a_pwd_session_up_and_refuses_a_user_without_a_factor(
+    client: httpx.AsyncClient, pwd_session: str, registry: Registry, clock: Clock,
+    services: Services,
+) -> None:  # fmt: skip
+    await web_client(registry, "bank", require_mfa=True)
+    # alice's pwd session: asked for the code only, though the request does not ask for mfa.
+    flow = Flow.new("bank")
+    location = (await authorize(client, flow.params)).headers["location"]
+    assert location.startswith(f"{ISSUER}/login/factor?"), location
+    none = query((await authorize(client, {**flow.params, "prompt": "none"})).headers["location"])
+    assert none["error"] == "interaction_required"
+    done = await post_code(client, location, code_now(pwd_session, clock))
+    tokens = (await exchange(client, query(done.headers["location"])["code"], flow)).json()
+    assert sign_in_claims(services, tokens["access_token"])["acr"] == "mfa"
+
+    # bob has no factor: back to the app with access_denied, saying why.
+    await registry.user("bob", PASSWORD)
+    bob = browser_with(client, None)
+    bobs = Flow.new("bank")
+    login = (await authorize(bob, bobs.params)).headers["location"]
+    answered = await sign_in(bob, login, "bob")
+    answer = query(answered.headers["location"])
+    assert answered.headers["location"].startswith(CALLBACK + "?")
+    assert answer["error"] == "access_denied" and answer["state"] == bobs.params["state"]
+    assert "two-step verification" in answer["error_description"]
+    assert "code" not in answer
+    # Another client of his goes on as before.
+    assert "code" in query((await authorize(bob, Flow.new(WEB).params)).headers["location"])
+
+
+@pytest.mark.parametrize("settings_overrides", [{**INSECURE_COOKIES, "admin_requires_mfa": "true"}])
+async def test_admin_requires_mfa_takes_a_users_admin_token_only_from_a_second_factor_sign_in(
+    client: httpx.AsyncClient, registry: Registry, clock: Clock, services: Services
+) -> None:
+    # The password grant's admin token: no second factor, RFC 9470's answer.
+    await registry.client("spa", public=True, grant_types=("password",), scopes=("admin",))
+    weak = await admin_headers(client, registry)
+    refused = await client.get("/admin/clients", headers=weak)
+    assert_oauth_error(refused, 401, "insufficient_user_authentication")
+    assert refused.headers["www-authenticate"] == (
+        'Bearer realm="authserver", error="insufficient_user_authentication", acr_values="mfa"'
+    )
+
+    # root signs in through the page with an authenticator app: the admin API takes it.
+    await web_client(registry, scopes=("openid", "admin"))
+    secret = await enrol(services, "root")
+    flow = Flow.new(WEB, scope="admin", acr_values="mfa")
+    location = (await authorize(client, flow.params)).headers["location"]
+    answered = await sign_in(client, location, "root")
+    done = await post_code(client, answered.headers["location"], code_now(secret, clock))
+    strong = (await exchange(client, query(done.headers["location"])["code"], flow)).json()
+    listed = await client.get("/admin/clients", headers=bearer(strong["access_token"]))
+    assert listed.status_code == 200, listed.text
+
+    # A client's own admin token is no user's: not affected.
+    machine = await registry.client("ops", scopes=("admin",))
+    own = await client.post(
+        "/token", data={"grant_type": "client_credentials", "scope": "admin"},
+        auth=("ops", machine or ""),
+    )  # fmt: skip
+    assert (
+        await client.get("/admin/clients", headers=bearer(own.json()["access_token"]))
+    ).status_code == 200
