@@ -14,13 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.actions import account as accounts
-from authserver.actions.account import (
-    AccountPage,
-    Enrolled,
-    PasswordChanged,
-    PasswordRefused,
-    TotpEnrolment,
-)
+from authserver.actions.account import AccountPage, PasswordChanged, PasswordRefused
+from authserver.actions.enrolment import Enrolled, TotpEnrolment
 from authserver.errors import NotFound
 from authserver.http import csrf, pages
 from authserver.http.addresses import client_address
