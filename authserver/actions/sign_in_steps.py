@@ -7,6 +7,7 @@
 
     signed in (pwd) ──(/authorize asks for mfa: a step-up)──(TOTP or recovery code)──▶ signed in
                                                                                        (mfa)
+    password ──(no factor, AUTHSERVER_MFA=required)──▶ enrolling ──(an app added)──▶ signed in
 
 "Signed in" is a login session (login_sessions.py), and only that: the single sign-on of
 /authorize, the account page and every token. "Awaiting the second factor" is a pending sign-in
@@ -26,6 +27,7 @@ against the same per-account budget as a wrong password.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from authserver import throttle
 from authserver.accounts.login_sessions import (
@@ -52,6 +54,7 @@ from authserver.actions.authorize import (
     local_page_after,
     resume,
 )
+from authserver.actions.enrolment import TotpEnrolment, confirm_enrolment, new_enrolment
 from authserver.audit import AuditEvent
 from authserver.errors import InvalidGrant, SlowDown
 from authserver.services import Services
@@ -67,6 +70,7 @@ class AwaitingFactor:
 
     cookie: str
     expires_at: int
+    enrol: bool = False  # AUTHSERVER_MFA=required, and no factor yet: one is added first
 
 
 @dataclass(frozen=True)
@@ -106,11 +110,12 @@ async def after_password(
     """The step after a right password: signed in (the login session and its cookie), or, for
     a user with a second factor, awaiting it."""
     now = services.clock()
-    if await services.second_factors.kinds(user.id):
+    has_factor = bool(await services.second_factors.kinds(user.id))
+    if has_factor or services.settings.mfa == "required":
         cookie = new_session_token()
         pending = PendingSignIn(user.id, client_id, now, now + PENDING_TTL)
         await services.pending_sign_ins.hold(pending, hash_session_token(cookie))
-        return AwaitingFactor(cookie, pending.expires_at)
+        return AwaitingFactor(cookie, pending.expires_at, enrol=not has_factor)
     return await start_login_session(
         services.login_sessions, user.id, now, services.settings.login_session_ttl, client_id,
         replaces, user_agent,
@@ -269,3 +274,93 @@ async def _pending(services: Services, cookie: str | None) -> PendingSignIn | No
     if not cookie or len(cookie) > MAX_COOKIE:
         return None
     return await services.pending_sign_ins.find(hash_session_token(cookie), services.clock())
+
+
+@dataclass(frozen=True)
+class Enrol:
+    """The setup page of the sign-in (AUTHSERVER_MFA=required, a user without a factor): the
+    authenticator app's secret to add, or after a wrong code the same with why."""
+
+    request: AuthorizationRequest | None
+    enrolment: TotpEnrolment
+
+
+@dataclass(frozen=True)
+class EnrolledSignedIn:
+    """The app was added and the user signed in with it: the recovery codes to show once, and
+    where "Continue" goes (the authorization request again, now answered by single sign-on:
+    a code issued now would expire while the codes are read)."""
+
+    signed_in: SignedIn
+    recovery_codes: tuple[str, ...]
+    continue_to: str
+
+
+async def enrolment(
+    services: Services, params: Params, pending_cookie: str | None
+) -> Enrol | Redirect | StartAgain:
+    """GET /login/enrol: a new secret for the pending sign-in's user, who has no factor."""
+    target = await resume(services, params)
+    if isinstance(target, Redirect):
+        return target
+    pending = await _pending(services, pending_cookie)
+    user = await _enrolling(services, pending)
+    if pending_cookie is None or user is None:
+        return StartAgain()
+    return Enrol(target, new_enrolment(services, user, _enrolment_label(pending_cookie)))
+
+
+async def enrol(
+    services: Services,
+    params: Params,
+    *,
+    pending_cookie: str | None,
+    token: str,
+    code: str,
+    replaces: str | None = None,
+    user_agent: str | None = None,
+) -> Enrol | Redirect | StartAgain | EnrolledSignedIn:
+    """POST /login/enrol: the app's code for the secret offered; the factor and recovery codes
+    stored (enrolment.confirm_enrolment), the pending sign-in spent and the login session
+    started with the password and that one-time password."""
+    target = await resume(services, params)
+    if isinstance(target, Redirect):
+        return target
+    pending = await _pending(services, pending_cookie)
+    user = await _enrolling(services, pending)
+    if pending is None or pending_cookie is None or user is None:
+        return StartAgain()
+    label = _enrolment_label(pending_cookie)
+    outcome = await confirm_enrolment(services, user, label, token, code, "sign_in_page")
+    if isinstance(outcome, TotpEnrolment):
+        return Enrol(target, outcome)
+    now = services.clock()
+    if await services.pending_sign_ins.release(hash_session_token(pending_cookie), now) is None:
+        return StartAgain()  # the factor is stored: the password and its code sign in
+    try:
+        session, cookie = await start_login_session(
+            services.login_sessions, user.id, now, services.settings.login_session_ttl,
+            pending.client_id, replaces, user_agent, PASSWORD_AND_OTP,
+        )  # fmt: skip
+    except InvalidGrant:  # disabled meanwhile
+        return StartAgain()
+    # The request again, but for what the sign-in just did: prompt=login or max_age would ask
+    # for the password once more.
+    again = [(name, value) for name, value in params if name not in ("prompt", "max_age")]
+    continue_to = local_page_after(params) or "/account"
+    if target is not None:
+        continue_to = "/authorize?" + urlencode(again)
+    return EnrolledSignedIn(SignedIn(session, cookie, None), outcome.recovery_codes, continue_to)
+
+
+async def _enrolling(services: Services, pending: PendingSignIn | None) -> User | None:
+    """The pending sign-in's user, if they still have no factor to enrol (one who added one
+    meanwhile signs in with it)."""
+    user = None if pending is None else await services.users.by_id(pending.user_id)
+    if user is None or await services.second_factors.kinds(user.id):
+        return None
+    return user
+
+
+def _enrolment_label(pending_cookie: str) -> str:
+    return f"totp-enrolment:pending:{hash_session_token(pending_cookie)}"

@@ -4,10 +4,12 @@ databases, with codes from pyotp."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -30,6 +32,8 @@ from tests.http.signin import (
     authorize,
     code_for,
     exchange,
+    form_action,
+    hidden_fields,
     query,
     sign_in,
     web_client,
@@ -402,3 +406,68 @@ async def test_admin_requires_mfa_takes_a_users_admin_token_only_from_a_second_f
     assert (
         await client.get("/admin/clients", headers=bearer(own.json()["access_token"]))
     ).status_code == 200
+
+
+# --- AUTHSERVER_MFA=required: every user enrols at their next sign-in -------------------------
+
+MFA_REQUIRED = {**INSECURE_COOKIES, "mfa": "required"}
+
+
+@pytest.mark.parametrize("settings_overrides", [MFA_REQUIRED])
+async def test_mfa_required_has_a_user_without_a_factor_add_one_before_signing_in(
+    client: httpx.AsyncClient, registry: Registry, clock: Clock, services: Services
+) -> None:
+    await web_client(registry)
+    await registry.user("alice", PASSWORD)
+    flow = Flow.new(WEB, scope="openid", prompt="login")
+    login = (await authorize(client, flow.params)).headers["location"]
+    answered = await sign_in(client, login)
+    assert answered.status_code == 303
+    assert answered.headers["location"] == "/login/enrol?" + login.split("?", 1)[1]
+    assert "authserver_session=" not in answered.headers.get("set-cookie", "")
+
+    page = await client.get(answered.headers["location"])
+    assert page.status_code == 200, page.text
+    assert "<svg" in page.text and 'name="enrolment"' in page.text
+    secret = re.search(r'<code id="secret">([A-Z2-7 ]+)</code>', page.text)
+    assert secret is not None
+    key = secret.group(1).replace(" ", "")
+    form = {**hidden_fields(page.text), "code": "000000"}
+    wrong = await client.post(form_action(page.text), data=form)
+    assert wrong.status_code == 400 and 'name="enrolment"' in wrong.text
+
+    form = {**hidden_fields(wrong.text), "code": pyotp.TOTP(key).at(clock())}
+    done = await client.post(form_action(wrong.text), data=form)
+    assert done.status_code == 200, done.text
+    assert len(re.findall(r"<li><code>", done.text)) == 10  # the recovery codes, once
+    assert "authserver_session=" in done.headers["set-cookie"]
+    onwards = re.search(r'<a href="(/authorize\?[^"]+)">', done.text)
+    assert onwards is not None
+    # "Continue": the request again, less prompt=login, answered by the new session.
+    again = await client.get(onwards.group(1).replace("&amp;", "&"))
+    assert again.status_code == 302 and again.headers["location"].startswith(CALLBACK + "?")
+    answer = query(again.headers["location"])
+    assert answer["state"] == flow.params["state"]
+    tokens = (await exchange(client, answer["code"], flow)).json()
+    claims = sign_in_claims(services, tokens["access_token"])
+    assert claims == {"amr": ["pwd", "otp", "mfa"], "acr": "mfa", "auth_time": clock.now}
+
+    # From now on alice signs in with the password and the app's code.
+    other = browser_with(client, None)
+    second = await sign_in(
+        other, (await authorize(other, Flow.new(WEB).params)).headers["location"]
+    )
+    assert second.headers["location"].startswith("/login/factor?")
+
+
+@pytest.mark.parametrize("settings_overrides", [MFA_REQUIRED])
+async def test_mfa_required_refuses_the_password_grant_and_a_setup_page_without_a_sign_in(
+    client: httpx.AsyncClient, registry: Registry
+) -> None:
+    await registry.client("spa", public=True, grant_types=("password",))
+    await registry.user("bob", PASSWORD)
+    assert_oauth_error(await password_login(client, "bob", PASSWORD), 400, "invalid_grant")
+    page = await client.get("/login/enrol")
+    assert page.status_code == 303 and page.headers["location"] == "/login"
+    posted = await client.post("/login/enrol", data={"code": "123456"})
+    assert posted.status_code == 403
