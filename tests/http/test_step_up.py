@@ -31,6 +31,7 @@ from tests.http.signin import (
     admin_headers,
     authorize,
     code_for,
+    csrf_token,
     exchange,
     form_action,
     hidden_fields,
@@ -471,3 +472,28 @@ async def test_mfa_required_refuses_the_password_grant_and_a_setup_page_without_
     assert page.status_code == 303 and page.headers["location"] == "/login"
     posted = await client.post("/login/enrol", data={"code": "123456"})
     assert posted.status_code == 403
+
+
+async def test_a_step_up_form_needs_its_csrf_token_bound_to_the_session(
+    client: httpx.AsyncClient, pwd_session: str, clock: Clock, registry: Registry
+) -> None:
+    location = (await authorize(client, Flow.new(WEB, acr_values="mfa").params)).headers["location"]
+    page = await client.get(location)
+    token = csrf_token(page.text)
+    code = code_now(pwd_session, clock)
+    # Another browser (bob's session) posting alice's page's token: refused, nothing spent.
+    await registry.user("bob", PASSWORD)
+    bob = browser_with(client, None)
+    await code_for(bob, Flow.new(WEB), "bob")
+    bob.cookies.set("authserver_csrf", client.cookies["authserver_csrf"])
+    forged = await bob.post(form_action(page.text), data={"csrf_token": token, "code": code})
+    assert forged.status_code == 403
+    # Another site's Origin: refused too.
+    hostile = {"Origin": "https://evil.example"}
+    crossed = await client.post(
+        form_action(page.text), data={"csrf_token": token, "code": code}, headers=hostile
+    )
+    assert crossed.status_code == 403
+    # The code is still good for alice's own post.
+    done = await client.post(form_action(page.text), data={"csrf_token": token, "code": code})
+    assert done.status_code == 303 and done.headers["location"].startswith(CALLBACK + "?")
