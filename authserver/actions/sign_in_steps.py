@@ -176,17 +176,29 @@ async def second_factor(
     await services.audit.record(
         [AuditEvent(now, user.id, "login.second_factor", user.id, detail, user=user.id)]
     )
-    try:
-        session, cookie = await start_login_session(
-            services.login_sessions, user.id, now, services.settings.login_session_ttl,
-            pending.client_id, replaces, user_agent, PASSWORD_AND_OTP,
-        )  # fmt: skip
-    except InvalidGrant:  # disabled meanwhile
+    started = await _signed_in_with_otp(services, pending, now, replaces, user_agent)
+    if started is None:
         return StartAgain()
+    session, cookie = started
     if target is None:
         page = local_page_after(params)
         return SignedIn(session, cookie, None if page is None else Redirect(page))
     return SignedIn(session, cookie, await complete(services, target, session))
+
+
+async def _signed_in_with_otp(
+    services: Services, pending: PendingSignIn, now: int, replaces: str | None,
+    user_agent: str | None,
+) -> tuple[LoginSession, str] | None:  # fmt: skip
+    """The login session of a pending sign-in finished with a one-time password; None when its
+    user was disabled meanwhile."""
+    try:
+        return await start_login_session(
+            services.login_sessions, pending.user_id, now, services.settings.login_session_ttl,
+            pending.client_id, replaces, user_agent, PASSWORD_AND_OTP,
+        )  # fmt: skip
+    except InvalidGrant:
+        return None
 
 
 async def _check_code(
@@ -337,13 +349,10 @@ async def enrol(
     now = services.clock()
     if await services.pending_sign_ins.release(hash_session_token(pending_cookie), now) is None:
         return StartAgain()  # the factor is stored: the password and its code sign in
-    try:
-        session, cookie = await start_login_session(
-            services.login_sessions, user.id, now, services.settings.login_session_ttl,
-            pending.client_id, replaces, user_agent, PASSWORD_AND_OTP,
-        )  # fmt: skip
-    except InvalidGrant:  # disabled meanwhile
+    started = await _signed_in_with_otp(services, pending, now, replaces, user_agent)
+    if started is None:
         return StartAgain()
+    session, cookie = started
     # The request again, but for what the sign-in just did: prompt=login or max_age would ask
     # for the password once more.
     again = [(name, value) for name, value in params if name not in ("prompt", "max_age")]
