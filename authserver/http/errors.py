@@ -39,6 +39,7 @@ PAGE_PATHS = frozenset(
         "/authorize",
         "/login",
         "/login/factor",
+        "/login/enrol",
         "/end-session",
         "/account",
         "/account/password",

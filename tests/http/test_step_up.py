@@ -497,3 +497,13 @@ async def test_a_step_up_form_needs_its_csrf_token_bound_to_the_session(
     # The code is still good for alice's own post.
     done = await client.post(form_action(page.text), data={"csrf_token": token, "code": code})
     assert done.status_code == 303 and done.headers["location"].startswith(CALLBACK + "?")
+
+
+async def test_a_malformed_post_to_the_setup_page_is_answered_as_a_page(
+    client: httpx.AsyncClient,
+) -> None:
+    # Found by tests/http/test_schemathesis.py: a person's page answers with a page, not JSON.
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    answer = await client.post("/login/enrol", content="a=1&a=2", headers=form)
+    assert answer.status_code == 400
+    assert answer.headers["content-type"].startswith("text/html")
