@@ -47,6 +47,9 @@ class Client:
     old_secret_expires_at: int | None = None
     created_at: int = 0
     secret_rotated_at: int | None = None
+    # Sessions with a second factor only (acr mfa): /authorize asks a signed-in user with a
+    # factor for it, and refuses one without (access_denied).
+    require_mfa: bool = False
 
     @property
     def is_public(self) -> bool:
@@ -78,6 +81,7 @@ class ClientChanges:
     post_logout_redirect_uris: tuple[str, ...] | None = None
     client_name: str | None = None  # "": remove the name
     allowed_origins: tuple[str, ...] | None = None
+    require_mfa: bool | None = None
     # Every access token the client holds until now is revoked (tokens_revoked_before), as a
     # disabling does: set when the admin scope is taken from it
     # (actions/admin/clients.update_client).

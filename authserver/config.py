@@ -151,6 +151,11 @@ class Settings:
     # How long a link in mail lives (links.py): a password reset's, an email verification's.
     password_reset_ttl: int = 1800
     email_verify_ttl: int = 86_400
+    # A user's admin token must come from a sign-in with a second factor (acr mfa).
+    admin_requires_mfa: bool = False
+    # "required": a user without a second factor enrols an authenticator app at their next
+    # sign-in, on a page of the sign-in (actions/sign_in_steps.py); "optional": their choice.
+    mfa: Literal["optional", "required"] = "optional"
 
     @property
     def mail_enabled(self) -> bool:
@@ -242,6 +247,16 @@ DESCRIPTIONS: dict[str, str] = {
     "used, or once the password changes by any way.",
     "email_verify_ttl": "Seconds an email verification link lives (60 to 2592000); it also "
     "dies once used.",
+    "admin_requires_mfa": "`true`: the admin API takes a user's token only from a sign-in "
+    "with a second factor (`acr` `mfa`, through the sign-in page), and answers any other `401` "
+    "`insufficient_user_authentication` (RFC 9470); a client's own (`client_credentials`) "
+    "token is no user's and is not affected. Recommended: an administrator's password alone "
+    "should not be enough (docs/operators.md#second-factors-policy).",
+    "mfa": "`optional` (each user's choice, on the account page) or `required`: a user "
+    "without a second factor is asked, right after the password on the sign-in page, to add an "
+    "authenticator app (its QR code, one code from it, then the recovery codes), and is signed "
+    "in only then, with `acr` `mfa`. The password grant, which has no such page, refuses them "
+    "(docs/operators.md#second-factors-policy).",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
@@ -329,6 +344,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         email_verify_ttl=read(
             "EMAIL_VERIFY_TTL", _seconds(60, 2_592_000), defaults.email_verify_ttl
         ),
+        admin_requires_mfa=read("ADMIN_REQUIRES_MFA", _boolean, defaults.admin_requires_mfa),
+        mfa=read("MFA", _mfa_policy, defaults.mfa),
     )
     if settings.smtp_url is not None and not env.get("AUTHSERVER_MAIL_FROM", "").strip():
         problems.append("AUTHSERVER_MAIL_FROM: must be set with AUTHSERVER_SMTP_URL")
@@ -457,6 +474,15 @@ def _rotation_interval(raw: str) -> int:
     if 0 < seconds < 3600:
         raise ValueError(f"must be 0 (off) or at least 3600 seconds, got {seconds}")
     return seconds
+
+
+def _mfa_policy(raw: str) -> Literal["optional", "required"]:
+    lowered = raw.lower()
+    if lowered == "optional":
+        return "optional"
+    if lowered == "required":
+        return "required"
+    raise ValueError(f"must be optional or required, got {raw!r}")
 
 
 def _boolean(raw: str) -> bool:

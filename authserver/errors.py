@@ -15,6 +15,7 @@
     ├── InvalidTarget               400 invalid_target (RFC 8707 §2: the `resource` asked for)
     ├── InvalidToken                401 invalid_token (bearer token on a protected endpoint)
     ├── InsufficientScope           403 insufficient_scope
+    ├── InsufficientUserAuthentication  401 insufficient_user_authentication (RFC 9470)
     ├── Conflict                    409 conflict
     ├── NotFound                    404 not_found
     ├── SlowDown                    429 slow_down (login throttling, with Retry-After)
@@ -123,6 +124,15 @@ class InsufficientScope(OAuthError):
     code = "insufficient_scope"
     status = 403
     description = "The access token does not carry the scope this request needs."
+
+
+class InsufficientUserAuthentication(OAuthError):
+    """RFC 9470 §3: the token's sign-in is too weak; `acr_values` says what to ask for."""
+
+    code = "insufficient_user_authentication"
+    status = 401
+    description = "The user must sign in with a second factor."
+    acr_values = "mfa"
 
 
 class Conflict(OAuthError):

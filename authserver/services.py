@@ -76,6 +76,7 @@ class Services:
         ttl: int | None = None,
         roles: tuple[str, ...] = (),
         audience: str | None = None,
+        signed_in: tuple[tuple[str, ...], int] | None = None,
     ) -> AccessToken:
         """Every token is signed here, with the ring as of the latest key change (a key
         revoked in another worker of this `serve` signs nothing more: SigningKeys.current).
@@ -92,6 +93,7 @@ class Services:
             scope=scope,
             sid=sid,
             roles=roles,
+            signed_in=signed_in,
         )
 
     def verify(self, token: str) -> dict[str, Any]:

@@ -318,6 +318,7 @@ class Registry:
         post_logout_redirect_uris: tuple[str, ...] = (),
         client_name: str | None = None,
         allowed_origins: tuple[str, ...] = (),
+        require_mfa: bool = False,
     ) -> str | None:
         """Registers a client; returns its secret (None for a public one)."""
         secret = None if public else new_secret()
@@ -331,6 +332,7 @@ class Registry:
             post_logout_redirect_uris=post_logout_redirect_uris,
             client_name=client_name,
             allowed_origins=allowed_origins,
+            require_mfa=require_mfa,
         )
         assert await self.services.clients.create(client, self.services.clock())
         return secret

@@ -708,6 +708,7 @@ def test_users_and_clients_created_by_the_cli_are_audited_as_cli(cli: Cli) -> No
                 "post_logout_redirect_uris": [],
                 "client_name": None,
                 "allowed_origins": [],
+                "require_mfa": False,
             },
         ),
     ]

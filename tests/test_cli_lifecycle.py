@@ -355,3 +355,19 @@ async def test_users_reset_factors_removes_them_and_ends_every_session(
     assert (await run(cli, "users", "reset-factors", "nobody")).returncode == 3
     actions = [(a, action) for a, action, t, _ in await audit_of(cli) if t == sub]
     assert ("cli", "factor.removed") in actions and ("cli", "user.factors_reset") in actions
+
+
+async def test_clients_create_and_update_take_require_mfa(cli: Cli) -> None:
+    ok(
+        await run(
+            cli, "clients", "create", "bank", "--public", "--grant", "authorization_code",
+            "--redirect-uri", "https://bank.example/cb", "--require-mfa",
+        )
+    )  # fmt: skip
+    assert ["require_mfa", "yes"] in table(await run(cli, "clients", "show", "bank"))
+    off = json_lines(await run(cli, "clients", "update", "bank", "--no-require-mfa", "--json"))
+    assert off[0]["require_mfa"] is False
+    # The password grant has no second step: refused beside require_mfa.
+    refused = await run(cli, "clients", "update", "bank", "--require-mfa", "--grant", "password")
+    assert refused.returncode == 1
+    assert_one_line_error(refused, "require_mfa")

@@ -546,6 +546,46 @@ async def test_0016_adds_links_for_existing_users_and_takes_them_away_again(
     assert await schema_diff(engine) == []
 
 
+# --- 0017: what access tokens say of the sign-in, step-up, MFA clients ------------------------
+
+
+async def test_0017_leaves_existing_families_without_sign_in_claims_and_goes_back(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0007")
+    await seed_before_0008(engine)  # alice's family, started by a code of login session s1
+    await migrate.upgrade(engine, "0016")
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE users SET username_key = username"))
+        await conn.execute(
+            text(
+                "INSERT INTO login_sessions (id, token_hash, user_id, created_at, last_used_at,"
+                " expires_at) VALUES ('s1', :hash, 'u1', :at, :at, 4000000000)"
+            ),
+            {"hash": "a" * 64, "at": NOW - 100},
+        )
+
+    await migrate.upgrade(engine)
+
+    # The family from before: no amr, no auth_time (its access tokens carry neither), and it
+    # still rotates, saying so again.
+    store = SqlFamilyStore(pooled)
+    rotated = await rotate(store, CHILD, client_id="app", now=NOW, refresh_ttl=3600, grace=0)
+    assert (rotated.family.amr, rotated.family.auth_time) == (None, None)
+    # The login session from before: auth_time its created_at, the password alone.
+    session = await SqlLoginSessionStore(pooled).touch("a" * 64, NOW, 3600)
+    assert session is not None and (session.auth_time, session.amr) == (NOW - 100, ("pwd",))
+    client = await SqlClientStore(pooled).get("app")
+    assert client is not None and client.require_mfa is False
+    assert await schema_diff(engine) == []
+
+    await migrate.downgrade(engine, "0016")
+    async with engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT id FROM login_sessions"))).all()
+        families = (await conn.execute(text("SELECT count(*) FROM refresh_families"))).scalar()
+    assert [tuple(row) for row in kept] == [("s1",)] and families == 1
+
+
 # --- 0018: passkeys, beside users written before it ------------------------------------------
 
 

@@ -25,7 +25,7 @@ from authserver.tokens.refresh import USER_AGENT_MAX
 class LoginSession:
     id: str
     user_id: str
-    auth_time: int  # when the password was typed (OpenID Connect's auth_time)
+    auth_time: int  # the last time the user proved a factor (OpenID Connect's auth_time)
     expires_at: int  # absolute end
     user_agent: str | None = None  # of the browser that signed in, cut to USER_AGENT_MAX
     amr: tuple[str, ...] = ("pwd",)  # how the user proved who they are (RFC 8176)
@@ -63,6 +63,15 @@ class LoginSessionStore(Protocol):
     async def touch(self, token_hash: str, now: int, idle_ttl: int) -> LoginSession | None:
         """The live session of this cookie, its idle clock restarted, in one statement; None
         when it is unknown, ended, idle or past its end, or its user is disabled or gone."""
+        ...
+
+    async def step_up(
+        self, token_hash: str, user_id: str, amr: tuple[str, ...], now: int, idle_ttl: int,
+        new_token_hash: str,
+    ) -> LoginSession | None:  # fmt: skip
+        """A step-up, in one statement: the live session of this cookie (as `touch` decides),
+        if `user_id`'s, takes `amr` as its methods, `now` as its auth_time and
+        `new_token_hash` as its cookie's hash; None (nothing changed) otherwise."""
         ...
 
     async def holder(self, token_hash: str) -> str | None:
@@ -109,9 +118,18 @@ PASSKEY_ONLY = ("hwk", "user", "mfa")
 PASSWORD_AND_PASSKEY = ("pwd", "hwk", "user", "mfa")
 
 
+ACR_VALUES = ("pwd", "mfa")  # the weaker first (discovery's acr_values_supported)
+
+
 def acr_of(amr: tuple[str, ...]) -> str:
     """The `acr` of a sign-in (API.md): `mfa` with two factors, else `pwd`."""
     return "mfa" if "mfa" in amr else "pwd"
+
+
+def stepped_up(amr: tuple[str, ...], method: tuple[str, ...]) -> tuple[str, ...]:
+    """The methods of a session after a step-up: its own, then the factor's (`("otp",)`), then
+    `mfa` (RFC 8176 §2: multiple-factor authentication), each once."""
+    return tuple(dict.fromkeys((*amr, *method, "mfa")))
 
 
 MAX_COOKIE = 256  # a longer cookie is none of ours: not even hashed

@@ -9,23 +9,14 @@ A password change asks for the current password through the sign-in's own check
 password policy, and ends every other session of the user (end_sessions): this browser's
 login session and the apps it signed in stay, every other browser and app signs in again.
 
-Two-step verification (second_factors.py): an authenticator app is enrolled in two posts. The
-first makes a secret and shows it; the secret travels to the second post sealed under the KEK
-with this login session's id as associated data and an expiry, so the page cannot hand in a
-secret of its choosing, and another session cannot use it. The second post checks one code
-from the app, stores the factor (that code's step spent) and the 10 recovery codes, shown
-once. Removing every factor asks for the current password, as a password change does.
+Two-step verification (second_factors.py): an authenticator app is enrolled in two posts
+(enrolment.py), the secret sealed for this login session's id. Removing every factor asks for
+the current password, as a password change does.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import uuid
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
-
-from cryptography.exceptions import InvalidTag
 
 from authserver.accounts.login_sessions import (
     MAX_COOKIE,
@@ -37,16 +28,14 @@ from authserver.accounts.passkeys import PASSKEY, StoredPasskey
 from authserver.accounts.password_policy import WeakPassword
 from authserver.accounts.password_policy import check_password as policy
 from authserver.accounts.profiles import Profile
-from authserver.accounts.second_factors import (
-    matching_step,
-    new_recovery_codes,
-    new_totp_secret,
-    provisioning_uri,
-    recovery_code_hash,
-    seal_totp,
-)
 from authserver.accounts.users import MAX_PASSWORD, User
 from authserver.actions.end_sessions import end_sessions
+from authserver.actions.enrolment import (
+    Enrolled,
+    TotpEnrolment,
+    confirm_enrolment,
+    new_enrolment,
+)
 from authserver.actions.sign_in import Credentials, check_password
 from authserver.audit import AuditEvent
 from authserver.errors import InvalidGrant, NotFound, SlowDown
@@ -60,9 +49,6 @@ APP = "app"  # a refresh family: an application holding a refresh token
 
 WRONG_CURRENT = N_("The current password is wrong.")
 NO_SUCH_SESSION = N_("You have no such session.")
-WRONG_ENROLMENT_CODE = N_("That code is wrong. Check the time on your device and try again.")
-ENROLMENT_EXPIRED = N_("This setup has expired. Start again.")
-ENROLMENT_TTL = 600  # to scan the code and type one from the app
 
 
 @dataclass(frozen=True)
@@ -187,63 +173,27 @@ async def sign_out_everywhere(services: Services, cookie: str | None) -> int | N
     return await end_sessions(services, user.id, reason="logout_all", actor=user.id, now=now)
 
 
-@dataclass(frozen=True)
-class TotpEnrolment:
-    """The setup page: the secret as a QR code and as text, and the sealed `token` that carries
-    it to the confirming post; `problem` after a wrong code."""
-
-    secret: str
-    uri: str  # otpauth://, what the QR code holds
-    token: str
-    problem: str | None = None
-
-
-@dataclass(frozen=True)
-class Enrolled:
-    recovery_codes: tuple[str, ...]  # shown once, never stored in the clear
-
-
 async def start_totp(services: Services, cookie: str | None) -> TotpEnrolment | None:
     """A new secret to set up; None without a live login session."""
     signed_in = await _signed_in(services, cookie)
     if signed_in is None:
         return None
     user, session = signed_in
-    secret = new_totp_secret()
-    expires = services.clock() + ENROLMENT_TTL
-    sealed = services.factor_sealer.seal(_enrolment_label(session), f"{expires}:{secret}".encode())
-    token = base64.urlsafe_b64encode(sealed).decode("ascii")
-    return TotpEnrolment(secret, _uri(services, user, secret), token)
+    return new_enrolment(services, user, _enrolment_label(session))
 
 
 async def confirm_totp(
     services: Services, cookie: str | None, token: str, code: str
 ) -> Enrolled | TotpEnrolment | None:
     """Stores the factor if `code` is the app's for the secret `token` carries; the setup page
-    again with why otherwise; None without a live login session. ErrorPage-free: a token that
-    does not open (edited, another session's, expired) is ENROLMENT_EXPIRED."""
+    again with why otherwise (enrolment.confirm_enrolment); None without a live login
+    session."""
     signed_in = await _signed_in(services, cookie)
     if signed_in is None:
         return None
     user, session = signed_in
-    now = services.clock()
-    secret = _open_enrolment(services, session, token, now)
-    if secret is None:
-        fresh = await start_totp(services, cookie)
-        return None if fresh is None else _with_problem(fresh, ENROLMENT_EXPIRED)
-    again = TotpEnrolment(secret, _uri(services, user, secret), token, WRONG_ENROLMENT_CODE)
-    step = matching_step(secret, code, now)
-    if step is None:
-        return again
-    factor_id = str(uuid.uuid4())
-    sealed = seal_totp(services.factor_sealer, factor_id, secret)
-    event = AuditEvent(now, user.id, "factor.enrolled", user.id, {"kind": "totp"}, user=user.id)
-    if not await services.second_factors.add_totp(factor_id, user.id, sealed, step, now, [event]):
-        return _with_problem(again, ENROLMENT_EXPIRED)  # one was enrolled meanwhile
-    codes = new_recovery_codes()
-    hashes = [str(recovery_code_hash(c)) for c in codes]
-    await services.second_factors.replace_recovery_codes(user.id, hashes, now)
-    return Enrolled(tuple(codes))
+    label = _enrolment_label(session)
+    return await confirm_enrolment(services, user, label, token, code, "account_page")
 
 
 async def remove_factors(
@@ -293,25 +243,6 @@ async def _current_password(
 
 def _enrolment_label(session: LoginSession) -> str:
     return f"totp-enrolment:{session.id}"
-
-
-def _open_enrolment(services: Services, session: LoginSession, token: str, now: int) -> str | None:
-    try:
-        sealed = base64.urlsafe_b64decode(token.encode("ascii"))
-        opened = services.factor_sealer.open(_enrolment_label(session), sealed).decode()
-    except (binascii.Error, ValueError, InvalidTag):  # UnicodeError is a ValueError
-        return None
-    expires, _, secret = opened.partition(":")
-    return secret if expires.isdigit() and int(expires) > now else None
-
-
-def _uri(services: Services, user: User, secret: str) -> str:
-    host = urlsplit(services.settings.issuer).hostname or "authserver"
-    return provisioning_uri(secret, user.username, host)
-
-
-def _with_problem(enrolment: TotpEnrolment, problem: str) -> TotpEnrolment:
-    return TotpEnrolment(enrolment.secret, enrolment.uri, enrolment.token, problem)
 
 
 async def signed_in(services: Services, cookie: str | None) -> tuple[User, LoginSession] | None:

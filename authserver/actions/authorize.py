@@ -7,7 +7,16 @@ Connect Core §3.1.2 (`nonce`, `prompt`, `max_age`). Three answers:
   (RFC 6749 §4.1.2.1); the HTTP layer shows a 400 page.
 - `SignIn`: the user must type their password (no live login session, `prompt=login`, or the
   session is older than `max_age`); the hosted page (actions/sign_in.py) finishes the request.
+- `StepUp`: the live login session is too weak for the request (`acr_values=mfa`, or a client
+  registered with `require_mfa`, and a session signed in with the password alone by a user who
+  has a second factor): the page asks for the second factor only (actions/sign_in_steps.py),
+  which upgrades the session.
 - `Redirect`: back to the client, with a code or an error, `state` and `iss`.
+
+`acr_values` is voluntary (OpenID Connect Core §3.1.2.1: "Requested Authentication Context
+Class Reference values ... as a Voluntary Claim"): a user with no second factor asked for `mfa`
+signs in with the password, and the token's `acr` says `pwd` (as Keycloak and Auth0 do); the
+client decides. A client that must not get such a session registers with `require_mfa`.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from authserver.accounts.login_sessions import MAX_COOKIE, LoginSession, hash_session_token
+from authserver.accounts.login_sessions import MAX_COOKIE, LoginSession, acr_of, hash_session_token
 from authserver.audit import ANONYMOUS, AuditEvent
 from authserver.clients import Client
 from authserver.errors import InvalidScope, InvalidTarget, OAuthError
@@ -29,6 +38,7 @@ from authserver.tokens.scopes import grant, parse_scope
 
 MAX_STATE = 1024
 MAX_NONCE = 512
+MAX_ACR_VALUES = 256
 PROMPTS = ("none", "login")
 
 
@@ -52,6 +62,14 @@ class AuthorizationRequest:
     prompt: str | None
     max_age: int | None
     resources: tuple[str, ...] = ()  # RFC 8707: the resources named, checked well-formed
+    acr_values: tuple[str, ...] = ()  # as the request named them, in its order
+
+    @property
+    def wants_mfa(self) -> bool:
+        """A second factor is asked for: by `acr_values` naming `mfa` and not `pwd` (a
+        client listing both accepts either), or by the client's registration."""
+        asked = "mfa" in self.acr_values and "pwd" not in self.acr_values
+        return asked or self.client.require_mfa
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,14 @@ class Redirect:
 
 @dataclass(frozen=True)
 class SignIn:
+    request: AuthorizationRequest
+
+
+@dataclass(frozen=True)
+class StepUp:
+    """The browser's login session is live but too weak: the second factor is all that is
+    missing (the password is recent enough)."""
+
     request: AuthorizationRequest
 
 
@@ -92,7 +118,7 @@ def local_page_after(params: Params) -> str | None:
 
 async def authorize(
     services: Services, params: Params, session_cookie: str | None
-) -> Redirect | SignIn:
+) -> Redirect | SignIn | StepUp:
     """The answer to one /authorize request; raises ErrorPage when nothing may be redirected.
 
     Audited: a code as `code.issued` (with the code), any other answer as `authorize` with
@@ -105,6 +131,8 @@ async def authorize(
         raise
     if isinstance(outcome, SignIn):
         await _audit(services, client_id, "sign_in")
+    elif isinstance(outcome, StepUp):
+        await _audit(services, client_id, "step_up")
     elif outcome.error is not None:
         await _audit(services, client_id, "error", outcome.error)
     return outcome
@@ -122,7 +150,7 @@ async def _audit(
 
 async def _decide(
     services: Services, params: Params, session_cookie: str | None
-) -> Redirect | SignIn:
+) -> Redirect | SignIn | StepUp:
     client, redirect_uri, given = await trusted_target(services, params)
     state = _single(params).get("state")
     try:
@@ -139,10 +167,29 @@ async def _decide(
             return error_redirect(
                 services, redirect_uri, "login_required", "The user is not signed in.", state
             )
+        if await _too_weak(services, request, session):
+            # OpenID Connect Core §3.1.2.6: interaction_required, the authorization server
+            # requires end-user interaction of some form to proceed (the second factor).
+            return error_redirect(
+                services, redirect_uri, "interaction_required",
+                "The request needs the user's second factor.", state,
+            )  # fmt: skip
         return await complete(services, request, session)
     if request.prompt == "login" or session is None:
         return SignIn(request)
+    if await _too_weak(services, request, session):
+        return StepUp(request)
     return await complete(services, request, session)
+
+
+async def _too_weak(
+    services: Services, request: AuthorizationRequest, session: LoginSession
+) -> bool:
+    """A second factor is asked for, the session was signed in without one, and its user has
+    one to give (else the request goes on: `complete` decides what a `pwd` session gets)."""
+    if not request.wants_mfa or acr_of(session.amr) == "mfa":
+        return False
+    return bool(await services.second_factors.kinds(session.user_id))
 
 
 async def live_session(services: Services, cookie: str | None) -> LoginSession | None:
@@ -250,6 +297,9 @@ def _parse(client: Client, redirect_uri: str, given: bool, params: Params) -> Au
         resources = requested_resources([value for name, value in params if name == "resource"])
     except InvalidTarget as exc:
         raise _Refused("invalid_target", exc.description) from None
+    acr_values = values.get("acr_values", "")
+    if len(acr_values) > MAX_ACR_VALUES:
+        raise _Refused("invalid_request", "acr_values is too long.")
     return AuthorizationRequest(
         client=client,
         redirect_uri=redirect_uri,
@@ -261,6 +311,7 @@ def _parse(client: Client, redirect_uri: str, given: bool, params: Params) -> Au
         prompt=prompt,
         max_age=_max_age(values.get("max_age")),
         resources=resources,
+        acr_values=tuple(acr_values.split()),
     )
 
 
@@ -294,11 +345,19 @@ def _too_old(services: Services, request: AuthorizationRequest, session: LoginSe
 async def complete(
     services: Services, request: AuthorizationRequest, session: LoginSession
 ) -> Redirect | SignIn:
-    """Issues the code for a signed-in user and sends the browser back with it."""
+    """Issues the code for a signed-in user and sends the browser back with it; or, to a
+    client registered with `require_mfa`, access_denied for a session without a second factor
+    (its user has none: one who has one was asked for it before this)."""
     user = await services.users.by_id(session.user_id)
     if user is None or user.disabled:
         return SignIn(request)
     client = request.client
+    if client.require_mfa and acr_of(session.amr) != "mfa":
+        return error_redirect(
+            services, request.redirect_uri, "access_denied",
+            "This application requires two-step verification; the user has no second factor"
+            " enrolled (they can add one on their account page).", request.state,
+        )  # fmt: skip
     scope = grant(request.scope, client.scopes, user.scopes)
     now = services.clock()
     code = AuthorizationCode(

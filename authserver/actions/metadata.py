@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from authserver.accounts.login_sessions import ACR_VALUES
 from authserver.accounts.profiles import EMAIL_CLAIMS, PROFILE_CLAIMS
 from authserver.actions.token import GRANTS
 from authserver.services import Services
@@ -48,6 +49,8 @@ async def metadata(services: Services) -> dict[str, Any]:
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algs,
         "claims_supported": CLAIMS,
+        # The levels `acr` names and /authorize's acr_values asks for (login_sessions.acr_of).
+        "acr_values_supported": list(ACR_VALUES),
         # /authorize refuses request objects (request_not_supported, request_uri_not_supported);
         # request_uri_parameter_supported must say so, as it defaults to true.
         "request_parameter_supported": False,

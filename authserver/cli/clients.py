@@ -86,6 +86,7 @@ REGISTRATION_FLAGS = {
     "post_logout_redirect_uri": "post_logout_redirect_uris",
     "allowed_origin": "allowed_origins",
     "client_name": "client_name",
+    "require_mfa": "require_mfa",
 }
 
 
@@ -104,6 +105,16 @@ def add_registration_flags(parser: argparse.ArgumentParser, *, replacing: bool =
         help='what the sign-in page shows ("to continue to NAME")'
         + ('; "" removes it' if replacing else ""),
     )  # fmt: skip
+    mfa = parser.add_mutually_exclusive_group()
+    mfa.add_argument(
+        "--require-mfa", dest="require_mfa", action="store_true", default=None,
+        help="sessions with a second factor only (a user without one: access_denied)",
+    )  # fmt: skip
+    if replacing:
+        mfa.add_argument(
+            "--no-require-mfa", dest="require_mfa", action="store_false",
+            help="sessions signed in with the password alone too",
+        )  # fmt: skip
 
 
 def registration_fields(args: argparse.Namespace) -> dict[str, Any]:

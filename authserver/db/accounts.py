@@ -301,6 +301,7 @@ class SqlClientStore:
                         post_logout_redirect_uris=" ".join(client.post_logout_redirect_uris),
                         client_name=client.client_name,
                         allowed_origins=" ".join(client.allowed_origins),
+                        require_mfa=client.require_mfa,
                         created_at=now,
                         disabled=False,
                     )
@@ -327,6 +328,8 @@ class SqlClientStore:
             values["client_name"] = changes.client_name or None
         if changes.allowed_origins is not None:
             values["allowed_origins"] = " ".join(changes.allowed_origins)
+        if changes.require_mfa is not None:
+            values["require_mfa"] = changes.require_mfa
         if changes.disabled:
             values["disabled"] = True
             values["tokens_revoked_before"] = now  # every token issued so far dies
@@ -433,4 +436,5 @@ def _client(row: Any) -> Client:
         old_secret_expires_at=row.old_secret_expires_at,
         created_at=row.created_at,
         secret_rotated_at=row.secret_rotated_at,
+        require_mfa=row.require_mfa,
     )

@@ -37,7 +37,8 @@ _COLUMNS = """client_id, user_id, login_session_id, redirect_uri, redirect_uri_g
 _ISSUE = text(f"""
 INSERT INTO authorization_codes (code_hash, {_COLUMNS}, created_at)
 SELECT :code_hash, :client_id, s.user_id, s.id, :redirect_uri, :redirect_uri_given,
-       :code_challenge, :scope, :nonce, s.created_at, :expires_at, s.amr, :resources, :now
+       :code_challenge, :scope, :nonce, COALESCE(s.auth_time, s.created_at), :expires_at,
+       s.amr, :resources, :now
 FROM login_sessions AS s JOIN users AS u ON u.id = s.user_id
 WHERE s.id = :login_session_id AND s.user_id = :user_id
   AND {login_session_live("s")} AND {user_enabled("u")}
@@ -71,9 +72,9 @@ _LIVE_SESSION = f"""SELECT 1 FROM login_sessions
 
 _INSERT_FAMILY = text("""
 INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
-                              login_session_id, resources)
+                              login_session_id, resources, amr, auth_time)
 VALUES (:id, :user_id, :client_id, :scope, :created_at, :expires_at, :login_session_id,
-        :resources)
+        :resources, :amr, :auth_time)
 """)
 
 _INSERT_TOKEN = text("""
@@ -103,9 +104,11 @@ WITH spent AS (
     RETURNING {_COLUMNS}
 ), family AS (
     INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
-                                  login_session_id, resources)
+                                  login_session_id, resources, amr, auth_time)
+    -- The sign-in the code carries, for the family's access tokens (NULL amr: before 0015,
+    -- the password alone, as _code reads it).
     SELECT :family_id, user_id, client_id, scope, :now, :family_expires_at, login_session_id,
-           resources
+           resources, COALESCE(amr, 'pwd'), auth_time
     FROM spent
     RETURNING id
 ), token AS (
@@ -224,6 +227,8 @@ class SqlCodeStore:
                         "created_at": redemption.now,
                         "expires_at": redemption.family_expires_at,
                         "resources": _joined(code.resources),
+                        "amr": " ".join(code.amr),
+                        "auth_time": code.auth_time,
                     },
                 )
                 await conn.execute(_INSERT_TOKEN, token)

@@ -23,9 +23,11 @@ from authserver.db.predicates import client_enabled, client_may_refresh, user_en
 from authserver.tokens.refresh import Family, Session, Spent, TokenState, family_revoked
 from authserver.tokens.scopes import still_held
 
+# amr and auth_time ride along: the rotating statement returns them, so every access token of
+# a family says how its user signed in, with no read of its own.
 _FAMILY_COLUMNS = (
     "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.expires_at, f.revoked_at, f.user_agent"
-    ", f.resources"
+    ", f.resources, f.amr, f.auth_time"
 )
 
 
@@ -186,6 +188,8 @@ def _family(row: Any) -> Family:
         revoked_at=row["revoked_at"],
         user_agent=row["user_agent"],
         resources=tuple((row["resources"] or "").split()),
+        amr=None if row["amr"] is None else tuple(row["amr"].split()),
+        auth_time=row["auth_time"],
     )
 
 
@@ -256,6 +260,8 @@ class SqlFamilyStore:
                     expires_at=family.expires_at,
                     user_agent=family.user_agent,
                     resources=" ".join(family.resources) or None,
+                    amr=None if family.amr is None else " ".join(family.amr),
+                    auth_time=family.auth_time,
                 )
             )
             await conn.execute(

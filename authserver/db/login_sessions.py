@@ -26,6 +26,9 @@ INSERT INTO login_sessions
 VALUES (:id, :token_hash, :user_id, :now, :now, :expires_at, :user_agent, :amr)
 """)
 
+# A LoginSession's columns; auth_time NULL (no step-up, or from before 0017): created_at.
+_SESSION = "id, user_id, COALESCE(auth_time, created_at) AS auth_time, expires_at, user_agent, amr"
+
 # Alive, used within the idle lifetime, its user enabled: decided and touched in one statement.
 _TOUCH = text(f"""
 UPDATE login_sessions SET last_used_at = :now
@@ -33,7 +36,21 @@ WHERE token_hash = :token_hash AND {login_session_live(None)}
   AND last_used_at > :idle_after
   AND EXISTS (SELECT 1 FROM users AS u
               WHERE u.id = login_sessions.user_id AND {user_enabled("u")})
-RETURNING id, user_id, created_at, expires_at
+RETURNING {_SESSION}
+""")
+
+# A second factor given to a live session (a step-up): its methods and auth_time upgraded, and
+# its cookie replaced (OWASP: a new session id when the privilege level changes), in one
+# statement; only the session of this cookie, of this user, alive and used within the idle
+# lifetime, its user enabled.
+_STEP_UP = text(f"""
+UPDATE login_sessions SET amr = :amr, auth_time = :now, last_used_at = :now,
+                          token_hash = :new_token_hash
+WHERE token_hash = :token_hash AND user_id = :user_id AND {login_session_live(None)}
+  AND last_used_at > :idle_after
+  AND EXISTS (SELECT 1 FROM users AS u
+              WHERE u.id = login_sessions.user_id AND {user_enabled("u")})
+RETURNING {_SESSION}
 """)
 
 _HOLDER = text("""
@@ -89,6 +106,12 @@ RETURNING id, user_id, created_at, expires_at
 """)
 
 
+def _session(row: Any) -> LoginSession:
+    # NULL amr: a session from before 0015, the password alone.
+    amr = tuple((row.amr or "pwd").split())
+    return LoginSession(row.id, row.user_id, row.auth_time, row.expires_at, row.user_agent, amr)
+
+
 class SqlLoginSessionStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -119,9 +142,19 @@ class SqlLoginSessionStore:
         params = {"token_hash": token_hash, "now": now, "idle_after": now - idle_ttl}
         async with self._engine.begin() as conn:
             row = (await conn.execute(_TOUCH, params)).first()
-        if row is None:
-            return None
-        return LoginSession(row.id, row.user_id, row.created_at, row.expires_at)
+        return None if row is None else _session(row)
+
+    async def step_up(
+        self, token_hash: str, user_id: str, amr: tuple[str, ...], now: int, idle_ttl: int,
+        new_token_hash: str,
+    ) -> LoginSession | None:  # fmt: skip
+        params = {
+            "token_hash": token_hash, "user_id": user_id, "amr": " ".join(amr), "now": now,
+            "idle_after": now - idle_ttl, "new_token_hash": new_token_hash,
+        }  # fmt: skip
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(_STEP_UP, params)).first()
+        return None if row is None else _session(row)
 
     async def holder(self, token_hash: str) -> str | None:
         async with self._engine.begin() as conn:

@@ -92,6 +92,8 @@ class ClientRow(Base):
     old_secret_expires_at: Mapped[int | None] = mapped_column(BigInteger)
     # Access tokens of this client with iat at or before it are revoked (disable, delete).
     tokens_revoked_before: Mapped[int | None] = mapped_column(BigInteger)
+    # 0017: the client gets only sessions with a second factor (acr mfa).
+    require_mfa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SigningKeyRow(Base):
@@ -137,6 +139,10 @@ class FamilyRow(Base):
     user_agent: Mapped[str | None] = mapped_column(String(200))  # of the login that started it
     # 0019: the RFC 8707 resources its authorization named, space-separated; NULL: none.
     resources: Mapped[str | None] = mapped_column(Text)
+    # 0017: the browser sign-in's RFC 8176 methods and auth_time, carried into every access
+    # token of the family; NULL: a password-grant family, or one from before 0017 (no claims).
+    amr: Mapped[str | None] = mapped_column(String(64))
+    auth_time: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class RefreshTokenRow(Base):
@@ -207,6 +213,8 @@ class LoginSessionRow(Base):
     user_agent: Mapped[str | None] = mapped_column(String(200))
     # 0015: the RFC 8176 methods the sign-in used, space-separated; NULL: the password alone.
     amr: Mapped[str | None] = mapped_column(String(64))
+    # 0017: the last time the user proved a factor (a step-up moves it); NULL: created_at.
+    auth_time: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AuthorizationCodeRow(Base):

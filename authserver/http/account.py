@@ -8,25 +8,19 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-import segno
-from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.actions import account as accounts
 from authserver.actions import passkeys as passkeying
-from authserver.actions.account import (
-    AccountPage,
-    Enrolled,
-    PasswordChanged,
-    PasswordRefused,
-    TotpEnrolment,
-)
+from authserver.actions.account import AccountPage, PasswordChanged, PasswordRefused
+from authserver.actions.enrolment import Enrolled, TotpEnrolment
 from authserver.errors import NotFound
 from authserver.http import csrf, pages
 from authserver.http.addresses import client_address
 from authserver.http.context import services
 from authserver.http.cookies import clear_session_cookie, read_session_cookie
+from authserver.http.enrolment import setup_page
 from authserver.http.forms import read_fields
 from authserver.http.responses import redirect
 from authserver.http.sign_in import too_many_failures
@@ -155,31 +149,15 @@ def _refusal(
 def _setup_page(
     request: Request, found: Services, enrolment: TotpEnrolment, status: int = 200
 ) -> Response:
-    settings = found.settings
-    words = pages.words(request, settings)
-    # Inline SVG markup, not an <img>: nothing is fetched (the secret never leaves the page in
-    # a URL) and the CSP (img-src 'self', no data:) stays as it is. segno writes only digits
-    # and fixed attribute names, so the markup is safe to insert unescaped.
-    qr = segno.make(enrolment.uri, error="m").svg_inline(
-        scale=4, title=words.gettext("QR code for your authenticator app")
-    )
-    token = csrf.token_for(request, settings)
-    context = {
-        "enrolment": enrolment,
-        "qr_svg": Markup(qr),
-        "secret_groups": " ".join(
-            enrolment.secret[i : i + 4] for i in range(0, len(enrolment.secret), 4)
-        ),
-        "error": words.gettext(enrolment.problem) if enrolment.problem else None,
-        "csrf_token": token,
-    }
-    response = pages.render(request, settings, "account_totp.html", context, status)
-    csrf.remember(response, settings, token)
+    token = csrf.token_for(request, found.settings)
+    context = {"action": "/account/totp/confirm", "required": False, "client_name": None}
+    response = setup_page(request, found, enrolment, token, context, status)
+    csrf.remember(response, found.settings, token)
     return response
 
 
 def _recovery_codes_page(request: Request, found: Services, enrolled: Enrolled) -> Response:
-    context = {"codes": enrolled.recovery_codes}
+    context = {"codes": enrolled.recovery_codes, "continue_to": None}
     return pages.render(request, found.settings, "account_recovery_codes.html", context)
 
 

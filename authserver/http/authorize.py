@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.actions import authorize as authorizing
-from authserver.actions.authorize import ErrorPage, Redirect
+from authserver.actions.authorize import ErrorPage, Redirect, StepUp
 from authserver.http import pages
 from authserver.http.context import services
 from authserver.http.cookies import read_session_cookie
@@ -27,5 +27,7 @@ async def authorize(request: Request) -> Response:
         metrics.AUTHORIZE.labels("error" if outcome.error else "code").inc()
         return redirect(outcome.url, 302)
     metrics.AUTHORIZE.labels("sign_in").inc()
-    # The request travels to the sign-in page unchanged, in its query string.
-    return redirect(f"{found.settings.issuer}/login?{request.url.query}", 302)
+    # The request travels to the sign-in page unchanged, in its query string: the password
+    # form, or (a step-up) only the second factor's.
+    page = "/login/factor" if isinstance(outcome, StepUp) else "/login"
+    return redirect(f"{found.settings.issuer}{page}?{request.url.query}", 302)

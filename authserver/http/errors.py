@@ -17,6 +17,7 @@ from starlette.routing import Match, Route
 from authserver.config import Settings
 from authserver.errors import (
     InsufficientScope,
+    InsufficientUserAuthentication,
     InvalidClient,
     InvalidToken,
     OAuthError,
@@ -38,6 +39,7 @@ PAGE_PATHS = frozenset(
         "/authorize",
         "/login",
         "/login/factor",
+        "/login/enrol",
         "/end-session",
         "/account",
         "/account/password",
@@ -68,6 +70,11 @@ async def oauth_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, InvalidToken | InsufficientScope):
         # RFC 6750 §3: a protected resource answers with a Bearer challenge.
         headers["WWW-Authenticate"] = f'Bearer realm="authserver", error="{exc.code}"'
+    elif isinstance(exc, InsufficientUserAuthentication):
+        # RFC 9470 §3: the challenge names the authentication context to ask for.
+        headers["WWW-Authenticate"] = (
+            f'Bearer realm="authserver", error="{exc.code}", acr_values="{exc.acr_values}"'
+        )
     elif isinstance(exc, InvalidClient) and _used_basic(request):
         # RFC 6749 §5.2: if the client authenticated via the Authorization header, the server
         # MUST answer 401 with a WWW-Authenticate matching the scheme it used.

@@ -329,7 +329,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "description": (
             "Reached by POST /login's 303 for a user with an authenticator app, carrying the"
             " authorization request's query string; needs the pending sign-in's cookie (5"
-            " minutes), else 303 back to /login."
+            " minutes), else 303 back to /login. Also /authorize's 302 for a step-up"
+            " (acr_values=mfa, or a require_mfa client, and a login session signed in with the"
+            " password alone): then the login session is the state, and the code upgrades it."
         ),
         "tags": ["sign-in"],
         "responses": {
@@ -356,6 +358,47 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **HTML_PAGE("400", "the form again with one error sentence, an error page"),
             **HTML_PAGE("403", "the CSRF token, the Origin or the pending cookie does not match"),
             **HTML_PAGE("429", "throttled: the form again, with Retry-After"),
+            **_page_errors(413, 415),
+        },
+    },
+    ("GET", "/login/enrol"): {
+        "summary": "The sign-in's setup step: add an authenticator app (AUTHSERVER_MFA=required).",
+        "description": (
+            "Reached by POST /login's 303 for a user without a second factor when"
+            " AUTHSERVER_MFA=required, carrying the authorization request's query string; shows"
+            " a new secret (an inline SVG QR code and the key as text). Needs the pending"
+            " sign-in's cookie (5 minutes), else 303 back to /login."
+        ),
+        "tags": ["sign-in"],
+        "responses": {
+            **HTML_PAGE("200", "the setup page"),
+            **REDIRECT_302,
+            "303": {"description": "no pending sign-in to enrol: back to /login"},
+            **HTML_PAGE("400", "an error page"),
+            **_page_errors(),
+        },
+    },
+    ("POST", "/login/enrol"): {
+        "summary": "The setup page's answer: the sealed secret, a code from the app, CSRF token.",
+        "tags": ["sign-in"],
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": _strings("enrolment", "code", "csrf_token"),
+                    }
+                }
+            },
+        },
+        "responses": {
+            **HTML_PAGE(
+                "200", "signed in: the recovery codes, once, and a link back to the request"
+            ),
+            "303": {"description": "no pending sign-in to enrol: back to /login"},
+            **HTML_PAGE("400", "the setup page again with one error sentence, an error page"),
+            **HTML_PAGE("403", "the CSRF token, the Origin or the pending cookie does not match"),
             **_page_errors(413, 415),
         },
     },
@@ -1036,6 +1079,13 @@ CLIENT_META: dict[str, Schema] = {
         "items": {"type": "string", "examples": ["https://app.example"]},
         "description": "browser origins (scheme://host[:port]) allowed for CORS and the cookie "
         "endpoints of this client, besides AUTHSERVER_ALLOWED_ORIGINS",
+    },
+    "require_mfa": {
+        "type": "boolean",
+        "default": False,
+        "description": "sessions with a second factor only: /authorize asks a signed-in user "
+        "with a factor for it and answers access_denied for a user without one; not with the "
+        "password grant",
     },
 }
 

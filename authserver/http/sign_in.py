@@ -13,7 +13,14 @@ from authserver.actions import sign_in as signing_in
 from authserver.actions import sign_in_steps as steps
 from authserver.actions.authorize import AuthorizationRequest, ErrorPage, Redirect, SignIn
 from authserver.actions.sign_in import TryAgain
-from authserver.actions.sign_in_steps import AwaitingFactor, FactorAgain, SignedIn, StartAgain
+from authserver.actions.sign_in_steps import (
+    AwaitingFactor,
+    Enrol,
+    EnrolledSignedIn,
+    FactorAgain,
+    SignedIn,
+    StartAgain,
+)
 from authserver.config import Settings
 from authserver.http import csrf, pages
 from authserver.http.addresses import client_address
@@ -25,6 +32,7 @@ from authserver.http.cookies import (
     set_pending_cookie,
     set_session_cookie,
 )
+from authserver.http.enrolment import setup_page
 from authserver.http.forms import read_fields
 from authserver.http.responses import redirect
 from authserver.i18n.translations import N_
@@ -75,7 +83,7 @@ async def login(request: Request) -> Response:
         return _try_again(request, found, outcome, fields[csrf.FIELD])
     if isinstance(outcome, AwaitingFactor):
         # The next step's form, its CSRF token bound to the pending sign-in's cookie.
-        response = redirect(_at("/login/factor", request), 303)
+        response = redirect(_at("/login/enrol" if outcome.enrol else "/login/factor", request), 303)
         set_pending_cookie(response, settings, outcome.cookie, outcome.expires_at - found.clock())
         csrf.remember(response, settings, csrf.new_token(request, outcome.cookie))
         return response
@@ -168,15 +176,18 @@ def _form(
 async def factor_form(request: Request) -> Response:
     found, settings = services(request), services(request).settings
     pending = read_pending_cookie(request, settings)
+    session = read_session_cookie(request, settings)
+    params = request.query_params.multi_items()
     try:
-        target = await steps.pending_request(found, request.query_params.multi_items(), pending)
+        target = await steps.pending_request(found, params, pending, session)
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
     if isinstance(target, StartAgain):
         return redirect(_at("/login", request), 303)
     if isinstance(target, Redirect):
         return redirect(target.url, 302)
-    token = csrf.new_token(request, pending)
+    # Bound to the pending sign-in's cookie, or for a step-up to the login session's.
+    token = csrf.new_token(request, pending or session)
     response = _factor_form(request, found, target, token)
     csrf.remember(response, settings, token)
     return response
@@ -186,7 +197,8 @@ async def factor(request: Request) -> Response:
     found, settings = services(request), services(request).settings
     fields = await read_fields(request)
     pending = read_pending_cookie(request, settings)
-    if pending is None or not csrf.same_browser(request, settings, fields, pending=pending):
+    # Without a pending sign-in, a step-up: the form's token is the login session's.
+    if not csrf.same_browser(request, settings, fields, pending=pending):
         return pages.error_page(request, settings, FORM_EXPIRED, 403)
     try:
         outcome = await steps.second_factor(
@@ -244,3 +256,74 @@ def _at(path: str, request: Request) -> str:
     """`path` carrying the request's query string (the authorization request), as /login does."""
     query = request.url.query
     return path + (f"?{query}" if query else "")
+
+
+async def enrol_form(request: Request) -> Response:
+    """GET /login/enrol: AUTHSERVER_MFA=required, and the user has no factor yet."""
+    found, settings = services(request), services(request).settings
+    pending = read_pending_cookie(request, settings)
+    try:
+        outcome = await steps.enrolment(found, request.query_params.multi_items(), pending)
+    except ErrorPage as exc:
+        return pages.error_page(request, settings, exc.description, 400)
+    return _enrol_answer(request, found, outcome, csrf.new_token(request, pending))
+
+
+async def enrol(request: Request) -> Response:
+    found, settings = services(request), services(request).settings
+    fields = await read_fields(request)
+    pending = read_pending_cookie(request, settings)
+    if pending is None or not csrf.same_browser(request, settings, fields, pending=pending):
+        return pages.error_page(request, settings, FORM_EXPIRED, 403)
+    try:
+        outcome = await steps.enrol(
+            found,
+            request.query_params.multi_items(),
+            pending_cookie=pending,
+            token=fields.get("enrolment", ""),
+            code=fields.get("code", ""),
+            replaces=read_session_cookie(request, settings),
+            user_agent=request.headers.get("user-agent"),
+        )
+    except ErrorPage as exc:
+        return pages.error_page(request, settings, exc.description, 400)
+    if isinstance(outcome, EnrolledSignedIn):
+        signed_in = outcome.signed_in
+        token = csrf.new_token(request, signed_in.cookie)
+        context = {"codes": outcome.recovery_codes, "continue_to": outcome.continue_to}
+        response = pages.render(request, settings, "account_recovery_codes.html", context)
+        set_session_cookie(
+            response, settings, signed_in.cookie, signed_in.session.expires_at - found.clock()
+        )
+        clear_pending_cookie(response, settings)
+        csrf.remember(response, settings, token)
+        return response
+    return _enrol_answer(request, found, outcome, fields[csrf.FIELD], 400)
+
+
+def _enrol_answer(
+    request: Request,
+    found: Services,
+    outcome: Enrol | Redirect | StartAgain,
+    csrf_token: str,
+    status: int = 200,
+) -> Response:
+    settings = found.settings
+    if isinstance(outcome, StartAgain):
+        response = redirect(_at("/login", request), 303)
+        clear_pending_cookie(response, settings)
+        return response
+    if isinstance(outcome, Redirect):
+        return redirect(outcome.url, 303 if status != 200 else 302)
+    target = outcome.request
+    context = {
+        "action": _at("/login/enrol", request),
+        "required": True,
+        "client_name": target.client.display_name if target else None,
+    }
+    targets = (pages.origin_of(target.redirect_uri),) if target else ()
+    response = setup_page(
+        request, found, outcome.enrolment, csrf_token, context, status, form_targets=targets
+    )
+    csrf.remember(response, settings, csrf_token)
+    return response

@@ -16,6 +16,7 @@ from typing import Any
 
 import jwt
 
+from authserver.accounts.login_sessions import acr_of
 from authserver.inputs import storable
 from authserver.keys.ring import KeyRing
 from authserver.tokens.jws import compact_jws
@@ -49,7 +50,9 @@ def mint_access_token(
     scope: str,
     sid: str | None,
     roles: tuple[str, ...] = (),
+    signed_in: tuple[tuple[str, ...], int] | None = None,
 ) -> AccessToken:
+    """`signed_in`: (amr, auth_time) of the browser sign-in behind the token, if any."""
     claims: dict[str, Any] = {
         "iss": issuer,
         "sub": sub,
@@ -67,6 +70,11 @@ def mint_access_token(
         # RFC 9068 §2.2.3.1: the roles of the user, as SCIM's `roles` attribute (RFC 7643
         # §4.1.2), so resource servers can decide on them without a lookup.
         claims["roles"] = list(roles)
+    if signed_in is not None:
+        # RFC 9068 §2.2.1: auth_time, acr and amr as OpenID Connect Core §2 defines them, so a
+        # service can ask for a stronger or fresher sign-in (RFC 9470) from the token alone.
+        amr, auth_time = signed_in
+        claims |= {"auth_time": auth_time, "acr": acr_of(amr), "amr": list(amr)}
     return AccessToken(compact_jws("at+jwt", claims, ring.signing), claims)
 
 

@@ -100,8 +100,8 @@ class CodeStore(Protocol):
         client, its challenge, and its redirect URI when either the authorization request or
         the redemption names one: `redirect_uri_matches`); then, with the user (enabled) and
         the login session (live) locked against a concurrent disable or end, and the user still
-        holding the code's scope (a demotion since), stores the family
-        (the code's user and scope), its first refresh token and `redeemed_event`. The code as
+        holding the code's scope (a demotion since), stores the family (the code's user,
+        scope, amr and auth_time), its first refresh token and `redeemed_event`. The code as
         it was; None, with nothing changed, when any of that fails."""
         ...
 
@@ -175,8 +175,8 @@ async def redeem_code(
         code = await store.redeem(redemption)
         if code is not None:
             family = Family(
-                redemption.family_id, code.user_id, client_id, code.scope, now,
-                family_expires_at, resources=code.resources,
+                redemption.family_id, code.user_id, client_id, code.scope, now, family_expires_at,
+                resources=code.resources, amr=code.amr, auth_time=code.auth_time,
             )  # fmt: skip
             return Exchange(code, family, token, redemption.token_expires_at)
     stored = await store.find(code_hash)

@@ -34,6 +34,12 @@ class Family:
     # RFC 8707: the resources its authorization named; each access token is for one of them
     # (resources.chosen). None named: the default audience.
     resources: tuple[str, ...] = ()
+    # How and when the user of a browser sign-in proved who they are (RFC 8176 methods, OpenID
+    # Connect auth_time), stored at the code exchange and kept by every rotation, for the
+    # access tokens (RFC 9068 §2.2.1). None: a password-grant family, or one from before
+    # they were stored; its access tokens say nothing of the sign-in.
+    amr: tuple[str, ...] | None = None
+    auth_time: int | None = None
 
 
 USER_AGENT_MAX = 200

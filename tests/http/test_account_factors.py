@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver.actions.account import ENROLMENT_EXPIRED, WRONG_ENROLMENT_CODE
+from authserver.actions.enrolment import ENROLMENT_EXPIRED, WRONG_ENROLMENT_CODE
 from tests.conftest import Clock, Registry
 from tests.http.signin import (
     CALLBACK,

@@ -363,3 +363,11 @@ async def test_metadata_says_request_objects_are_not_supported(
     meta = (await client.get(path)).json()
     assert meta["request_uri_parameter_supported"] is False
     assert meta["request_parameter_supported"] is False
+
+
+@pytest.mark.parametrize("path", METADATA_PATHS)
+async def test_metadata_names_the_acr_values_authorize_honours(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    # OpenID Connect Discovery 1.0 §3 acr_values_supported; /authorize steps up for mfa.
+    assert (await client.get(path)).json()["acr_values_supported"] == ["pwd", "mfa"]

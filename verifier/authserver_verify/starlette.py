@@ -10,13 +10,18 @@ The only module of the kit that imports Starlette: install `authserver-verify[st
 
     @require_role("billing:admin")       # the user's roles (RFC 9068 §2.2.3.1 `roles`)
     async def refunds(request: Request) -> Response: ...
+
+    @require_scope("payments:write")
+    @require_authentication(acr=("mfa",), max_age=300)   # RFC 9470 step-up
+    async def pay(request: Request) -> Response: ...
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Container
+import time
+from collections.abc import Awaitable, Callable, Collection, Container
 from typing import Any
 
 from starlette.requests import Request
@@ -31,6 +36,7 @@ __all__ = [
     "BearerAuthMiddleware",
     "authenticate",
     "require_active",
+    "require_authentication",
     "require_role",
     "require_scope",
 ]
@@ -142,6 +148,44 @@ def require_role(*needed: str, any_of: bool = False) -> Callable[[Endpoint], End
     return _checking(refuse)
 
 
+def require_authentication(
+    *,
+    acr: Collection[str] = (),
+    max_age: int | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Callable[[Endpoint], Endpoint]:
+    """Decorates an endpoint: 401 `insufficient_user_authentication` (RFC 9470 §3) unless the
+    token's user signed in with one of the `acr` values (authserver's: `pwd`, `mfa`) and at
+    most `max_age` seconds ago (its `auth_time`), as `Verifier.authentication_shortfall`
+    decides. The challenge names what to ask the issuer for: `acr_values` (the route's, in
+    its order) whenever the route names some, and `max_age` when the age was the reason, so
+    the client's next authorization request gets a token that passes."""
+    if max_age is not None and max_age < 0:
+        raise ValueError("max_age must be a whole number of seconds, 0 or more")
+    accepted = tuple(acr)
+
+    def refuse(claims: dict[str, Any]) -> Response | None:
+        lacking = Verifier.authentication_shortfall(
+            claims, acr=accepted, max_age=max_age, now=clock()
+        )
+        if not lacking:
+            return None
+        # RFC 9470 §3: the resource server uses the error code insufficient_user_authentication
+        # with acr_values and/or max_age "to indicate to the client" what to request.
+        params = {"acr_values": " ".join(accepted)} if accepted else {}
+        if "max_age" in lacking:
+            params["max_age"] = str(max_age)
+        return _challenge(
+            401,
+            "insufficient_user_authentication",
+            "The user must sign in again, more strongly or more recently.",
+            None,
+            **params,
+        )
+
+    return _checking(refuse)
+
+
 def _checking(
     refuse: Callable[[dict[str, Any]], Response | None],
 ) -> Callable[[Endpoint], Endpoint]:
@@ -205,15 +249,15 @@ def _bearer(request: Request) -> str | None:
 
 
 def _challenge(
-    status: int, error: str | None, description: str, realm: str | None, scope: str | None = None
+    status: int, error: str | None, description: str, realm: str | None, **extra: str
 ) -> Response:
+    """`extra`: auth-params after the error (`scope`; RFC 9470's `acr_values`, `max_age`)."""
     params = []
     if realm is not None:
         params.append(f'realm="{realm}"')
     if error is not None:
         params.append(f'error="{error}"')
-    if scope is not None:
-        params.append(f'scope="{scope}"')
+    params += [f'{name}="{value}"' for name, value in extra.items()]
     challenge = "Bearer" + (" " + ", ".join(params) if params else "")
     body = {"error": error or "invalid_token", "error_description": description}
     headers = {"WWW-Authenticate": challenge, "Cache-Control": "no-store"}

@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
@@ -440,6 +440,31 @@ class Verifier:
         roles = claims.get("roles")
         held = set(roles) if isinstance(roles, list) else set()
         return bool(held.intersection(needed)) if any_of else held.issuperset(needed)
+
+    @staticmethod
+    def authentication_shortfall(
+        claims: dict[str, Any],
+        *,
+        acr: Collection[str] = (),
+        max_age: int | None = None,
+        now: float,
+    ) -> tuple[str, ...]:
+        """What the user's sign-in behind verified `claims` lacks for a requirement (RFC 9470
+        §3): `"acr"` when `acr` names values and the token's `acr` is none of them, `"max_age"`
+        when more than `max_age` seconds passed since its `auth_time`; () when it meets it. A
+        token without the claims (not from a user's browser sign-in) lacks what is asked."""
+        lacking: list[str] = []
+        if acr and claims.get("acr") not in acr:
+            lacking.append("acr")
+        if max_age is not None:
+            auth_time = claims.get("auth_time")
+            if (
+                not isinstance(auth_time, int | float)
+                or isinstance(auth_time, bool)
+                or now - auth_time > max_age
+            ):
+                lacking.append("max_age")
+        return tuple(lacking)
 
     def verify(self, token: str) -> dict[str, Any]:
         """The token's claims, or an InvalidToken subclass. May block on a JWKS fetch."""

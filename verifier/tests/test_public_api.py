@@ -10,7 +10,10 @@ PUBLIC = (
     "KeySetUnavailable MalformedToken MissingClaim NotYetValid Revoked UnacceptableHeader "
     "UnknownKey VerificationError Verifier WrongAudience WrongIssuer urllib_fetch"
 )
-STARLETTE = "BearerAuthMiddleware authenticate require_active require_role require_scope"
+STARLETTE = (
+    "BearerAuthMiddleware authenticate require_active require_authentication require_role"
+    " require_scope"
+)
 
 
 def test_the_package_exports_exactly_these_names() -> None:

@@ -14,8 +14,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from authserver_verify import Verifier
-from authserver_verify.starlette import BearerAuthMiddleware, require_role, require_scope
-from test_verifier import FakeIssuer, Monotonic, make_verifier
+from authserver_verify.starlette import (
+    BearerAuthMiddleware,
+    require_authentication,
+    require_role,
+    require_scope,
+)
+from test_verifier import NOW, FakeIssuer, Monotonic, make_verifier
 
 
 async def whoami(request: Request) -> Response:
@@ -34,6 +39,17 @@ async def refunds(request: Request) -> Response:
 
 @require_role("editor", "owner", any_of=True)
 async def edit(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+@require_scope("payments:write")
+@require_authentication(acr=("mfa",), max_age=300, clock=lambda: NOW)
+async def pay(request: Request) -> Response:
+    return JSONResponse({"paid": True})
+
+
+@require_authentication(max_age=60, clock=lambda: NOW)
+async def profile(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
@@ -59,6 +75,8 @@ async def http(verifier: Verifier) -> AsyncIterator[httpx.AsyncClient]:
             Route("/orders", write, methods=["POST"]),
             Route("/refunds", refunds, methods=["POST"]),
             Route("/pages", edit, methods=["POST"]),
+            Route("/payments", pay, methods=["POST"]),
+            Route("/profile", profile),
             Route("/health", health),
         ],
         middleware=[Middleware(BearerAuthMiddleware, verifier=verifier, exempt={"/health"})],
@@ -157,3 +175,49 @@ async def test_exempt_paths_pass_without_a_token(http: httpx.AsyncClient) -> Non
     response = await http.get("/health")
     assert response.status_code == 200
     assert response.json() == {"claims": False}
+
+
+async def test_a_weak_or_old_sign_in_is_answered_with_the_rfc_9470_challenge(
+    http: httpx.AsyncClient, issuer: FakeIssuer
+) -> None:
+    scope = "payments:write"
+    mfa: dict[str, Any] = {"acr": "mfa", "amr": ["pwd", "otp", "mfa"], "auth_time": NOW - 10}
+    cases: list[tuple[dict[str, Any], str | None]] = [
+        # RFC 9470 §3: insufficient_user_authentication with what to ask for.
+        ({"acr": "pwd", "amr": ["pwd"], "auth_time": NOW - 10}, 'acr_values="mfa"'),
+        ({**mfa, "auth_time": NOW - 301}, 'acr_values="mfa", max_age="300"'),
+        ({"acr": "pwd", "auth_time": NOW - 301}, 'acr_values="mfa", max_age="300"'),
+        ({}, 'acr_values="mfa", max_age="300"'),  # no sign-in claims at all
+        ({**mfa, "auth_time": "yesterday"}, 'acr_values="mfa", max_age="300"'),
+        (mfa, None),
+        ({**mfa, "auth_time": NOW - 300}, None),
+    ]
+    for claims, challenge in cases:
+        response = await http.post("/payments", headers=bearer(issuer.token(scope=scope, **claims)))
+        if challenge is None:
+            assert response.status_code == 200, claims
+            assert response.json() == {"paid": True}
+            continue
+        assert response.status_code == 401, claims
+        assert response.headers["www-authenticate"] == (
+            f'Bearer error="insufficient_user_authentication", {challenge}'
+        ), claims
+        assert response.json()["error"] == "insufficient_user_authentication"
+    # The scope is checked first: a token without it is 403 whatever its sign-in.
+    lacking = await http.post("/payments", headers=bearer(issuer.token(**mfa)))
+    assert lacking.status_code == 403
+
+
+async def test_an_age_alone_names_only_max_age(http: httpx.AsyncClient, issuer: FakeIssuer) -> None:
+    old = await http.get("/profile", headers=bearer(issuer.token(auth_time=NOW - 61)))
+    assert old.status_code == 401
+    assert old.headers["www-authenticate"] == (
+        'Bearer error="insufficient_user_authentication", max_age="60"'
+    )
+    fresh = await http.get("/profile", headers=bearer(issuer.token(auth_time=NOW - 60)))
+    assert fresh.status_code == 200
+
+
+def test_a_negative_max_age_is_refused_when_the_route_is_declared() -> None:
+    with pytest.raises(ValueError, match="max_age"):
+        require_authentication(max_age=-1)

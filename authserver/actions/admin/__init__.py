@@ -12,7 +12,12 @@ from typing import Any
 
 from authserver.accounts.users import User
 from authserver.actions.introspection import authenticate_bearer
-from authserver.errors import InsufficientScope, InvalidRequest, NotFound
+from authserver.errors import (
+    InsufficientScope,
+    InsufficientUserAuthentication,
+    InvalidRequest,
+    NotFound,
+)
 from authserver.inputs import storable
 from authserver.services import Services
 from authserver.tokens.scopes import ADMIN
@@ -27,6 +32,11 @@ async def require_admin(services: Services, bearer: str | None) -> str:
     scope = claims.get("scope")
     if not isinstance(scope, str) or ADMIN not in scope.split(" "):
         raise InsufficientScope(detail=f"{claims.get('sub')} lacks the admin scope")
+    # A user's token (a session's: it has a sid; a client's own has none) from a sign-in
+    # without a second factor; the password grant's says nothing of it, so it is refused too.
+    users_token = claims.get("sid") is not None
+    if services.settings.admin_requires_mfa and users_token and claims.get("acr") != "mfa":
+        raise InsufficientUserAuthentication(detail=f"{claims.get('sub')}'s admin token: no mfa")
     return str(claims.get("sub") or claims["client_id"])
 
 

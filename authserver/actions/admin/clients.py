@@ -3,6 +3,7 @@ secret, delete."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,8 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
     if "authorization_code" in grants and not redirect_uris:
         # Without one, every /authorize request of the client would end on the error page.
         raise InvalidRequest("The authorization_code grant needs at least one redirect_uris.")
+    require_mfa = boolean_field(body, "require_mfa")
+    check_require_mfa(require_mfa, grants)
     secret = None if public else new_secret()
     client = Client(
         client_id=client_id,
@@ -92,6 +95,7 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
         post_logout_redirect_uris=tuple(dict.fromkeys(post_logout_redirect_uris)),
         client_name=client_name,
         allowed_origins=tuple(dict.fromkeys(allowed_origins)),
+        require_mfa=require_mfa,
     )
     now = services.clock()
     if not await services.clients.create(client, now):
@@ -111,7 +115,15 @@ PATCHABLE_CLIENT_FIELDS = {
     "post_logout_redirect_uris",
     "client_name",
     "allowed_origins",
+    "require_mfa",
 }
+
+
+def check_require_mfa(require_mfa: bool, grants: Sequence[str]) -> None:
+    """A client that gets only sessions with a second factor cannot have the password grant,
+    which has no second step (it would hand out password-only sessions)."""
+    if require_mfa and "password" in grants:
+        raise InvalidRequest("A client with require_mfa cannot use the password grant.")
 
 
 def registration_extras(client: Client) -> dict[str, Any]:
@@ -121,6 +133,7 @@ def registration_extras(client: Client) -> dict[str, Any]:
         "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
         "client_name": client.client_name,
         "allowed_origins": list(client.allowed_origins),
+        "require_mfa": client.require_mfa,
     }
 
 
@@ -195,6 +208,10 @@ def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
         redirect_uris = client.redirect_uris
     if "authorization_code" in (grants or client.grant_types) and not redirect_uris:
         raise InvalidRequest("The authorization_code grant needs at least one redirect_uris.")
+    require_mfa = boolean_field(body, "require_mfa") if "require_mfa" in body else None
+    check_require_mfa(
+        client.require_mfa if require_mfa is None else require_mfa, grants or client.grant_types
+    )
     refresh_delivery: RefreshDelivery | None = None
     if "refresh_delivery" in body:
         refresh_delivery = "cookie" if delivery == "cookie" else "body"
@@ -212,6 +229,7 @@ def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
         post_logout_redirect_uris=uris["post_logout_redirect_uris"],
         client_name=client_name,
         allowed_origins=allowed_origins,
+        require_mfa=require_mfa,
     )
 
 

@@ -67,6 +67,10 @@ async def with_refresh(
         ttl=ttl,
         roles=rotation.roles,
         audience=None if resource is None else resource.resource,
+        # Stored at the code exchange, returned by every rotation: a refresh keeps them.
+        signed_in=None
+        if family.amr is None or family.auth_time is None
+        else (family.amr, family.auth_time),
     )
     return TokenResponse(
         access.token,

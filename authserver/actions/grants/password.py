@@ -50,9 +50,10 @@ async def password_grant(
         client, requested, resource = checked
         # The grant has no step for a second factor: a password alone must not sign in a
         # user who enrolled one. Refused as a wrong password is (and counted as one), so the
-        # answer does not tell a guesser the password was right.
-        if await services.second_factors.kinds(user.id):
-            raise InvalidGrant(detail="the user has a second factor; the password grant has none")
+        # answer does not tell a guesser the password was right. Under AUTHSERVER_MFA=required
+        # every user has one, or must enrol one on the sign-in page first: none signs in here.
+        if services.settings.mfa == "required" or await services.second_factors.kinds(user.id):
+            raise InvalidGrant(detail="a second factor is due; the password grant has none")
         settings = services.settings
         rotation = await start_family(
             services.families,
