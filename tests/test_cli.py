@@ -53,7 +53,8 @@ NO_POSTGRES = "no Postgres could be found or started (set AUTHSERVER_TEST_DATABA
 
 @dataclass
 class Cli:
-    """Runs the console script with a fixed environment, in a directory of its own."""
+    """Runs a command with a fixed environment, in a directory of its own: `main` in this
+    process, or the installed console script (see __call__)."""
 
     database_url: str
     keys_dir: Path
@@ -153,21 +154,21 @@ def _as_a_process(
     saved_env, saved_cwd = dict(os.environ), Path.cwd()
     saved_streams = sys.stdin, sys.stdout, sys.stderr
     out, err = io.StringIO(), io.StringIO()
-    warnings = logging.StreamHandler(err)
-    warnings.setLevel(logging.WARNING)
+    last_resort = logging.StreamHandler(err)
+    last_resort.setLevel(logging.WARNING)
     # In a thread (the lifecycle tests), the app on the main thread's loop goes on: not its logs.
     caller, main_thread = threading.get_ident(), threading.main_thread().ident
     if caller != main_thread:
-        warnings.addFilter(lambda record: record.thread != main_thread)
-    os.environ.clear()
-    os.environ.update({"COLUMNS": "80", **env})
-    os.chdir(cwd)
-    sys.stdin, sys.stdout, sys.stderr = io.StringIO(stdin), out, err
-    logging.getLogger().addHandler(warnings)
+        last_resort.addFilter(lambda record: record.thread != main_thread)
     try:
+        os.environ.clear()
+        os.environ.update({"COLUMNS": "80", **env})
+        os.chdir(cwd)
+        sys.stdin, sys.stdout, sys.stderr = io.StringIO(stdin), out, err
+        logging.getLogger().addHandler(last_resort)
         yield out, err
     finally:
-        logging.getLogger().removeHandler(warnings)
+        logging.getLogger().removeHandler(last_resort)
         sys.stdin, sys.stdout, sys.stderr = saved_streams
         os.chdir(saved_cwd)
         os.environ.clear()
