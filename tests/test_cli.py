@@ -513,7 +513,7 @@ def test_bad_settings_are_one_line_each(sqlite_cli: Cli, command: tuple[str, ...
 def test_the_installed_script_exits_with_mains_status(sqlite_cli: Cli) -> None:
     # The other tests call main() in this process; the console script ([project.scripts]) is
     # what an operator's scripts run, and it must hand main()'s status on to them.
-    assert sqlite_cli("migrate", process=True).returncode == 0
+    assert sqlite_cli("migrate").returncode == 0
     assert sqlite_cli("clients", "create", "svc", process=True).returncode == 0
     taken = sqlite_cli("clients", "create", "svc", process=True)
     assert taken.returncode == 4
