@@ -1,24 +1,34 @@
-"""The `authserver` console script, run for real in a subprocess, as an operator would.
+"""The `authserver` command, as an operator runs it.
 
 Every command reads the same settings as the server and answers bad input with one line per
-problem on stderr and a non-zero exit, never a traceback.
+problem on stderr and a non-zero exit, never a traceback. The commands run in this process
+(`authserver.cli.main` with the command's environment, directory and standard streams): a
+subprocess per command cost a second of imports each, minutes of the suite. `serve`, and the
+installed console script's exit statuses (test_the_installed_script_exits_with_mains_status),
+still run as processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import io
 import json
+import logging
 import os
 import secrets
 import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -31,6 +41,7 @@ from sqlalchemy.pool import NullPool
 from starlette.applications import Starlette
 
 from authserver.app import create_app
+from authserver.cli import main
 from authserver.db import migrate
 from tests._postgres import scratch_database
 from tests._smtp import SmtpServer
@@ -42,7 +53,8 @@ NO_POSTGRES = "no Postgres could be found or started (set AUTHSERVER_TEST_DATABA
 
 @dataclass
 class Cli:
-    """Runs the console script with a fixed environment, in a directory of its own."""
+    """Runs a command with a fixed environment, in a directory of its own: `main` in this
+    process, or the installed console script (see __call__)."""
 
     database_url: str
     keys_dir: Path
@@ -67,17 +79,43 @@ class Cli:
         return env
 
     def __call__(
-        self, *args: str, stdin: str = "", env: Mapping[str, str | None] | None = None
+        self,
+        *args: str,
+        stdin: str = "",
+        env: Mapping[str, str | None] | None = None,
+        process: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        """`env` adds to or (with None) removes from the settings, named without the prefix."""
-        return subprocess.run(
-            [AUTHSERVER, *args],
-            input=stdin,
-            env=self.env(env or {}),
-            cwd=self.cwd,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        """`env` adds to or (with None) removes from the settings, named without the prefix.
+        In this process, but `serve` (it would run a server here) and with `process`: the
+        installed console script in a subprocess."""
+        if process or args[:1] == ("serve",):
+            return subprocess.run(
+                [AUTHSERVER, *args],
+                input=stdin,
+                env=self.env(env or {}),
+                cwd=self.cwd,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        command = partial(self._main, args, stdin, self.env(env or {}))
+        if _in_an_event_loop():  # main() runs one of its own; waits as subprocess.run did
+            with ThreadPoolExecutor(1) as thread:
+                return thread.submit(command).result()
+        return command()
+
+    def _main(
+        self, args: tuple[str, ...], stdin: str, env: dict[str, str]
+    ) -> subprocess.CompletedProcess[str]:
+        with _one_command_at_a_time, _as_a_process(env, self.cwd, stdin) as (stdout, stderr):
+            try:
+                status = main(list(args))
+            except SystemExit as exc:  # argparse: --help, a usage error
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+                status = 1 if isinstance(exc.code, str) else exc.code or 0
+        return subprocess.CompletedProcess(
+            [AUTHSERVER, *args], status, stdout.getvalue(), stderr.getvalue()
         )
 
     def popen(
@@ -92,6 +130,49 @@ class Cli:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+
+
+# The environment, the working directory and the standard streams are the process's.
+_one_command_at_a_time = threading.Lock()
+
+
+def _in_an_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _as_a_process(
+    env: Mapping[str, str], cwd: Path, stdin: str
+) -> Iterator[tuple[io.StringIO, io.StringIO]]:
+    """What a subprocess would have had: the command's AUTHSERVER_ variables only, `cwd`, stdin
+    as given, stdout and stderr kept, help wrapped at 80 columns (stdout is no terminal) and
+    warnings logged to stderr (Python's last-resort handler, which pytest's own would hide)."""
+    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    saved_streams = sys.stdin, sys.stdout, sys.stderr
+    out, err = io.StringIO(), io.StringIO()
+    last_resort = logging.StreamHandler(err)
+    last_resort.setLevel(logging.WARNING)
+    # In a thread (the lifecycle tests), the app on the main thread's loop goes on: not its logs.
+    caller, main_thread = threading.get_ident(), threading.main_thread().ident
+    if caller != main_thread:
+        last_resort.addFilter(lambda record: record.thread != main_thread)
+    try:
+        os.environ.clear()
+        os.environ.update({"COLUMNS": "80", **env})
+        os.chdir(cwd)
+        sys.stdin, sys.stdout, sys.stderr = io.StringIO(stdin), out, err
+        logging.getLogger().addHandler(last_resort)
+        yield out, err
+    finally:
+        logging.getLogger().removeHandler(last_resort)
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
@@ -427,6 +508,23 @@ def test_bad_settings_are_one_line_each(sqlite_cli: Cli, command: tuple[str, ...
     assert sum("AUTHSERVER_SIGNING_ALG" in line for line in lines) == 1
     assert result.stdout == ""
     assert not (sqlite_cli.cwd.parent / "authserver.db").exists()  # nothing was touched
+
+
+def test_the_installed_script_exits_with_mains_status(sqlite_cli: Cli) -> None:
+    # The other tests call main() in this process; the console script ([project.scripts]) is
+    # what an operator's scripts run, and it must hand main()'s status on to them.
+    assert sqlite_cli("migrate").returncode == 0
+    assert sqlite_cli("clients", "create", "svc", process=True).returncode == 0
+    taken = sqlite_cli("clients", "create", "svc", process=True)
+    assert taken.returncode == 4
+    assert_one_line_error(taken, "taken")
+    assert sqlite_cli("clients", "show", "nobody", process=True).returncode == 3
+    refused = sqlite_cli("clients", "create", "web", "--grant", "implicit", process=True)
+    assert refused.returncode == 1
+    assert_one_line_error(refused, "implicit")
+    bad = sqlite_cli("keys", "list", env={"SIGNING_ALG": "HS256"}, process=True)
+    assert bad.returncode == 2
+    assert_one_line_error(bad, "AUTHSERVER_SIGNING_ALG")
 
 
 @pytest.mark.parametrize("kek", ["not base64 at all!", base64.b64encode(b"short").decode()])

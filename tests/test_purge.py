@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import anyio
@@ -19,7 +16,8 @@ from authserver.config import Settings
 from authserver.db.purge import PURGE_LOCK, purge, purge_periodically
 from authserver.services import Services
 from authserver.tokens.refresh import start_family
-from tests.conftest import KEK, Clock, Registry
+from tests.conftest import Clock, Registry
+from tests.test_cli import make_cli
 
 DAY = 86_400
 
@@ -169,21 +167,7 @@ async def test_the_purge_command(
 ) -> None:
     now = services.clock()
     await services.denylist.deny("old-jti", now - 1, now)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
-    env.update(
-        {
-            "AUTHSERVER_DATABASE_URL": settings.database_url,
-            "AUTHSERVER_KEYS_DIR": str(tmp_path / "keys"),
-            "AUTHSERVER_KEY_ENCRYPTION_KEY": KEK,
-        }
-    )
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("authserver")), "purge"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = make_cli(tmp_path, settings.database_url)("purge")
     assert result.returncode == 0, result.stderr
     assert "denied access tokens: 1" in result.stderr
     assert await count(engine, "denied_access_tokens") == 0

@@ -14,7 +14,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.app import mail_sender
 from authserver.config import Settings
+from authserver.mail.sender import MailSender
 from authserver.services import Services
 from tests._smtp import SmtpServer
 from tests.conftest import ISSUER, Clock, Registry, make_settings, password_login
@@ -212,8 +214,14 @@ async def test_twenty_requests_a_minute_from_one_address_always_pass(
 
 
 async def test_known_and_unknown_addresses_take_the_same_time(
-    client: httpx.AsyncClient, smtp: SmtpServer, alice: str, engine: AsyncEngine
+    client: httpx.AsyncClient,
+    smtp: SmtpServer,
+    alice: str,
+    engine: AsyncEngine,
+    settings: Settings,
+    clock: Clock,
 ) -> None:
+    sender = mail_sender(settings, engine, clock)
     page = await client.get("/password-reset")
     token = csrf_token(page.text)
     times: dict[str, list[float]] = {"known": [], "unknown": []}
@@ -233,7 +241,7 @@ async def test_known_and_unknown_addresses_take_the_same_time(
             bodies[kind].add(answer.content)
             # The mail of a known address is made and sent in the background: let it finish,
             # so that it slows neither the next try nor only one kind of them.
-            await settled(engine)
+            await settled(engine, sender)
         await next_mail(smtp, n + 1)
     assert bodies["known"] == bodies["unknown"] and len(bodies["known"]) == 1
     # The fastest fifth of each kind: anything else the machine does (another process, a
@@ -248,16 +256,26 @@ async def clear_page_limits(engine: AsyncEngine) -> None:
         await conn.execute(text("DELETE FROM page_requests"))
 
 
-async def settled(engine: AsyncEngine) -> None:
+async def settled(engine: AsyncEngine, sender: MailSender) -> None:
     with anyio.fail_after(10):
         while True:
             async with engine.connect() as conn:
-                waiting = await conn.execute(
-                    text("SELECT (SELECT count(*) FROM reset_requests) "
-                         "+ (SELECT count(*) FROM mail_outbox)")
-                )  # fmt: skip
-                if not waiting.scalar():
-                    return
+                requests, mails = (
+                    await conn.execute(
+                        text(
+                            "SELECT (SELECT count(*) FROM reset_requests), "
+                            "(SELECT count(*) FROM mail_outbox)"
+                        )
+                    )  # fmt: skip
+                ).one()
+            if not requests and not mails:
+                return
+            if not requests:
+                # The resolver queued the mail without waking the server's sender, which finds
+                # it at its next poll (up to a second; 50 s of this test). Delivered as another
+                # instance's sender would (its claim keeps the mail to one sender).
+                await sender.deliver_due()
+                continue
             await anyio.sleep(0.005)
 
 
