@@ -19,6 +19,9 @@ from typing import Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 SIGNING_ALGS = ("RS256", "EdDSA")
+# AUTHSERVER_SIGNUP (actions/sign_up.py): no sign-up page, one that signs the new user in at
+# once, or one whose accounts sign in only once their address is verified.
+SIGNUP_MODES = ("off", "open", "verified")
 PREFIX = "AUTHSERVER_"
 # Secrets may come from a file instead (Docker secrets, Kubernetes secret volumes):
 # AUTHSERVER_<NAME>_FILE names a file whose content (stripped) is the value.
@@ -151,6 +154,8 @@ class Settings:
     # How long a link in mail lives (links.py): a password reset's, an email verification's.
     password_reset_ttl: int = 1800
     email_verify_ttl: int = 86_400
+    # Who may make an account on the sign-up page (SIGNUP_MODES); `verified` needs mail.
+    signup: str = "off"
 
     @property
     def mail_enabled(self) -> bool:
@@ -242,6 +247,10 @@ DESCRIPTIONS: dict[str, str] = {
     "used, or once the password changes by any way.",
     "email_verify_ttl": "Seconds an email verification link lives (60 to 2592000); it also "
     "dies once used.",
+    "signup": "The sign-up page `/signup`: `off` (it answers `404`), `open` (a new account signs "
+    "in at once; its address is verified by a mailed link when mail is on) or `verified` (a new "
+    "account signs in only once the link mailed to its address is opened; needs "
+    "`AUTHSERVER_SMTP_URL`). docs/accounts.md#sign-up.",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
@@ -329,9 +338,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         email_verify_ttl=read(
             "EMAIL_VERIFY_TTL", _seconds(60, 2_592_000), defaults.email_verify_ttl
         ),
+        signup=read("SIGNUP", _signup_mode, defaults.signup),
     )
     if settings.smtp_url is not None and not env.get("AUTHSERVER_MAIL_FROM", "").strip():
         problems.append("AUTHSERVER_MAIL_FROM: must be set with AUTHSERVER_SMTP_URL")
+    if settings.signup == "verified" and settings.smtp_url is None:
+        # Its accounts sign in only through a mailed link: without mail, none ever could.
+        problems.append("AUTHSERVER_SIGNUP: verified needs mail: set AUTHSERVER_SMTP_URL")
     if settings.login_session_idle_ttl > settings.login_session_ttl:
         problems.append(
             "AUTHSERVER_LOGIN_SESSION_IDLE_TTL: must not exceed AUTHSERVER_LOGIN_SESSION_TTL "
@@ -424,6 +437,12 @@ def _directory(raw: str) -> Path:
 def _signing_alg(raw: str) -> str:
     if raw not in SIGNING_ALGS:
         raise ValueError(f"must be one of {', '.join(SIGNING_ALGS)}, got {raw!r}")
+    return raw
+
+
+def _signup_mode(raw: str) -> str:
+    if raw not in SIGNUP_MODES:
+        raise ValueError(f"must be one of {', '.join(SIGNUP_MODES)}, got {raw!r}")
     return raw
 
 

@@ -186,13 +186,14 @@ class SqlUserStore:
 
 
 async def _forget_username(conn: AsyncConnection, user_id: str) -> None:
-    """The trail keeps the sub alone: `user.created` recorded the username too, and it and
-    `user.updated` the profile (profiles.PERSONAL: who the user is, not what they may do)."""
+    """The trail keeps the sub alone: `user.created` and `user.signed_up` recorded the username
+    too, and `user.created` and `user.updated` the profile (profiles.PERSONAL: who the user is,
+    not what they may do)."""
     recorded = (
         await conn.execute(
             select(AuditEventRow.id, AuditEventRow.detail).where(
                 AuditEventRow.target == user_id,
-                AuditEventRow.action.in_(("user.created", "user.updated")),
+                AuditEventRow.action.in_(("user.created", "user.signed_up", "user.updated")),
             )
         )
     ).all()

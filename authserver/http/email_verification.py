@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.actions import email_verification as verifying
-from authserver.actions.email_verification import Form, SignInFirst, Taken
+from authserver.actions.email_verification import Activated, Form, SignInFirst, Taken
 from authserver.actions.password_reset import Dead, SlowDown
 from authserver.config import Settings
 from authserver.http import csrf, pages
@@ -94,6 +94,15 @@ async def verify(request: Request) -> Response:
     if isinstance(outcome, Taken):
         return pages.error_page(request, settings, TAKEN, 409)
     words = pages.words(request, settings)
+    context: dict[str, str | None]
+    if isinstance(outcome, Activated):  # a sign-up's link (AUTHSERVER_SIGNUP=verified)
+        context = {
+            "heading": words.gettext("Your account is ready"),
+            "message": words.gettext("Your email address is confirmed. Sign in to continue."),
+            "link": "/login",
+            "link_text": words.gettext("Sign in"),
+        }
+        return pages.render(request, settings, "notice.html", context)
     context = {
         "heading": words.gettext("Your email address is confirmed"),
         "message": words.gettext("Your account uses %(email)s from now on.")

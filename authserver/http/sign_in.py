@@ -79,10 +79,12 @@ async def login(request: Request) -> Response:
         set_pending_cookie(response, settings, outcome.cookie, outcome.expires_at - found.clock())
         csrf.remember(response, settings, csrf.new_token(request, outcome.cookie))
         return response
-    return _signed_in(request, found, outcome)
+    return signed_in(request, found, outcome)
 
 
-def _signed_in(request: Request, found: Services, outcome: SignedIn) -> Response:
+def signed_in(request: Request, found: Services, outcome: SignedIn) -> Response:
+    """The answer to a sign-in that started a login session (this page's, the second step's,
+    or the sign-up's): the session cookie, a CSRF token bound to it, and where `then` says."""
     settings = found.settings
     # The token known before the sign-in is bound to no session or the one replaced: a new
     # one, bound to the new login session (http/csrf.py).
@@ -157,6 +159,8 @@ def _form(
         "username": username,
         "error": error,
         "password_reset": found.settings.mail_enabled,  # the page is there with mail only
+        # The sign-up page, when there is one, with the authorization request to go on with.
+        "signup": None if found.settings.signup == "off" else _at("/signup", request),
     }
     targets = (pages.origin_of(target.redirect_uri),) if target else ()
     return pages.render(
@@ -206,7 +210,7 @@ async def factor(request: Request) -> Response:
         return response
     if isinstance(outcome, FactorAgain):
         return _factor_again(request, found, outcome, fields[csrf.FIELD])
-    response = _signed_in(request, found, outcome)
+    response = signed_in(request, found, outcome)
     clear_pending_cookie(response, settings)
     return response
 
