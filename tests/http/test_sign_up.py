@@ -11,6 +11,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import pytest
 
+from authserver.actions.admin.users import disable_user
 from authserver.config import SettingsError
 from authserver.services import Services
 from tests._smtp import SmtpServer
@@ -169,6 +170,22 @@ async def test_an_operators_change_of_address_kills_the_sign_up_link(
     dead = await client.post("/verify-email", data=hidden_fields(page.text))
     assert dead.status_code == 400
     user = await services.users.by_username("carol")
+    assert user is not None and user.disabled
+
+
+@pytest.mark.parametrize("mode", ["verified"])
+async def test_an_operators_disable_holds_against_the_sign_up_link(
+    client: httpx.AsyncClient, smtp: SmtpServer, services: Services
+) -> None:
+    await sign_up(client)
+    link = urlsplit(link_in(await next_mail(smtp), "/verify-email"))
+    user = await services.users.by_username("carol")
+    assert user is not None
+    await disable_user(services, "cli", user.id)
+    page = await client.get(f"{link.path}?{link.query}")
+    dead = await client.post("/verify-email", data=hidden_fields(page.text))
+    assert dead.status_code == 400
+    user = await services.users.by_id(user.id)
     assert user is not None and user.disabled
 
 
