@@ -137,10 +137,16 @@ class AuthServer:
 
 
 @contextmanager
-def authserver(workdir: Path, spas: list[Spa]) -> Iterator[AuthServer]:
+def authserver(
+    workdir: Path,
+    spas: list[Spa],
+    extra_env: dict[str, str] | None = None,
+    user_flags: tuple[str, ...] = (),
+) -> Iterator[AuthServer]:
     """`authserver serve` in a subprocess, with a user and each SPA's cookie client (code flow,
     its page as redirect and post-logout URI) made by the command line first; stopped (and
-    waited for) afterwards."""
+    waited for) afterwards. `extra_env`: more settings (mail, sign-up); `user_flags`: more of
+    `users create`'s flags for the user (`--email`, say)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     database = workdir / "authserver.db"
@@ -155,6 +161,7 @@ def authserver(workdir: Path, spas: list[Spa]) -> Iterator[AuthServer]:
         "AUTHSERVER_ARGON2_TIME_COST": "1",
         "AUTHSERVER_ARGON2_MEMORY_KIB": "1024",
         "AUTHSERVER_ARGON2_PARALLELISM": "1",
+        **(extra_env or {}),
     }
     env.pop("AUTHSERVER_KEY_ENCRYPTION_KEY", None)  # made in keys/ on first start
 
@@ -165,7 +172,10 @@ def authserver(workdir: Path, spas: list[Spa]) -> Iterator[AuthServer]:
         )  # fmt: skip
 
     cli("migrate")
-    cli("users", "create", USERNAME, "--scope", "profile", "--password-stdin", stdin=PASSWORD)
+    cli(
+        "users", "create", USERNAME, "--scope", "profile", *user_flags, "--password-stdin",
+        stdin=PASSWORD,
+    )  # fmt: skip
     for spa in spas:
         cli(
             "clients", "create", spa.client_id, "--public", "--grant", "authorization_code",
