@@ -22,7 +22,7 @@ from authserver.actions.account import (
     TotpEnrolment,
 )
 from authserver.errors import NotFound
-from authserver.http import csrf, pages
+from authserver.http import csrf, pages, user_agents
 from authserver.http.addresses import client_address
 from authserver.http.context import services
 from authserver.http.cookies import clear_session_cookie, read_session_cookie
@@ -235,6 +235,7 @@ def _render(
         "min_length": settings.password_min_length,
         "mail_enabled": settings.mail_enabled,  # the email change needs mail
         "when": _when,
+        "agent_summary": user_agents.summary,
         "BROWSER": accounts.BROWSER,
         "APP": accounts.APP,
     }
