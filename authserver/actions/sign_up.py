@@ -75,12 +75,6 @@ class CheckMail:
     email: str
 
 
-async def form(services: Services, params: Params) -> AuthorizationRequest | Redirect | None:
-    """GET /signup: the authorization request it carries (authorize.resume: ErrorPage raised,
-    a Redirect with its error), or None for a sign-up of its own."""
-    return await resume(services, params)
-
-
 async def sign_up(
     services: Services,
     params: Params,

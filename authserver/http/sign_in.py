@@ -41,16 +41,26 @@ FORM_EXPIRED = N_("This sign-in form has expired or came from another site. Relo
 
 async def login_form(request: Request) -> Response:
     found = services(request)
+    target = await resumed(request, found)
+    if isinstance(target, Response):
+        return target
+    token = csrf.token_for(request, found.settings)
+    response = _form(request, found, target, token)
+    csrf.remember(response, found.settings, token)
+    return response
+
+
+async def resumed(request: Request, found: Services) -> AuthorizationRequest | None | Response:
+    """The authorization request a page carries in its query string (/login's, /signup's),
+    checked again as /authorize checks it; None for a page of its own; or the answer when it
+    cannot go on: the 400 page, or back to the client with the error."""
     try:
         target = await authorizing.resume(found, request.query_params.multi_items())
     except ErrorPage as exc:
         return pages.error_page(request, found.settings, exc.description, 400)
     if isinstance(target, Redirect):
         return redirect(target.url, 302)
-    token = csrf.token_for(request, found.settings)
-    response = _form(request, found, target, token)
-    csrf.remember(response, found.settings, token)
-    return response
+    return target
 
 
 async def login(request: Request) -> Response:
@@ -65,7 +75,7 @@ async def login(request: Request) -> Response:
             request.query_params.multi_items(),
             username=fields.get("username", ""),
             password=fields.get("password", ""),
-            **_browser(request, settings),
+            **browser_facts(request, settings),
         )
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
@@ -75,7 +85,7 @@ async def login(request: Request) -> Response:
         return _try_again(request, found, outcome, fields[csrf.FIELD])
     if isinstance(outcome, AwaitingFactor):
         # The next step's form, its CSRF token bound to the pending sign-in's cookie.
-        response = redirect(_at("/login/factor", request), 303)
+        response = redirect(at_path("/login/factor", request), 303)
         set_pending_cookie(response, settings, outcome.cookie, outcome.expires_at - found.clock())
         csrf.remember(response, settings, csrf.new_token(request, outcome.cookie))
         return response
@@ -101,7 +111,7 @@ def signed_in(request: Request, found: Services, outcome: SignedIn) -> Response:
     return response
 
 
-def _browser(request: Request, settings: Settings) -> dict[str, str | None]:
+def browser_facts(request: Request, settings: Settings) -> dict[str, str | None]:
     """What a sign-in step learns of the browser: its address (the throttle's), the login
     session it holds (replaced by the new one) and its user agent (the account page's)."""
     return {
@@ -150,9 +160,8 @@ def _form(
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    query = request.url.query
     context = {
-        "action": "/login" + (f"?{query}" if query else ""),
+        "action": at_path("/login", request),
         "csrf_token": csrf_token,
         # Its registered name, else its id; escaped by the template, as every value.
         "client_name": target.client.display_name if target else None,
@@ -160,7 +169,7 @@ def _form(
         "error": error,
         "password_reset": found.settings.mail_enabled,  # the page is there with mail only
         # The sign-up page, when there is one, with the authorization request to go on with.
-        "signup": None if found.settings.signup == "off" else _at("/signup", request),
+        "signup": None if found.settings.signup == "off" else at_path("/signup", request),
     }
     targets = (pages.origin_of(target.redirect_uri),) if target else ()
     return pages.render(
@@ -177,7 +186,7 @@ async def factor_form(request: Request) -> Response:
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
     if isinstance(target, StartAgain):
-        return redirect(_at("/login", request), 303)
+        return redirect(at_path("/login", request), 303)
     if isinstance(target, Redirect):
         return redirect(target.url, 302)
     token = csrf.new_token(request, pending)
@@ -198,14 +207,14 @@ async def factor(request: Request) -> Response:
             request.query_params.multi_items(),
             pending_cookie=pending,
             code=fields.get("code", ""),
-            **_browser(request, settings),
+            **browser_facts(request, settings),
         )
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
     if isinstance(outcome, Redirect):
         return redirect(outcome.url, 303)
     if isinstance(outcome, StartAgain):
-        response = redirect(_at("/login", request), 303)
+        response = redirect(at_path("/login", request), 303)
         clear_pending_cookie(response, settings)
         return response
     if isinstance(outcome, FactorAgain):
@@ -232,7 +241,7 @@ def _factor_form(
     headers: dict[str, str] | None = None,
 ) -> Response:
     context = {
-        "action": _at("/login/factor", request),
+        "action": at_path("/login/factor", request),
         "csrf_token": csrf_token,
         "client_name": target.client.display_name if target else None,
         "error": error,
@@ -244,7 +253,7 @@ def _factor_form(
     )  # fmt: skip
 
 
-def _at(path: str, request: Request) -> str:
+def at_path(path: str, request: Request) -> str:
     """`path` carrying the request's query string (the authorization request), as /login does."""
     query = request.url.query
     return path + (f"?{query}" if query else "")

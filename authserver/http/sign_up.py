@@ -13,13 +13,11 @@ from authserver.actions.authorize import AuthorizationRequest, ErrorPage, Redire
 from authserver.actions.password_reset import SlowDown
 from authserver.actions.sign_up import CheckMail, Form
 from authserver.http import csrf, pages
-from authserver.http.addresses import client_address
 from authserver.http.context import services
-from authserver.http.cookies import read_session_cookie
 from authserver.http.forms import read_fields
 from authserver.http.password_reset import EXPIRED_FORM, slow_down
 from authserver.http.responses import redirect
-from authserver.http.sign_in import signed_in
+from authserver.http.sign_in import at_path, browser_facts, resumed, signed_in
 from authserver.services import Services
 
 
@@ -32,12 +30,9 @@ def signup_on(request: Request) -> Services:
 
 async def signup_form(request: Request) -> Response:
     found = signup_on(request)
-    try:
-        target = await signing_up.form(found, request.query_params.multi_items())
-    except ErrorPage as exc:
-        return pages.error_page(request, found.settings, exc.description, 400)
-    if isinstance(target, Redirect):
-        return redirect(target.url, 302)
+    target = await resumed(request, found)
+    if isinstance(target, Response):
+        return target
     return _form(request, found, target, csrf.token_for(request, found.settings))
 
 
@@ -54,9 +49,7 @@ async def signup(request: Request) -> Response:
             email=fields.get("email", ""),
             password=fields.get("password", ""),
             locale=pages.language(request, settings),
-            address=client_address(request, settings.trusted_proxies),
-            replaces=read_session_cookie(request, settings),
-            user_agent=request.headers.get("user-agent"),
+            **browser_facts(request, settings),
         )
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
@@ -97,11 +90,10 @@ def _form(
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    query = request.url.query
     settings = found.settings
     context = {
-        "action": "/signup" + (f"?{query}" if query else ""),
-        "sign_in": "/login" + (f"?{query}" if query else ""),
+        "action": at_path("/signup", request),
+        "sign_in": at_path("/login", request),
         "csrf_token": csrf_token,
         # Its registered name, else its id; escaped by the template, as every value.
         "client_name": target.client.display_name if target else None,
