@@ -5,14 +5,17 @@ of addresses, the password policy, throttling, and the sign-in page's hostile in
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.actions.admin.users import disable_user
-from authserver.config import SettingsError
+from authserver.config import Settings, SettingsError
 from authserver.services import Services
 from tests._smtp import SmtpServer
 from tests.conftest import Registry, make_settings
@@ -22,6 +25,7 @@ from tests.http.signin import (
     INSECURE_COOKIES,
     Flow,
     assert_strict_headers,
+    browser_of,
     csrf_token,
     exchange,
     form_action,
@@ -103,6 +107,20 @@ async def test_open_signs_the_new_user_in_and_mails_a_link_that_verifies(
     assert verified.status_code == 200, verified.text
     user = await services.users.by_id(user.id)
     assert user is not None and user.profile.email_verified
+
+
+async def test_open_without_mail_signs_in_and_the_address_stays_unverified(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    without_mail = replace(settings, smtp_url=None, mail_from=None)
+    async with browser_of(without_mail) as browser:
+        answer = await sign_up(browser)
+        assert answer.status_code == 303 and answer.headers["location"] == "/account"
+        assert "/password-reset" not in (await browser.get("/login")).text
+    async with engine.connect() as conn:
+        outbox = (await conn.execute(text("SELECT count(*) FROM mail_outbox"))).scalar_one()
+        verified = (await conn.execute(text("SELECT email_verified FROM users"))).scalar_one()
+    assert (outbox, verified) == (0, False)
 
 
 async def test_open_continues_the_authorization_request_from_the_sign_in_page(
