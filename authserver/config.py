@@ -19,6 +19,9 @@ from typing import Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 SIGNING_ALGS = ("RS256", "EdDSA")
+# AUTHSERVER_SIGNUP (actions/sign_up.py): no sign-up page, one that signs the new user in at
+# once, or one whose accounts sign in only once their address is verified.
+SIGNUP_MODES = ("off", "open", "verified")
 PREFIX = "AUTHSERVER_"
 # Secrets may come from a file instead (Docker secrets, Kubernetes secret volumes):
 # AUTHSERVER_<NAME>_FILE names a file whose content (stripped) is the value.
@@ -156,6 +159,8 @@ class Settings:
     # "required": a user without a second factor enrols an authenticator app at their next
     # sign-in, on a page of the sign-in (actions/sign_in_steps.py); "optional": their choice.
     mfa: Literal["optional", "required"] = "optional"
+    # Who may make an account on the sign-up page (SIGNUP_MODES); `verified` needs mail.
+    signup: str = "off"
 
     @property
     def mail_enabled(self) -> bool:
@@ -257,6 +262,10 @@ DESCRIPTIONS: dict[str, str] = {
     "authenticator app (its QR code, one code from it, then the recovery codes), and is signed "
     "in only then, with `acr` `mfa`. The password grant, which has no such page, refuses them "
     "(docs/operators.md#second-factors-policy).",
+    "signup": "The sign-up page `/signup`: `off` (it answers `404`), `open` (a new account signs "
+    "in at once; its address is verified by a mailed link when mail is on) or `verified` (a new "
+    "account signs in only once the link mailed to its address is opened; needs "
+    "`AUTHSERVER_SMTP_URL`). docs/accounts.md#sign-up.",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
@@ -346,9 +355,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         admin_requires_mfa=read("ADMIN_REQUIRES_MFA", _boolean, defaults.admin_requires_mfa),
         mfa=read("MFA", _mfa_policy, defaults.mfa),
+        signup=read("SIGNUP", _signup_mode, defaults.signup),
     )
     if settings.smtp_url is not None and not env.get("AUTHSERVER_MAIL_FROM", "").strip():
         problems.append("AUTHSERVER_MAIL_FROM: must be set with AUTHSERVER_SMTP_URL")
+    if settings.signup == "verified" and settings.smtp_url is None:
+        # Its accounts sign in only through a mailed link: without mail, none ever could.
+        problems.append("AUTHSERVER_SIGNUP: verified needs mail: set AUTHSERVER_SMTP_URL")
     if settings.login_session_idle_ttl > settings.login_session_ttl:
         problems.append(
             "AUTHSERVER_LOGIN_SESSION_IDLE_TTL: must not exceed AUTHSERVER_LOGIN_SESSION_TTL "
@@ -441,6 +454,12 @@ def _directory(raw: str) -> Path:
 def _signing_alg(raw: str) -> str:
     if raw not in SIGNING_ALGS:
         raise ValueError(f"must be one of {', '.join(SIGNING_ALGS)}, got {raw!r}")
+    return raw
+
+
+def _signup_mode(raw: str) -> str:
+    if raw not in SIGNUP_MODES:
+        raise ValueError(f"must be one of {', '.join(SIGNUP_MODES)}, got {raw!r}")
     return raw
 
 

@@ -26,6 +26,8 @@ class Limit:
 
 PER_ADDRESS_GROUP = Limit(30, 60)
 PER_EMAIL = Limit(5, 900)
+# A bucket's count older than this counts for nothing (db/purge.py deletes it).
+LONGEST_WINDOW = max(PER_ADDRESS_GROUP.window, PER_EMAIL.window)
 
 
 class PageLimitStore(Protocol):

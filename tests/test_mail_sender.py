@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,6 +26,7 @@ from authserver.mail.sender import (
     LEASE,
     MAX_ATTEMPTS,
     MailSender,
+    Queued,
     Round,
     backoff,
 )
@@ -375,3 +377,56 @@ async def test_a_mail_the_server_cannot_take_waits_and_the_others_go(
 
     assert done == Round(sent=1, retried=1)
     assert [row[:2] for row in await outbox_rows(store_engine)] == [(held, 1)]
+
+
+class _HeldAtSent:
+    """The real outbox, with `sent` held until the test lets it go: where a stop can land."""
+
+    def __init__(self, outbox: SqlOutbox) -> None:
+        self._outbox = outbox
+        self.entered, self.go_on = anyio.Event(), anyio.Event()
+
+    async def claim(self, claim: str, now: int, lease: int, limit: int) -> list[Queued]:
+        return await self._outbox.claim(claim, now, lease, limit)
+
+    async def sent(self, mail_id: str) -> None:
+        self.entered.set()
+        await self.go_on.wait()
+        await self._outbox.sent(mail_id)
+
+    async def retry(self, claim: str, mail_id: str, at: int) -> None:
+        await self._outbox.retry(claim, mail_id, at)
+
+    async def drop(self, claim: str, mail_id: str) -> None:
+        await self._outbox.drop(claim, mail_id)
+
+
+async def test_a_stopping_server_lets_a_round_settle_what_it_sent(
+    settings: Settings, store_engine: AsyncEngine, smtp: SmtpServer, clock: Clock
+) -> None:
+    """As the password reset's Resolver: the stop waits for the round's statements, so a mail
+    sent is deleted, not sent again after its lease."""
+    await SqlOutbox(store_engine).enqueue(a_mail(settings), clock())
+    mail = smtp_settings(settings, smtp.url)
+    assert mail.smtp_url is not None and mail.mail_from is not None
+    queue = _HeldAtSent(SqlOutbox(store_engine))
+    sender = MailSender(queue, mail.smtp_url, mail.mail_from, clock, timeout=5)
+    stop = anyio.CancelScope()
+
+    async def serve() -> None:
+        with stop:
+            await sender.run()
+
+    async def stop_while_it_settles() -> None:
+        await queue.entered.wait()
+        stop.cancel()  # the server stops while the round settles
+        await anyio.sleep(0.05)
+        queue.go_on.set()
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(serve)
+            tasks.start_soon(stop_while_it_settles)
+
+    assert len(smtp.wait_for(1)) == 1
+    assert await outbox_rows(store_engine) == []  # settled: it will not go twice

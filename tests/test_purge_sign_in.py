@@ -9,8 +9,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver import page_limits
+from authserver.accounts import links
+from authserver.accounts.links import VERIFY, Link, ResetRequest, Spent
+from authserver.audit import AuditEvent
 from authserver.config import Settings
 from authserver.db.purge import purge
+from authserver.services import Services
 from authserver.tokens.refresh import hash_token
 from tests.conftest import Clock, Registry
 from tests.http.signin import (
@@ -22,6 +27,8 @@ from tests.http.signin import (
     sign_out_form,
     web_client,
 )
+
+DAY = 86_400
 
 
 @pytest.fixture
@@ -102,3 +109,38 @@ async def test_an_ended_login_session_is_purged_and_a_live_one_kept(
     assert (await client.post("/end-session", data=confirmed)).status_code == 200
     await purge(engine, settings, clock.now)
     assert await rows(engine, "SELECT id FROM login_sessions") == []
+
+
+async def test_spent_and_expired_links_old_reset_requests_and_page_counts_are_purged(
+    services: Services, registry: Registry, engine: AsyncEngine, settings: Settings, clock: Clock
+) -> None:
+    alice = await registry.user("alice", "correct horse")
+    now = clock.now
+
+    async def link(expires_at: int) -> str:
+        token = links.new_token()
+        found = Link(links.token_hash(token), VERIFY, alice, now, expires_at, email="a@x.test")
+        await services.links.issue(found)
+        return links.token_hash(token)
+
+    live, spent, expired = await link(now + DAY), await link(now + DAY), await link(now + 1)
+
+    def audit(user_id: str, email: str) -> AuditEvent:
+        return AuditEvent(now, user_id, "user.email_verified", user_id)
+
+    assert await services.links.spend_verification(spent, now, audit) is Spent.DONE
+    await services.links.ask_reset(ResetRequest("old@x.test", None), now - 1)
+    await services.links.ask_reset(ResetRequest("new@x.test", None), now + 2)
+    await page_limits.retry_after(services.page_limits, now, "192.0.2.1", "a@x.test")
+
+    purged = await purge(engine, settings, now + 2)
+    assert purged is not None and (purged.link_tokens, purged.reset_requests) == (2, 0)
+    assert await rows(engine, "SELECT token_hash FROM link_tokens") == [live] != [expired]
+
+    later = now + settings.password_reset_ttl  # the first request waited a link's lifetime
+    await page_limits.retry_after(services.page_limits, later, "192.0.2.2")  # a live window
+    purged = await purge(engine, settings, later)
+    assert purged is not None and (purged.reset_requests, purged.page_requests) == (1, 2)
+    assert await rows(engine, "SELECT email FROM reset_requests") == ["new@x.test"]
+    assert len(await rows(engine, "SELECT bucket FROM page_requests")) == 1
+    assert await rows(engine, "SELECT token_hash FROM link_tokens") == [live]

@@ -28,6 +28,9 @@ from authserver.mail.compose import Mail
 
 RESET = "reset"
 VERIFY = "verify"
+# A sign-up's first link in AUTHSERVER_SIGNUP=verified: verifies the address and lets the
+# account, stored disabled until then, sign in (actions/sign_up.py).
+SIGNUP = "signup"
 MAX_TOKEN = 100  # token_urlsafe(32) is 43 characters; anything much longer is not ours
 
 
@@ -72,6 +75,7 @@ class Spent(Enum):
     DONE = "done"
     DEAD = "dead"  # unknown, spent, expired, or (a reset) the password changed since
     EMAIL_TAKEN = "email taken"  # a verification: another live user has the address now
+    ACTIVATED = "activated"  # a sign-up's link: the address verified, the account may sign in
 
 
 @dataclass(frozen=True)
@@ -124,5 +128,8 @@ class LinkStore(Protocol):
         self, token_hash: str, now: int, audit: Callable[[str, str], AuditEvent]
     ) -> Spent:
         """Spends the verification link and makes its address the user's email, verified,
-        with `audit(user_id, email)`. EMAIL_TAKEN leaves the link unspent and nothing changed."""
+        with `audit(user_id, email)`. EMAIL_TAKEN leaves the link unspent and nothing changed.
+        A sign-up's link (SIGNUP) verifies the address the account was made with and enables
+        the account (ACTIVATED); only while it is still disabled with that address, so an
+        operator's later change is not undone by an old link."""
         ...

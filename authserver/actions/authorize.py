@@ -106,7 +106,7 @@ Params = Sequence[tuple[str, str]]
 # sends a browser without a login session). The value names a page of this fixed list, never a
 # URL: no value can make the sign-in page an open redirect.
 THEN = "then"
-THEN_PAGES = {"account": "/account"}
+THEN_PAGES = {"account": "/account", "account_email": "/account/email"}
 
 
 def local_page_after(params: Params) -> str | None:

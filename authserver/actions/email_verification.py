@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from authserver import page_limits
 from authserver.accounts import links
-from authserver.accounts.links import VERIFY, Link, Spent
+from authserver.accounts.links import SIGNUP, VERIFY, Link, Spent
 from authserver.accounts.profiles import Profile, email_key
 from authserver.accounts.users import User
 from authserver.actions.authorize import live_session
@@ -40,6 +40,13 @@ class Asked:
 
 @dataclass(frozen=True)
 class Verified:
+    email: str
+
+
+@dataclass(frozen=True)
+class Activated:
+    """A sign-up's link (AUTHSERVER_SIGNUP=verified): the account may sign in from now on."""
+
     email: str
 
 
@@ -112,10 +119,16 @@ async def ask_change(
     return Asked(email)
 
 
-async def send_first_link(services: Services, user: User, locale: str | None) -> None:
-    """A sign-up's: its address is already the user's `email`, unverified; the link verifies it."""
+async def send_first_link(
+    services: Services, user: User, locale: str | None, *, activates: bool = False
+) -> None:
+    """A sign-up's: its address is already the user's `email`, unverified; the link verifies
+    it, and with `activates` (AUTHSERVER_SIGNUP=verified) also lets the account sign in."""
     assert user.profile.email is not None
-    await _send(services, user, user.profile.email, locale, services.clock(), tell_old=False)
+    await _send(
+        services, user, user.profile.email, locale, services.clock(), tell_old=False,
+        kind=SIGNUP if activates else VERIFY,
+    )  # fmt: skip
 
 
 async def _send(
@@ -126,6 +139,7 @@ async def _send(
     now: int,
     *,
     tell_old: bool = True,
+    kind: str = VERIFY,
 ) -> None:
     settings = services.settings
     language = user.profile.locale or locale
@@ -143,7 +157,7 @@ async def _send(
         return
     token = links.new_token()
     expires_at = now + settings.email_verify_ttl
-    link = Link(links.token_hash(token), VERIFY, user.id, now, expires_at, email=email)
+    link = Link(links.token_hash(token), kind, user.id, now, expires_at, email=email)
     context = {
         "link": f"{settings.issuer}{PATH}?{urlencode({'token': token})}",
         "hours": settings.email_verify_ttl // 3600,
@@ -154,7 +168,7 @@ async def _send(
 
 async def verify(
     services: Services, *, token: str, address: str | None
-) -> Verified | Dead | Taken | SlowDown:
+) -> Verified | Activated | Dead | Taken | SlowDown:
     """POST /verify-email."""
     now = services.clock()
     wait = await page_limits.retry_after(services.page_limits, now, address)
@@ -173,4 +187,4 @@ async def verify(
         return Taken()
     if spent is Spent.DEAD:
         return Dead()
-    return Verified(found[0])
+    return Activated(found[0]) if spent is Spent.ACTIVATED else Verified(found[0])

@@ -10,6 +10,7 @@ from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from authserver.accounts.links import SIGNUP
 from authserver.accounts.profiles import PERSONAL, Profile, email_key
 from authserver.accounts.users import EmailTaken, User, UserChanges, granted_scopes, username_key
 from authserver.audit import AuditEvent
@@ -19,6 +20,7 @@ from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import (
     AuditEventRow,
     ClientRow,
+    LinkTokenRow,
     PasskeyRow,
     RecoveryCodeRow,
     SecondFactorRow,
@@ -101,6 +103,7 @@ class SqlUserStore:
             result = await conn.execute(
                 update(UserRow).where(UserRow.id == user_id, _LIVE_USER).values(disabled=True)
             )
+            await _end_sign_up_links(conn, user_id)
         return bool(result.rowcount)
 
     async def update(
@@ -131,6 +134,8 @@ class SqlUserStore:
             values: dict[str, Any] = {"scopes": " ".join(granted_scopes(scopes, admin))}
             if changes.disabled is not None:
                 values["disabled"] = changes.disabled
+            if changes.disabled:
+                await _end_sign_up_links(conn, user_id)
             if changes.profile.given:
                 # On the locked row: whether the address changed is judged against the one
                 # stored now, not one read before.
@@ -187,14 +192,27 @@ class SqlUserStore:
         return bool(result.rowcount)
 
 
+async def _end_sign_up_links(conn: AsyncConnection, user_id: str) -> None:
+    """An operator's disable of an account still waiting for its sign-up link (stored disabled,
+    actions/sign_up.py) must hold: the link, which would enable it, is gone."""
+    await conn.execute(
+        delete(LinkTokenRow).where(
+            LinkTokenRow.user_id == user_id,
+            LinkTokenRow.kind == SIGNUP,
+            LinkTokenRow.spent_at.is_(None),
+        )
+    )
+
+
 async def _forget_username(conn: AsyncConnection, user_id: str) -> None:
-    """The trail keeps the sub alone: `user.created` recorded the username too, and it and
-    `user.updated` the profile (profiles.PERSONAL: who the user is, not what they may do)."""
+    """The trail keeps the sub alone: `user.created` and `user.signed_up` recorded the username
+    too, and `user.created` and `user.updated` the profile (profiles.PERSONAL: who the user is,
+    not what they may do)."""
     recorded = (
         await conn.execute(
             select(AuditEventRow.id, AuditEventRow.detail).where(
                 AuditEventRow.target == user_id,
-                AuditEventRow.action.in_(("user.created", "user.updated")),
+                AuditEventRow.action.in_(("user.created", "user.signed_up", "user.updated")),
             )
         )
     ).all()

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.accounts.links import (
     RESET,
+    SIGNUP,
     VERIFY,
     Link,
     ResetRequest,
@@ -76,6 +77,14 @@ WHERE token_hash = :token_hash AND kind = :kind AND spent_at IS NULL AND expires
 RETURNING user_id, password_fingerprint, email
 """)
 
+# A verification link of either kind: an address change's, or a sign-up's first.
+_SPEND_VERIFICATION = text("""
+UPDATE link_tokens SET spent_at = :now
+WHERE token_hash = :token_hash AND kind IN (:verify, :signup) AND spent_at IS NULL
+  AND expires_at > :now
+RETURNING user_id, kind, email
+""")
+
 _SET_PASSWORD = text("""
 UPDATE users SET password_hash = :new_hash
 WHERE id = :user_id AND password_hash = :old_hash AND deleted_at IS NULL
@@ -91,6 +100,13 @@ WHERE user_id = :user_id AND kind = 'reset' AND spent_at IS NULL
 _SET_EMAIL = text("""
 UPDATE users SET email = :email, email_key = :email_key, email_verified = :verified
 WHERE id = :user_id AND deleted_at IS NULL
+""")
+
+# A sign-up's account, stored disabled with its first address, may sign in from now on. Only
+# while it still has that address: an operator who changed it since decided otherwise.
+_ACTIVATE = text("""
+UPDATE users SET email_verified = :verified, disabled = :enabled_now
+WHERE id = :user_id AND deleted_at IS NULL AND disabled AND email_key = :email_key
 """)
 
 
@@ -185,13 +201,28 @@ class SqlLinkStore:
     ) -> Spent:
         try:
             async with self._engine.begin() as conn:
+                kinds = {"verify": VERIFY, "signup": SIGNUP}
                 spent = (
                     await conn.execute(
-                        _SPEND, {"token_hash": token_hash, "kind": VERIFY, "now": now}
+                        _SPEND_VERIFICATION, {"token_hash": token_hash, "now": now, **kinds}
                     )
                 ).first()
                 if spent is None or spent.email is None:
                     return Spent.DEAD
+                if spent.kind == SIGNUP:
+                    activated = await conn.execute(
+                        _ACTIVATE,
+                        {
+                            "user_id": spent.user_id,
+                            "email_key": email_key(spent.email),
+                            "verified": True,
+                            "enabled_now": False,
+                        },
+                    )
+                    if not activated.rowcount:
+                        return Spent.DEAD
+                    await append_audit(conn, [audit(spent.user_id, spent.email)])
+                    return Spent.ACTIVATED
                 values = {
                     "user_id": spent.user_id,
                     "email": spent.email,

@@ -9,7 +9,13 @@
 - audit events older than the retention (AUTHSERVER_AUDIT_RETENTION_DAYS);
 - authorization codes never used once expired; used ones `REPLAY_WINDOW` (minutes) after
   they expired: until then their holder's replay finds them and revokes what they started;
-- login sessions past their absolute end or ended.
+- login sessions past their absolute end or ended;
+- one-time links in mail (accounts/links.py) once spent or expired: either way the page answers
+  "this link does not work any more" as for a link it never knew;
+- reset requests no resolver took within a reset link's lifetime (AUTHSERVER_PASSWORD_RESET_TTL):
+  a mail that late would answer a question nobody is waiting on any more;
+- the mail pages' request counts (page_limits.py) whose window ended: the next request of the
+  bucket starts a new window anyway.
 
 A purge deletes in batches of at most `BATCH` rows per table, each batch one short
 transaction, until a batch finds less than a full one: a backlog (purging was off, or the
@@ -33,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from authserver.config import Settings
 from authserver.db.engine import is_postgres
 from authserver.db.failures import unavailable
+from authserver.page_limits import LONGEST_WINDOW
 from authserver.throttle import FORGET
 from authserver.tokens.authorization_codes import REPLAY_WINDOW
 
@@ -80,6 +87,21 @@ _LOGIN_SESSIONS = text("""
         SELECT id FROM login_sessions WHERE expires_at <= :now OR revoked_at IS NOT NULL
         LIMIT :batch)
 """)
+_LINKS = text("""
+    DELETE FROM link_tokens WHERE token_hash IN (
+        SELECT token_hash FROM link_tokens WHERE expires_at <= :now OR spent_at IS NOT NULL
+        LIMIT :batch)
+""")
+_RESET_REQUESTS = text("""
+    DELETE FROM reset_requests WHERE id IN (
+        SELECT id FROM reset_requests WHERE created_at < :before LIMIT :batch)
+""")
+# Without an index on window_start: the table holds one row per bucket (an address group or an
+# email address asked in the last windows), and a purge is rare.
+_PAGE_REQUESTS = text("""
+    DELETE FROM page_requests WHERE bucket IN (
+        SELECT bucket FROM page_requests WHERE window_start < :before LIMIT :batch)
+""")
 _AUDIT = text("""
     DELETE FROM audit_events WHERE id IN (
         SELECT id FROM audit_events WHERE at < :before LIMIT :batch)
@@ -95,6 +117,9 @@ class Purged:
     audit_events: int
     authorization_codes: int = 0
     login_sessions: int = 0
+    link_tokens: int = 0
+    reset_requests: int = 0
+    page_requests: int = 0
 
     def __str__(self) -> str:
         return ", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in vars(self).items())
@@ -113,6 +138,9 @@ class Purged:
             self.audit_events,
             self.authorization_codes,
             self.login_sessions,
+            self.link_tokens,
+            self.reset_requests,
+            self.page_requests,
         )
 
 
@@ -151,6 +179,10 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
         _CODES, {"now": now, "used_before": now - REPLAY_WINDOW, "batch": batch}
     )
     login_sessions = await conn.execute(_LOGIN_SESSIONS, {"now": now, "batch": batch})
+    links = await conn.execute(_LINKS, {"now": now, "batch": batch})
+    requests_before = now - settings.password_reset_ttl
+    resets = await conn.execute(_RESET_REQUESTS, {"before": requests_before, "batch": batch})
+    pages = await conn.execute(_PAGE_REQUESTS, {"before": now - LONGEST_WINDOW, "batch": batch})
     return Purged(
         families=int(families),
         refresh_tokens=int(tokens),
@@ -159,6 +191,9 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
         audit_events=int(audit.rowcount),
         authorization_codes=int(codes.rowcount),
         login_sessions=int(login_sessions.rowcount),
+        link_tokens=int(links.rowcount),
+        reset_requests=int(resets.rowcount),
+        page_requests=int(pages.rowcount),
     )
 
 

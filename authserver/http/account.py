@@ -16,7 +16,7 @@ from authserver.actions import passkeys as passkeying
 from authserver.actions.account import AccountPage, PasswordChanged, PasswordRefused
 from authserver.actions.enrolment import Enrolled, TotpEnrolment
 from authserver.errors import NotFound
-from authserver.http import csrf, pages
+from authserver.http import csrf, pages, user_agents
 from authserver.http.addresses import client_address
 from authserver.http.context import services
 from authserver.http.cookies import clear_session_cookie, read_session_cookie
@@ -233,6 +233,7 @@ def _render(
         "min_length": settings.password_min_length,
         "mail_enabled": settings.mail_enabled,  # the email change needs mail
         "when": _when,
+        "agent_summary": user_agents.summary,
         "BROWSER": accounts.BROWSER,
         "APP": accounts.APP,
     }

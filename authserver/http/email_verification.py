@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.actions import email_verification as verifying
-from authserver.actions.email_verification import Form, SignInFirst, Taken
+from authserver.actions.email_verification import Activated, Form, SignInFirst, Taken
 from authserver.actions.password_reset import Dead, SlowDown
 from authserver.config import Settings
 from authserver.http import csrf, pages
@@ -20,6 +20,8 @@ from authserver.http.responses import redirect
 from authserver.i18n.translations import N_
 from authserver.services import Services
 
+# Without a live login session: the sign-in, then back here (authorize.THEN_PAGES).
+SIGN_IN = "/login?then=account_email"
 DEAD_LINK = N_("This link does not work any more: it was used or it is too old. Ask for a new one.")
 TAKEN = N_("Another account uses this address now. Nothing was changed.")
 
@@ -28,7 +30,7 @@ async def change_form(request: Request) -> Response:
     found = mail_on(request)
     shown = await verifying.form(found, cookie=read_session_cookie(request, found.settings))
     if isinstance(shown, SignInFirst):
-        return redirect("/login", 303)
+        return redirect(SIGN_IN, 303)
     return _change_page(request, found, csrf.token_for(request, found.settings), shown)
 
 
@@ -47,7 +49,7 @@ async def change(request: Request) -> Response:
         address=client_address(request, settings.trusted_proxies),
     )
     if isinstance(outcome, SignInFirst):
-        return redirect("/login", 303)
+        return redirect(SIGN_IN, 303)
     if isinstance(outcome, SlowDown):
         return slow_down(request, found, outcome)
     if isinstance(outcome, Form):
@@ -94,6 +96,15 @@ async def verify(request: Request) -> Response:
     if isinstance(outcome, Taken):
         return pages.error_page(request, settings, TAKEN, 409)
     words = pages.words(request, settings)
+    context: dict[str, str | None]
+    if isinstance(outcome, Activated):  # a sign-up's link (AUTHSERVER_SIGNUP=verified)
+        context = {
+            "heading": words.gettext("Your account is ready"),
+            "message": words.gettext("Your email address is confirmed. Sign in to continue."),
+            "link": "/login",
+            "link_text": words.gettext("Sign in"),
+        }
+        return pages.render(request, settings, "notice.html", context)
     context = {
         "heading": words.gettext("Your email address is confirmed"),
         "message": words.gettext("Your account uses %(email)s from now on.")

@@ -574,6 +574,32 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **_errors(),
         },
     },
+    ("GET", "/signup"): {
+        "summary": "The sign-up page, carrying a pending authorization request like /login. "
+        "404 with AUTHSERVER_SIGNUP=off.",
+        "tags": ["sign-in"],
+        "responses": {
+            **HTML_PAGE("200", "the sign-up form"),
+            **REDIRECT_302,
+            **HTML_PAGE("400", "an error page: the authorization request cannot be trusted"),
+            **_page_errors(),
+        },
+    },
+    ("POST", "/signup"): {
+        "summary": "Makes an account (the password policy applies). open: signed in, on to the "
+        "client or /account; verified: a page saying a link is on its way. A taken address "
+        "answers as a free one.",
+        "tags": ["sign-in"],
+        "requestBody": _form_body("username", "email", "password", "csrf_token"),
+        "responses": {
+            **HTML_PAGE("200", "verified: check your mail"),
+            "303": {"description": "open: signed in, on to the client with a code or to /account"},
+            **HTML_PAGE("400", "the form again: a taken username, a weak password, an error page"),
+            **HTML_PAGE("403", "the CSRF token or the Origin does not match"),
+            **HTML_PAGE("429", "too many requests from this address group or for this address"),
+            **_page_errors(413, 415),
+        },
+    },
     ("GET", "/password-reset"): {
         "summary": "Asks for a password reset link: one field, the email address. 404 with "
         "mail off.",

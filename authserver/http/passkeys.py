@@ -38,7 +38,7 @@ from authserver.http.cookies import (
 from authserver.http.errors import error_json
 from authserver.http.forms import read_body
 from authserver.http.responses import no_store_json
-from authserver.http.sign_in import too_many_failures
+from authserver.http.sign_in import at_path, too_many_failures
 from authserver.services import Services
 from authserver_verify.jose import reject_duplicate_members
 
@@ -111,7 +111,7 @@ async def sign_in(request: Request) -> Response:
     if isinstance(outcome, Redirect):
         return no_store_json({"redirect": outcome.url})
     if isinstance(outcome, StartAgain):
-        response = no_store_json({"redirect": _at("/login", request)})
+        response = no_store_json({"redirect": at_path("/login", request)})
         clear_pending_cookie(response, settings)
         return response
     return _signed_in(request, found, outcome)
@@ -122,7 +122,7 @@ def _signed_in(request: Request, found: Services, outcome: SignedIn) -> Response
     if isinstance(outcome.then, Redirect):
         where = outcome.then.url
     elif isinstance(outcome.then, SignIn):  # the user was disabled a moment ago
-        where = _at("/login", request)
+        where = at_path("/login", request)
     else:  # a bare sign-in: the account page says who is signed in
         where = "/account"
     response = no_store_json({"redirect": where})
@@ -177,8 +177,3 @@ def _forbidden(request: Request, found: Services) -> Response:
 
 def _not_signed_in() -> Response:
     return error_json("login_required", SIGN_IN_AGAIN, 401)
-
-
-def _at(path: str, request: Request) -> str:
-    query = request.url.query
-    return path + (f"?{query}" if query else "")

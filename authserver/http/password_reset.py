@@ -126,7 +126,12 @@ def _confirm_page(
 ) -> Response:
     if len(token) > 200:
         return pages.error_page(request, found.settings, DEAD_LINK, 400)
-    context = {"csrf_token": csrf_token, "token": token, "error": error}
+    context = {
+        "csrf_token": csrf_token,
+        "token": token,
+        "error": error,
+        "min_length": found.settings.password_min_length,  # the rule, said before it is broken
+    }
     response = pages.render(request, found.settings, "password_reset_confirm.html", context, status)
     csrf.remember(response, found.settings, csrf_token)
     return response

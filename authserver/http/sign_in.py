@@ -49,16 +49,26 @@ FORM_EXPIRED = N_("This sign-in form has expired or came from another site. Relo
 
 async def login_form(request: Request) -> Response:
     found = services(request)
+    target = await resumed(request, found)
+    if isinstance(target, Response):
+        return target
+    token = csrf.token_for(request, found.settings)
+    response = _form(request, found, target, token)
+    csrf.remember(response, found.settings, token)
+    return response
+
+
+async def resumed(request: Request, found: Services) -> AuthorizationRequest | None | Response:
+    """The authorization request a page carries in its query string (/login's, /signup's),
+    checked again as /authorize checks it; None for a page of its own; or the answer when it
+    cannot go on: the 400 page, or back to the client with the error."""
     try:
         target = await authorizing.resume(found, request.query_params.multi_items())
     except ErrorPage as exc:
         return pages.error_page(request, found.settings, exc.description, 400)
     if isinstance(target, Redirect):
         return redirect(target.url, 302)
-    token = csrf.token_for(request, found.settings)
-    response = _form(request, found, target, token)
-    csrf.remember(response, found.settings, token)
-    return response
+    return target
 
 
 async def login(request: Request) -> Response:
@@ -73,7 +83,7 @@ async def login(request: Request) -> Response:
             request.query_params.multi_items(),
             username=fields.get("username", ""),
             password=fields.get("password", ""),
-            **_browser(request, settings),
+            **browser_facts(request, settings),
         )
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
@@ -83,14 +93,18 @@ async def login(request: Request) -> Response:
         return _try_again(request, found, outcome, fields[csrf.FIELD])
     if isinstance(outcome, AwaitingFactor):
         # The next step's form, its CSRF token bound to the pending sign-in's cookie.
-        response = redirect(_at("/login/enrol" if outcome.enrol else "/login/factor", request), 303)
+        response = redirect(
+            at_path("/login/enrol" if outcome.enrol else "/login/factor", request), 303
+        )
         set_pending_cookie(response, settings, outcome.cookie, outcome.expires_at - found.clock())
         csrf.remember(response, settings, csrf.new_token(request, outcome.cookie))
         return response
-    return _signed_in(request, found, outcome)
+    return signed_in(request, found, outcome)
 
 
-def _signed_in(request: Request, found: Services, outcome: SignedIn) -> Response:
+def signed_in(request: Request, found: Services, outcome: SignedIn) -> Response:
+    """The answer to a sign-in that started a login session (this page's, the second step's,
+    or the sign-up's): the session cookie, a CSRF token bound to it, and where `then` says."""
     settings = found.settings
     # The token known before the sign-in is bound to no session or the one replaced: a new
     # one, bound to the new login session (http/csrf.py).
@@ -107,7 +121,7 @@ def _signed_in(request: Request, found: Services, outcome: SignedIn) -> Response
     return response
 
 
-def _browser(request: Request, settings: Settings) -> dict[str, str | None]:
+def browser_facts(request: Request, settings: Settings) -> dict[str, str | None]:
     """What a sign-in step learns of the browser: its address (the throttle's), the login
     session it holds (replaced by the new one) and its user agent (the account page's)."""
     return {
@@ -156,15 +170,16 @@ def _form(
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    query = request.url.query
     context = {
-        "action": "/login" + (f"?{query}" if query else ""),
+        "action": at_path("/login", request),
         "csrf_token": csrf_token,
         # Its registered name, else its id; escaped by the template, as every value.
         "client_name": target.client.display_name if target else None,
         "username": username,
         "error": error,
         "password_reset": found.settings.mail_enabled,  # the page is there with mail only
+        # The sign-up page, when there is one, with the authorization request to go on with.
+        "signup": None if found.settings.signup == "off" else at_path("/signup", request),
     }
     targets = (pages.origin_of(target.redirect_uri),) if target else ()
     return pages.render(
@@ -183,7 +198,7 @@ async def factor_form(request: Request) -> Response:
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
     if isinstance(target, StartAgain):
-        return redirect(_at("/login", request), 303)
+        return redirect(at_path("/login", request), 303)
     if isinstance(target, Redirect):
         return redirect(target.url, 302)
     # Bound to the pending sign-in's cookie, or for a step-up to the login session's.
@@ -206,19 +221,19 @@ async def factor(request: Request) -> Response:
             request.query_params.multi_items(),
             pending_cookie=pending,
             code=fields.get("code", ""),
-            **_browser(request, settings),
+            **browser_facts(request, settings),
         )
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
     if isinstance(outcome, Redirect):
         return redirect(outcome.url, 303)
     if isinstance(outcome, StartAgain):
-        response = redirect(_at("/login", request), 303)
+        response = redirect(at_path("/login", request), 303)
         clear_pending_cookie(response, settings)
         return response
     if isinstance(outcome, FactorAgain):
         return _factor_again(request, found, outcome, fields[csrf.FIELD])
-    response = _signed_in(request, found, outcome)
+    response = signed_in(request, found, outcome)
     clear_pending_cookie(response, settings)
     return response
 
@@ -240,7 +255,7 @@ def _factor_form(
     headers: dict[str, str] | None = None,
 ) -> Response:
     context = {
-        "action": _at("/login/factor", request),
+        "action": at_path("/login/factor", request),
         "csrf_token": csrf_token,
         "client_name": target.client.display_name if target else None,
         "error": error,
@@ -252,7 +267,7 @@ def _factor_form(
     )  # fmt: skip
 
 
-def _at(path: str, request: Request) -> str:
+def at_path(path: str, request: Request) -> str:
     """`path` carrying the request's query string (the authorization request), as /login does."""
     query = request.url.query
     return path + (f"?{query}" if query else "")
@@ -310,14 +325,14 @@ def _enrol_answer(
 ) -> Response:
     settings = found.settings
     if isinstance(outcome, StartAgain):
-        response = redirect(_at("/login", request), 303)
+        response = redirect(at_path("/login", request), 303)
         clear_pending_cookie(response, settings)
         return response
     if isinstance(outcome, Redirect):
         return redirect(outcome.url, 303 if status != 200 else 302)
     target = outcome.request
     context = {
-        "action": _at("/login/enrol", request),
+        "action": at_path("/login/enrol", request),
         "required": True,
         "client_name": target.client.display_name if target else None,
     }

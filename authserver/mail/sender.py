@@ -142,15 +142,21 @@ class MailSender:
     async def deliver_due(self, limit: int = BATCH) -> Round:
         """One round: claim what is due, send it, settle each row."""
         claim = secrets.token_hex(16)
-        claimed = await self._queue.claim(claim, self._clock(), self._lease, limit)
+        # The database statements are shielded, as the password reset's Resolver's rounds are:
+        # a server stopping waits for them (the database bounds them) instead of cutting a
+        # transaction short, which can leave an SQLite connection closing forever behind it.
+        # The stop is taken at the SMTP conversation, or at the wait between rounds.
+        with anyio.CancelScope(shield=True):
+            claimed = await self._queue.claim(claim, self._clock(), self._lease, limit)
         if not claimed:
             return Round()
         # A mail claimed this often kept its senders from finishing (a crash each time?):
         # sending it again is what failed, so it goes without another try.
         spent = [q for q in claimed if q.attempts > MAX_ATTEMPTS]
         to_send = [q for q in claimed if q.attempts <= MAX_ATTEMPTS]
-        for queued in spent:
-            await self._give_up(claim, queued, "claimed too often without being settled")
+        with anyio.CancelScope(shield=True):
+            for queued in spent:
+                await self._give_up(claim, queued, "claimed too often without being settled")
         # Abandoned on cancel (shutdown): the thread finishes or times out on its own, and
         # whatever it did not settle is due again when the lease ends.
         outcomes = await anyio.to_thread.run_sync(
@@ -159,6 +165,15 @@ class MailSender:
             [q.id for q in to_send],
             abandon_on_cancel=True,
         )
+        # Settled whole once sent: a mail sent but left unsettled would go again after its lease.
+        with anyio.CancelScope(shield=True):
+            sent, retried = await self._settle(claim, to_send, outcomes)
+        return Round(sent=sent, retried=retried, dropped=len(claimed) - sent - retried)
+
+    async def _settle(
+        self, claim: str, to_send: Sequence[Queued], outcomes: Sequence[Outcome]
+    ) -> tuple[int, int]:
+        """Each sent mail deleted, each other one retried later or given up on: (sent, retried)."""
         sent = retried = 0
         for queued, outcome in zip(to_send, outcomes, strict=True):
             if outcome.status == "sent":
@@ -179,7 +194,7 @@ class MailSender:
                     extra=_about(queued),
                 )
                 retried += 1
-        return Round(sent=sent, retried=retried, dropped=len(claimed) - sent - retried)
+        return sent, retried
 
     async def _give_up(self, claim: str, queued: Queued, reason: str) -> None:
         await self._queue.drop(claim, queued.id)

@@ -137,11 +137,19 @@ class AuthServer:
 
 
 @contextmanager
-def authserver(workdir: Path, spas: list[Spa], host: str = "127.0.0.1") -> Iterator[AuthServer]:
+def authserver(
+    workdir: Path,
+    spas: list[Spa],
+    extra_env: dict[str, str] | None = None,
+    user_flags: tuple[str, ...] = (),
+    host: str = "127.0.0.1",
+) -> Iterator[AuthServer]:
     """`authserver serve` in a subprocess, with a user and each SPA's cookie client (code flow,
     its page as redirect and post-logout URI) made by the command line first; stopped (and
     waited for) afterwards. `host` names the issuer's host (`localhost` for passkeys: an IP
-    address is no WebAuthn RP ID); the server listens on 127.0.0.1 either way."""
+    address is no WebAuthn RP ID); the server listens on 127.0.0.1 either way. `extra_env`: more
+    settings (mail, sign-up); `user_flags`: more of `users create`'s flags for the user
+    (`--email`, say)."""
     port = free_port()
     url = f"http://{host}:{port}"
     database = workdir / "authserver.db"
@@ -156,6 +164,7 @@ def authserver(workdir: Path, spas: list[Spa], host: str = "127.0.0.1") -> Itera
         "AUTHSERVER_ARGON2_TIME_COST": "1",
         "AUTHSERVER_ARGON2_MEMORY_KIB": "1024",
         "AUTHSERVER_ARGON2_PARALLELISM": "1",
+        **(extra_env or {}),
     }
     env.pop("AUTHSERVER_KEY_ENCRYPTION_KEY", None)  # made in keys/ on first start
 
@@ -166,7 +175,10 @@ def authserver(workdir: Path, spas: list[Spa], host: str = "127.0.0.1") -> Itera
         )  # fmt: skip
 
     cli("migrate")
-    cli("users", "create", USERNAME, "--scope", "profile", "--password-stdin", stdin=PASSWORD)
+    cli(
+        "users", "create", USERNAME, "--scope", "profile", *user_flags, "--password-stdin",
+        stdin=PASSWORD,
+    )  # fmt: skip
     for spa in spas:
         cli(
             "clients", "create", spa.client_id, "--public", "--grant", "authorization_code",

@@ -426,3 +426,20 @@ async def test_a_change_over_a_hash_no_longer_current_changes_nothing(
 
     now = await services.users.by_id(alice)
     assert now is not None and now.password_hash == "first"
+
+
+async def test_a_browser_is_named_as_people_name_it_the_header_kept_on_hover(
+    app: Starlette, alice: str
+) -> None:
+    chrome = (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36"
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url=ISSUER, headers={"User-Agent": chrome}
+    ) as browser:
+        page = await open_account(browser)
+        german = await browser.get("/account", headers={"Accept-Language": "de"})
+    assert f'<span title="{chrome}">Chrome on Linux</span>' in page.text
+    assert "Chrome unter Linux" in german.text

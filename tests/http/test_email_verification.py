@@ -131,3 +131,23 @@ async def test_hostile_values_are_escaped_and_foreign_posts_refused(
     )
     assert foreign.status_code == 403
     assert (await client.post("/verify-email", data={"token": "x"})).status_code == 403
+
+
+async def test_without_a_session_the_form_goes_to_the_sign_in_and_back(
+    client: httpx.AsyncClient, smtp: SmtpServer, registry: Registry
+) -> None:
+    await registry.user("alice", PASSWORD)
+    for answer in (
+        await client.get("/account/email"),
+        await client.post("/account/email", data={"email": NEW, "password": PASSWORD}),
+    ):
+        assert answer.status_code in (303, 403), answer.text
+    shown = await client.get("/account/email")
+    assert shown.status_code == 303
+    assert shown.headers["location"] == "/login?then=account_email"
+
+    back = await sign_in(client, shown.headers["location"])
+
+    assert back.status_code == 303 and back.headers["location"] == "/account/email"
+    form = await client.get("/account/email")
+    assert form.status_code == 200 and 'name="email"' in form.text
