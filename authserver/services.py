@@ -25,6 +25,7 @@ from authserver.throttle import ThrottleStore, Turns
 from authserver.tokens.access_tokens import AccessToken, mint_access_token, verify_access_token
 from authserver.tokens.authorization_codes import CodeStore
 from authserver.tokens.denylist import Denylist
+from authserver.tokens.dpop import MemoryProofStore, ProofStore
 from authserver.tokens.refresh import FamilyStore
 from authserver.tokens.resources import ResourceStore
 
@@ -65,6 +66,8 @@ class Services:
     # Wakes the background step that turns reset requests into links and mail
     # (actions/password_reset.Resolver); nothing while mail is off.
     wake_resolver: Callable[[], None] = field(default=lambda: None)
+    # DPoP proofs seen (tokens/dpop.py): the app shares them through the database.
+    dpop_proofs: ProofStore = field(default_factory=MemoryProofStore)
 
     async def mint(
         self,

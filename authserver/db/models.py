@@ -92,6 +92,10 @@ class ClientRow(Base):
     old_secret_expires_at: Mapped[int | None] = mapped_column(BigInteger)
     # Access tokens of this client with iat at or before it are revoked (disable, delete).
     tokens_revoked_before: Mapped[int | None] = mapped_column(BigInteger)
+    # 0022: /token refuses this client's requests without a DPoP proof (RFC 9449 §5).
+    dpop_bound_access_tokens: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class SigningKeyRow(Base):
@@ -137,6 +141,8 @@ class FamilyRow(Base):
     user_agent: Mapped[str | None] = mapped_column(String(200))  # of the login that started it
     # 0019: the RFC 8707 resources its authorization named, space-separated; NULL: none.
     resources: Mapped[str | None] = mapped_column(Text)
+    # 0022: the DPoP key (RFC 7638 thumbprint) a public client's refresh tokens are bound to.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64))
 
 
 class RefreshTokenRow(Base):
@@ -379,3 +385,12 @@ class ResourceRow(Base):
     scopes: Mapped[str] = mapped_column(Text)  # space-separated
     access_token_ttl: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class DPoPProofRow(Base):
+    """0022: a DPoP proof accepted, by `Proof.replay_key`, until its iat leaves the window."""
+
+    __tablename__ = "dpop_proofs"
+
+    proof_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -9,7 +9,8 @@
 - audit events older than the retention (AUTHSERVER_AUDIT_RETENTION_DAYS);
 - authorization codes never used once expired; used ones `REPLAY_WINDOW` (minutes) after
   they expired: until then their holder's replay finds them and revokes what they started;
-- login sessions past their absolute end or ended.
+- login sessions past their absolute end or ended;
+- DPoP proofs whose iat has left the window (their jti could not pass again anyway).
 
 A purge deletes in batches of at most `BATCH` rows per table, each batch one short
 transaction, until a batch finds less than a full one: a backlog (purging was off, or the
@@ -80,6 +81,10 @@ _LOGIN_SESSIONS = text("""
         SELECT id FROM login_sessions WHERE expires_at <= :now OR revoked_at IS NOT NULL
         LIMIT :batch)
 """)
+_DPOP_PROOFS = text("""
+    DELETE FROM dpop_proofs WHERE proof_key IN (
+        SELECT proof_key FROM dpop_proofs WHERE expires_at <= :now LIMIT :batch)
+""")
 _AUDIT = text("""
     DELETE FROM audit_events WHERE id IN (
         SELECT id FROM audit_events WHERE at < :before LIMIT :batch)
@@ -95,6 +100,7 @@ class Purged:
     audit_events: int
     authorization_codes: int = 0
     login_sessions: int = 0
+    dpop_proofs: int = 0
 
     def __str__(self) -> str:
         return ", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in vars(self).items())
@@ -113,6 +119,7 @@ class Purged:
             self.audit_events,
             self.authorization_codes,
             self.login_sessions,
+            self.dpop_proofs,
         )
 
 
@@ -151,6 +158,7 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
         _CODES, {"now": now, "used_before": now - REPLAY_WINDOW, "batch": batch}
     )
     login_sessions = await conn.execute(_LOGIN_SESSIONS, {"now": now, "batch": batch})
+    dpop_proofs = await conn.execute(_DPOP_PROOFS, {"now": now, "batch": batch})
     return Purged(
         families=int(families),
         refresh_tokens=int(tokens),
@@ -159,6 +167,7 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
         audit_events=int(audit.rowcount),
         authorization_codes=int(codes.rowcount),
         login_sessions=int(login_sessions.rowcount),
+        dpop_proofs=int(dpop_proofs.rowcount),
     )
 
 
