@@ -47,6 +47,8 @@ class Client:
     old_secret_expires_at: int | None = None
     created_at: int = 0
     secret_rotated_at: int | None = None
+    # RFC 9449 §5: /token refuses this client's requests without a DPoP proof.
+    dpop_bound_access_tokens: bool = False
 
     @property
     def is_public(self) -> bool:

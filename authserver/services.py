@@ -79,10 +79,12 @@ class Services:
         ttl: int | None = None,
         roles: tuple[str, ...] = (),
         audience: str | None = None,
+        jkt: str | None = None,
     ) -> AccessToken:
         """Every token is signed here, with the ring as of the latest key change (a key
         revoked in another worker of this `serve` signs nothing more: SigningKeys.current).
-        `audience`: a registered resource's identifier (RFC 8707); None, the default one."""
+        `audience`: a registered resource's identifier (RFC 8707); None, the default one.
+        `jkt`: the DPoP key the token is bound to (RFC 9449 §6: `cnf.jkt`)."""
         settings = self.settings
         return mint_access_token(
             await self.keys.current(),
@@ -95,6 +97,7 @@ class Services:
             scope=scope,
             sid=sid,
             roles=roles,
+            jkt=jkt,
         )
 
     def verify(self, token: str) -> dict[str, Any]:

@@ -301,6 +301,7 @@ class SqlClientStore:
                         post_logout_redirect_uris=" ".join(client.post_logout_redirect_uris),
                         client_name=client.client_name,
                         allowed_origins=" ".join(client.allowed_origins),
+                        dpop_bound_access_tokens=client.dpop_bound_access_tokens,
                         created_at=now,
                         disabled=False,
                     )
@@ -433,4 +434,5 @@ def _client(row: Any) -> Client:
         old_secret_expires_at=row.old_secret_expires_at,
         created_at=row.created_at,
         secret_rotated_at=row.secret_rotated_at,
+        dpop_bound_access_tokens=row.dpop_bound_access_tokens,
     )

@@ -71,9 +71,9 @@ _LIVE_SESSION = f"""SELECT 1 FROM login_sessions
 
 _INSERT_FAMILY = text("""
 INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
-                              login_session_id, resources)
+                              login_session_id, resources, dpop_jkt)
 VALUES (:id, :user_id, :client_id, :scope, :created_at, :expires_at, :login_session_id,
-        :resources)
+        :resources, :dpop_jkt)
 """)
 
 _INSERT_TOKEN = text("""
@@ -103,9 +103,9 @@ WITH spent AS (
     RETURNING {_COLUMNS}
 ), family AS (
     INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
-                                  login_session_id, resources)
+                                  login_session_id, resources, dpop_jkt)
     SELECT :family_id, user_id, client_id, scope, :now, :family_expires_at, login_session_id,
-           resources
+           resources, CAST(:dpop_jkt AS VARCHAR)
     FROM spent
     RETURNING id
 ), token AS (
@@ -198,6 +198,7 @@ class SqlCodeStore:
                 "token_hash": token["token_hash"],
                 "token_expires_at": redemption.token_expires_at,
                 "audit_family": redemption.family_id,
+                "dpop_jkt": redemption.dpop_jkt,
             }
             row = await fetch_row(self._engine, _EXCHANGE_POSTGRES, params)
             return None if row is None else _code(row)
@@ -224,6 +225,7 @@ class SqlCodeStore:
                         "created_at": redemption.now,
                         "expires_at": redemption.family_expires_at,
                         "resources": _joined(code.resources),
+                        "dpop_jkt": redemption.dpop_jkt,
                     },
                 )
                 await conn.execute(_INSERT_TOKEN, token)

@@ -25,7 +25,7 @@ from authserver.tokens.scopes import still_held
 
 _FAMILY_COLUMNS = (
     "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.expires_at, f.revoked_at, f.user_agent"
-    ", f.resources"
+    ", f.resources, f.dpop_jkt"
 )
 
 
@@ -45,6 +45,11 @@ _USER_ENABLED = (
 _HELD = "u.scopes AS user_scopes, c.scopes AS client_scopes, u.roles AS user_roles"
 
 
+# RFC 9449 §5: a public client's refresh token bound to a DPoP key rotates only with a proof
+# of that key, decided in the rotating statement (rotate() then tells reuse from no proof).
+_KEY_MATCHES = "(f.dpop_jkt IS NULL OR f.dpop_jkt = CAST(:jkt AS VARCHAR))"
+
+
 # Postgres: spend and insert the successor in one statement. A racing UPDATE on the same row
 # waits for the winner, re-checks `spent_at IS NULL` on the new row version, and matches nothing.
 # The user's and the client's rows are joined (primary-key probes, as EXISTS would be), so the
@@ -55,7 +60,7 @@ WITH spent AS (
     FROM refresh_families AS f, users AS u, clients AS c
     WHERE t.token_hash = :token_hash AND t.spent_at IS NULL AND t.expires_at > :now
       AND f.id = t.family_id AND f.client_id = :client_id
-      AND f.revoked_at IS NULL AND f.expires_at > :now
+      AND f.revoked_at IS NULL AND f.expires_at > :now AND {_KEY_MATCHES}
       AND u.id = f.user_id AND {user_enabled("u")}
       AND c.client_id = f.client_id AND {_CLIENT_MAY_REFRESH}
     RETURNING {_FAMILY_COLUMNS}, {_HELD}
@@ -69,10 +74,11 @@ SELECT * FROM spent
 """)
 
 
-# The family a token may still rotate in: alive, the client's, its user enabled.
+# The family a token may still rotate in: alive, the client's, its user enabled, and, when
+# bound to a DPoP key, presented with a proof of that key.
 _LIVE_FAMILIES = f"""SELECT f.id FROM refresh_families AS f
                     WHERE f.client_id = :client_id AND f.revoked_at IS NULL
-                      AND f.expires_at > :now AND {_USER_ENABLED}"""
+                      AND f.expires_at > :now AND {_USER_ENABLED} AND {_KEY_MATCHES}"""
 
 
 # Portable: spend only in a live family; RETURNING names the family.
@@ -186,6 +192,7 @@ def _family(row: Any) -> Family:
         revoked_at=row["revoked_at"],
         user_agent=row["user_agent"],
         resources=tuple((row["resources"] or "").split()),
+        dpop_jkt=row["dpop_jkt"],
     )
 
 
@@ -256,6 +263,7 @@ class SqlFamilyStore:
                     expires_at=family.expires_at,
                     user_agent=family.user_agent,
                     resources=" ".join(family.resources) or None,
+                    dpop_jkt=family.dpop_jkt,
                 )
             )
             await conn.execute(
@@ -272,7 +280,13 @@ class SqlFamilyStore:
         return True
 
     async def spend(
-        self, token_hash: str, client_id: str, now: int, new_hash: str, new_expires_at: int
+        self,
+        token_hash: str,
+        client_id: str,
+        now: int,
+        new_hash: str,
+        new_expires_at: int,
+        jkt: str | None = None,
     ) -> Spent | None:
         spent, successor = stored_hash(token_hash), stored_hash(new_hash)
         params = {
@@ -281,6 +295,7 @@ class SqlFamilyStore:
             "now": now,
             "new_hash": successor,
             "new_expires_at": new_expires_at,
+            "jkt": jkt,
         }
         if self._postgres:
             # The statement every refresh runs: straight through asyncpg (db/direct.py).
@@ -300,6 +315,7 @@ class SqlFamilyStore:
         parent_spent_after: int,
         new_hash: str,
         new_expires_at: int,
+        jkt: str | None = None,
     ) -> Spent | None:
         parent = stored_hash(parent_hash)
         params = {
@@ -308,6 +324,7 @@ class SqlFamilyStore:
             "now": now,
             "parent_spent_after": parent_spent_after,
             "new_expires_at": new_expires_at,
+            "jkt": jkt,
         }
         async with self._engine.begin() as conn:
             if self._postgres:

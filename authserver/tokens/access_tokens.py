@@ -49,6 +49,7 @@ def mint_access_token(
     scope: str,
     sid: str | None,
     roles: tuple[str, ...] = (),
+    jkt: str | None = None,
 ) -> AccessToken:
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -67,6 +68,10 @@ def mint_access_token(
         # RFC 9068 §2.2.3.1: the roles of the user, as SCIM's `roles` attribute (RFC 7643
         # §4.1.2), so resource servers can decide on them without a lookup.
         claims["roles"] = list(roles)
+    if jkt is not None:
+        # RFC 9449 §6.1: "the JWT ... MUST include a cnf (confirmation) claim ... with a jkt
+        # member", the SHA-256 thumbprint of the DPoP public key.
+        claims["cnf"] = {"jkt": jkt}
     return AccessToken(compact_jws("at+jwt", claims, ring.signing), claims)
 
 

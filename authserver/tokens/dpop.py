@@ -7,12 +7,30 @@ window on every instance (§11.1), through `ProofStore`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from authserver_verify import dpop
 from authserver_verify.dpop import InvalidDPoPProof, Proof
 
-__all__ = ["InvalidDPoPProof", "MemoryProofStore", "Proof", "ProofStore", "check_proof"]
+__all__ = [
+    "DPoPRequest",
+    "InvalidDPoPProof",
+    "MemoryProofStore",
+    "Proof",
+    "ProofStore",
+    "check_proof",
+]
+
+
+@dataclass(frozen=True)
+class DPoPRequest:
+    """A request to a protected endpoint with `Authorization: DPoP`: its DPoP header ("" when
+    sent twice) and what the proof must name."""
+
+    proof: str | None
+    method: str
+    url: str
 
 
 class ProofStore(Protocol):
