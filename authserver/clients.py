@@ -80,6 +80,7 @@ class ClientChanges:
     post_logout_redirect_uris: tuple[str, ...] | None = None
     client_name: str | None = None  # "": remove the name
     allowed_origins: tuple[str, ...] | None = None
+    dpop_bound_access_tokens: bool | None = None
     # Every access token the client holds until now is revoked (tokens_revoked_before), as a
     # disabling does: set when the admin scope is taken from it
     # (actions/admin/clients.update_client).

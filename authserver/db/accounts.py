@@ -328,6 +328,8 @@ class SqlClientStore:
             values["client_name"] = changes.client_name or None
         if changes.allowed_origins is not None:
             values["allowed_origins"] = " ".join(changes.allowed_origins)
+        if changes.dpop_bound_access_tokens is not None:
+            values["dpop_bound_access_tokens"] = changes.dpop_bound_access_tokens
         if changes.disabled:
             values["disabled"] = True
             values["tokens_revoked_before"] = now  # every token issued so far dies

@@ -179,6 +179,15 @@ PASSKEY_ANSWER = {
 
 BASIC: list[dict[str, list[str]]] = [{"clientBasic": []}, {}]  # or client_id/secret in the body
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+# RFC 9449 §4.1: a proof JWT in the DPoP header (/token: binds the tokens; /userinfo: with
+# `Authorization: DPoP <token>`, proves the key the token is bound to).
+DPOP_HEADER: Schema = {
+    "name": "DPoP",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "a DPoP proof (RFC 9449 §4): typ dpop+jwt, ES256 or EdDSA",
+}
 ADMIN: list[dict[str, list[str]]] = [{"bearer": ["admin"]}]
 ADMIN_ERRORS = _errors(400, 401, 403)
 
@@ -640,7 +649,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         (method, "/userinfo"): {
             "summary": "The signed-in user's claims (OpenID Connect Core §5.3).",
             "tags": ["sign-in"],
-            "security": BEARER,
+            "security": [{"bearer": []}, {"dpop": []}],
+            "parameters": [DPOP_HEADER],
             "responses": {**_json(_ref("UserInfo"), "the claims"), **_errors(401, 403)},
         }
         for method in ("GET", "POST")
@@ -682,6 +692,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "operationId": "token",
         "tags": ["tokens"],
         "security": BASIC,
+        "parameters": [DPOP_HEADER],
         "requestBody": _form_or_json(_ref("TokenRequest")),
         "responses": {
             **_json(
@@ -698,6 +709,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "operationId": "refresh",
         "tags": ["tokens"],
         "security": BASIC,
+        "parameters": [DPOP_HEADER],
         "requestBody": _form_or_json(_ref("RefreshRequest")),
         "responses": {
             **_json(_ref("TokenResponse"), "tokens", headers=NO_STORE),
@@ -1037,6 +1049,11 @@ CLIENT_META: dict[str, Schema] = {
         "description": "browser origins (scheme://host[:port]) allowed for CORS and the cookie "
         "endpoints of this client, besides AUTHSERVER_ALLOWED_ORIGINS",
     },
+    "dpop_bound_access_tokens": {
+        "type": "boolean",
+        "description": "RFC 9449 §5.2: /token refuses this client's requests without a DPoP "
+        "proof (invalid_dpop_proof)",
+    },
 }
 
 SCHEMAS: dict[str, Schema] = {
@@ -1257,7 +1274,8 @@ SCHEMAS: dict[str, Schema] = {
         "required": ["access_token", "token_type", "expires_in", "scope"],
         "properties": {
             **_strings("access_token", "scope", "refresh_token", "id_token"),
-            "token_type": {"type": "string", "const": "Bearer"},
+            # RFC 9449 §5: DPoP when the request carried a proof.
+            "token_type": {"type": "string", "enum": ["Bearer", "DPoP"]},
             "expires_in": {"type": "integer"},
         },
     },
@@ -1270,6 +1288,8 @@ SCHEMAS: dict[str, Schema] = {
             "exp": {"type": "integer"},
             "iat": {"type": "integer"},
             "aud": {"type": ["string", "array"]},
+            # RFC 9449 §6.2: a DPoP-bound token's key thumbprint.
+            "cnf": {"type": "object", "properties": _strings("jkt")},
         },
     },
     "RevocationFeed": {
@@ -1411,6 +1431,12 @@ def document(issuer: str) -> dict[str, Any]:
                     "bearerFormat": "JWT",
                     "description": "an access token of this server; admin endpoints need the "
                     "scope admin",
+                },
+                "dpop": {
+                    "type": "http",
+                    "scheme": "DPoP",
+                    "description": "a DPoP-bound access token (RFC 9449 §7.1), with a proof "
+                    "of its key carrying ath in the DPoP header",
                 },
             },
         },

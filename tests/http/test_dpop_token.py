@@ -14,7 +14,14 @@ from authserver.clients import Client, hash_secret, new_secret
 from authserver.services import Services
 from tests._dpop import DPoPKey, claims_of
 from tests.conftest import Registry, assert_oauth_error, password_login
-from tests.http.signin import CALLBACK, INSECURE_COOKIES, Flow, code_for, web_client
+from tests.http.signin import (
+    CALLBACK,
+    INSECURE_COOKIES,
+    Flow,
+    admin_headers,
+    code_for,
+    web_client,
+)
 
 
 @pytest.fixture
@@ -183,3 +190,26 @@ async def test_a_code_exchange_with_a_proof_binds_the_family(
     assert_oauth_error(await client.post("/token", data=data), 400, "invalid_grant")
     response = await client.post("/token", data=data, headers=key.header())
     assert response.status_code == 200, response.text
+
+
+async def test_the_admin_api_sets_and_shows_dpop_bound_access_tokens(
+    client: httpx.AsyncClient, registry: Registry, spa: str
+) -> None:
+    root = await admin_headers(client, registry)
+    body = {"client_id": "svc", "grant_types": ["client_credentials"], "scopes": ["profile"],
+            "dpop_bound_access_tokens": True}  # fmt: skip
+    created = await client.post("/admin/clients", json=body, headers=root)
+    assert created.status_code == 201, created.text
+    secret = created.json()["client_secret"]
+    shown = await client.get("/admin/clients/svc", headers=root)
+    assert shown.json()["dpop_bound_access_tokens"] is True
+    data = {"grant_type": "client_credentials"}
+    refused = await client.post("/token", data=data, auth=("svc", secret))
+    assert_oauth_error(refused, 400, "invalid_dpop_proof")
+
+    patch = {"dpop_bound_access_tokens": False}
+    changed = await client.patch("/admin/clients/svc", json=patch, headers=root)
+    assert changed.status_code == 200 and changed.json()["dpop_bound_access_tokens"] is False
+    bad = await client.patch("/admin/clients/svc", json={"dpop_bound_access_tokens": "yes"},
+                             headers=root)  # fmt: skip
+    assert_oauth_error(bad, 400, "invalid_request")

@@ -92,6 +92,7 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
         post_logout_redirect_uris=tuple(dict.fromkeys(post_logout_redirect_uris)),
         client_name=client_name,
         allowed_origins=tuple(dict.fromkeys(allowed_origins)),
+        dpop_bound_access_tokens=_dpop_bound(body, False),
     )
     now = services.clock()
     if not await services.clients.create(client, now):
@@ -111,7 +112,15 @@ PATCHABLE_CLIENT_FIELDS = {
     "post_logout_redirect_uris",
     "client_name",
     "allowed_origins",
+    "dpop_bound_access_tokens",
 }
+
+
+def _dpop_bound(body: dict[str, Any], default: bool) -> bool:
+    """RFC 9449 §5.2's client metadata: the client must send a DPoP proof at /token."""
+    if "dpop_bound_access_tokens" not in body:
+        return default
+    return boolean_field(body, "dpop_bound_access_tokens")
 
 
 def registration_extras(client: Client) -> dict[str, Any]:
@@ -121,6 +130,7 @@ def registration_extras(client: Client) -> dict[str, Any]:
         "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
         "client_name": client.client_name,
         "allowed_origins": list(client.allowed_origins),
+        "dpop_bound_access_tokens": client.dpop_bound_access_tokens,
     }
 
 
@@ -212,6 +222,9 @@ def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
         post_logout_redirect_uris=uris["post_logout_redirect_uris"],
         client_name=client_name,
         allowed_origins=allowed_origins,
+        dpop_bound_access_tokens=(
+            _dpop_bound(body, False) if "dpop_bound_access_tokens" in body else None
+        ),
     )
 
 
