@@ -17,6 +17,7 @@ from authserver.errors import InvalidClient, InvalidRequest, PayloadTooLarge, Un
 from authserver.http.context import services
 from authserver.inputs import storable
 from authserver.tokens.dpop import DPoPRequest
+from authserver_verify.dpop import one_proof
 from authserver_verify.jose import reject_duplicate_members
 
 MAX_BODY_BYTES = 16 * 1024
@@ -143,10 +144,7 @@ def dpop_token(request: Request, path: str) -> tuple[str | None, DPoPRequest | N
 
 
 def dpop_header(request: Request) -> str | None:
-    """RFC 9449 §4.3: "there is not more than one DPoP HTTP request header field": two are "",
-    which no check passes."""
-    values = request.headers.getlist("dpop")
-    return None if not values else values[0] if len(values) == 1 else ""
+    return one_proof(request.headers.getlist("dpop"))
 
 
 def endpoint(request: Request, path: str) -> str:

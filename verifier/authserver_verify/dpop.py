@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +47,7 @@ __all__ = [
     "check_proof",
     "jwk_thumbprint",
     "normalize_htu",
+    "one_proof",
 ]
 
 # §4.3: "the JWS algorithm ... is a supported asymmetric algorithm" and "MUST NOT be none or
@@ -186,6 +187,12 @@ def check_proof(
     if access_token is not None and claims.get("ath") != access_token_hash(access_token):
         raise InvalidDPoPProof(detail="ath does not match the access token")
     return Proof(jwk_thumbprint(jwk), jti, iat, jwk, claims, window)
+
+
+def one_proof(values: Sequence[str]) -> str | None:
+    """The DPoP header's value from all the request's DPoP headers. §4.3: "there is not more
+    than one DPoP HTTP request header field": two give "", which no check passes."""
+    return None if not values else values[0] if len(values) == 1 else ""
 
 
 def normalize_htu(url: str) -> str:

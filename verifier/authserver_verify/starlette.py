@@ -153,7 +153,7 @@ def _check_binding(
     base = (public_url or f"{request.url.scheme}://{request.url.netloc}").rstrip("/")
     try:
         proof = dpop.check_proof(
-            _one_dpop_header(request),
+            dpop.one_proof(request.headers.getlist("dpop")),
             method=request.method,
             url=base + request.url.path,
             access_token=token,
@@ -168,12 +168,6 @@ def _check_binding(
         logger.info("DPoP proof refused: jti already used")
         return _dpop_challenge(401, "invalid_dpop_proof", dpop.InvalidDPoPProof.message, realm)
     return None
-
-
-def _one_dpop_header(request: Request) -> str | None:
-    # §4.3: "there is not more than one DPoP HTTP request header field".
-    values = request.headers.getlist("dpop")
-    return None if not values else values[0] if len(values) == 1 else ""
 
 
 def require_scope(*needed: str) -> Callable[[Endpoint], Endpoint]:
