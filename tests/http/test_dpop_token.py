@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.audit import AuditEvent
 from authserver.clients import Client, hash_secret, new_secret
 from authserver.services import Services
+from authserver.tokens.resources import Resource
 from tests._dpop import DPoPKey, claims_of
 from tests.conftest import Registry, assert_oauth_error, password_login
 from tests.http.signin import (
@@ -213,3 +215,32 @@ async def test_the_admin_api_sets_and_shows_dpop_bound_access_tokens(
     bad = await client.patch("/admin/clients/svc", json={"dpop_bound_access_tokens": "yes"},
                              headers=root)  # fmt: skip
     assert_oauth_error(bad, 400, "invalid_request")
+
+
+async def test_a_resource_and_a_proof_together_bind_a_token_for_that_resource(
+    client: httpx.AsyncClient, registry: Registry, services: Services
+) -> None:
+    """RFC 8707 and RFC 9449 at once: the token is for the resource and bound to the key, and so
+    is its refresh."""
+    api = Resource("https://api.example/", ("profile",), 300, 0)
+    assert await services.resources.create(api, AuditEvent(0, "test", "resource.created", "api"))
+    await registry.user("alice", "correct horse")
+    await registry.client(
+        "spa", public=True, grant_types=("password", "refresh_token"), scopes=("profile",)
+    )
+    key = DPoPKey()
+    data = {"grant_type": "password", "username": "alice", "password": "correct horse",
+            "client_id": "spa", "resource": api.resource}  # fmt: skip
+    response = await client.post("/token", data=data, headers=key.header())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    claims = claims_of(body["access_token"])
+    assert claims["aud"] == api.resource and claims["cnf"] == {"jkt": key.jkt}
+    assert body["token_type"] == "DPoP" and body["expires_in"] == 300
+
+    again = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"],
+             "client_id": "spa", "resource": api.resource}  # fmt: skip
+    refreshed = await client.post("/token", data=again, headers=key.header())
+    assert refreshed.status_code == 200, refreshed.text
+    claims = claims_of(refreshed.json()["access_token"])
+    assert claims["aud"] == api.resource and claims["cnf"] == {"jkt": key.jkt}

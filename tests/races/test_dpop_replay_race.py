@@ -10,12 +10,13 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.app import create_app
 from authserver.config import Settings
 from authserver.db.dpop import SqlProofStore
 from authserver.db.engine import make_engine
 from authserver.db.purge import purge
 from tests._dpop import DPoPKey
-from tests.conftest import Registry
+from tests.conftest import ISSUER, Clock, Registry
 
 ROUNDS = 10
 RACERS = 10  # per instance
@@ -36,6 +37,34 @@ async def test_one_proof_raced_on_two_instances_is_accepted_once(
     finally:
         await first.dispose()
         await second.dispose()
+
+
+async def test_one_proof_sent_to_two_apps_at_once_gets_one_token(
+    client: httpx.AsyncClient, registry: Registry, settings: Settings, clock: Clock
+) -> None:
+    """The same, through /token: two apps, each with its own engine and pool, as two instances."""
+    secret = await registry.client("svc")
+    assert secret is not None
+    other = create_app(settings, clock=clock)
+    async with (
+        other.router.lifespan_context(other),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url=ISSUER) as second,
+    ):
+        for _ in range(ROUNDS):
+            headers = DPoPKey().header()
+
+            async def ask(http: httpx.AsyncClient, headers: dict[str, str] = headers) -> int:
+                response = await http.post(
+                    "/token",
+                    data={"grant_type": "client_credentials"},
+                    auth=("svc", secret),
+                    headers=headers,
+                )
+                return response.status_code
+
+            statuses = await asyncio.gather(*(ask(http) for http in (client, second) * 3))
+            assert statuses.count(200) == 1, statuses
+            assert set(statuses) == {200, 400}, statuses
 
 
 async def test_a_key_whose_window_is_over_is_taken_again_and_purged(
