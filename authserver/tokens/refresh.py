@@ -235,17 +235,9 @@ async def start_family(
     commits)."""
     agent = user_agent[:USER_AGENT_MAX] if user_agent else None
     family = Family(
-        new_family_id(),
-        user_id,
-        client_id,
-        scope,
-        now,
-        now + session_ttl,
-        None,
-        agent,
-        resources,
-        dpop_jkt,
-    )
+        new_family_id(), user_id, client_id, scope, now, now + session_ttl, None, agent, resources,
+        dpop_jkt=dpop_jkt,  # by name: other fields may come after `resources`
+    )  # fmt: skip
     token = new_refresh_token()
     expires_at = min(now + refresh_ttl, family.expires_at)
     login = AuditEvent(
