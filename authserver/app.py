@@ -21,6 +21,7 @@ from authserver.db.accounts import SqlClientStore, SqlUserStore
 from authserver.db.audit import SqlAuditLog
 from authserver.db.codes import SqlCodeStore
 from authserver.db.denylist import SqlDenylist
+from authserver.db.dpop import SqlProofStore
 from authserver.db.engine import is_postgres, make_engine, ping
 from authserver.db.failures import fail_closed
 from authserver.db.families import SqlFamilyStore
@@ -121,6 +122,7 @@ def build_services(
         clock=clock,
         csrf_keys=derived_keys(sealer, b"authserver csrf token"),
         outbox=fail_closed(SqlOutbox(engine)) if settings.mail_enabled else NoOutbox(),
+        dpop_proofs=fail_closed(SqlProofStore(engine)),
     )
 
 

@@ -50,6 +50,8 @@ class Client:
     # Sessions with a second factor only (acr mfa): /authorize asks a signed-in user with a
     # factor for it, and refuses one without (access_denied).
     require_mfa: bool = False
+    # RFC 9449 §5: /token refuses this client's requests without a DPoP proof.
+    dpop_bound_access_tokens: bool = False
 
     @property
     def is_public(self) -> bool:
@@ -82,6 +84,7 @@ class ClientChanges:
     client_name: str | None = None  # "": remove the name
     allowed_origins: tuple[str, ...] | None = None
     require_mfa: bool | None = None
+    dpop_bound_access_tokens: bool | None = None
     # Every access token the client holds until now is revoked (tokens_revoked_before), as a
     # disabling does: set when the admin scope is taken from it
     # (actions/admin/clients.update_client).

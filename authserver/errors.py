@@ -13,7 +13,10 @@
     ├── UnsupportedTokenType        400 unsupported_token_type (RFC 7009 §2.2.1)
     ├── InvalidScope                400 invalid_scope
     ├── InvalidTarget               400 invalid_target (RFC 8707 §2: the `resource` asked for)
+    ├── InvalidDPoPProof            400 invalid_dpop_proof (RFC 9449 §5: the DPoP header)
     ├── InvalidToken                401 invalid_token (bearer token on a protected endpoint)
+    │   └── DPoPChallenge           401 invalid_token, challenged with DPoP (RFC 9449 §7.1)
+    │       └── InvalidDPoPProofAtResource  401 invalid_dpop_proof
     ├── InsufficientScope           403 insufficient_scope
     ├── InsufficientUserAuthentication  401 insufficient_user_authentication (RFC 9470)
     ├── Conflict                    409 conflict
@@ -120,6 +123,16 @@ class InvalidToken(OAuthError):
     description = "The access token is missing, invalid, expired or revoked."
 
 
+class DPoPChallenge(InvalidToken):
+    """RFC 9449 §7.1: a protected resource's refusal of a DPoP-bound token, or of a token
+    presented with the DPoP scheme, answered with a `WWW-Authenticate: DPoP` challenge."""
+
+
+class InvalidDPoPProofAtResource(DPoPChallenge):
+    code = "invalid_dpop_proof"
+    description = "The DPoP proof is invalid."
+
+
 class InsufficientScope(OAuthError):
     code = "insufficient_scope"
     status = 403
@@ -161,3 +174,12 @@ class TemporarilyUnavailable(OAuthError):
     code = "temporarily_unavailable"
     status = 503
     description = "The server is temporarily unable to handle the request."
+
+
+class InvalidDPoPProof(OAuthError):
+    """RFC 9449 §5: "the authorization server ... MUST reject the request" with this code when
+    the DPoP proof is invalid or missing where the client must send one."""
+
+    code = "invalid_dpop_proof"
+    status = 400
+    description = "The DPoP proof is invalid."

@@ -25,6 +25,7 @@ from authserver.throttle import ThrottleStore, Turns
 from authserver.tokens.access_tokens import AccessToken, mint_access_token, verify_access_token
 from authserver.tokens.authorization_codes import CodeStore
 from authserver.tokens.denylist import Denylist
+from authserver.tokens.dpop import MemoryProofStore, ProofStore
 from authserver.tokens.refresh import FamilyStore
 from authserver.tokens.resources import ResourceStore
 
@@ -65,6 +66,8 @@ class Services:
     # Wakes the background step that turns reset requests into links and mail
     # (actions/password_reset.Resolver); nothing while mail is off.
     wake_resolver: Callable[[], None] = field(default=lambda: None)
+    # DPoP proofs seen (tokens/dpop.py): the app shares them through the database.
+    dpop_proofs: ProofStore = field(default_factory=MemoryProofStore)
 
     async def mint(
         self,
@@ -77,10 +80,12 @@ class Services:
         roles: tuple[str, ...] = (),
         audience: str | None = None,
         signed_in: tuple[tuple[str, ...], int] | None = None,
+        jkt: str | None = None,
     ) -> AccessToken:
         """Every token is signed here, with the ring as of the latest key change (a key
         revoked in another worker of this `serve` signs nothing more: SigningKeys.current).
-        `audience`: a registered resource's identifier (RFC 8707); None, the default one."""
+        `audience`: a registered resource's identifier (RFC 8707); None, the default one.
+        `jkt`: the DPoP key the token is bound to (RFC 9449 §6: `cnf.jkt`)."""
         settings = self.settings
         return mint_access_token(
             await self.keys.current(),
@@ -94,6 +99,7 @@ class Services:
             sid=sid,
             roles=roles,
             signed_in=signed_in,
+            jkt=jkt,
         )
 
     def verify(self, token: str) -> dict[str, Any]:

@@ -38,6 +38,7 @@ ISSUER = "http://authserver.test"
 KEK = base64.b64encode(b"k" * 32).decode()
 # Tables emptied before every test, children first.
 TABLES = (
+    "dpop_proofs",
     "link_tokens",
     "reset_requests",
     "page_requests",

@@ -273,12 +273,14 @@ async def test_clients_create_and_update_take_the_uris_the_name_and_the_origins(
             cli, "clients", "update", "shop", "--redirect-uri", "https://shop.example/new",
             "--post-logout-redirect-uri", "https://shop.example/bye",
             "--client-name", "Shop", "--allowed-origin", "https://www.shop.example", "--json",
+            "--dpop-bound-access-tokens",
         )
     )[0]  # fmt: skip
     assert updated["redirect_uris"] == ["https://shop.example/new"]
     assert updated["post_logout_redirect_uris"] == ["https://shop.example/bye"]
     assert updated["client_name"] == "Shop"
     assert updated["allowed_origins"] == ["https://www.shop.example"]  # replaced, not added
+    assert updated["dpop_bound_access_tokens"] is True  # RFC 9449 §5.2
     # A running server answers the new origin (across instances at once:
     # tests/http/test_client_origins.py).
     preflight = {"Origin": "https://www.shop.example", "Access-Control-Request-Method": "POST"}

@@ -37,6 +37,7 @@ from authserver.db.accounts import SqlClientStore, SqlUserStore
 from authserver.db.codes import SqlCodeStore
 from authserver.db.columns import stored_hash
 from authserver.db.denylist import SqlDenylist
+from authserver.db.dpop import SqlProofStore
 from authserver.db.families import SqlFamilyStore
 from authserver.db.links import SqlLinkStore
 from authserver.db.login_sessions import SqlLoginSessionStore
@@ -655,5 +656,33 @@ async def test_0019_keeps_old_sessions_on_the_default_audience_and_goes_back(
     async with engine.connect() as conn:
         kept = (await conn.execute(text("SELECT count(*) FROM refresh_families"))).scalar()
     assert kept == 1
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []
+
+
+# --- 0022: DPoP proofs seen, clients that require DPoP, families bound to a key ---------------
+
+
+async def test_0022_leaves_old_clients_and_sessions_unbound_and_goes_back(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0007")
+    await seed_before_0008(engine)
+    await migrate.upgrade(engine, "0019")
+
+    await migrate.upgrade(engine, "0022")
+
+    # Clients from before require no proof; sessions from before rotate without one.
+    client = await SqlClientStore(pooled).get("app")
+    assert client is not None and client.dpop_bound_access_tokens is False
+    families = SqlFamilyStore(pooled)
+    found = await families.find(hash_token(CHILD))
+    assert found is not None and found.family.dpop_jkt is None
+    rotated = await rotate(families, CHILD, client_id="app", now=NOW, refresh_ttl=3600, grace=0)
+    assert rotated.family.dpop_jkt is None
+    assert await SqlProofStore(pooled).first_use("k", NOW + 60, NOW)
+
+    await migrate.downgrade(engine, "0019")
+    assert "dpop_proofs" not in await table_names(engine)
     await migrate.upgrade(engine)
     assert await schema_diff(engine) == []

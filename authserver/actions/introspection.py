@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from authserver.clients import ClientCredentials, authenticate_client
-from authserver.errors import InvalidToken
+from authserver.errors import DPoPChallenge, InvalidDPoPProofAtResource, InvalidToken
 from authserver.services import Services
+from authserver.tokens import dpop
 from authserver.tokens.denylist import live_claims
 from authserver.tokens.refresh import hash_token
 
@@ -28,11 +29,40 @@ async def live_access_claims(
     return claims if await services.resources.get(claims["aud"]) is not None else None
 
 
-async def authenticate_bearer(services: Services, token: str | None) -> dict[str, Any]:
-    """RFC 6750: the claims of the bearer token, or InvalidToken (401)."""
+async def authenticate_bearer(
+    services: Services, token: str | None, presented: dpop.DPoPRequest | None = None
+) -> dict[str, Any]:
+    """RFC 6750: the claims of the bearer token, or InvalidToken (401). With `presented` (the
+    token came as `Authorization: DPoP`), RFC 9449 §7.1: the token must be bound to the key of
+    a valid proof that carries its hash (`ath`)."""
     claims = await live_access_claims(services, token) if token else None
     if claims is None:
-        raise InvalidToken()
+        raise DPoPChallenge() if presented is not None else InvalidToken()
+    cnf = claims.get("cnf")
+    bound = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if presented is None:
+        if bound is not None:
+            # RFC 9449 §7.2: a DPoP-bound token presented as a bearer token is refused, or
+            # the binding would mean nothing.
+            raise DPoPChallenge(detail="DPoP-bound token presented as Bearer")
+        return claims
+    if bound is None:
+        raise DPoPChallenge(detail="unbound token presented with the DPoP scheme")
+    assert token is not None
+    try:
+        proof = await dpop.check_proof(
+            services.dpop_proofs,
+            presented.proof,
+            method=presented.method,
+            url=presented.url,
+            now=services.clock(),
+            access_token=token,
+        )
+    except dpop.InvalidDPoPProof as exc:
+        raise InvalidDPoPProofAtResource(detail=exc.detail) from None
+    # RFC 9449 §7.1: "the public key to which the access token is bound" must be the proof's.
+    if proof.jkt != bound:
+        raise InvalidDPoPProofAtResource(detail="proof key is not the token's cnf.jkt")
     return claims
 
 
@@ -47,7 +77,9 @@ async def introspect(
         claims = await live_access_claims(services, token, any_audience=True)
         if claims is None:
             return INACTIVE
-        return {"active": True, "token_type": "Bearer", "token_use": "access_token", **claims}
+        # RFC 9449 §6.2: a bound token's `cnf` is in the claims; its type is DPoP.
+        token_type = "DPoP" if "cnf" in claims else "Bearer"
+        return {"active": True, "token_type": token_type, "token_use": "access_token", **claims}
     # Refresh tokens are the holder's secret: only the client they were issued to may ask.
     state = await services.families.find(hash_token(token))
     now = services.clock()

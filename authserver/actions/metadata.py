@@ -11,6 +11,7 @@ from authserver.accounts.profiles import EMAIL_CLAIMS, PROFILE_CLAIMS
 from authserver.actions.token import GRANTS
 from authserver.services import Services
 from authserver.tokens.scopes import IDENTITY_SCOPES
+from authserver_verify import dpop
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 # What ID tokens (id_tokens.py) and /userinfo (actions/userinfo.py) may carry.
@@ -58,4 +59,6 @@ async def metadata(services: Services) -> dict[str, Any]:
         # RFC 8707: `resource` at /authorize and /token binds a token to a registered resource
         # server (tokens/resources.py).
         "resource_indicators_supported": True,
+        # RFC 9449 §5.1: the algorithms /token and /userinfo accept in DPoP proofs.
+        "dpop_signing_alg_values_supported": sorted(dpop.DEFAULT_ALGS),
     }

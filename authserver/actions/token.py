@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from authserver.actions.grants import Grant, GrantRequest, TokenResponse
 from authserver.actions.grants.authorization_code import authorization_code_grant
 from authserver.actions.grants.client_credentials import client_credentials_grant
 from authserver.actions.grants.password import password_grant
 from authserver.actions.grants.refresh_token import refresh_token_grant
 from authserver.clients import Client, origin_allowed
-from authserver.errors import ForbiddenOrigin, InvalidRequest, UnsupportedGrantType
+from authserver.errors import (
+    ForbiddenOrigin,
+    InvalidDPoPProof,
+    InvalidRequest,
+    UnsupportedGrantType,
+)
 from authserver.services import Services
+from authserver.tokens import dpop
 from authserver.tokens.refresh import hash_token
 
 
@@ -25,7 +33,31 @@ async def issue(services: Services, request: GrantRequest) -> TokenResponse:
     named = await services.clients.get(client_id) if client_id else None
     if grant_type in COOKIE_GRANTS:
         _require_allowed_origin(services, request, named)
+    request = await _with_dpop(services, request, named)
     return await handler(services, request, named)
+
+
+async def _with_dpop(
+    services: Services, request: GrantRequest, client: Client | None
+) -> GrantRequest:
+    """RFC 9449 §5: with a DPoP header, every grant binds its tokens to the proof's key (the
+    proof checked as §4.3 says, its jti spent on every instance); a client registered with
+    `dpop_bound_access_tokens` must send one."""
+    if request.dpop is None:
+        if client is not None and client.dpop_bound_access_tokens:
+            raise InvalidDPoPProof("A DPoP proof is required.", detail="client requires DPoP")
+        return request
+    try:
+        proof = await dpop.check_proof(
+            services.dpop_proofs,
+            request.dpop,
+            method="POST",
+            url=request.dpop_url,
+            now=services.clock(),
+        )
+    except dpop.InvalidDPoPProof as exc:
+        raise InvalidDPoPProof(detail=exc.detail) from None
+    return replace(request, dpop_jkt=proof.jkt)
 
 
 # The grants whose answer may set the refresh cookie (a client with refresh_delivery cookie).

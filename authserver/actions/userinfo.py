@@ -11,12 +11,16 @@ from authserver.accounts.profiles import identity_claims
 from authserver.actions.introspection import authenticate_bearer
 from authserver.errors import InsufficientScope, InvalidToken
 from authserver.services import Services
+from authserver.tokens.dpop import DPoPRequest
 from authserver.tokens.scopes import OPENID
 
 
-async def userinfo(services: Services, bearer: str | None) -> dict[str, Any]:
-    """The signed-in user's claims for a live access token with scope openid."""
-    claims = await authenticate_bearer(services, bearer)
+async def userinfo(
+    services: Services, bearer: str | None, presented: DPoPRequest | None = None
+) -> dict[str, Any]:
+    """The signed-in user's claims for a live access token with scope openid (with a DPoP
+    proof, `presented`, when it came as `Authorization: DPoP`)."""
+    claims = await authenticate_bearer(services, bearer, presented)
     scopes = str(claims.get("scope", "")).split()
     if OPENID not in scopes:
         raise InsufficientScope(detail="userinfo without the openid scope")

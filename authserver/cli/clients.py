@@ -115,15 +115,22 @@ def add_registration_flags(parser: argparse.ArgumentParser, *, replacing: bool =
             "--no-require-mfa", dest="require_mfa", action="store_false",
             help="sessions signed in with the password alone too",
         )  # fmt: skip
+    parser.add_argument(
+        "--dpop-bound-access-tokens", action=argparse.BooleanOptionalAction, default=None,
+        help="require a DPoP proof at /token (RFC 9449): every token bound to a key",
+    )  # fmt: skip
 
 
 def registration_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The registration flags given, as admin API fields."""
-    return {
+    fields = {
         field: getattr(args, flag)
         for flag, field in REGISTRATION_FLAGS.items()
         if getattr(args, flag) is not None
     }
+    if args.dpop_bound_access_tokens is not None:
+        fields["dpop_bound_access_tokens"] = args.dpop_bound_access_tokens
+    return fields
 
 
 CLIENT_COLUMNS = [

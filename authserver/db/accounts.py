@@ -320,6 +320,7 @@ class SqlClientStore:
                         client_name=client.client_name,
                         allowed_origins=" ".join(client.allowed_origins),
                         require_mfa=client.require_mfa,
+                        dpop_bound_access_tokens=client.dpop_bound_access_tokens,
                         created_at=now,
                         disabled=False,
                     )
@@ -348,6 +349,8 @@ class SqlClientStore:
             values["allowed_origins"] = " ".join(changes.allowed_origins)
         if changes.require_mfa is not None:
             values["require_mfa"] = changes.require_mfa
+        if changes.dpop_bound_access_tokens is not None:
+            values["dpop_bound_access_tokens"] = changes.dpop_bound_access_tokens
         if changes.disabled:
             values["disabled"] = True
             values["tokens_revoked_before"] = now  # every token issued so far dies
@@ -455,4 +458,5 @@ def _client(row: Any) -> Client:
         created_at=row.created_at,
         secret_rotated_at=row.secret_rotated_at,
         require_mfa=row.require_mfa,
+        dpop_bound_access_tokens=row.dpop_bound_access_tokens,
     )

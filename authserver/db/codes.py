@@ -72,9 +72,9 @@ _LIVE_SESSION = f"""SELECT 1 FROM login_sessions
 
 _INSERT_FAMILY = text("""
 INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
-                              login_session_id, resources, amr, auth_time)
+                              login_session_id, resources, amr, auth_time, dpop_jkt)
 VALUES (:id, :user_id, :client_id, :scope, :created_at, :expires_at, :login_session_id,
-        :resources, :amr, :auth_time)
+        :resources, :amr, :auth_time, :dpop_jkt)
 """)
 
 _INSERT_TOKEN = text("""
@@ -104,11 +104,11 @@ WITH spent AS (
     RETURNING {_COLUMNS}
 ), family AS (
     INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
-                                  login_session_id, resources, amr, auth_time)
+                                  login_session_id, resources, amr, auth_time, dpop_jkt)
     -- The sign-in the code carries, for the family's access tokens (NULL amr: before 0015,
     -- the password alone, as _code reads it).
     SELECT :family_id, user_id, client_id, scope, :now, :family_expires_at, login_session_id,
-           resources, COALESCE(amr, 'pwd'), auth_time
+           resources, COALESCE(amr, 'pwd'), auth_time, CAST(:dpop_jkt AS VARCHAR)
     FROM spent
     RETURNING id
 ), token AS (
@@ -201,6 +201,7 @@ class SqlCodeStore:
                 "token_hash": token["token_hash"],
                 "token_expires_at": redemption.token_expires_at,
                 "audit_family": redemption.family_id,
+                "dpop_jkt": redemption.dpop_jkt,
             }
             row = await fetch_row(self._engine, _EXCHANGE_POSTGRES, params)
             return None if row is None else _code(row)
@@ -229,6 +230,7 @@ class SqlCodeStore:
                         "resources": _joined(code.resources),
                         "amr": " ".join(code.amr),
                         "auth_time": code.auth_time,
+                        "dpop_jkt": redemption.dpop_jkt,
                     },
                 )
                 await conn.execute(_INSERT_TOKEN, token)

@@ -27,7 +27,7 @@ from authserver.tokens.scopes import still_held
 # a family says how its user signed in, with no read of its own.
 _FAMILY_COLUMNS = (
     "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.expires_at, f.revoked_at, f.user_agent"
-    ", f.resources, f.amr, f.auth_time"
+    ", f.resources, f.amr, f.auth_time, f.dpop_jkt"
 )
 
 
@@ -47,6 +47,11 @@ _USER_ENABLED = (
 _HELD = "u.scopes AS user_scopes, c.scopes AS client_scopes, u.roles AS user_roles"
 
 
+# RFC 9449 §5: a public client's refresh token bound to a DPoP key rotates only with a proof
+# of that key, decided in the rotating statement (rotate() then tells reuse from no proof).
+_KEY_MATCHES = "(f.dpop_jkt IS NULL OR f.dpop_jkt = CAST(:jkt AS VARCHAR))"
+
+
 # Postgres: spend and insert the successor in one statement. A racing UPDATE on the same row
 # waits for the winner, re-checks `spent_at IS NULL` on the new row version, and matches nothing.
 # The user's and the client's rows are joined (primary-key probes, as EXISTS would be), so the
@@ -57,7 +62,7 @@ WITH spent AS (
     FROM refresh_families AS f, users AS u, clients AS c
     WHERE t.token_hash = :token_hash AND t.spent_at IS NULL AND t.expires_at > :now
       AND f.id = t.family_id AND f.client_id = :client_id
-      AND f.revoked_at IS NULL AND f.expires_at > :now
+      AND f.revoked_at IS NULL AND f.expires_at > :now AND {_KEY_MATCHES}
       AND u.id = f.user_id AND {user_enabled("u")}
       AND c.client_id = f.client_id AND {_CLIENT_MAY_REFRESH}
     RETURNING {_FAMILY_COLUMNS}, {_HELD}
@@ -71,10 +76,11 @@ SELECT * FROM spent
 """)
 
 
-# The family a token may still rotate in: alive, the client's, its user enabled.
+# The family a token may still rotate in: alive, the client's, its user enabled, and, when
+# bound to a DPoP key, presented with a proof of that key.
 _LIVE_FAMILIES = f"""SELECT f.id FROM refresh_families AS f
                     WHERE f.client_id = :client_id AND f.revoked_at IS NULL
-                      AND f.expires_at > :now AND {_USER_ENABLED}"""
+                      AND f.expires_at > :now AND {_USER_ENABLED} AND {_KEY_MATCHES}"""
 
 
 # Portable: spend only in a live family; RETURNING names the family.
@@ -190,6 +196,7 @@ def _family(row: Any) -> Family:
         resources=tuple((row["resources"] or "").split()),
         amr=None if row["amr"] is None else tuple(row["amr"].split()),
         auth_time=row["auth_time"],
+        dpop_jkt=row["dpop_jkt"],
     )
 
 
@@ -262,6 +269,7 @@ class SqlFamilyStore:
                     resources=" ".join(family.resources) or None,
                     amr=None if family.amr is None else " ".join(family.amr),
                     auth_time=family.auth_time,
+                    dpop_jkt=family.dpop_jkt,
                 )
             )
             await conn.execute(
@@ -278,7 +286,13 @@ class SqlFamilyStore:
         return True
 
     async def spend(
-        self, token_hash: str, client_id: str, now: int, new_hash: str, new_expires_at: int
+        self,
+        token_hash: str,
+        client_id: str,
+        now: int,
+        new_hash: str,
+        new_expires_at: int,
+        jkt: str | None = None,
     ) -> Spent | None:
         spent, successor = stored_hash(token_hash), stored_hash(new_hash)
         params = {
@@ -287,6 +301,7 @@ class SqlFamilyStore:
             "now": now,
             "new_hash": successor,
             "new_expires_at": new_expires_at,
+            "jkt": jkt,
         }
         if self._postgres:
             # The statement every refresh runs: straight through asyncpg (db/direct.py).
@@ -306,6 +321,7 @@ class SqlFamilyStore:
         parent_spent_after: int,
         new_hash: str,
         new_expires_at: int,
+        jkt: str | None = None,
     ) -> Spent | None:
         parent = stored_hash(parent_hash)
         params = {
@@ -314,6 +330,7 @@ class SqlFamilyStore:
             "now": now,
             "parent_spent_after": parent_spent_after,
             "new_expires_at": new_expires_at,
+            "jkt": jkt,
         }
         async with self._engine.begin() as conn:
             if self._postgres:

@@ -94,6 +94,10 @@ class ClientRow(Base):
     tokens_revoked_before: Mapped[int | None] = mapped_column(BigInteger)
     # 0017: the client gets only sessions with a second factor (acr mfa).
     require_mfa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # 0022: /token refuses this client's requests without a DPoP proof (RFC 9449 §5).
+    dpop_bound_access_tokens: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class SigningKeyRow(Base):
@@ -143,6 +147,8 @@ class FamilyRow(Base):
     # token of the family; NULL: a password-grant family, or one from before 0017 (no claims).
     amr: Mapped[str | None] = mapped_column(String(64))
     auth_time: Mapped[int | None] = mapped_column(BigInteger)
+    # 0022: the DPoP key (RFC 7638 thumbprint) a public client's refresh tokens are bound to.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64))
 
 
 class RefreshTokenRow(Base):
@@ -387,3 +393,12 @@ class ResourceRow(Base):
     scopes: Mapped[str] = mapped_column(Text)  # space-separated
     access_token_ttl: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class DPoPProofRow(Base):
+    """0022: a DPoP proof accepted, by `Proof.replay_key`, until its iat leaves the window."""
+
+    __tablename__ = "dpop_proofs"
+
+    proof_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -16,6 +16,7 @@
   a mail that late would answer a question nobody is waiting on any more;
 - the mail pages' request counts (page_limits.py) whose window ended: the next request of the
   bucket starts a new window anyway.
+- DPoP proofs whose iat has left the window (their jti could not pass again anyway).
 
 A purge deletes in batches of at most `BATCH` rows per table, each batch one short
 transaction, until a batch finds less than a full one: a backlog (purging was off, or the
@@ -102,6 +103,10 @@ _PAGE_REQUESTS = text("""
     DELETE FROM page_requests WHERE bucket IN (
         SELECT bucket FROM page_requests WHERE window_start < :before LIMIT :batch)
 """)
+_DPOP_PROOFS = text("""
+    DELETE FROM dpop_proofs WHERE proof_key IN (
+        SELECT proof_key FROM dpop_proofs WHERE expires_at <= :now LIMIT :batch)
+""")
 _AUDIT = text("""
     DELETE FROM audit_events WHERE id IN (
         SELECT id FROM audit_events WHERE at < :before LIMIT :batch)
@@ -120,6 +125,7 @@ class Purged:
     link_tokens: int = 0
     reset_requests: int = 0
     page_requests: int = 0
+    dpop_proofs: int = 0
 
     def __str__(self) -> str:
         return ", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in vars(self).items())
@@ -141,6 +147,7 @@ class Purged:
             self.link_tokens,
             self.reset_requests,
             self.page_requests,
+            self.dpop_proofs,
         )
 
 
@@ -183,6 +190,7 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
     requests_before = now - settings.password_reset_ttl
     resets = await conn.execute(_RESET_REQUESTS, {"before": requests_before, "batch": batch})
     pages = await conn.execute(_PAGE_REQUESTS, {"before": now - LONGEST_WINDOW, "batch": batch})
+    dpop_proofs = await conn.execute(_DPOP_PROOFS, {"now": now, "batch": batch})
     return Purged(
         families=int(families),
         refresh_tokens=int(tokens),
@@ -194,6 +202,7 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
         link_tokens=int(links.rowcount),
         reset_requests=int(resets.rowcount),
         page_requests=int(pages.rowcount),
+        dpop_proofs=int(dpop_proofs.rowcount),
     )
 
 

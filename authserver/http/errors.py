@@ -16,6 +16,7 @@ from starlette.routing import Match, Route
 
 from authserver.config import Settings
 from authserver.errors import (
+    DPoPChallenge,
     InsufficientScope,
     InsufficientUserAuthentication,
     InvalidClient,
@@ -28,6 +29,7 @@ from authserver.errors import (
 from authserver.http import pages
 from authserver.http.responses import no_store_json
 from authserver.i18n.translations import N_
+from authserver_verify import dpop
 
 logger = logging.getLogger("authserver")
 
@@ -67,7 +69,11 @@ async def oauth_error(request: Request, exc: Exception) -> Response:
             detail += _database_named(request)  # the driver's words say nothing of where
         logger.log(level, "%s %s: %s: %s", request.method, request.url.path, exc.code, detail)
     headers: dict[str, str] = {}
-    if isinstance(exc, InvalidToken | InsufficientScope):
+    if isinstance(exc, DPoPChallenge):
+        # RFC 9449 §7.1: the challenge names the scheme and the algorithms we accept.
+        algs = " ".join(sorted(dpop.DEFAULT_ALGS))
+        headers["WWW-Authenticate"] = f'DPoP error="{exc.code}", algs="{algs}"'
+    elif isinstance(exc, InvalidToken | InsufficientScope):
         # RFC 6750 §3: a protected resource answers with a Bearer challenge.
         headers["WWW-Authenticate"] = f'Bearer realm="authserver", error="{exc.code}"'
     elif isinstance(exc, InsufficientUserAuthentication):

@@ -14,7 +14,10 @@ from starlette.requests import Request
 
 from authserver.clients import ClientCredentials
 from authserver.errors import InvalidClient, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from authserver.http.context import services
 from authserver.inputs import storable
+from authserver.tokens.dpop import DPoPRequest
+from authserver_verify.dpop import one_proof
 from authserver_verify.jose import reject_duplicate_members
 
 MAX_BODY_BYTES = 16 * 1024
@@ -126,6 +129,28 @@ def client_credentials(request: Request, fields: dict[str, str]) -> ClientCreden
     if fields.get("client_id", client_id) != client_id:
         raise InvalidRequest("The client_id in the body differs from the one in the header.")
     return ClientCredentials(client_id or None, secret)
+
+
+def dpop_token(request: Request, path: str) -> tuple[str | None, DPoPRequest | None]:
+    """The access token of `Authorization: Bearer` (None for the DPoP request) or of
+    `Authorization: DPoP` (RFC 9449 §7.1), with its proof and the URL under the issuer that the
+    proof must name. RFC 9449 §4.3: more than one DPoP header is no valid proof ("")."""
+    header = request.headers.get("authorization")
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "dpop":
+        return bearer_token(request), None
+    token_value = token.strip() or None
+    return token_value, DPoPRequest(dpop_header(request), request.method, endpoint(request, path))
+
+
+def dpop_header(request: Request) -> str | None:
+    return one_proof(request.headers.getlist("dpop"))
+
+
+def endpoint(request: Request, path: str) -> str:
+    """The URL a DPoP proof names: the endpoint under the issuer, not the address this instance
+    listens on (API.md, "DPoP")."""
+    return services(request).settings.issuer.rstrip("/") + path
 
 
 def bearer_token(request: Request) -> str | None:

@@ -179,6 +179,15 @@ PASSKEY_ANSWER = {
 
 BASIC: list[dict[str, list[str]]] = [{"clientBasic": []}, {}]  # or client_id/secret in the body
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+# RFC 9449 §4.1: a proof JWT in the DPoP header (/token: binds the tokens; /userinfo: with
+# `Authorization: DPoP <token>`, proves the key the token is bound to).
+DPOP_HEADER: Schema = {
+    "name": "DPoP",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "a DPoP proof (RFC 9449 §4): typ dpop+jwt, ES256 or EdDSA",
+}
 ADMIN: list[dict[str, list[str]]] = [{"bearer": ["admin"]}]
 ADMIN_ERRORS = _errors(400, 401, 403)
 
@@ -709,7 +718,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         (method, "/userinfo"): {
             "summary": "The signed-in user's claims (OpenID Connect Core §5.3).",
             "tags": ["sign-in"],
-            "security": BEARER,
+            "security": [{"bearer": []}, {"dpop": []}],
+            "parameters": [DPOP_HEADER],
             "responses": {**_json(_ref("UserInfo"), "the claims"), **_errors(401, 403)},
         }
         for method in ("GET", "POST")
@@ -751,6 +761,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "operationId": "token",
         "tags": ["tokens"],
         "security": BASIC,
+        "parameters": [DPOP_HEADER],
         "requestBody": _form_or_json(_ref("TokenRequest")),
         "responses": {
             **_json(
@@ -767,6 +778,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "operationId": "refresh",
         "tags": ["tokens"],
         "security": BASIC,
+        "parameters": [DPOP_HEADER],
         "requestBody": _form_or_json(_ref("RefreshRequest")),
         "responses": {
             **_json(_ref("TokenResponse"), "tokens", headers=NO_STORE),
@@ -1113,6 +1125,11 @@ CLIENT_META: dict[str, Schema] = {
         "with a factor for it and answers access_denied for a user without one; not with the "
         "password grant",
     },
+    "dpop_bound_access_tokens": {
+        "type": "boolean",
+        "description": "RFC 9449 §5.2: /token refuses this client's requests without a DPoP "
+        "proof (invalid_dpop_proof)",
+    },
 }
 
 SCHEMAS: dict[str, Schema] = {
@@ -1333,7 +1350,8 @@ SCHEMAS: dict[str, Schema] = {
         "required": ["access_token", "token_type", "expires_in", "scope"],
         "properties": {
             **_strings("access_token", "scope", "refresh_token", "id_token"),
-            "token_type": {"type": "string", "const": "Bearer"},
+            # RFC 9449 §5: DPoP when the request carried a proof.
+            "token_type": {"type": "string", "enum": ["Bearer", "DPoP"]},
             "expires_in": {"type": "integer"},
         },
     },
@@ -1346,6 +1364,8 @@ SCHEMAS: dict[str, Schema] = {
             "exp": {"type": "integer"},
             "iat": {"type": "integer"},
             "aud": {"type": ["string", "array"]},
+            # RFC 9449 §6.2: a DPoP-bound token's key thumbprint.
+            "cnf": {"type": "object", "properties": _strings("jkt")},
         },
     },
     "RevocationFeed": {
@@ -1487,6 +1507,12 @@ def document(issuer: str) -> dict[str, Any]:
                     "bearerFormat": "JWT",
                     "description": "an access token of this server; admin endpoints need the "
                     "scope admin",
+                },
+                "dpop": {
+                    "type": "http",
+                    "scheme": "DPoP",
+                    "description": "a DPoP-bound access token (RFC 9449 §7.1), with a proof "
+                    "of its key carrying ath in the DPoP header",
                 },
             },
         },

@@ -11,7 +11,7 @@ from authserver.http.addresses import client_address
 from authserver.http.context import services
 from authserver.http.cookies import set_refresh_cookie
 from authserver.http.cors import presented_refresh_token
-from authserver.http.forms import client_credentials, read_fields
+from authserver.http.forms import client_credentials, dpop_header, endpoint, read_fields
 from authserver.http.observe import observe_grant
 from authserver.http.responses import no_store_json
 from authserver.services import Services
@@ -29,7 +29,8 @@ async def token(request: Request) -> Response:
         agent = request.headers.get("user-agent")
         origin = request.headers.get("origin")
         issued = await issuing.issue(
-            found, GrantRequest(credentials, fields, address, agent, origin)
+            found,
+            GrantRequest(credentials, fields, address, agent, origin, *_dpop(request, "/token")),
         )
     return _render(found, issued)
 
@@ -42,8 +43,16 @@ async def refresh(request: Request) -> Response:
     fields = {**fields, "grant_type": "refresh_token"}
     origin = request.headers.get("origin")
     with observe_grant("refresh_token"):
-        issued = await issuing.issue(found, GrantRequest(credentials, fields, origin=origin))
+        proof, url = _dpop(request, "/refresh")
+        issued = await issuing.issue(
+            found, GrantRequest(credentials, fields, origin=origin, dpop=proof, dpop_url=url)
+        )
     return _render(found, issued)
+
+
+def _dpop(request: Request, path: str) -> tuple[str | None, str]:
+    """The DPoP header and the URL its proof must name."""
+    return dpop_header(request), endpoint(request, path)
 
 
 async def _with_cookie(request: Request, found: Services, fields: dict[str, str]) -> dict[str, str]:
@@ -56,7 +65,7 @@ async def _with_cookie(request: Request, found: Services, fields: dict[str, str]
 def _render(found: Services, issued: TokenResponse) -> Response:
     body: dict[str, object] = {
         "access_token": issued.access_token,
-        "token_type": "Bearer",
+        "token_type": issued.token_type,
         "expires_in": issued.expires_in,
         "scope": issued.scope,
     }

@@ -51,6 +51,7 @@ def mint_access_token(
     sid: str | None,
     roles: tuple[str, ...] = (),
     signed_in: tuple[tuple[str, ...], int] | None = None,
+    jkt: str | None = None,
 ) -> AccessToken:
     """`signed_in`: (amr, auth_time) of the browser sign-in behind the token, if any."""
     claims: dict[str, Any] = {
@@ -75,6 +76,10 @@ def mint_access_token(
         # service can ask for a stronger or fresher sign-in (RFC 9470) from the token alone.
         amr, auth_time = signed_in
         claims |= {"auth_time": auth_time, "acr": acr_of(amr), "amr": list(amr)}
+    if jkt is not None:
+        # RFC 9449 §6.1: "the JWT ... MUST include a cnf (confirmation) claim ... with a jkt
+        # member", the SHA-256 thumbprint of the DPoP public key.
+        claims["cnf"] = {"jkt": jkt}
     return AccessToken(compact_jws("at+jwt", claims, ring.signing), claims)
 
 

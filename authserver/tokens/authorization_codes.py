@@ -82,6 +82,7 @@ class Redemption:
     family_expires_at: int
     token_hash: str  # the family's first refresh token
     token_expires_at: int
+    dpop_jkt: str | None = None  # the DPoP key the family is bound to (RFC 9449 §5)
 
 
 class CodeStore(Protocol):
@@ -147,8 +148,10 @@ async def redeem_code(
     now: int,
     refresh_ttl: int,
     session_ttl: int,
+    dpop_jkt: str | None = None,
 ) -> Exchange:
     """Exchanges a code for a new family, or raises InvalidGrant (one sentence for every cause).
+    `dpop_jkt`: the DPoP key the new family's refresh tokens are bound to.
 
     Spend first: the store's one UPDATE requires the code unused, unexpired and bound as
     presented, so a wrong verifier, client or redirect URI matches nothing and changes nothing
@@ -171,12 +174,13 @@ async def redeem_code(
             family_expires_at=family_expires_at,
             token_hash=hash_token(token),
             token_expires_at=min(now + refresh_ttl, family_expires_at),
+            dpop_jkt=dpop_jkt,
         )
         code = await store.redeem(redemption)
         if code is not None:
             family = Family(
                 redemption.family_id, code.user_id, client_id, code.scope, now, family_expires_at,
-                resources=code.resources, amr=code.amr, auth_time=code.auth_time,
+                resources=code.resources, amr=code.amr, auth_time=code.auth_time, dpop_jkt=dpop_jkt,
             )  # fmt: skip
             return Exchange(code, family, token, redemption.token_expires_at)
     stored = await store.find(code_hash)

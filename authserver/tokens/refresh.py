@@ -40,6 +40,8 @@ class Family:
     # they were stored; its access tokens say nothing of the sign-in.
     amr: tuple[str, ...] | None = None
     auth_time: int | None = None
+    # RFC 9449 §5: the DPoP key (RFC 7638 thumbprint) a public client's tokens are bound to.
+    dpop_jkt: str | None = None
 
 
 USER_AGENT_MAX = 200
@@ -118,11 +120,18 @@ class FamilyStore(Protocol):
         ...
 
     async def spend(
-        self, token_hash: str, client_id: str, now: int, new_hash: str, new_expires_at: int
+        self,
+        token_hash: str,
+        client_id: str,
+        now: int,
+        new_hash: str,
+        new_expires_at: int,
+        jkt: str | None = None,
     ) -> Spent | None:
         """Marks the token spent and stores its successor, only if the token is unspent,
-        unexpired, of `client_id`, its family alive, its user enabled and its client enabled
-        and still registered with the refresh_token grant. None when any of that fails."""
+        unexpired, of `client_id`, its family alive (and unbound or bound to `jkt`), its user
+        enabled and its client enabled and still registered with the refresh_token grant.
+        None when any of that fails."""
         ...
 
     async def spend_successor(
@@ -133,6 +142,7 @@ class FamilyStore(Protocol):
         parent_spent_after: int,
         new_hash: str,
         new_expires_at: int,
+        jkt: str | None = None,
     ) -> Spent | None:
         """Grace: spends the live child of `parent_hash` (spent after `parent_spent_after`)
         and stores a new child of the parent. None when no such child is live."""
@@ -222,15 +232,18 @@ async def start_family(
     password_hash: str | None = None,
     roles: tuple[str, ...] = (),
     resources: tuple[str, ...] = (),
+    dpop_jkt: str | None = None,
 ) -> Rotation:
-    """Starts a session; its `login.succeeded` audit event commits with it. InvalidGrant when
+    """Starts a session (bound to the DPoP key `dpop_jkt` when given); its `login.succeeded`
+    audit event commits with it. InvalidGrant when
     the user was disabled or deleted meanwhile, or their password changed since `password_hash`
     was checked (the password was checked before, in a thread: the store decides, as it
     commits)."""
     agent = user_agent[:USER_AGENT_MAX] if user_agent else None
     family = Family(
-        new_family_id(), user_id, client_id, scope, now, now + session_ttl, None, agent, resources
-    )
+        new_family_id(), user_id, client_id, scope, now, now + session_ttl, None, agent, resources,
+        dpop_jkt=dpop_jkt,  # by name: other fields may come after `resources`
+    )  # fmt: skip
     token = new_refresh_token()
     expires_at = min(now + refresh_ttl, family.expires_at)
     login = AuditEvent(
@@ -260,8 +273,13 @@ async def rotate(
     requested: tuple[str, ...] | None = None,
     audit: AuditLog | None = None,
     resource: str | None = None,
+    jkt: str | None = None,
 ) -> Rotation:
     """Spends `presented` and returns its successor, or raises InvalidGrant.
+
+    A family bound to a DPoP key rotates only with a proof of it (`jkt`): without a proof the
+    request is refused and nothing is spent; with a proof of another key it is reuse (RFC 9449
+    §5: the token is in the wrong hands), and the family is revoked.
 
     Reuse of a spent token revokes its family (and that is committed) before raising. With
     `grace` > 0, the immediate parent of the newest token, spent less than `grace` seconds
@@ -286,7 +304,7 @@ async def rotate(
         if unspent is not None and unspent.spent_at is None:
             narrow(requested, unspent.family.scope)
             chosen(resource, unspent.family.resources)
-    spent = await store.spend(presented_hash, client_id, now, new_hash, expires_at)
+    spent = await store.spend(presented_hash, client_id, now, new_hash, expires_at, jkt)
     if spent is not None:
         family = spent.family
         scope = spent.issuable(narrow(requested, family.scope))
@@ -296,16 +314,20 @@ async def rotate(
     state = await store.find(presented_hash)
     if state is None or state.family.client_id != client_id:
         raise InvalidGrant(detail="unknown refresh token or other client's")
-    if state.spent_at is None:
+    bound = state.family.dpop_jkt
+    if bound is not None and jkt is None:
+        raise InvalidGrant(detail="refresh token bound to a DPoP key, presented without a proof")
+    wrong_key = bound is not None and jkt != bound
+    if state.spent_at is None and not wrong_key:
         raise InvalidGrant(detail="refresh token expired or family dead")
     if state.family.revoked_at is not None:
         raise InvalidGrant(detail="refresh token of a revoked family")
-    if grace > 0 and now - state.spent_at <= grace:
+    if not wrong_key and state.spent_at is not None and grace > 0 and now - state.spent_at <= grace:
         # The tolerated retry gets no more than the session holds: checked before its spend.
         scope = narrow(requested, state.family.scope)
         chosen(resource, state.family.resources)
         spent = await store.spend_successor(
-            presented_hash, client_id, now, now - grace, new_hash, expires_at
+            presented_hash, client_id, now, now - grace, new_hash, expires_at, jkt
         )
         if spent is not None:
             if audit is not None:
@@ -316,7 +338,11 @@ async def rotate(
     # RFC 9700 §4.14.2: if a refresh token is compromised and subsequently used by both the
     # attacker and the legitimate client, one of them presents an invalidated token, which
     # informs the server of the breach; it revokes the active refresh token.
-    if grace <= 0:
+    if wrong_key:
+        why = "proof of another DPoP key than the family's"
+    elif state.spent_at is None:  # for mypy: only a wrong key reaches here unspent
+        why = "unspent"
+    elif grace <= 0:
         why = "grace is off"
     elif now - state.spent_at > grace:
         why = f"spent {now - state.spent_at} s ago, past the {grace} s grace"

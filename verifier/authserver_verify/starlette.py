@@ -14,6 +14,12 @@ The only module of the kit that imports Starlette: install `authserver-verify[st
     @require_scope("payments:write")
     @require_authentication(acr=("mfa",), max_age=300)   # RFC 9470 step-up
     async def pay(request: Request) -> Response: ...
+
+DPoP (RFC 9449 §7): a token bound to a key (`cnf.jkt`) is accepted only as
+`Authorization: DPoP <token>` with a valid proof of that key carrying `ath`, each proof once
+(a bounded in-memory replay cache per process); presented as Bearer it is refused. Pass
+`public_url` (the service's URL as clients call it) so proofs are compared with it rather than
+with the Host header.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from authserver_verify import dpop
 from authserver_verify.errors import IntrospectionUnavailable, InvalidToken, KeySetUnavailable
 from authserver_verify.introspect import Introspector
 from authserver_verify.verifier import Verifier
@@ -60,32 +67,50 @@ class BearerAuthMiddleware:
         *,
         realm: str | None = None,
         exempt: Container[str] = (),
+        public_url: str | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.realm = realm
         self.exempt = exempt
+        self.public_url = public_url
+        self.replays = dpop.ReplayCache()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        outcome = await authenticate(request, self.verifier, realm=self.realm)
+        outcome = await authenticate(
+            request,
+            self.verifier,
+            realm=self.realm,
+            public_url=self.public_url,
+            replays=self.replays,
+        )
         if isinstance(outcome, Response):
             await outcome(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
 
+# For `authenticate` called without the middleware's cache: one per process.
+_REPLAYS = dpop.ReplayCache()
+
+
 async def authenticate(
-    request: Request, verifier: Verifier, *, realm: str | None = None
+    request: Request,
+    verifier: Verifier,
+    *,
+    realm: str | None = None,
+    public_url: str | None = None,
+    replays: dpop.ReplayCache | None = None,
 ) -> dict[str, Any] | Response:
     """The verified claims (also set on `request.state.claims`), or the error response to send.
 
     For use as a dependency in a single endpoint when the middleware is not installed.
     """
-    token = _bearer(request)
+    scheme, token = _presented(request)
     if token is None:
         # RFC 6750 §3.1: if the request lacks any authentication information, the resource
         # server SHOULD NOT include an error code or other error information.
@@ -94,7 +119,8 @@ async def authenticate(
         claims = await verifier.verify_async(token)
     except InvalidToken as exc:
         logger.info("bearer token refused: %s", type(exc).__name__)
-        return _challenge(401, "invalid_token", str(exc), realm)
+        challenge = _dpop_challenge if scheme == "dpop" else _challenge
+        return challenge(401, "invalid_token", str(exc), realm)
     except KeySetUnavailable:
         logger.warning("bearer token not checked: the issuer's key set is unavailable")
         return JSONResponse(
@@ -102,8 +128,52 @@ async def authenticate(
             status_code=503,
             headers={"Retry-After": "5", "Cache-Control": "no-store"},
         )
+    refusal = _check_binding(request, scheme, token, claims, realm, public_url, replays)
+    if refusal is not None:
+        return refusal
     request.state.claims = claims
     return claims
+
+
+def _check_binding(
+    request: Request,
+    scheme: str,
+    token: str,
+    claims: dict[str, Any],
+    realm: str | None,
+    public_url: str | None,
+    replays: dpop.ReplayCache | None,
+) -> Response | None:
+    """RFC 9449 §7: a bound token only with the DPoP scheme and a proof of its key."""
+    cnf = claims.get("cnf")
+    bound = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if scheme == "bearer":
+        if bound is None:
+            return None
+        # §7.2: a DPoP-bound token presented as a bearer token is refused.
+        logger.info("bearer token refused: DPoP-bound token presented as Bearer")
+        return _dpop_challenge(401, "invalid_token", "This token needs a DPoP proof.", realm)
+    if bound is None:
+        logger.info("token refused: unbound token presented with the DPoP scheme")
+        return _dpop_challenge(401, "invalid_token", "This token is not DPoP-bound.", realm)
+    base = (public_url or f"{request.url.scheme}://{request.url.netloc}").rstrip("/")
+    try:
+        proof = dpop.check_proof(
+            dpop.one_proof(request.headers.getlist("dpop")),
+            method=request.method,
+            url=base + request.url.path,
+            access_token=token,
+        )
+    except dpop.InvalidDPoPProof as exc:
+        logger.info("DPoP proof refused: %s", exc.detail)
+        return _dpop_challenge(401, exc.error, str(exc), realm)
+    if proof.jkt != bound:
+        logger.info("DPoP proof refused: another key than the token's cnf.jkt")
+        return _dpop_challenge(401, "invalid_dpop_proof", dpop.InvalidDPoPProof.message, realm)
+    if not (replays or _REPLAYS).first_use(proof.replay_key, proof.expires_at):
+        logger.info("DPoP proof refused: jti already used")
+        return _dpop_challenge(401, "invalid_dpop_proof", dpop.InvalidDPoPProof.message, realm)
+    return None
 
 
 def require_scope(*needed: str) -> Callable[[Endpoint], Endpoint]:
@@ -215,7 +285,7 @@ def require_active(introspector: Introspector) -> Callable[[Endpoint], Endpoint]
     def decorate(endpoint: Endpoint) -> Endpoint:
         @functools.wraps(endpoint)
         async def checked(request: Request) -> Response:
-            token = _bearer(request)
+            _, token = _presented(request)
             if token is None or not isinstance(getattr(request.state, "claims", None), dict):
                 return _challenge(401, None, "A bearer token is required.", None)
             try:
@@ -237,15 +307,25 @@ def require_active(introspector: Introspector) -> Callable[[Endpoint], Endpoint]
     return decorate
 
 
-def _bearer(request: Request) -> str | None:
+def _presented(request: Request) -> tuple[str, str | None]:
+    """The scheme ("bearer" or "dpop") and the token of the Authorization header."""
     header = request.headers.get("authorization")
     if header is None:
-        return None
+        return "bearer", None
     scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return token
+    token, scheme = token.strip(), scheme.lower()
+    if scheme not in ("bearer", "dpop") or not token:
+        return "bearer", None
+    return scheme, token
+
+
+def _dpop_challenge(status: int, error: str, description: str, realm: str | None) -> Response:
+    """RFC 9449 §7.1: `WWW-Authenticate: DPoP` with the error and the algorithms accepted."""
+    params = [f'realm="{realm}"'] if realm is not None else []
+    params += [f'error="{error}"', f'algs="{" ".join(sorted(dpop.DEFAULT_ALGS))}"']
+    body = {"error": error, "error_description": description}
+    headers = {"WWW-Authenticate": "DPoP " + ", ".join(params), "Cache-Control": "no-store"}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _challenge(

@@ -32,3 +32,15 @@ def test_every_refusal_is_an_invalid_token_and_every_error_a_verification_error(
     unavailable = {authserver_verify.KeySetUnavailable, authserver_verify.IntrospectionUnavailable}
     for error in set(errors) - unavailable - {authserver_verify.VerificationError}:
         assert issubclass(error, authserver_verify.InvalidToken), error
+
+
+def test_the_dpop_module_exports_these_names() -> None:
+    import authserver_verify.dpop
+
+    names = (
+        "DEFAULT_ALGS MAX_JTI_CHARS MAX_JWK_CHARS MAX_PROOF_CHARS SUPPORTED_ALGS WINDOW_SECONDS "
+        "InvalidDPoPProof Proof ReplayCache UseDPoPNonce access_token_hash check_proof "
+        "jwk_thumbprint normalize_htu one_proof"
+    )
+    assert sorted(authserver_verify.dpop.__all__) == sorted(names.split())
+    assert issubclass(authserver_verify.dpop.InvalidDPoPProof, authserver_verify.VerificationError)

@@ -96,6 +96,7 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
         client_name=client_name,
         allowed_origins=tuple(dict.fromkeys(allowed_origins)),
         require_mfa=require_mfa,
+        dpop_bound_access_tokens=_dpop_bound(body, False),
     )
     now = services.clock()
     if not await services.clients.create(client, now):
@@ -116,6 +117,7 @@ PATCHABLE_CLIENT_FIELDS = {
     "client_name",
     "allowed_origins",
     "require_mfa",
+    "dpop_bound_access_tokens",
 }
 
 
@@ -126,6 +128,13 @@ def check_require_mfa(require_mfa: bool, grants: Sequence[str]) -> None:
         raise InvalidRequest("A client with require_mfa cannot use the password grant.")
 
 
+def _dpop_bound(body: dict[str, Any], default: bool) -> bool:
+    """RFC 9449 §5.2's client metadata: the client must send a DPoP proof at /token."""
+    if "dpop_bound_access_tokens" not in body:
+        return default
+    return boolean_field(body, "dpop_bound_access_tokens")
+
+
 def registration_extras(client: Client) -> dict[str, Any]:
     """The browser sign-in's registration fields (API.md, "Clients, added", both of them)."""
     return {
@@ -134,6 +143,7 @@ def registration_extras(client: Client) -> dict[str, Any]:
         "client_name": client.client_name,
         "allowed_origins": list(client.allowed_origins),
         "require_mfa": client.require_mfa,
+        "dpop_bound_access_tokens": client.dpop_bound_access_tokens,
     }
 
 
@@ -230,6 +240,9 @@ def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
         client_name=client_name,
         allowed_origins=allowed_origins,
         require_mfa=require_mfa,
+        dpop_bound_access_tokens=(
+            _dpop_bound(body, False) if "dpop_bound_access_tokens" in body else None
+        ),
     )
 
 

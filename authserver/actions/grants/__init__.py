@@ -29,6 +29,7 @@ class TokenResponse:
     refresh_delivery: str = "body"
     session_expires_at: int | None = None  # the family's absolute end
     id_token: str | None = None  # OpenID Connect: a code exchange with scope openid
+    token_type: str = "Bearer"  # "DPoP" when the access token is bound to a key (RFC 9449 §5)
 
 
 Fields = Mapping[str, str]
@@ -44,6 +45,16 @@ class GrantRequest:
     address: str | None = None
     user_agent: str | None = None  # recorded on the session a login starts
     origin: str | None = None  # the browser's Origin header (actions/token.py)
+    # RFC 9449: the DPoP header as sent ("" when sent twice), and the URL its proof must name;
+    # actions/token.issue checks it and sets `dpop_jkt`, the key the tokens are bound to.
+    dpop: str | None = None
+    dpop_url: str = ""
+    dpop_jkt: str | None = None
+
+    def refresh_jkt(self, client: Client) -> str | None:
+        """RFC 9449 §5: a public client's refresh tokens are bound to its DPoP key (a
+        confidential client's are bound to its credentials already)."""
+        return self.dpop_jkt if client.is_public else None
 
 
 # A grant gets the client the request names as actions/token.issue looked it up (None: no such
@@ -52,7 +63,11 @@ Grant = Callable[[Services, GrantRequest, Client | None], Awaitable[TokenRespons
 
 
 async def with_refresh(
-    services: Services, client: Client, rotation: Rotation, resource: Resource | None = None
+    services: Services,
+    client: Client,
+    rotation: Rotation,
+    resource: Resource | None = None,
+    jkt: str | None = None,
 ) -> TokenResponse:
     family = rotation.family
     # An access token never outlives its session, so verifiers that only read the JWT stop
@@ -71,6 +86,7 @@ async def with_refresh(
         signed_in=None
         if family.amr is None or family.auth_time is None
         else (family.amr, family.auth_time),
+        jkt=jkt,
     )
     return TokenResponse(
         access.token,
@@ -80,7 +96,12 @@ async def with_refresh(
         refresh_expires_at=rotation.expires_at,
         refresh_delivery=client.refresh_delivery,
         session_expires_at=family.expires_at,
+        token_type=token_type(jkt),
     )
+
+
+def token_type(jkt: str | None) -> str:
+    return "Bearer" if jkt is None else "DPoP"
 
 
 def required_field(fields: Fields, name: str) -> str:

@@ -52,6 +52,7 @@ async def authorization_code_grant(
         now=services.clock(),
         refresh_ttl=settings.refresh_token_ttl,
         session_ttl=settings.session_ttl,
+        dpop_jkt=request.refresh_jkt(client),
     )
     redeemed = exchange.code
     # The user as the exchange left it (the statement that spent the code found them
@@ -68,7 +69,7 @@ async def authorization_code_grant(
         user.profile.roles,
     )
     resource = await resource_granted(services, wanted, redeemed.resources)
-    issued = await with_refresh(services, client, rotation, resource)
+    issued = await with_refresh(services, client, rotation, resource, request.dpop_jkt)
     scopes = redeemed.scope.split()
     if OPENID not in scopes:
         return issued

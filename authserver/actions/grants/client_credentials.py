@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from authserver.actions.grants import GrantRequest, TokenResponse, resource_asked, token_ttl
+from authserver.actions.grants import (
+    GrantRequest,
+    TokenResponse,
+    resource_asked,
+    token_ttl,
+    token_type,
+)
 from authserver.clients import Client, authenticate_named
 from authserver.errors import UnauthorizedClient
 from authserver.services import Services
@@ -31,5 +37,6 @@ async def client_credentials_grant(
         sid=None,
         ttl=ttl,
         audience=None if resource is None else resource.resource,
+        jkt=request.dpop_jkt,
     )
-    return TokenResponse(access.token, ttl, scope)
+    return TokenResponse(access.token, ttl, scope, token_type=token_type(request.dpop_jkt))

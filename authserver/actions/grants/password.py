@@ -69,8 +69,9 @@ async def password_grant(
             roles=user.profile.roles,  # read with the password it checked
             # The session is for that resource alone: its refreshes may name no other.
             resources=() if resource is None else (resource.resource,),
+            dpop_jkt=request.refresh_jkt(client),
         )
-        return await with_refresh(services, client, rotation, resource)
+        return await with_refresh(services, client, rotation, resource, request.dpop_jkt)
 
     return await check_password(
         services,

@@ -42,6 +42,7 @@ async def refresh_token_grant(
         requested=parse_scope(fields.get("scope")),
         audit=services.audit,
         resource=None if wanted is None else wanted.resource,
+        jkt=request.refresh_jkt(client),
     )
     resource = await resource_granted(services, wanted, rotation.family.resources)
-    return await with_refresh(services, client, rotation, resource)
+    return await with_refresh(services, client, rotation, resource, request.dpop_jkt)

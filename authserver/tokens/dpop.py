@@ -1,0 +1,66 @@
+"""DPoP at the server (RFC 9449): the kit's proof checks (authserver_verify.dpop, one copy for
+server and services) plus the one check that needs storage: a `jti` accepted once within the
+window on every instance (§11.1), through `ProofStore`.
+
+    proof = await check_proof(store, header_value, method="POST", url=issuer + "/token", now=now)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from authserver_verify import dpop
+from authserver_verify.dpop import InvalidDPoPProof, Proof
+
+__all__ = [
+    "DPoPRequest",
+    "InvalidDPoPProof",
+    "MemoryProofStore",
+    "Proof",
+    "ProofStore",
+    "check_proof",
+]
+
+
+@dataclass(frozen=True)
+class DPoPRequest:
+    """A request to a protected endpoint with `Authorization: DPoP`: its DPoP header ("" when
+    sent twice) and what the proof must name."""
+
+    proof: str | None
+    method: str
+    url: str
+
+
+class ProofStore(Protocol):
+    async def first_use(self, key: str, expires_at: int, now: int) -> bool:
+        """True for the first caller with this key until `expires_at`, on every instance."""
+        ...
+
+
+class MemoryProofStore:
+    """One process's store, for a Services built without a database (the kit's cache)."""
+
+    def __init__(self) -> None:
+        self._cache = dpop.ReplayCache()
+
+    async def first_use(self, key: str, expires_at: int, now: int) -> bool:
+        return self._cache.first_use(key, expires_at, now)
+
+
+async def check_proof(
+    store: ProofStore,
+    value: str | None,
+    *,
+    method: str,
+    url: str,
+    now: int,
+    access_token: str | None = None,
+) -> Proof:
+    """§4.3 in full: the kit's checks, then "the jti value ... has not been previously used"
+    (§11.1: "servers ... MUST only accept a given proof once")."""
+    proof = dpop.check_proof(value, method=method, url=url, access_token=access_token, now=now)
+    if not await store.first_use(proof.replay_key, proof.expires_at, now):
+        raise InvalidDPoPProof(detail="jti already used")
+    return proof
