@@ -13,6 +13,8 @@
     ├── UnsupportedTokenType        400 unsupported_token_type (RFC 7009 §2.2.1)
     ├── InvalidScope                400 invalid_scope
     ├── InvalidTarget               400 invalid_target (RFC 8707 §2: the `resource` asked for)
+    ├── InvalidRedirectUri          400 invalid_redirect_uri (RFC 7591 §3.2.2, /register)
+    ├── InvalidClientMetadata       400 invalid_client_metadata (RFC 7591 §3.2.2, /register)
     ├── InvalidToken                401 invalid_token (bearer token on a protected endpoint)
     ├── InsufficientScope           403 insufficient_scope
     ├── InsufficientUserAuthentication  401 insufficient_user_authentication (RFC 9470)
@@ -112,6 +114,19 @@ class InvalidTarget(OAuthError):
     status = 400
     # RFC 8707 §2: "The requested resource is invalid, missing, unknown, or malformed."
     description = "The requested resource is invalid, unknown or not granted."
+
+
+class InvalidRedirectUri(OAuthError):
+    code = "invalid_redirect_uri"
+    status = 400
+    # RFC 7591 §3.2.2: "The value of one or more redirection URIs is invalid."
+    description = "The value of one or more redirection URIs is invalid."
+
+
+class InvalidClientMetadata(OAuthError):
+    code = "invalid_client_metadata"
+    status = 400
+    description = "The value of one of the client metadata fields is invalid."
 
 
 class InvalidToken(OAuthError):

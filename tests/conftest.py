@@ -38,6 +38,7 @@ ISSUER = "http://authserver.test"
 KEK = base64.b64encode(b"k" * 32).decode()
 # Tables emptied before every test, children first.
 TABLES = (
+    "initial_access_tokens",
     "link_tokens",
     "reset_requests",
     "page_requests",

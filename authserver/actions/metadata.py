@@ -8,7 +8,9 @@ from typing import Any
 
 from authserver.accounts.login_sessions import ACR_VALUES
 from authserver.accounts.profiles import EMAIL_CLAIMS, PROFILE_CLAIMS
+from authserver.actions.registration import PATH
 from authserver.actions.token import GRANTS
+from authserver.registration import OFF
 from authserver.services import Services
 from authserver.tokens.scopes import IDENTITY_SCOPES
 
@@ -58,4 +60,12 @@ async def metadata(services: Services) -> dict[str, Any]:
         # RFC 8707: `resource` at /authorize and /token binds a token to a registered resource
         # server (tokens/resources.py).
         "resource_indicators_supported": True,
+        # RFC 7591 dynamic client registration, when on (actions/registration.py).
+        **registration_endpoint(services),
     }
+
+
+def registration_endpoint(services: Services) -> dict[str, str]:
+    if services.settings.registration == OFF:
+        return {}
+    return {"registration_endpoint": f"{services.settings.issuer}{PATH}"}

@@ -94,6 +94,24 @@ class ClientRow(Base):
     tokens_revoked_before: Mapped[int | None] = mapped_column(BigInteger)
     # 0017: the client gets only sessions with a second factor (acr mfa).
     require_mfa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # 0021: RFC 7591 registration ("open" | "token"; NULL: an operator's client), third-party
+    # consent, the RFC 7592 registration access token's SHA-256, and the kept metadata (JSON).
+    registration: Mapped[str | None] = mapped_column(String(8))
+    consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    registration_token_hash: Mapped[str | None] = mapped_column(String(64))
+    client_metadata: Mapped[str | None] = mapped_column(Text)
+
+
+class InitialAccessTokenRow(Base):
+    """0021: an operator's token for `token`-mode registration (SHA-256 only)."""
+
+    __tablename__ = "initial_access_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    max_uses: Mapped[int | None] = mapped_column(Integer)  # NULL: any number
+    uses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class SigningKeyRow(Base):

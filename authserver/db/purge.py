@@ -9,7 +9,12 @@
 - audit events older than the retention (AUTHSERVER_AUDIT_RETENTION_DAYS);
 - authorization codes never used once expired; used ones `REPLAY_WINDOW` (minutes) after
   they expired: until then their holder's replay finds them and revokes what they started;
-- login sessions past their absolute end or ended.
+- login sessions past their absolute end or ended;
+- open-mode registered clients (RFC 7591) older than AUTHSERVER_REGISTRATION_IDLE_PURGE with
+  no authorization code or refresh family left (never used, or not for that long): anyone may
+  make them, so they would otherwise grow without bound; their random ids are never reused,
+  so the row goes (an operator's or a token-mode client is never purged);
+- initial access tokens (registration) past their expiry.
 
 A purge deletes in batches of at most `BATCH` rows per table, each batch one short
 transaction, until a batch finds less than a full one: a backlog (purging was off, or the
@@ -80,6 +85,18 @@ _LOGIN_SESSIONS = text("""
         SELECT id FROM login_sessions WHERE expires_at <= :now OR revoked_at IS NOT NULL
         LIMIT :batch)
 """)
+_IDLE_CLIENTS = text("""
+    DELETE FROM clients WHERE client_id IN (
+        SELECT client_id FROM clients c
+        WHERE c.registration = 'open' AND c.created_at < :before
+          AND NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.client_id = c.client_id)
+          AND NOT EXISTS (SELECT 1 FROM authorization_codes a WHERE a.client_id = c.client_id)
+        LIMIT :batch)
+""")
+_INITIAL_TOKENS = text("""
+    DELETE FROM initial_access_tokens WHERE token_hash IN (
+        SELECT token_hash FROM initial_access_tokens WHERE expires_at <= :now LIMIT :batch)
+""")
 _AUDIT = text("""
     DELETE FROM audit_events WHERE id IN (
         SELECT id FROM audit_events WHERE at < :before LIMIT :batch)
@@ -95,6 +112,8 @@ class Purged:
     audit_events: int
     authorization_codes: int = 0
     login_sessions: int = 0
+    registered_clients: int = 0
+    initial_access_tokens: int = 0
 
     def __str__(self) -> str:
         return ", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in vars(self).items())
@@ -113,6 +132,8 @@ class Purged:
             self.audit_events,
             self.authorization_codes,
             self.login_sessions,
+            self.registered_clients,
+            self.initial_access_tokens,
         )
 
 
@@ -151,6 +172,9 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
         _CODES, {"now": now, "used_before": now - REPLAY_WINDOW, "batch": batch}
     )
     login_sessions = await conn.execute(_LOGIN_SESSIONS, {"now": now, "batch": batch})
+    idle = now - settings.registration_idle_purge
+    clients = await conn.execute(_IDLE_CLIENTS, {"before": idle, "batch": batch})
+    initial = await conn.execute(_INITIAL_TOKENS, {"now": now, "batch": batch})
     return Purged(
         families=int(families),
         refresh_tokens=int(tokens),
@@ -159,6 +183,8 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
         audit_events=int(audit.rowcount),
         authorization_codes=int(codes.rowcount),
         login_sessions=int(login_sessions.rowcount),
+        registered_clients=int(clients.rowcount),
+        initial_access_tokens=int(initial.rowcount),
     )
 
 
