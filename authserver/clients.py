@@ -6,8 +6,8 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from authserver.audit import AuditEvent
@@ -321,6 +321,10 @@ class ClientMetadata:
     post_logout_redirect_uris: tuple[str, ...]
     client_name: str | None
     allowed_origins: tuple[str, ...]
+
+    def as_fields(self) -> dict[str, Any]:
+        """These fields by name, as Client(...) and replace(client, ...) take them."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class BadRedirectUri(InvalidRequest):

@@ -104,11 +104,7 @@ async def register(
     client = Client(
         client_id=client_id,
         secret_hash=hash_secret(secret) if secret else None,
-        grant_types=checked.grant_types,
-        scopes=checked.scopes,
-        redirect_uris=checked.redirect_uris,
-        post_logout_redirect_uris=checked.post_logout_redirect_uris,
-        client_name=checked.client_name,
+        **checked.as_fields(),
         created_at=now,
         registration=mode,
         registration_token_hash=hash_secret(token),
@@ -166,22 +162,11 @@ async def update(
     if (method == "none") != client.is_public:
         raise InvalidClientMetadata("A client cannot change between public and confidential.")
     now = services.clock()
-    changed = replace(
-        client,
-        grant_types=checked.grant_types,
-        scopes=checked.scopes,
-        redirect_uris=checked.redirect_uris,
-        post_logout_redirect_uris=checked.post_logout_redirect_uris,
-        client_name=checked.client_name,
-        client_metadata=kept,
-    )
+    changed = replace(client, **checked.as_fields(), client_metadata=kept)
     event = AuditEvent(now, client_id, "client.updated", client_id, _view(services, changed))
+    # Every field replaced (RFC 7592 §2.2); "" removes the name.
     changes = ClientChanges(
-        grant_types=checked.grant_types,
-        scopes=checked.scopes,
-        redirect_uris=checked.redirect_uris,
-        post_logout_redirect_uris=checked.post_logout_redirect_uris,
-        client_name=checked.client_name or "",
+        **{**checked.as_fields(), "client_name": checked.client_name or ""},
         client_metadata=kept,
     )
     stored = await services.clients.update(client_id, changes, now, [event])

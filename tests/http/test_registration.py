@@ -54,6 +54,11 @@ async def registered(http: httpx.AsyncClient, body: dict[str, Any] = APP) -> dic
     return answer
 
 
+async def refreshed_with(http: httpx.AsyncClient, token: str, client_id: str) -> httpx.Response:
+    fields = {"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id}
+    return await http.post("/token", data=fields)
+
+
 # --- modes ------------------------------------------------------------------------------------
 
 
@@ -275,14 +280,7 @@ async def test_read_replace_delete_with_the_registration_access_token(
     deleted = await client.delete(uri, headers=bearer(token))
     assert deleted.status_code == 204
     assert_oauth_error(await client.get(uri, headers=bearer(token)), 401, "invalid_token")
-    refresh = await client.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "client_id": answer["client_id"],
-        },
-    )
+    refresh = await refreshed_with(client, tokens["refresh_token"], answer["client_id"])
     assert refresh.status_code in (400, 401), refresh.text  # the client and its sessions ended
 
 
@@ -298,14 +296,7 @@ async def test_a_registered_public_client_signs_in_with_code_pkce_and_refresh(
     assert response.status_code == 200, response.text
     tokens = response.json()
     assert tokens["scope"] == "openid" and tokens["id_token"]
-    refreshed = await client.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "client_id": answer["client_id"],
-        },
-    )
+    refreshed = await refreshed_with(client, tokens["refresh_token"], answer["client_id"])
     assert refreshed.status_code == 200, refreshed.text
     assert refreshed.json()["refresh_token"] != tokens["refresh_token"]
     # No secret, no PKCE: refused, as for any public client.

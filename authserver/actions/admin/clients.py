@@ -73,13 +73,7 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
     client = Client(
         client_id=client_id,
         secret_hash=hash_secret(secret) if secret else None,
-        grant_types=checked.grant_types,
-        scopes=checked.scopes,
-        refresh_delivery=checked.refresh_delivery,
-        redirect_uris=checked.redirect_uris,
-        post_logout_redirect_uris=checked.post_logout_redirect_uris,
-        client_name=checked.client_name,
-        allowed_origins=checked.allowed_origins,
+        **checked.as_fields(),
         require_mfa=boolean_field(body, "require_mfa"),
         consent=consent,
     )
