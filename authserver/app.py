@@ -34,6 +34,7 @@ from authserver.db.page_limits import SqlPageLimitStore
 from authserver.db.passkeys import SqlPasskeyStore
 from authserver.db.pending_sign_ins import SqlPendingSignInStore
 from authserver.db.purge import purge_periodically
+from authserver.db.registration import SqlRegistrationStore
 from authserver.db.resources import SqlResourceStore
 from authserver.db.second_factors import SqlSecondFactorStore
 from authserver.db.throttle import SqlThrottleStore
@@ -119,6 +120,7 @@ def build_services(
         page_limits=fail_closed(SqlPageLimitStore(engine)),
         passkeys=fail_closed(SqlPasskeyStore(engine)),
         resources=fail_closed(SqlResourceStore(engine)),
+        registrations=fail_closed(SqlRegistrationStore(engine)),
         clock=clock,
         csrf_keys=derived_keys(sealer, b"authserver csrf token"),
         outbox=fail_closed(SqlOutbox(engine)) if settings.mail_enabled else NoOutbox(),

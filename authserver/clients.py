@@ -6,13 +6,14 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from authserver.audit import AuditEvent
 from authserver.config import loopback_host
 from authserver.errors import InvalidClient, InvalidRequest
+from authserver.tokens.scopes import valid_scope_tokens
 
 GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
 MAX_REDIRECT_URI = 2000
@@ -52,6 +53,15 @@ class Client:
     require_mfa: bool = False
     # RFC 9449 §5: /token refuses this client's requests without a DPoP proof.
     dpop_bound_access_tokens: bool = False
+    # RFC 7591: how the client registered itself ("open" or "token"; None: an operator made it),
+    # the SHA-256 of its RFC 7592 registration access token, and the metadata members kept
+    # without acting on them (client_uri, logo_uri, ...), as (name, value) pairs.
+    registration: str | None = None
+    registration_token_hash: str | None = None
+    client_metadata: tuple[tuple[str, str], ...] = ()
+    # A third-party client: its users are to be asked before it gets their authorization
+    # (every registered client).
+    consent: bool = False
 
     @property
     def is_public(self) -> bool:
@@ -85,6 +95,7 @@ class ClientChanges:
     allowed_origins: tuple[str, ...] | None = None
     require_mfa: bool | None = None
     dpop_bound_access_tokens: bool | None = None
+    client_metadata: tuple[tuple[str, str], ...] | None = None  # RFC 7592 PUT replaces it
     # Every access token the client holds until now is revoked (tokens_revoked_before), as a
     # disabling does: set when the admin scope is taken from it
     # (actions/admin/clients.update_client).
@@ -302,6 +313,76 @@ def _secret_matches(client: Client, presented: str) -> bool:
     return (current or old) and client.secret_hash is not None
 
 
+@dataclass(frozen=True)
+class ClientMetadata:
+    """What a client may be registered with, checked by `check_metadata` as one whole."""
+
+    grant_types: tuple[str, ...]
+    scopes: tuple[str, ...]
+    refresh_delivery: RefreshDelivery
+    redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...]
+    client_name: str | None
+    allowed_origins: tuple[str, ...]
+
+    def as_fields(self) -> dict[str, Any]:
+        """These fields by name, as Client(...) and replace(client, ...) take them."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class BadRedirectUri(InvalidRequest):
+    """A redirect URI broke a rule: invalid_request to an operator, invalid_redirect_uri to a
+    registering client (RFC 7591 §3.2.2)."""
+
+
+def check_metadata(
+    client_id: str,
+    public: bool,
+    *,
+    grant_types: Sequence[str],
+    scopes: Sequence[str],
+    refresh_delivery: object = "body",
+    redirect_uris: Sequence[str] = (),
+    post_logout_redirect_uris: Sequence[str] = (),
+    client_name: object = None,
+    allowed_origins: Sequence[str] = (),
+    require_mfa: bool = False,
+) -> ClientMetadata:
+    """The one validator of a client's metadata, whoever registers it: an operator (admin API,
+    CLI: a creation, or a PATCH as the client would be after it) or the client itself (RFC 7591
+    /register and RFC 7592 PUT, after their own policy). Raises InvalidRequest (BadRedirectUri
+    for a redirect URI)."""
+    if not isinstance(refresh_delivery, str):
+        raise InvalidRequest("refresh_delivery must be body or cookie.")
+    check_client_fields(client_id, list(grant_types), refresh_delivery)
+    if not grant_types:
+        raise InvalidRequest("grant_types must not be empty.")
+    if not valid_scope_tokens(list(scopes)):
+        raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
+    if public and "client_credentials" in grant_types:
+        raise InvalidRequest("A public client cannot use client_credentials (RFC 6749 §4.4).")
+    check_redirect_uris("redirect_uris", list(redirect_uris))
+    check_redirect_uris("post_logout_redirect_uris", list(post_logout_redirect_uris))
+    name = check_client_name(client_name)
+    check_allowed_origins(list(allowed_origins))
+    if "authorization_code" in grant_types and not redirect_uris:
+        # Without one, every /authorize request of the client would end on the error page.
+        raise BadRedirectUri("The authorization_code grant needs at least one redirect_uris.")
+    if require_mfa and "password" in grant_types:
+        # Only sessions with a second factor: the password grant has no second step (it
+        # would hand out password-only sessions).
+        raise InvalidRequest("A client with require_mfa cannot use the password grant.")
+    return ClientMetadata(
+        grant_types=tuple(dict.fromkeys(grant_types)),
+        scopes=tuple(dict.fromkeys(scopes)),
+        refresh_delivery="cookie" if refresh_delivery == "cookie" else "body",
+        redirect_uris=tuple(dict.fromkeys(redirect_uris)),
+        post_logout_redirect_uris=tuple(dict.fromkeys(post_logout_redirect_uris)),
+        client_name=name,
+        allowed_origins=tuple(dict.fromkeys(allowed_origins)),
+    )
+
+
 def check_client_fields(client_id: str, grant_types: list[str], delivery: str) -> None:
     if not client_id or len(client_id) > 128 or not client_id.isprintable() or " " in client_id:
         raise InvalidRequest("client_id must be 1 to 128 printable characters without spaces.")
@@ -320,7 +401,7 @@ def check_redirect_uris(name: str, uris: list[str]) -> None:
     for uri in uris:
         problem = _redirect_uri_problem(uri)
         if problem is not None:
-            raise InvalidRequest(f"Each of {name} must be {problem}.")
+            raise BadRedirectUri(f"Each of {name} must be {problem}.")
 
 
 def _redirect_uri_problem(uri: str) -> str | None:

@@ -162,6 +162,11 @@ class Settings:
     # Who may make an account on the sign-up page (SIGNUP_MODES); `verified` needs mail.
     signup: str = "off"
 
+    # Dynamic client registration (RFC 7591/7592, actions/registration.py): off, open or token;
+    # and how long an open-mode client that never completed a code exchange is kept.
+    registration: str = "off"
+    registration_idle_purge: int = 7 * 86_400
+
     @property
     def mail_enabled(self) -> bool:
         return self.smtp_url is not None
@@ -266,6 +271,15 @@ DESCRIPTIONS: dict[str, str] = {
     "in at once; its address is verified by a mailed link when mail is on) or `verified` (a new "
     "account signs in only once the link mailed to its address is opened; needs "
     "`AUTHSERVER_SMTP_URL`). docs/accounts.md#sign-up.",
+    "registration": "Dynamic client registration at `POST /register` (RFC 7591, RFC 7592): "
+    "`off` (`/register` answers `404`), `open` (anyone may register a public client: "
+    "authorization_code and refresh_token, https or loopback redirect URIs) or `token` (an "
+    "initial access token made by `authserver clients registration-token` is required; it may "
+    "also register confidential clients). Throttled per client address.",
+    "registration_idle_purge": "Seconds an open-mode registered client that never completed a "
+    "code exchange is kept (3600 to 31536000); the purge then deletes it. A week: an app "
+    "registers on its first run and signs someone in within minutes; what is left a week later "
+    "is a script's litter, and the client can register again.",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
@@ -356,6 +370,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         admin_requires_mfa=read("ADMIN_REQUIRES_MFA", _boolean, defaults.admin_requires_mfa),
         mfa=read("MFA", _mfa_policy, defaults.mfa),
         signup=read("SIGNUP", _signup_mode, defaults.signup),
+        registration=read("REGISTRATION", _registration_mode, defaults.registration),
+        registration_idle_purge=read(
+            "REGISTRATION_IDLE_PURGE",
+            _seconds(3600, 31_536_000),
+            defaults.registration_idle_purge,
+        ),
     )
     if settings.smtp_url is not None and not env.get("AUTHSERVER_MAIL_FROM", "").strip():
         problems.append("AUTHSERVER_MAIL_FROM: must be set with AUTHSERVER_SMTP_URL")
@@ -474,6 +494,12 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _registration_mode(raw: str) -> str:
+    if raw not in ("off", "open", "token"):
+        raise ValueError(f"must be off, open or token, got {raw!r}")
+    return raw
 
 
 def _seconds(low: int, high: int) -> Callable[[str], int]:

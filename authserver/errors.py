@@ -14,6 +14,8 @@
     ├── InvalidScope                400 invalid_scope
     ├── InvalidTarget               400 invalid_target (RFC 8707 §2: the `resource` asked for)
     ├── InvalidDPoPProof            400 invalid_dpop_proof (RFC 9449 §5: the DPoP header)
+    ├── InvalidRedirectUri          400 invalid_redirect_uri (RFC 7591 §3.2.2, /register)
+    ├── InvalidClientMetadata       400 invalid_client_metadata (RFC 7591 §3.2.2, /register)
     ├── InvalidToken                401 invalid_token (bearer token on a protected endpoint)
     │   └── DPoPChallenge           401 invalid_token, challenged with DPoP (RFC 9449 §7.1)
     │       └── InvalidDPoPProofAtResource  401 invalid_dpop_proof
@@ -115,6 +117,19 @@ class InvalidTarget(OAuthError):
     status = 400
     # RFC 8707 §2: "The requested resource is invalid, missing, unknown, or malformed."
     description = "The requested resource is invalid, unknown or not granted."
+
+
+class InvalidRedirectUri(OAuthError):
+    code = "invalid_redirect_uri"
+    status = 400
+    # RFC 7591 §3.2.2: "The value of one or more redirection URIs is invalid."
+    description = "The value of one or more redirection URIs is invalid."
+
+
+class InvalidClientMetadata(OAuthError):
+    code = "invalid_client_metadata"
+    status = 400
+    description = "The value of one of the client metadata fields is invalid."
 
 
 class InvalidToken(OAuthError):

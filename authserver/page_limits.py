@@ -28,6 +28,10 @@ PER_ADDRESS_GROUP = Limit(30, 60)
 PER_EMAIL = Limit(5, 900)
 # A bucket's count older than this counts for nothing (db/purge.py deletes it).
 LONGEST_WINDOW = max(PER_ADDRESS_GROUP.window, PER_EMAIL.window)
+# Bucket prefixes: the mail pages share one budget; client registration (POST /register,
+# actions/registration.py) has its own, with the same 30 a minute per address group.
+PAGES = "page"
+REGISTRATION = "register"
 
 
 class PageLimitStore(Protocol):
@@ -38,12 +42,17 @@ class PageLimitStore(Protocol):
 
 
 async def retry_after(
-    store: PageLimitStore, now: int, address: str | None, email: str | None = None
+    store: PageLimitStore,
+    now: int,
+    address: str | None,
+    email: str | None = None,
+    *,
+    prefix: str = PAGES,
 ) -> int | None:
     """None when the request may go on; else the seconds until it may be asked again."""
     buckets = []
     if address is not None:
-        buckets.append(("page:addr:" + _digest(address_group(address)), PER_ADDRESS_GROUP))
+        buckets.append((f"{prefix}:addr:" + _digest(address_group(address)), PER_ADDRESS_GROUP))
     if email:
         buckets.append(("page:mail:" + _digest(email_key(email) or ""), PER_EMAIL))
     waits = []

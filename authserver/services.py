@@ -21,6 +21,7 @@ from authserver.keys.manager import SigningKeys
 from authserver.keys.sealing import KeySealer
 from authserver.mail.compose import NoOutbox, Outbox
 from authserver.page_limits import PageLimitStore
+from authserver.registration import RegistrationStore
 from authserver.throttle import ThrottleStore, Turns
 from authserver.tokens.access_tokens import AccessToken, mint_access_token, verify_access_token
 from authserver.tokens.authorization_codes import CodeStore
@@ -54,6 +55,7 @@ class Services:
     page_limits: PageLimitStore  # request counts of the pages that send mail
     passkeys: PasskeyStore  # WebAuthn credentials and ceremonies' challenges (passkeys.py)
     resources: ResourceStore  # the RFC 8707 resource servers: audiences of access tokens
+    registrations: RegistrationStore  # RFC 7591 registrations and initial access tokens
     clock: Callable[[], int] = field(default=wall_clock)
     # Logins of this process waiting for a busy throttle bucket (throttle.Turns).
     login_turns: Turns = field(default_factory=Turns)

@@ -39,6 +39,7 @@ KEK = base64.b64encode(b"k" * 32).decode()
 # Tables emptied before every test, children first.
 TABLES = (
     "dpop_proofs",
+    "initial_access_tokens",
     "link_tokens",
     "reset_requests",
     "page_requests",

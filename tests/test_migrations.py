@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from authserver.accounts.second_factors import (
     seal_totp,
 )
 from authserver.audit import AuditEvent
-from authserver.clients import ClientChanges
+from authserver.clients import Client, ClientChanges
 from authserver.db import migrate
 from authserver.db.accounts import SqlClientStore, SqlUserStore
 from authserver.db.codes import SqlCodeStore
@@ -44,11 +45,13 @@ from authserver.db.login_sessions import SqlLoginSessionStore
 from authserver.db.models import Base
 from authserver.db.outbox import SqlOutbox
 from authserver.db.passkeys import SqlPasskeyStore
+from authserver.db.registration import SqlRegistrationStore
 from authserver.db.resources import SqlResourceStore
 from authserver.db.second_factors import SqlSecondFactorStore
 from authserver.errors import InvalidGrant
 from authserver.keys.sealing import KeySealer
 from authserver.mail.compose import Mail
+from authserver.registration import InitialAccessToken
 from authserver.tokens.refresh import hash_token, rotate
 from authserver.tokens.resources import Resource
 from tests._postgres import scratch_database
@@ -660,6 +663,48 @@ async def test_0019_keeps_old_sessions_on_the_default_audience_and_goes_back(
     assert await schema_diff(engine) == []
 
 
+# --- 0021: registered clients (RFC 7591) and initial access tokens ---------------------------
+
+
+async def test_0021_keeps_operators_clients_first_party_and_goes_back(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0007")
+    await seed_before_0008(engine)
+    await migrate.upgrade(engine, "0019")
+
+    await migrate.upgrade(engine)
+
+    clients = SqlClientStore(pooled)
+    app = await clients.get("app")
+    # An operator's client from before: not registered, first-party, no management token.
+    assert app is not None and app.registration is None and not app.consent
+    assert app.registration_token_hash is None and app.client_metadata == ()
+    store = SqlRegistrationStore(pooled)
+    token = InitialAccessToken("i" * 64, NOW, NOW + 60, 1)
+    await store.create_initial_token(
+        token, AuditEvent(NOW, "cli", "registration_token.created", "i")
+    )
+    made = Client(
+        "dcr_1", None, ("authorization_code",), ("openid",), redirect_uris=("https://a.test/cb",),
+        registration="token", registration_token_hash="r" * 64, consent=True,
+        client_metadata=(("client_uri", "https://a.test/"),),
+    )  # fmt: skip
+    event = AuditEvent(NOW, "dcr_1", "client.registered", "dcr_1")
+    assert await store.register(made, "i" * 64, NOW, event)
+    assert not await store.register(replace(made, client_id="dcr_2"), "i" * 64, NOW, event)
+    assert await clients.get("dcr_1") == replace(made, created_at=NOW)
+
+    # Down: the tokens' table and the columns go; the clients stay, as plain ones.
+    await migrate.downgrade(engine, "0019")
+    assert "initial_access_tokens" not in await table_names(engine)
+    async with engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT count(*) FROM clients"))).scalar()
+    assert kept == 2
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []
+
+
 # --- 0022: DPoP proofs seen, clients that require DPoP, families bound to a key ---------------
 
 
@@ -668,7 +713,7 @@ async def test_0022_leaves_old_clients_and_sessions_unbound_and_goes_back(
 ) -> None:
     await migrate.upgrade(engine, "0007")
     await seed_before_0008(engine)
-    await migrate.upgrade(engine, "0019")
+    await migrate.upgrade(engine, "0021")
 
     await migrate.upgrade(engine, "0022")
 
@@ -682,7 +727,7 @@ async def test_0022_leaves_old_clients_and_sessions_unbound_and_goes_back(
     assert rotated.family.dpop_jkt is None
     assert await SqlProofStore(pooled).first_use("k", NOW + 60, NOW)
 
-    await migrate.downgrade(engine, "0019")
+    await migrate.downgrade(engine, "0021")
     assert "dpop_proofs" not in await table_names(engine)
     await migrate.upgrade(engine)
     assert await schema_diff(engine) == []

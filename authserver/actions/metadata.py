@@ -8,7 +8,9 @@ from typing import Any
 
 from authserver.accounts.login_sessions import ACR_VALUES
 from authserver.accounts.profiles import EMAIL_CLAIMS, PROFILE_CLAIMS
+from authserver.actions.registration import PATH
 from authserver.actions.token import GRANTS
+from authserver.registration import OFF
 from authserver.services import Services
 from authserver.tokens.scopes import IDENTITY_SCOPES
 from authserver_verify import dpop
@@ -61,4 +63,12 @@ async def metadata(services: Services) -> dict[str, Any]:
         "resource_indicators_supported": True,
         # RFC 9449 §5.1: the algorithms /token and /userinfo accept in DPoP proofs.
         "dpop_signing_alg_values_supported": sorted(dpop.DEFAULT_ALGS),
+        # RFC 7591 dynamic client registration, when on (actions/registration.py).
+        **registration_endpoint(services),
     }
+
+
+def registration_endpoint(services: Services) -> dict[str, str]:
+    if services.settings.registration == OFF:
+        return {}
+    return {"registration_endpoint": f"{services.settings.issuer}{PATH}"}

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver.actions import admin
+from authserver.actions import admin, registration
 from authserver.actions.admin import clients as admin_clients
 from authserver.app import build_services, prepare_schema
 from authserver.cli.common import (
@@ -79,6 +79,24 @@ def add_client_lifecycle(clients: Any) -> None:
     delete.add_argument("client_id")
     delete.set_defaults(run=_delete_client)
 
+    token = add_command(
+        clients, "registration-token",
+        "make an initial access token for POST /register (AUTHSERVER_REGISTRATION=token)",
+    )  # fmt: skip
+    token.add_argument(
+        "--expires-in", type=int, default=86_400, metavar="SECONDS",
+        help="how long it works (60 to 31536000; default a day)",
+    )  # fmt: skip
+    uses = token.add_mutually_exclusive_group()
+    uses.add_argument(
+        "--uses", type=int, default=1, metavar="N", help="how many registrations (default 1)"
+    )
+    uses.add_argument(
+        "--multi-use", dest="uses", action="store_const", const=None,
+        help="any number of registrations until it expires",
+    )  # fmt: skip
+    token.set_defaults(run=_registration_token)
+
 
 # Flag -> field of the admin API: repeatable flags give a list, --client-name a string.
 REGISTRATION_FLAGS = {
@@ -135,7 +153,7 @@ def registration_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 CLIENT_COLUMNS = [
     "client_id", "public", "grant_types", "scopes", "refresh_delivery", "disabled",
-    "created_at", "secret_rotated_at",
+    "created_at", "secret_rotated_at", "registration",
 ]  # fmt: skip
 
 
@@ -194,6 +212,21 @@ def _delete_client(args: argparse.Namespace, settings: Settings) -> int:
         f"deleted client {args.client_id}; its sessions and access tokens are revoked",
         file=sys.stderr,
     )
+    return 0
+
+
+def _registration_token(args: argparse.Namespace, settings: Settings) -> int:
+    token, expires_at = as_admin(
+        settings, lambda s: registration.make_initial_token(s, CLI, args.expires_in, args.uses)
+    )
+    uses = "any number of registrations" if args.uses is None else f"{args.uses} registration(s)"
+    print(
+        f"an initial access token for {uses} until {format_time(expires_at)} UTC; "
+        "shown only now, it is on the next line of stdout (send it as a bearer token to "
+        "POST /register)",
+        file=sys.stderr,
+    )
+    print(token)
     return 0
 
 

@@ -307,24 +307,7 @@ class SqlClientStore:
     async def create(self, client: Client, now: int) -> bool:
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    insert(ClientRow).values(
-                        client_id=client.client_id,
-                        secret_hash=client.secret_hash,
-                        grant_types=" ".join(client.grant_types),
-                        scopes=" ".join(client.scopes),
-                        refresh_delivery=client.refresh_delivery,
-                        # Space-separated, as the scopes: a registered URI has no spaces.
-                        redirect_uris=" ".join(client.redirect_uris),
-                        post_logout_redirect_uris=" ".join(client.post_logout_redirect_uris),
-                        client_name=client.client_name,
-                        allowed_origins=" ".join(client.allowed_origins),
-                        require_mfa=client.require_mfa,
-                        dpop_bound_access_tokens=client.dpop_bound_access_tokens,
-                        created_at=now,
-                        disabled=False,
-                    )
-                )
+                await insert_client(conn, client, now)
         except IntegrityError:
             return False
         return True
@@ -351,6 +334,8 @@ class SqlClientStore:
             values["require_mfa"] = changes.require_mfa
         if changes.dpop_bound_access_tokens is not None:
             values["dpop_bound_access_tokens"] = changes.dpop_bound_access_tokens
+        if changes.client_metadata is not None:
+            values["client_metadata"] = _metadata_json(changes.client_metadata)
         if changes.disabled:
             values["disabled"] = True
             values["tokens_revoked_before"] = now  # every token issued so far dies
@@ -408,6 +393,7 @@ class SqlClientStore:
                     secret_hash=None,  # NULL reads as public, but a deleted row is never read
                     old_secret_hash=None,
                     old_secret_expires_at=None,
+                    registration_token_hash=None,
                     tokens_revoked_before=now,
                 )
             )
@@ -426,6 +412,32 @@ class SqlClientStore:
         async with self._single.connect() as conn:
             rows = (await conn.execute(select(ClientRow.allowed_origins).where(*live))).scalars()
             return frozenset(origin for row in rows for origin in row.split())
+
+
+async def insert_client(conn: AsyncConnection, client: Client, now: int) -> None:
+    """The new client's row (IntegrityError when its client_id is taken)."""
+    await conn.execute(
+        insert(ClientRow).values(
+            client_id=client.client_id,
+            secret_hash=client.secret_hash,
+            grant_types=" ".join(client.grant_types),
+            scopes=" ".join(client.scopes),
+            refresh_delivery=client.refresh_delivery,
+            # Space-separated, as the scopes: a registered URI has no spaces.
+            redirect_uris=" ".join(client.redirect_uris),
+            post_logout_redirect_uris=" ".join(client.post_logout_redirect_uris),
+            client_name=client.client_name,
+            allowed_origins=" ".join(client.allowed_origins),
+            require_mfa=client.require_mfa,
+            dpop_bound_access_tokens=client.dpop_bound_access_tokens,
+            created_at=now,
+            disabled=False,
+            registration=client.registration,
+            consent=client.consent,
+            registration_token_hash=client.registration_token_hash,
+            client_metadata=_metadata_json(client.client_metadata),
+        )
+    )
 
 
 def _after_reenabling(now: int) -> Any:
@@ -459,4 +471,12 @@ def _client(row: Any) -> Client:
         secret_rotated_at=row.secret_rotated_at,
         require_mfa=row.require_mfa,
         dpop_bound_access_tokens=row.dpop_bound_access_tokens,
+        registration=row.registration,
+        registration_token_hash=row.registration_token_hash,
+        client_metadata=tuple(json.loads(row.client_metadata or "{}").items()),
+        consent=row.consent,
     )
+
+
+def _metadata_json(pairs: tuple[tuple[str, str], ...]) -> str | None:
+    return json.dumps(dict(pairs), separators=(",", ":")) if pairs else None

@@ -98,6 +98,24 @@ class ClientRow(Base):
     dpop_bound_access_tokens: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # 0021: RFC 7591 registration ("open" | "token"; NULL: an operator's client), third-party
+    # consent, the RFC 7592 registration access token's SHA-256, and the kept metadata (JSON).
+    registration: Mapped[str | None] = mapped_column(String(8))
+    consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    registration_token_hash: Mapped[str | None] = mapped_column(String(64))
+    client_metadata: Mapped[str | None] = mapped_column(Text)
+
+
+class InitialAccessTokenRow(Base):
+    """0021: an operator's token for `token`-mode registration (SHA-256 only)."""
+
+    __tablename__ = "initial_access_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    max_uses: Mapped[int | None] = mapped_column(Integer)  # NULL: any number
+    uses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class SigningKeyRow(Base):

@@ -17,6 +17,11 @@
 - the mail pages' request counts (page_limits.py) whose window ended: the next request of the
   bucket starts a new window anyway.
 - DPoP proofs whose iat has left the window (their jti could not pass again anyway).
+- open-mode registered clients (RFC 7591) older than AUTHSERVER_REGISTRATION_IDLE_PURGE with
+  no authorization code or refresh family left (never used, or not for that long): anyone may
+  make them, so they would otherwise grow without bound; their random ids are never reused,
+  so the row goes (an operator's or a token-mode client is never purged);
+- initial access tokens (registration) past their expiry.
 
 A purge deletes in batches of at most `BATCH` rows per table, each batch one short
 transaction, until a batch finds less than a full one: a backlog (purging was off, or the
@@ -107,6 +112,18 @@ _DPOP_PROOFS = text("""
     DELETE FROM dpop_proofs WHERE proof_key IN (
         SELECT proof_key FROM dpop_proofs WHERE expires_at <= :now LIMIT :batch)
 """)
+_IDLE_CLIENTS = text("""
+    DELETE FROM clients WHERE client_id IN (
+        SELECT client_id FROM clients c
+        WHERE c.registration = 'open' AND c.created_at < :before
+          AND NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.client_id = c.client_id)
+          AND NOT EXISTS (SELECT 1 FROM authorization_codes a WHERE a.client_id = c.client_id)
+        LIMIT :batch)
+""")
+_INITIAL_TOKENS = text("""
+    DELETE FROM initial_access_tokens WHERE token_hash IN (
+        SELECT token_hash FROM initial_access_tokens WHERE expires_at <= :now LIMIT :batch)
+""")
 _AUDIT = text("""
     DELETE FROM audit_events WHERE id IN (
         SELECT id FROM audit_events WHERE at < :before LIMIT :batch)
@@ -126,6 +143,8 @@ class Purged:
     reset_requests: int = 0
     page_requests: int = 0
     dpop_proofs: int = 0
+    registered_clients: int = 0
+    initial_access_tokens: int = 0
 
     def __str__(self) -> str:
         return ", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in vars(self).items())
@@ -148,6 +167,8 @@ class Purged:
             self.reset_requests,
             self.page_requests,
             self.dpop_proofs,
+            self.registered_clients,
+            self.initial_access_tokens,
         )
 
 
@@ -191,6 +212,9 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
     resets = await conn.execute(_RESET_REQUESTS, {"before": requests_before, "batch": batch})
     pages = await conn.execute(_PAGE_REQUESTS, {"before": now - LONGEST_WINDOW, "batch": batch})
     dpop_proofs = await conn.execute(_DPOP_PROOFS, {"now": now, "batch": batch})
+    idle = now - settings.registration_idle_purge
+    clients = await conn.execute(_IDLE_CLIENTS, {"before": idle, "batch": batch})
+    initial = await conn.execute(_INITIAL_TOKENS, {"now": now, "batch": batch})
     return Purged(
         families=int(families),
         refresh_tokens=int(tokens),
@@ -203,6 +227,8 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
         reset_requests=int(resets.rowcount),
         page_requests=int(pages.rowcount),
         dpop_proofs=int(dpop_proofs.rowcount),
+        registered_clients=int(clients.rowcount),
+        initial_access_tokens=int(initial.rowcount),
     )
 
 

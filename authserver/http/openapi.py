@@ -71,7 +71,7 @@ ERROR_TEXT = {
     409: "the name or key state conflicts",
     413: "the body is over 16 KiB",
     415: "a media type other than form or JSON",
-    429: "slow_down: login throttling; wait Retry-After seconds",
+    429: "slow_down: login or registration throttling; wait Retry-After seconds",
     503: "temporarily_unavailable: the database cannot answer now; retry",
 }
 
@@ -933,6 +933,46 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [PATH_CLIENT],
         "responses": {**NO_CONTENT, **_errors(400, 401, 403, 404)},
     },
+    ("POST", "/register"): {
+        "summary": "Dynamic client registration (RFC 7591): a third-party client registers "
+        "itself (AUTHSERVER_REGISTRATION open, or token with an initial access token); 404 "
+        "while off.",
+        "tags": ["registration"],
+        "security": [{"bearer": []}, {}],
+        "requestBody": _json_body(_ref("ClientRegistration"), required=True),
+        "responses": {
+            **_json(_ref("RegisteredClient"), "registered", 201, headers=NO_STORE),
+            **_errors(400, 401, 404, 413, 415, 429),
+        },
+    },
+    ("GET", "/register/{client_id}"): {
+        "summary": "The client's registration (RFC 7592 §2.1), with its registration access token.",
+        "tags": ["registration"],
+        "security": [{"bearer": []}],
+        "parameters": [PATH_CLIENT],
+        "responses": {
+            **_json(_ref("RegisteredClient"), "the registration", headers=NO_STORE),
+            **_errors(401, 404),
+        },
+    },
+    ("PUT", "/register/{client_id}"): {
+        "summary": "Replaces the client's metadata (RFC 7592 §2.2), checked as at registration.",
+        "tags": ["registration"],
+        "security": [{"bearer": []}],
+        "parameters": [PATH_CLIENT],
+        "requestBody": _json_body(_ref("ClientRegistration"), required=True),
+        "responses": {
+            **_json(_ref("RegisteredClient"), "the registration", headers=NO_STORE),
+            **_errors(400, 401, 404, 413, 415),
+        },
+    },
+    ("DELETE", "/register/{client_id}"): {
+        "summary": "Deletes the client (RFC 7592 §2.3): its sessions end, its tokens are revoked.",
+        "tags": ["registration"],
+        "security": [{"bearer": []}],
+        "parameters": [PATH_CLIENT],
+        "responses": {**NO_CONTENT, **_errors(401, 404)},
+    },
     ("POST", "/admin/resources"): {
         "summary": "Registers a resource server (RFC 8707): the audience of its tokens.",
         "tags": ["admin"],
@@ -1167,6 +1207,69 @@ SCHEMAS: dict[str, Schema] = {
             **CLIENT_META,
             "created_at": {"type": "integer"},
             "secret_rotated_at": {"type": ["integer", "null"]},
+            "consent": {"type": "boolean", "description": "third-party: its users are asked"},
+            "registration": {
+                "type": ["string", "null"],
+                "enum": ["open", "token", None],
+                "description": "registered through POST /register in this mode; null: by an "
+                "operator",
+            },
+        },
+    },
+    "ClientRegistration": {
+        "type": "object",
+        "description": "RFC 7591 §2 metadata; members not listed are ignored",
+        "properties": {
+            "client_id": {"type": "string", "description": "PUT only: the client's own"},
+            "redirect_uris": {"type": "array", "maxItems": 64, "items": {"type": "string"}},
+            "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
+            "client_name": {"type": "string", "maxLength": 100},
+            "grant_types": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["authorization_code", "refresh_token"]},
+            },
+            "response_types": {"type": "array", "items": {"type": "string", "enum": ["code"]}},
+            "token_endpoint_auth_method": {
+                "type": "string",
+                "enum": ["none", "client_secret_basic", "client_secret_post"],
+                "description": "open mode: none only (its default)",
+            },
+            "scope": {"type": "string"},
+            **_strings("client_uri", "logo_uri", "tos_uri", "policy_uri"),
+            "application_type": {"type": "string", "enum": ["web", "native"]},
+        },
+    },
+    "RegisteredClient": {
+        "type": "object",
+        "required": [
+            "client_id",
+            "client_id_issued_at",
+            "registration_client_uri",
+            "redirect_uris",
+            "grant_types",
+            "token_endpoint_auth_method",
+        ],
+        "properties": {
+            **_strings(
+                "client_id",
+                "registration_client_uri",
+                "token_endpoint_auth_method",
+                "scope",
+                "client_name",
+                "client_uri",
+                "logo_uri",
+                "tos_uri",
+                "policy_uri",
+                "application_type",
+            ),
+            "client_id_issued_at": {"type": "integer"},
+            "client_secret": {"type": "string", "description": "confidential clients; once"},
+            "client_secret_expires_at": {"type": "integer", "const": 0},
+            "registration_access_token": {"type": "string", "description": "POST only; once"},
+            "redirect_uris": {"type": "array", "items": {"type": "string"}},
+            "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
+            "grant_types": {"type": "array", "items": {"type": "string"}},
+            "response_types": {"type": "array", "items": {"type": "string"}},
         },
     },
     "Resource": {
@@ -1433,6 +1536,7 @@ SCHEMAS: dict[str, Schema] = {
             "redirect_uris": {"type": "array", "items": {"type": "string"}},
             "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
             **CLIENT_META,
+            "consent": {"type": "boolean", "default": False, "description": "third-party"},
         },
     },
     "CreatedClient": {

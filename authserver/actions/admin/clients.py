@@ -3,7 +3,6 @@ secret, delete."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,17 +19,13 @@ from authserver.audit import AuditEvent
 from authserver.clients import (
     Client,
     ClientChanges,
-    RefreshDelivery,
-    check_allowed_origins,
-    check_client_fields,
-    check_client_name,
-    check_redirect_uris,
+    check_metadata,
     hash_secret,
     new_secret,
 )
 from authserver.errors import Conflict, InvalidRequest, NotFound
 from authserver.services import Services
-from authserver.tokens.scopes import ADMIN, valid_scope_tokens
+from authserver.tokens.scopes import ADMIN
 
 DEFAULT_OLD_SECRET_TTL = 3600
 MAX_OLD_SECRET_TTL = 30 * 86_400
@@ -60,42 +55,27 @@ class CreatedClient:
 async def create_client(services: Services, actor: str, body: dict[str, Any]) -> CreatedClient:
     client_id = string_field(body, "client_id", 128)
     public = boolean_field(body, "public")
-    grants = string_list_field(body, "grant_types") or (
-        ["refresh_token"] if public else ["client_credentials"]
+    checked = check_metadata(
+        client_id,
+        public,
+        grant_types=string_list_field(body, "grant_types")
+        or (["refresh_token"] if public else ["client_credentials"]),
+        scopes=string_list_field(body, "scopes"),
+        refresh_delivery=body.get("refresh_delivery", "body"),
+        redirect_uris=string_list_field(body, "redirect_uris"),
+        post_logout_redirect_uris=string_list_field(body, "post_logout_redirect_uris"),
+        client_name=body.get("client_name"),
+        allowed_origins=string_list_field(body, "allowed_origins"),
+        require_mfa=boolean_field(body, "require_mfa"),
     )
-    scopes = string_list_field(body, "scopes")
-    delivery = body.get("refresh_delivery", "body")
-    if not isinstance(delivery, str):
-        raise InvalidRequest("refresh_delivery must be body or cookie.")
-    check_client_fields(client_id, grants, delivery)
-    if not valid_scope_tokens(scopes):
-        raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
-    if public and "client_credentials" in grants:
-        raise InvalidRequest("A public client cannot use client_credentials (RFC 6749 §4.4).")
-    redirect_uris = string_list_field(body, "redirect_uris")
-    post_logout_redirect_uris = string_list_field(body, "post_logout_redirect_uris")
-    check_redirect_uris("redirect_uris", redirect_uris)
-    check_redirect_uris("post_logout_redirect_uris", post_logout_redirect_uris)
-    client_name = check_client_name(body.get("client_name"))
-    allowed_origins = string_list_field(body, "allowed_origins")
-    check_allowed_origins(allowed_origins)
-    if "authorization_code" in grants and not redirect_uris:
-        # Without one, every /authorize request of the client would end on the error page.
-        raise InvalidRequest("The authorization_code grant needs at least one redirect_uris.")
-    require_mfa = boolean_field(body, "require_mfa")
-    check_require_mfa(require_mfa, grants)
+    consent = boolean_field(body, "consent")
     secret = None if public else new_secret()
     client = Client(
         client_id=client_id,
         secret_hash=hash_secret(secret) if secret else None,
-        grant_types=tuple(dict.fromkeys(grants)),
-        scopes=tuple(dict.fromkeys(scopes)),
-        refresh_delivery="cookie" if delivery == "cookie" else "body",
-        redirect_uris=tuple(dict.fromkeys(redirect_uris)),
-        post_logout_redirect_uris=tuple(dict.fromkeys(post_logout_redirect_uris)),
-        client_name=client_name,
-        allowed_origins=tuple(dict.fromkeys(allowed_origins)),
-        require_mfa=require_mfa,
+        **checked.as_fields(),
+        require_mfa=boolean_field(body, "require_mfa"),
+        consent=consent,
         dpop_bound_access_tokens=_dpop_bound(body, False),
     )
     now = services.clock()
@@ -119,13 +99,6 @@ PATCHABLE_CLIENT_FIELDS = {
     "require_mfa",
     "dpop_bound_access_tokens",
 }
-
-
-def check_require_mfa(require_mfa: bool, grants: Sequence[str]) -> None:
-    """A client that gets only sessions with a second factor cannot have the password grant,
-    which has no second step (it would hand out password-only sessions)."""
-    if require_mfa and "password" in grants:
-        raise InvalidRequest("A client with require_mfa cannot use the password grant.")
 
 
 def _dpop_bound(body: dict[str, Any], default: bool) -> bool:
@@ -159,6 +132,10 @@ def client_view(client: Client) -> dict[str, Any]:
         "disabled": client.disabled,
         "created_at": client.created_at,
         "secret_rotated_at": client.secret_rotated_at,
+        # Third-party (its users are asked), and how it came: "open" or "token" through
+        # POST /register (RFC 7591), null when an operator made it.
+        "consent": client.consent,
+        "registration": client.registration,
     }
 
 
@@ -183,67 +160,62 @@ async def show_client(services: Services, client_id: str) -> dict[str, Any]:
 
 
 def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
-    """Validated as at creation, against the client as it would be after the change."""
+    """Validated as at creation (the one check_metadata), against the client as it would be
+    after the change."""
     only_known_fields(body, PATCHABLE_CLIENT_FIELDS)
-    grants = string_list_field(body, "grant_types") if "grant_types" in body else None
-    scopes = string_list_field(body, "scopes") if "scopes" in body else None
-    delivery = body.get("refresh_delivery", client.refresh_delivery)
-    if not isinstance(delivery, str):
-        raise InvalidRequest("refresh_delivery must be body or cookie.")
-    check_client_fields(client.client_id, grants or list(client.grant_types), delivery)
-    if grants is not None and not grants:
-        raise InvalidRequest("grant_types must not be empty.")
-    if scopes is not None and not valid_scope_tokens(scopes):
-        raise InvalidRequest("A scope is malformed (RFC 6749 §3.3).")
-    if client.is_public and grants is not None and "client_credentials" in grants:
-        raise InvalidRequest("A public client cannot use client_credentials (RFC 6749 §4.4).")
+    lists = {
+        name: string_list_field(body, name) if name in body else None
+        for name in (
+            "grant_types", "scopes", "redirect_uris", "post_logout_redirect_uris",
+            "allowed_origins",
+        )
+    }  # fmt: skip
+    require_mfa = boolean_field(body, "require_mfa") if "require_mfa" in body else None
+    checked = check_metadata(
+        client.client_id,
+        client.is_public,
+        grant_types=_either(lists["grant_types"], client.grant_types),
+        scopes=_either(lists["scopes"], client.scopes),
+        refresh_delivery=body.get("refresh_delivery", client.refresh_delivery),
+        redirect_uris=_either(lists["redirect_uris"], client.redirect_uris),
+        post_logout_redirect_uris=_either(
+            lists["post_logout_redirect_uris"], client.post_logout_redirect_uris
+        ),
+        client_name=body.get("client_name", client.client_name),
+        allowed_origins=_either(lists["allowed_origins"], client.allowed_origins),
+        require_mfa=client.require_mfa if require_mfa is None else require_mfa,
+    )
     disabled = boolean_field(body, "disabled") if "disabled" in body else None
-    uris: dict[str, tuple[str, ...] | None] = {}
-    for name in ("redirect_uris", "post_logout_redirect_uris"):
-        uris[name] = None
-        if name in body:
-            listed = string_list_field(body, name)
-            check_redirect_uris(name, listed)
-            uris[name] = tuple(dict.fromkeys(listed))
     client_name = None
     if "client_name" in body:
-        client_name = check_client_name(body["client_name"]) or ""  # "": removed
-    allowed_origins = None
-    if "allowed_origins" in body:
-        listed = string_list_field(body, "allowed_origins")
-        check_allowed_origins(listed)
-        allowed_origins = tuple(dict.fromkeys(listed))
-    redirect_uris = uris["redirect_uris"]
-    if redirect_uris is None:
-        redirect_uris = client.redirect_uris
-    if "authorization_code" in (grants or client.grant_types) and not redirect_uris:
-        raise InvalidRequest("The authorization_code grant needs at least one redirect_uris.")
-    require_mfa = boolean_field(body, "require_mfa") if "require_mfa" in body else None
-    check_require_mfa(
-        client.require_mfa if require_mfa is None else require_mfa, grants or client.grant_types
-    )
-    refresh_delivery: RefreshDelivery | None = None
-    if "refresh_delivery" in body:
-        refresh_delivery = "cookie" if delivery == "cookie" else "body"
+        client_name = checked.client_name or ""  # "": removed
     # An admin token of the client could otherwise give the client its admin scope back:
     # taking it away ends every access token the client holds (its users' sessions go on,
     # refreshed without admin: the rotating statement reads the client's scopes).
+    scopes = checked.scopes if lists["scopes"] is not None else None
     revoke_tokens = ADMIN in client.scopes and scopes is not None and ADMIN not in scopes
+    given = {name: lists[name] is not None for name in lists}
     return ClientChanges(
         revoke_tokens=revoke_tokens,
-        grant_types=tuple(dict.fromkeys(grants)) if grants is not None else None,
-        scopes=tuple(dict.fromkeys(scopes)) if scopes is not None else None,
-        refresh_delivery=refresh_delivery,
+        grant_types=checked.grant_types if given["grant_types"] else None,
+        scopes=scopes,
+        refresh_delivery=checked.refresh_delivery if "refresh_delivery" in body else None,
         disabled=disabled,
-        redirect_uris=uris["redirect_uris"],
-        post_logout_redirect_uris=uris["post_logout_redirect_uris"],
+        redirect_uris=checked.redirect_uris if given["redirect_uris"] else None,
+        post_logout_redirect_uris=(
+            checked.post_logout_redirect_uris if given["post_logout_redirect_uris"] else None
+        ),
         client_name=client_name,
-        allowed_origins=allowed_origins,
+        allowed_origins=checked.allowed_origins if given["allowed_origins"] else None,
         require_mfa=require_mfa,
         dpop_bound_access_tokens=(
             _dpop_bound(body, False) if "dpop_bound_access_tokens" in body else None
         ),
     )
+
+
+def _either(given: list[str] | None, current: tuple[str, ...]) -> list[str]:
+    return list(current) if given is None else given
 
 
 async def update_client(

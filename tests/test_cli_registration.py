@@ -1,0 +1,85 @@
+"""`authserver clients registration-token`, run in-process as tests/test_cli_resources.py runs
+its commands: the token alone on a line of stdout, only its hash stored, and it registers a
+client at POST /register in `token` mode."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from authserver.app import create_app
+from tests.conftest import ISSUER, make_settings
+from tests.test_cli_resources import cli_env, run
+
+__all__ = ["cli_env"]  # the fixture, shared
+
+
+def stored(database_url: str, token_hash: str) -> list[Any]:
+    async def read() -> list[Any]:
+        engine = create_async_engine(database_url, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                found = await conn.execute(
+                    text("SELECT * FROM initial_access_tokens WHERE token_hash = :h"),
+                    {"h": token_hash},
+                )
+                return list(found.all())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def register_with(database_url: str, tmp_path: Path, token: str) -> list[int]:
+    settings = make_settings(database_url, tmp_path / "keys", registration="token")
+    body = {"redirect_uris": ["https://app.example/cb"], "token_endpoint_auth_method": "none"}
+
+    async def twice() -> list[int]:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+                headers = {"Authorization": f"Bearer {token}"}
+                return [
+                    (await http.post("/register", json=body, headers=headers)).status_code
+                    for _ in range(2)
+                ]
+
+    return asyncio.run(twice())
+
+
+def test_registration_token_prints_the_token_alone_and_stores_its_hash(
+    cli_env: str, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "clients", "registration-token", "--expires-in", "600")
+    assert status == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 1 and len(lines[0]) >= 43, out  # 256 bits, base64url
+    token = lines[0]
+    assert "1 registration(s)" in err and token not in err
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    (row,) = stored(database_url, digest)
+    assert row.max_uses == 1 and row.uses == 0 and row.expires_at - row.created_at == 600
+    assert stored(database_url, token) == []  # never in clear
+    assert register_with(database_url, tmp_path, token) == [201, 401]  # single use
+
+    status, out, _ = run(capsys, "clients", "registration-token", "--multi-use")
+    (row,) = stored(database_url, hashlib.sha256(out.strip().encode()).hexdigest())
+    assert status == 0 and row.max_uses is None
+    assert register_with(database_url, tmp_path, out.strip()) == [201, 201]
+
+
+def test_registration_token_refuses_bad_numbers_in_one_line(
+    cli_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for args in (("--expires-in", "10"), ("--uses", "0")):
+        status, out, err = run(capsys, "clients", "registration-token", *args)
+        assert status == 1 and out == "" and len(err.splitlines()) == 1, err
