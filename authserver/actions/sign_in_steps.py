@@ -136,7 +136,7 @@ async def pending_request(
     """GET /login/factor: the authorization request (as `resume`), or StartAgain when the
     browser has no pending sign-in nor a login session to step up."""
     if await _pending(services, pending_cookie) is None:
-        if pending_cookie or await _to_step_up(services, session_cookie) is None:
+        if pending_cookie or await to_step_up(services, session_cookie) is None:
             return StartAgain()
     return await resume(services, params)
 
@@ -239,9 +239,9 @@ async def _check_code(
         return exc.retry_after or 1
 
 
-async def _to_step_up(services: Services, cookie: str | None) -> LoginSession | None:
-    """The browser's live login session if a second factor would step it up: signed in
-    without one, by a user who has one."""
+async def to_step_up(services: Services, cookie: str | None) -> LoginSession | None:
+    """The browser's live login session if a second factor (a code, or a passkey:
+    actions/passkeys.py) would step it up: signed in without one, by a user who has one."""
     session = await live_session(services, cookie)
     if session is None or acr_of(session.amr) == "mfa":
         return None
@@ -255,7 +255,7 @@ async def _step_up(
     """POST /login/factor for a live login session (no pending sign-in): the code checked as
     a sign-in's, then the session upgraded in one statement (login_sessions.step_up), and the
     authorization request completed with it."""
-    session = await _to_step_up(services, cookie)
+    session = await to_step_up(services, cookie)
     user = None if session is None else await services.users.by_id(session.user_id)
     if session is None or cookie is None or user is None:
         return StartAgain()
@@ -265,16 +265,28 @@ async def _step_up(
         return FactorAgain(target)
     if isinstance(method, int):
         return FactorAgain(target, method)
+    return await stepped_up_to(services, params, target, session, cookie, OTP, method)
+
+
+async def stepped_up_to(
+    services: Services, params: Params, target: AuthorizationRequest | None,
+    session: LoginSession, cookie: str, methods: tuple[str, ...], method: str,
+) -> SignedIn | StartAgain:  # fmt: skip
+    """The step-up's end, once its factor (`method`, whose amr values are `methods`) was
+    proved: the login session upgraded in one statement (login_sessions.step_up: its amr, its
+    auth_time, a new cookie), audited, and the authorization request completed with it."""
     now, new_cookie = services.clock(), new_session_token()
     upgraded = await services.login_sessions.step_up(
-        hash_session_token(cookie), user.id, stepped_up(session.amr, OTP), now,
+        hash_session_token(cookie), session.user_id, stepped_up(session.amr, methods), now,
         services.settings.login_session_idle_ttl, hash_session_token(new_cookie),
     )  # fmt: skip
     if upgraded is None:  # ended, or stepped up by another tab, a moment ago
         return StartAgain()
+    client_id = target.client.client_id if target else None
     detail = {"client_id": client_id, "via": "step_up", "method": method}
+    user_id = session.user_id
     await services.audit.record(
-        [AuditEvent(now, user.id, "login.second_factor", user.id, detail, user=user.id)]
+        [AuditEvent(now, user_id, "login.second_factor", user_id, detail, user=user_id)]
     )
     if target is None:
         page = local_page_after(params)

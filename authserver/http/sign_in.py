@@ -257,6 +257,8 @@ def _factor_form(
     context = {
         "action": at_path("/login/factor", request),
         "csrf_token": csrf_token,
+        # No pending sign-in: a step-up of the login session (the passkeys' script says so).
+        "step_up": read_pending_cookie(request, found.settings) is None,
         "client_name": target.client.display_name if target else None,
         "error": error,
     }

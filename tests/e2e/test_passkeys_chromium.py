@@ -1,10 +1,11 @@
 """Passkeys in a real browser: Debian's Chromium with a virtual authenticator (Chrome DevTools
 Protocol WebAuthn domain: CTAP2, internal transport, resident keys, user verification), driven
 by Playwright against a real `authserver serve`. One walk through the whole story: a passkey
-registered on the account page, the browser signed out, an app's authorization request signed
-in with the passkey alone, then the password followed by the passkey as the second step; then
-an authenticator app added on the account page (its key read from the page, codes from pyotp),
-and the password followed by its code, the same code refused when replayed.
+registered on the account page, a step-up an app asks for (acr_values=mfa) given with it, the
+browser signed out, an app's authorization request signed in with the passkey alone, then the
+password followed by the passkey as the second step; then an authenticator app added on the
+account page (its key read from the page, codes from pyotp), and the password followed by its
+code, the same code refused when replayed.
 
 The issuer is http://localhost:PORT: an IP address cannot be a WebAuthn RP ID, and localhost is
 a secure context over plain http. Screenshots go to PASSKEY_SHOTS when it names a folder, those
@@ -92,8 +93,6 @@ def test_a_passkey_and_an_authenticator_app_added_on_the_account_page_sign_in(
         stored = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})
         assert [c["isResidentCredential"] for c in stored["credentials"]] == [True]
 
-        # 2. Signed out; an app's authorization request, the passkey alone signs in.
-        context.clear_cookies()
         verifier, challenge = pkce_pair()
         state = secrets.token_urlsafe(8)
         params = {
@@ -108,6 +107,17 @@ def test_a_passkey_and_an_authenticator_app_added_on_the_account_page_sign_in(
             route.fulfill(status=200, content_type="text/html", body="<p>the app</p>")
 
         page.route(f"{SPA_ORIGIN}/**", at_the_app)
+
+        # 2a. Still signed in with the password alone, the app asks for a second factor: the
+        # step-up page takes the passkey (the user's only factor) and upgrades that sign-in.
+        page.goto(f"{server.url}/authorize?{urlencode({**params, 'acr_values': 'mfa'})}")
+        page.wait_for_url(f"{server.url}/login/factor?**")
+        page.click("#passkey-sign-in")
+        page.wait_for_url(f"{SPA_ORIGIN}/**")
+        assert parse_qs(urlsplit(arrived[-1]).query)["state"] == [state]
+
+        # 2. Signed out; an app's authorization request, the passkey alone signs in.
+        context.clear_cookies()
         page.goto(f"{server.url}/authorize?{urlencode(params)}")
         page.wait_for_url(f"{server.url}/login?**")
         assert page.locator("#passkey-sign-in").is_visible()
