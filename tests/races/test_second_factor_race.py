@@ -7,7 +7,6 @@ burst of wrong codes gets no more tries than a sequence, as a burst of wrong pas
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -17,25 +16,22 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from authserver.accounts.second_factors import STEP_SECONDS, new_totp_secret, seal_totp
 from authserver.app import create_app
 from authserver.config import Settings
 from authserver.http.sign_in import WRONG_CODE
-from authserver.services import Services
 from authserver.throttle import ADDRESS, USERNAME
-from tests.conftest import ISSUER, Clock, Registry
+from tests.conftest import ISSUER, Clock
 from tests.http.signin import (
     CALLBACK,
     INSECURE_COOKIES,
-    PASSWORD,
     WEB,
     Flow,
     authorize,
     csrf_token,
     form_action,
     sign_in,
-    web_client,
 )
+from tests.http.test_second_factor_sign_in import secret as secret  # the fixture
 
 RACERS = 10
 BURST = 40
@@ -54,18 +50,6 @@ async def other(app: Starlette, settings: Settings, clock: Clock) -> AsyncIterat
     second = create_app(settings, clock=clock)
     async with second.router.lifespan_context(second):
         yield second
-
-
-@pytest.fixture
-async def secret(registry: Registry, services: Services) -> str:
-    """alice, with an authenticator app enrolled a while ago (its secret), and the web client."""
-    await web_client(registry)
-    user_id = await registry.user("alice", PASSWORD)
-    secret, factor_id = new_totp_secret(), str(uuid.uuid4())
-    sealed = seal_totp(services.factor_sealer, factor_id, secret)
-    step = services.clock() // STEP_SECONDS - 10
-    assert await services.second_factors.add_totp(factor_id, user_id, sealed, step, 0)
-    return secret
 
 
 def browsers_of(apps: list[Starlette], count: int) -> list[httpx.AsyncClient]:
