@@ -42,7 +42,7 @@ from authserver.accounts.login_sessions import (
     start_login_session,
     stepped_up,
 )
-from authserver.accounts.second_factors import DIGITS, accept_totp, spend_recovery_code
+from authserver.accounts.second_factors import DIGITS, TOTP, accept_totp, spend_recovery_code
 from authserver.accounts.users import User
 from authserver.actions.authorize import (
     AuthorizationRequest,
@@ -127,18 +127,34 @@ def password_step_clears(result: object) -> bool:
     return not isinstance(result, AwaitingFactor)
 
 
+@dataclass(frozen=True)
+class FactorPage:
+    """The second-step page to show: for the authorization request (None for a bare
+    sign-in), with the code field only for a user who has codes (an authenticator app and its
+    recovery codes): a user whose only factor is a passkey is asked for it alone."""
+
+    request: AuthorizationRequest | None
+    codes: bool
+
+
 async def pending_request(
     services: Services,
     params: Params,
     pending_cookie: str | None,
     session_cookie: str | None = None,
-) -> AuthorizationRequest | Redirect | None | StartAgain:
-    """GET /login/factor: the authorization request (as `resume`), or StartAgain when the
-    browser has no pending sign-in nor a login session to step up."""
-    if await _pending(services, pending_cookie) is None:
-        if pending_cookie or await to_step_up(services, session_cookie) is None:
-            return StartAgain()
-    return await resume(services, params)
+) -> FactorPage | Redirect | StartAgain:
+    """GET /login/factor: the page for the authorization request (as `resume`), or
+    StartAgain when the browser has no pending sign-in nor a login session to step up."""
+    pending = await _pending(services, pending_cookie)
+    session = None if pending or pending_cookie else await to_step_up(services, session_cookie)
+    signing_in = pending or session
+    if signing_in is None:
+        return StartAgain()
+    user_id = signing_in.user_id
+    target = await resume(services, params)
+    if isinstance(target, Redirect):
+        return target
+    return FactorPage(target, TOTP in await services.second_factors.kinds(user_id))
 
 
 async def second_factor(

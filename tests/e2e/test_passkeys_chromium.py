@@ -112,6 +112,7 @@ def test_a_passkey_and_an_authenticator_app_added_on_the_account_page_sign_in(
         # step-up page takes the passkey (the user's only factor) and upgrades that sign-in.
         page.goto(f"{server.url}/authorize?{urlencode({**params, 'acr_values': 'mfa'})}")
         page.wait_for_url(f"{server.url}/login/factor?**")
+        three_shots(page, "step-up-passkey-only")
         page.click("#passkey-sign-in")
         page.wait_for_url(f"{SPA_ORIGIN}/**")
         assert parse_qs(urlsplit(arrived[-1]).query)["state"] == [state]
@@ -133,7 +134,7 @@ def test_a_passkey_and_an_authenticator_app_added_on_the_account_page_sign_in(
         sign_in_with_password(page, f"{server.url}/login?then=account")
         page.wait_for_url(f"{server.url}/login/factor?then=account")
         assert page.locator("#passkey-sign-in").is_visible()
-        assert page.locator("#code").is_visible()  # the code form stays
+        assert page.locator("#code").count() == 0  # no app, no codes: the passkey alone
         shot(page, "second-step")
         page.click("#passkey-sign-in")
         page.wait_for_url(f"{server.url}/account")

@@ -215,6 +215,7 @@ async def test_a_step_up_takes_the_passkey_of_a_user_who_has_no_other_factor(
     assert asked.status_code == 302 and "/login/factor?" in asked.headers["location"]
     page = await client.get(asked.headers["location"])
     assert "data-step-up" in page.text and "Use a passkey" in page.text
+    assert 'name="code"' not in page.text  # no app, no recovery codes: nothing to type
 
     done, _ = await passkey_sign_in(client, asked.headers["location"], key)
 
