@@ -7,10 +7,13 @@ A sign-in with a passkey is one more arrow of sign_in_steps.py's steps:
 
     password ──▶ awaiting the second factor ──(a passkey of that user)──▶ signed in
     (nothing) ──(a discoverable passkey, user verified)─────────────────▶ signed in
+    signed in (pwd) ──(a step-up asked: a passkey of that user)──────────▶ signed in (mfa)
 
 and ends as POST /login/factor does: the pending sign-in spent (if any), the login session
-started with its `amr`, the authorization request completed. A user-verified passkey is two
-factors on its own (RFC 8176 "hwk" + "user"), so `acr` is `mfa` either way.
+started with its `amr`, the authorization request completed; or, for a step-up (the page's
+script says so: `step_up_cookie` is then the live login session's), as the code's step-up does:
+the session upgraded in one statement. A user-verified passkey is two factors on its own
+(RFC 8176 "hwk" + "user"), so `acr` is `mfa` either way.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from authserver.accounts.login_sessions import (
     MAX_COOKIE,
     PASSKEY_ONLY,
     PASSWORD_AND_PASSKEY,
+    LoginSession,
     PendingSignIn,
     hash_session_token,
     start_login_session,
@@ -49,7 +53,7 @@ from authserver.accounts.passkeys import (
 )
 from authserver.actions.account import signed_in
 from authserver.actions.authorize import Redirect, complete, local_page_after, resume
-from authserver.actions.sign_in_steps import SignedIn, StartAgain
+from authserver.actions.sign_in_steps import SignedIn, StartAgain, stepped_up_to, to_step_up
 from authserver.audit import ANONYMOUS, AuditEvent
 from authserver.errors import InvalidGrant, NotFound, SlowDown
 from authserver.i18n.translations import N_
@@ -66,6 +70,7 @@ LAST_FACTOR = N_(
     "with your password."
 )
 DEFAULT_NAME = "Passkey"
+PROVED = ("hwk", "user")  # RFC 8176 §2: what a user-verified passkey adds to a session's amr
 
 
 @dataclass(frozen=True)
@@ -157,21 +162,22 @@ async def remove_passkey(services: Services, cookie: str | None, passkey_id: str
 
 
 async def sign_in_options(
-    services: Services, browser: str, pending_cookie: str | None
-) -> dict[str, Any] | Refused:
-    """Request options: for a pending sign-in (`pending_cookie`, the password checked), one of
-    its user's passkeys; without one, any discoverable passkey (passwordless)."""
+    services: Services, browser: str, pending_cookie: str | None,
+    step_up_cookie: str | None = None,
+) -> dict[str, Any] | Refused:  # fmt: skip
+    """Request options: for a pending sign-in (`pending_cookie`, the password checked) or a
+    step-up (`step_up_cookie`, the login session's), one of its user's passkeys; without
+    either, any discoverable passkey (passwordless)."""
     now = services.clock()
-    pending = await _pending(services, pending_cookie, now)
-    if pending_cookie is not None and pending is None:
-        return Refused(CEREMONY_EXPIRED)
+    user_id = await _whose(services, pending_cookie, step_up_cookie, now)
+    if isinstance(user_id, Refused):
+        return user_id
     allowed: list[StoredPasskey] = []
-    if pending is not None:
-        allowed = await services.passkeys.of_user(pending.user_id)
+    if user_id is not None:
+        allowed = await services.passkeys.of_user(user_id)
         if not allowed:
             return Refused(NO_PASSKEY)
     challenge = new_challenge()
-    user_id = None if pending is None else pending.user_id
     held = Challenge(SIGN_IN, user_id, browser, now + CHALLENGE_TTL)
     await services.passkeys.hold_challenge(challenge_hash(challenge), held, now)
     return request_options(relying_party(services.settings.issuer), allowed, challenge)
@@ -187,10 +193,12 @@ async def sign_in(
     address: str | None,
     replaces: str | None = None,
     user_agent: str | None = None,
+    step_up: bool = False,
 ) -> SignedIn | Redirect | Refused | StartAgain:
     """POST /login/passkey: the authorization request checked again (as POST /login), the
     assertion checked against the challenge it spends and the passkey it names, the counter
-    raised, then signed in as after a second factor. Raises ErrorPage."""
+    raised, then signed in as after a second factor, or, with `step_up` (the login session
+    `replaces` signed in with the password alone), that session stepped up. Raises ErrorPage."""
     target = await resume(services, params)
     if isinstance(target, Redirect):
         return target
@@ -198,13 +206,18 @@ async def sign_in(
     pending = await _pending(services, pending_cookie, now)
     if pending_cookie is not None and pending is None:
         return StartAgain()
+    weak: LoginSession | None = None
+    if pending is None and step_up:
+        weak = await to_step_up(services, replaces)
+        if weak is None:  # signed out, or stepped up by another tab, meanwhile
+            return StartAgain()
     challenge, credential_id = challenge_of(answer), credential_id_of(answer)
     if challenge is None or credential_id is None or not isinstance(answer, dict):
         return Refused(PASSKEY_REFUSED)
     spent = await services.passkeys.spend_challenge(
         challenge_hash(challenge), SIGN_IN, browser, now
     )
-    user_id = None if pending is None else pending.user_id
+    user_id = pending.user_id if pending is not None else weak.user_id if weak else None
     if spent is None or spent.user_id != user_id:
         await _failed(services, user_id, "challenge", now)
         return Refused(CEREMONY_EXPIRED)
@@ -231,7 +244,7 @@ async def sign_in(
     if user is None or user.disabled:
         return Refused(PASSKEY_UNKNOWN)
     try:
-        if pending is None:
+        if user_id is None:
             await attempt()  # a signature, nothing to guess: no failure budget to spend
         else:
             # A wrong answer after the password counts as a wrong code would (sign_in_steps).
@@ -243,6 +256,8 @@ async def sign_in(
         return Refused(PASSKEY_REFUSED)
     except SlowDown as exc:
         return Refused(PASSKEY_REFUSED, 429, exc.retry_after or 1)
+    if weak is not None and replaces is not None:
+        return await stepped_up_to(services, params, target, weak, replaces, PROVED, PASSKEY)
     amr: tuple[str, ...] = PASSKEY_ONLY
     client_id = None if target is None else target.client.client_id
     if pending is not None and pending_cookie is not None:
@@ -265,6 +280,20 @@ async def sign_in(
         page = local_page_after(params)
         return SignedIn(session, cookie, None if page is None else Redirect(page))
     return SignedIn(session, cookie, await complete(services, target, session))
+
+
+async def _whose(
+    services: Services, pending_cookie: str | None, step_up_cookie: str | None, now: int
+) -> str | Refused | None:
+    """The user whose passkey a ceremony takes: the pending sign-in's, else the login session's
+    to step up; None for anyone's (passwordless); Refused when the one named is gone."""
+    if pending_cookie is not None:
+        pending = await _pending(services, pending_cookie, now)
+        return Refused(CEREMONY_EXPIRED) if pending is None else pending.user_id
+    if step_up_cookie is not None:
+        session = await to_step_up(services, step_up_cookie)
+        return Refused(CEREMONY_EXPIRED) if session is None else session.user_id
+    return None
 
 
 async def _pending(services: Services, cookie: str | None, now: int) -> PendingSignIn | None:

@@ -42,7 +42,7 @@ from authserver.accounts.login_sessions import (
     start_login_session,
     stepped_up,
 )
-from authserver.accounts.second_factors import DIGITS, accept_totp, spend_recovery_code
+from authserver.accounts.second_factors import DIGITS, TOTP, accept_totp, spend_recovery_code
 from authserver.accounts.users import User
 from authserver.actions.authorize import (
     AuthorizationRequest,
@@ -127,18 +127,34 @@ def password_step_clears(result: object) -> bool:
     return not isinstance(result, AwaitingFactor)
 
 
+@dataclass(frozen=True)
+class FactorPage:
+    """The second-step page to show: for the authorization request (None for a bare
+    sign-in), with the code field only for a user who has codes (an authenticator app and its
+    recovery codes): a user whose only factor is a passkey is asked for it alone."""
+
+    request: AuthorizationRequest | None
+    codes: bool
+
+
 async def pending_request(
     services: Services,
     params: Params,
     pending_cookie: str | None,
     session_cookie: str | None = None,
-) -> AuthorizationRequest | Redirect | None | StartAgain:
-    """GET /login/factor: the authorization request (as `resume`), or StartAgain when the
-    browser has no pending sign-in nor a login session to step up."""
-    if await _pending(services, pending_cookie) is None:
-        if pending_cookie or await _to_step_up(services, session_cookie) is None:
-            return StartAgain()
-    return await resume(services, params)
+) -> FactorPage | Redirect | StartAgain:
+    """GET /login/factor: the page for the authorization request (as `resume`), or
+    StartAgain when the browser has no pending sign-in nor a login session to step up."""
+    pending = await _pending(services, pending_cookie)
+    session = None if pending or pending_cookie else await to_step_up(services, session_cookie)
+    signing_in = pending or session
+    if signing_in is None:
+        return StartAgain()
+    user_id = signing_in.user_id
+    target = await resume(services, params)
+    if isinstance(target, Redirect):
+        return target
+    return FactorPage(target, TOTP in await services.second_factors.kinds(user_id))
 
 
 async def second_factor(
@@ -239,9 +255,9 @@ async def _check_code(
         return exc.retry_after or 1
 
 
-async def _to_step_up(services: Services, cookie: str | None) -> LoginSession | None:
-    """The browser's live login session if a second factor would step it up: signed in
-    without one, by a user who has one."""
+async def to_step_up(services: Services, cookie: str | None) -> LoginSession | None:
+    """The browser's live login session if a second factor (a code, or a passkey:
+    actions/passkeys.py) would step it up: signed in without one, by a user who has one."""
     session = await live_session(services, cookie)
     if session is None or acr_of(session.amr) == "mfa":
         return None
@@ -255,7 +271,7 @@ async def _step_up(
     """POST /login/factor for a live login session (no pending sign-in): the code checked as
     a sign-in's, then the session upgraded in one statement (login_sessions.step_up), and the
     authorization request completed with it."""
-    session = await _to_step_up(services, cookie)
+    session = await to_step_up(services, cookie)
     user = None if session is None else await services.users.by_id(session.user_id)
     if session is None or cookie is None or user is None:
         return StartAgain()
@@ -265,16 +281,28 @@ async def _step_up(
         return FactorAgain(target)
     if isinstance(method, int):
         return FactorAgain(target, method)
+    return await stepped_up_to(services, params, target, session, cookie, OTP, method)
+
+
+async def stepped_up_to(
+    services: Services, params: Params, target: AuthorizationRequest | None,
+    session: LoginSession, cookie: str, methods: tuple[str, ...], method: str,
+) -> SignedIn | StartAgain:  # fmt: skip
+    """The step-up's end, once its factor (`method`, whose amr values are `methods`) was
+    proved: the login session upgraded in one statement (login_sessions.step_up: its amr, its
+    auth_time, a new cookie), audited, and the authorization request completed with it."""
     now, new_cookie = services.clock(), new_session_token()
     upgraded = await services.login_sessions.step_up(
-        hash_session_token(cookie), user.id, stepped_up(session.amr, OTP), now,
+        hash_session_token(cookie), session.user_id, stepped_up(session.amr, methods), now,
         services.settings.login_session_idle_ttl, hash_session_token(new_cookie),
     )  # fmt: skip
     if upgraded is None:  # ended, or stepped up by another tab, a moment ago
         return StartAgain()
+    client_id = target.client.client_id if target else None
     detail = {"client_id": client_id, "via": "step_up", "method": method}
+    user_id = session.user_id
     await services.audit.record(
-        [AuditEvent(now, user.id, "login.second_factor", user.id, detail, user=user.id)]
+        [AuditEvent(now, user_id, "login.second_factor", user_id, detail, user=user_id)]
     )
     if target is None:
         page = local_page_after(params)

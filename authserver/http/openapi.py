@@ -544,16 +544,27 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Starts a passkey sign-in: PublicKeyCredentialRequestOptionsJSON.",
         "description": PASSKEY_CALL
         + " From the second-step page (the pending sign-in's token): one of that user's"
-        " passkeys; from the sign-in page: any discoverable passkey.",
+        " passkeys; from the sign-in page: any discoverable passkey. With"
+        ' `{"step_up": true}` (the second-step page of a step-up, the login session\'s token):'
+        " one of the signed-in user's passkeys, and POST /login/passkey, sent the same member,"
+        " steps that login session up.",
         "tags": ["sign-in"],
         "parameters": [CSRF_HEADER],
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "properties": {"step_up": {"type": "boolean"}}}
+                }
+            },
+        },
         "responses": {
             **_json(
                 PASSKEY_JSON,
                 "request options (user verification required), a challenge held 5 minutes",
                 headers=NO_STORE,
             ),
-            **_errors(400, 403),
+            **_errors(400, 403, 413),
         },
     },
     ("POST", "/login/passkey"): {

@@ -6,8 +6,9 @@
 Each is CSRF-bound as the forms are (http/csrf.same_browser_json): the page's token in
 X-CSRF-Token, a same-origin Origin. A challenge is held for the browser by the SHA-256 of that
 token, so another browser cannot answer it. /login/passkey* serve both uses: a browser whose
-token is bound to its pending sign-in (the second-factor page) uses a passkey of that user; any
-other, the sign-in page, signs in with a passkey alone.
+token is bound to its pending sign-in (the second-factor page) uses a passkey of that user, as
+does a step-up (the same page for a browser signed in with the password alone, whose script
+sends `"step_up": true`); any other, the sign-in page, signs in with a passkey alone.
 """
 
 from __future__ import annotations
@@ -80,7 +81,11 @@ async def sign_in_options(request: Request) -> Response:
     allowed, pending = _pending_of(request, found.settings)
     if not allowed:
         return _forbidden(request, found)
-    options = await passkeying.sign_in_options(found, _browser(request), pending)
+    # The step-up page's script says so (a browser signed in with the password alone, asked
+    # for a second factor): then only a passkey of the signed-in user will do.
+    step_up = (await _answer(request, empty_ok=True)).get("step_up") is True
+    session = (read_session_cookie(request, found.settings) or "") if step_up else None
+    options = await passkeying.sign_in_options(found, _browser(request), pending, session)
     if isinstance(options, Refused):
         return _refused(request, found, options)
     return no_store_json(options)
@@ -102,6 +107,7 @@ async def sign_in(request: Request) -> Response:
             address=client_address(request, settings.trusted_proxies),
             replaces=read_session_cookie(request, settings),
             user_agent=request.headers.get("user-agent"),
+            step_up=answer.get("step_up") is True,
         )
     except ErrorPage as exc:
         words = pages.words(request, settings)
@@ -144,11 +150,14 @@ def _pending_of(request: Request, settings: Settings) -> tuple[bool, str | None]
     return csrf.same_browser_json(request, settings), None
 
 
-async def _answer(request: Request) -> dict[str, Any]:
+async def _answer(request: Request, *, empty_ok: bool = False) -> dict[str, Any]:
     """The browser's PublicKeyCredential.toJSON() (and our members beside it): a JSON
-    object, within the body limit, no member twice."""
+    object, within the body limit, no member twice. `empty_ok`: no body is {}."""
+    body = await read_body(request)
+    if empty_ok and not body.strip():
+        return {}
     try:
-        value = json.loads(await read_body(request), object_pairs_hook=reject_duplicate_members)
+        value = json.loads(body, object_pairs_hook=reject_duplicate_members)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidRequest("The JSON body is malformed or repeats a member.") from None
     if not isinstance(value, dict):

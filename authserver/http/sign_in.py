@@ -203,7 +203,7 @@ async def factor_form(request: Request) -> Response:
         return redirect(target.url, 302)
     # Bound to the pending sign-in's cookie, or for a step-up to the login session's.
     token = csrf.new_token(request, pending or session)
-    response = _factor_form(request, found, target, token)
+    response = _factor_form(request, found, target.request, token, codes=target.codes)
     csrf.remember(response, settings, token)
     return response
 
@@ -253,10 +253,14 @@ def _factor_form(
     error: str | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
+    codes: bool = True,
 ) -> Response:
     context = {
+        "codes": codes,  # False: the user's only factor is a passkey
         "action": at_path("/login/factor", request),
         "csrf_token": csrf_token,
+        # No pending sign-in: a step-up of the login session (the passkeys' script says so).
+        "step_up": read_pending_cookie(request, found.settings) is None,
         "client_name": target.client.display_name if target else None,
         "error": error,
     }

@@ -1,25 +1,32 @@
 """Passkeys in a real browser: Debian's Chromium with a virtual authenticator (Chrome DevTools
 Protocol WebAuthn domain: CTAP2, internal transport, resident keys, user verification), driven
 by Playwright against a real `authserver serve`. One walk through the whole story: a passkey
-registered on the account page, the browser signed out, an app's authorization request signed
-in with the passkey alone, then the password followed by the passkey as the second step.
+registered on the account page, a step-up an app asks for (acr_values=mfa) given with it, the
+browser signed out, an app's authorization request signed in with the passkey alone, then the
+password followed by the passkey as the second step; then an authenticator app added on the
+account page (its key read from the page, codes from pyotp), and the password followed by its
+code, the same code refused when replayed.
 
 The issuer is http://localhost:PORT: an IP address cannot be a WebAuthn RP ID, and localhost is
-a secure context over plain http. Screenshots go to PASSKEY_SHOTS when it names a folder.
+a secure context over plain http. Screenshots go to PASSKEY_SHOTS when it names a folder, those
+of the code pages (normal, error, 375 px) to E2E_SCREENSHOTS_DIR.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import pyotp
 import pytest
 from playwright.sync_api import Page, Route, sync_playwright
 
 from tests.e2e.servers import CLIENT_ID, PASSWORD, USERNAME, AuthServer, Spa, authserver
+from tests.e2e.test_accounts_chromium import three_shots
 from tests.e2e.test_spa_chromium import ARGS, TIMEOUT_MS
 from tests.e2e.test_spa_chromium import chromium as chromium  # the fixture, shared
 from tests.http.signin import pkce_pair
@@ -48,7 +55,7 @@ def sign_in_with_password(page: Page, url: str) -> None:
     page.click("button[type=submit]")
 
 
-def test_a_passkey_registered_on_the_account_page_signs_in_alone_and_as_second_step(
+def test_a_passkey_and_an_authenticator_app_added_on_the_account_page_sign_in(
     chromium: Path,  # noqa: F811 - the fixture imported above
     server: AuthServer,
 ) -> None:
@@ -86,8 +93,6 @@ def test_a_passkey_registered_on_the_account_page_signs_in_alone_and_as_second_s
         stored = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})
         assert [c["isResidentCredential"] for c in stored["credentials"]] == [True]
 
-        # 2. Signed out; an app's authorization request, the passkey alone signs in.
-        context.clear_cookies()
         verifier, challenge = pkce_pair()
         state = secrets.token_urlsafe(8)
         params = {
@@ -102,6 +107,18 @@ def test_a_passkey_registered_on_the_account_page_signs_in_alone_and_as_second_s
             route.fulfill(status=200, content_type="text/html", body="<p>the app</p>")
 
         page.route(f"{SPA_ORIGIN}/**", at_the_app)
+
+        # 2a. Still signed in with the password alone, the app asks for a second factor: the
+        # step-up page takes the passkey (the user's only factor) and upgrades that sign-in.
+        page.goto(f"{server.url}/authorize?{urlencode({**params, 'acr_values': 'mfa'})}")
+        page.wait_for_url(f"{server.url}/login/factor?**")
+        three_shots(page, "step-up-passkey-only")
+        page.click("#passkey-sign-in")
+        page.wait_for_url(f"{SPA_ORIGIN}/**")
+        assert parse_qs(urlsplit(arrived[-1]).query)["state"] == [state]
+
+        # 2. Signed out; an app's authorization request, the passkey alone signs in.
+        context.clear_cookies()
         page.goto(f"{server.url}/authorize?{urlencode(params)}")
         page.wait_for_url(f"{server.url}/login?**")
         assert page.locator("#passkey-sign-in").is_visible()
@@ -117,7 +134,7 @@ def test_a_passkey_registered_on_the_account_page_signs_in_alone_and_as_second_s
         sign_in_with_password(page, f"{server.url}/login?then=account")
         page.wait_for_url(f"{server.url}/login/factor?then=account")
         assert page.locator("#passkey-sign-in").is_visible()
-        assert page.locator("#code").is_visible()  # the code form stays
+        assert page.locator("#code").count() == 0  # no app, no codes: the passkey alone
         shot(page, "second-step")
         page.click("#passkey-sign-in")
         page.wait_for_url(f"{server.url}/account")
@@ -136,5 +153,52 @@ def test_a_passkey_registered_on_the_account_page_signs_in_alone_and_as_second_s
         assert "did not work" in error.inner_text()
         shot(page, "sign-in-error")
         assert not [c for c in context.cookies() if c["name"] == "authserver_session"]
+        cdp.send(
+            "WebAuthn.setUserVerified",
+            {"authenticatorId": authenticator_id, "isUserVerified": True},
+        )
+
         assert not errors, errors
+
+        # 5. An authenticator app added on the account page (signed in with the passkey), its
+        # key read from the page, its codes from pyotp.
+        page.click("#passkey-sign-in")
+        page.wait_for_url(f"{server.url}/account")
+        page.click("form[action='/account/totp'] button")
+        page.wait_for_url(f"{server.url}/account/totp")
+        three_shots(page, "account-totp")
+        totp = pyotp.TOTP(page.locator("#secret").inner_text().replace(" ", ""))
+        page.fill("#code", "000000" if totp.now() != "000000" else "111111")
+        page.click("form button[type=submit]")
+        three_shots(page, "account-totp", error=True)
+        # The previous step's code, inside the drift window: the current one is left unused.
+        page.fill("#code", totp.at(time.time() - 30))
+        page.click("form button[type=submit]")
+        page.locator(".recovery-codes").wait_for()
+        page.goto(f"{server.url}/account")
+        assert "authenticator app" in page.locator("#factors-heading + p").inner_text()
+
+        # 6. Signed out: the password, then the app's code; the same code again is refused.
+        context.clear_cookies()
+        sign_in_with_password(page, f"{server.url}/login?then=account")
+        page.wait_for_url(f"{server.url}/login/factor?then=account")
+        three_shots(page, "login-factor")
+        code = totp.now()
+        page.fill("#code", code)
+        page.click("form button[type=submit]")
+        page.wait_for_url(f"{server.url}/account")
+        context.clear_cookies()
+        sign_in_with_password(page, f"{server.url}/login?then=account")
+        page.wait_for_url(f"{server.url}/login/factor?then=account")
+        page.fill("#code", code)
+        page.click("form button[type=submit]")
+        assert "used already" in page.locator("#form-error").inner_text()
+        three_shots(page, "login-factor", error=True)
+        assert not [c for c in context.cookies() if c["name"] == "authserver_session"]
+        # The two wrong codes' pages were answered 400, as they should: nothing else went wrong.
+        assert (
+            errors
+            == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
+            * 2
+        ), errors
         browser.close()

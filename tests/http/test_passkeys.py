@@ -95,16 +95,22 @@ async def passkey_sign_in(
     http: httpx.AsyncClient, page_url: str, authenticator: Authenticator, **lies: Any
 ) -> tuple[httpx.Response, dict[str, Any]]:
     """On the page at `page_url` (sign-in or second step), "Sign in with a passkey": the
-    answer of POST /login/passkey, and the answer the authenticator gave."""
+    answer of POST /login/passkey, and the answer the authenticator gave. On a step-up's
+    page (marked data-step-up), the script says so in both calls, as passkeys.js does."""
     page = await http.get(page_url)
     assert page.status_code == 200, page.text
     token = page_token(page.text)
+    step_up = {"step_up": True} if "data-step-up" in page.text else {}
     search = page_url.split("?", 1)[1] if "?" in page_url else ""
     suffix = f"?{search}" if search else ""
-    options = await http.post(f"/login/passkey/options{suffix}", headers=headers(token))
+    options = await http.post(
+        f"/login/passkey/options{suffix}", json=step_up, headers=headers(token)
+    )
     assert options.status_code == 200, options.text
     answer = authenticator.get(options.json(), **lies)
-    done = await http.post(f"/login/passkey{suffix}", json=answer, headers=headers(token))
+    done = await http.post(
+        f"/login/passkey{suffix}", json={**answer, **step_up}, headers=headers(token)
+    )
     return done, answer
 
 
@@ -193,6 +199,61 @@ async def test_the_second_step_takes_only_a_passkey_of_the_user_who_typed_the_pa
         done, _ = await passkey_sign_in(other, await second_step(other), bobs)
         assert_oauth_error(done, 400, "invalid_request")
         assert "authserver_session=" not in done.headers.get("set-cookie", "")
+
+
+async def test_a_step_up_takes_the_passkey_of_a_user_who_has_no_other_factor(
+    client: httpx.AsyncClient, alice: str, engine: AsyncEngine
+) -> None:
+    """API.md, step-up: a session signed in with the password alone, an app asking
+    acr_values=mfa, and the user's only second factor a passkey: the step-up page takes it,
+    and the session is upgraded in place (same user, amr gains hwk and user, a new cookie)."""
+    key = Authenticator()
+    assert (await register(client, key)).status_code == 201  # signed in with the password
+    weak = client.cookies["authserver_session"]
+    flow = Flow.new(WEB, scope="openid", acr_values="mfa")
+    asked = await authorize(client, flow.params)
+    assert asked.status_code == 302 and "/login/factor?" in asked.headers["location"]
+    page = await client.get(asked.headers["location"])
+    assert "data-step-up" in page.text and "Use a passkey" in page.text
+    assert 'name="code"' not in page.text  # no app, no recovery codes: nothing to type
+
+    done, _ = await passkey_sign_in(client, asked.headers["location"], key)
+
+    assert done.status_code == 200, done.text
+    location = done.json()["redirect"]
+    assert location.startswith(CALLBACK + "?"), location
+    tokens = await exchange(client, query(location)["code"], flow)
+    claims = await verified_id_token(client, tokens.json()["id_token"])
+    assert claims["amr"] == ["pwd", "hwk", "user", "mfa"] and claims["acr"] == "mfa"
+    # The session stepped up, not a new one: the old cookie is dead, the new one is mfa.
+    assert client.cookies["authserver_session"] != weak
+    async with engine.connect() as conn:
+        sessions = (await conn.execute(text("SELECT amr FROM login_sessions"))).scalars().all()
+    assert len(sessions) == 1 and "hwk" in str(sessions[0]), sessions
+    assert '"via": "step_up"' in "".join(await actions(engine, "login.second_factor"))
+    sso = await authorize(client, Flow.new(WEB, acr_values="mfa").params)
+    assert sso.headers["location"].startswith(CALLBACK + "?")  # no more asking
+
+
+async def test_a_step_up_refuses_another_users_passkey(
+    client: httpx.AsyncClient, alice: str, registry: Registry, engine: AsyncEngine
+) -> None:
+    await registry.user("bob", "correct horse")
+    alices, bobs = Authenticator(), Authenticator()
+    async with browser(client) as bob:
+        await open_account(bob, "bob")
+        assert (await register(bob, bobs)).status_code == 201
+    assert (await register(client, alices)).status_code == 201
+    weak = client.cookies["authserver_session"]
+    asked = await authorize(client, Flow.new(WEB, acr_values="mfa").params)
+
+    done, _ = await passkey_sign_in(client, asked.headers["location"], bobs)
+
+    assert_oauth_error(done, 400, "invalid_request")
+    assert "authserver_session=" not in done.headers.get("set-cookie", "")
+    assert client.cookies["authserver_session"] == weak
+    again = await authorize(client, Flow.new(WEB, acr_values="mfa").params)
+    assert "/login/factor?" in again.headers["location"]  # still password only
 
 
 async def test_a_challenge_is_accepted_once_even_by_two_racing_answers(

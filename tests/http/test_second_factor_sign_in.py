@@ -1,10 +1,10 @@
 """The sign-in page's second step (actions/sign_in_steps.py): a user with an authenticator app
 is asked for its code after the password, through real HTTP on both databases, with codes from
-pyotp. Enrolment goes through the store here (the account page's enrolment comes later)."""
+pyotp. Enrolment goes through the store here (the account page's enrolment comes later). Ten
+sign-ins racing with one code: tests/races/test_second_factor_race.py, on two instances."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import httpx
@@ -267,30 +267,3 @@ async def test_the_id_token_says_two_factors_were_used(
         client, (await exchange(client, code, again)).json()["id_token"]
     )
     assert claims["amr"] == ["pwd", "otp", "mfa"] and claims["acr"] == "mfa"
-
-
-async def test_ten_browsers_racing_with_one_code_sign_in_once(
-    client: httpx.AsyncClient, secret: str, clock: Clock
-) -> None:
-    """Ten pending sign-ins of one user post the same code at once: one goes on (on Postgres
-    the ten acceptances really run at once; the one UPDATE settles it)."""
-    browsers = [browser(client) for _ in range(10)]
-    try:
-        forms = []
-        for http in browsers:
-            location = (await password_step(http, Flow.new(WEB))).headers["location"]
-            page = await factor_page(http, location)
-            forms.append((form_action(page.text), csrf_token(page.text)))
-        code = code_now(secret, clock)
-        answers = await asyncio.gather(
-            *(
-                http.post(action, data={"csrf_token": token, "code": code})
-                for http, (action, token) in zip(browsers, forms, strict=True)
-            )
-        )
-    finally:
-        for http in browsers:
-            await http.aclose()
-    signed_in = [a for a in answers if a.status_code == 303]
-    assert len(signed_in) == 1 and signed_in[0].headers["location"].startswith(CALLBACK)
-    assert {a.status_code for a in answers if a.status_code != 303} <= {400, 429}

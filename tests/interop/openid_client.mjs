@@ -2,11 +2,11 @@
 // authserver over loopback HTTP. Two steps, the browser step done by the test in between:
 //
 //   node openid_client.mjs start  '{"issuer", "client_id", "client_secret"?, "auth"?,
-//                                     "redirect_uri", "prompt"?}'
+//                                     "redirect_uri", "prompt"?, "acr_values"?}'
 //     -> prints {"url", "code_verifier", "state", "nonce"}
 //   node openid_client.mjs finish '{..., "callback", "code_verifier", "state", "nonce"}'
 //     -> prints {"claims", "userinfo", "email_verified", "refreshed", "refresh_token", "logout",
-//        "server"}, or
+//        "server", "access_token", "refreshed_access_token"}, or
 //        exits 1 with "refused: ..." on stderr
 //
 // Each step runs discovery() afresh, as a server-side client restarting between requests would.
@@ -40,6 +40,7 @@ async function start() {
     state,
     nonce,
     ...(input.prompt ? { prompt: input.prompt } : {}),
+    ...(input.acr_values ? { acr_values: input.acr_values } : {}),
   });
   return { url: url.href, code_verifier, state, nonce };
 }
@@ -73,6 +74,9 @@ async function finish() {
     refresh_token: refreshed.refresh_token,
     logout: logout.href,
     server: config.serverMetadata().issuer,
+    // For the test to read their claims (amr, acr) before and after the refresh.
+    access_token: tokens.access_token,
+    refreshed_access_token: refreshed.access_token,
   };
 }
 

@@ -14,14 +14,19 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 import httpx
+import jwt
+import pyotp
 import pytest
 
+from authserver.accounts.second_factors import STEP_SECONDS, new_totp_secret, seal_totp
 from tests.conftest import Registry
 from tests.http.test_verify_live import Live
 from tests.interop.browser import CALLBACK, INSECURE_COOKIES, browser_sign_in, new_browser
@@ -165,3 +170,34 @@ async def test_openid_client_reads_an_error_answer_with_our_iss(
         refused.startswith("refused: AuthorizationResponseError")
         and "[error=login_required]" in refused
     ), refused
+
+
+async def test_openid_client_asks_for_mfa_and_reads_acr_and_amr(
+    node: str, live: Live, http: httpx.AsyncClient
+) -> None:
+    """The library sends `acr_values=mfa` for a user with an authenticator app; the browser
+    gives the password and the code; the library reads `acr`/`amr` from the ID token it
+    verified, and the access token says the same after a refresh."""
+    client, started = await _started(node, live, "none", acr_values="mfa")
+    assert dict(parse_qsl(urlsplit(started["url"]).query))["acr_values"] == "mfa"
+    user = await live.services.users.by_username("alice")
+    assert user is not None
+    secret, factor_id = new_totp_secret(), str(uuid.uuid4())
+    sealed = seal_totp(live.services.factor_sealer, factor_id, secret)
+    enrolled_step = int(time.time()) // STEP_SECONDS - 10
+    assert await live.services.second_factors.add_totp(factor_id, user.id, sealed, enrolled_step, 0)
+
+    callback = await browser_sign_in(started["url"], code=pyotp.TOTP(secret).now)
+    done = _succeeded(await openid_client(node, "finish", **client, **started, callback=callback))
+
+    # RFC 8176 §2: "otp" a one-time password, "mfa" more than one factor.
+    assert done["claims"]["acr"] == "mfa" and "otp" in done["claims"]["amr"]
+    assert done["refreshed"] is True
+    keys = (await http.get("/.well-known/jwks.json")).json()["keys"]
+    for token in (done["access_token"], done["refreshed_access_token"]):
+        [jwk] = [k for k in keys if k["kid"] == jwt.get_unverified_header(token)["kid"]]
+        claims = jwt.decode(
+            token, jwt.PyJWK(jwk).key, algorithms=[jwk["alg"]], options={"verify_aud": False}
+        )
+        assert claims["acr"] == "mfa" and "otp" in claims["amr"], claims
+        assert claims["auth_time"] == done["claims"]["auth_time"]

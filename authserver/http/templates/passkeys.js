@@ -9,6 +9,9 @@
   const csrf = root.dataset.csrf;
   const error = document.getElementById("passkey-error");
   const query = window.location.search;
+  // The second-step page of a browser signed in with the password alone: a step-up, which
+  // takes a passkey of the signed-in user and upgrades that sign-in.
+  const stepUp = "stepUp" in root.dataset ? { step_up: true } : {};
 
   // base64url <-> ArrayBuffer, for browsers without the JSON helpers of WebAuthn Level 3.
   const decode = (text) => {
@@ -86,9 +89,9 @@
     signIn.addEventListener("click", async () => {
       busy(signIn, true);
       try {
-        const options = await post("/login/passkey/options" + query);
+        const options = await post("/login/passkey/options" + query, stepUp);
         const credential = await navigator.credentials.get({ publicKey: requestOptions(options) });
-        const done = await post("/login/passkey" + query, toJSON(credential));
+        const done = await post("/login/passkey" + query, { ...toJSON(credential), ...stepUp });
         window.location.assign(done.redirect);
       } catch (problem) {
         fail(problem);
