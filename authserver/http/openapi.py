@@ -537,7 +537,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **HTML_PAGE("404", "no such passkey of the user's"),
             **HTML_PAGE("409", "the user's last second factor: turned off with the password"),
             **ACCOUNT_FORBIDDEN,
-            **_page_errors(413, 415),
+            **_page_errors(400, 413, 415),
         },
     },
     ("POST", "/login/passkey/options"): {
