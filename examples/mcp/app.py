@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from authserver_verify import ProtectedResource, Verifier
+from authserver_verify import ProtectedResource
 from authserver_verify.starlette import BearerAuthMiddleware, require_scope
 
 SCOPE = "tools.call"
@@ -96,18 +95,8 @@ async def mcp(request: Request) -> Response:
     return _error(request_id, -32601, "Method not found")
 
 
-def create_app(resource: ProtectedResource, verifier: Verifier | None = None) -> Starlette:
-    """The service at the resource's path. `verifier` defaults to `resource.verifier()`."""
-    verifier = verifier or resource.verifier()
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        verifier.start()
-        try:
-            yield
-        finally:
-            verifier.close()
-
+def create_app(resource: ProtectedResource) -> Starlette:
+    """The service at the resource's path, its tokens verified by `resource.verifier()`."""
     public = urlsplit(resource.resource)
     return Starlette(
         routes=[Route(public.path or "/", mcp, methods=["POST"])],
@@ -115,12 +104,10 @@ def create_app(resource: ProtectedResource, verifier: Verifier | None = None) ->
             # Serves the metadata, names it in 401s, and checks `aud` is the resource.
             Middleware(
                 BearerAuthMiddleware,
-                verifier=verifier,
                 resource=resource,
                 public_url=f"{public.scheme}://{public.netloc}",
             )
         ],
-        lifespan=lifespan,
     )
 
 

@@ -7,11 +7,9 @@ the example's resource, from the client_credentials grant with `resource` → th
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import httpx
 import pytest
@@ -20,20 +18,13 @@ from authserver.audit import AuditEvent
 from authserver.tokens.resources import Resource
 from tests._uvicorn import loopback_socket, served, url_of
 from tests.conftest import Registry
+from tests.examples.test_service import load_example
 from tests.http.test_verify_live import Live
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "mcp" / "app.py"
 OTHER = "https://other.example/api"
 CALL = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
         "params": {"name": "add", "arguments": {"a": 2, "b": 40}}}  # fmt: skip
-
-
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("example_mcp", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -56,7 +47,9 @@ async def mcp(live: Live) -> AsyncIterator[Mcp]:
         )
     secret = await Registry(live.services).client("agent", scopes=("tools.call",))
     assert secret is not None
-    app = load_example().app_from_env({"AUTHSERVER_ISSUER": live.url, "MCP_RESOURCE": resource})
+    app = load_example(EXAMPLE, "example_mcp").app_from_env(
+        {"AUTHSERVER_ISSUER": live.url, "MCP_RESOURCE": resource}
+    )
     async with (
         served(app, sock) as running,
         httpx.AsyncClient(base_url=running.url, trust_env=False, timeout=10) as client,
