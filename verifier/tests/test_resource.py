@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from authserver_verify import ProtectedResource, Verifier
+from authserver_verify import Introspector, ProtectedResource, Verifier
 from authserver_verify.dpop import access_token_hash, jwk_thumbprint
-from authserver_verify.starlette import BearerAuthMiddleware, authenticate
+from authserver_verify.starlette import BearerAuthMiddleware, authenticate, require_active
 from test_dpop import EC_KEY, make_proof, public_jwk
 from test_starlette import health, pay, whoami, write
 from test_verifier import ISSUER, NOW, FakeIssuer, Monotonic, make_verifier
@@ -36,6 +36,17 @@ def declared(**options: Any) -> ProtectedResource:
         resource_name="Example tools",
         **options,
     )
+
+
+# An issuer whose /introspect says every token is revoked.
+REVOKED = Introspector(
+    "https://issuer.test/introspect", "svc", "s", post=lambda url, form, headers: {"active": False}
+)
+
+
+@require_active(REVOKED)
+async def instant(request: Request) -> Response:
+    return Response("never")
 
 
 def resource_verifier(issuer: FakeIssuer) -> Verifier:
@@ -59,6 +70,7 @@ def service(issuer: FakeIssuer, resource: ProtectedResource) -> httpx.AsyncClien
             Route("/orders", write, methods=["POST"]),
             Route("/payments", pay, methods=["POST"]),
             Route("/health", health),
+            Route("/instant", instant),
         ],
         middleware=[middleware],
     )
@@ -169,6 +181,10 @@ async def test_every_401_challenge_names_the_metadata(
     assert as_bearer.headers["www-authenticate"] == (
         f'DPoP error="invalid_token", algs="ES256 EdDSA", {NAMED}'
     )
+    # require_active: the issuer's introspection says the token is no longer active.
+    revoked = await http.get("/instant", headers=bearer(issuer.token(aud=RESOURCE)))
+    assert revoked.status_code == 401
+    assert revoked.headers["www-authenticate"] == f'Bearer error="invalid_token", {NAMED}'
     # A 403 is no authentication challenge: unchanged.
     lacking = await http.post("/orders", headers=bearer(issuer.token(aud=RESOURCE)))
     assert lacking.status_code == 403
