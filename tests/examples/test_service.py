@@ -24,8 +24,8 @@ SPA_ORIGIN = "http://127.0.0.1:5173"
 POLL = 0.2
 
 
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("example_service", EXAMPLE)
+def load_example(path: Path = EXAMPLE, name: str = "example_service") -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -5,7 +5,8 @@
     verifier = Verifier("https://auth.example", "my-api")
     claims = verifier.verify(token)            # or: await verifier.verify_async(token)
 
-`authserver_verify.starlette` (extra `starlette`) adds bearer middleware and scope checks.
+`authserver_verify.starlette` (extra `starlette`) adds bearer middleware and scope checks;
+`ProtectedResource` declares the service's resource (RFC 9728 metadata, its audience).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from authserver_verify.errors import (
     WrongIssuer,
 )
 from authserver_verify.introspect import Introspector
+from authserver_verify.resource import ProtectedResource
 from authserver_verify.verifier import Fetch, Fetched, Verifier, urllib_fetch
 
 __version__ = "0.1.0"
@@ -43,6 +45,7 @@ __all__ = [
     "MalformedToken",
     "MissingClaim",
     "NotYetValid",
+    "ProtectedResource",
     "Revoked",
     "UnacceptableHeader",
     "UnknownKey",

@@ -20,6 +20,11 @@ DPoP (RFC 9449 §7): a token bound to a key (`cnf.jkt`) is accepted only as
 (a bounded in-memory replay cache per process); presented as Bearer it is refused. Pass
 `public_url` (the service's URL as clients call it) so proofs are compared with it rather than
 with the Host header.
+
+RFC 9728: with `resource=ProtectedResource(...)` the middleware serves the resource's metadata
+at `/.well-known/oauth-protected-resource` (and its path-suffixed form), adds
+`resource_metadata="<that URL>"` to every 401 challenge that passes through it (its own, the
+decorators', RFC 9470's, DPoP's), and checks that the verifier's audience is the resource.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from authserver_verify import dpop
 from authserver_verify.errors import IntrospectionUnavailable, InvalidToken, KeySetUnavailable
 from authserver_verify.introspect import Introspector
+from authserver_verify.resource import ProtectedResource
 from authserver_verify.verifier import Verifier
 
 __all__ = [
@@ -46,6 +52,8 @@ __all__ = [
     "require_authentication",
     "require_role",
     "require_scope",
+    "resource_metadata_endpoint",
+    "with_resource_metadata",
 ]
 
 logger = logging.getLogger("authserver.verify")
@@ -58,26 +66,48 @@ class BearerAuthMiddleware:
     `request.state.claims`; answers 401 itself when the token is missing or invalid.
 
     Paths in `exempt` (e.g. health checks) pass through untouched, without claims.
+    With `resource`, its RFC 9728 metadata is served (without a token) and every 401
+    challenge names it; `verifier` defaults to `resource.verifier()`.
     """
 
     def __init__(
         self,
         app: ASGIApp,
-        verifier: Verifier,
+        verifier: Verifier | None = None,
         *,
         realm: str | None = None,
         exempt: Container[str] = (),
         public_url: str | None = None,
+        resource: ProtectedResource | None = None,
     ) -> None:
+        if verifier is None:
+            if resource is None:
+                raise TypeError("BearerAuthMiddleware needs a verifier or a resource")
+            verifier = resource.verifier()
+        if resource is not None and verifier.audience != resource.resource:
+            # A token for another resource must be refused (RFC 9728 §7.4, RFC 8707): the
+            # audience checked is the identifier the metadata announces, nothing else.
+            raise ValueError("the verifier's audience must be the resource identifier")
         self.app = app
         self.verifier = verifier
         self.realm = realm
         self.exempt = exempt
         self.public_url = public_url
+        self.resource = resource
+        self.metadata = resource_metadata_endpoint(resource) if resource is not None else None
+        self.metadata_paths = resource.well_known_paths() if resource is not None else ()
         self.replays = dpop.ReplayCache()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.metadata is not None and scope["path"] in self.metadata_paths:
+            await self.metadata(scope, receive, send)
+            return
+        if self.resource is not None:
+            send = _naming_metadata(send, self.resource.metadata_url)
+        if scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
@@ -87,11 +117,60 @@ class BearerAuthMiddleware:
             realm=self.realm,
             public_url=self.public_url,
             replays=self.replays,
+            dpop_required=self.resource is not None
+            and self.resource.dpop_bound_access_tokens_required,
         )
         if isinstance(outcome, Response):
             await outcome(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def resource_metadata_endpoint(resource: ProtectedResource) -> ASGIApp:
+    """An ASGI endpoint answering GET with the RFC 9728 document (also usable as a Route's
+    endpoint when the middleware is not installed)."""
+    body = resource.metadata()
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            response: Response = JSONResponse(
+                {"error": "invalid_request", "error_description": "Use GET."},
+                status_code=405,
+                headers={"Allow": "GET, HEAD"},
+            )
+        else:
+            # RFC 9728 §3.2: a 200 with application/json; public, so caches may keep it.
+            response = JSONResponse(body, headers={"Cache-Control": "public, max-age=3600"})
+        await response(scope, receive, send)
+
+    return endpoint
+
+
+def with_resource_metadata(challenge: str, url: str) -> str:
+    """RFC 9728 §5.1: the `resource_metadata` auth-param added to a WWW-Authenticate value
+    (one challenge, as this kit sends), unless it is there already."""
+    if "resource_metadata=" in challenge:
+        return challenge
+    scheme, _, params = challenge.partition(" ")
+    param = f'resource_metadata="{url}"'
+    return f"{scheme} {params}, {param}" if params.strip() else f"{scheme} {param}"
+
+
+def _naming_metadata(send: Send, url: str) -> Send:
+    """`send` with every 401's WWW-Authenticate naming the resource metadata URL."""
+
+    async def sending(message: Any) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 401:
+            message = dict(message)
+            message["headers"] = [
+                (name, with_resource_metadata(value.decode("latin-1"), url).encode("latin-1"))
+                if name.lower() == b"www-authenticate"
+                else (name, value)
+                for name, value in message.get("headers", [])
+            ]
+        await send(message)
+
+    return sending
 
 
 # For `authenticate` called without the middleware's cache: one per process.
@@ -105,11 +184,31 @@ async def authenticate(
     realm: str | None = None,
     public_url: str | None = None,
     replays: dpop.ReplayCache | None = None,
+    resource: ProtectedResource | None = None,
+    dpop_required: bool = False,
 ) -> dict[str, Any] | Response:
     """The verified claims (also set on `request.state.claims`), or the error response to send.
 
-    For use as a dependency in a single endpoint when the middleware is not installed.
+    For use as a dependency in a single endpoint when the middleware is not installed; with
+    `resource`, a 401's challenge names its metadata URL (RFC 9728 §5.1) and a resource that
+    requires DPoP refuses unbound tokens. `verifier.audience` must be `resource.resource`.
     """
+    if resource is not None:
+        if verifier.audience != resource.resource:
+            raise ValueError("the verifier's audience must be the resource identifier")
+        outcome = await authenticate(
+            request,
+            verifier,
+            realm=realm,
+            public_url=public_url,
+            replays=replays,
+            dpop_required=resource.dpop_bound_access_tokens_required,
+        )
+        if isinstance(outcome, Response) and outcome.status_code == 401:
+            outcome.headers["WWW-Authenticate"] = with_resource_metadata(
+                outcome.headers["www-authenticate"], resource.metadata_url
+            )
+        return outcome
     scheme, token = _presented(request)
     if token is None:
         # RFC 6750 §3.1: if the request lacks any authentication information, the resource
@@ -128,7 +227,9 @@ async def authenticate(
             status_code=503,
             headers={"Retry-After": "5", "Cache-Control": "no-store"},
         )
-    refusal = _check_binding(request, scheme, token, claims, realm, public_url, replays)
+    refusal = _check_binding(
+        request, scheme, token, claims, realm, public_url, replays, dpop_required
+    )
     if refusal is not None:
         return refusal
     request.state.claims = claims
@@ -143,11 +244,17 @@ def _check_binding(
     realm: str | None,
     public_url: str | None,
     replays: dpop.ReplayCache | None,
+    dpop_required: bool = False,
 ) -> Response | None:
     """RFC 9449 §7: a bound token only with the DPoP scheme and a proof of its key."""
     cnf = claims.get("cnf")
     bound = cnf.get("jkt") if isinstance(cnf, dict) else None
     if scheme == "bearer":
+        if bound is None and dpop_required:
+            # RFC 9728 §2 dpop_bound_access_tokens_required: "the protected resource always
+            # requires the use of DPoP-bound access tokens".
+            logger.info("bearer token refused: this resource requires DPoP-bound tokens")
+            return _dpop_challenge(401, "invalid_token", "This resource needs DPoP.", realm)
         if bound is None:
             return None
         # §7.2: a DPoP-bound token presented as a bearer token is refused.

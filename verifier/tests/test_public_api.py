@@ -7,12 +7,13 @@ import authserver_verify.starlette
 
 PUBLIC = (
     "BadSignature Expired Fetch Fetched IntrospectionUnavailable Introspector InvalidToken "
-    "KeySetUnavailable MalformedToken MissingClaim NotYetValid Revoked UnacceptableHeader "
-    "UnknownKey VerificationError Verifier WrongAudience WrongIssuer urllib_fetch"
+    "KeySetUnavailable MalformedToken MissingClaim NotYetValid ProtectedResource Revoked "
+    "UnacceptableHeader UnknownKey VerificationError Verifier WrongAudience WrongIssuer "
+    "urllib_fetch"
 )
 STARLETTE = (
     "BearerAuthMiddleware authenticate require_active require_authentication require_role"
-    " require_scope"
+    " require_scope resource_metadata_endpoint with_resource_metadata"
 )
 
 

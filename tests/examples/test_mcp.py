@@ -1,0 +1,109 @@
+"""examples/mcp/ against a live authserver: both under uvicorn, talking over loopback HTTP.
+
+The RFC 9728 document names the issuer; no token → 401 naming that document; a real token for
+another audience (the default one, or another registered resource) → 401; a real token for
+the example's resource, from the client_credentials grant with `resource` → the tool answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from authserver.audit import AuditEvent
+from authserver.tokens.resources import Resource
+from tests._uvicorn import loopback_socket, served, url_of
+from tests.conftest import Registry
+from tests.examples.test_service import load_example
+from tests.http.test_verify_live import Live
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "mcp" / "app.py"
+OTHER = "https://other.example/api"
+CALL = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "add", "arguments": {"a": 2, "b": 40}}}  # fmt: skip
+
+
+@dataclass
+class Mcp:
+    client: httpx.AsyncClient
+    resource: str
+    secret: str
+
+
+@pytest.fixture
+async def mcp(live: Live) -> AsyncIterator[Mcp]:
+    """The example under uvicorn, configured as its README says, its resource registered at
+    the issuer (as `authserver resources create` does) with a client allowed its scope."""
+    sock = loopback_socket()
+    resource = url_of(sock) + "/mcp"
+    for identifier in (resource, OTHER):
+        event = AuditEvent(0, "test", "resource.created", identifier)
+        assert await live.services.resources.create(
+            Resource(identifier, ("tools.call",), 300), event
+        )
+    secret = await Registry(live.services).client("agent", scopes=("tools.call",))
+    assert secret is not None
+    app = load_example(EXAMPLE, "example_mcp").app_from_env(
+        {"AUTHSERVER_ISSUER": live.url, "MCP_RESOURCE": resource}
+    )
+    async with (
+        served(app, sock) as running,
+        httpx.AsyncClient(base_url=running.url, trust_env=False, timeout=10) as client,
+    ):
+        yield Mcp(client, resource, secret)
+
+
+async def token_for(http: httpx.AsyncClient, secret: str, resource: str | None) -> str:
+    data = {"grant_type": "client_credentials", "scope": "tools.call"}
+    if resource is not None:
+        data["resource"] = resource
+    response = await http.post("/token", data=data, auth=("agent", secret))
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+async def test_the_example_publishes_its_metadata_and_serves_only_its_own_tokens(
+    live: Live, http: httpx.AsyncClient, mcp: Mcp
+) -> None:
+    metadata_url = mcp.resource.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
+    document = (await mcp.client.get(metadata_url)).json()
+    assert document["resource"] == mcp.resource
+    assert document["authorization_servers"] == [live.url]
+    assert document["scopes_supported"] == ["tools.call"]
+    # The issuer the document names is one a client can discover (RFC 8414).
+    discovered = (await http.get("/.well-known/oauth-authorization-server")).json()
+    assert discovered["issuer"] == live.url
+
+    missing = await mcp.client.post("/mcp", json=CALL)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == f'Bearer resource_metadata="{metadata_url}"'
+
+    for audience in (None, OTHER):  # the server's default audience, another resource
+        token = await token_for(http, mcp.secret, audience)
+        refused = await mcp.client.post(
+            "/mcp", json=CALL, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert refused.status_code == 401, audience
+        assert refused.headers["www-authenticate"] == (
+            f'Bearer error="invalid_token", resource_metadata="{metadata_url}"'
+        )
+
+    token = await token_for(http, mcp.secret, mcp.resource)
+    answer = await mcp.client.post("/mcp", json=CALL, headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "result": {"content": [{"type": "text", "text": "42"}], "isError": False},
+    }
+    listed = await mcp.client.post(
+        "/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert [tool["name"] for tool in listed.json()["result"]["tools"]] == ["add"]
