@@ -134,8 +134,8 @@ async def authorize(
 ) -> Redirect | SignIn | StepUp:
     """The answer to one /authorize request; raises ErrorPage when nothing may be redirected.
 
-    Audited: a code as `code.issued` (with the code), any other answer as `authorize` with
-    its outcome."""
+    Audited: a code as `code.issued` (with the code), any other answer (the consent page's
+    too) as `authorize` with its outcome."""
     client_id = _single(params).get("client_id")
     try:
         outcome = await _decide(services, params, session_cookie)
@@ -146,6 +146,8 @@ async def authorize(
         await _audit(services, client_id, "sign_in")
     elif isinstance(outcome, StepUp):
         await _audit(services, client_id, "step_up")
+    elif isinstance(outcome, ToConsent):
+        await _audit(services, client_id, "consent")
     elif outcome.error is not None:
         await _audit(services, client_id, "error", outcome.error)
     return outcome

@@ -237,3 +237,28 @@ async def test_the_page_escapes_the_clients_name_scopes_and_redirect_host(
     assert "a<script>b" not in page.text and "a&lt;script&gt;b.example" in page.text
     assert "&lt;script&gt;alert(&#34;name&#34;)&lt;/script&gt;" in page.text
     assert "&lt;img/src=x/onerror=alert(1)&gt;" in page.text
+
+
+async def test_the_page_needs_a_live_sign_in_and_a_third_party_request(
+    client: httpx.AsyncClient, services: Services, registry: Registry, alice: None
+) -> None:
+    await third_party(services)
+    await web_client(registry)
+    flow = Flow.new(THIRD, scope="openid")
+    await to_consent(client, flow)  # signs in
+    location = await to_consent(client, flow)  # single sign-on
+    outcomes = [e.detail["outcome"] for e in await actions(services, "authorize")]
+    assert outcomes == ["consent", "sign_in"]
+    # Another browser, not signed in, opening the page: the sign-in, the request carried on.
+    transport = client._transport
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as other:
+        page = await other.get(location)
+        assert page.status_code == 303
+        assert page.headers["location"].startswith("/login?") and THIRD in page.headers["location"]
+    # A first-party client's request, or none at all: an error page, nothing to allow.
+    first_party = await client.get("/consent", params=Flow.new(scope="openid").params)
+    assert first_party.status_code == 400
+    assert (await client.get("/consent")).status_code == 400
+    # A request gone bad on the way (a scope the client may not have): back to the client.
+    bad = await client.get("/consent", params={**flow.params, "scope": "admin"})
+    assert bad.status_code == 302 and query(bad.headers["location"])["error"] == "invalid_scope"
