@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from authserver.accounts.consents import Grant
 from authserver.audit import AuditEvent
 from authserver.db.audit import append_audit
-from authserver.db.engine import single_statements
+from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import ConsentGrantRow, FamilyRow
 from authserver.tokens.refresh import family_revoked
 
@@ -26,7 +26,7 @@ class SqlConsentStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._single = single_statements(engine)
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        dialect = postgresql if is_postgres(engine) else sqlite
         self._insert: Any = dialect.insert
 
     async def held(self, user_id: str, client_id: str) -> Grant | None:

@@ -6,6 +6,8 @@ the ASGI app, on both databases."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -262,3 +264,42 @@ async def test_the_page_needs_a_live_sign_in_and_a_third_party_request(
     # A request gone bad on the way (a scope the client may not have): back to the client.
     bad = await client.get("/consent", params={**flow.params, "scope": "admin"})
     assert bad.status_code == 302 and query(bad.headers["location"])["error"] == "invalid_scope"
+
+
+async def test_deleting_the_user_or_the_client_forgets_the_grants(
+    client: httpx.AsyncClient, services: Services, registry: Registry, alice: None
+) -> None:
+    await third_party(services)
+    await allowed_code(client, Flow.new(THIRD, scope="openid"))
+    alice_id = (await services.users.by_username("alice")).id  # type: ignore[union-attr]
+    assert [grant.client_id for grant in await services.consents.grants(alice_id)] == [THIRD]
+    bob = await registry.user("bob", PASSWORD)
+    now = services.clock()
+    await services.consents.allow(bob, THIRD, ["openid"], [], now, AuditEvent(now, bob, "x", THIRD))
+    assert await services.users.delete(alice_id, now, [])
+    assert await services.consents.grants(alice_id) == []
+    assert [grant.client_id for grant in await services.consents.grants(bob)] == [THIRD]
+    assert await services.clients.delete(
+        THIRD, now, AuditEvent(now, "cli", "client.deleted", THIRD)
+    )
+    assert await services.consents.grants(bob) == []
+
+
+async def test_allows_at_the_same_moment_all_count(
+    services: Services, registry: Registry, alice: None
+) -> None:
+    """The grant widens in the database (one upsert), not by a read in Python: ten tabs
+    allowing a scope each at once leave all ten remembered."""
+    await third_party(services)
+    user = await services.users.by_username("alice")
+    assert user is not None
+    now = services.clock()
+
+    async def allow(scope: str) -> None:
+        event = AuditEvent(now, user.id, "consent.granted", THIRD)
+        await services.consents.allow(user.id, THIRD, [scope], [], now, event)
+
+    scopes = [f"s{number}" for number in range(10)]
+    await asyncio.gather(*(allow(scope) for scope in scopes))
+    held = await services.consents.held(user.id, THIRD)
+    assert held is not None and held.scopes == frozenset(scopes)
