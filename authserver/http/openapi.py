@@ -152,7 +152,7 @@ ACCOUNT_FORBIDDEN = HTML_PAGE("403", "the CSRF token or the Origin does not matc
 
 
 def _account_form(*fields: str) -> dict[str, Any]:
-    """An account page form: its fields and the CSRF token."""
+    """A form of the account page (or the consent page): its fields and the CSRF token."""
     schema = {"type": "object", "properties": _strings(*fields, "csrf_token")}
     return {
         "required": False,
@@ -566,20 +566,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             " with error=access_denied. The request is the query string's, checked again."
         ),
         "tags": ["sign-in"],
-        "requestBody": {
-            "required": False,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "decision": {"type": "string", "enum": ["allow", "deny"]},
-                            **_strings("csrf_token"),
-                        },
-                    }
-                }
-            },
-        },
+        "requestBody": _account_form("decision"),  # allow or deny
         "responses": {
             "303": {"description": "to the redirect URI (code or access_denied), or to /login"},
             **HTML_PAGE("400", "no decision, or an error page"),
