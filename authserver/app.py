@@ -20,6 +20,7 @@ from authserver.db import migrate
 from authserver.db.accounts import SqlClientStore, SqlUserStore
 from authserver.db.audit import SqlAuditLog
 from authserver.db.codes import SqlCodeStore
+from authserver.db.consents import SqlConsentStore
 from authserver.db.denylist import SqlDenylist
 from authserver.db.dpop import SqlProofStore
 from authserver.db.engine import is_postgres, make_engine, ping
@@ -121,6 +122,7 @@ def build_services(
         passkeys=fail_closed(SqlPasskeyStore(engine)),
         resources=fail_closed(SqlResourceStore(engine)),
         registrations=fail_closed(SqlRegistrationStore(engine)),
+        consents=fail_closed(SqlConsentStore(engine)),
         clock=clock,
         csrf_keys=derived_keys(sealer, b"authserver csrf token"),
         outbox=fail_closed(SqlOutbox(engine)) if settings.mail_enabled else NoOutbox(),

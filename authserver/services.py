@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from authserver.accounts.consents import ConsentStore
 from authserver.accounts.links import LinkStore
 from authserver.accounts.login_sessions import LoginSessionStore, PendingSignInStore
 from authserver.accounts.passkeys import PasskeyStore
@@ -56,6 +57,7 @@ class Services:
     passkeys: PasskeyStore  # WebAuthn credentials and ceremonies' challenges (passkeys.py)
     resources: ResourceStore  # the RFC 8707 resource servers: audiences of access tokens
     registrations: RegistrationStore  # RFC 7591 registrations and initial access tokens
+    consents: ConsentStore  # what users allowed third-party clients (accounts/consents.py)
     clock: Callable[[], int] = field(default=wall_clock)
     # Logins of this process waiting for a busy throttle bucket (throttle.Turns).
     login_turns: Turns = field(default_factory=Turns)

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from authserver.accounts.consents import Grant
 from authserver.accounts.links import RESET, Link, password_fingerprint
 from authserver.accounts.login_sessions import Browser
 from authserver.accounts.passkeys import PASSKEY, SIGN_IN, Challenge, StoredPasskey
@@ -37,6 +38,7 @@ from authserver.db import migrate
 from authserver.db.accounts import SqlClientStore, SqlUserStore
 from authserver.db.codes import SqlCodeStore
 from authserver.db.columns import stored_hash
+from authserver.db.consents import SqlConsentStore
 from authserver.db.denylist import SqlDenylist
 from authserver.db.dpop import SqlProofStore
 from authserver.db.families import SqlFamilyStore
@@ -729,5 +731,43 @@ async def test_0022_leaves_old_clients_and_sessions_unbound_and_goes_back(
 
     await migrate.downgrade(engine, "0021")
     assert "dpop_proofs" not in await table_names(engine)
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []
+
+
+# --- 0023: remembered consent grants --------------------------------------------------------
+
+
+async def test_0023_remembers_grants_widening_them_and_revoking_ends_the_family(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0007")
+    await seed_before_0008(engine)
+    await migrate.upgrade(engine, "0022")
+
+    await migrate.upgrade(engine, "0023")
+
+    store = SqlConsentStore(pooled)
+    assert await store.held("u1", "app") is None  # nobody allowed anything before
+    allowed = AuditEvent(NOW, "u1", "consent.granted", "app")
+    await store.allow("u1", "app", ["profile"], [], NOW, allowed)
+    await store.allow("u1", "app", ["openid", "profile"], ["https://api.test/"], NOW + 1, allowed)
+    held = await store.held("u1", "app")
+    assert held == Grant(
+        "app", frozenset({"openid", "profile"}), frozenset({"https://api.test/"}), NOW + 1
+    )
+    assert await store.grants("u1") == [held]
+    revoked = AuditEvent(NOW + 2, "u1", "consent.revoked", "app")
+    assert await store.revoke("u1", "app", NOW + 2, revoked)
+    assert not await store.revoke("u1", "app", NOW + 2, revoked)
+    found = await SqlFamilyStore(pooled).find(hash_token(CHILD))
+    assert found is not None and found.family.revoked_at == NOW + 2
+    await store.allow("u1", "app", [], [], NOW + 3, allowed)
+    assert await store.held("u1", "app") == Grant("app", frozenset(), frozenset(), NOW + 3)
+
+    # Down: the grants go (every third-party client asks again); users and clients stay.
+    await migrate.downgrade(engine, "0022")
+    assert "consent_grants" not in await table_names(engine)
+    assert await SqlClientStore(pooled).get("app") is not None
     await migrate.upgrade(engine)
     assert await schema_diff(engine) == []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from authserver.accounts.consents import consent_event
 from authserver.accounts.login_sessions import (
     MAX_COOKIE,
     Browser,
@@ -49,6 +50,16 @@ APP = "app"  # a refresh family: an application holding a refresh token
 
 WRONG_CURRENT = N_("The current password is wrong.")
 NO_SUCH_SESSION = N_("You have no such session.")
+NO_SUCH_APP = N_("You have not allowed that app anything.")
+
+
+@dataclass(frozen=True)
+class AllowedApp:
+    client_id: str
+    client_name: str  # its registered name, else its id
+    scopes: tuple[str, ...]
+    resources: tuple[str, ...]
+    granted_at: int
 
 
 @dataclass(frozen=True)
@@ -60,8 +71,8 @@ class AccountPage:
     this_browser: str  # the id of the login session the page was opened with
     browsers: tuple[Browser, ...]
     apps: tuple[Session, ...]  # refresh families, with the client's name
-    # The apps the user allowed: empty until the consent issue stores consents.
-    allowed_apps: tuple[str, ...] = ()
+    # The third-party apps the user allowed (accounts/consents.py), newest first.
+    allowed_apps: tuple[AllowedApp, ...] = ()
     # The user's profile (profiles.py), shown by templates/account_profile.html. EMAIL: the
     # email change form goes in templates/account_email.html, its use case next to
     # change_password below.
@@ -159,6 +170,21 @@ async def end_session(
     if not await services.families.revoke(session_id, "user_revoked", now, [event]):
         raise NotFound(NO_SUCH_SESSION)  # ended already
     return False
+
+
+async def revoke_consent(services: Services, cookie: str | None, client_id: str) -> bool | None:
+    """Forgets what the user allowed the client and ends its refresh families for the user
+    (a refresh then fails; the next authorization asks again). None when the browser has no
+    live login session; NotFound when the user allowed that client nothing."""
+    signed_in = await _signed_in(services, cookie)
+    if signed_in is None:
+        return None
+    user, _ = signed_in
+    now = services.clock()
+    event = consent_event("revoked", user.id, client_id[:128], now)
+    if not await services.consents.revoke(user.id, client_id, now, event):
+        raise NotFound(NO_SUCH_APP)
+    return True
 
 
 async def sign_out_everywhere(services: Services, cookie: str | None) -> int | None:
@@ -274,7 +300,13 @@ async def _page(services: Services, user: User, session: LoginSession) -> Accoun
     apps = await services.families.sessions(user.id, now)
     factors = tuple(await services.second_factors.kinds(user.id))
     passkeys = tuple(await services.passkeys.of_user(user.id)) if PASSKEY in factors else ()
+    allowed = []
+    for held in await services.consents.grants(user.id):
+        client = await services.clients.get(held.client_id)
+        name = client.display_name if client is not None else held.client_id
+        scopes, resources = tuple(sorted(held.scopes)), tuple(sorted(held.resources))
+        allowed.append(AllowedApp(held.client_id, name, scopes, resources, held.granted_at))
     return AccountPage(
         user.id, user.username, session.id, tuple(browsers), tuple(apps), profile=user.profile,
-        factors=factors, passkeys=passkeys,
+        factors=factors, passkeys=passkeys, allowed_apps=tuple(allowed),
     )  # fmt: skip

@@ -11,7 +11,11 @@ Connect Core §3.1.2 (`nonce`, `prompt`, `max_age`). Three answers:
   registered with `require_mfa`, and a session signed in with the password alone by a user who
   has a second factor): the page asks for the second factor only (actions/sign_in_steps.py),
   which upgrades the session.
-- `Redirect`: back to the client, with a code or an error, `state` and `iss`.
+- `Redirect`: back to the client, with a code or an error, `state` and `iss`; or, a
+  `ToConsent`, to the consent page (actions/consent.py): the client is third-party
+  (`consent: true`) and the user's remembered grant does not cover what it asks, or
+  `prompt=consent`. That is decided in `complete`, the one place every sign-in path goes
+  through before a code is issued.
 
 `acr_values` is voluntary (OpenID Connect Core §3.1.2.1: "Requested Authentication Context
 Class Reference values ... as a Voluntary Claim"): a user with no second factor asked for `mfa`
@@ -25,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from authserver.accounts.consents import covers
 from authserver.accounts.login_sessions import MAX_COOKIE, LoginSession, acr_of, hash_session_token
 from authserver.audit import ANONYMOUS, AuditEvent
 from authserver.clients import Client
@@ -39,7 +44,7 @@ from authserver.tokens.scopes import grant, parse_scope
 MAX_STATE = 1024
 MAX_NONCE = 512
 MAX_ACR_VALUES = 256
-PROMPTS = ("none", "login")
+PROMPTS = ("none", "login", "consent")
 
 
 class ErrorPage(Exception):
@@ -63,6 +68,9 @@ class AuthorizationRequest:
     max_age: int | None
     resources: tuple[str, ...] = ()  # RFC 8707: the resources named, checked well-formed
     acr_values: tuple[str, ...] = ()  # as the request named them, in its order
+    # The request's parameters as received: the consent page's URL carries them on, as the
+    # sign-in page's does, and checks them again (nothing of it is trusted from a form).
+    params: tuple[tuple[str, str], ...] = ()
 
     @property
     def wants_mfa(self) -> bool:
@@ -76,6 +84,11 @@ class AuthorizationRequest:
 class Redirect:
     url: str
     error: str | None = None  # the error code sent with it, if any
+
+
+@dataclass(frozen=True)
+class ToConsent(Redirect):
+    """To the consent page, with the authorization request in the query string."""
 
 
 @dataclass(frozen=True)
@@ -121,8 +134,8 @@ async def authorize(
 ) -> Redirect | SignIn | StepUp:
     """The answer to one /authorize request; raises ErrorPage when nothing may be redirected.
 
-    Audited: a code as `code.issued` (with the code), any other answer as `authorize` with
-    its outcome."""
+    Audited: a code as `code.issued` (with the code), any other answer (the consent page's
+    too) as `authorize` with its outcome."""
     client_id = _single(params).get("client_id")
     try:
         outcome = await _decide(services, params, session_cookie)
@@ -133,6 +146,8 @@ async def authorize(
         await _audit(services, client_id, "sign_in")
     elif isinstance(outcome, StepUp):
         await _audit(services, client_id, "step_up")
+    elif isinstance(outcome, ToConsent):
+        await _audit(services, client_id, "consent")
     elif outcome.error is not None:
         await _audit(services, client_id, "error", outcome.error)
     return outcome
@@ -292,7 +307,7 @@ def _parse(client: Client, redirect_uri: str, given: bool, params: Params) -> Au
         raise _Refused("invalid_request", f"nonce must be 1 to {MAX_NONCE} characters.")
     prompt = values.get("prompt")
     if prompt is not None and prompt not in PROMPTS:
-        raise _Refused("invalid_request", "prompt must be none or login.")
+        raise _Refused("invalid_request", "prompt must be none, login or consent.")
     try:
         resources = requested_resources([value for name, value in params if name == "resource"])
     except InvalidTarget as exc:
@@ -312,6 +327,7 @@ def _parse(client: Client, redirect_uri: str, given: bool, params: Params) -> Au
         max_age=_max_age(values.get("max_age")),
         resources=resources,
         acr_values=tuple(acr_values.split()),
+        params=tuple(params),
     )
 
 
@@ -343,11 +359,17 @@ def _too_old(services: Services, request: AuthorizationRequest, session: LoginSe
 
 
 async def complete(
-    services: Services, request: AuthorizationRequest, session: LoginSession
+    services: Services,
+    request: AuthorizationRequest,
+    session: LoginSession,
+    *,
+    consented: bool = False,
 ) -> Redirect | SignIn:
     """Issues the code for a signed-in user and sends the browser back with it; or, to a
     client registered with `require_mfa`, access_denied for a session without a second factor
-    (its user has none: one who has one was asked for it before this)."""
+    (its user has none: one who has one was asked for it before this); or, a third-party
+    client whose grant does not cover the request, to the consent page (`consented`: the user
+    just allowed it there)."""
     user = await services.users.by_id(session.user_id)
     if user is None or user.disabled:
         return SignIn(request)
@@ -359,6 +381,10 @@ async def complete(
             " enrolled (they can add one on their account page).", request.state,
         )  # fmt: skip
     scope = grant(request.scope, client.scopes, user.scopes)
+    if client.consent and not consented:
+        asking = await _consent_needed(services, request, user.id, scope)
+        if asking is not None:
+            return asking
     now = services.clock()
     code = AuthorizationCode(
         client_id=client.client_id,
@@ -377,6 +403,24 @@ async def complete(
     if value is None:  # the session ended, or the user was disabled, a moment ago
         return SignIn(request)
     return Redirect(_to_client(services, request.redirect_uri, {"code": value}, request.state))
+
+
+async def _consent_needed(
+    services: Services, request: AuthorizationRequest, user_id: str, scope: str
+) -> Redirect | None:
+    """Where the browser goes when the user must be asked (None: the grant covers it)."""
+    if request.prompt != "consent":
+        held = await services.consents.held(user_id, request.client.client_id)
+        if covers(held, scope.split(), request.resources):
+            return None
+    if request.prompt == "none":
+        # OpenID Connect Core §3.1.2.6: consent_required, the Authorization Server requires
+        # End-User consent.
+        return error_redirect(
+            services, request.redirect_uri, "consent_required",
+            "The user has not allowed this application what it asks.", request.state,
+        )  # fmt: skip
+    return ToConsent(f"{services.settings.issuer}/consent?{urlencode(request.params)}")
 
 
 def error_redirect(

@@ -20,6 +20,7 @@ from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import (
     AuditEventRow,
     ClientRow,
+    ConsentGrantRow,
     LinkTokenRow,
     PasskeyRow,
     RecoveryCodeRow,
@@ -188,6 +189,10 @@ class SqlUserStore:
                     delete(RecoveryCodeRow).where(RecoveryCodeRow.user_id == user_id)
                 )
                 await conn.execute(delete(PasskeyRow).where(PasskeyRow.user_id == user_id))
+                # What the user allowed third-party apps, too (their families end with the user).
+                await conn.execute(
+                    delete(ConsentGrantRow).where(ConsentGrantRow.user_id == user_id)
+                )
                 await append_audit(conn, audit)
         return bool(result.rowcount)
 
@@ -398,6 +403,10 @@ class SqlClientStore:
                 )
             )
             if result.rowcount:
+                # The row stays (its id is never reused); what users allowed it goes.
+                await conn.execute(
+                    delete(ConsentGrantRow).where(ConsentGrantRow.client_id == client_id)
+                )
                 await append_audit(conn, [audit])
                 await notify_client_changed(conn, client_id)
         return bool(result.rowcount)

@@ -420,3 +420,20 @@ class DPoPProofRow(Base):
 
     proof_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class ConsentGrantRow(Base):
+    """0023: one thing a user allowed a third-party client (accounts/consents.py): kind
+    "client" (the grant itself, value ""), "scope" or "resource"."""
+
+    __tablename__ = "consent_grants"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256), primary_key=True)
+    granted_at: Mapped[int] = mapped_column(BigInteger)

@@ -38,6 +38,7 @@ DONE = {
     "factors_removed": N_("Two-step verification was turned off."),
     "passkey_removed": N_("The passkey was removed."),
     "passkey_added": N_("The passkey was added."),
+    "app_revoked": N_("The app's access was revoked. It was signed out."),
 }
 EXPIRED = N_("This form has expired or came from another site. Reload the page.")
 
@@ -179,6 +180,22 @@ async def end_session(request: Request) -> Response:
         clear_session_cookie(response, settings)
         return response
     return redirect(f"{PAGE}?done=ended", 303)
+
+
+async def revoke_app(request: Request) -> Response:
+    """POST /account/apps/revoke: forget what the user allowed a third-party app."""
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    try:
+        revoked = await accounts.revoke_consent(
+            form.found, form.cookie, form.fields.get("client_id", "")
+        )
+    except NotFound:
+        return pages.error_page(request, form.found.settings, accounts.NO_SUCH_APP, 404)
+    if revoked is None:
+        return redirect(SIGN_IN, 303)
+    return redirect(f"{PAGE}?done=app_revoked", 303)
 
 
 async def sign_out_everywhere(request: Request) -> Response:

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.actions import authorize as authorizing
-from authserver.actions.authorize import ErrorPage, Redirect, StepUp
+from authserver.actions.authorize import ErrorPage, Redirect, StepUp, ToConsent
 from authserver.http import pages
 from authserver.http.context import services
 from authserver.http.cookies import read_session_cookie
@@ -24,7 +24,8 @@ async def authorize(request: Request) -> Response:
         metrics.AUTHORIZE.labels("error_page").inc()
         return pages.error_page(request, found.settings, exc.description, 400)
     if isinstance(outcome, Redirect):
-        metrics.AUTHORIZE.labels("error" if outcome.error else "code").inc()
+        label = "consent" if isinstance(outcome, ToConsent) else "code"
+        metrics.AUTHORIZE.labels("error" if outcome.error else label).inc()
         return redirect(outcome.url, 302)
     metrics.AUTHORIZE.labels("sign_in").inc()
     # The request travels to the sign-in page unchanged, in its query string: the password

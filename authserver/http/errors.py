@@ -42,6 +42,8 @@ PAGE_PATHS = frozenset(
         "/login",
         "/login/factor",
         "/login/enrol",
+        "/consent",
+        "/account/apps/revoke",
         "/end-session",
         "/account",
         "/account/password",

@@ -152,7 +152,7 @@ ACCOUNT_FORBIDDEN = HTML_PAGE("403", "the CSRF token or the Origin does not matc
 
 
 def _account_form(*fields: str) -> dict[str, Any]:
-    """An account page form: its fields and the CSRF token."""
+    """A form of the account page (or the consent page): its fields and the CSRF token."""
     schema = {"type": "object", "properties": _strings(*fields, "csrf_token")}
     return {
         "required": False,
@@ -538,6 +538,55 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **HTML_PAGE("409", "the user's last second factor: turned off with the password"),
             **ACCOUNT_FORBIDDEN,
             **_page_errors(400, 413, 415),
+        },
+    },
+    ("GET", "/consent"): {
+        "summary": "The consent page: a third-party client asks the signed-in user.",
+        "description": (
+            "Reached by /authorize's (or the sign-in's) redirect for a client with consent:"
+            " true whose remembered grant does not cover the scopes and resources asked (or"
+            " prompt=consent), carrying the authorization request's query string, checked again"
+            " as /authorize checks it. Shows the client's name, the host of its redirect URI"
+            " and what it asks, in words. Without a live login session: 303 to /login."
+        ),
+        "tags": ["sign-in"],
+        "responses": {
+            **HTML_PAGE("200", "the consent form (Allow, Deny)"),
+            **REDIRECT_302,
+            "303": {"description": "no live login session: to /login with the request"},
+            **HTML_PAGE("400", "an error page: no request, or a client that asks no consent"),
+            **_page_errors(),
+        },
+    },
+    ("POST", "/consent"): {
+        "summary": "The consent form's answer: the decision and the CSRF token.",
+        "description": (
+            "allow: the user's grant for the client widens to what is asked (remembered), and"
+            " the browser goes on to the redirect URI with a code. deny: to the redirect URI"
+            " with error=access_denied. The request is the query string's, checked again."
+        ),
+        "tags": ["sign-in"],
+        "requestBody": _account_form("decision"),  # allow or deny
+        "responses": {
+            "303": {"description": "to the redirect URI (code or access_denied), or to /login"},
+            **HTML_PAGE("400", "no decision, or an error page"),
+            **HTML_PAGE("403", "the CSRF token or the Origin does not match"),
+            **_page_errors(413, 415),
+        },
+    },
+    ("POST", "/account/apps/revoke"): {
+        "summary": "Revokes what the user allowed a third-party app (the account page's form).",
+        "description": (
+            "Forgets the grant and ends the app's refresh tokens for the user; the app's next"
+            " authorization asks again."
+        ),
+        "tags": ["sign-in"],
+        "requestBody": _account_form("client_id"),
+        "responses": {
+            "303": {"description": "revoked: back to /account?done=app_revoked"},
+            **HTML_PAGE("404", "the user allowed that app nothing"),
+            **ACCOUNT_FORBIDDEN,
+            **_page_errors(413, 415),
         },
     },
     ("POST", "/login/passkey/options"): {

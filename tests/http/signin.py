@@ -156,14 +156,27 @@ async def sign_in(
 
 
 async def code_for(
-    http: httpx.AsyncClient, flow: Flow, username: str = "alice", password: str = PASSWORD
+    http: httpx.AsyncClient,
+    flow: Flow,
+    username: str = "alice",
+    password: str = PASSWORD,
+    *,
+    consent: bool = False,
 ) -> str:
-    """Runs the browser part: /authorize, the sign-in page if asked, back with a code."""
+    """Runs the browser part: /authorize, the sign-in page if asked, back with a code. A
+    third-party client (`consent`) is allowed on the consent page (tests/http/test_consent.py)."""
     response = await authorize(http, flow.params)
     assert response.status_code == 302, response.text
     location = response.headers["location"]
     if location.startswith(f"{ISSUER}/login"):
         response = await sign_in(http, location, username, password)
+        assert response.status_code == 303, response.text
+        location = response.headers["location"]
+    if consent and location.startswith(f"{ISSUER}/consent"):
+        page = await http.get(location)
+        assert page.status_code == 200, page.text
+        form = {"csrf_token": csrf_token(page.text), "decision": "allow"}
+        response = await http.post(form_action(page.text), data=form)
         assert response.status_code == 303, response.text
         location = response.headers["location"]
     answer = query(location)

@@ -162,7 +162,7 @@ async def test_an_unknown_or_missing_client_gets_the_error_page(
         ({"response_type": "token"}, "unsupported_response_type"),
         ({"response_type": "code id_token"}, "unsupported_response_type"),
         ({"scope": "openid admin"}, "invalid_scope"),
-        ({"prompt": "consent"}, "invalid_request"),
+        ({"prompt": "select_account"}, "invalid_request"),
         ({"max_age": "-1"}, "invalid_request"),
         ({"nonce": "n" * 513}, "invalid_request"),
     ],

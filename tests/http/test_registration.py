@@ -256,7 +256,7 @@ async def test_read_replace_delete_with_the_registration_access_token(
 
     # A session of the client, to see it end with the deletion.
     flow = Flow.new(answer["client_id"])
-    tokens = (await exchange(client, await code_for(client, flow), flow)).json()
+    tokens = (await exchange(client, await code_for(client, flow, consent=True), flow)).json()
 
     changed = {**own, "redirect_uris": [CALLBACK, "https://app.example/2"], "client_name": "N2"}
     replaced = await client.put(uri, json=changed, headers=bearer(token))
@@ -292,7 +292,7 @@ async def test_a_registered_public_client_signs_in_with_code_pkce_and_refresh(
         client, {**APP, "grant_types": ["authorization_code", "refresh_token"], "scope": "openid"}
     )
     flow = Flow.new(answer["client_id"], scope="openid")
-    response = await exchange(client, await code_for(client, flow), flow)
+    response = await exchange(client, await code_for(client, flow, consent=True), flow)
     assert response.status_code == 200, response.text
     tokens = response.json()
     assert tokens["scope"] == "openid" and tokens["id_token"]
@@ -328,7 +328,9 @@ async def test_idle_open_mode_clients_are_purged_used_ones_stay(
     idle = await registered(client)
     used = await registered(client)
     flow = Flow.new(used["client_id"])
-    assert (await exchange(client, await code_for(client, flow), flow)).status_code == 200
+    assert (
+        await exchange(client, await code_for(client, flow, consent=True), flow)
+    ).status_code == 200
 
     purged = await purge(engine, settings, clock.now + settings.registration_idle_purge - 1)
     assert purged is not None and purged.registered_clients == 0
