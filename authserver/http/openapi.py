@@ -586,7 +586,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "303": {"description": "revoked: back to /account?done=app_revoked"},
             **HTML_PAGE("404", "the user allowed that app nothing"),
             **ACCOUNT_FORBIDDEN,
-            **_page_errors(413, 415),
+            **_page_errors(400, 413, 415),
         },
     },
     ("POST", "/login/passkey/options"): {
