@@ -12,10 +12,11 @@ from authserver.actions.email_verification import Activated, Form, SignInFirst, 
 from authserver.actions.password_reset import Dead, SlowDown
 from authserver.config import Settings
 from authserver.http import csrf, pages
+from authserver.http.account import EXPIRED
 from authserver.http.addresses import client_address
 from authserver.http.cookies import read_session_cookie
 from authserver.http.forms import read_fields
-from authserver.http.password_reset import EXPIRED_FORM, mail_on, slow_down
+from authserver.http.password_reset import mail_on, slow_down
 from authserver.http.responses import redirect
 from authserver.i18n.translations import N_
 from authserver.services import Services
@@ -38,7 +39,7 @@ async def change(request: Request) -> Response:
     found, fields = mail_on(request), await read_fields(request)
     settings = found.settings
     if not csrf.same_browser(request, settings, fields):
-        return pages.error_page(request, settings, EXPIRED_FORM, 403)
+        return pages.error_page(request, settings, EXPIRED, 403)
     email = fields.get("email", "")
     outcome = await verifying.ask_change(
         found,
@@ -83,7 +84,7 @@ async def verify(request: Request) -> Response:
     found, fields = mail_on(request), await read_fields(request)
     settings = found.settings
     if not csrf.same_browser(request, settings, fields):
-        return pages.error_page(request, settings, EXPIRED_FORM, 403)
+        return pages.error_page(request, settings, EXPIRED, 403)
     outcome = await verifying.verify(
         found,
         token=fields.get("token", ""),

@@ -12,13 +12,13 @@ from authserver.actions import password_reset as resetting
 from authserver.actions.password_reset import BadInput, Dead, SlowDown
 from authserver.config import Settings
 from authserver.http import csrf, pages
+from authserver.http.account import EXPIRED
 from authserver.http.addresses import client_address
 from authserver.http.context import services
 from authserver.http.forms import read_fields
 from authserver.i18n.translations import N_
 from authserver.services import Services
 
-EXPIRED_FORM = N_("This form has expired or came from another site. Reload the page.")
 DEAD_LINK = N_(
     "This link does not work any more: it was used, it is too old, or the password changed "
     "since it was sent. Ask for a new one."
@@ -138,7 +138,7 @@ def _confirm_page(
 
 
 def _expired(request: Request, settings: Settings) -> Response:
-    return pages.error_page(request, settings, EXPIRED_FORM, 403)
+    return pages.error_page(request, settings, EXPIRED, 403)
 
 
 def slow_down(request: Request, found: Services, slow: SlowDown) -> Response:

@@ -13,9 +13,10 @@ from authserver.actions.authorize import AuthorizationRequest, ErrorPage, Redire
 from authserver.actions.password_reset import SlowDown
 from authserver.actions.sign_up import CheckMail, Form
 from authserver.http import csrf, pages
+from authserver.http.account import EXPIRED
 from authserver.http.context import services
 from authserver.http.forms import read_fields
-from authserver.http.password_reset import EXPIRED_FORM, slow_down
+from authserver.http.password_reset import slow_down
 from authserver.http.responses import redirect
 from authserver.http.sign_in import at_path, browser_facts, resumed, signed_in
 from authserver.services import Services
@@ -40,7 +41,7 @@ async def signup(request: Request) -> Response:
     found, fields = signup_on(request), await read_fields(request)
     settings = found.settings
     if not csrf.same_browser(request, settings, fields):
-        return pages.error_page(request, settings, EXPIRED_FORM, 403)
+        return pages.error_page(request, settings, EXPIRED, 403)
     try:
         outcome = await signing_up.sign_up(
             found,
