@@ -26,12 +26,18 @@ class Limit:
 
 PER_ADDRESS_GROUP = Limit(30, 60)
 PER_EMAIL = Limit(5, 900)
+# A passkey button costs a held challenge row per click and sends no mail: twice the pages'
+# budget, so one office behind one address is not turned away.
+PASSKEY_CHALLENGES = Limit(60, 60)
 # A bucket's count older than this counts for nothing (db/purge.py deletes it).
 LONGEST_WINDOW = max(PER_ADDRESS_GROUP.window, PER_EMAIL.window)
 # Bucket prefixes: the mail pages share one budget; client registration (POST /register,
 # actions/registration.py) has its own, with the same 30 a minute per address group.
 PAGES = "page"
 REGISTRATION = "register"
+# Passwordless passkey sign-in (POST /login/passkey/options) holds a challenge row per request
+# before anyone is known, so it is limited per address group too (actions/passkeys.py).
+PASSKEY = "passkey"
 
 
 class PageLimitStore(Protocol):
@@ -48,11 +54,12 @@ async def retry_after(
     email: str | None = None,
     *,
     prefix: str = PAGES,
+    per_address: Limit = PER_ADDRESS_GROUP,
 ) -> int | None:
     """None when the request may go on; else the seconds until it may be asked again."""
     buckets = []
     if address is not None:
-        buckets.append((f"{prefix}:addr:" + _digest(address_group(address)), PER_ADDRESS_GROUP))
+        buckets.append((f"{prefix}:addr:" + _digest(address_group(address)), per_address))
     if email:
         buckets.append(("page:mail:" + _digest(email_key(email) or ""), PER_EMAIL))
     waits = []

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from authserver import throttle
+from authserver import page_limits, throttle
 from authserver.accounts.login_sessions import (
     MAX_COOKIE,
     PASSKEY_ONLY,
@@ -69,6 +69,7 @@ LAST_FACTOR = N_(
     "This passkey is your only second step. To remove it, turn two-step verification off "
     "with your password."
 )
+TOO_MANY = N_("Too many requests. Try again later.")
 DEFAULT_NAME = "Passkey"
 PROVED = ("hwk", "user")  # RFC 8176 §2: what a user-verified passkey adds to a session's amr
 
@@ -163,7 +164,7 @@ async def remove_passkey(services: Services, cookie: str | None, passkey_id: str
 
 async def sign_in_options(
     services: Services, browser: str, pending_cookie: str | None,
-    step_up_cookie: str | None = None,
+    step_up_cookie: str | None = None, address: str | None = None,
 ) -> dict[str, Any] | Refused:  # fmt: skip
     """Request options: for a pending sign-in (`pending_cookie`, the password checked) or a
     step-up (`step_up_cookie`, the login session's), one of its user's passkeys; without
@@ -172,6 +173,14 @@ async def sign_in_options(
     user_id = await _whose(services, pending_cookie, step_up_cookie, now)
     if isinstance(user_id, Refused):
         return user_id
+    if user_id is None:
+        # Nobody is known yet, and each answer holds a challenge row: limited per address.
+        wait = await page_limits.retry_after(
+            services.page_limits, now, address,
+            prefix=page_limits.PASSKEY, per_address=page_limits.PASSKEY_CHALLENGES,
+        )  # fmt: skip
+        if wait is not None:
+            return Refused(TOO_MANY, 429, retry_after=wait)
     allowed: list[StoredPasskey] = []
     if user_id is not None:
         allowed = await services.passkeys.of_user(user_id)

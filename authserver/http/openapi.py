@@ -613,7 +613,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 "request options (user verification required), a challenge held 5 minutes",
                 headers=NO_STORE,
             ),
-            **_errors(400, 403, 413),
+            **_errors(400, 403, 413, 429),
         },
     },
     ("POST", "/login/passkey"): {

@@ -39,7 +39,7 @@ from authserver.http.cookies import (
 from authserver.http.errors import error_json
 from authserver.http.forms import read_body
 from authserver.http.responses import no_store_json
-from authserver.http.sign_in import at_path, too_many_failures
+from authserver.http.sign_in import at_path, too_many_failures, too_many_requests
 from authserver.services import Services
 from authserver_verify.jose import reject_duplicate_members
 
@@ -85,7 +85,8 @@ async def sign_in_options(request: Request) -> Response:
     # for a second factor): then only a passkey of the signed-in user will do.
     step_up = (await _answer(request, empty_ok=True)).get("step_up") is True
     session = (read_session_cookie(request, found.settings) or "") if step_up else None
-    options = await passkeying.sign_in_options(found, _browser(request), pending, session)
+    address = client_address(request, found.settings.trusted_proxies)
+    options = await passkeying.sign_in_options(found, _browser(request), pending, session, address)
     if isinstance(options, Refused):
         return _refused(request, found, options)
     return no_store_json(options)
@@ -173,8 +174,9 @@ def _browser(request: Request) -> str:
 def _refused(request: Request, found: Services, refused: Refused) -> Response:
     words = pages.words(request, found.settings)
     code = _CODES.get(refused.status, "invalid_request")
-    if refused.retry_after is not None:  # throttled: the sign-in page's own sentence
-        message, headers = too_many_failures(words, refused.retry_after)
+    if refused.retry_after is not None:  # throttled: the sign-in page's own sentences
+        limited = too_many_requests if refused.message == passkeying.TOO_MANY else too_many_failures
+        message, headers = limited(words, refused.retry_after)
         return error_json(code, message, refused.status, headers)
     return error_json(code, words.gettext(refused.message), refused.status)
 

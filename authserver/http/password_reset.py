@@ -16,6 +16,7 @@ from authserver.http.account import EXPIRED
 from authserver.http.addresses import client_address
 from authserver.http.context import services
 from authserver.http.forms import read_fields
+from authserver.http.sign_in import too_many_requests
 from authserver.i18n.translations import N_
 from authserver.services import Services
 
@@ -142,16 +143,8 @@ def _expired(request: Request, settings: Settings) -> Response:
 
 
 def slow_down(request: Request, found: Services, slow: SlowDown) -> Response:
-    words = pages.words(request, found.settings)
-    seconds = slow.retry_after
-    message = words.ngettext(
-        "Too many requests. Try again in %(seconds)d second.",
-        "Too many requests. Try again in %(seconds)d seconds.",
-        seconds,
-    ) % {"seconds": seconds}
-    return pages.error_page(
-        request, found.settings, message, 429, headers={"Retry-After": str(seconds)}
-    )
+    message, headers = too_many_requests(pages.words(request, found.settings), slow.retry_after)
+    return pages.error_page(request, found.settings, message, 429, headers=headers)
 
 
 def _words(request: Request, sentence: str) -> str:

@@ -150,6 +150,16 @@ def _try_again(request: Request, found: Services, again: TryAgain, csrf_token: s
     )
 
 
+def too_many_requests(words: gettext.NullTranslations, seconds: int) -> tuple[str, dict[str, str]]:
+    """A page limit's refusal (429, page_limits.py) as a page words it, and its Retry-After."""
+    message = words.ngettext(
+        "Too many requests. Try again in %(seconds)d second.",
+        "Too many requests. Try again in %(seconds)d seconds.",
+        seconds,
+    ) % {"seconds": seconds}
+    return message, {"Retry-After": str(seconds)}
+
+
 def too_many_failures(words: gettext.NullTranslations, seconds: int) -> tuple[str, dict[str, str]]:
     """The throttle's refusal (429) as a page words it, and its Retry-After."""
     message = words.ngettext(

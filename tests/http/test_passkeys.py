@@ -485,3 +485,29 @@ async def test_wrong_passkey_answers_after_the_password_spend_the_password_budge
             "retry-after" in done.headers
             and "Too many failed sign-ins" in body["error_description"]
         )
+
+
+async def test_passwordless_options_are_limited_per_address(
+    client: httpx.AsyncClient, alice: str, engine: AsyncEngine, clock: Any
+) -> None:
+    """Each passwordless options answer holds a challenge row before anyone is known: past
+    60 a minute from one address group the page is told to wait, and no row is held."""
+    clock.now -= clock.now % 60  # the start of a window, so the test cannot straddle two
+    login = await sign_in_page(client)
+    token = page_token((await client.get(login)).text)
+    suffix = "?" + login.split("?", 1)[1]
+
+    async def options() -> httpx.Response:
+        return await client.post(f"/login/passkey/options{suffix}", headers=headers(token))
+
+    for _ in range(60):
+        assert (await options()).status_code == 200
+    refused = await options()
+    body = assert_oauth_error(refused, 429, "slow_down")
+    assert refused.headers["retry-after"] == "60"
+    assert "Too many requests" in body["error_description"]
+    async with engine.connect() as conn:
+        held = await conn.scalar(text("SELECT count(*) FROM webauthn_challenges"))
+    assert held == 60
+    clock.advance(60)  # the next window
+    assert (await options()).status_code == 200
