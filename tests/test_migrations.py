@@ -34,6 +34,7 @@ from authserver.accounts.second_factors import (
 )
 from authserver.audit import AuditEvent
 from authserver.clients import Client, ClientChanges
+from authserver.config import Settings
 from authserver.db import migrate
 from authserver.db.accounts import SqlClientStore, SqlUserStore
 from authserver.db.codes import SqlCodeStore
@@ -47,6 +48,7 @@ from authserver.db.login_sessions import SqlLoginSessionStore
 from authserver.db.models import Base
 from authserver.db.outbox import SqlOutbox
 from authserver.db.passkeys import SqlPasskeyStore
+from authserver.db.purge import purge
 from authserver.db.registration import SqlRegistrationStore
 from authserver.db.resources import SqlResourceStore
 from authserver.db.second_factors import SqlSecondFactorStore
@@ -85,6 +87,12 @@ async def engine(empty_url: str) -> AsyncIterator[AsyncEngine]:
 async def table_names(engine: AsyncEngine) -> set[str]:
     async with engine.connect() as conn:
         return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+
+
+async def column_names(engine: AsyncEngine, table: str) -> set[str]:
+    async with engine.connect() as conn:
+        columns = await conn.run_sync(lambda sync: inspect(sync).get_columns(table))
+    return {column["name"] for column in columns}
 
 
 async def schema_diff(engine: AsyncEngine) -> list[Any]:
@@ -769,5 +777,30 @@ async def test_0023_remembers_grants_widening_them_and_revoking_ends_the_family(
     await migrate.downgrade(engine, "0022")
     assert "consent_grants" not in await table_names(engine)
     assert await SqlClientStore(pooled).get("app") is not None
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []
+
+
+# --- 0028: abandoned sign-ups --------------------------------------------------------------
+
+
+async def test_0028_keeps_every_account_and_marks_none_abandoned(
+    engine: AsyncEngine, pooled: AsyncEngine, settings: Settings
+) -> None:
+    await migrate.upgrade(engine, "0007")
+    await seed_before_0008(engine)
+    await migrate.upgrade(engine, "0023")
+    async with engine.begin() as conn:  # a `verified` sign-up waiting since before 0028
+        await conn.execute(text("UPDATE users SET disabled = true WHERE id = 'u1'"))
+
+    await migrate.upgrade(engine, "0028")
+
+    # Made before the column, it is not known to be a sign-up: the purge leaves it.
+    purged = await purge(engine, settings, NOW + 365 * 86_400)
+    assert purged is not None and purged.abandoned_sign_ups == 0
+    assert await SqlUserStore(pooled).by_id("u1") is not None
+
+    await migrate.downgrade(engine, "0023")
+    assert "signup_expires_at" not in await column_names(engine, "users")
     await migrate.upgrade(engine)
     assert await schema_diff(engine) == []

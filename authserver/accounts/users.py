@@ -88,9 +88,10 @@ class UserStore(Protocol):
         """Marks the user disabled; False when no user has this id."""
         ...
 
-    async def create(self, user: User, now: int) -> bool:
+    async def create(self, user: User, now: int, signup_expires_at: int | None = None) -> bool:
         """Stores a new user; False when the username, or one with its `username_key`, is
-        taken; EmailTaken when the address is another live user's (`profiles.email_key`)."""
+        taken; EmailTaken when the address is another live user's (`profiles.email_key`).
+        `signup_expires_at`: a `verified` sign-up, deleted by the purge if still disabled then."""
         ...
 
     async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:

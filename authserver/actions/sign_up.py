@@ -119,7 +119,10 @@ async def sign_up(
     # `verified`: disabled until the link is opened; every statement that starts a session
     # refuses a disabled user (db/predicates.user_enabled), so nothing needs a new rule.
     user = replace(user, disabled=verified)
-    stored, address_taken = await _store(services, user)
+    # Abandoned (the link never opened), the account goes with the link's lifetime, and its
+    # username is free again (db/purge.py).
+    expires = services.clock() + services.settings.email_verify_ttl if verified else None
+    stored, address_taken = await _store(services, user, expires)
     if not stored:
         # Taken in any case or Unicode form (users.username_key).
         return again(N_("This username is taken: choose another."))
@@ -137,14 +140,14 @@ async def sign_up(
     return await _signed_in(services, user, target, replaces, user_agent)
 
 
-async def _store(services: Services, user: User) -> tuple[bool, bool]:
+async def _store(services: Services, user: User, expires: int | None) -> tuple[bool, bool]:
     """(stored, whether the address was another's): an address taken, the account is stored
     without it, as the module's docstring says."""
-    now = services.clock()
+    now, users = services.clock(), services.users
     try:
-        return await services.users.create(user, now), False
+        return await users.create(user, now, expires), False
     except EmailTaken:
-        return await services.users.create(replace(user, profile=Profile()), now), True
+        return await users.create(replace(user, profile=Profile()), now, expires), True
 
 
 async def _mail(

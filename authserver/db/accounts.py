@@ -70,7 +70,7 @@ class SqlUserStore:
             rows = (await conn.execute(statement.limit(limit))).all()
         return [_user(row) for row in rows]
 
-    async def create(self, user: User, now: int) -> bool:
+    async def create(self, user: User, now: int, signup_expires_at: int | None = None) -> bool:
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(
@@ -82,6 +82,7 @@ class SqlUserStore:
                         scopes=" ".join(user.scopes),
                         disabled=user.disabled,
                         created_at=now,
+                        signup_expires_at=signup_expires_at,
                         **_profile_values(user.profile),
                     )
                 )
@@ -102,7 +103,9 @@ class SqlUserStore:
     async def disable(self, user_id: str) -> bool:
         async with self._engine.begin() as conn:
             result = await conn.execute(
-                update(UserRow).where(UserRow.id == user_id, _LIVE_USER).values(disabled=True)
+                update(UserRow)
+                .where(UserRow.id == user_id, _LIVE_USER)
+                .values(disabled=True, signup_expires_at=None)
             )
             await _end_sign_up_links(conn, user_id)
         return bool(result.rowcount)
@@ -134,7 +137,8 @@ class SqlUserStore:
                 admin = admin or "admin" in changes.scopes
             values: dict[str, Any] = {"scopes": " ".join(granted_scopes(scopes, admin))}
             if changes.disabled is not None:
-                values["disabled"] = changes.disabled
+                # An operator decided about the account: a waiting sign-up is no longer purged.
+                values.update(disabled=changes.disabled, signup_expires_at=None)
             if changes.disabled:
                 await _end_sign_up_links(conn, user_id)
             if changes.profile.given:

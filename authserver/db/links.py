@@ -105,7 +105,7 @@ WHERE id = :user_id AND deleted_at IS NULL
 # A sign-up's account, stored disabled with its first address, may sign in from now on. Only
 # while it still has that address: an operator who changed it since decided otherwise.
 _ACTIVATE = text("""
-UPDATE users SET email_verified = :verified, disabled = :enabled_now
+UPDATE users SET email_verified = :verified, disabled = :enabled_now, signup_expires_at = NULL
 WHERE id = :user_id AND deleted_at IS NULL AND disabled AND email_key = :email_key
 """)
 

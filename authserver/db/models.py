@@ -65,6 +65,10 @@ class UserRow(Base):
     family_name: Mapped[str | None] = mapped_column(String(256))
     locale: Mapped[str | None] = mapped_column(String(35))
     roles: Mapped[str] = mapped_column(Text, default="", server_default="")  # space-separated
+    # A `verified` sign-up waiting for its link (0028): when it is abandoned, so that the purge
+    # frees its username (db/purge.py). NULL once verified, or once an operator enables or
+    # disables the account (their decision then holds).
+    signup_expires_at: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
 
 class ClientRow(Base):

@@ -21,7 +21,10 @@
   no authorization code or refresh family left (never used, or not for that long): anyone may
   make them, so they would otherwise grow without bound; their random ids are never reused,
   so the row goes (an operator's or a token-mode client is never purged);
-- initial access tokens (registration) past their expiry.
+- initial access tokens (registration) past their expiry;
+- `verified` sign-ups whose link was never opened, once it expired (users.signup_expires_at):
+  the account never signed in and never had a token, so the row goes whole and the username
+  is free to sign up again. Deleted before the links, which mark nothing here but die then too.
 
 A purge deletes in batches of at most `BATCH` rows per table, each batch one short
 transaction, until a batch finds less than a full one: a backlog (purging was off, or the
@@ -93,6 +96,12 @@ _LOGIN_SESSIONS = text("""
         SELECT id FROM login_sessions WHERE expires_at <= :now OR revoked_at IS NOT NULL
         LIMIT :batch)
 """)
+# Still disabled: an operator who enabled or disabled the account cleared the column anyway.
+_ABANDONED_SIGN_UPS = text("""
+    DELETE FROM users WHERE id IN (
+        SELECT id FROM users
+        WHERE signup_expires_at <= :now AND disabled AND deleted_at IS NULL LIMIT :batch)
+""")
 _LINKS = text("""
     DELETE FROM link_tokens WHERE token_hash IN (
         SELECT token_hash FROM link_tokens WHERE expires_at <= :now OR spent_at IS NOT NULL
@@ -145,6 +154,7 @@ class Purged:
     dpop_proofs: int = 0
     registered_clients: int = 0
     initial_access_tokens: int = 0
+    abandoned_sign_ups: int = 0
 
     def __str__(self) -> str:
         return ", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in vars(self).items())
@@ -169,6 +179,7 @@ class Purged:
             self.dpop_proofs,
             self.registered_clients,
             self.initial_access_tokens,
+            self.abandoned_sign_ups,
         )
 
 
@@ -207,6 +218,7 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
         _CODES, {"now": now, "used_before": now - REPLAY_WINDOW, "batch": batch}
     )
     login_sessions = await conn.execute(_LOGIN_SESSIONS, {"now": now, "batch": batch})
+    abandoned = await conn.execute(_ABANDONED_SIGN_UPS, {"now": now, "batch": batch})
     links = await conn.execute(_LINKS, {"now": now, "batch": batch})
     requests_before = now - settings.password_reset_ttl
     resets = await conn.execute(_RESET_REQUESTS, {"before": requests_before, "batch": batch})
@@ -229,6 +241,7 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
         dpop_proofs=int(dpop_proofs.rowcount),
         registered_clients=int(clients.rowcount),
         initial_access_tokens=int(initial.rowcount),
+        abandoned_sign_ups=int(abandoned.rowcount),
     )
 
 

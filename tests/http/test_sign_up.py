@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver.actions.admin.users import disable_user
+from authserver.actions.admin.users import disable_user, update_user
 from authserver.config import Settings, SettingsError
+from authserver.db.purge import purge
 from authserver.services import Services
 from tests._smtp import SmtpServer
-from tests.conftest import Registry, make_settings
+from tests.conftest import Clock, Registry, make_settings
 from tests.http.mailbox import link_in, mail_on, next_mail, text_part
 from tests.http.signin import (
     CALLBACK,
@@ -205,6 +206,50 @@ async def test_an_operators_disable_holds_against_the_sign_up_link(
     assert dead.status_code == 400
     user = await services.users.by_id(user.id)
     assert user is not None and user.disabled
+
+
+@pytest.mark.parametrize("mode", ["verified"])
+async def test_an_abandoned_sign_up_is_purged_and_its_username_free_again(
+    client: httpx.AsyncClient,
+    smtp: SmtpServer,
+    services: Services,
+    registry: Registry,
+    engine: AsyncEngine,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    """Never verified, a `verified` sign-up holds its name only as long as its link lives.
+    One that opened its link, one an operator enabled and one an operator disabled stay."""
+    await sign_up(client, "carol", "carol@example.test")
+    await registry.user("erin")
+    await registry.profile("erin", email="erin@example.test")
+    await sign_up(client, "mallory", "erin@example.test")  # a taken address: no link at all
+    for name in ("verified", "enabled", "disabled"):
+        await sign_up(client, name, f"{name}@example.test")
+    await next_mail(smtp, 5)  # four links, and Erin's notice
+    mails = {r.envelope_to[0]: r for r in smtp.received}
+    link = urlsplit(link_in(mails["verified@example.test"], "/verify-email"))
+    page = await client.get(f"{link.path}?{link.query}")
+    assert (await client.post("/verify-email", data=hidden_fields(page.text))).status_code == 200
+    for name, disabled in (("enabled", False), ("disabled", True)):
+        user = await services.users.by_username(name)
+        assert user is not None
+        await update_user(services, "cli", user.id, {"disabled": disabled})
+
+    clock.advance(settings.email_verify_ttl - 1)
+    purged = await purge(engine, settings, clock.now)
+    assert purged is not None and purged.abandoned_sign_ups == 0
+    clock.advance(1)
+    purged = await purge(engine, settings, clock.now)
+    assert purged is not None and purged.abandoned_sign_ups == 2
+
+    assert await services.users.by_username("carol") is None
+    assert await services.users.by_username("mallory") is None
+    for name in ("erin", "verified", "enabled", "disabled"):
+        assert await services.users.by_username(name) is not None, name
+    client.cookies.clear()
+    again = await sign_up(client, "carol", "carol@example.test")
+    assert again.status_code == 200 and "Check your mail" in again.text
 
 
 async def test_a_taken_username_is_said_plainly(
