@@ -26,6 +26,7 @@ from tests.http.signin import (
     code_for,
     exchange,
 )
+from tests.http.test_cors import preflight_headers
 
 APP = {"redirect_uris": [CALLBACK], "client_name": "Notes", "token_endpoint_auth_method": "none"}
 
@@ -68,14 +69,7 @@ async def test_any_origin_may_register_and_manage_without_credentials(
     """A browser-based MCP client registers from an origin nobody listed; nothing here rides
     on a cookie, so the answer is open to all (`*`, never with credentials)."""
     origin = "https://inspector.example"
-    asked = await client.options(
-        "/register",
-        headers={
-            "Origin": origin,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type",
-        },
-    )
+    asked = await client.options("/register", headers=preflight_headers(origin))
     assert asked.status_code == 204
     assert asked.headers["access-control-allow-origin"] == "*"
     assert "access-control-allow-credentials" not in asked.headers
@@ -89,12 +83,7 @@ async def test_any_origin_may_register_and_manage_without_credentials(
         created.json()["registration_access_token"],
     )
     managed = await client.options(
-        uri,
-        headers={
-            "Origin": origin,
-            "Access-Control-Request-Method": "PUT",
-            "Access-Control-Request-Headers": "authorization, content-type",
-        },
+        uri, headers=preflight_headers(origin, "PUT", "authorization, content-type")
     )
     assert managed.status_code == 204
     assert "PUT" in managed.headers["access-control-allow-methods"]
