@@ -23,16 +23,13 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from authserver.audit import AuditEvent
-from authserver.tokens.resources import Resource
 from tests._uvicorn import loopback_socket, served, url_of
 from tests.e2e.test_spa_chromium import ARGS, TIMEOUT_MS, chromium
-from tests.examples.test_service import load_example
+from tests.examples.test_mcp import example_mcp
 from tests.http.test_verify_live import Live, live
 
 __all__ = ["chromium", "live"]  # fixtures, imported for their use here
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "mcp" / "app.py"
 
 # What the MCP TypeScript SDK's auth() sends (client/auth.js: discovery with the protocol
 # version header, registration as JSON), each answer read as the SDK reads it.
@@ -74,15 +71,8 @@ async def page_origin() -> AsyncIterator[str]:
 async def test_a_browser_page_of_another_origin_reads_discovery_and_registers(
     chromium: Path, live: Live, page_origin: str
 ) -> None:
-    sock = loopback_socket()
-    resource = url_of(sock) + "/mcp"
-    event = AuditEvent(0, "test", "resource.created", resource)
-    assert await live.services.resources.create(Resource(resource, ("tools.call",), 300), event)
-    app = load_example(EXAMPLE, "example_mcp").app_from_env(
-        {"AUTHSERVER_ISSUER": live.url, "MCP_RESOURCE": resource}
-    )
-    metadata_url = resource.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
-    async with served(app, sock), async_playwright() as playwright:
+    async with example_mcp(live) as resource, async_playwright() as playwright:
+        metadata_url = resource.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
         browser = await playwright.chromium.launch(executable_path=str(chromium), args=ARGS)
         try:
             page = await browser.new_page()

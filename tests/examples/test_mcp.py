@@ -10,6 +10,7 @@ JSON-RPC). The official MCP TypeScript SDK's client against it: tests/interop/te
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,25 +39,38 @@ class Mcp:
     secret: str
 
 
-@pytest.fixture
-async def mcp(live: Live) -> AsyncIterator[Mcp]:
+async def register_resource(live: Live, identifier: str) -> None:
+    """As `authserver resources create IDENTIFIER --scope tools.call` does."""
+    event = AuditEvent(0, "test", "resource.created", identifier)
+    resource = Resource(identifier, ("tools.call",), 300)
+    assert await live.services.resources.create(resource, event)
+
+
+@asynccontextmanager
+async def example_mcp(live: Live) -> AsyncIterator[str]:
     """The example under uvicorn, configured as its README says, its resource registered at
-    the issuer (as `authserver resources create` does) with a client allowed its scope."""
+    the issuer; yields the resource (the URL clients call)."""
     sock = loopback_socket()
     resource = url_of(sock) + "/mcp"
-    for identifier in (resource, OTHER):
-        event = AuditEvent(0, "test", "resource.created", identifier)
-        assert await live.services.resources.create(
-            Resource(identifier, ("tools.call",), 300), event
-        )
-    secret = await Registry(live.services).client("agent", scopes=("tools.call", "openid"))
-    assert secret is not None
+    await register_resource(live, resource)
     app = load_example(EXAMPLE, "example_mcp").app_from_env(
         {"AUTHSERVER_ISSUER": live.url, "MCP_RESOURCE": resource}
     )
+    async with served(app, sock):
+        yield resource
+
+
+@pytest.fixture
+async def mcp(live: Live) -> AsyncIterator[Mcp]:
+    """The example, another registered resource, and a client allowed their scope."""
+    await register_resource(live, OTHER)
+    secret = await Registry(live.services).client("agent", scopes=("tools.call", "openid"))
+    assert secret is not None
     async with (
-        served(app, sock) as running,
-        httpx.AsyncClient(base_url=running.url, trust_env=False, timeout=10) as client,
+        example_mcp(live) as resource,
+        httpx.AsyncClient(
+            base_url=resource.removesuffix("/mcp"), trust_env=False, timeout=10
+        ) as client,
     ):
         yield Mcp(client, resource, secret)
 

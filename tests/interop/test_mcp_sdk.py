@@ -17,8 +17,7 @@ access token is refused, and calls again. The token it holds is refused by a sec
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urljoin, urlsplit
@@ -29,17 +28,13 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
-from authserver.audit import AuditEvent
-from authserver.tokens.resources import Resource
-from tests._uvicorn import loopback_socket, served, url_of
 from tests.conftest import Registry
-from tests.examples.test_service import load_example
+from tests.examples.test_mcp import example_mcp
 from tests.http.signin import PASSWORD, csrf_token, form_action
 from tests.http.test_verify_live import Live
 from tests.interop.browser import INSECURE_COOKIES, new_browser
 
 HERE = Path(__file__).parent
-EXAMPLE = HERE.parents[1] / "examples" / "mcp" / "app.py"
 CLIENT_NAME = "authserver interop (MCP TypeScript SDK)"
 USER = "carol"  # holds tools.call: a user gets only the scopes an operator gave them
 
@@ -47,20 +42,6 @@ USER = "carol"  # holds tools.call: a user gets only the scopes an operator gave
 @pytest.fixture
 def live_overrides() -> dict[str, str]:
     return {**INSECURE_COOKIES, "registration": "open"}
-
-
-@asynccontextmanager
-async def mcp_server(live: Live) -> AsyncIterator[str]:
-    """examples/mcp under uvicorn, its resource registered at the issuer; yields its URL."""
-    sock = loopback_socket()
-    resource = url_of(sock) + "/mcp"
-    event = AuditEvent(0, "test", "resource.created", resource)
-    assert await live.services.resources.create(Resource(resource, ("tools.call",), 300), event)
-    app = load_example(EXAMPLE, "example_mcp").app_from_env(
-        {"AUTHSERVER_ISSUER": live.url, "MCP_RESOURCE": resource}
-    )
-    async with served(app, sock):
-        yield resource
 
 
 async def browser_step(browser: httpx.AsyncClient, url: str, callback: str) -> list[str]:
@@ -131,7 +112,7 @@ async def test_the_mcp_sdk_client_registers_signs_in_calls_refreshes_and_is_refu
     node: str, live: Live
 ) -> None:
     await Registry(live.services).user(USER, PASSWORD, scopes=("tools.call",))
-    async with mcp_server(live) as server, mcp_server(live) as other:
+    async with example_mcp(live) as server, example_mcp(live) as other:
         transcript = await run_client(node, server, other)
 
     metadata_url = server.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
