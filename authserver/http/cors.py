@@ -9,7 +9,10 @@ of any client; which client's cookie it may use is checked at the cookie endpoin
 
 The public documents under /.well-known/ (the metadata, the JWKS) are answered to any origin
 with `Access-Control-Allow-Origin: *` and no credentials (API.md): they are the same for
-everyone, so they carry no `Vary: Origin` either.
+everyone, so they carry no `Vary: Origin` either. So is client registration (/register, RFC
+7591/7592): a browser-based MCP client registers itself from an origin nobody listed, and
+nothing there rides on a cookie (its only credentials are bearer tokens the page must hold),
+so a page can do there exactly what any HTTP client can.
 """
 
 from __future__ import annotations
@@ -36,12 +39,22 @@ HEADERS = ("Authorization", "Content-Type")
 EXPOSED = ("Retry-After",)  # so a SPA can wait out a 429
 PREFLIGHT_MAX_AGE = 600
 PUBLIC_PREFIX = "/.well-known/"
-# What every answer under PUBLIC_PREFIX carries (http/fast_path.py's JWKS too).
+REGISTRATION_PATH = "/register"
+# What every answer under PUBLIC_PREFIX and REGISTRATION_PATH carries (http/fast_path.py's
+# JWKS too).
 PUBLIC_CORS = (b"access-control-allow-origin", b"*")
+_REGISTRATION_EXPOSED = (b"access-control-expose-headers", b"Retry-After")
+# The MCP SDKs send MCP-Protocol-Version when they read the metadata (a preflight first).
 _PUBLIC_PREFLIGHT = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET",
-    "Access-Control-Allow-Headers": "If-None-Match",
+    "Access-Control-Allow-Headers": "If-None-Match, MCP-Protocol-Version",
+    "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
+}
+_REGISTRATION_PREFLIGHT = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
 }
 
@@ -64,8 +77,13 @@ class _CORS(CORSMiddleware):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        if scope["path"].startswith(PUBLIC_PREFIX):
-            await _public(self.app, scope, receive, send, headers)
+        path = scope["path"]
+        if path.startswith(PUBLIC_PREFIX):
+            await _public(self.app, scope, receive, send, headers, _PUBLIC_PREFLIGHT)
+            return
+        if path == REGISTRATION_PATH or path.startswith(REGISTRATION_PATH + "/"):
+            preflight, exposed = _REGISTRATION_PREFLIGHT, _REGISTRATION_EXPOSED
+            await _public(self.app, scope, receive, send, headers, preflight, exposed)
             return
         origin = headers.get("origin")
         registered: frozenset[str] = frozenset()
@@ -106,15 +124,23 @@ def cors_middleware(settings: Settings) -> Middleware:
 
 
 async def _public(
-    app: ASGIApp, scope: Scope, receive: Receive, send: Send, headers: Headers
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    headers: Headers,
+    preflight: dict[str, str],
+    *added: tuple[bytes, bytes],
 ) -> None:
+    """Any origin, no credentials: `preflight` answers the browser's question, and every
+    answer carries PUBLIC_CORS (and `added`)."""
     if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
-        await Response(status_code=204, headers=_PUBLIC_PREFLIGHT)(scope, receive, send)
+        await Response(status_code=204, headers=preflight)(scope, receive, send)
         return
 
     async def open_to_all(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", []), PUBLIC_CORS]
+            message["headers"] = [*message.get("headers", []), PUBLIC_CORS, *added]
         await send(message)
 
     await app(scope, receive, open_to_all)

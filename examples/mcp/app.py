@@ -1,114 +1,66 @@
-"""A tiny MCP-style service protected by authserver: one JSON-RPC endpoint with one tool.
+"""A small MCP server protected by authserver: one tool, `add`, over MCP's Streamable HTTP.
 
     AUTHSERVER_ISSUER=http://127.0.0.1:8000 MCP_RESOURCE=http://127.0.0.1:8002/mcp \
         python examples/mcp/app.py        # serves http://127.0.0.1:8002/mcp
 
-The verifier kit's `ProtectedResource` declares the resource: the service publishes its RFC 9728
-metadata at /.well-known/oauth-protected-resource/mcp (which names the issuer, so a client can
+The server is the official MCP Python SDK's (`pip install mcp`); authserver's verifier kit
+guards it with a `ProtectedResource` declaration: the service publishes its RFC 9728 metadata
+at /.well-known/oauth-protected-resource/mcp (which names the issuer, so an MCP client can
 discover where to get a token), every 401 names that document, and only tokens whose `aud` is
-MCP_RESOURCE pass (RFC 8707: a token for another API is refused here). It speaks just enough
-JSON-RPC 2.0 for a demo (`initialize`, `tools/list`, `tools/call`), not the whole MCP
-transport. It needs only `pip install './verifier[starlette]' uvicorn`. See README.md.
+MCP_RESOURCE and that hold `tools.call` pass (RFC 8707: a token for another API is refused
+here). The SDK's own auth stays off: the kit is the one that checks tokens. See README.md.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from authserver_verify import ProtectedResource
-from authserver_verify.starlette import BearerAuthMiddleware, require_scope
+from authserver_verify.starlette import BearerAuthMiddleware
 
 SCOPE = "tools.call"
-ADD = {
-    "name": "add",
-    "description": "Adds two numbers.",
-    "inputSchema": {
-        "type": "object",
-        "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
-        "required": ["a", "b"],
-    },
-}
 
 
-def _result(request_id: Any, result: dict[str, Any]) -> Response:
-    return JSONResponse({"jsonrpc": "2.0", "id": request_id, "result": result})
+def mcp_server() -> MCPServer:
+    server: MCPServer = MCPServer("authserver-example-mcp", version="0.2.0")
 
+    @server.tool()
+    def add(a: float, b: float) -> str:
+        """Adds two numbers."""
+        return f"{a + b:g}"
 
-def _error(request_id: Any, code: int, message: str) -> Response:
-    body = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
-    return JSONResponse(body)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _add(arguments: Any) -> dict[str, Any] | None:
-    """The tool: `a + b` as MCP text content, or None when the arguments are not two numbers."""
-    if not isinstance(arguments, dict):
-        return None
-    a, b = arguments.get("a"), arguments.get("b")
-    if not (_number(a) and _number(b)):
-        return None
-    return {"content": [{"type": "text", "text": str(a + b)}], "isError": False}
-
-
-@require_scope(SCOPE)
-async def mcp(request: Request) -> Response:
-    """JSON-RPC 2.0 over POST; the caller's token is verified and holds `tools.call`."""
-    try:
-        message = json.loads(await request.body())
-    except ValueError:
-        return _error(None, -32700, "Parse error")
-    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
-        return _error(None, -32600, "Invalid Request")
-    request_id, method, params = message.get("id"), message.get("method"), message.get("params")
-    if method == "initialize":
-        return _result(
-            request_id,
-            {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {"tools": {}},
-                "serverInfo": {"name": "authserver-example-mcp", "version": "0.1.0"},
-            },
-        )
-    if method == "tools/list":
-        return _result(request_id, {"tools": [ADD]})
-    if method == "tools/call":
-        params = params if isinstance(params, dict) else {}
-        if params.get("name") != ADD["name"]:
-            return _error(request_id, -32602, "Unknown tool")
-        result = _add(params.get("arguments"))
-        if result is None:
-            return _error(request_id, -32602, "add needs two numbers, a and b")
-        return _result(request_id, result)
-    return _error(request_id, -32601, "Method not found")
+    return server
 
 
 def create_app(resource: ProtectedResource) -> Starlette:
-    """The service at the resource's path, its tokens verified by `resource.verifier()`."""
+    """The MCP endpoint at the resource's path, its tokens verified by `resource.verifier()`."""
     public = urlsplit(resource.resource)
-    return Starlette(
-        routes=[Route(public.path or "/", mcp, methods=["POST"])],
-        middleware=[
-            # Serves the metadata, names it in 401s, and checks `aud` is the resource.
-            Middleware(
-                BearerAuthMiddleware,
-                resource=resource,
-                public_url=f"{public.scheme}://{public.netloc}",
-            )
-        ],
+    app = mcp_server().streamable_http_app(
+        streamable_http_path=public.path or "/",
+        # One JSON answer per request and no session to keep: any instance answers any call.
+        stateless_http=True,
+        json_response=True,
+        # The SDK's DNS-rebinding guard: the Host a client may call it by is the resource's.
+        transport_security=TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=[public.netloc],
+            allowed_origins=[f"{public.scheme}://{public.netloc}"],
+        ),
     )
+    # Serves the metadata, names it in 401s, checks `aud` is the resource and the scope.
+    app.add_middleware(
+        BearerAuthMiddleware,
+        resource=resource,
+        public_url=f"{public.scheme}://{public.netloc}",
+        required_scopes=(SCOPE,),
+    )
+    return app
 
 
 def resource_from_env(env: Mapping[str, str]) -> ProtectedResource:

@@ -206,7 +206,10 @@ async def test_the_public_documents_answer_cors_for_any_origin(
     # The same answer for every origin: a cache may share it.
     assert not varies_on_origin(response)
 
-    asked = await client.options(path, headers=preflight_headers(BLOG, "GET", "if-none-match"))
-    assert asked.status_code == 204
-    assert asked.headers["access-control-allow-origin"] == "*"
-    assert "access-control-allow-credentials" not in asked.headers
+    # The MCP SDKs send MCP-Protocol-Version with their discovery requests.
+    for header in ("if-none-match", "mcp-protocol-version"):
+        asked = await client.options(path, headers=preflight_headers(BLOG, "GET", header))
+        assert asked.status_code == 204
+        assert asked.headers["access-control-allow-origin"] == "*"
+        assert "access-control-allow-credentials" not in asked.headers
+        assert header in asked.headers["access-control-allow-headers"].lower()

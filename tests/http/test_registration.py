@@ -26,6 +26,7 @@ from tests.http.signin import (
     code_for,
     exchange,
 )
+from tests.http.test_cors import preflight_headers
 
 APP = {"redirect_uris": [CALLBACK], "client_name": "Notes", "token_endpoint_auth_method": "none"}
 
@@ -57,6 +58,44 @@ async def registered(http: httpx.AsyncClient, body: dict[str, Any] = APP) -> dic
 async def refreshed_with(http: httpx.AsyncClient, token: str, client_id: str) -> httpx.Response:
     fields = {"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id}
     return await http.post("/token", data=fields)
+
+
+# --- browsers -----------------------------------------------------------------------------------
+
+
+async def test_any_origin_may_register_and_manage_without_credentials(
+    client: httpx.AsyncClient,
+) -> None:
+    """A browser-based MCP client registers from an origin nobody listed; nothing here rides
+    on a cookie, so the answer is open to all (`*`, never with credentials)."""
+    origin = "https://inspector.example"
+    asked = await client.options("/register", headers=preflight_headers(origin))
+    assert asked.status_code == 204
+    assert asked.headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in asked.headers
+    assert "content-type" in asked.headers["access-control-allow-headers"].lower()
+    created = await register(client, APP, Origin=origin)
+    assert created.status_code == 201, created.text
+    assert created.headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in created.headers
+    uri, token = (
+        created.json()["registration_client_uri"],
+        created.json()["registration_access_token"],
+    )
+    managed = await client.options(
+        uri, headers=preflight_headers(origin, "PUT", "authorization, content-type")
+    )
+    assert managed.status_code == 204
+    assert "PUT" in managed.headers["access-control-allow-methods"]
+    assert "authorization" in managed.headers["access-control-allow-headers"].lower()
+    read = await client.get(uri, headers={"Origin": origin, **bearer(token)})
+    assert read.status_code == 200
+    assert read.headers["access-control-allow-origin"] == "*"
+    # A refusal is readable too (the page shows why), and a 429's Retry-After.
+    refused = await register(client, {"redirect_uris": ["javascript:x"]}, Origin=origin)
+    assert refused.status_code == 400
+    assert refused.headers["access-control-allow-origin"] == "*"
+    assert "retry-after" in refused.headers["access-control-expose-headers"].lower()
 
 
 # --- modes ------------------------------------------------------------------------------------

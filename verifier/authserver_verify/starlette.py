@@ -66,8 +66,11 @@ class BearerAuthMiddleware:
     `request.state.claims`; answers 401 itself when the token is missing or invalid.
 
     Paths in `exempt` (e.g. health checks) pass through untouched, without claims.
-    With `resource`, its RFC 9728 metadata is served (without a token) and every 401
-    challenge names it; `verifier` defaults to `resource.verifier()`.
+    With `resource`, its RFC 9728 metadata is served (without a token, to any origin) and
+    every 401 challenge names it; `verifier` defaults to `resource.verifier()`.
+    `required_scopes`: every request's token must hold them all, else 403 insufficient_scope
+    (as `require_scope`, for an app whose endpoints are not yours to decorate, such as an
+    MCP SDK's transport).
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class BearerAuthMiddleware:
         exempt: Container[str] = (),
         public_url: str | None = None,
         resource: ProtectedResource | None = None,
+        required_scopes: Collection[str] = (),
     ) -> None:
         if verifier is None:
             if resource is None:
@@ -97,6 +101,7 @@ class BearerAuthMiddleware:
         self.metadata = resource_metadata_endpoint(resource) if resource is not None else None
         self.metadata_paths = resource.well_known_paths() if resource is not None else ()
         self.replays = dpop.ReplayCache()
+        self.required_scopes = tuple(required_scopes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,27 +125,46 @@ class BearerAuthMiddleware:
             dpop_required=self.resource is not None
             and self.resource.dpop_bound_access_tokens_required,
         )
+        if not isinstance(outcome, Response) and self.required_scopes:
+            outcome = _scope_refusal(self.required_scopes, outcome) or outcome
         if isinstance(outcome, Response):
             await outcome(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
 
+# The metadata is public and the same for every caller, so any origin may read it (browser
+# MCP clients fetch it cross-origin), without credentials. The MCP SDKs send
+# MCP-Protocol-Version with the request, which makes the browser ask first (a preflight).
+_OPEN_TO_ALL = {"Access-Control-Allow-Origin": "*"}
+_METADATA_PREFLIGHT = {
+    **_OPEN_TO_ALL,
+    "Access-Control-Allow-Methods": "GET, HEAD",
+    "Access-Control-Allow-Headers": "MCP-Protocol-Version, If-None-Match",
+    "Access-Control-Max-Age": "600",
+}
+
+
 def resource_metadata_endpoint(resource: ProtectedResource) -> ASGIApp:
-    """An ASGI endpoint answering GET with the RFC 9728 document (also usable as a Route's
-    endpoint when the middleware is not installed)."""
+    """An ASGI endpoint answering GET with the RFC 9728 document, to any origin (CORS `*`, a
+    preflight answered), also usable as a Route's endpoint when the middleware is not
+    installed."""
     body = resource.metadata()
 
     async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] not in ("GET", "HEAD"):
-            response: Response = JSONResponse(
+        method = scope["method"]
+        if method == "OPTIONS":
+            response: Response = Response(status_code=204, headers=_METADATA_PREFLIGHT)
+        elif method not in ("GET", "HEAD"):
+            response = JSONResponse(
                 {"error": "invalid_request", "error_description": "Use GET."},
                 status_code=405,
-                headers={"Allow": "GET, HEAD"},
+                headers={"Allow": "GET, HEAD, OPTIONS", **_OPEN_TO_ALL},
             )
         else:
             # RFC 9728 §3.2: a 200 with application/json; public, so caches may keep it.
-            response = JSONResponse(body, headers={"Cache-Control": "public, max-age=3600"})
+            headers = {"Cache-Control": "public, max-age=3600", **_OPEN_TO_ALL}
+            response = JSONResponse(body, headers=headers)
         await response(scope, receive, send)
 
     return endpoint
@@ -285,23 +309,23 @@ def _check_binding(
 
 def require_scope(*needed: str) -> Callable[[Endpoint], Endpoint]:
     """Decorates an endpoint: 403 insufficient_scope unless the token holds every scope named."""
+    return _checking(functools.partial(_scope_refusal, needed))
 
-    def refuse(claims: dict[str, Any]) -> Response | None:
-        scope = claims.get("scope")
-        granted = set(scope.split()) if isinstance(scope, str) else set()
-        if granted.issuperset(needed):
-            return None
-        # RFC 6750 §3.1: insufficient_scope → 403; the scope attribute MAY name the scope
-        # necessary to access the resource.
-        return _challenge(
-            403,
-            "insufficient_scope",
-            "The access token lacks a scope this request needs.",
-            None,
-            scope=" ".join(needed),
-        )
 
-    return _checking(refuse)
+def _scope_refusal(needed: Collection[str], claims: dict[str, Any]) -> Response | None:
+    scope = claims.get("scope")
+    granted = set(scope.split()) if isinstance(scope, str) else set()
+    if granted.issuperset(needed):
+        return None
+    # RFC 6750 §3.1: insufficient_scope → 403; the scope attribute MAY name the scope
+    # necessary to access the resource.
+    return _challenge(
+        403,
+        "insufficient_scope",
+        "The access token lacks a scope this request needs.",
+        None,
+        scope=" ".join(needed),
+    )
 
 
 def require_role(*needed: str, any_of: bool = False) -> Callable[[Endpoint], Endpoint]:

@@ -111,6 +111,56 @@ async def test_the_metadata_document_is_served_without_a_token(http: httpx.Async
     assert (await http.post("/.well-known/oauth-protected-resource/mcp")).status_code == 405
 
 
+async def test_any_origin_may_read_the_metadata_and_its_preflight_is_answered(
+    http: httpx.AsyncClient,
+) -> None:
+    """A browser-based MCP client reads the document from its own origin; the MCP SDKs send
+    MCP-Protocol-Version with it, so the browser asks first (OPTIONS, no token)."""
+    origin = {"Origin": "https://inspector.example"}
+    for path in (urlsplit(METADATA_URL).path, "/.well-known/oauth-protected-resource"):
+        read = await http.get(path, headers=origin)
+        assert read.headers["access-control-allow-origin"] == "*"
+        assert "access-control-allow-credentials" not in read.headers
+        asked = await http.options(
+            path,
+            headers={
+                **origin,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "mcp-protocol-version",
+            },
+        )
+        assert asked.status_code == 204, path
+        assert asked.headers["access-control-allow-origin"] == "*"
+        assert "GET" in asked.headers["access-control-allow-methods"]
+        allowed = asked.headers["access-control-allow-headers"].lower()
+        assert "mcp-protocol-version" in allowed
+
+
+async def test_required_scopes_are_checked_for_every_request(issuer: FakeIssuer) -> None:
+    """`required_scopes` on the middleware: for an app whose routes are not the service's own
+    to decorate (an MCP SDK's transport)."""
+    app = Starlette(routes=[Route("/me", whoami)])
+    middleware = BearerAuthMiddleware(
+        app,
+        verifier=resource_verifier(issuer),
+        resource=declared(),
+        required_scopes=("tools.call",),
+    )
+    transport = httpx.ASGITransport(app=middleware)
+    async with httpx.AsyncClient(transport=transport, base_url="https://mcp.example") as http:
+        lacking = await http.get("/me", headers=bearer(issuer.token(aud=RESOURCE, scope="x")))
+        assert lacking.status_code == 403
+        assert lacking.headers["www-authenticate"] == (
+            'Bearer error="insufficient_scope", scope="tools.call"'
+        )
+        token = issuer.token(aud=RESOURCE, scope="x tools.call")
+        assert (await http.get("/me", headers=bearer(token))).status_code == 200
+        # The metadata stays public, and a missing token is still a 401 naming it.
+        assert (await http.get(urlsplit(METADATA_URL).path)).status_code == 200
+        missing = await http.get("/me")
+        assert missing.headers["www-authenticate"] == f"Bearer {NAMED}"
+
+
 def test_the_metadata_url_inserts_the_well_known_string_before_the_path() -> None:
     bare = ProtectedResource("https://api.example", ISSUER)
     slash = ProtectedResource("https://api.example/", ISSUER)
