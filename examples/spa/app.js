@@ -73,16 +73,9 @@ function withRefreshLock(task) {
   return navigator.locks ? navigator.locks.request(REFRESH_LOCK, task) : task();
 }
 
-function base64url(bytes) {
-  return btoa(String.fromCharCode(...new Uint8Array(bytes)))
-    .replace(/\+/g, "-")
-    .replace(/\//g, "_")
-    .replace(/=+$/, "");
-}
-
 function randomString() {
   // 32 bytes: 256 bits, and 43 characters, the shortest verifier RFC 7636 allows.
-  return base64url(crypto.getRandomValues(new Uint8Array(32)));
+  return dpop.base64url(crypto.getRandomValues(new Uint8Array(32)));
 }
 
 function claims(token) {
@@ -173,7 +166,7 @@ async function signIn() {
     scope: config.scope,
     state: pending.state,
     nonce: pending.nonce,
-    code_challenge: base64url(digest),
+    code_challenge: dpop.base64url(digest),
     code_challenge_method: "S256",
   });
   location.assign(`${config.authserver}/authorize?${query}`);

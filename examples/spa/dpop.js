@@ -23,7 +23,7 @@ let loading = null;
 let skew = 0;
 const SKEW_TOLERANCE = 5;
 
-function base64url(bytes) {
+export function base64url(bytes) {
   return btoa(String.fromCharCode(...new Uint8Array(bytes)))
     .replace(/\+/g, "-")
     .replace(/\//g, "_")
