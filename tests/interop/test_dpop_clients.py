@@ -19,12 +19,11 @@ import httpx
 import pytest
 
 from tests._dpop import DPoPKey, claims_of
-from tests.conftest import Registry
 from tests.http.test_verify_live import Live
-from tests.interop.browser import CALLBACK, INSECURE_COOKIES, browser_sign_in
+from tests.interop.browser import INSECURE_COOKIES, browser_sign_in
+from tests.interop.test_openid_client import RP, register_rp
 
 HERE = Path(__file__).parent
-RP = "rp"
 LIBRARIES = ["openid-client", "oauth4webapi"]
 
 
@@ -53,18 +52,8 @@ async def _run(node: str, library: str, step: str, **fields: Any) -> dict[str, A
 async def test_a_library_signs_in_refreshes_and_reads_userinfo_with_dpop(
     node: str, live: Live, http: httpx.AsyncClient, library: str, auth: str
 ) -> None:
-    registry = Registry(live.services)
-    await registry.profile("alice", email="alice@example.org", email_verified=True)
-    secret = await registry.client(
-        RP,
-        public=auth == "none",
-        grant_types=("authorization_code", "refresh_token"),
-        scopes=("openid", "profile", "email"),
-        redirect_uris=(CALLBACK,),
-    )
-    client: dict[str, str] = {"issuer": live.url, "client_id": RP, "redirect_uri": CALLBACK}
-    if secret is not None:
-        client["client_secret"] = secret
+    client = await register_rp(live, auth)
+    secret = client.get("client_secret")
     started = await _run(node, library, "start", **client)
     callback = await browser_sign_in(started["url"])
 
