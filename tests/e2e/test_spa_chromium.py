@@ -889,3 +889,30 @@ def test_with_dpop_off_the_spa_gets_bearer_tokens(context: BrowserContext, stack
     assert tab.call_api().startswith("200")
     assert tab.refresh()["token_type"] == "Bearer"
     assert proofs == []
+
+
+def test_dpop_two_tabs_making_the_key_at_once_keep_one(
+    context: BrowserContext, stack: Stack
+) -> None:
+    """Two copies of dpop.js (two tabs, as far as IndexedDB can tell) find no key at the same
+    moment and both make one: the first stored wins and the other adopts it, so the origin's
+    tabs never prove with two keys (which would revoke the session at the next refresh)."""
+    tab = Tab(context, stack).open()
+    thumbprints = tab.page.evaluate(
+        """async (origin) => {
+          await new Promise((resolve, reject) => {
+            const deleting = indexedDB.deleteDatabase("authserver-dpop");
+            deleting.onsuccess = resolve;
+            deleting.onerror = () => reject(deleting.error);
+          });
+          const copies = await Promise.all(
+            ["one", "two"].map((copy) => import(`${origin}/dpop.js?${copy}`)));
+          return Promise.all(copies.map((copy) => copy.thumbprint()));
+        }""",
+        stack.spa.origin,
+    )
+    assert len(set(thumbprints)) == 1
+    # And the page's own copy, asked afresh after a reload, proves with that key.
+    tab.page.reload()
+    tab.wait_settled()
+    assert tab.page.evaluate(_KEY_FACTS, stack.spa.origin)["thumbprint"] == thumbprints[0]
