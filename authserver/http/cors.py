@@ -35,8 +35,11 @@ from authserver.http.errors import error_json
 from authserver.services import Services
 
 METHODS = ("GET", "POST")
-HEADERS = ("Authorization", "Content-Type")
-EXPOSED = ("Retry-After",)  # so a SPA can wait out a 429
+# DPoP: a SPA's proof (RFC 9449 §4.1) is a request header of its own, so a preflight must
+# allow it; a server nonce (§8) comes back in DPoP-Nonce, and `Date` lets a page whose clock is
+# off put our time in its proofs' `iat`, which we accept only within a minute of our clock.
+HEADERS = ("Authorization", "Content-Type", "DPoP")
+EXPOSED = ("Retry-After", "DPoP-Nonce", "Date")  # Retry-After: so a SPA can wait out a 429
 PREFLIGHT_MAX_AGE = 600
 PUBLIC_PREFIX = "/.well-known/"
 REGISTRATION_PATH = "/register"

@@ -3,9 +3,10 @@
     AUTHSERVER_ISSUER=http://127.0.0.1:8000 SERVICE_CORS_ORIGIN=http://127.0.0.1:5173 \
         python examples/service/app.py        # serves http://127.0.0.1:8001
 
-It verifies bearer tokens offline with the verifier kit, authserver_verify (JWKS from the
-issuer's metadata) and, when SERVICE_CLIENT_ID/SERVICE_CLIENT_SECRET are set, polls the
-revocation feed so a logout reaches it within SERVICE_POLL_INTERVAL seconds. It needs only
+It verifies access tokens (Bearer, or DPoP-bound with their proof) offline with the verifier
+kit, authserver_verify (JWKS from the issuer's metadata) and, when SERVICE_CLIENT_ID and
+SERVICE_CLIENT_SECRET are set, polls the revocation feed so a logout reaches it within
+SERVICE_POLL_INTERVAL seconds. It needs only
 `pip install './verifier[starlette]' uvicorn`. See README.md beside this file.
 """
 
@@ -78,7 +79,8 @@ def create_app(verifier: Verifier, cors_origins: list[str]) -> Starlette:
                 CORSMiddleware,
                 allow_origins=cors_origins,
                 allow_methods=["GET"],
-                allow_headers=["Authorization"],
+                # DPoP: a bound token comes with its proof in a header of its own (RFC 9449).
+                allow_headers=["Authorization", "DPoP"],
                 expose_headers=["WWW-Authenticate"],
                 max_age=600,
             ),

@@ -18,14 +18,20 @@
 //   token expires. Refreshes are serialised across this origin's tabs with the Web Locks API:
 //   every refresh spends the cookie's token, so two tabs refreshing at the same instant would
 //   present the same token twice, and authserver treats a spent token as stolen.
+// - DPoP (RFC 9449, dpop.js; on unless config.dpop is false): every token is bound to a key
+//   pair this page cannot read back, so a token taken out of this page works nowhere else.
 import config from "./config.js";
+import * as dpop from "./dpop.js";
 
 const REFRESH_LOCK = "authserver-refresh";
 const PENDING = "authserver-sign-in"; // sessionStorage key, for the round trip only
 const RETRY_SECONDS = 30; // after a 429, a 5xx or a network failure
 const tabs = "BroadcastChannel" in self ? new BroadcastChannel("authserver-spa") : null;
 
+const useDpop = config.dpop !== false;
+
 let accessToken = null;
+let tokenType = "Bearer"; // "DPoP" when authserver bound the token to our key
 let idToken = null; // only as id_token_hint for /end-session; it is not a credential
 let timer = null;
 
@@ -36,31 +42,40 @@ function form(fields = {}) {
 }
 
 async function post(path, body, headers = {}) {
-  // The browser adds Origin; authserver refuses (403) cookie requests from other origins.
-  const response = await fetch(`${config.authserver}${path}`, {
-    method: "POST",
-    credentials: "include",
-    headers,
-    body,
-  });
+  const url = `${config.authserver}${path}`;
+  // A proof on every call that issues tokens: authserver binds the new ones to our key, and a
+  // bound refresh token rotates only with a proof of that key.
+  const proving = useDpop && path !== "/logout";
+  const send = async () =>
+    // The browser adds Origin; authserver refuses (403) cookie requests from other origins.
+    fetch(url, {
+      method: "POST",
+      credentials: "include",
+      headers: proving ? { ...headers, DPoP: await dpop.proof("POST", url) } : headers,
+      body,
+    });
+  let response = await send();
+  // A proof refused while this device's clock is far from authserver's: once more, on its time.
+  // Nothing was spent (authserver checks the proof first).
+  if (proving && dpop.learnTime(response) && (await errorOf(response)) === "invalid_dpop_proof") {
+    response = await send();
+  }
   const answer = response.status === 204 ? {} : await response.json().catch(() => ({}));
   return { response, answer };
+}
+
+async function errorOf(response) {
+  const answer = await response.clone().json().catch(() => ({}));
+  return answer.error;
 }
 
 function withRefreshLock(task) {
   return navigator.locks ? navigator.locks.request(REFRESH_LOCK, task) : task();
 }
 
-function base64url(bytes) {
-  return btoa(String.fromCharCode(...new Uint8Array(bytes)))
-    .replace(/\+/g, "-")
-    .replace(/\//g, "_")
-    .replace(/=+$/, "");
-}
-
 function randomString() {
   // 32 bytes: 256 bits, and 43 characters, the shortest verifier RFC 7636 allows.
-  return base64url(crypto.getRandomValues(new Uint8Array(32)));
+  return dpop.base64url(crypto.getRandomValues(new Uint8Array(32)));
 }
 
 function claims(token) {
@@ -81,6 +96,7 @@ function show(state, status, error = "") {
 
 function signedIn(answer) {
   accessToken = answer.access_token;
+  tokenType = answer.token_type === "DPoP" ? "DPoP" : "Bearer";
   const { sub, exp } = claims(accessToken);
   show("signed-in", `Signed in as ${sub}; access token valid until ${new Date(exp * 1000).toLocaleTimeString()}.`);
   // Refresh a minute before expiry (half-way for very short tokens).
@@ -150,7 +166,7 @@ async function signIn() {
     scope: config.scope,
     state: pending.state,
     nonce: pending.nonce,
-    code_challenge: base64url(digest),
+    code_challenge: dpop.base64url(digest),
     code_challenge_method: "S256",
   });
   location.assign(`${config.authserver}/authorize?${query}`);
@@ -198,8 +214,16 @@ async function finishSignIn(params) {
   tabs?.postMessage("login");
 }
 
+async function authorization(method, url) {
+  // A bound token goes with the DPoP scheme and a new proof naming it (`ath`); the API refuses
+  // it as a Bearer token.
+  const headers = { Authorization: `${tokenType} ${accessToken}` };
+  if (tokenType === "DPoP") headers.DPoP = await dpop.proof(method, url, accessToken);
+  return headers;
+}
+
 async function callApi() {
-  const call = () => fetch(config.api, { headers: { Authorization: `Bearer ${accessToken}` } });
+  const call = async () => fetch(config.api, { headers: await authorization("GET", config.api) });
   let response = await call();
   // Expired or revoked (a tab that slept through its timer): one refresh, one retry.
   if (response.status === 401 && (await refresh())) response = await call();
@@ -208,7 +232,8 @@ async function callApi() {
 
 async function signOut() {
   // First this app's session: /logout revokes its refresh family, clears the cookie and denies
-  // the access token at once (an API checking the deny list refuses it from now on).
+  // the access token at once (an API checking the deny list refuses it from now on). /logout
+  // takes the access token as Bearer only, bound or not: it denies it, it grants nothing.
   await withRefreshLock(() =>
     post("/logout", form(), accessToken ? { Authorization: `Bearer ${accessToken}` } : {}),
   );

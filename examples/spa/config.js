@@ -9,5 +9,8 @@ export default {
   // --post-logout-redirect-uri: authserver compares them as exact strings.
   redirectUri: "http://127.0.0.1:5173/",
   scope: "openid profile",
-  api: "http://127.0.0.1:8001/api/me", // any endpoint that wants `Authorization: Bearer <access token>`
+  api: "http://127.0.0.1:8001/api/me", // checks tokens with authserver_verify (Bearer or DPoP)
+  // DPoP (RFC 9449): bind every token to a non-extractable key of this page (dpop.js). false:
+  // plain bearer tokens, for an authserver or an API that does not take DPoP.
+  dpop: true,
 };

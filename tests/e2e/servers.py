@@ -104,6 +104,7 @@ class Spa:
 
     client_id: str
     origin: str
+    dpop: bool = True  # config.dpop: tokens bound to the page's key (examples/spa/dpop.js)
 
     @property
     def redirect_uri(self) -> str:
@@ -117,6 +118,7 @@ class Spa:
             "redirectUri": self.redirect_uri,
             "scope": "openid profile",
             "api": api,
+            "dpop": self.dpop,
         }
         return f"export default {json.dumps(fields)};\n"
 
@@ -236,7 +238,7 @@ def _stand_in_api(verifier: Verifier, cors_origins: list[str]) -> Starlette:
                 CORSMiddleware,
                 allow_origins=cors_origins,
                 allow_methods=["GET"],
-                allow_headers=["Authorization"],
+                allow_headers=["Authorization", "DPoP"],
             ),
             Middleware(BearerAuthMiddleware, verifier=verifier),
         ],

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Response, Route, sync_playwright
 
+from tests._dpop import DPoPKey
 from tests.e2e.servers import (
     CLIENT_ID,
     PASSWORD,
@@ -516,12 +518,17 @@ def test_the_access_token_is_refreshed_shortly_before_it_expires(
     tab.sign_in()
     before = stack.auth.state()
 
-    # expires_in is 900 s: the SPA refreshes a minute before.
-    with tab.page.expect_response(lambda r: posted(r, "/refresh")) as answer:
+    # expires_in is 900 s: the SPA refreshes a minute before. Only the page's clock moved, so
+    # it now runs 841 s ahead of authserver's: the first DPoP proof is refused as made for the
+    # future (RFC 9449 §11.1), and the page, told authserver's time by its Date header, sends
+    # the request once more with a proof dated by it. Nothing was spent by the refusal.
+    with tab.page.expect_response(lambda r: posted(r, "/refresh") and r.ok) as answer:
         tab.page.clock.run_for(841_000)
     assert answer.value.status == 200
+    assert tab.answers[-2:] == [("/refresh", 400), ("/refresh", 200)]
     tab.wait_for("signed-in")
-    assert stack.auth.state()[:2] == (before[0] + 1, before[1] + 1)
+    assert stack.auth.state() == (before[0] + 1, before[1] + 1, before[2])
+    assert tab.call_api().startswith("200")  # the API's proof is dated by authserver's clock too
 
 
 def test_two_tabs_refresh_at_once_without_killing_the_session(
@@ -733,3 +740,179 @@ def test_the_account_page_ends_another_browsers_app_and_its_refresh_fails(
     assert app.answers[-1] == ("/refresh", 400)
     for shot in ("account.png", "account-error.png"):
         assert (tmp_path / shot).stat().st_size > 5_000
+
+
+# --- DPoP (RFC 9449): the SPA's tokens are bound to a key the page cannot read back ---------
+
+# Facts about the page's key, asked of dpop.js in the running page (the module instance app.js
+# imported: one URL, one module).
+_KEY_FACTS = """async (origin) => {
+  const dpop = await import(origin + "/dpop.js");
+  const { privateKey } = await dpop.key();
+  const refusal = async (key, format) => {
+    try { await crypto.subtle.exportKey(format, key); return null; } catch (e) { return e.name; }
+  };
+  // The key as IndexedDB keeps it, read directly: a reload finds it there.
+  const stored = await new Promise((resolve, reject) => {
+    const opening = indexedDB.open("authserver-dpop");
+    opening.onerror = () => reject(opening.error);
+    opening.onsuccess = () => {
+      const read = opening.result.transaction("keys").objectStore("keys").get("dpop");
+      read.onerror = () => reject(read.error);
+      read.onsuccess = () => { opening.result.close(); resolve(read.result); };
+    };
+  });
+  return {
+    thumbprint: await dpop.thumbprint(),
+    algorithm: privateKey.algorithm,
+    extractable: privateKey.extractable,
+    jwk: await refusal(privateKey, "jwk"),
+    pkcs8: await refusal(privateKey, "pkcs8"),
+    storedExtractable: stored.privateKey.extractable,
+    storedPkcs8: await refusal(stored.privateKey, "pkcs8"),
+  };
+}"""
+
+
+def tokens_in_memory(tab: Tab) -> list[dict[str, Any]]:
+    """The DPoP-bound access tokens in the page's JavaScript heap, newest first: what a heap dump
+    (an attacker with the debugger, a crash report, a memory-reading exploit) would take. The
+    token lives in a module variable no script can reach, so the test reads the heap itself
+    through the DevTools protocol."""
+    cdp = tab.page.context.new_cdp_session(tab.page)
+    chunks: list[str] = []
+    cdp.on("HeapProfiler.addHeapSnapshotChunk", lambda event: chunks.append(event["chunk"]))
+    cdp.send("HeapProfiler.enable")
+    cdp.send("HeapProfiler.takeHeapSnapshot", {"reportProgress": False})
+    cdp.detach()
+    found = {}
+    for text in json.loads("".join(chunks))["strings"]:
+        parts = text.split(".")
+        if len(parts) != 3 or not text.startswith("eyJ") or len(text) > 4096:
+            continue
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        except ValueError:
+            continue
+        if isinstance(claims, dict) and "cnf" in claims:
+            found[text] = claims
+    return [
+        {"token": token, "claims": claims}
+        for token, claims in sorted(found.items(), key=lambda item: -item[1]["iat"])
+    ]
+
+
+def test_dpop_a_token_taken_out_of_the_page_is_refused_elsewhere_and_the_key_stays_put(
+    context: BrowserContext, stack: Stack, responses: list[Seen]
+) -> None:
+    tab = Tab(context, stack).open()
+    proofs: list[str] = []
+    tab.page.on(
+        "request",
+        lambda r: proofs.append(r.url) if r.headers.get("dpop") and r.method != "OPTIONS" else None,
+    )
+    tab.sign_in()
+    exchange = next(s for s in responses if s.url.endswith("/token") and s.status == 200)
+    assert exchange.body is not None and json.loads(exchange.body)["token_type"] == "DPoP"
+    assert tab.call_api().startswith("200")
+    assert proofs == [f"{stack.auth.url}/token", stack.api]
+
+    # The key: ES256, made with extractable false, and WebCrypto refuses to export it, both
+    # the page's copy and the one IndexedDB holds.
+    facts = tab.page.evaluate(_KEY_FACTS, stack.spa.origin)
+    assert facts["algorithm"] == {"name": "ECDSA", "namedCurve": "P-256"}
+    assert facts["extractable"] is False and facts["storedExtractable"] is False
+    assert facts["jwk"] == facts["pkcs8"] == facts["storedPkcs8"] == "InvalidAccessError"
+
+    # The access token, out of the page's memory: bound to the page's key.
+    found = tokens_in_memory(tab)
+    assert found, "no DPoP-bound access token in the page's heap"
+    token, claims = found[0]["token"], found[0]["claims"]
+    assert claims["cnf"] == {"jkt": facts["thumbprint"]}
+    assert claims["client_id"] == stack.spa.client_id
+
+    # Replayed from outside. As a Bearer token: the API and /userinfo refuse it, saying DPoP.
+    with httpx.Client(trust_env=False, timeout=10) as outside:
+        userinfo = f"{stack.auth.url}/userinfo"
+        for url in (stack.api, userinfo):
+            answer = outside.get(url, headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 401, (url, answer.text)
+            assert answer.headers["www-authenticate"].startswith("DPoP ")
+            assert answer.json()["error"] == "invalid_token"
+        # With a proof of the thief's own key, made for exactly this request: refused.
+        thief = DPoPKey()
+        for url in (stack.api, userinfo):
+            proof = thief.proof(method="GET", access_token=token, htu=url)
+            answer = outside.get(url, headers={"Authorization": f"DPoP {token}", "DPoP": proof})
+            assert answer.status_code == 401, (url, answer.text)
+            assert answer.json()["error"] == "invalid_dpop_proof"
+
+    # The page itself still gets through with the same token.
+    assert tab.call_api().startswith("200")
+
+    # A reload: the key comes back from IndexedDB, the bound refresh token rotates with a proof
+    # of it (another key would revoke the session), and the new token is bound to the same key.
+    before = stack.auth.state()
+    tab.page.reload()
+    tab.wait_for("signed-in")
+    assert tab.answers[-1] == ("/refresh", 200)
+    refreshed = [s for s in responses if s.url.endswith("/refresh") and s.status == 200][-1]
+    assert refreshed.body is not None and json.loads(refreshed.body)["token_type"] == "DPoP"
+    assert tab.page.evaluate(_KEY_FACTS, stack.spa.origin)["thumbprint"] == facts["thumbprint"]
+    assert tab.call_api().startswith("200")
+    after = tokens_in_memory(tab)[0]
+    assert after["token"] != token and after["claims"]["cnf"] == {"jkt": facts["thumbprint"]}
+    assert stack.auth.state() == (before[0] + 1, before[1] + 1, before[2])
+    assert tab.refresh()["token_type"] == "DPoP"  # "Refresh now" too
+
+
+def test_with_dpop_off_the_spa_gets_bearer_tokens(context: BrowserContext, stack: Stack) -> None:
+    """config.dpop false: no proofs, plain bearer tokens, which the API takes as before."""
+    bearer = Spa(stack.spa.client_id, stack.spa.origin, dpop=False)
+    tab = Tab(context, stack)
+    tab.page.route(
+        f"{stack.spa.origin}/config.js",
+        lambda route: route.fulfill(
+            content_type="text/javascript", body=bearer.config(stack.auth.url, stack.api)
+        ),
+    )
+    proofs: list[str] = []
+    tab.page.on("request", lambda r: proofs.append(r.url) if r.headers.get("dpop") else None)
+    tab.open()
+    tab.go_to_sign_in_page()
+    with tab.page.expect_response(lambda r: posted(r, "/token")) as answer:
+        tab.page.fill("input[name=username]", USERNAME)
+        tab.page.fill("input[name=password]", PASSWORD)
+        tab.page.click("form button[type=submit]")
+    assert answer.value.json()["token_type"] == "Bearer"
+    tab.wait_for("signed-in")
+    assert tab.call_api().startswith("200")
+    assert tab.refresh()["token_type"] == "Bearer"
+    assert proofs == []
+
+
+def test_dpop_two_tabs_making_the_key_at_once_keep_one(
+    context: BrowserContext, stack: Stack
+) -> None:
+    """Two copies of dpop.js (two tabs, as far as IndexedDB can tell) find no key at the same
+    moment and both make one: the first stored wins and the other adopts it, so the origin's
+    tabs never prove with two keys (which would revoke the session at the next refresh)."""
+    tab = Tab(context, stack).open()
+    thumbprints = tab.page.evaluate(
+        """async (origin) => {
+          await new Promise((resolve, reject) => {
+            const deleting = indexedDB.deleteDatabase("authserver-dpop");
+            deleting.onsuccess = resolve;
+            deleting.onerror = () => reject(deleting.error);
+          });
+          const copies = await Promise.all(
+            ["one", "two"].map((copy) => import(`${origin}/dpop.js?${copy}`)));
+          return Promise.all(copies.map((copy) => copy.thumbprint()));
+        }""",
+        stack.spa.origin,
+    )
+    assert len(set(thumbprints)) == 1
+    # And the page's own copy, asked afresh after a reload, proves with that key.
+    tab.page.reload()
+    tab.wait_settled()
+    assert tab.page.evaluate(_KEY_FACTS, stack.spa.origin)["thumbprint"] == thumbprints[0]

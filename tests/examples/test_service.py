@@ -15,6 +15,7 @@ import anyio
 import httpx
 import pytest
 
+from tests._dpop import DPoPKey
 from tests._uvicorn import loopback_socket, served
 from tests.conftest import Registry, password_login
 from tests.http.test_verify_live import Live, log_in
@@ -70,6 +71,18 @@ async def orders_user(live: Live, http: httpx.AsyncClient) -> dict[str, str]:
     assert response.status_code == 200, response.text
     body: dict[str, str] = response.json()
     return body
+
+
+async def preflight(service: httpx.AsyncClient, request_headers: str) -> httpx.Response:
+    """The SPA's browser asking whether it may GET /api/orders with `request_headers`."""
+    return await service.options(
+        "/api/orders",
+        headers={
+            "Origin": SPA_ORIGIN,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": request_headers,
+        },
+    )
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -135,14 +148,7 @@ async def test_a_logged_out_session_is_refused_once_the_feed_polls(
 async def test_a_cors_preflight_from_the_spa_is_answered_without_a_token(
     service: httpx.AsyncClient,
 ) -> None:
-    response = await service.options(
-        "/api/orders",
-        headers={
-            "Origin": SPA_ORIGIN,
-            "Access-Control-Request-Method": "GET",
-            "Access-Control-Request-Headers": "authorization",
-        },
-    )
+    response = await preflight(service, "authorization")
 
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == SPA_ORIGIN
@@ -151,3 +157,35 @@ async def test_a_cors_preflight_from_the_spa_is_answered_without_a_token(
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
     )
     assert other.status_code == 400
+
+
+async def test_a_dpop_bound_token_is_served_with_its_proof_and_refused_without(
+    live: Live, service: httpx.AsyncClient, http: httpx.AsyncClient, orders_user: dict[str, str]
+) -> None:
+    """What the SPA does by default (docs/spa.md): a token bound to its key, sent with the DPoP
+    scheme and a proof carrying `ath`, from the SPA's origin, whose preflight allows `DPoP`."""
+    key = DPoPKey()
+    bound = await http.post(
+        "/token",
+        data={"grant_type": "refresh_token", "client_id": "spa-orders"}
+        | {"refresh_token": orders_user["refresh_token"]},
+        headers={"DPoP": key.proof(htu=f"{live.url}/token")},
+    )
+    assert bound.status_code == 200 and bound.json()["token_type"] == "DPoP", bound.text
+    token = bound.json()["access_token"]
+    url = f"{service.base_url}".rstrip("/") + "/api/orders"
+    allowed = await preflight(service, "authorization, dpop")
+    assert allowed.status_code == 200, allowed.text
+
+    def dpop(proof_key: DPoPKey) -> dict[str, str]:
+        proof = proof_key.proof(method="GET", access_token=token, htu=url)
+        return {"Authorization": f"DPoP {token}", "DPoP": proof, "Origin": SPA_ORIGIN}
+
+    answer = await service.get("/api/orders", headers=dpop(key))
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["access-control-allow-origin"] == SPA_ORIGIN
+    as_bearer = await service.get("/api/orders", headers=bearer(token))
+    assert as_bearer.status_code == 401
+    assert as_bearer.headers["www-authenticate"].startswith('DPoP error="invalid_token"')
+    thief = await service.get("/api/orders", headers=dpop(DPoPKey()))
+    assert thief.status_code == 401 and thief.json()["error"] == "invalid_dpop_proof"

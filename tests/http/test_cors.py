@@ -51,6 +51,28 @@ async def test_a_preflight_from_an_allowed_origin_is_answered_by_name_with_crede
     assert varies_on_origin(response)
 
 
+@pytest.mark.parametrize("path", ["/token", "/refresh", "/userinfo"])
+async def test_a_spa_may_send_a_dpop_proof_and_read_a_dpop_nonce(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """RFC 9449 §4.1: the proof is a `DPoP` request header, which a browser sends cross-origin
+    only when the preflight allows it; §8: a server nonce comes back in `DPoP-Nonce`; `Date`
+    for a page whose clock is off to date its proofs by ours."""
+    response = await client.options(
+        path, headers=preflight_headers(APP, headers="authorization, content-type, dpop")
+    )
+    assert response.status_code == 200, response.text
+    allowed = {
+        h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")
+    }
+    assert "dpop" in allowed
+    answered = await client.post(path, headers={"Origin": APP})
+    exposed = {
+        h.strip().lower() for h in answered.headers["access-control-expose-headers"].split(",")
+    }
+    assert {"dpop-nonce", "retry-after", "date"} <= exposed
+
+
 @pytest.mark.parametrize(
     "origin", [FOREIGN, "null", "http://app.example", "https://app.example.evil.example"]
 )

@@ -70,6 +70,13 @@ async def _started(
     node: str, live: Live, auth: str, **extra: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Registers the client, runs the library's `start` step: (its input, its answer)."""
+    client = await register_rp(live, auth)
+    return client, _succeeded(await openid_client(node, "start", **client, **extra))
+
+
+async def register_rp(live: Live, auth: str) -> dict[str, str]:
+    """alice with a verified address, and the RP registered to authenticate with `auth`
+    ("none": a public client): the client's fields as the Node scripts take them."""
     registry = Registry(live.services)
     await registry.profile("alice", email="alice@example.org", email_verified=True)
     secret = await registry.client(
@@ -89,7 +96,7 @@ async def _started(
     }
     if secret is not None:
         client["client_secret"] = secret
-    return client, _succeeded(await openid_client(node, "start", **client, **extra))
+    return client
 
 
 @pytest.mark.parametrize("auth", ["client_secret_basic", "client_secret_post", "none"])
