@@ -1297,6 +1297,7 @@ SCHEMAS: dict[str, Schema] = {
             "scope": {"type": "string"},
             **_strings("client_uri", "logo_uri", "tos_uri", "policy_uri"),
             "application_type": {"type": "string", "enum": ["web", "native"]},
+            "dpop_bound_access_tokens": CLIENT_META["dpop_bound_access_tokens"],
         },
     },
     "RegisteredClient": {
@@ -1330,6 +1331,7 @@ SCHEMAS: dict[str, Schema] = {
             "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
             "grant_types": {"type": "array", "items": {"type": "string"}},
             "response_types": {"type": "array", "items": {"type": "string"}},
+            "dpop_bound_access_tokens": CLIENT_META["dpop_bound_access_tokens"],
         },
     },
     "Resource": {
