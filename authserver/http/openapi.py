@@ -293,6 +293,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 "prompt",
                 "max_age",
                 "resource",  # RFC 8707: may repeat, one per resource
+                "acr_values",
+                "dpop_jkt",  # RFC 9449 §10: the code's exchange needs a proof of this key
             )
         ],
         "responses": {
