@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from authserver.clients import ClientCredentials, authenticate_client
-from authserver.errors import DPoPChallenge, InvalidDPoPProofAtResource, InvalidToken
+from authserver.errors import (
+    DPoPChallenge,
+    InvalidDPoPProofAtResource,
+    InvalidToken,
+    UseDPoPNonceAtResource,
+)
 from authserver.services import Services
 from authserver.tokens import dpop
 from authserver.tokens.denylist import live_claims
@@ -66,7 +71,10 @@ async def require_proof_of_key(
             url=presented.url,
             now=services.clock(),
             access_token=token,
+            nonces=services.dpop_nonces,
         )
+    except dpop.UseDPoPNonce as exc:
+        raise UseDPoPNonceAtResource(detail=exc.detail) from None
     except dpop.InvalidDPoPProof as exc:
         raise InvalidDPoPProofAtResource(detail=exc.detail) from None
     # RFC 9449 §7.1: "the public key to which the access token is bound" must be the proof's.

@@ -32,8 +32,10 @@ from authserver.http.errors import error_json
 from authserver.services import Services
 
 METHODS = ("GET", "POST")
-HEADERS = ("Authorization", "Content-Type")
-EXPOSED = ("Retry-After",)  # so a SPA can wait out a 429
+# DPoP (RFC 9449 §4.1): a browser app sends its proofs across origins, and reads the server's
+# nonce (§8) from the answer.
+HEADERS = ("Authorization", "Content-Type", "DPoP")
+EXPOSED = ("Retry-After", "DPoP-Nonce")  # Retry-After: so a SPA can wait out a 429
 PREFLIGHT_MAX_AGE = 600
 PUBLIC_PREFIX = "/.well-known/"
 # What every answer under PUBLIC_PREFIX carries (http/fast_path.py's JWKS too).
