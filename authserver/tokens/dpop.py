@@ -11,6 +11,7 @@ decides whether a proof's nonce is one a server of ours handed out lately (§8).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from authserver_verify import dpop
@@ -67,18 +68,13 @@ async def check_proof(
     """§4.3 in full: the kit's checks (with `nonces`, step 10: "the nonce claim matches the
     server-provided nonce value"; else UseDPoPNonce), then "the jti value ... has not been
     previously used" (§11.1: "servers ... MUST only accept a given proof once")."""
-
-    def issued(nonce: str) -> bool:
-        assert nonces is not None
-        return nonces.accepts(nonce, now)
-
     proof = dpop.check_proof(
         value,
         method=method,
         url=url,
         access_token=access_token,
         now=now,
-        nonce=None if nonces is None else issued,
+        nonce=None if nonces is None else partial(nonces.accepts, now=now),
     )
     if not await store.first_use(proof.replay_key, proof.expires_at, now):
         raise InvalidDPoPProof(detail="jti already used")
