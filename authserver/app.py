@@ -40,6 +40,7 @@ from authserver.db.resources import SqlResourceStore
 from authserver.db.second_factors import SqlSecondFactorStore
 from authserver.db.throttle import SqlThrottleStore
 from authserver.http.cors import cors_middleware
+from authserver.http.dpop_nonce import DPoPNonceHeader
 from authserver.http.errors import HANDLERS
 from authserver.http.fast_path import HotRoutes, JwksShortcut
 from authserver.http.headers import security_headers
@@ -62,6 +63,7 @@ from authserver.telemetry.metrics import (
     observed_login_sessions,
     observed_mail,
 )
+from authserver.tokens.dpop import Nonces
 
 
 class SchemaNotReady(RuntimeError):
@@ -127,6 +129,11 @@ def build_services(
         csrf_keys=derived_keys(sealer, b"authserver csrf token"),
         outbox=fail_closed(SqlOutbox(engine)) if settings.mail_enabled else NoOutbox(),
         dpop_proofs=fail_closed(SqlProofStore(engine)),
+        dpop_nonces=(
+            Nonces(derived_keys(sealer, b"authserver dpop nonce"))
+            if settings.dpop_nonce == "on"
+            else None
+        ),
     )
 
 
@@ -235,6 +242,8 @@ def create_app(
         Middleware(StorableParams),
         Middleware(JwksShortcut, routes=routes),
         Middleware(BodyDeadline, seconds=settings.body_timeout),
+        # Outside HotRoutes, which answers /token itself; only with nonces on.
+        *([Middleware(DPoPNonceHeader)] if settings.dpop_nonce == "on" else []),
         Middleware(HotRoutes, routes=routes),
         cors_middleware(settings),
     ]

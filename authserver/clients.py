@@ -324,6 +324,7 @@ class ClientMetadata:
     post_logout_redirect_uris: tuple[str, ...]
     client_name: str | None
     allowed_origins: tuple[str, ...]
+    dpop_bound_access_tokens: bool
 
     def as_fields(self) -> dict[str, Any]:
         """These fields by name, as Client(...) and replace(client, ...) take them."""
@@ -347,6 +348,7 @@ def check_metadata(
     client_name: object = None,
     allowed_origins: Sequence[str] = (),
     require_mfa: bool = False,
+    dpop_bound_access_tokens: object = False,
 ) -> ClientMetadata:
     """The one validator of a client's metadata, whoever registers it: an operator (admin API,
     CLI: a creation, or a PATCH as the client would be after it) or the client itself (RFC 7591
@@ -372,6 +374,9 @@ def check_metadata(
         # Only sessions with a second factor: the password grant has no second step (it
         # would hand out password-only sessions).
         raise InvalidRequest("A client with require_mfa cannot use the password grant.")
+    if not isinstance(dpop_bound_access_tokens, bool):
+        # RFC 9449 §5.2: "Boolean value specifying whether the client always uses DPoP".
+        raise InvalidRequest("dpop_bound_access_tokens must be true or false.")
     return ClientMetadata(
         grant_types=tuple(dict.fromkeys(grant_types)),
         scopes=tuple(dict.fromkeys(scopes)),
@@ -380,6 +385,7 @@ def check_metadata(
         post_logout_redirect_uris=tuple(dict.fromkeys(post_logout_redirect_uris)),
         client_name=name,
         allowed_origins=tuple(dict.fromkeys(allowed_origins)),
+        dpop_bound_access_tokens=dpop_bound_access_tokens,
     )
 
 

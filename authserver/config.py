@@ -166,6 +166,8 @@ class Settings:
     # and how long an open-mode client that never completed a code exchange is kept.
     registration: str = "off"
     registration_idle_purge: int = 7 * 86_400
+    # RFC 9449 §8/§9: DPoP proofs must carry a nonce this server handed out (tokens/dpop.py).
+    dpop_nonce: Literal["off", "on"] = "off"
 
     @property
     def mail_enabled(self) -> bool:
@@ -280,6 +282,14 @@ DESCRIPTIONS: dict[str, str] = {
     "code exchange is kept (3600 to 31536000); the purge then deletes it. A week: an app "
     "registers on its first run and signs someone in within minutes; what is left a week later "
     "is a script's litter, and the client can register again.",
+    "dpop_nonce": "`on`: DPoP proofs (RFC 9449) must carry a server nonce (§8 at `/token` and "
+    "`/refresh`, §9 at `/userinfo`, `/sessions`, `/logout` and the admin API). A proof without "
+    "a valid one, or whose `iat` is out of the window, is answered `400 use_dpop_nonce` "
+    '(`401` with `WWW-Authenticate: DPoP error="use_dpop_nonce"` where an access token is '
+    "presented) and a `DPoP-Nonce` header; every answer to a request with a proof carries a "
+    "fresh one. Nonces need no storage: an HMAC of the minute under a key derived from the "
+    "KEK, so every instance accepts every instance's; each is good for 60 to 120 s. `off`: "
+    "no nonces (docs/dpop.md#server-nonces).",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
@@ -376,6 +386,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             _seconds(3600, 31_536_000),
             defaults.registration_idle_purge,
         ),
+        dpop_nonce=read("DPOP_NONCE", _on_off, defaults.dpop_nonce),
     )
     if settings.smtp_url is not None and not env.get("AUTHSERVER_MAIL_FROM", "").strip():
         problems.append("AUTHSERVER_MAIL_FROM: must be set with AUTHSERVER_SMTP_URL")
@@ -528,6 +539,15 @@ def _mfa_policy(raw: str) -> Literal["optional", "required"]:
     if lowered == "required":
         return "required"
     raise ValueError(f"must be optional or required, got {raw!r}")
+
+
+def _on_off(raw: str) -> Literal["off", "on"]:
+    lowered = raw.lower()
+    if lowered == "on":
+        return "on"
+    if lowered == "off":
+        return "off"
+    raise ValueError(f"must be on or off, got {raw!r}")
 
 
 def _boolean(raw: str) -> bool:

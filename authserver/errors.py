@@ -14,11 +14,13 @@
     ├── InvalidScope                400 invalid_scope
     ├── InvalidTarget               400 invalid_target (RFC 8707 §2: the `resource` asked for)
     ├── InvalidDPoPProof            400 invalid_dpop_proof (RFC 9449 §5: the DPoP header)
+    │   └── UseDPoPNonce            400 use_dpop_nonce (§8: with a DPoP-Nonce header)
     ├── InvalidRedirectUri          400 invalid_redirect_uri (RFC 7591 §3.2.2, /register)
     ├── InvalidClientMetadata       400 invalid_client_metadata (RFC 7591 §3.2.2, /register)
     ├── InvalidToken                401 invalid_token (bearer token on a protected endpoint)
     │   └── DPoPChallenge           401 invalid_token, challenged with DPoP (RFC 9449 §7.1)
-    │       └── InvalidDPoPProofAtResource  401 invalid_dpop_proof
+    │       ├── InvalidDPoPProofAtResource  401 invalid_dpop_proof
+    │       └── UseDPoPNonceAtResource      401 use_dpop_nonce (§9)
     ├── InsufficientScope           403 insufficient_scope
     ├── InsufficientUserAuthentication  401 insufficient_user_authentication (RFC 9470)
     ├── Conflict                    409 conflict
@@ -148,6 +150,14 @@ class InvalidDPoPProofAtResource(DPoPChallenge):
     description = "The DPoP proof is invalid."
 
 
+class UseDPoPNonceAtResource(DPoPChallenge):
+    """RFC 9449 §9: "the resource server responds with ... the DPoP authentication scheme and
+    the error parameter value use_dpop_nonce" (the DPoP-Nonce header: http/dpop_nonce.py)."""
+
+    code = "use_dpop_nonce"
+    description = "The DPoP proof must carry the server's nonce."
+
+
 class InsufficientScope(OAuthError):
     code = "insufficient_scope"
     status = 403
@@ -198,3 +208,11 @@ class InvalidDPoPProof(OAuthError):
     code = "invalid_dpop_proof"
     status = 400
     description = "The DPoP proof is invalid."
+
+
+class UseDPoPNonce(InvalidDPoPProof):
+    """RFC 9449 §8: "the authorization server responds with an error response ... with the
+    error code use_dpop_nonce" (the DPoP-Nonce header: http/dpop_nonce.py)."""
+
+    code = "use_dpop_nonce"
+    description = "The DPoP proof must carry the server's nonce."

@@ -27,7 +27,7 @@ from authserver.throttle import ThrottleStore, Turns
 from authserver.tokens.access_tokens import AccessToken, mint_access_token, verify_access_token
 from authserver.tokens.authorization_codes import CodeStore
 from authserver.tokens.denylist import Denylist
-from authserver.tokens.dpop import MemoryProofStore, ProofStore
+from authserver.tokens.dpop import MemoryProofStore, Nonces, ProofStore
 from authserver.tokens.refresh import FamilyStore
 from authserver.tokens.resources import ResourceStore
 
@@ -72,6 +72,9 @@ class Services:
     wake_resolver: Callable[[], None] = field(default=lambda: None)
     # DPoP proofs seen (tokens/dpop.py): the app shares them through the database.
     dpop_proofs: ProofStore = field(default_factory=MemoryProofStore)
+    # With AUTHSERVER_DPOP_NONCE=on, what makes and checks DPoP nonces (RFC 9449 §8); the app
+    # derives its key from the KEK, so every instance accepts every instance's nonces.
+    dpop_nonces: Nonces | None = None
 
     async def mint(
         self,

@@ -124,6 +124,7 @@ def test_cookie_secure_reads_common_spellings(raw: str, expected: bool) -> None:
         ("ARGON2_TIME_COST", "0"),
         ("PASSWORD_HASH_CONCURRENCY", "0"),
         ("DB_POOL_SIZE", "lots"),
+        ("DPOP_NONCE", "true"),
     ],
 )
 def test_a_bad_value_gives_one_line_naming_the_variable(name: str, raw: str) -> None:
@@ -440,3 +441,9 @@ def test_mail_from_refuses_what_is_no_address(sender: str) -> None:
         {"AUTHSERVER_SMTP_URL": "smtp://localhost", "AUTHSERVER_MAIL_FROM": sender}
     )
     assert line.startswith("AUTHSERVER_MAIL_FROM: must be an address")
+
+
+def test_dpop_nonces_are_off_unless_on() -> None:
+    base = {"AUTHSERVER_KEY_ENCRYPTION_KEY": KEK}
+    assert load_settings(base).dpop_nonce == "off"
+    assert load_settings({**base, "AUTHSERVER_DPOP_NONCE": "ON"}).dpop_nonce == "on"

@@ -25,6 +25,7 @@ client decides. A client that must not get such a session registers with `requir
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -45,6 +46,7 @@ MAX_STATE = 1024
 MAX_NONCE = 512
 MAX_ACR_VALUES = 256
 PROMPTS = ("none", "login", "consent")
+JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 class ErrorPage(Exception):
@@ -68,6 +70,7 @@ class AuthorizationRequest:
     max_age: int | None
     resources: tuple[str, ...] = ()  # RFC 8707: the resources named, checked well-formed
     acr_values: tuple[str, ...] = ()  # as the request named them, in its order
+    dpop_jkt: str | None = None  # RFC 9449 §10: the DPoP key the code is bound to
     # The request's parameters as received: the consent page's URL carries them on, as the
     # sign-in page's does, and checks them again (nothing of it is trusted from a form).
     params: tuple[tuple[str, str], ...] = ()
@@ -315,6 +318,11 @@ def _parse(client: Client, redirect_uri: str, given: bool, params: Params) -> Au
     acr_values = values.get("acr_values", "")
     if len(acr_values) > MAX_ACR_VALUES:
         raise _Refused("invalid_request", "acr_values is too long.")
+    dpop_jkt = values.get("dpop_jkt")
+    if dpop_jkt is not None and not JKT.fullmatch(dpop_jkt):
+        # RFC 9449 §10: "the JWK Thumbprint [RFC7638] of the proof-of-possession public key
+        # using the SHA-256 hash function": 43 base64url characters, nothing else.
+        raise _Refused("invalid_request", "dpop_jkt must be a SHA-256 JWK thumbprint.")
     return AuthorizationRequest(
         client=client,
         redirect_uri=redirect_uri,
@@ -327,6 +335,7 @@ def _parse(client: Client, redirect_uri: str, given: bool, params: Params) -> Au
         max_age=_max_age(values.get("max_age")),
         resources=resources,
         acr_values=tuple(acr_values.split()),
+        dpop_jkt=dpop_jkt,
         params=tuple(params),
     )
 
@@ -398,6 +407,7 @@ async def complete(
         auth_time=session.auth_time,
         expires_at=now + CODE_TTL,
         resources=request.resources,
+        dpop_jkt=request.dpop_jkt,
     )
     value = await issue_code(services.codes, code, now)
     if value is None:  # the session ended, or the user was disabled, a moment ago

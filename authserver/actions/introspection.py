@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from authserver.clients import ClientCredentials, authenticate_client
-from authserver.errors import DPoPChallenge, InvalidDPoPProofAtResource, InvalidToken
+from authserver.errors import (
+    DPoPChallenge,
+    InvalidDPoPProofAtResource,
+    InvalidToken,
+    UseDPoPNonceAtResource,
+)
 from authserver.services import Services
 from authserver.tokens import dpop
 from authserver.tokens.denylist import live_claims
@@ -38,6 +43,16 @@ async def authenticate_bearer(
     claims = await live_access_claims(services, token) if token else None
     if claims is None:
         raise DPoPChallenge() if presented is not None else InvalidToken()
+    assert token is not None
+    await require_proof_of_key(services, claims, token, presented)
+    return claims
+
+
+async def require_proof_of_key(
+    services: Services, claims: dict[str, Any], token: str, presented: dpop.DPoPRequest | None
+) -> None:
+    """RFC 9449 §7: a DPoP-bound token (`cnf.jkt`) only with the DPoP scheme and a valid
+    proof of its key carrying the token's hash; the DPoP scheme only with a bound token."""
     cnf = claims.get("cnf")
     bound = cnf.get("jkt") if isinstance(cnf, dict) else None
     if presented is None:
@@ -45,10 +60,9 @@ async def authenticate_bearer(
             # RFC 9449 §7.2: a DPoP-bound token presented as a bearer token is refused, or
             # the binding would mean nothing.
             raise DPoPChallenge(detail="DPoP-bound token presented as Bearer")
-        return claims
+        return
     if bound is None:
         raise DPoPChallenge(detail="unbound token presented with the DPoP scheme")
-    assert token is not None
     try:
         proof = await dpop.check_proof(
             services.dpop_proofs,
@@ -57,13 +71,15 @@ async def authenticate_bearer(
             url=presented.url,
             now=services.clock(),
             access_token=token,
+            nonces=services.dpop_nonces,
         )
+    except dpop.UseDPoPNonce as exc:
+        raise UseDPoPNonceAtResource(detail=exc.detail) from None
     except dpop.InvalidDPoPProof as exc:
         raise InvalidDPoPProofAtResource(detail=exc.detail) from None
     # RFC 9449 §7.1: "the public key to which the access token is bound" must be the proof's.
     if proof.jkt != bound:
         raise InvalidDPoPProofAtResource(detail="proof key is not the token's cnf.jkt")
-    return claims
 
 
 async def introspect(

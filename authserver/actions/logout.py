@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 from authserver.actions.end_sessions import end_sessions
-from authserver.actions.introspection import authenticate_bearer
+from authserver.actions.introspection import authenticate_bearer, require_proof_of_key
 from authserver.audit import AuditEvent
 from authserver.clients import ClientCredentials, authenticate_client
 from authserver.services import Services
 from authserver.tokens.access_tokens import TokenRejected
 from authserver.tokens.denylist import deny_until_expiry
+from authserver.tokens.dpop import DPoPRequest
 from authserver.tokens.refresh import family_revoked, hash_token
 
 
-async def logout(services: Services, refresh_token: str | None, bearer: str | None) -> None:
-    """Ends the refresh token's family and denies the bearer token; quiet when either is dead."""
+async def logout(
+    services: Services,
+    refresh_token: str | None,
+    bearer: str | None,
+    presented: DPoPRequest | None = None,
+) -> None:
+    """Ends the refresh token's family and denies the access token; quiet when either is dead.
+    A live DPoP-bound access token needs a proof of its key (`presented`), checked first: a
+    stolen one ends nothing."""
     now = services.clock()
+    claims = None
+    if bearer:
+        try:
+            claims = services.verify_any_audience(bearer)
+        except TokenRejected:
+            claims = None
+        if claims is not None:
+            await require_proof_of_key(services, claims, bearer, presented)
     if refresh_token:
         state = await services.families.find(hash_token(refresh_token))
         if state is not None:
@@ -38,19 +54,17 @@ async def logout(services: Services, refresh_token: str | None, bearer: str | No
             )
             events = [ended, revoked]
             await services.families.revoke(family.id, "logout", now, events)
-    if bearer:
-        try:
-            claims = services.verify_any_audience(bearer)
-        except TokenRejected:
-            return
+    if claims is not None:
         await deny_until_expiry(
             services.denylist, claims, leeway=services.settings.clock_leeway, now=now
         )
 
 
-async def logout_all(services: Services, bearer: str | None) -> int:
-    """Revokes every family of the bearer token's subject; returns how many were live."""
-    claims = await authenticate_bearer(services, bearer)
+async def logout_all(
+    services: Services, bearer: str | None, presented: DPoPRequest | None = None
+) -> int:
+    """Revokes every family of the access token's subject; returns how many were live."""
+    claims = await authenticate_bearer(services, bearer, presented)
     sub = str(claims["sub"])
     # Everywhere includes the browser's single sign-on: no client signs in from it again.
     return await end_sessions(services, sub, reason="logout_all", actor=sub, now=services.clock())

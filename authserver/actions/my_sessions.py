@@ -8,12 +8,16 @@ from authserver.actions.admin.sessions import session_view
 from authserver.actions.introspection import authenticate_bearer
 from authserver.errors import InvalidToken, NotFound
 from authserver.services import Services
+from authserver.tokens.dpop import DPoPRequest
 from authserver.tokens.refresh import family_revoked
 
 
-async def _caller(services: Services, bearer: str | None) -> tuple[str, str | None]:
-    """The user behind a live access token, and the session it came from."""
-    claims = await authenticate_bearer(services, bearer)
+async def _caller(
+    services: Services, bearer: str | None, presented: DPoPRequest | None
+) -> tuple[str, str | None]:
+    """The user behind a live access token (with a DPoP proof, `presented`, when it came as
+    `Authorization: DPoP`), and the session it came from."""
+    claims = await authenticate_bearer(services, bearer, presented)
     sid = claims.get("sid")
     if not isinstance(sid, str):
         # A client_credentials token speaks for a client, which has no sessions.
@@ -21,16 +25,20 @@ async def _caller(services: Services, bearer: str | None) -> tuple[str, str | No
     return str(claims["sub"]), sid
 
 
-async def my_sessions(services: Services, bearer: str | None) -> list[dict[str, Any]]:
-    sub, current = await _caller(services, bearer)
+async def my_sessions(
+    services: Services, bearer: str | None, presented: DPoPRequest | None = None
+) -> list[dict[str, Any]]:
+    sub, current = await _caller(services, bearer, presented)
     return [
         session_view(s, current) for s in await services.families.sessions(sub, services.clock())
     ]
 
 
-async def end_my_session(services: Services, bearer: str | None, sid: str) -> None:
+async def end_my_session(
+    services: Services, bearer: str | None, sid: str, presented: DPoPRequest | None = None
+) -> None:
     """Another user's sid is answered as an unknown one: 404, nothing revoked."""
-    sub, _ = await _caller(services, bearer)
+    sub, _ = await _caller(services, bearer, presented)
     family = await services.families.get(sid)
     if family is None or family.user_id != sub:
         raise NotFound("You have no session with this sid.")

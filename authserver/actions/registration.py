@@ -196,6 +196,7 @@ def _view(services: Services, client: Client) -> dict[str, Any]:
             "token_endpoint_auth_method", "none" if client.is_public else "client_secret_basic"
         ),
         "scope": " ".join(client.scopes),
+        "dpop_bound_access_tokens": client.dpop_bound_access_tokens,
     }
     if client.client_name is not None:
         body["client_name"] = client.client_name
@@ -256,6 +257,8 @@ def _metadata(
             redirect_uris=_strings(body, "redirect_uris", []),
             post_logout_redirect_uris=_strings(body, "post_logout_redirect_uris", []),
             client_name=body.get("client_name"),
+            # RFC 9449 §5.2: "If omitted, the default value is false."
+            dpop_bound_access_tokens=body.get("dpop_bound_access_tokens", False),
         )
     return checked, method, tuple(kept)
 

@@ -15,6 +15,7 @@ from authserver.errors import (
     InvalidDPoPProof,
     InvalidRequest,
     UnsupportedGrantType,
+    UseDPoPNonce,
 )
 from authserver.services import Services
 from authserver.tokens import dpop
@@ -54,7 +55,10 @@ async def _with_dpop(
             method="POST",
             url=request.dpop_url,
             now=services.clock(),
+            nonces=services.dpop_nonces,
         )
+    except dpop.UseDPoPNonce as exc:
+        raise UseDPoPNonce(detail=exc.detail) from None
     except dpop.InvalidDPoPProof as exc:
         raise InvalidDPoPProof(detail=exc.detail) from None
     return replace(request, dpop_jkt=proof.jkt)

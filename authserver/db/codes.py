@@ -31,14 +31,14 @@ from authserver.tokens.authorization_codes import (
 from authserver.tokens.scopes import EVERY_USER_HOLDS
 
 _COLUMNS = """client_id, user_id, login_session_id, redirect_uri, redirect_uri_given,
-              code_challenge, scope, nonce, auth_time, expires_at, amr, resources"""
+              code_challenge, scope, nonce, auth_time, expires_at, amr, resources, dpop_jkt"""
 
 # Only for a live login session of an enabled user, decided in the inserting statement.
 _ISSUE = text(f"""
 INSERT INTO authorization_codes (code_hash, {_COLUMNS}, created_at)
 SELECT :code_hash, :client_id, s.user_id, s.id, :redirect_uri, :redirect_uri_given,
        :code_challenge, :scope, :nonce, COALESCE(s.auth_time, s.created_at), :expires_at,
-       s.amr, :resources, :now
+       s.amr, :resources, :dpop_jkt, :now
 FROM login_sessions AS s JOIN users AS u ON u.id = s.user_id
 WHERE s.id = :login_session_id AND s.user_id = :user_id
   AND {login_session_live("s")} AND {user_enabled("u")}
@@ -46,11 +46,13 @@ WHERE s.id = :login_session_id AND s.user_id = :user_id
 
 _FIND = text(f"SELECT {_COLUMNS}, used_at, family_id FROM authorization_codes WHERE code_hash = :h")
 
-# Bound as presented: the client, the challenge, and the redirect URI when the authorization
-# request named one or the redemption does (authorization_codes.redirect_uri_matches).
+# Bound as presented: the client, the challenge, the redirect URI when the authorization
+# request named one or the redemption does (authorization_codes.redirect_uri_matches), and the
+# DPoP key when the request named one (dpop_key_matches: no proof, NULL, matches nothing).
 _BOUND_AS_PRESENTED = """c.client_id = :client_id AND c.code_challenge = :code_challenge
       AND (c.redirect_uri = :redirect_uri
-           OR (NOT c.redirect_uri_given AND CAST(:redirect_uri AS VARCHAR) IS NULL))"""
+           OR (NOT c.redirect_uri_given AND CAST(:redirect_uri AS VARCHAR) IS NULL))
+      AND (c.dpop_jkt IS NULL OR c.dpop_jkt = CAST(:proof_jkt AS VARCHAR))"""
 
 _SPEND = text(f"""
 UPDATE authorization_codes AS c SET used_at = :now, family_id = :family_id
@@ -159,6 +161,7 @@ class SqlCodeStore:
                     "nonce": code.nonce,
                     "expires_at": code.expires_at,
                     "resources": _joined(code.resources),
+                    "dpop_jkt": code.dpop_jkt,
                     "now": now,
                 },
             )
@@ -187,6 +190,7 @@ class SqlCodeStore:
             "client_id": redemption.client_id,
             "redirect_uri": redemption.redirect_uri,
             "code_challenge": redemption.code_challenge,
+            "proof_jkt": redemption.proof_jkt,
         }
         token = {
             "token_hash": stored_hash(redemption.token_hash),
@@ -266,4 +270,5 @@ def _code(row: Any) -> AuthorizationCode:
         # NULL: a session from before 0015, signed in with the password alone.
         amr=tuple((row["amr"] or "pwd").split()),
         resources=tuple((row["resources"] or "").split()),
+        dpop_jkt=row["dpop_jkt"],
     )

@@ -266,6 +266,9 @@ class AuthorizationCodeRow(Base):
     family_id: Mapped[str | None] = mapped_column(FAMILY_ID)  # the family its first use started
     amr: Mapped[str | None] = mapped_column(String(64))  # 0015: its login session's
     resources: Mapped[str | None] = mapped_column(Text)  # 0019: as refresh_families'
+    # 0025: the DPoP key the authorization request named (RFC 9449 §10 `dpop_jkt`); the
+    # exchange needs a proof of it.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64))
 
 
 class MailRow(Base):

@@ -131,16 +131,18 @@ def client_credentials(request: Request, fields: dict[str, str]) -> ClientCreden
     return ClientCredentials(client_id or None, secret)
 
 
-def dpop_token(request: Request, path: str) -> tuple[str | None, DPoPRequest | None]:
+def dpop_token(request: Request, path: str | None = None) -> tuple[str | None, DPoPRequest | None]:
     """The access token of `Authorization: Bearer` (None for the DPoP request) or of
     `Authorization: DPoP` (RFC 9449 §7.1), with its proof and the URL under the issuer that the
-    proof must name. RFC 9449 §4.3: more than one DPoP header is no valid proof ("")."""
+    proof must name (`path`: the request's own by default). RFC 9449 §4.3: more than one DPoP
+    header is no valid proof ("")."""
     header = request.headers.get("authorization")
     scheme, _, token = (header or "").partition(" ")
     if scheme.lower() != "dpop":
         return bearer_token(request), None
     token_value = token.strip() or None
-    return token_value, DPoPRequest(dpop_header(request), request.method, endpoint(request, path))
+    url = endpoint(request, request.url.path if path is None else path)
+    return token_value, DPoPRequest(dpop_header(request), request.method, url)
 
 
 def dpop_header(request: Request) -> str | None:

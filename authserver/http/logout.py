@@ -9,7 +9,7 @@ from authserver.actions import logout as ending
 from authserver.http.context import services
 from authserver.http.cookies import clear_refresh_cookie, read_refresh_cookie
 from authserver.http.cors import presented_refresh_token
-from authserver.http.forms import bearer_token, client_credentials, read_fields, token_field
+from authserver.http.forms import client_credentials, dpop_token, read_fields, token_field
 from authserver.http.responses import no_content, no_store_json
 
 
@@ -19,7 +19,7 @@ async def logout(request: Request) -> Response:
     # A foreign origin, or a cookie beside a body token, revokes nothing.
     presented = await presented_refresh_token(request, found, fields)
     cookie = read_refresh_cookie(request, found.settings)
-    await ending.logout(found, presented, bearer_token(request))
+    await ending.logout(found, presented, *dpop_token(request))
     response = no_content()
     if cookie is not None:  # then the Origin was checked: no foreign page clears it
         clear_refresh_cookie(response, found.settings)
@@ -27,7 +27,7 @@ async def logout(request: Request) -> Response:
 
 
 async def logout_all(request: Request) -> Response:
-    await ending.logout_all(services(request), bearer_token(request))
+    await ending.logout_all(services(request), *dpop_token(request))
     return no_content()
 
 

@@ -64,8 +64,11 @@ NO_STORE = {
 }
 
 ERROR_TEXT = {
-    400: "invalid_request (or the grant's own code: invalid_grant, invalid_scope, ...)",
-    401: "invalid_client (Basic challenge) or invalid_token (Bearer challenge)",
+    400: "invalid_request (or the grant's own code: invalid_grant, invalid_scope, ...; DPoP: "
+    "invalid_dpop_proof, or use_dpop_nonce with a DPoP-Nonce header)",
+    401: "invalid_client (Basic challenge) or invalid_token (Bearer challenge; DPoP challenge "
+    "for a DPoP-bound token: invalid_token, invalid_dpop_proof, or use_dpop_nonce with a "
+    "DPoP-Nonce header)",
     403: "insufficient_scope, or invalid_request for a cookie from an origin not allowed",
     404: "not_found",
     409: "the name or key state conflicts",
@@ -178,17 +181,26 @@ PASSKEY_ANSWER = {
 
 
 BASIC: list[dict[str, list[str]]] = [{"clientBasic": []}, {}]  # or client_id/secret in the body
-BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
-# RFC 9449 §4.1: a proof JWT in the DPoP header (/token: binds the tokens; /userinfo: with
+# An access token as Bearer, or DPoP-bound as `Authorization: DPoP` with a proof (RFC 9449 §7).
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}, {"dpop": []}]
+# RFC 9449 §4.1: a proof JWT in the DPoP header (/token: binds the tokens; elsewhere, with
 # `Authorization: DPoP <token>`, proves the key the token is bound to).
 DPOP_HEADER: Schema = {
     "name": "DPoP",
     "in": "header",
     "required": False,
     "schema": {"type": "string"},
-    "description": "a DPoP proof (RFC 9449 §4): typ dpop+jwt, ES256 or EdDSA",
+    "description": "a DPoP proof (RFC 9449 §4): typ dpop+jwt, ES256 or EdDSA; with "
+    "AUTHSERVER_DPOP_NONCE=on it carries the latest DPoP-Nonce (§8)",
 }
-ADMIN: list[dict[str, list[str]]] = [{"bearer": ["admin"]}]
+# RFC 9449 §8.2: with AUTHSERVER_DPOP_NONCE=on, on every answer to a request with a proof.
+DPOP_NONCE: Schema = {
+    "DPoP-Nonce": {
+        "schema": {"type": "string"},
+        "description": "with AUTHSERVER_DPOP_NONCE=on and a DPoP proof: the nonce for the next",
+    }
+}
+ADMIN: list[dict[str, list[str]]] = [{"bearer": ["admin"]}, {"dpop": ["admin"]}]
 ADMIN_ERRORS = _errors(400, 401, 403)
 
 PATH_KID = {"name": "kid", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -293,6 +305,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 "prompt",
                 "max_age",
                 "resource",  # RFC 8707: may repeat, one per resource
+                "acr_values",
+                "dpop_jkt",  # RFC 9449 §10: the code's exchange needs a proof of this key
             )
         ],
         "responses": {
@@ -778,9 +792,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         (method, "/userinfo"): {
             "summary": "The signed-in user's claims (OpenID Connect Core §5.3).",
             "tags": ["sign-in"],
-            "security": [{"bearer": []}, {"dpop": []}],
+            "security": BEARER,
             "parameters": [DPOP_HEADER],
-            "responses": {**_json(_ref("UserInfo"), "the claims"), **_errors(401, 403)},
+            "responses": {
+                **_json(_ref("UserInfo"), "the claims", headers=DPOP_NONCE),
+                **_errors(401, 403),
+            },
         }
         for method in ("GET", "POST")
     },
@@ -827,7 +844,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **_json(
                 _ref("TokenResponse"),
                 "tokens; a cookie client's refresh token in Set-Cookie",
-                headers=NO_STORE,
+                headers={**NO_STORE, **DPOP_NONCE},
                 links=LOGIN_LINKS,
             ),
             **_errors(400, 401, 403, 413, 415, 429),
@@ -841,21 +858,24 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [DPOP_HEADER],
         "requestBody": _form_or_json(_ref("RefreshRequest")),
         "responses": {
-            **_json(_ref("TokenResponse"), "tokens", headers=NO_STORE),
+            **_json(_ref("TokenResponse"), "tokens", headers={**NO_STORE, **DPOP_NONCE}),
             **_errors(400, 401, 403, 413, 415),
         },
     },
     ("POST", "/logout"): {
-        "summary": "Revokes the refresh token's family and denies the bearer access token.",
+        "summary": "Revokes the refresh token's family and denies the access token.",
         "tags": ["sessions"],
-        "security": [{"bearer": []}, {}],
+        "security": [*BEARER, {}],
+        "parameters": [DPOP_HEADER],
         "requestBody": _form_or_json(_ref("RefreshRequest")),
-        "responses": {**NO_CONTENT, **_errors(400, 403, 413, 415)},
+        # 401: a DPoP-bound token as Bearer, or without a proof of its key (nothing ended).
+        "responses": {**NO_CONTENT, **_errors(400, 401, 403, 413, 415)},
     },
     ("POST", "/logout/all"): {
-        "summary": "Revokes every session of the bearer token's user.",
+        "summary": "Revokes every session of the access token's user.",
         "tags": ["sessions"],
         "security": BEARER,
+        "parameters": [DPOP_HEADER],
         "responses": {**NO_CONTENT, **_errors(401)},
     },
     ("POST", "/revoke"): {
@@ -1153,13 +1173,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "The caller's own live sessions; `current` marks the token's own.",
         "tags": ["sessions"],
         "security": BEARER,
+        "parameters": [DPOP_HEADER],
         "responses": {**_json(_ref("SessionList"), "the sessions"), **_errors(401)},
     },
     ("DELETE", "/sessions/{sid}"): {
         "summary": "Ends one of the caller's own sessions.",
         "tags": ["sessions"],
         "security": BEARER,
-        "parameters": [PATH_SID],
+        "parameters": [PATH_SID, DPOP_HEADER],
         # 400: a sid no store can hold (http/params.py).
         "responses": {**NO_CONTENT, **_errors(400, 401, 404)},
     },
@@ -1297,6 +1318,7 @@ SCHEMAS: dict[str, Schema] = {
             "scope": {"type": "string"},
             **_strings("client_uri", "logo_uri", "tos_uri", "policy_uri"),
             "application_type": {"type": "string", "enum": ["web", "native"]},
+            "dpop_bound_access_tokens": CLIENT_META["dpop_bound_access_tokens"],
         },
     },
     "RegisteredClient": {
@@ -1330,6 +1352,7 @@ SCHEMAS: dict[str, Schema] = {
             "post_logout_redirect_uris": {"type": "array", "items": {"type": "string"}},
             "grant_types": {"type": "array", "items": {"type": "string"}},
             "response_types": {"type": "array", "items": {"type": "string"}},
+            "dpop_bound_access_tokens": CLIENT_META["dpop_bound_access_tokens"],
         },
     },
     "Resource": {
@@ -1635,6 +1658,12 @@ SCHEMAS: dict[str, Schema] = {
         },
     },
 }
+
+
+# The admin API takes a DPoP-bound admin token with its proof (http/admin.admin_only).
+for _operation in OPERATIONS.values():
+    if _operation.get("security") is ADMIN:
+        _operation["parameters"] = [*_operation.get("parameters", []), DPOP_HEADER]
 
 
 def template(path: str) -> str:

@@ -2,11 +2,11 @@
 
 A code is 128+ random bits (here 256), stored only as its SHA-256, valid 60 s, and bound to the
 client, the redirect URI, the PKCE challenge, the scope, the nonce, the user and the login
-session. Its exchange is settled by the store in one conditional UPDATE: of any number of racing
-exchanges on any number of instances, at most one finds it unused. A used code is kept
-`REPLAY_WINDOW` seconds past its expiry with the family its first use started, so its holder
-presenting it again revokes that family (RFC 6749 §4.1.2); anyone else presenting it is refused
-and revokes nothing.
+session (and to a DPoP key when the request named one: RFC 9449 §10). Its exchange is
+settled by the store in one conditional UPDATE: of any number of racing exchanges on any number
+of instances, at most one finds it unused. A used code is kept `REPLAY_WINDOW` seconds past its
+expiry with the family its first use started, so its holder presenting it again revokes that
+family (RFC 6749 §4.1.2); anyone else presenting it is refused and revokes nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class AuthorizationCode:
     expires_at: int
     amr: tuple[str, ...] = ("pwd",)  # its login session's (login_sessions.LoginSession.amr)
     resources: tuple[str, ...] = ()  # RFC 8707: what the request named (tokens/resources.py)
+    dpop_jkt: str | None = None  # RFC 9449 §10: the key the exchange's proof must be of
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Redemption:
     token_hash: str  # the family's first refresh token
     token_expires_at: int
     dpop_jkt: str | None = None  # the DPoP key the family is bound to (RFC 9449 §5)
+    proof_jkt: str | None = None  # the key of the request's DPoP proof, if it sent one
 
 
 class CodeStore(Protocol):
@@ -98,8 +100,9 @@ class CodeStore(Protocol):
     async def redeem(self, redemption: Redemption) -> AuthorizationCode | None:
         """In one transaction: marks the code used with the redemption's family as the one it
         started, in one UPDATE that requires it unused, unexpired and bound as presented (its
-        client, its challenge, and its redirect URI when either the authorization request or
-        the redemption names one: `redirect_uri_matches`); then, with the user (enabled) and
+        client, its challenge, its redirect URI when either the authorization request or
+        the redemption names one: `redirect_uri_matches`, and its DPoP key when it has one:
+        `dpop_key_matches`); then, with the user (enabled) and
         the login session (live) locked against a concurrent disable or end, and the user still
         holding the code's scope (a demotion since), stores the family (the code's user,
         scope, amr and auth_time), its first refresh token and `redeemed_event`. The code as
@@ -113,6 +116,14 @@ def redirect_uri_matches(code: AuthorizationCode, redirect_uri: str | None) -> b
     if not code.redirect_uri_given and redirect_uri is None:
         return True
     return _same(code.redirect_uri, redirect_uri or "")
+
+
+def dpop_key_matches(code: AuthorizationCode, proof_jkt: str | None) -> bool:
+    """RFC 9449 §10: "When a token request is received, the authorization server computes the
+    JWK Thumbprint of the proof-of-possession public key in the DPoP proof and verifies that it
+    matches the dpop_jkt parameter value in the authorization request. If they do not match, it
+    MUST reject the request." No proof matches no key. The store's spend checks the same."""
+    return code.dpop_jkt is None or _same(code.dpop_jkt, proof_jkt or "")
 
 
 def redeemed_event(code: AuthorizationCode, family_id: str, client_id: str, now: int) -> AuditEvent:
@@ -149,9 +160,11 @@ async def redeem_code(
     refresh_ttl: int,
     session_ttl: int,
     dpop_jkt: str | None = None,
+    proof_jkt: str | None = None,
 ) -> Exchange:
     """Exchanges a code for a new family, or raises InvalidGrant (one sentence for every cause).
-    `dpop_jkt`: the DPoP key the new family's refresh tokens are bound to.
+    `dpop_jkt`: the DPoP key the new family's refresh tokens are bound to; `proof_jkt`: the key
+    of the request's proof, which a code bound at /authorize (`dpop_jkt`, RFC 9449 §10) needs.
 
     Spend first: the store's one UPDATE requires the code unused, unexpired and bound as
     presented, so a wrong verifier, client or redirect URI matches nothing and changes nothing
@@ -175,6 +188,7 @@ async def redeem_code(
             token_hash=hash_token(token),
             token_expires_at=min(now + refresh_ttl, family_expires_at),
             dpop_jkt=dpop_jkt,
+            proof_jkt=proof_jkt,
         )
         code = await store.redeem(redemption)
         if code is not None:
@@ -197,6 +211,8 @@ async def redeem_code(
         raise InvalidGrant(detail="redirect_uri does not match the authorization request")
     if not verifier_matches(verifier, code.code_challenge):
         raise InvalidGrant(detail="code_verifier does not match the code_challenge")
+    if not dpop_key_matches(code, proof_jkt):
+        raise InvalidGrant(detail="no DPoP proof of the key dpop_jkt named at /authorize")
     # Bound as presented and unused, yet not spent: its user or its login session has ended.
     raise InvalidGrant(detail="authorization code no longer redeemable")
 

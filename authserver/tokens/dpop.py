@@ -3,22 +3,28 @@ server and services) plus the one check that needs storage: a `jti` accepted onc
 window on every instance (§11.1), through `ProofStore`.
 
     proof = await check_proof(store, header_value, method="POST", url=issuer + "/token", now=now)
+
+With nonces on (AUTHSERVER_DPOP_NONCE), `nonces` (the kit's `Nonces`, keyed from the KEK)
+decides whether a proof's nonce is one a server of ours handed out lately (§8).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from authserver_verify import dpop
-from authserver_verify.dpop import InvalidDPoPProof, Proof
+from authserver_verify.dpop import InvalidDPoPProof, Nonces, Proof, UseDPoPNonce
 
 __all__ = [
     "DPoPRequest",
     "InvalidDPoPProof",
     "MemoryProofStore",
+    "Nonces",
     "Proof",
     "ProofStore",
+    "UseDPoPNonce",
     "check_proof",
 ]
 
@@ -57,10 +63,19 @@ async def check_proof(
     url: str,
     now: int,
     access_token: str | None = None,
+    nonces: Nonces | None = None,
 ) -> Proof:
-    """§4.3 in full: the kit's checks, then "the jti value ... has not been previously used"
-    (§11.1: "servers ... MUST only accept a given proof once")."""
-    proof = dpop.check_proof(value, method=method, url=url, access_token=access_token, now=now)
+    """§4.3 in full: the kit's checks (with `nonces`, step 10: "the nonce claim matches the
+    server-provided nonce value"; else UseDPoPNonce), then "the jti value ... has not been
+    previously used" (§11.1: "servers ... MUST only accept a given proof once")."""
+    proof = dpop.check_proof(
+        value,
+        method=method,
+        url=url,
+        access_token=access_token,
+        now=now,
+        nonce=None if nonces is None else partial(nonces.accepts, now=now),
+    )
     if not await store.first_use(proof.replay_key, proof.expires_at, now):
         raise InvalidDPoPProof(detail="jti already used")
     return proof

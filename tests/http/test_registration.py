@@ -17,6 +17,7 @@ from authserver.actions import registration
 from authserver.config import Settings
 from authserver.db.purge import purge
 from authserver.services import Services
+from tests._dpop import DPoPKey
 from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error
 from tests.http.signin import (
     CALLBACK,
@@ -132,6 +133,7 @@ async def test_open_mode_registers_a_public_third_party_client(
         "scope": "openid profile email",
         "client_name": "Notes",
         "logo_uri": "https://app.example/logo.png",
+        "dpop_bound_access_tokens": False,
     }  # the unknown software_statement ignored (RFC 7591 §2), no secret for a public client
     # Operators see it as any client, marked registered and third-party.
     admin = await admin_headers(client, registry)
@@ -161,6 +163,7 @@ async def test_open_mode_registers_a_public_third_party_client(
         ({"client_name": "line\nbreak"}, "a name with a line break"),
         ({"scope": ["openid"]}, "a list for the scope"),
         ({"scope": "openid\tprofile"}, "a malformed scope"),
+        ({"dpop_bound_access_tokens": "true"}, "a string for a boolean"),
     ],
 )
 async def test_open_mode_refuses_what_only_an_operator_may_allow(
@@ -378,3 +381,35 @@ async def test_idle_open_mode_clients_are_purged_used_ones_stay(
     assert await services.clients.fresh(idle["client_id"]) is None
     assert await services.clients.fresh(used["client_id"]) is not None
     assert await services.clients.fresh("machine") is not None
+
+
+async def test_dpop_bound_access_tokens_is_registration_metadata(
+    client: httpx.AsyncClient, registry: Registry
+) -> None:
+    """RFC 9449 §5.2: a client registers `dpop_bound_access_tokens`; /token then refuses its
+    requests without a proof (nothing spent), and RFC 7592 reads and replaces it."""
+    await registry.user("alice")
+    answer = await registered(client, {**APP, "dpop_bound_access_tokens": True})
+    assert answer["dpop_bound_access_tokens"] is True
+    uri, token = answer["registration_client_uri"], answer["registration_access_token"]
+    assert (await client.get(uri, headers=bearer(token))).json()["dpop_bound_access_tokens"]
+    flow = Flow.new(answer["client_id"])
+    code = await code_for(client, flow, consent=True)
+    assert_oauth_error(await exchange(client, code, flow), 400, "invalid_dpop_proof")
+    fields = {"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
+              "code_verifier": flow.verifier, "client_id": answer["client_id"]}  # fmt: skip
+    response = await client.post("/token", data=fields, headers=DPoPKey().header())
+    assert response.status_code == 200, response.text
+    assert response.json()["token_type"] == "DPoP"
+
+    own = {k: v for k, v in answer.items() if k != "registration_access_token"}
+    replaced = await client.put(uri, json={**own, "dpop_bound_access_tokens": False},
+                                headers=bearer(token))  # fmt: skip
+    assert replaced.status_code == 200 and replaced.json()["dpop_bound_access_tokens"] is False
+    # RFC 7592 §2.2 replaces the whole metadata: left out, it is false again.
+    replaced = await client.put(uri, json={**own, "dpop_bound_access_tokens": True},
+                                headers=bearer(token))  # fmt: skip
+    assert replaced.json()["dpop_bound_access_tokens"] is True
+    del own["dpop_bound_access_tokens"]
+    replaced = await client.put(uri, json=own, headers=bearer(token))
+    assert replaced.json()["dpop_bound_access_tokens"] is False

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import re
 import threading
@@ -37,9 +38,11 @@ __all__ = [
     "MAX_JTI_CHARS",
     "MAX_JWK_CHARS",
     "MAX_PROOF_CHARS",
+    "NONCE_WINDOW_SECONDS",
     "SUPPORTED_ALGS",
     "WINDOW_SECONDS",
     "InvalidDPoPProof",
+    "Nonces",
     "Proof",
     "ReplayCache",
     "UseDPoPNonce",
@@ -66,6 +69,10 @@ MAX_JTI_CHARS = 128
 WINDOW_SECONDS = 60
 # Clock skew allowed for an `iat` ahead of our clock; beyond it the proof is pre-generated.
 FUTURE_LEEWAY_SECONDS = 5
+# Server nonces (§8, §9) are made per window of this many seconds; the current and the previous
+# window's are accepted, so a nonce is good for 60 to 120 s after it was handed out.
+NONCE_WINDOW_SECONDS = 60
+_NONCE_TAG_BYTES = 16
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
@@ -178,10 +185,13 @@ def check_proof(
     # Step 11: "the creation time of the JWT, as determined by either the iat claim or a
     # server managed timestamp via the nonce claim, is within an acceptable window".
     current = time.time() if now is None else now
+    # A server that demands nonces answers a proof out of the window with a fresh nonce
+    # (API.md, "DPoP"): the client's clock is off, and a proof signed with the nonce passes.
+    stale = InvalidDPoPProof if nonce is None else UseDPoPNonce
     if iat > current + FUTURE_LEEWAY_SECONDS:
-        raise InvalidDPoPProof(detail="iat in the future")
+        raise stale(detail="iat in the future")
     if iat < current - window:
-        raise InvalidDPoPProof(detail="iat too old")
+        raise stale(detail="iat too old")
     # Step 12: "if presented to a protected resource in conjunction with an access token,
     # ensure that the value of the ath claim equals the hash of that access token".
     if access_token is not None and claims.get("ath") != access_token_hash(access_token):
@@ -228,6 +238,55 @@ def access_token_hash(access_token: str) -> str:
     """§4.2 `ath`: "the base64url-encoded SHA-256 hash of the ASCII encoding of the associated
     access token's value"."""
     return _b64(hashlib.sha256(access_token.encode("ascii", "replace")).digest())
+
+
+class Nonces:
+    """Server nonces (§8, §9) that need no storage and hold on every instance: the window's
+    number and an HMAC-SHA256 of it under a secret every instance shares. A nonce of the
+    current window or the previous one is accepted (60 to 120 s; one of the next window only
+    within the clock skew allowed for `iat`); anything else, forged, garbled or from another
+    time, is not. `keys`: the first makes nonces, each opens them (a secret being replaced).
+
+        nonces = Nonces([secret])
+        response.headers["DPoP-Nonce"] = nonces.issue()
+        check_proof(value, method=..., url=..., nonce=nonces.accepts)
+    """
+
+    def __init__(self, keys: Sequence[bytes], window: int = NONCE_WINDOW_SECONDS) -> None:
+        if not keys or any(len(key) < 16 for key in keys):
+            raise ValueError("Nonces needs secrets of at least 16 bytes")
+        self._keys = tuple(keys)
+        self._window = window
+
+    def issue(self, now: float | None = None) -> str:
+        number = self._number(now)
+        return _b64(number.to_bytes(8, "big") + self._tag(self._keys[0], number))
+
+    def accepts(self, nonce: str, now: float | None = None) -> bool:
+        current = time.time() if now is None else now
+        # §8: "nonce = 1*NQCHAR"; ours are 32 base64url characters, so anything else is not.
+        if not isinstance(nonce, str) or len(nonce) != 32 or not nonce.isascii():
+            return False
+        try:
+            raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+        except (ValueError, TypeError):
+            return False
+        number = int.from_bytes(raw[:8], "big")
+        this = self._number(current)
+        ahead = number == this + 1 and number * self._window <= current + FUTURE_LEEWAY_SECONDS
+        if number not in (this, this - 1) and not ahead:
+            return False
+        tag = raw[8:]
+        # Every key tried, each in constant time: which one matched says nothing.
+        return any([hmac.compare_digest(tag, self._tag(key, number)) for key in self._keys])
+
+    def _number(self, now: float | None) -> int:
+        return int((time.time() if now is None else now) // self._window)
+
+    @staticmethod
+    def _tag(key: bytes, number: int) -> bytes:
+        message = b"DPoP-Nonce " + number.to_bytes(8, "big")
+        return hmac.new(key, message, hashlib.sha256).digest()[:_NONCE_TAG_BYTES]
 
 
 class ReplayCache:

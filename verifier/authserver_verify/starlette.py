@@ -19,7 +19,10 @@ DPoP (RFC 9449 §7): a token bound to a key (`cnf.jkt`) is accepted only as
 `Authorization: DPoP <token>` with a valid proof of that key carrying `ath`, each proof once
 (a bounded in-memory replay cache per process); presented as Bearer it is refused. Pass
 `public_url` (the service's URL as clients call it) so proofs are compared with it rather than
-with the Host header.
+with the Host header. With `dpop_nonces=Nonces([secret])` (authserver_verify.dpop; the secret
+the same on every instance of the service) proofs must carry a nonce (§9): without a valid one
+the answer is 401 `use_dpop_nonce`, and every answer to a request with a proof carries a fresh
+`DPoP-Nonce`.
 
 RFC 9728: with `resource=ProtectedResource(...)` the middleware serves the resource's metadata
 at `/.well-known/oauth-protected-resource` (and its path-suffixed form), adds
@@ -83,6 +86,7 @@ class BearerAuthMiddleware:
         public_url: str | None = None,
         resource: ProtectedResource | None = None,
         required_scopes: Collection[str] = (),
+        dpop_nonces: dpop.Nonces | None = None,
     ) -> None:
         if verifier is None:
             if resource is None:
@@ -102,6 +106,7 @@ class BearerAuthMiddleware:
         self.metadata_paths = resource.well_known_paths() if resource is not None else ()
         self.replays = dpop.ReplayCache()
         self.required_scopes = tuple(required_scopes)
+        self.nonces = dpop_nonces
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,6 +120,8 @@ class BearerAuthMiddleware:
         if scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
+        if self.nonces is not None and any(name == b"dpop" for name, _ in scope["headers"]):
+            send = _with_nonce(send, self.nonces)
         request = Request(scope)
         outcome = await authenticate(
             request,
@@ -124,6 +131,7 @@ class BearerAuthMiddleware:
             replays=self.replays,
             dpop_required=self.resource is not None
             and self.resource.dpop_bound_access_tokens_required,
+            dpop_nonces=self.nonces,
         )
         if not isinstance(outcome, Response) and self.required_scopes:
             outcome = _scope_refusal(self.required_scopes, outcome) or outcome
@@ -180,6 +188,20 @@ def with_resource_metadata(challenge: str, url: str) -> str:
     return f"{scheme} {params}, {param}" if params.strip() else f"{scheme} {param}"
 
 
+def _with_nonce(send: Send, nonces: dpop.Nonces) -> Send:
+    """`send` with a fresh DPoP-Nonce on the answer (§9; unless it has one already)."""
+
+    async def sending(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            if not any(name.lower() == b"dpop-nonce" for name, _ in headers):
+                headers.append((b"dpop-nonce", nonces.issue().encode("ascii")))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
+
+
 def _naming_metadata(send: Send, url: str) -> Send:
     """`send` with every 401's WWW-Authenticate naming the resource metadata URL."""
 
@@ -210,12 +232,15 @@ async def authenticate(
     replays: dpop.ReplayCache | None = None,
     resource: ProtectedResource | None = None,
     dpop_required: bool = False,
+    dpop_nonces: dpop.Nonces | None = None,
 ) -> dict[str, Any] | Response:
     """The verified claims (also set on `request.state.claims`), or the error response to send.
 
     For use as a dependency in a single endpoint when the middleware is not installed; with
     `resource`, a 401's challenge names its metadata URL (RFC 9728 §5.1) and a resource that
     requires DPoP refuses unbound tokens. `verifier.audience` must be `resource.resource`.
+    With `dpop_nonces`, a DPoP proof must carry one of its nonces (401 `use_dpop_nonce` with a
+    DPoP-Nonce header otherwise).
     """
     if resource is not None:
         if verifier.audience != resource.resource:
@@ -227,6 +252,7 @@ async def authenticate(
             public_url=public_url,
             replays=replays,
             dpop_required=resource.dpop_bound_access_tokens_required,
+            dpop_nonces=dpop_nonces,
         )
         if isinstance(outcome, Response) and outcome.status_code == 401:
             outcome.headers["WWW-Authenticate"] = with_resource_metadata(
@@ -252,7 +278,7 @@ async def authenticate(
             headers={"Retry-After": "5", "Cache-Control": "no-store"},
         )
     refusal = _check_binding(
-        request, scheme, token, claims, realm, public_url, replays, dpop_required
+        request, scheme, token, claims, realm, public_url, replays, dpop_required, dpop_nonces
     )
     if refusal is not None:
         return refusal
@@ -269,6 +295,7 @@ def _check_binding(
     public_url: str | None,
     replays: dpop.ReplayCache | None,
     dpop_required: bool = False,
+    nonces: dpop.Nonces | None = None,
 ) -> Response | None:
     """RFC 9449 §7: a bound token only with the DPoP scheme and a proof of its key."""
     cnf = claims.get("cnf")
@@ -294,10 +321,15 @@ def _check_binding(
             method=request.method,
             url=base + request.url.path,
             access_token=token,
+            nonce=None if nonces is None else nonces.accepts,
         )
     except dpop.InvalidDPoPProof as exc:
         logger.info("DPoP proof refused: %s", exc.detail)
-        return _dpop_challenge(401, exc.error, str(exc), realm)
+        refusal = _dpop_challenge(401, exc.error, str(exc), realm)
+        if isinstance(exc, dpop.UseDPoPNonce) and nonces is not None:
+            # §9: the resource server "responds with ... a DPoP-Nonce HTTP header".
+            refusal.headers["DPoP-Nonce"] = nonces.issue()
+        return refusal
     if proof.jkt != bound:
         logger.info("DPoP proof refused: another key than the token's cnf.jkt")
         return _dpop_challenge(401, "invalid_dpop_proof", dpop.InvalidDPoPProof.message, realm)

@@ -17,6 +17,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from authserver_verify.dpop import (
     InvalidDPoPProof,
+    Nonces,
     ReplayCache,
     UseDPoPNonce,
     access_token_hash,
@@ -275,3 +276,27 @@ def test_the_replay_cache_forgets_expired_entries_and_refuses_when_full() -> Non
     assert not cache.first_use("c", 100, now=50)  # full of live entries: refuse, never forget
     assert cache.first_use("c", 200, now=101) and len(cache) == 1
     assert not cache.first_use("c", 200, now=150)
+
+
+def test_nonces_hold_for_the_window_and_the_next_and_only_with_the_key() -> None:
+    nonces = Nonces([b"k" * 32])
+    start = 1_800_000_000  # a window's first second
+    nonce = nonces.issue(start)
+    assert nonces.accepts(nonce, start) and nonces.accepts(nonce, start + 119)
+    assert not nonces.accepts(nonce, start + 120)  # rotated out
+    assert not nonces.accepts(nonce, start - 6)  # from the future, beyond the skew allowed
+    assert nonces.accepts(nonce, start - 5)
+    assert not Nonces([b"o" * 32]).accepts(nonce, start)
+    # A secret being replaced: the new one makes nonces, the old one's still hold.
+    replaced = Nonces([b"n" * 32, b"k" * 32])
+    assert replaced.accepts(nonce, start) and nonces.accepts(replaced.issue(start), start) is False
+    for garbage in ("", "x", "=" * 32, nonce + "A", nonce[:-1] + "\u00e9", "A" * 32):
+        assert not nonces.accepts(garbage, start)
+    with pytest.raises(ValueError):
+        Nonces([])
+
+
+def test_with_nonces_a_proof_out_of_the_window_is_told_to_use_one() -> None:
+    with pytest.raises(UseDPoPNonce):
+        check_proof(make_proof(iat=int(time.time()) - 3600, nonce="n1"), method="POST", url=URL,
+                    nonce=lambda n: n == "n1")  # fmt: skip

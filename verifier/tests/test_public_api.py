@@ -39,9 +39,9 @@ def test_the_dpop_module_exports_these_names() -> None:
     import authserver_verify.dpop
 
     names = (
-        "DEFAULT_ALGS MAX_JTI_CHARS MAX_JWK_CHARS MAX_PROOF_CHARS SUPPORTED_ALGS WINDOW_SECONDS "
-        "InvalidDPoPProof Proof ReplayCache UseDPoPNonce access_token_hash check_proof "
-        "jwk_thumbprint normalize_htu one_proof"
+        "DEFAULT_ALGS MAX_JTI_CHARS MAX_JWK_CHARS MAX_PROOF_CHARS NONCE_WINDOW_SECONDS "
+        "SUPPORTED_ALGS WINDOW_SECONDS InvalidDPoPProof Nonces Proof ReplayCache UseDPoPNonce "
+        "access_token_hash check_proof jwk_thumbprint normalize_htu one_proof"
     )
     assert sorted(authserver_verify.dpop.__all__) == sorted(names.split())
     assert issubclass(authserver_verify.dpop.InvalidDPoPProof, authserver_verify.VerificationError)

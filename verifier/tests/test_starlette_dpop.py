@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from authserver_verify import Verifier
-from authserver_verify.dpop import access_token_hash, jwk_thumbprint
+from authserver_verify.dpop import Nonces, access_token_hash, jwk_thumbprint
 from authserver_verify.starlette import BearerAuthMiddleware
 from test_dpop import EC_KEY, make_proof, public_jwk
 from test_starlette import whoami
@@ -98,3 +98,29 @@ async def test_an_unbound_token_with_the_dpop_scheme_is_refused(
     assert response.headers["www-authenticate"] == f'DPoP error="invalid_token", {ALGS}'
     bad = await http.get("/me", headers=dpop(token + "x", good_proof(token)))
     assert bad.headers["www-authenticate"] == f'DPoP error="invalid_token", {ALGS}'
+
+
+async def test_a_service_may_demand_nonces(issuer: FakeIssuer) -> None:
+    """§9 with `dpop_nonces`: a proof without one is told to use one (401 use_dpop_nonce and a
+    DPoP-Nonce), a proof with it passes, and the answer brings the next."""
+    nonces = Nonces([b"the service's shared secret 32 b"])
+    verifier: Verifier = make_verifier(issuer, Monotonic())
+    middleware = Middleware(
+        BearerAuthMiddleware, verifier=verifier, public_url=PUBLIC, dpop_nonces=nonces
+    )
+    app = Starlette(routes=[Route("/me", whoami)], middleware=[middleware])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=PUBLIC) as http:
+        token = issuer.token(cnf={"jkt": JKT})
+        refused = await http.get("/me", headers=dpop(token, good_proof(token)))
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == f'DPoP error="use_dpop_nonce", {ALGS}'
+        nonce = refused.headers["dpop-nonce"]
+        assert refused.headers.get_list("dpop-nonce") == [nonce]  # one, not two
+        proof = make_proof(htm="GET", htu=PUBLIC + "/me", ath=access_token_hash(token), nonce=nonce)
+        response = await http.get("/me", headers=dpop(token, proof))
+        assert response.status_code == 200, response.text
+        assert nonces.accepts(response.headers["dpop-nonce"])
+        forged = make_proof(htm="GET", htu=PUBLIC + "/me", ath=access_token_hash(token),
+                            nonce=Nonces([b"x" * 32]).issue())  # fmt: skip
+        assert (await http.get("/me", headers=dpop(token, forged))).status_code == 401

@@ -20,15 +20,19 @@ from authserver.errors import (
 )
 from authserver.inputs import storable
 from authserver.services import Services
+from authserver.tokens.dpop import DPoPRequest
 from authserver.tokens.scopes import ADMIN
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 500
 
 
-async def require_admin(services: Services, bearer: str | None) -> str:
-    """The actor behind a live admin token: its `sub` (a user id, or a client's id)."""
-    claims = await authenticate_bearer(services, bearer)
+async def require_admin(
+    services: Services, bearer: str | None, presented: DPoPRequest | None = None
+) -> str:
+    """The actor behind a live admin token: its `sub` (a user id, or a client's id). A
+    DPoP-bound one comes as `Authorization: DPoP` with a proof (`presented`)."""
+    claims = await authenticate_bearer(services, bearer, presented)
     scope = claims.get("scope")
     if not isinstance(scope, str) or ADMIN not in scope.split(" "):
         raise InsufficientScope(detail=f"{claims.get('sub')} lacks the admin scope")

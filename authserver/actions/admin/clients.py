@@ -67,6 +67,7 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
         client_name=body.get("client_name"),
         allowed_origins=string_list_field(body, "allowed_origins"),
         require_mfa=boolean_field(body, "require_mfa"),
+        dpop_bound_access_tokens=body.get("dpop_bound_access_tokens", False),
     )
     consent = boolean_field(body, "consent")
     secret = None if public else new_secret()
@@ -76,7 +77,6 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
         **checked.as_fields(),
         require_mfa=boolean_field(body, "require_mfa"),
         consent=consent,
-        dpop_bound_access_tokens=_dpop_bound(body, False),
     )
     now = services.clock()
     if not await services.clients.create(client, now):
@@ -99,13 +99,6 @@ PATCHABLE_CLIENT_FIELDS = {
     "require_mfa",
     "dpop_bound_access_tokens",
 }
-
-
-def _dpop_bound(body: dict[str, Any], default: bool) -> bool:
-    """RFC 9449 §5.2's client metadata: the client must send a DPoP proof at /token."""
-    if "dpop_bound_access_tokens" not in body:
-        return default
-    return boolean_field(body, "dpop_bound_access_tokens")
 
 
 def registration_extras(client: Client) -> dict[str, Any]:
@@ -184,6 +177,9 @@ def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
         client_name=body.get("client_name", client.client_name),
         allowed_origins=_either(lists["allowed_origins"], client.allowed_origins),
         require_mfa=client.require_mfa if require_mfa is None else require_mfa,
+        dpop_bound_access_tokens=body.get(
+            "dpop_bound_access_tokens", client.dpop_bound_access_tokens
+        ),
     )
     disabled = boolean_field(body, "disabled") if "disabled" in body else None
     client_name = None
@@ -209,7 +205,7 @@ def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
         allowed_origins=checked.allowed_origins if given["allowed_origins"] else None,
         require_mfa=require_mfa,
         dpop_bound_access_tokens=(
-            _dpop_bound(body, False) if "dpop_bound_access_tokens" in body else None
+            checked.dpop_bound_access_tokens if "dpop_bound_access_tokens" in body else None
         ),
     )
 

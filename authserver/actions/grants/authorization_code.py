@@ -53,6 +53,7 @@ async def authorization_code_grant(
         refresh_ttl=settings.refresh_token_ttl,
         session_ttl=settings.session_ttl,
         dpop_jkt=request.refresh_jkt(client),
+        proof_jkt=request.dpop_jkt,
     )
     redeemed = exchange.code
     # The user as the exchange left it (the statement that spent the code found them

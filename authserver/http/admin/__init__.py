@@ -14,7 +14,7 @@ from starlette.responses import Response
 from authserver.actions import admin
 from authserver.errors import InvalidRequest, UnsupportedMediaType
 from authserver.http.context import services
-from authserver.http.forms import JSON, bearer_token, read_body
+from authserver.http.forms import JSON, dpop_token, read_body
 from authserver.services import Services
 from authserver_verify.jose import reject_duplicate_members
 
@@ -22,14 +22,15 @@ AdminHandler = Callable[[Request, Services, str], Awaitable[Response]]
 
 
 def admin_only(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
-    """The admin API's one guard, before anything of the request is read: the bearer token
-    checked by actions/admin.require_admin (401 without a live token, 403 without the admin
-    scope). The handler gets the services and the actor, and makes its one use-case call."""
+    """The admin API's one guard, before anything of the request is read: the access token
+    (Bearer, or DPoP with a proof: RFC 9449 §7) checked by actions/admin.require_admin (401
+    without a live token, 403 without the admin scope). The handler gets the services and the
+    actor, and makes its one use-case call."""
 
     @functools.wraps(handler)
     async def guarded(request: Request) -> Response:
         found = services(request)
-        actor = await admin.require_admin(found, bearer_token(request))
+        actor = await admin.require_admin(found, *dpop_token(request))
         return await handler(request, found, actor)
 
     return guarded
