@@ -232,10 +232,11 @@ async function callApi() {
 
 async function signOut() {
   // First this app's session: /logout revokes its refresh family, clears the cookie and denies
-  // the access token at once (an API checking the deny list refuses it from now on). /logout
-  // takes the access token as Bearer only, bound or not: it denies it, it grants nothing.
-  await withRefreshLock(() =>
-    post("/logout", form(), accessToken ? { Authorization: `Bearer ${accessToken}` } : {}),
+  // the access token at once (an API checking the deny list refuses it from now on). A bound
+  // token goes as at the API, with a proof naming it: as a Bearer token it is refused (401).
+  const logoutUrl = `${config.authserver}/logout`;
+  await withRefreshLock(async () =>
+    post("/logout", form(), accessToken ? await authorization("POST", logoutUrl) : {}),
   );
   const hint = idToken;
   signedOut();
