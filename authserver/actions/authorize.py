@@ -346,13 +346,16 @@ def _parse(client: Client, redirect_uri: str, given: bool, params: Params) -> Au
 
 
 async def _targets(services: Services, request: AuthorizationRequest) -> None:
-    """Every resource the request names is registered; else invalid_target. The scope granted
-    is not narrowed to theirs: each token is, to its resource's (tokens/resources.scope_for),
-    so a client asking for the same scope again at a refresh is not refused."""
+    """Every resource the request names is registered, and the client's (its `resources`,
+    if it lists any); else invalid_target. The scope granted is not narrowed to theirs: each
+    token is, to its resource's (tokens/resources.scope_for), so a client asking for the same
+    scope again at a refresh is not refused."""
     try:
-        await registered(services.resources, request.resources)
+        await registered(services.resources, request.resources, allowed=request.client.resources)
     except InvalidTarget as exc:
-        raise _Refused("invalid_target", "The resource is not registered.") from exc
+        raise _Refused(
+            "invalid_target", "The resource is not registered, or not for this client."
+        ) from exc
 
 
 def _max_age(raw: str | None) -> int | None:
