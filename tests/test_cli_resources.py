@@ -142,6 +142,8 @@ def test_clients_create_and_update_take_the_resources_a_client_may_name(
     assert status == 0 and json.loads(out)["resources"] == [files]
     status, out, _ = run(capsys, "clients", "update", client_id, "--no-resources", "--json")
     assert status == 0 and json.loads(out)["resources"] == []
+    both = run(capsys, "clients", "update", client_id, "--resource", api, "--no-resources")
+    assert both[0] == 1 and "not both" in both[2]
 
     status, _, err = run(capsys, "clients", "update", client_id, "--resource", cli_env + "/none")
     assert status == 1 and err == "authserver: Each of resources must be a registered resource.\n"

@@ -156,6 +156,8 @@ def registration_fields(args: argparse.Namespace) -> dict[str, Any]:
     if args.dpop_bound_access_tokens is not None:
         fields["dpop_bound_access_tokens"] = args.dpop_bound_access_tokens
     if getattr(args, "no_resources", False):
+        if args.resource:
+            raise CommandError("give --resource or --no-resources, not both")
         fields["resources"] = []
     return fields
 
