@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -13,8 +13,11 @@ from urllib.parse import urlsplit
 from authserver.audit import AuditEvent
 from authserver.config import loopback_host
 from authserver.errors import InvalidClient, InvalidRequest
+from authserver.tokens.resources import resource_problem
 from authserver.tokens.scopes import valid_scope_tokens
 
+# How many resources an operator may list for one client (a list to read, not a registry).
+MAX_CLIENT_RESOURCES = 64
 GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
 MAX_REDIRECT_URI = 2000
 MAX_CLIENT_NAME = 100  # a line on the sign-in page, not a paragraph
@@ -62,6 +65,9 @@ class Client:
     # A third-party client: its users are to be asked before it gets their authorization
     # (every registered client).
     consent: bool = False
+    # RFC 8707 resources the client may name (Hydra's per-client `audience`); empty: any
+    # registered resource. Set by operators only (docs/resources.md).
+    resources: tuple[str, ...] = ()
 
     @property
     def is_public(self) -> bool:
@@ -96,6 +102,7 @@ class ClientChanges:
     require_mfa: bool | None = None
     dpop_bound_access_tokens: bool | None = None
     client_metadata: tuple[tuple[str, str], ...] | None = None  # RFC 7592 PUT replaces it
+    resources: tuple[str, ...] | None = None  # (): any registered resource again
     # Every access token the client holds until now is revoked (tokens_revoked_before), as a
     # disabling does: set when the admin scope is taken from it
     # (actions/admin/clients.update_client).
@@ -325,6 +332,7 @@ class ClientMetadata:
     client_name: str | None
     allowed_origins: tuple[str, ...]
     dpop_bound_access_tokens: bool
+    resources: tuple[str, ...]
 
     def as_fields(self) -> dict[str, Any]:
         """These fields by name, as Client(...) and replace(client, ...) take them."""
@@ -349,11 +357,14 @@ def check_metadata(
     allowed_origins: Sequence[str] = (),
     require_mfa: bool = False,
     dpop_bound_access_tokens: object = False,
+    resources: Sequence[str] = (),
+    registered_resources: Collection[str] = (),
 ) -> ClientMetadata:
     """The one validator of a client's metadata, whoever registers it: an operator (admin API,
     CLI: a creation, or a PATCH as the client would be after it) or the client itself (RFC 7591
-    /register and RFC 7592 PUT, after their own policy). Raises InvalidRequest (BadRedirectUri
-    for a redirect URI)."""
+    /register and RFC 7592 PUT, after their own policy). `registered_resources`: those of
+    `resources` the registry holds (the caller looks them up). Raises InvalidRequest
+    (BadRedirectUri for a redirect URI)."""
     if not isinstance(refresh_delivery, str):
         raise InvalidRequest("refresh_delivery must be body or cookie.")
     check_client_fields(client_id, list(grant_types), refresh_delivery)
@@ -367,6 +378,7 @@ def check_metadata(
     check_redirect_uris("post_logout_redirect_uris", list(post_logout_redirect_uris))
     name = check_client_name(client_name)
     check_allowed_origins(list(allowed_origins))
+    check_client_resources(list(resources), registered_resources)
     if "authorization_code" in grant_types and not redirect_uris:
         # Without one, every /authorize request of the client would end on the error page.
         raise BadRedirectUri("The authorization_code grant needs at least one redirect_uris.")
@@ -386,6 +398,7 @@ def check_metadata(
         client_name=name,
         allowed_origins=tuple(dict.fromkeys(allowed_origins)),
         dpop_bound_access_tokens=dpop_bound_access_tokens,
+        resources=tuple(dict.fromkeys(resources)),
     )
 
 
@@ -454,6 +467,19 @@ def check_allowed_origins(origins: list[str]) -> None:
         problem = _origin_problem(origin)
         if problem is not None:
             raise InvalidRequest(f"Each of allowed_origins must be {problem}.")
+
+
+def check_client_resources(resources: list[str], registered: Collection[str]) -> None:
+    """Each a registered resource's identifier (RFC 8707): a list naming one that is not would
+    restrict the client to a resource no token can be for, or name one registered later."""
+    if len(resources) > MAX_CLIENT_RESOURCES:
+        raise InvalidRequest(f"resources lists at most {MAX_CLIENT_RESOURCES} resources.")
+    for resource in resources:
+        problem = resource_problem(resource)
+        if problem is not None:
+            raise InvalidRequest(f"Each of resources must be well-formed: {problem}.")
+        if resource not in registered:
+            raise InvalidRequest("Each of resources must be a registered resource.")
 
 
 def _origin_problem(origin: str) -> str | None:

@@ -808,6 +808,7 @@ def test_users_and_clients_created_by_the_cli_are_audited_as_cli(cli: Cli) -> No
                 "allowed_origins": [],
                 "require_mfa": False,
                 "dpop_bound_access_tokens": False,
+                "resources": [],
             },
         ),
     ]

@@ -11,31 +11,17 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 from authserver.app import create_app
 from tests.conftest import ISSUER, make_settings
-from tests.test_cli_resources import cli_env, run
+from tests.test_cli_resources import cli_env, rows_of, run
 
 __all__ = ["cli_env"]  # the fixture, shared
 
 
 def stored(database_url: str, token_hash: str) -> list[Any]:
-    async def read() -> list[Any]:
-        engine = create_async_engine(database_url, poolclass=NullPool)
-        try:
-            async with engine.connect() as conn:
-                found = await conn.execute(
-                    text("SELECT * FROM initial_access_tokens WHERE token_hash = :h"),
-                    {"h": token_hash},
-                )
-                return list(found.all())
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(read())
+    sql = "SELECT * FROM initial_access_tokens WHERE token_hash = :h"
+    return rows_of(database_url, sql, h=token_hash)
 
 
 def register_with(database_url: str, tmp_path: Path, token: str) -> list[int]:

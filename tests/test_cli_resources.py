@@ -8,6 +8,7 @@ import asyncio
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -38,20 +39,23 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return status, out, err
 
 
-def audited(database_url: str, target: str) -> list[tuple[str, str]]:
-    async def read() -> list[tuple[str, str]]:
+def rows_of(database_url: str, sql: str, **params: str) -> list[Any]:
+    """The rows a query finds in the test database, read on a connection of its own."""
+
+    async def read() -> list[Any]:
         engine = create_async_engine(database_url, poolclass=NullPool)
         try:
             async with engine.connect() as conn:
-                rows = await conn.execute(
-                    text("SELECT actor, action FROM audit_events WHERE target LIKE :t ORDER BY id"),
-                    {"t": target + "%"},
-                )
-                return [(row.actor, row.action) for row in rows]
+                return list((await conn.execute(text(sql), params)).all())
         finally:
             await engine.dispose()
 
     return asyncio.run(read())
+
+
+def audited(database_url: str, target: str) -> list[tuple[str, str]]:
+    sql = "SELECT actor, action FROM audit_events WHERE target LIKE :t ORDER BY id"
+    return [(row.actor, row.action) for row in rows_of(database_url, sql, t=target + "%")]
 
 
 def test_resources_create_list_show_update_delete(
@@ -117,3 +121,36 @@ def test_resources_refuses_in_one_line(cli_env: str, capsys: pytest.CaptureFixtu
     assert status == 1 and "nothing to change" in err
     assert run(capsys, "resources", "delete", cli_env)[0] == 0
     assert run(capsys, "resources", "delete", cli_env)[0] == EXIT_NOT_FOUND
+
+
+def test_clients_create_and_update_take_the_resources_a_client_may_name(
+    cli_env: str, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--resource` (repeatable; replaces the list on update), `--no-resources` clears it
+    (docs/resources.md, "Which clients may ask for a resource"); an unregistered one refused."""
+    api, files = cli_env + "/api", cli_env + "/files"
+    assert run(capsys, "resources", "create", api)[0] == 0
+    assert run(capsys, "resources", "create", files)[0] == 0
+    client_id = "c-" + uuid.uuid4().hex[:12]
+    status, out, err = run(
+        capsys, "clients", "create", client_id, "--resource", api, "--resource", files
+    )
+    assert status == 0, err
+    status, out, _ = run(capsys, "clients", "show", client_id, "--json")
+    assert json.loads(out)["resources"] == [api, files]
+    status, out, _ = run(capsys, "clients", "update", client_id, "--resource", files, "--json")
+    assert status == 0 and json.loads(out)["resources"] == [files]
+    status, out, _ = run(capsys, "clients", "update", client_id, "--no-resources", "--json")
+    assert status == 0 and json.loads(out)["resources"] == []
+    both = run(capsys, "clients", "update", client_id, "--resource", api, "--no-resources")
+    assert both[0] == 1 and "not both" in both[2]
+
+    status, _, err = run(capsys, "clients", "update", client_id, "--resource", cli_env + "/none")
+    assert status == 1 and err == "authserver: Each of resources must be a registered resource.\n"
+    status, _, err = run(capsys, "clients", "create", client_id + "x", "--resource", "/relative")
+    assert status == 1 and "resources" in err and err.count("\n") == 1
+
+    sql = "SELECT detail FROM audit_events WHERE target = :t ORDER BY id"
+    created, *updated = [json.loads(row.detail) for row in rows_of(database_url, sql, t=client_id)]
+    assert created["resources"] == [api, files]
+    assert updated == [{"resources": [files]}, {"resources": []}]

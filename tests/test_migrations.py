@@ -727,9 +727,13 @@ async def test_0022_leaves_old_clients_and_sessions_unbound_and_goes_back(
 
     await migrate.upgrade(engine, "0022")
 
-    # Clients from before require no proof; sessions from before rotate without one.
-    client = await SqlClientStore(pooled).get("app")
-    assert client is not None and client.dpop_bound_access_tokens is False
+    # Clients from before require no proof; sessions from before rotate without one. (Read
+    # in SQL: the client store reads the columns of later revisions too.)
+    async with engine.connect() as conn:
+        bound = await conn.execute(
+            text("SELECT dpop_bound_access_tokens FROM clients WHERE client_id = 'app'")
+        )
+    assert bound.scalar_one() in (False, 0)
     families = SqlFamilyStore(pooled)
     found = await families.find(hash_token(CHILD))
     assert found is not None and found.family.dpop_jkt is None
@@ -776,7 +780,39 @@ async def test_0023_remembers_grants_widening_them_and_revoking_ends_the_family(
     # Down: the grants go (every third-party client asks again); users and clients stay.
     await migrate.downgrade(engine, "0022")
     assert "consent_grants" not in await table_names(engine)
-    assert await SqlClientStore(pooled).get("app") is not None
+    async with engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT client_id FROM clients"))).scalars().all()
+    assert kept == ["app"]
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []
+
+
+# --- 0024: the resources a client may name --------------------------------------------------
+
+
+async def test_0024_lets_old_clients_name_any_resource_and_goes_back(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0007")
+    await seed_before_0008(engine)
+    await migrate.upgrade(engine, "0023")
+
+    await migrate.upgrade(engine, "0024")
+
+    clients = SqlClientStore(pooled)
+    old = await clients.get("app")
+    assert old is not None and old.resources == ()  # any registered resource, as before
+    event = AuditEvent(NOW, "cli", "client.updated", "app")
+    changes = ClientChanges(resources=("https://api.test/", "urn:x:y"))
+    changed = await clients.update("app", changes, NOW, [event])
+    assert changed is not None and changed.resources == ("https://api.test/", "urn:x:y")
+    assert (await clients.fresh("app")).resources == changed.resources  # type: ignore[union-attr]
+
+    # Down: the column goes; the client stays, free to name any resource again.
+    await migrate.downgrade(engine, "0023")
+    async with engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT client_id FROM clients"))).scalars().all()
+    assert kept == ["app"]
     await migrate.upgrade(engine)
     assert await schema_diff(engine) == []
 

@@ -176,6 +176,19 @@ async def _decide(
         await _targets(services, request)
     except _Refused as exc:
         return error_redirect(services, redirect_uri, exc.code, exc.description, state)
+    session = await signed_in_enough(services, request, session_cookie)
+    if not isinstance(session, LoginSession):
+        return session
+    return await complete(services, request, session)
+
+
+async def signed_in_enough(
+    services: Services, request: AuthorizationRequest, session_cookie: str | None
+) -> LoginSession | Redirect | SignIn | StepUp:
+    """The browser's live login session, if it is fresh and strong enough for the request;
+    else what must happen first (a sign-in, a step-up, or the prompt=none error). /authorize
+    and the consent page both ask here: a consent URL made by hand gets no code /authorize
+    would have withheld."""
     session = await live_session(services, session_cookie)
     if session is not None and _too_old(services, request, session):
         session = None
@@ -183,21 +196,22 @@ async def _decide(
         if session is None:
             # OpenID Connect Core §3.1.2.6: login_required, the end-user must authenticate.
             return error_redirect(
-                services, redirect_uri, "login_required", "The user is not signed in.", state
-            )
+                services, request.redirect_uri, "login_required", "The user is not signed in.",
+                request.state,
+            )  # fmt: skip
         if await _too_weak(services, request, session):
             # OpenID Connect Core §3.1.2.6: interaction_required, the authorization server
             # requires end-user interaction of some form to proceed (the second factor).
             return error_redirect(
-                services, redirect_uri, "interaction_required",
-                "The request needs the user's second factor.", state,
+                services, request.redirect_uri, "interaction_required",
+                "The request needs the user's second factor.", request.state,
             )  # fmt: skip
-        return await complete(services, request, session)
+        return session
     if request.prompt == "login" or session is None:
         return SignIn(request)
     if await _too_weak(services, request, session):
         return StepUp(request)
-    return await complete(services, request, session)
+    return session
 
 
 async def _too_weak(
@@ -341,13 +355,16 @@ def _parse(client: Client, redirect_uri: str, given: bool, params: Params) -> Au
 
 
 async def _targets(services: Services, request: AuthorizationRequest) -> None:
-    """Every resource the request names is registered; else invalid_target. The scope granted
-    is not narrowed to theirs: each token is, to its resource's (tokens/resources.scope_for),
-    so a client asking for the same scope again at a refresh is not refused."""
+    """Every resource the request names is registered, and the client's (its `resources`,
+    if it lists any); else invalid_target. The scope granted is not narrowed to theirs: each
+    token is, to its resource's (tokens/resources.scope_for), so a client asking for the same
+    scope again at a refresh is not refused."""
     try:
-        await registered(services.resources, request.resources)
+        await registered(services.resources, request.resources, allowed=request.client.resources)
     except InvalidTarget as exc:
-        raise _Refused("invalid_target", "The resource is not registered.") from exc
+        raise _Refused(
+            "invalid_target", "The resource is not registered, or not for this client."
+        ) from exc
 
 
 def _max_age(raw: str | None) -> int | None:
@@ -430,7 +447,17 @@ async def _consent_needed(
             services, request.redirect_uri, "consent_required",
             "The user has not allowed this application what it asks.", request.state,
         )  # fmt: skip
-    return ToConsent(f"{services.settings.issuer}/consent?{urlencode(request.params)}")
+    return ToConsent(f"{services.settings.issuer}/consent?{urlencode(_answered(request))}")
+
+
+def _answered(request: AuthorizationRequest) -> list[tuple[str, str]]:
+    """The request for the consent page, which checks it again (`signed_in_enough`), without
+    the asks for a sign-in *now* (prompt=login, max_age=0): one was just made to get here, and
+    kept they would ask for it again at every Allow. A hand-made consent URL naming them is
+    sent to sign in, as /authorize would send it."""
+    now = {"prompt"} if request.prompt == "login" else set()
+    now |= {"max_age"} if request.max_age == 0 else set()
+    return [(name, value) for name, value in request.params if name not in now]
 
 
 def error_redirect(

@@ -3,9 +3,10 @@ true`) asks a signed-in user for scopes and resources their remembered grant doe
 
 /authorize (authorize.complete) sends the browser here with the authorization request in the
 query string, as it sends it to the sign-in page. Nothing of the page is trusted: the request is
-checked again as /authorize checks it (`resume`), the user is the browser's live login session
-(the form's CSRF token is bound to it), and the only field the form posts is the decision. So
-a forged or replayed form can allow nothing the user did not see, for nobody else.
+checked again as /authorize checks it (`resume`, then `signed_in_enough`: fresh and strong
+enough, else the sign-in or step-up /authorize would ask), the user is the browser's live
+login session (the form's CSRF token is bound to it), and the only field the form posts is the
+decision. So a forged or replayed form can allow nothing the user did not see, for nobody else.
 
 "Allow" widens the user's grant for the client (one statement, audited `consent.granted`) and
 goes on as /authorize would: a code to the redirect URI. "Deny" sends `access_denied` there
@@ -25,10 +26,11 @@ from authserver.actions.authorize import (
     Params,
     Redirect,
     SignIn,
+    StepUp,
     complete,
     error_redirect,
-    live_session,
     resume,
+    signed_in_enough,
 )
 from authserver.services import Services
 from authserver.tokens.scopes import grant
@@ -58,9 +60,9 @@ class _Asked:
 
 async def consent_page(
     services: Services, params: Params, session_cookie: str | None
-) -> ConsentPage | Redirect | SignIn:
+) -> ConsentPage | Redirect | SignIn | StepUp:
     """The page for this request and browser; or the error redirect of a request gone bad, or
-    the sign-in (no live login session). Raises ErrorPage."""
+    what /authorize would ask first (a sign-in, a step-up). Raises ErrorPage."""
     asked = await _asked(services, params, session_cookie)
     if not isinstance(asked, _Asked):
         return asked
@@ -78,7 +80,7 @@ async def consent_page(
 
 async def decide(
     services: Services, params: Params, session_cookie: str | None, *, allow: bool
-) -> Redirect | SignIn:
+) -> Redirect | SignIn | StepUp:
     """The form's post: Allow (remember, then the code) or Deny (access_denied)."""
     asked = await _asked(services, params, session_cookie)
     if not isinstance(asked, _Asked):
@@ -105,7 +107,7 @@ async def decide(
 
 async def _asked(
     services: Services, params: Params, session_cookie: str | None
-) -> _Asked | Redirect | SignIn:
+) -> _Asked | Redirect | SignIn | StepUp:
     target = await resume(services, params)
     if target is None:
         raise ErrorPage("The consent page was opened without an authorization request.")
@@ -113,9 +115,13 @@ async def _asked(
         return target
     if not target.client.consent:
         raise ErrorPage("This application does not ask for consent.")
-    session = await live_session(services, session_cookie)
-    user = await services.users.by_id(session.user_id) if session is not None else None
-    if session is None or user is None or user.disabled:
+    # The URL is anyone's to make: the session must be what /authorize would have asked for
+    # (fresh enough for max_age, a second factor for acr_values=mfa or require_mfa).
+    session = await signed_in_enough(services, target, session_cookie)
+    if not isinstance(session, LoginSession):
+        return session
+    user = await services.users.by_id(session.user_id)
+    if user is None or user.disabled:
         return SignIn(target)
     # What the code will carry: as complete() grants it, so the page shows what is given.
     scopes = grant(target.scope, target.client.scopes, user.scopes).split()

@@ -162,11 +162,13 @@ async def update(
     if (method == "none") != client.is_public:
         raise InvalidClientMetadata("A client cannot change between public and confidential.")
     now = services.clock()
-    changed = replace(client, **checked.as_fields(), client_metadata=kept)
+    # Every field replaced (RFC 7592 §2.2) but `resources`: an operator's restriction of the
+    # client, no member of its metadata (docs/resources.md).
+    fields = {**checked.as_fields(), "resources": client.resources}
+    changed = replace(client, **fields, client_metadata=kept)
     event = AuditEvent(now, client_id, "client.updated", client_id, _view(services, changed))
-    # Every field replaced (RFC 7592 §2.2); "" removes the name.
-    changes = ClientChanges(
-        **{**checked.as_fields(), "client_name": checked.client_name or ""},
+    changes = ClientChanges(  # "" removes the name; None leaves the resources as they are
+        **{**fields, "client_name": checked.client_name or "", "resources": None},
         client_metadata=kept,
     )
     stored = await services.clients.update(client_id, changes, now, [event])

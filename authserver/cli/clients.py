@@ -105,6 +105,7 @@ REGISTRATION_FLAGS = {
     "allowed_origin": "allowed_origins",
     "client_name": "client_name",
     "require_mfa": "require_mfa",
+    "resource": "resources",
 }
 
 
@@ -116,8 +117,14 @@ def add_registration_flags(parser: argparse.ArgumentParser, *, replacing: bool =
         ("--redirect-uri", "URI", "where /authorize may send the browser back"),
         ("--post-logout-redirect-uri", "URI", "where /end-session may send it"),
         ("--allowed-origin", "ORIGIN", "a browser origin (https://app.example) of the client"),
+        ("--resource", "URI", "a registered resource the client may name (none: any)"),
     ):
         parser.add_argument(flag, action="append", metavar=metavar, help=purpose + each)
+    if replacing:
+        parser.add_argument(
+            "--no-resources", action="store_true",
+            help="clear the resources: the client may name any registered one",
+        )  # fmt: skip
     parser.add_argument(
         "--client-name", metavar="NAME",
         help='what the sign-in page shows ("to continue to NAME")'
@@ -148,6 +155,10 @@ def registration_fields(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.dpop_bound_access_tokens is not None:
         fields["dpop_bound_access_tokens"] = args.dpop_bound_access_tokens
+    if getattr(args, "no_resources", False):
+        if args.resource:
+            raise CommandError("give --resource or --no-resources, not both")
+        fields["resources"] = []
     return fields
 
 
@@ -182,7 +193,8 @@ def _update_client(args: argparse.Namespace, settings: Settings) -> int:
     if not body:
         raise CommandError(
             "nothing to change: give --grant, --scope, --refresh-delivery, --redirect-uri, "
-            "--post-logout-redirect-uri, --client-name, --allowed-origin, --disable or --enable"
+            "--post-logout-redirect-uri, --client-name, --allowed-origin, --resource, "
+            "--no-resources, --disable or --enable"
         )
     updated = as_admin(
         settings, lambda s: admin_clients.update_client(s, CLI, args.client_id, body)

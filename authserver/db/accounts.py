@@ -345,6 +345,8 @@ class SqlClientStore:
             values["dpop_bound_access_tokens"] = changes.dpop_bound_access_tokens
         if changes.client_metadata is not None:
             values["client_metadata"] = _metadata_json(changes.client_metadata)
+        if changes.resources is not None:
+            values["resources"] = " ".join(changes.resources)
         if changes.disabled:
             values["disabled"] = True
             values["tokens_revoked_before"] = now  # every token issued so far dies
@@ -449,6 +451,8 @@ async def insert_client(conn: AsyncConnection, client: Client, now: int) -> None
             consent=client.consent,
             registration_token_hash=client.registration_token_hash,
             client_metadata=_metadata_json(client.client_metadata),
+            # Space-separated: an identifier has no spaces (tokens/resources.py).
+            resources=" ".join(client.resources),
         )
     )
 
@@ -488,6 +492,7 @@ def _client(row: Any) -> Client:
         registration_token_hash=row.registration_token_hash,
         client_metadata=tuple(json.loads(row.client_metadata or "{}").items()),
         consent=row.consent,
+        resources=tuple(row.resources.split()),
     )
 
 

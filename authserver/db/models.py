@@ -108,6 +108,8 @@ class ClientRow(Base):
     consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     registration_token_hash: Mapped[str | None] = mapped_column(String(64))
     client_metadata: Mapped[str | None] = mapped_column(Text)
+    # 0024: the RFC 8707 resources the client may name, space-separated ("": any registered).
+    resources: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class InitialAccessTokenRow(Base):

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.actions import consent as consenting
-from authserver.actions.authorize import ErrorPage, Redirect, SignIn
+from authserver.actions.authorize import ErrorPage, Redirect, SignIn, StepUp
 from authserver.actions.consent import ConsentPage
 from authserver.http import csrf, pages
 from authserver.http.context import services
@@ -72,11 +72,13 @@ async def consent(request: Request) -> Response:
     return _onwards(request, outcome, 303)
 
 
-def _onwards(request: Request, outcome: Redirect | SignIn, status: int) -> Response:
+def _onwards(request: Request, outcome: Redirect | SignIn | StepUp, status: int) -> Response:
     if isinstance(outcome, Redirect):
         return redirect(outcome.url, status)
-    # No live login session (ended, idle, or never): sign in, then back here through /authorize.
-    return redirect(at_path("/login", request), 303)
+    # What /authorize would ask first (no live login session, one too old or too weak for the
+    # request): sign in or step up, then back here through authorize.complete.
+    page = "/login/factor" if isinstance(outcome, StepUp) else "/login"
+    return redirect(at_path(page, request), 303)
 
 
 def _page(request: Request, found: Services, shown: ConsentPage, token: str) -> Response:

@@ -1251,6 +1251,13 @@ CLIENT_META: dict[str, Schema] = {
         "description": "RFC 9449 §5.2: /token refuses this client's requests without a DPoP "
         "proof (invalid_dpop_proof)",
     },
+    "resources": {
+        "type": "array",
+        "maxItems": 64,
+        "items": {"type": "string", "examples": ["https://mcp.example/mcp"]},
+        "description": "registered resources (RFC 8707) this client may name at /authorize and "
+        "/token, any other being invalid_target; empty or absent: any registered resource",
+    },
 }
 
 SCHEMAS: dict[str, Schema] = {

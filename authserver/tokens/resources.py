@@ -116,10 +116,17 @@ def chosen(requested: str | None, granted: tuple[str, ...]) -> str | None:
     return requested
 
 
-async def registered(store: ResourceStore, identifiers: Iterable[str]) -> tuple[Resource, ...]:
-    """The registered resources of these identifiers; InvalidTarget for an unknown one."""
+async def registered(
+    store: ResourceStore, identifiers: Iterable[str], *, allowed: Sequence[str]
+) -> tuple[Resource, ...]:
+    """The registered resources of these identifiers; InvalidTarget for an unknown one, or one
+    not among `allowed` (a client's resources; empty: any registered one)."""
     found = []
     for identifier in identifiers:
+        if allowed and identifier not in allowed:
+            # RFC 8707 §2: invalid_target, "the client is not authorized to request an access
+            # token for the requested resource".
+            raise InvalidTarget(detail=f"resource {identifier!r} is not the client's")
         resource = await store.get(identifier)
         if resource is None:
             raise InvalidTarget(detail=f"unknown resource {identifier!r}")

@@ -1,7 +1,7 @@
 """code_dpop_jkt: an authorization code bound to a DPoP key at /authorize (RFC 9449 §10)
 
 Revision ID: 0025
-Revises: 0023
+Revises: 0024
 Create Date: 2026-12-05 14:30:00
 
 authorization_codes.dpop_jkt: the RFC 7638 thumbprint the authorization request named in
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0025"
-down_revision: str | None = "0023"
+down_revision: str | None = "0024"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

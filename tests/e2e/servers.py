@@ -127,6 +127,7 @@ class Spa:
 class AuthServer:
     url: str
     database: Path
+    cli: Callable[..., None]  # `authserver ARGS...` on the server's database and settings
 
     def state(self) -> tuple[int, int, int]:
         """(refresh tokens issued, spent, families revoked), read from the database itself."""
@@ -197,7 +198,7 @@ def authserver(
         )  # fmt: skip
     try:
         _wait_until(lambda: _answers(f"{url}/readyz"), process, log)
-        yield AuthServer(url, database)
+        yield AuthServer(url, database, cli)
     finally:
         process.terminate()
         try:

@@ -130,7 +130,7 @@ async def test_clients_are_listed_in_pages_and_shown_without_secrets(
         "client_id", "public", "grant_types", "scopes", "refresh_delivery", "disabled",
         "created_at", "secret_rotated_at", "redirect_uris", "post_logout_redirect_uris",
         "client_name", "allowed_origins", "require_mfa", "dpop_bound_access_tokens", "consent",
-        "registration",
+        "registration", "resources",
     }  # fmt: skip
     for response in (first, second, shown):
         assert not any(s and s in response.text for s in secrets)

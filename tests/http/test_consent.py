@@ -15,7 +15,7 @@ from authserver.audit import AuditEvent, AuditQuery
 from authserver.clients import Client
 from authserver.services import Services
 from authserver.tokens.resources import Resource
-from tests.conftest import ISSUER, Registry
+from tests.conftest import ISSUER, Clock, Registry
 from tests.http.signin import (
     CALLBACK,
     INSECURE_COOKIES,
@@ -31,6 +31,7 @@ from tests.http.signin import (
     sign_in,
     web_client,
 )
+from tests.http.test_step_up import enrol
 
 THIRD = "calendar"
 API = "https://api.example/"
@@ -46,10 +47,11 @@ async def third_party(
     name: str = "Calendar",
     redirect_uris: tuple[str, ...] = (CALLBACK,),
     scopes: tuple[str, ...] = ("openid", "profile", "read"),
+    require_mfa: bool = False,
 ) -> None:
     client = Client(
         THIRD, None, ("authorization_code", "refresh_token"), scopes,
-        redirect_uris=redirect_uris, client_name=name, consent=True,
+        redirect_uris=redirect_uris, client_name=name, consent=True, require_mfa=require_mfa,
     )  # fmt: skip
     assert await services.clients.create(client, services.clock())
 
@@ -303,3 +305,46 @@ async def test_allows_at_the_same_moment_all_count(
     await asyncio.gather(*(allow(scope) for scope in scopes))
     held = await services.consents.held(user.id, THIRD)
     assert held is not None and held.scopes == frozenset(scopes)
+
+
+@pytest.mark.parametrize(
+    ("asks", "require_mfa", "then"),
+    [
+        ({"acr_values": "mfa"}, False, "/login/factor?"),
+        ({}, True, "/login/factor?"),
+        ({"max_age": "60"}, False, "/login?"),
+        ({"prompt": "login"}, False, "/login?"),
+    ],
+    ids=["acr_values", "require_mfa", "max_age", "prompt_login"],
+)
+async def test_the_page_reached_directly_asks_what_authorize_would(
+    client: httpx.AsyncClient, services: Services, registry: Registry, clock: Clock,
+    alice: None, asks: dict[str, str], require_mfa: bool, then: str,
+) -> None:  # fmt: skip
+    """A /consent URL made by hand, not by /authorize, for a request /authorize would have
+    stepped up (a second factor, a fresher sign-in): the page and its Allow send the browser
+    where /authorize would, never a code for the weaker session."""
+    await third_party(services, require_mfa=require_mfa)
+    await web_client(registry)
+    await code_for(client, Flow.new(scope="openid"))  # a password-only login session
+    await enrol(services)  # ... and then alice added a factor
+    token = csrf_token((await client.get("/account")).text)
+    clock.advance(120)
+    crafted = Flow.new(THIRD, scope="openid", **asks)
+    page = await client.get("/consent", params=crafted.params)
+    assert page.status_code == 303 and page.headers["location"].startswith(then), page.text
+    allowed = await client.post(
+        "/consent", params=crafted.params, data={"csrf_token": token, "decision": "allow"}
+    )
+    assert allowed.status_code == 303 and allowed.headers["location"].startswith(then)
+    assert await actions(services, "consent.granted") == []
+
+
+async def test_a_sign_in_asked_now_is_not_asked_again_at_allow(
+    client: httpx.AsyncClient, services: Services, alice: None
+) -> None:
+    """prompt=login and max_age=0 ask for a sign-in at /authorize; the consent page after it
+    does not send the Allow back to sign in once more (the sign-in was just made)."""
+    await third_party(services)
+    await allowed_code(client, Flow.new(THIRD, scope="openid", prompt="login"))
+    await allowed_code(client, Flow.new(THIRD, scope="openid profile", max_age="0"))

@@ -14,10 +14,13 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.actions import registration
+from authserver.audit import AuditEvent
+from authserver.clients import ClientChanges
 from authserver.config import Settings
 from authserver.db.purge import purge
 from authserver.services import Services
 from tests._dpop import DPoPKey
+from authserver.tokens.resources import Resource
 from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error
 from tests.http.signin import (
     CALLBACK,
@@ -413,3 +416,28 @@ async def test_dpop_bound_access_tokens_is_registration_metadata(
     del own["dpop_bound_access_tokens"]
     replaced = await client.put(uri, json=own, headers=bearer(token))
     assert replaced.json()["dpop_bound_access_tokens"] is False
+
+
+async def test_resources_are_no_registered_clients_to_set_and_a_put_keeps_the_operators(
+    client: httpx.AsyncClient, registry: Registry, services: Services
+) -> None:
+    """docs/resources.md, "Not for /register": the member is ignored at registration (not
+    echoed), and an operator's restriction survives the client's RFC 7592 PUT."""
+    api = "https://api.example/"
+    await services.resources.create(
+        Resource(api, ("read",), 300, 0), AuditEvent(0, "cli", "resource.created", api)
+    )
+    answer = await registered(client, {**APP, "resources": ["https://elsewhere.example/"]})
+    assert "resources" not in answer
+    client_id = answer["client_id"]
+    stored = await services.clients.fresh(client_id)
+    assert stored is not None and stored.resources == ()
+    now = services.clock()
+    event = AuditEvent(now, "cli", "client.updated", client_id)
+    await services.clients.update(client_id, ClientChanges(resources=(api,)), now, [event])
+    uri, token = answer["registration_client_uri"], answer["registration_access_token"]
+    own = {k: v for k, v in answer.items() if k != "registration_access_token"}
+    replaced = await client.put(uri, json={**own, "client_name": "N2"}, headers=bearer(token))
+    assert replaced.status_code == 200, replaced.text
+    kept = await services.clients.fresh(client_id)
+    assert kept is not None and kept.client_name == "N2" and kept.resources == (api,)

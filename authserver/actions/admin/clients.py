@@ -17,6 +17,7 @@ from authserver.actions.admin import (
 )
 from authserver.audit import AuditEvent
 from authserver.clients import (
+    MAX_CLIENT_RESOURCES,
     Client,
     ClientChanges,
     check_metadata,
@@ -25,6 +26,7 @@ from authserver.clients import (
 )
 from authserver.errors import Conflict, InvalidRequest, NotFound
 from authserver.services import Services
+from authserver.tokens.resources import resource_problem
 from authserver.tokens.scopes import ADMIN
 
 DEFAULT_OLD_SECRET_TTL = 3600
@@ -55,6 +57,7 @@ class CreatedClient:
 async def create_client(services: Services, actor: str, body: dict[str, Any]) -> CreatedClient:
     client_id = string_field(body, "client_id", 128)
     public = boolean_field(body, "public")
+    resources = string_list_field(body, "resources")
     checked = check_metadata(
         client_id,
         public,
@@ -68,6 +71,8 @@ async def create_client(services: Services, actor: str, body: dict[str, Any]) ->
         allowed_origins=string_list_field(body, "allowed_origins"),
         require_mfa=boolean_field(body, "require_mfa"),
         dpop_bound_access_tokens=body.get("dpop_bound_access_tokens", False),
+        resources=resources,
+        registered_resources=await _registered_among(services, resources),
     )
     consent = boolean_field(body, "consent")
     secret = None if public else new_secret()
@@ -98,7 +103,18 @@ PATCHABLE_CLIENT_FIELDS = {
     "allowed_origins",
     "require_mfa",
     "dpop_bound_access_tokens",
+    "resources",
 }
+
+
+async def _registered_among(services: Services, identifiers: list[str]) -> set[str]:
+    """Those of `identifiers` the resource registry holds, for check_metadata (which says
+    what is wrong with the others): only well-formed ones are looked up, and none of a list
+    longer than check_metadata allows."""
+    if len(identifiers) > MAX_CLIENT_RESOURCES:
+        return set()
+    wellformed = [i for i in dict.fromkeys(identifiers) if resource_problem(i) is None]
+    return {i for i in wellformed if await services.resources.get(i) is not None}
 
 
 def registration_extras(client: Client) -> dict[str, Any]:
@@ -110,6 +126,8 @@ def registration_extras(client: Client) -> dict[str, Any]:
         "allowed_origins": list(client.allowed_origins),
         "require_mfa": client.require_mfa,
         "dpop_bound_access_tokens": client.dpop_bound_access_tokens,
+        # RFC 8707 resources the client may name; empty: any registered one.
+        "resources": list(client.resources),
     }
 
 
@@ -152,17 +170,26 @@ async def show_client(services: Services, client_id: str) -> dict[str, Any]:
     return client_view(await _existing_client(services, client_id))
 
 
-def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
+async def _client_changes(
+    services: Services, client: Client, body: dict[str, Any]
+) -> ClientChanges:
     """Validated as at creation (the one check_metadata), against the client as it would be
-    after the change."""
+    after the change. The resources are checked against the registry when given: one deleted
+    since they were set stays listed (and gets no token) until the list is replaced."""
     only_known_fields(body, PATCHABLE_CLIENT_FIELDS)
     lists = {
         name: string_list_field(body, name) if name in body else None
         for name in (
             "grant_types", "scopes", "redirect_uris", "post_logout_redirect_uris",
-            "allowed_origins",
+            "allowed_origins", "resources",
         )
     }  # fmt: skip
+    given_resources = lists["resources"]
+    registered_resources = (
+        client.resources
+        if given_resources is None
+        else await _registered_among(services, given_resources)
+    )
     require_mfa = boolean_field(body, "require_mfa") if "require_mfa" in body else None
     checked = check_metadata(
         client.client_id,
@@ -180,6 +207,8 @@ def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
         dpop_bound_access_tokens=body.get(
             "dpop_bound_access_tokens", client.dpop_bound_access_tokens
         ),
+        resources=_either(given_resources, client.resources),
+        registered_resources=registered_resources,
     )
     disabled = boolean_field(body, "disabled") if "disabled" in body else None
     client_name = None
@@ -203,6 +232,7 @@ def _client_changes(client: Client, body: dict[str, Any]) -> ClientChanges:
         ),
         client_name=client_name,
         allowed_origins=checked.allowed_origins if given["allowed_origins"] else None,
+        resources=checked.resources if given["resources"] else None,
         require_mfa=require_mfa,
         dpop_bound_access_tokens=(
             checked.dpop_bound_access_tokens if "dpop_bound_access_tokens" in body else None
@@ -219,7 +249,7 @@ async def update_client(
 ) -> dict[str, Any]:
     """Disabling revokes every family of the client and, through its revocation mark, every
     access token it holds (client_credentials ones too); re-enabling brings none back."""
-    changes = _client_changes(await _existing_client(services, client_id), body)
+    changes = await _client_changes(services, await _existing_client(services, client_id), body)
     now = services.clock()
     detail = {k: body[k] for k in sorted(PATCHABLE_CLIENT_FIELDS) if k in body}
     event = AuditEvent(now, actor, "client.updated", client_id, detail)

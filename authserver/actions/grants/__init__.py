@@ -111,30 +111,33 @@ def required_field(fields: Fields, name: str) -> str:
     return value
 
 
-async def resource_asked(services: Services, fields: Fields) -> Resource | None:
+async def resource_asked(services: Services, client: Client, fields: Fields) -> Resource | None:
     """The registered resource the token request names in `resource` (RFC 8707 §2), None
-    when it names none; invalid_target for a malformed, unknown or repeated one."""
-    return await resource_of(services, requested_resource(fields.get("resource")))
+    when it names none; invalid_target for a malformed, unknown or repeated one, or one the
+    client may not name (its `resources`)."""
+    return await resource_of(services, client, requested_resource(fields.get("resource")))
 
 
-async def resource_of(services: Services, identifier: str | None) -> Resource | None:
+async def resource_of(
+    services: Services, client: Client, identifier: str | None
+) -> Resource | None:
     """The registered resource a grant chose (None: the default audience); invalid_target
-    when it was deleted since it was granted."""
+    when it was deleted since it was granted, or taken off the client's resources since."""
     if identifier is None:
         return None
-    (resource,) = await registered(services.resources, [identifier])
+    (resource,) = await registered(services.resources, [identifier], allowed=client.resources)
     return resource
 
 
 async def resource_granted(
-    services: Services, wanted: Resource | None, granted: tuple[str, ...]
+    services: Services, client: Client, wanted: Resource | None, granted: tuple[str, ...]
 ) -> Resource | None:
     """RFC 8707 §2.2: the resource of a code exchange's or refresh's token, among those the
     authorization named (`granted`): the one the request asked for (`wanted`), else the first
     named, else none (the default audience)."""
     asked = None if wanted is None else wanted.resource
     picked = chosen(asked, granted)
-    return wanted if picked == asked else await resource_of(services, picked)
+    return wanted if picked == asked else await resource_of(services, client, picked)
 
 
 def token_ttl(services: Services, resource: Resource | None) -> int:

@@ -34,7 +34,7 @@ async def authorization_code_grant(
     if "authorization_code" not in client.grant_types:
         raise UnauthorizedClient()
     code = required_field(fields, "code")
-    wanted = await resource_asked(services, fields)  # unknown: invalid_target
+    wanted = await resource_asked(services, client, fields)  # unknown: invalid_target
     if wanted is not None:
         # RFC 8707 §2.2: a resource the authorization did not name is invalid_target; told
         # before the code is spent, so the client may exchange it right.
@@ -69,7 +69,7 @@ async def authorization_code_grant(
         redeemed.scope,
         user.profile.roles,
     )
-    resource = await resource_granted(services, wanted, redeemed.resources)
+    resource = await resource_granted(services, client, wanted, redeemed.resources)
     issued = await with_refresh(services, client, rotation, resource, request.dpop_jkt)
     scopes = redeemed.scope.split()
     if OPENID not in scopes:

@@ -25,7 +25,7 @@ async def client_credentials_grant(
     if client.is_public or "client_credentials" not in client.grant_types:
         raise UnauthorizedClient()
     scope = grant(parse_scope(fields.get("scope")), client.scopes, None)
-    resource = await resource_asked(services, fields)
+    resource = await resource_asked(services, client, fields)
     if resource is not None:
         scope = scope_for(scope, [resource])
     ttl = token_ttl(services, resource)

@@ -42,7 +42,7 @@ async def password_grant(
         if requested is not None and not set(requested) <= set(client.scopes):
             raise InvalidScope()
         # Before the password is checked: a bad resource is no failed login.
-        resource = await resource_asked(services, fields)
+        resource = await resource_asked(services, client, fields)
         audit: dict[str, str | None] = {"client_id": client.client_id}
         return Credentials(username, password, audit, (client, requested, resource))
 

@@ -30,7 +30,8 @@ async def refresh_token_grant(
     presented = required_field(fields, "refresh_token")
     # RFC 8707 §2.2: a refresh may ask for a token for any one resource its authorization
     # named; one it did not is invalid_target, checked before the token is spent.
-    wanted = await resource_asked(services, fields)  # unknown: invalid_target, nothing spent
+    # Unknown, or not the client's: invalid_target, nothing spent.
+    wanted = await resource_asked(services, client, fields)
     settings = services.settings
     rotation = await rotate(
         services.families,
@@ -44,5 +45,5 @@ async def refresh_token_grant(
         resource=None if wanted is None else wanted.resource,
         jkt=request.refresh_jkt(client),
     )
-    resource = await resource_granted(services, wanted, rotation.family.resources)
+    resource = await resource_granted(services, client, wanted, rotation.family.resources)
     return await with_refresh(services, client, rotation, resource, request.dpop_jkt)
