@@ -33,6 +33,10 @@ _LIVE_USER = UserRow.deleted_at.is_(None)
 _LIVE_CLIENT = ClientRow.deleted_at.is_(None)
 
 
+# What a User is read from: every column but the purge's own (signup_expires_at), which no
+# read needs, so a store also reads a database migrated no further than the user's profile.
+_USER_COLUMNS = [c for c in UserRow.__table__.c if c.name != "signup_expires_at"]
+
 class SqlUserStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -43,7 +47,7 @@ class SqlUserStore:
         async with self._single.connect() as conn:
             row = (
                 await conn.execute(
-                    select(UserRow.__table__).where(
+                    select(*_USER_COLUMNS).where(
                         UserRow.username_key == username_key(username), _LIVE_USER
                     )
                 )
@@ -54,13 +58,13 @@ class SqlUserStore:
         async with self._single.connect() as conn:
             row = (
                 await conn.execute(
-                    select(UserRow.__table__).where(UserRow.id == user_id, _LIVE_USER)
+                    select(*_USER_COLUMNS).where(UserRow.id == user_id, _LIVE_USER)
                 )
             ).first()
         return _user(row) if row else None
 
     async def page(self, limit: int, after: str | None, prefix: str | None) -> list[User]:
-        statement = select(UserRow.__table__).where(_LIVE_USER).order_by(UserRow.username)
+        statement = select(*_USER_COLUMNS).where(_LIVE_USER).order_by(UserRow.username)
         if after is not None:
             statement = statement.where(UserRow.username > after)
         if prefix:
@@ -239,7 +243,7 @@ async def _forget_username(conn: AsyncConnection, user_id: str) -> None:
 
 
 async def _locked(conn: AsyncConnection, user_id: str, lock: bool) -> Any:
-    statement = select(UserRow.__table__).where(UserRow.id == user_id, _LIVE_USER)
+    statement = select(*_USER_COLUMNS).where(UserRow.id == user_id, _LIVE_USER)
     if lock:
         statement = statement.with_for_update()
     return (await conn.execute(statement)).first()
