@@ -64,8 +64,7 @@ class SqlUserStore:
         if after is not None:
             statement = statement.where(UserRow.username > after)
         if prefix:
-            # substr, not LIKE: exact and case-sensitive on both databases, no escaping.
-            statement = statement.where(func.substr(UserRow.username, 1, len(prefix)) == prefix)
+            statement = statement.where(*_starting_with(UserRow.username, prefix))
         async with self._single.connect() as conn:
             rows = (await conn.execute(statement.limit(limit))).all()
         return [_user(row) for row in rows]
@@ -282,6 +281,13 @@ def _email_taken(exc: IntegrityError) -> bool:
     return "email_key" in str(exc.orig)
 
 
+def _starting_with(column: Any, prefix: str) -> tuple[Any, ...]:
+    """A prefix search the column's index serves: the index scan starts at `prefix` (every
+    string sorts at or after its own prefix), and substr, not LIKE, keeps the match exact and
+    case-sensitive on both databases, with no escaping."""
+    return (column >= prefix, func.substr(column, 1, len(prefix)) == prefix)
+
+
 class SqlClientStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -301,10 +307,12 @@ class SqlClientStore:
     async def fresh(self, client_id: str) -> Client | None:
         return await self.get(client_id)
 
-    async def page(self, limit: int, after: str | None) -> list[Client]:
+    async def page(self, limit: int, after: str | None, prefix: str | None = None) -> list[Client]:
         statement = select(ClientRow.__table__).where(_LIVE_CLIENT).order_by(ClientRow.client_id)
         if after is not None:
             statement = statement.where(ClientRow.client_id > after)
+        if prefix:
+            statement = statement.where(*_starting_with(ClientRow.client_id, prefix))
         async with self._single.connect() as conn:
             rows = (await conn.execute(statement.limit(limit))).all()
         return [_client(row) for row in rows]
