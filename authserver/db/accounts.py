@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import Select, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -60,13 +60,8 @@ class SqlUserStore:
         return _user(row) if row else None
 
     async def page(self, limit: int, after: str | None, prefix: str | None) -> list[User]:
-        statement = select(UserRow.__table__).where(_LIVE_USER).order_by(UserRow.username)
-        if after is not None:
-            statement = statement.where(UserRow.username > after)
-        if prefix:
-            statement = statement.where(*_starting_with(UserRow.username, prefix))
         async with self._single.connect() as conn:
-            rows = (await conn.execute(statement.limit(limit))).all()
+            rows = (await conn.execute(users_page(limit, after, prefix))).all()
         return [_user(row) for row in rows]
 
     async def create(self, user: User, now: int) -> bool:
@@ -279,6 +274,18 @@ def _email_taken(exc: IntegrityError) -> bool:
     """Whether the unique key broken was the address's: both databases name it (SQLite
     `users.email_key`, Postgres `uq_users_email_key`)."""
     return "email_key" in str(exc.orig)
+
+
+def users_page(limit: int, after: str | None, prefix: str | None) -> Select[Any]:
+    """Keyset paging by username: the unique index on it serves both the order and the start,
+    so a page costs the same at the 100,000th user as at the first (tests/http/test_console.py
+    has Postgres EXPLAIN it)."""
+    statement = select(UserRow.__table__).where(_LIVE_USER).order_by(UserRow.username)
+    if after is not None:
+        statement = statement.where(UserRow.username > after)
+    if prefix:
+        statement = statement.where(*_starting_with(UserRow.username, prefix))
+    return statement.limit(limit)
 
 
 def _starting_with(column: Any, prefix: str) -> tuple[Any, ...]:

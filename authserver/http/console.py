@@ -131,22 +131,12 @@ async def create_client(request: Request) -> Response:
 
 @console_page
 async def disable_client(request: Request) -> Response:
-    return await _client_switch(request, True)
+    return await _switch(request, "clients", True)
 
 
 @console_page
 async def enable_client(request: Request) -> Response:
-    return await _client_switch(request, False)
-
-
-async def _client_switch(request: Request, disabled: bool) -> Response:
-    form = await _posted(request)
-    if isinstance(form, Response):
-        return form
-    cookie, fields = form
-    client_id = fields.get("client_id", "")
-    await console_clients.set_client_disabled(services(request), cookie, client_id, disabled)
-    return redirect(f"/console/clients?done={'disabled' if disabled else 'enabled'}", 303)
+    return await _switch(request, "clients", False)
 
 
 @console_page
@@ -178,22 +168,29 @@ async def users(request: Request) -> Response:
 
 @console_page
 async def disable_user(request: Request) -> Response:
-    return await _user_switch(request, True)
+    return await _switch(request, "users", True)
 
 
 @console_page
 async def enable_user(request: Request) -> Response:
-    return await _user_switch(request, False)
+    return await _switch(request, "users", False)
 
 
-async def _user_switch(request: Request, disabled: bool) -> Response:
+# The Disable/Enable forms of each page: the field naming what they switch, and the use case.
+_SWITCHES = {
+    "clients": ("client_id", console_clients.set_client_disabled),
+    "users": ("sub", console_users.set_user_disabled),
+}
+
+
+async def _switch(request: Request, page: str, disabled: bool) -> Response:
     form = await _posted(request)
     if isinstance(form, Response):
         return form
     cookie, fields = form
-    sub = fields.get("sub", "")
-    await console_users.set_user_disabled(services(request), cookie, sub, disabled)
-    return redirect(f"/console/users?done={'disabled' if disabled else 'enabled'}", 303)
+    field, change = _SWITCHES[page]
+    await change(services(request), cookie, fields.get(field, ""), disabled)
+    return redirect(f"/console/{page}?done={'disabled' if disabled else 'enabled'}", 303)
 
 
 @console_page

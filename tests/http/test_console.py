@@ -6,14 +6,29 @@ admin API's use cases, everything a user or operator typed escaped, strict heade
 from __future__ import annotations
 
 import re
+from html import unescape
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import ISSUER, Registry
-from tests.http.signin import INSECURE_COOKIES, PASSWORD, assert_strict_headers, sign_in
+from authserver.actions.admin import users as admin_users
+from authserver.audit import AuditQuery
+from authserver.clients import hash_secret
+from authserver.console_sessions import CONSOLE_CLIENT_ID
+from authserver.db.accounts import users_page
+from authserver.services import Services
+from tests.conftest import ISSUER, Clock, Registry, make_settings
+from tests.http.signin import (
+    INSECURE_COOKIES,
+    PASSWORD,
+    assert_strict_headers,
+    browser_of,
+    sign_in,
+)
 
 HOSTILE = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
 COOKIE = "authserver_console"
@@ -76,3 +91,291 @@ async def test_an_admin_signs_in_through_the_code_flow_and_no_token_reaches_the_
     held = client.cookies[COOKIE]
     assert rows[0].id_hash != held and held.encode() not in bytes(rows[0].sealed)
     assert b"eyJ" not in bytes(rows[0].sealed)  # sealed, not a JWT in the clear
+
+
+async def test_the_console_cookie_is_httponly_lax_and_secure_over_https(
+    database_url: str, tmp_path: Path, engine: AsyncEngine
+) -> None:
+    settings = make_settings(database_url, tmp_path / "keys")  # cookie_secure: the default
+    async with browser_of(settings) as http:
+        start = await http.get("/console/sign-in")
+    cookie = start.headers["set-cookie"]
+    assert cookie.startswith("__Host-authserver_console=")
+    assert {"HttpOnly", "Secure", "SameSite=Lax", "Path=/"} <= set(cookie.split("; "))
+
+
+async def test_a_non_admin_is_refused_with_a_clear_page(
+    client: httpx.AsyncClient, registry: Registry, engine: AsyncEngine
+) -> None:
+    await registry.user("alice", PASSWORD)
+    page = await console_sign_in(client, "alice")
+    assert page.status_code == 403
+    assert "may not use the console" in page.text and "admin role" in page.text
+    assert_strict_headers(page)
+    async with engine.connect() as conn:
+        held = (await conn.execute(text("SELECT count(*) FROM console_sessions"))).scalar()
+        live = (
+            await conn.execute(
+                text("SELECT count(*) FROM refresh_families WHERE revoked_at IS NULL")
+            )
+        ).scalar()
+    assert held == 0 and live == 0  # nothing kept; the console's family was ended
+    again = await client.get("/console/clients")
+    assert again.status_code == 303 and again.headers["location"] == "/console/sign-in"
+
+
+async def test_a_callback_from_another_browser_or_without_a_sign_in_starts_again(
+    client: httpx.AsyncClient, root: str
+) -> None:
+    start = await client.get("/console/sign-in")
+    assert start.status_code == 303
+    forged = await client.get("/console/callback", params={"code": "x", "state": "not-it"})
+    assert forged.status_code == 303 and forged.headers["location"] == "/console/sign-in"
+    # The sign-in under way is spent: the right state does not bring it back.
+    state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
+    again = await client.get("/console/callback", params={"code": "x", "state": state})
+    assert again.status_code == 303 and again.headers["location"] == "/console/sign-in"
+
+
+async def test_the_guard_runs_on_every_request_and_refreshes_server_side(
+    client: httpx.AsyncClient, root: str, services: Services, clock: Clock, engine: AsyncEngine
+) -> None:
+    assert (await console_sign_in(client)).status_code == 200
+    async with engine.connect() as conn:
+        before = (await conn.execute(text("SELECT sealed FROM console_sessions"))).scalar()
+    clock.advance(services.settings.access_token_ttl + 1)
+    page = await client.get("/console/users")
+    assert page.status_code == 200, page.text  # refreshed inside the server
+    async with engine.connect() as conn:
+        after = (await conn.execute(text("SELECT sealed FROM console_sessions"))).scalar()
+    assert after != before
+    # Disabled (by anyone, anywhere): the console's family is revoked with the user's
+    # sessions, and the next console request signs in again.
+    await admin_users.disable_user(services, "someone", root)
+    page = await client.get("/console/users")
+    assert page.status_code == 303 and page.headers["location"] == "/console/sign-in"
+
+
+async def test_every_page_has_the_strict_headers_and_no_inline_script_or_style(
+    client: httpx.AsyncClient, root: str, registry: Registry
+) -> None:
+    await registry.client("svc", client_name="Service")
+    assert (await console_sign_in(client)).status_code == 200
+    for path in PAGES:
+        page = await client.get(path)
+        assert page.status_code == 200, (path, page.text)
+        assert_strict_headers(page)
+        csp = page.headers["content-security-policy"]
+        assert "unsafe-inline" not in csp and "script-src" not in csp, path
+        assert "<script" not in page.text and "style=" not in page.text, path
+        assert "<style" not in page.text, path
+
+
+PAGES = (
+    "/console/clients",
+    "/console/clients/new",
+    "/console/clients/delete?client_id=svc",
+    "/console/users",
+    "/console/audit",
+)
+
+
+async def test_every_change_goes_through_the_admin_use_cases_audited_with_the_operator(
+    client: httpx.AsyncClient, root: str, registry: Registry, services: Services
+) -> None:
+    alice = await registry.user("alice", PASSWORD)
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    new = await client.post(
+        "/console/clients",
+        data={
+            "csrf_token": token,
+            "client_id": "billing",
+            "client_name": "Billing",
+            "grant_types": "client_credentials",
+            "scopes": "profile",
+        },
+    )
+    assert new.status_code == 201, new.text
+    secret = re.search(r'id="secret" type="text" readonly value="([^"]+)"', new.text)
+    assert secret, new.text
+    found = await services.clients.fresh("billing")
+    assert found is not None and hash_secret(unescape(secret.group(1))) == found.secret_hash
+    assert "no-store" in new.headers["cache-control"]
+    steps = [
+        ("/console/clients/disable", {"client_id": "billing"}, "/console/clients?done=disabled"),
+        ("/console/clients/enable", {"client_id": "billing"}, "/console/clients?done=enabled"),
+        ("/console/clients/delete", {"client_id": "billing"}, "/console/clients?done=deleted"),
+        ("/console/users/disable", {"sub": alice}, "/console/users?done=disabled"),
+        ("/console/users/enable", {"sub": alice}, "/console/users?done=enabled"),
+    ]
+    for path, fields, then in steps:
+        done = await client.post(path, data={"csrf_token": token, **fields})
+        assert done.status_code == 303 and done.headers["location"] == then, (path, done.text)
+    assert await services.clients.fresh("billing") is None  # deleted
+    user = await services.users.by_id(alice)
+    assert user is not None and not user.disabled
+    events = await services.audit.page(AuditQuery(limit=50))
+    by_type = {(e.action, e.target): e.actor for e in events}
+    for action, target in [
+        ("client.created", "billing"),
+        ("client.updated", "billing"),
+        ("client.deleted", "billing"),
+        ("user.disabled", alice),
+        ("user.updated", alice),
+    ]:
+        assert by_type.get((action, target)) == root, (action, by_type)
+    shown = await client.get("/console/clients?done=deleted")
+    assert "The client was deleted." in shown.text
+
+
+async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
+    client: httpx.AsyncClient, root: str, registry: Registry, services: Services
+) -> None:
+    alice = await registry.user("alice", PASSWORD)
+    await registry.client("svc")
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    forms = [
+        ("/console/clients", {"client_id": "made", "grant_types": "client_credentials"}),
+        ("/console/clients/disable", {"client_id": "svc"}),
+        ("/console/clients/enable", {"client_id": "svc"}),
+        ("/console/clients/delete", {"client_id": "svc"}),
+        ("/console/users/disable", {"sub": alice}),
+        ("/console/users/enable", {"sub": alice}),
+        ("/console/sign-out", {}),
+    ]
+    for path, fields in forms:
+        for sent in ({}, {"csrf_token": "x" + token[1:]}, {"csrf_token": ""}):
+            refused = await client.post(path, data={**fields, **sent})
+            assert refused.status_code == 403, (path, sent, refused.text)
+            assert "expired or came from another site" in refused.text
+        # The right token from another site's page: refused by its Origin.
+        other = await client.post(
+            path, data={**fields, "csrf_token": token}, headers={"Origin": "https://evil.example"}
+        )
+        assert other.status_code == 403, path
+    assert await services.clients.fresh("made") is None
+    svc = await services.clients.fresh("svc")
+    user = await services.users.by_id(alice)
+    assert svc is not None and not svc.disabled and user is not None and not user.disabled
+    assert (await client.get("/console/clients")).status_code == 200  # still signed in
+
+
+async def test_what_users_and_operators_typed_is_escaped_on_every_page(
+    client: httpx.AsyncClient, root: str, registry: Registry
+) -> None:
+    await registry.user(HOSTILE, PASSWORD)
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    made = await client.post(
+        "/console/clients",
+        data={
+            "csrf_token": token,
+            "client_id": "hostile",
+            "client_name": HOSTILE,
+            "grant_types": "client_credentials",
+            "scopes": "profile",
+        },
+    )
+    assert made.status_code == 201, made.text
+    search = {"q": HOSTILE}
+    for path, params in [
+        ("/console/clients", {}),
+        ("/console/clients", search),
+        ("/console/users", {}),
+        ("/console/users", search),
+        ("/console/audit", {}),
+        ("/console/audit", {"type": HOSTILE, "user": HOSTILE}),
+        ("/console/clients/delete", {"client_id": HOSTILE}),
+    ]:
+        shown = await client.get(path, params=params)
+        assert shown.status_code == 200, (path, shown.text)
+        assert "<script>" not in shown.text and "<img" not in shown.text, path
+        assert "onerror=alert" not in shown.text.replace("onerror=alert(2)&gt;", ""), path
+    users = await client.get("/console/users")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in users.text
+    audit = await client.get("/console/audit")
+    assert "&lt;script&gt;" in audit.text  # the client's name in the event's detail
+
+
+async def test_sign_out_ends_the_session_and_its_tokens(
+    client: httpx.AsyncClient, root: str, engine: AsyncEngine
+) -> None:
+    page = await console_sign_in(client)
+    out = await client.post("/console/sign-out", data={"csrf_token": form_token(page.text)})
+    assert out.status_code == 200 and "authserver_console=;" in out.headers["set-cookie"]
+    async with engine.connect() as conn:
+        held = (await conn.execute(text("SELECT count(*) FROM console_sessions"))).scalar()
+        revoked = (
+            (
+                await conn.execute(
+                    text("SELECT revoked_reason FROM refresh_families WHERE client_id = :c"),
+                    {"c": CONSOLE_CLIENT_ID},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert held == 0 and revoked == ["logout"]
+    again = await client.get("/console/clients")
+    assert again.status_code == 303 and again.headers["location"] == "/console/sign-in"
+
+
+async def test_the_pages_speak_german(client: httpx.AsyncClient, root: str) -> None:
+    await console_sign_in(client)
+    page = await client.get("/console/users", headers={"Accept-Language": "de"})
+    assert page.status_code == 200 and page.headers["content-language"] == "de"
+    assert '<h1 id="heading">Benutzer</h1>' in page.text and "Abmelden" in page.text
+    assert "Benutzername beginnt mit" in page.text
+
+
+async def test_the_users_page_is_keyset_paged_through_the_username_index(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """At 100,000 users, Postgres reads a page (the first, a later one, a search) by an index
+    scan on users.username, never by reading the table."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("EXPLAIN is Postgres's")
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO users (id, username, username_key, password_hash, scopes,"
+                " disabled, created_at)"
+                " SELECT 'u-' || n, name, name, 'x', '', false, 0"
+                " FROM generate_series(1, 100000) AS n, lpad(n::text, 6, '0') AS digits,"
+                " concat('user', digits) AS name"
+            )
+        )
+        await conn.execute(text("ANALYZE users"))
+        for after, prefix in [(None, None), ("user050000", None), (None, "user0999")]:
+            statement = users_page(50, after, prefix).compile(
+                dialect=engine.dialect, compile_kwargs={"literal_binds": True}
+            )
+            plan = "\n".join((await conn.execute(text(f"EXPLAIN {statement}"))).scalars().all())
+            print(plan)  # the report's EXPLAIN (pytest -s)
+            assert "Index Scan using uq_users_username" in plan, plan
+            assert "Seq Scan" not in plan and "Sort" not in plan, plan
+
+
+async def test_the_lists_page_by_key_and_search_by_prefix(
+    client: httpx.AsyncClient, root: str, registry: Registry
+) -> None:
+    for n in range(55):
+        await registry.user(f"member{n:02d}", PASSWORD)
+    await console_sign_in(client)
+    first = await client.get("/console/users")
+    shown = re.findall(r"<td>(member\d\d|root)<br>", first.text)
+    assert shown == [f"member{n:02d}" for n in range(50)]
+    link = re.search(r'<a rel="next" href="([^"]+)"', first.text)
+    assert link, first.text
+    second = await client.get(unescape(link.group(1)))
+    assert re.findall(r"<td>(member\d\d|root)<br>", second.text) == [
+        *(f"member{n:02d}" for n in range(50, 55)),
+        "root",
+    ]
+    assert 'rel="next"' not in second.text
+    found = await client.get("/console/users", params={"q": "member5"})
+    assert re.findall(r"<td>(member\d\d|root)<br>", found.text) == [
+        f"member{n}" for n in range(50, 55)
+    ]
