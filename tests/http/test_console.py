@@ -6,16 +6,20 @@ admin API's use cases, everything a user or operator typed escaped, strict heade
 from __future__ import annotations
 
 import re
+import uuid
 from html import unescape
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pyotp
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.accounts.second_factors import STEP_SECONDS, new_totp_secret, seal_totp
 from authserver.actions.admin import users as admin_users
+from authserver.actions.console import unseal
 from authserver.audit import AuditQuery
 from authserver.clients import hash_secret
 from authserver.console_sessions import CONSOLE_CLIENT_ID
@@ -27,6 +31,7 @@ from tests.http.signin import (
     PASSWORD,
     assert_strict_headers,
     browser_of,
+    form_action,
     sign_in,
 )
 
@@ -379,3 +384,44 @@ async def test_the_lists_page_by_key_and_search_by_prefix(
     assert re.findall(r"<td>(member\d\d|root)<br>", found.text) == [
         f"member{n}" for n in range(50, 55)
     ]
+
+
+async def test_an_operator_with_a_second_factor_is_asked_for_it(
+    client: httpx.AsyncClient, root: str, services: Services, clock: Clock, engine: AsyncEngine
+) -> None:
+    """Signed in to the browser with the password alone, then a factor enrolled: the console
+    takes the password-only sign-in's code, finds the factor, ends that token's family and
+    asks /authorize again with acr_values=mfa; the factor's code finishes it."""
+    page = await console_sign_in(client)
+    out = await client.post("/console/sign-out", data={"csrf_token": form_token(page.text)})
+    assert out.status_code == 200
+    secret = new_totp_secret()
+    factor_id = str(uuid.uuid4())
+    sealed = seal_totp(services.factor_sealer, factor_id, secret)
+    step = clock() // STEP_SECONDS - 10
+    assert await services.second_factors.add_totp(factor_id, root, sealed, step, 0)
+
+    location = (await client.get("/console/sign-in")).headers["location"]
+    asked_mfa = False
+    for _ in range(8):
+        if location.startswith(f"{ISSUER}/login/factor") or location.startswith("/login/factor"):
+            form = await client.get(location)
+            assert form.status_code == 200, form.text
+            code = pyotp.TOTP(secret).at(clock())
+            fields = {"csrf_token": form_token(form.text), "code": code}
+            answer = await client.post(form_action(form.text), data=fields)
+        else:
+            answer = await client.get(location)
+        if answer.status_code == 200:
+            break
+        assert answer.status_code in (302, 303), answer.text
+        location = answer.headers["location"]
+        asked_mfa = asked_mfa or location == "/console/sign-in?mfa=1"
+    assert answer.status_code == 200 and "Clients" in answer.text, answer.text
+    assert asked_mfa
+    async with engine.connect() as conn:
+        sealed_tokens = (
+            await conn.execute(text("SELECT id_hash, sealed FROM console_sessions"))
+        ).one()
+    tokens = unseal(services, sealed_tokens.id_hash, bytes(sealed_tokens.sealed))
+    assert services.verify_any_audience(tokens["access_token"])["acr"] == "mfa"
