@@ -22,6 +22,7 @@ from authserver.actions.console import clients as console_clients
 from authserver.actions.console import sign_in as console_sign_in
 from authserver.actions.console import users as console_users
 from authserver.audit import AuditQuery
+from authserver.console_sessions import CONSOLE_CLIENT_ID
 from authserver.errors import InvalidRequest
 from authserver.http import csrf, pages
 from authserver.http.context import services
@@ -107,7 +108,7 @@ async def clients(request: Request) -> Response:
     cookie = read_console_cookie(request, found.settings)
     search, after = _search(request)
     page = await console_clients.clients_page(found, cookie, search, after)
-    context = {"page": page, "operator": page.operator}
+    context = {"page": page, "operator": page.operator, "console_client": CONSOLE_CLIENT_ID}
     return _render(request, "console_clients.html", context)
 
 

@@ -85,6 +85,9 @@ async def test_an_admin_signs_in_through_the_code_flow_and_no_token_reaches_the_
     page = await console_sign_in(client)
     assert page.status_code == 200, page.text
     assert "Clients" in page.text and "root" in page.text
+    # Its own client is listed, without the forms that would switch the console off.
+    assert "<code>authserver-console</code>" in page.text
+    assert 'value="authserver-console"' not in page.text
     assert_strict_headers(page)
     assert "unsafe-inline" not in page.headers["content-security-policy"]
     # The browser holds the console cookie and the login session's; no token of any kind.
