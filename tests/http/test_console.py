@@ -235,6 +235,9 @@ async def test_every_change_goes_through_the_admin_use_cases_audited_with_the_op
         assert by_type.get((action, target)) == root, (action, by_type)
     shown = await client.get("/console/clients?done=deleted")
     assert "The client was deleted." in shown.text
+    trail = await client.get("/console/audit")
+    assert f'href="/console/audit?user={alice}"' in trail.text  # each row links its target
+    assert 'href="/console/clients?q=billing"' in trail.text
 
 
 async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
@@ -428,3 +431,34 @@ async def test_an_operator_with_a_second_factor_is_asked_for_it(
         ).one()
     tokens = unseal(services, sealed_tokens.id_hash, bytes(sealed_tokens.sealed))
     assert services.verify_any_audience(tokens["access_token"])["acr"] == "mfa"
+
+
+async def test_bad_input_is_a_4xx_page_never_a_500(
+    client: httpx.AsyncClient, root: str, services: Services
+) -> None:
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    for path, params, status in [
+        ("/console/audit", {"before": "abc"}, 400),
+        ("/console/audit", {"before": "9" * 30}, 200),  # past every id: from the newest
+        ("/console/audit", {"type": "x" * 200}, 400),
+        ("/console/users", {"q": "x" * 300}, 400),
+        ("/console/clients", {"after": "\u00e9" * 10}, 200),
+    ]:
+        answer = await client.get(path, params=params)
+        assert answer.status_code == status, (path, params, answer.text)
+        assert answer.headers["content-type"].startswith("text/html"), path
+    for path, fields, status in [
+        ("/console/users/disable", {"sub": "nobody"}, 404),
+        ("/console/users/enable", {"sub": "nobody"}, 404),
+        ("/console/clients/disable", {"client_id": "nobody"}, 404),
+        ("/console/clients/delete", {"client_id": "nobody"}, 404),
+        ("/console/clients", {"client_id": "", "grant_types": "client_credentials"}, 400),
+        ("/console/clients", {"client_id": "x", "grant_types": "no_such_grant"}, 400),
+        ("/console/clients", {"client_id": "x", "redirect_uris": "not a uri"}, 400),
+    ]:
+        answer = await client.post(path, data={"csrf_token": token, **fields})
+        assert answer.status_code == status, (path, fields, answer.text)
+        assert answer.headers["content-type"].startswith("text/html"), path
+        assert_strict_headers(answer)
+    assert await services.clients.fresh("x") is None
