@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 
 from authserver.accounts.passwords import Passwords
 from authserver.actions import password_reset
+from authserver.actions.console.client import register_console_client
 from authserver.clients import CachedClients
 from authserver.config import Settings, load_settings
 from authserver.db import migrate
@@ -21,6 +22,7 @@ from authserver.db.accounts import SqlClientStore, SqlUserStore
 from authserver.db.audit import SqlAuditLog
 from authserver.db.codes import SqlCodeStore
 from authserver.db.consents import SqlConsentStore
+from authserver.db.console_sessions import SqlConsoleSessionStore
 from authserver.db.denylist import SqlDenylist
 from authserver.db.dpop import SqlProofStore
 from authserver.db.engine import is_postgres, make_engine, ping
@@ -125,6 +127,7 @@ def build_services(
         resources=fail_closed(SqlResourceStore(engine)),
         registrations=fail_closed(SqlRegistrationStore(engine)),
         consents=fail_closed(SqlConsentStore(engine)),
+        console_sessions=fail_closed(SqlConsoleSessionStore(engine)),
         clock=clock,
         csrf_keys=derived_keys(sealer, b"authserver csrf token"),
         outbox=fail_closed(SqlOutbox(engine)) if settings.mail_enabled else NoOutbox(),
@@ -201,6 +204,8 @@ def create_app(
                     )
                 await services.keys.start()
                 await services.passwords.prepare()
+                # The admin console's own client, its redirect URI this issuer's.
+                await register_console_client(services)
                 # The pages' message catalogs, read now rather than by the first page.
                 translations.languages(settings.templates_dir)
 

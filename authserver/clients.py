@@ -139,8 +139,9 @@ class ClientStore(Protocol):
         from memory."""
         ...
 
-    async def page(self, limit: int, after: str | None) -> list[Client]:
-        """Clients not deleted, by client_id, those after `after` only."""
+    async def page(self, limit: int, after: str | None, prefix: str | None = None) -> list[Client]:
+        """Clients not deleted, by client_id, those after `after` only (and whose client_id
+        starts with `prefix`)."""
         ...
 
     async def update(
@@ -238,8 +239,8 @@ class CachedClients:
     # client; other processes see them within `ttl` (API.md: "at once" for introspection,
     # which reads the database, not this memory).
 
-    async def page(self, limit: int, after: str | None) -> list[Client]:
-        return await self._store.page(limit, after)
+    async def page(self, limit: int, after: str | None, prefix: str | None = None) -> list[Client]:
+        return await self._store.page(limit, after, prefix)
 
     async def update(
         self, client_id: str, changes: ClientChanges, now: int, audit: Sequence[AuditEvent]

@@ -18,6 +18,7 @@ from authserver.accounts.users import UserStore
 from authserver.audit import AuditLog
 from authserver.clients import ClientStore
 from authserver.config import Settings
+from authserver.console_sessions import ConsoleSessionStore
 from authserver.keys.manager import SigningKeys
 from authserver.keys.sealing import KeySealer
 from authserver.mail.compose import NoOutbox, Outbox
@@ -58,6 +59,7 @@ class Services:
     resources: ResourceStore  # the RFC 8707 resource servers: audiences of access tokens
     registrations: RegistrationStore  # RFC 7591 registrations and initial access tokens
     consents: ConsentStore  # what users allowed third-party clients (accounts/consents.py)
+    console_sessions: ConsoleSessionStore  # the admin console's sessions (console_sessions.py)
     clock: Callable[[], int] = field(default=wall_clock)
     # Logins of this process waiting for a busy throttle bucket (throttle.Turns).
     login_turns: Turns = field(default_factory=Turns)

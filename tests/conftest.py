@@ -59,6 +59,7 @@ TABLES = (
     "login_throttle",
     "mail_outbox",
     "resources",
+    "console_sessions",
 )
 
 

@@ -102,9 +102,10 @@ async def test_clients_list_show_update_rotate_and_delete(
 
     rows = table(await run(cli, "clients", "list"))
     assert rows[0][:3] == ["client_id", "public", "grant_types"]
-    assert [row[0] for row in rows[1:]] == ["billing", "my-spa"]
+    # The console's own client is registered by the running server (docs/console.md).
+    assert [row[0] for row in rows[1:]] == ["authserver-console", "billing", "my-spa"]
     listed = json_lines(await run(cli, "clients", "list", "--json", "--limit", "1"))
-    assert [c["client_id"] for c in listed] == ["billing"]
+    assert [c["client_id"] for c in listed] == ["authserver-console"]
     shown = json_lines(await run(cli, "clients", "show", "billing", "--json"))[0]
     assert shown["scopes"] == ["invoices.read"] and shown["disabled"] is False
     assert old not in json.dumps(shown)

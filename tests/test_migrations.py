@@ -825,7 +825,7 @@ async def test_0028_keeps_every_account_and_marks_none_abandoned(
 ) -> None:
     await migrate.upgrade(engine, "0007")
     await seed_before_0008(engine)
-    await migrate.upgrade(engine, "0025")
+    await migrate.upgrade(engine, "0026")
     async with engine.begin() as conn:  # a `verified` sign-up waiting since before 0028
         await conn.execute(text("UPDATE users SET disabled = true WHERE id = 'u1'"))
 
@@ -836,7 +836,7 @@ async def test_0028_keeps_every_account_and_marks_none_abandoned(
     assert purged is not None and purged.abandoned_sign_ups == 0
     assert await SqlUserStore(pooled).by_id("u1") is not None
 
-    await migrate.downgrade(engine, "0025")
+    await migrate.downgrade(engine, "0026")
     assert "signup_expires_at" not in await column_names(engine, "users")
     await migrate.upgrade(engine)
     assert await schema_diff(engine) == []

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import Select, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -37,6 +37,7 @@ _LIVE_CLIENT = ClientRow.deleted_at.is_(None)
 # read needs, so a store also reads a database migrated no further than the user's profile.
 _USER_COLUMNS = [c for c in UserRow.__table__.c if c.name != "signup_expires_at"]
 
+
 class SqlUserStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -57,21 +58,13 @@ class SqlUserStore:
     async def by_id(self, user_id: str) -> User | None:
         async with self._single.connect() as conn:
             row = (
-                await conn.execute(
-                    select(*_USER_COLUMNS).where(UserRow.id == user_id, _LIVE_USER)
-                )
+                await conn.execute(select(*_USER_COLUMNS).where(UserRow.id == user_id, _LIVE_USER))
             ).first()
         return _user(row) if row else None
 
     async def page(self, limit: int, after: str | None, prefix: str | None) -> list[User]:
-        statement = select(*_USER_COLUMNS).where(_LIVE_USER).order_by(UserRow.username)
-        if after is not None:
-            statement = statement.where(UserRow.username > after)
-        if prefix:
-            # substr, not LIKE: exact and case-sensitive on both databases, no escaping.
-            statement = statement.where(func.substr(UserRow.username, 1, len(prefix)) == prefix)
         async with self._single.connect() as conn:
-            rows = (await conn.execute(statement.limit(limit))).all()
+            rows = (await conn.execute(users_page(limit, after, prefix))).all()
         return [_user(row) for row in rows]
 
     async def create(self, user: User, now: int, signup_expires_at: int | None = None) -> bool:
@@ -290,6 +283,25 @@ def _email_taken(exc: IntegrityError) -> bool:
     return "email_key" in str(exc.orig)
 
 
+def users_page(limit: int, after: str | None, prefix: str | None) -> Select[Any]:
+    """Keyset paging by username: the unique index on it serves both the order and the start,
+    so a page costs the same at the 100,000th user as at the first (tests/http/test_console.py
+    has Postgres EXPLAIN it)."""
+    statement = select(*_USER_COLUMNS).where(_LIVE_USER).order_by(UserRow.username)
+    if after is not None:
+        statement = statement.where(UserRow.username > after)
+    if prefix:
+        statement = statement.where(*_starting_with(UserRow.username, prefix))
+    return statement.limit(limit)
+
+
+def _starting_with(column: Any, prefix: str) -> tuple[Any, ...]:
+    """A prefix search the column's index serves: the index scan starts at `prefix` (every
+    string sorts at or after its own prefix), and substr, not LIKE, keeps the match exact and
+    case-sensitive on both databases, with no escaping."""
+    return (column >= prefix, func.substr(column, 1, len(prefix)) == prefix)
+
+
 class SqlClientStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -309,10 +321,12 @@ class SqlClientStore:
     async def fresh(self, client_id: str) -> Client | None:
         return await self.get(client_id)
 
-    async def page(self, limit: int, after: str | None) -> list[Client]:
+    async def page(self, limit: int, after: str | None, prefix: str | None = None) -> list[Client]:
         statement = select(ClientRow.__table__).where(_LIVE_CLIENT).order_by(ClientRow.client_id)
         if after is not None:
             statement = statement.where(ClientRow.client_id > after)
+        if prefix:
+            statement = statement.where(*_starting_with(ClientRow.client_id, prefix))
         async with self._single.connect() as conn:
             rows = (await conn.execute(statement.limit(limit))).all()
         return [_client(row) for row in rows]

@@ -446,3 +446,18 @@ class ConsentGrantRow(Base):
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     value: Mapped[str] = mapped_column(String(256), primary_key=True)
     granted_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ConsoleSessionRow(Base):
+    """0026: the admin console's session (console_sessions.py): found by its cookie's SHA-256;
+    no `sub` while the sign-in is under way."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sub: Mapped[str | None] = mapped_column(String(36))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)  # AES-GCM under the KEK
+    access_expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    refreshing_at: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

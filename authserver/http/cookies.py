@@ -117,3 +117,28 @@ def _named(settings: Settings, name: str, value: str, max_age: int | None, same_
         flags.append("Secure")
     flags.append(f"SameSite={same_site}")
     return "; ".join(flags)
+
+
+# The admin console's session (console_sessions.py): Lax, as the login session, since the
+# browser comes back to /console/callback by a redirect from /authorize.
+CONSOLE_SECURE_NAME = "__Host-authserver_console"
+CONSOLE_INSECURE_NAME = "authserver_console"
+
+
+def _console_name(settings: Settings) -> str:
+    return CONSOLE_SECURE_NAME if settings.cookie_secure else CONSOLE_INSECURE_NAME
+
+
+def read_console_cookie(request: Request, settings: Settings) -> str | None:
+    return request.cookies.get(_console_name(settings)) or None
+
+
+def set_console_cookie(response: Response, settings: Settings, token: str) -> None:
+    # No Max-Age: the row's expiry bounds the session; the browser forgets it when it closes.
+    name = _console_name(settings)
+    response.headers.append("Set-Cookie", _named(settings, name, token, None, "Lax"))
+
+
+def clear_console_cookie(response: Response, settings: Settings) -> None:
+    name = _console_name(settings)
+    response.headers.append("Set-Cookie", _named(settings, name, "", 0, "Lax"))

@@ -104,3 +104,25 @@ def _signature(key: bytes, random: str, session_cookie: str | None) -> str:
     message = f"{random}|{session_cookie or ''}".encode()
     digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def console_token(request: Request, console_cookie: str) -> str:
+    """The console's forms' token: an HMAC of the console session's cookie (OWASP's HMAC
+    synchronizer token). The cookie is HttpOnly, so a page elsewhere cannot compute it, and the
+    hosted pages' CSRF cookie is left to them."""
+    return _signature(services(request).csrf_keys[0], "console", console_cookie)
+
+
+def console_same_browser(
+    request: Request, settings: Settings, fields: dict[str, str], console_cookie: str | None
+) -> bool:
+    value = fields.get(FIELD, "")
+    if not console_cookie or not value or len(value) > MAX_TOKEN:
+        return False
+    if not any(
+        hmac.compare_digest(value.encode(), _signature(key, "console", console_cookie).encode())
+        for key in services(request).csrf_keys
+    ):
+        return False
+    origin = request.headers.get("origin")
+    return origin is None or origin == pages.origin_of(settings.issuer)

@@ -1,8 +1,8 @@
 """Exception handlers: every error leaves as the JSON of API.md, never as a stack trace.
 
-The pages a person sees (/authorize, /login, /end-session, /account and its forms) answer
-theirs as a page instead, with the same status and headers (Retry-After included) and a
-sentence meant for a person: a browser shows a JSON body as raw text."""
+The pages a person sees (/authorize, /login, /end-session, /account, /console and their
+forms) answer theirs as a page instead, with the same status and headers (Retry-After
+included) and a sentence meant for a person: a browser shows a JSON body as raw text."""
 
 from __future__ import annotations
 
@@ -160,7 +160,8 @@ def _as_page(
 ) -> Response | None:
     """The error as a page, on the pages a person sees; None elsewhere (JSON, then)."""
     settings = _settings(request)
-    if settings is None or request.url.path not in PAGE_PATHS:
+    path = request.url.path
+    if settings is None or (path not in PAGE_PATHS and not path.startswith("/console")):
         return None
     return pages.error_page(request, settings, sentence, status, headers)
 

@@ -1666,6 +1666,129 @@ SCHEMAS: dict[str, Schema] = {
     },
 }
 
+# The admin console (http/console.py): pages for a person, signed in by the console's cookie.
+CONSOLE_SIGN_IN = {"303": {"description": "no live console session: to /console/sign-in"}}
+CONSOLE_REFUSED = HTML_PAGE("403", "the user may not use the console (no admin, or no mfa)")
+CONSOLE_FORBIDDEN = HTML_PAGE(
+    "403", "the CSRF token or the Origin does not match, or the user may not use the console"
+)
+CONSOLE_SEARCH = [
+    {"name": name, "in": "query", "schema": {"type": "string", "maxLength": 256}}
+    for name in ("q", "after", "done")
+]
+
+
+def _console_page(summary: str, parameters: list[Schema] | None = None) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "tags": ["console"],
+        "parameters": parameters or [],
+        "responses": {
+            **HTML_PAGE("200", "the page"),
+            **CONSOLE_SIGN_IN,
+            **CONSOLE_REFUSED,
+            **_page_errors(400),
+        },
+    }
+
+
+def _console_form(summary: str, *fields: str, done: str = "done: back to its page") -> Schema:
+    return {
+        "summary": summary,
+        "tags": ["console"],
+        "requestBody": _account_form(*fields),
+        "responses": {
+            "303": {"description": f"{done}; or no live console session: to /console/sign-in"},
+            **CONSOLE_FORBIDDEN,
+            **HTML_PAGE("404", "no such client or user"),
+            **_page_errors(400, 413, 415),
+        },
+    }
+
+
+OPERATIONS.update(
+    {
+        ("GET", "/console"): {
+            "summary": "The admin console: to its clients page.",
+            "tags": ["console"],
+            "responses": {"303": {"description": "to /console/clients"}, **_page_errors()},
+        },
+        ("GET", "/console/sign-in"): {
+            "summary": "Starts the console's sign-in: the server's own code flow with PKCE.",
+            "tags": ["console"],
+            "parameters": [{"name": "mfa", "in": "query", "schema": {"type": "string"}}],
+            "responses": {
+                "303": {"description": "to /authorize, with the console's sign-in cookie"},
+                **_page_errors(400),
+            },
+        },
+        ("GET", "/console/callback"): {
+            "summary": "The console's redirect URI: the code exchanged inside the server.",
+            "tags": ["console"],
+            "parameters": [
+                {"name": name, "in": "query", "schema": {"type": "string"}}
+                for name in ("code", "state", "iss", "error", "error_description")
+            ],
+            "responses": {
+                "303": {
+                    "description": "signed in: to /console/clients with the console cookie;"
+                    " or to /console/sign-in (start again, or ask for the second factor)"
+                },
+                **CONSOLE_REFUSED,
+                **_page_errors(400),
+            },
+        },
+        ("POST", "/console/sign-out"): {
+            "summary": "Ends the console session and its tokens.",
+            "tags": ["console"],
+            "requestBody": _account_form(),
+            "responses": {
+                **HTML_PAGE("200", "signed out"),
+                **CONSOLE_FORBIDDEN,
+                **_page_errors(400, 413, 415),
+            },
+        },
+        ("GET", "/console/clients"): _console_page(
+            "The clients, by client_id (keyset paging), searched by prefix.", CONSOLE_SEARCH
+        ),
+        ("GET", "/console/clients/new"): _console_page("The form that registers a client."),
+        ("POST", "/console/clients"): {
+            **_console_form(
+                "Registers a client (POST /admin/clients's use case).",
+                "client_id", "client_name", "public", "grant_types", "scopes", "redirect_uris",
+            ),
+            "responses": {
+                **HTML_PAGE("201", "registered: the secret, shown this once"),
+                "303": {"description": "no live console session: to /console/sign-in"},
+                **CONSOLE_FORBIDDEN,
+                **HTML_PAGE("409", "the client_id is taken"),
+                **_page_errors(400, 413, 415),
+            },
+        },
+        ("POST", "/console/clients/disable"): _console_form("Disables a client.", "client_id"),
+        ("POST", "/console/clients/enable"): _console_form("Enables a client.", "client_id"),
+        ("GET", "/console/clients/delete"): _console_page(
+            "Asks before deleting a client.",
+            [{"name": "client_id", "in": "query", "schema": {"type": "string"}}],
+        ),
+        ("POST", "/console/clients/delete"): _console_form("Deletes a client.", "client_id"),
+        ("GET", "/console/users"): _console_page(
+            "The users, by username (keyset paging), searched by prefix.", CONSOLE_SEARCH
+        ),
+        ("POST", "/console/users/disable"): _console_form(
+            "Disables a user and ends every session of theirs.", "sub"
+        ),
+        ("POST", "/console/users/enable"): _console_form("Enables a user.", "sub"),
+        ("GET", "/console/audit"): _console_page(
+            "The audit trail, newest first, filtered by event type and user.",
+            [
+                {"name": name, "in": "query", "schema": {"type": "string"}}
+                for name in ("type", "user", "before")
+            ],
+        ),
+    }
+)  # fmt: skip
+
 
 # The admin API takes a DPoP-bound admin token with its proof (http/admin.admin_only).
 for _operation in OPERATIONS.values():

@@ -116,12 +116,13 @@ async def test_clients_are_listed_in_pages_and_shown_without_secrets(
 ) -> None:
     secrets = [await registry.client(f"svc-{i}") for i in range(2)]
 
-    first = await client.get("/admin/clients", params={"limit": 2}, headers=root)
+    # The console's own client (registered at startup) is a client as any other.
+    first = await client.get("/admin/clients", params={"limit": 3}, headers=root)
     assert first.status_code == 200, first.text
     page = first.json()
-    assert [c["client_id"] for c in page["clients"]] == ["ops", "spa"]
+    assert [c["client_id"] for c in page["clients"]] == ["authserver-console", "ops", "spa"]
     second = await client.get(
-        "/admin/clients", params={"limit": 2, "after": page["next_after"]}, headers=root
+        "/admin/clients", params={"limit": 3, "after": page["next_after"]}, headers=root
     )
     assert [c["client_id"] for c in second.json()["clients"]] == ["svc-0", "svc-1"]
     shown = await client.get("/admin/clients/svc-1", headers=root)

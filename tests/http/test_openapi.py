@@ -49,8 +49,9 @@ def test_every_operation_has_a_summary_and_every_error_the_error_schema() -> Non
         for status, response in operation["responses"].items():
             if status == "default" or int(status) >= 400:
                 if "text/html" in response["content"]:
-                    # API.md: the browser's pages answer errors as pages (sign-in only).
-                    assert "sign-in" in operation["tags"], where
+                    # API.md: the browser's pages answer errors as pages (sign-in and the
+                    # admin console only).
+                    assert {"sign-in", "console"} & set(operation["tags"]), where
                     continue
                 assert response["content"]["application/json"]["schema"] == error, where
     assert set(SCHEMAS["Error"]["required"]) == {"error", "error_description"}

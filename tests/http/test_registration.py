@@ -19,8 +19,8 @@ from authserver.clients import ClientChanges
 from authserver.config import Settings
 from authserver.db.purge import purge
 from authserver.services import Services
-from tests._dpop import DPoPKey
 from authserver.tokens.resources import Resource
+from tests._dpop import DPoPKey
 from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error
 from tests.http.signin import (
     CALLBACK,

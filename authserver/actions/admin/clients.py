@@ -151,9 +151,9 @@ def client_view(client: Client) -> dict[str, Any]:
 
 
 async def list_clients(
-    services: Services, limit: int = DEFAULT_PAGE, after: str | None = None
+    services: Services, limit: int = DEFAULT_PAGE, after: str | None = None, prefix: str = ""
 ) -> Page:
-    clients = await services.clients.page(page_limit(limit), after)
+    clients = await services.clients.page(page_limit(limit), after, prefix or None)
     next_after = clients[-1].client_id if len(clients) == page_limit(limit) else None
     return Page([client_view(c) for c in clients], next_after)
 

@@ -1,0 +1,68 @@
+"""The console's clients page and its forms: the admin API's use cases, the operator as actor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from authserver.actions.admin import clients as admin_clients
+from authserver.actions.admin.clients import CreatedClient
+from authserver.actions.console.operator import Operator, operator
+from authserver.services import Services
+
+PAGE = 50
+
+
+@dataclass(frozen=True)
+class ClientsPage:
+    operator: Operator
+    clients: list[dict[str, Any]]
+    next_after: str | None
+    search: str
+
+
+async def clients_page(
+    services: Services, cookie: str | None, search: str, after: str | None
+) -> ClientsPage:
+    """Keyset paging by client_id (the primary key's index), `search` a client_id prefix."""
+    who = await operator(services, cookie)
+    page = await admin_clients.list_clients(services, PAGE, after, search)
+    return ClientsPage(who, page.items, page.next_after, search)
+
+
+async def whoami(services: Services, cookie: str | None) -> Operator:
+    """For a form page that shows nothing else (the new client's, a confirmation)."""
+    return await operator(services, cookie)
+
+
+@dataclass(frozen=True)
+class Created:
+    operator: Operator
+    created: CreatedClient
+
+
+async def create_client(services: Services, cookie: str | None, form: dict[str, str]) -> Created:
+    who = await operator(services, cookie)
+    public = form.get("public") == "on"
+    body: dict[str, Any] = {
+        "client_id": form.get("client_id", "").strip(),
+        "public": public,
+        "grant_types": form.get("grant_types", "").split(),
+        "scopes": form.get("scopes", "").split(),
+        "redirect_uris": form.get("redirect_uris", "").split(),
+    }
+    if form.get("client_name", "").strip():
+        body["client_name"] = form["client_name"].strip()
+    return Created(who, await admin_clients.create_client(services, who.sub, body))
+
+
+async def set_client_disabled(
+    services: Services, cookie: str | None, client_id: str, disabled: bool
+) -> None:
+    who = await operator(services, cookie)
+    await admin_clients.update_client(services, who.sub, client_id, {"disabled": disabled})
+
+
+async def delete_client(services: Services, cookie: str | None, client_id: str) -> None:
+    who = await operator(services, cookie)
+    await admin_clients.delete_client(services, who.sub, client_id)

@@ -1,0 +1,262 @@
+"""/console: the admin console's pages (actions/console). Signed in by the console's own
+cookie (a backend-for-frontend: the tokens stay on the server); every page with the hosted
+pages' headers (http/pages.py), every form CSRF-bound to the console session (http/csrf.py)
+and answered with a 303 back to its page (post/redirect/get). Destructive actions are asked
+again on a confirmation page."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from authserver.actions.admin.audit import MAX_EVENT_ID
+from authserver.actions.console import NotAnOperator, SignInNeeded
+from authserver.actions.console import audit as console_audit
+from authserver.actions.console import clients as console_clients
+from authserver.actions.console import sign_in as console_sign_in
+from authserver.actions.console import users as console_users
+from authserver.audit import AuditQuery
+from authserver.console_sessions import CONSOLE_CLIENT_ID
+from authserver.errors import InvalidRequest
+from authserver.http import csrf, pages
+from authserver.http.context import services
+from authserver.http.cookies import clear_console_cookie, read_console_cookie, set_console_cookie
+from authserver.http.forms import read_fields
+from authserver.http.responses import redirect
+from authserver.i18n.translations import N_
+
+SIGN_IN = "/console/sign-in"
+NOT_AN_OPERATOR = N_(
+    "This account may not use the console: it needs the admin role"
+    " (and its second factor, if it has one)."
+)
+EXPIRED = N_("This form has expired or came from another site. Reload the page.")
+DONE = {
+    "disabled": N_("Disabled."),
+    "enabled": N_("Enabled."),
+    "deleted": N_("The client was deleted."),
+}
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def console_page(handler: Handler) -> Handler:
+    """Without a live console session: to the sign-in; with one the admin API would refuse:
+    the refusal page (and the session is not kept). Nothing else of the request is read."""
+
+    @functools.wraps(handler)
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except SignInNeeded:
+            return redirect(SIGN_IN, 303)
+        except NotAnOperator:
+            settings = services(request).settings
+            response = pages.error_page(request, settings, NOT_AN_OPERATOR, 403)
+            clear_console_cookie(response, settings)
+            return response
+
+    return guarded
+
+
+async def home(request: Request) -> Response:
+    return redirect("/console/clients", 303)
+
+
+async def sign_in(request: Request) -> Response:
+    found = services(request)
+    started = await console_sign_in.start(found, mfa=request.query_params.get("mfa") == "1")
+    response = redirect(started.authorize_url, 303)
+    set_console_cookie(response, found.settings, started.cookie)
+    return response
+
+
+@console_page
+async def callback(request: Request) -> Response:
+    found = services(request)
+    cookie = read_console_cookie(request, found.settings)
+    answer = {name: value for name, value in request.query_params.items()}
+    outcome = await console_sign_in.finish(found, cookie, answer)
+    if isinstance(outcome, console_sign_in.StepUp):
+        return redirect(f"{SIGN_IN}?mfa=1", 303)
+    response = redirect("/console/clients", 303)
+    set_console_cookie(response, found.settings, outcome.cookie)
+    return response
+
+
+async def sign_out(request: Request) -> Response:
+    found = services(request)
+    cookie = read_console_cookie(request, found.settings)
+    fields = await read_fields(request)
+    if not csrf.console_same_browser(request, found.settings, fields, cookie):
+        return pages.error_page(request, found.settings, EXPIRED, 403)
+    await console_sign_in.sign_out(found, cookie)
+    response = pages.render(request, found.settings, "signed_out.html", {})
+    clear_console_cookie(response, found.settings)
+    return response
+
+
+@console_page
+async def clients(request: Request) -> Response:
+    found = services(request)
+    cookie = read_console_cookie(request, found.settings)
+    search, after = _search(request)
+    page = await console_clients.clients_page(found, cookie, search, after)
+    context = {"page": page, "operator": page.operator, "console_client": CONSOLE_CLIENT_ID}
+    return _render(request, "console_clients.html", context)
+
+
+@console_page
+async def new_client(request: Request) -> Response:
+    found = services(request)
+    who = await console_clients.whoami(found, read_console_cookie(request, found.settings))
+    return _render(request, "console_client_new.html", {"operator": who})
+
+
+@console_page
+async def create_client(request: Request) -> Response:
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    cookie, fields = form
+    created = await console_clients.create_client(services(request), cookie, fields)
+    context = {"operator": created.operator, "created": created.created}
+    return _render(request, "console_client_created.html", context, 201)
+
+
+@console_page
+async def disable_client(request: Request) -> Response:
+    return await _switch(request, "clients", True)
+
+
+@console_page
+async def enable_client(request: Request) -> Response:
+    return await _switch(request, "clients", False)
+
+
+@console_page
+async def confirm_delete_client(request: Request) -> Response:
+    found = services(request)
+    who = await console_clients.whoami(found, read_console_cookie(request, found.settings))
+    context = {"operator": who, "client_id": request.query_params.get("client_id", "")}
+    return _render(request, "console_client_delete.html", context)
+
+
+@console_page
+async def delete_client(request: Request) -> Response:
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    cookie, fields = form
+    await console_clients.delete_client(services(request), cookie, fields.get("client_id", ""))
+    return redirect("/console/clients?done=deleted", 303)
+
+
+@console_page
+async def users(request: Request) -> Response:
+    found = services(request)
+    cookie = read_console_cookie(request, found.settings)
+    search, after = _search(request)
+    page = await console_users.users_page(found, cookie, search, after)
+    return _render(request, "console_users.html", {"page": page, "operator": page.operator})
+
+
+@console_page
+async def disable_user(request: Request) -> Response:
+    return await _switch(request, "users", True)
+
+
+@console_page
+async def enable_user(request: Request) -> Response:
+    return await _switch(request, "users", False)
+
+
+# The Disable/Enable forms of each page: the field naming what they switch, and the use case.
+_SWITCHES = {
+    "clients": ("client_id", console_clients.set_client_disabled),
+    "users": ("sub", console_users.set_user_disabled),
+}
+
+
+async def _switch(request: Request, page: str, disabled: bool) -> Response:
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    cookie, fields = form
+    field, change = _SWITCHES[page]
+    await change(services(request), cookie, fields.get(field, ""), disabled)
+    return redirect(f"/console/{page}?done={'disabled' if disabled else 'enabled'}", 303)
+
+
+@console_page
+async def audit(request: Request) -> Response:
+    found = services(request)
+    cookie = read_console_cookie(request, found.settings)
+    page = await console_audit.trail_page(found, cookie, _audit_query(request))
+    context = {"page": page, "operator": page.operator, "as_json": _as_json}
+    return _render(request, "console_audit.html", context)
+
+
+def _search(request: Request) -> tuple[str, str | None]:
+    search = request.query_params.get("q", "").strip()
+    after = request.query_params.get("after") or None
+    if len(search) > 256 or (after is not None and len(after) > 256):
+        raise InvalidRequest("The search is too long.")
+    return search, after
+
+
+def _audit_query(request: Request) -> AuditQuery:
+    params = request.query_params
+    before = params.get("before") or None
+    if before is not None and (not before.isascii() or not before.isdigit()):
+        raise InvalidRequest("before must be a whole number.")
+    filters = {name: (params.get(name) or "").strip() or None for name in ("user", "type")}
+    if any(value is not None and len(value) > 128 for value in filters.values()):
+        raise InvalidRequest("A filter is too long.")
+    return AuditQuery(
+        limit=console_audit.PAGE,
+        before=min(int(before), MAX_EVENT_ID + 1) if before else None,
+        user=filters["user"],
+        action=filters["type"],
+    )
+
+
+async def _posted(request: Request) -> tuple[str | None, dict[str, str]] | Response:
+    """(the console cookie, the form's fields), or the 403 page when the form's CSRF token is
+    not the console session's (nothing is done then)."""
+    found = services(request)
+    cookie = read_console_cookie(request, found.settings)
+    fields = await read_fields(request)
+    if not csrf.console_same_browser(request, found.settings, fields, cookie):
+        return pages.error_page(request, found.settings, EXPIRED, 403)
+    return cookie, fields
+
+
+def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    settings = services(request).settings
+    cookie = read_console_cookie(request, settings) or ""
+    done = DONE.get(request.query_params.get("done", ""))
+    full = {
+        **context,
+        "csrf_token": csrf.console_token(request, cookie),
+        "notice": pages.words(request, settings).gettext(done) if done else None,
+        "when": _when,
+    }
+    return pages.render(request, settings, name, full, status)
+
+
+def _when(timestamp: int | None) -> str:
+    if timestamp is None:
+        return "—"
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _as_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

@@ -1,0 +1,465 @@
+"""The admin console (API.md, "Admin console"): signed in through the server's own code flow
+(a backend-for-frontend: no token reaches the browser), the admin role required, every form
+CSRF-bound to the console session, every change audited with the operator's sub through the
+admin API's use cases, everything a user or operator typed escaped, strict headers."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from html import unescape
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pyotp
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from authserver.accounts.second_factors import STEP_SECONDS, new_totp_secret, seal_totp
+from authserver.actions.admin import users as admin_users
+from authserver.actions.console import unseal
+from authserver.audit import AuditQuery
+from authserver.clients import hash_secret
+from authserver.console_sessions import CONSOLE_CLIENT_ID
+from authserver.db.accounts import users_page
+from authserver.services import Services
+from tests.conftest import ISSUER, Clock, Registry, make_settings
+from tests.http.signin import (
+    INSECURE_COOKIES,
+    PASSWORD,
+    assert_strict_headers,
+    browser_of,
+    form_action,
+    sign_in,
+)
+
+HOSTILE = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
+COOKIE = "authserver_console"
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, str]:
+    return INSECURE_COOKIES
+
+
+async def console_sign_in(
+    http: httpx.AsyncClient, username: str = "root", password: str = PASSWORD
+) -> httpx.Response:
+    """/console without a session → its sign-in → /authorize → the sign-in page → back to the
+    callback → the console. The last answer (the console's page, or a refusal)."""
+    first = await http.get("/console/clients")
+    assert first.status_code == 303 and first.headers["location"] == "/console/sign-in"
+    start = await http.get("/console/sign-in")
+    assert start.status_code == 303, start.text
+    assert start.headers["location"].startswith(f"{ISSUER}/authorize?")
+    authorize = await http.get(start.headers["location"])
+    assert authorize.status_code == 302, authorize.text
+    login_url = authorize.headers["location"]
+    if login_url.startswith(f"{ISSUER}/login"):
+        signed = await sign_in(http, login_url, username, password)
+        assert signed.status_code == 303, signed.text
+        login_url = signed.headers["location"]
+    assert login_url.startswith(f"{ISSUER}/console/callback?"), login_url
+    back = await http.get(login_url)
+    if back.status_code != 303:
+        return back
+    return await http.get(back.headers["location"])
+
+
+@pytest.fixture
+async def root(registry: Registry) -> str:
+    return await registry.user("root", PASSWORD, admin=True)
+
+
+def form_token(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+async def test_an_admin_signs_in_through_the_code_flow_and_no_token_reaches_the_browser(
+    client: httpx.AsyncClient, root: str, engine: AsyncEngine
+) -> None:
+    page = await console_sign_in(client)
+    assert page.status_code == 200, page.text
+    assert "Clients" in page.text and "root" in page.text
+    # Its own client is listed, without the forms that would switch the console off.
+    assert "<code>authserver-console</code>" in page.text
+    assert 'value="authserver-console"' not in page.text
+    assert_strict_headers(page)
+    assert "unsafe-inline" not in page.headers["content-security-policy"]
+    # The browser holds the console cookie and the login session's; no token of any kind.
+    for cookie in client.cookies.jar:
+        assert (cookie.value or "").count(".") < 2, cookie.name  # no JWT
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT id_hash, sub, sealed FROM console_sessions"))).all()
+    assert [row.sub for row in rows] == [root]
+    held = client.cookies[COOKIE]
+    assert rows[0].id_hash != held and held.encode() not in bytes(rows[0].sealed)
+    assert b"eyJ" not in bytes(rows[0].sealed)  # sealed, not a JWT in the clear
+
+
+async def test_the_console_cookie_is_httponly_lax_and_secure_over_https(
+    database_url: str, tmp_path: Path, engine: AsyncEngine
+) -> None:
+    settings = make_settings(database_url, tmp_path / "keys")  # cookie_secure: the default
+    async with browser_of(settings) as http:
+        start = await http.get("/console/sign-in")
+    cookie = start.headers["set-cookie"]
+    assert cookie.startswith("__Host-authserver_console=")
+    assert {"HttpOnly", "Secure", "SameSite=Lax", "Path=/"} <= set(cookie.split("; "))
+
+
+async def test_a_non_admin_is_refused_with_a_clear_page(
+    client: httpx.AsyncClient, registry: Registry, engine: AsyncEngine
+) -> None:
+    await registry.user("alice", PASSWORD)
+    page = await console_sign_in(client, "alice")
+    assert page.status_code == 403
+    assert "may not use the console" in page.text and "admin role" in page.text
+    assert_strict_headers(page)
+    async with engine.connect() as conn:
+        held = (await conn.execute(text("SELECT count(*) FROM console_sessions"))).scalar()
+        live = (
+            await conn.execute(
+                text("SELECT count(*) FROM refresh_families WHERE revoked_at IS NULL")
+            )
+        ).scalar()
+    assert held == 0 and live == 0  # nothing kept; the console's family was ended
+    again = await client.get("/console/clients")
+    assert again.status_code == 303 and again.headers["location"] == "/console/sign-in"
+
+
+async def test_a_callback_from_another_browser_or_without_a_sign_in_starts_again(
+    client: httpx.AsyncClient, root: str
+) -> None:
+    start = await client.get("/console/sign-in")
+    assert start.status_code == 303
+    forged = await client.get("/console/callback", params={"code": "x", "state": "not-it"})
+    assert forged.status_code == 303 and forged.headers["location"] == "/console/sign-in"
+    # The sign-in under way is spent: the right state does not bring it back.
+    state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
+    again = await client.get("/console/callback", params={"code": "x", "state": state})
+    assert again.status_code == 303 and again.headers["location"] == "/console/sign-in"
+
+
+async def test_the_guard_runs_on_every_request_and_refreshes_server_side(
+    client: httpx.AsyncClient, root: str, services: Services, clock: Clock, engine: AsyncEngine
+) -> None:
+    assert (await console_sign_in(client)).status_code == 200
+    async with engine.connect() as conn:
+        before = (await conn.execute(text("SELECT sealed FROM console_sessions"))).scalar()
+    clock.advance(services.settings.access_token_ttl + 1)
+    page = await client.get("/console/users")
+    assert page.status_code == 200, page.text  # refreshed inside the server
+    async with engine.connect() as conn:
+        after = (await conn.execute(text("SELECT sealed FROM console_sessions"))).scalar()
+    assert after != before
+    # Disabled (by anyone, anywhere): the console's family is revoked with the user's
+    # sessions, and the next console request signs in again.
+    await admin_users.disable_user(services, "someone", root)
+    page = await client.get("/console/users")
+    assert page.status_code == 303 and page.headers["location"] == "/console/sign-in"
+
+
+async def test_every_page_has_the_strict_headers_and_no_inline_script_or_style(
+    client: httpx.AsyncClient, root: str, registry: Registry
+) -> None:
+    await registry.client("svc", client_name="Service")
+    assert (await console_sign_in(client)).status_code == 200
+    for path in PAGES:
+        page = await client.get(path)
+        assert page.status_code == 200, (path, page.text)
+        assert_strict_headers(page)
+        csp = page.headers["content-security-policy"]
+        assert "unsafe-inline" not in csp and "script-src" not in csp, path
+        assert "<script" not in page.text and "style=" not in page.text, path
+        assert "<style" not in page.text, path
+
+
+PAGES = (
+    "/console/clients",
+    "/console/clients/new",
+    "/console/clients/delete?client_id=svc",
+    "/console/users",
+    "/console/audit",
+)
+
+
+async def test_every_change_goes_through_the_admin_use_cases_audited_with_the_operator(
+    client: httpx.AsyncClient, root: str, registry: Registry, services: Services
+) -> None:
+    alice = await registry.user("alice", PASSWORD)
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    new = await client.post(
+        "/console/clients",
+        data={
+            "csrf_token": token,
+            "client_id": "billing",
+            "client_name": "Billing",
+            "grant_types": "client_credentials",
+            "scopes": "profile",
+        },
+    )
+    assert new.status_code == 201, new.text
+    secret = re.search(r'id="secret" type="text" readonly value="([^"]+)"', new.text)
+    assert secret, new.text
+    found = await services.clients.fresh("billing")
+    assert found is not None and hash_secret(unescape(secret.group(1))) == found.secret_hash
+    assert "no-store" in new.headers["cache-control"]
+    steps = [
+        ("/console/clients/disable", {"client_id": "billing"}, "/console/clients?done=disabled"),
+        ("/console/clients/enable", {"client_id": "billing"}, "/console/clients?done=enabled"),
+        ("/console/clients/delete", {"client_id": "billing"}, "/console/clients?done=deleted"),
+        ("/console/users/disable", {"sub": alice}, "/console/users?done=disabled"),
+        ("/console/users/enable", {"sub": alice}, "/console/users?done=enabled"),
+    ]
+    for path, fields, then in steps:
+        done = await client.post(path, data={"csrf_token": token, **fields})
+        assert done.status_code == 303 and done.headers["location"] == then, (path, done.text)
+    assert await services.clients.fresh("billing") is None  # deleted
+    user = await services.users.by_id(alice)
+    assert user is not None and not user.disabled
+    events = await services.audit.page(AuditQuery(limit=50))
+    by_type = {(e.action, e.target): e.actor for e in events}
+    for action, target in [
+        ("client.created", "billing"),
+        ("client.updated", "billing"),
+        ("client.deleted", "billing"),
+        ("user.disabled", alice),
+        ("user.updated", alice),
+    ]:
+        assert by_type.get((action, target)) == root, (action, by_type)
+    shown = await client.get("/console/clients?done=deleted")
+    assert "The client was deleted." in shown.text
+    trail = await client.get("/console/audit")
+    assert f'href="/console/audit?user={alice}"' in trail.text  # each row links its target
+    assert 'href="/console/clients?q=billing"' in trail.text
+
+
+async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
+    client: httpx.AsyncClient, root: str, registry: Registry, services: Services
+) -> None:
+    alice = await registry.user("alice", PASSWORD)
+    await registry.client("svc")
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    forms = [
+        ("/console/clients", {"client_id": "made", "grant_types": "client_credentials"}),
+        ("/console/clients/disable", {"client_id": "svc"}),
+        ("/console/clients/enable", {"client_id": "svc"}),
+        ("/console/clients/delete", {"client_id": "svc"}),
+        ("/console/users/disable", {"sub": alice}),
+        ("/console/users/enable", {"sub": alice}),
+        ("/console/sign-out", {}),
+    ]
+    wrong = ("A" if token[0] != "A" else "B") + token[1:]  # one character off, never the same
+    for path, fields in forms:
+        for sent in ({}, {"csrf_token": wrong}, {"csrf_token": ""}):
+            refused = await client.post(path, data={**fields, **sent})
+            assert refused.status_code == 403, (path, sent, refused.text)
+            assert "expired or came from another site" in refused.text
+        # The right token from another site's page: refused by its Origin.
+        other = await client.post(
+            path, data={**fields, "csrf_token": token}, headers={"Origin": "https://evil.example"}
+        )
+        assert other.status_code == 403, path
+    assert await services.clients.fresh("made") is None
+    svc = await services.clients.fresh("svc")
+    user = await services.users.by_id(alice)
+    assert svc is not None and not svc.disabled and user is not None and not user.disabled
+    assert (await client.get("/console/clients")).status_code == 200  # still signed in
+
+
+async def test_what_users_and_operators_typed_is_escaped_on_every_page(
+    client: httpx.AsyncClient, root: str, registry: Registry
+) -> None:
+    await registry.user(HOSTILE, PASSWORD)
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    made = await client.post(
+        "/console/clients",
+        data={
+            "csrf_token": token,
+            "client_id": "hostile",
+            "client_name": HOSTILE,
+            "grant_types": "client_credentials",
+            "scopes": "profile",
+        },
+    )
+    assert made.status_code == 201, made.text
+    search = {"q": HOSTILE}
+    for path, params in [
+        ("/console/clients", {}),
+        ("/console/clients", search),
+        ("/console/users", {}),
+        ("/console/users", search),
+        ("/console/audit", {}),
+        ("/console/audit", {"type": HOSTILE, "user": HOSTILE}),
+        ("/console/clients/delete", {"client_id": HOSTILE}),
+    ]:
+        shown = await client.get(path, params=params)
+        assert shown.status_code == 200, (path, shown.text)
+        assert "<script>" not in shown.text and "<img" not in shown.text, path
+        assert "onerror=alert" not in shown.text.replace("onerror=alert(2)&gt;", ""), path
+    users = await client.get("/console/users")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in users.text
+    audit = await client.get("/console/audit")
+    assert "&lt;script&gt;" in audit.text  # the client's name in the event's detail
+
+
+async def test_sign_out_ends_the_session_and_its_tokens(
+    client: httpx.AsyncClient, root: str, engine: AsyncEngine
+) -> None:
+    page = await console_sign_in(client)
+    out = await client.post("/console/sign-out", data={"csrf_token": form_token(page.text)})
+    assert out.status_code == 200 and "authserver_console=;" in out.headers["set-cookie"]
+    async with engine.connect() as conn:
+        held = (await conn.execute(text("SELECT count(*) FROM console_sessions"))).scalar()
+        revoked = (
+            (
+                await conn.execute(
+                    text("SELECT revoked_reason FROM refresh_families WHERE client_id = :c"),
+                    {"c": CONSOLE_CLIENT_ID},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert held == 0 and revoked == ["logout"]
+    again = await client.get("/console/clients")
+    assert again.status_code == 303 and again.headers["location"] == "/console/sign-in"
+
+
+async def test_the_pages_speak_german(client: httpx.AsyncClient, root: str) -> None:
+    await console_sign_in(client)
+    page = await client.get("/console/users", headers={"Accept-Language": "de"})
+    assert page.status_code == 200 and page.headers["content-language"] == "de"
+    assert '<h1 id="heading">Benutzer</h1>' in page.text and "Abmelden" in page.text
+    assert "Benutzername beginnt mit" in page.text
+
+
+async def test_the_users_page_is_keyset_paged_through_the_username_index(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """At 100,000 users, Postgres reads a page (the first, a later one, a search) by an index
+    scan on users.username, never by reading the table."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("EXPLAIN is Postgres's")
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO users (id, username, username_key, password_hash, scopes,"
+                " disabled, created_at)"
+                " SELECT 'u-' || n, name, name, 'x', '', false, 0"
+                " FROM generate_series(1, 100000) AS n, lpad(n::text, 6, '0') AS digits,"
+                " concat('user', digits) AS name"
+            )
+        )
+        await conn.execute(text("ANALYZE users"))
+        for after, prefix in [(None, None), ("user050000", None), (None, "user0999")]:
+            statement = users_page(50, after, prefix).compile(
+                dialect=engine.dialect, compile_kwargs={"literal_binds": True}
+            )
+            plan = "\n".join((await conn.execute(text(f"EXPLAIN {statement}"))).scalars().all())
+            print(plan)  # the report's EXPLAIN (pytest -s)
+            assert "Index Scan using uq_users_username" in plan, plan
+            assert "Seq Scan" not in plan and "Sort" not in plan, plan
+
+
+async def test_the_lists_page_by_key_and_search_by_prefix(
+    client: httpx.AsyncClient, root: str, registry: Registry
+) -> None:
+    for n in range(55):
+        await registry.user(f"member{n:02d}", PASSWORD)
+    await console_sign_in(client)
+    first = await client.get("/console/users")
+    shown = re.findall(r"<td>(member\d\d|root)<br>", first.text)
+    assert shown == [f"member{n:02d}" for n in range(50)]
+    link = re.search(r'<a rel="next" href="([^"]+)"', first.text)
+    assert link, first.text
+    second = await client.get(unescape(link.group(1)))
+    assert re.findall(r"<td>(member\d\d|root)<br>", second.text) == [
+        *(f"member{n:02d}" for n in range(50, 55)),
+        "root",
+    ]
+    assert 'rel="next"' not in second.text
+    found = await client.get("/console/users", params={"q": "member5"})
+    assert re.findall(r"<td>(member\d\d|root)<br>", found.text) == [
+        f"member{n}" for n in range(50, 55)
+    ]
+
+
+async def test_an_operator_with_a_second_factor_is_asked_for_it(
+    client: httpx.AsyncClient, root: str, services: Services, clock: Clock, engine: AsyncEngine
+) -> None:
+    """Signed in to the browser with the password alone, then a factor enrolled: the console
+    takes the password-only sign-in's code, finds the factor, ends that token's family and
+    asks /authorize again with acr_values=mfa; the factor's code finishes it."""
+    page = await console_sign_in(client)
+    out = await client.post("/console/sign-out", data={"csrf_token": form_token(page.text)})
+    assert out.status_code == 200
+    secret = new_totp_secret()
+    factor_id = str(uuid.uuid4())
+    sealed = seal_totp(services.factor_sealer, factor_id, secret)
+    step = clock() // STEP_SECONDS - 10
+    assert await services.second_factors.add_totp(factor_id, root, sealed, step, 0)
+
+    location = (await client.get("/console/sign-in")).headers["location"]
+    asked_mfa = False
+    for _ in range(8):
+        if location.startswith(f"{ISSUER}/login/factor") or location.startswith("/login/factor"):
+            form = await client.get(location)
+            assert form.status_code == 200, form.text
+            code = pyotp.TOTP(secret).at(clock())
+            fields = {"csrf_token": form_token(form.text), "code": code}
+            answer = await client.post(form_action(form.text), data=fields)
+        else:
+            answer = await client.get(location)
+        if answer.status_code == 200:
+            break
+        assert answer.status_code in (302, 303), answer.text
+        location = answer.headers["location"]
+        asked_mfa = asked_mfa or location == "/console/sign-in?mfa=1"
+    assert answer.status_code == 200 and "Clients" in answer.text, answer.text
+    assert asked_mfa
+    async with engine.connect() as conn:
+        sealed_tokens = (
+            await conn.execute(text("SELECT id_hash, sealed FROM console_sessions"))
+        ).one()
+    tokens = unseal(services, sealed_tokens.id_hash, bytes(sealed_tokens.sealed))
+    assert services.verify_any_audience(tokens["access_token"])["acr"] == "mfa"
+
+
+async def test_bad_input_is_a_4xx_page_never_a_500(
+    client: httpx.AsyncClient, root: str, services: Services
+) -> None:
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    for path, params, status in [
+        ("/console/audit", {"before": "abc"}, 400),
+        ("/console/audit", {"before": "9" * 30}, 200),  # past every id: from the newest
+        ("/console/audit", {"type": "x" * 200}, 400),
+        ("/console/users", {"q": "x" * 300}, 400),
+        ("/console/clients", {"after": "\u00e9" * 10}, 200),
+    ]:
+        answer = await client.get(path, params=params)
+        assert answer.status_code == status, (path, params, answer.text)
+        assert answer.headers["content-type"].startswith("text/html"), path
+    for path, fields, status in [
+        ("/console/users/disable", {"sub": "nobody"}, 404),
+        ("/console/users/enable", {"sub": "nobody"}, 404),
+        ("/console/clients/disable", {"client_id": "nobody"}, 404),
+        ("/console/clients/delete", {"client_id": "nobody"}, 404),
+        ("/console/clients", {"client_id": "", "grant_types": "client_credentials"}, 400),
+        ("/console/clients", {"client_id": "x", "grant_types": "no_such_grant"}, 400),
+        ("/console/clients", {"client_id": "x", "redirect_uris": "not a uri"}, 400),
+    ]:
+        answer = await client.post(path, data={"csrf_token": token, **fields})
+        assert answer.status_code == status, (path, fields, answer.text)
+        assert answer.headers["content-type"].startswith("text/html"), path
+        assert_strict_headers(answer)
+    assert await services.clients.fresh("x") is None
