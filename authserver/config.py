@@ -166,6 +166,10 @@ class Settings:
     # and how long an open-mode client that never completed a code exchange is kept.
     registration: str = "off"
     registration_idle_purge: int = 7 * 86_400
+    # Client ID metadata documents (metadata_documents/): a client_id that is an https URL names
+    # the client's metadata, fetched from it; hosts exempt from the private-address refusal.
+    client_id_metadata: bool = False
+    client_id_metadata_allow_hosts: tuple[str, ...] = ()
 
     @property
     def mail_enabled(self) -> bool:
@@ -280,6 +284,14 @@ DESCRIPTIONS: dict[str, str] = {
     "code exchange is kept (3600 to 31536000); the purge then deletes it. A week: an app "
     "registers on its first run and signs someone in within minutes; what is left a week later "
     "is a script's litter, and the client can register again.",
+    "client_id_metadata": "`on`: a `client_id` that is an `https` URL names a client ID metadata "
+    "document (draft-ietf-oauth-client-id-metadata-document) that authserver fetches, caches and "
+    "acts on as a public, third-party client (docs/client-id-metadata.md); `off` (the default): "
+    "such an id is an unknown client. Discovery says `client_id_metadata_document_supported`.",
+    "client_id_metadata_allow_hosts": "Comma-separated host names (or IP addresses) whose "
+    "metadata documents may be fetched although they resolve to a private, loopback, "
+    "link-local or otherwise non-public address (for tests and in-house clients). Matched "
+    "exactly against the URL's host, in lower case.",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
@@ -376,6 +388,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             _seconds(3600, 31_536_000),
             defaults.registration_idle_purge,
         ),
+        client_id_metadata=read("CLIENT_ID_METADATA", _boolean, defaults.client_id_metadata),
+        client_id_metadata_allow_hosts=read("CLIENT_ID_METADATA_ALLOW_HOSTS", _hosts, ()),
     )
     if settings.smtp_url is not None and not env.get("AUTHSERVER_MAIL_FROM", "").strip():
         problems.append("AUTHSERVER_MAIL_FROM: must be set with AUTHSERVER_SMTP_URL")
@@ -537,6 +551,14 @@ def _boolean(raw: str) -> bool:
     if lowered in ("false", "0", "no", "off"):
         return False
     raise ValueError(f"must be true or false, got {raw!r}")
+
+
+def _hosts(raw: str) -> tuple[str, ...]:
+    hosts = tuple(dict.fromkeys(part.strip().lower() for part in raw.split(",") if part.strip()))
+    for host in hosts:
+        if not host.isascii() or not host.isprintable() or any(c in host for c in " /@#?"):
+            raise ValueError(f"must be comma-separated host names, got {host!r}")
+    return hosts
 
 
 def _origins(raw: str) -> tuple[str, ...]:

@@ -21,6 +21,8 @@ from authserver.config import Settings
 from authserver.keys.manager import SigningKeys
 from authserver.keys.sealing import KeySealer
 from authserver.mail.compose import NoOutbox, Outbox
+from authserver.metadata_documents.documents import Fetch
+from authserver.metadata_documents.fetch import fetch_document
 from authserver.page_limits import PageLimitStore
 from authserver.registration import RegistrationStore
 from authserver.throttle import ThrottleStore, Turns
@@ -72,6 +74,8 @@ class Services:
     wake_resolver: Callable[[], None] = field(default=lambda: None)
     # DPoP proofs seen (tokens/dpop.py): the app shares them through the database.
     dpop_proofs: ProofStore = field(default_factory=MemoryProofStore)
+    # Gets a client ID metadata document (metadata_documents/fetch.py).
+    fetch_document: Fetch = field(default=fetch_document)
 
     async def mint(
         self,

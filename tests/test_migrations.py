@@ -719,9 +719,15 @@ async def test_0022_leaves_old_clients_and_sessions_unbound_and_goes_back(
 
     await migrate.upgrade(engine, "0022")
 
-    # Clients from before require no proof; sessions from before rotate without one.
-    client = await SqlClientStore(pooled).get("app")
-    assert client is not None and client.dpop_bound_access_tokens is False
+    # Clients from before require no proof; sessions from before rotate without one. (Read
+    # by hand: the store reads the columns of later revisions too.)
+    async with engine.connect() as conn:
+        bound = (
+            await conn.execute(
+                text("SELECT dpop_bound_access_tokens FROM clients WHERE client_id = 'app'")
+            )
+        ).scalar_one()
+    assert bound is False or bound == 0
     families = SqlFamilyStore(pooled)
     found = await families.find(hash_token(CHILD))
     assert found is not None and found.family.dpop_jkt is None
@@ -768,6 +774,41 @@ async def test_0023_remembers_grants_widening_them_and_revoking_ends_the_family(
     # Down: the grants go (every third-party client asks again); users and clients stay.
     await migrate.downgrade(engine, "0022")
     assert "consent_grants" not in await table_names(engine)
-    assert await SqlClientStore(pooled).get("app") is not None
+    async with engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT count(*) FROM clients"))).scalar()
+    assert kept == 1
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []
+
+
+# --- 0027: client ID metadata documents' clients, kept in clients -----------------------------
+
+
+async def test_0027_leaves_old_clients_without_a_document_and_goes_back(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0007")
+    await seed_before_0008(engine)
+    await migrate.upgrade(engine, "0023")
+
+    await migrate.upgrade(engine, "0027")
+
+    clients = SqlClientStore(pooled)
+    app = await clients.get("app")
+    assert app is not None and app.document_expires_at is None
+    url = "https://app.test/client.json"
+    document = Client(
+        url, None, ("authorization_code",), ("openid",), redirect_uris=("https://a.test/cb",),
+        registration="document", consent=True, document_expires_at=NOW + 60,
+    )  # fmt: skip
+    assert await clients.save_document(document, NOW) == replace(document, created_at=NOW)
+    # An operator's client of the same id is never overwritten by a document.
+    assert await clients.save_document(replace(document, client_id="app"), NOW) == app
+
+    # Down: the column goes; the document's client stays, as a plain public one.
+    await migrate.downgrade(engine, "0023")
+    async with engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT count(*) FROM clients"))).scalar()
+    assert kept == 2
     await migrate.upgrade(engine)
     assert await schema_diff(engine) == []

@@ -104,6 +104,9 @@ class ClientRow(Base):
     consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     registration_token_hash: Mapped[str | None] = mapped_column(String(64))
     client_metadata: Mapped[str | None] = mapped_column(Text)
+    # 0027: a client ID metadata document's client (registration "document"): its document
+    # is fresh until then (metadata_documents/); NULL for every other client.
+    document_expires_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class InitialAccessTokenRow(Base):
