@@ -206,6 +206,8 @@ def _hostile(docs: DocumentsServer, case: str) -> tuple[str, str]:
         return "https://169.254.169.254/latest/meta-data", "non-public address"
     if case == "ipv6_loopback":
         return f"https://[::1]:{port}/notes.json", "non-public address"
+    if case == "loopback_as_a_number":  # 2130706433 is 127.0.0.1: judged once resolved
+        return f"https://2130706433:{port}/notes.json", "non-public address"
     if case == "private_10":
         return "https://10.0.0.1/notes.json", "non-public address"
     if case == "redirect":
@@ -250,9 +252,10 @@ def _hostile(docs: DocumentsServer, case: str) -> tuple[str, str]:
 
 
 HOSTILE = [
-    "loopback_ip", "metadata_service", "ipv6_loopback", "private_10", "redirect", "too_large",
-    "other_client_id", "http", "http_remote", "fragment", "credentials", "dot_segment", "not_json",
-    "not_found", "confidential", "bad_redirect_uri", "no_supported_grant",
+    "loopback_ip", "metadata_service", "ipv6_loopback", "loopback_as_a_number", "private_10",
+    "redirect", "too_large", "other_client_id", "http", "http_remote", "fragment", "credentials",
+    "dot_segment", "not_json", "not_found", "confidential", "bad_redirect_uri",
+    "no_supported_grant",
 ]  # fmt: skip
 
 
