@@ -47,6 +47,9 @@ class DocumentsServer:
     ca_file: Path
     routes: dict[str, Route] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
+    # The Host header of each request, and the TLS server name (SNI) of each handshake.
+    hosts: list[str | None] = field(default_factory=list)
+    server_names: list[str | None] = field(default_factory=list)
 
     def url(self, path: str, host: str = "localhost") -> str:
         return f"https://{host}:{self.port}{path}"
@@ -147,6 +150,7 @@ def documents_server(folder: Path) -> Iterator[DocumentsServer]:
             server = state["server"]
             path = self.path
             server.hits[path] += 1
+            server.hosts.append(self.headers.get("Host"))
             route = server.routes.get(path, Route(404, {}, b"{}"))
             if route.delay:
                 time.sleep(route.delay)
@@ -167,6 +171,11 @@ def documents_server(folder: Path) -> Iterator[DocumentsServer]:
     httpd.daemon_threads = True
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
+
+    def record_server_name(_sock: Any, name: str | None, _context: Any) -> None:
+        state["server"].server_names.append(name)
+
+    context.sni_callback = record_server_name
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     state["server"] = DocumentsServer(httpd.server_address[1], ca_file)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)

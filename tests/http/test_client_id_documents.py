@@ -112,6 +112,8 @@ async def test_a_document_client_signs_in_with_code_pkce_and_refresh(
     assert refreshed.json()["refresh_token"] != tokens["refresh_token"]
     # One fetch served all of it (max-age=60).
     assert docs.hits["/notes.json"] == 1
+    # The connection went to the address checked, naming the host in TLS and in Host.
+    assert docs.hosts == [f"localhost:{docs.port}"] and docs.server_names == ["localhost"]
 
     # Operators see it as any client: public, third-party, a "document" registration.
     [stored] = [c for c in await services.clients.page(100, None) if c.client_id == url]
