@@ -1,6 +1,6 @@
 """A real https server on 127.0.0.1 serving JSON documents (client ID metadata documents), with
-a throwaway CA made here: its certificate names `localhost`, 127.0.0.1 and ::1, and the CA file
-is what the server under test is told to trust (SSL_CERT_FILE).
+a throwaway CA made for it (tests/_smtp.make_tls): its certificate names `localhost`, 127.0.0.1
+and ::1, and the CA file is what the server under test is told to trust (SSL_CERT_FILE).
 
     with documents_server(tmp_path) as server:
         server.serve("/notes.json", {"client_id": server.url("/notes.json"), ...})
@@ -13,8 +13,6 @@ delay.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import ssl
 import threading
@@ -27,10 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tests._smtp import make_tls
 
 
 @dataclass
@@ -66,83 +61,9 @@ class DocumentsServer:
         return self.url(path)
 
 
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _certificates(folder: Path) -> tuple[Path, Path, Path]:
-    """(CA certificate, server certificate, server key) as PEM files in `folder`."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("authserver tests CA"))
-        .issuer_name(_name("authserver tests CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )  # fmt: skip
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    names = [
-        x509.DNSName("localhost"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("::1")),
-    ]
-    server = (
-        x509.CertificateBuilder()
-        .subject_name(_name("localhost"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_file, cert_file, key_file = folder / "ca.pem", folder / "server.pem", folder / "key.pem"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_file.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return ca_file, cert_file, key_file
-
-
 @contextmanager
 def documents_server(folder: Path) -> Iterator[DocumentsServer]:
-    ca_file, cert_file, key_file = _certificates(folder)
+    tls = make_tls(folder, ("localhost", "127.0.0.1", "::1"))
     state: dict[str, DocumentsServer] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -169,15 +90,14 @@ def documents_server(folder: Path) -> Iterator[DocumentsServer]:
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
+    context = tls.context
 
     def record_server_name(_sock: Any, name: str | None, _context: Any) -> None:
         state["server"].server_names.append(name)
 
     context.sni_callback = record_server_name
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    state["server"] = DocumentsServer(httpd.server_address[1], ca_file)
+    state["server"] = DocumentsServer(httpd.server_address[1], tls.ca_file)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
