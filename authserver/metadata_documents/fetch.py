@@ -30,6 +30,11 @@ import httpx
 
 MAX_BYTES = 5 * 1024
 TIMEOUT = 5.0
+# Fetches one process makes at once. Anyone can name a URL, so without a bound a burst of
+# /authorize requests naming slow documents would hold as many outgoing connections and
+# tasks. A fresh document needs no fetch, so clients already seen are not held up.
+MAX_IN_FLIGHT = 16
+_in_flight = 0
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -50,9 +55,13 @@ class FetchRefused(Exception):
 async def fetch_document(url: str, allow_hosts: tuple[str, ...]) -> Fetched:
     """The document at `url` (an https URL checked by documents.check_url): its body and
     headers, after a 200. Raises FetchRefused."""
+    global _in_flight
+    if _in_flight >= MAX_IN_FLIGHT:
+        raise FetchRefused("Too many client metadata documents are being fetched; try again.")
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     port = parts.port or 443
+    _in_flight += 1  # one event loop per process: no lock needed between check and count
     try:
         with anyio.fail_after(TIMEOUT):
             address = await checked_address(host, port, host in allow_hosts)
@@ -61,6 +70,8 @@ async def fetch_document(url: str, allow_hosts: tuple[str, ...]) -> Fetched:
         raise FetchRefused(
             f"The client's metadata document was not fetched within {TIMEOUT:g} seconds."
         ) from None
+    finally:
+        _in_flight -= 1
 
 
 async def checked_address(host: str, port: int, allowed: bool) -> IPAddress:

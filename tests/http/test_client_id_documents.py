@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -24,7 +25,7 @@ from authserver.metadata_documents.documents import (
     check_url,
     fresh_until,
 )
-from authserver.metadata_documents.fetch import public
+from authserver.metadata_documents.fetch import MAX_IN_FLIGHT, public
 from authserver.services import Services
 from tests._https_documents import DocumentsServer, documents_server
 from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error
@@ -289,6 +290,40 @@ async def test_a_redirect_uri_not_in_the_document_gets_the_error_page(
     response = await client.get("/authorize", params=flow.params)
     assert_error_page(response)
     assert "redirect URI is not registered" in response.text
+
+
+async def test_fetches_at_once_are_bounded_and_fresh_documents_need_none(
+    client: httpx.AsyncClient, registry: Registry, docs: DocumentsServer
+) -> None:
+    await registry.user("alice")
+    fresh = docs.serve(
+        "/fresh.json", document(docs.url("/fresh.json")), Cache_Control="max-age=600"
+    )
+    await code_for(client, Flow.new(fresh, scope="openid"), consent=True)
+    paths = [f"/slow{n}.json" for n in range(MAX_IN_FLIGHT + 1)]
+    for path in paths:
+        docs.serve(path, document(docs.url(path)), delay=2)  # all in flight together
+
+    answers: list[httpx.Response] = []
+    codes: list[str] = []
+
+    async def slow(path: str) -> None:
+        answers.append(await client.get("/authorize", params=Flow.new(docs.url(path)).params))
+
+    async def fresh_meanwhile() -> None:
+        await anyio.sleep(0.3)
+        codes.append(await code_for(client, Flow.new(fresh, scope="openid"), consent=True))
+
+    async with anyio.create_task_group() as group:
+        for path in paths:
+            group.start_soon(slow, path)
+        group.start_soon(fresh_meanwhile)
+    busy = [a for a in answers if "Too many client metadata documents" in a.text]
+    assert len(busy) == 1, [a.status_code for a in answers]
+    assert_error_page(busy[0])
+    assert sum(a.status_code == 302 for a in answers) == MAX_IN_FLIGHT
+    assert codes  # a client whose document is fresh was not held up
+    assert sum(docs.hits[path] for path in paths) == MAX_IN_FLIGHT
 
 
 @NOT_ALLOWED
