@@ -11,13 +11,13 @@ import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx
 import pytest
 
 from authserver.audit import AuditEvent
-from authserver.clients import ClientChanges
 from authserver.config import Settings
 from authserver.metadata_documents.documents import (
     MAX_FRESH,
@@ -29,7 +29,15 @@ from authserver.metadata_documents.fetch import MAX_IN_FLIGHT, public
 from authserver.services import Services
 from tests._https_documents import DocumentsServer, documents_server
 from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error
-from tests.http.signin import CALLBACK, INSECURE_COOKIES, Flow, code_for, exchange, sign_in
+from tests.http.signin import (
+    CALLBACK,
+    INSECURE_COOKIES,
+    Flow,
+    admin_headers,
+    code_for,
+    exchange,
+    sign_in,
+)
 from tests.http.test_authorize import assert_error_page
 
 OTHER_CALLBACK = "https://app.example/other"
@@ -172,14 +180,21 @@ async def test_caching_follows_max_age_and_changed_redirect_uris_take_effect_on_
 
 async def test_a_disabled_document_client_stays_disabled_and_a_deleted_one_gone(
     client: httpx.AsyncClient, registry: Registry, services: Services, docs: DocumentsServer,
-    clock: Clock,
+    clock: Clock, spa: str,
 ) -> None:  # fmt: skip
     await registry.user("alice")
     url = docs.serve("/notes.json", document(docs.url("/notes.json")), Cache_Control="no-store")
     await code_for(client, Flow.new(url, scope="openid"), consent=True)
     stored = await services.clients.fresh(url)
     assert stored is not None
-    assert await services.clients.update(url, ClientChanges(disabled=True), clock.now, [])
+    # The admin API addresses it by its URL, percent-encoded (slashes too).
+    root = await admin_headers(client, registry)
+    path = f"/admin/clients/{quote(url, safe='')}"
+    shown = await client.get(path, headers=root)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["client_id"] == url and shown.json()["registration"] == "document"
+    disabled = await client.patch(path, json={"disabled": True}, headers=root)
+    assert disabled.status_code == 200, disabled.text
     response = await client.get("/authorize", params=Flow.new(url, scope="openid").params)
     assert_error_page(response)
     assert "not registered" in response.text
