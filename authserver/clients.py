@@ -68,6 +68,9 @@ class Client:
     # RFC 8707 resources the client may name (Hydra's per-client `audience`); empty: any
     # registered resource. Set by operators only (docs/resources.md).
     resources: tuple[str, ...] = ()
+    # A client ID metadata document's client (registration "document", its client_id the
+    # document's URL): until when the document fetched last is fresh (metadata_documents/).
+    document_expires_at: int | None = None
 
     @property
     def is_public(self) -> bool:
@@ -128,6 +131,13 @@ class ClientStore(Protocol):
 
     async def create(self, client: Client, now: int) -> bool:
         """Stores a new client; False when the client_id is taken."""
+        ...
+
+    async def save_document(self, client: Client, now: int) -> Client | None:
+        """Stores a client ID metadata document's client (metadata_documents/), in one
+        statement: a new row, or the metadata and `document_expires_at` of the document
+        client already there (its disabled flag stays). The client as stored; None when the
+        id was deleted. An operator's client of that id is left as it is (and answered)."""
         ...
 
     async def scopes_in_use(self) -> list[str]:
@@ -221,6 +231,11 @@ class CachedClients:
 
     async def create(self, client: Client, now: int) -> bool:
         return await self._store.create(client, now)
+
+    async def save_document(self, client: Client, now: int) -> Client | None:
+        saved = await self._store.save_document(client, now)
+        self.forget(client.client_id)
+        return saved
 
     async def scopes_in_use(self) -> list[str]:
         return await self._store.scopes_in_use()
@@ -419,12 +434,13 @@ def check_redirect_uris(name: str, uris: list[str]) -> None:
     No user information either: `https://app.example@evil.example/` reads as one host to a
     person and is another to the browser."""
     for uri in uris:
-        problem = _redirect_uri_problem(uri)
+        problem = redirect_uri_problem(uri)
         if problem is not None:
             raise BadRedirectUri(f"Each of {name} must be {problem}.")
 
 
-def _redirect_uri_problem(uri: str) -> str | None:
+def redirect_uri_problem(uri: str) -> str | None:
+    """What is wrong with `uri` as a redirect URI, as "must be ..." ends; None: nothing."""
     if len(uri) > MAX_REDIRECT_URI or not uri.isascii() or not uri.isprintable() or " " in uri:
         return f"at most {MAX_REDIRECT_URI} printable ASCII characters without spaces"
     if "#" in uri:
@@ -485,7 +501,7 @@ def check_client_resources(resources: list[str], registered: Collection[str]) ->
 
 def _origin_problem(origin: str) -> str | None:
     form = "an origin: scheme://host[:port], in lower case, with no path"
-    if _redirect_uri_problem(origin) is not None:
+    if redirect_uri_problem(origin) is not None:
         return form + " (https, or http on a loopback host only)"
     parts = urlsplit(origin)
     if f"{parts.scheme}://{parts.netloc}" != origin or origin != origin.lower():

@@ -168,6 +168,10 @@ class Settings:
     registration_idle_purge: int = 7 * 86_400
     # RFC 9449 §8/§9: DPoP proofs must carry a nonce this server handed out (tokens/dpop.py).
     dpop_nonce: Literal["off", "on"] = "off"
+    # Client ID metadata documents (metadata_documents/): a client_id that is an https URL names
+    # the client's metadata, fetched from it; hosts exempt from the private-address refusal.
+    client_id_metadata: bool = False
+    client_id_metadata_allow_hosts: tuple[str, ...] = ()
 
     @property
     def mail_enabled(self) -> bool:
@@ -290,6 +294,14 @@ DESCRIPTIONS: dict[str, str] = {
     "fresh one. Nonces need no storage: an HMAC of the minute under a key derived from the "
     "KEK, so every instance accepts every instance's; each is good for 60 to 120 s. `off`: "
     "no nonces (docs/dpop.md#server-nonces).",
+    "client_id_metadata": "`on`: a `client_id` that is an `https` URL names a client ID metadata "
+    "document (draft-ietf-oauth-client-id-metadata-document) that authserver fetches, caches and "
+    "acts on as a public, third-party client (docs/client-id-metadata.md); `off` (the default): "
+    "such an id is an unknown client. Discovery says `client_id_metadata_document_supported`.",
+    "client_id_metadata_allow_hosts": "Comma-separated host names (or IP addresses) whose "
+    "metadata documents may be fetched although they resolve to a private, loopback, "
+    "link-local or otherwise non-public address (for tests and in-house clients). Matched "
+    "exactly against the URL's host, in lower case.",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
@@ -387,6 +399,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             defaults.registration_idle_purge,
         ),
         dpop_nonce=read("DPOP_NONCE", _on_off, defaults.dpop_nonce),
+        client_id_metadata=read("CLIENT_ID_METADATA", _boolean, defaults.client_id_metadata),
+        client_id_metadata_allow_hosts=read("CLIENT_ID_METADATA_ALLOW_HOSTS", _hosts, ()),
     )
     if settings.smtp_url is not None and not env.get("AUTHSERVER_MAIL_FROM", "").strip():
         problems.append("AUTHSERVER_MAIL_FROM: must be set with AUTHSERVER_SMTP_URL")
@@ -557,6 +571,14 @@ def _boolean(raw: str) -> bool:
     if lowered in ("false", "0", "no", "off"):
         return False
     raise ValueError(f"must be true or false, got {raw!r}")
+
+
+def _hosts(raw: str) -> tuple[str, ...]:
+    hosts = tuple(dict.fromkeys(part.strip().lower() for part in raw.split(",") if part.strip()))
+    for host in hosts:
+        if not host.isascii() or not host.isprintable() or any(c in host for c in " /@#?"):
+            raise ValueError(f"must be comma-separated host names, got {host!r}")
+    return hosts
 
 
 def _origins(raw: str) -> tuple[str, ...]:

@@ -22,6 +22,8 @@ from authserver.console_sessions import ConsoleSessionStore
 from authserver.keys.manager import SigningKeys
 from authserver.keys.sealing import KeySealer
 from authserver.mail.compose import NoOutbox, Outbox
+from authserver.metadata_documents.documents import Fetch
+from authserver.metadata_documents.fetch import fetch_document
 from authserver.page_limits import PageLimitStore
 from authserver.registration import RegistrationStore
 from authserver.throttle import ThrottleStore, Turns
@@ -77,6 +79,8 @@ class Services:
     # With AUTHSERVER_DPOP_NONCE=on, what makes and checks DPoP nonces (RFC 9449 §8); the app
     # derives its key from the KEK, so every instance accepts every instance's nonces.
     dpop_nonces: Nonces | None = None
+    # Gets a client ID metadata document (metadata_documents/fetch.py).
+    fetch_document: Fetch = field(default=fetch_document)
 
     async def mint(
         self,

@@ -84,14 +84,14 @@ class _Keeper:
 
 @dataclass(frozen=True)
 class Tls:
-    """A server certificate for 127.0.0.1 signed by a CA of the test's own (`ca_file`, PEM):
-    clients trust it only when told to (SSL_CERT_FILE)."""
+    """A server certificate for 127.0.0.1 (or the names given) signed by a CA of the test's own
+    (`ca_file`, PEM): clients trust it only when told to (SSL_CERT_FILE)."""
 
     ca_file: Path
     context: ssl.SSLContext
 
 
-def make_tls(folder: Path) -> Tls:
+def make_tls(folder: Path, names: tuple[str, ...] = ("127.0.0.1",)) -> Tls:
     now = datetime.datetime.now(datetime.UTC)
 
     def certificate(
@@ -113,8 +113,9 @@ def make_tls(folder: Path) -> Tls:
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         )
         if not ca:
-            address = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
-            builder = builder.add_extension(x509.SubjectAlternativeName([address]), False)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([_general_name(name) for name in names]), False
+            )
         return builder.sign(signer, hashes.SHA256())
 
     ca_key, server_key = (
@@ -122,7 +123,7 @@ def make_tls(folder: Path) -> Tls:
         ec.generate_private_key(ec.SECP256R1()),
     )
     ca = certificate("authserver test CA", ca_key, None, ca_key, True)
-    server = certificate("127.0.0.1", server_key, ca.subject, ca_key, False)
+    server = certificate(names[0], server_key, ca.subject, ca_key, False)
     ca_file, chain, key_file = folder / "ca.pem", folder / "server.pem", folder / "server.key"
     ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     chain.write_bytes(server.public_bytes(serialization.Encoding.PEM))
@@ -136,6 +137,13 @@ def make_tls(folder: Path) -> Tls:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(chain, key_file)
     return Tls(ca_file, context)
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 class SmtpServer:

@@ -5,6 +5,7 @@ A module's layer comes from where it lives, so a new module is checked the day i
     rank 0  foundation   config errors inputs tokens/scopes: imports nothing else of ours
     rank 1  domain       any other module at the package root (services: what the use
                          cases work with), and keys/ tokens/ accounts/ i18n/ mail/
+                         metadata_documents/
     rank 2  use cases    actions/: one module (or folder) per use case
     rank 3  telemetry    telemetry/
     rank 4  adapters     db/ (SQLAlchemy, asyncpg) and http/ (Starlette), which never meet
@@ -34,6 +35,7 @@ FOLDERS = {
     "accounts": "domain",
     "i18n": "domain",
     "mail": "domain",
+    "metadata_documents": "domain",
     "actions": "use case",
     "telemetry": "telemetry",
     "db": "db",

@@ -799,14 +799,11 @@ async def test_0024_lets_old_clients_name_any_resource_and_goes_back(
 
     await migrate.upgrade(engine, "0024")
 
-    clients = SqlClientStore(pooled)
-    old = await clients.get("app")
-    assert old is not None and old.resources == ()  # any registered resource, as before
-    event = AuditEvent(NOW, "cli", "client.updated", "app")
-    changes = ClientChanges(resources=("https://api.test/", "urn:x:y"))
-    changed = await clients.update("app", changes, NOW, [event])
-    assert changed is not None and changed.resources == ("https://api.test/", "urn:x:y")
-    assert (await clients.fresh("app")).resources == changed.resources  # type: ignore[union-attr]
+    # In SQL: the client store reads the columns of later revisions too.
+    async with engine.begin() as conn:
+        old = await conn.scalar(text("SELECT resources FROM clients WHERE client_id = 'app'"))
+        assert old == ""  # any registered resource, as before
+        await conn.execute(text("UPDATE clients SET resources = 'https://api.test/ urn:x:y'"))
 
     # Down: the column goes; the client stays, free to name any resource again.
     await migrate.downgrade(engine, "0023")
@@ -825,7 +822,7 @@ async def test_0028_keeps_every_account_and_marks_none_abandoned(
 ) -> None:
     await migrate.upgrade(engine, "0007")
     await seed_before_0008(engine)
-    await migrate.upgrade(engine, "0026")
+    await migrate.upgrade(engine, "0027")
     async with engine.begin() as conn:  # a `verified` sign-up waiting since before 0028
         await conn.execute(text("UPDATE users SET disabled = true WHERE id = 'u1'"))
 
@@ -836,7 +833,40 @@ async def test_0028_keeps_every_account_and_marks_none_abandoned(
     assert purged is not None and purged.abandoned_sign_ups == 0
     assert await SqlUserStore(pooled).by_id("u1") is not None
 
-    await migrate.downgrade(engine, "0026")
+    await migrate.downgrade(engine, "0027")
     assert "signup_expires_at" not in await column_names(engine, "users")
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []
+
+
+# --- 0027: client ID metadata documents' clients, kept in clients -----------------------------
+
+
+async def test_0027_leaves_old_clients_without_a_document_and_goes_back(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0007")
+    await seed_before_0008(engine)
+    await migrate.upgrade(engine, "0026")
+
+    await migrate.upgrade(engine, "0027")
+
+    clients = SqlClientStore(pooled)
+    app = await clients.get("app")
+    assert app is not None and app.document_expires_at is None
+    url = "https://app.test/client.json"
+    document = Client(
+        url, None, ("authorization_code",), ("openid",), redirect_uris=("https://a.test/cb",),
+        registration="document", consent=True, document_expires_at=NOW + 60,
+    )  # fmt: skip
+    assert await clients.save_document(document, NOW) == replace(document, created_at=NOW)
+    # An operator's client of the same id is never overwritten by a document.
+    assert await clients.save_document(replace(document, client_id="app"), NOW) == app
+
+    # Down: the column goes; the document's client stays, as a plain public one.
+    await migrate.downgrade(engine, "0026")
+    async with engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT count(*) FROM clients"))).scalar()
+    assert kept == 2
     await migrate.upgrade(engine)
     assert await schema_diff(engine) == []

@@ -34,8 +34,9 @@ from authserver.accounts.consents import covers
 from authserver.accounts.login_sessions import MAX_COOKIE, LoginSession, acr_of, hash_session_token
 from authserver.audit import ANONYMOUS, AuditEvent
 from authserver.clients import Client
-from authserver.errors import InvalidScope, InvalidTarget, OAuthError
+from authserver.errors import InvalidClient, InvalidScope, InvalidTarget, OAuthError
 from authserver.inputs import storable
+from authserver.metadata_documents import documents
 from authserver.services import Services
 from authserver.tokens.authorization_codes import CODE_TTL, AuthorizationCode, issue_code
 from authserver.tokens.pkce import check_challenge
@@ -248,7 +249,11 @@ async def trusted_target(services: Services, params: Params) -> tuple[Client, st
     client_id = values.get("client_id")
     if not client_id or counts["client_id"] > 1 or len(client_id) > 128:
         raise ErrorPage("The request names no client, or more than one.")
-    client = await services.clients.get(client_id)
+    try:
+        client = await named_client(services, client_id)
+    except InvalidClient as exc:
+        # A metadata document that cannot be had: no redirect URI of it can be trusted.
+        raise ErrorPage(exc.description) from None
     if client is None or client.disabled:
         # A disabled client is answered as an unknown one: no sign-in page "to continue to" it,
         # no code to its redirect URI (single sign-on), no prompt=none answer.
@@ -264,6 +269,14 @@ async def trusted_target(services: Services, params: Params) -> tuple[Client, st
     if uri not in client.redirect_uris:
         raise ErrorPage("The redirect URI is not registered for this client.")
     return client, uri, True
+
+
+async def named_client(services: Services, client_id: str) -> Client | None:
+    """The client a request names: stored, or a client ID metadata document's (fetched when
+    stale). Raises InvalidClient (metadata_documents.documents.DocumentRefused)."""
+    return await documents.named_client(
+        services.clients, services.fetch_document, services.settings, client_id, services.clock()
+    )
 
 
 async def resume(services: Services, params: Params) -> AuthorizationRequest | Redirect | None:

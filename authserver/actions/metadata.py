@@ -65,6 +65,13 @@ async def metadata(services: Services) -> dict[str, Any]:
         "dpop_signing_alg_values_supported": sorted(dpop.DEFAULT_ALGS),
         # RFC 7591 dynamic client registration, when on (actions/registration.py).
         **registration_endpoint(services),
+        # draft-ietf-oauth-client-id-metadata-document: https client_ids name their metadata
+        # (metadata_documents/), when on.
+        **(
+            {"client_id_metadata_document_supported": True}
+            if services.settings.client_id_metadata
+            else {}
+        ),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from authserver.actions.authorize import named_client
 from authserver.actions.grants import Grant, GrantRequest, TokenResponse
 from authserver.actions.grants.authorization_code import authorization_code_grant
 from authserver.actions.grants.client_credentials import client_credentials_grant
@@ -31,7 +32,7 @@ async def issue(services: Services, request: GrantRequest) -> TokenResponse:
         raise UnsupportedGrantType()
     client_id = request.credentials.client_id
     # One lookup serves the Origin rule and the grant's client authentication.
-    named = await services.clients.get(client_id) if client_id else None
+    named = await named_client(services, client_id) if client_id else None
     if grant_type in COOKIE_GRANTS:
         _require_allowed_origin(services, request, named)
     request = await _with_dpop(services, request, named)

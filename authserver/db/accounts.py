@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, case, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -339,6 +340,29 @@ class SqlClientStore:
             return False
         return True
 
+    async def save_document(self, client: Client, now: int) -> Client | None:
+        # One statement, so two instances fetching the same document at once both land: the
+        # row is made, or a document client's metadata and freshness replaced. What the
+        # operator decided stays (disabled, deleted), and an operator's own client with this
+        # id is never overwritten.
+        dialect = postgresql if is_postgres(self._engine) else sqlite
+        statement = dialect.insert(ClientRow).values(**insert_client_values(client, now))
+        refreshed = (
+            "grant_types", "scopes", "redirect_uris", "post_logout_redirect_uris",
+            "client_name", "client_metadata", "document_expires_at",
+        )  # fmt: skip
+        statement = statement.on_conflict_do_update(
+            index_elements=[ClientRow.client_id],
+            set_={name: statement.excluded[name] for name in refreshed},
+            where=(ClientRow.registration == client.registration) & _LIVE_CLIENT,
+        )
+        where = (ClientRow.client_id == client.client_id, _LIVE_CLIENT)
+        async with self._engine.begin() as conn:
+            await conn.execute(statement)
+            row = (await conn.execute(select(ClientRow.__table__).where(*where))).first()
+            await notify_client_changed(conn, client.client_id)
+        return _client(row) if row else None
+
     async def update(
         self, client_id: str, changes: ClientChanges, now: int, audit: Sequence[AuditEvent]
     ) -> Client | None:
@@ -449,29 +473,33 @@ class SqlClientStore:
 
 async def insert_client(conn: AsyncConnection, client: Client, now: int) -> None:
     """The new client's row (IntegrityError when its client_id is taken)."""
-    await conn.execute(
-        insert(ClientRow).values(
-            client_id=client.client_id,
-            secret_hash=client.secret_hash,
-            grant_types=" ".join(client.grant_types),
-            scopes=" ".join(client.scopes),
-            refresh_delivery=client.refresh_delivery,
-            # Space-separated, as the scopes: a registered URI has no spaces.
-            redirect_uris=" ".join(client.redirect_uris),
-            post_logout_redirect_uris=" ".join(client.post_logout_redirect_uris),
-            client_name=client.client_name,
-            allowed_origins=" ".join(client.allowed_origins),
-            require_mfa=client.require_mfa,
-            dpop_bound_access_tokens=client.dpop_bound_access_tokens,
-            created_at=now,
-            disabled=False,
-            registration=client.registration,
-            consent=client.consent,
-            registration_token_hash=client.registration_token_hash,
-            client_metadata=_metadata_json(client.client_metadata),
-            # Space-separated: an identifier has no spaces (tokens/resources.py).
-            resources=" ".join(client.resources),
-        )
+    await conn.execute(insert(ClientRow).values(**insert_client_values(client, now)))
+
+
+def insert_client_values(client: Client, now: int) -> dict[str, Any]:
+    """A new client's row, as `insert(ClientRow).values` takes it."""
+    return dict(
+        client_id=client.client_id,
+        secret_hash=client.secret_hash,
+        grant_types=" ".join(client.grant_types),
+        scopes=" ".join(client.scopes),
+        refresh_delivery=client.refresh_delivery,
+        # Space-separated, as the scopes: a registered URI has no spaces.
+        redirect_uris=" ".join(client.redirect_uris),
+        post_logout_redirect_uris=" ".join(client.post_logout_redirect_uris),
+        client_name=client.client_name,
+        allowed_origins=" ".join(client.allowed_origins),
+        require_mfa=client.require_mfa,
+        dpop_bound_access_tokens=client.dpop_bound_access_tokens,
+        created_at=now,
+        disabled=False,
+        registration=client.registration,
+        consent=client.consent,
+        registration_token_hash=client.registration_token_hash,
+        client_metadata=_metadata_json(client.client_metadata),
+        document_expires_at=client.document_expires_at,
+        # Space-separated: an identifier has no spaces (tokens/resources.py).
+        resources=" ".join(client.resources),
     )
 
 
@@ -511,6 +539,7 @@ def _client(row: Any) -> Client:
         client_metadata=tuple(json.loads(row.client_metadata or "{}").items()),
         consent=row.consent,
         resources=tuple(row.resources.split()),
+        document_expires_at=row.document_expires_at,
     )
 
 

@@ -110,6 +110,9 @@ class ClientRow(Base):
     client_metadata: Mapped[str | None] = mapped_column(Text)
     # 0024: the RFC 8707 resources the client may name, space-separated ("": any registered).
     resources: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # 0027: a client ID metadata document's client (registration "document"): its document
+    # is fresh until then (metadata_documents/); NULL for every other client.
+    document_expires_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class InitialAccessTokenRow(Base):

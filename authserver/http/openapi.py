@@ -975,14 +975,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [*PAGING],
         "responses": {**_json(_ref("ClientPage"), "a page of clients"), **ADMIN_ERRORS},
     },
-    ("GET", "/admin/clients/{client_id}"): {
+    ("GET", "/admin/clients/{client_id:path}"): {
         "summary": "One client (never a secret).",
         "tags": ["admin"],
         "security": ADMIN,
         "parameters": [PATH_CLIENT],
         "responses": {**_json(_ref("Client"), "the client"), **_errors(400, 401, 403, 404)},
     },
-    ("PATCH", "/admin/clients/{client_id}"): {
+    ("PATCH", "/admin/clients/{client_id:path}"): {
         "summary": "Changes a client; disabling revokes its families and access tokens.",
         "tags": ["admin"],
         "security": ADMIN,
@@ -1006,7 +1006,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **_errors(400, 401, 403, 404, 413, 415),
         },
     },
-    ("DELETE", "/admin/clients/{client_id}"): {
+    ("DELETE", "/admin/clients/{client_id:path}"): {
         "summary": "Deletes a client: its families and access tokens are revoked.",
         "tags": ["admin"],
         "security": ADMIN,

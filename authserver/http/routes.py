@@ -98,9 +98,10 @@ routes = [
     Route("/admin/clients", admin_clients.create_client, methods=["POST"]),
     # The operator lifecycle (API.md): one use case per endpoint, shared with the CLI.
     Route("/admin/clients", admin_clients.list_clients, methods=["GET"]),
-    Route("/admin/clients/{client_id}", admin_clients.show_client, methods=["GET"]),
-    Route("/admin/clients/{client_id}", admin_clients.update_client, methods=["PATCH"]),
-    Route("/admin/clients/{client_id}", admin_clients.delete_client, methods=["DELETE"]),
+    # `:path`: a client ID metadata document's client_id is a URL, slashes and all.
+    Route("/admin/clients/{client_id:path}", admin_clients.show_client, methods=["GET"]),
+    Route("/admin/clients/{client_id:path}", admin_clients.update_client, methods=["PATCH"]),
+    Route("/admin/clients/{client_id:path}", admin_clients.delete_client, methods=["DELETE"]),
     Route(
         "/admin/clients/{client_id}/secret", admin_clients.rotate_client_secret, methods=["POST"]
     ),

@@ -1,7 +1,7 @@
 """users.signup_expires_at: when a `verified` sign-up that never opened its link is abandoned
 
 Revision ID: 0028
-Revises: 0026
+Revises: 0027
 Create Date: 2026-12-05 15:00:00
 
 Set by the sign-up page in AUTHSERVER_SIGNUP=verified to the link's expiry; cleared when the
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0028"
-down_revision: str | None = "0026"
+down_revision: str | None = "0027"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
