@@ -1,0 +1,185 @@
+"""OpenTelemetry traces (AUTHSERVER_TRACING=otlp, telemetry/tracing.py): every secret-bearing
+request is sent with tracing on, the spans reach a real OTLP/HTTP collector (tests/_otlp.py)
+through the SDK's batch exporter, and no secret is found in anything exported, in any of the
+forms a secret travels in; while the request spans (named by route) and the statement spans
+are there."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import quote, quote_plus
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from authserver.actions import registration
+from authserver.app import create_app
+from authserver.config import Settings
+from authserver.services import Services
+from tests._dpop import DPoPKey
+from tests._otlp import Collector, attributes, otlp_collector
+from tests.conftest import Clock, Registry, password_login
+from tests.http.signin import INSECURE_COOKIES, Flow, code_for, exchange, web_client
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, str]:
+    return {**INSECURE_COOKIES, "tracing": "otlp", "registration": "token"}
+
+
+@pytest.fixture
+def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[Collector]:
+    with otlp_collector() as running:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", running.url)
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "authserver-under-test")
+        yield running
+
+
+@pytest.fixture
+async def app(
+    settings: Settings, engine: AsyncEngine, clock: Clock, collector: Collector
+) -> AsyncIterator[Starlette]:
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def encodings(secret: str) -> set[str]:
+    """The forms a secret travels in: as is, percent-encoded (a query or form value), and
+    base64 / base64url (Basic credentials, a JWT's parts)."""
+    raw = secret.encode()
+    forms = {secret, quote(secret, safe=""), quote_plus(secret)}
+    forms |= {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    return {form.rstrip("=") for form in forms}
+
+
+async def test_no_secret_reaches_a_span(
+    client: httpx.AsyncClient,
+    registry: Registry,
+    services: Services,
+    app: Starlette,
+    collector: Collector,
+    spa: str,
+) -> None:
+    found: list[str] = []  # every secret the requests below carry or receive
+
+    def keep(*values: str) -> None:
+        found.extend(values)
+
+    # The password grant, an admin call with its token, its refresh, its revocation.
+    password = "pw-" + secrets.token_urlsafe(16)
+    keep(password)
+    await registry.user("root", password, admin=True)
+    response = await password_login(client, "root", password, client_id=spa, scope="admin")
+    assert response.status_code == 200, response.text
+    admin = response.json()
+    keep(admin["access_token"], admin["refresh_token"])
+    response = await client.get(
+        "/admin/users", headers={"Authorization": f"Bearer {admin['access_token']}"}
+    )
+    assert response.status_code == 200, response.text
+    refreshed = await client.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": admin["refresh_token"],
+            "client_id": spa,
+        },
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    keep(refreshed.json()["access_token"], refreshed.json()["refresh_token"])
+    response = await client.post(
+        "/revoke", data={"token": refreshed.json()["refresh_token"], "client_id": spa}
+    )
+    assert response.status_code == 200, response.text
+
+    # client_credentials with a secret (Basic), with a DPoP proof, and /introspect.
+    service_secret = await registry.client("svc", scopes=("profile", "introspect"))
+    assert service_secret is not None
+    keep(service_secret)
+    proof = DPoPKey().proof()
+    keep(proof)
+    response = await client.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        auth=("svc", service_secret),
+        headers={"DPoP": proof},
+    )
+    assert response.status_code == 200, response.text
+    keep(response.json()["access_token"])
+    response = await client.post(
+        "/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "svc",
+            "client_secret": service_secret,
+        },
+    )
+    assert response.status_code == 200, response.text
+    keep(response.json()["access_token"])
+    response = await client.post(
+        "/introspect", data={"token": admin["access_token"]}, auth=("svc", service_secret)
+    )
+    assert response.status_code == 200, response.text
+
+    # /authorize with a code challenge and state, /login with a password, the code exchange.
+    await web_client(registry)
+    alice_password = "pw-" + secrets.token_urlsafe(16)
+    keep(alice_password)
+    await registry.user("alice", alice_password)
+    flow = Flow.new()
+    keep(flow.verifier, flow.params["state"], flow.params["code_challenge"])
+    code = await code_for(client, flow, "alice", alice_password)
+    keep(code)
+    response = await exchange(client, code, flow)
+    assert response.status_code == 200, response.text
+    keep(*(str(value) for name, value in response.json().items() if name.endswith("token")))
+    keep(*(value for value in client.cookies.values() if len(value) >= 16))
+
+    # /register with an initial access token: its answer holds a secret and a token too.
+    initial, _ = await registration.make_initial_token(services, "cli", 600, 1)
+    keep(initial)
+    response = await client.post(
+        "/register",
+        json={
+            "redirect_uris": ["https://app.example/cb"],
+            "client_name": "Notes",
+            "token_endpoint_auth_method": "client_secret_basic",
+        },
+        headers={"Authorization": f"Bearer {initial}"},
+    )
+    assert response.status_code == 201, response.text
+    keep(response.json()["client_secret"], response.json()["registration_access_token"])
+
+    app.state.tracing.provider.force_flush()
+    exported = "\n".join(collector.everything())
+    assert len(found) > 20
+    for secret in found:
+        for form in encodings(secret):
+            assert form not in exported, f"a secret ({secret[:6]}…) was exported as {form!r}"
+
+    spans = collector.spans()
+    requests = {span.name for span in spans if span.kind == span.SPAN_KIND_SERVER}
+    assert {
+        "POST /token",
+        "GET /admin/users",
+        "POST /revoke",
+        "POST /introspect",
+        "GET /authorize",
+        "GET /login",
+        "POST /login",
+        "POST /register",
+    } <= requests, requests
+    statements = [span for span in spans if span.kind == span.SPAN_KIND_CLIENT]
+    assert statements, "no database statement span"
+    for span in statements:
+        assert attributes(span)["db.query.text"], span
+    # A statement is a child of the request that ran it.
+    request_ids = {span.span_id for span in spans if span.kind == span.SPAN_KIND_SERVER}
+    assert any(span.parent_span_id in request_ids for span in statements)
+    names = [attributes(span).get("http.route") for span in spans]
+    assert "/admin/users" in names
