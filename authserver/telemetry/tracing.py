@@ -81,7 +81,8 @@ def _resource(environ: Mapping[str, str]) -> Resource:
     named = bool(environ.get("OTEL_SERVICE_NAME")) or "service.name=" in environ.get(
         "OTEL_RESOURCE_ATTRIBUTES", ""
     )
-    attributes: dict[str, str] = {SERVICE_VERSION: __version__}
+    # The pid tells the workers of one `serve --workers N` apart.
+    attributes: dict[str, str | int] = {SERVICE_VERSION: __version__, "process.pid": os.getpid()}
     if not named:
         attributes[SERVICE_NAME] = "authserver"
     return Resource.create(attributes)

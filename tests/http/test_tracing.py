@@ -9,8 +9,10 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from urllib.parse import quote, quote_plus
 
+import anyio
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,6 +26,7 @@ from tests._dpop import DPoPKey
 from tests._otlp import Collector, attributes, otlp_collector
 from tests.conftest import Clock, Registry, password_login
 from tests.http.signin import INSECURE_COOKIES, Flow, code_for, exchange, web_client
+from tests.test_metrics_workers import environment, fresh_connections, serving
 
 
 @pytest.fixture
@@ -183,3 +186,38 @@ async def test_no_secret_reaches_a_span(
     assert any(span.parent_span_id in request_ids for span in statements)
     names = [attributes(span).get("http.route") for span in spans]
     assert "/admin/users" in names
+
+
+def exporting_pids(collector: Collector) -> set[object]:
+    return {
+        item.value.int_value
+        for export in collector.exports
+        for resource in export.resource_spans
+        for item in resource.resource.attributes
+        if item.key == "process.pid"
+    }
+
+
+@pytest.mark.slow
+async def test_each_worker_of_serve_exports_its_own_spans(
+    tmp_path: Path, collector: Collector
+) -> None:
+    # A provider per worker, made in the worker: spans come from two processes, each with its
+    # exporter thread (one made before the workers started would export from neither).
+    env = environment(f"sqlite+aiosqlite:///{tmp_path / 'authserver.db'}", tmp_path)
+    env.update(
+        {
+            "AUTHSERVER_TRACING": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        }
+    )
+    async with serving(env, tmp_path) as server, fresh_connections() as http:
+        with anyio.fail_after(60):
+            while len(exporting_pids(collector)) < 2:
+                assert (await http.get(f"{server.url}/readyz")).status_code == 200
+                await anyio.sleep(0.05)
+    assert server.process.pid not in exporting_pids(collector)  # the supervisor serves nothing
+    spans = collector.spans()
+    assert "GET /readyz" in {span.name for span in spans}
+    assert "SELECT sqlite" in {span.name for span in spans}
