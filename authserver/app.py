@@ -176,7 +176,7 @@ def create_app(
     settings = settings or load_settings()
     tracing = None
     if settings.tracing == "otlp":  # else not even imported: off costs nothing
-        from authserver.telemetry.tracing import Tracing
+        from authserver.telemetry.tracing import TracedRequests, Tracing
 
         tracing = Tracing()
 
@@ -255,7 +255,7 @@ def create_app(
     ]
     if tracing is not None:
         # Outermost: the request's span covers all of it, Observe's own 500 included.
-        middleware.insert(0, Middleware(tracing.middleware))
+        middleware.insert(0, Middleware(TracedRequests, provider=tracing.provider))
     app = Starlette(
         routes=routes, exception_handlers=HANDLERS, lifespan=lifespan, middleware=middleware
     )

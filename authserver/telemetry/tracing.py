@@ -70,9 +70,6 @@ class Tracing:
     def stop(self) -> None:
         self.provider.shutdown()  # sends what is still queued
 
-    def middleware(self, app: ASGIApp) -> ASGIApp:
-        return TracedRequests(app, self.provider)
-
 
 def _resource(environ: Mapping[str, str]) -> Resource:
     # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES from os.environ;

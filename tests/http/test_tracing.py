@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -22,6 +23,7 @@ from authserver.actions import registration
 from authserver.app import create_app
 from authserver.config import Settings
 from authserver.services import Services
+from authserver.telemetry.tracing import TracedRequests
 from tests._dpop import DPoPKey
 from tests._otlp import Collector, attributes, otlp_collector
 from tests.conftest import Clock, Registry, password_login
@@ -49,6 +51,15 @@ async def app(
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         yield app
+
+
+def test_off_installs_nothing(settings: Settings) -> None:
+    # Off (the default): not a layer more on the request's way, not even a pass-through.
+    plain = create_app(replace(settings, tracing="off"))
+    traced = create_app(settings)
+    added: object = traced.user_middleware[0].cls
+    assert added is TracedRequests
+    assert [m.cls for m in traced.user_middleware[1:]] == [m.cls for m in plain.user_middleware]
 
 
 def encodings(secret: str) -> set[str]:
