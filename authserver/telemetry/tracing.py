@@ -10,7 +10,9 @@ query string, the session cookie):
   holding only its method, scheme, HTTP version, the addresses and the W3C trace context
   headers; never the path, the query string, another header or the body. It is named after
   the route template once the router has chosen it (`POST /token`, `GET /admin/users/{id}`),
-  never the raw path, which may be an unknown one carrying anything;
+  never the raw path, which may be an unknown one carrying anything. An exception that escapes
+  the app (after its response began; Observe answers the others) leaves its class in the span's
+  status, not its text or traceback;
 - a statement span (engine events, db/statement_spans.py) carries the SQL text as SQLAlchemy
   sends it, with its placeholders: bound parameters are never read. A failed statement's
   status says the exception's class only, as its text lists the parameters.
@@ -36,6 +38,7 @@ from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Status, StatusCode
 
 from authserver import __version__
 
@@ -52,6 +55,7 @@ _TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 # The view's keys, from the real scope. Not path, raw_path, query_string, headers, state.
 _SHOWN = ("type", "asgi", "http_version", "method", "scheme", "server", "client", "root_path")
 _SCOPE = "authserver.scope"  # where the view keeps the real scope for the app
+_ESCAPED = "authserver.escaped"  # an exception the app raised, raised again past the span
 
 
 class Tracing:
@@ -112,6 +116,9 @@ class TracedRequests:
         view["headers"] = [(k, v) for k, v in scope["headers"] if k in _TRACE_HEADERS]
         view[_SCOPE] = scope
         await self.traced(view, receive, send)
+        escaped = view.get(_ESCAPED)
+        if escaped is not None:
+            raise escaped
 
     async def _inner(self, view: Scope, receive: Receive, send: Send) -> None:
         scope: Scope = view[_SCOPE]
@@ -126,4 +133,10 @@ class TracedRequests:
                     span.set_attribute("http.route", route)
             await send(message)
 
-        await self.app(scope, receive, named_send)
+        try:
+            await self.app(scope, receive, named_send)
+        except Exception as exc:
+            # Carried past the instrumentation, which would record the exception's text and
+            # traceback in the span (either may quote a value): the status names its class.
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            view[_ESCAPED] = exc

@@ -11,11 +11,15 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import anyio
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
@@ -60,6 +64,32 @@ def test_off_installs_nothing(settings: Settings) -> None:
     added: object = traced.user_middleware[0].cls
     assert added is TracedRequests
     assert [m.cls for m in traced.user_middleware[1:]] == [m.cls for m in plain.user_middleware]
+
+
+async def test_an_escaping_exception_leaves_only_its_class() -> None:
+    # Past Observe only once the response has begun (a body cut off): its text may quote
+    # anything, and OpenTelemetry would put it and the traceback in an event.
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise ValueError("pw-leaked-into-an-error")
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        pass
+
+    with pytest.raises(ValueError, match="pw-leaked"):
+        await TracedRequests(failing, provider)(scope, receive, send)
+    [span] = exported.get_finished_spans()
+    assert not span.events
+    assert span.status.description == "ValueError"
+    assert "pw-leaked" not in repr(span.to_json())
 
 
 def encodings(secret: str) -> set[str]:
