@@ -1,6 +1,7 @@
 """A span per statement an engine sends (AUTHSERVER_TRACING=otlp, telemetry/tracing.py), from
-its cursor events: named by the statement's first word, carrying its SQL text as SQLAlchemy
-sends it, placeholders and all. Its bound parameters are never read.
+its cursor events, and around the hot statements db/direct.py sends through asyncpg itself:
+named by the statement's first word, carrying its SQL text as sent, placeholders and all. Its
+bound parameters are never read.
 
 Not opentelemetry-instrumentation-sqlalchemy: it patches create_engine for the whole process,
 declares SQLAlchemy < 2.1 (we run 2.1), and puts a failed statement's error text, which lists
@@ -9,6 +10,8 @@ the bound parameters, in the span's status.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
@@ -16,11 +19,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from authserver.db import direct
+
 _SPAN = "_authserver_span"  # where a statement's span waits on its execution context
 
 
 def trace_statements(engine: Engine, tracer: trace.Tracer) -> None:
-    _Statements(engine, tracer)
+    direct.TRACED[engine] = _Statements(engine, tracer)
 
 
 class _Statements:
@@ -39,23 +44,37 @@ class _Statements:
         event.listen(engine, "after_cursor_execute", self.after)
         event.listen(engine, "handle_error", self.failed)
 
-    def before(
-        self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
-    ) -> None:
+    def start(self, statement: str) -> trace.Span:
         words = statement.split(None, 1)
         operation = words[0].upper() if words else ""
         # A child of the request's span: SQLAlchemy's greenlet runs in the request's context.
-        span = self.tracer.start_span(
+        return self.tracer.start_span(
             f"{operation} {self.system}".lstrip(),
             kind=SpanKind.CLIENT,
             attributes={
                 **self.attributes,
                 "db.operation.name": operation,
-                "db.query.text": statement,  # placeholders; `params` is never read
+                "db.query.text": statement,  # placeholders; the parameters are never read
             },
         )
+
+    @contextmanager
+    def around(self, statement: str) -> Iterator[None]:
+        """A statement sent past the engine's events (db/direct.py)."""
+        span = self.start(statement)
+        try:
+            yield
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))  # see failed()
+            raise
+        finally:
+            span.end()
+
+    def before(
+        self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
         if context is not None:
-            setattr(context, _SPAN, span)
+            setattr(context, _SPAN, self.start(statement))
 
     def after(
         self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool

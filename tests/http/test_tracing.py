@@ -92,6 +92,9 @@ async def test_an_escaping_exception_leaves_only_its_class() -> None:
     assert "pw-leaked" not in repr(span.to_json())
 
 
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
 def encodings(secret: str) -> set[str]:
     """The forms a secret travels in: as is, percent-encoded (a query or form value), and
     base64 / base64url (Basic credentials, a JWT's parts)."""
@@ -133,6 +136,9 @@ async def test_no_secret_reaches_a_span(
             "refresh_token": admin["refresh_token"],
             "client_id": spa,
         },
+        # A caller's trace, continued: and the rotation's statement is in it, on Postgres too,
+        # where it goes through asyncpg past SQLAlchemy's events (db/direct.py).
+        headers={"traceparent": f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"},
     )
     assert refreshed.status_code == 200, refreshed.text
     keep(refreshed.json()["access_token"], refreshed.json()["refresh_token"])
@@ -225,6 +231,9 @@ async def test_no_secret_reaches_a_span(
     # A statement is a child of the request that ran it.
     request_ids = {span.span_id for span in spans if span.kind == span.SPAN_KIND_SERVER}
     assert any(span.parent_span_id in request_ids for span in statements)
+    rotation = [span for span in spans if span.trace_id.hex() == CALLER_TRACE]
+    assert [span.name for span in rotation if span.kind == span.SPAN_KIND_SERVER] == ["POST /token"]
+    assert any(span.kind == span.SPAN_KIND_CLIENT for span in rotation), rotation
     names = [attributes(span).get("http.route") for span in spans]
     assert "/admin/users" in names
 
