@@ -184,10 +184,23 @@ def create_app(
     key_epoch: KeyEpoch | None = None,
 ) -> Starlette:
     settings = settings or load_settings()
+    tracing = None
+    if settings.tracing == "otlp":  # else not even imported: off costs nothing
+        from authserver.telemetry.tracing import TracedRequests, Tracing
+
+        tracing = Tracing()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = make_engine(settings)
+        if tracing is not None:
+            # Here, in the process that serves (each worker of `serve --workers N`): the
+            # exporter's thread is this process's own.
+            from authserver.db.statement_spans import trace_statements
+
+            trace_statements(engine.sync_engine, tracing.tracer)
+            tracing.start()
+            app.state.tracing = tracing
         try:
             await prepare_schema(engine)
             await refuse_a_missing_kek(settings, engine)
@@ -236,6 +249,8 @@ def create_app(
                 background.cancel_scope.cancel()
         finally:
             await engine.dispose()
+            if tracing is not None:
+                tracing.stop()
             logs.flush_handlers()  # the access lines of the last requests (telemetry/logs.py)
 
     # Outermost first. Observe (access log, request id, metrics, security headers) times and
@@ -252,6 +267,9 @@ def create_app(
         Middleware(HotRoutes, routes=routes),
         cors_middleware(settings),
     ]
+    if tracing is not None:
+        # Outermost: the request's span covers all of it, Observe's own 500 included.
+        middleware.insert(0, Middleware(TracedRequests, provider=tracing.provider))
     app = Starlette(
         routes=routes, exception_handlers=HANDLERS, lifespan=lifespan, middleware=middleware
     )

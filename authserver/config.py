@@ -173,6 +173,9 @@ class Settings:
     client_id_metadata: bool = False
     client_id_metadata_allow_hosts: tuple[str, ...] = ()
 
+    # OpenTelemetry traces (telemetry/tracing.py): off, or sent over OTLP/HTTP.
+    tracing: str = "off"
+
     @property
     def mail_enabled(self) -> bool:
         return self.smtp_url is not None
@@ -302,6 +305,13 @@ DESCRIPTIONS: dict[str, str] = {
     "metadata documents may be fetched although they resolve to a private, loopback, "
     "link-local or otherwise non-public address (for tests and in-house clients). Matched "
     "exactly against the URL's host, in lower case.",
+    "tracing": "`off` or `otlp`: a span per request (named after its route) and per database "
+    "statement, sent over OTLP/HTTP to `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (or "
+    "`OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`; default `http://localhost:4318/v1/traces`). "
+    "The other standard `OTEL_` variables are honoured too (`OTEL_SERVICE_NAME`, default "
+    "`authserver`; `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_HEADERS`, "
+    "`OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`). No span holds a path, query string, header, body "
+    "or bound parameter (docs/tracing.md). `off`: nothing of it is installed.",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
@@ -401,6 +411,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         dpop_nonce=read("DPOP_NONCE", _on_off, defaults.dpop_nonce),
         client_id_metadata=read("CLIENT_ID_METADATA", _boolean, defaults.client_id_metadata),
         client_id_metadata_allow_hosts=read("CLIENT_ID_METADATA_ALLOW_HOSTS", _hosts, ()),
+        tracing=read("TRACING", _tracing_mode, defaults.tracing),
     )
     if settings.smtp_url is not None and not env.get("AUTHSERVER_MAIL_FROM", "").strip():
         problems.append("AUTHSERVER_MAIL_FROM: must be set with AUTHSERVER_SMTP_URL")
@@ -524,6 +535,12 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
 def _registration_mode(raw: str) -> str:
     if raw not in ("off", "open", "token"):
         raise ValueError(f"must be off, open or token, got {raw!r}")
+    return raw
+
+
+def _tracing_mode(raw: str) -> str:
+    if raw not in ("off", "otlp"):
+        raise ValueError(f"must be off or otlp, got {raw!r}")
     return raw
 
 

@@ -125,6 +125,8 @@ def test_cookie_secure_reads_common_spellings(raw: str, expected: bool) -> None:
         ("PASSWORD_HASH_CONCURRENCY", "0"),
         ("DB_POOL_SIZE", "lots"),
         ("DPOP_NONCE", "true"),
+        ("TRACING", "on"),
+        ("TRACING", "grpc"),
     ],
 )
 def test_a_bad_value_gives_one_line_naming_the_variable(name: str, raw: str) -> None:
@@ -307,6 +309,11 @@ def test_secrets_may_come_from_files(tmp_path: Path) -> None:
     (tmp_path / "bad").write_text("short")
     found = problems_for({"AUTHSERVER_KEY_ENCRYPTION_KEY_FILE": str(tmp_path / "bad")})
     assert found[0].startswith("AUTHSERVER_KEY_ENCRYPTION_KEY: ") and "short" not in found[0]
+
+
+def test_tracing_is_off_unless_asked_for() -> None:
+    assert load_settings({}).tracing == "off"
+    assert load_settings({"AUTHSERVER_TRACING": "otlp"}).tracing == "otlp"
 
 
 def test_where_serve_listens_is_a_setting() -> None:

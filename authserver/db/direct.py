@@ -11,15 +11,26 @@ SQLAlchemy's.
 from __future__ import annotations
 
 import functools
+import weakref
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import TextClause
 
 from authserver.db.primary import is_read_only
+
+
+class StatementSpans(Protocol):
+    def around(self, statement: str) -> AbstractContextManager[None]: ...
+
+
+# AUTHSERVER_TRACING's statement spans by engine (db/statement_spans.py registers them): these
+# statements pass the engine's events by. Empty when off: one truth test per statement.
+TRACED: weakref.WeakKeyDictionary[Engine, StatementSpans] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -44,8 +55,13 @@ async def fetch_row(
     try:
         driver: asyncpg.Connection = pooled.driver_connection
         try:
-            row: asyncpg.Record | None = await driver.fetchrow(compiled.sql, *args)
-            return row
+            spans = TRACED.get(engine.sync_engine) if TRACED else None
+            if spans is None:
+                row: asyncpg.Record | None = await driver.fetchrow(compiled.sql, *args)
+                return row
+            with spans.around(compiled.sql):
+                row = await driver.fetchrow(compiled.sql, *args)
+                return row
         except BaseException as exc:
             # An error the server answered leaves the connection fit for the next request;
             # anything else (lost, timed out, cancelled mid-statement) does not, nor does a

@@ -12,6 +12,8 @@ here to:
   them, 400 to ambiguous framing, and close;
 - answer 503 with Retry-After and close at once past `max_connections` open connections.
 
+Each such answer is counted in authserver_http_refused_total{status} (telemetry/metrics.py).
+
 `BodyDeadline` (ASGI middleware) bounds the time to read a request's body: 408, then close.
 Every refusal is the JSON error of the rest of the server (http/errors.py).
 """
@@ -37,6 +39,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from authserver.config import Settings
 from authserver.errors import RequestTimeout
 from authserver.http.errors import error_body
+from authserver.telemetry.metrics import count_refused
 
 logger = logging.getLogger("authserver.http")
 # Its lines can come once per connection under a flood: telemetry/logs.py rate-limits them.
@@ -150,6 +153,8 @@ class _Guard:
             logger.info("refused a request: %d %s", refused.status, refused.description)
         self.transport.write(_answer(refused, extra))  # type: ignore[attr-defined]
         self.transport.close()
+        # Counted here: the app, and so Observe's request counter, never sees these.
+        count_refused(refused.status)
 
     def _expired(self) -> None:
         self.timer = None

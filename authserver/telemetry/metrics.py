@@ -101,6 +101,16 @@ MAIL = Counter(
 )
 MAIL_OUTCOMES = ("sent", "retried", "dropped")
 
+# Answered by the connection itself (http/server.py), so no request reaches Observe's counter.
+REFUSED = Counter(
+    "authserver_http_refused_total",
+    "Requests and connections the server answered before the app ran, by status: 400 "
+    "(malformed HTTP, or Content-Length with Transfer-Encoding), 408 (the head too slow), 414 "
+    "(the URL too long), 431 (the head too large), 503 (past AUTHSERVER_MAX_CONNECTIONS).",
+    ["status"],
+)
+REFUSAL_STATUSES = (400, 408, 414, 431, 503)
+
 GRANTS = frozenset({"authorization_code", "password", "refresh_token", "client_credentials"})
 KEY_ACTIONS = ("rotate", "scheduled", "revoke")
 for _action in KEY_ACTIONS:  # at 0 from the start, so rate() and increase() see the first one
@@ -109,6 +119,14 @@ for _outcome in AUTHORIZE_OUTCOMES:
     AUTHORIZE.labels(_outcome)
 for _outcome in MAIL_OUTCOMES:
     MAIL.labels(_outcome)
+
+
+_REFUSED_BY_STATUS = {status: REFUSED.labels(str(status)) for status in REFUSAL_STATUSES}
+
+
+def count_refused(status: int) -> None:
+    child = _REFUSED_BY_STATUS.get(status)
+    (child or REFUSED.labels(str(status))).inc()
 
 
 def grant_label(grant_type: str | None) -> str:

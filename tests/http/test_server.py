@@ -161,6 +161,15 @@ def assert_oauth_error(answer: Answer, status: int, error: str = "invalid_reques
     assert answer.headers.get("cache-control") == "no-store"
 
 
+def refused_count(served: Served, status: int) -> float:
+    """authserver_http_refused_total{status} on the server's /metrics: the refusals the
+    connection answered itself, which no request counter sees."""
+    text = httpx.get(f"{served.url}/metrics", timeout=PATIENCE, trust_env=False).text
+    prefix = f'authserver_http_refused_total{{status="{status}"}} '
+    [line] = [line for line in text.splitlines() if line.startswith(prefix)]
+    return float(line.removeprefix(prefix))
+
+
 def assert_quiet(served: Served) -> None:
     """Nothing the server logged so far is an error or carries a traceback."""
     for line in served.log_lines():
@@ -179,6 +188,7 @@ def test_a_connection_that_sends_nothing_is_closed(server: Served) -> None:
 
 
 def test_a_head_sent_slowly_is_answered_408_and_closed(server: Served) -> None:
+    before = refused_count(server, 408)
     with connect(server.port) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         started = time.monotonic()
@@ -200,9 +210,11 @@ def test_a_head_sent_slowly_is_answered_408_and_closed(server: Served) -> None:
         assert answer.headers.get("connection") == "close"
         assert closed_by_server(sock)
         assert time.monotonic() - started < 3
+    assert refused_count(server, 408) == before + 1
 
 
 def test_a_keep_alive_connection_gets_the_same_bound_for_its_next_head(server: Served) -> None:
+    before = refused_count(server, 408)
     with connect(server.port) as sock:
         sock.sendall(request_head("/healthz"))
         assert read_answer(sock).status == 200
@@ -212,6 +224,7 @@ def test_a_keep_alive_connection_gets_the_same_bound_for_its_next_head(server: S
         assert_oauth_error(answer, 408)
         assert closed_by_server(sock)
         assert time.monotonic() - started < 3
+    assert refused_count(server, 408) == before + 1
 
 
 def test_a_body_that_stalls_is_answered_408_and_closed(server: Served) -> None:
@@ -276,6 +289,7 @@ def test_connections_beyond_the_cap_get_503_and_the_server_recovers(
     served = start(tmp_path, http, TIMEOUTS, nofile=128)
     sockets = []
     try:
+        before = refused_count(served, 503)
         for _ in range(100):
             sockets.append(connect(served.port))  # each sends nothing: the cheapest Slowloris
         time.sleep(0.3)
@@ -299,6 +313,8 @@ def test_connections_beyond_the_cap_get_503_and_the_server_recovers(
         time.sleep(1.5)
         health = httpx.get(f"{served.url}/healthz", timeout=PATIENCE, trust_env=False)
         assert health.status_code == 200
+        # Each 503 counted (one may still have been on its way when the sockets were read).
+        assert len(refused) <= refused_count(served, 503) - before <= 100 - 50
         assert served.process.poll() is None
         text = served.log.read_text()
         assert "out of system resource" not in text
@@ -365,22 +381,27 @@ def test_accept_out_of_resource_is_logged_once_per_interval() -> None:
 
 
 def test_too_many_headers_are_answered_431_and_closed(server: Served) -> None:
+    before = refused_count(server, 431)
     headers = [f"X-Many-{index}: a" for index in range(150)]
     with connect(server.port) as sock:
         sock.sendall(request_head("/healthz", "GET", *headers))
         assert_oauth_error(read_answer(sock), 431)
         assert closed_by_server(sock)
+    assert refused_count(server, 431) == before + 1
 
 
 def test_a_large_head_in_one_read_is_answered_431_and_closed(server: Served) -> None:
+    before = refused_count(server, 431)
     headers = [f"X-Big-{index}: {'a' * 1000}" for index in range(64)]  # 64 KiB of headers
     with connect(server.port) as sock:
         sock.sendall(request_head("/healthz", "GET", *headers))
         assert_oauth_error(read_answer(sock), 431)
         assert closed_by_server(sock)
+    assert refused_count(server, 431) == before + 1
 
 
 def test_a_large_head_that_never_ends_is_answered_431_and_closed(server: Served) -> None:
+    before = refused_count(server, 431)
     with connect(server.port) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
         answer = None
@@ -392,13 +413,16 @@ def test_a_large_head_that_never_ends_is_answered_431_and_closed(server: Served)
         answer = read_answer(sock)
         assert_oauth_error(answer, 431)
         assert closed_by_server(sock)
+    assert refused_count(server, 431) == before + 1
 
 
 def test_a_long_url_is_answered_414_and_closed(server: Served) -> None:
+    before = refused_count(server, 414)
     with connect(server.port) as sock:
         sock.sendall(request_head("/healthz?" + "a" * 100_000))
         assert_oauth_error(read_answer(sock), 414)
         assert closed_by_server(sock)
+    assert refused_count(server, 414) == before + 1
 
 
 def test_heads_within_the_limits_are_served(server: Served) -> None:
@@ -414,6 +438,7 @@ def test_heads_within_the_limits_are_served(server: Served) -> None:
 
 
 def test_content_length_with_transfer_encoding_is_answered_400_and_closed(server: Served) -> None:
+    before = refused_count(server, 400)
     # On /healthz, which answers 200 to anything it is given: a 400 can only be the framing.
     with connect(server.port) as sock:
         sock.sendall(
@@ -422,6 +447,7 @@ def test_content_length_with_transfer_encoding_is_answered_400_and_closed(server
         )
         assert_oauth_error(read_answer(sock), 400)
         assert closed_by_server(sock)
+    assert refused_count(server, 400) == before + 1
 
 
 # 4. No redirects, and no URL built from the Host header
