@@ -6,6 +6,7 @@ with a DPoP challenge, and nothing is ended."""
 from __future__ import annotations
 
 import httpx
+import jwt
 
 from tests._dpop import DPoPKey
 from tests.conftest import Registry, assert_oauth_error
@@ -99,6 +100,35 @@ async def test_logout_denies_a_bound_token_only_with_a_proof_of_its_key(
     assert response.status_code == 204, response.text
     after = await client.get("/sessions", headers=dpop(key, token, "/sessions", "GET"))
     refused(after, "invalid_token")  # the access token is denied now
+
+
+async def test_the_revocation_feed_lists_a_bound_session_only_once_its_holder_ends_it(
+    client: httpx.AsyncClient, registry: Registry, spa: str
+) -> None:
+    """A verifier working offline learns of a bound token's end as of any other's; a thief's
+    Bearer or wrong-key /logout adds nothing to the feed (they ended nothing)."""
+    await registry.user("alice", "correct horse")
+    secret = await registry.client("orders-api")
+    assert secret is not None
+    key = DPoPKey()
+    body = await bound_login(client, key)
+    token, rt = body["access_token"], body["refresh_token"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["cnf"]["jkt"] == key.jkt
+    form = {"refresh_token": rt, "client_id": "spa"}
+
+    async def feed() -> dict[str, list[str]]:
+        answer = await client.get("/revocations", auth=("orders-api", secret))
+        assert answer.status_code == 200, answer.text
+        listed: dict[str, list[str]] = answer.json()
+        return listed
+
+    for thief in ({"Authorization": f"Bearer {token}"}, dpop(DPoPKey(), token, "/logout", "POST")):
+        assert (await client.post("/logout", data=form, headers=thief)).status_code == 401
+    assert await feed() == {"sids": [], "jtis": []}
+    ended = await client.post("/logout", data=form, headers=dpop(key, token, "/logout", "POST"))
+    assert ended.status_code == 204, ended.text
+    assert await feed() == {"sids": [claims["sid"]], "jtis": [claims["jti"]]}
 
 
 async def test_the_admin_api_takes_a_bound_admin_token_with_a_proof(
