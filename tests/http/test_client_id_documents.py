@@ -7,8 +7,11 @@ private address."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,10 +25,12 @@ from authserver.config import Settings
 from authserver.metadata_documents.documents import (
     MAX_FRESH,
     DocumentRefused,
+    audit,
     check_url,
+    document_client,
     fresh_until,
 )
-from authserver.metadata_documents.fetch import MAX_IN_FLIGHT, public
+from authserver.metadata_documents.fetch import MAX_IN_FLIGHT, Fetched, public
 from authserver.services import Services
 from tests._https_documents import DocumentsServer, documents_server
 from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error
@@ -176,6 +181,47 @@ async def test_caching_follows_max_age_and_changed_redirect_uris_take_effect_on_
     await code_for(client, flow, consent=True)
     # no-store: every use fetches it again.
     assert docs.hits["/notes.json"] == 3
+
+
+async def test_the_audit_log_says_when_a_document_client_is_stored_and_its_redirect_uris_change(
+    client: httpx.AsyncClient, registry: Registry, services: Services, docs: DocumentsServer,
+    clock: Clock,
+) -> None:  # fmt: skip
+    await registry.user("alice")
+    url = docs.serve("/notes.json", document(docs.url("/notes.json")), Cache_Control="no-store")
+    await code_for(client, Flow.new(url, scope="openid"), consent=True)
+    await code_for(client, Flow.new(url, scope="openid"), consent=True)  # refetched, unchanged
+    docs.serve("/notes.json", document(url, redirect_uris=[CALLBACK, OTHER_CALLBACK]))
+    clock.now += 1
+    await code_for(client, Flow.new(url, scope="openid", redirect_uri=OTHER_CALLBACK), consent=True)
+
+    events = [e for e in await services.audit.recent() if e.action.startswith("client.")]
+    assert [(e.actor, e.action, e.target) for e in events] == [
+        ("client_id_metadata", "client.registered", url),
+        ("client_id_metadata", "client.updated", url),
+    ]
+    assert events[0].detail == {"registration": "document", "redirect_uris": [CALLBACK]}
+    assert events[1].detail == {
+        "redirect_uris": [CALLBACK, OTHER_CALLBACK],
+        "previous_redirect_uris": [CALLBACK],
+    }
+    assert events[1].at == clock.now
+
+
+async def test_two_instances_storing_a_new_document_client_at_once_record_it_once(
+    services: Services, clock: Clock
+) -> None:
+    url = "https://notes.example/client.json"
+    body = json.dumps(document(url)).encode()
+    client = document_client(url, Fetched(body, ()), clock.now)
+    # The database settles which one made the row; the other only refreshes it.
+    saved = await asyncio.gather(
+        *(services.clients.save_document(client, clock.now, partial(audit, now=clock.now))
+          for _ in range(4))
+    )  # fmt: skip
+    assert all(s is not None and s.client_id == url for s in saved)
+    events = [e for e in await services.audit.recent() if e.target == url]
+    assert [e.action for e in events] == ["client.registered"]
 
 
 async def test_a_disabled_document_client_stays_disabled_and_a_deleted_one_gone(
