@@ -19,9 +19,12 @@ from urllib.parse import quote
 import anyio
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.audit import AuditEvent
+from authserver.clients import ClientChanges
 from authserver.config import Settings
+from authserver.db.purge import purge
 from authserver.metadata_documents.documents import (
     MAX_FRESH,
     DocumentRefused,
@@ -222,6 +225,43 @@ async def test_two_instances_storing_a_new_document_client_at_once_record_it_onc
     assert all(s is not None and s.client_id == url for s in saved)
     events = [e for e in await services.audit.recent() if e.target == url]
     assert [e.action for e in events] == ["client.registered"]
+
+
+async def test_document_clients_nobody_used_for_the_idle_time_are_purged_in_batches(
+    client: httpx.AsyncClient, registry: Registry, services: Services, docs: DocumentsServer,
+    engine: AsyncEngine, settings: Settings, clock: Clock,
+) -> None:  # fmt: skip
+    await registry.user("alice")
+    names = ("idle", "abandoned", "used", "disabled")
+    urls = {name: docs.url(f"/{name}.json") for name in names}
+    for name, url in urls.items():
+        docs.serve(f"/{name}.json", document(url), Cache_Control="max-age=60")
+    # Allowed on the consent page, its code never redeemed (the purge deletes the code first).
+    await code_for(client, Flow.new(urls["idle"], scope="openid"), consent=True)
+    assert (await client.get("/authorize", params=Flow.new(urls["abandoned"]).params)).is_redirect
+    flow = Flow.new(urls["used"], scope="openid")
+    assert (await exchange(client, await code_for(client, flow, consent=True), flow)).is_success
+    assert await client.get("/authorize", params=Flow.new(urls["disabled"]).params)
+    changes = ClientChanges(disabled=True)
+    assert await services.clients.update(urls["disabled"], changes, clock.now, [])
+    await registry.client("machine")  # an operator's: never purged
+
+    # Unused since the documents went stale (60 s after the fetch), for the idle time.
+    idle_since = clock.now + 60 + settings.registration_idle_purge
+    purged = await purge(engine, settings, idle_since - 1, batch=1)
+    assert purged is not None and purged.document_clients == 0
+    purged = await purge(engine, settings, idle_since + 1, batch=1)
+    assert purged is not None and purged.document_clients == 2  # one batch of one at a time
+    for name, kept in [("idle", False), ("abandoned", False), ("used", True), ("disabled", True)]:
+        assert (await services.clients.fresh(urls[name]) is not None) is kept, name
+    assert await services.clients.fresh("machine") is not None
+
+    # Used again, it is fetched again, and the user is asked again (the grant went with it).
+    clock.now = idle_since + 2
+    response = await client.get("/authorize", params=Flow.new(urls["idle"], scope="openid").params)
+    signed_in = await sign_in(client, response.headers["location"])
+    assert signed_in.headers["location"].startswith(f"{ISSUER}/consent?")
+    assert docs.hits["/idle.json"] == 2
 
 
 async def test_a_disabled_document_client_stays_disabled_and_a_deleted_one_gone(
