@@ -20,6 +20,7 @@ import anyio
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
 from authserver.audit import AuditEvent
 from authserver.clients import ClientChanges
@@ -34,6 +35,7 @@ from authserver.metadata_documents.documents import (
     fresh_until,
 )
 from authserver.metadata_documents.fetch import MAX_IN_FLIGHT, Fetched, public
+from authserver.page_limits import DOCUMENT_FETCHES_LIMIT
 from authserver.services import Services
 from tests._https_documents import DocumentsServer, documents_server
 from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error
@@ -425,6 +427,43 @@ async def test_fetches_at_once_are_bounded_and_fresh_documents_need_none(
     assert sum(a.status_code == 302 for a in answers) == MAX_IN_FLIGHT
     assert codes  # a client whose document is fresh was not held up
     assert sum(docs.hits[path] for path in paths) == MAX_IN_FLIGHT
+
+
+async def test_one_address_group_cannot_make_authserver_fetch_document_after_document(
+    client: httpx.AsyncClient, app: Starlette, registry: Registry, docs: DocumentsServer,
+    clock: Clock,
+) -> None:  # fmt: skip
+    await registry.user("alice")
+    fresh = docs.serve(
+        "/fresh.json", document(docs.url("/fresh.json")), Cache_Control="max-age=900"
+    )
+    await code_for(client, Flow.new(fresh, scope="openid"), consent=True)  # fetch 1
+    budget = DOCUMENT_FETCHES_LIMIT.requests
+    urls = [docs.serve(f"/n{n}.json", document(docs.url(f"/n{n}.json"))) for n in range(budget + 2)]
+    for url in urls[: budget - 1]:
+        assert (await client.get("/authorize", params=Flow.new(url).params)).is_redirect
+
+    # Over the budget: answered as an unknown client would be, and nothing fetched.
+    response = await client.get("/authorize", params=Flow.new(urls[budget - 1]).params)
+    assert_error_page(response)
+    assert "Too many client metadata documents were fetched" in response.text
+    token = await client.post(
+        "/token",
+        data={"grant_type": "authorization_code", "code": "x", "code_verifier": "y" * 43,
+              "redirect_uri": CALLBACK, "client_id": urls[budget]},
+    )  # fmt: skip
+    assert_oauth_error(token, 401, "invalid_client")
+    assert "try again in" in token.json()["error_description"]
+    assert docs.hits[f"/n{budget - 1}.json"] == docs.hits[f"/n{budget}.json"] == 0
+    # A client whose document is fresh needs no fetch and goes on.
+    await code_for(client, Flow.new(fresh, scope="openid"), consent=True)
+    # Another address group has its own budget.
+    elsewhere = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=elsewhere, base_url=ISSUER) as other:
+        assert (await other.get("/authorize", params=Flow.new(urls[budget + 1]).params)).is_redirect
+    # And the window passes.
+    clock.now += DOCUMENT_FETCHES_LIMIT.window
+    assert (await client.get("/authorize", params=Flow.new(urls[budget - 1]).params)).is_redirect
 
 
 @NOT_ALLOWED
