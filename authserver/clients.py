@@ -120,6 +120,11 @@ class ClientCredentials:
     secret: str | None
 
 
+# What a document client's store records when it saves it: (the client before, or None when
+# new; the client after) -> events.
+DocumentAudit = Callable[["Client | None", "Client"], Sequence[AuditEvent]]
+
+
 class ClientStore(Protocol):
     async def get(self, client_id: str) -> Client | None:
         """The client, unless deleted. A cache may answer from memory."""
@@ -133,11 +138,15 @@ class ClientStore(Protocol):
         """Stores a new client; False when the client_id is taken."""
         ...
 
-    async def save_document(self, client: Client, now: int) -> Client | None:
-        """Stores a client ID metadata document's client (metadata_documents/), in one
-        statement: a new row, or the metadata and `document_expires_at` of the document
-        client already there (its disabled flag stays). The client as stored; None when the
-        id was deleted. An operator's client of that id is left as it is (and answered)."""
+    async def save_document(
+        self, client: Client, now: int, audit: DocumentAudit | None = None
+    ) -> Client | None:
+        """Stores a client ID metadata document's client (metadata_documents/): a new row, or
+        the metadata and `document_expires_at` of the document client already there (its
+        disabled flag stays), the row locked while it changes. The client as stored; None
+        when the id was deleted. An operator's client of that id is left as it is (and
+        answered). `audit(before, after)` (before: None when this made the row) gives the
+        events recorded in the same transaction."""
         ...
 
     async def scopes_in_use(self) -> list[str]:
@@ -232,8 +241,10 @@ class CachedClients:
     async def create(self, client: Client, now: int) -> bool:
         return await self._store.create(client, now)
 
-    async def save_document(self, client: Client, now: int) -> Client | None:
-        saved = await self._store.save_document(client, now)
+    async def save_document(
+        self, client: Client, now: int, audit: DocumentAudit | None = None
+    ) -> Client | None:
+        saved = await self._store.save_document(client, now, audit)
         self.forget(client.client_id)
         return saved
 

@@ -288,7 +288,9 @@ DESCRIPTIONS: dict[str, str] = {
     "registration_idle_purge": "Seconds an open-mode registered client that never completed a "
     "code exchange is kept (3600 to 31536000); the purge then deletes it. A week: an app "
     "registers on its first run and signs someone in within minutes; what is left a week later "
-    "is a script's litter, and the client can register again.",
+    "is a script's litter, and the client can register again. A client ID metadata document's "
+    "client nobody used for as long (no code, no session left) is purged too; its next use "
+    "fetches the document again (docs/client-id-metadata.md).",
     "dpop_nonce": "`on`: DPoP proofs (RFC 9449) must carry a server nonce (§8 at `/token` and "
     "`/refresh`, §9 at `/userinfo`, `/sessions`, `/logout` and the admin API). A proof without "
     "a valid one, or whose `iat` is out of the window, is answered `400 use_dpop_nonce` "

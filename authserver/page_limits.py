@@ -29,8 +29,13 @@ PER_EMAIL = Limit(5, 900)
 # A passkey button costs a held challenge row per click and sends no mail: twice the pages'
 # budget, so one office behind one address is not turned away.
 PASSKEY_CHALLENGES = Limit(60, 60)
+# Client ID metadata documents fetched for requests from one address group (a request naming a
+# new or stale document's URL makes authserver fetch it): anyone may name any URL, so without a
+# bound one address could make authserver fetch thousands. A sign-in through a document sent
+# with no-store costs about six fetches (each page of it refetches); one with max-age, one.
+DOCUMENT_FETCHES_LIMIT = Limit(60, 600)
 # A bucket's count older than this counts for nothing (db/purge.py deletes it).
-LONGEST_WINDOW = max(PER_ADDRESS_GROUP.window, PER_EMAIL.window)
+LONGEST_WINDOW = max(PER_ADDRESS_GROUP.window, PER_EMAIL.window, DOCUMENT_FETCHES_LIMIT.window)
 # Bucket prefixes: the mail pages share one budget; client registration (POST /register,
 # actions/registration.py) has its own, with the same 30 a minute per address group.
 PAGES = "page"
@@ -38,6 +43,8 @@ REGISTRATION = "register"
 # Passwordless passkey sign-in (POST /login/passkey/options) holds a challenge row per request
 # before anyone is known, so it is limited per address group too (actions/passkeys.py).
 PASSKEY = "passkey"
+# Client ID metadata document fetches (actions/authorize.named_client).
+DOCUMENT_FETCHES = "cimd"
 
 
 class PageLimitStore(Protocol):

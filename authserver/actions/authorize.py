@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from authserver import page_limits
 from authserver.accounts.consents import covers
 from authserver.accounts.login_sessions import MAX_COOKIE, LoginSession, acr_of, hash_session_token
 from authserver.audit import ANONYMOUS, AuditEvent
@@ -37,6 +38,7 @@ from authserver.clients import Client
 from authserver.errors import InvalidClient, InvalidScope, InvalidTarget, OAuthError
 from authserver.inputs import storable
 from authserver.metadata_documents import documents
+from authserver.metadata_documents.fetch import Fetched, FetchRefused
 from authserver.services import Services
 from authserver.tokens.authorization_codes import CODE_TTL, AuthorizationCode, issue_code
 from authserver.tokens.pkce import check_challenge
@@ -134,7 +136,7 @@ def local_page_after(params: Params) -> str | None:
 
 
 async def authorize(
-    services: Services, params: Params, session_cookie: str | None
+    services: Services, params: Params, session_cookie: str | None, *, address: str | None
 ) -> Redirect | SignIn | StepUp:
     """The answer to one /authorize request; raises ErrorPage when nothing may be redirected.
 
@@ -142,7 +144,7 @@ async def authorize(
     too) as `authorize` with its outcome."""
     client_id = _single(params).get("client_id")
     try:
-        outcome = await _decide(services, params, session_cookie)
+        outcome = await _decide(services, params, session_cookie, address)
     except ErrorPage as exc:
         await _audit(services, client_id, "error_page", exc.description)
         raise
@@ -168,9 +170,9 @@ async def _audit(
 
 
 async def _decide(
-    services: Services, params: Params, session_cookie: str | None
+    services: Services, params: Params, session_cookie: str | None, address: str | None
 ) -> Redirect | SignIn | StepUp:
-    client, redirect_uri, given = await trusted_target(services, params)
+    client, redirect_uri, given = await trusted_target(services, params, address=address)
     state = _single(params).get("state")
     try:
         request = _parse(client, redirect_uri, given, params)
@@ -234,7 +236,9 @@ async def live_session(services: Services, cookie: str | None) -> LoginSession |
     )
 
 
-async def trusted_target(services: Services, params: Params) -> tuple[Client, str, bool]:
+async def trusted_target(
+    services: Services, params: Params, *, address: str | None
+) -> tuple[Client, str, bool]:
     """The client and the redirect URI to answer to: (client, uri, whether the request named
     it). RFC 6749 §4.1.2.1: if the request fails due to a missing, invalid, or mismatching
     redirection URI, or if the client identifier is missing or invalid, the authorization
@@ -250,7 +254,7 @@ async def trusted_target(services: Services, params: Params) -> tuple[Client, st
     if not client_id or counts["client_id"] > 1 or len(client_id) > 128:
         raise ErrorPage("The request names no client, or more than one.")
     try:
-        client = await named_client(services, client_id)
+        client = await named_client(services, client_id, address=address)
     except InvalidClient as exc:
         # A metadata document that cannot be had: no redirect URI of it can be trusted.
         raise ErrorPage(exc.description) from None
@@ -271,22 +275,39 @@ async def trusted_target(services: Services, params: Params) -> tuple[Client, st
     return client, uri, True
 
 
-async def named_client(services: Services, client_id: str) -> Client | None:
+async def named_client(services: Services, client_id: str, *, address: str | None) -> Client | None:
     """The client a request names: stored, or a client ID metadata document's (fetched when
-    stale). Raises InvalidClient (metadata_documents.documents.DocumentRefused)."""
+    stale). Raises InvalidClient (metadata_documents.documents.DocumentRefused), also when the
+    request's address group has made too many fetches (page_limits.DOCUMENT_FETCHES)."""
+
+    async def fetch(url: str, allow_hosts: tuple[str, ...]) -> Fetched:
+        # Counted only when a fetch is needed: clients whose documents are fresh cost nothing.
+        wait = await page_limits.retry_after(
+            services.page_limits, services.clock(), address,
+            prefix=page_limits.DOCUMENT_FETCHES, per_address=page_limits.DOCUMENT_FETCHES_LIMIT,
+        )  # fmt: skip
+        if wait is not None:
+            raise FetchRefused(
+                "Too many client metadata documents were fetched for requests from your"
+                f" network; try again in {wait} seconds."
+            )
+        return await services.fetch_document(url, allow_hosts)
+
     return await documents.named_client(
-        services.clients, services.fetch_document, services.settings, client_id, services.clock()
+        services.clients, fetch, services.settings, client_id, services.clock()
     )
 
 
-async def resume(services: Services, params: Params) -> AuthorizationRequest | Redirect | None:
+async def resume(
+    services: Services, params: Params, *, address: str | None
+) -> AuthorizationRequest | Redirect | None:
     """For the sign-in page, which carries the authorization request in its query string: the
     request, checked again as /authorize checks it (the page's URL is anyone's to edit); a
     Redirect with the error; None for a bare sign-in with no request (or one that goes on to
     a page of ours: `local_page_after`). Raises ErrorPage."""
     if not params or local_page_after(params) is not None:
         return None
-    client, redirect_uri, given = await trusted_target(services, params)
+    client, redirect_uri, given = await trusted_target(services, params, address=address)
     try:
         request = _parse(client, redirect_uri, given, params)
         await _targets(services, request)

@@ -59,11 +59,11 @@ class _Asked:
 
 
 async def consent_page(
-    services: Services, params: Params, session_cookie: str | None
+    services: Services, params: Params, session_cookie: str | None, *, address: str | None
 ) -> ConsentPage | Redirect | SignIn | StepUp:
     """The page for this request and browser; or the error redirect of a request gone bad, or
     what /authorize would ask first (a sign-in, a step-up). Raises ErrorPage."""
-    asked = await _asked(services, params, session_cookie)
+    asked = await _asked(services, params, session_cookie, address)
     if not isinstance(asked, _Asked):
         return asked
     request = asked.request
@@ -79,10 +79,15 @@ async def consent_page(
 
 
 async def decide(
-    services: Services, params: Params, session_cookie: str | None, *, allow: bool
+    services: Services,
+    params: Params,
+    session_cookie: str | None,
+    *,
+    allow: bool,
+    address: str | None,
 ) -> Redirect | SignIn | StepUp:
     """The form's post: Allow (remember, then the code) or Deny (access_denied)."""
-    asked = await _asked(services, params, session_cookie)
+    asked = await _asked(services, params, session_cookie, address)
     if not isinstance(asked, _Asked):
         return asked
     request, session, now = asked.request, asked.session, services.clock()
@@ -106,9 +111,9 @@ async def decide(
 
 
 async def _asked(
-    services: Services, params: Params, session_cookie: str | None
+    services: Services, params: Params, session_cookie: str | None, address: str | None
 ) -> _Asked | Redirect | SignIn | StepUp:
-    target = await resume(services, params)
+    target = await resume(services, params, address=address)
     if target is None:
         raise ErrorPage("The consent page was opened without an authorization request.")
     if isinstance(target, Redirect):

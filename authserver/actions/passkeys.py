@@ -208,7 +208,7 @@ async def sign_in(
     assertion checked against the challenge it spends and the passkey it names, the counter
     raised, then signed in as after a second factor, or, with `step_up` (the login session
     `replaces` signed in with the password alone), that session stepped up. Raises ErrorPage."""
-    target = await resume(services, params)
+    target = await resume(services, params, address=address)
     if isinstance(target, Redirect):
         return target
     now = services.clock()

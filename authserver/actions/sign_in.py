@@ -152,7 +152,7 @@ async def finish(
     (actions/authorize.resume: a Redirect with its error, or ErrorPage raised), the password
     checked, the login session started, and the authorization request completed; or, for a
     user with a second factor, the pending sign-in (POST /login/factor goes on)."""
-    target = await resume(services, params)
+    target = await resume(services, params, address=address)
     if isinstance(target, Redirect):
         return target
     try:

@@ -142,6 +142,8 @@ async def pending_request(
     params: Params,
     pending_cookie: str | None,
     session_cookie: str | None = None,
+    *,
+    address: str | None,
 ) -> FactorPage | Redirect | StartAgain:
     """GET /login/factor: the page for the authorization request (as `resume`), or
     StartAgain when the browser has no pending sign-in nor a login session to step up."""
@@ -151,7 +153,7 @@ async def pending_request(
     if signing_in is None:
         return StartAgain()
     user_id = signing_in.user_id
-    target = await resume(services, params)
+    target = await resume(services, params, address=address)
     if isinstance(target, Redirect):
         return target
     return FactorPage(target, TOTP in await services.second_factors.kinds(user_id))
@@ -170,7 +172,7 @@ async def second_factor(
     """POST /login/factor: the authorization request checked again (as POST /login), the code
     checked against the pending sign-in's user (throttled as a password), the pending sign-in
     spent and the login session started, and the authorization request completed."""
-    target = await resume(services, params)
+    target = await resume(services, params, address=address)
     if isinstance(target, Redirect):
         return target
     if not pending_cookie:
@@ -337,10 +339,10 @@ class EnrolledSignedIn:
 
 
 async def enrolment(
-    services: Services, params: Params, pending_cookie: str | None
+    services: Services, params: Params, pending_cookie: str | None, *, address: str | None
 ) -> Enrol | Redirect | StartAgain:
     """GET /login/enrol: a new secret for the pending sign-in's user, who has no factor."""
-    target = await resume(services, params)
+    target = await resume(services, params, address=address)
     if isinstance(target, Redirect):
         return target
     pending = await _pending(services, pending_cookie)
@@ -357,13 +359,14 @@ async def enrol(
     pending_cookie: str | None,
     token: str,
     code: str,
+    address: str | None,
     replaces: str | None = None,
     user_agent: str | None = None,
 ) -> Enrol | Redirect | StartAgain | EnrolledSignedIn:
     """POST /login/enrol: the app's code for the secret offered; the factor and recovery codes
     stored (enrolment.confirm_enrolment), the pending sign-in spent and the login session
     started with the password and that one-time password."""
-    target = await resume(services, params)
+    target = await resume(services, params, address=address)
     if isinstance(target, Redirect):
         return target
     pending = await _pending(services, pending_cookie)

@@ -88,7 +88,7 @@ async def sign_up(
     user_agent: str | None = None,
 ) -> Redirect | Form | SlowDown | CheckMail | SignedIn:
     """POST /signup (see the module's docstring)."""
-    target = await resume(services, params)
+    target = await resume(services, params, address=address)
     if isinstance(target, Redirect):
         return target
     username, email = username.strip(), email.strip()

@@ -32,7 +32,7 @@ async def issue(services: Services, request: GrantRequest) -> TokenResponse:
         raise UnsupportedGrantType()
     client_id = request.credentials.client_id
     # One lookup serves the Origin rule and the grant's client authentication.
-    named = await named_client(services, client_id) if client_id else None
+    named = await named_client(services, client_id, address=request.address) if client_id else None
     if grant_type in COOKIE_GRANTS:
         _require_allowed_origin(services, request, named)
     request = await _with_dpop(services, request, named)

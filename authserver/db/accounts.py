@@ -15,7 +15,7 @@ from authserver.accounts.links import SIGNUP
 from authserver.accounts.profiles import PERSONAL, Profile, email_key
 from authserver.accounts.users import EmailTaken, User, UserChanges, granted_scopes, username_key
 from authserver.audit import AuditEvent
-from authserver.clients import CLIENT_MEMORY_SECONDS, Client, ClientChanges
+from authserver.clients import CLIENT_MEMORY_SECONDS, Client, ClientChanges, DocumentAudit
 from authserver.db.audit import append_audit
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import (
@@ -340,28 +340,46 @@ class SqlClientStore:
             return False
         return True
 
-    async def save_document(self, client: Client, now: int) -> Client | None:
-        # One statement, so two instances fetching the same document at once both land: the
-        # row is made, or a document client's metadata and freshness replaced. What the
+    async def save_document(
+        self, client: Client, now: int, audit: DocumentAudit | None = None
+    ) -> Client | None:
+        # Two instances fetching the same document at once both land: one makes the row (the
+        # INSERT settles which), the other finds it and replaces a document client's metadata
+        # and freshness, the row locked meanwhile so `before` is what it replaces. What the
         # operator decided stays (disabled, deleted), and an operator's own client with this
         # id is never overwritten.
         dialect = postgresql if is_postgres(self._engine) else sqlite
-        statement = dialect.insert(ClientRow).values(**insert_client_values(client, now))
+        values = insert_client_values(client, now)
+        statement = dialect.insert(ClientRow).values(**values).on_conflict_do_nothing()
         refreshed = (
             "grant_types", "scopes", "redirect_uris", "post_logout_redirect_uris",
             "client_name", "client_metadata", "document_expires_at",
         )  # fmt: skip
-        statement = statement.on_conflict_do_update(
-            index_elements=[ClientRow.client_id],
-            set_={name: statement.excluded[name] for name in refreshed},
-            where=(ClientRow.registration == client.registration) & _LIVE_CLIENT,
-        )
         where = (ClientRow.client_id == client.client_id, _LIVE_CLIENT)
+        before: Client | None = None
         async with self._engine.begin() as conn:
-            await conn.execute(statement)
+            made = (await conn.execute(statement.returning(ClientRow.client_id))).first()
+            if made is None:
+                query = select(ClientRow.__table__).where(
+                    *where, ClientRow.registration == client.registration
+                )
+                if is_postgres(self._engine):
+                    query = query.with_for_update()
+                old = (await conn.execute(query)).first()
+                if old is None:  # deleted, or an operator's client
+                    row = (await conn.execute(select(ClientRow.__table__).where(*where))).first()
+                    return _client(row) if row else None
+                before = _client(old)
+                changes = {name: values[name] for name in refreshed}
+                await conn.execute(update(ClientRow).where(*where).values(**changes))
             row = (await conn.execute(select(ClientRow.__table__).where(*where))).first()
+            if row is None:
+                return None
+            saved = _client(row)
+            if audit is not None:
+                await append_audit(conn, audit(before, saved))
             await notify_client_changed(conn, client.client_id)
-        return _client(row) if row else None
+        return saved
 
     async def update(
         self, client_id: str, changes: ClientChanges, now: int, audit: Sequence[AuditEvent]

@@ -21,6 +21,13 @@
   no authorization code or refresh family left (never used, or not for that long): anyone may
   make them, so they would otherwise grow without bound; their random ids are never reused,
   so the row goes (an operator's or a token-mode client is never purged);
+- client ID metadata documents' clients (metadata_documents/) nobody used for
+  AUTHSERVER_REGISTRATION_IDLE_PURGE, with no code or family left: any URL anyone names makes
+  one. A use of such a client fetches its document whenever it is stale, so its freshness end
+  (`document_expires_at`) is never before its last use: one older than the idle time has not
+  been used since. Its consent grants go with it (ON DELETE CASCADE); the next use fetches the
+  document again and asks the user again. A disabled or deleted one stays: it is an operator's
+  decision, and gone it would be taken up again from its document;
 - initial access tokens (registration) past their expiry;
 - `verified` sign-ups whose link was never opened, once it expired (users.signup_expires_at):
   the account never signed in and never had a token, so the row goes whole and the username
@@ -129,6 +136,25 @@ _IDLE_CLIENTS = text("""
           AND NOT EXISTS (SELECT 1 FROM authorization_codes a WHERE a.client_id = c.client_id)
         LIMIT :batch)
 """)
+# Chosen first, deleted (checked again to be unused), then their consent grants deleted
+# explicitly: a purged document's URL comes back as the same client_id, and a grant left behind
+# (SQLite without its foreign_keys pragma) would let it in without asking.
+_IDLE_DOCUMENTS = """
+    c.registration = 'document' AND c.document_expires_at < :before
+      AND NOT c.disabled AND c.deleted_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.client_id = c.client_id)
+      AND NOT EXISTS (SELECT 1 FROM authorization_codes a WHERE a.client_id = c.client_id)
+"""
+_IDLE_DOCUMENT_CLIENTS = text(
+    f"SELECT client_id FROM clients c WHERE {_IDLE_DOCUMENTS} LIMIT :batch"  # noqa: S608
+)
+_DOCUMENT_CONSENTS = text("DELETE FROM consent_grants WHERE client_id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
+)
+_DOCUMENT_CLIENTS = text(
+    f"DELETE FROM clients WHERE client_id IN (SELECT client_id FROM clients c"  # noqa: S608
+    f" WHERE c.client_id IN :ids AND {_IDLE_DOCUMENTS}) RETURNING client_id"
+).bindparams(bindparam("ids", expanding=True))
 _INITIAL_TOKENS = text("""
     DELETE FROM initial_access_tokens WHERE token_hash IN (
         SELECT token_hash FROM initial_access_tokens WHERE expires_at <= :now LIMIT :batch)
@@ -155,6 +181,7 @@ class Purged:
     registered_clients: int = 0
     initial_access_tokens: int = 0
     abandoned_sign_ups: int = 0
+    document_clients: int = 0
 
     def __str__(self) -> str:
         return ", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in vars(self).items())
@@ -180,6 +207,7 @@ class Purged:
             self.registered_clients,
             self.initial_access_tokens,
             self.abandoned_sign_ups,
+            self.document_clients,
         )
 
 
@@ -226,6 +254,7 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
     dpop_proofs = await conn.execute(_DPOP_PROOFS, {"now": now, "batch": batch})
     idle = now - settings.registration_idle_purge
     clients = await conn.execute(_IDLE_CLIENTS, {"before": idle, "batch": batch})
+    documents = await _delete_idle_documents(conn, idle, batch)
     initial = await conn.execute(_INITIAL_TOKENS, {"now": now, "batch": batch})
     return Purged(
         families=int(families),
@@ -242,7 +271,21 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
         registered_clients=int(clients.rowcount),
         initial_access_tokens=int(initial.rowcount),
         abandoned_sign_ups=int(abandoned.rowcount),
+        document_clients=documents,
     )
+
+
+async def _delete_idle_documents(conn: AsyncConnection, before: int, batch: int) -> int:
+    found = {"before": before, "batch": batch}
+    ids = list((await conn.execute(_IDLE_DOCUMENT_CLIENTS, found)).scalars())
+    if not ids:
+        return 0
+    deleted = list(
+        (await conn.execute(_DOCUMENT_CLIENTS, {"ids": ids, "before": before})).scalars()
+    )
+    if deleted:
+        await conn.execute(_DOCUMENT_CONSENTS, {"ids": deleted})
+    return len(deleted)
 
 
 async def purge_periodically(

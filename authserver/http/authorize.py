@@ -8,6 +8,7 @@ from starlette.responses import Response
 from authserver.actions import authorize as authorizing
 from authserver.actions.authorize import ErrorPage, Redirect, StepUp, ToConsent
 from authserver.http import pages
+from authserver.http.addresses import client_address
 from authserver.http.context import services
 from authserver.http.cookies import read_session_cookie
 from authserver.http.responses import redirect
@@ -19,7 +20,8 @@ async def authorize(request: Request) -> Response:
     params = request.query_params.multi_items()
     cookie = read_session_cookie(request, found.settings)
     try:
-        outcome = await authorizing.authorize(found, params, cookie)
+        address = client_address(request, found.settings.trusted_proxies)
+        outcome = await authorizing.authorize(found, params, cookie, address=address)
     except ErrorPage as exc:
         metrics.AUTHORIZE.labels("error_page").inc()
         return pages.error_page(request, found.settings, exc.description, 400)

@@ -13,6 +13,7 @@ from authserver.actions import consent as consenting
 from authserver.actions.authorize import ErrorPage, Redirect, SignIn, StepUp
 from authserver.actions.consent import ConsentPage
 from authserver.http import csrf, pages
+from authserver.http.addresses import client_address
 from authserver.http.context import services
 from authserver.http.cookies import read_session_cookie
 from authserver.http.forms import read_fields
@@ -39,7 +40,10 @@ async def consent_form(request: Request) -> Response:
     found = services(request)
     try:
         outcome = await consenting.consent_page(
-            found, request.query_params.multi_items(), read_session_cookie(request, found.settings)
+            found,
+            request.query_params.multi_items(),
+            read_session_cookie(request, found.settings),
+            address=client_address(request, found.settings.trusted_proxies),
         )
     except ErrorPage as exc:
         return pages.error_page(request, found.settings, exc.description, 400)
@@ -66,6 +70,7 @@ async def consent(request: Request) -> Response:
             request.query_params.multi_items(),
             read_session_cookie(request, settings),
             allow=allow,
+            address=client_address(request, settings.trusted_proxies),
         )
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)

@@ -63,7 +63,11 @@ async def resumed(request: Request, found: Services) -> AuthorizationRequest | N
     checked again as /authorize checks it; None for a page of its own; or the answer when it
     cannot go on: the 400 page, or back to the client with the error."""
     try:
-        target = await authorizing.resume(found, request.query_params.multi_items())
+        target = await authorizing.resume(
+            found,
+            request.query_params.multi_items(),
+            address=client_address(request, found.settings.trusted_proxies),
+        )
     except ErrorPage as exc:
         return pages.error_page(request, found.settings, exc.description, 400)
     if isinstance(target, Redirect):
@@ -204,7 +208,8 @@ async def factor_form(request: Request) -> Response:
     session = read_session_cookie(request, settings)
     params = request.query_params.multi_items()
     try:
-        target = await steps.pending_request(found, params, pending, session)
+        address = client_address(request, settings.trusted_proxies)
+        target = await steps.pending_request(found, params, pending, session, address=address)
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
     if isinstance(target, StartAgain):
@@ -292,7 +297,12 @@ async def enrol_form(request: Request) -> Response:
     found, settings = services(request), services(request).settings
     pending = read_pending_cookie(request, settings)
     try:
-        outcome = await steps.enrolment(found, request.query_params.multi_items(), pending)
+        outcome = await steps.enrolment(
+            found,
+            request.query_params.multi_items(),
+            pending,
+            address=client_address(request, settings.trusted_proxies),
+        )
     except ErrorPage as exc:
         return pages.error_page(request, settings, exc.description, 400)
     return _enrol_answer(request, found, outcome, csrf.new_token(request, pending))
@@ -311,6 +321,7 @@ async def enrol(request: Request) -> Response:
             pending_cookie=pending,
             token=fields.get("enrolment", ""),
             code=fields.get("code", ""),
+            address=client_address(request, settings.trusted_proxies),
             replaces=read_session_cookie(request, settings),
             user_agent=request.headers.get("user-agent"),
         )

@@ -20,6 +20,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from authserver.audit import AuditEvent
 from authserver.clients import Client, ClientStore, check_metadata, redirect_uri_problem
 from authserver.config import Settings
 from authserver.errors import InvalidClient, InvalidRequest
@@ -27,6 +28,7 @@ from authserver.metadata_documents.fetch import Fetched, FetchRefused
 from authserver.tokens.scopes import ADMIN, IDENTITY_SCOPES
 
 DOCUMENT = "document"  # Client.registration of a metadata document's client
+ACTOR = "client_id_metadata"  # who the audit log says stored or changed such a client
 MAX_URL = 128  # the clients table's client_id
 MAX_FRESH = 86_400
 # What a public client reached through a browser may use: no password grant, no machines.
@@ -63,7 +65,22 @@ async def named_client(
     except FetchRefused as exc:
         raise DocumentRefused(exc.reason, detail=exc.detail or exc.reason) from None
     client = document_client(client_id, fetched, now)
-    return await clients.save_document(client, now)
+    return await clients.save_document(client, now, lambda before, after: audit(before, after, now))
+
+
+def audit(before: Client | None, after: Client, now: int) -> list[AuditEvent]:
+    """A document client first stored, or its redirect URIs changed by a refetch: where codes
+    may be sent is what an operator looking back needs to know (the rest is in the row)."""
+    if before is None:
+        detail = {"registration": DOCUMENT, "redirect_uris": list(after.redirect_uris)}
+        return [AuditEvent(now, ACTOR, "client.registered", after.client_id, detail)]
+    if before.redirect_uris != after.redirect_uris:
+        detail = {
+            "redirect_uris": list(after.redirect_uris),
+            "previous_redirect_uris": list(before.redirect_uris),
+        }
+        return [AuditEvent(now, ACTOR, "client.updated", after.client_id, detail)]
+    return []
 
 
 def check_url(url: str) -> None:

@@ -7,8 +7,11 @@ private address."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -16,16 +19,23 @@ from urllib.parse import quote
 import anyio
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
 from authserver.audit import AuditEvent
+from authserver.clients import ClientChanges
 from authserver.config import Settings
+from authserver.db.purge import purge
 from authserver.metadata_documents.documents import (
     MAX_FRESH,
     DocumentRefused,
+    audit,
     check_url,
+    document_client,
     fresh_until,
 )
-from authserver.metadata_documents.fetch import MAX_IN_FLIGHT, public
+from authserver.metadata_documents.fetch import MAX_IN_FLIGHT, Fetched, public
+from authserver.page_limits import DOCUMENT_FETCHES_LIMIT
 from authserver.services import Services
 from tests._https_documents import DocumentsServer, documents_server
 from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error
@@ -176,6 +186,84 @@ async def test_caching_follows_max_age_and_changed_redirect_uris_take_effect_on_
     await code_for(client, flow, consent=True)
     # no-store: every use fetches it again.
     assert docs.hits["/notes.json"] == 3
+
+
+async def test_the_audit_log_says_when_a_document_client_is_stored_and_its_redirect_uris_change(
+    client: httpx.AsyncClient, registry: Registry, services: Services, docs: DocumentsServer,
+    clock: Clock,
+) -> None:  # fmt: skip
+    await registry.user("alice")
+    url = docs.serve("/notes.json", document(docs.url("/notes.json")), Cache_Control="no-store")
+    await code_for(client, Flow.new(url, scope="openid"), consent=True)
+    await code_for(client, Flow.new(url, scope="openid"), consent=True)  # refetched, unchanged
+    docs.serve("/notes.json", document(url, redirect_uris=[CALLBACK, OTHER_CALLBACK]))
+    clock.now += 1
+    await code_for(client, Flow.new(url, scope="openid", redirect_uri=OTHER_CALLBACK), consent=True)
+
+    events = [e for e in await services.audit.recent() if e.action.startswith("client.")]
+    assert [(e.actor, e.action, e.target) for e in events] == [
+        ("client_id_metadata", "client.registered", url),
+        ("client_id_metadata", "client.updated", url),
+    ]
+    assert events[0].detail == {"registration": "document", "redirect_uris": [CALLBACK]}
+    assert events[1].detail == {
+        "redirect_uris": [CALLBACK, OTHER_CALLBACK],
+        "previous_redirect_uris": [CALLBACK],
+    }
+    assert events[1].at == clock.now
+
+
+async def test_two_instances_storing_a_new_document_client_at_once_record_it_once(
+    services: Services, clock: Clock
+) -> None:
+    url = "https://notes.example/client.json"
+    body = json.dumps(document(url)).encode()
+    client = document_client(url, Fetched(body, ()), clock.now)
+    # The database settles which one made the row; the other only refreshes it.
+    saved = await asyncio.gather(
+        *(services.clients.save_document(client, clock.now, partial(audit, now=clock.now))
+          for _ in range(4))
+    )  # fmt: skip
+    assert all(s is not None and s.client_id == url for s in saved)
+    events = [e for e in await services.audit.recent() if e.target == url]
+    assert [e.action for e in events] == ["client.registered"]
+
+
+async def test_document_clients_nobody_used_for_the_idle_time_are_purged_in_batches(
+    client: httpx.AsyncClient, registry: Registry, services: Services, docs: DocumentsServer,
+    engine: AsyncEngine, settings: Settings, clock: Clock,
+) -> None:  # fmt: skip
+    await registry.user("alice")
+    names = ("idle", "abandoned", "used", "disabled")
+    urls = {name: docs.url(f"/{name}.json") for name in names}
+    for name, url in urls.items():
+        docs.serve(f"/{name}.json", document(url), Cache_Control="max-age=60")
+    # Allowed on the consent page, its code never redeemed (the purge deletes the code first).
+    await code_for(client, Flow.new(urls["idle"], scope="openid"), consent=True)
+    assert (await client.get("/authorize", params=Flow.new(urls["abandoned"]).params)).is_redirect
+    flow = Flow.new(urls["used"], scope="openid")
+    assert (await exchange(client, await code_for(client, flow, consent=True), flow)).is_success
+    assert await client.get("/authorize", params=Flow.new(urls["disabled"]).params)
+    changes = ClientChanges(disabled=True)
+    assert await services.clients.update(urls["disabled"], changes, clock.now, [])
+    await registry.client("machine")  # an operator's: never purged
+
+    # Unused since the documents went stale (60 s after the fetch), for the idle time.
+    idle_since = clock.now + 60 + settings.registration_idle_purge
+    purged = await purge(engine, settings, idle_since - 1, batch=1)
+    assert purged is not None and purged.document_clients == 0
+    purged = await purge(engine, settings, idle_since + 1, batch=1)
+    assert purged is not None and purged.document_clients == 2  # one batch of one at a time
+    for name, kept in [("idle", False), ("abandoned", False), ("used", True), ("disabled", True)]:
+        assert (await services.clients.fresh(urls[name]) is not None) is kept, name
+    assert await services.clients.fresh("machine") is not None
+
+    # Used again, it is fetched again, and the user is asked again (the grant went with it).
+    clock.now = idle_since + 2
+    response = await client.get("/authorize", params=Flow.new(urls["idle"], scope="openid").params)
+    signed_in = await sign_in(client, response.headers["location"])
+    assert signed_in.headers["location"].startswith(f"{ISSUER}/consent?")
+    assert docs.hits["/idle.json"] == 2
 
 
 async def test_a_disabled_document_client_stays_disabled_and_a_deleted_one_gone(
@@ -339,6 +427,43 @@ async def test_fetches_at_once_are_bounded_and_fresh_documents_need_none(
     assert sum(a.status_code == 302 for a in answers) == MAX_IN_FLIGHT
     assert codes  # a client whose document is fresh was not held up
     assert sum(docs.hits[path] for path in paths) == MAX_IN_FLIGHT
+
+
+async def test_one_address_group_cannot_make_authserver_fetch_document_after_document(
+    client: httpx.AsyncClient, app: Starlette, registry: Registry, docs: DocumentsServer,
+    clock: Clock,
+) -> None:  # fmt: skip
+    await registry.user("alice")
+    fresh = docs.serve(
+        "/fresh.json", document(docs.url("/fresh.json")), Cache_Control="max-age=900"
+    )
+    await code_for(client, Flow.new(fresh, scope="openid"), consent=True)  # fetch 1
+    budget = DOCUMENT_FETCHES_LIMIT.requests
+    urls = [docs.serve(f"/n{n}.json", document(docs.url(f"/n{n}.json"))) for n in range(budget + 2)]
+    for url in urls[: budget - 1]:
+        assert (await client.get("/authorize", params=Flow.new(url).params)).is_redirect
+
+    # Over the budget: answered as an unknown client would be, and nothing fetched.
+    response = await client.get("/authorize", params=Flow.new(urls[budget - 1]).params)
+    assert_error_page(response)
+    assert "Too many client metadata documents were fetched" in response.text
+    token = await client.post(
+        "/token",
+        data={"grant_type": "authorization_code", "code": "x", "code_verifier": "y" * 43,
+              "redirect_uri": CALLBACK, "client_id": urls[budget]},
+    )  # fmt: skip
+    assert_oauth_error(token, 401, "invalid_client")
+    assert "try again in" in token.json()["error_description"]
+    assert docs.hits[f"/n{budget - 1}.json"] == docs.hits[f"/n{budget}.json"] == 0
+    # A client whose document is fresh needs no fetch and goes on.
+    await code_for(client, Flow.new(fresh, scope="openid"), consent=True)
+    # Another address group has its own budget.
+    elsewhere = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=elsewhere, base_url=ISSUER) as other:
+        assert (await other.get("/authorize", params=Flow.new(urls[budget + 1]).params)).is_redirect
+    # And the window passes.
+    clock.now += DOCUMENT_FETCHES_LIMIT.window
+    assert (await client.get("/authorize", params=Flow.new(urls[budget - 1]).params)).is_redirect
 
 
 @NOT_ALLOWED

@@ -4,7 +4,7 @@
 // code flow with PKCE and `resource`; this file only implements its OAuthClientProvider, as an
 // MCP host application does, and logs what went over the wire.
 //
-//   node mcp_client.mjs --server URL [--other URL] [--client-id-url URL]
+//   node mcp_client.mjs --server URL [--other URL] [--client-id-url URL --callback-port N]
 //
 // Every line of stdout is one JSON object, the transcript: {"http": ...} for each request the
 // SDK made (method, URL, status, challenge; never a token, code or secret), {"step": ...} for
@@ -17,9 +17,10 @@
 // server: it must refuse it (RFC 8707 audience), and the SDK asks for an authorization for
 // that server's own resource instead, which is not pursued.
 //
-// The provider is chosen by options: --client-id-url (a client ID metadata document instead
-// of /register; the SDK uses it when discovery says client_id_metadata_document_supported) is
-// passed to the SDK as is, but no test drives it yet.
+// With --client-id-url, the provider names a client ID metadata document (the SDK uses it as
+// the client_id, instead of /register, when discovery says client_id_metadata_document_supported);
+// --callback-port then fixes the loopback listener's port, since the published document lists
+// the exact redirect URI.
 
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
@@ -34,10 +35,11 @@ const { values: options } = parseArgs({
     server: { type: "string" },
     other: { type: "string" },
     "client-id-url": { type: "string" },
+    "callback-port": { type: "string" },
   },
 });
 if (!options.server) {
-  console.error("usage: node mcp_client.mjs --server URL [--other URL] [--client-id-url URL]");
+  console.error("usage: node mcp_client.mjs --server URL [--other URL] [--client-id-url URL --callback-port N]");
   process.exit(2);
 }
 
@@ -57,7 +59,7 @@ function summary(body) {
   } catch {
     const form = new URLSearchParams(text);
     const shown = {};
-    for (const name of ["grant_type", "resource", "scope"]) {
+    for (const name of ["grant_type", "client_id", "resource", "scope"]) {
       if (form.has(name)) shown[name] = form.get(name);
     }
     return shown;
@@ -85,7 +87,7 @@ async function loggingFetch(url, init = {}) {
 }
 
 // The loopback redirect URI: the browser's last request lands here with the code.
-async function callbackListener() {
+async function callbackListener(port = 0) {
   let deliver;
   const delivered = new Promise((resolve) => (deliver = resolve));
   const server = createServer((request, response) => {
@@ -97,7 +99,7 @@ async function callbackListener() {
     response.writeHead(200, { "Content-Type": "text/plain" }).end("You can close this window.");
     deliver(Object.fromEntries(url.searchParams));
   });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
   return { url: `http://127.0.0.1:${server.address().port}/callback`, delivered, server };
 }
 
@@ -204,7 +206,7 @@ async function add(client) {
 }
 
 async function main() {
-  const callback = await callbackListener();
+  const callback = await callbackListener(Number(options["callback-port"] ?? 0));
   try {
     const provider = new Provider(callback.url, { clientMetadataUrl: options["client-id-url"] });
     const client = await connect(options.server, provider, callback);

@@ -12,11 +12,17 @@ HTTP client signs in on the hosted page and allows the consent page, then follow
 to the client's loopback listener); the SDK redeems the code, calls the tool, refreshes when its
 access token is refused, and calls again. The token it holds is refused by a second MCP server
 (another resource): no passthrough. The transcript (every request the SDK made) is printed.
+
+The same flow again with a client ID metadata document instead of /register: the test serves
+the document over https (tests/_https_documents.py, its throwaway CA trusted by authserver
+through SSL_CERT_FILE), registration is off, and the SDK sends the document's URL as client_id.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,7 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
+from tests._https_documents import documents_server
 from tests.conftest import Registry
 from tests.examples.test_mcp import example_mcp
 from tests.http.signin import PASSWORD, csrf_token, form_action
@@ -71,12 +78,16 @@ async def browser_step(browser: httpx.AsyncClient, url: str, callback: str) -> l
     raise AssertionError(f"no way back to the client: {seen}")
 
 
-async def run_client(node: str, server: str, other: str) -> list[dict[str, Any]]:
+async def run_client(
+    node: str, server: str, *options: str, env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """mcp_client.mjs to its end, doing the browser step when it asks; its transcript."""
-    argv = [node, str(HERE / "mcp_client.mjs"), "--server", server, "--other", other]
+    argv = [node, str(HERE / "mcp_client.mjs"), "--server", server, *options]
     transcript: list[dict[str, Any]] = []
     async with AsyncExitStack() as stack:
-        process: Process = await stack.enter_async_context(await anyio.open_process(argv, cwd=HERE))
+        process: Process = await stack.enter_async_context(
+            await anyio.open_process(argv, cwd=HERE, env=env)
+        )
         browser = await stack.enter_async_context(new_browser())
         assert process.stdout is not None and process.stderr is not None
         buffered = ""
@@ -113,7 +124,7 @@ async def test_the_mcp_sdk_client_registers_signs_in_calls_refreshes_and_is_refu
 ) -> None:
     await Registry(live.services).user(USER, PASSWORD, scopes=("tools.call",))
     async with example_mcp(live) as server, example_mcp(live) as other:
-        transcript = await run_client(node, server, other)
+        transcript = await run_client(node, server, "--other", other)
 
     metadata_url = server.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
     issuer = live.url
@@ -175,3 +186,76 @@ async def test_the_mcp_sdk_client_registers_signs_in_calls_refreshes_and_is_refu
     assert done["other server"]["accepted"] is False
     assert done["other server"]["asked_for"] == [other]
     assert "done" in done
+
+
+DOCUMENTS = {
+    **INSECURE_COOKIES,
+    "registration": "off",  # so /register cannot be what worked
+    "client_id_metadata": "on",
+    "client_id_metadata_allow_hosts": "localhost,127.0.0.1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("live", ["EdDSA"], indirect=True)
+@pytest.mark.parametrize("live_overrides", [DOCUMENTS])
+async def test_the_mcp_sdk_client_signs_in_through_a_client_id_metadata_document(
+    node: str, live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await Registry(live.services).user(USER, PASSWORD, scopes=("tools.call",))
+    # Node trusts nothing special: it only talks http to authserver and the MCP server.
+    node_env = {name: value for name, value in os.environ.items() if name != "SSL_CERT_FILE"}
+    port = free_port()
+    callback = f"http://127.0.0.1:{port}/callback"
+    with documents_server(tmp_path) as docs:
+        monkeypatch.setenv("SSL_CERT_FILE", str(docs.ca_file))  # authserver's fetch trusts it
+        url = docs.serve(
+            "/mcp-client.json",
+            {
+                "client_id": docs.url("/mcp-client.json"),
+                "client_name": CLIENT_NAME,
+                "redirect_uris": [callback],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+                "scope": "tools.call",
+            },
+            Cache_Control="max-age=300",
+        )
+        async with example_mcp(live) as server:
+            options = ("--client-id-url", url, "--callback-port", str(port))
+            transcript = await run_client(node, server, *options, env=node_env)
+        fetched = docs.hits["/mcp-client.json"]
+
+    issuer = live.url
+    discovered = requests_to(transcript, f"GET {issuer}/.well-known/")
+    assert discovered[0]["status"] == 200, discovered
+    # No registration: the SDK took the document's URL as its client_id.
+    assert requests_to(transcript, f"POST {issuer}/register") == []
+    authorize = [s for s in transcript if s.get("step") == "authorize"]
+    asked = dict(parse_qsl(urlsplit(authorize[0]["url"]).query))
+    assert asked["client_id"] == url and asked["redirect_uri"] == callback
+    assert authorize[0]["resource"] == server and authorize[0]["scope"] == "tools.call"
+    assert authorize[0]["code_challenge_method"] == "S256"
+    assert authorize[0]["pages"] == ["/login", "/consent", "callback"]
+    exchange, refresh = requests_to(transcript, f"POST {issuer}/token")
+    assert exchange["status"] == 200 and exchange["grant_type"] == "authorization_code"
+    assert exchange["client_id"] == url and exchange["resource"] == server
+    assert exchange["answer"]["refresh_token"] is True
+    assert exchange["answer"]["scope"] == "tools.call"
+    calls = [s for s in transcript if s.get("step") == "tools/call add(2, 40)"]
+    assert [call["result"] for call in calls] == ["42", "42"]
+    assert refresh["status"] == 200 and refresh["grant_type"] == "refresh_token"
+    assert refresh["client_id"] == url and refresh["resource"] == server
+    assert steps(transcript)["refreshed"]["tokens_saved"] == 1
+    assert steps(transcript)["refreshed"]["sign_ins"] == 1
+    # authserver fetched the document once (max-age=300) and keeps it as a document client.
+    assert fetched == 1
+    stored = await live.services.clients.fresh(url)
+    assert stored is not None and stored.registration == "document" and stored.is_public
