@@ -1047,3 +1047,26 @@ def test_dpop_nonces_are_taken_from_each_server_and_asked_for_once_per_tab(
         f"{stack.auth.url}/refresh",
         stack.api,
     ]
+
+
+def test_dpop_nonces_with_the_device_clock_ten_minutes_off(
+    context: BrowserContext, nonce_stack: NonceStack
+) -> None:
+    """A proof with neither the nonce nor a good `iat` is answered `use_dpop_nonce` (with
+    nonces on, authserver says only that): the page takes both the nonce and authserver's time
+    from that answer, so its one retry is right on both counts."""
+    stack = nonce_stack
+    tab = Tab(context, stack)  # type: ignore[arg-type]
+    tab.page.clock.install(time=time.time() + 600)
+    tab.open()
+    assert tab.answers == [("/refresh", 400), ("/refresh", 400)]  # the nonce, then no cookie
+    tab.go_to_sign_in_page()
+    tab.page.fill("input[name=username]", USERNAME)
+    tab.page.fill("input[name=password]", PASSWORD)
+    tab.page.click("form button[type=submit]")
+    tab.wait_for("signed-in")
+    # The page's idea of authserver's time is a variable, gone with the sign-in round trip (its
+    # nonce is kept): the exchange's first proof is refused for its `iat` and redone once.
+    assert [a for a in tab.answers if a[0] == "/token"] == [("/token", 400), ("/token", 200)]
+    assert call_api(tab).startswith("200")  # the API's proof dated by authserver's clock too
+    assert tab.refresh()["token_type"] == "DPoP"
