@@ -6,7 +6,9 @@
 It verifies access tokens (Bearer, or DPoP-bound with their proof) offline with the verifier
 kit, authserver_verify (JWKS from the issuer's metadata) and, when SERVICE_CLIENT_ID and
 SERVICE_CLIENT_SECRET are set, polls the revocation feed so a logout reaches it within
-SERVICE_POLL_INTERVAL seconds. It needs only
+SERVICE_POLL_INTERVAL seconds. With SERVICE_DPOP_NONCE_SECRET set (at least 16 bytes, the
+same on every instance) DPoP proofs must carry a nonce of this service (RFC 9449 §9). It needs
+only
 `pip install './verifier[starlette]' uvicorn`. See README.md beside this file.
 """
 
@@ -24,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from authserver_verify import Verifier
+from authserver_verify.dpop import Nonces
 from authserver_verify.starlette import BearerAuthMiddleware, require_scope
 
 ORDERS = [
@@ -55,8 +58,11 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(verifier: Verifier, cors_origins: list[str]) -> Starlette:
-    """The service. `verifier` is started (revocation polling) and closed with the app."""
+def create_app(
+    verifier: Verifier, cors_origins: list[str], dpop_nonces: Nonces | None = None
+) -> Starlette:
+    """The service. `verifier` is started (revocation polling) and closed with the app.
+    `dpop_nonces`: proofs must carry one of its nonces (401 `use_dpop_nonce` otherwise)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -81,10 +87,16 @@ def create_app(verifier: Verifier, cors_origins: list[str]) -> Starlette:
                 allow_methods=["GET"],
                 # DPoP: a bound token comes with its proof in a header of its own (RFC 9449).
                 allow_headers=["Authorization", "DPoP"],
-                expose_headers=["WWW-Authenticate"],
+                # DPoP-Nonce: the SPA puts our latest nonce in its next proof (RFC 9449 §9).
+                expose_headers=["WWW-Authenticate", "DPoP-Nonce"],
                 max_age=600,
             ),
-            Middleware(BearerAuthMiddleware, verifier=verifier, exempt={"/healthz"}),
+            Middleware(
+                BearerAuthMiddleware,
+                verifier=verifier,
+                exempt={"/healthz"},
+                dpop_nonces=dpop_nonces,
+            ),
         ],
         lifespan=lifespan,
     )
@@ -105,7 +117,10 @@ def verifier_from_env(env: Mapping[str, str]) -> Verifier:
 
 def app_from_env(env: Mapping[str, str] = os.environ) -> Starlette:
     origins = env.get("SERVICE_CORS_ORIGIN", "http://127.0.0.1:5173")
-    return create_app(verifier_from_env(env), [o.strip() for o in origins.split(",") if o.strip()])
+    secret = env.get("SERVICE_DPOP_NONCE_SECRET")
+    nonces = Nonces([secret.encode()]) if secret else None
+    cors = [o.strip() for o in origins.split(",") if o.strip()]
+    return create_app(verifier_from_env(env), cors, nonces)
 
 
 if __name__ == "__main__":

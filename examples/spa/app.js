@@ -20,6 +20,8 @@
 //   present the same token twice, and authserver treats a spent token as stolen.
 // - DPoP (RFC 9449, dpop.js; on unless config.dpop is false): every token is bound to a key
 //   pair this page cannot read back, so a token taken out of this page works nowhere else.
+//   When authserver or the API asks for server nonces (`use_dpop_nonce`), the proof is made
+//   again once with the nonce the answer brought, and later proofs carry the latest one.
 import config from "./config.js";
 import * as dpop from "./dpop.js";
 
@@ -41,27 +43,44 @@ function form(fields = {}) {
   return new URLSearchParams({ client_id: config.clientId, ...fields });
 }
 
-async function post(path, body, headers = {}) {
+async function post(path, body, extra = async () => ({})) {
   const url = `${config.authserver}${path}`;
   // A proof on every call that issues tokens: authserver binds the new ones to our key, and a
-  // bound refresh token rotates only with a proof of that key.
+  // bound refresh token rotates only with a proof of that key. (/logout gets one from `extra`
+  // when the token it ends is bound.)
   const proving = useDpop && path !== "/logout";
-  const send = async () =>
-    // The browser adds Origin; authserver refuses (403) cookie requests from other origins.
-    fetch(url, {
-      method: "POST",
-      credentials: "include",
-      headers: proving ? { ...headers, DPoP: await dpop.proof("POST", url) } : headers,
-      body,
-    });
-  let response = await send();
-  // A proof refused while this device's clock is far from authserver's: once more, on its time.
-  // Nothing was spent (authserver checks the proof first).
-  if (proving && dpop.learnTime(response) && (await errorOf(response)) === "invalid_dpop_proof") {
-    response = await send();
-  }
+  const headers = async () =>
+    proving ? { ...(await extra()), DPoP: await dpop.proof("POST", url) } : extra();
+  // The browser adds Origin; authserver refuses (403) cookie requests from other origins.
+  const response = await withProof(url, { method: "POST", credentials: "include", body }, headers);
   const answer = response.status === 204 ? {} : await response.json().catch(() => ({}));
   return { response, answer };
+}
+
+// fetch() with the headers `headers()` makes (a new DPoP proof each time it is called), sent
+// once more when a proof was refused for a reason the answer itself puts right: the server
+// wants its nonce in the proof (RFC 9449 §8, §9; the answer's DPoP-Nonce), or authserver's
+// clock is far from this device's (its Date). Nothing was spent: the proof is checked first.
+async function withProof(url, init, headers) {
+  let proven = false;
+  const send = async () => {
+    const sent = await headers();
+    proven = "DPoP" in sent;
+    const response = await fetch(url, { ...init, headers: sent });
+    if (proven) dpop.learnNonce(response); // every answer's fresh nonce, for the next proof
+    return response;
+  };
+  let response = await send();
+  if (proven && (await proofToRedo(response))) response = await send();
+  return response;
+}
+
+async function proofToRedo(response) {
+  // Only authserver's clock dates our proofs (an API's Date, were it exposed, is not its).
+  const fromAuthserver = new URL(response.url).origin === new URL(config.authserver).origin;
+  const moved = fromAuthserver && dpop.learnTime(response);
+  if (await dpop.nonceRequested(response)) return true;
+  return moved && (await errorOf(response)) === "invalid_dpop_proof";
 }
 
 async function errorOf(response) {
@@ -223,7 +242,7 @@ async function authorization(method, url) {
 }
 
 async function callApi() {
-  const call = async () => fetch(config.api, { headers: await authorization("GET", config.api) });
+  const call = () => withProof(config.api, {}, () => authorization("GET", config.api));
   let response = await call();
   // Expired or revoked (a tab that slept through its timer): one refresh, one retry.
   if (response.status === 401 && (await refresh())) response = await call();
@@ -236,7 +255,7 @@ async function signOut() {
   // token goes as at the API, with a proof naming it: as a Bearer token it is refused (401).
   const logoutUrl = `${config.authserver}/logout`;
   await withRefreshLock(async () =>
-    post("/logout", form(), accessToken ? await authorization("POST", logoutUrl) : {}),
+    post("/logout", form(), async () => (accessToken ? authorization("POST", logoutUrl) : {})),
   );
   const hint = idToken;
   signedOut();

@@ -9,6 +9,9 @@
 // - Every request to /token, /refresh and the API carries a fresh proof: a JWT signed by that
 //   key naming the method (`htm`), the URL without query and fragment (`htu`), the time (`iat`),
 //   a random `jti`, and at the API the access token's hash (`ath`).
+// - Server nonces (RFC 9449 §8, §9), when authserver or the API asks for them: the latest
+//   `DPoP-Nonce` each server sent (kept in sessionStorage) goes into the next proof for that
+//   server (`nonce`).
 
 const DB = "authserver-dpop";
 const STORE = "keys";
@@ -22,6 +25,21 @@ let loading = null;
 // in advance), and a device's clock may be minutes off: we go by authserver's `Date` header.
 let skew = 0;
 const SKEW_TOLERANCE = 5;
+// The latest `DPoP-Nonce` per server (origin), in sessionStorage: authserver's and the API's
+// are their own, and each takes only its own. Every answer to a request with a proof brings a
+// fresh one, so keeping the latest means a nonce is refused only after a long idle spell. Not
+// in a variable: the page is loaded anew after every sign-in round trip and reload, and each
+// load would begin with a refused request per server. A nonce is no secret (any script of this
+// origin gets one by asking), so storage readable by scripts is fine for it.
+const NONCES = "authserver-dpop-nonces";
+
+function nonces() {
+  try {
+    return JSON.parse(sessionStorage.getItem(NONCES) ?? "{}");
+  } catch {
+    return {};
+  }
+}
 
 export function base64url(bytes) {
   return btoa(String.fromCharCode(...new Uint8Array(bytes)))
@@ -92,6 +110,27 @@ export function learnTime(response) {
   return moved;
 }
 
+// Keeps the server's `DPoP-Nonce` from one of its answers (its CORS must expose the header).
+export function learnNonce(response) {
+  const nonce = response.headers.get("DPoP-Nonce");
+  const origin = new URL(response.url).origin;
+  const known = nonces();
+  if (!nonce || known[origin] === nonce) return;
+  sessionStorage.setItem(NONCES, JSON.stringify({ ...known, [origin]: nonce }));
+}
+
+// True when the server refused the proof for its nonce (missing, stale or from another server):
+// `400 use_dpop_nonce` at /token and /refresh, `401` with it where an access token went (§8,
+// §9). Its `DPoP-Nonce` is already kept; a new proof with it is worth sending once.
+export async function nonceRequested(response) {
+  if (response.status !== 400 && response.status !== 401) return false;
+  // The error is in the body too: a page reads WWW-Authenticate only if CORS exposes it.
+  const challenge = response.headers.get("WWW-Authenticate") ?? "";
+  if (challenge.includes('error="use_dpop_nonce"')) return true;
+  const answer = await response.clone().json().catch(() => ({}));
+  return answer.error === "use_dpop_nonce";
+}
+
 // RFC 7638 thumbprint of the public key: what authserver puts in the token's `cnf.jkt`.
 export async function thumbprint() {
   const { jwk } = await key();
@@ -109,6 +148,8 @@ export async function proof(method, url, accessToken = null) {
     htu: `${target.origin}${target.pathname}`,
     iat: Math.floor(Date.now() / 1000) + skew,
   };
+  const nonce = nonces()[target.origin];
+  if (typeof nonce === "string") claims.nonce = nonce;
   if (accessToken !== null) {
     const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(accessToken));
     claims.ath = base64url(digest);

@@ -38,6 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from authserver_verify import Verifier
+from authserver_verify.dpop import Nonces
 from authserver_verify.starlette import BearerAuthMiddleware
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -225,7 +226,9 @@ def _wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], log
         time.sleep(0.1)
 
 
-def _stand_in_api(verifier: Verifier, cors_origins: list[str]) -> Starlette:
+def _stand_in_api(
+    verifier: Verifier, cors_origins: list[str], dpop_nonces: Nonces | None = None
+) -> Starlette:
     """The shape of examples/service's create_app, for when that example is not there."""
 
     async def me(request: Request) -> Response:
@@ -240,28 +243,30 @@ def _stand_in_api(verifier: Verifier, cors_origins: list[str]) -> Starlette:
                 allow_origins=cors_origins,
                 allow_methods=["GET"],
                 allow_headers=["Authorization", "DPoP"],
+                expose_headers=["DPoP-Nonce"],
             ),
-            Middleware(BearerAuthMiddleware, verifier=verifier),
+            Middleware(BearerAuthMiddleware, verifier=verifier, dpop_nonces=dpop_nonces),
         ],
     )
 
 
-def api_factory() -> Callable[[Verifier, list[str]], Starlette]:
+def api_factory() -> Callable[[Verifier, list[str], Nonces | None], Starlette]:
     if not SERVICE_APP.exists():
         return _stand_in_api
     spec = importlib.util.spec_from_file_location("example_service", SERVICE_APP)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    factory: Callable[[Verifier, list[str]], Starlette] = module.create_app
+    factory: Callable[[Verifier, list[str], Nonces | None], Starlette] = module.create_app
     return factory
 
 
 @contextmanager
-def api(issuer: str, spa_origins: list[str]) -> Iterator[str]:
-    """The protected API under uvicorn in a thread; yields the URL of GET /api/me."""
+def api(issuer: str, spa_origins: list[str], nonces: Nonces | None = None) -> Iterator[str]:
+    """The protected API under uvicorn in a thread; yields the URL of GET /api/me. `nonces`:
+    DPoP proofs must carry one of them (RFC 9449 §9)."""
     verifier = Verifier(issuer, "authserver-api")
-    app = api_factory()(verifier, spa_origins)
+    app = api_factory()(verifier, spa_origins, nonces)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +25,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Response, Route, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Response,
+    Route,
+    sync_playwright,
+)
 
+from authserver_verify.dpop import Nonces
 from tests._dpop import DPoPKey
 from tests.e2e.servers import (
     CLIENT_ID,
@@ -916,3 +925,148 @@ def test_dpop_two_tabs_making_the_key_at_once_keep_one(
     tab.page.reload()
     tab.wait_settled()
     assert tab.page.evaluate(_KEY_FACTS, stack.spa.origin)["thumbprint"] == thumbprints[0]
+
+
+# --- DPoP server nonces (RFC 9449 §8, §9): authserver and the API each ask for their own -----
+
+
+@dataclass
+class NonceStack:
+    auth: AuthServer
+    spa: Spa
+    api: str
+    api_nonces: Nonces  # the API's own, to make a stale one of
+
+
+@pytest.fixture(scope="module")
+def nonce_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NonceStack]:
+    """authserver with AUTHSERVER_DPOP_NONCE=on, and the example API with nonces of its own."""
+    workdir = tmp_path_factory.mktemp("e2e-nonce")
+    files: dict[str, tuple[str, str]] = {}
+    nonces = Nonces([secrets.token_bytes(32)])
+    with static_server(SPA_DIR, files) as port:
+        spa = Spa(CLIENT_ID, f"http://127.0.0.1:{port}")
+        with (
+            authserver(workdir, [spa], {"AUTHSERVER_DPOP_NONCE": "on"}) as auth,
+            api(auth.url, [spa.origin], nonces) as api_url,
+        ):
+            files["/config.js"] = ("text/javascript", spa.config(auth.url, api_url))
+            yield NonceStack(auth, spa, api_url, nonces)
+
+
+def _proof_claims(proof: str) -> dict[str, Any]:
+    payload = proof.split(".")[1]
+    padded = payload + "=" * (-len(payload) % 4)
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(padded))
+    return claims
+
+
+_WATCH_FETCH = """
+  const realFetch = window.fetch;
+  window.fetch = async (...args) => {
+    const response = await realFetch(...args);
+    const body = await response.clone().text().catch(() => "");
+    if (body.includes("use_dpop_nonce")) await window.dpopRefused(response.url);
+    return response;
+  };
+"""
+
+
+def call_api(tab: Tab) -> str:
+    """As Tab.call_api, where the API's first answer may be a refusal the page answers itself."""
+    tab.page.evaluate("document.querySelector('#api-result').textContent = ''")
+    tab.page.click("#call-api")
+    tab.page.wait_for_selector("#api-result:not(:empty)")
+    text: str = tab.page.inner_text("#api-result")
+    return text
+
+
+def test_dpop_nonces_are_taken_from_each_server_and_asked_for_once_per_tab(
+    context: BrowserContext, nonce_stack: NonceStack
+) -> None:
+    stack = nonce_stack
+    api_origin = stack.api.split("/api/", 1)[0]
+    sent: list[tuple[str, str | None]] = []  # (url, the proof's nonce) of every request with one
+    refused: list[str] = []  # the URLs answered `use_dpop_nonce`, as the page's fetch saw them
+    context.on(
+        "request",
+        lambda r: (
+            sent.append((r.url, _proof_claims(r.headers["dpop"]).get("nonce")))
+            if r.headers.get("dpop") and r.method != "OPTIONS"
+            else None
+        ),
+    )
+    # Playwright reports no response for a 401 with a WWW-Authenticate challenge (Chromium's
+    # HTTP auth machinery takes it), so the page's own fetch tells us what it was answered.
+    context.expose_function("dpopRefused", lambda url: refused.append(url))
+    context.add_init_script(_WATCH_FETCH)
+
+    def asked(origin: str) -> int:
+        """How many answers so far were `use_dpop_nonce` from that server."""
+        return sum(1 for url in refused if url.startswith(origin))
+
+    def counts() -> tuple[int, int]:
+        return asked(stack.auth.url), asked(api_origin)
+
+    tab = Tab(context, stack).open()  # type: ignore[arg-type]
+    # The tab's first proof to authserver has no nonce: refused, and sent again with one.
+    assert counts() == (1, 0)
+    tab.sign_in()  # the exchange's proof carries the nonce of the last answer
+    assert call_api(tab).startswith("200")
+    assert counts() == (1, 1)  # the API's nonce is its own: asked for once
+    assert call_api(tab).startswith("200")
+    assert tab.refresh()["token_type"] == "DPoP"
+    # The tab keeps them (sessionStorage) across the sign-in round trip and a reload.
+    tab.page.reload()
+    tab.wait_for("signed-in")
+    assert tab.answers[-1] == ("/refresh", 200)
+    assert call_api(tab).startswith("200")
+    assert counts() == (1, 1)  # fresh nonces: never asked again
+
+    # A nonce gone stale while the tab was idle (the API's, five minutes old: this test does not
+    # wait for one): the API asks for a new one, and the page retries once with it.
+    stale = stack.api_nonces.issue(now=time.time() - 300)
+
+    def stale_nonce(route: Route) -> None:
+        answer = route.fetch()
+        route.fulfill(response=answer, headers={**answer.headers, "dpop-nonce": stale})
+
+    tab.page.route(stack.api, stale_nonce, times=1)
+    assert call_api(tab).startswith("200")
+    assert counts() == (1, 1)
+    assert call_api(tab).startswith("200")
+    assert counts() == (1, 2)
+    assert [nonce for url, nonce in sent if url == stack.api][-2] == stale  # refused, redone
+
+    # /logout with the bound token's proof and the latest nonce; after the reload the page has
+    # no ID token, so authserver asks before it ends the login session.
+    tab.sign_out_confirmed()
+    assert counts() == (1, 2)
+    # Only the first proof to each server went without a nonce.
+    assert [url for url, nonce in sent if nonce is None] == [
+        f"{stack.auth.url}/refresh",
+        stack.api,
+    ]
+
+
+def test_dpop_nonces_with_the_device_clock_ten_minutes_off(
+    context: BrowserContext, nonce_stack: NonceStack
+) -> None:
+    """A proof with neither the nonce nor a good `iat` is answered `use_dpop_nonce` (with
+    nonces on, authserver says only that): the page takes both the nonce and authserver's time
+    from that answer, so its one retry is right on both counts."""
+    stack = nonce_stack
+    tab = Tab(context, stack)  # type: ignore[arg-type]
+    tab.page.clock.install(time=time.time() + 600)
+    tab.open()
+    assert tab.answers == [("/refresh", 400), ("/refresh", 400)]  # the nonce, then no cookie
+    tab.go_to_sign_in_page()
+    tab.page.fill("input[name=username]", USERNAME)
+    tab.page.fill("input[name=password]", PASSWORD)
+    tab.page.click("form button[type=submit]")
+    tab.wait_for("signed-in")
+    # The page's idea of authserver's time is a variable, gone with the sign-in round trip (its
+    # nonce is kept): the exchange's first proof is refused for its `iat` and redone once.
+    assert [a for a in tab.answers if a[0] == "/token"] == [("/token", 400), ("/token", 200)]
+    assert call_api(tab).startswith("200")  # the API's proof dated by authserver's clock too
+    assert tab.refresh()["token_type"] == "DPoP"

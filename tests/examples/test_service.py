@@ -7,7 +7,9 @@ the scope → 403 insufficient_scope; a session logged out → 401 once the revo
 from __future__ import annotations
 
 import importlib.util
+import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -33,9 +35,10 @@ def load_example(path: Path = EXAMPLE, name: str = "example_service") -> ModuleT
     return module
 
 
-@pytest.fixture
-async def service(live: Live) -> AsyncIterator[httpx.AsyncClient]:
-    """The example service under uvicorn, configured as its README says, through app_from_env."""
+@asynccontextmanager
+async def running_service(live: Live, **extra: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The example service under uvicorn, configured as its README says, through app_from_env;
+    `extra`: more of its environment."""
     secret = await Registry(live.services).client("orders-api")
     assert secret is not None
     app = load_example().app_from_env(
@@ -46,6 +49,7 @@ async def service(live: Live) -> AsyncIterator[httpx.AsyncClient]:
             "SERVICE_CLIENT_ID": "orders-api",
             "SERVICE_CLIENT_SECRET": secret,
             "SERVICE_POLL_INTERVAL": str(POLL),
+            **extra,
         }
     )
     sock = loopback_socket()
@@ -53,6 +57,12 @@ async def service(live: Live) -> AsyncIterator[httpx.AsyncClient]:
         served(app, sock) as running,
         httpx.AsyncClient(base_url=running.url, trust_env=False, timeout=10) as client,
     ):
+        yield client
+
+
+@pytest.fixture
+async def service(live: Live) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_service(live) as client:
         yield client
 
 
@@ -159,12 +169,10 @@ async def test_a_cors_preflight_from_the_spa_is_answered_without_a_token(
     assert other.status_code == 400
 
 
-async def test_a_dpop_bound_token_is_served_with_its_proof_and_refused_without(
-    live: Live, service: httpx.AsyncClient, http: httpx.AsyncClient, orders_user: dict[str, str]
-) -> None:
-    """What the SPA does by default (docs/spa.md): a token bound to its key, sent with the DPoP
-    scheme and a proof carrying `ath`, from the SPA's origin, whose preflight allows `DPoP`."""
-    key = DPoPKey()
+async def bound_token(
+    live: Live, http: httpx.AsyncClient, orders_user: dict[str, str], key: DPoPKey
+) -> str:
+    """An access token bound to `key`, from a refresh with its proof."""
     bound = await http.post(
         "/token",
         data={"grant_type": "refresh_token", "client_id": "spa-orders"}
@@ -172,7 +180,17 @@ async def test_a_dpop_bound_token_is_served_with_its_proof_and_refused_without(
         headers={"DPoP": key.proof(htu=f"{live.url}/token")},
     )
     assert bound.status_code == 200 and bound.json()["token_type"] == "DPoP", bound.text
-    token = bound.json()["access_token"]
+    token: str = bound.json()["access_token"]
+    return token
+
+
+async def test_a_dpop_bound_token_is_served_with_its_proof_and_refused_without(
+    live: Live, service: httpx.AsyncClient, http: httpx.AsyncClient, orders_user: dict[str, str]
+) -> None:
+    """What the SPA does by default (docs/spa.md): a token bound to its key, sent with the DPoP
+    scheme and a proof carrying `ath`, from the SPA's origin, whose preflight allows `DPoP`."""
+    key = DPoPKey()
+    token = await bound_token(live, http, orders_user, key)
     url = f"{service.base_url}".rstrip("/") + "/api/orders"
     allowed = await preflight(service, "authorization, dpop")
     assert allowed.status_code == 200, allowed.text
@@ -189,3 +207,31 @@ async def test_a_dpop_bound_token_is_served_with_its_proof_and_refused_without(
     assert as_bearer.headers["www-authenticate"].startswith('DPoP error="invalid_token"')
     thief = await service.get("/api/orders", headers=dpop(DPoPKey()))
     assert thief.status_code == 401 and thief.json()["error"] == "invalid_dpop_proof"
+
+
+async def test_with_a_nonce_secret_a_proof_needs_the_services_own_nonce(
+    live: Live, http: httpx.AsyncClient, orders_user: dict[str, str]
+) -> None:
+    """SERVICE_DPOP_NONCE_SECRET (RFC 9449 §9): a proof without the service's nonce is refused
+    with one the SPA can read (CORS exposes DPoP-Nonce), and taken with it."""
+    key = DPoPKey()
+    token = await bound_token(live, http, orders_user, key)
+    async with running_service(
+        live, SERVICE_DPOP_NONCE_SECRET=secrets.token_urlsafe(32)
+    ) as service:
+        url = f"{service.base_url}".rstrip("/") + "/api/me"
+
+        def dpop(**claims: str) -> dict[str, str]:
+            proof = key.proof(method="GET", access_token=token, htu=url, **claims)
+            return {"Authorization": f"DPoP {token}", "DPoP": proof, "Origin": SPA_ORIGIN}
+
+        refused = await service.get("/api/me", headers=dpop())
+        assert refused.status_code == 401 and refused.json()["error"] == "use_dpop_nonce"
+        assert refused.headers["www-authenticate"].startswith('DPoP error="use_dpop_nonce"')
+        exposed = refused.headers["access-control-expose-headers"].lower()
+        assert "dpop-nonce" in exposed and "www-authenticate" in exposed
+        served_answer = await service.get(
+            "/api/me", headers=dpop(nonce=refused.headers["dpop-nonce"])
+        )
+        assert served_answer.status_code == 200, served_answer.text
+        assert served_answer.headers["dpop-nonce"]  # a fresh one, for the next proof

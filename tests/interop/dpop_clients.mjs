@@ -8,11 +8,14 @@
 //       "client_secret"?, "redirect_uri"}'      -> {"url", "code_verifier", "state", "nonce"}
 //   node dpop_clients.mjs <library> finish '{..., "callback", "code_verifier", "state", "nonce"}'
 //     -> {"jkt", "extractable", "token_type", "access_token", "userinfo", "refreshed_token_type",
-//         "refreshed_access_token", "refreshed_userinfo", "refresh_token", "sub"}
+//         "refreshed_access_token", "refreshed_userinfo", "refresh_token", "sub",
+//         "nonce_refusals"}
 //     or exits 1 with "refused: ..." on stderr
 //
 // The key pair is made in `finish` with each library's own helper (non-extractable), and every
 // call after the browser step (code exchange, userinfo, refresh, userinfo again) proves it.
+// With server nonces on (RFC 9449 §8), `nonce_refusals` counts the server's `use_dpop_nonce`
+// answers, which each library must have answered with a new proof carrying the nonce.
 import { calculateJwkThumbprint } from "jose";
 import * as oauth from "oauth4webapi";
 import * as client from "openid-client";
@@ -22,6 +25,28 @@ const input = JSON.parse(json);
 const SCOPE = "openid profile email";
 // The server under test listens on plain HTTP on 127.0.0.1.
 const insecure = { [oauth.allowInsecureRequests]: true };
+
+// Both libraries call the global fetch: wrapped, it sees every answer the server gave.
+let nonceRefusals = 0;
+const realFetch = globalThis.fetch;
+globalThis.fetch = async (...args) => {
+  const response = await realFetch(...args);
+  const challenge = response.headers.get("www-authenticate") ?? "";
+  const body = await response.clone().json().catch(() => ({}));
+  if (challenge.includes("use_dpop_nonce") || body.error === "use_dpop_nonce") nonceRefusals += 1;
+  return response;
+};
+
+// oauth4webapi leaves `use_dpop_nonce` to its caller (openid-client retries by itself): its DPoP
+// handle has kept the refusal's DPoP-Nonce, so the same request once more, with a new proof.
+async function withNonceRetry(attempt) {
+  try {
+    return await attempt();
+  } catch (error) {
+    if (!oauth.isDPoPNonceError(error)) throw error;
+    return attempt();
+  }
+}
 
 async function thumbprint(keyPair) {
   return calculateJwkThumbprint(await crypto.subtle.exportKey("jwk", keyPair.publicKey));
@@ -116,26 +141,35 @@ const oauth4webapi = {
     const options = { DPoP, ...insecure };
     // state and iss (RFC 9207: the metadata says the server sends it) checked here.
     const params = oauth.validateAuthResponse(as, registered, new URL(input.callback), input.state);
-    const tokens = await oauth.processAuthorizationCodeResponse(
-      as,
-      registered,
-      await oauth.authorizationCodeGrantRequest(
-        as, registered, auth, params, input.redirect_uri, input.code_verifier, options,
+    const tokens = await withNonceRetry(async () =>
+      oauth.processAuthorizationCodeResponse(
+        as,
+        registered,
+        await oauth.authorizationCodeGrantRequest(
+          as, registered, auth, params, input.redirect_uri, input.code_verifier, options,
+        ),
+        { expectedNonce: input.nonce, requireIdToken: true },
       ),
-      { expectedNonce: input.nonce, requireIdToken: true },
     );
     const sub = oauth.getValidatedIdTokenClaims(tokens).sub;
-    const userinfo = await oauth.processUserInfoResponse(
-      as, registered, sub, await oauth.userInfoRequest(as, registered, tokens.access_token, options),
+    const userinfo = await withNonceRetry(async () =>
+      oauth.processUserInfoResponse(
+        as, registered, sub,
+        await oauth.userInfoRequest(as, registered, tokens.access_token, options),
+      ),
     );
-    const refreshed = await oauth.processRefreshTokenResponse(
-      as,
-      registered,
-      await oauth.refreshTokenGrantRequest(as, registered, auth, tokens.refresh_token, options),
+    const refreshed = await withNonceRetry(async () =>
+      oauth.processRefreshTokenResponse(
+        as,
+        registered,
+        await oauth.refreshTokenGrantRequest(as, registered, auth, tokens.refresh_token, options),
+      ),
     );
-    const again = await oauth.processUserInfoResponse(
-      as, registered, sub,
-      await oauth.userInfoRequest(as, registered, refreshed.access_token, options),
+    const again = await withNonceRetry(async () =>
+      oauth.processUserInfoResponse(
+        as, registered, sub,
+        await oauth.userInfoRequest(as, registered, refreshed.access_token, options),
+      ),
     );
     return answer(keyPair, sub, tokens, userinfo, refreshed, again);
   },
@@ -153,6 +187,7 @@ async function answer(keyPair, sub, tokens, userinfo, refreshed, again) {
     refreshed_access_token: refreshed.access_token,
     refreshed_userinfo: again,
     refresh_token: refreshed.refresh_token,
+    nonce_refusals: nonceRefusals,
   };
 }
 

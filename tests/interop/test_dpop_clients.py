@@ -27,9 +27,16 @@ HERE = Path(__file__).parent
 LIBRARIES = ["openid-client", "oauth4webapi"]
 
 
+@pytest.fixture(params=["off", "on"], ids=["nonces-off", "nonces-on"])
+def dpop_nonce(request: pytest.FixtureRequest) -> str:
+    """AUTHSERVER_DPOP_NONCE: with "on" both libraries meet `use_dpop_nonce` (RFC 9449 §8)."""
+    value: str = request.param
+    return value
+
+
 @pytest.fixture
-def live_overrides() -> dict[str, str]:
-    return INSECURE_COOKIES
+def live_overrides(dpop_nonce: str) -> dict[str, str]:
+    return INSECURE_COOKIES | {"dpop_nonce": dpop_nonce}
 
 
 def _text(data: bytes | str) -> str:
@@ -50,7 +57,7 @@ async def _run(node: str, library: str, step: str, **fields: Any) -> dict[str, A
 @pytest.mark.parametrize("auth", ["none", "client_secret_basic"])
 @pytest.mark.parametrize("library", LIBRARIES)
 async def test_a_library_signs_in_refreshes_and_reads_userinfo_with_dpop(
-    node: str, live: Live, http: httpx.AsyncClient, library: str, auth: str
+    node: str, live: Live, http: httpx.AsyncClient, library: str, auth: str, dpop_nonce: str
 ) -> None:
     client = await register_rp(live, auth)
     secret = client.get("client_secret")
@@ -66,14 +73,26 @@ async def test_a_library_signs_in_refreshes_and_reads_userinfo_with_dpop(
     expected = {"sub": done["sub"], "preferred_username": "alice"}
     expected |= {"email": "alice@example.org", "email_verified": True}
     assert done["userinfo"] == done["refreshed_userinfo"] == expected
+    # With nonces on: asked once, at the first proof (the code exchange); every later proof
+    # carried the fresh nonce of the answer before it, which userinfo shares with /token.
+    assert done["nonce_refusals"] == (1 if dpop_nonce == "on" else 0)
 
     # From outside, without the library's key: the access token as a Bearer token, or with a
     # proof of another key, is refused.
     token = done["refreshed_access_token"]
     answer = await http.get("/userinfo", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 401 and answer.headers["www-authenticate"].startswith("DPoP ")
-    proof = DPoPKey().proof("/userinfo", "GET", access_token=token, htu=f"{live.url}/userinfo")
+    thief = DPoPKey()
+    proof = thief.proof("/userinfo", "GET", access_token=token, htu=f"{live.url}/userinfo")
     answer = await http.get("/userinfo", headers={"Authorization": f"DPoP {token}", "DPoP": proof})
+    if dpop_nonce == "on":  # the server's nonce is no secret: the thief asks for it too
+        assert answer.json()["error"] == "use_dpop_nonce"
+        nonce = answer.headers["dpop-nonce"]
+        proof = thief.proof(
+            "/userinfo", "GET", access_token=token, htu=f"{live.url}/userinfo", nonce=nonce
+        )
+        headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+        answer = await http.get("/userinfo", headers=headers)
     assert answer.status_code == 401 and answer.json()["error"] == "invalid_dpop_proof"
     # The refresh token: a public client's is bound to the key (no proof: invalid_grant, and
     # nothing spent); a confidential client's is bound to its secret instead, and rotates.
