@@ -78,6 +78,8 @@ _REGISTRATION_PREFLIGHT = {
 CLIENT_PAGE_PATHS = frozenset({"/token", "/revoke"})
 _CLIENT_PAGE_HEADERS = ("Content-Type", "DPoP")
 _CREDENTIALS = b"access-control-allow-credentials"
+# The preflight's answer depends on what it asks, not only on who asks.
+_PREFLIGHT_VARY = {"Vary": "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"}
 
 
 # The clients' origins as this request read them: per request, not on the shared middleware,
@@ -227,7 +229,7 @@ def _client_page_preflight(headers: Headers, origin: str) -> Response:
     method = headers["access-control-request-method"]
     if origin_of(origin) != origin or method != "POST" or not names <= offered:
         refused = InvalidRequest("This cross-origin request is not allowed.")
-        return error_json(refused.code, refused.description, refused.status, {"Vary": "Origin"})
+        return error_json(refused.code, refused.description, refused.status, _PREFLIGHT_VARY)
     return Response(
         status_code=204,
         headers={
@@ -235,7 +237,7 @@ def _client_page_preflight(headers: Headers, origin: str) -> Response:
             "Access-Control-Allow-Methods": "POST",
             "Access-Control-Allow-Headers": ", ".join(_CLIENT_PAGE_HEADERS),
             "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
-            "Vary": "Origin",
+            **_PREFLIGHT_VARY,
         },
     )
 
