@@ -13,7 +13,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.clients import ClientChanges
+from tests._https_documents import DocumentsServer
 from tests.conftest import Registry
+from tests.http.signin import INSECURE_COOKIES, Flow, code_for, exchange
+from tests.http.test_client_id_documents import docs, document
 from tests.http.test_client_origins import refresh_cookie
 from tests.http.test_cookies import browser_login, sent, spent_at
 from tests.http.test_cors import preflight_headers, varies_on_origin
@@ -21,6 +24,9 @@ from tests.http.test_cors import preflight_headers, varies_on_origin
 APP = "https://app.example"  # AUTHSERVER_ALLOWED_ORIGINS
 TOOL = "https://tool.example:8443"  # the public client's page, listed nowhere
 OTHER = "https://other.example"
+
+
+__all__ = ["docs"]  # a fixture, imported for its use here
 
 
 @pytest.fixture
@@ -257,3 +263,31 @@ async def test_other_paths_are_unaffected(
     if method == "OPTIONS":
         assert response.status_code == 400
     not_granted(response)
+
+
+class TestAClientIdMetadataDocument:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        # Documents from the test's https server; the sign-in's cookies over http (httpx).
+        on = {"client_id_metadata": "on", "client_id_metadata_allow_hosts": "localhost"}
+        return {**INSECURE_COOKIES, **on, "allowed_origins": APP}
+
+    async def test_its_page_exchanges_its_code(
+        self, client: httpx.AsyncClient, registry: Registry, docs: DocumentsServer
+    ) -> None:
+        """The client a document names is stored by the /authorize that gave it its code; its
+        page (a redirect URI's origin, listed nowhere) reads the exchange without credentials."""
+        await registry.user()
+        url = docs.serve(
+            "/notes.json", document(docs.url("/notes.json"), redirect_uris=[TOOL + "/cb"])
+        )
+        flow = Flow.new(url, scope="openid", redirect_uri=TOOL + "/cb")
+        code = await code_for(client, flow, consent=True)
+        client.headers["Origin"] = TOOL
+        exchanged = await exchange(client, code, flow)
+        assert exchanged.status_code == 200, exchanged.text
+        granted_without_credentials(exchanged, TOOL)
+        client.headers["Origin"] = OTHER
+        again = await exchange(client, code, flow)  # used: invalid_grant, and not for OTHER
+        assert again.status_code == 400
+        not_granted(again)
