@@ -21,9 +21,10 @@ paths answer such an origin once the request names its client: by name, WITHOUT 
 when the client is public and the origin is one of its redirect URIs' (or its allowed_origins,
 clients.page_of_public_client). Their preflight, which carries no body and so names no client,
 is answered to any http(s) origin for `Content-Type` and `DPoP` only: not `Authorization`,
-which only a confidential client's secret would ride in. Without credentials the browser sends
-no cookie, and a cookie that comes anyway is still refused from an origin not allowed for its
-client (presented_refresh_token), so such a page never uses the refresh cookie.
+which only a confidential client's secret would ride in. A page's fetch sends no cookie
+cross-origin unless it asks to (`credentials: "include"`, whose answer it then cannot read),
+and such a cookie is still refused from an origin not allowed for its client
+(presented_refresh_token), so such a page never uses the refresh cookie.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver.clients import ClientChanges
+from authserver.clients import ClientChanges, origin_of
 from tests._https_documents import DocumentsServer
 from tests.conftest import Registry
 from tests.http.signin import INSECURE_COOKIES, Flow, code_for, exchange
@@ -291,3 +291,20 @@ class TestAClientIdMetadataDocument:
         again = await exchange(client, code, flow)  # used: invalid_grant, and not for OTHER
         assert again.status_code == 400
         not_granted(again)
+
+
+@pytest.mark.parametrize(
+    ("uri", "origin"),
+    [
+        ("https://tool.example/callback?x=1", "https://tool.example"),
+        ("https://Tool.Example:443/cb", "https://tool.example"),  # no default port
+        ("https://tool.example:8443/cb", "https://tool.example:8443"),
+        ("http://localhost:5173/cb", "http://localhost:5173"),
+        ("http://[::1]:80/cb", "http://[::1]"),
+        ("com.example.tool:/cb", None),  # a native app's: no page has it
+        ("https://tool.example:99999/cb", None),
+        ("https:///cb", None),
+    ],
+)
+def test_a_redirect_uris_origin_is_what_a_browser_sends(uri: str, origin: str | None) -> None:
+    assert origin_of(uri) == origin
