@@ -528,3 +528,31 @@ def origin_allowed(client: Client | None, origin: str | None, everyone: Sequence
     if origin is None:
         return False
     return origin in everyone or (client is not None and origin in client.allowed_origins)
+
+
+def page_of_public_client(client: Client | None, origin: str) -> bool:
+    """Is `origin` a page of this public client: one of its `allowed_origins`, or the origin
+    (scheme, host, port) of one of its redirect URIs, where its code comes back to? Such a page
+    may read the client's own answers at /token and /revoke, without credentials
+    (http/cors.py). A confidential client's secret has no place in a page, so none of its."""
+    if client is None or not client.is_public or client.disabled:
+        return False
+    return origin in client.allowed_origins or origin in map(origin_of, client.redirect_uris)
+
+
+def origin_of(uri: str) -> str | None:
+    """The origin a browser names in `Origin` for a page at `uri` (RFC 6454 §6.1: lower case,
+    the port only when not the scheme's default); None for other schemes than http(s)."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    scheme = parts.scheme.lower()
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"

@@ -13,6 +13,18 @@ everyone, so they carry no `Vary: Origin` either. So is client registration (/re
 7591/7592): a browser-based MCP client registers itself from an origin nobody listed, and
 nothing there rides on a cookie (its only credentials are bearer tokens the page must hold),
 so a page can do there exactly what any HTTP client can.
+
+A browser-based client that registered itself has its pages on an origin nobody listed, and
+needs /token (its code, its refreshes) and /revoke. Listing its origin would give it
+credentialed CORS everywhere; instead, as node-oidc-provider's clientBasedCORS does, those two
+paths answer such an origin once the request names its client: by name, WITHOUT credentials,
+when the client is public and the origin is one of its redirect URIs' (or its allowed_origins,
+clients.page_of_public_client). Their preflight, which carries no body and so names no client,
+is answered to any http(s) origin for `Content-Type` and `DPoP` only: not `Authorization`,
+which only a confidential client's secret would ride in. A page's fetch sends no cookie
+cross-origin unless it asks to (`credentials: "include"`, whose answer it then cannot read),
+and such a cookie is still refused from an origin not allowed for its client
+(presented_refresh_token), so such a page never uses the refresh cookie.
 """
 
 from __future__ import annotations
@@ -28,10 +40,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authserver.actions.token import require_cookie_origin
+from authserver.clients import Client, origin_of, page_of_public_client
 from authserver.config import Settings
-from authserver.errors import InvalidRequest, TemporarilyUnavailable
+from authserver.errors import InvalidRequest, RequestTimeout, TemporarilyUnavailable
 from authserver.http.cookies import read_refresh_cookie
 from authserver.http.errors import error_json
+from authserver.http.forms import MAX_BODY_BYTES, fields_of
 from authserver.services import Services
 
 METHODS = ("GET", "POST")
@@ -60,6 +74,13 @@ _REGISTRATION_PREFLIGHT = {
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
 }
+
+# A public client's own page calls these (the code, a refresh; its own tokens' revocation).
+CLIENT_PAGE_PATHS = frozenset({"/token", "/revoke"})
+_CLIENT_PAGE_HEADERS = ("Content-Type", "DPoP")
+_CREDENTIALS = b"access-control-allow-credentials"
+# The preflight's answer depends on what it asks, not only on who asks.
+_PREFLIGHT_VARY = {"Vary": "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"}
 
 
 # The clients' origins as this request read them: per request, not on the shared middleware,
@@ -98,9 +119,43 @@ class _CORS(CORSMiddleware):
                 pass  # none, then: the handler answers the outage itself
         token = _REGISTERED.set(registered)
         try:
-            await super().__call__(scope, receive, send)
+            if (
+                path in CLIENT_PAGE_PATHS
+                and origin is not None
+                and not self.is_allowed_origin(origin)
+            ):
+                await self._client_page(scope, receive, send, headers, origin)
+            else:
+                await super().__call__(scope, receive, send)
         finally:
             _REGISTERED.reset(token)
+
+    async def _client_page(
+        self, scope: Scope, receive: Receive, send: Send, headers: Headers, origin: str
+    ) -> None:
+        """/token or /revoke from an origin not allowed with credentials: answered by name,
+        without credentials, when the request's client is public and the origin its page's."""
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            await _client_page_preflight(headers, origin)(scope, receive, send)
+            return
+        body, replay = await _buffered(receive)
+        found: Services = scope["app"].state.services
+        client = await _named(found, body, headers.get("content-type", ""))
+        if not page_of_public_client(client, origin):
+            await super().__call__(scope, replay, send)
+            return
+        granted = (b"access-control-allow-origin", origin.encode())
+
+        async def to_the_page(message: Message) -> None:
+            # Starlette's answer to an origin it does not allow: Vary, the exposed headers,
+            # and Allow-Credentials (which, with no Allow-Origin, allows nothing): this origin
+            # is allowed, but never with credentials.
+            if message["type"] == "http.response.start":
+                kept = [h for h in message.get("headers", []) if h[0] != _CREDENTIALS]
+                message["headers"] = [*kept, granted]
+            await send(message)
+
+        await super().__call__(scope, replay, to_the_page)
 
     def is_allowed_origin(self, origin: str) -> bool:
         return origin in self._configured or origin in _REGISTERED.get()
@@ -163,3 +218,72 @@ async def presented_refresh_token(
     if cookie is not None and body:
         raise InvalidRequest("Send the refresh token in the cookie or in the body, not both.")
     return cookie or body or None
+
+
+def _client_page_preflight(headers: Headers, origin: str) -> Response:
+    """The preflight of /token or /revoke from an origin not allowed with credentials: it names
+    no client, so any web origin may go on to ask (POST, `Content-Type`, `DPoP`); whether the
+    page may read the answer is decided on the request itself."""
+    asked = headers.get("access-control-request-headers", "")
+    offered = {name.lower() for name in _CLIENT_PAGE_HEADERS}
+    names = {name.strip().lower() for name in asked.split(",") if name.strip()}
+    method = headers["access-control-request-method"]
+    if origin_of(origin) != origin or method != "POST" or not names <= offered:
+        refused = InvalidRequest("This cross-origin request is not allowed.")
+        return error_json(refused.code, refused.description, refused.status, _PREFLIGHT_VARY)
+    return Response(
+        status_code=204,
+        headers={
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "POST",
+            "Access-Control-Allow-Headers": ", ".join(_CLIENT_PAGE_HEADERS),
+            "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
+            **_PREFLIGHT_VARY,
+        },
+    )
+
+
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The body (empty past MAX_BODY_BYTES, which the endpoint refuses itself), and a receive
+    that hands the endpoint the same messages again. A timeout while reading is raised to the
+    endpoint, whose handlers answer it (408), not here, outside them."""
+    messages: list[Message] = []
+    failed: RequestTimeout | None = None
+    size = 0
+    try:
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > MAX_BODY_BYTES or not message.get("more_body", False):
+                break
+    except RequestTimeout as exc:
+        failed = exc
+
+    async def replay() -> Message:
+        if messages:
+            return messages.pop(0)
+        if failed is not None:
+            raise failed
+        return await receive()
+
+    complete = failed is None and size <= MAX_BODY_BYTES
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+    return (body if complete else b""), replay
+
+
+async def _named(found: Services, body: bytes, content_type: str) -> Client | None:
+    """The client the body names (client_id), as stored: a client ID metadata document is not
+    fetched for CORS; its client is stored by the /authorize that gave it its code."""
+    try:
+        client_id = fields_of(body, content_type).get("client_id")
+    except InvalidRequest:
+        return None  # the endpoint refuses the body itself
+    if not client_id:
+        return None
+    try:
+        return await found.clients.get(client_id)
+    except TemporarilyUnavailable:
+        return None

@@ -32,10 +32,14 @@ JSON = "application/json"
 async def read_fields(request: Request) -> dict[str, str]:
     """The body's fields from a form or JSON object; every value a string. An empty body has
     no fields, whatever its media type, so the endpoint can say which one is missing."""
-    body = await read_body(request)
+    return fields_of(await read_body(request), request.headers.get("content-type", ""))
+
+
+def fields_of(body: bytes, content_type: str) -> dict[str, str]:
+    """read_fields for a body already read (http/cors.py reads the client_id of /token)."""
     if not body:
         return {}
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = content_type.split(";")[0].strip().lower()
     if media_type == FORM:
         fields = _form_fields(body)
     elif media_type == JSON:

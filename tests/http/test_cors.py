@@ -153,7 +153,14 @@ class TestNoOriginsConfigured:
     def settings_overrides(self) -> dict[str, str]:
         return {}
 
-    async def test_every_preflight_is_refused(self, client: httpx.AsyncClient) -> None:
-        response = await client.options("/token", headers=preflight_headers(APP))
+    async def test_every_preflight_with_credentials_is_refused(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.options("/refresh", headers=preflight_headers(APP))
         assert response.status_code == 400
         assert "access-control-allow-origin" not in response.headers
+        # /token's names no client: any page may ask, never with credentials (a public
+        # client's own page reads its answer: tests/http/test_client_page_cors.py).
+        response = await client.options("/token", headers=preflight_headers(APP))
+        assert response.status_code == 204
+        assert "access-control-allow-credentials" not in response.headers

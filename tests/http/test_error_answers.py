@@ -45,7 +45,10 @@ async def test_every_error_answer_is_the_renderers(
     assert_rendered(await password_login(client, "root", "wrong"), 400, "invalid_grant")
     assert_rendered(await client.get("/nothing-here"), 404, "not_found")
     preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
-    assert_rendered(await client.options("/token", headers=preflight), 400, "invalid_request")
+    assert_rendered(await client.options("/refresh", headers=preflight), 400, "invalid_request")
+    # /token's preflight, answered to any page, refuses what no page of a public client needs.
+    secret = {**preflight, "Access-Control-Request-Headers": "authorization"}
+    assert_rendered(await client.options("/token", headers=secret), 400, "invalid_request")
 
     clock.advance(1)
     too_early = await client.post("/admin/keys/rotate", headers=root)
