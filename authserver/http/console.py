@@ -19,6 +19,7 @@ from authserver.actions.admin.audit import MAX_EVENT_ID
 from authserver.actions.console import NotAnOperator, SignInNeeded
 from authserver.actions.console import audit as console_audit
 from authserver.actions.console import clients as console_clients
+from authserver.actions.console import keys as console_keys
 from authserver.actions.console import sign_in as console_sign_in
 from authserver.actions.console import users as console_users
 from authserver.audit import AuditQuery
@@ -30,6 +31,7 @@ from authserver.http.cookies import clear_console_cookie, read_console_cookie, s
 from authserver.http.forms import read_fields
 from authserver.http.responses import redirect
 from authserver.i18n.translations import N_
+from authserver.services import Services
 
 SIGN_IN = "/console/sign-in"
 NOT_AN_OPERATOR = N_(
@@ -41,9 +43,13 @@ DONE = {
     "disabled": N_("Disabled."),
     "enabled": N_("Enabled."),
     "deleted": N_("The client was deleted."),
+    "rotated": N_("Rotated: the next key signs now, and a new next key is published."),
+    "revoked": N_("The key was revoked: it has left the JWKS, and its tokens are refused."),
 }
 
 Handler = Callable[[Request], Awaitable[Response]]
+# A console use case changing one thing, named by a form's field.
+Change = Callable[[Services, str | None, str], Awaitable[None]]
 
 
 def console_page(handler: Handler) -> Handler:
@@ -150,12 +156,8 @@ async def confirm_delete_client(request: Request) -> Response:
 
 @console_page
 async def delete_client(request: Request) -> Response:
-    form = await _posted(request)
-    if isinstance(form, Response):
-        return form
-    cookie, fields = form
-    await console_clients.delete_client(services(request), cookie, fields.get("client_id", ""))
-    return redirect("/console/clients?done=deleted", 303)
+    change = console_clients.delete_client
+    return await _act(request, "client_id", change, "/console/clients?done=deleted")
 
 
 @console_page
@@ -185,13 +187,66 @@ _SWITCHES = {
 
 
 async def _switch(request: Request, page: str, disabled: bool) -> Response:
+    field, change = _SWITCHES[page]
+    then = f"/console/{page}?done={'disabled' if disabled else 'enabled'}"
+    return await _act(
+        request, field, lambda at, cookie, value: change(at, cookie, value, disabled), then
+    )
+
+
+async def _act(request: Request, field: str, change: Change, then: str) -> Response:
+    """A form naming one thing (its `field`): CSRF checked, `change` made, back to `then`."""
     form = await _posted(request)
     if isinstance(form, Response):
         return form
     cookie, fields = form
-    field, change = _SWITCHES[page]
-    await change(services(request), cookie, fields.get(field, ""), disabled)
-    return redirect(f"/console/{page}?done={'disabled' if disabled else 'enabled'}", 303)
+    await change(services(request), cookie, fields.get(field, ""))
+    return redirect(then, 303)
+
+
+@console_page
+async def keys(request: Request) -> Response:
+    found = services(request)
+    page = await console_keys.keys_page(found, read_console_cookie(request, found.settings))
+    return _keys_page(request, page)
+
+
+@console_page
+async def rotate_keys(request: Request) -> Response:
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    page = await console_keys.rotate(services(request), form[0])
+    if page.wait is None:
+        return redirect("/console/keys?done=rotated", 303)
+    # RFC 9110 §10.2.3: Retry-After, as the admin API's 409 key_not_ready says it.
+    return _keys_page(request, page, 409, {"Retry-After": str(page.wait)})
+
+
+@console_page
+async def confirm_revoke_key(request: Request) -> Response:
+    found = services(request)
+    cookie = read_console_cookie(request, found.settings)
+    page = await console_keys.key_to_revoke(found, cookie, request.query_params.get("kid", ""))
+    context = {"operator": page.operator, "key": page.keys[0]}
+    return _render(request, "console_key_revoke.html", context)
+
+
+@console_page
+async def revoke_key(request: Request) -> Response:
+    return await _act(request, "kid", console_keys.revoke, "/console/keys?done=revoked")
+
+
+def _keys_page(
+    request: Request,
+    page: console_keys.KeysPage,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    context = {"page": page, "operator": page.operator, "states": console_keys.STATES}
+    response = _render(request, "console_keys.html", context, status)
+    response.headers.update(headers or {})
+    return response
 
 
 @console_page

@@ -1678,7 +1678,10 @@ CONSOLE_SEARCH = [
 ]
 
 
-def _console_page(summary: str, parameters: list[Schema] | None = None) -> dict[str, Any]:
+def _console_page(
+    summary: str, parameters: list[Schema] | None = None, missing: str | None = None
+) -> dict[str, Any]:
+    """`missing`: when the page answers 404, what is missing then."""
     return {
         "summary": summary,
         "tags": ["console"],
@@ -1687,6 +1690,7 @@ def _console_page(summary: str, parameters: list[Schema] | None = None) -> dict[
             **HTML_PAGE("200", "the page"),
             **CONSOLE_SIGN_IN,
             **CONSOLE_REFUSED,
+            **(HTML_PAGE("404", missing) if missing else {}),
             **_page_errors(400),
         },
     }
@@ -1779,6 +1783,27 @@ OPERATIONS.update(
             "Disables a user and ends every session of theirs.", "sub"
         ),
         ("POST", "/console/users/enable"): _console_form("Enables a user.", "sub"),
+        ("GET", "/console/keys"): _console_page(
+            "The signing key ring as a state diagram, with each key's times.",
+            [{"name": "done", "in": "query", "schema": {"type": "string"}}],
+        ),
+        ("POST", "/console/keys/rotate"): {
+            **_console_form("Rotates the signing keys (POST /admin/keys/rotate's use case)."),
+            "responses": {
+                "303": {"description": "rotated; or no live console session: to /console/sign-in"},
+                **CONSOLE_FORBIDDEN,
+                **HTML_PAGE("409", "key_not_ready: the keys page with the wait, and Retry-After"),
+                **_page_errors(400, 413, 415),
+            },
+        },
+        ("GET", "/console/keys/revoke"): _console_page(
+            "Asks before revoking a signing key.",
+            [{"name": "kid", "in": "query", "schema": {"type": "string"}}],
+            missing="no key has this kid",
+        ),
+        ("POST", "/console/keys/revoke"): _console_form(
+            "Revokes a signing key: it leaves the JWKS at once.", "kid"
+        ),
         ("GET", "/console/audit"): _console_page(
             "The audit trail, newest first, filtered by event type and user.",
             [

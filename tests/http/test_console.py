@@ -184,6 +184,7 @@ PAGES = (
     "/console/clients/new",
     "/console/clients/delete?client_id=svc",
     "/console/users",
+    "/console/keys",
     "/console/audit",
 )
 
@@ -245,6 +246,8 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
 ) -> None:
     alice = await registry.user("alice", PASSWORD)
     await registry.client("svc")
+    keys_before = await services.keys.records()
+    kid = next(r.kid for r in keys_before if r.state == "active")
     page = await console_sign_in(client)
     token = form_token(page.text)
     forms = [
@@ -254,6 +257,8 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
         ("/console/clients/delete", {"client_id": "svc"}),
         ("/console/users/disable", {"sub": alice}),
         ("/console/users/enable", {"sub": alice}),
+        ("/console/keys/rotate", {}),
+        ("/console/keys/revoke", {"kid": kid}),
         ("/console/sign-out", {}),
     ]
     wrong = ("A" if token[0] != "A" else "B") + token[1:]  # one character off, never the same
@@ -271,6 +276,7 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
     svc = await services.clients.fresh("svc")
     user = await services.users.by_id(alice)
     assert svc is not None and not svc.disabled and user is not None and not user.disabled
+    assert await services.keys.records() == keys_before  # neither rotated nor revoked
     assert (await client.get("/console/clients")).status_code == 200  # still signed in
 
 
@@ -300,9 +306,11 @@ async def test_what_users_and_operators_typed_is_escaped_on_every_page(
         ("/console/audit", {}),
         ("/console/audit", {"type": HOSTILE, "user": HOSTILE}),
         ("/console/clients/delete", {"client_id": HOSTILE}),
+        ("/console/keys", {"done": HOSTILE}),
+        ("/console/keys/revoke", {"kid": HOSTILE}),
     ]:
         shown = await client.get(path, params=params)
-        assert shown.status_code == 200, (path, shown.text)
+        assert shown.status_code in (200, 404), (path, shown.text)
         assert "<script>" not in shown.text and "<img" not in shown.text, path
         assert "onerror=alert" not in shown.text.replace("onerror=alert(2)&gt;", ""), path
     users = await client.get("/console/users")
@@ -463,3 +471,62 @@ async def test_bad_input_is_a_4xx_page_never_a_500(
         assert answer.headers["content-type"].startswith("text/html"), path
         assert_strict_headers(answer)
     assert await services.clients.fresh("x") is None
+
+
+async def test_the_keys_page_rotates_waits_for_a_young_key_and_revokes_after_asking(
+    client: httpx.AsyncClient, root: str, services: Services, clock: Clock
+) -> None:
+    """The ring as a state diagram; a rotation while the next key is young shows the wait
+    (key_not_ready) and changes nothing; a revoke asks first, and the key leaves the JWKS."""
+    await console_sign_in(client)
+    page = await client.get("/console/keys")
+    assert page.status_code == 200, page.text
+    records = await services.keys.records()
+    active = next(r for r in records if r.state == "active")
+    young = next(r for r in records if r.state == "next")
+    assert '<li class="state state-active">' in page.text
+    assert f"<code>{active.kid}</code>" in page.text and f"<code>{young.kid}</code>" in page.text
+    token = form_token(page.text)
+
+    refused = await client.post("/console/keys/rotate", data={"csrf_token": token})
+    assert refused.status_code == 409, refused.text
+    wait = services.keys.min_next_age - (clock() - young.created_at)
+    assert refused.headers["retry-after"] == str(wait)
+    assert f"It can sign in {wait} s" in refused.text
+    assert_strict_headers(refused)
+    assert await services.keys.records() == records
+
+    clock.advance(wait)
+    rotated = await client.post("/console/keys/rotate", data={"csrf_token": token})
+    assert rotated.status_code == 303
+    assert rotated.headers["location"] == "/console/keys?done=rotated"
+    states = {r.kid: r.state for r in await services.keys.records()}
+    assert states[young.kid] == "active" and states[active.kid] == "retired"
+
+    asked = await client.get("/console/keys/revoke", params={"kid": active.kid})
+    assert asked.status_code == 200 and "Revoke the key?" in asked.text
+    assert f'name="kid" value="{active.kid}"' in asked.text
+    unknown = await client.get("/console/keys/revoke", params={"kid": "no-such-kid"})
+    assert unknown.status_code == 404
+    assert active.kid in await published(client)
+    revoked = await client.post(
+        "/console/keys/revoke", data={"csrf_token": token, "kid": active.kid}
+    )
+    assert revoked.status_code == 303
+    assert revoked.headers["location"] == "/console/keys?done=revoked"
+    assert active.kid not in await published(client)
+    shown = await client.get("/console/keys?done=revoked")
+    assert "The key was revoked" in shown.text
+
+    events = await services.audit.page(AuditQuery(limit=50))
+    by_type = {(e.action, e.target): e.actor for e in events}
+    assert by_type.get(("key.activated", young.kid)) == root, by_type
+    assert by_type.get(("key.revoked", active.kid)) == root, by_type
+    german = await client.get("/console/keys", headers={"Accept-Language": "de"})
+    assert '<h1 id="heading">Signierschlüssel</h1>' in german.text
+
+
+async def published(http: httpx.AsyncClient) -> set[str]:
+    jwks = await http.get("/.well-known/jwks.json")
+    assert jwks.status_code == 200
+    return {key["kid"] for key in jwks.json()["keys"]}

@@ -56,6 +56,18 @@ async def operator(services: Services, cookie: str | None) -> Operator:
     return Operator(sub, user.username or sub if user else sub)
 
 
+async def renew(services: Services, cookie: str | None) -> None:
+    """A new access token for the session now, whatever the old one's expiry: after a revoke
+    of the key that signed it, which the admin API's guard would refuse from now on."""
+    if not cookie:
+        raise SignInNeeded()
+    id_hash = cookie_hash(cookie)
+    now = services.clock()
+    held = await services.console_sessions.find(id_hash, now)
+    if held is not None and await services.console_sessions.claim_refresh(id_hash, now):
+        await _refresh(services, held, now)
+
+
 async def _live(services: Services, id_hash: str) -> Held:
     """The session, its access token fresh."""
     for _ in range(WAIT_STEPS):
