@@ -11,12 +11,13 @@ import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.actions.admin.audit import MAX_EVENT_ID
-from authserver.actions.console import NotAnOperator, SignInNeeded
+from authserver.actions.console import NotAnOperator, SignInNeeded, StaleSignIn
 from authserver.actions.console import audit as console_audit
 from authserver.actions.console import clients as console_clients
 from authserver.actions.console import keys as console_keys
@@ -62,6 +63,10 @@ def console_page(handler: Handler) -> Handler:
             return await handler(request)
         except SignInNeeded:
             return redirect(SIGN_IN, 303)
+        except StaleSignIn as stale:
+            # A confirmation page: signed in again, the operator comes back to it.
+            query = request.url.query
+            return _sign_in_again(stale, request.url.path + (f"?{query}" if query else ""))
         except NotAnOperator:
             settings = services(request).settings
             response = pages.error_page(request, settings, NOT_AN_OPERATOR, 403)
@@ -77,7 +82,14 @@ async def home(request: Request) -> Response:
 
 async def sign_in(request: Request) -> Response:
     found = services(request)
-    started = await console_sign_in.start(found, mfa=request.query_params.get("mfa") == "1")
+    params = request.query_params
+    started = await console_sign_in.start(
+        found,
+        mfa=params.get("mfa") == "1",
+        recent=params.get("recent") == "1",
+        then=params.get("then"),
+        replacing=read_console_cookie(request, found.settings),
+    )
     response = redirect(started.authorize_url, 303)
     set_console_cookie(response, found.settings, started.cookie)
     return response
@@ -90,8 +102,9 @@ async def callback(request: Request) -> Response:
     answer = {name: value for name, value in request.query_params.items()}
     outcome = await console_sign_in.finish(found, cookie, answer)
     if isinstance(outcome, console_sign_in.StepUp):
-        return redirect(f"{SIGN_IN}?mfa=1", 303)
-    response = redirect("/console/clients", 303)
+        asked = {"mfa": "1", "then": outcome.then, **({"recent": "1"} if outcome.recent else {})}
+        return redirect(f"{SIGN_IN}?{urlencode(asked)}", 303)
+    response = redirect(outcome.then, 303)
     set_console_cookie(response, found.settings, outcome.cookie)
     return response
 
@@ -149,7 +162,7 @@ async def enable_client(request: Request) -> Response:
 @console_page
 async def confirm_delete_client(request: Request) -> Response:
     found = services(request)
-    who = await console_clients.whoami(found, read_console_cookie(request, found.settings))
+    who = await console_clients.confirm_delete(found, read_console_cookie(request, found.settings))
     context = {"operator": who, "client_id": request.query_params.get("client_id", "")}
     return _render(request, "console_client_delete.html", context)
 
@@ -200,8 +213,19 @@ async def _act(request: Request, field: str, change: Change, then: str) -> Respo
     if isinstance(form, Response):
         return form
     cookie, fields = form
-    await change(services(request), cookie, fields.get(field, ""))
+    try:
+        await change(services(request), cookie, fields.get(field, ""))
+    except StaleSignIn as stale:
+        # Back to the confirmation page (same path, GET) once signed in again.
+        return _sign_in_again(
+            stale, f"{request.url.path}?{urlencode({field: fields.get(field, '')})}"
+        )
     return redirect(then, 303)
+
+
+def _sign_in_again(stale: StaleSignIn, then: str) -> Response:
+    asked = {"recent": "1", **({"mfa": "1"} if stale.mfa else {}), "then": then}
+    return redirect(f"{SIGN_IN}?{urlencode(asked)}", 303)
 
 
 @console_page

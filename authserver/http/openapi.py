@@ -1667,7 +1667,13 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 # The admin console (http/console.py): pages for a person, signed in by the console's cookie.
-CONSOLE_SIGN_IN = {"303": {"description": "no live console session: to /console/sign-in"}}
+CONSOLE_SIGN_IN = {
+    "303": {
+        "description": "no live console session, or (a destructive action's confirmation page)"
+        " a sign-in older than 5 minutes or without the operator's second factor:"
+        " to /console/sign-in"
+    }
+}
 CONSOLE_REFUSED = HTML_PAGE("403", "the user may not use the console (no admin, or no mfa)")
 CONSOLE_FORBIDDEN = HTML_PAGE(
     "403", "the CSRF token or the Origin does not match, or the user may not use the console"
@@ -1702,7 +1708,10 @@ def _console_form(summary: str, *fields: str, done: str = "done: back to its pag
         "tags": ["console"],
         "requestBody": _account_form(*fields),
         "responses": {
-            "303": {"description": f"{done}; or no live console session: to /console/sign-in"},
+            "303": {
+                "description": f"{done}; or no live console session, or a sign-in too old"
+                " for a destructive action: to /console/sign-in"
+            },
             **CONSOLE_FORBIDDEN,
             **HTML_PAGE("404", "no such client or user"),
             **_page_errors(400, 413, 415),
@@ -1720,7 +1729,10 @@ OPERATIONS.update(
         ("GET", "/console/sign-in"): {
             "summary": "Starts the console's sign-in: the server's own code flow with PKCE.",
             "tags": ["console"],
-            "parameters": [{"name": "mfa", "in": "query", "schema": {"type": "string"}}],
+            "parameters": [
+                {"name": name, "in": "query", "schema": {"type": "string"}}
+                for name in ("mfa", "recent", "then")
+            ],
             "responses": {
                 "303": {"description": "to /authorize, with the console's sign-in cookie"},
                 **_page_errors(400),

@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from authserver.accounts.second_factors import STEP_SECONDS, new_totp_secret, seal_totp
 from authserver.actions.admin import users as admin_users
 from authserver.actions.console import unseal
+from authserver.actions.console.operator import RECENT_SIGN_IN
+from authserver.actions.console.sign_in import landing
 from authserver.audit import AuditQuery
 from authserver.clients import hash_secret
 from authserver.console_sessions import CONSOLE_CLIENT_ID
@@ -417,29 +419,40 @@ async def test_an_operator_with_a_second_factor_is_asked_for_it(
     assert await services.second_factors.add_totp(factor_id, root, sealed, step, 0)
 
     location = (await client.get("/console/sign-in")).headers["location"]
-    asked_mfa = False
-    for _ in range(8):
-        if location.startswith(f"{ISSUER}/login/factor") or location.startswith("/login/factor"):
-            form = await client.get(location)
-            assert form.status_code == 200, form.text
-            code = pyotp.TOTP(secret).at(clock())
-            fields = {"csrf_token": form_token(form.text), "code": code}
-            answer = await client.post(form_action(form.text), data=fields)
-        else:
-            answer = await client.get(location)
-        if answer.status_code == 200:
-            break
-        assert answer.status_code in (302, 303), answer.text
-        location = answer.headers["location"]
-        asked_mfa = asked_mfa or location == "/console/sign-in?mfa=1"
+    answer, seen = await follow_with_factor(client, location, secret, clock)
     assert answer.status_code == 200 and "Clients" in answer.text, answer.text
-    assert asked_mfa
+    assert "/console/sign-in?mfa=1&then=%2Fconsole%2Fclients" in seen
     async with engine.connect() as conn:
         sealed_tokens = (
             await conn.execute(text("SELECT id_hash, sealed FROM console_sessions"))
         ).one()
     tokens = unseal(services, sealed_tokens.id_hash, bytes(sealed_tokens.sealed))
     assert services.verify_any_audience(tokens["access_token"])["acr"] == "mfa"
+
+
+async def follow_with_factor(
+    http: httpx.AsyncClient, location: str, secret: str, clock: Clock, password: bool = False
+) -> tuple[httpx.Response, list[str]]:
+    """Follows redirects from `location` as a browser would, answering the sign-in page (when
+    `password`) and the second factor's; the first page (200) and the locations seen."""
+    seen = [location]
+    for _ in range(10):
+        if location.startswith(f"{ISSUER}/login/factor") or location.startswith("/login/factor"):
+            form = await http.get(location)
+            assert form.status_code == 200, form.text
+            code = pyotp.TOTP(secret).at(clock())
+            fields = {"csrf_token": form_token(form.text), "code": code}
+            answer = await http.post(form_action(form.text), data=fields)
+        elif password and location.startswith(f"{ISSUER}/login"):
+            answer = await sign_in(http, location, "root", PASSWORD)
+        else:
+            answer = await http.get(location)
+        if answer.status_code == 200:
+            return answer, seen
+        assert answer.status_code in (302, 303), answer.text
+        location = answer.headers["location"]
+        seen.append(location)
+    raise AssertionError(seen)
 
 
 async def test_bad_input_is_a_4xx_page_never_a_500(
@@ -503,25 +516,29 @@ async def test_the_keys_page_rotates_waits_for_a_young_key_and_revokes_after_ask
     states = {r.kid: r.state for r in await services.keys.records()}
     assert states[young.kid] == "active" and states[active.kid] == "retired"
 
-    asked = await client.get("/console/keys/revoke", params={"kid": active.kid})
+    # The wait outlasted the sign-in's RECENT_SIGN_IN: the revoke asks for the password again.
+    stale = await client.get("/console/keys/revoke", params={"kid": young.kid})
+    assert stale.status_code == 303, stale.text
+    asked, _ = await follow_with_factor(client, stale.headers["location"], "", clock, True)
     assert asked.status_code == 200 and "Revoke the key?" in asked.text
-    assert f'name="kid" value="{active.kid}"' in asked.text
+    assert f'name="kid" value="{young.kid}"' in asked.text
     unknown = await client.get("/console/keys/revoke", params={"kid": "no-such-kid"})
     assert unknown.status_code == 404
-    assert active.kid in await published(client)
+    assert young.kid in await published(client)
+    # The active key, which signed the console's own token: renewed, still signed in.
     revoked = await client.post(
-        "/console/keys/revoke", data={"csrf_token": token, "kid": active.kid}
+        "/console/keys/revoke", data={"csrf_token": form_token(asked.text), "kid": young.kid}
     )
     assert revoked.status_code == 303
     assert revoked.headers["location"] == "/console/keys?done=revoked"
-    assert active.kid not in await published(client)
+    assert young.kid not in await published(client)
     shown = await client.get("/console/keys?done=revoked")
     assert "The key was revoked" in shown.text
 
     events = await services.audit.page(AuditQuery(limit=50))
     by_type = {(e.action, e.target): e.actor for e in events}
     assert by_type.get(("key.activated", young.kid)) == root, by_type
-    assert by_type.get(("key.revoked", active.kid)) == root, by_type
+    assert by_type.get(("key.revoked", young.kid)) == root, by_type
     german = await client.get("/console/keys", headers={"Accept-Language": "de"})
     assert '<h1 id="heading">Signierschlüssel</h1>' in german.text
 
@@ -530,3 +547,92 @@ async def published(http: httpx.AsyncClient) -> set[str]:
     jwks = await http.get("/.well-known/jwks.json")
     assert jwks.status_code == 200
     return {key["kid"] for key in jwks.json()["keys"]}
+
+
+async def test_a_stale_sign_in_signs_in_again_before_a_destructive_action(
+    client: httpx.AsyncClient,
+    root: str,
+    registry: Registry,
+    services: Services,
+    clock: Clock,
+    engine: AsyncEngine,
+) -> None:
+    """Past RECENT_SIGN_IN, a key revoke's or a client delete's confirmation page and form send
+    the operator through authserver's sign-in again (max_age), then back to the confirmation
+    page; nothing is done meanwhile."""
+    await registry.client("svc")
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    kid = next(r.kid for r in await services.keys.records() if r.state == "next")
+    clock.advance(RECENT_SIGN_IN + 1)
+    stale = await client.post(
+        "/console/clients/delete", data={"csrf_token": token, "client_id": "svc"}
+    )
+    assert stale.status_code == 303, stale.text
+    assert stale.headers["location"] == (
+        "/console/sign-in?recent=1&then=%2Fconsole%2Fclients%2Fdelete%3Fclient_id%3Dsvc"
+    )
+    assert await services.clients.fresh("svc") is not None
+    asked = await client.get("/console/keys/revoke", params={"kid": kid})
+    assert asked.status_code == 303
+    again = asked.headers["location"]
+    assert again.startswith("/console/sign-in?recent=1&then=%2Fconsole%2Fkeys%2Frevoke")
+    start = await client.get(again)
+    assert f"max_age={RECENT_SIGN_IN}" in start.headers["location"]
+    authorize = await client.get(start.headers["location"])
+    # The browser's login session is older than max_age: the password is asked again.
+    assert authorize.headers["location"].startswith(f"{ISSUER}/login"), authorize.text
+    shown, seen = await follow_with_factor(
+        client, authorize.headers["location"], "", clock, password=True
+    )
+    assert seen[-1] == f"/console/keys/revoke?kid={kid}", seen
+    assert "Revoke the key?" in shown.text
+    async with engine.connect() as conn:
+        held = (await conn.execute(text("SELECT count(*) FROM console_sessions"))).scalar()
+    assert held == 1  # the stale session ended when the new sign-in began
+    token = form_token(shown.text)
+    done = await client.post("/console/keys/revoke", data={"csrf_token": token, "kid": kid})
+    assert done.headers["location"] == "/console/keys?done=revoked"
+    deleted = await client.post(
+        "/console/clients/delete", data={"csrf_token": token, "client_id": "svc"}
+    )
+    assert deleted.headers["location"] == "/console/clients?done=deleted"
+
+
+async def test_an_operator_with_a_factor_steps_up_with_it_before_a_destructive_action(
+    client: httpx.AsyncClient, root: str, services: Services, clock: Clock
+) -> None:
+    secret = new_totp_secret()
+    factor_id = str(uuid.uuid4())
+    sealed = seal_totp(services.factor_sealer, factor_id, secret)
+    step = clock() // STEP_SECONDS - 10
+    assert await services.second_factors.add_totp(factor_id, root, sealed, step, 0)
+    first = await client.get("/console/sign-in")
+    page, _ = await follow_with_factor(client, first.headers["location"], secret, clock, True)
+    assert "Clients" in page.text, page.text
+    kid = next(r.kid for r in await services.keys.records() if r.state == "next")
+    fresh = await client.get("/console/keys/revoke", params={"kid": kid})
+    assert fresh.status_code == 200, fresh.text  # mfa, and recent
+    clock.advance(RECENT_SIGN_IN + STEP_SECONDS)
+    asked = await client.get("/console/keys/revoke", params={"kid": kid})
+    assert asked.headers["location"].startswith("/console/sign-in?recent=1&mfa=1&then=")
+    start = await client.get(asked.headers["location"])
+    assert "acr_values=mfa" in start.headers["location"]
+    assert f"max_age={RECENT_SIGN_IN}" in start.headers["location"]
+    shown, seen = await follow_with_factor(client, start.headers["location"], secret, clock, True)
+    assert any("/login/factor" in location for location in seen), seen
+    assert "Revoke the key?" in shown.text and seen[-1] == f"/console/keys/revoke?kid={kid}"
+
+
+def test_a_sign_in_comes_back_only_to_a_console_page() -> None:
+    for then in (
+        "//evil.example/console/",
+        "https://evil.example",
+        "/console\\x",
+        "/account",
+        "/console/../admin",
+        None,
+        "/console/" + "x" * 600,
+    ):
+        assert landing(then) == "/console/clients", then
+    assert landing("/console/keys/revoke?kid=a") == "/console/keys/revoke?kid=a"

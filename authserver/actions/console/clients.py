@@ -7,7 +7,7 @@ from typing import Any
 
 from authserver.actions.admin import clients as admin_clients
 from authserver.actions.admin.clients import CreatedClient
-from authserver.actions.console.operator import Operator, operator
+from authserver.actions.console.operator import Operator, operator, recent_operator
 from authserver.services import Services
 
 PAGE = 50
@@ -63,6 +63,12 @@ async def set_client_disabled(
     await admin_clients.update_client(services, who.sub, client_id, {"disabled": disabled})
 
 
+async def confirm_delete(services: Services, cookie: str | None) -> Operator:
+    """The confirmation page's operator, signed in recently (StaleSignIn)."""
+    return await recent_operator(services, cookie)
+
+
 async def delete_client(services: Services, cookie: str | None, client_id: str) -> None:
-    who = await operator(services, cookie)
+    """Only after a recent sign-in (StaleSignIn)."""
+    who = await recent_operator(services, cookie)
     await admin_clients.delete_client(services, who.sub, client_id)

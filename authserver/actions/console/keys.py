@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authserver.actions.admin import keys as admin_keys
-from authserver.actions.console.operator import Operator, operator, renew
+from authserver.actions.console.operator import Operator, operator, recent_operator, renew
 from authserver.keys.lifecycle import KeyNotReady, UnknownKey
 from authserver.services import Services
 
@@ -44,8 +44,9 @@ async def rotate(services: Services, cookie: str | None) -> KeysPage:
 
 
 async def key_to_revoke(services: Services, cookie: str | None, kid: str) -> KeysPage:
-    """The confirmation page's: the key (404 for an unknown kid) and the operator."""
-    who = await operator(services, cookie)
+    """The confirmation page's: the key (404 for an unknown kid) and the operator, signed in
+    recently (StaleSignIn)."""
+    who = await recent_operator(services, cookie)
     keys = [key for key in await admin_keys.list_keys(services) if key["kid"] == kid]
     if not keys:
         raise UnknownKey()
@@ -54,7 +55,8 @@ async def key_to_revoke(services: Services, cookie: str | None, kid: str) -> Key
 
 async def revoke(services: Services, cookie: str | None, kid: str) -> None:
     """POST /admin/keys/{kid}/revoke's use case: the key leaves the JWKS at once. The console's
-    own access token may be one it signed: renewed, the operator stays signed in."""
-    who = await operator(services, cookie)
+    own access token may be one it signed: renewed, the operator stays signed in. Only after a
+    recent sign-in (StaleSignIn)."""
+    who = await recent_operator(services, cookie)
     await admin_keys.revoke_key(services, who.sub, kid)
     await renew(services, cookie)
