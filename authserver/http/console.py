@@ -11,7 +11,7 @@ import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,6 +21,7 @@ from authserver.actions.console import NotAnOperator, SignInNeeded, StaleSignIn
 from authserver.actions.console import audit as console_audit
 from authserver.actions.console import clients as console_clients
 from authserver.actions.console import keys as console_keys
+from authserver.actions.console import sessions as console_sessions
 from authserver.actions.console import sign_in as console_sign_in
 from authserver.actions.console import users as console_users
 from authserver.audit import AuditQuery
@@ -46,11 +47,16 @@ DONE = {
     "deleted": N_("The client was deleted."),
     "rotated": N_("Rotated: the next key signs now, and a new next key is published."),
     "revoked": N_("The key was revoked: it has left the JWKS, and its tokens are refused."),
+    "ended": N_("The session was ended."),
+    "ended_all": N_("Every session of the user was ended."),
+    "reset": N_("Every second factor of the user was removed, and their sessions ended."),
 }
 
 Handler = Callable[[Request], Awaitable[Response]]
 # A console use case changing one thing, named by a form's field.
 Change = Callable[[Services, str | None, str], Awaitable[None]]
+# A console use case answering a page about one thing, named by a query parameter.
+Shown = Callable[[Services, str | None, str], Awaitable[Any]]
 
 
 def console_page(handler: Handler) -> Handler:
@@ -192,6 +198,36 @@ async def enable_user(request: Request) -> Response:
     return await _switch(request, "users", False)
 
 
+@console_page
+async def user_sessions(request: Request) -> Response:
+    shown = console_sessions.sessions_page
+    return await _shown(request, "sub", shown, "console_sessions.html")
+
+
+@console_page
+async def end_session(request: Request) -> Response:
+    then = "/console/users/sessions?sub={sub}&done=ended"
+    return await _act(request, "sid", console_sessions.end_session, then)
+
+
+@console_page
+async def end_all_sessions(request: Request) -> Response:
+    then = "/console/users/sessions?sub={sub}&done=ended_all"
+    return await _act(request, "sub", console_sessions.end_all, then)
+
+
+@console_page
+async def confirm_reset_factors(request: Request) -> Response:
+    asked = console_sessions.confirm_reset
+    return await _shown(request, "sub", asked, "console_factors_reset.html")
+
+
+@console_page
+async def reset_factors(request: Request) -> Response:
+    then = "/console/users/sessions?sub={sub}&done=reset"
+    return await _act(request, "sub", console_sessions.reset_factors, then)
+
+
 # The Disable/Enable forms of each page: the field naming what they switch, and the use case.
 _SWITCHES = {
     "clients": ("client_id", console_clients.set_client_disabled),
@@ -208,11 +244,13 @@ async def _switch(request: Request, page: str, disabled: bool) -> Response:
 
 
 async def _act(request: Request, field: str, change: Change, then: str) -> Response:
-    """A form naming one thing (its `field`): CSRF checked, `change` made, back to `then`."""
+    """A form naming one thing (its `field`): CSRF checked, `change` made, back to `then`
+    (its `{sub}`: the form's `sub`, the user whose page it was)."""
     form = await _posted(request)
     if isinstance(form, Response):
         return form
     cookie, fields = form
+    then = then.format(sub=quote(fields.get("sub", ""), safe=""))
     try:
         await change(services(request), cookie, fields.get(field, ""))
     except StaleSignIn as stale:
@@ -221,6 +259,14 @@ async def _act(request: Request, field: str, change: Change, then: str) -> Respo
             stale, f"{request.url.path}?{urlencode({field: fields.get(field, '')})}"
         )
     return redirect(then, 303)
+
+
+async def _shown(request: Request, param: str, shown: Shown, template: str) -> Response:
+    """A page about one thing, named by the query's `param`: the use case's page rendered."""
+    found = services(request)
+    cookie = read_console_cookie(request, found.settings)
+    page = await shown(found, cookie, request.query_params.get(param, ""))
+    return _render(request, template, {"page": page, "operator": page.operator})
 
 
 def _sign_in_again(stale: StaleSignIn, then: str) -> Response:
@@ -249,11 +295,8 @@ async def rotate_keys(request: Request) -> Response:
 
 @console_page
 async def confirm_revoke_key(request: Request) -> Response:
-    found = services(request)
-    cookie = read_console_cookie(request, found.settings)
-    page = await console_keys.key_to_revoke(found, cookie, request.query_params.get("kid", ""))
-    context = {"operator": page.operator, "key": page.keys[0]}
-    return _render(request, "console_key_revoke.html", context)
+    asked = console_keys.key_to_revoke
+    return await _shown(request, "kid", asked, "console_key_revoke.html")
 
 
 @console_page

@@ -1684,6 +1684,11 @@ CONSOLE_SEARCH = [
 ]
 
 
+def _query_strings(*names: str) -> list[Schema]:
+    """Query parameters, each a string."""
+    return [{"name": name, "in": "query", "schema": {"type": "string"}} for name in names]
+
+
 def _console_page(
     summary: str, parameters: list[Schema] | None = None, missing: str | None = None
 ) -> dict[str, Any]:
@@ -1729,10 +1734,7 @@ OPERATIONS.update(
         ("GET", "/console/sign-in"): {
             "summary": "Starts the console's sign-in: the server's own code flow with PKCE.",
             "tags": ["console"],
-            "parameters": [
-                {"name": name, "in": "query", "schema": {"type": "string"}}
-                for name in ("mfa", "recent", "then")
-            ],
+            "parameters": _query_strings("mfa", "recent", "then"),
             "responses": {
                 "303": {"description": "to /authorize, with the console's sign-in cookie"},
                 **_page_errors(400),
@@ -1795,9 +1797,28 @@ OPERATIONS.update(
             "Disables a user and ends every session of theirs.", "sub"
         ),
         ("POST", "/console/users/enable"): _console_form("Enables a user.", "sub"),
+        ("GET", "/console/users/sessions"): _console_page(
+            "A user's signed-in browsers and app sessions (refresh-token families).",
+            _query_strings("sub", "done"),
+            missing="no user has this sub",
+        ),
+        ("POST", "/console/users/sessions/end"): _console_form(
+            "Ends one app session (POST /admin/sessions/{sid}/revoke's use case).", "sub", "sid"
+        ),
+        ("POST", "/console/users/sessions/end-all"): _console_form(
+            "Ends every session of the user (POST /admin/users/{sub}/logout-all's use case).", "sub"
+        ),
+        ("GET", "/console/users/reset-factors"): _console_page(
+            "Asks before removing a user's second factors.",
+            _query_strings("sub"),
+            missing="no user has this sub",
+        ),
+        ("POST", "/console/users/reset-factors"): _console_form(
+            "Removes every second factor of the user and ends their sessions.", "sub"
+        ),
         ("GET", "/console/keys"): _console_page(
             "The signing key ring as a state diagram, with each key's times.",
-            [{"name": "done", "in": "query", "schema": {"type": "string"}}],
+            _query_strings("done"),
         ),
         ("POST", "/console/keys/rotate"): {
             **_console_form("Rotates the signing keys (POST /admin/keys/rotate's use case)."),
@@ -1810,7 +1831,7 @@ OPERATIONS.update(
         },
         ("GET", "/console/keys/revoke"): _console_page(
             "Asks before revoking a signing key.",
-            [{"name": "kid", "in": "query", "schema": {"type": "string"}}],
+            _query_strings("kid"),
             missing="no key has this kid",
         ),
         ("POST", "/console/keys/revoke"): _console_form(

@@ -261,6 +261,8 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
         ("/console/users/enable", {"sub": alice}),
         ("/console/keys/rotate", {}),
         ("/console/keys/revoke", {"kid": kid}),
+        ("/console/users/sessions/end-all", {"sub": alice}),
+        ("/console/users/reset-factors", {"sub": alice}),
         ("/console/sign-out", {}),
     ]
     wrong = ("A" if token[0] != "A" else "B") + token[1:]  # one character off, never the same
@@ -636,3 +638,77 @@ def test_a_sign_in_comes_back_only_to_a_console_page() -> None:
     ):
         assert landing(then) == "/console/clients", then
     assert landing("/console/keys/revoke?kid=a") == "/console/keys/revoke?kid=a"
+
+
+async def test_a_users_sessions_page_ends_one_or_all_and_resets_factors(
+    client: httpx.AsyncClient, root: str, registry: Registry, services: Services, spa: str
+) -> None:
+    """Through the admin API's use cases, audited with the operator; what the user's browser
+    sent (its User-Agent) is escaped; the factor reset asks first."""
+    alice = await registry.user("alice", PASSWORD)
+    logins = []
+    for _ in range(2):
+        answer = await client.post(
+            "/token",
+            data={"grant_type": "password", "username": "alice", "password": PASSWORD,
+                  "client_id": spa},
+            headers={"User-Agent": HOSTILE},
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        logins.append(answer.json()["refresh_token"])
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    users = await client.get("/console/users")
+    assert f'href="/console/users/sessions?sub={alice}"' in users.text
+    shown = await client.get("/console/users/sessions", params={"sub": alice})
+    assert shown.status_code == 200, shown.text
+    assert_strict_headers(shown)
+    assert "<script>" not in shown.text and "&lt;script&gt;alert(1)" in shown.text
+    sids = re.findall(r'name="sid" value="([^"]+)"', shown.text)
+    assert len(sids) == 2 and "<code>spa</code>" in shown.text
+    assert (
+        await client.get("/console/users/sessions", params={"sub": "nobody"})
+    ).status_code == 404
+
+    ended = await client.post(
+        "/console/users/sessions/end", data={"csrf_token": token, "sub": alice, "sid": sids[0]}
+    )
+    assert ended.status_code == 303, ended.text
+    assert ended.headers["location"] == f"/console/users/sessions?sub={alice}&done=ended"
+    again = await client.get(ended.headers["location"])
+    assert "The session was ended." in again.text
+    assert len(re.findall(r'name="sid" value="([^"]+)"', again.text)) == 1
+    everywhere = await client.post(
+        "/console/users/sessions/end-all", data={"csrf_token": token, "sub": alice}
+    )
+    assert everywhere.headers["location"] == f"/console/users/sessions?sub={alice}&done=ended_all"
+    for refresh in logins:
+        refused = await client.post(
+            "/token",
+            data={"grant_type": "refresh_token", "refresh_token": refresh, "client_id": spa},
+        )
+        assert refused.status_code == 400, refused.text
+
+    secret = new_totp_secret()
+    factor_id = str(uuid.uuid4())
+    sealed = seal_totp(services.factor_sealer, factor_id, secret)
+    assert await services.second_factors.add_totp(factor_id, alice, sealed, 0, 0)
+    listed = await client.get("/console/users/sessions", params={"sub": alice})
+    assert f'href="/console/users/reset-factors?sub={alice}"' in listed.text
+    asked = await client.get("/console/users/reset-factors", params={"sub": alice})
+    assert asked.status_code == 200 and "Reset the second factors?" in asked.text
+    reset = await client.post(
+        "/console/users/reset-factors", data={"csrf_token": token, "sub": alice}
+    )
+    assert reset.headers["location"] == f"/console/users/sessions?sub={alice}&done=reset"
+    assert await services.second_factors.kinds(alice) == []
+
+    events = await services.audit.page(AuditQuery(limit=50))
+    by_type = {(e.action, e.target): e.actor for e in events}
+    assert by_type.get(("family.revoked", sids[0])) == root, by_type
+    assert by_type.get(("user.logged_out_everywhere", alice)) == root, by_type
+    assert by_type.get(("user.factors_reset", alice)) == root, by_type
+    german = await client.get(
+        "/console/users/sessions", params={"sub": alice}, headers={"Accept-Language": "de"}
+    )
+    assert "Jede Sitzung beenden" in german.text
