@@ -47,6 +47,7 @@ DONE = {
     "deleted": N_("The client was deleted."),
     "rotated": N_("Rotated: the next key signs now, and a new next key is published."),
     "revoked": N_("The key was revoked: it has left the JWKS, and its tokens are refused."),
+    "saved": N_("Saved."),
     "ended": N_("The session was ended."),
     "ended_all": N_("Every session of the user was ended."),
     "reset": N_("Every second factor of the user was removed, and their sessions ended."),
@@ -153,6 +154,31 @@ async def create_client(request: Request) -> Response:
     created = await console_clients.create_client(services(request), cookie, fields)
     context = {"operator": created.operator, "created": created.created}
     return _render(request, "console_client_created.html", context, 201)
+
+
+@console_page
+async def edit_client_form(request: Request) -> Response:
+    shown = console_clients.client_page
+    return await _shown(request, "client_id", shown, "console_client_edit.html")
+
+
+@console_page
+async def edit_client(request: Request) -> Response:
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    client_id = await console_clients.edit_client(services(request), *form)
+    return redirect(f"/console/clients?{urlencode({'q': client_id, 'done': 'saved'})}", 303)
+
+
+@console_page
+async def rotate_client_secret(request: Request) -> Response:
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    rotated = await console_clients.rotate_secret(services(request), *form)
+    context = {"operator": rotated.operator, "rotated": rotated.rotated}
+    return _render(request, "console_client_secret.html", context)
 
 
 @console_page

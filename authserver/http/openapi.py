@@ -1724,6 +1724,19 @@ def _console_form(summary: str, *fields: str, done: str = "done: back to its pag
     }
 
 
+def _console_answered(summary: str, fields: list[str], answers: dict[str, Any]) -> Schema:
+    """A console form answered with a page of its own (`answers`), not only a 303."""
+    return {
+        **_console_form(summary, *fields),
+        "responses": {
+            "303": {"description": "no live console session: to /console/sign-in"},
+            **CONSOLE_FORBIDDEN,
+            **answers,
+            **_page_errors(400, 413, 415),
+        },
+    }
+
+
 OPERATIONS.update(
     {
         ("GET", "/console"): {
@@ -1770,19 +1783,31 @@ OPERATIONS.update(
             "The clients, by client_id (keyset paging), searched by prefix.", CONSOLE_SEARCH
         ),
         ("GET", "/console/clients/new"): _console_page("The form that registers a client."),
-        ("POST", "/console/clients"): {
-            **_console_form(
-                "Registers a client (POST /admin/clients's use case).",
-                "client_id", "client_name", "public", "grant_types", "scopes", "redirect_uris",
-            ),
-            "responses": {
+        ("POST", "/console/clients"): _console_answered(
+            "Registers a client (POST /admin/clients's use case).",
+            ["client_id", "client_name", "public", "grant_types", "scopes", "redirect_uris"],
+            {
                 **HTML_PAGE("201", "registered: the secret, shown this once"),
-                "303": {"description": "no live console session: to /console/sign-in"},
-                **CONSOLE_FORBIDDEN,
                 **HTML_PAGE("409", "the client_id is taken"),
-                **_page_errors(400, 413, 415),
             },
-        },
+        ),
+        ("GET", "/console/clients/edit"): _console_page(
+            "The form that edits a client (name, redirect URIs, origins) and rotates its secret.",
+            _query_strings("client_id"),
+            missing="no client has this client_id",
+        ),
+        ("POST", "/console/clients/edit"): _console_form(
+            "Edits a client (PATCH /admin/clients/{client_id}'s use case).",
+            "client_id", "client_name", "redirect_uris", "allowed_origins",
+        ),
+        ("POST", "/console/clients/rotate-secret"): _console_answered(
+            "Rotates a client's secret (POST /admin/clients/{client_id}/rotate-secret's).",
+            ["client_id", "old_secret_ttl"],
+            {
+                **HTML_PAGE("200", "rotated: the new secret, shown this once"),
+                **HTML_PAGE("404", "no client has this client_id"),
+            },
+        ),
         ("POST", "/console/clients/disable"): _console_form("Disables a client.", "client_id"),
         ("POST", "/console/clients/enable"): _console_form("Enables a client.", "client_id"),
         ("GET", "/console/clients/delete"): _console_page(
@@ -1820,15 +1845,14 @@ OPERATIONS.update(
             "The signing key ring as a state diagram, with each key's times.",
             _query_strings("done"),
         ),
-        ("POST", "/console/keys/rotate"): {
-            **_console_form("Rotates the signing keys (POST /admin/keys/rotate's use case)."),
-            "responses": {
+        ("POST", "/console/keys/rotate"): _console_answered(
+            "Rotates the signing keys (POST /admin/keys/rotate's use case).",
+            [],
+            {
                 "303": {"description": "rotated; or no live console session: to /console/sign-in"},
-                **CONSOLE_FORBIDDEN,
                 **HTML_PAGE("409", "key_not_ready: the keys page with the wait, and Retry-After"),
-                **_page_errors(400, 413, 415),
             },
-        },
+        ),
         ("GET", "/console/keys/revoke"): _console_page(
             "Asks before revoking a signing key.",
             _query_strings("kid"),

@@ -262,6 +262,8 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
         ("/console/keys/rotate", {}),
         ("/console/keys/revoke", {"kid": kid}),
         ("/console/users/sessions/end-all", {"sub": alice}),
+        ("/console/clients/edit", {"client_id": "svc", "client_name": "Changed"}),
+        ("/console/clients/rotate-secret", {"client_id": "svc"}),
         ("/console/users/reset-factors", {"sub": alice}),
         ("/console/sign-out", {}),
     ]
@@ -281,6 +283,7 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
     user = await services.users.by_id(alice)
     assert svc is not None and not svc.disabled and user is not None and not user.disabled
     assert await services.keys.records() == keys_before  # neither rotated nor revoked
+    assert svc.client_name is None and svc.secret_rotated_at is None
     assert (await client.get("/console/clients")).status_code == 200  # still signed in
 
 
@@ -311,6 +314,7 @@ async def test_what_users_and_operators_typed_is_escaped_on_every_page(
         ("/console/audit", {"type": HOSTILE, "user": HOSTILE}),
         ("/console/clients/delete", {"client_id": HOSTILE}),
         ("/console/keys", {"done": HOSTILE}),
+        ("/console/clients/edit", {"client_id": "hostile"}),
         ("/console/keys/revoke", {"kid": HOSTILE}),
     ]:
         shown = await client.get(path, params=params)
@@ -712,3 +716,77 @@ async def test_a_users_sessions_page_ends_one_or_all_and_resets_factors(
         "/console/users/sessions", params={"sub": alice}, headers={"Accept-Language": "de"}
     )
     assert "Jede Sitzung beenden" in german.text
+
+
+async def test_a_client_is_edited_and_its_secret_rotated_shown_once(
+    client: httpx.AsyncClient, root: str, registry: Registry, services: Services, clock: Clock
+) -> None:
+    old_secret = await registry.client("svc")
+    assert old_secret is not None
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    listed = await client.get("/console/clients")
+    assert 'href="/console/clients/edit?client_id=svc"' in listed.text
+    assert 'href="/console/clients/edit?client_id=authserver-console"' not in listed.text
+    form = await client.get("/console/clients/edit", params={"client_id": "svc"})
+    assert form.status_code == 200 and 'name="old_secret_ttl"' in form.text
+    assert_strict_headers(form)
+    missing = await client.get("/console/clients/edit", params={"client_id": "nobody"})
+    assert missing.status_code == 404
+    saved = await client.post(
+        "/console/clients/edit",
+        data={
+            "csrf_token": token,
+            "client_id": "svc",
+            "client_name": HOSTILE,
+            "redirect_uris": "https://svc.example/cb\nhttps://svc.example/other",
+            "allowed_origins": "https://svc.example",
+        },
+    )
+    assert saved.status_code == 303, saved.text
+    assert saved.headers["location"] == "/console/clients?q=svc&done=saved"
+    found = await services.clients.fresh("svc")
+    assert found is not None and found.client_name == HOSTILE
+    assert found.redirect_uris == ("https://svc.example/cb", "https://svc.example/other")
+    assert found.allowed_origins == ("https://svc.example",)
+    again = await client.get("/console/clients/edit", params={"client_id": "svc"})
+    assert "<script>" not in again.text and "&lt;script&gt;" in again.text
+    assert ">https://svc.example/cb\nhttps://svc.example/other</textarea>" in again.text
+    bad = await client.post(
+        "/console/clients/edit",
+        data={"csrf_token": token, "client_id": "svc", "redirect_uris": "not a uri"},
+    )
+    assert bad.status_code == 400, bad.text
+
+    for ttl in ("abc", "-1", "99999999999"):
+        refused = await client.post(
+            "/console/clients/rotate-secret",
+            data={"csrf_token": token, "client_id": "svc", "old_secret_ttl": ttl},
+        )
+        assert refused.status_code == 400, (ttl, refused.text)
+    rotated = await client.post(
+        "/console/clients/rotate-secret",
+        data={"csrf_token": token, "client_id": "svc", "old_secret_ttl": "60"},
+    )
+    assert rotated.status_code == 200, rotated.text
+    assert "no-store" in rotated.headers["cache-control"]
+    shown = re.search(r'id="secret" type="text" readonly value="([^"]+)"', rotated.text)
+    assert shown, rotated.text
+    new_secret = unescape(shown.group(1))
+    for secret, works in [(new_secret, True), (old_secret, True)]:
+        answer = await client.post(
+            "/token", data={"grant_type": "client_credentials"}, auth=("svc", secret)
+        )
+        assert (answer.status_code == 200) == works, answer.text
+    clock.advance(61)
+    late = await client.post(
+        "/token", data={"grant_type": "client_credentials"}, auth=("svc", old_secret)
+    )
+    assert late.status_code == 401
+    # Shown once: nothing on any page brings it back.
+    for path in ("/console/clients", "/console/clients/edit?client_id=svc", "/console/audit"):
+        assert new_secret not in (await client.get(path)).text, path
+    events = await services.audit.page(AuditQuery(limit=50))
+    by_type = {(e.action, e.target): e.actor for e in events}
+    assert by_type.get(("client.updated", "svc")) == root, by_type
+    assert by_type.get(("client.secret_rotated", "svc")) == root, by_type
