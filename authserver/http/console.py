@@ -21,6 +21,7 @@ from authserver.actions.console import NotAnOperator, SignInNeeded, StaleSignIn
 from authserver.actions.console import audit as console_audit
 from authserver.actions.console import clients as console_clients
 from authserver.actions.console import keys as console_keys
+from authserver.actions.console import resources as console_resources
 from authserver.actions.console import sessions as console_sessions
 from authserver.actions.console import sign_in as console_sign_in
 from authserver.actions.console import users as console_users
@@ -48,6 +49,8 @@ DONE = {
     "rotated": N_("Rotated: the next key signs now, and a new next key is published."),
     "revoked": N_("The key was revoked: it has left the JWKS, and its tokens are refused."),
     "saved": N_("Saved."),
+    "created": N_("Registered."),
+    "resource_deleted": N_("The resource was deleted."),
     "ended": N_("The session was ended."),
     "ended_all": N_("Every session of the user was ended."),
     "reset": N_("Every second factor of the user was removed, and their sessions ended."),
@@ -340,6 +343,35 @@ def _keys_page(
     response = _render(request, "console_keys.html", context, status)
     response.headers.update(headers or {})
     return response
+
+
+@console_page
+async def resources(request: Request) -> Response:
+    found = services(request)
+    cookie = read_console_cookie(request, found.settings)
+    page = await console_resources.resources_page(found, cookie, _search(request)[1])
+    return _render(request, "console_resources.html", {"page": page, "operator": page.operator})
+
+
+@console_page
+async def create_resource(request: Request) -> Response:
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    await console_resources.create_resource(services(request), *form)
+    return redirect("/console/resources?done=created", 303)
+
+
+@console_page
+async def confirm_delete_resource(request: Request) -> Response:
+    asked = console_resources.resource_to_delete
+    return await _shown(request, "resource", asked, "console_resource_delete.html")
+
+
+@console_page
+async def delete_resource(request: Request) -> Response:
+    change = console_resources.delete_resource
+    return await _act(request, "resource", change, "/console/resources?done=resource_deleted")
 
 
 @console_page

@@ -1861,6 +1861,24 @@ OPERATIONS.update(
         ("POST", "/console/keys/revoke"): _console_form(
             "Revokes a signing key: it leaves the JWKS at once.", "kid"
         ),
+        ("GET", "/console/resources"): _console_page(
+            "The resource servers (RFC 8707), by identifier, and the form that registers one.",
+            _query_strings("after", "done"),
+        ),
+        ("POST", "/console/resources"): _console_answered(
+            "Registers a resource (POST /admin/resources's use case).",
+            ["resource", "scopes", "access_token_ttl"],
+            {
+                "303": {"description": "registered; or no live console session: to sign-in"},
+                **HTML_PAGE("409", "the resource is registered already"),
+            },
+        ),
+        ("GET", "/console/resources/delete"): _console_page(
+            "Asks before deleting a resource.",
+            _query_strings("resource"),
+            missing="no resource has this identifier",
+        ),
+        ("POST", "/console/resources/delete"): _console_form("Deletes a resource.", "resource"),
         ("GET", "/console/audit"): _console_page(
             "The audit trail, newest first, filtered by event type and user.",
             [

@@ -59,7 +59,7 @@ def test_every_console_page_has_no_serious_accessibility_violation(
         for name, violations in found.items()
     }
     assert not any(serious.values()), serious
-    assert len(found) >= 15, sorted(found)
+    assert len(found) >= 19, sorted(found)
 
 
 def visit_every_page(page: Page, url: str, source: str) -> dict[str, list[dict[str, object]]]:
@@ -108,6 +108,15 @@ def visit_every_page(page: Page, url: str, source: str) -> dict[str, list[dict[s
     check("user-sessions-own")
     page.goto(f"{url}/console/users/reset-factors?sub={sub}")
     check("user-factors-reset")
+
+    page.goto(f"{url}/console/resources")
+    page.fill("#resource", "https://api.example/")
+    page.fill("#resource_scopes", "read")
+    page.click("form[action='/console/resources'] button[type=submit]")
+    page.wait_for_selector("text=Registered.")
+    check("resources")
+    page.goto(f"{url}/console/resources/delete?resource=https%3A%2F%2Fapi.example%2F")
+    check("resource-delete")
 
     page.goto(f"{url}/console/keys")
     check("keys")

@@ -187,6 +187,7 @@ PAGES = (
     "/console/clients/delete?client_id=svc",
     "/console/users",
     "/console/keys",
+    "/console/resources",
     "/console/audit",
 )
 
@@ -264,6 +265,7 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
         ("/console/users/sessions/end-all", {"sub": alice}),
         ("/console/clients/edit", {"client_id": "svc", "client_name": "Changed"}),
         ("/console/clients/rotate-secret", {"client_id": "svc"}),
+        ("/console/resources", {"resource": "https://made.example/"}),
         ("/console/users/reset-factors", {"sub": alice}),
         ("/console/sign-out", {}),
     ]
@@ -284,6 +286,7 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
     assert svc is not None and not svc.disabled and user is not None and not user.disabled
     assert await services.keys.records() == keys_before  # neither rotated nor revoked
     assert svc.client_name is None and svc.secret_rotated_at is None
+    assert await services.resources.get("https://made.example/") is None
     assert (await client.get("/console/clients")).status_code == 200  # still signed in
 
 
@@ -790,3 +793,50 @@ async def test_a_client_is_edited_and_its_secret_rotated_shown_once(
     by_type = {(e.action, e.target): e.actor for e in events}
     assert by_type.get(("client.updated", "svc")) == root, by_type
     assert by_type.get(("client.secret_rotated", "svc")) == root, by_type
+
+
+async def test_resources_are_registered_and_deleted_after_asking(
+    client: httpx.AsyncClient, root: str, services: Services
+) -> None:
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    # The resource must be an absolute URI (no `<` or `"`); what of it HTML would read is escaped.
+    hostile = "https://api.example/v1?a=1&b='2'"
+    made = await client.post(
+        "/console/resources",
+        data={"csrf_token": token, "resource": hostile, "scopes": "read write",
+              "access_token_ttl": "120"},
+    )  # fmt: skip
+    assert made.status_code == 303, made.text
+    assert made.headers["location"] == "/console/resources?done=created"
+    found = await services.resources.get(hostile)
+    assert found is not None and found.scopes == ("read", "write")
+    assert found.access_token_ttl == 120
+    listed = await client.get(made.headers["location"])
+    assert listed.status_code == 200 and "Registered." in listed.text
+    assert "<code>https://api.example/v1?a=1&amp;b=&#39;2&#39;</code>" in listed.text
+    assert_strict_headers(listed)
+    for fields, status in [
+        ({"resource": hostile}, 409),
+        ({"resource": "not a uri"}, 400),
+        ({"resource": "https://b.example/", "access_token_ttl": "abc"}, 400),
+        ({"resource": "https://b.example/", "access_token_ttl": "1"}, 400),
+    ]:
+        refused = await client.post("/console/resources", data={"csrf_token": token, **fields})
+        assert refused.status_code == status, (fields, refused.text)
+    asked = await client.get("/console/resources/delete", params={"resource": hostile})
+    assert asked.status_code == 200 and "Delete the resource?" in asked.text
+    assert "b=&#39;2&#39;" in asked.text
+    missing = await client.get("/console/resources/delete", params={"resource": "https://x/"})
+    assert missing.status_code == 404
+    deleted = await client.post(
+        "/console/resources/delete", data={"csrf_token": token, "resource": hostile}
+    )
+    assert deleted.headers["location"] == "/console/resources?done=resource_deleted"
+    assert await services.resources.get(hostile) is None
+    events = await services.audit.page(AuditQuery(limit=50))
+    by_type = {(e.action, e.target): e.actor for e in events}
+    assert by_type.get(("resource.created", hostile)) == root, by_type
+    assert by_type.get(("resource.deleted", hostile)) == root, by_type
+    german = await client.get("/console/resources", headers={"Accept-Language": "de"})
+    assert '<h1 id="heading">Ressourcen</h1>' in german.text
