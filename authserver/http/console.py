@@ -21,6 +21,7 @@ from authserver.actions.console import NotAnOperator, SignInNeeded, StaleSignIn
 from authserver.actions.console import audit as console_audit
 from authserver.actions.console import clients as console_clients
 from authserver.actions.console import keys as console_keys
+from authserver.actions.console import registration_tokens as console_tokens
 from authserver.actions.console import resources as console_resources
 from authserver.actions.console import sessions as console_sessions
 from authserver.actions.console import sign_in as console_sign_in
@@ -372,6 +373,25 @@ async def confirm_delete_resource(request: Request) -> Response:
 async def delete_resource(request: Request) -> Response:
     change = console_resources.delete_resource
     return await _act(request, "resource", change, "/console/resources?done=resource_deleted")
+
+
+@console_page
+async def registration_token_form(request: Request) -> Response:
+    found = services(request)
+    page = await console_tokens.token_form(found, read_console_cookie(request, found.settings))
+    return _render(
+        request, "console_registration_token.html", {"page": page, "operator": page.operator}
+    )
+
+
+@console_page
+async def make_registration_token(request: Request) -> Response:
+    form = await _posted(request)
+    if isinstance(form, Response):
+        return form
+    made = await console_tokens.make_token(services(request), *form)
+    context = {"made": made, "operator": made.operator}
+    return _render(request, "console_registration_token_made.html", context, 201)
 
 
 @console_page

@@ -1879,6 +1879,14 @@ OPERATIONS.update(
             missing="no resource has this identifier",
         ),
         ("POST", "/console/resources/delete"): _console_form("Deletes a resource.", "resource"),
+        ("GET", "/console/registration-tokens"): _console_page(
+            "The form that makes an initial access token for dynamic client registration."
+        ),
+        ("POST", "/console/registration-tokens"): _console_answered(
+            "Makes an initial access token (RFC 7591), as `clients registration-token` does.",
+            ["ttl", "uses"],
+            {**HTML_PAGE("201", "made: the token, shown this once")},
+        ),
         ("GET", "/console/audit"): _console_page(
             "The audit trail, newest first, filtered by event type and user.",
             [

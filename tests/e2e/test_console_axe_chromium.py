@@ -59,7 +59,7 @@ def test_every_console_page_has_no_serious_accessibility_violation(
         for name, violations in found.items()
     }
     assert not any(serious.values()), serious
-    assert len(found) >= 19, sorted(found)
+    assert len(found) >= 21, sorted(found)
 
 
 def visit_every_page(page: Page, url: str, source: str) -> dict[str, list[dict[str, object]]]:
@@ -93,6 +93,11 @@ def visit_every_page(page: Page, url: str, source: str) -> dict[str, list[dict[s
     check("client-secret")
     page.goto(f"{url}/console/clients/delete?client_id=billing")
     check("client-delete")
+    page.goto(f"{url}/console/registration-tokens")
+    check("registration-token")
+    page.click("text=Make the token")
+    page.wait_for_selector("h1:has-text('Registration token made')")
+    check("registration-token-made")
 
     page.goto(f"{url}/console/users")
     check("users")

@@ -188,6 +188,7 @@ PAGES = (
     "/console/users",
     "/console/keys",
     "/console/resources",
+    "/console/registration-tokens",
     "/console/audit",
 )
 
@@ -266,6 +267,7 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
         ("/console/clients/edit", {"client_id": "svc", "client_name": "Changed"}),
         ("/console/clients/rotate-secret", {"client_id": "svc"}),
         ("/console/resources", {"resource": "https://made.example/"}),
+        ("/console/registration-tokens", {"ttl": "3600", "uses": "1"}),
         ("/console/users/reset-factors", {"sub": alice}),
         ("/console/sign-out", {}),
     ]
@@ -840,3 +842,38 @@ async def test_resources_are_registered_and_deleted_after_asking(
     assert by_type.get(("resource.deleted", hostile)) == root, by_type
     german = await client.get("/console/resources", headers={"Accept-Language": "de"})
     assert '<h1 id="heading">Ressourcen</h1>' in german.text
+
+
+@pytest.mark.parametrize("settings_overrides", [{**INSECURE_COOKIES, "registration": "token"}])
+async def test_a_registration_token_is_made_shown_once_and_registers_a_client(
+    client: httpx.AsyncClient, root: str, services: Services
+) -> None:
+    """With AUTHSERVER_REGISTRATION=token: the console's token (the CLI's use case) registers
+    one client at POST /register, then no more; only its hash is kept; audited."""
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    form = await client.get("/console/registration-tokens")
+    assert form.status_code == 200 and "only with" not in form.text
+    for fields in ({"ttl": "10"}, {"ttl": "abc"}, {"ttl": "3600", "uses": "0"}):
+        refused = await client.post(
+            "/console/registration-tokens", data={"csrf_token": token, **fields}
+        )
+        assert refused.status_code == 400, (fields, refused.text)
+    made = await client.post(
+        "/console/registration-tokens", data={"csrf_token": token, "ttl": "3600", "uses": "1"}
+    )
+    assert made.status_code == 201, made.text
+    assert "no-store" in made.headers["cache-control"]
+    shown = re.search(r'id="token" type="text" readonly value="([^"]+)"', made.text)
+    assert shown, made.text
+    initial = unescape(shown.group(1))
+    body = {"redirect_uris": ["https://app.example/cb"], "client_name": "App"}
+    bearer = {"Authorization": f"Bearer {initial}"}
+    first = await client.post("/register", json=body, headers=bearer)
+    assert first.status_code == 201, first.text
+    second = await client.post("/register", json=body, headers=bearer)
+    assert second.status_code == 401, second.text
+    for path in ("/console/clients", "/console/audit"):
+        assert initial not in (await client.get(path)).text
+    events = await services.audit.page(AuditQuery(limit=50))
+    assert [e.actor for e in events if e.action == "registration_token.created"] == [root]
