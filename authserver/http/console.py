@@ -58,6 +58,7 @@ DONE = {
 }
 
 Handler = Callable[[Request], Awaitable[Response]]
+FormHandler = Callable[[Request, str | None, dict[str, str]], Awaitable[Response]]
 # A console use case changing one thing, named by a form's field.
 Change = Callable[[Services, str | None, str], Awaitable[None]]
 # A console use case answering a page about one thing, named by a query parameter.
@@ -85,6 +86,20 @@ def console_page(handler: Handler) -> Handler:
             return response
 
     return guarded
+
+
+def console_form(handler: FormHandler) -> Handler:
+    """A console form's handler, given the console cookie and the form's fields once its CSRF
+    token is the console session's (else the 403 page, and nothing done)."""
+
+    @functools.wraps(handler)
+    async def checked(request: Request) -> Response:
+        form = await _posted(request)
+        if isinstance(form, Response):
+            return form
+        return await handler(request, *form)
+
+    return console_page(checked)
 
 
 async def home(request: Request) -> Response:
@@ -149,12 +164,8 @@ async def new_client(request: Request) -> Response:
     return _render(request, "console_client_new.html", {"operator": who})
 
 
-@console_page
-async def create_client(request: Request) -> Response:
-    form = await _posted(request)
-    if isinstance(form, Response):
-        return form
-    cookie, fields = form
+@console_form
+async def create_client(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
     created = await console_clients.create_client(services(request), cookie, fields)
     context = {"operator": created.operator, "created": created.created}
     return _render(request, "console_client_created.html", context, 201)
@@ -166,21 +177,17 @@ async def edit_client_form(request: Request) -> Response:
     return await _shown(request, "client_id", shown, "console_client_edit.html")
 
 
-@console_page
-async def edit_client(request: Request) -> Response:
-    form = await _posted(request)
-    if isinstance(form, Response):
-        return form
-    client_id = await console_clients.edit_client(services(request), *form)
+@console_form
+async def edit_client(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    client_id = await console_clients.edit_client(services(request), cookie, fields)
     return redirect(f"/console/clients?{urlencode({'q': client_id, 'done': 'saved'})}", 303)
 
 
-@console_page
-async def rotate_client_secret(request: Request) -> Response:
-    form = await _posted(request)
-    if isinstance(form, Response):
-        return form
-    rotated = await console_clients.rotate_secret(services(request), *form)
+@console_form
+async def rotate_client_secret(
+    request: Request, cookie: str | None, fields: dict[str, str]
+) -> Response:
+    rotated = await console_clients.rotate_secret(services(request), cookie, fields)
     context = {"operator": rotated.operator, "rotated": rotated.rotated}
     return _render(request, "console_client_secret.html", context)
 
@@ -311,12 +318,9 @@ async def keys(request: Request) -> Response:
     return _keys_page(request, page)
 
 
-@console_page
-async def rotate_keys(request: Request) -> Response:
-    form = await _posted(request)
-    if isinstance(form, Response):
-        return form
-    page = await console_keys.rotate(services(request), form[0])
+@console_form
+async def rotate_keys(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    page = await console_keys.rotate(services(request), cookie)
     if page.wait is None:
         return redirect("/console/keys?done=rotated", 303)
     # RFC 9110 §10.2.3: Retry-After, as the admin API's 409 key_not_ready says it.
@@ -354,12 +358,9 @@ async def resources(request: Request) -> Response:
     return _render(request, "console_resources.html", {"page": page, "operator": page.operator})
 
 
-@console_page
-async def create_resource(request: Request) -> Response:
-    form = await _posted(request)
-    if isinstance(form, Response):
-        return form
-    await console_resources.create_resource(services(request), *form)
+@console_form
+async def create_resource(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    await console_resources.create_resource(services(request), cookie, fields)
     return redirect("/console/resources?done=created", 303)
 
 
@@ -384,12 +385,11 @@ async def registration_token_form(request: Request) -> Response:
     )
 
 
-@console_page
-async def make_registration_token(request: Request) -> Response:
-    form = await _posted(request)
-    if isinstance(form, Response):
-        return form
-    made = await console_tokens.make_token(services(request), *form)
+@console_form
+async def make_registration_token(
+    request: Request, cookie: str | None, fields: dict[str, str]
+) -> Response:
+    made = await console_tokens.make_token(services(request), cookie, fields)
     context = {"made": made, "operator": made.operator}
     return _render(request, "console_registration_token_made.html", context, 201)
 
