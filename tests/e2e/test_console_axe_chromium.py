@@ -12,12 +12,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
-from tests.e2e.servers import PASSWORD, USERNAME, authserver
-from tests.e2e.test_accounts_chromium import DESKTOP
-from tests.e2e.test_console_chromium import OTHER, make_user, register
-from tests.e2e.test_spa_chromium import ARGS, TIMEOUT_MS, chromium  # noqa: F401 - a fixture
+from tests.e2e.servers import PASSWORD, USERNAME
+from tests.e2e.test_console_chromium import OTHER, console_browser, register
+from tests.e2e.test_spa_chromium import chromium  # noqa: F401 - a fixture
 from tests.npm_packages import install
 
 AXE = Path(__file__).parent / "axe"
@@ -38,19 +37,8 @@ def test_every_console_page_has_no_serious_accessibility_violation(
 ) -> None:
     install(AXE)
     source = (AXE / "node_modules" / "axe-core" / "axe.min.js").read_text()
-    with (
-        authserver(tmp_path, [], user_flags=("--admin",)) as auth,
-        sync_playwright() as playwright,
-    ):
-        make_user(auth.url, tmp_path, OTHER)
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=ARGS)
-        try:
-            context = browser.new_context(viewport=DESKTOP, bypass_csp=True)
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            found = visit_every_page(page, auth.url, source)
-        finally:
-            browser.close()
+    with console_browser(chromium, tmp_path, bypass_csp=True) as (page, url):
+        found = visit_every_page(page, url, source)
     for name, violations in found.items():
         for violation in violations:
             print(name, violation["impact"], violation["id"], violation["nodes"])
