@@ -46,8 +46,8 @@ def make_user(url: str, workdir: Path, username: str) -> None:
 
 @contextmanager
 def console_browser(binary: Path, workdir: Path, **context: Any) -> Iterator[tuple[Page, str]]:
-    """A page of Chromium (`binary`; `context`: its options) and the URL of a real `authserver serve`
-    whose admin (USERNAME) and one other user (OTHER) exist."""
+    """A page of Chromium (`binary`; `context`: its options) and the URL of a real
+    `authserver serve` whose admin (USERNAME) and one other user (OTHER) exist."""
     with (
         authserver(workdir, [], user_flags=("--admin",)) as auth,
         sync_playwright() as playwright,
