@@ -295,7 +295,7 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
 async def test_what_users_and_operators_typed_is_escaped_on_every_page(
     client: httpx.AsyncClient, root: str, registry: Registry
 ) -> None:
-    await registry.user(HOSTILE, PASSWORD)
+    hostile_sub = await registry.user(HOSTILE, PASSWORD)
     page = await console_sign_in(client)
     token = form_token(page.text)
     made = await client.post(
@@ -320,6 +320,9 @@ async def test_what_users_and_operators_typed_is_escaped_on_every_page(
         ("/console/clients/delete", {"client_id": HOSTILE}),
         ("/console/keys", {"done": HOSTILE}),
         ("/console/clients/edit", {"client_id": "hostile"}),
+        ("/console/users/sessions", {"sub": hostile_sub}),
+        ("/console/users/reset-factors", {"sub": hostile_sub}),
+        ("/console/resources/delete", {"resource": HOSTILE}),
         ("/console/keys/revoke", {"kid": HOSTILE}),
     ]:
         shown = await client.get(path, params=params)
