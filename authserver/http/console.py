@@ -11,14 +11,19 @@ import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from authserver.actions.admin.audit import MAX_EVENT_ID
-from authserver.actions.console import NotAnOperator, SignInNeeded
+from authserver.actions.console import NotAnOperator, SignInNeeded, StaleSignIn
 from authserver.actions.console import audit as console_audit
 from authserver.actions.console import clients as console_clients
+from authserver.actions.console import keys as console_keys
+from authserver.actions.console import registration_tokens as console_tokens
+from authserver.actions.console import resources as console_resources
+from authserver.actions.console import sessions as console_sessions
 from authserver.actions.console import sign_in as console_sign_in
 from authserver.actions.console import users as console_users
 from authserver.audit import AuditQuery
@@ -30,6 +35,7 @@ from authserver.http.cookies import clear_console_cookie, read_console_cookie, s
 from authserver.http.forms import read_fields
 from authserver.http.responses import redirect
 from authserver.i18n.translations import N_
+from authserver.services import Services
 
 SIGN_IN = "/console/sign-in"
 NOT_AN_OPERATOR = N_(
@@ -41,9 +47,22 @@ DONE = {
     "disabled": N_("Disabled."),
     "enabled": N_("Enabled."),
     "deleted": N_("The client was deleted."),
+    "rotated": N_("Rotated: the next key signs now, and a new next key is published."),
+    "revoked": N_("The key was revoked: it has left the JWKS, and its tokens are refused."),
+    "saved": N_("Saved."),
+    "created": N_("Registered."),
+    "resource_deleted": N_("The resource was deleted."),
+    "ended": N_("The session was ended."),
+    "ended_all": N_("Every session of the user was ended."),
+    "reset": N_("Every second factor of the user was removed, and their sessions ended."),
 }
 
 Handler = Callable[[Request], Awaitable[Response]]
+FormHandler = Callable[[Request, str | None, dict[str, str]], Awaitable[Response]]
+# A console use case changing one thing, named by a form's field.
+Change = Callable[[Services, str | None, str], Awaitable[None]]
+# A console use case answering a page about one thing, named by a query parameter.
+Shown = Callable[[Services, str | None, str], Awaitable[Any]]
 
 
 def console_page(handler: Handler) -> Handler:
@@ -56,6 +75,10 @@ def console_page(handler: Handler) -> Handler:
             return await handler(request)
         except SignInNeeded:
             return redirect(SIGN_IN, 303)
+        except StaleSignIn as stale:
+            # A confirmation page: signed in again, the operator comes back to it.
+            query = request.url.query
+            return _sign_in_again(stale, request.url.path + (f"?{query}" if query else ""))
         except NotAnOperator:
             settings = services(request).settings
             response = pages.error_page(request, settings, NOT_AN_OPERATOR, 403)
@@ -65,13 +88,34 @@ def console_page(handler: Handler) -> Handler:
     return guarded
 
 
+def console_form(handler: FormHandler) -> Handler:
+    """A console form's handler, given the console cookie and the form's fields once its CSRF
+    token is the console session's (else the 403 page, and nothing done)."""
+
+    @functools.wraps(handler)
+    async def checked(request: Request) -> Response:
+        form = await _posted(request)
+        if isinstance(form, Response):
+            return form
+        return await handler(request, *form)
+
+    return console_page(checked)
+
+
 async def home(request: Request) -> Response:
     return redirect("/console/clients", 303)
 
 
 async def sign_in(request: Request) -> Response:
     found = services(request)
-    started = await console_sign_in.start(found, mfa=request.query_params.get("mfa") == "1")
+    params = request.query_params
+    started = await console_sign_in.start(
+        found,
+        mfa=params.get("mfa") == "1",
+        recent=params.get("recent") == "1",
+        then=params.get("then"),
+        replacing=read_console_cookie(request, found.settings),
+    )
     response = redirect(started.authorize_url, 303)
     set_console_cookie(response, found.settings, started.cookie)
     return response
@@ -84,8 +128,9 @@ async def callback(request: Request) -> Response:
     answer = {name: value for name, value in request.query_params.items()}
     outcome = await console_sign_in.finish(found, cookie, answer)
     if isinstance(outcome, console_sign_in.StepUp):
-        return redirect(f"{SIGN_IN}?mfa=1", 303)
-    response = redirect("/console/clients", 303)
+        asked = {"mfa": "1", "then": outcome.then, **({"recent": "1"} if outcome.recent else {})}
+        return redirect(f"{SIGN_IN}?{urlencode(asked)}", 303)
+    response = redirect(outcome.then, 303)
     set_console_cookie(response, found.settings, outcome.cookie)
     return response
 
@@ -119,15 +164,32 @@ async def new_client(request: Request) -> Response:
     return _render(request, "console_client_new.html", {"operator": who})
 
 
-@console_page
-async def create_client(request: Request) -> Response:
-    form = await _posted(request)
-    if isinstance(form, Response):
-        return form
-    cookie, fields = form
+@console_form
+async def create_client(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
     created = await console_clients.create_client(services(request), cookie, fields)
     context = {"operator": created.operator, "created": created.created}
     return _render(request, "console_client_created.html", context, 201)
+
+
+@console_page
+async def edit_client_form(request: Request) -> Response:
+    shown = console_clients.client_page
+    return await _shown(request, "client_id", shown, "console_client_edit.html")
+
+
+@console_form
+async def edit_client(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    client_id = await console_clients.edit_client(services(request), cookie, fields)
+    return redirect(f"/console/clients?{urlencode({'q': client_id, 'done': 'saved'})}", 303)
+
+
+@console_form
+async def rotate_client_secret(
+    request: Request, cookie: str | None, fields: dict[str, str]
+) -> Response:
+    rotated = await console_clients.rotate_secret(services(request), cookie, fields)
+    context = {"operator": rotated.operator, "rotated": rotated.rotated}
+    return _render(request, "console_client_secret.html", context)
 
 
 @console_page
@@ -143,19 +205,15 @@ async def enable_client(request: Request) -> Response:
 @console_page
 async def confirm_delete_client(request: Request) -> Response:
     found = services(request)
-    who = await console_clients.whoami(found, read_console_cookie(request, found.settings))
+    who = await console_clients.confirm_delete(found, read_console_cookie(request, found.settings))
     context = {"operator": who, "client_id": request.query_params.get("client_id", "")}
     return _render(request, "console_client_delete.html", context)
 
 
 @console_page
 async def delete_client(request: Request) -> Response:
-    form = await _posted(request)
-    if isinstance(form, Response):
-        return form
-    cookie, fields = form
-    await console_clients.delete_client(services(request), cookie, fields.get("client_id", ""))
-    return redirect("/console/clients?done=deleted", 303)
+    change = console_clients.delete_client
+    return await _act(request, "client_id", change, "/console/clients?done=deleted")
 
 
 @console_page
@@ -177,6 +235,36 @@ async def enable_user(request: Request) -> Response:
     return await _switch(request, "users", False)
 
 
+@console_page
+async def user_sessions(request: Request) -> Response:
+    shown = console_sessions.sessions_page
+    return await _shown(request, "sub", shown, "console_sessions.html")
+
+
+@console_page
+async def end_session(request: Request) -> Response:
+    then = "/console/users/sessions?sub={sub}&done=ended"
+    return await _act(request, "sid", console_sessions.end_session, then)
+
+
+@console_page
+async def end_all_sessions(request: Request) -> Response:
+    then = "/console/users/sessions?sub={sub}&done=ended_all"
+    return await _act(request, "sub", console_sessions.end_all, then)
+
+
+@console_page
+async def confirm_reset_factors(request: Request) -> Response:
+    asked = console_sessions.confirm_reset
+    return await _shown(request, "sub", asked, "console_factors_reset.html")
+
+
+@console_page
+async def reset_factors(request: Request) -> Response:
+    then = "/console/users/sessions?sub={sub}&done=reset"
+    return await _act(request, "sub", console_sessions.reset_factors, then)
+
+
 # The Disable/Enable forms of each page: the field naming what they switch, and the use case.
 _SWITCHES = {
     "clients": ("client_id", console_clients.set_client_disabled),
@@ -185,13 +273,125 @@ _SWITCHES = {
 
 
 async def _switch(request: Request, page: str, disabled: bool) -> Response:
+    field, change = _SWITCHES[page]
+    then = f"/console/{page}?done={'disabled' if disabled else 'enabled'}"
+    return await _act(
+        request, field, lambda at, cookie, value: change(at, cookie, value, disabled), then
+    )
+
+
+async def _act(request: Request, field: str, change: Change, then: str) -> Response:
+    """A form naming one thing (its `field`): CSRF checked, `change` made, back to `then`
+    (its `{sub}`: the form's `sub`, the user whose page it was)."""
     form = await _posted(request)
     if isinstance(form, Response):
         return form
     cookie, fields = form
-    field, change = _SWITCHES[page]
-    await change(services(request), cookie, fields.get(field, ""), disabled)
-    return redirect(f"/console/{page}?done={'disabled' if disabled else 'enabled'}", 303)
+    then = then.format(sub=quote(fields.get("sub", ""), safe=""))
+    try:
+        await change(services(request), cookie, fields.get(field, ""))
+    except StaleSignIn as stale:
+        # Back to the confirmation page (same path, GET) once signed in again.
+        return _sign_in_again(
+            stale, f"{request.url.path}?{urlencode({field: fields.get(field, '')})}"
+        )
+    return redirect(then, 303)
+
+
+async def _shown(request: Request, param: str, shown: Shown, template: str) -> Response:
+    """A page about one thing, named by the query's `param`: the use case's page rendered."""
+    found = services(request)
+    cookie = read_console_cookie(request, found.settings)
+    page = await shown(found, cookie, request.query_params.get(param, ""))
+    return _render(request, template, {"page": page, "operator": page.operator})
+
+
+def _sign_in_again(stale: StaleSignIn, then: str) -> Response:
+    asked = {"recent": "1", **({"mfa": "1"} if stale.mfa else {}), "then": then}
+    return redirect(f"{SIGN_IN}?{urlencode(asked)}", 303)
+
+
+@console_page
+async def keys(request: Request) -> Response:
+    found = services(request)
+    page = await console_keys.keys_page(found, read_console_cookie(request, found.settings))
+    return _keys_page(request, page)
+
+
+@console_form
+async def rotate_keys(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    page = await console_keys.rotate(services(request), cookie)
+    if page.wait is None:
+        return redirect("/console/keys?done=rotated", 303)
+    # RFC 9110 §10.2.3: Retry-After, as the admin API's 409 key_not_ready says it.
+    return _keys_page(request, page, 409, {"Retry-After": str(page.wait)})
+
+
+@console_page
+async def confirm_revoke_key(request: Request) -> Response:
+    asked = console_keys.key_to_revoke
+    return await _shown(request, "kid", asked, "console_key_revoke.html")
+
+
+@console_page
+async def revoke_key(request: Request) -> Response:
+    return await _act(request, "kid", console_keys.revoke, "/console/keys?done=revoked")
+
+
+def _keys_page(
+    request: Request,
+    page: console_keys.KeysPage,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    context = {"page": page, "operator": page.operator, "states": console_keys.STATES}
+    response = _render(request, "console_keys.html", context, status)
+    response.headers.update(headers or {})
+    return response
+
+
+@console_page
+async def resources(request: Request) -> Response:
+    found = services(request)
+    cookie = read_console_cookie(request, found.settings)
+    page = await console_resources.resources_page(found, cookie, _search(request)[1])
+    return _render(request, "console_resources.html", {"page": page, "operator": page.operator})
+
+
+@console_form
+async def create_resource(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    await console_resources.create_resource(services(request), cookie, fields)
+    return redirect("/console/resources?done=created", 303)
+
+
+@console_page
+async def confirm_delete_resource(request: Request) -> Response:
+    asked = console_resources.resource_to_delete
+    return await _shown(request, "resource", asked, "console_resource_delete.html")
+
+
+@console_page
+async def delete_resource(request: Request) -> Response:
+    change = console_resources.delete_resource
+    return await _act(request, "resource", change, "/console/resources?done=resource_deleted")
+
+
+@console_page
+async def registration_token_form(request: Request) -> Response:
+    found = services(request)
+    page = await console_tokens.token_form(found, read_console_cookie(request, found.settings))
+    return _render(
+        request, "console_registration_token.html", {"page": page, "operator": page.operator}
+    )
+
+
+@console_form
+async def make_registration_token(
+    request: Request, cookie: str | None, fields: dict[str, str]
+) -> Response:
+    made = await console_tokens.make_token(services(request), cookie, fields)
+    context = {"made": made, "operator": made.operator}
+    return _render(request, "console_registration_token_made.html", context, 201)
 
 
 @console_page

@@ -1667,7 +1667,13 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 # The admin console (http/console.py): pages for a person, signed in by the console's cookie.
-CONSOLE_SIGN_IN = {"303": {"description": "no live console session: to /console/sign-in"}}
+CONSOLE_SIGN_IN = {
+    "303": {
+        "description": "no live console session, or (a destructive action's confirmation page)"
+        " a sign-in older than 5 minutes or without the operator's second factor:"
+        " to /console/sign-in"
+    }
+}
 CONSOLE_REFUSED = HTML_PAGE("403", "the user may not use the console (no admin, or no mfa)")
 CONSOLE_FORBIDDEN = HTML_PAGE(
     "403", "the CSRF token or the Origin does not match, or the user may not use the console"
@@ -1678,7 +1684,15 @@ CONSOLE_SEARCH = [
 ]
 
 
-def _console_page(summary: str, parameters: list[Schema] | None = None) -> dict[str, Any]:
+def _query_strings(*names: str) -> list[Schema]:
+    """Query parameters, each a string."""
+    return [{"name": name, "in": "query", "schema": {"type": "string"}} for name in names]
+
+
+def _console_page(
+    summary: str, parameters: list[Schema] | None = None, missing: str | None = None
+) -> dict[str, Any]:
+    """`missing`: when the page answers 404, what is missing then."""
     return {
         "summary": summary,
         "tags": ["console"],
@@ -1687,6 +1701,7 @@ def _console_page(summary: str, parameters: list[Schema] | None = None) -> dict[
             **HTML_PAGE("200", "the page"),
             **CONSOLE_SIGN_IN,
             **CONSOLE_REFUSED,
+            **(HTML_PAGE("404", missing) if missing else {}),
             **_page_errors(400),
         },
     }
@@ -1698,9 +1713,25 @@ def _console_form(summary: str, *fields: str, done: str = "done: back to its pag
         "tags": ["console"],
         "requestBody": _account_form(*fields),
         "responses": {
-            "303": {"description": f"{done}; or no live console session: to /console/sign-in"},
+            "303": {
+                "description": f"{done}; or no live console session, or a sign-in too old"
+                " for a destructive action: to /console/sign-in"
+            },
             **CONSOLE_FORBIDDEN,
             **HTML_PAGE("404", "no such client or user"),
+            **_page_errors(400, 413, 415),
+        },
+    }
+
+
+def _console_answered(summary: str, fields: list[str], answers: dict[str, Any]) -> Schema:
+    """A console form answered with a page of its own (`answers`), not only a 303."""
+    return {
+        **_console_form(summary, *fields),
+        "responses": {
+            "303": {"description": "no live console session: to /console/sign-in"},
+            **CONSOLE_FORBIDDEN,
+            **answers,
             **_page_errors(400, 413, 415),
         },
     }
@@ -1716,7 +1747,7 @@ OPERATIONS.update(
         ("GET", "/console/sign-in"): {
             "summary": "Starts the console's sign-in: the server's own code flow with PKCE.",
             "tags": ["console"],
-            "parameters": [{"name": "mfa", "in": "query", "schema": {"type": "string"}}],
+            "parameters": _query_strings("mfa", "recent", "then"),
             "responses": {
                 "303": {"description": "to /authorize, with the console's sign-in cookie"},
                 **_page_errors(400),
@@ -1752,19 +1783,31 @@ OPERATIONS.update(
             "The clients, by client_id (keyset paging), searched by prefix.", CONSOLE_SEARCH
         ),
         ("GET", "/console/clients/new"): _console_page("The form that registers a client."),
-        ("POST", "/console/clients"): {
-            **_console_form(
-                "Registers a client (POST /admin/clients's use case).",
-                "client_id", "client_name", "public", "grant_types", "scopes", "redirect_uris",
-            ),
-            "responses": {
+        ("POST", "/console/clients"): _console_answered(
+            "Registers a client (POST /admin/clients's use case).",
+            ["client_id", "client_name", "public", "grant_types", "scopes", "redirect_uris"],
+            {
                 **HTML_PAGE("201", "registered: the secret, shown this once"),
-                "303": {"description": "no live console session: to /console/sign-in"},
-                **CONSOLE_FORBIDDEN,
                 **HTML_PAGE("409", "the client_id is taken"),
-                **_page_errors(400, 413, 415),
             },
-        },
+        ),
+        ("GET", "/console/clients/edit"): _console_page(
+            "The form that edits a client (name, redirect URIs, origins) and rotates its secret.",
+            _query_strings("client_id"),
+            missing="no client has this client_id",
+        ),
+        ("POST", "/console/clients/edit"): _console_form(
+            "Edits a client (PATCH /admin/clients/{client_id}'s use case).",
+            "client_id", "client_name", "redirect_uris", "allowed_origins",
+        ),
+        ("POST", "/console/clients/rotate-secret"): _console_answered(
+            "Rotates a client's secret (POST /admin/clients/{client_id}/rotate-secret's).",
+            ["client_id", "old_secret_ttl"],
+            {
+                **HTML_PAGE("200", "rotated: the new secret, shown this once"),
+                **HTML_PAGE("404", "no client has this client_id"),
+            },
+        ),
         ("POST", "/console/clients/disable"): _console_form("Disables a client.", "client_id"),
         ("POST", "/console/clients/enable"): _console_form("Enables a client.", "client_id"),
         ("GET", "/console/clients/delete"): _console_page(
@@ -1779,6 +1822,71 @@ OPERATIONS.update(
             "Disables a user and ends every session of theirs.", "sub"
         ),
         ("POST", "/console/users/enable"): _console_form("Enables a user.", "sub"),
+        ("GET", "/console/users/sessions"): _console_page(
+            "A user's signed-in browsers and app sessions (refresh-token families).",
+            _query_strings("sub", "done"),
+            missing="no user has this sub",
+        ),
+        ("POST", "/console/users/sessions/end"): _console_form(
+            "Ends one app session (POST /admin/sessions/{sid}/revoke's use case).", "sub", "sid"
+        ),
+        ("POST", "/console/users/sessions/end-all"): _console_form(
+            "Ends every session of the user (POST /admin/users/{sub}/logout-all's use case).", "sub"
+        ),
+        ("GET", "/console/users/reset-factors"): _console_page(
+            "Asks before removing a user's second factors.",
+            _query_strings("sub"),
+            missing="no user has this sub",
+        ),
+        ("POST", "/console/users/reset-factors"): _console_form(
+            "Removes every second factor of the user and ends their sessions.", "sub"
+        ),
+        ("GET", "/console/keys"): _console_page(
+            "The signing key ring as a state diagram, with each key's times.",
+            _query_strings("done"),
+        ),
+        ("POST", "/console/keys/rotate"): _console_answered(
+            "Rotates the signing keys (POST /admin/keys/rotate's use case).",
+            [],
+            {
+                "303": {"description": "rotated; or no live console session: to /console/sign-in"},
+                **HTML_PAGE("409", "key_not_ready: the keys page with the wait, and Retry-After"),
+            },
+        ),
+        ("GET", "/console/keys/revoke"): _console_page(
+            "Asks before revoking a signing key.",
+            _query_strings("kid"),
+            missing="no key has this kid",
+        ),
+        ("POST", "/console/keys/revoke"): _console_form(
+            "Revokes a signing key: it leaves the JWKS at once.", "kid"
+        ),
+        ("GET", "/console/resources"): _console_page(
+            "The resource servers (RFC 8707), by identifier, and the form that registers one.",
+            _query_strings("after", "done"),
+        ),
+        ("POST", "/console/resources"): _console_answered(
+            "Registers a resource (POST /admin/resources's use case).",
+            ["resource", "scopes", "access_token_ttl"],
+            {
+                "303": {"description": "registered; or no live console session: to sign-in"},
+                **HTML_PAGE("409", "the resource is registered already"),
+            },
+        ),
+        ("GET", "/console/resources/delete"): _console_page(
+            "Asks before deleting a resource.",
+            _query_strings("resource"),
+            missing="no resource has this identifier",
+        ),
+        ("POST", "/console/resources/delete"): _console_form("Deletes a resource.", "resource"),
+        ("GET", "/console/registration-tokens"): _console_page(
+            "The form that makes an initial access token for dynamic client registration."
+        ),
+        ("POST", "/console/registration-tokens"): _console_answered(
+            "Makes an initial access token (RFC 7591), as `clients registration-token` does.",
+            ["ttl", "uses"],
+            {**HTML_PAGE("201", "made: the token, shown this once")},
+        ),
         ("GET", "/console/audit"): _console_page(
             "The audit trail, newest first, filtered by event type and user.",
             [

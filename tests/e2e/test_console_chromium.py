@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Page, sync_playwright
 
@@ -41,22 +44,30 @@ def make_user(url: str, workdir: Path, username: str) -> None:
     )  # fmt: skip
 
 
+@contextmanager
+def console_browser(binary: Path, workdir: Path, **context: Any) -> Iterator[tuple[Page, str]]:
+    """A page of Chromium (`binary`; `context`: its options) and the URL of a real
+    `authserver serve` whose admin (USERNAME) and one other user (OTHER) exist."""
+    with (
+        authserver(workdir, [], user_flags=("--admin",)) as auth,
+        sync_playwright() as playwright,
+    ):
+        make_user(auth.url, workdir, OTHER)
+        browser = playwright.chromium.launch(executable_path=str(binary), args=ARGS)
+        try:
+            page = browser.new_context(viewport=DESKTOP, **context).new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            yield page, auth.url
+        finally:
+            browser.close()
+
+
 def test_an_operator_registers_a_client_and_disables_a_user(
     chromium: Path,  # noqa: F811 - the fixture
     tmp_path: Path,
 ) -> None:
-    with (
-        authserver(tmp_path, [], user_flags=("--admin",)) as auth,
-        sync_playwright() as playwright,
-    ):
-        make_user(auth.url, tmp_path, OTHER)
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=ARGS)
-        try:
-            page = browser.new_page(viewport=DESKTOP, java_script_enabled=False)
-            page.set_default_timeout(TIMEOUT_MS)
-            operate(page, auth.url)
-        finally:
-            browser.close()
+    with console_browser(chromium, tmp_path, java_script_enabled=False) as (page, url):
+        operate(page, url)
 
 
 def operate(page: Page, url: str) -> None:

@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from authserver.accounts.second_factors import STEP_SECONDS, new_totp_secret, seal_totp
 from authserver.actions.admin import users as admin_users
 from authserver.actions.console import unseal
+from authserver.actions.console.operator import RECENT_SIGN_IN
+from authserver.actions.console.sign_in import landing
 from authserver.audit import AuditQuery
 from authserver.clients import hash_secret
 from authserver.console_sessions import CONSOLE_CLIENT_ID
@@ -184,6 +186,9 @@ PAGES = (
     "/console/clients/new",
     "/console/clients/delete?client_id=svc",
     "/console/users",
+    "/console/keys",
+    "/console/resources",
+    "/console/registration-tokens",
     "/console/audit",
 )
 
@@ -245,6 +250,8 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
 ) -> None:
     alice = await registry.user("alice", PASSWORD)
     await registry.client("svc")
+    keys_before = await services.keys.records()
+    kid = next(r.kid for r in keys_before if r.state == "active")
     page = await console_sign_in(client)
     token = form_token(page.text)
     forms = [
@@ -254,6 +261,14 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
         ("/console/clients/delete", {"client_id": "svc"}),
         ("/console/users/disable", {"sub": alice}),
         ("/console/users/enable", {"sub": alice}),
+        ("/console/keys/rotate", {}),
+        ("/console/keys/revoke", {"kid": kid}),
+        ("/console/users/sessions/end-all", {"sub": alice}),
+        ("/console/clients/edit", {"client_id": "svc", "client_name": "Changed"}),
+        ("/console/clients/rotate-secret", {"client_id": "svc"}),
+        ("/console/resources", {"resource": "https://made.example/"}),
+        ("/console/registration-tokens", {"ttl": "3600", "uses": "1"}),
+        ("/console/users/reset-factors", {"sub": alice}),
         ("/console/sign-out", {}),
     ]
     wrong = ("A" if token[0] != "A" else "B") + token[1:]  # one character off, never the same
@@ -271,13 +286,16 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
     svc = await services.clients.fresh("svc")
     user = await services.users.by_id(alice)
     assert svc is not None and not svc.disabled and user is not None and not user.disabled
+    assert await services.keys.records() == keys_before  # neither rotated nor revoked
+    assert svc.client_name is None and svc.secret_rotated_at is None
+    assert await services.resources.get("https://made.example/") is None
     assert (await client.get("/console/clients")).status_code == 200  # still signed in
 
 
 async def test_what_users_and_operators_typed_is_escaped_on_every_page(
     client: httpx.AsyncClient, root: str, registry: Registry
 ) -> None:
-    await registry.user(HOSTILE, PASSWORD)
+    hostile_sub = await registry.user(HOSTILE, PASSWORD)
     page = await console_sign_in(client)
     token = form_token(page.text)
     made = await client.post(
@@ -300,9 +318,15 @@ async def test_what_users_and_operators_typed_is_escaped_on_every_page(
         ("/console/audit", {}),
         ("/console/audit", {"type": HOSTILE, "user": HOSTILE}),
         ("/console/clients/delete", {"client_id": HOSTILE}),
+        ("/console/keys", {"done": HOSTILE}),
+        ("/console/clients/edit", {"client_id": "hostile"}),
+        ("/console/users/sessions", {"sub": hostile_sub}),
+        ("/console/users/reset-factors", {"sub": hostile_sub}),
+        ("/console/resources/delete", {"resource": HOSTILE}),
+        ("/console/keys/revoke", {"kid": HOSTILE}),
     ]:
         shown = await client.get(path, params=params)
-        assert shown.status_code == 200, (path, shown.text)
+        assert shown.status_code in (200, 404), (path, shown.text)
         assert "<script>" not in shown.text and "<img" not in shown.text, path
         assert "onerror=alert" not in shown.text.replace("onerror=alert(2)&gt;", ""), path
     users = await client.get("/console/users")
@@ -409,29 +433,40 @@ async def test_an_operator_with_a_second_factor_is_asked_for_it(
     assert await services.second_factors.add_totp(factor_id, root, sealed, step, 0)
 
     location = (await client.get("/console/sign-in")).headers["location"]
-    asked_mfa = False
-    for _ in range(8):
-        if location.startswith(f"{ISSUER}/login/factor") or location.startswith("/login/factor"):
-            form = await client.get(location)
-            assert form.status_code == 200, form.text
-            code = pyotp.TOTP(secret).at(clock())
-            fields = {"csrf_token": form_token(form.text), "code": code}
-            answer = await client.post(form_action(form.text), data=fields)
-        else:
-            answer = await client.get(location)
-        if answer.status_code == 200:
-            break
-        assert answer.status_code in (302, 303), answer.text
-        location = answer.headers["location"]
-        asked_mfa = asked_mfa or location == "/console/sign-in?mfa=1"
+    answer, seen = await follow_with_factor(client, location, secret, clock)
     assert answer.status_code == 200 and "Clients" in answer.text, answer.text
-    assert asked_mfa
+    assert "/console/sign-in?mfa=1&then=%2Fconsole%2Fclients" in seen
     async with engine.connect() as conn:
         sealed_tokens = (
             await conn.execute(text("SELECT id_hash, sealed FROM console_sessions"))
         ).one()
     tokens = unseal(services, sealed_tokens.id_hash, bytes(sealed_tokens.sealed))
     assert services.verify_any_audience(tokens["access_token"])["acr"] == "mfa"
+
+
+async def follow_with_factor(
+    http: httpx.AsyncClient, location: str, secret: str, clock: Clock, password: bool = False
+) -> tuple[httpx.Response, list[str]]:
+    """Follows redirects from `location` as a browser would, answering the sign-in page (when
+    `password`) and the second factor's; the first page (200) and the locations seen."""
+    seen = [location]
+    for _ in range(10):
+        if location.startswith(f"{ISSUER}/login/factor") or location.startswith("/login/factor"):
+            form = await http.get(location)
+            assert form.status_code == 200, form.text
+            code = pyotp.TOTP(secret).at(clock())
+            fields = {"csrf_token": form_token(form.text), "code": code}
+            answer = await http.post(form_action(form.text), data=fields)
+        elif password and location.startswith(f"{ISSUER}/login"):
+            answer = await sign_in(http, location, "root", PASSWORD)
+        else:
+            answer = await http.get(location)
+        if answer.status_code == 200:
+            return answer, seen
+        assert answer.status_code in (302, 303), answer.text
+        location = answer.headers["location"]
+        seen.append(location)
+    raise AssertionError(seen)
 
 
 async def test_bad_input_is_a_4xx_page_never_a_500(
@@ -463,3 +498,385 @@ async def test_bad_input_is_a_4xx_page_never_a_500(
         assert answer.headers["content-type"].startswith("text/html"), path
         assert_strict_headers(answer)
     assert await services.clients.fresh("x") is None
+
+
+async def test_the_keys_page_rotates_waits_for_a_young_key_and_revokes_after_asking(
+    client: httpx.AsyncClient, root: str, services: Services, clock: Clock
+) -> None:
+    """The ring as a state diagram; a rotation while the next key is young shows the wait
+    (key_not_ready) and changes nothing; a revoke asks first, and the key leaves the JWKS."""
+    await console_sign_in(client)
+    page = await client.get("/console/keys")
+    assert page.status_code == 200, page.text
+    records = await services.keys.records()
+    active = next(r for r in records if r.state == "active")
+    young = next(r for r in records if r.state == "next")
+    assert '<li class="state state-active">' in page.text
+    assert f"<code>{active.kid}</code>" in page.text and f"<code>{young.kid}</code>" in page.text
+    token = form_token(page.text)
+
+    refused = await client.post("/console/keys/rotate", data={"csrf_token": token})
+    assert refused.status_code == 409, refused.text
+    wait = services.keys.min_next_age - (clock() - young.created_at)
+    assert refused.headers["retry-after"] == str(wait)
+    assert f"It can sign in {wait} s" in refused.text
+    assert_strict_headers(refused)
+    assert await services.keys.records() == records
+
+    clock.advance(wait)
+    rotated = await client.post("/console/keys/rotate", data={"csrf_token": token})
+    assert rotated.status_code == 303
+    assert rotated.headers["location"] == "/console/keys?done=rotated"
+    states = {r.kid: r.state for r in await services.keys.records()}
+    assert states[young.kid] == "active" and states[active.kid] == "retired"
+
+    # The wait outlasted the sign-in's RECENT_SIGN_IN: the revoke asks for the password again.
+    stale = await client.get("/console/keys/revoke", params={"kid": young.kid})
+    assert stale.status_code == 303, stale.text
+    asked, _ = await follow_with_factor(client, stale.headers["location"], "", clock, True)
+    assert asked.status_code == 200 and "Revoke the key?" in asked.text
+    assert f'name="kid" value="{young.kid}"' in asked.text
+    unknown = await client.get("/console/keys/revoke", params={"kid": "no-such-kid"})
+    assert unknown.status_code == 404
+    assert young.kid in await published(client)
+    # The active key, which signed the console's own token: renewed, still signed in.
+    revoked = await client.post(
+        "/console/keys/revoke", data={"csrf_token": form_token(asked.text), "kid": young.kid}
+    )
+    assert revoked.status_code == 303
+    assert revoked.headers["location"] == "/console/keys?done=revoked"
+    assert young.kid not in await published(client)
+    shown = await client.get("/console/keys?done=revoked")
+    assert "The key was revoked" in shown.text
+
+    events = await services.audit.page(AuditQuery(limit=50))
+    by_type = {(e.action, e.target): e.actor for e in events}
+    assert by_type.get(("key.activated", young.kid)) == root, by_type
+    assert by_type.get(("key.revoked", young.kid)) == root, by_type
+    german = await client.get("/console/keys", headers={"Accept-Language": "de"})
+    assert '<h1 id="heading">Signierschlüssel</h1>' in german.text
+
+
+async def published(http: httpx.AsyncClient) -> set[str]:
+    jwks = await http.get("/.well-known/jwks.json")
+    assert jwks.status_code == 200
+    return {key["kid"] for key in jwks.json()["keys"]}
+
+
+async def test_a_stale_sign_in_signs_in_again_before_a_destructive_action(
+    client: httpx.AsyncClient,
+    root: str,
+    registry: Registry,
+    services: Services,
+    clock: Clock,
+    engine: AsyncEngine,
+) -> None:
+    """Past RECENT_SIGN_IN, a key revoke's or a client delete's confirmation page and form send
+    the operator through authserver's sign-in again (max_age), then back to the confirmation
+    page; nothing is done meanwhile."""
+    await registry.client("svc")
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    kid = next(r.kid for r in await services.keys.records() if r.state == "next")
+    clock.advance(RECENT_SIGN_IN + 1)
+    stale = await client.post(
+        "/console/clients/delete", data={"csrf_token": token, "client_id": "svc"}
+    )
+    assert stale.status_code == 303, stale.text
+    assert stale.headers["location"] == (
+        "/console/sign-in?recent=1&then=%2Fconsole%2Fclients%2Fdelete%3Fclient_id%3Dsvc"
+    )
+    assert await services.clients.fresh("svc") is not None
+    asked = await client.get("/console/keys/revoke", params={"kid": kid})
+    assert asked.status_code == 303
+    again = asked.headers["location"]
+    assert again.startswith("/console/sign-in?recent=1&then=%2Fconsole%2Fkeys%2Frevoke")
+    start = await client.get(again)
+    assert f"max_age={RECENT_SIGN_IN}" in start.headers["location"]
+    authorize = await client.get(start.headers["location"])
+    # The browser's login session is older than max_age: the password is asked again.
+    assert authorize.headers["location"].startswith(f"{ISSUER}/login"), authorize.text
+    shown, seen = await follow_with_factor(
+        client, authorize.headers["location"], "", clock, password=True
+    )
+    assert seen[-1] == f"/console/keys/revoke?kid={kid}", seen
+    assert "Revoke the key?" in shown.text
+    async with engine.connect() as conn:
+        held = (await conn.execute(text("SELECT count(*) FROM console_sessions"))).scalar()
+    assert held == 1  # the stale session ended when the new sign-in began
+    token = form_token(shown.text)
+    done = await client.post("/console/keys/revoke", data={"csrf_token": token, "kid": kid})
+    assert done.headers["location"] == "/console/keys?done=revoked"
+    deleted = await client.post(
+        "/console/clients/delete", data={"csrf_token": token, "client_id": "svc"}
+    )
+    assert deleted.headers["location"] == "/console/clients?done=deleted"
+
+
+async def test_an_operator_with_a_factor_steps_up_with_it_before_a_destructive_action(
+    client: httpx.AsyncClient, root: str, services: Services, clock: Clock
+) -> None:
+    secret = new_totp_secret()
+    factor_id = str(uuid.uuid4())
+    sealed = seal_totp(services.factor_sealer, factor_id, secret)
+    step = clock() // STEP_SECONDS - 10
+    assert await services.second_factors.add_totp(factor_id, root, sealed, step, 0)
+    first = await client.get("/console/sign-in")
+    page, _ = await follow_with_factor(client, first.headers["location"], secret, clock, True)
+    assert "Clients" in page.text, page.text
+    kid = next(r.kid for r in await services.keys.records() if r.state == "next")
+    fresh = await client.get("/console/keys/revoke", params={"kid": kid})
+    assert fresh.status_code == 200, fresh.text  # mfa, and recent
+    clock.advance(RECENT_SIGN_IN + STEP_SECONDS)
+    asked = await client.get("/console/keys/revoke", params={"kid": kid})
+    assert asked.headers["location"].startswith("/console/sign-in?recent=1&mfa=1&then=")
+    start = await client.get(asked.headers["location"])
+    assert "acr_values=mfa" in start.headers["location"]
+    assert f"max_age={RECENT_SIGN_IN}" in start.headers["location"]
+    shown, seen = await follow_with_factor(client, start.headers["location"], secret, clock, True)
+    assert any("/login/factor" in location for location in seen), seen
+    assert "Revoke the key?" in shown.text and seen[-1] == f"/console/keys/revoke?kid={kid}"
+
+
+def test_a_sign_in_comes_back_only_to_a_console_page() -> None:
+    for then in (
+        "//evil.example/console/",
+        "https://evil.example",
+        "/console\\x",
+        "/account",
+        "/console/../admin",
+        None,
+        "/console/" + "x" * 600,
+    ):
+        assert landing(then) == "/console/clients", then
+    assert landing("/console/keys/revoke?kid=a") == "/console/keys/revoke?kid=a"
+
+
+async def test_a_users_sessions_page_ends_one_or_all_and_resets_factors(
+    client: httpx.AsyncClient, root: str, registry: Registry, services: Services, spa: str
+) -> None:
+    """Through the admin API's use cases, audited with the operator; what the user's browser
+    sent (its User-Agent) is escaped; the factor reset asks first."""
+    alice = await registry.user("alice", PASSWORD)
+    logins = []
+    for _ in range(2):
+        answer = await client.post(
+            "/token",
+            data={"grant_type": "password", "username": "alice", "password": PASSWORD,
+                  "client_id": spa},
+            headers={"User-Agent": HOSTILE},
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        logins.append(answer.json()["refresh_token"])
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    users = await client.get("/console/users")
+    assert f'href="/console/users/sessions?sub={alice}"' in users.text
+    shown = await client.get("/console/users/sessions", params={"sub": alice})
+    assert shown.status_code == 200, shown.text
+    assert_strict_headers(shown)
+    assert "<script>" not in shown.text and "&lt;script&gt;alert(1)" in shown.text
+    sids = re.findall(r'name="sid" value="([^"]+)"', shown.text)
+    assert len(sids) == 2 and "<code>spa</code>" in shown.text
+    assert (
+        await client.get("/console/users/sessions", params={"sub": "nobody"})
+    ).status_code == 404
+
+    ended = await client.post(
+        "/console/users/sessions/end", data={"csrf_token": token, "sub": alice, "sid": sids[0]}
+    )
+    assert ended.status_code == 303, ended.text
+    assert ended.headers["location"] == f"/console/users/sessions?sub={alice}&done=ended"
+    again = await client.get(ended.headers["location"])
+    assert "The session was ended." in again.text
+    assert len(re.findall(r'name="sid" value="([^"]+)"', again.text)) == 1
+    everywhere = await client.post(
+        "/console/users/sessions/end-all", data={"csrf_token": token, "sub": alice}
+    )
+    assert everywhere.headers["location"] == f"/console/users/sessions?sub={alice}&done=ended_all"
+    for refresh in logins:
+        refused = await client.post(
+            "/token",
+            data={"grant_type": "refresh_token", "refresh_token": refresh, "client_id": spa},
+        )
+        assert refused.status_code == 400, refused.text
+
+    secret = new_totp_secret()
+    factor_id = str(uuid.uuid4())
+    sealed = seal_totp(services.factor_sealer, factor_id, secret)
+    assert await services.second_factors.add_totp(factor_id, alice, sealed, 0, 0)
+    listed = await client.get("/console/users/sessions", params={"sub": alice})
+    assert f'href="/console/users/reset-factors?sub={alice}"' in listed.text
+    asked = await client.get("/console/users/reset-factors", params={"sub": alice})
+    assert asked.status_code == 200 and "Reset the second factors?" in asked.text
+    reset = await client.post(
+        "/console/users/reset-factors", data={"csrf_token": token, "sub": alice}
+    )
+    assert reset.headers["location"] == f"/console/users/sessions?sub={alice}&done=reset"
+    assert await services.second_factors.kinds(alice) == []
+
+    events = await services.audit.page(AuditQuery(limit=50))
+    by_type = {(e.action, e.target): e.actor for e in events}
+    assert by_type.get(("family.revoked", sids[0])) == root, by_type
+    assert by_type.get(("user.logged_out_everywhere", alice)) == root, by_type
+    assert by_type.get(("user.factors_reset", alice)) == root, by_type
+    german = await client.get(
+        "/console/users/sessions", params={"sub": alice}, headers={"Accept-Language": "de"}
+    )
+    assert "Jede Sitzung beenden" in german.text
+
+
+async def test_a_client_is_edited_and_its_secret_rotated_shown_once(
+    client: httpx.AsyncClient, root: str, registry: Registry, services: Services, clock: Clock
+) -> None:
+    old_secret = await registry.client("svc")
+    assert old_secret is not None
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    listed = await client.get("/console/clients")
+    assert 'href="/console/clients/edit?client_id=svc"' in listed.text
+    assert 'href="/console/clients/edit?client_id=authserver-console"' not in listed.text
+    form = await client.get("/console/clients/edit", params={"client_id": "svc"})
+    assert form.status_code == 200 and 'name="old_secret_ttl"' in form.text
+    assert_strict_headers(form)
+    missing = await client.get("/console/clients/edit", params={"client_id": "nobody"})
+    assert missing.status_code == 404
+    saved = await client.post(
+        "/console/clients/edit",
+        data={
+            "csrf_token": token,
+            "client_id": "svc",
+            "client_name": HOSTILE,
+            "redirect_uris": "https://svc.example/cb\nhttps://svc.example/other",
+            "allowed_origins": "https://svc.example",
+        },
+    )
+    assert saved.status_code == 303, saved.text
+    assert saved.headers["location"] == "/console/clients?q=svc&done=saved"
+    found = await services.clients.fresh("svc")
+    assert found is not None and found.client_name == HOSTILE
+    assert found.redirect_uris == ("https://svc.example/cb", "https://svc.example/other")
+    assert found.allowed_origins == ("https://svc.example",)
+    again = await client.get("/console/clients/edit", params={"client_id": "svc"})
+    assert "<script>" not in again.text and "&lt;script&gt;" in again.text
+    assert ">https://svc.example/cb\nhttps://svc.example/other</textarea>" in again.text
+    bad = await client.post(
+        "/console/clients/edit",
+        data={"csrf_token": token, "client_id": "svc", "redirect_uris": "not a uri"},
+    )
+    assert bad.status_code == 400, bad.text
+
+    for ttl in ("abc", "-1", "99999999999"):
+        refused = await client.post(
+            "/console/clients/rotate-secret",
+            data={"csrf_token": token, "client_id": "svc", "old_secret_ttl": ttl},
+        )
+        assert refused.status_code == 400, (ttl, refused.text)
+    rotated = await client.post(
+        "/console/clients/rotate-secret",
+        data={"csrf_token": token, "client_id": "svc", "old_secret_ttl": "60"},
+    )
+    assert rotated.status_code == 200, rotated.text
+    assert "no-store" in rotated.headers["cache-control"]
+    shown = re.search(r'id="secret" type="text" readonly value="([^"]+)"', rotated.text)
+    assert shown, rotated.text
+    new_secret = unescape(shown.group(1))
+    for secret, works in [(new_secret, True), (old_secret, True)]:
+        answer = await client.post(
+            "/token", data={"grant_type": "client_credentials"}, auth=("svc", secret)
+        )
+        assert (answer.status_code == 200) == works, answer.text
+    clock.advance(61)
+    late = await client.post(
+        "/token", data={"grant_type": "client_credentials"}, auth=("svc", old_secret)
+    )
+    assert late.status_code == 401
+    # Shown once: nothing on any page brings it back.
+    for path in ("/console/clients", "/console/clients/edit?client_id=svc", "/console/audit"):
+        assert new_secret not in (await client.get(path)).text, path
+    events = await services.audit.page(AuditQuery(limit=50))
+    by_type = {(e.action, e.target): e.actor for e in events}
+    assert by_type.get(("client.updated", "svc")) == root, by_type
+    assert by_type.get(("client.secret_rotated", "svc")) == root, by_type
+
+
+async def test_resources_are_registered_and_deleted_after_asking(
+    client: httpx.AsyncClient, root: str, services: Services
+) -> None:
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    # The resource must be an absolute URI (no `<` or `"`); what of it HTML would read is escaped.
+    hostile = "https://api.example/v1?a=1&b='2'"
+    made = await client.post(
+        "/console/resources",
+        data={"csrf_token": token, "resource": hostile, "scopes": "read write",
+              "access_token_ttl": "120"},
+    )  # fmt: skip
+    assert made.status_code == 303, made.text
+    assert made.headers["location"] == "/console/resources?done=created"
+    found = await services.resources.get(hostile)
+    assert found is not None and found.scopes == ("read", "write")
+    assert found.access_token_ttl == 120
+    listed = await client.get(made.headers["location"])
+    assert listed.status_code == 200 and "Registered." in listed.text
+    assert "<code>https://api.example/v1?a=1&amp;b=&#39;2&#39;</code>" in listed.text
+    assert_strict_headers(listed)
+    for fields, status in [
+        ({"resource": hostile}, 409),
+        ({"resource": "not a uri"}, 400),
+        ({"resource": "https://b.example/", "access_token_ttl": "abc"}, 400),
+        ({"resource": "https://b.example/", "access_token_ttl": "1"}, 400),
+    ]:
+        refused = await client.post("/console/resources", data={"csrf_token": token, **fields})
+        assert refused.status_code == status, (fields, refused.text)
+    asked = await client.get("/console/resources/delete", params={"resource": hostile})
+    assert asked.status_code == 200 and "Delete the resource?" in asked.text
+    assert "b=&#39;2&#39;" in asked.text
+    missing = await client.get("/console/resources/delete", params={"resource": "https://x/"})
+    assert missing.status_code == 404
+    deleted = await client.post(
+        "/console/resources/delete", data={"csrf_token": token, "resource": hostile}
+    )
+    assert deleted.headers["location"] == "/console/resources?done=resource_deleted"
+    assert await services.resources.get(hostile) is None
+    events = await services.audit.page(AuditQuery(limit=50))
+    by_type = {(e.action, e.target): e.actor for e in events}
+    assert by_type.get(("resource.created", hostile)) == root, by_type
+    assert by_type.get(("resource.deleted", hostile)) == root, by_type
+    german = await client.get("/console/resources", headers={"Accept-Language": "de"})
+    assert '<h1 id="heading">Ressourcen</h1>' in german.text
+
+
+@pytest.mark.parametrize("settings_overrides", [{**INSECURE_COOKIES, "registration": "token"}])
+async def test_a_registration_token_is_made_shown_once_and_registers_a_client(
+    client: httpx.AsyncClient, root: str, services: Services
+) -> None:
+    """With AUTHSERVER_REGISTRATION=token: the console's token (the CLI's use case) registers
+    one client at POST /register, then no more; only its hash is kept; audited."""
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    form = await client.get("/console/registration-tokens")
+    assert form.status_code == 200 and "only with" not in form.text
+    for fields in ({"ttl": "10"}, {"ttl": "abc"}, {"ttl": "3600", "uses": "0"}):
+        refused = await client.post(
+            "/console/registration-tokens", data={"csrf_token": token, **fields}
+        )
+        assert refused.status_code == 400, (fields, refused.text)
+    made = await client.post(
+        "/console/registration-tokens", data={"csrf_token": token, "ttl": "3600", "uses": "1"}
+    )
+    assert made.status_code == 201, made.text
+    assert "no-store" in made.headers["cache-control"]
+    shown = re.search(r'id="token" type="text" readonly value="([^"]+)"', made.text)
+    assert shown, made.text
+    initial = unescape(shown.group(1))
+    body = {"redirect_uris": ["https://app.example/cb"], "client_name": "App"}
+    bearer = {"Authorization": f"Bearer {initial}"}
+    first = await client.post("/register", json=body, headers=bearer)
+    assert first.status_code == 201, first.text
+    second = await client.post("/register", json=body, headers=bearer)
+    assert second.status_code == 401, second.text
+    for path in ("/console/clients", "/console/audit"):
+        assert initial not in (await client.get(path)).text
+    events = await services.audit.page(AuditQuery(limit=50))
+    assert [e.actor for e in events if e.action == "registration_token.created"] == [root]

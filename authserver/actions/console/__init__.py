@@ -15,6 +15,16 @@ class SignInNeeded(Exception):
     """No live console session: the browser signs in (again)."""
 
 
+class StaleSignIn(Exception):
+    """A destructive action asked for by an operator whose sign-in is not recent enough (or,
+    with a second factor, did not use it): the browser signs in again, with `max_age` and,
+    when `mfa`, `acr_values=mfa`, then comes back to the action's confirmation page."""
+
+    def __init__(self, mfa: bool) -> None:
+        super().__init__()
+        self.mfa = mfa
+
+
 class NotAnOperator(Exception):
     """A live sign-in whose token the admin API would refuse (no `admin`, or no `mfa` where
     it is needed)."""

@@ -12,7 +12,7 @@ import anyio
 
 from authserver.actions import token
 from authserver.actions.admin import require_admin
-from authserver.actions.console import NotAnOperator, SignInNeeded, seal, unseal
+from authserver.actions.console import NotAnOperator, SignInNeeded, StaleSignIn, seal, unseal
 from authserver.actions.grants import GrantRequest
 from authserver.clients import ClientCredentials
 from authserver.console_sessions import CONSOLE_CLIENT_ID, Held, cookie_hash
@@ -28,12 +28,18 @@ from authserver.services import Services
 EARLY = 30
 # How long a request waits for another one's refresh of the same session.
 WAIT_STEPS, WAIT_STEP = 20, 0.1
+# A destructive action (a key revoke, a client delete) needs a sign-in at most this old, with
+# the second factor when the operator has one: a console left open is not enough for them.
+RECENT_SIGN_IN = 300
 
 
 @dataclass(frozen=True)
 class Operator:
     sub: str
     username: str
+    # The browser sign-in behind the console's token (RFC 9068 §2.2.1's auth_time and acr).
+    auth_time: int | None = None
+    acr: str | None = None
 
 
 async def operator(services: Services, cookie: str | None) -> Operator:
@@ -53,7 +59,32 @@ async def operator(services: Services, cookie: str | None) -> Operator:
     except (InsufficientScope, InsufficientUserAuthentication):
         raise NotAnOperator() from None
     user = await services.users.by_id(sub)
-    return Operator(sub, user.username or sub if user else sub)
+    claims = services.verify_any_audience(access)
+    name = user.username or sub if user else sub
+    return Operator(sub, name, claims.get("auth_time"), claims.get("acr"))
+
+
+async def recent_operator(services: Services, cookie: str | None) -> Operator:
+    """The operator, if signed in within RECENT_SIGN_IN seconds, with the second factor when
+    they have one; else StaleSignIn (the confirmation pages and the actions they ask for)."""
+    who = await operator(services, cookie)
+    mfa = bool(await services.second_factors.kinds(who.sub))
+    recent = who.auth_time is not None and services.clock() - who.auth_time <= RECENT_SIGN_IN
+    if not recent or (mfa and who.acr != "mfa"):
+        raise StaleSignIn(mfa)
+    return who
+
+
+async def renew(services: Services, cookie: str | None) -> None:
+    """A new access token for the session now, whatever the old one's expiry: after a revoke
+    of the key that signed it, which the admin API's guard would refuse from now on."""
+    if not cookie:
+        raise SignInNeeded()
+    id_hash = cookie_hash(cookie)
+    now = services.clock()
+    held = await services.console_sessions.find(id_hash, now)
+    if held is not None and await services.console_sessions.claim_refresh(id_hash, now):
+        await _refresh(services, held, now)
 
 
 async def _live(services: Services, id_hash: str) -> Held:

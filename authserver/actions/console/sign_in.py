@@ -21,6 +21,7 @@ from authserver.actions import token
 from authserver.actions.admin import require_admin
 from authserver.actions.console import NotAnOperator, SignInNeeded, seal, unseal
 from authserver.actions.console.client import SCOPES
+from authserver.actions.console.operator import RECENT_SIGN_IN
 from authserver.actions.grants import GrantRequest, TokenResponse
 from authserver.actions.logout import logout
 from authserver.clients import ClientCredentials
@@ -33,6 +34,9 @@ from authserver.console_sessions import (
 from authserver.errors import InsufficientScope, InsufficientUserAuthentication, OAuthError
 from authserver.services import Services
 
+# Where a sign-in lands when it names no page to come back to.
+HOME = "/console/clients"
+
 
 @dataclass(frozen=True)
 class Started:
@@ -43,18 +47,46 @@ class Started:
 @dataclass(frozen=True)
 class SignedIn:
     cookie: str  # the console session's
+    then: str  # the console page to go to
 
 
 @dataclass(frozen=True)
 class StepUp:
     """The operator has a second factor but signed in without it: ask again, for `mfa`."""
 
+    then: str
+    recent: bool
+
+
+def landing(then: str | None) -> str:
+    """`then` if it is a console page of this server (a path only: never another site's, no
+    `//`, no backslash, no dot segment a browser would resolve out of /console), else HOME."""
+    if not then or not then.startswith("/console/") or len(then) > 512:
+        return HOME
+    if not (then.isascii() and then.isprintable()) or any(bad in then for bad in BAD):
+        return HOME
+    return then
+
+
+BAD = ("//", "\\", "/.")
+
 
 def callback_uri(services: Services) -> str:
     return services.settings.issuer.rstrip("/") + CALLBACK_PATH
 
 
-async def start(services: Services, *, mfa: bool = False) -> Started:
+async def start(
+    services: Services,
+    *,
+    mfa: bool = False,
+    recent: bool = False,
+    then: str | None = None,
+    replacing: str | None = None,
+) -> Started:
+    """`recent`: a sign-in within RECENT_SIGN_IN seconds is asked for (`max_age`), for a
+    destructive action; `then`: the console page to come back to; `replacing`: the console
+    cookie this browser held, whose session (and its tokens) ends here."""
+    await sign_out(services, replacing)
     verifier = secrets.token_urlsafe(48)
     # RFC 7636 §4.2: code_challenge = BASE64URL-ENCODE(SHA256(ASCII(code_verifier))).
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
@@ -62,7 +94,8 @@ async def start(services: Services, *, mfa: bool = False) -> Started:
     state = secrets.token_urlsafe(24)
     cookie = new_cookie()
     id_hash = cookie_hash(cookie)
-    sealed = seal(services, id_hash, {"state": state, "verifier": verifier})
+    pending = {"state": state, "verifier": verifier, "then": landing(then), "recent": recent}
+    sealed = seal(services, id_hash, pending)
     await services.console_sessions.begin(id_hash, sealed, services.clock())
     params = {
         "response_type": "code",
@@ -75,6 +108,10 @@ async def start(services: Services, *, mfa: bool = False) -> Started:
     }
     if mfa:
         params["acr_values"] = "mfa"
+    if recent:
+        # OpenID Connect Core §3.1.2.1: past max_age the OP "MUST attempt to actively
+        # re-authenticate the End-User".
+        params["max_age"] = str(RECENT_SIGN_IN)
     return Started(cookie, f"{services.settings.issuer.rstrip('/')}/authorize?{urlencode(params)}")
 
 
@@ -117,8 +154,8 @@ async def finish(
     claims = services.verify_any_audience(issued.access_token)
     if claims.get("acr") != "mfa" and await services.second_factors.kinds(sub):
         await logout(services, issued.refresh_token, issued.access_token)
-        return StepUp()
-    return SignedIn(await _hold(services, sub, issued))
+        return StepUp(str(pending.get("then", HOME)), bool(pending.get("recent")))
+    return SignedIn(await _hold(services, sub, issued), landing(pending.get("then")))
 
 
 async def _hold(services: Services, sub: str, issued: TokenResponse) -> str:

@@ -1,0 +1,129 @@
+"""Accessibility of the admin console (issue 27): axe-core (npm, pinned in tests/e2e/axe) run in
+Debian's Chromium over every console page, a real `authserver serve` behind them, failing on
+any serious or critical violation. Every violation found (any impact) is printed for the
+report (pytest -s).
+
+The console sends no script and its CSP allows none; the browser context here bypasses the CSP
+and runs JavaScript only so that axe can run in the page (the pages themselves are unchanged).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import Page
+
+from tests.e2e.servers import PASSWORD, USERNAME
+from tests.e2e.test_console_chromium import OTHER, console_browser, register
+from tests.e2e.test_spa_chromium import chromium  # noqa: F401 - a fixture
+from tests.npm_packages import install
+
+AXE = Path(__file__).parent / "axe"
+SERIOUS = {"serious", "critical"}
+# The violations, and how many rules passed (that axe ran over the page at all).
+RUN = """async () => {
+  const found = await axe.run(document);
+  return [found.passes.length, found.violations.map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.map(n => n.target.join(" ")),
+  }))];
+}"""
+
+
+def test_every_console_page_has_no_serious_accessibility_violation(
+    chromium: Path,  # noqa: F811 - the fixture
+    tmp_path: Path,
+) -> None:
+    install(AXE)
+    source = (AXE / "node_modules" / "axe-core" / "axe.min.js").read_text()
+    with console_browser(chromium, tmp_path, bypass_csp=True) as (page, url):
+        found = visit_every_page(page, url, source)
+    for name, violations in found.items():
+        for violation in violations:
+            print(name, violation["impact"], violation["id"], violation["nodes"])
+    serious = {
+        name: [v for v in violations if v["impact"] in SERIOUS]
+        for name, violations in found.items()
+    }
+    assert not any(serious.values()), serious
+    assert len(found) >= 21, sorted(found)
+
+
+def visit_every_page(page: Page, url: str, source: str) -> dict[str, list[dict[str, object]]]:
+    found: dict[str, list[dict[str, object]]] = {}
+
+    def check(name: str) -> None:
+        page.evaluate(source)
+        passed, found[name] = page.evaluate(RUN)
+        print(name, page.url, f"{passed} rules passed, {len(found[name])} violated")
+        assert passed >= 10, (name, passed)
+
+    page.goto(f"{url}/console")
+    page.fill("#username", USERNAME)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("h1:has-text('Clients')")
+    check("clients")
+
+    page.goto(f"{url}/console/clients/new")
+    check("client-new")
+    register(page, "billing")
+    page.wait_for_selector("h1:has-text('Client registered')")
+    check("client-created")
+    page.goto(f"{url}/console/clients/new")
+    register(page, "billing")  # taken: the error page
+    check("client-taken")
+    page.goto(f"{url}/console/clients/edit?client_id=billing")
+    check("client-edit")
+    page.click("text=Rotate the secret")
+    page.wait_for_selector("h1:has-text('Secret rotated')")
+    check("client-secret")
+    page.goto(f"{url}/console/clients/delete?client_id=billing")
+    check("client-delete")
+    page.goto(f"{url}/console/registration-tokens")
+    check("registration-token")
+    page.click("text=Make the token")
+    page.wait_for_selector("h1:has-text('Registration token made')")
+    check("registration-token-made")
+
+    page.goto(f"{url}/console/users")
+    check("users")
+    link = page.locator("tr", has_text=OTHER).locator("a:has-text('Sessions')")
+    sub = re.sub(r".*sub=", "", link.get_attribute("href") or "")
+    page.goto(f"{url}/console/users/sessions?sub={sub}")
+    check("user-sessions")
+    # The operator's own: a browser and the console's app session, in tables.
+    page.goto(f"{url}/console/users")
+    own = page.locator("tr", has_text=USERNAME).locator("a:has-text('Sessions')")
+    page.goto(url + (own.get_attribute("href") or ""))
+    page.wait_for_selector("form[action='/console/users/sessions/end']")
+    check("user-sessions-own")
+    page.goto(f"{url}/console/users/reset-factors?sub={sub}")
+    check("user-factors-reset")
+
+    page.goto(f"{url}/console/resources")
+    page.fill("#resource", "https://api.example/")
+    page.fill("#resource_scopes", "read")
+    page.click("form[action='/console/resources'] button[type=submit]")
+    page.wait_for_selector("text=Registered.")
+    check("resources")
+    page.goto(f"{url}/console/resources/delete?resource=https%3A%2F%2Fapi.example%2F")
+    check("resource-delete")
+
+    page.goto(f"{url}/console/keys")
+    check("keys")
+    page.click("text=Rotate the keys")  # the next key is young: the wait
+    page.wait_for_selector("text=Not rotated")
+    check("keys-wait")
+    kid = page.locator("td code").first.inner_text()
+    page.goto(f"{url}/console/keys/revoke?kid={kid}")
+    check("key-revoke")
+
+    page.goto(f"{url}/console/audit")
+    check("audit")
+    page.goto(f"{url}/console/users?done=disabled")
+    check("users-notice")
+    page.goto(f"{url}/console/audit?before=abc")
+    check("error-400")
+    return found
