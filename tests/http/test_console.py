@@ -500,6 +500,9 @@ async def test_bad_input_is_a_4xx_page_never_a_500(
     assert await services.clients.fresh("x") is None
 
 
+# Rotates or revokes: its own key set, made now (the young key's age is this test's), and
+# none left behind for later tests.
+@pytest.mark.usefixtures("fresh_keys")
 async def test_the_keys_page_rotates_waits_for_a_young_key_and_revokes_after_asking(
     client: httpx.AsyncClient, root: str, services: Services, clock: Clock
 ) -> None:
@@ -563,6 +566,9 @@ async def published(http: httpx.AsyncClient) -> set[str]:
     return {key["kid"] for key in jwks.json()["keys"]}
 
 
+# Rotates or revokes: its own key set, made now (the young key's age is this test's), and
+# none left behind for later tests.
+@pytest.mark.usefixtures("fresh_keys")
 async def test_a_stale_sign_in_signs_in_again_before_a_destructive_action(
     client: httpx.AsyncClient,
     root: str,
