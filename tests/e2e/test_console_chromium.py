@@ -235,7 +235,7 @@ def test_an_operator_with_a_passkey_rotates_disables_and_revokes(
 
         # A key revoke: at once while the sign-in is recent; asked again once it is stale.
         page.goto(f"{url}/console/keys")
-        kid = page.locator("tr", has_text="next").locator("code").inner_text()
+        kid = page.locator("tbody tr", has_text="next").locator("code").inner_text()
         revoke = f"{url}/console/keys/revoke?kid={kid}"
         page.goto(revoke)
         assert page.url == revoke and page.locator("h1").inner_text() == "Revoke the key?"
