@@ -47,19 +47,20 @@ def test_every_console_page_has_no_serious_accessibility_violation(
         for name, violations in found.items()
     }
     assert not any(serious.values()), serious
-    assert len(found) >= 21, sorted(found)
+    assert len(found) >= 23, sorted(found)
 
 
 def visit_every_page(page: Page, url: str, source: str) -> dict[str, list[dict[str, object]]]:
     found: dict[str, list[dict[str, object]]] = {}
 
-    def check(name: str) -> None:
-        page.evaluate(source)
-        passed, found[name] = page.evaluate(RUN)
-        print(name, page.url, f"{passed} rules passed, {len(found[name])} violated")
+    def check(name: str, on: Page = page) -> None:
+        on.evaluate(source)
+        passed, found[name] = on.evaluate(RUN)
+        print(name, on.url, f"{passed} rules passed, {len(found[name])} violated")
         assert passed >= 10, (name, passed)
 
     page.goto(f"{url}/console")
+    check("sign-in")  # the hosted sign-in page, for the console
     page.fill("#username", USERNAME)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
@@ -126,4 +127,16 @@ def visit_every_page(page: Page, url: str, source: str) -> dict[str, list[dict[s
     check("users-notice")
     page.goto(f"{url}/console/audit?before=abc")
     check("error-400")
+
+    # A user without the admin role, in a browser of their own: refused (403).
+    browser = page.context.browser
+    assert browser is not None
+    other = browser.new_context(bypass_csp=True).new_page()
+    other.goto(f"{url}/console")
+    other.fill("#username", OTHER)
+    other.fill("#password", PASSWORD)
+    other.click("button[type=submit]")
+    other.wait_for_selector("text=This account may not use the console")
+    check("refused", other)
+    other.context.close()
     return found
