@@ -36,6 +36,8 @@ from tests.e2e.test_spa_chromium import ARGS, CHROMIUM, TIMEOUT_MS
 
 WIDE = ViewportSize(width=1280, height=800)
 PHONE = ViewportSize(width=375, height=740)
+# A wide shot is cut off below this (the audit trail's 50 rows: 600 KB of PNG, for the docs).
+TALLEST = 1200
 # The shots docs/console.md shows (the rest with --all).
 DOCS = {
     "sign-in-factor",
@@ -68,23 +70,26 @@ class Camera:
     too_wide: list[str] = field(default_factory=list)
 
     def shots(self, page: Page, name: str, phone: bool = True) -> None:
-        """The page at 1280 px (its card, cropped) and at 375 px (the whole page)."""
-        self._take(page, name, page.locator(".card"))
+        """The page at 1280 px (its card, cropped, at most TALLEST high) and at 375 px (the
+        whole page)."""
+        self._take(page, name, wide=True)
         if phone:
             page.set_viewport_size(PHONE)
             if page.evaluate("document.documentElement.scrollWidth > window.innerWidth"):
                 self.too_wide.append(name)
-            self._take(page, f"{name}-375px", None)
+            self._take(page, f"{name}-375px", wide=False)
             page.set_viewport_size(WIDE)
 
-    def _take(self, page: Page, name: str, card: object) -> None:
+    def _take(self, page: Page, name: str, wide: bool) -> None:
         if not self.every and name not in DOCS:
             return
-        path = self.out / f"{name}.png"
-        if card is None:
-            page.screenshot(path=str(path), full_page=True)
+        path = str(self.out / f"{name}.png")
+        card = page.locator(".card").bounding_box()
+        if wide and card is not None:
+            card["height"] = min(card["height"], TALLEST)
+            page.screenshot(path=path, clip=card, full_page=True)
         else:
-            page.locator(".card").screenshot(path=str(path))
+            page.screenshot(path=path, full_page=True)
         self.taken.append(name)
 
 
