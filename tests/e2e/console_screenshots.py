@@ -29,6 +29,7 @@ from tests.e2e.test_console_chromium import (
     OTHER,
     enrol_passkey,
     make_user,
+    not_an_operator,
     sign_in_with_passkey,
     virtual_authenticator,
 )
@@ -170,16 +171,9 @@ def walk(browser: Browser, auth: AuthServer, camera: Camera) -> None:
     context.close()
 
     # A user without the admin role: refused, and nothing kept.
-    other = browser.new_context(viewport=WIDE)
-    other.set_default_timeout(TIMEOUT_MS)
-    page = other.new_page()
-    page.goto(f"{url}/console")
-    page.fill("#username", OTHER)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_selector("text=This account may not use the console")
+    page = not_an_operator(browser, url, viewport=WIDE)
     camera.shots(page, "refused")
-    other.close()
+    page.context.close()
 
 
 def seed_through_the_console(page: Page, url: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from playwright.sync_api import Page
 
 from tests.e2e.servers import PASSWORD, USERNAME
-from tests.e2e.test_console_chromium import OTHER, console_browser, register
+from tests.e2e.test_console_chromium import OTHER, console_browser, not_an_operator, register
 from tests.e2e.test_spa_chromium import chromium  # noqa: F401 - a fixture
 from tests.npm_packages import install
 
@@ -131,12 +131,7 @@ def visit_every_page(page: Page, url: str, source: str) -> dict[str, list[dict[s
     # A user without the admin role, in a browser of their own: refused (403).
     browser = page.context.browser
     assert browser is not None
-    other = browser.new_context(bypass_csp=True).new_page()
-    other.goto(f"{url}/console")
-    other.fill("#username", OTHER)
-    other.fill("#password", PASSWORD)
-    other.click("button[type=submit]")
-    other.wait_for_selector("text=This account may not use the console")
+    other = not_an_operator(browser, url, bypass_csp=True)
     check("refused", other)
     other.context.close()
     return found

@@ -28,24 +28,22 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
-from playwright.sync_api import APIRequestContext, BrowserContext, Page, sync_playwright
+from playwright.sync_api import (
+    APIRequestContext,
+    Browser,
+    BrowserContext,
+    Page,
+    sync_playwright,
+)
 
 from tests.e2e.servers import PASSWORD, USERNAME, authserver
 from tests.e2e.test_accounts_chromium import DESKTOP, three_shots
+from tests.e2e.test_passkeys_chromium import AUTHENTICATOR
 from tests.e2e.test_spa_chromium import ARGS, TIMEOUT_MS, chromium  # noqa: F401 - a fixture
 from tests.http.signin import pkce_pair
 
 OTHER = "bob"
 APP = "http://127.0.0.1:8999"  # bob's app: never reached (its redirect is read, not followed)
-# Chromium's virtual authenticator (CDP WebAuthn): a platform passkey that verifies the user.
-AUTHENTICATOR = {
-    "protocol": "ctap2",
-    "transport": "internal",
-    "hasResidentKey": True,
-    "hasUserVerification": True,
-    "isUserVerified": True,
-    "automaticPresenceSimulation": True,
-}
 
 
 def make_user(url: str, workdir: Path, username: str) -> None:
@@ -215,16 +213,7 @@ def test_an_operator_with_a_passkey_rotates_disables_and_revokes(
         assert client_credentials(url, "billing", "not-the-secret") == 401
 
         # bob, in his own browser: the console refuses him; his app's refresh works.
-        bob = browser.new_context(viewport=DESKTOP)
-        bob.set_default_timeout(TIMEOUT_MS)
-        bob_page = bob.new_page()
-        bob_page.goto(f"{url}/console")
-        bob_page.fill("#username", OTHER)
-        bob_page.fill("#password", PASSWORD)
-        with bob_page.expect_response(lambda r: r.url.startswith(f"{url}/console/callback")) as cb:
-            bob_page.click("button[type=submit]")
-        assert cb.value.status == 403
-        bob_page.wait_for_selector("text=This account may not use the console")
+        bob = not_an_operator(browser, url, viewport=DESKTOP).context
         refreshed = refresh(bob.request, url, app_tokens(bob, url))
         assert isinstance(refreshed, str)
 
@@ -249,6 +238,21 @@ def test_an_operator_with_a_passkey_rotates_disables_and_revokes(
         page.wait_for_selector("text=The key was revoked")
         assert kid not in published(url)
         browser.close()
+
+
+def not_an_operator(browser: Browser, url: str, **context: Any) -> Page:
+    """OTHER (no admin role) opens the console in a browser of their own (`context`: its
+    options) and signs in with the password: refused (403). The page of the refusal."""
+    page = browser.new_context(**context).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{url}/console")
+    page.fill("#username", OTHER)
+    page.fill("#password", PASSWORD)
+    with page.expect_response(lambda r: r.url.startswith(f"{url}/console/callback")) as callback:
+        page.click("button[type=submit]")
+    assert callback.value.status == 403
+    page.wait_for_selector("text=This account may not use the console")
+    return page
 
 
 def client_credentials(url: str, client_id: str, secret: str) -> int:
