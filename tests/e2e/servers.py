@@ -147,13 +147,15 @@ def authserver(
     extra_env: dict[str, str] | None = None,
     user_flags: tuple[str, ...] = (),
     host: str = "127.0.0.1",
+    before_serve: tuple[tuple[str, ...], ...] = (),
 ) -> Iterator[AuthServer]:
     """`authserver serve` in a subprocess, with a user and each SPA's cookie client (code flow,
     its page as redirect and post-logout URI) made by the command line first; stopped (and
     waited for) afterwards. `host` names the issuer's host (`localhost` for passkeys: an IP
     address is no WebAuthn RP ID); the server listens on 127.0.0.1 either way. `extra_env`: more
     settings (mail, sign-up); `user_flags`: more of `users create`'s flags for the user
-    (`--email`, say)."""
+    (`--email`, say); `before_serve`: more command lines run before `serve` starts (`keys
+    rotate --force`: a running server would see it only at its next reload)."""
     port = free_port()
     url = f"http://{host}:{port}"
     database = workdir / "authserver.db"
@@ -190,6 +192,8 @@ def authserver(
             "--refresh-delivery", "cookie", "--redirect-uri", spa.redirect_uri,
             "--post-logout-redirect-uri", spa.redirect_uri,
         )  # fmt: skip
+    for command in before_serve:
+        cli(*command)
     log = workdir / "authserver.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(

@@ -32,6 +32,15 @@ from tests.e2e.test_spa_chromium import chromium as chromium  # the fixture, sha
 from tests.http.signin import pkce_pair
 
 SPA_ORIGIN = "http://127.0.0.1:9"  # never reached: the browser's arrival there is intercepted
+# Chromium's virtual authenticator (CDP WebAuthn): a platform passkey that verifies the user.
+AUTHENTICATOR = {
+    "protocol": "ctap2",
+    "transport": "internal",
+    "hasResidentKey": True,
+    "hasUserVerification": True,
+    "isUserVerified": True,
+    "automaticPresenceSimulation": True,
+}
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +77,7 @@ def test_a_passkey_and_an_authenticator_app_added_on_the_account_page_sign_in(
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         cdp = context.new_cdp_session(page)
         cdp.send("WebAuthn.enable")
-        options = {
-            "protocol": "ctap2",
-            "transport": "internal",
-            "hasResidentKey": True,
-            "hasUserVerification": True,
-            "isUserVerified": True,
-            "automaticPresenceSimulation": True,
-        }
-        authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
+        authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": AUTHENTICATOR})
         authenticator_id = authenticator["authenticatorId"]
 
         # 1. Register on the account page (signed in with the password).
