@@ -25,11 +25,13 @@ from authserver.actions.console import registration_tokens as console_tokens
 from authserver.actions.console import resources as console_resources
 from authserver.actions.console import sessions as console_sessions
 from authserver.actions.console import sign_in as console_sign_in
+from authserver.actions.console import user as console_user
 from authserver.actions.console import users as console_users
 from authserver.audit import AuditQuery
 from authserver.console_sessions import CONSOLE_CLIENT_ID
 from authserver.errors import InvalidRequest
 from authserver.http import csrf, pages
+from authserver.http.addresses import client_address
 from authserver.http.context import services
 from authserver.http.cookies import clear_console_cookie, read_console_cookie, set_console_cookie
 from authserver.http.forms import read_fields
@@ -55,7 +57,15 @@ DONE = {
     "ended": N_("The session was ended."),
     "ended_all": N_("Every session of the user was ended."),
     "reset": N_("Every second factor of the user was removed, and their sessions ended."),
+    "user_created": N_("The user was created."),
+    "password_set": N_("The password was set."),
+    "link_sent": N_("A password-reset link is on its way to the user's email address."),
+    "user_deleted": N_("The user was deleted."),
+    "browser_ended": N_("The browser was signed out."),
 }
+# A user's page, and their sessions' (`{sub}`: the form's, quoted), where their forms go back.
+USER_PAGE = "/console/users/edit?sub={sub}"
+SESSIONS_PAGE = "/console/users/sessions?sub={sub}"
 
 Handler = Callable[[Request], Awaitable[Response]]
 FormHandler = Callable[[Request, str | None, dict[str, str]], Awaitable[Response]]
@@ -100,6 +110,24 @@ def console_form(handler: FormHandler) -> Handler:
         return await handler(request, *form)
 
     return console_page(checked)
+
+
+def stepped_up(then: str) -> Callable[[FormHandler], FormHandler]:
+    """A form whose change may need a recent sign-in (StaleSignIn): the operator signs in
+    again and comes back to the page `then` (its `{sub}`: the form's) to send it again;
+    nothing is done meanwhile, and nothing typed (a password) travels through the sign-in."""
+
+    def wrap(handler: FormHandler) -> FormHandler:
+        @functools.wraps(handler)
+        async def asked(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+            try:
+                return await handler(request, cookie, fields)
+            except StaleSignIn as stale:
+                return _sign_in_again(stale, _then(then, fields))
+
+        return asked
+
+    return wrap
 
 
 async def home(request: Request) -> Response:
@@ -226,6 +254,58 @@ async def users(request: Request) -> Response:
 
 
 @console_page
+async def new_user(request: Request) -> Response:
+    found = services(request)
+    who = await console_clients.whoami(found, read_console_cookie(request, found.settings))
+    return _render(request, "console_user_new.html", {"operator": who, "user": console_user.BLANK})
+
+
+@console_form
+@stepped_up("/console/users/new")
+async def create_user(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    sub = await console_user.create_user(services(request), cookie, fields)
+    return _done(USER_PAGE, sub, "user_created")
+
+
+@console_page
+async def edit_user_form(request: Request) -> Response:
+    return await _shown(request, "sub", console_user.user_page, "console_user_edit.html")
+
+
+@console_form
+@stepped_up(USER_PAGE)
+async def edit_user(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    sub = await console_user.edit_user(services(request), cookie, fields)
+    return _done(USER_PAGE, sub, "saved")
+
+
+@console_form
+@stepped_up(USER_PAGE)
+async def set_password(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    sub = await console_user.set_password(services(request), cookie, fields)
+    return _done(USER_PAGE, sub, "password_set")
+
+
+@console_form
+async def send_reset_link(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    found = services(request)
+    address = client_address(request, found.settings.trusted_proxies)
+    await console_user.send_reset_link(found, cookie, fields.get("sub", ""), address)
+    return _done(USER_PAGE, fields.get("sub", ""), "link_sent")
+
+
+@console_page
+async def confirm_delete_user(request: Request) -> Response:
+    asked = console_user.user_to_delete
+    return await _shown(request, "sub", asked, "console_user_delete.html")
+
+
+@console_page
+async def delete_user(request: Request) -> Response:
+    return await _act(request, "sub", console_user.delete_user, "/console/users?done=user_deleted")
+
+
+@console_page
 async def disable_user(request: Request) -> Response:
     return await _switch(request, "users", True)
 
@@ -245,6 +325,13 @@ async def user_sessions(request: Request) -> Response:
 async def end_session(request: Request) -> Response:
     then = "/console/users/sessions?sub={sub}&done=ended"
     return await _act(request, "sid", console_sessions.end_session, then)
+
+
+@console_form
+async def end_browser(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    sub = fields.get("sub", "")
+    await console_sessions.end_browser(services(request), cookie, sub, fields.get("id", ""))
+    return _done(SESSIONS_PAGE, sub, "browser_ended")
 
 
 @console_page
@@ -287,7 +374,7 @@ async def _act(request: Request, field: str, change: Change, then: str) -> Respo
     if isinstance(form, Response):
         return form
     cookie, fields = form
-    then = then.format(sub=quote(fields.get("sub", ""), safe=""))
+    then = _then(then, fields)
     try:
         await change(services(request), cookie, fields.get(field, ""))
     except StaleSignIn as stale:
@@ -304,6 +391,14 @@ async def _shown(request: Request, param: str, shown: Shown, template: str) -> R
     cookie = read_console_cookie(request, found.settings)
     page = await shown(found, cookie, request.query_params.get(param, ""))
     return _render(request, template, {"page": page, "operator": page.operator})
+
+
+def _then(then: str, fields: dict[str, str]) -> str:
+    return then.format(sub=quote(fields.get("sub", ""), safe=""))
+
+
+def _done(page: str, sub: str, done: str) -> Response:
+    return redirect(f"{_then(page, {'sub': sub})}&done={done}", 303)
 
 
 def _sign_in_again(stale: StaleSignIn, then: str) -> Response:
