@@ -62,6 +62,7 @@ DONE = {
     "link_sent": N_("A password-reset link is on its way to the user's email address."),
     "user_deleted": N_("The user was deleted."),
     "browser_ended": N_("The browser was signed out."),
+    "token_revoked": N_("The registration token was revoked: it registers no more clients."),
 }
 # A user's page, and their sessions' (`{sub}`: the form's, quoted), where their forms go back.
 USER_PAGE = "/console/users/edit?sub={sub}"
@@ -478,6 +479,18 @@ async def registration_token_form(request: Request) -> Response:
     return _render(
         request, "console_registration_token.html", {"page": page, "operator": page.operator}
     )
+
+
+@console_page
+async def confirm_revoke_registration_token(request: Request) -> Response:
+    asked = console_tokens.token_to_revoke
+    return await _shown(request, "token", asked, "console_registration_token_revoke.html")
+
+
+@console_page
+async def revoke_registration_token(request: Request) -> Response:
+    change = console_tokens.revoke_token
+    return await _act(request, "token", change, "/console/registration-tokens?done=token_revoked")
 
 
 @console_form

@@ -164,6 +164,14 @@ routes = [
     Route("/console/resources/delete", console.delete_resource, methods=["POST"]),
     Route("/console/registration-tokens", console.registration_token_form, methods=["GET"]),
     Route("/console/registration-tokens", console.make_registration_token, methods=["POST"]),
+    Route(
+        "/console/registration-tokens/revoke",
+        console.confirm_revoke_registration_token,
+        methods=["GET"],
+    ),
+    Route(
+        "/console/registration-tokens/revoke", console.revoke_registration_token, methods=["POST"]
+    ),
     Route("/console/audit", console.audit, methods=["GET"]),
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/readyz", health.readyz, methods=["GET"]),

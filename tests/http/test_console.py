@@ -290,6 +290,7 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
         ("/console/users/delete", {"sub": alice}),
         ("/console/users/sessions/end-browser", {"sub": alice, "id": "x"}),
         ("/console/resources/delete", {"resource": "https://made.example/"}),
+        ("/console/registration-tokens/revoke", {"token": "x"}),
         ("/console/sign-out", {}),
     ]
     wrong = ("A" if token[0] != "A" else "B") + token[1:]  # one character off, never the same
@@ -922,6 +923,40 @@ async def test_a_registration_token_is_made_shown_once_and_registers_a_client(
     events = await services.audit.page(AuditQuery(limit=50))
     assert [e.actor for e in events if e.action == "registration_token.created"] == [root]
 
+    # Listed while it works; revoked after asking, it registers no more.
+    listed = await client.get("/console/registration-tokens")
+    assert "<code>" not in listed.text.split("Tokens that still work")[1].split("</table>")[0]
+    made = await client.post(
+        "/console/registration-tokens", data={"csrf_token": token, "ttl": "3600", "uses": ""}
+    )
+    second_token = unescape(re.findall(r'id="token" type="text" readonly value="([^"]+)"',
+                                       made.text)[0])  # fmt: skip
+    listed = await client.get("/console/registration-tokens")
+    assert initial not in listed.text and second_token not in listed.text
+    [live] = await services.registrations.live_initial_tokens(services.clock(), 10)
+    assert (
+        f"<code>{live.token_hash[:12]}</code>" in listed.text and "0 of any number" in listed.text
+    )
+    revoke = f"/console/registration-tokens/revoke?{urlencode({'token': live.token_hash})}"
+    assert f'href="{revoke}"' in listed.text.replace("&amp;", "&")
+    asked = await client.get(revoke)
+    assert asked.status_code == 200 and "Revoke the registration token?" in asked.text
+    assert (await client.get(revoke + "x")).status_code == 404
+    revoked = await client.post(
+        "/console/registration-tokens/revoke", data={"csrf_token": token, "token": live.token_hash}
+    )
+    assert revoked.headers["location"] == "/console/registration-tokens?done=token_revoked"
+    refused = await client.post(
+        "/register", json=body, headers={"Authorization": f"Bearer {second_token}"}
+    )
+    assert refused.status_code == 401, refused.text
+    again = await client.post(
+        "/console/registration-tokens/revoke", data={"csrf_token": token, "token": live.token_hash}
+    )
+    assert again.status_code == 404
+    events = await services.audit.page(AuditQuery(limit=50, action="registration_token.revoked"))
+    assert [(e.actor, e.target) for e in events] == [(root, live.token_hash[:12])]
+
 
 NEW_PASSWORD = "a brand new battery staple"
 # An address the profile check takes (a local part without spaces or quotes) that HTML would read.
@@ -1093,6 +1128,12 @@ async def test_granting_admin_setting_a_password_and_deleting_ask_for_a_recent_s
     token = form_token(page.text)
     made = await client.post("/console/resources", data={"csrf_token": token, "resource": resource})
     assert made.status_code == 303, made.text
+    made = await client.post(
+        "/console/registration-tokens", data={"csrf_token": token, "ttl": "3600"}
+    )
+    assert made.status_code == 201, made.text
+    [initial] = await services.registrations.live_initial_tokens(clock(), 10)
+    revoke_page = f"/console/registration-tokens/revoke?{urlencode({'token': initial.token_hash})}"
     clock.advance(RECENT_SIGN_IN + 1)
     user_page = f"/console/users/edit?sub={alice}"
     for path, fields, then in [
@@ -1103,6 +1144,7 @@ async def test_granting_admin_setting_a_password_and_deleting_ask_for_a_recent_s
         ("/console/users/delete", {"sub": alice}, f"/console/users/delete?sub={alice}"),
         ("/console/resources/delete", {"resource": resource},
          f"/console/resources/delete?{urlencode({'resource': resource})}"),
+        ("/console/registration-tokens/revoke", {"token": initial.token_hash}, revoke_page),
     ]:  # fmt: skip
         stale = await client.post(path, data={"csrf_token": token, **fields})
         assert stale.status_code == 303, (path, stale.text)
@@ -1111,6 +1153,7 @@ async def test_granting_admin_setting_a_password_and_deleting_ask_for_a_recent_s
     for path, params in [
         ("/console/users/delete", {"sub": alice}),
         ("/console/resources/delete", {"resource": resource}),
+        ("/console/registration-tokens/revoke", {"token": initial.token_hash}),
     ]:
         asked = await client.get(path, params=params)
         assert asked.status_code == 303 and asked.headers["location"].startswith(
@@ -1120,6 +1163,7 @@ async def test_granting_admin_setting_a_password_and_deleting_ask_for_a_recent_s
     assert user is not None and not user.is_admin
     assert await services.users.by_username("bob") is None
     assert await services.resources.get(resource) is not None
+    assert await services.registrations.live_initial_tokens(clock(), 10) == [initial]
     assert (await password_grant(client, "alice", PASSWORD)).status_code == 200
     # Neither grants nor hands over anything: no recent sign-in needed.
     edited = await client.post(
