@@ -113,6 +113,24 @@ def console_form(handler: FormHandler) -> Handler:
     return console_page(checked)
 
 
+def confirmed(
+    field: str, asked: Shown, template: str, change: Change, then: str
+) -> tuple[Handler, Handler]:
+    """A destructive action's two handlers: its confirmation page (GET: `asked`'s page about
+    the thing the query's `field` names) and its form (POST: `change`, then back to `then`).
+    A recent sign-in, where the use cases ask for one, is asked on both."""
+
+    @console_page
+    async def confirmation(request: Request) -> Response:
+        return await _shown(request, field, asked, template)
+
+    @console_page
+    async def action(request: Request) -> Response:
+        return await _act(request, field, change, then)
+
+    return confirmation, action
+
+
 def stepped_up(then: str) -> Callable[[FormHandler], FormHandler]:
     """A form whose change may need a recent sign-in (StaleSignIn): the operator signs in
     again and comes back to the page `then` (its `{sub}`: the form's) to send it again;
@@ -295,15 +313,13 @@ async def send_reset_link(request: Request, cookie: str | None, fields: dict[str
     return _done(USER_PAGE, fields.get("sub", ""), "link_sent")
 
 
-@console_page
-async def confirm_delete_user(request: Request) -> Response:
-    asked = console_user.user_to_delete
-    return await _shown(request, "sub", asked, "console_user_delete.html")
-
-
-@console_page
-async def delete_user(request: Request) -> Response:
-    return await _act(request, "sub", console_user.delete_user, "/console/users?done=user_deleted")
+confirm_delete_user, delete_user = confirmed(
+    "sub",
+    console_user.user_to_delete,
+    "console_user_delete.html",
+    console_user.delete_user,
+    "/console/users?done=user_deleted",
+)
 
 
 @console_page
@@ -341,16 +357,13 @@ async def end_all_sessions(request: Request) -> Response:
     return await _act(request, "sub", console_sessions.end_all, then)
 
 
-@console_page
-async def confirm_reset_factors(request: Request) -> Response:
-    asked = console_sessions.confirm_reset
-    return await _shown(request, "sub", asked, "console_factors_reset.html")
-
-
-@console_page
-async def reset_factors(request: Request) -> Response:
-    then = "/console/users/sessions?sub={sub}&done=reset"
-    return await _act(request, "sub", console_sessions.reset_factors, then)
+confirm_reset_factors, reset_factors = confirmed(
+    "sub",
+    console_sessions.confirm_reset,
+    "console_factors_reset.html",
+    console_sessions.reset_factors,
+    f"{SESSIONS_PAGE}&done=reset",
+)
 
 
 # The Disable/Enable forms of each page: the field naming what they switch, and the use case.
@@ -423,15 +436,13 @@ async def rotate_keys(request: Request, cookie: str | None, fields: dict[str, st
     return _keys_page(request, page, 409, {"Retry-After": str(page.wait)})
 
 
-@console_page
-async def confirm_revoke_key(request: Request) -> Response:
-    asked = console_keys.key_to_revoke
-    return await _shown(request, "kid", asked, "console_key_revoke.html")
-
-
-@console_page
-async def revoke_key(request: Request) -> Response:
-    return await _act(request, "kid", console_keys.revoke, "/console/keys?done=revoked")
+confirm_revoke_key, revoke_key = confirmed(
+    "kid",
+    console_keys.key_to_revoke,
+    "console_key_revoke.html",
+    console_keys.revoke,
+    "/console/keys?done=revoked",
+)
 
 
 def _keys_page(
@@ -460,16 +471,13 @@ async def create_resource(request: Request, cookie: str | None, fields: dict[str
     return redirect("/console/resources?done=created", 303)
 
 
-@console_page
-async def confirm_delete_resource(request: Request) -> Response:
-    asked = console_resources.resource_to_delete
-    return await _shown(request, "resource", asked, "console_resource_delete.html")
-
-
-@console_page
-async def delete_resource(request: Request) -> Response:
-    change = console_resources.delete_resource
-    return await _act(request, "resource", change, "/console/resources?done=resource_deleted")
+confirm_delete_resource, delete_resource = confirmed(
+    "resource",
+    console_resources.resource_to_delete,
+    "console_resource_delete.html",
+    console_resources.delete_resource,
+    "/console/resources?done=resource_deleted",
+)
 
 
 @console_page
@@ -481,16 +489,13 @@ async def registration_token_form(request: Request) -> Response:
     )
 
 
-@console_page
-async def confirm_revoke_registration_token(request: Request) -> Response:
-    asked = console_tokens.token_to_revoke
-    return await _shown(request, "token", asked, "console_registration_token_revoke.html")
-
-
-@console_page
-async def revoke_registration_token(request: Request) -> Response:
-    change = console_tokens.revoke_token
-    return await _act(request, "token", change, "/console/registration-tokens?done=token_revoked")
+confirm_revoke_registration_token, revoke_registration_token = confirmed(
+    "token",
+    console_tokens.token_to_revoke,
+    "console_registration_token_revoke.html",
+    console_tokens.revoke_token,
+    "/console/registration-tokens?done=token_revoked",
+)
 
 
 @console_form

@@ -283,12 +283,7 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
         ("/console/resources", {"resource": "https://made.example/"}),
         ("/console/registration-tokens", {"ttl": "3600", "uses": "1"}),
         ("/console/users/reset-factors", {"sub": alice}),
-        ("/console/users", {"username": "made", "password": NEW_PASSWORD}),
-        ("/console/users/edit", {"sub": alice, "name": "Changed", "admin": "on"}),
-        ("/console/users/password", {"sub": alice, "password": NEW_PASSWORD}),
-        ("/console/users/reset-link", {"sub": alice}),
-        ("/console/users/delete", {"sub": alice}),
-        ("/console/users/sessions/end-browser", {"sub": alice, "id": "x"}),
+        *user_forms(alice),
         ("/console/resources/delete", {"resource": "https://made.example/"}),
         ("/console/registration-tokens/revoke", {"token": "x"}),
         ("/console/sign-out", {}),
@@ -311,11 +306,7 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
     assert await services.keys.records() == keys_before  # neither rotated nor revoked
     assert svc.client_name is None and svc.secret_rotated_at is None
     assert await services.resources.get("https://made.example/") is None
-    assert await services.users.by_username("made") is None
-    assert user.profile.name is None and not user.is_admin  # neither edited nor deleted
-    assert (await services.passwords.verify(user.password_hash, PASSWORD)).ok
-    events = await services.audit.page(AuditQuery(limit=50, user=alice))
-    assert events == []
+    await assert_untouched(services, alice)
     assert (await client.get("/console/clients")).status_code == 200  # still signed in
 
 
@@ -1298,14 +1289,7 @@ async def test_no_one_but_a_live_operator_creates_edits_or_deletes_a_user(
     sent to sign in again by the same forms, with the right CSRF token; nothing is done."""
     alice = await registry.user("alice", PASSWORD)
     bob = await registry.user("bob", PASSWORD, admin=True)
-    forms = [
-        ("/console/users", {"username": "made", "password": NEW_PASSWORD}),
-        ("/console/users/edit", {"sub": alice, "name": "Changed", "admin": "on"}),
-        ("/console/users/password", {"sub": alice, "password": NEW_PASSWORD}),
-        ("/console/users/reset-link", {"sub": alice}),
-        ("/console/users/delete", {"sub": alice}),
-        ("/console/users/sessions/end-browser", {"sub": alice, "id": "x"}),
-    ]
+    forms = user_forms(alice)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as other:
         refused = await console_sign_in(other, "alice")
         assert refused.status_code == 403
@@ -1321,10 +1305,28 @@ async def test_no_one_but_a_live_operator_creates_edits_or_deletes_a_user(
         answer = await client.post(path, data={**fields, "csrf_token": token})
         assert answer.status_code == 303, (path, answer.text)
         assert answer.headers["location"] == "/console/sign-in", path
-    user = await services.users.by_id(alice)
+    # Her own refused sign-in's events only.
+    await assert_untouched(services, alice, (alice, CONSOLE_CLIENT_ID))
+
+
+def user_forms(sub: str) -> list[tuple[str, dict[str, str]]]:
+    """Each form of the user pages, filled in for the user `sub` (and a new user "made")."""
+    return [
+        ("/console/users", {"username": "made", "password": NEW_PASSWORD}),
+        ("/console/users/edit", {"sub": sub, "name": "Changed", "admin": "on"}),
+        ("/console/users/password", {"sub": sub, "password": NEW_PASSWORD}),
+        ("/console/users/reset-link", {"sub": sub}),
+        ("/console/users/delete", {"sub": sub}),
+        ("/console/users/sessions/end-browser", {"sub": sub, "id": "x"}),
+    ]
+
+
+async def assert_untouched(services: Services, sub: str, actors: tuple[str, ...] = ()) -> None:
+    """None of user_forms(sub) did anything: no user made, the user neither edited, given a
+    password nor deleted, nothing in the trail about them but by `actors`."""
+    assert await services.users.by_username("made") is None
+    user = await services.users.by_id(sub)
     assert user is not None and user.profile.name is None and not user.is_admin
     assert (await services.passwords.verify(user.password_hash, PASSWORD)).ok
-    assert await services.users.by_username("made") is None
-    events = await services.audit.page(AuditQuery(limit=50, user=alice))
-    # Her own refused sign-in's only.
-    assert [e for e in events if e.actor not in (alice, CONSOLE_CLIENT_ID)] == []
+    events = await services.audit.page(AuditQuery(limit=50, user=sub))
+    assert [e for e in events if e.actor not in actors] == []
