@@ -1260,6 +1260,11 @@ async def test_an_operator_mails_a_password_reset_link_through_the_reset_use_cas
     assert "alice@example.test" in form.text
     no_email = await client.get("/console/users/edit", params={"sub": bob})
     assert "/console/users/reset-link" not in no_email.text
+    carol = await registry.user("carol", PASSWORD)
+    await registry.profile("carol", email=HOSTILE_EMAIL)
+    hostile = await client.get("/console/users/edit", params={"sub": carol})
+    assert "/console/users/reset-link" in hostile.text and "<script>" not in hostile.text
+    assert f"is mailed to {escape(HOSTILE_EMAIL)}." in hostile.text
     refused = await client.post("/console/users/reset-link", data={"csrf_token": token, "sub": bob})
     assert refused.status_code == 400 and "email address" in refused.text
     sent = await client.post("/console/users/reset-link", data={"csrf_token": token, "sub": alice})
