@@ -37,11 +37,23 @@ class InitialAccessToken:
     created_at: int
     expires_at: int
     max_uses: int | None  # None: any number until it expires
+    uses: int = 0
 
 
 class RegistrationStore(Protocol):
     async def create_initial_token(self, token: InitialAccessToken, audit: AuditEvent) -> None:
         """Stores an operator's initial access token (its hash), with `audit`."""
+        ...
+
+    async def live_initial_tokens(self, now: int, limit: int) -> list[InitialAccessToken]:
+        """The initial access tokens that still register (unexpired, uses left), newest
+        first, at most `limit`."""
+        ...
+
+    async def revoke_initial_token(self, token_hash: str, now: int, audit: AuditEvent) -> bool:
+        """Ends a live initial access token now (it expires at `now`), with `audit`, in ONE
+        statement: a registration racing it either spent a use before or is refused. False
+        (nothing changed) for an unknown, expired or used-up one."""
         ...
 
     async def register(

@@ -102,9 +102,12 @@ class LoginSessionStore(Protocol):
         newest first."""
         ...
 
-    async def end_by_id(self, session_id: str, user_id: str, now: int) -> Ended | None:
+    async def end_by_id(
+        self, session_id: str, user_id: str, now: int, actor: str | None = None
+    ) -> Ended | None:
         """As `end`, for the session with this id if it is `user_id`'s; None (nothing
-        changed) for another user's, an unknown or an ended one."""
+        changed) for another user's, an unknown or an ended one. Audited with `actor` (an
+        operator's sub), else with the user (their account page)."""
         ...
 
 

@@ -77,9 +77,34 @@ async def make_initial_token(
     token, now = new_token(), services.clock()
     record = InitialAccessToken(hash_secret(token), now, now + ttl, max_uses)
     detail = {"expires_at": record.expires_at, "max_uses": max_uses}
-    event = AuditEvent(now, actor, "registration_token.created", record.token_hash[:12], detail)
+    target = initial_token_id(record.token_hash)
+    event = AuditEvent(now, actor, "registration_token.created", target, detail)
     await services.registrations.create_initial_token(record, event)
     return token, record.expires_at
+
+
+# The most live initial access tokens a list shows (newest first).
+LISTED_TOKENS = 100
+
+
+def initial_token_id(token_hash: str) -> str:
+    """How the audit trail and the console name an initial access token: its hash's start."""
+    return token_hash[:12]
+
+
+async def live_initial_tokens(services: Services) -> list[InitialAccessToken]:
+    return await services.registrations.live_initial_tokens(services.clock(), LISTED_TOKENS)
+
+
+async def revoke_initial_token(services: Services, actor: str, token_hash: str) -> None:
+    """Ends an initial access token now: no registration with it from here on (the clients
+    it registered stay). NotFound for an unknown, expired or used-up one."""
+    now = services.clock()
+    event = AuditEvent(now, actor, "registration_token.revoked", initial_token_id(token_hash), {})
+    if len(token_hash) > 64 or not await services.registrations.revoke_initial_token(
+        token_hash, now, event
+    ):
+        raise NotFound("No registration token that still works has this id.")
 
 
 async def register(

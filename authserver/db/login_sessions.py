@@ -165,14 +165,22 @@ class SqlLoginSessionStore:
         params = {"token_hash": token_hash, "now": now}
         return await self._end(_END, params, now, {"client_id": client_id})
 
-    async def end_by_id(self, session_id: str, user_id: str, now: int) -> Ended | None:
+    async def end_by_id(
+        self, session_id: str, user_id: str, now: int, actor: str | None = None
+    ) -> Ended | None:
         if len(session_id) > 36:
             return None  # no session has it (the column is 36 wide)
         params = {"id": session_id, "user_id": user_id, "now": now}
-        return await self._end(_END_BY_ID, params, now, {"via": "account_page"})
+        via = {"via": "account_page"} if actor is None else {"via": "operator"}
+        return await self._end(_END_BY_ID, params, now, via, actor)
 
     async def _end(
-        self, statement: TextClause, params: dict[str, object], now: int, detail: dict[str, Any]
+        self,
+        statement: TextClause,
+        params: dict[str, object],
+        now: int,
+        detail: dict[str, Any],
+        actor: str | None = None,
     ) -> Ended | None:
         async with self._engine.begin() as conn:
             row = (await conn.execute(statement, params)).first()
@@ -183,10 +191,11 @@ class SqlLoginSessionStore:
                 for f in await conn.execute(_END_FAMILIES, {"login_session_id": row.id, "now": now})
             ]
             user = row.user_id
+            by = actor or user
             detail = {**detail, "families": len(families)}
-            events = [AuditEvent(now, user, "end_session", row.id, detail, user=user)]
+            events = [AuditEvent(now, by, "end_session", row.id, detail, user=user)]
             events += [
-                family_revoked(sid, user, client, reason="end_session", actor=user, now=now)
+                family_revoked(sid, user, client, reason="end_session", actor=by, now=now)
                 for sid, client in families
             ]
             await append_audit(conn, events)

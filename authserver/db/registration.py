@@ -3,7 +3,7 @@ registration stored with its audit event in one transaction."""
 
 from __future__ import annotations
 
-from sqlalchemy import insert, or_, update
+from sqlalchemy import ColumnElement, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.audit import AuditEvent
@@ -14,6 +14,12 @@ from authserver.db.models import InitialAccessTokenRow
 from authserver.registration import InitialAccessToken
 
 _TOKEN = InitialAccessTokenRow
+
+
+def _registers(now: int) -> ColumnElement[bool]:
+    """The token still registers a client: unexpired, with uses left."""
+    uses_left = or_(_TOKEN.max_uses.is_(None), _TOKEN.uses < _TOKEN.max_uses)
+    return (_TOKEN.expires_at > now) & uses_left
 
 
 class SqlRegistrationStore:
@@ -33,6 +39,32 @@ class SqlRegistrationStore:
             )
             await append_audit(conn, [audit])
 
+    async def live_initial_tokens(self, now: int, limit: int) -> list[InitialAccessToken]:
+        statement = (
+            select(_TOKEN)
+            .where(_registers(now))
+            .order_by(_TOKEN.created_at.desc(), _TOKEN.token_hash)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [
+            InitialAccessToken(r.token_hash, r.created_at, r.expires_at, r.max_uses, r.uses)
+            for r in rows
+        ]
+
+    async def revoke_initial_token(self, token_hash: str, now: int, audit: AuditEvent) -> bool:
+        async with self._engine.begin() as conn:
+            ended = await conn.execute(
+                update(_TOKEN)
+                .where(_TOKEN.token_hash == token_hash, _registers(now))
+                .values(expires_at=now)
+            )
+            if not ended.rowcount:
+                return False
+            await append_audit(conn, [audit])
+        return True
+
     async def register(
         self, client: Client, initial_token_hash: str | None, now: int, audit: AuditEvent
     ) -> bool:
@@ -42,11 +74,7 @@ class SqlRegistrationStore:
                 # row, and each re-reads `uses` as the one before left it.
                 spent = await conn.execute(
                     update(_TOKEN)
-                    .where(
-                        _TOKEN.token_hash == initial_token_hash,
-                        _TOKEN.expires_at > now,
-                        or_(_TOKEN.max_uses.is_(None), _TOKEN.uses < _TOKEN.max_uses),
-                    )
+                    .where(_TOKEN.token_hash == initial_token_hash, _registers(now))
                     .values(uses=_TOKEN.uses + 1)
                 )
                 if not spent.rowcount:

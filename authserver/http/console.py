@@ -25,11 +25,13 @@ from authserver.actions.console import registration_tokens as console_tokens
 from authserver.actions.console import resources as console_resources
 from authserver.actions.console import sessions as console_sessions
 from authserver.actions.console import sign_in as console_sign_in
+from authserver.actions.console import user as console_user
 from authserver.actions.console import users as console_users
 from authserver.audit import AuditQuery
 from authserver.console_sessions import CONSOLE_CLIENT_ID
 from authserver.errors import InvalidRequest
 from authserver.http import csrf, pages
+from authserver.http.addresses import client_address
 from authserver.http.context import services
 from authserver.http.cookies import clear_console_cookie, read_console_cookie, set_console_cookie
 from authserver.http.forms import read_fields
@@ -55,7 +57,16 @@ DONE = {
     "ended": N_("The session was ended."),
     "ended_all": N_("Every session of the user was ended."),
     "reset": N_("Every second factor of the user was removed, and their sessions ended."),
+    "user_created": N_("The user was created."),
+    "password_set": N_("The password was set."),
+    "link_sent": N_("A password-reset link is on its way to the user's email address."),
+    "user_deleted": N_("The user was deleted."),
+    "browser_ended": N_("The browser was signed out."),
+    "token_revoked": N_("The registration token was revoked: it registers no more clients."),
 }
+# A user's page, and their sessions' (`{sub}`: the form's, quoted), where their forms go back.
+USER_PAGE = "/console/users/edit?sub={sub}"
+SESSIONS_PAGE = "/console/users/sessions?sub={sub}"
 
 Handler = Callable[[Request], Awaitable[Response]]
 FormHandler = Callable[[Request, str | None, dict[str, str]], Awaitable[Response]]
@@ -100,6 +111,42 @@ def console_form(handler: FormHandler) -> Handler:
         return await handler(request, *form)
 
     return console_page(checked)
+
+
+def confirmed(
+    field: str, asked: Shown, template: str, change: Change, then: str
+) -> tuple[Handler, Handler]:
+    """A destructive action's two handlers: its confirmation page (GET: `asked`'s page about
+    the thing the query's `field` names) and its form (POST: `change`, then back to `then`).
+    A recent sign-in, where the use cases ask for one, is asked on both."""
+
+    @console_page
+    async def confirmation(request: Request) -> Response:
+        return await _shown(request, field, asked, template)
+
+    @console_page
+    async def action(request: Request) -> Response:
+        return await _act(request, field, change, then)
+
+    return confirmation, action
+
+
+def stepped_up(then: str) -> Callable[[FormHandler], FormHandler]:
+    """A form whose change may need a recent sign-in (StaleSignIn): the operator signs in
+    again and comes back to the page `then` (its `{sub}`: the form's) to send it again;
+    nothing is done meanwhile, and nothing typed (a password) travels through the sign-in."""
+
+    def wrap(handler: FormHandler) -> FormHandler:
+        @functools.wraps(handler)
+        async def asked(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+            try:
+                return await handler(request, cookie, fields)
+            except StaleSignIn as stale:
+                return _sign_in_again(stale, _then(then, fields))
+
+        return asked
+
+    return wrap
 
 
 async def home(request: Request) -> Response:
@@ -226,6 +273,56 @@ async def users(request: Request) -> Response:
 
 
 @console_page
+async def new_user(request: Request) -> Response:
+    found = services(request)
+    who = await console_clients.whoami(found, read_console_cookie(request, found.settings))
+    return _render(request, "console_user_new.html", {"operator": who, "user": console_user.BLANK})
+
+
+@console_form
+@stepped_up("/console/users/new")
+async def create_user(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    sub = await console_user.create_user(services(request), cookie, fields)
+    return _done(USER_PAGE, sub, "user_created")
+
+
+@console_page
+async def edit_user_form(request: Request) -> Response:
+    return await _shown(request, "sub", console_user.user_page, "console_user_edit.html")
+
+
+@console_form
+@stepped_up(USER_PAGE)
+async def edit_user(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    sub = await console_user.edit_user(services(request), cookie, fields)
+    return _done(USER_PAGE, sub, "saved")
+
+
+@console_form
+@stepped_up(USER_PAGE)
+async def set_password(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    sub = await console_user.set_password(services(request), cookie, fields)
+    return _done(USER_PAGE, sub, "password_set")
+
+
+@console_form
+async def send_reset_link(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    found = services(request)
+    address = client_address(request, found.settings.trusted_proxies)
+    await console_user.send_reset_link(found, cookie, fields.get("sub", ""), address)
+    return _done(USER_PAGE, fields.get("sub", ""), "link_sent")
+
+
+confirm_delete_user, delete_user = confirmed(
+    "sub",
+    console_user.user_to_delete,
+    "console_user_delete.html",
+    console_user.delete_user,
+    "/console/users?done=user_deleted",
+)
+
+
+@console_page
 async def disable_user(request: Request) -> Response:
     return await _switch(request, "users", True)
 
@@ -247,22 +344,26 @@ async def end_session(request: Request) -> Response:
     return await _act(request, "sid", console_sessions.end_session, then)
 
 
+@console_form
+async def end_browser(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
+    sub = fields.get("sub", "")
+    await console_sessions.end_browser(services(request), cookie, sub, fields.get("id", ""))
+    return _done(SESSIONS_PAGE, sub, "browser_ended")
+
+
 @console_page
 async def end_all_sessions(request: Request) -> Response:
     then = "/console/users/sessions?sub={sub}&done=ended_all"
     return await _act(request, "sub", console_sessions.end_all, then)
 
 
-@console_page
-async def confirm_reset_factors(request: Request) -> Response:
-    asked = console_sessions.confirm_reset
-    return await _shown(request, "sub", asked, "console_factors_reset.html")
-
-
-@console_page
-async def reset_factors(request: Request) -> Response:
-    then = "/console/users/sessions?sub={sub}&done=reset"
-    return await _act(request, "sub", console_sessions.reset_factors, then)
+confirm_reset_factors, reset_factors = confirmed(
+    "sub",
+    console_sessions.confirm_reset,
+    "console_factors_reset.html",
+    console_sessions.reset_factors,
+    f"{SESSIONS_PAGE}&done=reset",
+)
 
 
 # The Disable/Enable forms of each page: the field naming what they switch, and the use case.
@@ -287,7 +388,7 @@ async def _act(request: Request, field: str, change: Change, then: str) -> Respo
     if isinstance(form, Response):
         return form
     cookie, fields = form
-    then = then.format(sub=quote(fields.get("sub", ""), safe=""))
+    then = _then(then, fields)
     try:
         await change(services(request), cookie, fields.get(field, ""))
     except StaleSignIn as stale:
@@ -304,6 +405,14 @@ async def _shown(request: Request, param: str, shown: Shown, template: str) -> R
     cookie = read_console_cookie(request, found.settings)
     page = await shown(found, cookie, request.query_params.get(param, ""))
     return _render(request, template, {"page": page, "operator": page.operator})
+
+
+def _then(then: str, fields: dict[str, str]) -> str:
+    return then.format(sub=quote(fields.get("sub", ""), safe=""))
+
+
+def _done(page: str, sub: str, done: str) -> Response:
+    return redirect(f"{_then(page, {'sub': sub})}&done={done}", 303)
 
 
 def _sign_in_again(stale: StaleSignIn, then: str) -> Response:
@@ -327,15 +436,13 @@ async def rotate_keys(request: Request, cookie: str | None, fields: dict[str, st
     return _keys_page(request, page, 409, {"Retry-After": str(page.wait)})
 
 
-@console_page
-async def confirm_revoke_key(request: Request) -> Response:
-    asked = console_keys.key_to_revoke
-    return await _shown(request, "kid", asked, "console_key_revoke.html")
-
-
-@console_page
-async def revoke_key(request: Request) -> Response:
-    return await _act(request, "kid", console_keys.revoke, "/console/keys?done=revoked")
+confirm_revoke_key, revoke_key = confirmed(
+    "kid",
+    console_keys.key_to_revoke,
+    "console_key_revoke.html",
+    console_keys.revoke,
+    "/console/keys?done=revoked",
+)
 
 
 def _keys_page(
@@ -364,16 +471,13 @@ async def create_resource(request: Request, cookie: str | None, fields: dict[str
     return redirect("/console/resources?done=created", 303)
 
 
-@console_page
-async def confirm_delete_resource(request: Request) -> Response:
-    asked = console_resources.resource_to_delete
-    return await _shown(request, "resource", asked, "console_resource_delete.html")
-
-
-@console_page
-async def delete_resource(request: Request) -> Response:
-    change = console_resources.delete_resource
-    return await _act(request, "resource", change, "/console/resources?done=resource_deleted")
+confirm_delete_resource, delete_resource = confirmed(
+    "resource",
+    console_resources.resource_to_delete,
+    "console_resource_delete.html",
+    console_resources.delete_resource,
+    "/console/resources?done=resource_deleted",
+)
 
 
 @console_page
@@ -383,6 +487,15 @@ async def registration_token_form(request: Request) -> Response:
     return _render(
         request, "console_registration_token.html", {"page": page, "operator": page.operator}
     )
+
+
+confirm_revoke_registration_token, revoke_registration_token = confirmed(
+    "token",
+    console_tokens.token_to_revoke,
+    "console_registration_token_revoke.html",
+    console_tokens.revoke_token,
+    "/console/registration-tokens?done=token_revoked",
+)
 
 
 @console_form

@@ -1737,6 +1737,15 @@ def _console_answered(summary: str, fields: list[str], answers: dict[str, Any]) 
     }
 
 
+# The user forms' profile fields (API.md, "Accounts").
+PROFILE_FORM = ("email", "email_verified", "name", "given_name", "family_name", "locale")
+
+
+def _console_also(schema: Schema, answers: dict[str, Any]) -> Schema:
+    """A console form's description with answers of its own besides the usual ones."""
+    return {**schema, "responses": {**schema["responses"], **answers}}
+
+
 OPERATIONS.update(
     {
         ("GET", "/console"): {
@@ -1840,6 +1849,64 @@ OPERATIONS.update(
         ),
         ("POST", "/console/users/reset-factors"): _console_form(
             "Removes every second factor of the user and ends their sessions.", "sub"
+        ),
+        ("GET", "/console/users/new"): _console_page("The form that creates a user."),
+        ("POST", "/console/users"): _console_also(
+            _console_form(
+                "Creates a user (POST /admin/users's use case); with admin, after a recent"
+                " sign-in.",
+                "username", "password", "scopes", "roles", "admin", *PROFILE_FORM,
+                done="created: to the user's page",
+            ),
+            HTML_PAGE("409", "the username or the email address is taken"),
+        ),
+        ("GET", "/console/users/edit"): _console_page(
+            "A user's page: their fields and roles, a new password, a reset link, delete.",
+            _query_strings("sub", "done"),
+            missing="no user has this sub",
+        ),
+        ("POST", "/console/users/edit"): _console_also(
+            _console_form(
+                "Edits a user with the fields changed (PATCH /admin/users/{sub}'s use case);"
+                " granting admin after a recent sign-in.",
+                "sub", "scopes", "roles", "admin", *PROFILE_FORM,
+            ),
+            HTML_PAGE("409", "the email address is another user's"),
+        ),
+        ("POST", "/console/users/password"): _console_form(
+            "Sets a user's password (PUT /admin/users/{sub}/password's use case), after a"
+            " recent sign-in.",
+            "sub", "password", "revoke_sessions",
+        ),
+        ("POST", "/console/users/reset-link"): _console_also(
+            _console_form(
+                "Mails the user a password-reset link (the sign-in page's reset use case).",
+                "sub",
+            ),
+            {
+                **HTML_PAGE("404", "no user has this sub, or mail is off"),
+                **HTML_PAGE("429", "too many reset links asked for: Retry-After"),
+            },
+        ),
+        ("GET", "/console/users/delete"): _console_page(
+            "Asks before deleting a user (after a recent sign-in).",
+            _query_strings("sub"),
+            missing="no user has this sub",
+        ),
+        ("POST", "/console/users/delete"): _console_form(
+            "Deletes a user (DELETE /admin/users/{sub}'s use case), after a recent sign-in.", "sub"
+        ),
+        ("POST", "/console/users/sessions/end-browser"): _console_form(
+            "Signs one browser of the user out (its login session and the apps it signed in).",
+            "sub", "id",
+        ),
+        ("GET", "/console/registration-tokens/revoke"): _console_page(
+            "Asks before revoking a registration token (after a recent sign-in).",
+            _query_strings("token"),
+            missing="no registration token that still works has this id",
+        ),
+        ("POST", "/console/registration-tokens/revoke"): _console_form(
+            "Revokes a registration token, after a recent sign-in.", "token"
         ),
         ("GET", "/console/keys"): _console_page(
             "The signing key ring as a state diagram, with each key's times.",

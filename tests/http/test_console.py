@@ -9,13 +9,15 @@ import re
 import uuid
 from html import unescape
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pyotp
 import pytest
+from markupsafe import escape
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
 from authserver.accounts.second_factors import STEP_SECONDS, new_totp_secret, seal_totp
 from authserver.actions.admin import users as admin_users
@@ -27,14 +29,22 @@ from authserver.clients import hash_secret
 from authserver.console_sessions import CONSOLE_CLIENT_ID
 from authserver.db.accounts import users_page
 from authserver.services import Services
+from tests._smtp import SmtpServer
 from tests.conftest import ISSUER, Clock, Registry, make_settings
+from tests.http.mailbox import link_in, mail_on, next_mail
 from tests.http.signin import (
     INSECURE_COOKIES,
     PASSWORD,
+    Flow,
     assert_strict_headers,
+    authorize,
     browser_of,
+    code_for,
+    exchange,
     form_action,
+    hidden_fields,
     sign_in,
+    web_client,
 )
 
 HOSTILE = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
@@ -42,8 +52,11 @@ COOKIE = "authserver_console"
 
 
 @pytest.fixture
-def settings_overrides() -> dict[str, str]:
-    return INSECURE_COOKIES
+def settings_overrides(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Mail on (over the `smtp` server) for the tests that ask for that server."""
+    if "smtp" not in request.fixturenames:
+        return INSECURE_COOKIES
+    return {**INSECURE_COOKIES, **mail_on(request.getfixturevalue("smtp"))}
 
 
 async def console_sign_in(
@@ -186,6 +199,7 @@ PAGES = (
     "/console/clients/new",
     "/console/clients/delete?client_id=svc",
     "/console/users",
+    "/console/users/new",
     "/console/keys",
     "/console/resources",
     "/console/registration-tokens",
@@ -269,6 +283,9 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
         ("/console/resources", {"resource": "https://made.example/"}),
         ("/console/registration-tokens", {"ttl": "3600", "uses": "1"}),
         ("/console/users/reset-factors", {"sub": alice}),
+        *user_forms(alice),
+        ("/console/resources/delete", {"resource": "https://made.example/"}),
+        ("/console/registration-tokens/revoke", {"token": "x"}),
         ("/console/sign-out", {}),
     ]
     wrong = ("A" if token[0] != "A" else "B") + token[1:]  # one character off, never the same
@@ -289,6 +306,7 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(
     assert await services.keys.records() == keys_before  # neither rotated nor revoked
     assert svc.client_name is None and svc.secret_rotated_at is None
     assert await services.resources.get("https://made.example/") is None
+    await assert_untouched(services, alice)
     assert (await client.get("/console/clients")).status_code == 200  # still signed in
 
 
@@ -296,6 +314,8 @@ async def test_what_users_and_operators_typed_is_escaped_on_every_page(
     client: httpx.AsyncClient, root: str, registry: Registry
 ) -> None:
     hostile_sub = await registry.user(HOSTILE, PASSWORD)
+    hostile_names = {name: HOSTILE for name in ("name", "given_name", "family_name")}
+    await registry.profile(HOSTILE, email=HOSTILE_EMAIL, **hostile_names)
     page = await console_sign_in(client)
     token = form_token(page.text)
     made = await client.post(
@@ -322,6 +342,10 @@ async def test_what_users_and_operators_typed_is_escaped_on_every_page(
         ("/console/clients/edit", {"client_id": "hostile"}),
         ("/console/users/sessions", {"sub": hostile_sub}),
         ("/console/users/reset-factors", {"sub": hostile_sub}),
+        ("/console/users/edit", {"sub": hostile_sub}),
+        ("/console/users/edit", {"sub": HOSTILE}),
+        ("/console/users/delete", {"sub": hostile_sub}),
+        ("/console/users/new", {"done": HOSTILE}),
         ("/console/resources/delete", {"resource": HOSTILE}),
         ("/console/keys/revoke", {"kid": HOSTILE}),
     ]:
@@ -331,6 +355,9 @@ async def test_what_users_and_operators_typed_is_escaped_on_every_page(
         assert "onerror=alert" not in shown.text.replace("onerror=alert(2)&gt;", ""), path
     users = await client.get("/console/users")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in users.text
+    edit = await client.get("/console/users/edit", params={"sub": hostile_sub})
+    assert edit.text.count(f'value="{escape(HOSTILE)}"') == 3  # the names, as typed
+    assert f'value="{escape(HOSTILE_EMAIL)}"' in edit.text
     audit = await client.get("/console/audit")
     assert "&lt;script&gt;" in audit.text  # the client's name in the event's detail
 
@@ -886,3 +913,425 @@ async def test_a_registration_token_is_made_shown_once_and_registers_a_client(
         assert initial not in (await client.get(path)).text
     events = await services.audit.page(AuditQuery(limit=50))
     assert [e.actor for e in events if e.action == "registration_token.created"] == [root]
+
+    # Listed while it works; revoked after asking, it registers no more.
+    listed = await client.get("/console/registration-tokens")
+    assert "<code>" not in listed.text.split("Tokens that still work")[1].split("</table>")[0]
+    made = await client.post(
+        "/console/registration-tokens", data={"csrf_token": token, "ttl": "3600", "uses": ""}
+    )
+    second_token = unescape(re.findall(r'id="token" type="text" readonly value="([^"]+)"',
+                                       made.text)[0])  # fmt: skip
+    listed = await client.get("/console/registration-tokens")
+    assert initial not in listed.text and second_token not in listed.text
+    [live] = await services.registrations.live_initial_tokens(services.clock(), 10)
+    assert (
+        f"<code>{live.token_hash[:12]}</code>" in listed.text and "0 of any number" in listed.text
+    )
+    revoke = f"/console/registration-tokens/revoke?{urlencode({'token': live.token_hash})}"
+    assert f'href="{revoke}"' in listed.text.replace("&amp;", "&")
+    asked = await client.get(revoke)
+    assert asked.status_code == 200 and "Revoke the registration token?" in asked.text
+    assert (await client.get(revoke + "x")).status_code == 404
+    revoked = await client.post(
+        "/console/registration-tokens/revoke", data={"csrf_token": token, "token": live.token_hash}
+    )
+    assert revoked.headers["location"] == "/console/registration-tokens?done=token_revoked"
+    refused = await client.post(
+        "/register", json=body, headers={"Authorization": f"Bearer {second_token}"}
+    )
+    assert refused.status_code == 401, refused.text
+    again = await client.post(
+        "/console/registration-tokens/revoke", data={"csrf_token": token, "token": live.token_hash}
+    )
+    assert again.status_code == 404
+    events = await services.audit.page(AuditQuery(limit=50, action="registration_token.revoked"))
+    assert [(e.actor, e.target) for e in events] == [(root, live.token_hash[:12])]
+
+
+NEW_PASSWORD = "a brand new battery staple"
+# An address the profile check takes (a local part without spaces or quotes) that HTML would read.
+HOSTILE_EMAIL = "<script>alert(3)</script>@example.test"
+
+
+async def token_grant(http: httpx.AsyncClient, spa: str, password: str) -> httpx.Response:
+    return await http.post(
+        "/token",
+        data={"grant_type": "password", "username": "alice", "password": password,
+              "client_id": spa},
+    )  # fmt: skip
+
+
+async def test_a_user_is_created_edited_given_a_password_and_deleted(
+    client: httpx.AsyncClient, root: str, services: Services, spa: str
+) -> None:
+    """POST /admin/users's, PATCH's, PUT .../password's and DELETE's use cases behind the
+    forms, audited with the operator; what the user may type is escaped where it is shown."""
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    listed = await client.get("/console/users")
+    assert 'href="/console/users/new"' in listed.text
+    form = await client.get("/console/users/new")
+    assert form.status_code == 200 and 'autocomplete="new-password"' in form.text
+    made = await client.post(
+        "/console/users",
+        data={"csrf_token": token, "username": "alice", "password": PASSWORD,
+              "scopes": "profile", "roles": "billing:read support", "email": "Alice@Example.test",
+              "email_verified": "on", "name": HOSTILE, "locale": "de-DE"},
+    )  # fmt: skip
+    assert made.status_code == 303, made.text
+    alice = parse_qs(urlsplit(made.headers["location"]).query)["sub"][0]
+    assert made.headers["location"] == f"/console/users/edit?sub={alice}&done=user_created"
+    user = await services.users.by_id(alice)
+    assert user is not None and user.username == "alice" and not user.is_admin
+    assert user.scopes == ("profile",) and user.profile.roles == ("billing:read", "support")
+    assert user.profile.email == "Alice@Example.test" and user.profile.email_verified
+    assert user.profile.name == HOSTILE and user.profile.locale == "de-DE"
+    assert user.profile.given_name is None  # an empty field is no field
+    assert (await token_grant(client, spa, PASSWORD)).status_code == 200
+
+    shown = await client.get(made.headers["location"])
+    assert shown.status_code == 200 and "The user was created." in shown.text
+    assert_strict_headers(shown)
+    assert "<script>" not in shown.text and f'value="{escape(HOSTILE)}"' in shown.text
+    assert 'name="email_verified" type="checkbox" checked' in shown.text
+    assert PASSWORD not in shown.text
+
+    # Only what changed is sent: the new address is unverified again (API.md), and the
+    # trail names the fields changed.
+    saved = await client.post(
+        "/console/users/edit",
+        data={"csrf_token": token, "sub": alice, "scopes": "profile openid",
+              "roles": "support", "email": HOSTILE_EMAIL, "email_verified": "on",
+              "name": "", "given_name": HOSTILE, "family_name": "Smith", "locale": "de-DE"},
+    )  # fmt: skip
+    assert saved.status_code == 303, saved.text
+    assert saved.headers["location"] == f"/console/users/edit?sub={alice}&done=saved"
+    user = await services.users.by_id(alice)
+    assert user is not None and user.profile.email == HOSTILE_EMAIL
+    assert not user.profile.email_verified and user.profile.name is None
+    assert user.profile.given_name == HOSTILE and user.profile.roles == ("support",)
+    assert user.scopes == ("profile", "openid")
+    again = await client.get(saved.headers["location"])
+    assert "<script>" not in again.text and "&lt;script&gt;alert(3)" in again.text
+
+    elsewhere = (await token_grant(client, spa, PASSWORD)).json()["refresh_token"]
+    kept = await client.post(
+        "/console/users/password",
+        data={"csrf_token": token, "sub": alice, "password": NEW_PASSWORD},
+    )  # the box unticked: their sessions stay
+    assert kept.headers["location"] == f"/console/users/edit?sub={alice}&done=password_set"
+    assert (await token_grant(client, spa, PASSWORD)).status_code == 400
+    assert (await token_grant(client, spa, NEW_PASSWORD)).status_code == 200
+    refreshed = await client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": elsewhere, "client_id": spa},
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    ended = await client.post(
+        "/console/users/password",
+        data={"csrf_token": token, "sub": alice, "password": PASSWORD, "revoke_sessions": "on"},
+    )
+    assert ended.status_code == 303, ended.text
+    refused = await client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "client_id": spa,
+              "refresh_token": refreshed.json()["refresh_token"]},
+    )  # fmt: skip
+    assert refused.status_code == 400, refused.text
+
+    [updated] = await services.audit.page(AuditQuery(limit=1, action="user.updated"))
+    assert updated.actor == root and set(updated.detail) == {
+        "scopes", "roles", "email", "name", "given_name", "family_name"
+    }  # fmt: skip
+
+    asked = await client.get("/console/users/delete", params={"sub": alice})
+    assert asked.status_code == 200 and "Delete the user?" in asked.text
+    deleted = await client.post("/console/users/delete", data={"csrf_token": token, "sub": alice})
+    assert deleted.headers["location"] == "/console/users?done=user_deleted"
+    assert await services.users.by_id(alice) is None
+    assert (await token_grant(client, spa, PASSWORD)).status_code == 400
+
+    events = await services.audit.page(AuditQuery(limit=50))
+    mine = [(e.action, e.detail) for e in events if e.target == alice and e.actor == root]
+    assert [action for action, _ in mine] == [
+        "user.deleted", "user.password_set", "user.password_set", "user.updated",
+        "user.created",
+    ]  # fmt: skip
+    # The personal fields the trail held are forgotten with the user (db/accounts.py).
+    assert set(dict(mine)["user.updated"]) == {"scopes", "roles"}
+    assert [d["revoke_sessions"] for a, d in mine if a == "user.password_set"] == [True, False]
+    assert all(PASSWORD not in str(d) and NEW_PASSWORD not in str(d) for _, d in mine)
+    german = await client.get("/console/users/new", headers={"Accept-Language": "de"})
+    assert '<h1 id="heading">Benutzer anlegen</h1>' in german.text
+
+
+async def test_bad_user_input_is_a_clear_4xx_page_and_changes_nothing(
+    client: httpx.AsyncClient, root: str, registry: Registry, services: Services
+) -> None:
+    alice = await registry.user("alice", PASSWORD)
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    create = {"username": "bob", "password": NEW_PASSWORD}
+    for path, fields, status, sentence in [
+        ("/console/users", {**create, "password": "short"}, 400, "shorter than"),
+        ("/console/users", {**create, "password": "bob"}, 400, "shorter than"),
+        ("/console/users", {**create, "password": ""}, 400, "password is required"),
+        ("/console/users", {**create, "username": ""}, 400, "username is required"),
+        ("/console/users", {**create, "username": "ALICE"}, 409, "is taken"),
+        ("/console/users", {**create, "email": "not an address"}, 400, "email must be"),
+        ("/console/users", {**create, "locale": "en_GB"}, 400, "BCP 47"),
+        ("/console/users", {**create, "roles": "has<angle"}, 400, "A role name"),
+        ("/console/users", {**create, "scopes": 'bad"scope'}, 400, "malformed"),
+        ("/console/users", {**create, "name": "x" * 300}, 400, "longer than"),
+        ("/console/users/edit", {"sub": alice, "email": "@"}, 400, "email must be"),
+        ("/console/users/edit", {"sub": alice, "name": "\u202eevil"}, 400, "bidi"),
+        ("/console/users/edit", {"sub": "nobody"}, 404, "No user has this sub"),
+        ("/console/users/password", {"sub": alice, "password": "short"}, 400, "shorter than"),
+        ("/console/users/password", {"sub": "nobody", "password": NEW_PASSWORD}, 404, "No user"),
+        ("/console/users/delete", {"sub": "nobody"}, 404, "No user has this sub"),
+        ("/console/users/reset-link", {"sub": alice}, 404, "Mail is off"),
+        ("/console/users/sessions/end-browser", {"sub": alice, "id": "x" * 40}, 404, "browser"),
+    ]:
+        answer = await client.post(path, data={"csrf_token": token, **fields})
+        assert answer.status_code == status, (path, fields, answer.text)
+        assert answer.headers["content-type"].startswith("text/html"), path
+        assert sentence in unescape(answer.text), (path, fields, answer.text)
+        assert_strict_headers(answer)
+    for path in ("/console/users/edit", "/console/users/delete"):
+        assert (await client.get(path, params={"sub": "nobody"})).status_code == 404
+    assert await services.users.by_username("bob") is None
+    user = await services.users.by_id(alice)
+    assert user is not None and user.profile.email is None and user.profile.name is None
+    form = await client.get("/console/users/edit", params={"sub": alice})
+    assert "/console/users/reset-link" not in form.text  # mail is off: not offered
+
+
+@pytest.mark.usefixtures("spa")
+async def test_granting_admin_setting_a_password_and_deleting_ask_for_a_recent_sign_in(
+    client: httpx.AsyncClient, root: str, registry: Registry, services: Services, clock: Clock
+) -> None:
+    """Past RECENT_SIGN_IN, each sends the operator through the sign-in (max_age) and back to
+    its page; nothing is done meanwhile. Other edits and a plain create go through."""
+    alice = await registry.user("alice", PASSWORD)
+    resource = "https://api.example/"
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    made = await client.post("/console/resources", data={"csrf_token": token, "resource": resource})
+    assert made.status_code == 303, made.text
+    made = await client.post(
+        "/console/registration-tokens", data={"csrf_token": token, "ttl": "3600"}
+    )
+    assert made.status_code == 201, made.text
+    [initial] = await services.registrations.live_initial_tokens(clock(), 10)
+    revoke_page = f"/console/registration-tokens/revoke?{urlencode({'token': initial.token_hash})}"
+    clock.advance(RECENT_SIGN_IN + 1)
+    user_page = f"/console/users/edit?sub={alice}"
+    for path, fields, then in [
+        ("/console/users", {"username": "bob", "password": NEW_PASSWORD, "admin": "on"},
+         "/console/users/new"),
+        ("/console/users/edit", {"sub": alice, "admin": "on"}, user_page),
+        ("/console/users/password", {"sub": alice, "password": NEW_PASSWORD}, user_page),
+        ("/console/users/delete", {"sub": alice}, f"/console/users/delete?sub={alice}"),
+        ("/console/resources/delete", {"resource": resource},
+         f"/console/resources/delete?{urlencode({'resource': resource})}"),
+        ("/console/registration-tokens/revoke", {"token": initial.token_hash}, revoke_page),
+    ]:  # fmt: skip
+        stale = await client.post(path, data={"csrf_token": token, **fields})
+        assert stale.status_code == 303, (path, stale.text)
+        asked_again = urlencode({"recent": "1", "then": then})
+        assert stale.headers["location"] == f"/console/sign-in?{asked_again}", path
+    for path, params in [
+        ("/console/users/delete", {"sub": alice}),
+        ("/console/resources/delete", {"resource": resource}),
+        ("/console/registration-tokens/revoke", {"token": initial.token_hash}),
+    ]:
+        asked = await client.get(path, params=params)
+        assert asked.status_code == 303 and asked.headers["location"].startswith(
+            "/console/sign-in?recent=1&then="
+        ), path
+    user = await services.users.by_id(alice)
+    assert user is not None and not user.is_admin
+    assert await services.users.by_username("bob") is None
+    assert await services.resources.get(resource) is not None
+    assert await services.registrations.live_initial_tokens(clock(), 10) == [initial]
+    assert (await password_grant(client, "alice", PASSWORD)).status_code == 200
+    # Neither grants nor hands over anything: no recent sign-in needed.
+    edited = await client.post(
+        "/console/users/edit", data={"csrf_token": token, "sub": alice, "name": "Alice"}
+    )
+    assert edited.status_code == 303 and edited.headers["location"].endswith("done=saved")
+    made = await client.post(
+        "/console/users", data={"csrf_token": token, "username": "bob", "password": NEW_PASSWORD}
+    )
+    assert made.status_code == 303 and made.headers["location"].endswith("done=user_created")
+    # Signed in again: the grant goes through, and is the operator's in the trail.
+    fresh, _ = await follow_with_factor(client, "/console/sign-in?recent=1", "", clock, True)
+    granted = await client.post(
+        "/console/users/edit",
+        data={"csrf_token": form_token(fresh.text), "sub": alice, "admin": "on", "name": "Alice"},
+    )
+    assert granted.headers["location"] == f"{user_page}&done=saved"
+    user = await services.users.by_id(alice)
+    assert user is not None and user.is_admin
+    events = await services.audit.page(AuditQuery(limit=50, action="user.updated"))
+    assert [(e.actor, e.detail) for e in events if e.target == alice] == [
+        (root, {"admin": True}),
+        (root, {"name": "Alice"}),
+    ]
+
+
+async def password_grant(http: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
+    return await http.post(
+        "/token",
+        data={"grant_type": "password", "username": username, "password": password,
+              "client_id": "spa"},
+    )  # fmt: skip
+
+
+async def test_a_users_single_browser_is_signed_out_by_the_operator(
+    client: httpx.AsyncClient, root: str, registry: Registry, services: Services, app: Starlette
+) -> None:
+    """The account page's "End" for one browser, from the console: its login session and the
+    apps it signed in end; the user's other browser stays signed in; audited with the operator."""
+    alice = await registry.user("alice", PASSWORD)
+    await web_client(registry)
+    browsers = []
+    for agent in (HOSTILE, "Other browser"):
+        browser = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=ISSUER, headers={"User-Agent": agent}
+        )
+        flow = Flow.new()
+        code = await code_for(browser, flow)
+        assert (await exchange(browser, code, flow)).status_code == 200
+        browsers.append(browser)
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    shown = await client.get("/console/users/sessions", params={"sub": alice})
+    assert "<script>" not in shown.text
+    ids = re.findall(r'name="id" value="([^"]+)"', shown.text)
+    assert len(ids) == 2, shown.text
+    listed = await services.login_sessions.browsers(alice, services.clock(), 3600)
+    hostile = next(b.id for b in listed if b.user_agent == HOSTILE)
+    ended = await client.post(
+        "/console/users/sessions/end-browser",
+        data={"csrf_token": token, "sub": alice, "id": hostile},
+    )
+    assert ended.status_code == 303, ended.text
+    assert ended.headers["location"] == f"/console/users/sessions?sub={alice}&done=browser_ended"
+    again = await client.get(ended.headers["location"])
+    assert "The browser was signed out." in again.text
+    assert re.findall(r'name="id" value="([^"]+)"', again.text) == [i for i in ids if i != hostile]
+    for browser, signed_in in zip(browsers, (False, True), strict=True):
+        answer = await authorize(browser, Flow.new().params)
+        assert answer.headers["location"].startswith(f"{ISSUER}/login") != signed_in
+        await browser.aclose()
+    twice = await client.post(
+        "/console/users/sessions/end-browser",
+        data={"csrf_token": token, "sub": alice, "id": hostile},
+    )
+    assert twice.status_code == 404
+    # Another user's browser is not this user's: nothing ended.
+    other = next(i for i in ids if i != hostile)
+    mismatched = await client.post(
+        "/console/users/sessions/end-browser",
+        data={"csrf_token": token, "sub": root, "id": other},
+    )
+    assert mismatched.status_code == 404
+    events = await services.audit.page(AuditQuery(limit=50))
+    ends = [(e.actor, e.detail) for e in events if e.action == "end_session"]
+    assert ends == [(root, {"via": "operator", "families": 1})], ends
+    revoked = [e for e in events if e.action == "family.revoked" and e.user == alice]
+    assert [(e.actor, e.detail.get("reason")) for e in revoked] == [(root, "end_session")]
+
+
+@pytest.mark.usefixtures("spa")
+async def test_an_operator_mails_a_password_reset_link_through_the_reset_use_case(
+    client: httpx.AsyncClient, root: str, registry: Registry, services: Services, smtp: SmtpServer
+) -> None:
+    """Over real SMTP: the sign-in page's own mail and link, which sets a new password."""
+    alice = await registry.user("alice", PASSWORD)
+    await registry.profile("alice", email="alice@example.test")
+    bob = await registry.user("bob", PASSWORD)
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+    form = await client.get("/console/users/edit", params={"sub": alice})
+    assert 'action="/console/users/reset-link"' in form.text
+    assert "alice@example.test" in form.text
+    no_email = await client.get("/console/users/edit", params={"sub": bob})
+    assert "/console/users/reset-link" not in no_email.text
+    carol = await registry.user("carol", PASSWORD)
+    await registry.profile("carol", email=HOSTILE_EMAIL)
+    hostile = await client.get("/console/users/edit", params={"sub": carol})
+    assert "/console/users/reset-link" in hostile.text and "<script>" not in hostile.text
+    assert f"is mailed to {escape(HOSTILE_EMAIL)}." in hostile.text
+    refused = await client.post("/console/users/reset-link", data={"csrf_token": token, "sub": bob})
+    assert refused.status_code == 400 and "email address" in refused.text
+    sent = await client.post("/console/users/reset-link", data={"csrf_token": token, "sub": alice})
+    assert sent.status_code == 303, sent.text
+    assert sent.headers["location"] == f"/console/users/edit?sub={alice}&done=link_sent"
+    received = await next_mail(smtp)
+    assert received.envelope_to == ["alice@example.test"]
+    link = urlsplit(link_in(received, "/password-reset/confirm"))
+    confirm = await client.get(f"{link.path}?{link.query}")
+    assert confirm.status_code == 200, confirm.text
+    done = await client.post(
+        "/password-reset/confirm", data={**hidden_fields(confirm.text), "password": NEW_PASSWORD}
+    )
+    assert done.status_code == 200, done.text
+    assert (await password_grant(client, "alice", NEW_PASSWORD)).status_code == 200
+    events = await services.audit.page(AuditQuery(limit=50))
+    assert [(e.actor, e.target) for e in events if e.action == "user.password_reset_sent"] == [
+        (root, alice)
+    ]
+    assert len(smtp.received) == 1  # bob's refusal sent nothing
+
+
+async def test_no_one_but_a_live_operator_creates_edits_or_deletes_a_user(
+    client: httpx.AsyncClient, root: str, registry: Registry, services: Services, app: Starlette
+) -> None:
+    """A non-admin has no console session to post from; an operator demoted meanwhile is
+    sent to sign in again by the same forms, with the right CSRF token; nothing is done."""
+    alice = await registry.user("alice", PASSWORD)
+    bob = await registry.user("bob", PASSWORD, admin=True)
+    forms = user_forms(alice)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as other:
+        refused = await console_sign_in(other, "alice")
+        assert refused.status_code == 403
+        for path, fields in forms:
+            answer = await other.post(path, data={**fields, "csrf_token": "x"})
+            assert answer.status_code == 403, (path, answer.text)
+        for path in ("/console/users/new", f"/console/users/edit?sub={alice}"):
+            assert (await other.get(path)).headers["location"] == "/console/sign-in"
+    page = await console_sign_in(client, "bob")
+    token = form_token(page.text)
+    await admin_users.update_user(services, root, bob, {"admin": False})
+    for path, fields in forms:
+        answer = await client.post(path, data={**fields, "csrf_token": token})
+        assert answer.status_code == 303, (path, answer.text)
+        assert answer.headers["location"] == "/console/sign-in", path
+    # Her own refused sign-in's events only.
+    await assert_untouched(services, alice, (alice, CONSOLE_CLIENT_ID))
+
+
+def user_forms(sub: str) -> list[tuple[str, dict[str, str]]]:
+    """Each form of the user pages, filled in for the user `sub` (and a new user "made")."""
+    return [
+        ("/console/users", {"username": "made", "password": NEW_PASSWORD}),
+        ("/console/users/edit", {"sub": sub, "name": "Changed", "admin": "on"}),
+        ("/console/users/password", {"sub": sub, "password": NEW_PASSWORD}),
+        ("/console/users/reset-link", {"sub": sub}),
+        ("/console/users/delete", {"sub": sub}),
+        ("/console/users/sessions/end-browser", {"sub": sub, "id": "x"}),
+    ]
+
+
+async def assert_untouched(services: Services, sub: str, actors: tuple[str, ...] = ()) -> None:
+    """None of user_forms(sub) did anything: no user made, the user neither edited, given a
+    password nor deleted, nothing in the trail about them but by `actors`."""
+    assert await services.users.by_username("made") is None
+    user = await services.users.by_id(sub)
+    assert user is not None and user.profile.name is None and not user.is_admin
+    assert (await services.passwords.verify(user.password_hash, PASSWORD)).ok
+    events = await services.audit.page(AuditQuery(limit=50, user=sub))
+    assert [e for e in events if e.actor not in actors] == []

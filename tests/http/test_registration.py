@@ -18,6 +18,7 @@ from authserver.audit import AuditEvent
 from authserver.clients import ClientChanges
 from authserver.config import Settings
 from authserver.db.purge import purge
+from authserver.errors import NotFound
 from authserver.services import Services
 from authserver.tokens.resources import Resource
 from tests._dpop import DPoPKey
@@ -273,6 +274,40 @@ async def test_two_registrations_racing_for_a_single_use_token_one_wins(
         assert sorted(statuses[-2:]) == [201, 401], statuses
     admin_view = await services.clients.page(100, None)
     assert len([c for c in admin_view if c.registration == "token"]) == 3
+
+
+@TOKEN_MODE
+async def test_a_revoke_racing_a_registration_for_a_single_use_token_one_wins(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """The revoke and the spend are each one UPDATE under the same condition (the token
+    still registers): the registration spent the last use and the revoke finds nothing, or
+    the revoke ended it and the registration is refused; never both, never neither."""
+    for _ in range(3):
+        token, _ = await registration.make_initial_token(services, "cli", 600, 1)
+        [live] = await services.registrations.live_initial_tokens(services.clock(), 1)
+        outcomes: dict[str, object] = {}
+
+        async def enrol(token: str = token, outcomes: dict[str, object] = outcomes) -> None:
+            outcomes["register"] = (await register(client, APP, **bearer(token))).status_code
+
+        async def revoke(
+            token_hash: str = live.token_hash, outcomes: dict[str, object] = outcomes
+        ) -> None:
+            try:
+                await registration.revoke_initial_token(services, "cli", token_hash)
+                outcomes["revoke"] = "revoked"
+            except NotFound:
+                outcomes["revoke"] = "not found"
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(enrol)
+            group.start_soon(revoke)
+        assert outcomes in (
+            {"register": 201, "revoke": "not found"},
+            {"register": 401, "revoke": "revoked"},
+        ), outcomes
+        assert await services.registrations.live_initial_tokens(services.clock(), 1) == []
 
 
 # --- RFC 7592 ---------------------------------------------------------------------------------

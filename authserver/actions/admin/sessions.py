@@ -1,4 +1,5 @@
-"""Operators' use cases for users' sessions (refresh-token families): list, revoke."""
+"""Operators' use cases for users' sessions: refresh-token families (list, revoke) and
+signed-in browsers (login sessions: end one)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from authserver.actions.admin import existing_user
 from authserver.errors import NotFound
+from authserver.i18n.translations import N_
 from authserver.services import Services
 from authserver.tokens.refresh import Session, family_revoked
 
@@ -37,3 +39,11 @@ async def revoke_session(services: Services, actor: str, sid: str) -> None:
         sid, family.user_id, family.client_id, reason="admin_revoked", actor=actor, now=now
     )
     await services.families.revoke(sid, "admin_revoked", now, [event])
+
+
+async def end_browser(services: Services, actor: str, sub: str, session_id: str) -> None:
+    """Ends one signed-in browser of the user (its login session, and the families it started),
+    as the user can on their account page; `end_session` audited with the operator as actor."""
+    now = services.clock()
+    if await services.login_sessions.end_by_id(session_id, sub, now, actor) is None:
+        raise NotFound(N_("The user has no signed-in browser with this id."))

@@ -1,4 +1,5 @@
-"""Operators' use cases for users: create, list, show, change, disable, delete."""
+"""Operators' use cases for users: create, list, show, change, disable, delete, and a
+password-reset link sent on the user's behalf."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from authserver.accounts.users import (
     new_user,
     username_problem,
 )
+from authserver.actions import password_reset
 from authserver.actions.admin import (
     DEFAULT_PAGE,
     Page,
@@ -29,7 +31,8 @@ from authserver.actions.admin import (
 )
 from authserver.actions.end_sessions import end_sessions
 from authserver.audit import AuditEvent
-from authserver.errors import Conflict, InvalidRequest, NotFound
+from authserver.errors import Conflict, InvalidRequest, NotFound, SlowDown
+from authserver.i18n.translations import N_
 from authserver.inputs import storable
 from authserver.services import Services
 from authserver.tokens.scopes import ADMIN, valid_scope_tokens
@@ -234,6 +237,31 @@ async def delete_user(services: Services, actor: str, sub: str) -> None:
         raise NotFound("No user has this sub.")
     # Deleting disabled the row first: no login can start a session from here on.
     await end_sessions(services, sub, reason="deleted", actor=actor, now=now)
+
+
+async def send_password_reset(
+    services: Services, actor: str, sub: str, address: str | None
+) -> None:
+    """A password-reset link mailed to the user's address by the sign-in page's own use case
+    (password_reset.ask: queued, the same mail and link, throttled by `address` and the
+    email address as there); audited `user.password_reset_sent` with the operator."""
+    user = await existing_user(services, sub)
+    if not services.settings.mail_enabled:
+        raise NotFound(N_("Mail is off (AUTHSERVER_SMTP_URL): no link can be sent."))
+    email = user.profile.email
+    if email is None or user.disabled:
+        # The resolver would send nothing (links.reset_target): say so rather than pretend.
+        raise InvalidRequest(N_("Only an enabled user with an email address gets a reset link."))
+    outcome = await password_reset.ask(services, email=email, locale=None, address=address)
+    if isinstance(outcome, password_reset.SlowDown):
+        slow = SlowDown(outcome.retry_after)
+        slow.description = N_("Too many reset links were asked for; try again later.")
+        raise slow
+    if isinstance(outcome, password_reset.BadInput):
+        raise InvalidRequest(N_("The user's email address cannot receive a reset link."))
+    now = services.clock()
+    event = AuditEvent(now, actor, "user.password_reset_sent", sub, {}, user=sub)
+    await services.audit.record([event])
 
 
 def _password(services: Services, body: dict[str, Any], username: str) -> str:

@@ -28,8 +28,9 @@ from authserver.services import Services
 EARLY = 30
 # How long a request waits for another one's refresh of the same session.
 WAIT_STEPS, WAIT_STEP = 20, 0.1
-# A destructive action (a key revoke, a client delete) needs a sign-in at most this old, with
-# the second factor when the operator has one: a console left open is not enough for them.
+# A destructive action (a key revoke, a client or user delete, a password set, the admin role
+# granted: docs/console.md lists them) needs a sign-in at most this old, with the second
+# factor when the operator has one: a console left open is not enough for them.
 RECENT_SIGN_IN = 300
 
 

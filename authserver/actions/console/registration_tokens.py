@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from authserver.actions import registration
-from authserver.actions.console.operator import Operator, operator
+from authserver.actions.console.operator import Operator, operator, recent_operator
+from authserver.errors import NotFound
+from authserver.registration import InitialAccessToken
 from authserver.services import Services
 
 # The CLI's defaults: a day, one registration.
@@ -19,6 +21,7 @@ DEFAULT_USES = 1
 class TokenForm:
     operator: Operator
     mode: str  # AUTHSERVER_REGISTRATION: the page says when tokens do nothing (not "token")
+    tokens: list[InitialAccessToken]  # those that still register, newest first
     ttl: int = DEFAULT_TTL
     uses: int = DEFAULT_USES
 
@@ -32,7 +35,31 @@ class Made:
 
 
 async def token_form(services: Services, cookie: str | None) -> TokenForm:
-    return TokenForm(await operator(services, cookie), services.settings.registration)
+    who = await operator(services, cookie)
+    tokens = await registration.live_initial_tokens(services)
+    return TokenForm(who, services.settings.registration, tokens)
+
+
+@dataclass(frozen=True)
+class Asked:
+    operator: Operator
+    token: InitialAccessToken
+
+
+async def token_to_revoke(services: Services, cookie: str | None, token_hash: str) -> Asked:
+    """The confirmation page's: the operator signed in recently (StaleSignIn), the token (404
+    unless it still works)."""
+    who = await recent_operator(services, cookie)
+    for token in await registration.live_initial_tokens(services):
+        if token.token_hash == token_hash:
+            return Asked(who, token)
+    raise NotFound("No registration token that still works has this id.")
+
+
+async def revoke_token(services: Services, cookie: str | None, token_hash: str) -> None:
+    """Only after a recent sign-in (StaleSignIn)."""
+    who = await recent_operator(services, cookie)
+    await registration.revoke_initial_token(services, who.sub, token_hash)
 
 
 async def make_token(services: Services, cookie: str | None, form: dict[str, str]) -> Made:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authserver.actions.admin import resources as admin_resources
-from authserver.actions.console.operator import Operator, operator
+from authserver.actions.console.operator import Operator, operator, recent_operator
 from authserver.services import Services
 
 PAGE = 50
@@ -51,11 +51,14 @@ class Asked:
 
 
 async def resource_to_delete(services: Services, cookie: str | None, identifier: str) -> Asked:
-    """The confirmation page's: the resource (404 if unknown)."""
-    who = await operator(services, cookie)
+    """The confirmation page's: the operator signed in recently (StaleSignIn), the resource
+    (404 if unknown)."""
+    who = await recent_operator(services, cookie)
     return Asked(who, await admin_resources.show_resource(services, identifier))
 
 
 async def delete_resource(services: Services, cookie: str | None, identifier: str) -> None:
-    who = await operator(services, cookie)
+    """Only after a recent sign-in: its tokens stop working at once, its clients' sign-ins
+    for it fail (StaleSignIn)."""
+    who = await recent_operator(services, cookie)
     await admin_resources.delete_resource(services, who.sub, identifier)

@@ -1,8 +1,9 @@
 """The console's page of a user's sessions and its forms: their signed-in browsers (login
 sessions) and their apps' refresh-token families, listed as the account page and the admin API
-list them; a family ended by POST /admin/sessions/{sid}/revoke's use case, all of them (and
-every browser) by .../logout-all's, the factors reset by .../reset-factors's (after a recent
-sign-in: it cannot be undone). The operator as actor."""
+list them; a family ended by POST /admin/sessions/{sid}/revoke's use case, a browser by the
+admin use case the account page's "End" mirrors (no admin API route: API.md has none), all
+of them (and every browser) by .../logout-all's, the factors reset by .../reset-factors's
+(after a recent sign-in: it cannot be undone). The operator as actor."""
 
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ async def sessions_page(services: Services, cookie: str | None, sub: str) -> Ses
 async def end_session(services: Services, cookie: str | None, sid: str) -> None:
     who = await operator(services, cookie)
     await admin_sessions.revoke_session(services, who.sub, sid)
+
+
+async def end_browser(services: Services, cookie: str | None, sub: str, session_id: str) -> None:
+    """One signed-in browser of the user's (its login session and the apps it signed in)."""
+    who = await operator(services, cookie)
+    await admin_sessions.end_browser(services, who.sub, sub, session_id)
 
 
 async def end_all(services: Services, cookie: str | None, sub: str) -> None:
