@@ -175,6 +175,8 @@ class Settings:
 
     # OpenTelemetry traces (telemetry/tracing.py): off, or sent over OTLP/HTTP.
     tracing: str = "off"
+    # The share of traces started here that are recorded (ParentBased(TraceIdRatioBased)).
+    tracing_sample_ratio: float = 1.0
 
     @property
     def mail_enabled(self) -> bool:
@@ -414,6 +416,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         client_id_metadata=read("CLIENT_ID_METADATA", _boolean, defaults.client_id_metadata),
         client_id_metadata_allow_hosts=read("CLIENT_ID_METADATA_ALLOW_HOSTS", _hosts, ()),
         tracing=read("TRACING", _tracing_mode, defaults.tracing),
+        tracing_sample_ratio=read("TRACING_SAMPLE_RATIO", _ratio, defaults.tracing_sample_ratio),
     )
     if settings.smtp_url is not None and not env.get("AUTHSERVER_MAIL_FROM", "").strip():
         problems.append("AUTHSERVER_MAIL_FROM: must be set with AUTHSERVER_SMTP_URL")
@@ -538,6 +541,16 @@ def _registration_mode(raw: str) -> str:
     if raw not in ("off", "open", "token"):
         raise ValueError(f"must be off, open or token, got {raw!r}")
     return raw
+
+
+def _ratio(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise ValueError(f"must be a number from 0 to 1, got {raw!r}")
+    return value
 
 
 def _tracing_mode(raw: str) -> str:
