@@ -314,8 +314,15 @@ DESCRIPTIONS: dict[str, str] = {
     "`OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`; default `http://localhost:4318/v1/traces`). "
     "The other standard `OTEL_` variables are honoured too (`OTEL_SERVICE_NAME`, default "
     "`authserver`; `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_HEADERS`, "
-    "`OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`). No span holds a path, query string, header, body "
-    "or bound parameter (docs/tracing.md). `off`: nothing of it is installed.",
+    "`OTEL_PROPAGATORS`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`). No span holds a path, query "
+    "string, header, body or bound parameter (docs/tracing.md). `off`: nothing of it is "
+    "installed.",
+    "tracing_sample_ratio": "With `AUTHSERVER_TRACING=otlp`: the share (0 to 1) of the traces "
+    "begun here that are recorded and exported, chosen by trace id; a request whose caller sent "
+    "a `traceparent` follows the caller's decision. The default, 1, records every request, as "
+    "the OpenTelemetry SDK and Keycloak do by default; a busy server wants 0.01 to 0.1 (a recorded "
+    "request costs several times an unrecorded one: docs/tracing.md#what-it-costs). "
+    "`OTEL_TRACES_SAMPLER`, when set, replaces this.",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
