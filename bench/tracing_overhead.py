@@ -107,7 +107,14 @@ def serve(
             stderr=subprocess.STDOUT,
             cwd=workdir,
         )
-    wait_ready(f"http://127.0.0.1:{port}/healthz", process, log, workers)
+    # wait_ready gives up after 30 s, which a shared, loaded machine can exceed: up to 90 s.
+    for attempt in range(3):
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/healthz", process, log, workers)
+            break
+        except SystemExit:
+            if process.poll() is not None or attempt == 2:
+                raise
     return process, port
 
 
