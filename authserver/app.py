@@ -188,7 +188,7 @@ def create_app(
     if settings.tracing == "otlp":  # else not even imported: off costs nothing
         from authserver.telemetry.tracing import TracedRequests, Tracing
 
-        tracing = Tracing()
+        tracing = Tracing(settings.tracing_sample_ratio)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -201,6 +201,7 @@ def create_app(
             trace_statements(engine.sync_engine, tracing.tracer)
             tracing.start()
             app.state.tracing = tracing
+        app.state.engine = engine  # for tests/http/test_tracing.py: what is listening on it
         try:
             await prepare_schema(engine)
             await refuse_a_missing_kek(settings, engine)
@@ -269,7 +270,7 @@ def create_app(
     ]
     if tracing is not None:
         # Outermost: the request's span covers all of it, Observe's own 500 included.
-        middleware.insert(0, Middleware(TracedRequests, provider=tracing.provider))
+        middleware.insert(0, Middleware(TracedRequests, tracer=tracing.tracer))
     app = Starlette(
         routes=routes, exception_handlers=HANDLERS, lifespan=lifespan, middleware=middleware
     )

@@ -175,6 +175,8 @@ class Settings:
 
     # OpenTelemetry traces (telemetry/tracing.py): off, or sent over OTLP/HTTP.
     tracing: str = "off"
+    # The share of traces started here that are recorded (ParentBased(TraceIdRatioBased)).
+    tracing_sample_ratio: float = 1.0
 
     @property
     def mail_enabled(self) -> bool:
@@ -312,8 +314,15 @@ DESCRIPTIONS: dict[str, str] = {
     "`OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`; default `http://localhost:4318/v1/traces`). "
     "The other standard `OTEL_` variables are honoured too (`OTEL_SERVICE_NAME`, default "
     "`authserver`; `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_HEADERS`, "
-    "`OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`). No span holds a path, query string, header, body "
-    "or bound parameter (docs/tracing.md). `off`: nothing of it is installed.",
+    "`OTEL_PROPAGATORS`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`). No span holds a path, query "
+    "string, header, body or bound parameter (docs/tracing.md). `off`: nothing of it is "
+    "installed.",
+    "tracing_sample_ratio": "With `AUTHSERVER_TRACING=otlp`: the share (0 to 1) of the traces "
+    "begun here that are recorded and exported, chosen by trace id; a request whose caller sent "
+    "a `traceparent` follows the caller's decision. The default, 1, records every request, as "
+    "the OpenTelemetry SDK and Keycloak do by default; a busy server wants 0.01 to 0.1 (a recorded "
+    "request costs several times an unrecorded one: docs/tracing.md#what-it-costs). "
+    "`OTEL_TRACES_SAMPLER`, when set, replaces this.",
     "max_connections": "Open connections per process (16 to 1000000); past it a new one is "
     "answered `503` and closed. `serve` lowers it to fit the process's file-descriptor limit.",
 }
@@ -414,6 +423,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         client_id_metadata=read("CLIENT_ID_METADATA", _boolean, defaults.client_id_metadata),
         client_id_metadata_allow_hosts=read("CLIENT_ID_METADATA_ALLOW_HOSTS", _hosts, ()),
         tracing=read("TRACING", _tracing_mode, defaults.tracing),
+        tracing_sample_ratio=read("TRACING_SAMPLE_RATIO", _ratio, defaults.tracing_sample_ratio),
     )
     if settings.smtp_url is not None and not env.get("AUTHSERVER_MAIL_FROM", "").strip():
         problems.append("AUTHSERVER_MAIL_FROM: must be set with AUTHSERVER_SMTP_URL")
@@ -538,6 +548,16 @@ def _registration_mode(raw: str) -> str:
     if raw not in ("off", "open", "token"):
         raise ValueError(f"must be off, open or token, got {raw!r}")
     return raw
+
+
+def _ratio(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise ValueError(f"must be a number from 0 to 1, got {raw!r}")
+    return value
 
 
 def _tracing_mode(raw: str) -> str:

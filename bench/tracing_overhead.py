@@ -1,29 +1,36 @@
-"""What traces cost: client_credentials/s with AUTHSERVER_TRACING off and on, in the same run.
+"""What traces cost: client_credentials/s and the workers' CPU per request with AUTHSERVER_TRACING
+off and on, in the same run, alternated.
 
-    .venv/bin/python bench/tracing_overhead.py [--rounds 3] [--duration 10] [--connections 32]
-                                               [--workers 2]
+    .venv/bin/python bench/tracing_overhead.py [--rounds 5] [--duration 8] [--connections 32]
+                                               [--workers 2] [--parts]
 
 Needs Postgres on 127.0.0.1:5432 (user postgres, trust auth). One fresh database, migrated and
-given a confidential client with the CLI; three `authserver serve --workers N` on it:
+given a confidential client with the CLI; one `authserver serve --workers N` per mode on it:
 
 - `off`: AUTHSERVER_TRACING=off (the default);
-- `on`: AUTHSERVER_TRACING=otlp, every request traced and exported to a local OTLP/HTTP sink (a
-  process of its own that answers every export 200 and counts them; it does not decode them,
-  as a collector's cost is not ours);
-- `unsampled`: the same with OTEL_TRACES_SAMPLER=always_off: the instrumentation runs, no span
-  is recorded or exported. The gap to `off` is the instrumentation's own cost, the gap to `on`
-  recording and exporting.
+- `on`: AUTHSERVER_TRACING=otlp at AUTHSERVER_TRACING_SAMPLE_RATIO=1 (the default ratio), every
+  request traced and exported to a local OTLP/HTTP sink (a process of its own that answers
+  every export 200 and counts them; it does not decode them, as a collector's cost is not ours);
+- `on 0.1`: the same at ratio 0.1, a trace in ten recorded;
+- `on 0`: ratio 0: the middleware runs, no span is recorded or exported: its own cost.
 
 All run throughout; the load goes to one at a time, in turn, `--rounds` times, each load a
-warm-up of 2 s and then `--duration` seconds measured.
+warm-up of 2 s and then `--duration` seconds measured. Per load: requests/s, the workers'
+CPU per request (their /proc utime+stime, the exporter's thread included, over the answers)
+and the 1-minute load average when it began. Per mode: the median of its per-round ratios to
+that round's `off` and their spread (min-max): the machine may be shared, so the ratio within
+a round is what counts, and CPU per request more than requests/s.
 
 The load is generated here, not by wrk (not installed on every machine this runs on): one
 process, uvloop, `--connections` keep-alive connections each sending the same POST /token
 (client_credentials, Basic credentials) as soon as the previous answer is in; only 200s count.
-It shares the machine's cores with the servers, the same for both modes.
+It shares the machine's cores with the servers, the same for every mode.
 
-Printed: each load's requests/s, and the median per mode against `off`. At the end the servers are
-stopped and the database dropped.
+`--parts` first measures, in this process, what a request span costs the event loop's thread
+(our middleware around a bare ASGI app; CPU time of the thread) and what the exporter's thread
+spends per span to encode and send batches of several sizes (OTEL_BSP_MAX_EXPORT_BATCH_SIZE).
+
+At the end the servers are stopped and the database dropped.
 """
 
 from __future__ import annotations
@@ -40,9 +47,19 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from http_bench import AUTHSERVER, basic_auth, db_exec, free_port, stop, wait_ready
+from http_bench import (
+    AUTHSERVER,
+    basic_auth,
+    db_exec,
+    free_port,
+    stop,
+    wait_ready,
+    worker_pids,
+)
 
 SINK = r"""
 import sys
@@ -90,7 +107,14 @@ def serve(
             stderr=subprocess.STDOUT,
             cwd=workdir,
         )
-    wait_ready(f"http://127.0.0.1:{port}/healthz", process, log, workers)
+    # wait_ready gives up after 30 s, which a shared, loaded machine can exceed: up to 90 s.
+    for attempt in range(3):
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/healthz", process, log, workers)
+            break
+        except SystemExit:
+            if process.poll() is not None or attempt == 2:
+                raise
     return process, port
 
 
@@ -121,19 +145,126 @@ async def load(port: int, request: bytes, connections: int, seconds: float) -> f
     return ok / (time.monotonic() - started)
 
 
-def measure(port: int, request: bytes, args: argparse.Namespace) -> float:
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of `pids`, all their threads, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / ticks
+
+
+def measure(port: int, pids: list[int], request: bytes, args: argparse.Namespace) -> Load:
     import uvloop
 
     uvloop.run(load(port, request, args.connections, 2))  # warm-up
-    return uvloop.run(load(port, request, args.connections, args.duration))
+    load_average = os.getloadavg()[0]
+    cpu = cpu_seconds(pids)
+    rate = uvloop.run(load(port, request, args.connections, args.duration))
+    cpu = cpu_seconds(pids) - cpu
+    return Load(rate, cpu / (rate * args.duration) * 1e6, load_average)
+
+
+@dataclass(frozen=True)
+class Load:
+    rate: float  # client_credentials/s
+    cpu_us: float  # the workers' CPU per answer
+    load_average: float  # 1-minute, when the load began
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def parts(sink_port: int) -> None:
+    """Per span, in this process: the middleware on the event loop's thread, and the exporter."""
+    import asyncio
+
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from starlette.routing import Route
+
+    from authserver.telemetry.tracing import TracedRequests, Tracing
+
+    route = Route("/token", lambda request: None, methods=["POST"])
+    scope = {"type": "http", "method": "POST", "path": "/token", "headers": [], "scheme": "http"}
+    scope["http_version"] = "1.1"
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["route"] = route
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def nothing(message: object = None) -> None:
+        pass
+
+    async def requests(traced: object, n: int) -> float:
+        started = time.thread_time()
+        for _ in range(n):
+            await traced(dict(scope), nothing, nothing)  # type: ignore[operator]
+        return (time.thread_time() - started) / n * 1e6
+
+    n = 20_000
+    bare = asyncio.run(requests(app, n))
+    print(f"parts: a bare ASGI app {bare:.1f} µs a request (event loop's thread); over it:")
+    kept = InMemorySpanExporter()
+    cases: list[tuple[str, float, object | None]] = [
+        ("not sampled (ratio 0)", 0.0, None),
+        ("recorded, no processor", 1.0, None),
+        ("recorded, queued to a BatchSpanProcessor", 1.0, "batch"),
+        ("recorded, kept (to encode below)", 1.0, SimpleSpanProcessor(kept)),
+    ]
+    for name, ratio, processor in cases:
+        tracing = Tracing(ratio, environ={})
+        if processor == "batch":
+            # Its thread would export to nowhere: a delay so long it never runs here.
+            processor = BatchSpanProcessor(
+                InMemorySpanExporter(),
+                schedule_delay_millis=10**9,
+                max_queue_size=n * 2,
+                max_export_batch_size=n * 2,
+            )
+        if processor is not None:
+            tracing.provider.add_span_processor(processor)  # type: ignore[arg-type]
+        cost = asyncio.run(requests(TracedRequests(app, tracing.tracer), n)) - bare
+        print(f"  {name:42} {cost:6.1f} µs")
+        tracing.provider.shutdown()  # type: ignore[no-untyped-call]
+    spans = list(kept.get_finished_spans())
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{sink_port}"
+    exporter = OTLPSpanExporter()
+    print("parts: the exporter's thread, per request span (CPU of this thread):")
+    for size in (64, 512, 2048):
+        batches = [spans[i : i + size] for i in range(0, len(spans) - size + 1, size)]
+        started = time.thread_time()
+        for batch in batches:
+            encode_spans(batch).SerializePartialToString()
+        encoded = (time.thread_time() - started) / (len(batches) * size) * 1e6
+        started = time.thread_time()
+        for batch in batches:
+            exporter.export(batch)
+        sent = (time.thread_time() - started) / (len(batches) * size) * 1e6
+        print(f"  batches of {size:5}: encoded {encoded:5.1f} µs, encoded and sent {sent:5.1f} µs")
+    exporter.shutdown()
+
+
+MODES: dict[str, dict[str, str]] = {
+    "off": {},
+    "on": {"AUTHSERVER_TRACING": "otlp"},
+    "on 0.1": {"AUTHSERVER_TRACING": "otlp", "AUTHSERVER_TRACING_SAMPLE_RATIO": "0.1"},
+    "on 0": {"AUTHSERVER_TRACING": "otlp", "AUTHSERVER_TRACING_SAMPLE_RATIO": "0"},
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--parts", action="store_true")
     args = parser.parse_args()
 
     db = f"authserver_tracebench_{os.getpid()}"
@@ -146,18 +277,17 @@ def main() -> None:
         "AUTHSERVER_KEYS_DIR": str(workdir / "keys"),
         "AUTHSERVER_SIGNING_ALG": "EdDSA",
         "AUTHSERVER_PURGE_INTERVAL": "0",
-    }
-    traced = {
-        **env,
-        "AUTHSERVER_TRACING": "otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
     }
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
-    db_exec(f"CREATE DATABASE {db}")
     processes: list[subprocess.Popen[bytes]] = []
+    sink = subprocess.Popen([sys.executable, "-c", SINK, str(sink_port)])
+    processes.append(sink)
+    db_exec(f"CREATE DATABASE {db}")
     try:
-        sink = subprocess.Popen([sys.executable, "-c", SINK, str(sink_port)])
-        processes.append(sink)
+        if args.parts:
+            time.sleep(0.5)  # the sink listening
+            parts(sink_port)
 
         def cli(*argv: str) -> str:
             done = subprocess.run([AUTHSERVER, *argv], env=env, capture_output=True, text=True)
@@ -169,14 +299,11 @@ def main() -> None:
         secret = cli(
             "clients", "create", "svc", "--grant", "client_credentials", "--scope", "profile"
         )
-        off, off_port = serve(env, workdir, "off", args.workers)
-        processes.append(off)
-        on, on_port = serve(traced, workdir, "on", args.workers)
-        processes.append(on)
-        unsampled_env = {**traced, "OTEL_TRACES_SAMPLER": "always_off"}
-        unsampled, unsampled_port = serve(unsampled_env, workdir, "unsampled", args.workers)
-        processes.append(unsampled)
-        ports = {"off": off_port, "on": on_port, "unsampled": unsampled_port}
+        servers: dict[str, tuple[int, list[int]]] = {}
+        for mode, extra in MODES.items():
+            process, port = serve({**env, **extra}, workdir, mode, args.workers)
+            processes.append(process)
+            servers[mode] = (port, worker_pids(process.pid, args.workers))
         body = b"grant_type=client_credentials"
         request = (
             b"POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -185,21 +312,31 @@ def main() -> None:
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
-        rates: dict[str, list[float]] = {mode: [] for mode in ports}
+        loads: dict[str, list[Load]] = {mode: [] for mode in servers}
         for round_ in range(1, args.rounds + 1):
-            for mode, port in ports.items():
-                rate = measure(port, request, args)
-                rates[mode].append(rate)
-                print(f"round {round_} tracing {mode:9}: {rate:8,.0f} client_credentials/s")
+            # Each round in another order, so no mode always follows the same one.
+            order = list(servers)[round_ % len(servers) :] + list(servers)[: round_ % len(servers)]
+            for mode in order:
+                port, pids = servers[mode]
+                done = measure(port, pids, request, args)
+                loads[mode].append(done)
+                print(
+                    f"round {round_} {mode:7}: {done.rate:7,.0f} client_credentials/s, "
+                    f"{done.cpu_us:5.0f} µs CPU a request (workers), load {done.load_average:.1f}"
+                )
         with urllib.request.urlopen(f"http://127.0.0.1:{sink_port}/") as answer:
             exports, size = answer.read().decode().split()
-        off = statistics.median(rates["off"])
-        for mode in ports:
-            median = statistics.median(rates[mode])
+        off = loads["off"]
+        for mode, runs in loads.items():
+            rates = [d.rate / o.rate for d, o in zip(runs, off, strict=True)]
+            cpus = [d.cpu_us / o.cpu_us for d, o in zip(runs, off, strict=True)]
             print(
-                f"median {mode:9} {median:8,.0f}/s: {median / off:.3f} of off "
-                f"({(1 - median / off) * 100:.1f} % fewer)"
+                f"{mode:7} median {statistics.median(d.rate for d in runs):7,.0f}/s, "
+                f"{statistics.median(d.cpu_us for d in runs):5.0f} µs CPU; "
+                f"of off: rate {spread(rates)}, CPU {spread(cpus)}"
             )
+        averages = [d.load_average for runs in loads.values() for d in runs]
+        print(f"load average during the loads: {min(averages):.1f}-{max(averages):.1f}")
         print(f"the sink took {exports} exports, {int(size):,} bytes")
     finally:
         for process in reversed(processes):

@@ -127,6 +127,10 @@ def test_cookie_secure_reads_common_spellings(raw: str, expected: bool) -> None:
         ("DPOP_NONCE", "true"),
         ("TRACING", "on"),
         ("TRACING", "grpc"),
+        ("TRACING_SAMPLE_RATIO", "1.5"),
+        ("TRACING_SAMPLE_RATIO", "-0.1"),
+        ("TRACING_SAMPLE_RATIO", "nan"),
+        ("TRACING_SAMPLE_RATIO", "10%"),
     ],
 )
 def test_a_bad_value_gives_one_line_naming_the_variable(name: str, raw: str) -> None:
@@ -314,6 +318,8 @@ def test_secrets_may_come_from_files(tmp_path: Path) -> None:
 def test_tracing_is_off_unless_asked_for() -> None:
     assert load_settings({}).tracing == "off"
     assert load_settings({"AUTHSERVER_TRACING": "otlp"}).tracing == "otlp"
+    assert load_settings({}).tracing_sample_ratio == 1.0
+    assert load_settings({"AUTHSERVER_TRACING_SAMPLE_RATIO": "0.01"}).tracing_sample_ratio == 0.01
 
 
 def test_where_serve_listens_is_a_setting() -> None:

@@ -17,7 +17,6 @@ from urllib.parse import quote, quote_plus
 import anyio
 import httpx
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,8 +25,9 @@ from starlette.applications import Starlette
 from authserver.actions import registration
 from authserver.app import create_app
 from authserver.config import Settings
+from authserver.db import direct
 from authserver.services import Services
-from authserver.telemetry.tracing import TracedRequests
+from authserver.telemetry.tracing import TracedRequests, Tracing
 from tests._dpop import DPoPKey
 from tests._otlp import Collector, attributes, otlp_collector
 from tests.conftest import Clock, Registry, password_login
@@ -57,13 +57,108 @@ async def app(
         yield app
 
 
-def test_off_installs_nothing(settings: Settings) -> None:
-    # Off (the default): not a layer more on the request's way, not even a pass-through.
-    plain = create_app(replace(settings, tracing="off"))
-    traced = create_app(settings)
-    added: object = traced.user_middleware[0].cls
-    assert added is TracedRequests
-    assert [m.cls for m in traced.user_middleware[1:]] == [m.cls for m in plain.user_middleware]
+# The engine events a statement span hangs on (db/statement_spans.py).
+STATEMENT_EVENTS = ("before_cursor_execute", "after_cursor_execute", "handle_error")
+
+
+async def test_off_installs_nothing(settings: Settings, collector: Collector) -> None:
+    # Off (the default): not a layer more on the request's way, not even a pass-through, and
+    # no listener on the engine's statements; on: exactly those, and the exporter.
+    installed: dict[str, tuple[list[object], dict[str, int], bool]] = {}
+    for mode in ("off", "otlp"):
+        app = create_app(replace(settings, tracing=mode))
+        async with app.router.lifespan_context(app):
+            engine = app.state.engine.sync_engine
+            listeners = {name: len(getattr(engine.dispatch, name)) for name in STATEMENT_EVENTS[:2]}
+            # A dialect event in SQLAlchemy 2.1.
+            listeners["handle_error"] = len(engine.dialect.dispatch.handle_error)
+            installed[mode] = (
+                [m.cls for m in app.user_middleware],
+                listeners,
+                engine in direct.TRACED,
+            )
+            assert hasattr(app.state, "tracing") == (mode == "otlp")
+    off_middleware, off_listeners, off_traced = installed["off"]
+    on_middleware, on_listeners, on_traced = installed["otlp"]
+    assert on_middleware == [TracedRequests, *off_middleware]
+    assert TracedRequests not in off_middleware
+    assert off_listeners["before_cursor_execute"] == off_listeners["after_cursor_execute"] == 0
+    assert {name: on_listeners[name] - off_listeners[name] for name in STATEMENT_EVENTS} == {
+        name: 1 for name in STATEMENT_EVENTS
+    }
+    assert on_traced and not off_traced
+
+
+def in_memory(tracing: Tracing) -> InMemorySpanExporter:
+    exported = InMemorySpanExporter()
+    tracing.provider.add_span_processor(SimpleSpanProcessor(exported))
+    return exported
+
+
+async def call(app: Any, scope: dict[str, Any]) -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        pass
+
+    await app(scope, receive, send)
+
+
+def request(method: str = "GET", **headers: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": method,
+        "path": "/",
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+        "query_string": b"",
+    }
+
+
+async def answer(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def test_the_sample_ratio_and_the_callers_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    # AUTHSERVER_TRACING_SAMPLE_RATIO=0: a trace begun here is never recorded, one the caller
+    # sampled always is (ParentBased), and one it did not sample is not.
+    tracing = Tracing(0.0, environ={})
+    exported = in_memory(tracing)
+    traced = TracedRequests(answer, tracing.tracer)
+    await call(traced, request())
+    await call(traced, request(traceparent=f"00-{CALLER_TRACE}-00f067aa0ba902b7-00"))
+    assert exported.get_finished_spans() == ()
+    await call(traced, request(traceparent=f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"))
+    [span] = exported.get_finished_spans()
+    assert span.parent is not None and span.parent.span_id == 0x00F067AA0BA902B7
+    assert span.context.trace_id == int(CALLER_TRACE, 16)
+    # Ratio 1 (the default): every request; OTEL_TRACES_SAMPLER, when set, is the SDK's.
+    tracing = Tracing(1.0, environ={})
+    exported = in_memory(tracing)
+    await call(TracedRequests(answer, tracing.tracer), request())
+    assert len(exported.get_finished_spans()) == 1
+    assert tracing.provider.sampler.get_description().startswith(
+        "ParentBased{root:TraceIdRatioBased{1.0},"
+    )
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    tracing = Tracing(1.0)
+    assert tracing.provider.sampler.get_description() == "AlwaysOffSampler"
+
+
+async def test_an_unknown_method_is_other() -> None:
+    # The request line's method is the caller's text: a span carries only the known ones.
+    tracing = Tracing(1.0, environ={})
+    exported = in_memory(tracing)
+    await call(TracedRequests(answer, tracing.tracer), request("PW-LEAKED"))
+    [span] = exported.get_finished_spans()
+    assert span.name == "HTTP"
+    assert dict(span.attributes or {}) == {
+        "http.request.method": "_OTHER",
+        "url.scheme": "http",
+        "network.protocol.version": "1.1",
+        "http.response.status_code": 204,
+    }
 
 
 async def test_an_escaping_exception_leaves_only_its_class() -> None:
@@ -73,19 +168,11 @@ async def test_an_escaping_exception_leaves_only_its_class() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         raise ValueError("pw-leaked-into-an-error")
 
-    exported = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exported))
-    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Any) -> None:
-        pass
-
+    tracing = Tracing(1.0, environ={})
+    exported = in_memory(tracing)
+    scope = request()
     with pytest.raises(ValueError, match="pw-leaked"):
-        await TracedRequests(failing, provider)(scope, receive, send)
+        await call(TracedRequests(failing, tracing.tracer), scope)
     [span] = exported.get_finished_spans()
     assert not span.events
     assert span.status.description == "ValueError"
@@ -120,13 +207,18 @@ async def test_no_secret_reaches_a_span(
     # The password grant, an admin call with its token, its refresh, its revocation.
     password = "pw-" + secrets.token_urlsafe(16)
     keep(password)
-    await registry.user("root", password, admin=True)
+    root = await registry.user("root", password, admin=True)
     response = await password_login(client, "root", password, client_id=spa, scope="admin")
     assert response.status_code == 200, response.text
     admin = response.json()
     keep(admin["access_token"], admin["refresh_token"])
     response = await client.get(
         "/admin/users", headers={"Authorization": f"Bearer {admin['access_token']}"}
+    )
+    assert response.status_code == 200, response.text
+    # A path with an id in it: the span has the route's template, the id appears nowhere.
+    response = await client.get(
+        f"/admin/users/{root}", headers={"Authorization": f"Bearer {admin['access_token']}"}
     )
     assert response.status_code == 200, response.text
     refreshed = await client.post(
@@ -208,6 +300,7 @@ async def test_no_secret_reaches_a_span(
     app.state.tracing.provider.force_flush()
     exported = "\n".join(collector.everything())
     assert len(found) > 20
+    assert root not in exported
     for secret in found:
         for form in encodings(secret):
             assert form not in exported, f"a secret ({secret[:6]}…) was exported as {form!r}"
@@ -217,6 +310,7 @@ async def test_no_secret_reaches_a_span(
     assert {
         "POST /token",
         "GET /admin/users",
+        "GET /admin/users/{sub}",
         "POST /revoke",
         "POST /introspect",
         "GET /authorize",
@@ -227,13 +321,26 @@ async def test_no_secret_reaches_a_span(
     statements = [span for span in spans if span.kind == span.SPAN_KIND_CLIENT]
     assert statements, "no database statement span"
     for span in statements:
-        assert attributes(span)["db.query.text"], span
+        text = attributes(span)["db.query.text"]
+        assert isinstance(text, str) and text, span
+        assert "'" not in text, text  # a literal in the text is replaced by ?
     # A statement is a child of the request that ran it.
     request_ids = {span.span_id for span in spans if span.kind == span.SPAN_KIND_SERVER}
     assert any(span.parent_span_id in request_ids for span in statements)
+    # The caller's trace (its traceparent) continued: the request span is its span's child.
     rotation = [span for span in spans if span.trace_id.hex() == CALLER_TRACE]
-    assert [span.name for span in rotation if span.kind == span.SPAN_KIND_SERVER] == ["POST /token"]
+    [continued] = [span for span in rotation if span.kind == span.SPAN_KIND_SERVER]
+    assert continued.name == "POST /token"
+    assert continued.parent_span_id.hex() == "00f067aa0ba902b7"
     assert any(span.kind == span.SPAN_KIND_CLIENT for span in rotation), rotation
+    # OpenTelemetry's HTTP semantic conventions, and nothing else.
+    assert attributes(continued) == {
+        "http.request.method": "POST",
+        "url.scheme": "http",
+        "network.protocol.version": "1.1",
+        "http.route": "/token",
+        "http.response.status_code": 200,
+    }
     names = [attributes(span).get("http.route") for span in spans]
     assert "/admin/users" in names
 
