@@ -1292,8 +1292,9 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         choices=["rotation", "client_credentials", "jwks"],
-        help="instead of the benchmark: py-spy one RS256 worker under this load",
+        help="instead of the benchmark: py-spy one worker under this load (--profile-alg)",
     )
+    parser.add_argument("--profile-alg", choices=["RS256", "EdDSA"], default="RS256")
     args = parser.parse_args()
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -1316,7 +1317,7 @@ def main() -> None:
     )
     if args.profile:
         with tempfile.TemporaryDirectory(prefix="authserver-httpbench-") as tmp:
-            stack = Stack("RS256", Path(tmp), args.workers)
+            stack = Stack(args.profile_alg, Path(tmp), args.workers)
             try:
                 stack.start()
                 profile(stack, args, args.profile)

@@ -19,7 +19,9 @@ from typing import Any, Protocol
 import asyncpg
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.util import greenlet_spawn
 
 from authserver.db.primary import is_read_only
 
@@ -77,4 +79,9 @@ async def fetch_row(
                 raise ConnectionResetError(f"database connection lost: {exc}") from exc
             raise
     finally:
-        pooled.close()
+        if isinstance(engine.pool, NullPool):
+            # A NullPool closes the connection as it is given back, which for asyncpg awaits:
+            # only from SQLAlchemy's greenlet, else the connection is left open (tests' engines).
+            await greenlet_spawn(pooled.close)
+        else:
+            pooled.close()

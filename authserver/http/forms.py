@@ -46,10 +46,12 @@ def fields_of(body: bytes, content_type: str) -> dict[str, str]:
         fields = _json_fields(body)
     else:
         raise UnsupportedMediaType()
+    # A form without escapes is ASCII (or refused above): only a NUL could be unstorable.
+    escaped = media_type != FORM or b"%" in body or b"\x00" in body
     for name, value in fields.items():
         if len(value) > MAX_FIELD_CHARS:
             raise InvalidRequest(f"The field {_safe(name)} is too long.")
-        if not (storable(name) and storable(value)):
+        if escaped and not (storable(name) and storable(value)):
             raise InvalidRequest(f"The field {_safe(name)} contains a character not allowed.")
     return fields
 
@@ -68,15 +70,12 @@ async def read_body(request: Request) -> bytes:
 
 
 def _form_fields(body: bytes) -> dict[str, str]:
-    try:
-        pairs = parse_qsl(
-            body.decode("ascii"),
-            keep_blank_values=True,
-            max_num_fields=MAX_FIELDS,
-            errors="strict",
-        )
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidRequest("The form body is malformed.") from None
+    if b"%" not in body and b"+" not in body:
+        # The token forms (grant_type=...&refresh_token=...) escape nothing: no unquoting to
+        # do, so the split parse_qsl would make is made here, at a third of its cost.
+        pairs = _plain_pairs(body)
+    else:
+        pairs = _quoted_pairs(body)
     fields: dict[str, str] = {}
     for name, value in pairs:
         if name in fields and name in REPEATABLE:
@@ -88,6 +87,35 @@ def _form_fields(body: bytes) -> dict[str, str]:
         else:
             fields[name] = value
     return fields
+
+
+def _plain_pairs(body: bytes) -> list[tuple[str, str]]:
+    """parse_qsl(keep_blank_values=True, max_num_fields=MAX_FIELDS) of a body with no `%` and
+    no `+`: the same pairs, the same refusals."""
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        raise InvalidRequest("The form body is malformed.") from None
+    if text.count("&") + 1 > MAX_FIELDS:  # parse_qsl counts the separators, as here
+        raise InvalidRequest("The form body is malformed.")
+    pairs = []
+    for field in text.split("&"):
+        if field:
+            name, _, value = field.partition("=")
+            pairs.append((name, value))
+    return pairs
+
+
+def _quoted_pairs(body: bytes) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(
+            body.decode("ascii"),
+            keep_blank_values=True,
+            max_num_fields=MAX_FIELDS,
+            errors="strict",
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("The form body is malformed.") from None
 
 
 def _json_fields(body: bytes) -> dict[str, str]:

@@ -36,6 +36,7 @@ class Observe:
     def __init__(self, app: ASGIApp, *, headers: RawHeaders | None = None) -> None:
         self.app = app
         self.headers = headers or []
+        self._names = frozenset(name for name, _ in [*self.headers, (b"x-request-id", b"")])
         self._by_labels: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def _series(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
@@ -64,7 +65,8 @@ class Observe:
                 response_started = True
                 status = message["status"]
                 extra = [*self.headers, (b"x-request-id", rid.encode())]
-                message = {**message, "headers": with_headers(message.get("headers", []), extra)}
+                headers = with_headers(message.get("headers", []), extra, self._names)
+                message = {**message, "headers": headers}
             await send(message)
 
         try:

