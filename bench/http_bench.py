@@ -667,9 +667,10 @@ async def clone_users(dsn: str, model: str, usernames: list[str]) -> None:
             # username_key: users.username_key of these ASCII names, i.e. lower().
             "INSERT INTO users (id, username, username_key, password_hash, scopes, disabled,"
             " created_at)"
-            " SELECT gen_random_uuid()::text, name, lower(name), password_hash, scopes,"
-            " disabled, created_at"
-            " FROM users, unnest($2::text[]) AS name WHERE username = $1"
+            # wanted.name: users has a `name` column of its own (the OIDC claim).
+            " SELECT gen_random_uuid()::text, wanted.name, lower(wanted.name), password_hash,"
+            " scopes, disabled, created_at"
+            " FROM users, unnest($2::text[]) AS wanted(name) WHERE username = $1"
             " ON CONFLICT DO NOTHING",  # made already by an earlier step of the run
             model,
             usernames,
