@@ -32,9 +32,11 @@ refresh-token rotation, code + PKCE S256; no request log). The contenders per pa
 Each path runs --alternations times; each alternation runs every contender once, in an order that
 reverses from one alternation to the next (peer, authserver; then authserver, peer; or in memory,
 authserver, Redis; then Redis, authserver, in memory), so a load that drifts through the run
-favours neither side on average. Per path: each run's rate, and the ratio authserver/peer per
-alternation, its median and its spread (min-max). Every run prints its line as it ends, with the
-load average at its start.
+favours neither side on average. JWKS and client_credentials first give each contender an
+unrecorded 2 s run (a node process just started has not compiled its hot paths); the stateful
+paths warm up by making their pools. Per path: each run's rate, and the ratio authserver/peer
+per alternation, its median and its spread (min-max). Every run prints its line as it ends, with
+the load average before and after it (and, on Redis, how many keys the flush before it deleted).
 
 Successes are 200s only; every other answer is an error, and `dry` counts requests sent after a
 pool ran out; any error makes the exit status 1. Every server is stopped, every database dropped
@@ -66,6 +68,8 @@ PEER_DIR = Path(__file__).resolve().parent / "peer"
 PATHS = ("jwks", "client_credentials", "rotation", "code_exchange")
 # A code-exchange pool's size when no rotation ran before it to measure the rate.
 GUESSED_RPS = 3000.0
+# Seconds of the unrecorded run of each contender before a stateless path's first alternation.
+WARM_UP = 2
 # The pools' sign-ins (authserver's password logins and sign-in pages) hash with argon2id at its
 # minimum cost, so a pool takes a second rather than ~15 s of 64 MiB hashes; no measured request
 # hashes a password, and the peer's sign-in checks none.
@@ -129,6 +133,8 @@ class Peer:
         self.base = f"http://127.0.0.1:{self.port}"
         self.secret = secrets.token_urlsafe(32)
         self.proc: subprocess.Popen[bytes] | None = None
+        # Keys deleted by the last flush(), shown with the run that follows; None in memory.
+        self.flushed: int | None = None
 
     def start(self) -> None:
         log = self.workdir / "peer.log"
@@ -149,7 +155,8 @@ class Peer:
         """Deletes the peer's Redis keys (none for a store in memory); returns how many."""
         if self.store != "redis":
             return 0
-        return int(redis_store("flush", "--redis", self.redis, f"--prefix={self.prefix}"))
+        self.flushed = int(redis_store("flush", "--redis", self.redis, f"--prefix={self.prefix}"))
+        return self.flushed
 
     def close(self) -> None:
         """SIGTERM to the group (the cluster primary and its workers), SIGKILL if it hangs; then
@@ -241,18 +248,28 @@ class Bench:
         for alt in range(count):
             order = series.contenders if alt % 2 == 0 else series.contenders[::-1]
             for key in order:
-                load = os.getloadavg()[0]
+                before = os.getloadavg()[0]
                 m = run(key)
+                after = os.getloadavg()[0]
                 series.runs.setdefault(key, []).append(m)
                 dry = f" ({m.exhausted} dry)" if m.exhausted else ""
+                flushed = self.peers[key].flushed if key in self.peers else None
+                store = "" if flushed is None else f", {flushed:,} Redis keys deleted before"
                 print(
                     f"  {time.strftime('%H:%M:%S', time.gmtime())} {series.path} "
                     f"[{alt + 1}/{count}] {series.labels[key]}: {m.rps:,.0f}/s, "
                     f"p50 {m.p50_ms:.2f} ms, p99 {m.p99_ms:.2f} ms, {m.errors} errors{dry} "
-                    f"(load {load:.2f} at start)",
+                    f"(load {before:.2f} -> {after:.2f}{store})",
                     flush=True,
                 )
         return series
+
+    def warm_up(self, series: Series, run: Callable[[str, argparse.Namespace], object]) -> None:
+        """A short unrecorded run of each contender first: a node process just started has
+        not compiled its hot paths yet, and the first alternation would pay for it."""
+        short = argparse.Namespace(**{**vars(self.args), "duration": WARM_UP})
+        for key in series.contenders:
+            run(key, short)
 
     def labels(self, keys: tuple[str, ...]) -> dict[str, str]:
         names = {
@@ -267,7 +284,12 @@ class Bench:
         peer, stack = self.peers[CLUSTER], self.stack
         urls = {CLUSTER: f"{peer.base}/jwks", OURS: f"{stack.base}/.well-known/jwks.json"}
         series = Series(f"JWKS GET ({stack.alg} keys)", STATELESS, self.labels(STATELESS))
-        self.alternate(series, lambda key: hb.wrk(urls[key], None, self.args))
+
+        def run(key: str, args: argparse.Namespace = self.args) -> hb.Measurement:
+            return hb.wrk(urls[key], None, args)
+
+        self.warm_up(series, run)
+        self.alternate(series, run)
         sizes = {key: len(hb.http("GET", url)) for key, url in urls.items()}
         series.notes.append(
             f"body {sizes[CLUSTER]} bytes (peer, 1 key), {sizes[OURS]} (authserver, its keys)"
@@ -283,10 +305,11 @@ class Bench:
         }
         series = Series(f"client_credentials {stack.alg}", STATELESS, self.labels(STATELESS))
 
-        def run(key: str) -> hb.Measurement:
+        def run(key: str, args: argparse.Namespace = self.args) -> hb.Measurement:
             base, script = targets[key]
-            return hb.wrk(f"{base}/token", script, self.args)
+            return hb.wrk(f"{base}/token", script, args)
 
+        self.warm_up(series, run)
         return self.alternate(series, run)
 
     def rotation(self) -> Series:
