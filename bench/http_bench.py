@@ -384,7 +384,8 @@ def wait_ready(
 ) -> None:
     """Waits until each of the `workers` has logged `marker` (by default uvicorn's end of
     startup) and `url` answers."""
-    deadline = time.time() + 30
+    # 60 s: two uvicorn workers importing the app took over 30 s at a load average of 11.
+    deadline = time.time() + 60
     while time.time() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited early:\n{log.read_text()[-2000:]}")
@@ -395,7 +396,7 @@ def wait_ready(
             except OSError:
                 pass
         time.sleep(0.1)
-    raise SystemExit(f"server not ready after 30 s: {url}")
+    raise SystemExit(f"server not ready after 60 s: {url}")
 
 
 def children(pid: int) -> list[tuple[int, str]]:
