@@ -24,8 +24,8 @@ refresh-token rotation, code + PKCE S256; no request log). The contenders per pa
   and at the end). Rotation: a pool of 2 x connections refresh tokens per run, each wrk
   connection spends one and takes the successor from the response. Code exchange (scope openid,
   so each exchange signs an ID token and an access token and starts a refresh family on both
-  servers): a pool of codes per run sized to 2 x the rate the contender last showed on that
-  path (else on rotation) x the duration, each presented once; the peer's minted over HTTP
+  servers): a pool of codes per run sized to 2 x the fastest rate the contender showed so far
+  (on rotation or on this path) x the duration, each presented once; the peer's minted over HTTP
   (/auth with login sessions made through its sign-in), authserver's minted by /authorize and
   copied in SQL (see http_bench.clone_codes).
 
@@ -338,9 +338,10 @@ class Bench:
         how: dict[str, str] = {}
 
         def pool_size(key: str) -> int:
-            # The fastest this contender went on this path so far, else on rotation: a pool sized
-            # to 2x a rate from the run before holds unless the rate more than doubles.
-            seen = series.runs.get(key) or (rotation.runs.get(key, []) if rotation else [])
+            # 2x the fastest this contender went so far, on rotation (faster than an exchange) or
+            # here: under load a rate swings by more than 2x between runs, and a pool sized from
+            # the exchange run before alone ran dry.
+            seen = series.runs.get(key, []) + (rotation.runs.get(key, []) if rotation else [])
             return hb.code_pool_size(max((m.rps for m in seen), default=GUESSED_RPS), self.args)
 
         def run(key: str) -> hb.Measurement:
