@@ -16,7 +16,12 @@ const { values: opts, positionals } = parseArgs({
     prefix: { type: 'string' },
   },
 });
-const client = new Redis(opts.redis, { maxRetriesPerRequest: 1, lazyConnect: true });
+// One attempt, no reconnecting: a Redis that is not there is an error to report, not to wait out.
+const client = new Redis(opts.redis, {
+  lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null,
+});
+let cause; // the socket's error (ECONNREFUSED …): the failed command only says "closed"
+client.on('error', (err) => { cause = err; });
 
 async function info() {
   const server = await client.info('server');
@@ -46,6 +51,9 @@ try {
   if (positionals[0] === 'info') await info();
   else if (positionals[0] === 'flush') await flush();
   else throw new Error('usage: redis_store.mjs info|flush --redis URL [--prefix P]');
+} catch (err) {
+  console.error(`Redis at ${opts.redis}: ${(cause ?? err).message}`);
+  process.exitCode = 1;
 } finally {
   client.disconnect();
 }
