@@ -60,6 +60,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from math import nan
 from pathlib import Path
 
 import http_bench as hb  # bench/ is first on sys.path: this file runs as a script
@@ -214,24 +215,58 @@ class Peer:
         return path
 
 
+def cpu_ticks(pids: set[int]) -> dict[int, int]:
+    """utime + stime of each live process of `pids`, in clock ticks (/proc/PID/stat)."""
+    ticks = {}
+    for pid in pids:
+        try:
+            # After the parenthesised command (which may hold spaces): field 3 onwards.
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone
+        ticks[pid] = int(fields[11]) + int(fields[12])  # fields 14 and 15 of stat(5)
+    return ticks
+
+
+@dataclass
+class Run:
+    """One wrk run of one contender, and the CPU its server's processes spent in it."""
+
+    m: hb.Measurement
+    cpu_us: float  # µs of CPU per successful request, every process of the contender
+    parts: str  # where that CPU went, by process kind
+
+
 @dataclass
 class Series:
-    """One path's runs: per contender, one measurement per alternation."""
+    """One path's runs: per contender, one per alternation."""
 
     path: str
     contenders: tuple[str, ...]
     labels: dict[str, str]
-    runs: dict[str, list[hb.Measurement]] = field(default_factory=dict)
+    runs: dict[str, list[Run]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    def rates(self, key: str) -> list[float]:
+        return [run.m.rps for run in self.runs.get(key, [])]
+
     def ratios(self, peer: str) -> list[float]:
-        return [
-            ours.rps / theirs.rps if theirs.rps else float("nan")
-            for ours, theirs in zip(self.runs.get(OURS, []), self.runs.get(peer, []), strict=False)
-        ]
+        """authserver's rate over the peer's, per alternation."""
+        pairs = zip(self.runs.get(OURS, []), self.runs.get(peer, []), strict=False)
+        return [ours.m.rps / theirs.m.rps if theirs.m.rps else nan for ours, theirs in pairs]
+
+    def cpu_ratios(self, peer: str) -> list[float]:
+        """The peer's CPU per request over authserver's, per alternation (above 1: ours costs
+        less): steadier than the rates on a loaded machine."""
+        pairs = zip(self.runs.get(OURS, []), self.runs.get(peer, []), strict=False)
+        return [theirs.cpu_us / ours.cpu_us if ours.cpu_us else nan for ours, theirs in pairs]
 
     def errors(self) -> int:
-        return sum(m.errors for runs in self.runs.values() for m in runs)
+        return sum(run.m.errors for runs in self.runs.values() for run in runs)
+
+
+# A contender's run, made ready: its pool made and its Redis flushed; calling it runs wrk.
+Ready = Callable[[], hb.Measurement]
 
 
 class Bench:
@@ -241,35 +276,85 @@ class Bench:
         self.stack = stack
         self.peers = peers
         self.args = args
+        self.tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+        self.redis_pid = self._redis_pid()
 
-    def alternate(self, series: Series, run: Callable[[str], hb.Measurement]) -> Series:
+    def _redis_pid(self) -> int | None:
+        """The Redis server's pid when it runs on this machine (its CPU is the peer's too)."""
+        if REDIS not in self.peers:
+            return None
+        out = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True)
+        pids = out.stdout.split()
+        return int(pids[0]) if len(pids) == 1 else None
+
+    def processes(self, key: str) -> dict[int, str]:
+        """Every process that serves contender `key`, by kind: authserver's workers and the
+        Postgres backends of its database; the peer's node processes (and Redis)."""
+        if key == OURS:
+            found = dict.fromkeys(self.stack.worker_pids(), "workers")
+            backends = hb.db_exec(
+                "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity"
+                f" WHERE datname = '{self.stack.db}' AND pid <> pg_backend_pid()"
+            )
+            found |= dict.fromkeys((int(pid) for pid in backends.split()), "Postgres")
+            return found
+        peer = self.peers[key]
+        assert peer.proc is not None
+        out = subprocess.run(
+            ["ps", "-o", "pid=", "-g", str(peer.proc.pid)], capture_output=True, text=True
+        )
+        found = dict.fromkeys((int(pid) for pid in out.stdout.split()), "node")
+        if key == REDIS and self.redis_pid is not None:
+            found[self.redis_pid] = "Redis"
+        return found
+
+    def measure(self, key: str, go: Ready) -> Run:
+        """`go`, with the CPU of the contender's processes read before and after (a process
+        that appears during the run counts from zero, one that exits is lost)."""
+        kinds = self.processes(key)
+        before = cpu_ticks(set(kinds))
+        m = go()
+        kinds |= self.processes(key)
+        after = cpu_ticks(set(kinds))
+        spent: dict[str, float] = {}
+        for pid, ticks in after.items():
+            used = (ticks - before.get(pid, 0)) * self.tick_us
+            spent[kinds[pid]] = spent.get(kinds[pid], 0.0) + used
+        done = m.rps * self.args.duration or 1.0
+        parts = " + ".join(f"{kind} {us / done:,.0f}" for kind, us in spent.items())
+        return Run(m, sum(spent.values()) / done, parts)
+
+    def alternate(self, series: Series, prepare: Callable[[str], Ready]) -> Series:
         """Runs every contender once per alternation, the order reversed every other time."""
         count = self.args.alternations
         for alt in range(count):
             order = series.contenders if alt % 2 == 0 else series.contenders[::-1]
             for key in order:
+                go = prepare(key)
                 before = os.getloadavg()[0]
-                m = run(key)
+                run = self.measure(key, go)
                 after = os.getloadavg()[0]
-                series.runs.setdefault(key, []).append(m)
+                series.runs.setdefault(key, []).append(run)
+                m = run.m
                 dry = f" ({m.exhausted} dry)" if m.exhausted else ""
                 flushed = self.peers[key].flushed if key in self.peers else None
-                store = "" if flushed is None else f", {flushed:,} Redis keys deleted before"
+                store = "" if flushed is None else f"; {flushed:,} Redis keys deleted before"
                 print(
                     f"  {time.strftime('%H:%M:%S', time.gmtime())} {series.path} "
                     f"[{alt + 1}/{count}] {series.labels[key]}: {m.rps:,.0f}/s, "
-                    f"p50 {m.p50_ms:.2f} ms, p99 {m.p99_ms:.2f} ms, {m.errors} errors{dry} "
+                    f"p50 {m.p50_ms:.2f} ms, p99 {m.p99_ms:.2f} ms, {m.errors} errors{dry}, "
+                    f"CPU {run.cpu_us:,.0f} µs/request ({run.parts}) "
                     f"(load {before:.2f} -> {after:.2f}{store})",
                     flush=True,
                 )
         return series
 
-    def warm_up(self, series: Series, run: Callable[[str, argparse.Namespace], object]) -> None:
+    def warm_up(self, series: Series, prepare: Callable[[str, argparse.Namespace], Ready]) -> None:
         """A short unrecorded run of each contender first: a node process just started has
         not compiled its hot paths yet, and the first alternation would pay for it."""
         short = argparse.Namespace(**{**vars(self.args), "duration": WARM_UP})
         for key in series.contenders:
-            run(key, short)
+            prepare(key, short)()
 
     def labels(self, keys: tuple[str, ...]) -> dict[str, str]:
         names = {
@@ -285,11 +370,11 @@ class Bench:
         urls = {CLUSTER: f"{peer.base}/jwks", OURS: f"{stack.base}/.well-known/jwks.json"}
         series = Series(f"JWKS GET ({stack.alg} keys)", STATELESS, self.labels(STATELESS))
 
-        def run(key: str, args: argparse.Namespace = self.args) -> hb.Measurement:
-            return hb.wrk(urls[key], None, args)
+        def prepare(key: str, args: argparse.Namespace = self.args) -> Ready:
+            return lambda: hb.wrk(urls[key], None, args)
 
-        self.warm_up(series, run)
-        self.alternate(series, run)
+        self.warm_up(series, prepare)
+        self.alternate(series, prepare)
         sizes = {key: len(hb.http("GET", url)) for key, url in urls.items()}
         series.notes.append(
             f"body {sizes[CLUSTER]} bytes (peer, 1 key), {sizes[OURS]} (authserver, its keys)"
@@ -305,27 +390,29 @@ class Bench:
         }
         series = Series(f"client_credentials {stack.alg}", STATELESS, self.labels(STATELESS))
 
-        def run(key: str, args: argparse.Namespace = self.args) -> hb.Measurement:
+        def prepare(key: str, args: argparse.Namespace = self.args) -> Ready:
             base, script = targets[key]
-            return hb.wrk(f"{base}/token", script, args)
+            return lambda: hb.wrk(f"{base}/token", script, args)
 
-        self.warm_up(series, run)
-        return self.alternate(series, run)
+        self.warm_up(series, prepare)
+        return self.alternate(series, prepare)
 
     def rotation(self) -> Series:
-        stack, families = self.stack, 2 * self.args.connections
+        stack, args, families = self.stack, self.args, 2 * self.args.connections
         series = Series(f"refresh rotation {stack.alg}", STATEFUL, self.labels(STATEFUL))
 
-        def run(key: str) -> hb.Measurement:
+        def prepare(key: str) -> Ready:
             if key == OURS:
                 pool = stack.refresh_pool(families)
-                return hb.rotate_tokens(stack.base, "/token", "app", pool, stack.workdir, self.args)
+                return lambda: hb.rotate_tokens(
+                    stack.base, "/token", "app", pool, stack.workdir, args
+                )
             peer = self.peers[key]
             peer.flush()
-            pool = peer.refresh_pool(families, self.args)
-            return hb.rotate_tokens(peer.base, "/token", "app", pool, peer.workdir, self.args)
+            pool = peer.refresh_pool(families, args)
+            return lambda: hb.rotate_tokens(peer.base, "/token", "app", pool, peer.workdir, args)
 
-        self.alternate(series, run)
+        self.alternate(series, prepare)
         series.notes.append(
             f"{families} families per run, each token spent once; authserver: every rotation "
             "committed to Postgres (synchronous_commit on); the peer's Redis keeps nothing on disk"
@@ -333,7 +420,7 @@ class Bench:
         return series
 
     def code_exchange(self, rotation: Series | None) -> Series:
-        stack = self.stack
+        stack, args = self.stack, self.args
         series = Series(f"code exchange {stack.alg} (openid)", STATEFUL, self.labels(STATEFUL))
         how: dict[str, str] = {}
 
@@ -341,20 +428,21 @@ class Bench:
             # 2x the fastest this contender went so far, on rotation (faster than an exchange) or
             # here: under load a rate swings by more than 2x between runs, and a pool sized from
             # the exchange run before alone ran dry.
-            seen = series.runs.get(key, []) + (rotation.runs.get(key, []) if rotation else [])
-            return hb.code_pool_size(max((m.rps for m in seen), default=GUESSED_RPS), self.args)
+            seen = series.rates(key) + (rotation.rates(key) if rotation else [])
+            return hb.code_pool_size(max(seen, default=GUESSED_RPS), args)
 
-        def run(key: str) -> hb.Measurement:
+        def prepare(key: str) -> Ready:
             if key == OURS:
-                pool, how[key] = stack.code_pool(pool_size(key), self.args)
-                args = self.args
-                return hb.exchange_codes(stack.base, "/token", "web", pool, stack.workdir, args)
+                pool, how[key] = stack.code_pool(pool_size(key), args)
+                return lambda: hb.exchange_codes(
+                    stack.base, "/token", "web", pool, stack.workdir, args
+                )
             peer = self.peers[key]
             peer.flush()
-            pool, how[key] = peer.mint(pool_size(key), "openid api", self.args)
-            return hb.exchange_codes(peer.base, "/token", "app", pool, peer.workdir, self.args)
+            pool, how[key] = peer.mint(pool_size(key), "openid api", args)
+            return lambda: hb.exchange_codes(peer.base, "/token", "app", pool, peer.workdir, args)
 
-        self.alternate(series, run)
+        self.alternate(series, prepare)
         series.notes += [f"last pool, {series.labels[key]}: {how[key]}" for key in STATEFUL]
         return series
 
@@ -416,20 +504,23 @@ def print_series(all_series: list[Series]) -> None:
         print(f"{series.path}")
         for key in series.contenders:
             runs = series.runs.get(key, [])
-            rates = " · ".join(f"{m.rps:,.0f}" for m in runs)
-            p99 = " · ".join(f"{m.p99_ms:.1f}" for m in runs)
-            errors = sum(m.errors for m in runs)
-            dry = sum(m.exhausted for m in runs)
+            rates = " · ".join(f"{run.m.rps:,.0f}" for run in runs)
+            cpu = " · ".join(f"{run.cpu_us:,.0f}" for run in runs)
+            p99 = " · ".join(f"{run.m.p99_ms:.1f}" for run in runs)
+            errors = sum(run.m.errors for run in runs)
+            dry = sum(run.m.exhausted for run in runs)
             print(
-                f"  {series.labels[key]:<40} req/s {rates}; p99 ms {p99}; "
+                f"  {series.labels[key]:<40} req/s {rates}; CPU µs/req {cpu}; p99 ms {p99}; "
                 f"errors {errors}" + (f" ({dry} dry)" if dry else "")
             )
         for key in series.contenders:
             if key == OURS:
                 continue
-            ratios = series.ratios(key)
+            ratios, costs = series.ratios(key), series.cpu_ratios(key)
             each = " · ".join(f"{r:.2f}" for r in ratios)
             print(f"  ratio vs {series.labels[key]}: median {spread(ratios)}; each {each}")
+            each = " · ".join(f"{r:.2f}" for r in costs)
+            print(f"    its CPU/request over ours: median {spread(costs)}; each {each}")
         for note in series.notes:
             print(f"  {note}")
 
@@ -492,7 +583,9 @@ def main() -> None:
     print_series(results)
     print(
         "ratio: authserver req/s / the peer's req/s in the same alternation (200s only); "
-        "median and min-max over the alternations"
+        "median and min-max over the alternations. CPU/request: utime + stime of every process "
+        "of the contender (authserver: its workers and its database's Postgres backends; the "
+        "peer: its node processes, and on Redis the Redis server) over its 200s"
     )
     load = os.getloadavg()
     print(f"load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
