@@ -35,8 +35,13 @@ authserver, Redis; then Redis, authserver, in memory), so a load that drifts thr
 favours neither side on average. JWKS and client_credentials first give each contender an
 unrecorded 2 s run (a node process just started has not compiled its hot paths); the stateful
 paths warm up by making their pools. Per path: each run's rate, and the ratio authserver/peer
-per alternation, its median and its spread (min-max). Every run prints its line as it ends, with
-the load average before and after it (and, on Redis, how many keys the flush before it deleted).
+per alternation, its median and its spread (min-max). Also per run, the CPU per request of every
+process of the contender (/proc utime + stime around the wrk run, over its 200s): authserver's
+workers and the Postgres backends of its database; the peer's node processes and, on Redis, the
+Redis server (all of it: a shared server's other work counts too); and per alternation the
+peer's CPU per request over ours, steadier than the rates on a loaded machine. Every run prints
+its line as it ends, with the load average before and after it (and, on Redis, how many keys
+the flush before it deleted).
 
 Successes are 200s only; every other answer is an error, and `dry` counts requests sent after a
 pool ran out; any error makes the exit status 1. Every server is stopped, every database dropped
