@@ -326,7 +326,8 @@ class Bench:
             used = (ticks - before.get(pid, 0)) * self.tick_us
             spent[kinds[pid]] = spent.get(kinds[pid], 0.0) + used
         done = m.rps * self.args.duration or 1.0
-        parts = " + ".join(f"{kind} {us / done:,.0f}" for kind, us in spent.items())
+        order = ("workers", "Postgres", "node", "Redis")
+        parts = " + ".join(f"{kind} {spent[kind] / done:,.0f}" for kind in order if kind in spent)
         return Run(m, sum(spent.values()) / done, parts)
 
     def alternate(self, series: Series, prepare: Callable[[str], Ready]) -> Series:
