@@ -191,10 +191,10 @@ class Peer:
         first = f"{self.base}{query}&state=s&code_challenge={'A' * 43}"
         cookies = hb.browser_sessions(first, hb.bench_users(args.connections), "")
         pool, seconds = hb.mint_codes(self.base, query, cookies, count, self.workdir, args, "/jwks")
+        got = pool.read_text().count("\n")
         return (
             pool,
-            f"{count:,} codes by /auth under {len(cookies)} users' sessions "
-            f"({count / seconds:,.0f}/s)",
+            f"{got:,} codes by /auth under {len(cookies)} users' sessions ({got / seconds:,.0f}/s)",
         )
 
     def refresh_pool(self, count: int, args: argparse.Namespace) -> Path:
