@@ -3,15 +3,20 @@
 // with PKCE S256), for benchmarking only.
 //
 //   node server.mjs --port 4000 --alg RS256|EdDSA --workers 2 --secret S
+//                   [--store memory|redis --redis redis://127.0.0.1:6379 --redis-prefix P]
 //
 // Workers run under node:cluster and share the port. The primary makes the one signing key
 // (RSA 2048 or Ed25519, as authserver's) and hands it to every worker, so all sign alike.
-// Storage is oidc-provider's own in-memory adapter, one store per process: with more than one
-// worker, a code, grant or refresh token made by one worker is unknown to the others, so the
-// stateful paths (rotation, code exchange) need --workers 1.
 //
-// The adapter's store is its own LRU (lib/helpers/lru.js) sized 1,000,000 entries instead of the
-// default 1,000, which would evict a pool of codes minted ahead of the exchange benchmark.
+// --store memory (the default): oidc-provider's own in-memory adapter, one store per process:
+// with more than one worker, a code, grant or refresh token made by one worker is unknown to the
+// others, so the stateful paths (rotation, code exchange) need --workers 1. The adapter's store
+// is its own LRU (lib/helpers/lru.js) sized 1,000,000 entries instead of the default 1,000,
+// which would evict a pool of codes minted ahead of the exchange benchmark.
+//
+// --store redis: the peer as its users deploy it, every worker on one Redis through
+// redis_adapter.mjs (oidc-provider's example Redis adapter), each key under --redis-prefix so
+// that the benchmark can delete the run's keys and no one else's.
 //
 // Sign-in: /interaction/:uid signs the one account `bench` in and grants what was asked at once
 // (no page): the benchmark drives /auth -> /interaction -> /auth/:uid once for a session
@@ -25,14 +30,20 @@ import Provider from 'oidc-provider';
 import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
 import LRU from 'oidc-provider/lib/helpers/lru.js';
 
+import redisAdapter from './redis_adapter.mjs';
+
 const { values: opts } = parseArgs({
   options: {
     port: { type: 'string' },
     alg: { type: 'string', default: 'RS256' },
     workers: { type: 'string', default: '1' },
     secret: { type: 'string' },
+    store: { type: 'string', default: 'memory' },
+    redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
+    'redis-prefix': { type: 'string', default: 'oidc:' },
   },
 });
+if (!['memory', 'redis'].includes(opts.store)) throw new Error(`--store: ${opts.store}`);
 const RESOURCE = 'https://api.example';
 const REDIRECT_URI = 'http://127.0.0.1/cb';
 
@@ -61,10 +72,16 @@ if (cluster.isPrimary && Number(opts.workers) > 1) {
   const jwk = process.env.PEER_JWK ? JSON.parse(process.env.PEER_JWK) : signingKey(opts.alg);
   const cookieKey = process.env.PEER_COOKIE_KEY ?? crypto.randomBytes(32).toString('hex');
   const issuer = `http://127.0.0.1:${opts.port}`;
-  const store = new LRU({ maxSize: 1_000_000 });
+  let adapter;
+  if (opts.store === 'redis') {
+    adapter = redisAdapter(opts.redis, opts['redis-prefix']);
+  } else {
+    const store = new LRU({ maxSize: 1_000_000 });
+    adapter = (model) => new MemoryAdapter(model, store);
+  }
 
   const provider = new Provider(issuer, {
-    adapter: (model) => new MemoryAdapter(model, store),
+    adapter,
     jwks: { keys: [jwk] },
     cookies: { keys: [cookieKey] },
     clientDefaults: { id_token_signed_response_alg: jwk.alg },
@@ -130,6 +147,6 @@ if (cluster.isPrimary && Number(opts.workers) > 1) {
   });
 
   provider.listen(Number(opts.port), '127.0.0.1', () => {
-    console.log(`peer listening: pid ${process.pid}, ${issuer}, ${jwk.alg}`);
+    console.log(`peer listening: pid ${process.pid}, ${issuer}, ${jwk.alg}, ${opts.store}`);
   });
 }
