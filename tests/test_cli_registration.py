@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import httpx
 import pytest
 
 from authserver.app import create_app
+from authserver.cli import EXIT_NOT_FOUND
 from tests.conftest import ISSUER, make_settings
-from tests.test_cli_resources import cli_env, rows_of, run
+from tests.test_cli_resources import audited, cli_env, rows_of, run
 
 __all__ = ["cli_env"]  # the fixture, shared
 
@@ -69,3 +71,41 @@ def test_registration_token_refuses_bad_numbers_in_one_line(
     for args in (("--expires-in", "10"), ("--uses", "0")):
         status, out, err = run(capsys, "clients", "registration-token", *args)
         assert status == 1 and out == "" and len(err.splitlines()) == 1, err
+
+
+def test_registration_tokens_lists_the_live_ones_and_revoke_ends_one_audited_as_cli(
+    cli_env: str, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = []
+    for args in (("--uses", "3"), ("--multi-use",)):
+        status, out, err = run(capsys, "clients", "registration-token", *args)
+        assert status == 0, err
+        made.append(out.strip())
+    three, anyhow = (hashlib.sha256(token.encode()).hexdigest()[:12] for token in made)
+
+    status, out, err = run(capsys, "clients", "registration-tokens")
+    assert status == 0 and err == "", err
+    lines = out.splitlines()
+    assert lines[0].split() == ["id", "created_at", "expires_at", "registrations"]
+    (row,) = [line for line in lines if line.startswith(three)]
+    assert row.endswith("0 of 3"), row
+    status, out, _ = run(capsys, "clients", "registration-tokens", "--json")
+    listed = {row["id"]: row for row in map(json.loads, out.splitlines())}
+    assert status == 0 and listed[anyhow]["max_uses"] is None and listed[three]["uses"] == 0
+    assert listed[three]["expires_at"] - listed[three]["created_at"] == 86_400
+
+    status, out, err = run(capsys, "clients", "revoke-registration-token", three)
+    assert status == 0 and out == "" and three in err, err
+    assert audited(database_url, three) == [
+        ("cli", "registration_token.created"),
+        ("cli", "registration_token.revoked"),
+    ]
+    _, out, _ = run(capsys, "clients", "registration-tokens", "--json")
+    ids = [json.loads(line)["id"] for line in out.splitlines()]
+    assert three not in ids and anyhow in ids
+    assert register_with(database_url, tmp_path, made[0]) == [401, 401]
+
+    for dead in (three, "0" * 12, "x"):  # revoked, unknown, no such shape
+        status, out, err = run(capsys, "clients", "revoke-registration-token", dead)
+        assert status == EXIT_NOT_FOUND and out == "", err
+        assert err == "authserver: No registration token that still works has this id.\n"

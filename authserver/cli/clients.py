@@ -21,9 +21,12 @@ from authserver.cli.common import (
     format_time,
     print_one,
     print_page,
+    print_rows,
     with_engine,
 )
 from authserver.config import Settings
+from authserver.errors import NotFound
+from authserver.services import Services
 
 
 def add_client_lifecycle(clients: Any) -> None:
@@ -96,6 +99,21 @@ def add_client_lifecycle(clients: Any) -> None:
         help="any number of registrations until it expires",
     )  # fmt: skip
     token.set_defaults(run=_registration_token)
+
+    tokens = add_command(
+        clients, "registration-tokens",
+        "list the initial access tokens that still register (newest first, at most "
+        f"{registration.LISTED_TOKENS})",
+    )  # fmt: skip
+    add_json_flag(tokens)
+    tokens.set_defaults(run=_registration_tokens)
+
+    revoke = add_command(
+        clients, "revoke-registration-token",
+        "end an initial access token now (the clients it registered stay)",
+    )  # fmt: skip
+    revoke.add_argument("id", help="its ID, as `clients registration-tokens` lists it")
+    revoke.set_defaults(run=_revoke_registration_token)
 
 
 # Flag -> field of the admin API: repeatable flags give a list, --client-name a string.
@@ -239,6 +257,50 @@ def _registration_token(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     print(token)
+    return 0
+
+
+TOKEN_COLUMNS = ["id", "created_at", "expires_at", "registrations"]
+
+
+def _registration_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    tokens = as_admin(settings, registration.live_initial_tokens)
+    rows = [
+        {
+            "id": registration.initial_token_id(token.token_hash),
+            "created_at": token.created_at,
+            "expires_at": token.expires_at,
+            "uses": token.uses,
+            "max_uses": token.max_uses,  # null: any number
+            "registrations": f"{token.uses} of {token.max_uses or 'any number'}",
+        }
+        for token in tokens
+    ]
+    if args.json:
+        for row in rows:
+            del row["registrations"]  # the table's; scripts have uses and max_uses
+    print_rows(args, rows, TOKEN_COLUMNS)
+    if len(rows) == registration.LISTED_TOKENS and not args.json:
+        print(f"only the newest {len(rows)} are listed", file=sys.stderr)
+    return 0
+
+
+def _revoke_registration_token(args: argparse.Namespace, settings: Settings) -> int:
+    async def revoke(services: Services) -> None:
+        # The ID names the live token to end; the revoke itself is one guarded UPDATE, so a
+        # token that dies in between is NotFound there, never revoked twice.
+        for token in await registration.live_initial_tokens(services):
+            if registration.initial_token_id(token.token_hash) == args.id:
+                await registration.revoke_initial_token(services, CLI, token.token_hash)
+                return
+        raise NotFound("No registration token that still works has this id.")
+
+    as_admin(settings, revoke)
+    print(
+        f"revoked registration token {args.id}; it registers no client from now on "
+        "(the clients it registered stay)",
+        file=sys.stderr,
+    )
     return 0
 
 
