@@ -251,7 +251,8 @@ def test_help_shows_defaults_valid_values_and_exit_statuses(
     result = make_cli(tmp_path, sqlite_url_in(tmp_path))(*command, "--help")
     assert result.returncode == 0
     assert shown in result.stdout
-    assert "3 no such user, client or session" in " ".join(result.stdout.split())
+    words = " ".join(result.stdout.split())
+    assert "3 no such user, client, session, resource or live registration token" in words
 
 
 async def test_clients_create_and_update_take_the_uris_the_name_and_the_origins(

@@ -29,7 +29,8 @@ CLI = "cli"  # the actor of every change made from the command line, in the audi
 
 EXIT_CODES = (
     "exit status: 0 done; 1 refused (bad input, database or key problem); 2 usage or settings; "
-    "3 no such user, client or session; 4 conflict (the name or id is taken)"
+    "3 no such user, client, session, resource or live registration token; "
+    "4 conflict (the name or id is taken)"
 )
 
 
