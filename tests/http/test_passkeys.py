@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from authserver.accounts.passkeys import StoredPasskey
 from authserver.services import Services
 from tests._webauthn import ORIGIN, Authenticator
-from tests.conftest import ISSUER, Registry, assert_oauth_error
+from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error
 from tests.http.signin import (
     CALLBACK,
     INSECURE_COOKIES,
@@ -27,6 +27,7 @@ from tests.http.signin import (
     admin_headers,
     authorize,
     exchange,
+    last_sign_in,
     query,
     sign_in,
     web_client,
@@ -123,7 +124,12 @@ async def actions(engine: AsyncEngine, action: str) -> list[str]:
 
 
 async def test_a_passkey_registered_on_the_account_page_signs_in_alone(
-    client: httpx.AsyncClient, alice: str, engine: AsyncEngine
+    client: httpx.AsyncClient,
+    alice: str,
+    engine: AsyncEngine,
+    registry: Registry,
+    spa: str,
+    clock: Clock,
 ) -> None:
     key = Authenticator()
     account = await open_account(client)
@@ -146,7 +152,9 @@ async def test_a_passkey_registered_on_the_account_page_signs_in_alone(
     assert "Laptop" in shown.text and "/account/passkeys/remove" in shown.text
     assert await actions(engine, "factor.enrolled")
 
-    # Another browser, an app's authorization request: the passkey alone signs in.
+    # Another browser, an app's authorization request: the passkey alone signs in (and is
+    # the user's last sign-in).
+    clock.advance(60)
     async with browser(client) as other:
         flow = Flow.new(WEB, scope="openid")
         login = (await authorize(other, flow.params)).headers["location"]
@@ -161,6 +169,8 @@ async def test_a_passkey_registered_on_the_account_page_signs_in_alone(
         claims = await verified_id_token(other, tokens.json()["id_token"])
         # RFC 8176: a hardware-secured key ("hwk") with user verification ("user"): two factors.
         assert claims["amr"] == ["hwk", "user", "mfa"] and claims["acr"] == "mfa"
+    async with browser(client) as admin:
+        assert await last_sign_in(admin, await admin_headers(admin, registry), alice) == clock()
 
 
 async def test_after_the_password_a_passkey_is_the_second_step(
