@@ -57,6 +57,16 @@ WHERE token_hash = :token_hash AND user_id = :user_id AND {login_session_live(No
 RETURNING {_SESSION}
 """)
 
+# A step-up is a sign-in too (its auth_time is now): recorded with the session's upgrade, the
+# user's row first, in the order a disable takes the two (users, then login_sessions): the
+# other order could deadlock with it.
+_STEPPED_UP = text("UPDATE users SET last_login_at = :now WHERE id = :user_id")
+
+
+class _NotSteppedUp(Exception):
+    """Rolls the step-up's transaction back (its last_login_at with it)."""
+
+
 _HOLDER = text("""
 SELECT user_id FROM login_sessions WHERE token_hash = :token_hash AND revoked_at IS NULL
 """)
@@ -156,9 +166,15 @@ class SqlLoginSessionStore:
             "token_hash": token_hash, "user_id": user_id, "amr": " ".join(amr), "now": now,
             "idle_after": now - idle_ttl, "new_token_hash": new_token_hash,
         }  # fmt: skip
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(_STEP_UP, params)).first()
-        return None if row is None else _session(row)
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(_STEPPED_UP, {"user_id": user_id, "now": now})
+                row = (await conn.execute(_STEP_UP, params)).first()
+                if row is None:
+                    raise _NotSteppedUp()
+        except _NotSteppedUp:
+            return None
+        return _session(row)
 
     async def holder(self, token_hash: str) -> str | None:
         async with self._engine.begin() as conn:

@@ -212,7 +212,12 @@ async def test_the_second_step_takes_only_a_passkey_of_the_user_who_typed_the_pa
 
 
 async def test_a_step_up_takes_the_passkey_of_a_user_who_has_no_other_factor(
-    client: httpx.AsyncClient, alice: str, engine: AsyncEngine
+    client: httpx.AsyncClient,
+    alice: str,
+    engine: AsyncEngine,
+    registry: Registry,
+    spa: str,
+    clock: Clock,
 ) -> None:
     """API.md, step-up: a session signed in with the password alone, an app asking
     acr_values=mfa, and the user's only second factor a passkey: the step-up page takes it,
@@ -227,9 +232,12 @@ async def test_a_step_up_takes_the_passkey_of_a_user_who_has_no_other_factor(
     assert "data-step-up" in page.text and "Use a passkey" in page.text
     assert 'name="code"' not in page.text  # no app, no recovery codes: nothing to type
 
+    clock.advance(60)
     done, _ = await passkey_sign_in(client, asked.headers["location"], key)
 
     assert done.status_code == 200, done.text
+    async with browser(client) as admin:  # a sign-in too: the user's last
+        assert await last_sign_in(admin, await admin_headers(admin, registry), alice) == clock()
     location = done.json()["redirect"]
     assert location.startswith(CALLBACK + "?"), location
     tokens = await exchange(client, query(location)["code"], flow)
