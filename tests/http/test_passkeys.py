@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from html import unescape
 from typing import Any
 
@@ -123,13 +124,22 @@ async def actions(engine: AsyncEngine, action: str) -> list[str]:
         return [str(row[0]) for row in rows]
 
 
+LastSignIn = Callable[[str], Awaitable[int | None]]
+
+
+@pytest.fixture
+def last(client: httpx.AsyncClient, registry: Registry, spa: str) -> LastSignIn:
+    """A user's last_login_at, asked of GET /admin/users/{sub} in a browser of its own."""
+
+    async def asked(sub: str) -> int | None:
+        async with browser(client) as admin:
+            return await last_sign_in(admin, await admin_headers(admin, registry), sub)
+
+    return asked
+
+
 async def test_a_passkey_registered_on_the_account_page_signs_in_alone(
-    client: httpx.AsyncClient,
-    alice: str,
-    engine: AsyncEngine,
-    registry: Registry,
-    spa: str,
-    clock: Clock,
+    client: httpx.AsyncClient, alice: str, engine: AsyncEngine, last: LastSignIn, clock: Clock
 ) -> None:
     key = Authenticator()
     account = await open_account(client)
@@ -169,8 +179,7 @@ async def test_a_passkey_registered_on_the_account_page_signs_in_alone(
         claims = await verified_id_token(other, tokens.json()["id_token"])
         # RFC 8176: a hardware-secured key ("hwk") with user verification ("user"): two factors.
         assert claims["amr"] == ["hwk", "user", "mfa"] and claims["acr"] == "mfa"
-    async with browser(client) as admin:
-        assert await last_sign_in(admin, await admin_headers(admin, registry), alice) == clock()
+    assert await last(alice) == clock()
 
 
 async def test_after_the_password_a_passkey_is_the_second_step(
@@ -212,12 +221,7 @@ async def test_the_second_step_takes_only_a_passkey_of_the_user_who_typed_the_pa
 
 
 async def test_a_step_up_takes_the_passkey_of_a_user_who_has_no_other_factor(
-    client: httpx.AsyncClient,
-    alice: str,
-    engine: AsyncEngine,
-    registry: Registry,
-    spa: str,
-    clock: Clock,
+    client: httpx.AsyncClient, alice: str, engine: AsyncEngine, last: LastSignIn, clock: Clock
 ) -> None:
     """API.md, step-up: a session signed in with the password alone, an app asking
     acr_values=mfa, and the user's only second factor a passkey: the step-up page takes it,
@@ -236,8 +240,7 @@ async def test_a_step_up_takes_the_passkey_of_a_user_who_has_no_other_factor(
     done, _ = await passkey_sign_in(client, asked.headers["location"], key)
 
     assert done.status_code == 200, done.text
-    async with browser(client) as admin:  # a sign-in too: the user's last
-        assert await last_sign_in(admin, await admin_headers(admin, registry), alice) == clock()
+    assert await last(alice) == clock()  # a sign-in too: the user's last
     location = done.json()["redirect"]
     assert location.startswith(CALLBACK + "?"), location
     tokens = await exchange(client, query(location)["code"], flow)
