@@ -23,7 +23,7 @@ class User:
     scopes: tuple[str, ...]
     disabled: bool = False
     created_at: int = 0
-    last_login_at: int | None = None  # when the last session was started
+    last_login_at: int | None = None  # the last sign-in: a password grant or a hosted page
     profile: Profile = Profile()  # email, names, locale, roles (profiles.py)
 
     @property

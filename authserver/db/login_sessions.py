@@ -12,13 +12,17 @@ from authserver.accounts.login_sessions import Browser, Ended, LoginSession
 from authserver.audit import AuditEvent
 from authserver.db.audit import append_audit
 from authserver.db.columns import family_id
-from authserver.db.engine import is_postgres
 from authserver.db.predicates import login_session_live, user_enabled
 from authserver.tokens.refresh import family_revoked
 
-# As families.start: FOR SHARE holds the user row until the session commits, so a concurrent
-# disable waits for it (and then ends it with the rest) or commits first (and this finds no row).
-_ENABLED_USER = f"SELECT 1 FROM users WHERE id = :user_id AND {user_enabled(None)}"
+# Every hosted sign-in (password, passkey, second factor, a sign-up that signs in) starts its
+# session here, so here it is recorded as the user's last sign-in. As families.start: the
+# UPDATE's row lock holds the user row until the session commits, so a concurrent disable
+# waits for it (and then ends it with the rest) or commits first (and this matches no row).
+_SIGNED_IN = text(f"""
+UPDATE users SET last_login_at = :now WHERE id = :user_id AND {user_enabled(None)}
+RETURNING id
+""")
 
 _INSERT = text("""
 INSERT INTO login_sessions
@@ -52,6 +56,16 @@ WHERE token_hash = :token_hash AND user_id = :user_id AND {login_session_live(No
               WHERE u.id = login_sessions.user_id AND {user_enabled("u")})
 RETURNING {_SESSION}
 """)
+
+# A step-up is a sign-in too (its auth_time is now): recorded with the session's upgrade, the
+# user's row first, in the order a disable takes the two (users, then login_sessions): the
+# other order could deadlock with it.
+_STEPPED_UP = text("UPDATE users SET last_login_at = :now WHERE id = :user_id")
+
+
+class _NotSteppedUp(Exception):
+    """Rolls the step-up's transaction back (its last_login_at with it)."""
+
 
 _HOLDER = text("""
 SELECT user_id FROM login_sessions WHERE token_hash = :token_hash AND revoked_at IS NULL
@@ -115,13 +129,13 @@ def _session(row: Any) -> LoginSession:
 class SqlLoginSessionStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._check_user = text(_ENABLED_USER + (" FOR SHARE" if is_postgres(engine) else ""))
 
     async def start(
         self, session: LoginSession, token_hash: str, now: int, audit: Sequence[AuditEvent] = ()
     ) -> bool:
         async with self._engine.begin() as conn:
-            if (await conn.execute(self._check_user, {"user_id": session.user_id})).first() is None:
+            signed_in = {"user_id": session.user_id, "now": now}
+            if (await conn.execute(_SIGNED_IN, signed_in)).first() is None:
                 return False
             await conn.execute(
                 _INSERT,
@@ -152,9 +166,15 @@ class SqlLoginSessionStore:
             "token_hash": token_hash, "user_id": user_id, "amr": " ".join(amr), "now": now,
             "idle_after": now - idle_ttl, "new_token_hash": new_token_hash,
         }  # fmt: skip
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(_STEP_UP, params)).first()
-        return None if row is None else _session(row)
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(_STEPPED_UP, {"user_id": user_id, "now": now})
+                row = (await conn.execute(_STEP_UP, params)).first()
+                if row is None:
+                    raise _NotSteppedUp()
+        except _NotSteppedUp:
+            return None
+        return _session(row)
 
     async def holder(self, token_hash: str) -> str | None:
         async with self._engine.begin() as conn:

@@ -10,12 +10,14 @@ import datetime
 import functools
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authserver.accounts.password_policy import WeakPassword
 from authserver.actions.admin.audit import MAX_EVENT_ID
 from authserver.actions.console import NotAnOperator, SignInNeeded, StaleSignIn
 from authserver.actions.console import audit as console_audit
@@ -29,7 +31,7 @@ from authserver.actions.console import user as console_user
 from authserver.actions.console import users as console_users
 from authserver.audit import AuditQuery
 from authserver.console_sessions import CONSOLE_CLIENT_ID
-from authserver.errors import InvalidRequest
+from authserver.errors import InvalidRequest, OAuthError
 from authserver.http import csrf, pages
 from authserver.http.addresses import client_address
 from authserver.http.context import services
@@ -68,6 +70,11 @@ DONE = {
 USER_PAGE = "/console/users/edit?sub={sub}"
 SESSIONS_PAGE = "/console/users/sessions?sub={sub}"
 
+# What the operator typed is never sent back when it is one of these: a password.
+UNECHOED = frozenset({"csrf_token", "password"})
+# Where a form's re-shown page keeps the refusal (the request's scope).
+FAILED = "authserver.console_form_failed"
+
 Handler = Callable[[Request], Awaitable[Response]]
 FormHandler = Callable[[Request, str | None, dict[str, str]], Awaitable[Response]]
 # A console use case changing one thing, named by a form's field.
@@ -99,18 +106,91 @@ def console_page(handler: Handler) -> Handler:
     return guarded
 
 
-def console_form(handler: FormHandler) -> Handler:
+@dataclass(frozen=True)
+class Failed:
+    """A console form the use case refused: the form's action (a GET form's: "GET " + its
+    path), the sentence said, what was typed (never a password). `inline`: the page shows
+    it in the form; else (a form of a table's row) above the page."""
+
+    action: str
+    sentence: str
+    values: dict[str, str]
+    inline: bool = True
+
+    def typed(self, action: str, name: str, default: Any = "") -> Any:
+        return self.values.get(name, default) if action == self.action else default
+
+    def ticked(self, action: str, name: str, default: bool) -> bool:
+        # An unticked box is not sent at all.
+        return self.values.get(name) == "on" if action == self.action else default
+
+
+def console_form(
+    page: Handler, *keys: str, inline: bool = True
+) -> Callable[[FormHandler], Handler]:
     """A console form's handler, given the console cookie and the form's fields once its CSRF
-    token is the console session's (else the 403 page, and nothing done)."""
+    token is the console session's (else the 403 page, and nothing done). A refusal (a 4xx
+    OAuthError) re-shows `page` (the GET handler the form is on; `keys`: the fields naming
+    its thing, as its query) with the sentence and what was typed."""
+
+    def wrap(handler: FormHandler) -> Handler:
+        @functools.wraps(handler)
+        async def checked(request: Request) -> Response:
+            form = await _posted(request)
+            if isinstance(form, Response):
+                return form
+            try:
+                return await handler(request, *form)
+            except OAuthError as refused:
+                return await _again(request, refused, page, keys, form[1], inline=inline)
+
+        return console_page(checked)
+
+    return wrap
+
+
+def searched(handler: Handler) -> Handler:
+    """A page with a search (GET) form: a refused search shows the page unfiltered, the
+    sentence and the search as typed in the form."""
 
     @functools.wraps(handler)
-    async def checked(request: Request) -> Response:
-        form = await _posted(request)
-        if isinstance(form, Response):
-            return form
-        return await handler(request, *form)
+    async def searching(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except OAuthError as refused:
+            if not request.url.query:
+                raise
+            fields = dict(request.query_params)
+            return await _again(request, refused, handler, (), fields, f"GET {request.url.path}")
 
-    return console_page(checked)
+    return searching
+
+
+async def _again(
+    request: Request,
+    refused: OAuthError,
+    page: Handler,
+    keys: tuple[str, ...],
+    fields: dict[str, str],
+    action: str | None = None,
+    inline: bool = True,
+) -> Response:
+    """`page` again (a GET, its query the `keys` of `fields`), with the refusal's sentence
+    and the form's values, the refusal's status. A server's trouble (5xx) is not the form's."""
+    if refused.status >= 500:
+        raise refused
+    words = pages.words(request, services(request).settings)
+    kept = {name: value for name, value in fields.items() if name not in UNECHOED}
+    if isinstance(refused, WeakPassword):  # the policy's sentence, in the page's language
+        sentence = words.gettext(refused.sentence) % refused.values
+    else:
+        sentence = words.gettext(refused.description)
+    failed = Failed(action or request.url.path, sentence, kept, inline)
+    query = urlencode({key: fields.get(key, "") for key in keys}).encode()
+    scope = {**request.scope, "method": "GET", "query_string": query, FAILED: failed}
+    response = await page(Request(scope, request.receive))
+    response.status_code = refused.status
+    return response
 
 
 def confirmed(
@@ -126,7 +206,7 @@ def confirmed(
 
     @console_page
     async def action(request: Request) -> Response:
-        return await _act(request, field, change, then)
+        return await _act(request, field, change, then, confirmation, (field,))
 
     return confirmation, action
 
@@ -195,6 +275,7 @@ async def sign_out(request: Request) -> Response:
 
 
 @console_page
+@searched
 async def clients(request: Request) -> Response:
     found = services(request)
     cookie = read_console_cookie(request, found.settings)
@@ -211,7 +292,7 @@ async def new_client(request: Request) -> Response:
     return _render(request, "console_client_new.html", {"operator": who})
 
 
-@console_form
+@console_form(new_client)
 async def create_client(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
     created = await console_clients.create_client(services(request), cookie, fields)
     context = {"operator": created.operator, "created": created.created}
@@ -224,13 +305,13 @@ async def edit_client_form(request: Request) -> Response:
     return await _shown(request, "client_id", shown, "console_client_edit.html")
 
 
-@console_form
+@console_form(edit_client_form, "client_id")
 async def edit_client(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
     client_id = await console_clients.edit_client(services(request), cookie, fields)
     return redirect(f"/console/clients?{urlencode({'q': client_id, 'done': 'saved'})}", 303)
 
 
-@console_form
+@console_form(edit_client_form, "client_id")
 async def rotate_client_secret(
     request: Request, cookie: str | None, fields: dict[str, str]
 ) -> Response:
@@ -260,10 +341,12 @@ async def confirm_delete_client(request: Request) -> Response:
 @console_page
 async def delete_client(request: Request) -> Response:
     change = console_clients.delete_client
-    return await _act(request, "client_id", change, "/console/clients?done=deleted")
+    then = "/console/clients?done=deleted"
+    return await _act(request, "client_id", change, then, confirm_delete_client, ("client_id",))
 
 
 @console_page
+@searched
 async def users(request: Request) -> Response:
     found = services(request)
     cookie = read_console_cookie(request, found.settings)
@@ -279,7 +362,7 @@ async def new_user(request: Request) -> Response:
     return _render(request, "console_user_new.html", {"operator": who, "user": console_user.BLANK})
 
 
-@console_form
+@console_form(new_user)
 @stepped_up("/console/users/new")
 async def create_user(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
     sub = await console_user.create_user(services(request), cookie, fields)
@@ -291,21 +374,22 @@ async def edit_user_form(request: Request) -> Response:
     return await _shown(request, "sub", console_user.user_page, "console_user_edit.html")
 
 
-@console_form
+@console_form(edit_user_form, "sub")
 @stepped_up(USER_PAGE)
 async def edit_user(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
     sub = await console_user.edit_user(services(request), cookie, fields)
     return _done(USER_PAGE, sub, "saved")
 
 
-@console_form
+@console_form(edit_user_form, "sub")
 @stepped_up(USER_PAGE)
 async def set_password(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
     sub = await console_user.set_password(services(request), cookie, fields)
     return _done(USER_PAGE, sub, "password_set")
 
 
-@console_form
+# A button alone, and not on the page when it cannot work: the refusal above the page.
+@console_form(edit_user_form, "sub", inline=False)
 async def send_reset_link(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
     found = services(request)
     address = client_address(request, found.settings.trusted_proxies)
@@ -341,10 +425,11 @@ async def user_sessions(request: Request) -> Response:
 @console_page
 async def end_session(request: Request) -> Response:
     then = "/console/users/sessions?sub={sub}&done=ended"
-    return await _act(request, "sid", console_sessions.end_session, then)
+    change = console_sessions.end_session
+    return await _act(request, "sid", change, then, user_sessions, ("sub",), inline=False)
 
 
-@console_form
+@console_form(user_sessions, "sub", inline=False)
 async def end_browser(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
     sub = fields.get("sub", "")
     await console_sessions.end_browser(services(request), cookie, sub, fields.get("id", ""))
@@ -354,7 +439,8 @@ async def end_browser(request: Request, cookie: str | None, fields: dict[str, st
 @console_page
 async def end_all_sessions(request: Request) -> Response:
     then = "/console/users/sessions?sub={sub}&done=ended_all"
-    return await _act(request, "sub", console_sessions.end_all, then)
+    change = console_sessions.end_all
+    return await _act(request, "sub", change, then, user_sessions, ("sub",), inline=False)
 
 
 confirm_reset_factors, reset_factors = confirmed(
@@ -377,13 +463,27 @@ async def _switch(request: Request, page: str, disabled: bool) -> Response:
     field, change = _SWITCHES[page]
     then = f"/console/{page}?done={'disabled' if disabled else 'enabled'}"
     return await _act(
-        request, field, lambda at, cookie, value: change(at, cookie, value, disabled), then
+        request,
+        field,
+        lambda at, cookie, value: change(at, cookie, value, disabled),
+        then,
+        clients if page == "clients" else users,
+        inline=False,
     )
 
 
-async def _act(request: Request, field: str, change: Change, then: str) -> Response:
+async def _act(
+    request: Request,
+    field: str,
+    change: Change,
+    then: str,
+    page: Handler,
+    keys: tuple[str, ...] = (),
+    inline: bool = True,
+) -> Response:
     """A form naming one thing (its `field`): CSRF checked, `change` made, back to `then`
-    (its `{sub}`: the form's `sub`, the user whose page it was)."""
+    (its `{sub}`: the form's `sub`, the user whose page it was). Refused: `page` again, as
+    console_form's are (`inline` False: the form is a table row's)."""
     form = await _posted(request)
     if isinstance(form, Response):
         return form
@@ -396,6 +496,8 @@ async def _act(request: Request, field: str, change: Change, then: str) -> Respo
         return _sign_in_again(
             stale, f"{request.url.path}?{urlencode({field: fields.get(field, '')})}"
         )
+    except OAuthError as refused:
+        return await _again(request, refused, page, keys, fields, inline=inline)
     return redirect(then, 303)
 
 
@@ -427,7 +529,7 @@ async def keys(request: Request) -> Response:
     return _keys_page(request, page)
 
 
-@console_form
+@console_form(keys)
 async def rotate_keys(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
     page = await console_keys.rotate(services(request), cookie)
     if page.wait is None:
@@ -465,7 +567,7 @@ async def resources(request: Request) -> Response:
     return _render(request, "console_resources.html", {"page": page, "operator": page.operator})
 
 
-@console_form
+@console_form(resources)
 async def create_resource(request: Request, cookie: str | None, fields: dict[str, str]) -> Response:
     await console_resources.create_resource(services(request), cookie, fields)
     return redirect("/console/resources?done=created", 303)
@@ -498,7 +600,7 @@ confirm_revoke_registration_token, revoke_registration_token = confirmed(
 )
 
 
-@console_form
+@console_form(registration_token_form)
 async def make_registration_token(
     request: Request, cookie: str | None, fields: dict[str, str]
 ) -> Response:
@@ -508,6 +610,7 @@ async def make_registration_token(
 
 
 @console_page
+@searched
 async def audit(request: Request) -> Response:
     found = services(request)
     cookie = read_console_cookie(request, found.settings)
@@ -557,6 +660,7 @@ def _render(request: Request, name: str, context: dict[str, Any], status: int = 
     done = DONE.get(request.query_params.get("done", ""))
     full = {
         **context,
+        "failed": request.scope.get(FAILED),
         "csrf_token": csrf.console_token(request, cookie),
         "notice": pages.words(request, settings).gettext(done) if done else None,
         "when": _when,

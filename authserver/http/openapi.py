@@ -1441,7 +1441,11 @@ SCHEMAS: dict[str, Schema] = {
             "admin": {"type": "boolean"},
             "disabled": {"type": "boolean"},
             "created_at": {"type": "integer"},
-            "last_login_at": {"type": ["integer", "null"]},
+            "last_login_at": {
+                "type": ["integer", "null"],
+                "description": "the last sign-in (a password grant, or a hosted page's"
+                " password, passkey, second factor or sign-up); null: none",
+            },
             **PROFILE_PROPERTIES,
             # GET /admin/users/{sub} only: the kinds of second factor enrolled.
             "factors": {"type": "array", "items": {"type": "string", "enum": ["totp"]}},

@@ -48,12 +48,16 @@ DOCS = {
     "client-edit",
     "client-delete",
     "users",
+    "user-new-error",
+    "user-edit",
+    "user-delete",
     "user-sessions",
     "keys",
     "keys-wait",
     "key-revoke",
     "resources",
     "registration-token-made",
+    "registration-tokens",
     "audit",
     "refused",
     "clients-375px",
@@ -70,10 +74,10 @@ class Camera:
     taken: list[str] = field(default_factory=list)
     too_wide: list[str] = field(default_factory=list)
 
-    def shots(self, page: Page, name: str, phone: bool = True) -> None:
-        """The page at 1280 px (its card, cropped, at most TALLEST high) and at 375 px (the
+    def shots(self, page: Page, name: str, phone: bool = True, tallest: int = TALLEST) -> None:
+        """The page at 1280 px (its card, cropped, at most `tallest` high) and at 375 px (the
         whole page)."""
-        self._take(page, name, wide=True)
+        self._take(page, name, wide=True, tallest=tallest)
         if phone:
             page.set_viewport_size(PHONE)
             if page.evaluate("document.documentElement.scrollWidth > window.innerWidth"):
@@ -81,13 +85,13 @@ class Camera:
             self._take(page, f"{name}-375px", wide=False)
             page.set_viewport_size(WIDE)
 
-    def _take(self, page: Page, name: str, wide: bool) -> None:
+    def _take(self, page: Page, name: str, wide: bool, tallest: int = TALLEST) -> None:
         if not self.every and name not in DOCS:
             return
         path = str(self.out / f"{name}.png")
         card = page.locator(".card").bounding_box()
         if wide and card is not None:
-            card["height"] = min(card["height"], TALLEST)
+            card["height"] = min(card["height"], tallest)
             page.screenshot(path=path, clip=card, full_page=True)
         else:
             page.screenshot(path=path, full_page=True)
@@ -254,6 +258,38 @@ def users(page: Page, url: str, camera: Camera) -> None:
     sub = page.url.split("sub=")[1]
     page.goto(f"{url}/console/users/reset-factors?sub={sub}")
     camera.shots(page, "user-factors-reset")
+    page.goto(f"{url}/console/users/new")
+    camera.shots(page, "user-new")
+    # A weak password: the form again, saying why, with all but the password kept.
+    page.fill("#username", "frank")
+    page.fill("#password", "short")
+    page.fill("#roles", "support")
+    page.fill("#email", "frank@example.test")
+    page.fill("#name", "Frank Example")
+    page.click("form[action='/console/users'] button[type=submit]")
+    page.wait_for_selector("#form-error")
+    camera.shots(page, "user-new-error")
+    page.goto(f"{url}/console/users?q={OTHER}")
+    edit = url + (
+        page.locator("tr", has_text=OTHER).locator("a:has-text('Edit…')").get_attribute("href")
+        or ""
+    )
+    page.goto(edit)
+    page.fill("#roles", "support billing")
+    page.fill("#email", f"{OTHER}@example.test")
+    page.fill("#name", "Bob Example")
+    page.fill("#locale", "en-GB")
+    page.click("form[action='/console/users/edit'] button[type=submit]")
+    page.wait_for_selector("text=Saved.")
+    page.goto(edit)
+    camera.shots(page, "user-edit", tallest=1800)  # whole: its password and delete below
+    other = page.url.split("sub=")[1]
+    page.fill("#email", "not an address")
+    page.click("form[action='/console/users/edit'] button[type=submit]")
+    page.wait_for_selector("#form-error")
+    camera.shots(page, "user-edit-error")
+    page.goto(f"{url}/console/users/delete?sub={other}")
+    camera.shots(page, "user-delete")
 
 
 def resources_and_tokens(page: Page, url: str, camera: Camera) -> None:
@@ -269,6 +305,12 @@ def resources_and_tokens(page: Page, url: str, camera: Camera) -> None:
     page.click("text=Make the token")
     page.wait_for_selector("h1:has-text('Registration token made')")
     camera.shots(page, "registration-token-made")
+    page.goto(f"{url}/console/registration-tokens")  # the token made, listed
+    camera.shots(page, "registration-tokens")
+    page.fill("#ttl", "5")
+    page.click("text=Make the token")
+    page.wait_for_selector("#form-error")
+    camera.shots(page, "registration-token-error")
 
 
 def keys(page: Page, url: str, camera: Camera) -> None:

@@ -37,6 +37,14 @@ async def admin_headers(http: httpx.AsyncClient, registry: Registry) -> dict[str
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
+async def last_sign_in(http: httpx.AsyncClient, root: dict[str, str], sub: str) -> int | None:
+    """The user's last_login_at, as GET /admin/users/{sub} says it (`root`: admin_headers)."""
+    response = await http.get(f"/admin/users/{sub}", headers=root)
+    assert response.status_code == 200, response.text
+    last: int | None = response.json()["last_login_at"]
+    return last
+
+
 @asynccontextmanager
 async def browser_of(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A browser of an app with settings of its own (a templates folder, say), started for it."""

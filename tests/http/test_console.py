@@ -1335,3 +1335,166 @@ async def assert_untouched(services: Services, sub: str, actors: tuple[str, ...]
     assert (await services.passwords.verify(user.password_hash, PASSWORD)).ok
     events = await services.audit.page(AuditQuery(limit=50, user=sub))
     assert [e for e in events if e.actor not in actors] == []
+
+
+# A password the policy refuses (too short), and so never to be seen again on any page.
+REFUSED_PASSWORD = "zq7Vw"
+
+
+def assert_form_again(answer: httpx.Response, status: int, sentence: str, action: str) -> None:
+    """The console's own page again, not the hosted error page: the console nav, the refusal
+    in a role=alert the form it belongs to names as its description, and the given status."""
+    text = unescape(answer.text)
+    assert answer.status_code == status, (action, answer.text)
+    assert answer.headers["content-type"].startswith("text/html")
+    assert_strict_headers(answer)
+    assert 'class="console-nav"' in answer.text, answer.text
+    assert "application you came from" not in text
+    found = re.search(r'<p class="error" id="form-error" role="alert">([^<]*)</p>', answer.text)
+    assert found and sentence in unescape(found.group(1)), (action, answer.text)
+    assert answer.text.count('id="form-error"') == 1
+    if not action.startswith("row:"):
+        method = "get" if action.startswith("GET ") else "post"
+        path = action.removeprefix("GET ")
+        form = re.search(
+            rf'<form method="{method}" action="{re.escape(path)}"[^>]*'
+            r'aria-describedby="form-error"[^>]*>\s*(?:<input type="hidden"[^>]*>)?\s*'
+            r'<p class="error" id="form-error"',
+            answer.text,
+        )
+        assert form, (action, answer.text)
+    assert REFUSED_PASSWORD not in answer.text and PASSWORD not in answer.text
+    assert NEW_PASSWORD not in answer.text
+    assert HOSTILE not in answer.text  # only escaped, where it is shown at all
+
+
+def value_of(html: str, name: str) -> str:
+    """An input's value (a textarea's text) on the page, unescaped."""
+    found = re.search(rf'<input[^>]*name="{name}"[^>]*value="([^"]*)"', html) or re.search(
+        rf'<textarea[^>]*name="{name}"[^>]*>([^<]*)</textarea>', html
+    )
+    assert found, (name, html)
+    return unescape(found.group(1))
+
+
+def ticked(html: str, name: str) -> bool:
+    found = re.search(rf'<input name="{name}" type="checkbox"( checked)?>', html)
+    assert found, (name, html)
+    return found.group(1) is not None
+
+
+async def test_every_refused_form_comes_back_with_what_was_typed_and_why(
+    client: httpx.AsyncClient, root: str, registry: Registry, services: Services
+) -> None:
+    alice = await registry.user("alice", PASSWORD)
+    assert await registry.client("svc") is not None
+    page = await console_sign_in(client)
+    token = form_token(page.text)
+
+    async def post(path: str, **fields: str) -> httpx.Response:
+        return await client.post(path, data={"csrf_token": token, **fields})
+
+    # Registering a client: a bad redirect URI, then a taken client ID.
+    typed = {"client_name": HOSTILE, "grant_types": "authorization_code", "scopes": "openid"}
+    answer = await post("/console/clients", client_id="web2", redirect_uris="not a uri", **typed)
+    assert_form_again(answer, 400, "redirect", "/console/clients")
+    assert value_of(answer.text, "client_id") == "web2"
+    assert value_of(answer.text, "client_name") == HOSTILE
+    assert value_of(answer.text, "redirect_uris") == "not a uri"
+    assert value_of(answer.text, "grant_types") == "authorization_code"
+    assert value_of(answer.text, "scopes") == "openid" and not ticked(answer.text, "public")
+    answer = await post(
+        "/console/clients", client_id="svc", public="on", redirect_uris="https://a.example/"
+    )
+    assert_form_again(answer, 409, "taken", "/console/clients")
+    assert ticked(answer.text, "public") and value_of(answer.text, "client_id") == "svc"
+
+    # Editing a client, rotating its secret.
+    edit = {"client_id": "svc", "client_name": HOSTILE, "allowed_origins": "https://o.example"}
+    answer = await post("/console/clients/edit", redirect_uris="https://a.example/#frag", **edit)
+    assert_form_again(answer, 400, "fragment", "/console/clients/edit")
+    assert value_of(answer.text, "client_name") == HOSTILE
+    assert value_of(answer.text, "redirect_uris") == "https://a.example/#frag"
+    assert value_of(answer.text, "allowed_origins") == "https://o.example"
+    answer = await post("/console/clients/rotate-secret", client_id="svc", old_secret_ttl="-5")
+    assert_form_again(answer, 400, "old_secret_ttl", "/console/clients/rotate-secret")
+    assert value_of(answer.text, "old_secret_ttl") == "-5"
+    assert value_of(answer.text, "client_name") != HOSTILE  # the other form: as stored
+
+    # Creating a user: a weak password (never shown again), a taken username.
+    profile = {"name": HOSTILE, "roles": "auditor", "scopes": "profile", "email_verified": "on"}
+    answer = await post("/console/users", username="bob", password=REFUSED_PASSWORD, **profile)
+    assert_form_again(answer, 400, "shorter than", "/console/users")
+    assert value_of(answer.text, "username") == "bob" and value_of(answer.text, "name") == HOSTILE
+    assert value_of(answer.text, "roles") == "auditor" and ticked(answer.text, "email_verified")
+    assert not ticked(answer.text, "admin")
+    assert re.search(r'<input id="password" name="password" type="password"[^>]*>', answer.text)
+    assert 'name="password" type="password" value' not in answer.text
+    answer = await post("/console/users", username="ALICE", password=NEW_PASSWORD)
+    assert_form_again(answer, 409, "is taken", "/console/users")
+    assert value_of(answer.text, "username") == "ALICE"
+
+    # A user's page: the fields, the password, the reset link (mail is off).
+    answer = await post("/console/users/edit", sub=alice, email="@", name=HOSTILE)
+    assert_form_again(answer, 400, "email must be", "/console/users/edit")
+    assert value_of(answer.text, "email") == "@" and value_of(answer.text, "name") == HOSTILE
+    answer = await post("/console/users/password", sub=alice, password=REFUSED_PASSWORD)
+    assert_form_again(answer, 400, "shorter than", "/console/users/password")
+    assert not ticked(answer.text, "revoke_sessions")  # as the operator left it
+    assert value_of(answer.text, "name") == ""  # the edit form: as stored
+    answer = await post("/console/users/reset-link", sub=alice)
+    assert_form_again(answer, 404, "Mail is off", "row:")  # not offered: above the page
+
+    # A table row's forms: the refusal above the page.
+    answer = await post("/console/users/disable", sub="nobody")
+    assert_form_again(answer, 404, "No user has this sub", "row:")
+    assert '<h1 id="heading">Users</h1>' in answer.text
+    answer = await post("/console/clients/disable", client_id=HOSTILE)
+    assert_form_again(answer, 404, "client", "row:")
+    answer = await post("/console/users/sessions/end-browser", sub=alice, id="x" * 40)
+    assert_form_again(answer, 404, "browser", "row:")
+    answer = await post("/console/users/sessions/end", sub=alice, sid="nope")
+    assert_form_again(answer, 404, "session", "row:")
+
+    # A confirmation page's form.
+    answer = await post("/console/clients/delete", client_id=HOSTILE)
+    assert_form_again(answer, 404, "client", "/console/clients/delete")
+    assert value_of(answer.text, "client_id") == HOSTILE
+
+    # Resources, registration tokens.
+    answer = await post("/console/resources", resource="not a uri", scopes=HOSTILE)
+    assert_form_again(answer, 400, "absolute URI", "/console/resources")
+    assert value_of(answer.text, "resource") == "not a uri"
+    assert value_of(answer.text, "scopes") == HOSTILE
+    answer = await post("/console/registration-tokens", ttl="5", uses="3")
+    assert_form_again(answer, 400, "lifetime", "/console/registration-tokens")
+    assert value_of(answer.text, "ttl") == "5" and value_of(answer.text, "uses") == "3"
+
+    # The search forms (GET).
+    answer = await client.get("/console/audit", params={"before": "abc", "type": HOSTILE})
+    assert_form_again(answer, 400, "whole number", "GET /console/audit")
+    assert value_of(answer.text, "type") == HOSTILE
+    answer = await client.get("/console/users", params={"q": "x" * 300})
+    assert_form_again(answer, 400, "too long", "GET /console/users")
+    assert value_of(answer.text, "q") == "x" * 300
+    answer = await client.get("/console/clients", params={"q": "y" * 300})
+    assert_form_again(answer, 400, "too long", "GET /console/clients")
+
+    # Nothing was done.
+    assert await services.users.by_username("bob") is None
+    assert await services.clients.fresh("web2") is None
+    user = await services.users.by_id(alice)
+    assert user is not None and user.profile.email is None and user.profile.name is None
+
+
+async def test_a_refused_form_speaks_german(
+    client: httpx.AsyncClient, root: str, registry: Registry
+) -> None:
+    page = await console_sign_in(client)
+    german = {"Accept-Language": "de"}
+    fields = {"csrf_token": form_token(page.text), "username": "bob", "password": "x"}
+    answer = await client.post("/console/users", data=fields, headers=german)
+    assert answer.status_code == 400 and answer.headers["content-language"] == "de"
+    assert "Das Passwort ist kürzer als" in answer.text  # the policy's sentence, translated
+    assert 'role="alert"' in answer.text and 'class="console-nav"' in answer.text
+    assert value_of(answer.text, "username") == "bob"

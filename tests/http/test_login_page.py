@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from authserver.http.sign_in import WRONG_CREDENTIALS
-from tests.conftest import ISSUER, Registry, make_settings
+from tests.conftest import ISSUER, Clock, Registry, make_settings
 from tests.http.signin import (
     CALLBACK,
     INSECURE_COOKIES,
@@ -27,6 +27,7 @@ from tests.http.signin import (
     csrf_token,
     exchange,
     form_action,
+    last_sign_in,
     query,
     sign_in,
     sign_out_form,
@@ -156,6 +157,21 @@ async def test_a_bare_sign_in_starts_a_session_that_clients_then_use(
     flow = Flow.new(WEB, prompt="none")
     answer = await authorize(client, flow.params)
     assert answer.headers["location"].startswith(CALLBACK + "?code=")
+
+
+async def test_a_sign_in_on_the_page_is_the_users_last_sign_in(
+    client: httpx.AsyncClient, alice: str, registry: Registry, spa: str, clock: Clock
+) -> None:
+    root = await admin_headers(client, registry)
+    assert await last_sign_in(client, root, alice) is None
+    async with httpx.AsyncClient(transport=client._transport, base_url=ISSUER) as other:
+        assert (await sign_in(other, "/login")).status_code == 200
+    assert await last_sign_in(client, root, alice) == clock()
+    # A wrong password is no sign-in.
+    clock.advance(60)
+    async with httpx.AsyncClient(transport=client._transport, base_url=ISSUER) as other:
+        assert (await sign_in(other, "/login", password="wrong horse")).status_code == 400
+    assert await last_sign_in(client, root, alice) == clock() - 60
 
 
 async def test_a_tampered_request_on_the_page_is_checked_again(

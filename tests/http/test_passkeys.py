@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from html import unescape
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from authserver.accounts.passkeys import StoredPasskey
 from authserver.services import Services
 from tests._webauthn import ORIGIN, Authenticator
-from tests.conftest import ISSUER, Registry, assert_oauth_error
+from tests.conftest import ISSUER, Clock, Registry, assert_oauth_error
 from tests.http.signin import (
     CALLBACK,
     INSECURE_COOKIES,
@@ -27,6 +28,7 @@ from tests.http.signin import (
     admin_headers,
     authorize,
     exchange,
+    last_sign_in,
     query,
     sign_in,
     web_client,
@@ -122,8 +124,22 @@ async def actions(engine: AsyncEngine, action: str) -> list[str]:
         return [str(row[0]) for row in rows]
 
 
+LastSignIn = Callable[[str], Awaitable[int | None]]
+
+
+@pytest.fixture
+def last(client: httpx.AsyncClient, registry: Registry, spa: str) -> LastSignIn:
+    """A user's last_login_at, asked of GET /admin/users/{sub} in a browser of its own."""
+
+    async def asked(sub: str) -> int | None:
+        async with browser(client) as admin:
+            return await last_sign_in(admin, await admin_headers(admin, registry), sub)
+
+    return asked
+
+
 async def test_a_passkey_registered_on_the_account_page_signs_in_alone(
-    client: httpx.AsyncClient, alice: str, engine: AsyncEngine
+    client: httpx.AsyncClient, alice: str, engine: AsyncEngine, last: LastSignIn, clock: Clock
 ) -> None:
     key = Authenticator()
     account = await open_account(client)
@@ -146,7 +162,9 @@ async def test_a_passkey_registered_on_the_account_page_signs_in_alone(
     assert "Laptop" in shown.text and "/account/passkeys/remove" in shown.text
     assert await actions(engine, "factor.enrolled")
 
-    # Another browser, an app's authorization request: the passkey alone signs in.
+    # Another browser, an app's authorization request: the passkey alone signs in (and is
+    # the user's last sign-in).
+    clock.advance(60)
     async with browser(client) as other:
         flow = Flow.new(WEB, scope="openid")
         login = (await authorize(other, flow.params)).headers["location"]
@@ -161,6 +179,7 @@ async def test_a_passkey_registered_on_the_account_page_signs_in_alone(
         claims = await verified_id_token(other, tokens.json()["id_token"])
         # RFC 8176: a hardware-secured key ("hwk") with user verification ("user"): two factors.
         assert claims["amr"] == ["hwk", "user", "mfa"] and claims["acr"] == "mfa"
+    assert await last(alice) == clock()
 
 
 async def test_after_the_password_a_passkey_is_the_second_step(
@@ -202,7 +221,7 @@ async def test_the_second_step_takes_only_a_passkey_of_the_user_who_typed_the_pa
 
 
 async def test_a_step_up_takes_the_passkey_of_a_user_who_has_no_other_factor(
-    client: httpx.AsyncClient, alice: str, engine: AsyncEngine
+    client: httpx.AsyncClient, alice: str, engine: AsyncEngine, last: LastSignIn, clock: Clock
 ) -> None:
     """API.md, step-up: a session signed in with the password alone, an app asking
     acr_values=mfa, and the user's only second factor a passkey: the step-up page takes it,
@@ -217,9 +236,11 @@ async def test_a_step_up_takes_the_passkey_of_a_user_who_has_no_other_factor(
     assert "data-step-up" in page.text and "Use a passkey" in page.text
     assert 'name="code"' not in page.text  # no app, no recovery codes: nothing to type
 
+    clock.advance(60)
     done, _ = await passkey_sign_in(client, asked.headers["location"], key)
 
     assert done.status_code == 200, done.text
+    assert await last(alice) == clock()  # a sign-in too: the user's last
     location = done.json()["redirect"]
     assert location.startswith(CALLBACK + "?"), location
     tokens = await exchange(client, query(location)["code"], flow)

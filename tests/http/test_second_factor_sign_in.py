@@ -30,10 +30,12 @@ from tests.http.signin import (
     PASSWORD,
     WEB,
     Flow,
+    admin_headers,
     authorize,
     csrf_token,
     exchange,
     form_action,
+    last_sign_in,
     query,
     sign_in,
     web_client,
@@ -106,6 +108,20 @@ async def test_the_password_alone_starts_no_session_and_the_code_completes_the_r
     assert "authserver_session=" in done.headers.get("set-cookie", "")
     tokens = await exchange(client, query(location)["code"], flow)
     assert tokens.status_code == 200, tokens.text
+
+
+async def test_the_code_not_the_password_alone_is_the_users_last_sign_in(
+    client: httpx.AsyncClient, secret: str, clock: Clock, registry: Registry, spa: str
+) -> None:
+    async with browser(client) as admin:
+        root = await admin_headers(admin, registry)
+    alice = (await registry.services.users.by_username("alice")).id  # type: ignore[union-attr]
+    answered = await password_step(client, Flow.new(WEB))
+    assert await last_sign_in(client, root, alice) is None
+    clock.advance(5)
+    done = await post_code(client, answered.headers["location"], code_now(secret, clock))
+    assert done.status_code == 303, done.text
+    assert await last_sign_in(client, root, alice) == clock()
 
 
 async def test_a_pending_sign_in_is_no_session_for_single_sign_on_or_the_account_page(

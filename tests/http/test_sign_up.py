@@ -19,18 +19,20 @@ from authserver.config import Settings, SettingsError
 from authserver.db.purge import purge
 from authserver.services import Services
 from tests._smtp import SmtpServer
-from tests.conftest import Clock, Registry, make_settings
+from tests.conftest import ISSUER, Clock, Registry, make_settings
 from tests.http.mailbox import link_in, mail_on, next_mail, text_part
 from tests.http.signin import (
     CALLBACK,
     INSECURE_COOKIES,
     Flow,
+    admin_headers,
     assert_strict_headers,
     browser_of,
     csrf_token,
     exchange,
     form_action,
     hidden_fields,
+    last_sign_in,
     query,
     sign_in,
     web_client,
@@ -108,6 +110,17 @@ async def test_open_signs_the_new_user_in_and_mails_a_link_that_verifies(
     assert verified.status_code == 200, verified.text
     user = await services.users.by_id(user.id)
     assert user is not None and user.profile.email_verified
+
+
+async def test_a_sign_up_that_signs_in_is_the_users_last_sign_in(
+    client: httpx.AsyncClient, registry: Registry, spa: str, clock: Clock
+) -> None:
+    root = await admin_headers(client, registry)
+    async with httpx.AsyncClient(transport=client._transport, base_url=ISSUER) as other:
+        assert (await sign_up(other)).status_code == 303
+    carol = await registry.services.users.by_username("carol")
+    assert carol is not None
+    assert await last_sign_in(client, root, carol.id) == clock()
 
 
 async def test_open_without_mail_signs_in_and_the_address_stays_unverified(
