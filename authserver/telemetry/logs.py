@@ -119,7 +119,9 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.capacity = capacity
         self._lines: list[str] = []
         self._writer: threading.Thread | None = None
-        self._closed = threading.Event()
+        # Not `_closed`: logging.Handler.close() sets that name to True, which the writer then
+        # met instead of this event ("'bool' object has no attribute 'wait'").
+        self._stop_writer = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
         # Called with self.lock held (Handler.handle).
@@ -157,7 +159,7 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.release()
 
     def close(self) -> None:
-        self._closed.set()
+        self._stop_writer.set()
         self.flush()
         super().close()
 
@@ -168,7 +170,7 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.stream.flush()
 
     def _write_periodically(self) -> None:
-        while not self._closed.wait(self.interval):
+        while not self._stop_writer.wait(self.interval):
             try:
                 self.flush()
             except (OSError, ValueError):

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import logging.config
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -368,3 +369,25 @@ def test_a_line_orjson_refuses_is_still_written_whole(value: object) -> None:
 
     assert line["msg"] == "odd x"
     assert line["detail"] == value
+
+
+def test_closing_the_handler_while_its_writer_runs_stops_the_writer_cleanly() -> None:
+    # logging.Handler.close() sets its own `_closed = True`; the writer once kept its stop
+    # event under that name, so a writer between two waits met a bool and died with
+    # "'bool' object has no attribute 'wait'" (seen when a test server shut down under load).
+    failures: list[BaseException | None] = []
+    hook = threading.excepthook
+    threading.excepthook = lambda args: failures.append(args.exc_value)
+    try:
+        for _ in range(200):
+            handler = BatchedStreamHandler(io.StringIO(), interval=0.00001)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            handler.emit_line("GET /one 200", batched=True)  # starts the writer
+            time.sleep(0.0005)
+            handler.close()
+            assert handler._writer is not None
+            handler._writer.join(timeout=2)
+            assert not handler._writer.is_alive()
+    finally:
+        threading.excepthook = hook
+    assert failures == []
