@@ -35,6 +35,7 @@ from playwright.sync_api import (
 
 from authserver_verify.dpop import Nonces
 from tests._dpop import DPoPKey
+from tests._locks import machine_lock
 from tests.e2e.servers import (
     CLIENT_ID,
     PASSWORD,
@@ -68,17 +69,18 @@ TIMEOUT_MS = 15_000
 @pytest.fixture(scope="session")
 def chromium() -> Path:
     """Debian's Chromium: installed here in CI (we are root there), else the test is skipped."""
-    if not CHROMIUM.exists() and os.environ.get("CI"):
-        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-            subprocess.run(
-                command,
-                check=True,
-                timeout=900,
-                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                stdout=subprocess.DEVNULL,
-            )
-        if not CHROMIUM.exists():
-            pytest.fail(f"apt-get install chromium did not provide {CHROMIUM}")
+    with machine_lock("apt"):  # one apt-get at a time; the next worker finds it there
+        if not CHROMIUM.exists() and os.environ.get("CI"):
+            for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+                subprocess.run(
+                    command,
+                    check=True,
+                    timeout=900,
+                    env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                    stdout=subprocess.DEVNULL,
+                )
+            if not CHROMIUM.exists():
+                pytest.fail(f"apt-get install chromium did not provide {CHROMIUM}")
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; CI installs it itself)")
     return CHROMIUM
