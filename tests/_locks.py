@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
+import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 
 @contextlib.contextmanager
@@ -22,3 +26,23 @@ def machine_lock(name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def apt_get_install(present: Callable[[], bool], *packages: str, timeout: float) -> None:
+    """In CI (which runs as root), `apt-get install`s the packages unless `present()`; an install
+    that fails or leaves it missing fails the test. Elsewhere the caller skips when missing."""
+    with machine_lock("apt"):  # one apt-get at a time; the next worker finds it there
+        if present() or not os.environ.get("CI"):
+            return
+        for command in (["apt-get", "update"], ["apt-get", "install", "-y", *packages]):
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                timeout=timeout,
+            )
+            if done.returncode != 0:
+                pytest.fail(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}{done.stderr}")
+        if not present():
+            pytest.fail(f"apt-get install {' '.join(packages)} did not provide what is needed")
