@@ -35,6 +35,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests._locks import apt_get_install
 from tests._postgres import _pg_bindir, free_loopback_port
 
 PATRONI, ETCD = Path("/usr/bin/patroni"), Path("/usr/bin/etcd")
@@ -49,20 +50,9 @@ SCOPE = "authserver-ha"  # the cluster's name in etcd
 
 
 def ensure_installed() -> None:
-    if not (PATRONI.exists() and ETCD.exists()) and os.environ.get("CI"):
-        for command in (
-            ["apt-get", "update"],
-            ["apt-get", "install", "-y", "patroni", "etcd-server"],
-        ):
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                timeout=600,
-            )
-            if done.returncode != 0:
-                pytest.fail(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}{done.stderr}")
+    apt_get_install(
+        lambda: PATRONI.exists() and ETCD.exists(), "patroni", "etcd-server", timeout=600
+    )
     if not (PATRONI.exists() and ETCD.exists()):
         pytest.skip("patroni or etcd is missing (apt-get install patroni etcd-server)")
 

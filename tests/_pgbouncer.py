@@ -26,6 +26,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests._locks import apt_get_install
+
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
 SERVER_CONNECTIONS = 4  # per database and user: fewer than any one instance's pool
 # Pooled URL -> the direct URL of the same database, for make_settings and instance_env.
@@ -38,17 +40,7 @@ def direct_url_for(url: str) -> str | None:
 
 
 def ensure_pgbouncer() -> Path:
-    if not PGBOUNCER.exists() and os.environ.get("CI"):
-        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "pgbouncer"]):
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                timeout=300,
-            )
-            if done.returncode != 0:
-                pytest.fail(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}{done.stderr}")
+    apt_get_install(PGBOUNCER.exists, "pgbouncer", timeout=300)
     if not PGBOUNCER.exists():
         pytest.skip(f"{PGBOUNCER} is missing (apt-get install pgbouncer; CI installs it itself)")
     return PGBOUNCER

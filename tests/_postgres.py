@@ -6,6 +6,10 @@ cluster made with the initdb/pg_ctl found on this machine. Outside CI, with none
 the Postgres tests are skipped; in CI that is an error, so a broken setup cannot pass quietly.
 A throwaway cluster that fails to start is an error everywhere, with the output that says why.
 
+Under pytest-xdist each worker (PYTEST_XDIST_WORKER, e.g. gw0) has a database of its own: the
+caller's URL gives the server and the name, the worker makes `<name>_gw0` beside it and drops it
+afterwards; the other ways already make a fresh database per process.
+
 Call it from synchronous code (e.g. a session-scoped sync fixture): it runs its own event loop.
 """
 
@@ -39,6 +43,11 @@ def postgres_database() -> Iterator[str | None]:
     """Yields an SQLAlchemy URL 'postgresql+asyncpg://...' of a fresh, empty database, dropped
     afterwards; None when no Postgres can be had outside CI."""
     if url := os.environ.get("AUTHSERVER_TEST_DATABASE_URL"):
+        if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+            # Two workers in one database would empty each other's tables mid-test.
+            with _worker_database(url, worker) as own:
+                yield own
+            return
         yield url  # the caller made it and will drop it
         return
     probe = os.environ.get("AUTHSERVER_TEST_PG_PROBE", "127.0.0.1:5432")
@@ -59,9 +68,11 @@ def postgres_database() -> Iterator[str | None]:
     yield None
 
 
-async def _execute(host: str, port: int, sql: str) -> None:
+async def _execute(
+    host: str, port: int, sql: str, user: str = "postgres", password: str | None = None
+) -> None:
     conn = await asyncpg.connect(
-        host=host, port=port, user="postgres", database="postgres", timeout=3
+        host=host, port=port, user=user, password=password, database="postgres", timeout=3
     )
     try:
         await conn.execute(sql)
@@ -103,6 +114,26 @@ def scratch_database(server_url: str, label: str = "") -> Iterator[str]:
     finally:
         # FORCE: a leaked pool connection must not keep the database alive.
         asyncio.run(_execute(host, port, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
+def _worker_database(url: str, worker: str) -> Iterator[str]:
+    """`url`'s database name with `_<worker>` appended, made on the same server as the same user
+    (dropped first if a killed run left it), dropped afterwards."""
+    parts = urlsplit(url)
+    name = f"{parts.path.lstrip('/')}_{worker}"
+    host, port = parts.hostname or "127.0.0.1", parts.port or 5432
+    user, password = parts.username or "postgres", parts.password
+
+    def execute(sql: str) -> None:
+        asyncio.run(_execute(host, port, sql, user, password))
+
+    execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _pg_bindir() -> Path | None:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._locks import machine_lock
+
 
 def unavailable(reason: str) -> None:
     if os.environ.get("CI"):
@@ -38,15 +40,17 @@ def install(folder: Path) -> str:
     if node is None or npm is None:
         unavailable("node and npm are needed for the npm packages of " + folder.name)
     assert node is not None and npm is not None
-    if not installed(folder):
-        result = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if result.returncode != 0:
-            unavailable(f"npm ci failed in {folder}: {result.stderr.strip()[-500:]}")
+    # `npm ci` first empties node_modules: another worker must not read it meanwhile.
+    with machine_lock("npm"):
+        if not installed(folder):
+            result = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            if result.returncode != 0:
+                unavailable(f"npm ci failed in {folder}: {result.stderr.strip()[-500:]}")
     return node

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from playwright.sync_api import (
 
 from authserver_verify.dpop import Nonces
 from tests._dpop import DPoPKey
+from tests._locks import apt_get_install
 from tests.e2e.servers import (
     CLIENT_ID,
     PASSWORD,
@@ -68,17 +67,7 @@ TIMEOUT_MS = 15_000
 @pytest.fixture(scope="session")
 def chromium() -> Path:
     """Debian's Chromium: installed here in CI (we are root there), else the test is skipped."""
-    if not CHROMIUM.exists() and os.environ.get("CI"):
-        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-            subprocess.run(
-                command,
-                check=True,
-                timeout=900,
-                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                stdout=subprocess.DEVNULL,
-            )
-        if not CHROMIUM.exists():
-            pytest.fail(f"apt-get install chromium did not provide {CHROMIUM}")
+    apt_get_install(CHROMIUM.exists, "chromium", timeout=900)
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; CI installs it itself)")
     return CHROMIUM

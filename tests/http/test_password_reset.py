@@ -32,6 +32,8 @@ from tests.http.signin import (
 OLD = "correct horse"
 NEW = "a brand new battery staple"
 ADDRESS = "alice@example.test"
+# Rounds of 50 tries of each kind at most, in the test that times them.
+ROUNDS = 5
 
 
 @pytest.fixture
@@ -144,17 +146,21 @@ async def test_a_link_dies_when_it_is_too_old(
 
 
 async def test_an_unknown_address_gets_the_same_page_and_no_mail(
-    client: httpx.AsyncClient, smtp: SmtpServer, alice: str, engine: AsyncEngine
+    client: httpx.AsyncClient,
+    smtp: SmtpServer,
+    alice: str,
+    engine: AsyncEngine,
+    settings: Settings,
+    clock: Clock,
 ) -> None:
     known = await ask_for_link(client, ADDRESS)
     unknown = await ask_for_link(client, "nobody@example.test")
 
     assert (known.status_code, known.content) == (unknown.status_code, unknown.content)
     await next_mail(smtp)
-    await anyio.sleep(0.3)
-    async with engine.connect() as conn:
-        waiting = (await conn.execute(text("SELECT count(*) FROM reset_requests"))).scalar()
-    assert waiting == 0  # both resolved
+    # Both requests resolved and every queued mail delivered (a fixed wait was too short on a
+    # loaded machine): a mail to the unknown address would have arrived by then.
+    await settled(engine, mail_sender(settings, engine, clock))
     assert len(smtp.received) == 1
 
 
@@ -228,7 +234,7 @@ async def test_known_and_unknown_addresses_take_the_same_time(
     bodies: dict[str, set[bytes]] = {"known": set(), "unknown": set()}
     # Interleaved, so that anything slowing the machine meanwhile slows both alike; the
     # address throttle is emptied between tries (only the page's own work is timed).
-    for n in range(50):
+    for n in range(ROUNDS * 50):
         tries = [("known", ADDRESS), ("unknown", f"nobody{n % 3}@example.test")]
         for kind, email in tries if n % 2 else reversed(tries):  # neither always goes first
             await clear_page_limits(engine)
@@ -243,12 +249,22 @@ async def test_known_and_unknown_addresses_take_the_same_time(
             # so that it slows neither the next try nor only one kind of them.
             await settled(engine, sender)
         await next_mail(smtp, n + 1)
+        # Work done for a known address only would show in every round. What else the machine
+        # does (another test worker, another process) only ever adds time, and thins out of
+        # the fastest answers as rounds add tries: one round of 50 was not enough at load 10.
+        if n % 50 == 49 and apart(times) < 0.05:
+            break
     assert bodies["known"] == bodies["unknown"] and len(bodies["known"]) == 1
-    # The fastest fifth of each kind: anything else the machine does (another process, a
-    # collection) only ever adds time, so the quickest answers are the page's own work. Medians
-    # were not: on a loaded machine they were twice the quickest and 5-20 % apart either way.
+    assert apart(times) < 0.05, {kind: sorted(times[kind])[:10] for kind in times}
+
+
+def apart(times: dict[str, list[float]]) -> float:
+    """How far apart the fastest ten answers of each kind are, relative to the quicker kind.
+    The fastest: anything else the machine does (another process, a collection) only ever adds
+    time, so the quickest answers are the page's own work. Medians were not: on a loaded
+    machine they were twice the quickest and 5-20 % apart either way."""
     known, unknown = (statistics.mean(sorted(times[kind])[:10]) for kind in ("known", "unknown"))
-    assert abs(known - unknown) / min(known, unknown) < 0.05, (known, unknown)
+    return abs(known - unknown) / min(known, unknown)
 
 
 async def clear_page_limits(engine: AsyncEngine) -> None:
