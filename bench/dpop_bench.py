@@ -47,6 +47,7 @@ from typing import Any
 
 import httpx
 import jwt
+from cpu_budget import TICK, cpu_ticks  # bench/ is on sys.path: this file runs as a script
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -97,19 +98,6 @@ async def seed(database: str, keys_dir: Path) -> str:
     await engine.dispose()
     assert secret is not None
     return secret
-
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of one process, in clock ticks (fields 14 and 15 of /proc/PID/stat)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return 0
-    fields = stat.rpartition(")")[2].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def server_pids(url: str) -> list[int]:

@@ -20,7 +20,7 @@ from authserver.audit import AuditEvent
 from authserver.db.audit import append_audit
 from authserver.db.columns import family_id, stored_hash
 from authserver.db.direct import fetch_row
-from authserver.db.dpop import FIRST_USE, FIRST_USE_CTE, PROVED, proof_params
+from authserver.db.dpop import FIRST_USE, fetch_proved, proof_params, proved
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.predicates import login_session_live, user_enabled
 from authserver.tokens.authorization_codes import (
@@ -129,13 +129,8 @@ _EXCHANGE_CTES = f"""spent AS (
 )"""
 _EXCHANGE_POSTGRES = text(f"WITH {_EXCHANGE_CTES.format(proved='')}\nSELECT {_COLUMNS} FROM spent")
 
-# ... with a DPoP proof: its jti recorded in the same statement, the code spent only when
-# that was its first use (as db/families.py's rotation; the one row tells the two apart).
-_EXCHANGE_PROVED_POSTGRES = text(f"""
-WITH {FIRST_USE_CTE}, {_EXCHANGE_CTES.format(proved=PROVED)}
-SELECT EXISTS (SELECT 1 FROM proof) AS first_use, s.*
-FROM (VALUES (1)) AS one LEFT JOIN spent AS s ON TRUE
-""")
+# ... with a DPoP proof: its jti recorded in the same statement (db/dpop.py).
+_EXCHANGE_PROVED_POSTGRES = proved(_EXCHANGE_CTES)
 
 
 class _Refused(Exception):
@@ -220,13 +215,9 @@ class SqlCodeStore:
             if first_use is None:
                 row = await fetch_row(self._engine, _EXCHANGE_POSTGRES, params)
                 return None if row is None else _code(row)
-            params.update(proof_params(first_use))
-            row = await fetch_row(self._engine, _EXCHANGE_PROVED_POSTGRES, params)
-            assert row is not None  # one row, always
-            first_use.recorded = True
-            if not row["first_use"]:
-                raise replayed()
-            return None if row["client_id"] is None else _code(row)
+            statement = _EXCHANGE_PROVED_POSTGRES
+            row = await fetch_proved(self._engine, statement, params, first_use, "client_id")
+            return None if row is None else _code(row)
         first_use = redemption.first_use
         code: AuthorizationCode | None = None
         try:

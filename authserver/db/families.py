@@ -17,7 +17,7 @@ from authserver.db.audit import append_audit
 from authserver.db.columns import family_id as read_family_id
 from authserver.db.columns import family_key, stored_hash
 from authserver.db.direct import fetch_row
-from authserver.db.dpop import FIRST_USE, FIRST_USE_CTE, PROVED, proof_params
+from authserver.db.dpop import FIRST_USE, fetch_proved, proof_params, proved
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import FamilyRow
 from authserver.db.predicates import client_enabled, client_may_refresh, user_enabled
@@ -76,15 +76,8 @@ _SPEND_CTES = f"""spent AS (
 )"""
 _SPEND_POSTGRES = text(f"WITH {_SPEND_CTES.format(proved='')}\nSELECT * FROM spent")
 
-# ... with a DPoP proof: its jti recorded in the same statement (db/dpop.py's FIRST_USE_CTE),
-# the spend only when that was its first use. The one row tells a used jti (first_use false,
-# nothing spent) from a refused token (first_use true, no family: the jti recorded all the
-# same, as a proof checked before the grant was).
-_SPEND_PROVED_POSTGRES = text(f"""
-WITH {FIRST_USE_CTE}, {_SPEND_CTES.format(proved=PROVED)}
-SELECT EXISTS (SELECT 1 FROM proof) AS first_use, s.*
-FROM (VALUES (1)) AS one LEFT JOIN spent AS s ON TRUE
-""")
+# ... with a DPoP proof: its jti recorded in the same statement (db/dpop.py).
+_SPEND_PROVED_POSTGRES = proved(_SPEND_CTES)
 
 
 # The family a token may still rotate in: alive, the client's, its user enabled, and, when
@@ -320,13 +313,8 @@ class SqlFamilyStore:
             if first_use is None:
                 row = await fetch_row(self._engine, _SPEND_POSTGRES, params)
                 return _spent(row) if row else None
-            params.update(proof_params(first_use))
-            row = await fetch_row(self._engine, _SPEND_PROVED_POSTGRES, params)
-            assert row is not None  # one row, always
-            first_use.recorded = True
-            if not row["first_use"]:
-                raise replayed()
-            return None if row["id"] is None else _spent(row)
+            row = await fetch_proved(self._engine, _SPEND_PROVED_POSTGRES, params, first_use, "id")
+            return None if row is None else _spent(row)
         async with self._engine.begin() as conn:
             # BEGIN IMMEDIATE holds the write lock: the jti recorded with the spend, one commit.
             proof = None if first_use is None else proof_params(first_use)
