@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests._dpop import DPoPKey
 from tests.conftest import Registry, assert_oauth_error
-from tests.http.signin import CALLBACK, INSECURE_COOKIES, Flow, code_for, web_client
+from tests.http.signin import (
+    CALLBACK,
+    INSECURE_COOKIES,
+    Flow,
+    admin_headers,
+    code_for,
+    web_client,
+)
 from tests.http.test_dpop_token import dpop_login, refresh
 
 
@@ -125,3 +132,27 @@ async def test_the_jti_commits_in_the_grants_own_transaction(
     assert response.status_code == 200, response.text
     (rotation,) = await _xmins(engine, "dpop_proofs") - proofs
     assert rotation in await _xmins(engine, "refresh_tokens") - tokens
+
+
+async def test_an_exchange_refused_for_a_user_disabled_since_spends_its_proof(
+    client: httpx.AsyncClient, registry: Registry, spa: str
+) -> None:
+    """Postgres refuses it inside the exchange's statement; SQLite rolls its transaction back,
+    and the jti is recorded apart."""
+    alice = await registry.user("alice", "correct horse")
+    await web_client(registry)
+    secret = await registry.client("svc")
+    assert secret is not None
+    flow = Flow.new()
+    code = await code_for(client, flow)
+    root = await admin_headers(client, registry)
+    assert (await client.post(f"/admin/users/{alice}/disable", headers=root)).status_code == 204
+    fields = {"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
+              "code_verifier": flow.verifier, "client_id": "web"}  # fmt: skip
+    headers = DPoPKey().header()
+    refused = await client.post("/token", data=fields, headers=headers)
+    assert_oauth_error(refused, 400, "invalid_grant")
+    # The same proof for another grant: used already.
+    data = {"grant_type": "client_credentials"}
+    again = await client.post("/token", data=data, auth=("svc", secret), headers=headers)
+    assert_oauth_error(again, 400, "invalid_dpop_proof")
