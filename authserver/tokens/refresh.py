@@ -136,8 +136,9 @@ class FamilyStore(Protocol):
         None when any of that fails.
 
         With `first_use`, records the DPoP proof's jti in the same transaction (as
-        `ProofStore.first_use` would, and so even when the spend fails) and spends only if it
-        was the jti's first use: else raises InvalidDPoPProof, nothing spent."""
+        `ProofStore.first_use` would, and so even when the spend fails; then sets
+        `first_use.recorded`) and spends only if it was the jti's first use: else raises
+        InvalidDPoPProof, nothing spent."""
         ...
 
     async def spend_successor(
