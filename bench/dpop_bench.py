@@ -21,6 +21,10 @@ The proofs (ES256, PyJWT) are made before each DPoP turn, outside its clock, so 
 signing does not take the shared cores from the server; a pool that runs dry is topped up inline
 and counted. Requests/s count 200s; anything else is an error and printed.
 
+With each rate, the CPU time (utime + stime, /proc/PID/stat) the turn cost the server's
+process and the database's Postgres backends, per 200: on a shared machine this holds up far
+better than the rate. `--grants refresh` runs the refresh turns only.
+
 Part 2, in process, one thread: `authserver_verify.dpop.check_proof` on `--checks` distinct
 proofs (with the ReplayCache a service keeps), per second, for ES256 and EdDSA, next to its
 ceiling: a bare signature verify of the same alg with the key already parsed (cryptography).
@@ -43,12 +47,14 @@ from typing import Any
 
 import httpx
 import jwt
+from cpu_budget import TICK, cpu_ticks  # bench/ is on sys.path: this file runs as a script
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import authserver
 from authserver.app import build_services
 from authserver.config import load_settings
 from authserver.db import migrate
@@ -92,6 +98,43 @@ async def seed(database: str, keys_dir: Path) -> str:
     await engine.dispose()
     assert secret is not None
     return secret
+
+
+def server_pids(url: str) -> list[int]:
+    """The `authserver serve --port N` process serving `url`, and its children."""
+    port = url.rsplit(":", 1)[1].encode()
+    found: list[int] = []
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            parents[int(entry.name)] = int(
+                (entry / "stat").read_text().rpartition(")")[2].split()[1]
+            )
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if b"serve" in args and b"--port" in args and port in args:
+            found.append(int(entry.name))
+    found += [pid for pid, parent in parents.items() if parent in found]
+    return found
+
+
+async def backend_ticks(database: str) -> dict[int, int]:
+    """CPU ticks of every Postgres backend connected to `database` (the server's pool)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        name = database.rsplit("/", 1)[1]
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+    finally:
+        await conn.close()
+    return {row["pid"]: cpu_ticks(row["pid"]) for row in rows}
 
 
 class Turn:
@@ -145,6 +188,8 @@ class Proofs:
 
 
 async def http_part(args: argparse.Namespace, url: str, secret: str) -> None:
+    pids = server_pids(url)
+    assert pids, f"no server process found for {url}"
     limits = httpx.Limits(max_connections=args.concurrency)
     async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=30, limits=limits) as http:
         cc_form = {"grant_type": "client_credentials", "client_id": "svc", "client_secret": secret}
@@ -187,17 +232,25 @@ async def http_part(args: argparse.Namespace, url: str, secret: str) -> None:
                 return answer
 
             timed = Turn()
+            server_before = sum(cpu_ticks(pid) for pid in pids)
+            pg_before = await backend_ticks(args.database)
             rate = await timed.run(request, args.concurrency, args.seconds)
+            server = sum(cpu_ticks(pid) for pid in pids) - server_before
+            pg_after = await backend_ticks(args.database)
+            pg = sum(ticks - pg_before.get(pid, 0) for pid, ticks in pg_after.items())
+            per = 1e6 / TICK / max(timed.ok, 1)
             if not bound:
                 expected[grant] = max(rate, 1.0)
             name = f"{grant} {'DPoP' if bound else 'Bearer'}"
             inline = f"   (proofs made inline: {proofs.inline})" if proofs and proofs.inline else ""
-            print(timed.line(name, rate) + inline, flush=True)
+            cpu = f"   CPU/req server {server * per:5.0f} µs  postgres {pg * per:5.0f} µs"
+            load = "   load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+            print(timed.line(name, rate) + cpu + load + inline, flush=True)
             for error, count in timed.errors.items():
                 print(f"    {count} x {error}")
 
         for _ in range(args.rounds):
-            for grant in ("client_credentials", "refresh"):
+            for grant in args.grants.split(","):
                 await turn(grant, False)
                 await turn(grant, True)
 
@@ -256,12 +309,15 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--checks", type=int, default=3000)
     parser.add_argument("--check-rounds", type=int, default=7)
+    parser.add_argument("--grants", default="client_credentials,refresh")
+    parser.add_argument("--no-checks", action="store_true", help="skip part 2")
     args = parser.parse_args()
     if args.seconds > 45:
         parser.error("--seconds at most 45: a proof made ahead must still be in the 60 s window")
     print(
         f"command: python bench/dpop_bench.py --seconds {args.seconds:g} --rounds {args.rounds} "
-        f"--concurrency {args.concurrency} --checks {args.checks}"
+        f"--concurrency {args.concurrency} --checks {args.checks} --grants {args.grants}"
+        + (" --no-checks" if args.no_checks else "")
     )
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
@@ -269,7 +325,9 @@ async def main() -> None:
         + " ".join(f"{x:.2f}" for x in os.getloadavg()),
         flush=True,
     )
-    check_part(args)
+    print(f"code: {Path(authserver.__file__).parent}", flush=True)
+    if not args.no_checks:
+        check_part(args)
     with tempfile.TemporaryDirectory() as tmp:
         keys_dir, logs = Path(tmp) / "keys", Path(tmp)
         secret = await seed(args.database, keys_dir)

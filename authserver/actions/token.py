@@ -15,6 +15,7 @@ from authserver.errors import (
     ForbiddenOrigin,
     InvalidDPoPProof,
     InvalidRequest,
+    OAuthError,
     UnsupportedGrantType,
     UseDPoPNonce,
 )
@@ -35,34 +36,62 @@ async def issue(services: Services, request: GrantRequest) -> TokenResponse:
     named = await named_client(services, client_id, address=request.address) if client_id else None
     if grant_type in COOKIE_GRANTS:
         _require_allowed_origin(services, request, named)
-    request = await _with_dpop(services, request, named)
-    return await handler(services, request, named)
+    request = await _with_dpop(services, request, named, fold=grant_type in FOLDED_PROOF)
+    first_use = request.dpop_first_use
+    if first_use is None:
+        return await handler(services, request, named)
+    try:
+        return await handler(services, request, named)
+    except dpop.InvalidDPoPProof as exc:  # the grant's write found the jti used
+        raise InvalidDPoPProof(detail=exc.detail) from None
+    except OAuthError:
+        if not first_use.recorded:
+            # Refused before its write (the client, the scope, the verifier): the proof is
+            # spent all the same, as it would have been before the grant ran.
+            await _record_apart(services, first_use)
+        raise
+
+
+# The grants that record the proof's jti in their own write (one statement on Postgres): the
+# refresh's rotation and the code exchange. The others write nothing (client_credentials) or
+# start a family the jti check must precede (password): theirs is recorded before they run.
+FOLDED_PROOF = frozenset({"refresh_token", "authorization_code"})
 
 
 async def _with_dpop(
-    services: Services, request: GrantRequest, client: Client | None
+    services: Services, request: GrantRequest, client: Client | None, *, fold: bool
 ) -> GrantRequest:
     """RFC 9449 §5: with a DPoP header, every grant binds its tokens to the proof's key (the
-    proof checked as §4.3 says, its jti spent on every instance); a client registered with
-    `dpop_bound_access_tokens` must send one."""
+    proof checked as §4.3 says, its jti spent on every instance: now, or with `fold` by the
+    grant's own write); a client registered with `dpop_bound_access_tokens` must send one."""
     if request.dpop is None:
         if client is not None and client.dpop_bound_access_tokens:
             raise InvalidDPoPProof("A DPoP proof is required.", detail="client requires DPoP")
         return request
+    now = services.clock()
     try:
-        proof = await dpop.check_proof(
-            services.dpop_proofs,
+        proof = dpop.checked_proof(
             request.dpop,
             method="POST",
             url=request.dpop_url,
-            now=services.clock(),
+            now=now,
             nonces=services.dpop_nonces,
         )
     except dpop.UseDPoPNonce as exc:
         raise UseDPoPNonce(detail=exc.detail) from None
     except dpop.InvalidDPoPProof as exc:
         raise InvalidDPoPProof(detail=exc.detail) from None
-    return replace(request, dpop_jkt=proof.jkt)
+    first_use = dpop.FirstUse(proof.replay_key, proof.expires_at, now)
+    if not fold:
+        await _record_apart(services, first_use)
+        return replace(request, dpop_jkt=proof.jkt)
+    return replace(request, dpop_jkt=proof.jkt, dpop_first_use=first_use)
+
+
+async def _record_apart(services: Services, first_use: dpop.FirstUse) -> None:
+    """The jti in a transaction of its own; invalid_dpop_proof when it was used already."""
+    if not await services.dpop_proofs.first_use(first_use.key, first_use.expires_at, first_use.now):
+        raise InvalidDPoPProof(detail=dpop.replayed().detail) from None
 
 
 # The grants whose answer may set the refresh cookie (a client with refresh_delivery cookie).

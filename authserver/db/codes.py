@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authserver.audit import AuditEvent
 from authserver.db.audit import append_audit
 from authserver.db.columns import family_id, stored_hash
 from authserver.db.direct import fetch_row
+from authserver.db.dpop import FIRST_USE, fetch_proved, proof_params, proved
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.predicates import login_session_live, user_enabled
 from authserver.tokens.authorization_codes import (
@@ -28,6 +29,7 @@ from authserver.tokens.authorization_codes import (
     StoredCode,
     redeemed_event,
 )
+from authserver.tokens.dpop import replayed
 from authserver.tokens.scopes import EVERY_USER_HOLDS
 
 _COLUMNS = """client_id, user_id, login_session_id, redirect_uri, redirect_uri_given,
@@ -92,8 +94,7 @@ VALUES (:token_hash, :family_id, NULL, :issued_at, :expires_at)
 # EXISTS fails, the UPDATE matches nothing and the code stays as it was. A racing exchange of
 # the same code waits on the code's row and then finds it used. The family, its first token
 # and the audit rows are written only from the spent row, so all of it or none is stored.
-_EXCHANGE_POSTGRES = text(f"""
-WITH spent AS (
+_EXCHANGE_CTES = f"""spent AS (
     UPDATE authorization_codes AS c SET used_at = :now, family_id = :family_id
     WHERE c.code_hash = :code_hash AND c.used_at IS NULL AND c.expires_at > :now
       AND {_BOUND_AS_PRESENTED}
@@ -103,6 +104,7 @@ WITH spent AS (
       AND EXISTS (SELECT 1 FROM login_sessions AS s
                   WHERE s.id = c.login_session_id AND {login_session_live("s")}
                   FOR SHARE)
+      {{proved}}
     RETURNING {_COLUMNS}
 ), family AS (
     INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
@@ -124,9 +126,11 @@ WITH spent AS (
            json_build_object('client_id', client_id, 'scope', scope)::text, user_id,
            :audit_family
     FROM spent
-)
-SELECT {_COLUMNS} FROM spent
-""")
+)"""
+_EXCHANGE_POSTGRES = text(f"WITH {_EXCHANGE_CTES.format(proved='')}\nSELECT {_COLUMNS} FROM spent")
+
+# ... with a DPoP proof: its jti recorded in the same statement (db/dpop.py).
+_EXCHANGE_PROVED_POSTGRES = proved(_EXCHANGE_CTES)
 
 
 class _Refused(Exception):
@@ -207,41 +211,64 @@ class SqlCodeStore:
                 "audit_family": redemption.family_id,
                 "dpop_jkt": redemption.dpop_jkt,
             }
-            row = await fetch_row(self._engine, _EXCHANGE_POSTGRES, params)
+            first_use = redemption.first_use
+            if first_use is None:
+                row = await fetch_row(self._engine, _EXCHANGE_POSTGRES, params)
+                return None if row is None else _code(row)
+            statement = _EXCHANGE_PROVED_POSTGRES
+            row = await fetch_proved(self._engine, statement, params, first_use, "client_id")
             return None if row is None else _code(row)
+        first_use = redemption.first_use
+        code: AuthorizationCode | None = None
         try:
             async with self._engine.begin() as conn:
+                # BEGIN IMMEDIATE holds the write lock: the jti recorded with the exchange (or
+                # alone, when the code is not spent; not when _Refused rolls it all back).
+                proof = None if first_use is None else proof_params(first_use)
+                if proof is not None and (await conn.execute(FIRST_USE, proof)).first() is None:
+                    raise replayed()
                 spent = (await conn.execute(_SPEND, spend)).first()
-                if spent is None:
-                    return None
-                code = _code(spent._mapping)
-                ids = {"user_id": code.user_id, "login_session_id": code.login_session_id}
-                user = (await conn.execute(self._user, ids)).first()
-                if user is None or not _holds(user.scopes, code.scope):
-                    raise _Refused
-                live = {**ids, "now": redemption.now}
-                if (await conn.execute(self._session, live)).first() is None:
-                    raise _Refused
-                await conn.execute(
-                    _INSERT_FAMILY,
-                    {
-                        **ids,
-                        "id": redemption.family_id,
-                        "client_id": code.client_id,
-                        "scope": code.scope,
-                        "created_at": redemption.now,
-                        "expires_at": redemption.family_expires_at,
-                        "resources": _joined(code.resources),
-                        "amr": " ".join(code.amr),
-                        "auth_time": code.auth_time,
-                        "dpop_jkt": redemption.dpop_jkt,
-                    },
-                )
-                await conn.execute(_INSERT_TOKEN, token)
-                event = redeemed_event(code, redemption.family_id, code.client_id, redemption.now)
-                await append_audit(conn, [event])
+                if spent is not None:
+                    code = await self._start(conn, redemption, _code(spent._mapping), token)
         except _Refused:
             return None
+        if first_use is not None:
+            first_use.recorded = True
+        return code
+
+    async def _start(
+        self,
+        conn: AsyncConnection,
+        redemption: Redemption,
+        code: AuthorizationCode,
+        token: dict[str, Any],
+    ) -> AuthorizationCode:
+        """SQLite: the family the spent `code` starts, or _Refused."""
+        ids = {"user_id": code.user_id, "login_session_id": code.login_session_id}
+        user = (await conn.execute(self._user, ids)).first()
+        if user is None or not _holds(user.scopes, code.scope):
+            raise _Refused
+        live = {**ids, "now": redemption.now}
+        if (await conn.execute(self._session, live)).first() is None:
+            raise _Refused
+        await conn.execute(
+            _INSERT_FAMILY,
+            {
+                **ids,
+                "id": redemption.family_id,
+                "client_id": code.client_id,
+                "scope": code.scope,
+                "created_at": redemption.now,
+                "expires_at": redemption.family_expires_at,
+                "resources": _joined(code.resources),
+                "amr": " ".join(code.amr),
+                "auth_time": code.auth_time,
+                "dpop_jkt": redemption.dpop_jkt,
+            },
+        )
+        await conn.execute(_INSERT_TOKEN, token)
+        event = redeemed_event(code, redemption.family_id, code.client_id, redemption.now)
+        await append_audit(conn, [event])
         return code
 
 

@@ -17,9 +17,11 @@ from authserver.db.audit import append_audit
 from authserver.db.columns import family_id as read_family_id
 from authserver.db.columns import family_key, stored_hash
 from authserver.db.direct import fetch_row
+from authserver.db.dpop import FIRST_USE, fetch_proved, proof_params, proved
 from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import FamilyRow
 from authserver.db.predicates import client_enabled, client_may_refresh, user_enabled
+from authserver.tokens.dpop import FirstUse, replayed
 from authserver.tokens.refresh import Family, Session, Spent, TokenState, family_revoked
 from authserver.tokens.scopes import still_held
 
@@ -56,8 +58,7 @@ _KEY_MATCHES = "(f.dpop_jkt IS NULL OR f.dpop_jkt = CAST(:jkt AS VARCHAR))"
 # waits for the winner, re-checks `spent_at IS NULL` on the new row version, and matches nothing.
 # The user's and the client's rows are joined (primary-key probes, as EXISTS would be), so the
 # scopes it returns are the ones this statement saw enabled: one snapshot, no second read.
-_SPEND_POSTGRES = text(f"""
-WITH spent AS (
+_SPEND_CTES = f"""spent AS (
     UPDATE refresh_tokens AS t SET spent_at = :now
     FROM refresh_families AS f, users AS u, clients AS c
     WHERE t.token_hash = :token_hash AND t.spent_at IS NULL AND t.expires_at > :now
@@ -65,15 +66,18 @@ WITH spent AS (
       AND f.revoked_at IS NULL AND f.expires_at > :now AND {_KEY_MATCHES}
       AND u.id = f.user_id AND {user_enabled("u")}
       AND c.client_id = f.client_id AND {_CLIENT_MAY_REFRESH}
+      {{proved}}
     RETURNING {_FAMILY_COLUMNS}, {_HELD}
 ), successor AS (
     INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
     SELECT CAST(:new_hash AS BYTEA), id, CAST(:token_hash AS BYTEA), :now,
            LEAST(:new_expires_at, expires_at)
     FROM spent
-)
-SELECT * FROM spent
-""")
+)"""
+_SPEND_POSTGRES = text(f"WITH {_SPEND_CTES.format(proved='')}\nSELECT * FROM spent")
+
+# ... with a DPoP proof: its jti recorded in the same statement (db/dpop.py).
+_SPEND_PROVED_POSTGRES = proved(_SPEND_CTES)
 
 
 # The family a token may still rotate in: alive, the client's, its user enabled, and, when
@@ -293,6 +297,7 @@ class SqlFamilyStore:
         new_hash: str,
         new_expires_at: int,
         jkt: str | None = None,
+        first_use: FirstUse | None = None,
     ) -> Spent | None:
         spent, successor = stored_hash(token_hash), stored_hash(new_hash)
         params = {
@@ -305,13 +310,25 @@ class SqlFamilyStore:
         }
         if self._postgres:
             # The statement every refresh runs: straight through asyncpg (db/direct.py).
-            row = await fetch_row(self._engine, _SPEND_POSTGRES, params)
-            return _spent(row) if row else None
+            if first_use is None:
+                row = await fetch_row(self._engine, _SPEND_POSTGRES, params)
+                return _spent(row) if row else None
+            row = await fetch_proved(self._engine, _SPEND_PROVED_POSTGRES, params, first_use, "id")
+            return None if row is None else _spent(row)
         async with self._engine.begin() as conn:
+            # BEGIN IMMEDIATE holds the write lock: the jti recorded with the spend, one commit.
+            proof = None if first_use is None else proof_params(first_use)
+            if proof is not None and (await conn.execute(FIRST_USE, proof)).first() is None:
+                raise replayed()
             family_id = (await conn.execute(_SPEND, params)).scalar()
-            if family_id is None:
-                return None
-            return await _add_successor(conn, family_id, spent, successor, now, new_expires_at)
+            result = (
+                None
+                if family_id is None
+                else await _add_successor(conn, family_id, spent, successor, now, new_expires_at)
+            )
+        if first_use is not None:
+            first_use.recorded = True
+        return result
 
     async def spend_successor(
         self,

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from authserver.audit import AuditEvent
 from authserver.errors import InvalidGrant
+from authserver.tokens.dpop import FirstUse
 from authserver.tokens.pkce import s256, verifier_matches, verifier_well_formed
 from authserver.tokens.refresh import (
     Family,
@@ -85,6 +86,7 @@ class Redemption:
     token_expires_at: int
     dpop_jkt: str | None = None  # the DPoP key the family is bound to (RFC 9449 §5)
     proof_jkt: str | None = None  # the key of the request's DPoP proof, if it sent one
+    first_use: FirstUse | None = None  # that proof's jti, recorded by the exchange itself
 
 
 class CodeStore(Protocol):
@@ -106,7 +108,12 @@ class CodeStore(Protocol):
         the login session (live) locked against a concurrent disable or end, and the user still
         holding the code's scope (a demotion since), stores the family (the code's user,
         scope, amr and auth_time), its first refresh token and `redeemed_event`. The code as
-        it was; None, with nothing changed, when any of that fails."""
+        it was; None, with nothing changed, when any of that fails.
+
+        With `first_use`, records the DPoP proof's jti in the same transaction (even when the
+        code is not spent; SQLite: not when the user or session check refuses, which rolls
+        the whole exchange back and leaves `recorded` unset) and spends only if it was the
+        jti's first use: else raises InvalidDPoPProof, nothing changed."""
         ...
 
 
@@ -161,10 +168,13 @@ async def redeem_code(
     session_ttl: int,
     dpop_jkt: str | None = None,
     proof_jkt: str | None = None,
+    first_use: FirstUse | None = None,
 ) -> Exchange:
     """Exchanges a code for a new family, or raises InvalidGrant (one sentence for every cause).
     `dpop_jkt`: the DPoP key the new family's refresh tokens are bound to; `proof_jkt`: the key
-    of the request's proof, which a code bound at /authorize (`dpop_jkt`, RFC 9449 §10) needs.
+    of the request's proof, which a code bound at /authorize (`dpop_jkt`, RFC 9449 §10) needs;
+    `first_use`: its jti, recorded by the store's exchange (a used one raises InvalidDPoPProof
+    there, before a replayed request could be taken for a replayed code).
 
     Spend first: the store's one UPDATE requires the code unused, unexpired and bound as
     presented, so a wrong verifier, client or redirect URI matches nothing and changes nothing
@@ -189,6 +199,7 @@ async def redeem_code(
             token_expires_at=min(now + refresh_ttl, family_expires_at),
             dpop_jkt=dpop_jkt,
             proof_jkt=proof_jkt,
+            first_use=first_use,
         )
         code = await store.redeem(redemption)
         if code is not None:

@@ -19,6 +19,7 @@ from authserver_verify.dpop import InvalidDPoPProof, Nonces, Proof, UseDPoPNonce
 
 __all__ = [
     "DPoPRequest",
+    "FirstUse",
     "InvalidDPoPProof",
     "MemoryProofStore",
     "Nonces",
@@ -26,6 +27,8 @@ __all__ = [
     "ProofStore",
     "UseDPoPNonce",
     "check_proof",
+    "checked_proof",
+    "replayed",
 ]
 
 
@@ -37,6 +40,19 @@ class DPoPRequest:
     proof: str | None
     method: str
     url: str
+
+
+@dataclass
+class FirstUse:
+    """A proof's replay key for a grant to record in its own write, so the proof costs no
+    transaction of its own. The store that records it sets `recorded` once its write committed,
+    whatever the grant's outcome; a grant that failed before that records it apart
+    (actions/token.py), so every proof is spent as `ProofStore.first_use` would spend it."""
+
+    key: str
+    expires_at: int
+    now: int
+    recorded: bool = False
 
 
 class ProofStore(Protocol):
@@ -68,7 +84,26 @@ async def check_proof(
     """§4.3 in full: the kit's checks (with `nonces`, step 10: "the nonce claim matches the
     server-provided nonce value"; else UseDPoPNonce), then "the jti value ... has not been
     previously used" (§11.1: "servers ... MUST only accept a given proof once")."""
-    proof = dpop.check_proof(
+    proof = checked_proof(
+        value, method=method, url=url, now=now, access_token=access_token, nonces=nonces
+    )
+    if not await store.first_use(proof.replay_key, proof.expires_at, now):
+        raise replayed()
+    return proof
+
+
+def checked_proof(
+    value: str | None,
+    *,
+    method: str,
+    url: str,
+    now: int,
+    access_token: str | None = None,
+    nonces: Nonces | None = None,
+) -> Proof:
+    """`check_proof` but for the jti: for a grant that records it in its own write
+    (`FirstUse`)."""
+    return dpop.check_proof(
         value,
         method=method,
         url=url,
@@ -76,6 +111,8 @@ async def check_proof(
         now=now,
         nonce=None if nonces is None else partial(nonces.accepts, now=now),
     )
-    if not await store.first_use(proof.replay_key, proof.expires_at, now):
-        raise InvalidDPoPProof(detail="jti already used")
-    return proof
+
+
+def replayed() -> InvalidDPoPProof:
+    """§11.1: "servers ... MUST only accept a given proof once"; this one was."""
+    return InvalidDPoPProof(detail="jti already used")

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from authserver.audit import AuditEvent, AuditLog
 from authserver.errors import InvalidGrant
+from authserver.tokens.dpop import FirstUse
 from authserver.tokens.resources import chosen
 from authserver.tokens.scopes import narrow, still_held
 
@@ -127,11 +128,17 @@ class FamilyStore(Protocol):
         new_hash: str,
         new_expires_at: int,
         jkt: str | None = None,
+        first_use: FirstUse | None = None,
     ) -> Spent | None:
         """Marks the token spent and stores its successor, only if the token is unspent,
         unexpired, of `client_id`, its family alive (and unbound or bound to `jkt`), its user
         enabled and its client enabled and still registered with the refresh_token grant.
-        None when any of that fails."""
+        None when any of that fails.
+
+        With `first_use`, records the DPoP proof's jti in the same transaction (as
+        `ProofStore.first_use` would, and so even when the spend fails; then sets
+        `first_use.recorded`) and spends only if it was the jti's first use: else raises
+        InvalidDPoPProof, nothing spent."""
         ...
 
     async def spend_successor(
@@ -274,12 +281,15 @@ async def rotate(
     audit: AuditLog | None = None,
     resource: str | None = None,
     jkt: str | None = None,
+    first_use: FirstUse | None = None,
 ) -> Rotation:
     """Spends `presented` and returns its successor, or raises InvalidGrant.
 
     A family bound to a DPoP key rotates only with a proof of it (`jkt`): without a proof the
     request is refused and nothing is spent; with a proof of another key it is reuse (RFC 9449
-    §5: the token is in the wrong hands), and the family is revoked.
+    §5: the token is in the wrong hands), and the family is revoked. The proof's jti
+    (`first_use`) is recorded by the spend itself: a replayed proof raises InvalidDPoPProof
+    there, before anything here could take its token for reuse.
 
     Reuse of a spent token revokes its family (and that is committed) before raising. With
     `grace` > 0, the immediate parent of the newest token, spent less than `grace` seconds
@@ -304,7 +314,7 @@ async def rotate(
         if unspent is not None and unspent.spent_at is None:
             narrow(requested, unspent.family.scope)
             chosen(resource, unspent.family.resources)
-    spent = await store.spend(presented_hash, client_id, now, new_hash, expires_at, jkt)
+    spent = await store.spend(presented_hash, client_id, now, new_hash, expires_at, jkt, first_use)
     if spent is not None:
         family = spent.family
         scope = spent.issuable(narrow(requested, family.scope))

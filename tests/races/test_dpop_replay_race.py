@@ -107,3 +107,38 @@ async def test_a_bound_refresh_token_raced_by_two_keys_leaves_no_live_token(
                 text("SELECT COUNT(*) FROM refresh_families WHERE revoked_at IS NULL")
             )
         assert live == 0
+
+
+async def test_one_refresh_request_sent_to_two_apps_at_once_rotates_once(
+    client: httpx.AsyncClient, registry: Registry, spa: str, settings: Settings, clock: Clock
+) -> None:
+    """The jti recorded by the rotating statement itself: the same request (one proof, one
+    token) raced on two instances rotates once, the others are invalid_dpop_proof (never taken
+    for reuse, which would revoke the family), and the winner's token still rotates."""
+    await registry.user("alice", "correct horse")
+    other = create_app(settings, clock=clock)
+    async with (
+        other.router.lifespan_context(other),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url=ISSUER) as second,
+    ):
+        key = DPoPKey()
+        data = {"grant_type": "password", "username": "alice", "password": "correct horse",
+                "client_id": "spa"}  # fmt: skip
+        token = (await client.post("/token", data=data, headers=key.header())).json()[
+            "refresh_token"
+        ]
+        for _ in range(ROUNDS):
+            refresh = {"grant_type": "refresh_token", "refresh_token": token, "client_id": "spa"}
+            headers = key.header()
+            answers = await asyncio.gather(
+                *(
+                    http.post("/token", data=refresh, headers=headers)
+                    for http in (client, second) * 3
+                )
+            )
+            won = [answer for answer in answers if answer.status_code == 200]
+            assert len(won) == 1, [answer.text for answer in answers]
+            for answer in answers:
+                if answer is not won[0]:
+                    assert answer.json()["error"] == "invalid_dpop_proof", answer.text
+            token = won[0].json()["refresh_token"]

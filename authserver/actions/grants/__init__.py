@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from authserver.clients import Client, ClientCredentials
 from authserver.errors import InvalidRequest
 from authserver.services import Services
+from authserver.tokens.dpop import FirstUse
 from authserver.tokens.refresh import Rotation
 from authserver.tokens.resources import (
     Resource,
@@ -50,6 +51,9 @@ class GrantRequest:
     dpop: str | None = None
     dpop_url: str = ""
     dpop_jkt: str | None = None
+    # The proof's jti, when the grant records it in its own write (FOLDED_PROOF in
+    # actions/token.py); else it was recorded before the grant ran.
+    dpop_first_use: FirstUse | None = None
 
     def refresh_jkt(self, client: Client) -> str | None:
         """RFC 9449 §5: a public client's refresh tokens are bound to its DPoP key (a

@@ -54,6 +54,7 @@ async def authorization_code_grant(
         session_ttl=settings.session_ttl,
         dpop_jkt=request.refresh_jkt(client),
         proof_jkt=request.dpop_jkt,
+        first_use=request.dpop_first_use,
     )
     redeemed = exchange.code
     # The user as the exchange left it (the statement that spent the code found them

@@ -44,6 +44,7 @@ async def refresh_token_grant(
         audit=services.audit,
         resource=None if wanted is None else wanted.resource,
         jkt=request.refresh_jkt(client),
+        first_use=request.dpop_first_use,
     )
     resource = await resource_granted(services, client, wanted, rotation.family.resources)
     return await with_refresh(services, client, rotation, resource, request.dpop_jkt)
