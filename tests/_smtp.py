@@ -10,6 +10,7 @@ every message it accepts. tests/conftest.py's fixtures: `smtp` (running), `dead_
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import socket
@@ -146,6 +147,33 @@ def _general_name(name: str) -> x509.GeneralName:
         return x509.DNSName(name)
 
 
+class _Controller(Controller):
+    """Remembers each connection's server, so that stop() can close what is still open."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sessions: list[Any] = []
+
+    def factory(self) -> Any:
+        session = super().factory()  # type: ignore[no-untyped-call]
+        self.sessions.append(session)
+        return session
+
+    def close_sessions(self) -> None:
+        """Closes every connection still open, in the server's own loop. aiosmtpd's stop()
+        cancels its tasks but leaves their sockets to the garbage collector, which warned
+        (ResourceWarning) during whatever test ran later: a test ending while authserver's
+        sender was still connected left one behind."""
+
+        async def close() -> None:
+            for session in self.sessions:
+                if session.transport is not None:
+                    session.transport.close()
+            await asyncio.sleep(0)  # the transports' connection_lost closes their sockets
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(timeout=5)
+
+
 class SmtpServer:
     def __init__(self, port: int, **options: Any) -> None:
         """`options`: aiosmtpd's Controller's own, e.g. ssl_context (TLS from the first byte),
@@ -153,7 +181,7 @@ class SmtpServer:
         self.port = port
         self._options = options
         self._keeper = _Keeper()
-        self._controller: Controller | None = None
+        self._controller: _Controller | None = None
 
     @property
     def url(self) -> str:
@@ -164,13 +192,14 @@ class SmtpServer:
         return list(self._keeper.received)
 
     def start(self) -> None:
-        self._controller = Controller(
+        self._controller = _Controller(
             self._keeper, hostname="127.0.0.1", port=self.port, **self._options
         )
         self._controller.start()
 
     def stop(self) -> None:
         if self._controller is not None:
+            self._controller.close_sessions()
             self._controller.stop()
             self._controller = None
 
