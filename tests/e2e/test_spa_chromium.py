@@ -186,6 +186,14 @@ class Tab:
     def wait_for(self, state: str) -> None:
         self.page.wait_for_selector(f"#app[data-state={state}]")
 
+    def reload_signed_in(self) -> None:
+        """Reloads the page, which signs in again by itself through /refresh. Waits for that
+        answer's event too: signed-in can show before Playwright has told this side of the
+        answer, and `answers` then still ended with the /token before it (seen at load)."""
+        with self.page.expect_response(lambda r: posted(r, "/refresh")):
+            self.page.reload()
+        self.wait_for("signed-in")
+
     def go_to_sign_in_page(self) -> None:
         """ "Sign in": the SPA sends the browser to /authorize, which shows the sign-in page."""
         with self.page.expect_navigation(url=f"{self.stack.auth.url}/login?**"):
@@ -343,8 +351,7 @@ def test_sign_in_with_the_code_flow_call_the_api_and_stay_signed_in_across_a_rel
     assert any(cookie["value"] in header for header in exchange.set_cookies)
     assert_never_readable(cookie["value"], [tab], responses)
 
-    tab.page.reload()
-    tab.wait_for("signed-in")  # the silent refresh through the cookie
+    tab.reload_signed_in()  # the silent refresh through the cookie
     assert tab.answers[-1] == ("/refresh", 200)
     rotated = refresh_cookie(context)
     assert rotated is not None and rotated["value"] != cookie["value"]
@@ -851,8 +858,7 @@ def test_dpop_a_token_taken_out_of_the_page_is_refused_elsewhere_and_the_key_sta
     # A reload: the key comes back from IndexedDB, the bound refresh token rotates with a proof
     # of it (another key would revoke the session), and the new token is bound to the same key.
     before = stack.auth.state()
-    tab.page.reload()
-    tab.wait_for("signed-in")
+    tab.reload_signed_in()
     assert tab.answers[-1] == ("/refresh", 200)
     refreshed = [s for s in responses if s.url.endswith("/refresh") and s.status == 200][-1]
     assert refreshed.body is not None and json.loads(refreshed.body)["token_type"] == "DPoP"
@@ -1006,8 +1012,7 @@ def test_dpop_nonces_are_taken_from_each_server_and_asked_for_once_per_tab(
     assert call_api(tab).startswith("200")
     assert tab.refresh()["token_type"] == "DPoP"
     # The tab keeps them (sessionStorage) across the sign-in round trip and a reload.
-    tab.page.reload()
-    tab.wait_for("signed-in")
+    tab.reload_signed_in()
     assert tab.answers[-1] == ("/refresh", 200)
     assert call_api(tab).startswith("200")
     assert counts() == (1, 1)  # fresh nonces: never asked again
