@@ -3,7 +3,7 @@ the work: the uvicorn workers' and the Postgres backends' utime + stime (/proc/P
 one wrk run, divided by the requests served.
 
     .venv/bin/python bench/cpu_budget.py [--duration 10] [--rounds 3] [--workers 2]
-                                         [--only jwks,client_credentials,rotation]
+                                         [--only jwks,client_credentials,rotation,code_exchange]
 
 Throughput on this shared 2-core machine swings with whatever else runs; the CPU time a
 request costs the server's own processes holds up much better, since another process's load
@@ -20,14 +20,18 @@ seeded with the CLI, `authserver serve --workers N`). Per path and round:
   during the run counts from 0): the SQL's own cost per request. JWKS and client_credentials
   run no SQL on the hot path (clients are cached), so theirs is ~0.
 
-Paths: JWKS GET; client_credentials (EdDSA, Basic credentials); refresh rotation (EdDSA,
-public client, each token presented once: http_bench's rotation script). The median of the
-rounds is the figure; the spread is printed too.
+Paths: JWKS GET; client_credentials (Basic credentials); refresh rotation (public client,
+each token presented once: http_bench's rotation script); code exchange (public client `web`,
+scope openid profile, so an ID token is signed too; each code presented once with its PKCE
+verifier: http_bench's exchange script, its codes minted by /authorize and copied in SQL before
+the counters are read). All with `--alg`'s keys. The median of the rounds is the figure; the
+spread is printed too.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import sys
@@ -37,10 +41,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import http_bench  # bench/ is on sys.path: this file runs as a script
-from http_bench import Measurement, Stack, db_exec, machine, rotate_tokens, wrk
+from http_bench import (
+    Measurement,
+    Stack,
+    clone_codes,
+    code_pool_size,
+    db_exec,
+    exchange_codes,
+    machine,
+    rotate_tokens,
+    wrk,
+)
 
 TICK = os.sysconf("SC_CLK_TCK")
-PATHS = ("jwks", "client_credentials", "rotation")
+PATHS = ("jwks", "client_credentials", "rotation", "code_exchange")
+# What a code pool is sized for (http_bench.code_pool_size: twice this over the run): above
+# any exchange rate seen on this machine, so that no run outlasts its pool.
+EXCHANGES_PER_SECOND = 2_500
 
 
 def cpu_ticks(pid: int) -> int:
@@ -94,10 +111,24 @@ def path_runs(stack: Stack, args: argparse.Namespace) -> dict[str, Callable[[], 
         pool = stack.refresh_pool(2 * args.connections)
         return lambda: rotate_tokens(stack.base, "/token", "app", pool, stack.workdir, args)
 
+    pools: list[Path] = []
+
+    def code_exchange() -> Run:
+        # Codes of a live login session per connection (their sign-ins are argon2), minted by
+        # /authorize and copied in SQL on the first round, copied again on the next ones:
+        # a code lives 60 s, the login sessions longer.
+        count = code_pool_size(EXCHANGES_PER_SECOND, args)
+        if not pools:
+            pools.append(stack.code_pool(count, args)[0])
+        else:
+            asyncio.run(clone_codes(stack.dsn, count, pools[0]))
+        return lambda: exchange_codes(stack.base, "/token", "web", pools[0], stack.workdir, args)
+
     return {
         "jwks": lambda: lambda: wrk(f"{stack.base}/.well-known/jwks.json", None, args),
         "client_credentials": lambda: lambda: wrk(f"{stack.base}/token", cc_script, args),
         "rotation": rotation,
+        "code_exchange": code_exchange,
     }
 
 

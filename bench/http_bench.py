@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/http_bench.py [--duration 10] [--threads 2] [--connections 32]
                                          [--workers N] [--only RS256|EdDSA]
-    .venv/bin/python bench/http_bench.py --profile client_credentials|rotation|jwks
+    .venv/bin/python bench/http_bench.py --profile client_credentials|rotation|code_exchange|jwks
 
 (Not named http.py: run as a script, bench/ comes first on sys.path and a bench/http.py
 would shadow the standard library's `http` package that uvicorn and Starlette import.)
@@ -1228,6 +1228,14 @@ def profile(stack: Stack, args: argparse.Namespace, target: str) -> None:
         script: Path | None = stack.script("rotate", ROTATE)
         prefix = "grant_type=refresh_token&client_id=app&refresh_token="
         url, extra = f"{base}/token", [str(tokens), str(args.threads), "/token", prefix]
+    elif target == "code_exchange":
+        # Codes for twice the run at 2,500/s: more than any exchange rate seen here.
+        codes, _ = stack.code_pool(int(2_500 * args.duration * 2), args)
+        script = stack.script("exchange", EXCHANGE)
+        prefix = "grant_type=authorization_code&" + urllib.parse.urlencode(
+            {"client_id": "web", "redirect_uri": REDIRECT_URI}
+        )
+        url, extra = f"{base}/token", [str(codes), str(args.threads), "/token", prefix]
     elif target == "client_credentials":
         script = stack.post_script("cc", "grant_type=client_credentials", basic=True)
         url, extra = f"{base}/token", []
@@ -1305,7 +1313,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["RS256", "EdDSA"], help="one algorithm only")
     parser.add_argument(
         "--profile",
-        choices=["rotation", "client_credentials", "jwks"],
+        choices=["rotation", "code_exchange", "client_credentials", "jwks"],
         help="instead of the benchmark: py-spy one worker under this load (--profile-alg)",
     )
     parser.add_argument("--profile-alg", choices=["RS256", "EdDSA"], default="RS256")

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from authserver.accounts.profiles import Profile
 from authserver.audit import AuditEvent
 from authserver.db.audit import append_audit
 from authserver.db.columns import family_id, stored_hash
@@ -25,6 +26,7 @@ from authserver.db.engine import is_postgres, single_statements
 from authserver.db.predicates import login_session_live, user_enabled
 from authserver.tokens.authorization_codes import (
     AuthorizationCode,
+    Redeemed,
     Redemption,
     StoredCode,
     redeemed_event,
@@ -34,6 +36,13 @@ from authserver.tokens.scopes import EVERY_USER_HOLDS
 
 _COLUMNS = """client_id, user_id, login_session_id, redirect_uri, redirect_uri_given,
               code_challenge, scope, nonce, auth_time, expires_at, amr, resources, dpop_jkt"""
+# What the exchange reads of the code's user, in the statement that spends it (`Redeemed`).
+_HOLDER = "username, email, email_verified, name, given_name, family_name, locale, roles"
+
+
+def _qualified(alias: str, columns: str) -> str:
+    return ", ".join(f"{alias}.{column.strip()}" for column in columns.split(","))
+
 
 # Only for a live login session of an enabled user, decided in the inserting statement.
 _ISSUE = text(f"""
@@ -63,7 +72,7 @@ WHERE c.code_hash = :code_hash AND c.used_at IS NULL AND c.expires_at > :now
 RETURNING {_COLUMNS}
 """)
 
-_ENABLED_USER = f"SELECT scopes FROM users WHERE id = :user_id AND {user_enabled(None)}"
+_ENABLED_USER = f"SELECT scopes, {_HOLDER} FROM users WHERE id = :user_id AND {user_enabled(None)}"
 # ... and who still holds the code's scope: a code issued before a demotion starts no session
 # with the scope taken away (the demotion revoked the sessions that had it already).
 _USER_HOLDS = (
@@ -94,9 +103,13 @@ VALUES (:token_hash, :family_id, NULL, :issued_at, :expires_at)
 # EXISTS fails, the UPDATE matches nothing and the code stays as it was. A racing exchange of
 # the same code waits on the code's row and then finds it used. The family, its first token
 # and the audit rows are written only from the spent row, so all of it or none is stored.
+# The user's name and profile come back with the spent row (`holder`, the row as the
+# statement began; whether they are enabled is the locked row's to say): no second read.
 _EXCHANGE_CTES = f"""spent AS (
     UPDATE authorization_codes AS c SET used_at = :now, family_id = :family_id
+    FROM users AS holder
     WHERE c.code_hash = :code_hash AND c.used_at IS NULL AND c.expires_at > :now
+      AND holder.id = c.user_id
       AND {_BOUND_AS_PRESENTED}
       AND EXISTS (SELECT 1 FROM users AS u WHERE u.id = c.user_id AND {user_enabled("u")}
                     AND {_USER_HOLDS}
@@ -105,7 +118,7 @@ _EXCHANGE_CTES = f"""spent AS (
                   WHERE s.id = c.login_session_id AND {login_session_live("s")}
                   FOR SHARE)
       {{proved}}
-    RETURNING {_COLUMNS}
+    RETURNING {_qualified("c", _COLUMNS)}, {_qualified("holder", _HOLDER)}
 ), family AS (
     INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
                                   login_session_id, resources, amr, auth_time, dpop_jkt)
@@ -127,7 +140,7 @@ _EXCHANGE_CTES = f"""spent AS (
            :audit_family
     FROM spent
 )"""
-_EXCHANGE_POSTGRES = text(f"WITH {_EXCHANGE_CTES.format(proved='')}\nSELECT {_COLUMNS} FROM spent")
+_EXCHANGE_POSTGRES = text(f"WITH {_EXCHANGE_CTES.format(proved='')}\nSELECT * FROM spent")
 
 # ... with a DPoP proof: its jti recorded in the same statement (db/dpop.py).
 _EXCHANGE_PROVED_POSTGRES = proved(_EXCHANGE_CTES)
@@ -186,7 +199,7 @@ class SqlCodeStore:
         started = None if row["family_id"] is None else family_id(row["family_id"])
         return StoredCode(_code(row), row["used_at"], started)
 
-    async def redeem(self, redemption: Redemption) -> AuthorizationCode | None:
+    async def redeem(self, redemption: Redemption) -> Redeemed | None:
         spend = {
             "now": redemption.now,
             "family_id": redemption.family_id,
@@ -214,12 +227,12 @@ class SqlCodeStore:
             first_use = redemption.first_use
             if first_use is None:
                 row = await fetch_row(self._engine, _EXCHANGE_POSTGRES, params)
-                return None if row is None else _code(row)
-            statement = _EXCHANGE_PROVED_POSTGRES
-            row = await fetch_proved(self._engine, statement, params, first_use, "client_id")
-            return None if row is None else _code(row)
+            else:
+                statement = _EXCHANGE_PROVED_POSTGRES
+                row = await fetch_proved(self._engine, statement, params, first_use, "client_id")
+            return None if row is None else _redeemed(_code(row), row)
         first_use = redemption.first_use
-        code: AuthorizationCode | None = None
+        redeemed: Redeemed | None = None
         try:
             async with self._engine.begin() as conn:
                 # BEGIN IMMEDIATE holds the write lock: the jti recorded with the exchange (or
@@ -229,12 +242,12 @@ class SqlCodeStore:
                     raise replayed()
                 spent = (await conn.execute(_SPEND, spend)).first()
                 if spent is not None:
-                    code = await self._start(conn, redemption, _code(spent._mapping), token)
+                    redeemed = await self._start(conn, redemption, _code(spent._mapping), token)
         except _Refused:
             return None
         if first_use is not None:
             first_use.recorded = True
-        return code
+        return redeemed
 
     async def _start(
         self,
@@ -242,7 +255,7 @@ class SqlCodeStore:
         redemption: Redemption,
         code: AuthorizationCode,
         token: dict[str, Any],
-    ) -> AuthorizationCode:
+    ) -> Redeemed:
         """SQLite: the family the spent `code` starts, or _Refused."""
         ids = {"user_id": code.user_id, "login_session_id": code.login_session_id}
         user = (await conn.execute(self._user, ids)).first()
@@ -269,7 +282,7 @@ class SqlCodeStore:
         await conn.execute(_INSERT_TOKEN, token)
         event = redeemed_event(code, redemption.family_id, code.client_id, redemption.now)
         await append_audit(conn, [event])
-        return code
+        return _redeemed(code, user._mapping)
 
 
 def _holds(user_scopes: str, scope: str) -> bool:
@@ -280,6 +293,23 @@ def _holds(user_scopes: str, scope: str) -> bool:
 def _joined(resources: tuple[str, ...]) -> str | None:
     """Space-separated (no identifier holds a space); NULL for none."""
     return " ".join(resources) or None
+
+
+def _redeemed(code: AuthorizationCode, holder: Any) -> Redeemed:
+    """`code` with its user's `_HOLDER` columns (a mapping), as db/accounts.py reads them."""
+    return Redeemed(
+        code,
+        holder["username"],
+        Profile(
+            email=holder["email"],
+            email_verified=bool(holder["email_verified"]),
+            name=holder["name"],
+            given_name=holder["given_name"],
+            family_name=holder["family_name"],
+            locale=holder["locale"],
+            roles=tuple(holder["roles"].split()),
+        ),
+    )
 
 
 def _code(row: Any) -> AuthorizationCode:

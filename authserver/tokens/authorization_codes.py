@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from authserver.accounts.profiles import Profile
 from authserver.audit import AuditEvent
 from authserver.errors import InvalidGrant
 from authserver.tokens.dpop import FirstUse
@@ -61,13 +62,27 @@ class StoredCode:
 
 
 @dataclass(frozen=True)
+class Redeemed:
+    """A code the store spent, as it was, and its user as the spending statement found them
+    (enabled, and held against a disable until the family was stored): the roles for the
+    access token and the profile for the ID token, read in that statement, not after it."""
+
+    code: AuthorizationCode
+    username: str
+    profile: Profile
+
+
+@dataclass(frozen=True)
 class Exchange:
-    """What a successful exchange yields: the code's grant and the family it started."""
+    """What a successful exchange yields: the code's grant, its user (`Redeemed`), and the
+    family it started."""
 
     code: AuthorizationCode
     family: Family
     refresh_token: str
     refresh_expires_at: int
+    username: str
+    profile: Profile
 
 
 @dataclass(frozen=True)
@@ -99,7 +114,7 @@ class CodeStore(Protocol):
 
     async def find(self, code_hash: str) -> StoredCode | None: ...
 
-    async def redeem(self, redemption: Redemption) -> AuthorizationCode | None:
+    async def redeem(self, redemption: Redemption) -> Redeemed | None:
         """In one transaction: marks the code used with the redemption's family as the one it
         started, in one UPDATE that requires it unused, unexpired and bound as presented (its
         client, its challenge, its redirect URI when either the authorization request or
@@ -108,7 +123,8 @@ class CodeStore(Protocol):
         the login session (live) locked against a concurrent disable or end, and the user still
         holding the code's scope (a demotion since), stores the family (the code's user,
         scope, amr and auth_time), its first refresh token and `redeemed_event`. The code as
-        it was; None, with nothing changed, when any of that fails.
+        it was with its user as then (`Redeemed`); None, with nothing changed, when any of
+        that fails.
 
         With `first_use`, records the DPoP proof's jti in the same transaction (even when the
         code is not spent; SQLite: not when the user or session check refuses, which rolls
@@ -201,13 +217,15 @@ async def redeem_code(
             proof_jkt=proof_jkt,
             first_use=first_use,
         )
-        code = await store.redeem(redemption)
-        if code is not None:
+        redeemed = await store.redeem(redemption)
+        if redeemed is not None:
+            code = redeemed.code
             family = Family(
                 redemption.family_id, code.user_id, client_id, code.scope, now, family_expires_at,
                 resources=code.resources, amr=code.amr, auth_time=code.auth_time, dpop_jkt=dpop_jkt,
             )  # fmt: skip
-            return Exchange(code, family, token, redemption.token_expires_at)
+            expires_at = redemption.token_expires_at
+            return Exchange(code, family, token, expires_at, redeemed.username, redeemed.profile)
     stored = await store.find(code_hash)
     if stored is None:
         raise InvalidGrant(detail="unknown authorization code")

@@ -13,7 +13,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from authserver.accounts.users import User, UserStore
 from authserver.config import Settings
+from authserver.services import Services
 from tests.conftest import ISSUER, Registry, assert_oauth_error, password_login
 from tests.http.signin import INSECURE_COOKIES, WEB, Flow, code_for, exchange, web_client
 from tests.http.test_admin_lifecycle import root
@@ -325,6 +327,53 @@ async def test_access_tokens_carry_the_users_roles_now_also_after_a_refresh(
     )
     access = await verified(client, refreshed.json()["access_token"], "at+jwt", settings.audience)
     assert "roles" not in access  # only when the user has any
+
+
+class _CountedReads:
+    """The app's user store, counting the reads by id (the store itself does the work)."""
+
+    def __init__(self, users: UserStore) -> None:
+        self._users = users
+        self.by_id_reads: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._users, name)
+
+    async def by_id(self, user_id: str) -> User | None:
+        self.by_id_reads.append(user_id)
+        return await self._users.by_id(user_id)
+
+
+async def test_the_exchange_reads_the_user_as_it_spends_the_code(
+    client: httpx.AsyncClient,
+    alice: str,
+    root: dict[str, str],
+    settings: Settings,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The claims and roles are the user's as the code is exchanged, not as it was issued;
+    read by the statement that spends the code (db/codes.py), with no second read of the user
+    after it (the shortcut's test: it fails when the grant reads the user apart again)."""
+    flow = Flow.new(WEB, scope="openid profile email")
+    code = await code_for(client, flow, password=PASSWORD)
+    changes = {"name": "Alice P. Liddell", "email": "alice@example.net", "roles": ["viewer"]}
+    patched = await client.patch(f"/admin/users/{alice}", json=changes, headers=root)
+    assert patched.status_code == 200, patched.text
+    counted = _CountedReads(services.users)
+    monkeypatch.setattr(services, "users", counted)
+
+    response = await exchange(client, code, flow)
+
+    assert response.status_code == 200, response.text
+    tokens = response.json()
+    id_token = await verified(client, tokens["id_token"], "JWT", WEB)
+    assert id_token["preferred_username"] == "alice" and id_token["locale"] == "en-GB"
+    assert id_token["name"] == "Alice P. Liddell"
+    assert (id_token["email"], id_token["email_verified"]) == ("alice@example.net", False)
+    access = await verified(client, tokens["access_token"], "at+jwt", settings.audience)
+    assert access["roles"] == ["viewer"]
+    assert counted.by_id_reads == []
 
 
 async def test_discovery_lists_the_email_scope_and_every_claim(client: httpx.AsyncClient) -> None:

@@ -3,7 +3,7 @@
 Twenty exchanges of one code at once: the database lets at most one of them succeed (one
 conditional UPDATE), and, the others being replays of a used code, the family the winner
 started is revoked (RFC 6749 §4.1.2). A user disabled while the sign-in page checks the
-password gets no login session.
+password gets no login session, and one disabled while a code is exchanged keeps no family.
 """
 
 from __future__ import annotations
@@ -149,6 +149,36 @@ async def test_an_exchange_racing_end_session_leaves_no_live_family(
         live = (
             await conn.execute(
                 text("SELECT count(*) FROM refresh_families WHERE revoked_at IS NULL")
+            )
+        ).scalar_one()
+    assert live == 0
+
+
+async def test_an_exchange_racing_a_disable_leaves_no_live_family(
+    client: httpx.AsyncClient, registry: Registry, spa: str, engine: AsyncEngine
+) -> None:
+    """The exchange holds the user's row FOR SHARE while it stores the family (and reads the
+    profile for the tokens in that statement, not after it): the disable waits for it and then
+    revokes the family, or commits first and the code is refused."""
+    root = await admin_headers(client, registry)
+    await web_client(registry)
+    for i in range(ROUNDS):
+        sub = await registry.user(f"user{i}", "correct horse")
+        client.cookies.clear()
+        flow = Flow.new(WEB)
+        code = await code_for(client, flow, username=f"user{i}")
+        exchanged, disabled = await asyncio.gather(
+            exchange(client, code, flow), client.post(f"/admin/users/{sub}/disable", headers=root)
+        )
+        assert exchanged.status_code in (200, 400), exchanged.text
+        assert disabled.status_code == 204, disabled.text
+    async with engine.connect() as conn:
+        live = (
+            await conn.execute(
+                text(
+                    "SELECT count(*) FROM refresh_families AS f JOIN users AS u ON u.id = f.user_id"
+                    " WHERE u.disabled AND f.revoked_at IS NULL"
+                )
             )
         ).scalar_one()
     assert live == 0

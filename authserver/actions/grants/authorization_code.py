@@ -15,7 +15,7 @@ from authserver.actions.grants import (
     with_refresh,
 )
 from authserver.clients import Client, authenticate_named
-from authserver.errors import InvalidGrant, UnauthorizedClient
+from authserver.errors import UnauthorizedClient
 from authserver.services import Services
 from authserver.tokens.authorization_codes import redeem_code
 from authserver.tokens.id_tokens import mint_id_token
@@ -57,18 +57,16 @@ async def authorization_code_grant(
         first_use=request.dpop_first_use,
     )
     redeemed = exchange.code
-    # The user as the exchange left it (the statement that spent the code found them
-    # enabled): their roles for the access token, their profile for the ID token.
-    user = await services.users.by_id(redeemed.user_id)
-    if user is None or user.disabled:
-        # Disabled or deleted since: that revoked the family just started.
-        raise InvalidGrant(detail="user disabled or deleted during the code exchange")
+    # The user as the statement that spent the code found them (enabled, and held against a
+    # disable until the family was stored: a disable after it revokes the family): their
+    # roles for the access token, their profile for the ID token.
+    profile = exchange.profile
     rotation = Rotation(
         exchange.family,
         exchange.refresh_token,
         exchange.refresh_expires_at,
         redeemed.scope,
-        user.profile.roles,
+        profile.roles,
     )
     resource = await resource_granted(services, client, wanted, redeemed.resources)
     issued = await with_refresh(services, client, rotation, resource, request.dpop_jkt)
@@ -85,7 +83,7 @@ async def authorization_code_grant(
         auth_time=redeemed.auth_time,
         nonce=redeemed.nonce,
         access_token=issued.access_token,
-        identity=identity_claims(user.username, user.profile, scopes),
+        identity=identity_claims(exchange.username, profile, scopes),
         amr=redeemed.amr,
     )
     return replace(issued, id_token=id_token)
