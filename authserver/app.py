@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -182,7 +183,10 @@ def create_app(
     *,
     clock: Callable[[], int] = wall_clock,
     key_epoch: KeyEpoch | None = None,
+    freeze_start_up: bool = False,
 ) -> Starlette:
+    """`freeze_start_up`: once started, take what start-up made out of the garbage collector's
+    reach (`freeze_heap`); for a serving process, not for a test that builds many apps."""
     settings = settings or load_settings()
     tracing = None
     if settings.tracing == "otlp":  # else not even imported: off costs nothing
@@ -246,6 +250,8 @@ def create_app(
                     resolver = password_reset.Resolver(services)
                     services.wake_resolver = resolver.wake
                     background.start_soon(resolver.run)
+                if freeze_start_up:
+                    freeze_heap()
                 yield
                 background.cancel_scope.cancel()
         finally:
@@ -283,4 +289,15 @@ def create_app(
 def app_from_environment() -> Starlette:
     """The factory uvicorn calls in each worker (`authserver serve`)."""
     logs.skip_unused_record_fields()
-    return create_app(load_settings(), key_epoch=epoch_from_environment())
+    return create_app(load_settings(), key_epoch=epoch_from_environment(), freeze_start_up=True)
+
+
+def freeze_heap() -> None:
+    """What start-up made (modules, routes, settings, keys, caches) lives as long as the
+    process: moved out of the collector's generations, it is no longer walked by every full
+    collection, which then costs what the requests' own objects cost (bench/RESULTS.md, "Tracing:
+    the unsampled request and gc.freeze"). Frozen objects are still freed when their last
+    reference goes; only a frozen reference cycle dropped later stays, at most what start-up
+    made."""
+    gc.collect()  # start-up's garbage first: frozen, it would stay
+    gc.freeze()

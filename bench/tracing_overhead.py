@@ -2,7 +2,8 @@
 off and on, in the same run, alternated.
 
     .venv/bin/python bench/tracing_overhead.py [--rounds 5] [--duration 8] [--connections 32]
-                                               [--workers 2] [--parts]
+                                               [--workers 2] [--parts] [--in-process [N]]
+                                               [--env NAME=VALUE ...]
 
 Needs Postgres on 127.0.0.1:5432 (user postgres, trust auth). One fresh database, migrated and
 given a confidential client with the CLI; one `authserver serve --workers N` per mode on it:
@@ -30,6 +31,15 @@ It shares the machine's cores with the servers, the same for every mode.
 (our middleware around a bare ASGI app; CPU time of the thread) and what the exporter's thread
 spends per span to encode and send batches of several sizes (OTEL_BSP_MAX_EXPORT_BATCH_SIZE).
 
+`--in-process N` measures without servers, sockets or a load generator, so the machine's load
+and the kernel's spreading of connections over workers stay out of it: each mode, as is and
+with `gc.collect(); gc.freeze()` after start-up ("+freeze", what `serve` does since), is a fresh
+process of its own that builds the app as a worker does, starts it, and sends N
+client_credentials requests straight into it (ASGI, one at a time, after N/5 of warm-up); the
+modes alternate, each round in another order. Per process: the event loop's thread's CPU per
+request, the whole process's (the exporter's thread included), the garbage collector's
+collections per generation and their wall time, and the resident memory before and after.
+
 At the end the servers are stopped and the database dropped.
 """
 
@@ -38,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import os
 import platform
 import secrets
@@ -250,6 +261,144 @@ def parts(sink_port: int) -> None:
     exporter.shutdown()
 
 
+FREEZE = "+freeze"
+
+
+def child(count: int, basic: str, freeze: bool) -> dict[str, float]:
+    """In a process of its own: the app as a worker builds it, started, then `count`
+    client_credentials requests sent into it; what they cost this process."""
+    import gc
+    import logging
+
+    import uvloop
+
+    from authserver.app import create_app
+    from authserver.config import load_settings
+    from authserver.keys.epoch import epoch_from_environment
+    from authserver.telemetry import logs
+
+    # As `serve` has it: JSON access lines (to a file: making them is measured, not a terminal).
+    logs.configure("info")
+    logs.skip_unused_record_fields()
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
+    app = create_app(load_settings(), key_epoch=epoch_from_environment())
+    headers = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"content-type", b"application/x-www-form-urlencoded"),
+        (b"authorization", basic.encode()),
+    ]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/token", "raw_path": b"/token", "query_string": b"",
+        "root_path": "", "headers": headers, "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+    collections = [0, 0, 0]
+    gc_seconds = [0.0]
+    began = [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            collections[info["generation"]] += 1
+            gc_seconds[0] += time.perf_counter() - began[0]
+
+    async def run() -> dict[str, float]:
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        await inbox.put({"type": "lifespan.startup"})
+        lifespan_scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        lifespan = asyncio.create_task(app(lifespan_scope, inbox.get, outbox.put))
+        started = await outbox.get()
+        assert started["type"] == "lifespan.startup.complete", started
+        if freeze:
+            gc.collect()
+            gc.freeze()
+        statuses: dict[int, int] = {}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"grant_type=client_credentials"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses[message["status"]] = statuses.get(message["status"], 0) + 1
+
+        for _ in range(count // 5):  # warm-up: caches, the client, the first batches
+            await app(dict(scope), receive, send)
+        rss_before = _rss_kib()
+        gc.callbacks.append(timed)
+        thread, process = time.thread_time(), time.process_time()
+        for _ in range(count):
+            await app(dict(scope), receive, send)
+        thread, process = time.thread_time() - thread, time.process_time() - process
+        gc.callbacks.remove(timed)
+        rss_after = _rss_kib()
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await lifespan
+        assert set(statuses) == {200}, statuses
+        return {
+            "loop_us": thread / count * 1e6,
+            "process_us": process / count * 1e6,
+            "gen0": collections[0] / count * 1000,
+            "gen1": collections[1] / count * 1000,
+            "gen2": collections[2] / count * 1000,
+            "gc_us": gc_seconds[0] / count * 1e6,
+            "rss_before_mib": rss_before / 1024,
+            "rss_growth_kib": rss_after - rss_before,
+            "frozen": gc.get_freeze_count(),
+        }
+
+    return uvloop.run(run())
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def in_process(env: dict[str, str], basic: str, args: argparse.Namespace) -> None:
+    modes = [m + f for m in MODES for f in ("", FREEZE)]
+    results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+    for round_ in range(1, args.rounds + 1):
+        order = modes[round_ % len(modes) :] + modes[: round_ % len(modes)]
+        for mode in order:
+            load_average = os.getloadavg()[0]
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", str(args.in_process), basic, mode],
+                env={**env, **MODES[mode.removesuffix(FREEZE)]},
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode:
+                raise SystemExit(f"{mode}: {done.stderr[-3000:]}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            results[mode].append(result)
+            print(
+                f"round {round_} {mode:14}: loop {result['loop_us']:6.1f} µs, process "
+                f"{result['process_us']:6.1f} µs a request; gc per 1000 requests "
+                f"{result['gen0']:.0f}/{result['gen1']:.1f}/{result['gen2']:.2f}, "
+                f"{result['gc_us']:5.1f} µs a request in gc; RSS {result['rss_before_mib']:.0f} "
+                f"MiB +{result['rss_growth_kib']:.0f} KiB; load {load_average:.1f}"
+            )
+    for mode, runs in results.items():
+        base = results["off"]
+        loops = [r["loop_us"] / o["loop_us"] for r, o in zip(runs, base, strict=True)]
+        procs = [r["process_us"] / o["process_us"] for r, o in zip(runs, base, strict=True)]
+        print(
+            f"{mode:14} median loop {statistics.median(r['loop_us'] for r in runs):6.1f} µs, "
+            f"process {statistics.median(r['process_us'] for r in runs):6.1f} µs, "
+            f"gc {statistics.median(r['gc_us'] for r in runs):5.1f} µs, "
+            f"gen2 per 1000 {statistics.median(r['gen2'] for r in runs):.2f}; of off: "
+            f"loop {spread(loops)}, process {spread(procs)}"
+        )
+
+
 MODES: dict[str, dict[str, str]] = {
     "off": {},
     "on": {"AUTHSERVER_TRACING": "otlp"},
@@ -265,7 +414,20 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--parts", action="store_true")
+    parser.add_argument("--in-process", type=int, nargs="?", const=5000, metavar="N")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a variable for every mode's process, e.g. OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128",
+    )
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # N, Basic, mode
     args = parser.parse_args()
+    if args.child:
+        count, basic, mode = args.child
+        print(json.dumps(child(int(count), basic, mode.endswith(FREEZE))))
+        return
 
     db = f"authserver_tracebench_{os.getpid()}"
     workdir = Path(tempfile.mkdtemp(prefix="tracebench-"))
@@ -278,6 +440,7 @@ def main() -> None:
         "AUTHSERVER_SIGNING_ALG": "EdDSA",
         "AUTHSERVER_PURGE_INTERVAL": "0",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
+        **dict(extra.split("=", 1) for extra in args.env),
     }
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
     processes: list[subprocess.Popen[bytes]] = []
@@ -299,6 +462,9 @@ def main() -> None:
         secret = cli(
             "clients", "create", "svc", "--grant", "client_credentials", "--scope", "profile"
         )
+        if args.in_process:
+            in_process(env, basic_auth("svc", secret), args)
+            return
         servers: dict[str, tuple[int, list[int]]] = {}
         for mode, extra in MODES.items():
             process, port = serve({**env, **extra}, workdir, mode, args.workers)
