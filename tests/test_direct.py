@@ -123,8 +123,40 @@ async def test_at_most_half_the_pool_is_leased(leasing: Proxied) -> None:
         *(fetch_row(leasing.engine, NAP, {"seconds": 0.2}) for _ in range(4))
     )
     assert all(row is not None and row["slept"] for row in slept)
-    assert leasing.checkouts == 4
-    assert leasing.checked_out() == 3  # three kept, the fourth given back at once
+    assert leasing.checkouts == 3  # the fourth waited for the first lease given back
+
+
+async def test_past_the_leases_a_statement_waits_for_one(leasing: Proxied) -> None:
+    slept = await asyncio.gather(
+        *(fetch_row(leasing.engine, NAP, {"seconds": 0.05}) for _ in range(3))
+    )
+    assert all(row is not None and row["slept"] for row in slept)
+    assert leasing.checkouts == 1  # one lease, handed from statement to statement
+
+
+@pytest.mark.parametrize("leasing", [2], indirect=True)
+async def test_a_wait_for_a_lease_ends_with_the_pool_timeout(leasing: Proxied) -> None:
+    leasing.engine.sync_engine.pool._timeout = 0.3  # type: ignore[attr-defined]
+    busy = asyncio.ensure_future(fetch_row(leasing.engine, NAP, {"seconds": 1.0}))
+    await asyncio.sleep(0.1)
+    with pytest.raises(Exception) as waited:
+        await fetch_row(leasing.engine, ANSWER, {"a": 1, "b": 1})
+    found = unavailable(waited.value)
+    assert found is not None and "pool exhausted" in (found.detail or "")  # a 503
+    assert await busy is not None
+    assert await total(leasing.engine, 1, 2) == 3  # the lease was not lost on the way
+
+
+async def test_a_statement_cancelled_while_waiting_loses_no_lease(leasing: Proxied) -> None:
+    busy = asyncio.ensure_future(fetch_row(leasing.engine, NAP, {"seconds": 0.2}))
+    await asyncio.sleep(0.05)
+    waiting = asyncio.ensure_future(fetch_row(leasing.engine, ANSWER, {"a": 1, "b": 1}))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    assert await busy is not None
+    assert await total(leasing.engine, 1, 2) == 3
+    assert leasing.checkouts == 1  # still the one lease
+    assert leasing.checked_out() == 1
 
 
 async def test_a_lease_goes_back_when_the_pool_has_no_connection_left(leasing: Proxied) -> None:

@@ -13,8 +13,10 @@ the pool. The pool keeps its say:
 
 - A lease stays checked out of SQLAlchemy's pool: AUTHSERVER_DB_POOL_SIZE bounds the leased
   connections and the others together, and authserver_db_pool_connections_in_use counts a
-  lease for as long as it is held. At most half the pool is leased (none with a pool of one);
-  past that a statement checks a connection out and back in, as before.
+  lease for as long as it is held. At most half the pool is leased (none with a pool of one:
+  then each statement checks its connection out and back in); past that a statement waits for
+  the next lease given back, no longer than the pool's timeout (then a 503, as for the pool),
+  so a full pool never makes leases go back and forth.
 - A lease goes back to the pool after its statement when the pool has no connection left, so a
   request waiting for one gets it; and after HOLD_SECONDS idle (a timer), so a request that
   came to an empty pool while leases sat idle waits no longer than that. One idle for
@@ -27,6 +29,7 @@ the pool. The pool keeps its say:
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import time
 import weakref
@@ -37,6 +40,7 @@ from typing import Any, Protocol
 import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool, PoolProxiedConnection, QueuePool
 from sqlalchemy.sql.elements import TextClause
@@ -82,11 +86,20 @@ async def fetch_row(
     if leases is _UNSEEN:
         leases = _leases_for(sync)
     lease = None if leases is None else leases.take()
+    place = False  # a lease to be made of the connection checked out below
+    if lease is None and leases is not None:
+        lease, place = await leases.lease_or_place(sync.pool)
     if lease is not None:
         pooled = lease.pooled
     else:
-        pooled = await engine.raw_connection()
-        lease = None if leases is None else leases.keep(pooled, sync.pool)
+        try:
+            pooled = await engine.raw_connection()
+        except BaseException:
+            if place:
+                leases.lost()  # type: ignore[union-attr]
+            raise
+        if place:
+            lease = _Lease(pooled, leases.generation)  # type: ignore[union-attr]
     driver: asyncpg.Connection = pooled.driver_connection
     try:
         spans = TRACED.get(sync) if TRACED else None
@@ -140,6 +153,8 @@ class _Leases:
     def __init__(self) -> None:
         self.idle: list[_Lease] = []  # the most recently used last
         self.held = 0  # idle, or running a statement
+        # Statements waiting for a lease, all held and busy: handed the next given back.
+        self.waiters: collections.deque[asyncio.Future[_Lease | None]] = collections.deque()
         # Moved on by every invalidation and by dispose(): a lease of an earlier one is closed.
         self.generation = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -157,12 +172,49 @@ class _Leases:
             self._end(lease)  # the timer was late (a stalled loop), or the pool was reset
         return None
 
-    def keep(self, pooled: PoolProxiedConnection, pool: Any) -> _Lease | None:
-        """A lease of `pooled`, just checked out, unless half the pool is leased already."""
-        if self.held >= pool.size() // 2:
-            return None
-        self.held += 1
-        return _Lease(pooled, self.generation)
+    async def lease_or_place(self, pool: Any) -> tuple[_Lease | None, bool]:
+        """With no lease idle: one handed over by a statement that finished, or a place for a
+        new one (True) while fewer than half the pool is leased; neither with a pool of one."""
+        while True:
+            if self.held < pool.size() // 2:
+                self.held += 1
+                return None, True
+            if pool.size() < 2:
+                return None, False
+            lease = await self.wait(pool)
+            if lease is not None:
+                return lease, False
+
+    async def wait(self, pool: Any) -> _Lease | None:
+        """The next lease given back, or None when one ended instead (a statement checks a
+        connection out then); PoolTimeout (a 503) after the pool's own timeout."""
+        waiter: asyncio.Future[_Lease | None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            async with asyncio.timeout(pool.timeout()):
+                return await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                handed = waiter.result()  # handed over as the wait ended: passed on
+                if handed is not None:
+                    self.give_back(handed, pool)
+                else:
+                    self._wake()
+            if isinstance(exc, TimeoutError):
+                raise PoolTimeout(f"no leased connection free in {pool.timeout()} s") from None
+            raise
+        finally:
+            if waiter in self.waiters:
+                self.waiters.remove(waiter)
+
+    def _wake(self, lease: _Lease | None = None) -> bool:
+        """Hands `lease` (None: a free place for one) to the longest waiting statement."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(lease)
+                return True
+        return False
 
     def give_back(self, lease: _Lease, pool: Any) -> None:
         """After a statement that left the connection fit for the next: kept idle, or given
@@ -171,16 +223,20 @@ class _Leases:
         if lease.generation != self.generation or pool.checkedout() >= pool.size():
             self._end(lease)
             return
+        if self._wake(lease):
+            return
         self.idle.append(lease)
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(HOLD_SECONDS, self._expire)
 
     def lost(self) -> None:
-        """A lease's connection is being invalidated by its user."""
+        """A lease's connection is being invalidated by its user (or was never had)."""
         self.held -= 1
+        self._wake()
 
     def _end(self, lease: _Lease) -> None:
         self.held -= 1
+        self._wake()
         if lease.generation == self.generation:
             info = lease.pooled.info
             lease.pooled.close()  # back to the pool, which pings it if it was idle too long
