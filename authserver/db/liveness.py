@@ -41,3 +41,9 @@ def ping_when_idle(engine: AsyncEngine, idle_seconds: float = IDLE_SECONDS) -> N
     # On the engine, not its pool: dispose() makes a new pool, and these carry over to it.
     event.listen(engine.sync_engine, "checkin", remember)
     event.listen(engine.sync_engine, "checkout", ping_if_idle)
+
+
+def idle_since(info: dict[Any, Any], since: float) -> None:
+    """For a connection just given back that was idle before that, since `since` (monotonic):
+    db/direct.py keeps one between statements, and its idle time counts as the pool's."""
+    info[_GIVEN_BACK_AT] = min(info.get(_GIVEN_BACK_AT, since), since)

@@ -1,9 +1,11 @@
 """authserver_db_pool_connections_in_use, kept by the pool's own checkout and checkin events.
 
 A connection counts from the moment the pool hands it out until it comes back (or is detached,
-never to come back). Each entry is marked when counted, and only a marked entry is uncounted:
-a checkout that fails (the database is down, the pre-ping and the reconnect fail) checks its
-entry back in without a checkout event, and must not take the gauge below the truth.
+never to come back); one that db/direct.py keeps between statements (a lease) counts all the
+while, up to direct.HOLD_SECONDS idle. Each entry is marked when counted, and only a marked
+entry is uncounted: a checkout that fails (the database is down, the pre-ping and the
+reconnect fail) checks its entry back in without a checkout event, and must not take the gauge
+below the truth.
 """
 
 from __future__ import annotations
