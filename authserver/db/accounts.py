@@ -252,15 +252,21 @@ def _user(row: Any) -> User:
         row.disabled,
         row.created_at,
         row.last_login_at,
-        Profile(
-            email=row.email,
-            email_verified=row.email_verified,
-            name=row.name,
-            given_name=row.given_name,
-            family_name=row.family_name,
-            locale=row.locale,
-            roles=tuple(row.roles.split()),
-        ),
+        profile_of(row._mapping),
+    )
+
+
+def profile_of(row: Any) -> Profile:
+    """A user's profile from a row's columns by name (a SQLAlchemy mapping or an asyncpg
+    Record): also what the code exchange's statement returns of its user (db/codes.py)."""
+    return Profile(
+        email=row["email"],
+        email_verified=bool(row["email_verified"]),
+        name=row["name"],
+        given_name=row["given_name"],
+        family_name=row["family_name"],
+        locale=row["locale"],
+        roles=tuple(row["roles"].split()),
     )
 
 

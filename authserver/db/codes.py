@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from authserver.accounts.profiles import Profile
 from authserver.audit import AuditEvent
+from authserver.db.accounts import profile_of
 from authserver.db.audit import append_audit
 from authserver.db.columns import family_id, stored_hash
 from authserver.db.direct import fetch_row
@@ -296,20 +296,8 @@ def _joined(resources: tuple[str, ...]) -> str | None:
 
 
 def _redeemed(code: AuthorizationCode, holder: Any) -> Redeemed:
-    """`code` with its user's `_HOLDER` columns (a mapping), as db/accounts.py reads them."""
-    return Redeemed(
-        code,
-        holder["username"],
-        Profile(
-            email=holder["email"],
-            email_verified=bool(holder["email_verified"]),
-            name=holder["name"],
-            given_name=holder["given_name"],
-            family_name=holder["family_name"],
-            locale=holder["locale"],
-            roles=tuple(holder["roles"].split()),
-        ),
-    )
+    """`code` with its user's `_HOLDER` columns."""
+    return Redeemed(code, holder["username"], profile_of(holder))
 
 
 def _code(row: Any) -> AuthorizationCode:
