@@ -126,7 +126,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Database tests run on SQLite and Postgres; those marked `pgbouncer` also on Postgres
     through PgBouncer in transaction mode (tests/_pgbouncer.py)."""
     if "database_url" in metafunc.fixturenames:
-        backends = ["sqlite", "postgres"]
+        # postgres_only: what SQLite has no counterpart of (other connections, a server to lose).
+        only_postgres = metafunc.definition.get_closest_marker("postgres_only")
+        backends = ["postgres"] if only_postgres else ["sqlite", "postgres"]
         if metafunc.definition.get_closest_marker("pgbouncer"):
             backends.append("pgbouncer")
         metafunc.parametrize("database_url", backends, indirect=True, scope="session")

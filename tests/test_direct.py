@@ -26,6 +26,9 @@ ANSWER = text("SELECT CAST(:a AS integer) + CAST(:b AS integer) AS total")
 DIVIDE = text("SELECT 1 / CAST(:zero AS integer) AS never")
 NAP = text("SELECT true AS slept FROM pg_sleep(CAST(:seconds AS float))")
 
+# asyncpg's own path, a proxy between it and the server: nothing of it exists on SQLite.
+pytestmark = pytest.mark.postgres_only
+
 
 @pytest.fixture(params=[1, 2], ids=["pool of 1, nothing leased", "pool of 2, one lease"])
 def pool_size(request: pytest.FixtureRequest) -> int:

@@ -16,6 +16,9 @@ from tests._proxy import FaultyProxy, engine_through_proxy, lose_every_connectio
 
 IDLE = 0.3
 
+# A server that restarts behind the pool: the embedded SQLite has none.
+pytestmark = pytest.mark.postgres_only
+
 
 @pytest.fixture
 async def proxied(database_url: str) -> AsyncIterator[tuple[AsyncEngine, FaultyProxy]]:
