@@ -156,8 +156,12 @@ class FamilyRow(Base):
     __tablename__ = "refresh_families"
 
     id: Mapped[str] = mapped_column(FAMILY_ID, primary_key=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    # No foreign keys (0029): checking them locked the user's and the client's row for every
+    # exchange and login (the client's one row shared by all of them). The statements that start
+    # a family hold both rows themselves, and the purge, which alone deletes users and clients,
+    # ends their families in the same transaction (db/purge.py).
+    user_id: Mapped[str] = mapped_column(String(36), index=True)
+    client_id: Mapped[str] = mapped_column(String(128))
     scope: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
     # Indexed (0004) for the purge and the revocation feed's range scans.
