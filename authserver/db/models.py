@@ -214,7 +214,8 @@ class AuditEventRow(Base):
     at: Mapped[int] = mapped_column(BigInteger, index=True)
     actor: Mapped[str] = mapped_column(String(256))
     action: Mapped[str] = mapped_column(String(64), index=True)
-    target: Mapped[str] = mapped_column(String(256), index=True)
+    # No index (0029): no read looks events up by target alone.
+    target: Mapped[str] = mapped_column(String(256))
     detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON object, never secrets
     # Whom and which session the event concerns (0004), for GET /admin/audit's filters.
     user_id: Mapped[str | None] = mapped_column(String(256), index=True)

@@ -1,4 +1,4 @@
-"""refresh_families: no foreign keys to users and clients
+"""refresh_families: no foreign keys to users and clients; audit_events without its target index
 
 Revision ID: 0029
 Revises: 0028
@@ -11,6 +11,9 @@ hold both rows already (db/families.py, db/codes.py), and user and client rows a
 by the purge, which ends their families in the same transaction (db/purge.py), so the keys
 checked nothing those statements do not. The downgrade puts them back (ON DELETE CASCADE), after
 deleting any family whose user or client is gone.
+
+audit_events.target's index served one read, the account deletion's scrub of the username,
+which now goes through user_id's (rows it needs get their user_id here).
 """
 
 from __future__ import annotations
@@ -25,10 +28,17 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# The events about a user that named them only as their target before 0029.
+_ABOUT_A_USER = "action IN ('user.created', 'user.signed_up') AND user_id IS NULL"
+
+
 def upgrade() -> None:
     with op.batch_alter_table("refresh_families") as batch:
         batch.drop_constraint("fk_refresh_families_user_id_users", type_="foreignkey")
         batch.drop_constraint("fk_refresh_families_client_id_clients", type_="foreignkey")
+    op.execute(f"UPDATE audit_events SET user_id = target WHERE {_ABOUT_A_USER}")  # noqa: S608
+    with op.batch_alter_table("audit_events") as batch:
+        batch.drop_index("ix_audit_events_target")
 
 
 # Families whose user or client is gone (none, if only the purge deleted them).
@@ -40,6 +50,9 @@ _ORPHANS = """SELECT f.id FROM refresh_families AS f
 def downgrade() -> None:
     op.execute(f"DELETE FROM refresh_tokens WHERE family_id IN ({_ORPHANS})")  # noqa: S608
     op.execute(f"DELETE FROM refresh_families WHERE id IN ({_ORPHANS})")  # noqa: S608
+    # The user_id given to old events stays: it names whom they concern, as on newer ones.
+    with op.batch_alter_table("audit_events") as batch:
+        batch.create_index("ix_audit_events_target", ["target"])
     with op.batch_alter_table("refresh_families") as batch:
         batch.create_foreign_key(
             "fk_refresh_families_user_id_users", "users", ["user_id"], ["id"], ondelete="CASCADE"
