@@ -6,6 +6,7 @@ their rows, ends their families itself (db/purge.end_families_of), in the same t
 exchange holds the user's row FOR SHARE and the code's row, which the client's delete cascades
 to; so whichever commits first, the other sees it: an exchange first, and the delete waits for
 it and then finds its family; the delete first, and the exchange finds no user or no code.
+A password login holds the client's row FOR SHARE and the user's by its UPDATE, likewise.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from authserver.db.engine import is_postgres
 from authserver.db.purge import end_families_of
 from authserver.tokens.pkce import s256
 from authserver.tokens.refresh import hash_token
-from tests.conftest import Registry
+from tests.conftest import Registry, password_login
 from tests.http.signin import INSECURE_COOKIES, WEB, Flow, code_for, exchange, web_client
 
 
@@ -140,5 +141,53 @@ async def test_an_exchange_after_an_uncommitted_delete_waits_and_starts_nothing(
         response = await asyncio.wait_for(answer, 10)
 
     assert response.status_code in (400, 401), response.text
+    assert await families(engine) == 0
+    assert await orphans(engine) == 0
+
+
+async def waiting_on(engine: AsyncEngine, statement: str) -> bool:
+    """Whether a backend of this database waits for a lock in a statement containing `statement`."""
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE :prefix"
+            ),
+            {"prefix": "%" + statement + "%"},
+        )
+        return bool(found.scalar_one())
+
+
+async def test_a_client_delete_waits_for_a_login_holding_the_row_then_ends_its_family(
+    client: httpx.AsyncClient, registry: Registry, spa: str, engine: AsyncEngine
+) -> None:
+    """The login is held between its two locks (the client's row taken, the user's awaited)
+    while the client is deleted: the delete waits for the login, then ends its family."""
+    if not is_postgres(engine):
+        pytest.skip("SQLite serialises every writer: no interleaving to race")
+    user = await registry.user("alice", "correct horse")
+    async with engine.connect() as holding:
+        await holding.begin()
+        await holding.execute(text("SELECT 1 FROM users WHERE id = :id FOR UPDATE"), {"id": user})
+        login = asyncio.create_task(password_login(client))
+        for _ in range(200):  # past argon2, at the user's row
+            if await waiting_on(engine, "UPDATE users SET last_login_at"):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the login never reached the user's row")
+
+        async def delete() -> None:
+            async with engine.begin() as conn:
+                await delete_client(conn, spa)
+
+        deleting = asyncio.create_task(delete())
+        await asyncio.sleep(0.3)
+        assert not deleting.done()  # it waits for the login's FOR SHARE on the client
+        await holding.commit()
+        answer = await asyncio.wait_for(login, 10)
+        await asyncio.wait_for(deleting, 10)
+
+    assert answer.status_code == 200, answer.text  # the login won: its family was stored
     assert await families(engine) == 0
     assert await orphans(engine) == 0
