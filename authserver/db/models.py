@@ -261,6 +261,8 @@ class AuthorizationCodeRow(Base):
     __tablename__ = "authorization_codes"
 
     code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Its ON DELETE CASCADE is what makes a client's delete wait for an exchange spending one
+    # of its codes, whose family the purge then finds (refresh_families has no key, 0029).
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     login_session_id: Mapped[str] = mapped_column(String(36))
