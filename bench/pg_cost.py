@@ -80,6 +80,7 @@ class Config:
 class Result:
     count: int
     cpu_us: float
+    client_us: float  # this process (asyncpg: binding the parameters, decoding the rows)
     upd: int
     hot: int
     wal_records: float
@@ -321,9 +322,9 @@ async def measure(
         upd0, hot0 = await stats(watcher, table)
         start = await watcher.fetchval("SELECT pg_current_wal_insert_lsn()::text")
         cpu0 = sum(cpu_ticks(pid) for pid in pids)
-        began = time.perf_counter()
+        began, client0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(run(i, warm, per) for i in range(connections)))
-        took = time.perf_counter() - began
+        took, client1 = time.perf_counter() - began, time.process_time()
         cpu1 = sum(cpu_ticks(pid) for pid in pids)
         end = await watcher.fetchval("SELECT pg_current_wal_flush_lsn()::text")
         await flush_stats(conns)
@@ -362,6 +363,7 @@ async def measure(
         return Result(
             count=done,
             cpu_us=(cpu1 - cpu0) * 1e6 / TICK / done,
+            client_us=(client1 - client0) * 1e6 / done,
             upd=upd1 - upd0,
             hot=hot1 - hot0,
             wal_records=records / done,
@@ -440,7 +442,7 @@ def main() -> None:
                     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
                     print(
                         f"round {round_} {kind:<8} [{config.name()}] {r.rate:,.0f}/s: postgres"
-                        f" {r.cpu_us:.0f} µs CPU; HOT {r.hot}/{r.upd}"
+                        f" {r.cpu_us:.0f} µs CPU (client {r.client_us:.0f} µs); HOT {r.hot}/{r.upd}"
                         f" ({100 * r.hot / max(r.upd, 1):.0f} %); WAL {r.wal_records:.1f} records,"
                         f" {r.wal_bytes:,.0f} B, {r.fpi:.2f} FPI per {kind}; load {load}"
                     )

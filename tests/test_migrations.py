@@ -870,3 +870,56 @@ async def test_0027_leaves_old_clients_without_a_document_and_goes_back(
     assert kept == 2
     await migrate.upgrade(engine)
     assert await schema_diff(engine) == []
+
+
+# --- 0029: refresh families without foreign keys to users and clients -----------------------
+
+
+async def family_keys(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        keys = await conn.run_sync(lambda sync: inspect(sync).get_foreign_keys("refresh_families"))
+    return {key["referred_table"] for key in keys}
+
+
+async def test_0029_drops_the_owners_keys_keeps_the_username_scrub_and_goes_back(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0007")
+    await seed_before_0008(engine)  # alice (u1), her family with client app
+    await migrate.upgrade(engine, "0028")
+    async with engine.begin() as conn:  # her user.created event, as written before 0029
+        await conn.execute(
+            text(
+                "INSERT INTO audit_events (at, actor, action, target, detail)"
+                " VALUES (:at, 'root', 'user.created', 'u1', :detail)"
+            ),
+            {"at": NOW - 100, "detail": '{"username": "alice"}'},
+        )
+    assert await family_keys(engine) == {"users", "clients"}
+
+    await migrate.upgrade(engine, "0029")
+
+    assert await family_keys(engine) == set()
+    # The account's deletion still scrubs the username from the event written before 0029,
+    # found now through user_id.
+    assert await SqlUserStore(pooled).delete("u1", NOW, [])
+    async with engine.begin() as conn:
+        detail = (await conn.execute(text("SELECT detail FROM audit_events"))).scalar_one()
+        # Only the purge deletes users, and their families with them; a family left without
+        # its user by a hand-made delete is one the downgrade cannot keep.
+        await conn.execute(
+            text(
+                "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at,"
+                " expires_at) VALUES (:id, 'gone', 'app', 'profile', 0, 1)"
+            ),
+            {"id": "00000000-0000-4000-8000-000000000001"},
+        )
+    assert "alice" not in detail
+
+    await migrate.downgrade(engine, "0028")
+    assert await family_keys(engine) == {"users", "clients"}
+    async with engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT user_id FROM refresh_families"))).scalars()
+        assert list(kept) == ["u1"]
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []

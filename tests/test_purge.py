@@ -200,3 +200,26 @@ async def test_a_backlog_larger_than_a_batch_is_purged_in_one_round(
     assert purged.denied_access_tokens == 7
     assert await family_ids(engine) == {live}
     assert await count(engine, "denied_access_tokens") == 0
+
+
+async def test_a_deleted_users_families_go_with_them(
+    services: Services, registry: Registry, spa: str, engine: AsyncEngine, settings: Settings
+) -> None:
+    """No foreign key deletes them since 0029: the purge does, in the transaction that deletes
+    the user (an abandoned sign-up here, made one by hand after it started a family)."""
+    alice = await registry.user()
+    bob = await registry.user("bob")
+    await family(services, alice)
+    kept = await family(services, bob)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE users SET disabled = true, signup_expires_at = :at WHERE id = :id"),
+            {"at": services.clock() - 1, "id": alice},
+        )
+
+    purged = await purge(engine, settings, services.clock())
+
+    assert purged is not None and purged.abandoned_sign_ups == 1
+    assert (purged.families, purged.refresh_tokens) == (1, 1)
+    assert await family_ids(engine) == {kept}
+    assert await count(engine, "refresh_tokens") == 1

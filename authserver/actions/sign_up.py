@@ -133,7 +133,9 @@ async def sign_up(
     # not yet taken) are not its own.
     await services.throttle.forget(username)
     detail: dict[str, str | None] = {"username": username, "mode": services.settings.signup}
-    await services.audit.record([AuditEvent(now, user.id, "user.signed_up", user.id, detail)])
+    await services.audit.record(
+        [AuditEvent(now, user.id, "user.signed_up", user.id, detail, user=user.id)]
+    )
     await _mail(services, user, email, locale, address_taken=address_taken, activates=verified)
     if verified:
         return CheckMail(email)

@@ -214,10 +214,11 @@ async def _end_sign_up_links(conn: AsyncConnection, user_id: str) -> None:
 async def _forget_username(conn: AsyncConnection, user_id: str) -> None:
     """The trail keeps the sub alone: `user.created` and `user.signed_up` recorded the username
     too, and `user.created` and `user.updated` the profile (profiles.PERSONAL: who the user is,
-    not what they may do)."""
+    not what they may do). Found through user_id's index (target has none since 0029)."""
     recorded = (
         await conn.execute(
             select(AuditEventRow.id, AuditEventRow.detail).where(
+                AuditEventRow.user_id == user_id,
                 AuditEventRow.target == user_id,
                 AuditEventRow.action.in_(("user.created", "user.signed_up", "user.updated")),
             )

@@ -156,8 +156,12 @@ class FamilyRow(Base):
     __tablename__ = "refresh_families"
 
     id: Mapped[str] = mapped_column(FAMILY_ID, primary_key=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    # No foreign keys (0029): checking them locked the user's and the client's row for every
+    # exchange and login (the client's one row shared by all of them). The statements that start
+    # a family hold both rows themselves, and the purge, which alone deletes users and clients,
+    # ends their families in the same transaction (db/purge.py).
+    user_id: Mapped[str] = mapped_column(String(36), index=True)
+    client_id: Mapped[str] = mapped_column(String(128))
     scope: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
     # Indexed (0004) for the purge and the revocation feed's range scans.
@@ -210,7 +214,8 @@ class AuditEventRow(Base):
     at: Mapped[int] = mapped_column(BigInteger, index=True)
     actor: Mapped[str] = mapped_column(String(256))
     action: Mapped[str] = mapped_column(String(64), index=True)
-    target: Mapped[str] = mapped_column(String(256), index=True)
+    # No index (0029): no read looks events up by target alone.
+    target: Mapped[str] = mapped_column(String(256))
     detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON object, never secrets
     # Whom and which session the event concerns (0004), for GET /admin/audit's filters.
     user_id: Mapped[str | None] = mapped_column(String(256), index=True)
@@ -256,6 +261,8 @@ class AuthorizationCodeRow(Base):
     __tablename__ = "authorization_codes"
 
     code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Its ON DELETE CASCADE is what makes a client's delete wait for an exchange spending one
+    # of its codes, whose family the purge then finds (refresh_families has no key, 0029).
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     login_session_id: Mapped[str] = mapped_column(String(36))

@@ -33,6 +33,12 @@
   the account never signed in and never had a token, so the row goes whole and the username
   is free to sign up again. Deleted before the links, which mark nothing here but die then too.
 
+Users and clients are deleted here only, and their refresh families (no foreign key since 0029)
+with them, in the same transaction, by a statement after the one that deleted them: a login or
+a code exchange that started a family for them held their row (FOR SHARE, or the code's row,
+which the client's delete cascades to), so the delete waited for it to commit and the next
+statement sees its family; one that comes after the delete finds no row and starts nothing.
+
 A purge deletes in batches of at most `BATCH` rows per table, each batch one short
 transaction, until a batch finds less than a full one: a backlog (purging was off, or the
 database was down for a while) would otherwise be one huge DELETE that runs into the
@@ -45,8 +51,9 @@ dies). SQLite has one writer anyway.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from sqlalchemy import bindparam, text
@@ -108,6 +115,7 @@ _ABANDONED_SIGN_UPS = text("""
     DELETE FROM users WHERE id IN (
         SELECT id FROM users
         WHERE signup_expires_at <= :now AND disabled AND deleted_at IS NULL LIMIT :batch)
+    RETURNING id
 """)
 _LINKS = text("""
     DELETE FROM link_tokens WHERE token_hash IN (
@@ -135,6 +143,7 @@ _IDLE_CLIENTS = text("""
           AND NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.client_id = c.client_id)
           AND NOT EXISTS (SELECT 1 FROM authorization_codes a WHERE a.client_id = c.client_id)
         LIMIT :batch)
+    RETURNING client_id
 """)
 # Chosen first, deleted (checked again to be unused), then their consent grants deleted
 # explicitly: a purged document's URL comes back as the same client_id, and a grant left behind
@@ -155,6 +164,14 @@ _DOCUMENT_CLIENTS = text(
     f"DELETE FROM clients WHERE client_id IN (SELECT client_id FROM clients c"  # noqa: S608
     f" WHERE c.client_id IN :ids AND {_IDLE_DOCUMENTS}) RETURNING client_id"
 ).bindparams(bindparam("ids", expanding=True))
+# The families of users or clients just deleted: a separate statement, so its snapshot is taken
+# after the delete waited for whoever held their rows (see the docstring).
+_FAMILIES_OF_USERS = text("SELECT id FROM refresh_families WHERE user_id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
+)
+_FAMILIES_OF_CLIENTS = text("SELECT id FROM refresh_families WHERE client_id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
+)
 _INITIAL_TOKENS = text("""
     DELETE FROM initial_access_tokens WHERE token_hash IN (
         SELECT token_hash FROM initial_access_tokens WHERE expires_at <= :now LIMIT :batch)
@@ -246,19 +263,24 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
         _CODES, {"now": now, "used_before": now - REPLAY_WINDOW, "batch": batch}
     )
     login_sessions = await conn.execute(_LOGIN_SESSIONS, {"now": now, "batch": batch})
-    abandoned = await conn.execute(_ABANDONED_SIGN_UPS, {"now": now, "batch": batch})
+    abandoned = list(
+        (await conn.execute(_ABANDONED_SIGN_UPS, {"now": now, "batch": batch})).scalars()
+    )
+    owned_tokens, owned = await end_families_of(conn, users=abandoned)
     links = await conn.execute(_LINKS, {"now": now, "batch": batch})
     requests_before = now - settings.password_reset_ttl
     resets = await conn.execute(_RESET_REQUESTS, {"before": requests_before, "batch": batch})
     pages = await conn.execute(_PAGE_REQUESTS, {"before": now - LONGEST_WINDOW, "batch": batch})
     dpop_proofs = await conn.execute(_DPOP_PROOFS, {"now": now, "batch": batch})
     idle = now - settings.registration_idle_purge
-    clients = await conn.execute(_IDLE_CLIENTS, {"before": idle, "batch": batch})
+    clients = list((await conn.execute(_IDLE_CLIENTS, {"before": idle, "batch": batch})).scalars())
     documents = await _delete_idle_documents(conn, idle, batch)
+    ended = await end_families_of(conn, clients=[*clients, *documents])
+    owned_tokens, owned = owned_tokens + ended[0], owned + ended[1]
     initial = await conn.execute(_INITIAL_TOKENS, {"now": now, "batch": batch})
     return Purged(
-        families=int(families),
-        refresh_tokens=int(tokens),
+        families=int(families) + owned,
+        refresh_tokens=int(tokens) + owned_tokens,
         denied_access_tokens=int(denied.rowcount),
         throttle_buckets=int(throttle.rowcount),
         audit_events=int(audit.rowcount),
@@ -268,24 +290,42 @@ async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, bat
         reset_requests=int(resets.rowcount),
         page_requests=int(pages.rowcount),
         dpop_proofs=int(dpop_proofs.rowcount),
-        registered_clients=int(clients.rowcount),
+        registered_clients=len(clients),
         initial_access_tokens=int(initial.rowcount),
-        abandoned_sign_ups=int(abandoned.rowcount),
-        document_clients=documents,
+        abandoned_sign_ups=len(abandoned),
+        document_clients=len(documents),
     )
 
 
-async def _delete_idle_documents(conn: AsyncConnection, before: int, batch: int) -> int:
+async def _delete_idle_documents(conn: AsyncConnection, before: int, batch: int) -> list[str]:
     found = {"before": before, "batch": batch}
     ids = list((await conn.execute(_IDLE_DOCUMENT_CLIENTS, found)).scalars())
     if not ids:
-        return 0
+        return []
     deleted = list(
         (await conn.execute(_DOCUMENT_CLIENTS, {"ids": ids, "before": before})).scalars()
     )
     if deleted:
         await conn.execute(_DOCUMENT_CONSENTS, {"ids": deleted})
-    return len(deleted)
+    return deleted
+
+
+async def end_families_of(
+    conn: AsyncConnection, *, users: Sequence[str] = (), clients: Sequence[str] = ()
+) -> tuple[int, int]:
+    """Deletes the refresh families (and their tokens) of `users` and `clients`, which `conn`'s
+    transaction has just deleted: (tokens, families) deleted. What the foreign keys' ON DELETE
+    CASCADE did before 0029."""
+    ids: list[Any] = []
+    if users:
+        ids += (await conn.execute(_FAMILIES_OF_USERS, {"ids": list(users)})).scalars()
+    if clients:
+        ids += (await conn.execute(_FAMILIES_OF_CLIENTS, {"ids": list(clients)})).scalars()
+    if not ids:
+        return 0, 0
+    tokens = (await conn.execute(_TOKENS, {"ids": ids})).rowcount
+    families = (await conn.execute(_FAMILIES, {"ids": ids})).rowcount
+    return int(tokens), int(families)
 
 
 async def purge_periodically(

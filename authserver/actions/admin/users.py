@@ -69,7 +69,9 @@ async def create_user(services: Services, actor: str, body: dict[str, Any]) -> C
     # not yet taken) are not its own.
     await services.throttle.forget(username)
     detail = {"username": username, "scopes": list(user.scopes), **_audited(changes)}
-    await services.audit.record([AuditEvent(now, actor, "user.created", user.id, detail)])
+    await services.audit.record(
+        [AuditEvent(now, actor, "user.created", user.id, detail, user=user.id)]
+    )
     return CreatedUser(user.id, username)
 
 
