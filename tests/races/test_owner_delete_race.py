@@ -23,12 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authserver.db.codes import _EXCHANGE_POSTGRES  # the statement itself, held uncommitted
 from authserver.db.columns import stored_hash
-from authserver.db.engine import is_postgres
 from authserver.db.purge import end_families_of
 from authserver.tokens.pkce import s256
 from authserver.tokens.refresh import hash_token
 from tests.conftest import Registry, password_login
 from tests.http.signin import INSECURE_COOKIES, WEB, Flow, code_for, exchange, web_client
+
+# SQLite serialises every writer: no interleaving to race.
+pytestmark = pytest.mark.postgres_only
 
 
 @pytest.fixture
@@ -91,8 +93,6 @@ async def a_code(
     http: httpx.AsyncClient, registry: Registry, engine: AsyncEngine, who: str
 ) -> tuple[str, Flow, str]:
     """A code of alice's for the web client, its flow, and the id of the row to delete."""
-    if not is_postgres(engine):
-        pytest.skip("SQLite serialises every writer: no interleaving to race")
     user = await registry.user("alice", "correct horse", scopes=("openid", "profile"))
     await web_client(registry)
     flow = Flow.new(WEB)
@@ -163,8 +163,6 @@ async def test_a_client_delete_waits_for_a_login_holding_the_row_then_ends_its_f
 ) -> None:
     """The login is held between its two locks (the client's row taken, the user's awaited)
     while the client is deleted: the delete waits for the login, then ends its family."""
-    if not is_postgres(engine):
-        pytest.skip("SQLite serialises every writer: no interleaving to race")
     user = await registry.user("alice", "correct horse")
     async with engine.connect() as holding:
         await holding.begin()
