@@ -14,7 +14,9 @@ One stack per signing algorithm (bench/http_bench.py's `Stack`: fresh database, 
 seeded with the CLI, `authserver serve --workers N`). Per path and round:
 
 - workers: the sum over the uvicorn worker processes of utime + stime (clock ticks) before
-  and after the wrk run, over the 200s wrk counted; in µs per request;
+  and after the wrk run, over the 200s wrk counted; in µs per request; of which stime (the
+  kernel: system calls); and the workers' sleeps and preemptions per request
+  (/proc/PID/task/*/status), which on 2 shared cores cost more than their system calls;
 - postgres: the same for the backends connected to the stack's database (pg_stat_activity,
   read before and after; a backend that is gone by the end has its CPU lost, one that came
   during the run counts from 0): the SQL's own cost per request. JWKS and client_credentials
@@ -39,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import http_bench  # bench/ is on sys.path: this file runs as a script
 from http_bench import (
@@ -62,12 +65,35 @@ EXCHANGES_PER_SECOND = 2_500
 
 def cpu_ticks(pid: int) -> int:
     """utime + stime of one process, in clock ticks (fields 14 and 15 of /proc/PID/stat)."""
+    return sum(user_kernel_ticks(pid))
+
+
+def user_kernel_ticks(pid: int) -> tuple[int, int]:
+    """utime and stime of one process, in clock ticks: Python's own work against the system
+    calls' (the socket sends and receives, epoll)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
-        return 0
+        return 0, 0
     fields = stat.rpartition(")")[2].split()
-    return int(fields[11]) + int(fields[12])
+    return int(fields[11]), int(fields[12])
+
+
+def switches(pid: int) -> tuple[int, int]:
+    """How often the process went to sleep, and how often it was preempted (its threads'
+    voluntary and involuntary context switches): on this machine each costs a worker tens of
+    µs of CPU more than the work itself (cold caches after another process ran)."""
+    slept = preempted = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    slept += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    preempted += int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return slept, preempted
 
 
 def backends(database: str) -> list[int]:
@@ -76,19 +102,37 @@ def backends(database: str) -> list[int]:
     return [] if out == "None" else [int(pid) for pid in out.split()]
 
 
-def measured(stack: Stack, run: Callable[[], Measurement]) -> tuple[Measurement, float, float]:
-    """One run of `run` (a wrk load): its result, and µs of CPU per 200 in the workers and in
-    the Postgres backends of the stack's database."""
+class Figures(NamedTuple):
+    rps: float
+    workers: float  # µs of CPU per 200, summed over the workers
+    kernel: float  # ... of which in the kernel (stime)
+    postgres: float  # µs of CPU per 200 in the database's Postgres backends
+    sleeps: float  # the workers' voluntary context switches per 200
+    preempted: float  # ... and involuntary ones
+
+
+def measured(stack: Stack, run: Callable[[], Measurement]) -> tuple[Measurement, Figures]:
+    """One run of `run` (a wrk load): its result, and per 200 the workers' CPU, of which in
+    the kernel, and their sleeps, and the CPU of the Postgres backends of the stack's
+    database."""
     workers = stack.worker_pids()
     before_pg = {pid: cpu_ticks(pid) for pid in backends(stack.db)}
-    before = sum(cpu_ticks(pid) for pid in workers)
+    before = [user_kernel_ticks(pid) for pid in workers]
+    switched = [switches(pid) for pid in workers]
     result = run()
-    after = sum(cpu_ticks(pid) for pid in workers)
+    slept = sum(switches(pid)[0] - s[0] for pid, s in zip(workers, switched, strict=True))
+    preempted = sum(switches(pid)[1] - s[1] for pid, s in zip(workers, switched, strict=True))
+    after = [user_kernel_ticks(pid) for pid in workers]
     after_pg = {pid: cpu_ticks(pid) for pid in backends(stack.db)}
     served = result.rps * measured_seconds(result)
     pg = sum(ticks - before_pg.get(pid, 0) for pid, ticks in after_pg.items())
     per = 1e6 / TICK / max(served, 1)
-    return result, (after - before) * per, pg * per
+    kernel = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
+    total = sum(sum(a) - sum(b) for a, b in zip(after, before, strict=True))
+    count = max(served, 1)
+    return result, Figures(
+        result.rps, total * per, kernel * per, pg * per, slept / count, preempted / count
+    )
 
 
 def measured_seconds(result: Measurement) -> float:
@@ -163,7 +207,7 @@ def main() -> None:
         f"{args.workers}, {args.alg}; µs of CPU (utime+stime) per 200, summed over the workers "
         "and over the database's Postgres backends"
     )
-    figures: dict[str, list[tuple[float, float, float]]] = {p: [] for p in only}
+    figures: dict[str, list[Figures]] = {p: [] for p in only}
     with tempfile.TemporaryDirectory(prefix="authserver-cpubudget-") as tmp:
         stack = Stack(args.alg, Path(tmp), args.workers)
         try:
@@ -171,23 +215,31 @@ def main() -> None:
             runs = path_runs(stack, args)
             for round_ in range(1, args.rounds + 1):
                 for path in only:
-                    result, workers, pg = measured(stack, runs[path]())
-                    figures[path].append((result.rps, workers, pg))
+                    result, got = measured(stack, runs[path]())
+                    figures[path].append(got)
                     print(
-                        f"round {round_} {path:<20} {result.rps:>8,.0f} req/s  workers "
-                        f"{workers:6.1f} µs  postgres {pg:6.1f} µs  errors {result.errors}  "
-                        f"load {load()}"
+                        f"round {round_} {path:<20} {got.rps:>8,.0f} req/s  workers "
+                        f"{got.workers:6.1f} µs (kernel {got.kernel:5.1f}, sleeps "
+                        f"{got.sleeps:4.2f}, preempted {got.preempted:4.2f})  postgres "
+                        f"{got.postgres:6.1f} µs  "
+                        f"errors {result.errors}  load {load()}"
                     )
         finally:
             stack.close()
     print()
-    print(f"{'path':<20} {'req/s':>8} {'workers µs':>11} {'(spread)':>15} {'postgres µs':>12}")
+    print(
+        f"{'path':<20} {'req/s':>8} {'workers µs':>11} {'(spread)':>15} {'kernel µs':>10} "
+        f"{'sleeps':>7} {'preempted':>10} {'postgres µs':>12}"
+    )
     for path, rows in figures.items():
-        w = [r[1] for r in rows]
+        w = [r.workers for r in rows]
         print(
-            f"{path:<20} {statistics.median(r[0] for r in rows):>8,.0f} "
+            f"{path:<20} {statistics.median(r.rps for r in rows):>8,.0f} "
             f"{statistics.median(w):>11.1f} {f'({min(w):.0f}-{max(w):.0f})':>15} "
-            f"{statistics.median(r[2] for r in rows):>12.1f}"
+            f"{statistics.median(r.kernel for r in rows):>10.1f} "
+            f"{statistics.median(r.sleeps for r in rows):>7.2f} "
+            f"{statistics.median(r.preempted for r in rows):>10.2f} "
+            f"{statistics.median(r.postgres for r in rows):>12.1f}"
         )
     print(f"load average at end: {load()}")
 

@@ -188,22 +188,25 @@ class _Leases:
     async def wait(self, pool: Any) -> _Lease | None:
         """The next lease given back, or None when one ended instead (a statement checks a
         connection out then); PoolTimeout (a 503) after the pool's own timeout."""
-        waiter: asyncio.Future[_Lease | None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[_Lease | None] = loop.create_future()
         self.waiters.append(waiter)
+        # One timer that fails the waiter, not asyncio.timeout (a Timeout object, a reschedule
+        # and the task's cancel/uncancel): under load most statements of a worker wait here.
+        # A waiter handed a lease before its timer fires is done, and the timer leaves it be.
+        timer = loop.call_later(pool.timeout(), _time_out, waiter, pool.timeout())
         try:
-            async with asyncio.timeout(pool.timeout()):
-                return await waiter
-        except BaseException as exc:
-            if waiter.done() and not waiter.cancelled():
-                handed = waiter.result()  # handed over as the wait ended: passed on
+            return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                handed = waiter.result()  # handed over as the wait was cancelled: passed on
                 if handed is not None:
                     self.give_back(handed, pool)
                 else:
                     self._wake()
-            if isinstance(exc, TimeoutError):
-                raise PoolTimeout(f"no leased connection free in {pool.timeout()} s") from None
             raise
         finally:
+            timer.cancel()
             if waiter in self.waiters:
                 self.waiters.remove(waiter)
 
@@ -276,6 +279,11 @@ class _Leases:
         idle, self.idle = self.idle, []
         for lease in idle:
             self._end(lease)
+
+
+def _time_out(waiter: asyncio.Future[_Lease | None], seconds: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(PoolTimeout(f"no leased connection free in {seconds} s"))
 
 
 _UNSEEN: Any = object()
