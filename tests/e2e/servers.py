@@ -133,9 +133,10 @@ class AuthServer:
     def state(self) -> tuple[int, int, int]:
         """(refresh tokens issued, spent, families revoked), read from the database itself."""
         with sqlite3.connect(self.database) as db:
-            tokens, spent = db.execute(
-                "SELECT count(*), count(spent_at) FROM refresh_tokens"
-            ).fetchone()
+            # The live ones in their families' rows, the spent ones apart (0030).
+            (live,) = db.execute("SELECT count(token_hash) FROM refresh_families").fetchone()
+            (spent,) = db.execute("SELECT count(*) FROM spent_refresh_tokens").fetchone()
+            tokens = live + spent
             (revoked,) = db.execute("SELECT count(revoked_at) FROM refresh_families").fetchone()
         return tokens, spent, revoked
 
