@@ -80,18 +80,15 @@ SELECT {parent}, id, NULL, $1::bigint, $2::bigint, $1::bigint FROM n
 UNION ALL
 SELECT {child}, id, {parent}, $1::bigint, $2::bigint, NULL FROM n
 """
-# From 0030: the live child in the family's row, the spent parent in spent_refresh_tokens.
+# From 0030: the live child and its spent parent both in the family's row (the token spent
+# last stays there; older ones go to spent_refresh_tokens as later rotations replace them).
 PRELOAD_0030 = """
-WITH f AS (
-    INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
-                                  token_hash, parent_hash, token_issued_at, token_expires_at)
-    SELECT gen_random_uuid(), {user_id}, 'app', 'profile', $1::bigint, {ends},
-           {child}, {parent}, $1::bigint, $2::bigint
-    FROM generate_series(1, $3::integer) AS g
-    RETURNING id, parent_hash
-)
-INSERT INTO spent_refresh_tokens (family_id, token_hash, spent_at)
-SELECT id, parent_hash, $1::bigint FROM f
+INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
+                              token_hash, parent_hash, parent_spent_at, token_issued_at,
+                              token_expires_at)
+SELECT gen_random_uuid(), {user_id}, 'app', 'profile', $1::bigint, {ends},
+       {child}, {parent}, $1::bigint, $1::bigint, $2::bigint
+FROM generate_series(1, $3::integer) AS g
 """
 # The users the families belong to: ids as USER_ID computes them.
 USERS = """

@@ -1,6 +1,6 @@
 """A refresh token's stored state, read as committed on a connection of its own: in its
-family's row when live, in spent_refresh_tokens once spent (0030); in refresh_tokens for a
-token from before 0030."""
+family's row when live or spent last, in spent_refresh_tokens when spent before (0030); in
+refresh_tokens for a token from before 0030."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from authserver.db.columns import stored_hash
 from authserver.tokens.refresh import parse_refresh_token
 
 _LIVE = "SELECT 1 FROM refresh_families WHERE id = :family_id AND token_hash = :h"
+_LAST = "SELECT parent_spent_at FROM refresh_families WHERE id = :family_id AND parent_hash = :h"
 _SPENT = (
     "SELECT spent_at FROM spent_refresh_tokens WHERE family_id = :family_id AND token_hash = :h"
 )
@@ -27,9 +28,10 @@ async def spent_at(engine: AsyncEngine, token: str) -> int | None:
             return legacy
         if (await conn.execute(text(_LIVE), params)).first() is not None:
             return None
-        found = (await conn.execute(text(_SPENT), params)).first()
+        last = (await conn.execute(text(_LAST), params)).scalar()
+        found = last or (await conn.execute(text(_SPENT), params)).scalar()
     assert found is not None, "a token its family never issued"
-    spent: int = found.spent_at
+    spent: int = found
     return spent
 
 

@@ -66,27 +66,32 @@ _KEY_MATCHES = "(f.dpop_jkt IS NULL OR f.dpop_jkt = CAST(:jkt AS VARCHAR))"
 _SUCCESSOR_ENDS = "CASE WHEN :new_expires_at < expires_at THEN :new_expires_at ELSE expires_at END"
 
 
-# Postgres, a token that names its family (0030): the live token is in the family's row, so
-# the rotation is one UPDATE of that row by its primary key, where the live hash is the one
-# presented, and one narrow INSERT of the spent hash. No indexed column changes: a HOT update.
-# A racing UPDATE on the same row waits for the winner, re-checks `token_hash` on the new row
-# version, and matches nothing. The user's and the client's rows are joined (primary-key
-# probes), so the scopes it returns are the ones this statement saw enabled: one snapshot.
+# Postgres, a token that names its family (0030): the live token and its parent (the token
+# spent last) are in the family's row, so the rotation is one UPDATE of that row by its
+# primary key, where the live hash is the one presented: the live token becomes the parent,
+# and the parent it replaces (`was`, as the statement began) goes to spent_refresh_tokens, the
+# only insert. No indexed column changes: a HOT update. A racing UPDATE on the same row waits
+# for the winner, re-checks `token_hash` on the new row version, and matches nothing (so `was`
+# is never stale when it matches: only a rotation changes the parent, and it changes
+# token_hash too). The user's and the client's rows are joined (primary-key probes), so the
+# scopes it returns are the ones this statement saw enabled: one snapshot.
 _ROTATE_CTES = f"""spent AS (
     UPDATE refresh_families AS f
-    SET token_hash = :new_hash, parent_hash = f.token_hash, token_issued_at = :now,
-        token_expires_at = LEAST(:new_expires_at, f.expires_at)
-    FROM users AS u, clients AS c
+    SET token_hash = :new_hash, parent_hash = f.token_hash, parent_spent_at = :now,
+        token_issued_at = :now, token_expires_at = LEAST(:new_expires_at, f.expires_at)
+    FROM users AS u, clients AS c,
+         (SELECT parent_hash, parent_spent_at FROM refresh_families WHERE id = :family_id) AS was
     WHERE f.id = :family_id AND f.token_hash = :token_hash AND f.token_expires_at > :now
       AND f.client_id = :client_id
       AND f.revoked_at IS NULL AND f.expires_at > :now AND {_KEY_MATCHES}
       AND u.id = f.user_id AND {user_enabled("u")}
       AND c.client_id = f.client_id AND {_CLIENT_MAY_REFRESH}
       {{proved}}
-    RETURNING {_FAMILY_COLUMNS}, {_HELD}
+    RETURNING {_FAMILY_COLUMNS}, {_HELD}, was.parent_hash AS was_hash,
+              was.parent_spent_at AS was_spent_at
 ), gone AS (
     INSERT INTO spent_refresh_tokens (family_id, token_hash, spent_at)
-    SELECT id, CAST(:token_hash AS BYTEA), :now FROM spent
+    SELECT id, was_hash, was_spent_at FROM spent WHERE was_hash IS NOT NULL
 )"""
 _ROTATE_POSTGRES = text(f"WITH {_ROTATE_CTES.format(proved='')}\nSELECT * FROM spent")
 _ROTATE_PROVED_POSTGRES = proved(_ROTATE_CTES)
@@ -107,8 +112,8 @@ _SPEND_CTES = f"""spent AS (
     RETURNING {_FAMILY_COLUMNS}, {_HELD}
 ), successor AS (
     UPDATE refresh_families AS n
-    SET token_hash = :new_hash, parent_hash = CAST(:token_hash AS BYTEA), token_issued_at = :now,
-        token_expires_at = LEAST(:new_expires_at, n.expires_at)
+    SET token_hash = :new_hash, parent_hash = CAST(:token_hash AS BYTEA), parent_spent_at = :now,
+        token_issued_at = :now, token_expires_at = LEAST(:new_expires_at, n.expires_at)
     FROM spent WHERE n.id = spent.id
 )"""
 _SPEND_POSTGRES = text(f"WITH {_SPEND_CTES.format(proved='')}\nSELECT * FROM spent")
@@ -124,15 +129,17 @@ _LIVE_FAMILIES = f"""SELECT f.id FROM refresh_families AS f
                       AND f.expires_at > :now AND {_USER_ENABLED} AND {_KEY_MATCHES}"""
 
 
-# Portable, a token that names its family: as _ROTATE_CTES, in BEGIN IMMEDIATE.
+# Portable, a token that names its family: as _ROTATE_CTES, in BEGIN IMMEDIATE (the parent
+# it replaces read first: _PARENT_OF).
 _ROTATE = text(f"""
 UPDATE refresh_families
-SET token_hash = :new_hash, parent_hash = token_hash, token_issued_at = :now,
-    token_expires_at = {_SUCCESSOR_ENDS}
+SET token_hash = :new_hash, parent_hash = token_hash, parent_spent_at = :now,
+    token_issued_at = :now, token_expires_at = {_SUCCESSOR_ENDS}
 WHERE id = :family_id AND token_hash = :token_hash AND token_expires_at > :now
   AND id IN ({_LIVE_FAMILIES})
 RETURNING id
 """)
+_PARENT_OF = text("SELECT parent_hash, parent_spent_at FROM refresh_families WHERE id = :family_id")
 
 # Portable, a token from before 0030: spend only in a live family; RETURNING names the family.
 _SPEND = text(f"""
@@ -142,11 +149,12 @@ WHERE token_hash = :token_hash AND spent_at IS NULL AND expires_at > :now
 RETURNING family_id
 """)
 
-# The successor of a token spent in refresh_tokens: in its family's row from now on.
+# The successor of a token spent in refresh_tokens: in its family's row from now on (its
+# parent stays in refresh_tokens too, spent; the family's row names it for the grace retry).
 _LIVE_SUCCESSOR = text(f"""
 UPDATE refresh_families
-SET token_hash = :new_hash, parent_hash = :token_hash, token_issued_at = :now,
-    token_expires_at = {_SUCCESSOR_ENDS}
+SET token_hash = :new_hash, parent_hash = :token_hash, parent_spent_at = :parent_spent_at,
+    token_issued_at = :now, token_expires_at = {_SUCCESSOR_ENDS}
 WHERE id = :family_id
 """)
 
@@ -156,16 +164,14 @@ VALUES (:family_id, :token_hash, :now)
 """)
 
 
-# Grace: when the presented parent was spent (its family's spent hashes, or refresh_tokens
-# for a token from before 0030), then the family's live token and its parent, the row locked.
-_SPENT_PARENT = text(
-    "SELECT family_id, spent_at FROM spent_refresh_tokens"
-    " WHERE family_id = :family_id AND token_hash = :parent_hash"
-)
+# Grace: the family's live token and its parent, the row locked; for a parent from before
+# 0030, its family and spend time first.
 _SPENT_LEGACY_PARENT = text(
     "SELECT family_id, spent_at FROM refresh_tokens WHERE token_hash = :parent_hash"
 )
-_LIVE_OF = "SELECT token_hash, parent_hash FROM refresh_families WHERE id = :family_id"
+_LIVE_OF = (
+    "SELECT token_hash, parent_hash, parent_spent_at FROM refresh_families WHERE id = :family_id"
+)
 _LOCK_LIVE = text(_LIVE_OF + " FOR UPDATE")
 _READ_LIVE = text(_LIVE_OF)
 
@@ -241,10 +247,12 @@ WHERE f.id = :id
 """)
 
 
-# A token that names its family: the family's row, and the spent hash if it is one.
+# A token that names its family: the family's row (its live token and the last spent), and
+# the spent hash if it is an older one.
 _FIND_IN_FAMILY = text(f"""
 SELECT f.token_hash AS live_hash, f.token_issued_at AS t_issued_at,
-       f.token_expires_at AS t_expires_at, s.spent_at AS t_spent_at, {_FAMILY_COLUMNS}
+       f.token_expires_at AS t_expires_at, f.parent_hash, f.parent_spent_at,
+       s.spent_at AS t_spent_at, {_FAMILY_COLUMNS}
 FROM refresh_families AS f
 LEFT JOIN spent_refresh_tokens AS s ON s.family_id = f.id AND s.token_hash = :token_hash
 WHERE f.id = :family_id
@@ -301,14 +309,18 @@ async def _spend_sqlite(
 ) -> Spent | None:
     """SQLite, in BEGIN IMMEDIATE: the spend and the successor, or None when nothing matched."""
     if family_id is not None:
-        if (await conn.execute(_ROTATE, params)).first() is None:
+        was = (await conn.execute(_PARENT_OF, params)).first()
+        if was is None or (await conn.execute(_ROTATE, params)).first() is None:
             return None
-        await conn.execute(_INSERT_SPENT, params)
+        if was.parent_hash is not None:
+            spent = {"family_id": family_id, "token_hash": was.parent_hash}
+            await conn.execute(_INSERT_SPENT, {**spent, "now": was.parent_spent_at})
         return await _spent_in(conn, family_id)
     spent_in = (await conn.execute(_SPEND, params)).scalar()
     if spent_in is None:
         return None
-    await conn.execute(_LIVE_SUCCESSOR, {**params, "family_id": spent_in})
+    successor = {**params, "family_id": spent_in, "parent_spent_at": params["now"]}
+    await conn.execute(_LIVE_SUCCESSOR, successor)
     return await _spent_in(conn, spent_in)
 
 
@@ -440,35 +452,43 @@ class SqlFamilyStore:
             "new_expires_at": new_expires_at,
             "jkt": jkt,
         }
+        legacy_spent_at = None
         async with self._engine.begin() as conn:
-            found = None
-            if parent.family_id is not None:
-                found = (await conn.execute(_SPENT_PARENT, params)).first()
-            if found is None:  # from before 0030 (or put back by its downgrade)
-                found = (await conn.execute(_SPENT_LEGACY_PARENT, params)).first()
-            if found is None or found.spent_at is None or found.spent_at < parent_spent_after:
-                return None
-            params["family_id"] = found.family_id
+            if parent.family_id is None:  # from before 0030: its family and spend time first
+                legacy = (await conn.execute(_SPENT_LEGACY_PARENT, params)).first()
+                if legacy is None or legacy.spent_at is None:
+                    return None
+                params["family_id"], legacy_spent_at = legacy.family_id, legacy.spent_at
             # Racing grace retries queue on the family's row, so each sees the child the
             # previous one stored (SQLite's BEGIN IMMEDIATE already serialises).
             lock = _LOCK_LIVE if self._postgres else _READ_LIVE
             live = (await conn.execute(lock, params)).first()
             if live is None:
                 return None
-            if live.token_hash is None:  # a family from before 0030: the child's in refresh_tokens
-                if (await conn.execute(_SPEND_LEGACY_CHILD, params)).first() is None:
-                    return None
-                params["token_hash"] = params["parent_hash"]
-                await conn.execute(_LIVE_SUCCESSOR, params)
-            else:
+            family_id = params["family_id"]
+            if live.token_hash is not None:  # the live child in the family's row
                 if live.parent_hash != params["parent_hash"]:
                     return None  # not the parent of the live token
+                if live.parent_spent_at < parent_spent_after:
+                    return None
                 params["child_hash"] = live.token_hash
                 if (await conn.execute(_ROTATE_CHILD, params)).first() is None:
                     return None
-                spent = {"family_id": found.family_id, "token_hash": live.token_hash, "now": now}
+                spent = {"family_id": family_id, "token_hash": live.token_hash, "now": now}
                 await conn.execute(_INSERT_SPENT, spent)
-            return await _spent_in(conn, found.family_id)
+                return await _spent_in(conn, family_id)
+            # A family from before 0030: the child in refresh_tokens, the parent too.
+            if legacy_spent_at is None or legacy_spent_at < parent_spent_after:
+                return None
+            if (await conn.execute(_SPEND_LEGACY_CHILD, params)).first() is None:
+                return None
+            successor = {
+                **params,
+                "token_hash": params["parent_hash"],
+                "parent_spent_at": legacy_spent_at,
+            }
+            await conn.execute(_LIVE_SUCCESSOR, successor)
+            return await _spent_in(conn, family_id)
 
     async def find(self, token: Presented) -> TokenState | None:
         params = {"token_hash": stored_hash(token.hash), "family_id": token.family_id}
@@ -478,10 +498,12 @@ class SqlFamilyStore:
                 if found is not None and found.live_hash == params["token_hash"]:
                     row = found._mapping
                     return TokenState(_family(row), row["t_issued_at"], row["t_expires_at"], None)
-                if found is not None and found.t_spent_at is not None:
-                    # A spent token's issue time and idle end are not kept: past, either way.
-                    spent_at = found.t_spent_at
-                    return TokenState(_family(found._mapping), spent_at, spent_at, spent_at)
+                if found is not None:
+                    last = found.parent_hash == params["token_hash"]
+                    spent_at = found.parent_spent_at if last else found.t_spent_at
+                    if spent_at is not None:
+                        # A spent token's issue time and idle end are not kept: past anyway.
+                        return TokenState(_family(found._mapping), spent_at, spent_at, spent_at)
             # From before 0030, or put back there by its downgrade. Else none: a forged
             # `<family id>.<secret>` is unknown, not a reuse of the family's.
             legacy = (await conn.execute(_FIND, params)).first()

@@ -177,11 +177,13 @@ class FamilyRow(Base):
     # 0022: the DPoP key (RFC 7638 thumbprint) a public client's refresh tokens are bound to.
     dpop_jkt: Mapped[str | None] = mapped_column(String(64))
     # 0030: the live refresh token (`<family id>.<secret>`: found through the primary key):
-    # the SHA-256 of its secret, of its parent's (the grace retry), its issue time and idle end.
-    # None of them indexed, so a rotation is a HOT update on Postgres. NULL: a family started
-    # before 0030, whose tokens are still in refresh_tokens until one rotates here.
+    # its SHA-256, its parent's (the token spent last, for the grace retry and a replay) and
+    # when that was spent, the live one's issue time and idle end. None of them indexed, so a
+    # rotation is a HOT update on Postgres. NULL: a family started before 0030, whose tokens
+    # are still in refresh_tokens until one rotates here.
     token_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
     parent_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    parent_spent_at: Mapped[int | None] = mapped_column(BigInteger)
     token_issued_at: Mapped[int | None] = mapped_column(BigInteger)
     token_expires_at: Mapped[int | None] = mapped_column(BigInteger)
 
@@ -207,8 +209,9 @@ class RefreshTokenRow(Base):
 
 
 class SpentRefreshTokenRow(Base):
-    """0030: a family's spent tokens, kept until the family is purged, so a replay is
-    recognised as reuse. Only the key a replay is looked up by: family, then hash."""
+    """0030: a family's spent tokens but the last (its row keeps that one as the live one's
+    parent), kept until the family is purged, so a replay is recognised as reuse. Only the
+    key a replay is looked up by: family, then hash."""
 
     __tablename__ = "spent_refresh_tokens"
 

@@ -5,10 +5,11 @@ Revises: 0028
 Create Date: 2026-12-05 23:15:00
 
 A refresh token issued from now on names its family (`<family id>.<secret>`): its family's row
-holds the live token's hash (of the secret), its parent's (for the grace retry), its issue
-time and idle end, none of them indexed, so a rotation updates no indexed column (a HOT update
-on Postgres) and inserts one narrow row into `spent_refresh_tokens` (family id, hash, spent
-time; its primary key is what a replay is looked up by, and what the purge deletes by).
+holds the live token's hash, its parent's (the token spent last: for the grace retry and its
+replay) and that one's spend time, the live one's issue time and idle end, none of them
+indexed, so a rotation updates no indexed column (a HOT update on Postgres) and inserts the
+parent it replaces into `spent_refresh_tokens` (family id, hash, spent time; its primary key
+is what a replay is looked up by, and what the purge deletes by).
 
 Nothing is copied: the new columns are NULL for existing families, whose tokens stay in
 refresh_tokens (a legacy family); when such a token rotates its successor goes to the family's
@@ -45,6 +46,7 @@ def upgrade() -> None:
     with op.batch_alter_table("refresh_families") as batch:
         batch.add_column(sa.Column("token_hash", sa.LargeBinary(), nullable=True))
         batch.add_column(sa.Column("parent_hash", sa.LargeBinary(), nullable=True))
+        batch.add_column(sa.Column("parent_spent_at", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("token_issued_at", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("token_expires_at", sa.BigInteger(), nullable=True))
     op.create_table(
@@ -68,15 +70,26 @@ def downgrade() -> None:
         SELECT token_hash, id, parent_hash, token_issued_at, token_expires_at
         FROM refresh_families WHERE token_hash IS NOT NULL
     """)
+    # The parent and the older spent ones; one from before 0030 is there already.
     op.execute("""
         INSERT INTO refresh_tokens
             (token_hash, family_id, parent_hash, issued_at, expires_at, spent_at)
-        SELECT token_hash, family_id, NULL, spent_at, spent_at, spent_at
-        FROM spent_refresh_tokens
+        SELECT f.parent_hash, f.id, NULL, f.parent_spent_at, f.parent_spent_at, f.parent_spent_at
+        FROM refresh_families AS f
+        WHERE f.parent_hash IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM refresh_tokens AS t WHERE t.token_hash = f.parent_hash)
+    """)
+    op.execute("""
+        INSERT INTO refresh_tokens
+            (token_hash, family_id, parent_hash, issued_at, expires_at, spent_at)
+        SELECT s.token_hash, s.family_id, NULL, s.spent_at, s.spent_at, s.spent_at
+        FROM spent_refresh_tokens AS s
+        WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens AS t WHERE t.token_hash = s.token_hash)
     """)
     op.drop_table("spent_refresh_tokens")
     with op.batch_alter_table("refresh_families") as batch:
         batch.drop_column("token_expires_at")
         batch.drop_column("token_issued_at")
+        batch.drop_column("parent_spent_at")
         batch.drop_column("parent_hash")
         batch.drop_column("token_hash")

@@ -202,6 +202,8 @@ async def stored(url: str) -> dict[str, Any]:
                     text(  # the live ones in their families' rows, the spent apart (0030)
                         "SELECT encode(token_hash, 'hex') AS token_hash, id AS family_id,"
                         " NULL AS spent_at FROM refresh_families WHERE token_hash IS NOT NULL"
+                        " UNION ALL SELECT encode(parent_hash, 'hex'), id, parent_spent_at"
+                        " FROM refresh_families WHERE parent_hash IS NOT NULL"
                         " UNION ALL SELECT encode(token_hash, 'hex'), family_id, spent_at"
                         " FROM spent_refresh_tokens"
                     )
@@ -218,9 +220,10 @@ async def stored(url: str) -> dict[str, Any]:
             doubled = (
                 await conn.execute(
                     text(
-                        "SELECT f.id FROM refresh_families f JOIN spent_refresh_tokens s"
+                        "SELECT f.id FROM refresh_families f LEFT JOIN spent_refresh_tokens s"
                         " ON s.family_id = f.id AND s.token_hash = f.token_hash"
                         " WHERE f.revoked_reason IS NULL"
+                        " AND (s.token_hash IS NOT NULL OR f.parent_hash = f.token_hash)"
                     )
                 )
             ).all()
