@@ -477,7 +477,12 @@ class SqlFamilyStore:
                 spent = {"family_id": family_id, "token_hash": live.token_hash, "now": now}
                 await conn.execute(_INSERT_SPENT, spent)
                 return await _spent_in(conn, family_id)
-            # A family from before 0030: the child in refresh_tokens, the parent too.
+            # A family from before 0030 (or put back by its downgrade): the child in
+            # refresh_tokens, the parent too.
+            if legacy_spent_at is None:
+                legacy = (await conn.execute(_SPENT_LEGACY_PARENT, params)).first()
+                ours = legacy is not None and str(legacy.family_id) == str(family_id)
+                legacy_spent_at = legacy.spent_at if ours and legacy is not None else None
             if legacy_spent_at is None or legacy_spent_at < parent_spent_after:
                 return None
             if (await conn.execute(_SPEND_LEGACY_CHILD, params)).first() is None:
