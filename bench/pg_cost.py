@@ -71,7 +71,7 @@ class Config:
         extra = " ".join(f"{k}={v}" for k, v in sorted(self.settings.items()))
         if self.ddl:
             extra = f"{extra} {self.ddl}".strip()
-        return f"refresh_tokens ff {self.tokens_fillfactor}, codes ff {self.codes_fillfactor}" + (
+        return f"rotated table ff {self.tokens_fillfactor}, codes ff {self.codes_fillfactor}" + (
             f", {extra}" if extra else ""
         )
 
