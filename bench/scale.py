@@ -221,7 +221,7 @@ def statements() -> list[tuple[str, Any, dict[str, Any]]]:
     return [
         ("rotate (CTE)", families._ROTATE_POSTGRES, {**spend, "family_id": some}),
         ("rotate a token from before 0030 (CTE)", families._SPEND_POSTGRES, spend),
-        ("grace: the parent spent", families._SPENT_PARENT, {"family_id": some, "parent_hash": h}),
+        ("grace: the family's row, locked", families._LOCK_LIVE, {"family_id": some}),
         (
             "grace: replace the child",
             families._ROTATE_CHILD,
