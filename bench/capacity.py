@@ -40,6 +40,7 @@ from tests.conftest import KEK, Registry
 TABLES = (
     "refresh_families",
     "refresh_tokens",
+    "spent_refresh_tokens",
     "denied_access_tokens",
     "login_throttle",
     "audit_events",

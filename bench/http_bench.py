@@ -29,7 +29,7 @@ latency, errors, and the ceiling measured in the same run, sized to the same N w
 - refresh rotation: a pool of 2 x connections families made by logins, each wrk connection
   spending a token and reading the successor from the response (Lua `response()`), so every
   token is presented once and the pool never runs dry. Its ceiling is the server's own rotate
-  statement (`_SPEND_POSTGRES`, compiled as SQLAlchemy hands it to asyncpg) run alone on up to
+  statement (`_ROTATE_POSTGRES`, compiled as SQLAlchemy hands it to asyncpg) run alone on up to
   32 asyncpg connections, each spending a chain of tokens, one autocommit statement at a time;
 - code exchange (issue 12), next to it: a pool of codes (scope openid profile, so each
   exchange signs an ID token too) sized to twice the rotation rate over the run, each
@@ -808,14 +808,14 @@ def argon2_rate(seconds: float, workers: int) -> tuple[float, int, str]:
 
 
 def rotate_statement() -> tuple[str, list[str]]:
-    """The server's spend-and-insert-successor statement as SQLAlchemy hands it to asyncpg
-    ($n placeholders, each bind once), and the bind names in $n order."""
+    """The server's rotating statement (a token that names its family, 0030) as SQLAlchemy
+    hands it to asyncpg ($n placeholders, each bind once), and the bind names in $n order."""
     from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
     from sqlalchemy.sql.compiler import SQLCompiler
 
-    from authserver.db.families import _SPEND_POSTGRES
+    from authserver.db.families import _ROTATE_POSTGRES
 
-    compiled = _SPEND_POSTGRES.compile(dialect=PGDialect_asyncpg())  # type: ignore[no-untyped-call]
+    compiled = _ROTATE_POSTGRES.compile(dialect=PGDialect_asyncpg())  # type: ignore[no-untyped-call]
     assert isinstance(compiled, SQLCompiler) and compiled.positiontup is not None
     return compiled.string, list(compiled.positiontup)
 
@@ -828,17 +828,19 @@ async def rotate_chains(dsn: str, chains: int, seconds: float) -> Measurement:
     sql, binds = rotate_statement()
     latencies: list[float] = []
 
-    async def chain(spend: Any, token_hash: bytes, deadline: float) -> int:
+    async def chain(spend: Any, family: str, token_hash: bytes, deadline: float) -> int:
         """Spends down one chain until `deadline`; 1 if the chain broke, else 0."""
         while time.perf_counter() < deadline:
             successor = secrets.token_bytes(32)  # stored as the hash's 32 bytes
             now = int(time.time())
             values = {
+                "family_id": family,
                 "token_hash": token_hash,
                 "client_id": "app",
                 "now": now,
                 "new_hash": successor,
                 "new_expires_at": now + MONTH,
+                "jkt": None,
             }
             began = time.perf_counter()
             row = await spend.fetchrow(*(values[name] for name in binds))
@@ -853,16 +855,12 @@ async def rotate_chains(dsn: str, chains: int, seconds: float) -> Measurement:
     heads = [secrets.token_bytes(32) for _ in range(chains)]
     async with asyncpg.create_pool(dsn, min_size=chains, max_size=chains) as pool:
         user_id = await pool.fetchval("SELECT id FROM users WHERE username = 'bench'")
-        await pool.executemany(
-            "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at)"
-            " VALUES ($1, $2, 'app', 'profile', $3, $4)",
-            [(family, user_id, now, now + MONTH) for family in families],
-        )
-        await pool.executemany(
-            "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at)"
-            " VALUES ($1, $2, $3, $4)",
+        await pool.executemany(  # the live token in its family's row (0030)
+            "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,"
+            " token_hash, token_issued_at, token_expires_at)"
+            " VALUES ($1, $2, 'app', 'profile', $3, $4, $5, $3, $4)",
             [
-                (head, family, now, now + MONTH)
+                (family, user_id, now, now + MONTH, head)
                 for head, family in zip(heads, families, strict=True)
             ],
         )
@@ -873,7 +871,10 @@ async def rotate_chains(dsn: str, chains: int, seconds: float) -> Measurement:
             began = time.perf_counter()
             deadline = began + seconds
             broken = await asyncio.gather(
-                *(chain(s, head, deadline) for s, head in zip(statements, heads, strict=True))
+                *(
+                    chain(s, family, head, deadline)
+                    for s, family, head in zip(statements, families, heads, strict=True)
+                )
             )
             elapsed = time.perf_counter() - began
         finally:

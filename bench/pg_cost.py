@@ -71,7 +71,7 @@ class Config:
         extra = " ".join(f"{k}={v}" for k, v in sorted(self.settings.items()))
         if self.ddl:
             extra = f"{extra} {self.ddl}".strip()
-        return f"refresh_tokens ff {self.tokens_fillfactor}, codes ff {self.codes_fillfactor}" + (
+        return f"rotated table ff {self.tokens_fillfactor}, codes ff {self.codes_fillfactor}" + (
             f", {extra}" if extra else ""
         )
 
@@ -129,8 +129,11 @@ async def prepare(db: str, config: Config, users: int) -> str:
     await engine.dispose()
     conn = await asyncpg.connect(dsn)
     try:
+        # The table the rotation updates: from 0030 the family's row holds the live token.
+        in_family = await conn.fetchval("SELECT to_regclass('spent_refresh_tokens') IS NOT NULL")
+        tokens_table = "refresh_families" if in_family else "refresh_tokens"
         await conn.execute(
-            f"ALTER TABLE refresh_tokens SET (fillfactor = {config.tokens_fillfactor});"
+            f"ALTER TABLE {tokens_table} SET (fillfactor = {config.tokens_fillfactor});"
             f"ALTER TABLE authorization_codes SET (fillfactor = {config.codes_fillfactor})"
         )
         if config.ddl:
@@ -219,9 +222,14 @@ async def measure(
 
     from authserver.db import codes, families
 
-    statement = families._SPEND_POSTGRES if kind == "rotation" else codes._EXCHANGE_POSTGRES
+    # From 0030 the live token is in its family's row, and the rotation updates that row.
+    in_family = hasattr(families, "_ROTATE_POSTGRES")
+    if kind == "rotation":
+        statement = families._ROTATE_POSTGRES if in_family else families._SPEND_POSTGRES
+        table = "refresh_families" if in_family else "refresh_tokens"
+    else:
+        statement, table = codes._EXCHANGE_POSTGRES, "authorization_codes"
     sql, binds = compiled(statement)
-    table = "refresh_tokens" if kind == "rotation" else "authorization_codes"
     conns = [
         await asyncpg.connect(dsn, server_settings=dict(config.settings))
         for _ in range(connections)
@@ -237,7 +245,7 @@ async def measure(
         warm = max(20, chains)
         per = count // connections + warm
         # Work for each connection: chains of tokens (rotation) or codes (exchange).
-        heads: list[list[bytes]] = []
+        heads: list[list[tuple[uuid.UUID, bytes]]] = []
         code_lists: list[list[str]] = []
         if kind == "rotation":
             rows, tokens = [], []
@@ -247,18 +255,25 @@ async def measure(
                     family, head = uuid.uuid4(), secrets.token_bytes(32)
                     rows.append((family, users[len(rows) % len(users)], now))
                     tokens.append((head, family, now))
-                    mine.append(head)
+                    mine.append((family, head))
                 heads.append(mine)
             await watcher.executemany(
                 "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at,"
                 " expires_at) VALUES ($1, $2, 'app', 'profile', $3, 4000000000)",
                 rows,
             )
-            await watcher.executemany(
-                "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at)"
-                " VALUES ($1, $2, $3, 4000000000)",
-                tokens,
-            )
+            if in_family:
+                await watcher.executemany(
+                    "UPDATE refresh_families SET token_hash = $1, token_issued_at = $3,"
+                    " token_expires_at = 4000000000 WHERE id = $2",
+                    tokens,
+                )
+            else:
+                await watcher.executemany(
+                    "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at)"
+                    " VALUES ($1, $2, $3, 4000000000)",
+                    tokens,
+                )
         else:
             records = []
             for i in range(connections):
@@ -285,11 +300,12 @@ async def measure(
             now = int(time.time())
             if kind == "rotation":
                 chain = heads[i]
-                spent, successor = chain[n % chains], secrets.token_bytes(32)
-                chain[n % chains] = successor
+                (family_id, spent), successor = chain[n % chains], secrets.token_bytes(32)
+                chain[n % chains] = (family_id, successor)
                 values: dict[str, Any] = {
                     "token_hash": spent, "client_id": "app", "now": now,
                     "new_hash": successor, "new_expires_at": now + 30 * 86_400, "jkt": None,
+                    "family_id": family_id,
                 }  # fmt: skip
             else:
                 family = str(uuid.uuid4())
@@ -409,7 +425,11 @@ def main() -> None:
         " after their page filled, as a 15-minute access token's refresh finds them",
     )
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--fillfactor", default="100,90", help="refresh_tokens' fill factors")
+    parser.add_argument(
+        "--fillfactor",
+        default="100,90",
+        help="fill factors of the table a rotation updates (refresh_families from 0030)",
+    )
     parser.add_argument("--codes-fillfactor", default="100", help="authorization_codes' ones")
     parser.add_argument(
         "--set",

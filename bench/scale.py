@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scale.py [--families 1000000] [--duration 15] [--connections 64]
                                     [--threads 2] [--workers 2] [--revision REV --sizes-only]
+                                    [--users 500000 --spread-days 30]
 
 Needs what bench/http_bench.py needs (Postgres on 127.0.0.1:5432, `wrk`) and reuses its
 machinery: a fresh database, `authserver migrate`, a user and clients made with the CLI,
@@ -62,18 +63,39 @@ DAY = 86_400
 
 # One statement per chunk: the families, then for each a spent parent and its live child.
 # {hash} turns a text into what the schema stores (bytes, or the hex of older schemas);
-# {fid} turns gen_random_uuid() into the id column's type.
+# {fid} turns gen_random_uuid() into the id column's type. Each family's user is one of
+# $5 users (`users`: their ids as `user_id` computes them), and its end is spread over the
+# 30 days after $2 (with $5 = 1 and spread 0: every family the same user and end, as before).
+USER_ID = "md5('bench-user:' || (({n} * 7919) % $5::integer))::uuid::text"
+ENDS = "($2::bigint + (hashtext($4::text || {n}) & 2147483647) % ($6::bigint + 1))"
 PRELOAD = """
 WITH f AS (
     INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at)
-    SELECT {fid}, $1, 'app', 'profile', $2::bigint, $3::bigint
-    FROM generate_series(1, $4::integer)
+    SELECT {fid}, {user_id}, 'app', 'profile', $1::bigint, {ends}
+    FROM generate_series(1, $3::integer) AS g
     RETURNING id
-), n AS (SELECT id, $5::text || ':' || row_number() OVER () AS tag FROM f)
+), n AS (SELECT id, $4::text || ':' || row_number() OVER () AS tag FROM f)
 INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at, spent_at)
-SELECT {parent}, id, NULL, $2::bigint, $3::bigint, $2::bigint FROM n
+SELECT {parent}, id, NULL, $1::bigint, $2::bigint, $1::bigint FROM n
 UNION ALL
-SELECT {child}, id, {parent}, $2::bigint, $3::bigint, NULL FROM n
+SELECT {child}, id, {parent}, $1::bigint, $2::bigint, NULL FROM n
+"""
+# From 0030: the live child and its spent parent both in the family's row (the token spent
+# last stays there; older ones go to spent_refresh_tokens as later rotations replace them).
+PRELOAD_0030 = """
+INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
+                              token_hash, parent_hash, parent_spent_at, token_issued_at,
+                              token_expires_at)
+SELECT gen_random_uuid(), {user_id}, 'app', 'profile', $1::bigint, {ends},
+       {child}, {parent}, $1::bigint, $1::bigint, $2::bigint
+FROM generate_series(1, $3::integer) AS g
+"""
+# The users the families belong to: ids as USER_ID computes them.
+USERS = """
+INSERT INTO users (id, username, password_hash, scopes, disabled, created_at)
+SELECT md5('bench-user:' || k)::uuid::text, 'bench-' || k, 'x', 'profile', false, 0
+FROM generate_series(0, $1::integer - 1) AS k
+ON CONFLICT DO NOTHING
 """
 
 SIZES = """
@@ -86,40 +108,64 @@ INDEXES = """
 SELECT indexrelname, relname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes
 WHERE relname = ANY($1) ORDER BY relname, indexrelname
 """
-TABLES = ["refresh_families", "refresh_tokens"]
+TABLES = ["refresh_families", "refresh_tokens", "spent_refresh_tokens"]
 
 
-def preload_sql(stored_as_bytes: bool) -> str:
+def preload_sql(stored_as_bytes: bool, family_rows: bool) -> str:
     if stored_as_bytes:
         hashed = "sha256(convert_to({}, 'UTF8'))"
         fid = "gen_random_uuid()"
     else:
         hashed = "encode(sha256(convert_to({}, 'UTF8')), 'hex')"
         fid = "gen_random_uuid()::text"
+    if family_rows:  # the tag is the series' number: no CTE numbers the rows first
+        tag = "$5::text || ':' || g"
+        return PRELOAD_0030.format(
+            user_id=USER_ID.format(n="g"),
+            ends=ENDS.format(n="g"),
+            parent=hashed.format(f"'p:' || {tag}"),
+            child=hashed.format(f"'c:' || {tag}"),
+        )
     return PRELOAD.format(
-        fid=fid, parent=hashed.format("'p:' || tag"), child=hashed.format("'c:' || tag")
+        fid=fid,
+        user_id=USER_ID.format(n="g"),
+        ends=ENDS.format(n="g"),
+        parent=hashed.format("'p:' || tag"),
+        child=hashed.format("'c:' || tag"),
     )
 
 
-async def preload(dsn: str, families: int, tag: str, created: int, expires: int) -> float:
-    """Inserts `families` families for the user `bench` and client `app`; seconds taken."""
+async def preload(
+    dsn: str,
+    families: int,
+    tag: str,
+    created: int,
+    expires: int,
+    users: int = 1,
+    spread: int = 0,
+) -> float:
+    """Inserts `families` families for the client `app`, among `users` users (made here), their
+    ends spread over `spread` seconds after `expires`; seconds taken."""
     import asyncpg
 
     conn = await asyncpg.connect(dsn)
     try:
-        user = await conn.fetchval("SELECT id FROM users WHERE username = 'bench'")
+        await conn.execute(USERS, users)
         kind = await conn.fetchval(
             "SELECT data_type FROM information_schema.columns"
             " WHERE table_name = 'refresh_tokens' AND column_name = 'token_hash'"
         )
-        sql = preload_sql(kind == "bytea")
+        family_rows = await conn.fetchval("SELECT to_regclass('spent_refresh_tokens') IS NOT NULL")
+        sql = preload_sql(kind == "bytea", family_rows)
         began = time.perf_counter()
         done = 0
         while done < families:
             n = min(CHUNK, families - done)
-            await conn.execute(sql, user, created, expires, n, f"{tag}{done}")
+            await conn.execute(sql, created, expires, n, f"{tag}{done}", users, spread)
             done += n
-        await conn.execute("ANALYZE refresh_families; ANALYZE refresh_tokens")
+        for table in TABLES:
+            if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+                await conn.execute(f"ANALYZE {table}")
         return time.perf_counter() - began
     finally:
         await conn.close()
@@ -171,18 +217,18 @@ def statements() -> list[tuple[str, Any, dict[str, Any]]]:
     now = int(time.time())
     some = "00000000-0000-4000-8000-000000000000"
     h = hashlib.sha256(b"c:x").digest()
+    spend = {"token_hash": h, "client_id": "app", "now": now, "new_hash": h, "new_expires_at": FAR}
     return [
+        ("rotate (CTE)", families._ROTATE_POSTGRES, {**spend, "family_id": some}),
+        ("rotate a token from before 0030 (CTE)", families._SPEND_POSTGRES, spend),
+        ("grace: the family's row, locked", families._LOCK_LIVE, {"family_id": some}),
         (
-            "rotate (CTE)",
-            families._SPEND_POSTGRES,
-            {"token_hash": h, "client_id": "app", "now": now, "new_hash": h, "new_expires_at": FAR},
+            "grace: replace the child",
+            families._ROTATE_CHILD,
+            {**spend, "family_id": some, "child_hash": h, "parent_hash": h},
         ),
-        (
-            "grace: spend the child",
-            families._SPEND_SUCCESSOR,
-            {"parent_hash": h, "client_id": "app", "now": now, "parent_spent_after": now - 60},
-        ),
-        ("find a token", families._FIND, {"token_hash": h}),
+        ("find a token", families._FIND_IN_FAMILY, {"token_hash": h, "family_id": some}),
+        ("find a token from before 0030", families._FIND, {"token_hash": h}),
         ("a family by id", families._FAMILY_BY_ID, {"id": some}),
         ("a user's sessions", families._SESSIONS, {"user_id": some, "now": now}),
         (
@@ -197,6 +243,7 @@ def statements() -> list[tuple[str, Any, dict[str, Any]]]:
         ),
         ("purge: dead families", purge._DEAD_FAMILIES, {"cutoff": now - DAY, "batch": 1000}),
         ("purge: their tokens", purge._TOKENS, {"ids": [uuid.UUID(some)]}),
+        ("purge: their spent tokens", purge._SPENT_TOKENS, {"ids": [uuid.UUID(some)]}),
         ("code replay: find the code", codes._FIND, {"h": "c" * 64}),
     ]
 
@@ -240,25 +287,24 @@ async def explain(dsn: str) -> None:
 
 
 async def rotation_pool(dsn: str, count: int) -> list[str]:
-    """`count` fresh families of one live token each, for the rotation script; their tokens."""
+    """`count` fresh families of one live token each, for the rotation script; their tokens
+    (naming their families, in the families' rows, as the server issues them since 0030)."""
     import asyncpg
 
-    tokens = [secrets.token_urlsafe(32) for _ in range(count)]
+    from authserver.tokens.refresh import refresh_token
+
     now = int(time.time())
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    tokens = [refresh_token(family, secrets.token_urlsafe(32)) for family in ids]
     conn = await asyncpg.connect(dsn)
     try:
         user = await conn.fetchval("SELECT id FROM users WHERE username = 'bench'")
-        ids = [str(uuid.uuid4()) for _ in tokens]
         await conn.executemany(
-            "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at)"
-            " VALUES ($1, $2, 'app', 'profile', $3, $4)",
-            [(family, user, now, FAR) for family in ids],
-        )
-        await conn.executemany(
-            "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at)"
-            " VALUES ($1, $2, $3, $4)",
+            "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,"
+            " token_hash, token_issued_at, token_expires_at)"
+            " VALUES ($1, $2, 'app', 'profile', $3, $4, $5, $3, $4)",
             [
-                (hashlib.sha256(t.encode()).digest(), family, now, FAR)
+                (family, user, now, FAR, hashlib.sha256(t.encode()).digest())
                 for t, family in zip(tokens, ids, strict=True)
             ],
         )
@@ -348,7 +394,9 @@ def sizes_only(args: argparse.Namespace) -> None:
 
         before = asyncio.run(prepare())
         now = int(time.time())
-        took = asyncio.run(preload(dsn, args.families, "live", now, FAR))
+        took = asyncio.run(
+            preload(dsn, args.families, "live", now, FAR, args.users, args.spread_days * DAY)
+        )
         print(f"preloaded {args.families:,} live families in {took:.0f} s")
         print(f"sizes at revision {args.revision or 'head'}:")
         print_sizes(dsn, args.families, before)
@@ -380,6 +428,18 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of the server")
     parser.add_argument("--revision", help="migrate only this far (with --sizes-only)")
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=1,
+        help="users the preloaded families belong to (realistic: 500000)",
+    )
+    parser.add_argument(
+        "--spread-days",
+        type=int,
+        default=0,
+        help="the families' ends spread over so many days (realistic: 30)",
+    )
     parser.add_argument(
         "--sizes-only", action="store_true", help="preload and print sizes; no server, no load"
     )
@@ -423,7 +483,11 @@ def main() -> None:
             print(line("introspection (access token with sid)", empty_intro))
 
             now = int(time.time())
-            took = asyncio.run(preload(stack.dsn, args.families, "live", now, FAR))
+            took = asyncio.run(
+                preload(
+                    stack.dsn, args.families, "live", now, FAR, args.users, args.spread_days * DAY
+                )
+            )
             print(f"\npreloaded {args.families:,} live families in {took:.0f} s; sizes:")
             print_sizes(stack.dsn, args.families, before)
             print("\nplans on the loaded database:")

@@ -46,6 +46,7 @@ TABLES = (
     "authorization_codes",
     "login_sessions",
     "refresh_tokens",
+    "spent_refresh_tokens",
     "refresh_families",
     "denied_access_tokens",
     "second_factors",

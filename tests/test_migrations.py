@@ -56,7 +56,7 @@ from authserver.errors import InvalidGrant
 from authserver.keys.sealing import KeySealer
 from authserver.mail.compose import Mail
 from authserver.registration import InitialAccessToken
-from authserver.tokens.refresh import hash_token, rotate
+from authserver.tokens.refresh import hash_token, parse_refresh_token, rotate
 from authserver.tokens.resources import Resource
 from tests._postgres import scratch_database
 
@@ -236,7 +236,7 @@ async def test_0008_converts_old_rows_and_they_still_rotate(
     # Today's code reads columns of later revisions too (the rotation reads users.roles, 0010).
     await migrate.upgrade(engine)
     store = SqlFamilyStore(pooled)
-    found = await store.find(hash_token(CHILD))
+    found = await store.find(parse_refresh_token(CHILD))
     assert found is not None and found.family.id == FAMILY and found.spent_at is None
     code = await SqlCodeStore(pooled).find("c" * 64)
     assert code is not None and code.family_id == FAMILY
@@ -264,7 +264,7 @@ async def test_0008_converts_old_rows_and_they_still_rotate(
     assert len(old) == 4  # the two rotations' tokens came down too
     await migrate.upgrade(engine)
     assert await schema_diff(engine) == []
-    assert (await store.find(hash_token(CHILD))) is not None
+    assert (await store.find(parse_refresh_token(CHILD))) is not None
 
 
 async def test_a_sid_that_is_no_uuid_finds_no_family(
@@ -648,7 +648,7 @@ async def test_0019_keeps_old_sessions_on_the_default_audience_and_goes_back(
 
     families = SqlFamilyStore(pooled)
     # A session from before names no resource: its tokens keep the default audience.
-    found = await families.find(hash_token(CHILD))
+    found = await families.find(parse_refresh_token(CHILD))
     assert found is not None and found.family.resources == ()
     code = await SqlCodeStore(pooled).find("c" * 64)
     assert code is not None and code.code.resources == ()
@@ -734,8 +734,9 @@ async def test_0022_leaves_old_clients_and_sessions_unbound_and_goes_back(
             text("SELECT dpop_bound_access_tokens FROM clients WHERE client_id = 'app'")
         )
     assert bound.scalar_one() in (False, 0)
+    await migrate.upgrade(engine)  # today's store writes columns of later revisions (0030)
     families = SqlFamilyStore(pooled)
-    found = await families.find(hash_token(CHILD))
+    found = await families.find(parse_refresh_token(CHILD))
     assert found is not None and found.family.dpop_jkt is None
     rotated = await rotate(families, CHILD, client_id="app", now=NOW, refresh_ttl=3600, grace=0)
     assert rotated.family.dpop_jkt is None
@@ -772,7 +773,7 @@ async def test_0023_remembers_grants_widening_them_and_revoking_ends_the_family(
     revoked = AuditEvent(NOW + 2, "u1", "consent.revoked", "app")
     assert await store.revoke("u1", "app", NOW + 2, revoked)
     assert not await store.revoke("u1", "app", NOW + 2, revoked)
-    found = await SqlFamilyStore(pooled).find(hash_token(CHILD))
+    found = await SqlFamilyStore(pooled).find(parse_refresh_token(CHILD))
     assert found is not None and found.family.revoked_at == NOW + 2
     await store.allow("u1", "app", [], [], NOW + 3, allowed)
     assert await store.held("u1", "app") == Grant("app", frozenset(), frozenset(), NOW + 3)
@@ -827,6 +828,7 @@ async def test_0028_keeps_every_account_and_marks_none_abandoned(
         await conn.execute(text("UPDATE users SET disabled = true WHERE id = 'u1'"))
 
     await migrate.upgrade(engine, "0028")
+    await migrate.upgrade(engine)  # today's purge reads the tables of later revisions (0030)
 
     # Made before the column, it is not known to be a sign-up: the purge leaves it.
     purged = await purge(engine, settings, NOW + 365 * 86_400)
@@ -923,3 +925,83 @@ async def test_0029_drops_the_owners_keys_keeps_the_username_scrub_and_goes_back
         assert list(kept) == ["u1"]
     await migrate.upgrade(engine)
     assert await schema_diff(engine) == []
+
+
+# --- 0030: the live refresh token in its family's row --------------------------------------
+
+
+async def tokens_apart(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text("SELECT count(*) FROM refresh_tokens"))).scalar_one())
+
+
+async def test_0030_old_tokens_rotate_into_the_family_and_their_reuse_still_revokes(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    """A token issued before (no family in it; its family's new columns NULL) rotates for
+    one idle lifetime: its successor names the family and lives in the family's row."""
+    await migrate.upgrade(engine, "0007")
+    await seed_before_0008(engine)  # PARENT spent, its child CHILD live, in refresh_tokens
+    await migrate.upgrade(engine, "0028")
+
+    await migrate.upgrade(engine, "0030")
+
+    store = SqlFamilyStore(pooled)
+    assert parse_refresh_token(CHILD).family_id is None
+    rotated = await rotate(store, CHILD, client_id="app", now=NOW, refresh_ttl=3600, grace=0)
+    assert parse_refresh_token(rotated.refresh_token).family_id == FAMILY
+    again = await rotate(
+        store, rotated.refresh_token, client_id="app", now=NOW + 1, refresh_ttl=3600, grace=0
+    )
+    assert again.family.id == FAMILY
+    assert await tokens_apart(engine) == 2  # nothing more written there
+    # A replay of the old token spent in refresh_tokens is reuse: the family is revoked.
+    with pytest.raises(InvalidGrant, match="reuse"):
+        await rotate(store, CHILD, client_id="app", now=NOW + 2, refresh_ttl=3600, grace=0)
+    family = await store.get(FAMILY)
+    assert family is not None and family.revoked_at == NOW + 2
+
+
+async def test_0030_grace_retry_of_an_old_token_and_down_and_up_keep_the_session(
+    engine: AsyncEngine, pooled: AsyncEngine
+) -> None:
+    await migrate.upgrade(engine, "0007")
+    await seed_before_0008(engine)
+    await migrate.upgrade(engine, "0030")
+    store = SqlFamilyStore(pooled)
+    first = await rotate(store, CHILD, client_id="app", now=NOW, refresh_ttl=3600, grace=30)
+    # The old token's lost response: retried within grace, it gets a new child of it.
+    retried = await rotate(store, CHILD, client_id="app", now=NOW + 5, refresh_ttl=3600, grace=30)
+    assert retried.family.id == FAMILY and retried.refresh_token != first.refresh_token
+    with pytest.raises(InvalidGrant, match="reuse"):  # the child it replaced is spent now
+        await rotate(
+            store, first.refresh_token, client_id="app", now=NOW + 60, refresh_ttl=3600, grace=0
+        )
+    async with engine.begin() as conn:  # a new session, for the way down
+        await conn.execute(text("UPDATE refresh_families SET revoked_at = NULL"))
+    live = await rotate(
+        store, retried.refresh_token, client_id="app", now=NOW + 61, refresh_ttl=3600, grace=0
+    )
+
+    # Down: the family's live and spent tokens go back to refresh_tokens, as 0028's code
+    # reads them (the hash of the whole token): the session goes on, reuse is still told.
+    await migrate.downgrade(engine, "0028")
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT token_hash, spent_at FROM refresh_tokens"))
+        back = {bytes(h): s for h, s in rows}
+    assert back[stored_hash(hash_token(live.refresh_token))] is None
+    assert back[stored_hash(hash_token(retried.refresh_token))] == NOW + 61
+    assert back[stored_hash(hash_token(first.refresh_token))] == NOW + 5
+    assert len(back) == 5  # PARENT, CHILD, and the three since
+
+    # Up again: the token put back rotates, into its family's row.
+    await migrate.upgrade(engine)
+    assert await schema_diff(engine) == []
+    later = await rotate(
+        store, live.refresh_token, client_id="app", now=NOW + 62, refresh_ttl=3600, grace=0
+    )
+    assert later.family.id == FAMILY
+    with pytest.raises(InvalidGrant, match="reuse"):
+        await rotate(
+            store, live.refresh_token, client_id="app", now=NOW + 63, refresh_ttl=3600, grace=0
+        )

@@ -20,7 +20,7 @@ from authserver.accounts.login_sessions import hash_session_token, start_login_s
 from authserver.errors import InvalidGrant
 from authserver.services import Services
 from authserver.tokens.authorization_codes import AuthorizationCode
-from authserver.tokens.refresh import Family, hash_token, new_family_id
+from authserver.tokens.refresh import Family, hash_token, new_family_id, parse_refresh_token
 from tests.conftest import ISSUER, Clock, Login, Registry
 from tests.http.signin import CALLBACK, INSECURE_COOKIES, WEB, Flow, code_for, exchange, web_client
 
@@ -130,7 +130,7 @@ async def test_only_a_fit_client_and_user_rotate_a_token(
     await behind_the_back(engine, CLIENT_CHANGES[change])
     now = services.clock()
     spent = await services.families.spend(
-        hash_token(login.refresh_token), "spa", now, hash_token("next"), now + 3600
+        parse_refresh_token(login.refresh_token), "spa", now, hash_token("next"), now + 3600
     )
     assert (spent is not None) == (change == "none")
 
@@ -144,7 +144,12 @@ async def test_only_a_fit_client_and_user_rotate_a_grace_retry(
     await behind_the_back(engine, CLIENT_CHANGES[change])
     now = services.clock()
     spent = await services.families.spend_successor(
-        hash_token(login.refresh_token), "spa", now, now - GRACE, hash_token("next"), now + 3600
+        parse_refresh_token(login.refresh_token),
+        "spa",
+        now,
+        now - GRACE,
+        hash_token("next"),
+        now + 3600,
     )
     assert (spent is not None) == (change == "none")
 

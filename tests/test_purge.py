@@ -15,7 +15,7 @@ from authserver.clients import ClientCredentials
 from authserver.config import Settings
 from authserver.db.purge import PURGE_LOCK, purge, purge_periodically
 from authserver.services import Services
-from authserver.tokens.refresh import start_family
+from authserver.tokens.refresh import rotate, start_family
 from tests.conftest import Clock, Registry
 from tests.test_cli import make_cli
 
@@ -27,7 +27,8 @@ async def count(engine: AsyncEngine, table: str) -> int:
         return int((await conn.execute(text(f"SELECT COUNT(*) FROM {table}"))).scalar_one())
 
 
-async def family(services: Services, user_id: str) -> str:
+async def family(services: Services, user_id: str, rotations: int = 0) -> str:
+    """A family started now, its token rotated `rotations` times (each spent one kept)."""
     settings = services.settings
     rotation = await start_family(
         services.families,
@@ -38,6 +39,18 @@ async def family(services: Services, user_id: str) -> str:
         refresh_ttl=settings.refresh_token_ttl,
         session_ttl=settings.session_ttl,
     )
+    token = rotation.refresh_token
+    for _ in range(rotations):
+        token = (
+            await rotate(
+                services.families,
+                token,
+                client_id="spa",
+                now=services.clock(),
+                refresh_ttl=settings.refresh_token_ttl,
+                grace=0,
+            )
+        ).refresh_token
     return rotation.family.id
 
 
@@ -61,7 +74,7 @@ async def test_purge_deletes_the_dead_and_keeps_the_live(
 
     # Born at `start`: one ends by age, one is revoked long ago, one is revoked just now
     # though its session ended long ago (the feed still lists it), one lives.
-    expired = await family(services, alice)
+    expired = await family(services, alice, rotations=2)
     revoked_long_ago = await family(services, alice)
     clock.advance(DAY)
     assert await services.families.revoke(revoked_long_ago, "logout", clock.now)
@@ -83,16 +96,17 @@ async def test_purge_deletes_the_dead_and_keeps_the_live(
         )
     old_event = AuditEvent(clock.now - (settings.audit_retention_days + 1) * DAY, "x", "old", "t")
     await services.audit.record([old_event, AuditEvent(clock.now, "x", "new", "t")])
-    tokens_before = await count(engine, "refresh_tokens")
-    assert tokens_before == 4
+    # Each family's live token is in its row, with the one spent last; the expired one's
+    # first token, spent before that, apart (0030).
+    assert await count(engine, "spent_refresh_tokens") == 1
 
     purged = await purge(engine, settings, clock.now)
 
     assert purged is not None
     assert await family_ids(engine) == {revoked_late, live}
     assert expired not in await family_ids(engine)
-    assert purged.families == 2 and purged.refresh_tokens == 2
-    assert await count(engine, "refresh_tokens") == 2
+    assert purged.families == 2 and purged.refresh_tokens == 4
+    assert await count(engine, "spent_refresh_tokens") == 0
     assert purged.denied_access_tokens == 1 and purged.throttle_buckets == 1
     async with engine.connect() as conn:
         jtis = set((await conn.execute(text("SELECT jti FROM denied_access_tokens"))).scalars())
@@ -132,7 +146,7 @@ async def test_tables_stay_bounded_under_constant_traffic(
         await services.families.revoke(fid, "logout", clock.now)
         await purge(engine, settings, clock.now)
     assert await count(engine, "refresh_families") <= 2
-    assert await count(engine, "refresh_tokens") <= 2
+    assert await count(engine, "spent_refresh_tokens") <= 2
 
 
 async def test_one_instance_purges_at_a_time(

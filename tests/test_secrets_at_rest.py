@@ -14,7 +14,9 @@ async def everything_stored(engine: AsyncEngine) -> str:
     """Every value of every row of every table, as one string."""
     dump: list[str] = []
     async with engine.connect() as conn:
-        for table in ("users", "clients", "signing_keys", "refresh_families", "refresh_tokens"):
+        tables = ("users", "clients", "signing_keys", "refresh_families", "refresh_tokens",
+                  "spent_refresh_tokens")  # fmt: skip
+        for table in tables:
             for row in (await conn.execute(text(f"SELECT * FROM {table}"))).all():
                 dump.extend(
                     value.hex() if isinstance(value, bytes) else str(value) for value in row
@@ -25,13 +27,17 @@ async def everything_stored(engine: AsyncEngine) -> str:
 async def test_refresh_tokens_and_passwords_are_stored_only_as_hashes(
     client: httpx.AsyncClient, login: Login, engine: AsyncEngine
 ) -> None:
-    rotated = await client.post(
-        "/refresh", data={"refresh_token": login.refresh_token, "client_id": "spa"}
-    )
-    assert rotated.status_code == 200
+    issued = [login.refresh_token]
+    for _ in range(2):  # the first token then in spent_refresh_tokens, the second the parent
+        rotated = await client.post(
+            "/refresh", data={"refresh_token": issued[-1], "client_id": "spa"}
+        )
+        assert rotated.status_code == 200
+        issued.append(rotated.json()["refresh_token"])
     dump = await everything_stored(engine)
-    assert login.refresh_token not in dump
-    assert rotated.json()["refresh_token"] not in dump
+    for token in issued:  # `<family id>.<secret>` (0030): nor the secret alone
+        assert token not in dump
+        assert token.rpartition(".")[2] not in dump
     assert "correct horse" not in dump
     assert "$argon2id$" in dump
 

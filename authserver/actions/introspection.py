@@ -14,7 +14,7 @@ from authserver.errors import (
 from authserver.services import Services
 from authserver.tokens import dpop
 from authserver.tokens.denylist import live_claims
-from authserver.tokens.refresh import hash_token
+from authserver.tokens.refresh import parse_refresh_token
 
 INACTIVE: dict[str, Any] = {"active": False}
 
@@ -97,7 +97,7 @@ async def introspect(
         token_type = "DPoP" if "cnf" in claims else "Bearer"
         return {"active": True, "token_type": token_type, "token_use": "access_token", **claims}
     # Refresh tokens are the holder's secret: only the client they were issued to may ask.
-    state = await services.families.find(hash_token(token))
+    state = await services.families.find(parse_refresh_token(token))
     now = services.clock()
     if (
         state is None

@@ -10,7 +10,7 @@ from authserver.services import Services
 from authserver.tokens.access_tokens import TokenRejected
 from authserver.tokens.denylist import deny_until_expiry
 from authserver.tokens.dpop import DPoPRequest
-from authserver.tokens.refresh import family_revoked, hash_token
+from authserver.tokens.refresh import family_revoked, parse_refresh_token
 
 
 async def logout(
@@ -32,7 +32,7 @@ async def logout(
         if claims is not None:
             await require_proof_of_key(services, claims, bearer, presented)
     if refresh_token:
-        state = await services.families.find(hash_token(refresh_token))
+        state = await services.families.find(parse_refresh_token(refresh_token))
         if state is not None:
             family = state.family
             ended = AuditEvent(
@@ -94,7 +94,7 @@ async def revoke(
                 services.denylist, claims, leeway=services.settings.clock_leeway, now=now
             )
         return
-    state = await services.families.find(hash_token(token))
+    state = await services.families.find(parse_refresh_token(token))
     if state is None or state.family.client_id != client.client_id:
         return
     family = state.family

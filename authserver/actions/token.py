@@ -21,7 +21,7 @@ from authserver.errors import (
 )
 from authserver.services import Services
 from authserver.tokens import dpop
-from authserver.tokens.refresh import hash_token
+from authserver.tokens.refresh import parse_refresh_token
 
 
 async def issue(services: Services, request: GrantRequest) -> TokenResponse:
@@ -123,7 +123,7 @@ async def require_cookie_origin(services: Services, cookie: str, origin: str | N
         return  # the settings' origins serve every client: no lookup on the common path
     client = None
     if origin is not None:
-        state = await services.families.find(hash_token(cookie))
+        state = await services.families.find(parse_refresh_token(cookie))
         if state is not None:
             client = await services.clients.get(state.family.client_id)
     if not origin_allowed(client, origin, everyone):

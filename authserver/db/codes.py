@@ -83,16 +83,13 @@ _USER_HOLDS = (
 _LIVE_SESSION = f"""SELECT 1 FROM login_sessions
                     WHERE id = :login_session_id AND {login_session_live(None)}"""
 
+# The family's first refresh token lives in its row (0030, db/families.py).
 _INSERT_FAMILY = text("""
 INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
-                              login_session_id, resources, amr, auth_time, dpop_jkt)
+                              login_session_id, resources, amr, auth_time, dpop_jkt,
+                              token_hash, token_issued_at, token_expires_at)
 VALUES (:id, :user_id, :client_id, :scope, :created_at, :expires_at, :login_session_id,
-        :resources, :amr, :auth_time, :dpop_jkt)
-""")
-
-_INSERT_TOKEN = text("""
-INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
-VALUES (:token_hash, :family_id, NULL, :issued_at, :expires_at)
+        :resources, :amr, :auth_time, :dpop_jkt, :token_hash, :issued_at, :token_expires_at)
 """)
 
 
@@ -120,17 +117,16 @@ _EXCHANGE_CTES = f"""spent AS (
       {{proved}}
     RETURNING {_qualified("c", _COLUMNS)}, {_qualified("holder", _HOLDER)}
 ), family AS (
+    -- With its first refresh token in its row (0030, db/families.py).
     INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
-                                  login_session_id, resources, amr, auth_time, dpop_jkt)
+                                  login_session_id, resources, amr, auth_time, dpop_jkt,
+                                  token_hash, token_issued_at, token_expires_at)
     -- The sign-in the code carries, for the family's access tokens (NULL amr: before 0015,
     -- the password alone, as _code reads it).
     SELECT :family_id, user_id, client_id, scope, :now, :family_expires_at, login_session_id,
-           resources, COALESCE(amr, 'pwd'), auth_time, CAST(:dpop_jkt AS VARCHAR)
+           resources, COALESCE(amr, 'pwd'), auth_time, CAST(:dpop_jkt AS VARCHAR),
+           CAST(:token_hash AS BYTEA), :now, :token_expires_at
     FROM spent
-    RETURNING id
-), token AS (
-    INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
-    SELECT :token_hash, id, NULL, :now, :token_expires_at FROM family
 ), audit AS (
     -- authorization_codes.redeemed_event, from the spent row (tests/http/test_code_grant.py
     -- checks both databases write the same event).
@@ -277,9 +273,11 @@ class SqlCodeStore:
                 "amr": " ".join(code.amr),
                 "auth_time": code.auth_time,
                 "dpop_jkt": redemption.dpop_jkt,
+                "token_hash": token["token_hash"],
+                "issued_at": redemption.now,
+                "token_expires_at": token["expires_at"],
             },
         )
-        await conn.execute(_INSERT_TOKEN, token)
         event = redeemed_event(code, redemption.family_id, code.client_id, redemption.now)
         await append_audit(conn, [event])
         return _redeemed(code, user._mapping)

@@ -22,7 +22,14 @@ from authserver.db.engine import is_postgres, single_statements
 from authserver.db.models import FamilyRow
 from authserver.db.predicates import client_enabled, client_may_refresh, user_enabled
 from authserver.tokens.dpop import FirstUse, replayed
-from authserver.tokens.refresh import Family, Session, Spent, TokenState, family_revoked
+from authserver.tokens.refresh import (
+    Family,
+    Presented,
+    Session,
+    Spent,
+    TokenState,
+    family_revoked,
+)
 from authserver.tokens.scopes import still_held
 
 # amr and auth_time ride along: the rotating statement returns them, so every access token of
@@ -54,10 +61,45 @@ _HELD = "u.scopes AS user_scopes, c.scopes AS client_scopes, u.roles AS user_rol
 _KEY_MATCHES = "(f.dpop_jkt IS NULL OR f.dpop_jkt = CAST(:jkt AS VARCHAR))"
 
 
-# Postgres: spend and insert the successor in one statement. A racing UPDATE on the same row
-# waits for the winner, re-checks `spent_at IS NULL` on the new row version, and matches nothing.
-# The user's and the client's rows are joined (primary-key probes, as EXISTS would be), so the
-# scopes it returns are the ones this statement saw enabled: one snapshot, no second read.
+# The live token's idle end: the successor's, never past the family's (portable: no LEAST on
+# SQLite).
+_SUCCESSOR_ENDS = "CASE WHEN :new_expires_at < expires_at THEN :new_expires_at ELSE expires_at END"
+
+
+# Postgres, a token that names its family (0030): the live token and its parent (the token
+# spent last) are in the family's row, so the rotation is one UPDATE of that row by its
+# primary key, where the live hash is the one presented: the live token becomes the parent,
+# and the parent it replaces (`was`, as the statement began) goes to spent_refresh_tokens, the
+# only insert. No indexed column changes: a HOT update. A racing UPDATE on the same row waits
+# for the winner, re-checks `token_hash` on the new row version, and matches nothing (so `was`
+# is never stale when it matches: only a rotation changes the parent, and it changes
+# token_hash too). The user's and the client's rows are joined (primary-key probes), so the
+# scopes it returns are the ones this statement saw enabled: one snapshot.
+_ROTATE_CTES = f"""spent AS (
+    UPDATE refresh_families AS f
+    SET token_hash = :new_hash, parent_hash = f.token_hash, parent_spent_at = :now,
+        token_issued_at = :now, token_expires_at = LEAST(:new_expires_at, f.expires_at)
+    FROM users AS u, clients AS c,
+         (SELECT parent_hash, parent_spent_at FROM refresh_families WHERE id = :family_id) AS was
+    WHERE f.id = :family_id AND f.token_hash = :token_hash AND f.token_expires_at > :now
+      AND f.client_id = :client_id
+      AND f.revoked_at IS NULL AND f.expires_at > :now AND {_KEY_MATCHES}
+      AND u.id = f.user_id AND {user_enabled("u")}
+      AND c.client_id = f.client_id AND {_CLIENT_MAY_REFRESH}
+      {{proved}}
+    RETURNING {_FAMILY_COLUMNS}, {_HELD}, was.parent_hash AS was_hash,
+              was.parent_spent_at AS was_spent_at
+), gone AS (
+    INSERT INTO spent_refresh_tokens (family_id, token_hash, spent_at)
+    SELECT id, was_hash, was_spent_at FROM spent WHERE was_hash IS NOT NULL
+)"""
+_ROTATE_POSTGRES = text(f"WITH {_ROTATE_CTES.format(proved='')}\nSELECT * FROM spent")
+_ROTATE_PROVED_POSTGRES = proved(_ROTATE_CTES)
+
+
+# Postgres, a token from before 0030 (no family in it; its family's live columns NULL): spend
+# it in refresh_tokens as before, and put its successor in the family's row. A racing UPDATE
+# on the same token waits for the winner, re-checks `spent_at IS NULL`, and matches nothing.
 _SPEND_CTES = f"""spent AS (
     UPDATE refresh_tokens AS t SET spent_at = :now
     FROM refresh_families AS f, users AS u, clients AS c
@@ -69,10 +111,10 @@ _SPEND_CTES = f"""spent AS (
       {{proved}}
     RETURNING {_FAMILY_COLUMNS}, {_HELD}
 ), successor AS (
-    INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
-    SELECT CAST(:new_hash AS BYTEA), id, CAST(:token_hash AS BYTEA), :now,
-           LEAST(:new_expires_at, expires_at)
-    FROM spent
+    UPDATE refresh_families AS n
+    SET token_hash = :new_hash, parent_hash = CAST(:token_hash AS BYTEA), parent_spent_at = :now,
+        token_issued_at = :now, token_expires_at = LEAST(:new_expires_at, n.expires_at)
+    FROM spent WHERE n.id = spent.id
 )"""
 _SPEND_POSTGRES = text(f"WITH {_SPEND_CTES.format(proved='')}\nSELECT * FROM spent")
 
@@ -87,7 +129,19 @@ _LIVE_FAMILIES = f"""SELECT f.id FROM refresh_families AS f
                       AND f.expires_at > :now AND {_USER_ENABLED} AND {_KEY_MATCHES}"""
 
 
-# Portable: spend only in a live family; RETURNING names the family.
+# Portable, a token that names its family: as _ROTATE_CTES, in BEGIN IMMEDIATE (the parent
+# it replaces read first: _PARENT_OF).
+_ROTATE = text(f"""
+UPDATE refresh_families
+SET token_hash = :new_hash, parent_hash = token_hash, parent_spent_at = :now,
+    token_issued_at = :now, token_expires_at = {_SUCCESSOR_ENDS}
+WHERE id = :family_id AND token_hash = :token_hash AND token_expires_at > :now
+  AND id IN ({_LIVE_FAMILIES})
+RETURNING id
+""")
+_PARENT_OF = text("SELECT parent_hash, parent_spent_at FROM refresh_families WHERE id = :family_id")
+
+# Portable, a token from before 0030: spend only in a live family; RETURNING names the family.
 _SPEND = text(f"""
 UPDATE refresh_tokens SET spent_at = :now
 WHERE token_hash = :token_hash AND spent_at IS NULL AND expires_at > :now
@@ -95,16 +149,46 @@ WHERE token_hash = :token_hash AND spent_at IS NULL AND expires_at > :now
 RETURNING family_id
 """)
 
+# The successor of a token spent in refresh_tokens: in its family's row from now on (its
+# parent stays in refresh_tokens too, spent; the family's row names it for the grace retry).
+_LIVE_SUCCESSOR = text(f"""
+UPDATE refresh_families
+SET token_hash = :new_hash, parent_hash = :token_hash, parent_spent_at = :parent_spent_at,
+    token_issued_at = :now, token_expires_at = {_SUCCESSOR_ENDS}
+WHERE id = :family_id
+""")
 
-# Grace: the child is looked for in the parent's family (a primary-key probe, then
-# ix_refresh_tokens_family_id), so parent_hash needs no index of its own. No family when the
-# parent was not spent recently enough: then nothing matches.
-_SPEND_SUCCESSOR = text(f"""
+_INSERT_SPENT = text("""
+INSERT INTO spent_refresh_tokens (family_id, token_hash, spent_at)
+VALUES (:family_id, :token_hash, :now)
+""")
+
+
+# Grace: the family's live token and its parent, the row locked; for a parent from before
+# 0030, its family and spend time first.
+_SPENT_LEGACY_PARENT = text(
+    "SELECT family_id, spent_at FROM refresh_tokens WHERE token_hash = :parent_hash"
+)
+_LIVE_OF = (
+    "SELECT token_hash, parent_hash, parent_spent_at FROM refresh_families WHERE id = :family_id"
+)
+_LOCK_LIVE = text(_LIVE_OF + " FOR UPDATE")
+_READ_LIVE = text(_LIVE_OF)
+
+# ... the live child of the parent, in the family's row: replaced by a new child of the parent.
+_ROTATE_CHILD = text(f"""
+UPDATE refresh_families
+SET token_hash = :new_hash, token_issued_at = :now, token_expires_at = {_SUCCESSOR_ENDS}
+WHERE id = :family_id AND token_hash = :child_hash AND parent_hash = :parent_hash
+  AND token_expires_at > :now AND id IN ({_LIVE_FAMILIES})
+RETURNING id
+""")
+
+# ... or, in a family from before 0030, the child in refresh_tokens.
+_SPEND_LEGACY_CHILD = text(f"""
 UPDATE refresh_tokens SET spent_at = :now
-WHERE family_id = (SELECT p.family_id FROM refresh_tokens AS p
-                   WHERE p.token_hash = :parent_hash AND p.spent_at >= :parent_spent_after)
-  AND parent_hash = :parent_hash AND spent_at IS NULL AND expires_at > :now
-  AND family_id IN ({_LIVE_FAMILIES})
+WHERE family_id = :family_id AND parent_hash = :parent_hash AND spent_at IS NULL
+  AND expires_at > :now AND family_id IN ({_LIVE_FAMILIES})
 RETURNING family_id
 """)
 
@@ -132,28 +216,23 @@ _LOCK_ENABLED_CLIENT = text(_ENABLED_CLIENT + " FOR SHARE")
 _CHECK_ENABLED_CLIENT = text(_ENABLED_CLIENT)
 
 
-# Live: not revoked, not over, and its newest token unspent and not idle past its end. The
-# client's name for the account page; the user agent of the browser whose login session started
-# the family when the family has none of its own (a code exchange comes from the client's
-# server, whose user agent says nothing of the person's browser).
+# Live: not revoked, not over, and its newest token unspent and not idle past its end (in
+# the family's row, or in refresh_tokens for a family whose tokens are all from before 0030).
+# The client's name for the account page; the user agent of the browser whose login session
+# started the family when the family has none of its own (a code exchange comes from the
+# client's server, whose user agent says nothing of the person's browser).
 _SESSIONS = text("""
 SELECT f.id, f.client_id, f.created_at, COALESCE(f.user_agent, s.user_agent) AS user_agent,
-       t.issued_at AS last_used_at, t.expires_at AS token_expires_at, c.client_name
-FROM refresh_families AS f JOIN refresh_tokens AS t ON t.family_id = f.id
+       COALESCE(f.token_issued_at, t.issued_at) AS last_used_at,
+       COALESCE(f.token_expires_at, t.expires_at) AS token_expires_at, c.client_name
+FROM refresh_families AS f
+LEFT JOIN refresh_tokens AS t ON f.token_hash IS NULL AND t.family_id = f.id
+     AND t.spent_at IS NULL AND t.expires_at > :now
 LEFT JOIN clients AS c ON c.client_id = f.client_id
 LEFT JOIN login_sessions AS s ON s.id = f.login_session_id
 WHERE f.user_id = :user_id AND f.revoked_at IS NULL AND f.expires_at > :now
-  AND t.spent_at IS NULL AND t.expires_at > :now
+  AND (f.token_expires_at > :now OR t.token_hash IS NOT NULL)
 ORDER BY f.created_at DESC, f.id
-""")
-
-
-_LOCK_PARENT = text("SELECT 1 FROM refresh_tokens WHERE token_hash = :parent_hash FOR UPDATE")
-
-
-_INSERT_TOKEN = text("""
-INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at)
-VALUES (:token_hash, :family_id, :parent_hash, :issued_at, :expires_at)
 """)
 
 
@@ -168,6 +247,22 @@ WHERE f.id = :id
 """)
 
 
+# A token that names its family: the family's row (its live token and the last spent), and
+# the spent hash if it is an older one.
+_FIND_IN_FAMILY = text(f"""
+SELECT f.token_hash AS live_hash, f.token_issued_at AS t_issued_at,
+       f.token_expires_at AS t_expires_at, f.parent_hash, f.parent_spent_at,
+       s.spent_at AS t_spent_at, {_FAMILY_COLUMNS}
+FROM refresh_families AS f
+LEFT JOIN spent_refresh_tokens AS s ON s.family_id = f.id AND s.token_hash = :token_hash
+WHERE f.id = :family_id
+""")
+
+_UNSPENT_APART = text(
+    "SELECT 1 FROM refresh_tokens WHERE token_hash = :token_hash AND spent_at IS NULL"
+)
+
+# A token from before 0030.
 _FIND = text(f"""
 SELECT t.issued_at AS t_issued_at, t.expires_at AS t_expires_at, t.spent_at AS t_spent_at,
        {_FAMILY_COLUMNS}
@@ -204,28 +299,29 @@ def _family(row: Any) -> Family:
     )
 
 
-async def _add_successor(
-    conn: AsyncConnection,
-    family_id: object,
-    parent_hash: bytes,
-    new_hash: bytes,
-    now: int,
-    new_expires_at: int,
-) -> Spent:
-    """Stores the token that follows `parent_hash`; it never outlives its family."""
-    spent = _spent((await conn.execute(_SPENT_BY_ID, {"id": family_id})).one()._mapping)
-    family = spent.family
-    await conn.execute(
-        _INSERT_TOKEN,
-        {
-            "token_hash": new_hash,
-            "family_id": family_id,
-            "parent_hash": parent_hash,
-            "issued_at": now,
-            "expires_at": min(new_expires_at, family.expires_at),
-        },
-    )
-    return spent
+async def _spent_in(conn: AsyncConnection, family_id: object) -> Spent:
+    """The family whose token this transaction spent, with what its user and client hold."""
+    return _spent((await conn.execute(_SPENT_BY_ID, {"id": family_id})).one()._mapping)
+
+
+async def _spend_sqlite(
+    conn: AsyncConnection, family_id: str | None, params: dict[str, Any]
+) -> Spent | None:
+    """SQLite, in BEGIN IMMEDIATE: the spend and the successor, or None when nothing matched."""
+    if family_id is not None:
+        was = (await conn.execute(_PARENT_OF, params)).first()
+        if was is None or (await conn.execute(_ROTATE, params)).first() is None:
+            return None
+        if was.parent_hash is not None:
+            spent = {"family_id": family_id, "token_hash": was.parent_hash}
+            await conn.execute(_INSERT_SPENT, {**spent, "now": was.parent_spent_at})
+        return await _spent_in(conn, family_id)
+    spent_in = (await conn.execute(_SPEND, params)).scalar()
+    if spent_in is None:
+        return None
+    successor = {**params, "family_id": spent_in, "parent_spent_at": params["now"]}
+    await conn.execute(_LIVE_SUCCESSOR, successor)
+    return await _spent_in(conn, spent_in)
 
 
 class SqlFamilyStore:
@@ -274,24 +370,17 @@ class SqlFamilyStore:
                     amr=None if family.amr is None else " ".join(family.amr),
                     auth_time=family.auth_time,
                     dpop_jkt=family.dpop_jkt,
+                    token_hash=stored_hash(token_hash),
+                    token_issued_at=family.created_at,
+                    token_expires_at=expires_at,
                 )
-            )
-            await conn.execute(
-                _INSERT_TOKEN,
-                {
-                    "token_hash": stored_hash(token_hash),
-                    "family_id": family.id,
-                    "parent_hash": None,
-                    "issued_at": family.created_at,
-                    "expires_at": expires_at,
-                },
             )
             await append_audit(conn, audit)
         return True
 
     async def spend(
         self,
-        token_hash: str,
+        token: Presented,
         client_id: str,
         now: int,
         new_hash: str,
@@ -299,7 +388,7 @@ class SqlFamilyStore:
         jkt: str | None = None,
         first_use: FirstUse | None = None,
     ) -> Spent | None:
-        spent, successor = stored_hash(token_hash), stored_hash(new_hash)
+        spent, successor = stored_hash(token.hash), stored_hash(new_hash)
         params = {
             "token_hash": spent,
             "client_id": client_id,
@@ -308,31 +397,45 @@ class SqlFamilyStore:
             "new_expires_at": new_expires_at,
             "jkt": jkt,
         }
+        if token.family_id is not None:
+            params["family_id"] = token.family_id
         if self._postgres:
             # The statement every refresh runs: straight through asyncpg (db/direct.py).
+            if token.family_id is None:
+                plain, with_proof = _SPEND_POSTGRES, _SPEND_PROVED_POSTGRES
+            else:
+                plain, with_proof = _ROTATE_POSTGRES, _ROTATE_PROVED_POSTGRES
             if first_use is None:
+                row = await fetch_row(self._engine, plain, params)
+            else:
+                row = await fetch_proved(self._engine, with_proof, params, first_use, "id")
+            if row is None and token.family_id is not None and await self._stored_apart(spent):
+                # Issued before a downgrade of 0030 and an upgrade again: its proof's jti, if
+                # any, is recorded already.
                 row = await fetch_row(self._engine, _SPEND_POSTGRES, params)
-                return _spent(row) if row else None
-            row = await fetch_proved(self._engine, _SPEND_PROVED_POSTGRES, params, first_use, "id")
             return None if row is None else _spent(row)
         async with self._engine.begin() as conn:
             # BEGIN IMMEDIATE holds the write lock: the jti recorded with the spend, one commit.
             proof = None if first_use is None else proof_params(first_use)
             if proof is not None and (await conn.execute(FIRST_USE, proof)).first() is None:
                 raise replayed()
-            family_id = (await conn.execute(_SPEND, params)).scalar()
-            result = (
-                None
-                if family_id is None
-                else await _add_successor(conn, family_id, spent, successor, now, new_expires_at)
-            )
+            result = await _spend_sqlite(conn, token.family_id, params)
+            if result is None and token.family_id is not None:
+                result = await _spend_sqlite(conn, None, params)  # as above
         if first_use is not None:
             first_use.recorded = True
         return result
 
+    async def _stored_apart(self, token_hash: bytes) -> bool:
+        """Whether a token that names its family is live in refresh_tokens all the same: put
+        there by a downgrade of 0030 (which keeps every session), then upgraded again."""
+        async with self._single.connect() as conn:
+            found = await conn.execute(_UNSPENT_APART, {"token_hash": token_hash})
+            return found.first() is not None
+
     async def spend_successor(
         self,
-        parent_hash: str,
+        parent: Presented,
         client_id: str,
         now: int,
         parent_spent_after: int,
@@ -340,33 +443,79 @@ class SqlFamilyStore:
         new_expires_at: int,
         jkt: str | None = None,
     ) -> Spent | None:
-        parent = stored_hash(parent_hash)
-        params = {
-            "parent_hash": parent,
+        params: dict[str, object] = {
+            "family_id": parent.family_id,
+            "parent_hash": stored_hash(parent.hash),
             "client_id": client_id,
             "now": now,
-            "parent_spent_after": parent_spent_after,
+            "new_hash": stored_hash(new_hash),
             "new_expires_at": new_expires_at,
             "jkt": jkt,
         }
+        legacy_spent_at = None
         async with self._engine.begin() as conn:
-            if self._postgres:
-                # Racing grace retries queue here, so each UPDATE (a fresh READ COMMITTED
-                # snapshot) sees the child the previous one inserted, rather than none at all,
-                # which would be taken for theft. SQLite's BEGIN IMMEDIATE already serialises.
-                await conn.execute(_LOCK_PARENT, params)
-            family_id = (await conn.execute(_SPEND_SUCCESSOR, params)).scalar()
-            if family_id is None:
+            if parent.family_id is None:  # from before 0030: its family and spend time first
+                legacy = (await conn.execute(_SPENT_LEGACY_PARENT, params)).first()
+                if legacy is None or legacy.spent_at is None:
+                    return None
+                params["family_id"], legacy_spent_at = legacy.family_id, legacy.spent_at
+            # Racing grace retries queue on the family's row, so each sees the child the
+            # previous one stored (SQLite's BEGIN IMMEDIATE already serialises).
+            lock = _LOCK_LIVE if self._postgres else _READ_LIVE
+            live = (await conn.execute(lock, params)).first()
+            if live is None:
                 return None
-            successor = stored_hash(new_hash)
-            return await _add_successor(conn, family_id, parent, successor, now, new_expires_at)
+            family_id = params["family_id"]
+            if live.token_hash is not None:  # the live child in the family's row
+                if live.parent_hash != params["parent_hash"]:
+                    return None  # not the parent of the live token
+                if live.parent_spent_at < parent_spent_after:
+                    return None
+                params["child_hash"] = live.token_hash
+                if (await conn.execute(_ROTATE_CHILD, params)).first() is None:
+                    return None
+                spent = {"family_id": family_id, "token_hash": live.token_hash, "now": now}
+                await conn.execute(_INSERT_SPENT, spent)
+                return await _spent_in(conn, family_id)
+            # A family from before 0030 (or put back by its downgrade): the child in
+            # refresh_tokens, the parent too.
+            if legacy_spent_at is None:
+                legacy = (await conn.execute(_SPENT_LEGACY_PARENT, params)).first()
+                ours = legacy is not None and str(legacy.family_id) == str(family_id)
+                legacy_spent_at = legacy.spent_at if ours and legacy is not None else None
+            if legacy_spent_at is None or legacy_spent_at < parent_spent_after:
+                return None
+            if (await conn.execute(_SPEND_LEGACY_CHILD, params)).first() is None:
+                return None
+            successor = {
+                **params,
+                "token_hash": params["parent_hash"],
+                "parent_spent_at": legacy_spent_at,
+            }
+            await conn.execute(_LIVE_SUCCESSOR, successor)
+            return await _spent_in(conn, family_id)
 
-    async def find(self, token_hash: str) -> TokenState | None:
+    async def find(self, token: Presented) -> TokenState | None:
+        params = {"token_hash": stored_hash(token.hash), "family_id": token.family_id}
         async with self._single.connect() as conn:
-            row = (await conn.execute(_FIND, {"token_hash": stored_hash(token_hash)})).first()
-        if row is None:
+            if token.family_id is not None:
+                found = (await conn.execute(_FIND_IN_FAMILY, params)).first()
+                if found is not None and found.live_hash == params["token_hash"]:
+                    row = found._mapping
+                    return TokenState(_family(row), row["t_issued_at"], row["t_expires_at"], None)
+                if found is not None:
+                    last = found.parent_hash == params["token_hash"]
+                    spent_at = found.parent_spent_at if last else found.t_spent_at
+                    if spent_at is not None:
+                        # A spent token's issue time and idle end are not kept: past anyway.
+                        return TokenState(_family(found._mapping), spent_at, spent_at, spent_at)
+            # From before 0030, or put back there by its downgrade. Else none: a forged
+            # `<family id>.<secret>` is unknown, not a reuse of the family's.
+            legacy = (await conn.execute(_FIND, params)).first()
+        if legacy is None:
             return None
-        return TokenState(_family(row._mapping), row.t_issued_at, row.t_expires_at, row.t_spent_at)
+        row = legacy._mapping
+        return TokenState(_family(row), row["t_issued_at"], row["t_expires_at"], row["t_spent_at"])
 
     async def revoke(
         self, family_id: str, reason: str, now: int, audit: Sequence[AuditEvent] = ()

@@ -180,9 +180,22 @@ class FamilyRow(Base):
     auth_time: Mapped[int | None] = mapped_column(BigInteger)
     # 0022: the DPoP key (RFC 7638 thumbprint) a public client's refresh tokens are bound to.
     dpop_jkt: Mapped[str | None] = mapped_column(String(64))
+    # 0030: the live refresh token (`<family id>.<secret>`: found through the primary key):
+    # its SHA-256, its parent's (the token spent last, for the grace retry and a replay) and
+    # when that was spent, the live one's issue time and idle end. None of them indexed, so a
+    # rotation is a HOT update on Postgres. NULL: a family started before 0030, whose tokens
+    # are still in refresh_tokens until one rotates here.
+    token_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    parent_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    parent_spent_at: Mapped[int | None] = mapped_column(BigInteger)
+    token_issued_at: Mapped[int | None] = mapped_column(BigInteger)
+    token_expires_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class RefreshTokenRow(Base):
+    """Tokens issued before 0030 (no family in them), until a later migration drops the table
+    one idle lifetime after 0030: newer tokens live in their family's row."""
+
     __tablename__ = "refresh_tokens"
 
     # Spent rows are kept until their family is purged, so a replay is recognised as reuse.
@@ -197,6 +210,20 @@ class RefreshTokenRow(Base):
     issued_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger)
     spent_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class SpentRefreshTokenRow(Base):
+    """0030: a family's spent tokens but the last (its row keeps that one as the live one's
+    parent), kept until the family is purged, so a replay is recognised as reuse. Only the
+    key a replay is looked up by: family, then hash."""
+
+    __tablename__ = "spent_refresh_tokens"
+
+    family_id: Mapped[str] = mapped_column(
+        FAMILY_ID, ForeignKey("refresh_families.id", ondelete="CASCADE"), primary_key=True
+    )
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    spent_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class DeniedAccessTokenRow(Base):

@@ -83,9 +83,17 @@ _DEAD_FAMILIES = text("""
 """)
 # Explicit rather than ON DELETE CASCADE alone: same result, and it does not depend on
 # SQLite's foreign_keys pragma being on for the connection.
+# A family's tokens: from before 0030 in refresh_tokens, its spent ones since in
+# spent_refresh_tokens, its live one and the last spent in its own row (counted as it goes).
 _TOKENS = text("DELETE FROM refresh_tokens WHERE family_id IN :ids").bindparams(
     bindparam("ids", expanding=True)
 )
+_SPENT_TOKENS = text("DELETE FROM spent_refresh_tokens WHERE family_id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
+)
+_HELD_TOKENS = text(
+    "SELECT count(token_hash) + count(parent_hash) FROM refresh_families WHERE id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
 _FAMILIES = text("DELETE FROM refresh_families WHERE id IN :ids").bindparams(
     bindparam("ids", expanding=True)
 )
@@ -250,10 +258,7 @@ async def purge(
 async def _delete_batch(conn: AsyncConnection, settings: Settings, now: int, batch: int) -> Purged:
     cutoff = now - settings.access_token_ttl - settings.clock_leeway
     ids = list((await conn.execute(_DEAD_FAMILIES, {"cutoff": cutoff, "batch": batch})).scalars())
-    tokens = families = 0
-    if ids:
-        tokens = (await conn.execute(_TOKENS, {"ids": ids})).rowcount
-        families = (await conn.execute(_FAMILIES, {"ids": ids})).rowcount
+    tokens, families = await _delete_families(conn, ids)
     denied = await conn.execute(_DENIED, {"now": now, "batch": batch})
     quiet = now - FORGET
     throttle = await conn.execute(_THROTTLE, {"before": quiet, "batch": batch})
@@ -321,9 +326,18 @@ async def end_families_of(
         ids += (await conn.execute(_FAMILIES_OF_USERS, {"ids": list(users)})).scalars()
     if clients:
         ids += (await conn.execute(_FAMILIES_OF_CLIENTS, {"ids": list(clients)})).scalars()
+    return await _delete_families(conn, ids)
+
+
+async def _delete_families(conn: AsyncConnection, ids: Sequence[Any]) -> tuple[int, int]:
+    """Deletes the families `ids` with every token of theirs: (tokens, families) deleted."""
     if not ids:
         return 0, 0
+    ids = list(ids)
     tokens = (await conn.execute(_TOKENS, {"ids": ids})).rowcount
+    tokens += (await conn.execute(_SPENT_TOKENS, {"ids": ids})).rowcount
+    # (Counted apart: SQLite 3.40's DELETE ... RETURNING said `parent_hash IS NOT NULL` of NULLs.)
+    tokens += (await conn.execute(_HELD_TOKENS, {"ids": ids})).scalar_one()
     families = (await conn.execute(_FAMILIES, {"ids": ids})).rowcount
     return int(tokens), int(families)
 

@@ -29,6 +29,7 @@ from authserver.tokens.refresh import (
     hash_token,
     new_family_id,
     new_refresh_token,
+    refresh_token,
 )
 
 CODE_TTL = 60  # seconds (API.md)
@@ -201,7 +202,8 @@ async def redeem_code(
     code_hash = hash_token(value)
     if verifier_well_formed(verifier):  # else it matches no challenge: nothing to spend
         assert verifier is not None
-        token = new_refresh_token()
+        family_id = new_family_id()
+        token = refresh_token(family_id, new_refresh_token())
         family_expires_at = now + session_ttl
         redemption = Redemption(
             code_hash=code_hash,
@@ -209,7 +211,7 @@ async def redeem_code(
             redirect_uri=redirect_uri,
             code_challenge=s256(verifier),
             now=now,
-            family_id=new_family_id(),
+            family_id=family_id,
             family_expires_at=family_expires_at,
             token_hash=hash_token(token),
             token_expires_at=min(now + refresh_ttl, family_expires_at),

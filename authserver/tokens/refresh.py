@@ -8,12 +8,14 @@ that revocation is committed before the request is answered with `invalid_grant`
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from authserver.audit import AuditEvent, AuditLog
 from authserver.errors import InvalidGrant
@@ -61,6 +63,13 @@ class Session:
     expires_at: int  # the newest token's idle end, never past the family's absolute end
     user_agent: str | None
     client_name: str | None = None  # the client's registered name, for the account page
+
+
+class Presented(NamedTuple):
+    """A refresh token as the store looks it up (`parse_refresh_token`)."""
+
+    family_id: str | None  # None: a token from before 0030, which names no family
+    hash: str  # SHA-256 hex of the whole token
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,7 @@ class FamilyStore(Protocol):
 
     async def spend(
         self,
-        token_hash: str,
+        token: Presented,
         client_id: str,
         now: int,
         new_hash: str,
@@ -143,7 +152,7 @@ class FamilyStore(Protocol):
 
     async def spend_successor(
         self,
-        parent_hash: str,
+        parent: Presented,
         client_id: str,
         now: int,
         parent_spent_after: int,
@@ -151,11 +160,14 @@ class FamilyStore(Protocol):
         new_expires_at: int,
         jkt: str | None = None,
     ) -> Spent | None:
-        """Grace: spends the live child of `parent_hash` (spent after `parent_spent_after`)
+        """Grace: spends the live child of `parent` (spent after `parent_spent_after`)
         and stores a new child of the parent. None when no such child is live."""
         ...
 
-    async def find(self, token_hash: str) -> TokenState | None: ...
+    async def find(self, token: Presented) -> TokenState | None:
+        """The token's state: live, spent (its family's spent hashes), or None when its
+        family never issued it (a forged `<family id>.<secret>` is unknown, not reuse)."""
+        ...
 
     async def revoke(
         self, family_id: str, reason: str, now: int, audit: Sequence[AuditEvent] = ()
@@ -205,6 +217,33 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# A refresh token names its family (0030): `<family id>.<secret>`, the family's UUID in 22
+# url-safe base64 characters, so the store finds the live token through the family's primary
+# key and keeps no index of live hashes. The hash is of the whole token, as before 0030: the
+# same lookup for every token, and a downgrade can hand the rows back to refresh_tokens.
+_FAMILY_CHARS = 22
+
+
+def refresh_token(family_id: str, secret: str) -> str:
+    """The token handed out for `secret` (new_refresh_token) in the family `family_id`."""
+    compact = base64.urlsafe_b64encode(uuid.UUID(family_id).bytes).rstrip(b"=").decode()
+    return f"{compact}.{secret}"
+
+
+def parse_refresh_token(token: str) -> Presented:
+    """How the store looks `token` up: its family and its hash. A token from before 0030
+    (url-safe base64, no dot) or one whose family part is no UUID names no family."""
+    compact, dot, secret = token.partition(".")
+    if dot and len(compact) == _FAMILY_CHARS and secret:
+        try:
+            raw = base64.urlsafe_b64decode(compact + "==")
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) == 16:
+            return Presented(str(uuid.UUID(bytes=raw)), hash_token(token))
+    return Presented(None, hash_token(token))
+
+
 def new_family_id() -> str:
     return str(uuid.uuid4())
 
@@ -251,7 +290,7 @@ async def start_family(
         new_family_id(), user_id, client_id, scope, now, now + session_ttl, None, agent, resources,
         dpop_jkt=dpop_jkt,  # by name: other fields may come after `resources`
     )  # fmt: skip
-    token = new_refresh_token()
+    token = refresh_token(family.id, new_refresh_token())
     expires_at = min(now + refresh_ttl, family.expires_at)
     login = AuditEvent(
         now,
@@ -271,7 +310,7 @@ async def start_family(
 
 async def rotate(
     store: FamilyStore,
-    presented: str,
+    presented_token: str,
     *,
     client_id: str,
     now: int,
@@ -283,7 +322,7 @@ async def rotate(
     jkt: str | None = None,
     first_use: FirstUse | None = None,
 ) -> Rotation:
-    """Spends `presented` and returns its successor, or raises InvalidGrant.
+    """Spends `presented_token` and returns its successor, or raises InvalidGrant.
 
     A family bound to a DPoP key rotates only with a proof of it (`jkt`): without a proof the
     request is refused and nothing is spent; with a proof of another key it is reuse (RFC 9449
@@ -303,25 +342,32 @@ async def rotate(
     decision (`revoked`, committed with the revocation itself; or `tolerated` under grace,
     written to `audit`). A plain rotation writes nothing: it is the hot path.
     """
-    presented_hash = hash_token(presented)
-    new_token = new_refresh_token()
-    new_hash = hash_token(new_token)
+    token = parse_refresh_token(presented_token)
     expires_at = now + refresh_ttl
-    if requested is not None or resource is not None:
-        # Before spending, so a bad request does not cost the holder their token. A spent
-        # token goes on below, so asking for more never shields a replay from detection.
-        unspent = await store.find(presented_hash)
-        if unspent is not None and unspent.spent_at is None:
-            narrow(requested, unspent.family.scope)
-            chosen(resource, unspent.family.resources)
-    spent = await store.spend(presented_hash, client_id, now, new_hash, expires_at, jkt, first_use)
+    family_id = token.family_id
+    narrowing = requested is not None or resource is not None
+    if family_id is None or narrowing:
+        # A token from before 0030 names no family, and its successor must: read first (for
+        # one idle lifetime after 0030). And before spending, so a bad request does not cost
+        # the holder their token. A spent token goes on below, so asking for more never
+        # shields a replay from detection.
+        known = await store.find(token)
+        if known is None:
+            raise InvalidGrant(detail="unknown refresh token or other client's")
+        family_id = known.family.id
+        if narrowing and known.spent_at is None:
+            narrow(requested, known.family.scope)
+            chosen(resource, known.family.resources)
+    new_token = refresh_token(family_id, new_refresh_token())
+    new_hash = hash_token(new_token)
+    spent = await store.spend(token, client_id, now, new_hash, expires_at, jkt, first_use)
     if spent is not None:
         family = spent.family
         scope = spent.issuable(narrow(requested, family.scope))
         ends = min(expires_at, family.expires_at)
         return Rotation(family, new_token, ends, scope, spent.user_roles)
 
-    state = await store.find(presented_hash)
+    state = await store.find(token)
     if state is None or state.family.client_id != client_id:
         raise InvalidGrant(detail="unknown refresh token or other client's")
     bound = state.family.dpop_jkt
@@ -337,7 +383,7 @@ async def rotate(
         scope = narrow(requested, state.family.scope)
         chosen(resource, state.family.resources)
         spent = await store.spend_successor(
-            presented_hash, client_id, now, now - grace, new_hash, expires_at, jkt
+            token, client_id, now, now - grace, new_hash, expires_at, jkt
         )
         if spent is not None:
             if audit is not None:

@@ -133,9 +133,14 @@ class AuthServer:
     def state(self) -> tuple[int, int, int]:
         """(refresh tokens issued, spent, families revoked), read from the database itself."""
         with sqlite3.connect(self.database) as db:
-            tokens, spent = db.execute(
-                "SELECT count(*), count(spent_at) FROM refresh_tokens"
+            # The live ones and the ones spent last in their families' rows, the spent ones
+            # before apart (0030).
+            live, last = db.execute(
+                "SELECT count(token_hash), count(parent_hash) FROM refresh_families"
             ).fetchone()
+            (before,) = db.execute("SELECT count(*) FROM spent_refresh_tokens").fetchone()
+            spent = last + before
+            tokens = live + spent
             (revoked,) = db.execute("SELECT count(revoked_at) FROM refresh_families").fetchone()
         return tokens, spent, revoked
 

@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.config import Settings
+from tests._refresh_rows import family_revoked_at, spent_at
 from tests.conftest import Clock, Registry
 from tests.http.test_admin_lifecycle import another_instance, root
-from tests.http.test_cookies import SECURE, browser_login, family_revoked_at, sent, spent_at
+from tests.http.test_cookies import SECURE, browser_login, sent
 from tests.http.test_cors import preflight_headers, varies_on_origin
 
 __all__ = ["root"]  # a fixture, imported for its use here

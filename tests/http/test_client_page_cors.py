@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authserver.clients import ClientChanges, origin_of
 from tests._https_documents import DocumentsServer
+from tests._refresh_rows import spent_at
 from tests.conftest import Registry
 from tests.http.signin import INSECURE_COOKIES, Flow, code_for, exchange
 from tests.http.test_client_id_documents import docs, document
 from tests.http.test_client_origins import refresh_cookie
-from tests.http.test_cookies import browser_login, sent, spent_at
+from tests.http.test_cookies import browser_login, sent
 from tests.http.test_cors import preflight_headers, varies_on_origin
 
 APP = "https://app.example"  # AUTHSERVER_ALLOWED_ORIGINS

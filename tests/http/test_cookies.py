@@ -13,8 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver.db.columns import stored_hash
-from authserver.tokens.refresh import hash_token
+from tests._refresh_rows import family_revoked_at, spent_at
 from tests.conftest import Clock, Registry, password_login
 
 APP = "https://app.example"
@@ -87,31 +86,6 @@ def sent(token: str, origin: str | None = APP, name: str = SECURE) -> dict[str, 
     if origin is not None:
         headers["Origin"] = origin
     return headers
-
-
-async def spent_at(engine: AsyncEngine, token: str) -> int | None:
-    async with engine.connect() as conn:
-        found: int | None = (
-            await conn.execute(
-                text("SELECT spent_at FROM refresh_tokens WHERE token_hash = :h"),
-                {"h": stored_hash(hash_token(token))},
-            )
-        ).scalar_one()
-    return found
-
-
-async def family_revoked_at(engine: AsyncEngine, token: str) -> int | None:
-    async with engine.connect() as conn:
-        found: int | None = (
-            await conn.execute(
-                text(
-                    "SELECT f.revoked_at FROM refresh_families AS f JOIN refresh_tokens AS t"
-                    " ON t.family_id = f.id WHERE t.token_hash = :h"
-                ),
-                {"h": stored_hash(hash_token(token))},
-            )
-        ).scalar_one()
-    return found
 
 
 @pytest.fixture(params=["/refresh", "/token"])

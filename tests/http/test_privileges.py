@@ -21,10 +21,11 @@ from authserver.accounts.passwords import Verdict
 from authserver.config import Settings
 from authserver.services import Services
 from authserver.tokens.refresh import Spent
+from tests._refresh_rows import spent_at
 from tests.conftest import Clock, Registry, assert_oauth_error, password_login
 from tests.http.signin import INSECURE_COOKIES, WEB, Flow, code_for, exchange, web_client
 from tests.http.test_admin_lifecycle import active, another_instance, audit_rows, root, rs
-from tests.http.test_refresh import family_row, ok, sid_of, spent_at
+from tests.http.test_refresh import family_row, ok, sid_of
 
 __all__ = ["root", "rs"]  # fixtures, used by name
 

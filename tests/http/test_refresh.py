@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authserver.db.columns import stored_hash
-from authserver.tokens.refresh import hash_token
+from authserver.tokens.refresh import new_refresh_token
+from tests._refresh_rows import spent_at
 from tests.conftest import Clock, Login, Registry, assert_oauth_error, password_login
 
 REFRESH_TTL = 1_209_600  # the default AUTHSERVER_REFRESH_TOKEN_TTL
@@ -85,17 +85,6 @@ async def family_row(engine: AsyncEngine, sid: str) -> Any:
                 {"id": sid},
             )
         ).one()
-
-
-async def spent_at(engine: AsyncEngine, token: str) -> int | None:
-    async with engine.connect() as conn:
-        found: int | None = (
-            await conn.execute(
-                text("SELECT spent_at FROM refresh_tokens WHERE token_hash = :h"),
-                {"h": stored_hash(hash_token(token))},
-            )
-        ).scalar_one()
-    return found
 
 
 # --- rotation -------------------------------------------------------------------------------
@@ -176,6 +165,29 @@ async def test_every_failure_answers_the_same(
     for response in answers:
         assert_oauth_error(response, 400, "invalid_grant")
     assert len({response.content for response in answers}) == 1
+
+
+async def test_a_token_forged_for_a_real_family_is_invalid_and_revokes_nothing(
+    refresh: Refresh,
+    login: Login,
+    engine: AsyncEngine,
+    introspect: Callable[[str], Awaitable[dict[str, Any]]],
+) -> None:
+    """A refresh token names its family (`<family id>.<secret>`), and the family id is no
+    secret (a token's holder reads it): knowing it must not let anyone end the session.
+    Only a token the family itself issued and spent is reuse."""
+    family, _, _ = login.refresh_token.partition(".")
+    for forged in (
+        f"{family}.{new_refresh_token()}",
+        f"{family}.",
+        f"{family}.{login.refresh_token}",
+        f"{family}{login.refresh_token[len(family) :]}x",
+    ):
+        assert_oauth_error(await refresh(forged), 400, "invalid_grant")
+    row = await family_row(engine, sid_of(login.access_token))
+    assert row.revoked_at is None
+    assert (await introspect(login.access_token))["active"] is True
+    assert ok(await refresh(login.refresh_token))["refresh_token"].startswith(f"{family}.")
 
 
 async def test_refresh_needs_a_refresh_token(client: httpx.AsyncClient, login: Login) -> None:

@@ -199,9 +199,13 @@ async def stored(url: str) -> dict[str, Any]:
             tokens = {
                 row.token_hash: row
                 for row in await conn.execute(
-                    text(
-                        "SELECT encode(token_hash, 'hex') AS token_hash, family_id, spent_at"
-                        " FROM refresh_tokens"
+                    text(  # the live ones in their families' rows, the spent apart (0030)
+                        "SELECT encode(token_hash, 'hex') AS token_hash, id AS family_id,"
+                        " NULL AS spent_at FROM refresh_families WHERE token_hash IS NOT NULL"
+                        " UNION ALL SELECT encode(parent_hash, 'hex'), id, parent_spent_at"
+                        " FROM refresh_families WHERE parent_hash IS NOT NULL"
+                        " UNION ALL SELECT encode(token_hash, 'hex'), family_id, spent_at"
+                        " FROM spent_refresh_tokens"
                     )
                 )
             }
@@ -211,13 +215,15 @@ async def stored(url: str) -> dict[str, Any]:
                     text("SELECT id::text AS id, revoked_reason FROM refresh_families")
                 )
             }
+            # A family's row holds one live token, whatever happens (0030): a token both
+            # live and spent would be two.
             doubled = (
                 await conn.execute(
                     text(
-                        "SELECT t.family_id FROM refresh_tokens t"
-                        " JOIN refresh_families f ON f.id = t.family_id"
-                        " WHERE t.spent_at IS NULL AND f.revoked_reason IS NULL"
-                        " GROUP BY t.family_id HAVING count(*) > 1"
+                        "SELECT f.id FROM refresh_families f LEFT JOIN spent_refresh_tokens s"
+                        " ON s.family_id = f.id AND s.token_hash = f.token_hash"
+                        " WHERE f.revoked_reason IS NULL"
+                        " AND (s.token_hash IS NOT NULL OR f.parent_hash = f.token_hash)"
                     )
                 )
             ).all()

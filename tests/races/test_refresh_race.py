@@ -56,9 +56,9 @@ async def family_state(engine: AsyncEngine, sid: str) -> tuple[str | None, set[s
         ).scalar_one()
         unspent = (
             await conn.execute(
-                text(
-                    "SELECT token_hash FROM refresh_tokens"
-                    " WHERE family_id = :id AND spent_at IS NULL"
+                text(  # the live one in the family's row (0030)
+                    "SELECT token_hash FROM refresh_families"
+                    " WHERE id = :id AND token_hash IS NOT NULL"
                 ),
                 {"id": sid},
             )

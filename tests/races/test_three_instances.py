@@ -442,7 +442,9 @@ async def database_problems(
         for sid, token_hash in await rows(
             conn,
             "SELECT family_id::text, encode(token_hash, 'hex') FROM refresh_tokens"
-            " WHERE spent_at IS NULL",
+            " WHERE spent_at IS NULL UNION ALL"  # the live one in its family's row (0030)
+            " SELECT id::text, encode(token_hash, 'hex') FROM refresh_families"
+            " WHERE token_hash IS NOT NULL",
         ):
             unspent[sid].append(token_hash)
         crowded = {sid: len(hashes) for sid, hashes in unspent.items() if len(hashes) > 1}
@@ -481,26 +483,23 @@ async def database_problems(
         )
 
         # Every successful refresh spent one token and stored exactly one successor; nothing else
-        # spends or issues refresh tokens.
+        # spends or issues refresh tokens. (0030: each family's live token in its row with the
+        # token spent last; every one spent before in spent_refresh_tokens.)
         counts = (
             await conn.execute(
                 text(
-                    "SELECT count(*),"
-                    " count(*) FILTER (WHERE spent_at IS NOT NULL),"
-                    " count(*) FILTER (WHERE spent_at IS NOT NULL AND EXISTS ("
-                    "   SELECT 1 FROM refresh_tokens AS c WHERE c.parent_hash = p.token_hash)),"
-                    " count(*) FILTER (WHERE parent_hash IS NOT NULL),"
-                    " count(DISTINCT parent_hash)"
-                    " FROM refresh_tokens AS p"
+                    "SELECT (SELECT count(token_hash) FROM refresh_families),"
+                    " (SELECT count(parent_hash) FROM refresh_families),"
+                    " (SELECT count(*) FROM spent_refresh_tokens),"
+                    " (SELECT count(*) FROM refresh_tokens)"
                 )
             )
         ).one()
-        tokens, spent, spent_with_successor, children, parents = counts
+        live, last, before, apart = counts
         check(
-            (tokens, spent, spent_with_successor, children, parents)
-            == (run.logins + run.rotations, *[run.rotations] * 4),
-            f"refresh tokens (all, spent, spent with a successor, with a parent, distinct"
-            f" parents) = {tuple(counts)}; logins {run.logins}, rotations {run.rotations}",
+            (live, last + before, apart) == (run.logins, run.rotations, 0),
+            f"refresh tokens (live, spent last, spent before, in refresh_tokens) ="
+            f" {tuple(counts)}; logins {run.logins}, rotations {run.rotations}",
         )
     return problems
 
