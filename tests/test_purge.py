@@ -223,8 +223,8 @@ async def test_a_deleted_users_families_go_with_them(
     the user (an abandoned sign-up here, made one by hand after it started a family)."""
     alice = await registry.user()
     bob = await registry.user("bob")
-    await family(services, alice)
-    kept = await family(services, bob)
+    await family(services, alice, rotations=2)  # live, parent in its row, one spent apart
+    kept = await family(services, bob, rotations=2)
     async with engine.begin() as conn:
         await conn.execute(
             text("UPDATE users SET disabled = true, signup_expires_at = :at WHERE id = :id"),
@@ -234,6 +234,6 @@ async def test_a_deleted_users_families_go_with_them(
     purged = await purge(engine, settings, services.clock())
 
     assert purged is not None and purged.abandoned_sign_ups == 1
-    assert (purged.families, purged.refresh_tokens) == (1, 1)
+    assert (purged.families, purged.refresh_tokens) == (1, 3)
     assert await family_ids(engine) == {kept}
-    assert await count(engine, "refresh_tokens") == 1
+    assert await count(engine, "spent_refresh_tokens") == 1  # bob's
