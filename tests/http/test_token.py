@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 import httpx
@@ -84,8 +85,8 @@ async def test_password_grant_issues_a_verifiable_access_token_and_a_refresh_tok
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 900
     assert body["scope"] == "profile"
-    assert isinstance(body["refresh_token"], str) and len(body["refresh_token"]) >= 43
-    assert "." not in body["refresh_token"]  # opaque, not a JWT
+    # Opaque, not a JWT: `<family id>.<secret>` (0030), url-safe characters only.
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43,}", body["refresh_token"])
 
     header = jwt.get_unverified_header(body["access_token"])
     assert header["typ"] == "at+jwt"
