@@ -161,6 +161,8 @@ class Dispatcher:
             asyncio.get_running_loop().create_task(self.send(self.idle.pop(), items))
 
     async def send(self, conn: Any, items: list[Spend]) -> None:
+        import asyncpg
+
         sent = time.perf_counter()
         for s in items:
             s.sent = sent
@@ -169,8 +171,12 @@ class Dispatcher:
             answers = await self.run(conn, items)
         except Exception as exc:
             self.counters.failed_batches += 1
-            answers = [exc]
-            if len(items) > 1:  # the whole batch rolled back: each row alone
+            answers = [exc] * len(items)
+            # Postgres refused the statement (or asyncpg could not encode a row): the whole
+            # batch rolled back, so each row alone is safe to try. A lost connection is not:
+            # the batch may have committed, and its rows sent again would look like reuse.
+            refused = isinstance(exc, (asyncpg.PostgresError, asyncpg.DataError))
+            if refused and len(items) > 1:
                 answers = []
                 for s in items:
                     try:
@@ -276,6 +282,14 @@ class Families:
         return taken
 
 
+def burn(seconds: float) -> None:
+    """CPU time spent in this thread, as a worker's Python around the statement would."""
+    if seconds:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+
 def spend_of(token: bytes, now: int) -> Spend:
     return Spend(token, "app", secrets.token_bytes(32), now + TTL, None)
 
@@ -299,11 +313,15 @@ async def measure(dsn: str, pool: Families, size: int, args: argparse.Namespace)
         )
         spent_in_run: list[bytes] = []
 
+        before_us, after_us = (float(x) / 1e6 for x in args.work_us.split(","))
+
         async def caller(i: int, first: int, last: int) -> None:
             for n in range(first, last):
                 k = n % args.chains
+                burn(before_us)  # the request's Python before its statement
                 spend = spend_of(heads[i][k], now)
                 row = await dispatcher.submit(spend)
+                burn(after_us)  # ... and after it
                 assert row is not None, f"caller {i} rotation {n} matched nothing"
                 assert row["id"] == chains[i][k][0], "a row answered the wrong caller"
                 spent_in_run.append(heads[i][k])
@@ -453,25 +471,18 @@ async def checks(dsn: str, pool: Families) -> None:
         # what one bad row does: the whole statement fails, every row rolled back.
         items = [spend_of(t, now) for _, t in pool.take(4)]
         items[2].client_id = "app\x00"
-        try:
-            await spend_batch(a, sql, items, now)
-            print("check: a NUL byte in one row's client_id: the batch went through")
-        except Exception as exc:
-            spent = await a.fetchval(
-                "SELECT count(*) FROM refresh_tokens WHERE token_hash = ANY($1::bytea[])"
-                " AND spent_at IS NOT NULL",
-                [s.token_hash for s in items],
-            )
-            alone: list[bool | str] = []
-            for s in items:
-                try:
-                    alone.append((await spend_batch(a, sql, [s], now))[0] is not None)
-                except Exception as again:
-                    alone.append(type(again).__name__)
-            print(
-                f"check: a NUL byte in one row of 4: the batch failed ({type(exc).__name__}:"
-                f" {str(exc).splitlines()[0]}), {spent} of 4 spent; then each alone: {alone}"
-            )
+        dispatcher = Dispatcher([a], 4, now)
+        answers = await asyncio.gather(
+            *(dispatcher.submit(s) for s in items), return_exceptions=True
+        )
+        said = [
+            type(x).__name__ if isinstance(x, BaseException) else x is not None for x in answers
+        ]
+        print(
+            f"check: a NUL byte in one row of 4 (one tick, one statement):"
+            f" {dispatcher.counters.failed_batches} batch failed and was retried row by row;"
+            f" answers {said}"
+        )
         # A row of another client, or an unknown token: no error, no row, others unaffected.
         items = [spend_of(t, now) for _, t in pool.take(3)] + [spend_of(b"\0" * 32, now)]
         items[0].client_id = "other"
@@ -511,6 +522,12 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=2, help="families per caller, in turn")
     parser.add_argument("--rotations", type=int, default=20_000, help="per run, measured")
     parser.add_argument("--warm", type=int, default=10, help="rotations per caller first")
+    parser.add_argument(
+        "--work-us",
+        default="0,0",
+        help="CPU µs each caller burns before submitting and after its answer (e.g. 250,250"
+        " for a worker's request around the statement; 0,0 measures the statement alone)",
+    )
     parser.add_argument("--checks", action="store_true")
     parser.add_argument(
         "--part",
