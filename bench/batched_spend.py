@@ -7,24 +7,29 @@ A probe, not a product change: authserver/ sends one statement (and one commit) 
 Here `--callers` coroutines each rotate families of their own, in turn, and hand every spend to
 a dispatcher that works as a server's worker could: the spends submitted within one event-loop
 tick, and those that queued while every connection was busy, leave together, at most `size`
-rows per statement, ordered by token hash, as ONE statement in ONE transaction (autocommit):
-db/families.py's `_SPEND_CTES` rewritten for many rows (`batched_sql` below: the same WHERE
-conditions, the same successor INSERT, the rows fed by `unnest` of arrays WITH ORDINALITY so each
-returned row names its caller). `today` is the server's own statement (`_SPEND_POSTGRES`), one
-per rotation, through the same dispatcher.
+rows per statement, ordered by family id, as ONE statement in ONE transaction (autocommit):
+db/families.py's `_ROTATE_CTES` (storage v2, migration 0030: the UPDATE of the family's row by
+its primary key, the replaced parent INSERTed into spent_refresh_tokens) rewritten for many
+rows (`batched_sql` below: the same WHERE conditions, the same INSERT, the rows fed by `unnest`
+of arrays WITH ORDINALITY so each returned row names its caller). `today` is the server's own
+statement for a token that names its family (`_ROTATE_POSTGRES`), one per rotation, through
+the same dispatcher. (`_SPEND_CTES`, for tokens from before 0030, is not measured here.)
 
 Against `--database` (migrated to head here; `--families` live families preloaded once with
-bench/scale.py's `preload`, each run spending families no earlier run touched). Per run:
+bench/scale.py's `preload`, in 0030's shape: live token and spent parent in the family's row;
+each run spending families no earlier run touched). Per run:
 rotations/s; Postgres CPU µs per rotation (utime + stime of the connections' backends from
 /proc, as bench/pg_cost.py); this process's CPU µs per rotation (the dispatcher, asyncpg's
 encoding and decoding, and the callers' own few µs); commits/s (pg_stat_database.xact_commit);
 WAL flushes (pg_stat_wal.wal_sync, the whole cluster's); rows per statement actually sent;
 latency per rotation (submit to answer) and the part of it spent waiting for a connection.
-Then the run is checked: every call answered, each family one unspent token, no token with two
-successors, and the run's spent tokens sent again in batches match nothing and insert nothing.
+Then the run is checked: every call answered, each family's live token the last successor its
+caller was handed (one live token, no double successor), each rotation one spent token and
+none spent twice, and the run's spent tokens sent again in batches match nothing and change
+nothing.
 
 `--checks` (once, before the runs) probes what a product would have to get right: the same
-token twice in one batch, the same tokens in two concurrent batches (sorted, and in opposite
+token twice in one batch, the same families in two concurrent batches (sorted, and in opposite
 orders: deadlocks counted), and failure isolation (one row that makes the statement fail, the
 whole batch rolled back, then each row alone).
 """
@@ -40,6 +45,7 @@ import secrets
 import statistics
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,45 +58,44 @@ TTL = 30 * 86_400
 
 
 def batched_sql() -> str:
-    """`_SPEND_CTES` for many rows: each `:param` of one rotation becomes a column of `batch`."""
-    from authserver.db.families import _SPEND_CTES
+    """`_ROTATE_CTES` for many rows: each `:param` of one rotation becomes a column of `batch`."""
+    from authserver.db.families import _ROTATE_CTES
 
-    sql = _SPEND_CTES.format(proved="")
-    # Order matters: the successor's casts first, then the spent CTE's bare parameters.
-    for old, new in [
-        ("CAST(:new_hash AS BYTEA)", "new_hash"),
-        ("CAST(:token_hash AS BYTEA)", "spent_hash"),
-        ("LEAST(:new_expires_at,", "LEAST(new_expires_at,"),
-        ("CAST(:jkt AS VARCHAR)", "i.jkt"),
-        (":token_hash", "i.token_hash"),
-        (":client_id", "i.client_id"),
-        (
-            "FROM refresh_families AS f, users AS u, clients AS c",
-            "FROM batch AS i, refresh_families AS f, users AS u, clients AS c",
-        ),
-        (
-            "RETURNING ",
-            "RETURNING i.ord, i.new_hash, i.new_expires_at, t.token_hash AS spent_hash, ",
-        ),
-    ]:
-        assert sql.count(old) == 1, f"_SPEND_CTES changed: {old!r} found {sql.count(old)} times"
+    sql = _ROTATE_CTES.format(proved="")
+    # (text, its replacement, how many times the product's statement holds it)
+    for old, new, times in [
+        ("SET token_hash = :new_hash,", "SET token_hash = i.new_hash,", 1),
+        ("LEAST(:new_expires_at,", "LEAST(i.new_expires_at,", 1),
+        ("CAST(:jkt AS VARCHAR)", "i.jkt", 1),
+        (":token_hash", "i.token_hash", 1),
+        (":client_id", "i.client_id", 1),
+        ("FROM users AS u, clients AS c,", "FROM batch AS i, users AS u, clients AS c,", 1),
+        # The parent each row replaces, read per row: a subquery naming `i` is LATERAL.
+        ("(SELECT parent_hash, parent_spent_at", "LATERAL (SELECT parent_hash, parent_spent_at", 1),
+        (":family_id", "i.family_id", 2),
+        ("RETURNING ", "RETURNING i.ord, i.token_hash AS spent_hash, ", 1),
+    ]:  # fmt: skip
+        found = sql.count(old)
+        assert found == times, f"_ROTATE_CTES changed: {old!r} found {found} times, not {times}"
         sql = sql.replace(old, new)
-    sql = sql.replace(":now", "$6")
+    sql = sql.replace(":now", "$7")
     assert ":" not in sql.replace("::", ""), sql  # every parameter accounted for
+    columns = "family_id, token_hash, client_id, new_hash, new_expires_at, jkt, ord"
     return (
-        "WITH batch AS (\n    SELECT * FROM unnest($1::bytea[], $2::varchar[], $3::bytea[],"
-        " $4::bigint[], $5::varchar[])\n    WITH ORDINALITY AS b(token_hash, client_id, new_hash,"
-        f" new_expires_at, jkt, ord)\n), {sql}\nSELECT * FROM spent"
+        "WITH batch AS (\n    SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::varchar[],"
+        f" $4::bytea[], $5::bigint[], $6::varchar[])\n    WITH ORDINALITY AS b({columns})\n),"
+        f" {sql}\nSELECT * FROM spent"
     )
 
 
 def today_sql() -> tuple[str, list[str]]:
-    """The server's statement as db/direct.py hands it to asyncpg."""
+    """The server's statement for a token that names its family, as db/direct.py hands it to
+    asyncpg."""
     from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
-    from authserver.db.families import _SPEND_POSTGRES
+    from authserver.db.families import _ROTATE_POSTGRES
 
-    done = _SPEND_POSTGRES.compile(dialect=PGDialect_asyncpg())
+    done = _ROTATE_POSTGRES.compile(dialect=PGDialect_asyncpg())
     return done.string, list(done.positiontup or ())
 
 
@@ -110,6 +115,7 @@ def load() -> str:
 
 @dataclass
 class Spend:
+    family_id: str
     token_hash: bytes
     client_id: str
     new_hash: bytes
@@ -204,7 +210,8 @@ class Dispatcher:
         if self.size == 0:
             (s,) = items
             values = {
-                "token_hash": s.token_hash, "client_id": s.client_id, "now": self.now,
+                "family_id": s.family_id, "token_hash": s.token_hash,
+                "client_id": s.client_id, "now": self.now,
                 "new_hash": s.new_hash, "new_expires_at": s.new_expires_at, "jkt": s.jkt,
             }  # fmt: skip
             return [await conn.fetchrow(self.single, *(values[b] for b in self.binds))]
@@ -212,11 +219,13 @@ class Dispatcher:
 
 
 async def spend_batch(conn: Any, sql: str, items: list[Spend], now: int) -> list[Any]:
-    """One multi-row statement, its rows ordered by token hash (every batch locks the tokens it
-    spends in the same order, so two batches sharing tokens wait rather than deadlock)."""
-    order = sorted(range(len(items)), key=lambda k: items[k].token_hash)
+    """One multi-row statement, its rows ordered by family id (every batch locks the families'
+    rows it rotates in the same order, so two batches sharing families wait rather than
+    deadlock)."""
+    order = sorted(range(len(items)), key=lambda k: (items[k].family_id, items[k].token_hash))
     rows = await conn.fetch(
         sql,
+        [items[k].family_id for k in order],
         [items[k].token_hash for k in order],
         [items[k].client_id for k in order],
         [items[k].new_hash for k in order],
@@ -243,7 +252,10 @@ async def setup(dsn: str, families: int) -> None:
     await engine.dispose()
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("TRUNCATE refresh_families, refresh_tokens, users, clients CASCADE")
+        await conn.execute(
+            "TRUNCATE refresh_families, refresh_tokens, spent_refresh_tokens, users, clients"
+            " CASCADE"
+        )
         await conn.execute(
             "INSERT INTO users (id, username, username_key, password_hash, scopes, disabled,"
             " created_at) VALUES (gen_random_uuid()::text, 'bench', 'bench', 'x', 'profile',"
@@ -269,12 +281,12 @@ class Families:
     @classmethod
     async def load(cls, conn: Any, part: int, parts: int) -> Families:
         rows = await conn.fetch(
-            "SELECT family_id, token_hash FROM refresh_tokens WHERE spent_at IS NULL"
-            " ORDER BY family_id"
+            "SELECT id::text, token_hash FROM refresh_families WHERE token_hash IS NOT NULL"
+            " ORDER BY id"
         )
         return cls([(r[0], bytes(r[1])) for r in rows][part::parts])
 
-    def take(self, n: int) -> list[tuple[Any, bytes]]:
+    def take(self, n: int) -> list[tuple[str, bytes]]:
         if self.next + n > len(self.rows):
             raise SystemExit(f"out of fresh families: raise --families above {len(self.rows):,}")
         taken = self.rows[self.next : self.next + n]
@@ -290,8 +302,32 @@ def burn(seconds: float) -> None:
             pass
 
 
-def spend_of(token: bytes, now: int) -> Spend:
-    return Spend(token, "app", secrets.token_bytes(32), now + TTL, None)
+def spend_of(family_id: str, token: bytes, now: int) -> Spend:
+    return Spend(family_id, token, "app", secrets.token_bytes(32), now + TTL, None)
+
+
+async def spent_tokens(conn: Any, families: list[str]) -> list[bytes]:
+    """The families' spent tokens (0030): in spent_refresh_tokens, and the one spent last, in
+    the family's row (the live token's parent)."""
+    rows = await conn.fetch(
+        "SELECT token_hash FROM spent_refresh_tokens WHERE family_id = ANY($1::uuid[])"
+        " UNION ALL SELECT parent_hash FROM refresh_families WHERE id = ANY($1::uuid[])"
+        " AND parent_hash IS NOT NULL",
+        families,
+    )
+    return sorted(bytes(r[0]) for r in rows)
+
+
+async def live_tokens(conn: Any, families: list[str], lives: list[bytes]) -> int:
+    """How many of `families` hold as live token the one `lives` names for them."""
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM refresh_families AS f JOIN unnest($1::uuid[], $2::bytea[])"
+            " AS h(id, live) ON f.id = h.id WHERE f.token_hash = h.live",
+            families,
+            lives,
+        )
+    )
 
 
 async def measure(dsn: str, pool: Families, size: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -306,12 +342,8 @@ async def measure(dsn: str, pool: Families, size: int, args: argparse.Namespace)
         families = [f for chain in chains for f, _ in chain]
         heads = [[t for _, t in chain] for chain in chains]
         per = args.rotations // args.callers
-        spent_before = await watcher.fetchval(
-            "SELECT count(*) FROM refresh_tokens WHERE family_id = ANY($1::uuid[])"
-            " AND spent_at IS NOT NULL",
-            families,
-        )
-        spent_in_run: list[bytes] = []
+        spent_before = len(await spent_tokens(watcher, families))
+        spent_in_run: list[tuple[str, bytes]] = []
 
         before_us, after_us = (float(x) / 1e6 for x in args.work_us.split(","))
 
@@ -319,12 +351,13 @@ async def measure(dsn: str, pool: Families, size: int, args: argparse.Namespace)
             for n in range(first, last):
                 k = n % args.chains
                 burn(before_us)  # the request's Python before its statement
-                spend = spend_of(heads[i][k], now)
+                family = chains[i][k][0]
+                spend = spend_of(family, heads[i][k], now)
                 row = await dispatcher.submit(spend)
                 burn(after_us)  # ... and after it
                 assert row is not None, f"caller {i} rotation {n} matched nothing"
-                assert row["id"] == chains[i][k][0], "a row answered the wrong caller"
-                spent_in_run.append(heads[i][k])
+                assert str(row["id"]) == family, "a row answered the wrong caller"
+                spent_in_run.append((family, heads[i][k]))
                 heads[i][k] = spend.new_hash
 
         await asyncio.gather(*(caller(i, 0, args.warm) for i in range(args.callers)))
@@ -372,35 +405,36 @@ async def measure(dsn: str, pool: Families, size: int, args: argparse.Namespace)
             "failed": c.failed_batches,
             "load": f"{load0} -> {load()}",
         }
-        # Correctness: each family one unspent token, no token with two successors, and every
-        # token spent in this run, sent again in batches, matches nothing and inserts nothing.
-        counts = await watcher.fetchrow(
-            "SELECT count(*) FILTER (WHERE spent_at IS NULL) AS live,"
-            " count(*) FILTER (WHERE spent_at IS NOT NULL) AS spent,"
-            " count(*) - count(DISTINCT parent_hash) - count(*) FILTER (WHERE parent_hash IS NULL)"
-            " AS twins FROM refresh_tokens WHERE family_id = ANY($1::uuid[])",
-            families,
-        )
+        # Correctness: each family's live token the last successor its caller was handed (so one
+        # live token each, no double successor); each rotation one token spent, none twice,
+        # each token this run spent among them; and every token spent in this run, sent again
+        # in batches, matches nothing and changes nothing.
         rotations = (args.warm + per) * args.callers
-        assert counts["live"] == len(families), counts
-        assert counts["spent"] == spent_before + rotations, (counts, spent_before, rotations)
-        assert counts["twins"] == 0, counts
+        lives = [t for chain in heads for t in chain]
+
+        async def state() -> tuple[int, list[bytes]]:
+            return await live_tokens(watcher, families, lives), await spent_tokens(
+                watcher, families
+            )
+
+        live, spent = await state()
+        assert live == len(families), (live, len(families))
+        assert len(spent) == spent_before + rotations, (len(spent), spent_before, rotations)
+        assert len(set(spent)) == len(spent), "a token spent twice"
+        assert {t for _, t in spent_in_run} <= set(spent), "a token of this run not spent"
         replayed: list[bytes] = []
         matched = 0
         width = max(size, 1)
         sql = batched_sql()
         for start in range(0, min(len(spent_in_run), 64 * width), width):
-            chunk = [spend_of(t, now) for t in spent_in_run[start : start + width]]
+            chunk = [spend_of(f, t, now) for f, t in spent_in_run[start : start + width]]
             replayed.extend(s.token_hash for s in chunk)
             matched += sum(a is not None for a in await spend_batch(conns[0], sql, chunk, now))
-        # Each replayed token still has the one successor its first spend inserted.
-        children = await watcher.fetchval(
-            "SELECT count(*) FROM refresh_tokens WHERE parent_hash = ANY($1::bytea[])", replayed
-        )
-        assert matched == 0 and children == len(replayed), (matched, children, len(replayed))
+        assert matched == 0 and await state() == (live, spent), (matched, len(replayed))
         result["check"] = (
-            f"ok: {len(families)} families each 1 live token, {rotations:,} spent,"
-            f" 0 twins; {len(replayed)} spent tokens replayed in batches of {width}: 0 matched"
+            f"ok: {len(families)} families each 1 live token (the last handed out),"
+            f" {rotations:,} spent, none twice; {len(replayed)} spent tokens replayed in"
+            f" batches of {width}: 0 matched, nothing changed"
         )
         return result
     finally:
@@ -418,29 +452,37 @@ async def checks(dsn: str, pool: Families) -> None:
     try:
         now = int(time.time())
         # The same token twice in one batch: one row spends it, one successor; the other row
-        # matches nothing (as the loser of a race between two requests does today).
+        # matches nothing (as the loser of a race between two requests does today: an UPDATE
+        # ... FROM updates a row once however many of its join rows match).
         (f1, t1), (f2, t2) = pool.take(2)
-        answers = await spend_batch(a, sql, [spend_of(t1, now), spend_of(t1, now),
-                                             spend_of(t2, now)], now)  # fmt: skip
-        children = await a.fetchval(
-            "SELECT count(*) FROM refresh_tokens WHERE parent_hash = ANY($1::bytea[])", [t1, t2]
+        twice = [spend_of(f1, t1, now), spend_of(f1, t1, now), spend_of(f2, t2, now)]
+        answers = await spend_batch(a, sql, twice, now)
+        successors = [s.new_hash for s in twice]
+        rotated = await a.fetchval(
+            "SELECT count(*) FROM refresh_families WHERE parent_hash = ANY($1::bytea[])"
+            " AND token_hash = ANY($2::bytea[])",
+            [t1, t2],
+            successors,
         )
         print(
             f"check: token twice in one batch: {sum(x is not None for x in answers)} of 3 rows"
-            f" answered, {children} successors (expected 2 and 2)"
+            f" answered, {rotated} families rotated once, to a successor of the batch"
+            " (expected 2 and 2)"
         )
         # The same 16 tokens in two concurrent batches, 30 times: sorted (as spend_batch does)
         # and in opposite orders (a statement whose rows were not sorted).
         for label, reverse in (("sorted", False), ("opposite orders", True)):
             deadlocks = won = 0
             for _ in range(30):
-                tokens = [t for _, t in pool.take(16)]
-                first = [spend_of(t, now) for t in sorted(tokens)]
-                second = [spend_of(t, now) for t in sorted(tokens, reverse=reverse)]
+                taken = pool.take(16)
+                tokens = [t for _, t in taken]
+                first = [spend_of(f, t, now) for f, t in sorted(taken)]
+                second = [spend_of(f, t, now) for f, t in sorted(taken, reverse=reverse)]
 
                 async def unsorted(conn: Any, items: list[Spend]) -> list[Any]:
                     rows = await conn.fetch(
-                        sql, [s.token_hash for s in items], [s.client_id for s in items],
+                        sql, [s.family_id for s in items],
+                        [s.token_hash for s in items], [s.client_id for s in items],
                         [s.new_hash for s in items], [s.new_expires_at for s in items],
                         [s.jkt for s in items], now,
                     )  # fmt: skip
@@ -456,11 +498,16 @@ async def checks(dsn: str, pool: Families) -> None:
                         raise r
                     else:
                         won += len(r)
+                # Each token spent exactly once, whoever won: its family's parent now, and one
+                # successor of the two batches' live in each family.
+                news = [s.new_hash for s in first + second]
                 live = await a.fetchval(
-                    "SELECT count(*) FROM refresh_tokens WHERE parent_hash = ANY($1::bytea[])",
+                    "SELECT count(*) FROM refresh_families WHERE parent_hash = ANY($1::bytea[])"
+                    " AND token_hash = ANY($2::bytea[])",
                     tokens,
+                    news,
                 )
-                assert live == 16, live  # each token spent exactly once, whoever won
+                assert live == 16, live
             print(
                 f"check: 16 shared tokens in 2 concurrent batches x30, {label}: {deadlocks}"
                 f" deadlocks, {won} rows answered (each token spent once: checked)"
@@ -469,7 +516,7 @@ async def checks(dsn: str, pool: Families) -> None:
         # own (hashes, a client id that authenticated, its clock), so a row's input cannot; a
         # text with a NUL byte (what a client id could hold were it not checked first) shows
         # what one bad row does: the whole statement fails, every row rolled back.
-        items = [spend_of(t, now) for _, t in pool.take(4)]
+        items = [spend_of(f, t, now) for f, t in pool.take(4)]
         items[2].client_id = "app\x00"
         dispatcher = Dispatcher([a], 4, now)
         answers = await asyncio.gather(
@@ -483,16 +530,21 @@ async def checks(dsn: str, pool: Families) -> None:
             f" {dispatcher.counters.failed_batches} batch failed and was retried row by row;"
             f" answers {said}"
         )
-        # A row of another client, or an unknown token: no error, no row, others unaffected.
-        items = [spend_of(t, now) for _, t in pool.take(3)] + [spend_of(b"\0" * 32, now)]
+        # A row of another client, a token its family does not hold, a family no one has: no
+        # error, no row, others unaffected.
+        (f5, _t5), (f6, _t6) = pool.take(2)
+        items = [spend_of(f, t, now) for f, t in pool.take(3)]
+        items += [spend_of(f5, b"\0" * 32, now), spend_of(str(uuid.uuid4()), _t6, now)]
         items[0].client_id = "other"
         answers = await spend_batch(a, sql, items, now)
         print(
-            "check: a wrong client's row and an unknown token in a batch of 4: answered"
-            f" {[x is not None for x in answers]} (expected [False, True, True, False])"
+            "check: a wrong client's row, a token its family does not hold and an unknown"
+            f" family in a batch of 5: answered {[x is not None for x in answers]}"
+            " (expected [False, True, True, False, False])"
         )
         plan = await a.fetch(
             "EXPLAIN (COSTS OFF) " + sql,
+            [str(uuid.uuid4()) for _ in range(32)],
             [secrets.token_bytes(32) for _ in range(32)], ["app"] * 32,
             [secrets.token_bytes(32) for _ in range(32)], [now] * 32, [None] * 32, now,
         )  # fmt: skip
